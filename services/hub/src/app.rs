@@ -1,0 +1,70 @@
+//! Wiring: shared state, the actix application and its server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, middleware::from_fn, web};
+use kaiyuan_storage::BlobStore;
+use sqlx::PgPool;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::{middleware, routes};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub db: PgPool,
+    pub store: BlobStore,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The HTTP server, bound but not yet running (so callers can ask for port 0 and learn the port).
+pub struct Application {
+    server: Server,
+    port: u16,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    pub fn build(settings: Settings, db: PgPool, store: BlobStore) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&settings.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            db,
+            store,
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::default()),
+        });
+        let shared = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(shared.clone())
+                .configure(|cfg| routes::configure(cfg, &shared.settings))
+                .wrap(from_fn(middleware::observe))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .run();
+        Ok(Self { server, port, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// A handle that stops the server gracefully.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

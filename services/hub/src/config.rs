@@ -1,0 +1,253 @@
+//! Settings: coded defaults, then an optional TOML file, then environment variables, then
+//! command-line flags (each layer overrides the one before).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Everything the hub can be told. Each field names the environment variable that overrides it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `KAIYUAN_LISTEN`: address the HTTP server binds.
+    pub listen: String,
+    /// `KAIYUAN_DATA_DIR`: the embedded PostgreSQL cluster and local object store live here.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`: an external PostgreSQL; unset means the embedded cluster under `data_dir`.
+    pub database_url: Option<String>,
+    /// `KAIYUAN_STORE_URL`: `file:///abs/path` or `s3://bucket/prefix` (S3 reads `AWS_*`);
+    /// unset means `file://<data_dir>/objects`.
+    pub store_url: Option<String>,
+    pub limits: Limits,
+    pub downloads: Downloads,
+    pub workers: Workers,
+    pub gc: Gc,
+    pub embedded_postgres: EmbeddedPostgres,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// `KAIYUAN_MAX_FILE_SIZE`: largest single file, in bytes.
+    pub max_file_size: u64,
+    /// `KAIYUAN_MAX_JSON_BODY`: largest JSON request body (inline file contents included).
+    pub max_json_body: usize,
+    /// `KAIYUAN_MAX_FILES_PER_COMMIT`: operations and files in one commit.
+    pub max_files_per_commit: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Downloads {
+    /// `KAIYUAN_PRESIGNED_REDIRECTS`: redirect downloads to short-lived store URLs when the
+    /// store can presign (S3).
+    pub presigned_redirects: bool,
+    /// Lifetime of a presigned URL, in seconds.
+    pub presign_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Workers {
+    /// `KAIYUAN_WORKERS`: job workers that `serve` runs in-process (0 disables them).
+    pub in_process: usize,
+    /// A claimed job's lease; the heartbeat renews it at a third of this.
+    pub lease_secs: u64,
+    /// Longest sleep between queue polls when no notification arrives.
+    pub poll_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Gc {
+    /// How often `serve` runs the garbage collector (0 disables it).
+    pub interval_secs: u64,
+    /// Staging objects older than this are leftovers of a crash.
+    pub staging_grace_secs: u64,
+    /// Unreferenced blobs are removed only after this long, which must exceed the longest upload.
+    pub blob_grace_secs: u64,
+    /// A deleted repository's name stays reserved (and its data kept) for this many days.
+    pub deleted_repo_grace_days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedPostgres {
+    /// Loopback port of the embedded cluster.
+    pub port: u16,
+    /// Directory holding `initdb` and `pg_ctl`; found automatically when unset.
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from(".kaiyuan"),
+            database_url: None,
+            store_url: None,
+            limits: Limits::default(),
+            downloads: Downloads::default(),
+            workers: Workers::default(),
+            gc: Gc::default(),
+            embedded_postgres: EmbeddedPostgres::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_size: 512 * 1024 * 1024 * 1024,
+            max_json_body: 32 * 1024 * 1024,
+            max_files_per_commit: 25_000,
+        }
+    }
+}
+
+impl Default for Downloads {
+    fn default() -> Self {
+        Self {
+            presigned_redirects: false,
+            presign_ttl_secs: 300,
+        }
+    }
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Self {
+            in_process: 2,
+            lease_secs: 60,
+            poll_secs: 5,
+        }
+    }
+}
+
+impl Default for Gc {
+    fn default() -> Self {
+        Self {
+            interval_secs: 3600,
+            staging_grace_secs: 24 * 3600,
+            blob_grace_secs: 7 * 24 * 3600,
+            deleted_repo_grace_days: 30,
+        }
+    }
+}
+
+impl Default for EmbeddedPostgres {
+    fn default() -> Self {
+        Self {
+            port: 54329,
+            bin_dir: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, overridden by the TOML file at `path` (if any), then by the environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut settings = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        settings.apply_env(|name| std::env::var(name).ok())?;
+        Ok(settings)
+    }
+
+    /// Applies environment overrides; `get` abstracts the environment so tests need not touch it.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        fn parsed<T: std::str::FromStr>(name: &str, value: String) -> anyhow::Result<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value
+                .parse()
+                .map_err(|e| anyhow::anyhow!("environment variable {name}=`{value}`: {e}"))
+        }
+        let get = |name: &str| get(name).filter(|v| !v.is_empty());
+        if let Some(v) = get("KAIYUAN_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = get("KAIYUAN_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("DATABASE_URL") {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = get("KAIYUAN_STORE_URL") {
+            self.store_url = Some(v);
+        }
+        if let Some(v) = get("KAIYUAN_MAX_FILE_SIZE") {
+            self.limits.max_file_size = parsed("KAIYUAN_MAX_FILE_SIZE", v)?;
+        }
+        if let Some(v) = get("KAIYUAN_MAX_JSON_BODY") {
+            self.limits.max_json_body = parsed("KAIYUAN_MAX_JSON_BODY", v)?;
+        }
+        if let Some(v) = get("KAIYUAN_MAX_FILES_PER_COMMIT") {
+            self.limits.max_files_per_commit = parsed("KAIYUAN_MAX_FILES_PER_COMMIT", v)?;
+        }
+        if let Some(v) = get("KAIYUAN_PRESIGNED_REDIRECTS") {
+            self.downloads.presigned_redirects = parsed("KAIYUAN_PRESIGNED_REDIRECTS", v)?;
+        }
+        if let Some(v) = get("KAIYUAN_WORKERS") {
+            self.workers.in_process = parsed("KAIYUAN_WORKERS", v)?;
+        }
+        Ok(())
+    }
+
+    /// The object-store URL, defaulting to `objects/` in the data directory.
+    pub fn effective_store_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.store_url {
+            return Ok(url.clone());
+        }
+        let dir = self.data_dir.join("objects");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating object store directory {}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        Ok(url::Url::from_directory_path(&dir)
+            .map_err(|()| anyhow::anyhow!("data directory {} is not absolute", dir.display()))?
+            .to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_file_and_defaults() {
+        let mut settings: Settings =
+            toml::from_str("listen = \"0.0.0.0:9000\"\n[limits]\nmax_file_size = 10\n").unwrap();
+        assert_eq!(settings.listen, "0.0.0.0:9000");
+        settings
+            .apply_env(|name| match name {
+                "KAIYUAN_MAX_FILE_SIZE" => Some("20".into()),
+                "DATABASE_URL" => Some("postgres://db/kaiyuan".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(settings.limits.max_file_size, 20);
+        assert_eq!(settings.listen, "0.0.0.0:9000");
+        assert_eq!(settings.database_url.as_deref(), Some("postgres://db/kaiyuan"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = Settings::default()
+            .apply_env(|name| (name == "KAIYUAN_WORKERS").then(|| "many".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("KAIYUAN_WORKERS"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        assert!(toml::from_str::<Settings>("lisen = \"x\"").is_err());
+    }
+}

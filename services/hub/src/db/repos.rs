@@ -1,0 +1,241 @@
+//! Repositories: creation, lookup, search, settings and soft deletion.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Repo {
+    pub id: i64,
+    pub namespace_id: i64,
+    pub namespace: String,
+    pub namespace_kind: String,
+    pub name: String,
+    pub visibility: String,
+    pub description: String,
+    pub card: String,
+    pub license: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Repo {
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub fn is_public(&self) -> bool {
+        self.visibility == "public"
+    }
+}
+
+const SELECT_REPO: &str = "SELECT r.id, r.namespace_id, n.name AS namespace, n.kind AS namespace_kind,
+        r.name, r.visibility, r.description, r.card, r.license, r.created_at, r.updated_at
+     FROM repositories r JOIN namespaces n ON n.id = r.namespace_id";
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    namespace_id: i64,
+    name: &str,
+    visibility: &str,
+    description: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO repositories (namespace_id, name, visibility, description)
+         VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(namespace_id)
+    .bind(name)
+    .bind(visibility)
+    .bind(description)
+    .fetch_one(conn)
+    .await
+}
+
+/// The live repository `namespace/name` (names compare case-insensitively).
+pub async fn find_live(conn: &mut PgConnection, namespace: &str, name: &str) -> sqlx::Result<Option<Repo>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_REPO} WHERE lower(n.name) = lower($1) AND lower(r.name) = lower($2)
+         AND r.deleted_at IS NULL"
+    )))
+    .bind(namespace)
+    .bind(name)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn find_by_id(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Repo>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_REPO} WHERE r.id = $1")))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Until when a recently deleted repository keeps its name reserved, if one does.
+pub async fn name_reserved_until(
+    conn: &mut PgConnection,
+    namespace_id: i64,
+    name: &str,
+    grace_days: u32,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "SELECT max(deleted_at) + make_interval(days => $3) FROM repositories
+         WHERE namespace_id = $1 AND lower(name) = lower($2) AND deleted_at IS NOT NULL
+         HAVING max(deleted_at) + make_interval(days => $3) > now()",
+    )
+    .bind(namespace_id)
+    .bind(name)
+    .bind(grace_days as i32)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn update_settings(
+    conn: &mut PgConnection,
+    id: i64,
+    visibility: Option<&str>,
+    description: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE repositories SET visibility = coalesce($2, visibility),
+                description = coalesce($3, description), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(visibility)
+    .bind(description)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records the model card (README.md) and its declared license after a commit to the default
+/// branch.
+pub async fn update_card(
+    conn: &mut PgConnection,
+    id: i64,
+    card: &str,
+    license: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE repositories SET card = $2, license = $3 WHERE id = $1")
+        .bind(id)
+        .bind(card)
+        .bind(license)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn touch(conn: &mut PgConnection, id: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE repositories SET updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn soft_delete(conn: &mut PgConnection, id: i64, by: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE repositories SET deleted_at = now(), deleted_by = $2 WHERE id = $1")
+        .bind(id)
+        .bind(by)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Permanently removes repositories deleted more than `grace_days` ago (their commits go with
+/// them; blobs become unreferenced and are collected later). Returns how many were purged.
+pub async fn purge_deleted(conn: &mut PgConnection, grace_days: u32) -> sqlx::Result<u64> {
+    sqlx::query("DELETE FROM refs WHERE repository_id IN (SELECT id FROM repositories
+                 WHERE deleted_at < now() - make_interval(days => $1))")
+        .bind(grace_days as i32)
+        .execute(&mut *conn)
+        .await?;
+    // Keep the row (name reservation history and audit); drop the content.
+    let done = sqlx::query(
+        "DELETE FROM commits WHERE repository_id IN (SELECT id FROM repositories
+         WHERE deleted_at < now() - make_interval(days => $1))",
+    )
+    .bind(grace_days as i32)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM repository_uploads WHERE repository_id IN (SELECT id FROM repositories
+                 WHERE deleted_at < now() - make_interval(days => $1))")
+        .bind(grace_days as i32)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// How search results are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// Most recently updated first.
+    Updated,
+    /// Most recently created first.
+    Created,
+    /// `namespace/name` alphabetically.
+    Name,
+}
+
+/// Where the previous page ended: the sort key's value and the repository id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cursor {
+    Time(DateTime<Utc>, i64),
+    Name(String, i64),
+}
+
+pub struct SearchQuery<'a> {
+    pub text: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub license: Option<&'a str>,
+    pub sort: SortKey,
+    pub after: Option<Cursor>,
+    pub limit: i64,
+    /// The viewer: private repositories are visible to their namespace's members only.
+    pub viewer_id: Option<i64>,
+    pub viewer_is_admin: bool,
+}
+
+pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<Vec<Repo>> {
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(SELECT_REPO);
+    sql.push(" WHERE r.deleted_at IS NULL");
+    if !q.viewer_is_admin {
+        sql.push(" AND (r.visibility = 'public'");
+        if let Some(viewer) = q.viewer_id {
+            sql.push(" OR r.namespace_id = ").push_bind(viewer);
+            sql.push(" OR EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = r.namespace_id AND m.user_id = ")
+                .push_bind(viewer)
+                .push(")");
+        }
+        sql.push(")");
+    }
+    if let Some(text) = q.text.filter(|t| !t.trim().is_empty()) {
+        let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        sql.push(" AND ((n.name || '/' || r.name) ILIKE ").push_bind(pattern);
+        sql.push(" OR to_tsvector('simple', r.name || ' ' || r.description || ' ' || r.card) @@ plainto_tsquery('simple', ")
+            .push_bind(text.to_string())
+            .push("))");
+    }
+    if let Some(namespace) = q.namespace {
+        sql.push(" AND lower(n.name) = lower(").push_bind(namespace.to_string()).push(")");
+    }
+    if let Some(license) = q.license {
+        sql.push(" AND lower(r.license) = lower(").push_bind(license.to_string()).push(")");
+    }
+    let (key, order) = match q.sort {
+        SortKey::Updated => ("r.updated_at", "DESC"),
+        SortKey::Created => ("r.created_at", "DESC"),
+        SortKey::Name => ("lower(n.name || '/' || r.name)", "ASC"),
+    };
+    match &q.after {
+        Some(Cursor::Time(t, id)) if q.sort != SortKey::Name => {
+            sql.push(format!(" AND ({key}, r.id) < (")).push_bind(*t).push(", ").push_bind(*id).push(")");
+        }
+        Some(Cursor::Name(name, id)) if q.sort == SortKey::Name => {
+            sql.push(format!(" AND ({key}, r.id) > (")).push_bind(name.clone()).push(", ").push_bind(*id).push(")");
+        }
+        _ => {}
+    }
+    sql.push(format!(" ORDER BY {key} {order}, r.id {order} LIMIT ")).push_bind(q.limit);
+    sql.build_query_as().fetch_all(conn).await
+}

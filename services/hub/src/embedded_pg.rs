@@ -1,0 +1,201 @@
+//! The embedded default database: a PostgreSQL cluster under `<data-dir>/postgres`, owned by the
+//! hub, listening on loopback only, with a random password kept in `<data-dir>/postgres.password`.
+//!
+//! PostgreSQL refuses to run as root, so when the hub runs as root the cluster belongs to the
+//! `postgres` system user (created by Debian's package) and its tools run through `runuser`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use rand::Rng;
+
+use crate::config::Settings;
+
+/// A running embedded cluster; [`EmbeddedPostgres::stop`] stops it if this process started it.
+pub struct EmbeddedPostgres {
+    cluster: PathBuf,
+    bin_dir: PathBuf,
+    run_as: Option<String>,
+    started_here: bool,
+    pub url: String,
+    /// The same server's maintenance database, used to create `kaiyuan`.
+    admin_url: String,
+}
+
+/// Finds `initdb` and `pg_ctl`: the configured directory, else the newest Debian install, else PATH.
+fn find_bin_dir(configured: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = configured {
+        return Ok(dir.to_path_buf());
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        if Path::new(dir).join("initdb").exists() && Path::new(dir).join("pg_ctl").exists() {
+            return Ok(PathBuf::from(dir));
+        }
+    }
+    bail!(
+        "PostgreSQL server binaries (initdb, pg_ctl) were not found: install Debian's `postgresql` \
+         package (scripts/install-deps.sh does), set embedded_postgres.bin_dir, or set DATABASE_URL"
+    )
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl EmbeddedPostgres {
+    fn tool(&self, name: &str) -> Command {
+        let program = self.bin_dir.join(name);
+        match &self.run_as {
+            Some(user) => {
+                let mut cmd = Command::new("runuser");
+                cmd.args(["-u", user, "--"]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
+    }
+
+    fn run(&self, mut cmd: Command, what: &str) -> anyhow::Result<()> {
+        let output = cmd.output().with_context(|| format!("running {what}"))?;
+        if !output.status.success() {
+            bail!(
+                "{what} failed: {}{}",
+                String::from_utf8_lossy(&output.stderr),
+                String::from_utf8_lossy(&output.stdout)
+            );
+        }
+        Ok(())
+    }
+
+    /// Initialises the cluster on first use, starts it unless it already runs, and makes sure the
+    /// `kaiyuan` database exists.
+    pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
+        let data_dir = &settings.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let data_dir = data_dir.canonicalize()?;
+        let port = settings.embedded_postgres.port;
+        let mut pg = EmbeddedPostgres {
+            cluster: data_dir.join("postgres"),
+            bin_dir: find_bin_dir(settings.embedded_postgres.bin_dir.as_deref())?,
+            run_as: running_as_root().then(|| "postgres".to_string()),
+            started_here: false,
+            url: String::new(),
+            admin_url: String::new(),
+        };
+        let password_file = data_dir.join("postgres.password");
+        if !pg.cluster.join("PG_VERSION").exists() {
+            pg.init(&password_file)?;
+        }
+        let password = std::fs::read_to_string(&password_file)
+            .with_context(|| format!("reading {}", password_file.display()))?;
+        let server = format!("postgres://kaiyuan:{}@127.0.0.1:{port}", password.trim());
+        pg.url = format!("{server}/kaiyuan");
+        pg.admin_url = format!("{server}/postgres");
+
+        let mut status = pg.tool("pg_ctl");
+        status.arg("status").arg("-D").arg(&pg.cluster);
+        let running = status.output().map(|o| o.status.success()).unwrap_or(false);
+        if !running {
+            let mut start = pg.tool("pg_ctl");
+            start
+                .arg("start")
+                .arg("-w")
+                .arg("-D")
+                .arg(&pg.cluster)
+                .arg("-l")
+                .arg(data_dir.join("postgres.log"))
+                .arg("-o")
+                .arg(format!(
+                    "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
+                ));
+            pg.run(start, "pg_ctl start").with_context(|| {
+                format!("see {} for PostgreSQL's own log", data_dir.join("postgres.log").display())
+            })?;
+            pg.started_here = true;
+        }
+        pg.ensure_database().await?;
+        tracing::info!(cluster = %pg.cluster.display(), port, "embedded PostgreSQL ready");
+        Ok(pg)
+    }
+
+    fn init(&self, password_file: &Path) -> anyhow::Result<()> {
+        let password = hex::encode(rand::rng().random::<[u8; 16]>());
+        std::fs::create_dir_all(&self.cluster)?;
+        write_private(password_file, &password)?;
+        // initdb reads the password from a file the cluster's owner can read.
+        let pwfile = self.cluster.with_file_name("postgres.initpw");
+        write_private(&pwfile, &password)?;
+        if let Some(user) = &self.run_as {
+            let mut chown = Command::new("chown");
+            chown.arg("-R").arg(format!("{user}:")).arg(&self.cluster).arg(&pwfile);
+            self.run(chown, "chown of the cluster directory")?;
+        }
+        let mut initdb = self.tool("initdb");
+        initdb
+            .arg("-D")
+            .arg(&self.cluster)
+            .args(["-U", "kaiyuan", "-E", "UTF8", "--locale=C", "--auth=scram-sha-256"])
+            .arg(format!("--pwfile={}", pwfile.display()));
+        let result = self.run(initdb, "initdb").with_context(|| {
+            format!(
+                "the cluster owner must be able to reach {} (every parent directory needs o+x)",
+                self.cluster.display()
+            )
+        });
+        let _ = std::fs::remove_file(&pwfile);
+        result
+    }
+
+    async fn ensure_database(&self) -> anyhow::Result<()> {
+        let pool = crate::db::connect(&self.admin_url, 1).await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'kaiyuan')")
+                .fetch_one(&pool)
+                .await?;
+        if !exists {
+            sqlx::query("CREATE DATABASE kaiyuan").execute(&pool).await?;
+        }
+        pool.close().await;
+        Ok(())
+    }
+
+    /// Stops the cluster if this process started it.
+    pub fn stop(&self) {
+        if !self.started_here {
+            return;
+        }
+        let mut stop = self.tool("pg_ctl");
+        stop.arg("stop").arg("-m").arg("fast").arg("-D").arg(&self.cluster);
+        match self.run(stop, "pg_ctl stop") {
+            Ok(()) => tracing::info!("embedded PostgreSQL stopped"),
+            Err(e) => tracing::warn!(error = %e, "could not stop embedded PostgreSQL"),
+        }
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The one error type handlers return, and its JSON shape:
+//! `{"error": {"code": "kebab-case-code", "message": "what is wrong and how to fix it"}}`.
+//!
+//! Client mistakes carry a stable code and a helpful message; anything unexpected is logged with
+//! its cause chain and reaches the client only as an opaque `internal-error`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// The cause of a server-side failure, logged and never sent.
+    source: Option<anyhow::Error>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
+    }
+
+    /// An unexpected failure: logged with its cause, opaque to the client.
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal-error",
+            message: "the hub failed to handle this request; it has been logged".into(),
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn unavailable(source: impl Into<anyhow::Error>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "service-unavailable",
+            message: "a backing service (database or object store) is unavailable; retry shortly"
+                .into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The JSON body of an error with this code and message.
+    pub fn body(code: &str, message: &str) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.status, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Some(source) = &self.source {
+            tracing::error!(error.code = self.code, error.cause = format!("{source:#}"), "request failed");
+        }
+        HttpResponse::build(self.status)
+            .insert_header(("X-Error-Code", self.code))
+            .json(Self::body(self.code, &self.message))
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Self::unavailable(e)
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<kaiyuan_storage::StorageError> for ApiError {
+    fn from(e: kaiyuan_storage::StorageError) -> Self {
+        match e {
+            kaiyuan_storage::StorageError::NotFound(digest) => Self::internal(anyhow::anyhow!(
+                "blob {digest} is recorded but missing from the object store"
+            )),
+            other => Self::unavailable(other),
+        }
+    }
+}
+
+impl From<kaiyuan_storage::UploadError> for ApiError {
+    fn from(e: kaiyuan_storage::UploadError) -> Self {
+        use kaiyuan_storage::UploadError as U;
+        match e {
+            U::TooLarge { .. } => Self::too_large("file-too-large", e.to_string()),
+            U::SizeMismatch { .. } => Self::bad_request("size-mismatch", e.to_string()),
+            U::DigestMismatch { .. } => Self::bad_request("digest-mismatch", e.to_string()),
+            U::Storage(e) => e.into(),
+        }
+    }
+}

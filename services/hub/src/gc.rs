@@ -1,0 +1,69 @@
+//! Garbage collection: staging leftovers, repositories past their deletion grace period, upload
+//! grants never used by a commit, and blobs that no commit references any more.
+//!
+//! A blob is removed only when unreferenced and unseen (no upload touched it) for the grace
+//! period; the database row goes first, so a blob row always means the bytes are (still) stored.
+
+use std::time::Duration;
+
+use kaiyuan_storage::{BlobStore, Sha256Digest};
+use sqlx::PgPool;
+
+use crate::config::Gc;
+use crate::db;
+
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GcReport {
+    pub staging_removed: usize,
+    pub repositories_purged: u64,
+    pub blobs_removed: usize,
+}
+
+pub async fn collect(db: &PgPool, store: &BlobStore, settings: &Gc) -> anyhow::Result<GcReport> {
+    let mut report = GcReport {
+        staging_removed: store
+            .collect_staging(Duration::from_secs(settings.staging_grace_secs))
+            .await?,
+        ..Default::default()
+    };
+    let mut conn = db.acquire().await?;
+    report.repositories_purged =
+        db::repos::purge_deleted(&mut conn, settings.deleted_repo_grace_days).await?;
+    sqlx::query(
+        "DELETE FROM repository_uploads WHERE uploaded_at < now() - make_interval(secs => $1)",
+    )
+    .bind(settings.blob_grace_secs as f64)
+    .execute(&mut *conn)
+    .await?;
+    loop {
+        let doomed: Vec<Vec<u8>> = sqlx::query_scalar(
+            "DELETE FROM blobs WHERE sha256 IN (
+                 SELECT b.sha256 FROM blobs b
+                 WHERE b.last_seen_at < now() - make_interval(secs => $1)
+                   AND NOT EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = b.sha256)
+                   AND NOT EXISTS (SELECT 1 FROM repository_uploads u WHERE u.sha256 = b.sha256)
+                 LIMIT 500
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING sha256",
+        )
+        .bind(settings.blob_grace_secs as f64)
+        .fetch_all(&mut *conn)
+        .await?;
+        if doomed.is_empty() {
+            break;
+        }
+        for sha in doomed {
+            if let Ok(bytes) = <[u8; 32]>::try_from(sha.as_slice()) {
+                store.delete_blob(&Sha256Digest::from_bytes(bytes)).await?;
+                report.blobs_removed += 1;
+            }
+        }
+    }
+    tracing::info!(
+        staging_removed = report.staging_removed,
+        repositories_purged = report.repositories_purged,
+        blobs_removed = report.blobs_removed,
+        "garbage collection finished"
+    );
+    Ok(report)
+}

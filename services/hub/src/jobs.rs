@@ -1,0 +1,208 @@
+//! Background workers over the PostgreSQL queue in [`crate::db::jobs`].
+//!
+//! A worker claims one job at a time, runs its handler in a spawned task (a panic boundary) while
+//! a heartbeat renews the lease, then records success, a retry with exponential backoff, or a
+//! permanent failure kept for inspection. Idle workers sleep until `NOTIFY` or the poll interval.
+//! Handlers must be idempotent: a job whose worker died is run again.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use kaiyuan_storage::{BlobStore, Sha256Digest};
+use rand::Rng;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
+
+use crate::config::Workers;
+use crate::db::{self, jobs::Job};
+
+/// Job kinds. Each kind's payload is a JSON object documented at its handler.
+pub const COMMIT_CREATED: &str = "commit-created";
+
+/// How a job failed.
+#[derive(Debug)]
+pub enum JobError {
+    /// Worth another attempt (a store or database hiccup).
+    Retry(anyhow::Error),
+    /// Will never succeed (bad payload, unknown kind): fail now and keep it for inspection.
+    Permanent(anyhow::Error),
+}
+
+impl From<anyhow::Error> for JobError {
+    fn from(e: anyhow::Error) -> Self {
+        JobError::Retry(e)
+    }
+}
+
+/// What handlers get to work with.
+#[derive(Clone)]
+pub struct JobContext {
+    pub db: PgPool,
+    pub store: BlobStore,
+}
+
+async fn dispatch(ctx: JobContext, job: Job) -> Result<(), JobError> {
+    match job.kind.as_str() {
+        COMMIT_CREATED => commit_created(ctx, job.payload).await,
+        other => Err(JobError::Permanent(anyhow::anyhow!("unknown job kind `{other}`"))),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CommitCreated {
+    repository_id: i64,
+    commit_id: String,
+}
+
+/// `commit-created` `{repository_id, commit_id}`: checks that every blob of the new commit is in
+/// the store with its recorded size. Later capabilities (scans, licence evaluation, signature and
+/// inference checks) fan out from here.
+async fn commit_created(ctx: JobContext, payload: serde_json::Value) -> Result<(), JobError> {
+    let payload: CommitCreated = serde_json::from_value(payload)
+        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload: {e}")))?;
+    let mut conn = ctx.db.acquire().await.context("database")?;
+    let files = db::commits::files(&mut conn, payload.repository_id, &payload.commit_id)
+        .await
+        .context("loading commit files")?;
+    drop(conn);
+    for file in files {
+        let bytes: [u8; 32] = file
+            .sha256
+            .as_slice()
+            .try_into()
+            .map_err(|_| JobError::Permanent(anyhow::anyhow!("bad digest for {}", file.path)))?;
+        let digest = Sha256Digest::from_bytes(bytes);
+        match ctx.store.blob_size(&digest).await.context("object store")? {
+            Some(size) if size == file.size as u64 => {}
+            Some(size) => {
+                return Err(JobError::Permanent(anyhow::anyhow!(
+                    "{}: blob {digest} has {size} bytes in the store, {} recorded",
+                    file.path,
+                    file.size
+                )));
+            }
+            None => {
+                return Err(JobError::Retry(anyhow::anyhow!(
+                    "{}: blob {digest} is missing from the store",
+                    file.path
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Delay before attempt `attempts + 1`: 2 s doubling per attempt, capped at an hour, jittered so
+/// that failed jobs do not retry in lock-step.
+fn backoff_secs(attempts: i32) -> f64 {
+    let base = 2f64.powi(attempts.clamp(1, 20)).min(3600.0);
+    base * rand::rng().random_range(0.75..1.25)
+}
+
+/// A worker identity, unique per process and task, recorded in `jobs.locked_by`.
+pub fn worker_id(index: usize) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    format!("{host}:{}:{index}", std::process::id())
+}
+
+/// Claims and runs one job; returns whether there was one.
+pub async fn run_one(ctx: &JobContext, worker: &str, lease_secs: u64) -> anyhow::Result<bool> {
+    let mut conn = ctx.db.acquire().await?;
+    let Some(job) = db::jobs::claim(&mut conn, worker, lease_secs as i64).await? else {
+        return Ok(false);
+    };
+    drop(conn);
+    let span = tracing::info_span!("job", job.id = job.id, job.kind = %job.kind, request.id = job.request_id.as_deref().unwrap_or(""));
+    let _entered = span.enter();
+    let (id, attempts) = (job.id, job.attempts);
+    let mut task = tokio::spawn(dispatch(ctx.clone(), job));
+    let mut heartbeat = tokio::time::interval(Duration::from_secs((lease_secs / 3).max(1)));
+    heartbeat.tick().await;
+    let outcome = loop {
+        tokio::select! {
+            joined = &mut task => break joined,
+            _ = heartbeat.tick() => {
+                let mut conn = ctx.db.acquire().await?;
+                if !db::jobs::heartbeat(&mut conn, id, worker, lease_secs as i64).await? {
+                    tracing::warn!("lost the lease; another worker will run this job");
+                    task.abort();
+                    return Ok(true);
+                }
+            }
+        }
+    };
+    let mut conn = ctx.db.acquire().await?;
+    match outcome {
+        Ok(Ok(())) => {
+            db::jobs::succeed(&mut conn, id, worker).await?;
+            tracing::info!("job succeeded");
+        }
+        Ok(Err(JobError::Retry(e))) => {
+            tracing::warn!(error = format!("{e:#}"), attempts, "job failed; will retry");
+            db::jobs::fail(&mut conn, id, worker, &format!("{e:#}"), false, backoff_secs(attempts)).await?;
+        }
+        Ok(Err(JobError::Permanent(e))) => {
+            tracing::error!(error = format!("{e:#}"), "job failed permanently");
+            db::jobs::fail(&mut conn, id, worker, &format!("{e:#}"), true, 0.0).await?;
+        }
+        Err(join_error) => {
+            let message = format!("job handler panicked: {join_error}");
+            tracing::error!(error = %message, "job failed");
+            db::jobs::fail(&mut conn, id, worker, &message, false, backoff_secs(attempts)).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Runs queued jobs until none is runnable now (tests and one-shot maintenance).
+pub async fn run_until_idle(ctx: &JobContext, lease_secs: u64) -> anyhow::Result<usize> {
+    let worker = worker_id(0);
+    let mut ran = 0;
+    while run_one(ctx, &worker, lease_secs).await? {
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+/// A long-running worker: runs jobs until `shutdown` turns true.
+pub async fn run_worker(ctx: JobContext, settings: Workers, index: usize, mut shutdown: watch::Receiver<bool>) {
+    let worker = worker_id(index);
+    let mut listener = match PgListener::connect_with(&ctx.db).await {
+        Ok(mut listener) => match listener.listen(db::jobs::CHANNEL).await {
+            Ok(()) => Some(listener),
+            Err(e) => {
+                tracing::warn!(error = %e, "LISTEN failed; falling back to polling");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "no listener connection; falling back to polling");
+            None
+        }
+    };
+    tracing::info!(worker = %worker, "job worker started");
+    while !*shutdown.borrow() {
+        match run_one(&ctx, &worker, settings.lease_secs).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "job queue unavailable"),
+        }
+        let poll = Duration::from_secs(settings.poll_secs.max(1));
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = tokio::time::sleep(poll) => {}
+            notified = async {
+                match listener.as_mut() {
+                    Some(l) => l.recv().await.map(|_| ()),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Err(e) = notified {
+                    tracing::warn!(error = %e, "job notifications interrupted");
+                }
+            }
+        }
+    }
+    tracing::info!(worker = %worker, "job worker stopped");
+}

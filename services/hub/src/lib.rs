@@ -1,0 +1,23 @@
+//! kaiyuan hub: the HTTP API, persistence and background work around the pure libraries.
+//!
+//! A guided tour: [`config`] reads settings; [`app`] wires the actix server; [`routes`] are thin
+//! handlers (parse, authorise, call, map errors); [`db`] is the only module that speaks SQL;
+//! [`jobs`] runs the PostgreSQL-backed queue; [`gc`] collects garbage; [`embedded_pg`] runs the
+//! local PostgreSQL cluster of the embedded default.
+
+pub mod app;
+pub mod auth;
+pub mod commit_id;
+pub mod config;
+pub mod db;
+pub mod embedded_pg;
+pub mod error;
+pub mod gc;
+pub mod jobs;
+pub mod metrics;
+pub mod middleware;
+pub mod names;
+pub mod paths;
+pub mod routes;
+pub mod telemetry;
+pub mod tree;

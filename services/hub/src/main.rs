@@ -1,0 +1,243 @@
+//! `kaiyuan`: the hub's one binary. `serve` runs the API with in-process workers; `worker` runs
+//! workers alone; `migrate` applies the schema; `admin` manages accounts; `gc` collects garbage.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kaiyuan_hub::app::Application;
+use kaiyuan_hub::config::Settings;
+use kaiyuan_hub::embedded_pg::EmbeddedPostgres;
+use kaiyuan_hub::jobs::{self, JobContext};
+use kaiyuan_hub::{db, gc, routes, telemetry};
+use kaiyuan_storage::BlobStore;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "kaiyuan", version, about = "Open model hub with licence, provenance and safety checks")]
+struct Cli {
+    /// TOML config file (also `KAIYUAN_CONFIG`); environment variables override it.
+    #[arg(long, global = true, env = "KAIYUAN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory for the embedded PostgreSQL cluster and local object store.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (and run job workers and the garbage collector in-process).
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run job workers only, against the configured database and store.
+    Worker {
+        /// Number of concurrent workers in this process.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
+    /// Apply database migrations (an explicit step for production deployments).
+    Migrate,
+    /// Account administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Run the garbage collector once.
+    Gc,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user and print a write token for them (shown once).
+    CreateUser {
+        name: String,
+        /// Make the user a hub administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+/// The database pool, and the embedded cluster behind it when no `DATABASE_URL` is set.
+async fn open_database(settings: &Settings, migrate_embedded: bool) -> anyhow::Result<(PgPool, Option<EmbeddedPostgres>)> {
+    match &settings.database_url {
+        Some(url) => Ok((db::connect(url, 20).await.context("connecting to DATABASE_URL")?, None)),
+        None => {
+            let pg = EmbeddedPostgres::start(settings).await?;
+            let pool = db::connect(&pg.url, 20).await?;
+            if migrate_embedded {
+                db::MIGRATOR.run(&pool).await.context("applying migrations")?;
+            }
+            Ok((pool, Some(pg)))
+        }
+    }
+}
+
+/// Refuses to start against a database whose schema is behind this binary.
+async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+    let missing: Vec<i64> = db::MIGRATOR.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
+    if !missing.is_empty() {
+        anyhow::bail!("the database lacks migrations {missing:?}: run `kaiyuan migrate` first");
+    }
+    Ok(())
+}
+
+fn open_store(settings: &Settings) -> anyhow::Result<BlobStore> {
+    let url = settings.effective_store_url()?;
+    BlobStore::from_url(&url).with_context(|| format!("opening object store {url}"))
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+fn spawn_workers(ctx: &JobContext, settings: &Settings, count: usize, shutdown: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..count)
+        .map(|i| tokio::spawn(jobs::run_worker(ctx.clone(), settings.workers.clone(), i, shutdown.clone())))
+        .collect()
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let (pool, pg) = open_database(&settings, true).await?;
+    let result = async {
+        check_schema(&pool).await?;
+        let store = open_store(&settings)?;
+        tracing::info!(store = %store.describe(), "object store ready");
+        let app = Application::build(settings.clone(), pool.clone(), store.clone())?;
+        tracing::info!("kaiyuan listening on http://{}", settings.listen);
+        let handle = app.handle();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ctx = JobContext { db: pool.clone(), store: store.clone() };
+        let mut tasks = spawn_workers(&ctx, &settings, settings.workers.in_process, &stop_rx);
+        if settings.gc.interval_secs > 0 {
+            let (pool, store, gc_settings, mut stop) = (pool.clone(), store.clone(), settings.gc.clone(), stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(gc_settings.interval_secs));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if let Err(e) = gc::collect(&pool, &store, &gc_settings).await {
+                                tracing::warn!(error = format!("{e:#}"), "garbage collection failed");
+                            }
+                        }
+                        _ = stop.changed() => break,
+                    }
+                }
+            }));
+        }
+        let server = tokio::spawn(app.run_until_stopped());
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        handle.stop(true).await;
+        let _ = stop_tx.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        server.await??;
+        anyhow::Ok(())
+    }
+    .await;
+    pool.close().await;
+    if let Some(pg) = pg {
+        pg.stop();
+    }
+    result
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        settings.data_dir = dir;
+    }
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                settings.listen = listen;
+            }
+            serve(settings).await
+        }
+        Command::Worker { workers } => {
+            let (pool, pg) = open_database(&settings, false).await?;
+            check_schema(&pool).await?;
+            let ctx = JobContext { db: pool.clone(), store: open_store(&settings)? };
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let tasks = spawn_workers(&ctx, &settings, workers, &stop_rx);
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+            for task in tasks {
+                let _ = task.await;
+            }
+            pool.close().await;
+            if let Some(pg) = pg {
+                pg.stop();
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            let (pool, pg) = open_database(&settings, false).await?;
+            let result = db::MIGRATOR.run(&pool).await.context("applying migrations");
+            pool.close().await;
+            if let Some(pg) = pg {
+                pg.stop();
+            }
+            result?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::CreateUser { name, admin } } => {
+            let (pool, pg) = open_database(&settings, true).await?;
+            let result = routes::accounts::create_user_with_token(&pool, &name, admin, None, None).await;
+            pool.close().await;
+            if let Some(pg) = pg {
+                pg.stop();
+            }
+            let created = result.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            eprintln!("created {}user `{}`; its write token (shown once):", if admin { "admin " } else { "" }, created.name);
+            println!("{}", created.token);
+            Ok(())
+        }
+        Command::Gc => {
+            let (pool, pg) = open_database(&settings, false).await?;
+            let report = gc::collect(&pool, &open_store(&settings)?, &settings.gc).await;
+            pool.close().await;
+            if let Some(pg) = pg {
+                pg.stop();
+            }
+            println!("{}", serde_json::to_string(&report?)?);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    telemetry::init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

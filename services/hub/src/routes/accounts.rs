@@ -1,0 +1,411 @@
+//! Accounts: users, tokens, organisations and memberships; plus hub-admin inspection routes.
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::auth::{self, Caller};
+use crate::db::{self, accounts::Role};
+use crate::error::{ApiError, ApiResult};
+use crate::names::NamespaceName;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(whoami)
+        .service(create_user)
+        .service(create_token)
+        .service(list_tokens)
+        .service(revoke_token)
+        .service(create_org)
+        .service(list_members)
+        .service(set_member)
+        .service(remove_member)
+        .service(list_jobs)
+        .service(run_gc);
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrgMembership {
+    pub name: String,
+    pub role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WhoAmI {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub is_admin: bool,
+    pub orgs: Vec<OrgMembership>,
+    pub token_scope: &'static str,
+}
+
+/// The signed-in user, their organisations and the token's scope.
+#[utoipa::path(get, path = "/api/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = crate::error::ErrorBody)))]
+#[get("/api/v1/whoami")]
+pub async fn whoami(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    let user = caller.require_user()?;
+    let mut conn = state.db.acquire().await?;
+    let orgs = db::accounts::user_orgs(&mut conn, user.id)
+        .await?
+        .into_iter()
+        .map(|m| OrgMembership { name: m.name, role: m.role })
+        .collect();
+    Ok(HttpResponse::Ok().json(WhoAmI {
+        name: user.name.clone(),
+        kind: "user",
+        is_admin: user.is_admin,
+        orgs,
+        token_scope: match user.scope {
+            auth::Scope::Read => "read",
+            auth::Scope::Write => "write",
+        },
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedUser {
+    pub name: String,
+    pub is_admin: bool,
+    /// A write token for the new user, shown only in this response.
+    pub token: String,
+}
+
+/// Creates a user with a first write token (hub admins only).
+#[utoipa::path(post, path = "/api/v1/users", request_body = NewUser, responses((status = 201, body = CreatedUser), (status = 403), (status = 409)))]
+#[post("/api/v1/users")]
+pub async fn create_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<NewUser>,
+) -> ApiResult<HttpResponse> {
+    let admin = caller.require_admin()?;
+    let created = create_user_with_token(&state.db, &body.name, body.admin, Some(admin.id), auth::request_id(&req).as_deref()).await?;
+    Ok(super::created(&created))
+}
+
+/// Creates a user and a first write token in one transaction (the API and the CLI share it).
+pub async fn create_user_with_token(
+    db: &sqlx::PgPool,
+    name: &str,
+    is_admin: bool,
+    actor: Option<i64>,
+    request_id: Option<&str>,
+) -> Result<CreatedUser, ApiError> {
+    let name = NamespaceName::parse(name).map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
+    let mut tx = db.begin().await?;
+    let id = db::accounts::create_namespace(&mut tx, name.as_str(), "user", is_admin)
+        .await
+        .map_err(|e| name_taken(e, name.as_str()))?;
+    let (secret, hash) = auth::new_token();
+    db::accounts::insert_token(&mut tx, id, "initial", &hash, "write", None).await?;
+    db::audit::record(&mut tx, actor, "user.create", &format!("user:{name}"), serde_json::json!({"admin": is_admin}), request_id).await?;
+    tx.commit().await?;
+    Ok(CreatedUser { name: name.to_string(), is_admin, token: secret })
+}
+
+fn name_taken(e: sqlx::Error, name: &str) -> ApiError {
+    if db::is_unique_violation(&e, "namespaces_name_key") {
+        ApiError::conflict("name-taken", format!("the name `{name}` is already taken by a user or organisation"))
+    } else {
+        e.into()
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    /// `read` or `write`.
+    pub scope: String,
+    /// Days until the token expires; omit for a token that does not expire.
+    pub expires_in_days: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub scope: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// The secret, present only in the response that creates the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl From<db::accounts::TokenRow> for TokenInfo {
+    fn from(t: db::accounts::TokenRow) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            scope: t.scope,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+            last_used_at: t.last_used_at,
+            created_at: t.created_at,
+            token: None,
+        }
+    }
+}
+
+/// Creates a token for the signed-in user; the secret is shown once.
+#[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken, responses((status = 201, body = TokenInfo)))]
+#[post("/api/v1/tokens")]
+pub async fn create_token(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<NewToken>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_writer()?;
+    if !matches!(body.scope.as_str(), "read" | "write") {
+        return Err(ApiError::unprocessable("invalid-scope", "scope must be `read` or `write`"));
+    }
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::unprocessable("invalid-token-name", "give the token a name of 1 to 100 characters"));
+    }
+    let expires_at = body.expires_in_days.map(|d| Utc::now() + chrono::Duration::days(d.max(1) as i64));
+    let (secret, hash) = auth::new_token();
+    let mut tx = state.db.begin().await?;
+    let row = db::accounts::insert_token(&mut tx, user.id, name, &hash, &body.scope, expires_at).await?;
+    db::audit::record(&mut tx, Some(user.id), "token.create", &format!("user:{}", user.name), serde_json::json!({"token_id": row.id, "scope": body.scope}), auth::request_id(&req).as_deref()).await?;
+    tx.commit().await?;
+    let mut info = TokenInfo::from(row);
+    info.token = Some(secret);
+    Ok(super::created(&info))
+}
+
+/// The signed-in user's tokens (never their secrets).
+#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, body = [TokenInfo])))]
+#[get("/api/v1/tokens")]
+pub async fn list_tokens(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    let user = caller.require_user()?;
+    let mut conn = state.db.acquire().await?;
+    let tokens: Vec<TokenInfo> = db::accounts::list_tokens(&mut conn, user.id)
+        .await?
+        .into_iter()
+        .map(TokenInfo::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(tokens))
+}
+
+/// Revokes one of the signed-in user's tokens.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", responses((status = 204), (status = 404)))]
+#[delete("/api/v1/tokens/{id}")]
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_writer()?;
+    let mut tx = state.db.begin().await?;
+    if !db::accounts::revoke_token(&mut tx, user.id, *id).await? {
+        return Err(ApiError::not_found("token-not-found", "you have no live token with that id"));
+    }
+    db::audit::record(&mut tx, Some(user.id), "token.revoke", &format!("user:{}", user.name), serde_json::json!({"token_id": *id}), auth::request_id(&req).as_deref()).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrg {
+    pub name: String,
+}
+
+/// Creates an organisation; its creator becomes its owner.
+#[utoipa::path(post, path = "/api/v1/orgs", request_body = NewOrg, responses((status = 201), (status = 409)))]
+#[post("/api/v1/orgs")]
+pub async fn create_org(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<NewOrg>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_writer()?;
+    let name = NamespaceName::parse(&body.name).map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
+    let mut tx = state.db.begin().await?;
+    let org_id = db::accounts::create_namespace(&mut tx, name.as_str(), "org", false)
+        .await
+        .map_err(|e| name_taken(e, name.as_str()))?;
+    db::accounts::set_membership(&mut tx, org_id, user.id, Role::Owner).await?;
+    db::audit::record(&mut tx, Some(user.id), "org.create", &format!("org:{name}"), serde_json::json!({}), auth::request_id(&req).as_deref()).await?;
+    tx.commit().await?;
+    Ok(super::created(&serde_json::json!({"name": name.as_str(), "role": "owner"})))
+}
+
+/// The organisation, if it exists and the caller may see its members (members and hub admins).
+async fn org_for_member(
+    conn: &mut sqlx::PgConnection,
+    caller: &Caller,
+    org: &str,
+) -> Result<(db::accounts::Namespace, Role), ApiError> {
+    let not_found = || ApiError::not_found("org-not-found", format!("organisation `{org}` does not exist or you are not a member"));
+    let namespace = db::accounts::find_namespace(conn, org)
+        .await?
+        .filter(|n| n.kind == "org")
+        .ok_or_else(not_found)?;
+    let role = auth::namespace_role(conn, caller, namespace.id, "org").await?.ok_or_else(not_found)?;
+    Ok((namespace, role))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Member {
+    pub name: String,
+    pub role: String,
+}
+
+/// Members of an organisation (visible to its members).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/members", responses((status = 200, body = [Member]), (status = 404)))]
+#[get("/api/v1/orgs/{org}/members")]
+pub async fn list_members(state: web::Data<AppState>, caller: Caller, org: web::Path<String>) -> ApiResult<HttpResponse> {
+    caller.require_user()?;
+    let mut conn = state.db.acquire().await?;
+    let (namespace, _) = org_for_member(&mut conn, &caller, &org).await?;
+    let members: Vec<Member> = db::accounts::list_members(&mut conn, namespace.id)
+        .await?
+        .into_iter()
+        .map(|m| Member { name: m.name, role: m.role })
+        .collect();
+    Ok(HttpResponse::Ok().json(members))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRole {
+    pub role: Role,
+}
+
+/// Adds a member or changes their role (org admins; only owners grant or remove ownership).
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/members/{user}", request_body = SetRole, responses((status = 200), (status = 403), (status = 404)))]
+#[put("/api/v1/orgs/{org}/members/{user}")]
+pub async fn set_member(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<SetRole>,
+) -> ApiResult<HttpResponse> {
+    let actor = caller.require_writer()?;
+    let (org, member) = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let (namespace, my_role) = org_for_member(&mut tx, &caller, &org).await?;
+    let target = db::accounts::find_user(&mut tx, &member)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user-not-found", format!("no user is named `{member}`")))?;
+    let current = db::accounts::membership_role(&mut tx, namespace.id, target.id).await?;
+    check_can_manage(my_role, current, Some(body.role))?;
+    if current == Some(Role::Owner) && body.role != Role::Owner {
+        ensure_other_owner(&mut tx, namespace.id, target.id).await?;
+    }
+    db::accounts::set_membership(&mut tx, namespace.id, target.id, body.role).await?;
+    db::audit::record(&mut tx, Some(actor.id), "org.member.set", &format!("org:{}", namespace.name), serde_json::json!({"user": target.name, "role": body.role.as_str()}), auth::request_id(&req).as_deref()).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"name": target.name, "role": body.role.as_str()})))
+}
+
+/// Removes a member (org admins; only owners remove owners; never the last owner).
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/members/{user}", responses((status = 204), (status = 403), (status = 404)))]
+#[delete("/api/v1/orgs/{org}/members/{user}")]
+pub async fn remove_member(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let actor = caller.require_writer()?;
+    let (org, member) = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let (namespace, my_role) = org_for_member(&mut tx, &caller, &org).await?;
+    let target = db::accounts::find_user(&mut tx, &member)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user-not-found", format!("no user is named `{member}`")))?;
+    let current = db::accounts::membership_role(&mut tx, namespace.id, target.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("member-not-found", format!("`{member}` is not a member of `{org}`")))?;
+    // Anyone may leave; removing someone else needs the admin role.
+    if target.id != actor.id {
+        check_can_manage(my_role, Some(current), None)?;
+    }
+    if current == Role::Owner {
+        ensure_other_owner(&mut tx, namespace.id, target.id).await?;
+    }
+    db::accounts::remove_membership(&mut tx, namespace.id, target.id).await?;
+    db::audit::record(&mut tx, Some(actor.id), "org.member.remove", &format!("org:{}", namespace.name), serde_json::json!({"user": target.name}), auth::request_id(&req).as_deref()).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn check_can_manage(mine: Role, current: Option<Role>, new: Option<Role>) -> Result<(), ApiError> {
+    if mine < Role::Admin {
+        return Err(ApiError::forbidden("insufficient-role", "managing members needs the `admin` role in the organisation"));
+    }
+    let touches_owner = current == Some(Role::Owner) || new == Some(Role::Owner);
+    if touches_owner && mine < Role::Owner {
+        return Err(ApiError::forbidden("insufficient-role", "only owners grant or remove the `owner` role"));
+    }
+    Ok(())
+}
+
+async fn ensure_other_owner(conn: &mut sqlx::PgConnection, org_id: i64, leaving: i64) -> Result<(), ApiError> {
+    let owners = db::accounts::lock_owner_ids(conn, org_id).await?;
+    if owners.iter().all(|&id| id == leaving) {
+        return Err(ApiError::conflict("last-owner", "an organisation needs at least one owner; make someone else owner first"));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct JobsQuery {
+    pub state: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// Background jobs, newest first, optionally by state (hub admins): failures stay for inspection.
+#[utoipa::path(get, path = "/api/v1/admin/jobs", params(("state" = Option<String>, Query, description = "queued, running, succeeded or failed")), responses((status = 200)))]
+#[get("/api/v1/admin/jobs")]
+pub async fn list_jobs(state: web::Data<AppState>, caller: Caller, query: web::Query<JobsQuery>) -> ApiResult<HttpResponse> {
+    admin_reader(&caller)?;
+    if let Some(s) = &query.state {
+        if !matches!(s.as_str(), "queued" | "running" | "succeeded" | "failed") {
+            return Err(ApiError::bad_request("invalid-state", "state is one of queued, running, succeeded, failed"));
+        }
+    }
+    let mut conn = state.db.acquire().await?;
+    let jobs = db::jobs::list(&mut conn, query.state.as_deref(), query.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    Ok(HttpResponse::Ok().json(jobs))
+}
+
+/// Runs the garbage collector now (hub admins).
+#[utoipa::path(post, path = "/api/v1/admin/gc", responses((status = 200)))]
+#[post("/api/v1/admin/gc")]
+pub async fn run_gc(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    caller.require_admin()?;
+    let report = crate::gc::collect(&state.db, &state.store, &state.settings.gc)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+fn admin_reader(caller: &Caller) -> Result<(), ApiError> {
+    let user = caller.require_user()?;
+    if !user.is_admin {
+        return Err(ApiError::forbidden("admin-required", "only hub administrators may do this"));
+    }
+    Ok(())
+}

@@ -1,0 +1,667 @@
+//! Commits, history, file listings and refs.
+//!
+//! One request makes one commit, either as JSON (files referenced by the sha256 of an earlier
+//! upload, or small files inline) or as `multipart/form-data` whose first part, `commit`, is the
+//! same JSON and whose `file` parts (filename = repository path) stream straight into the store.
+//! The commit becomes visible in one transaction, after every blob is durably stored.
+
+use std::collections::HashMap;
+
+use actix_multipart::Multipart;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use base64::Engine;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, TryStreamExt};
+use kaiyuan_storage::{Expected, Sha256Digest};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::auth::{self, Caller, Need};
+use crate::commit_id::{self, FileEntry};
+use crate::db;
+use crate::db::repos::Repo;
+use crate::error::{ApiError, ApiResult};
+use crate::jobs;
+use crate::names::RefName;
+use crate::paths::RepoPath;
+use crate::tree::{self, Change, Entry, Snapshot};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(create_commit)
+        .service(history)
+        .service(list_files)
+        .service(list_refs)
+        .service(put_ref)
+        .service(delete_ref);
+}
+
+/// The README that becomes the repository's card, and how much of it is kept for search.
+const CARD_PATH: &str = "README.md";
+const CARD_MAX_BYTES: u64 = 256 * 1024;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRequest {
+    pub message: String,
+    /// The commit the client based its change on; the commit is refused if the branch moved.
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub operations: Vec<Operation>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Operation {
+    /// Add or replace a file: by `sha256` (+ `size`) of an upload, or inline with `content_base64`.
+    /// In a multipart commit, `sha256`/`size` declare what the `file` part of that path must be.
+    Put {
+        path: String,
+        sha256: Option<String>,
+        size: Option<u64>,
+        content_base64: Option<String>,
+    },
+    /// Delete a file, or every file in a folder.
+    Delete { path: String },
+    /// Copy a file of the branch head to a new path (no bytes travel).
+    Copy { from: String, path: String },
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CommitInfo {
+    pub id: String,
+    pub parent: Option<String>,
+    pub author: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+    pub file_count: i32,
+    pub total_size: i64,
+}
+
+impl From<db::commits::CommitRow> for CommitInfo {
+    fn from(c: db::commits::CommitRow) -> Self {
+        Self {
+            id: c.id,
+            parent: c.parent_id,
+            author: c.author_name,
+            message: c.message,
+            created_at: c.created_at,
+            file_count: c.file_count,
+            total_size: c.total_size,
+        }
+    }
+}
+
+fn invalid_path(e: crate::paths::PathError) -> ApiError {
+    ApiError::unprocessable("invalid-path", e.to_string())
+}
+
+fn parse_branch(branch: &str) -> Result<RefName, ApiError> {
+    RefName::parse(branch).map_err(|e| ApiError::unprocessable("invalid-ref", e.to_string()))
+}
+
+/// A `put` waiting for its bytes (multipart) or already resolved to a blob.
+enum PendingPut {
+    /// Referenced by digest: the repository must already be allowed to use the blob.
+    ByDigest { path: RepoPath, sha256: Sha256Digest, size: Option<u64> },
+    /// Bytes stored by this request.
+    Stored { path: RepoPath, entry: Entry },
+}
+
+enum PendingChange {
+    Put(PendingPut),
+    Delete(RepoPath),
+    Copy { from: RepoPath, to: RepoPath },
+}
+
+/// Parses and checks a commit request's operations; inline contents are stored now.
+async fn prepare(
+    state: &AppState,
+    repo: &Repo,
+    user_id: i64,
+    request: &CommitRequest,
+    multipart_paths: &mut HashMap<String, (Option<Sha256Digest>, Option<u64>)>,
+    multipart: bool,
+) -> Result<Vec<PendingChange>, ApiError> {
+    let limits = &state.settings.limits;
+    if request.message.trim().is_empty() || request.message.len() > 65_536 {
+        return Err(ApiError::unprocessable("invalid-message", "give the commit a message of 1 to 65536 bytes"));
+    }
+    if request.operations.len() > limits.max_files_per_commit {
+        return Err(ApiError::too_large("too-many-operations", format!("a commit may have at most {} operations", limits.max_files_per_commit)));
+    }
+    let mut changes = Vec::with_capacity(request.operations.len());
+    for op in &request.operations {
+        let change = match op {
+            Operation::Put { path, sha256, size, content_base64 } => {
+                let path = RepoPath::parse(path).map_err(invalid_path)?;
+                let digest = sha256.as_deref().map(super::uploads::parse_digest).transpose()?;
+                match (content_base64, digest) {
+                    (Some(_), Some(_)) => {
+                        return Err(ApiError::unprocessable("ambiguous-put", format!("`{path}`: give either `sha256` or `content_base64`, not both")));
+                    }
+                    (Some(content), None) => {
+                        let bytes = base64::engine::general_purpose::STANDARD
+                            .decode(content)
+                            .map_err(|e| ApiError::unprocessable("invalid-base64", format!("`{path}`: content_base64 is not base64: {e}")))?;
+                        let expected = Expected { sha256: None, size: *size, max_size: limits.max_file_size };
+                        let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(bytes))]);
+                        let stored = super::uploads::store_stream(state, repo.id, user_id, expected, body).await?;
+                        PendingPut::Stored { path, entry: Entry { sha256: stored.sha256.as_bytes().to_vec(), size: stored.size as i64 } }
+                    }
+                    (None, digest) if multipart && !multipart_paths.contains_key(path.as_str()) && digest.is_none() => {
+                        // Announced here, bytes follow in a `file` part.
+                        multipart_paths.insert(path.as_str().to_string(), (None, *size));
+                        continue;
+                    }
+                    (None, Some(sha256)) if multipart => {
+                        // Either a declaration for a following `file` part or a reference.
+                        multipart_paths.insert(path.as_str().to_string(), (Some(sha256), *size));
+                        PendingPut::ByDigest { path, sha256, size: *size }
+                    }
+                    (None, Some(sha256)) => PendingPut::ByDigest { path, sha256, size: *size },
+                    (None, None) => {
+                        return Err(ApiError::unprocessable("missing-content", format!("`{path}`: a put needs `sha256` of an upload or `content_base64`")));
+                    }
+                }
+                .into()
+            }
+            Operation::Delete { path } => PendingChange::Delete(RepoPath::parse(path).map_err(invalid_path)?),
+            Operation::Copy { from, path } => PendingChange::Copy {
+                from: RepoPath::parse(from).map_err(invalid_path)?,
+                to: RepoPath::parse(path).map_err(invalid_path)?,
+            },
+        };
+        changes.push(change);
+    }
+    Ok(changes)
+}
+
+impl From<PendingPut> for PendingChange {
+    fn from(p: PendingPut) -> Self {
+        PendingChange::Put(p)
+    }
+}
+
+/// Who commits what where.
+pub struct CommitContext<'a> {
+    pub repository_id: i64,
+    pub branch: &'a str,
+    pub parent: Option<&'a str>,
+    pub author_id: i64,
+    pub author_name: &'a str,
+    pub message: &'a str,
+    pub request_id: Option<String>,
+}
+
+/// Writes a commit with the given snapshot, moves the branch and queues `commit-created`, all in
+/// the caller's transaction. Returns the commit id.
+pub async fn write_commit(conn: &mut PgConnection, ctx: &CommitContext<'_>, snapshot: &Snapshot) -> Result<String, ApiError> {
+    let created_at = commit_id::now();
+    let hexes: Vec<String> = snapshot.values().map(|e| hex::encode(&e.sha256)).collect();
+    let mut entries: Vec<FileEntry<'_>> = snapshot
+        .iter()
+        .zip(&hexes)
+        .map(|((path, e), hex)| FileEntry { path, sha256_hex: hex, size: e.size as u64 })
+        .collect();
+    let id = commit_id::compute(ctx.parent, ctx.author_name, created_at, ctx.message, &mut entries);
+    let files: Vec<db::commits::FileRow> = snapshot
+        .iter()
+        .map(|(path, e)| db::commits::FileRow { path: path.clone(), sha256: e.sha256.clone(), size: e.size })
+        .collect();
+    db::commits::insert(
+        conn,
+        &db::commits::NewCommit {
+            repository_id: ctx.repository_id,
+            id: &id,
+            parent_id: ctx.parent,
+            author_id: ctx.author_id,
+            author_name: ctx.author_name,
+            message: ctx.message,
+            created_at,
+            files: &files,
+        },
+    )
+    .await?;
+    db::commits::set_ref(conn, ctx.repository_id, ctx.branch, "branch", &id).await?;
+    db::jobs::enqueue(
+        conn,
+        jobs::COMMIT_CREATED,
+        &serde_json::json!({"repository_id": ctx.repository_id, "commit_id": id}),
+        ctx.request_id.as_deref(),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Applies resolved changes on top of the branch head and writes the commit.
+async fn commit_changes(
+    state: &AppState,
+    repo: &Repo,
+    caller: &Caller,
+    branch: &RefName,
+    request: &CommitRequest,
+    changes: Vec<PendingChange>,
+    request_id: Option<String>,
+) -> Result<CommitInfo, ApiError> {
+    let user = caller.require_writer()?;
+    let mut tx = state.db.begin().await?;
+    let head = db::commits::lock_branch(&mut tx, repo.id, branch.as_str()).await?.ok_or_else(|| {
+        ApiError::not_found("revision-not-found", format!("branch `{branch}` does not exist in `{}`; create it first", repo.full_name()))
+    })?;
+    if let Some(parent) = &request.parent {
+        if *parent != head {
+            return Err(ApiError::conflict(
+                "branch-moved",
+                format!("branch `{branch}` is at {head}, not at the parent {parent} you based this commit on; fetch and retry"),
+            ));
+        }
+    }
+    let base: Snapshot = db::commits::files(&mut tx, repo.id, &head)
+        .await?
+        .into_iter()
+        .map(|f| (f.path, Entry { sha256: f.sha256, size: f.size }))
+        .collect();
+    let mut resolved = Vec::with_capacity(changes.len());
+    for change in changes {
+        resolved.push(match change {
+            PendingChange::Put(PendingPut::Stored { path, entry }) => Change::Put { path, entry },
+            PendingChange::Put(PendingPut::ByDigest { path, sha256, size }) => {
+                let stored = db::blobs::referenceable_size(&mut tx, repo.id, sha256.as_bytes()).await?.ok_or_else(|| {
+                    ApiError::unprocessable(
+                        "unknown-blob",
+                        format!("`{path}`: no upload of {sha256} to this repository; upload the bytes first (POST /api/v1/repos/{}/uploads)", repo.full_name()),
+                    )
+                })?;
+                if size.is_some_and(|s| s as i64 != stored) {
+                    return Err(ApiError::unprocessable("size-mismatch", format!("`{path}`: blob {sha256} has {stored} bytes, not {}", size.unwrap_or(0))));
+                }
+                Change::Put { path, entry: Entry { sha256: sha256.as_bytes().to_vec(), size: stored } }
+            }
+            PendingChange::Delete(path) => Change::Delete { path },
+            PendingChange::Copy { from, to } => Change::Copy { from, to },
+        });
+    }
+    let old_card = base.get(CARD_PATH).cloned();
+    let snapshot = tree::apply(base, &resolved, state.settings.limits.max_files_per_commit).map_err(|e| match e {
+        tree::TreeError::TooManyFiles(_) => ApiError::too_large("too-many-files", e.to_string()),
+        other => ApiError::unprocessable("invalid-change", other.to_string()),
+    })?;
+    let ctx = CommitContext {
+        repository_id: repo.id,
+        branch: branch.as_str(),
+        parent: Some(&head),
+        author_id: user.id,
+        author_name: &user.name,
+        message: &request.message,
+        request_id: request_id.clone(),
+    };
+    let id = write_commit(&mut tx, &ctx, &snapshot).await?;
+    db::repos::touch(&mut tx, repo.id).await?;
+    let new_card = snapshot.get(CARD_PATH);
+    if branch.as_str() == "main" && new_card != old_card.as_ref() {
+        let (card, license) = match new_card {
+            Some(entry) => read_card(state, entry).await?,
+            None => (String::new(), None),
+        };
+        db::repos::update_card(&mut tx, repo.id, &card, license.as_deref()).await?;
+    }
+    db::audit::record(&mut tx, Some(user.id), "commit.create", &format!("repo:{}", repo.full_name()),
+        serde_json::json!({"commit": id, "branch": branch.as_str(), "operations": resolved.len()}), request_id.as_deref()).await?;
+    let row = db::commits::get(&mut tx, repo.id, &id).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("commit vanished")))?;
+    tx.commit().await?;
+    Ok(CommitInfo::from(row))
+}
+
+/// Reads the start of README.md for search and its `license:` front-matter field.
+async fn read_card(state: &AppState, entry: &Entry) -> Result<(String, Option<String>), ApiError> {
+    let bytes: [u8; 32] = entry.sha256.as_slice().try_into().map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?;
+    let len = (entry.size as u64).min(CARD_MAX_BYTES);
+    let mut stream = state.store.read(&Sha256Digest::from_bytes(bytes), 0..len).await?;
+    let mut buf = Vec::with_capacity(len as usize);
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk?);
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let license = front_matter_license(&text);
+    Ok((text, license))
+}
+
+/// The `license:` value of a card's YAML front matter (a flat scalar; the licence engine parses
+/// cards fully).
+pub fn front_matter_license(card: &str) -> Option<String> {
+    let rest = card.strip_prefix("---")?;
+    let end = rest.find("\n---")?;
+    rest[..end].lines().find_map(|line| {
+        let value = line.strip_prefix("license:")?.trim().trim_matches(|c| c == '"' || c == '\'');
+        (!value.is_empty()).then(|| value.to_string())
+    })
+}
+
+/// Creates one commit on a branch: JSON, or multipart with a leading `commit` part and `file` parts.
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/commits/{branch}", request_body = CommitRequest,
+    responses((status = 201, body = CommitInfo), (status = 404), (status = 409), (status = 413), (status = 422)))]
+#[post("/api/v1/repos/{namespace}/{name}/commits/{branch}")]
+pub async fn create_commit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, branch) = path.into_inner();
+    let repo = {
+        let mut conn = state.db.acquire().await?;
+        super::load_repo(&mut conn, &caller, &namespace, &name, Need::Write).await?
+    };
+    let branch = parse_branch(&branch)?;
+    let user_id = caller.require_writer()?.id;
+    let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (request, changes) = if content_type.starts_with("multipart/form-data") {
+        let multipart = Multipart::new(req.headers(), payload);
+        read_multipart(&state, &repo, user_id, multipart).await?
+    } else if content_type.starts_with("application/json") {
+        let body = read_json_body(payload, state.settings.limits.max_json_body).await?;
+        let request: CommitRequest = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::unprocessable("invalid-json", format!("the commit JSON does not fit: {e}")))?;
+        let changes = prepare(&state, &repo, user_id, &request, &mut HashMap::new(), false).await?;
+        (request, changes)
+    } else {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the commit as application/json or multipart/form-data",
+        ));
+    };
+    let info = commit_changes(&state, &repo, &caller, &branch, &request, changes, auth::request_id(&req)).await?;
+    Ok(super::created(&info))
+}
+
+async fn read_json_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("incomplete-body", format!("the request body ended early: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::too_large("request-too-large", format!("JSON bodies are limited to {limit} bytes; upload large files through the uploads endpoint or multipart")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads a multipart commit: the `commit` JSON part first, then `file` parts streamed to the store.
+async fn read_multipart(
+    state: &AppState,
+    repo: &Repo,
+    user_id: i64,
+    mut multipart: Multipart,
+) -> Result<(CommitRequest, Vec<PendingChange>), ApiError> {
+    let bad = |e: actix_multipart::MultipartError| ApiError::bad_request("invalid-multipart", format!("the multipart body is malformed: {e}"));
+    let mut request: Option<CommitRequest> = None;
+    let mut changes = Vec::new();
+    let mut announced: HashMap<String, (Option<Sha256Digest>, Option<u64>)> = HashMap::new();
+    let mut received = 0usize;
+    while let Some(field) = multipart.try_next().await.map_err(bad)? {
+        let field_name = field.name().unwrap_or_default().to_string();
+        match field_name.as_str() {
+            "commit" => {
+                if request.is_some() {
+                    return Err(ApiError::bad_request("duplicate-commit-part", "send exactly one `commit` part"));
+                }
+                let body = read_json_body_field(field, state.settings.limits.max_json_body).await?;
+                let parsed: CommitRequest = serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::unprocessable("invalid-json", format!("the `commit` part does not fit: {e}")))?;
+                changes = prepare(state, repo, user_id, &parsed, &mut announced, true).await?;
+                request = Some(parsed);
+            }
+            "file" => {
+                if request.is_none() {
+                    return Err(ApiError::bad_request("commit-part-first", "the `commit` part must come before any `file` part"));
+                }
+                received += 1;
+                if received > state.settings.limits.max_files_per_commit {
+                    return Err(ApiError::too_large("too-many-files", "too many files in one commit"));
+                }
+                let raw_path = field
+                    .content_disposition()
+                    .and_then(|cd| cd.get_filename())
+                    .map(str::to_owned)
+                    .ok_or_else(|| ApiError::bad_request("missing-filename", "each `file` part needs a filename: the path in the repository"))?;
+                let path = RepoPath::parse(&raw_path).map_err(invalid_path)?;
+                let (sha256, size) = announced.remove(path.as_str()).unwrap_or((None, None));
+                let expected = Expected { sha256, size, max_size: state.settings.limits.max_file_size };
+                let stored = super::uploads::store_stream(state, repo.id, user_id, expected, field).await?;
+                // A declared digest was queued as a reference; bytes now arrived for it.
+                changes.retain(|c| !matches!(c, PendingChange::Put(PendingPut::ByDigest { path: p, .. }) if *p == path));
+                changes.push(PendingChange::Put(PendingPut::Stored {
+                    path,
+                    entry: Entry { sha256: stored.sha256.as_bytes().to_vec(), size: stored.size as i64 },
+                }));
+            }
+            other => {
+                return Err(ApiError::bad_request("unknown-part", format!("unexpected multipart part `{other}`: use `commit` and `file`")));
+            }
+        }
+    }
+    let request = request.ok_or_else(|| ApiError::bad_request("missing-commit-part", "a multipart commit needs a `commit` part with the message"))?;
+    if let Some(path) = announced.iter().find(|(_, (sha, _))| sha.is_none()).map(|(p, _)| p.clone()) {
+        return Err(ApiError::bad_request("missing-file-part", format!("`{path}` was announced but no `file` part carried it")));
+    }
+    Ok((request, changes))
+}
+
+async fn read_json_body_field(mut field: actix_multipart::Field, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("invalid-multipart", e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::too_large("request-too-large", format!("the `commit` part is limited to {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[derive(Deserialize)]
+pub struct HistoryParams {
+    /// Branch, tag or commit id to start from (default `main`).
+    pub revision: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// Commit history, newest first. Page by passing the last commit's `parent` as `revision`.
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/commits",
+    params(("revision" = Option<String>, Query), ("limit" = Option<i64>, Query)),
+    responses((status = 200, body = [CommitInfo]), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/commits")]
+pub async fn history(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    params: web::Query<HistoryParams>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let revision = params.revision.as_deref().unwrap_or("main");
+    let start = resolve_revision(&mut conn, &repo, revision).await?;
+    let limit = params.limit.unwrap_or(50).clamp(1, 1000);
+    let commits: Vec<CommitInfo> = db::commits::history(&mut conn, repo.id, &start, limit).await?.into_iter().map(CommitInfo::from).collect();
+    Ok(HttpResponse::Ok().json(commits))
+}
+
+pub async fn resolve_revision(conn: &mut PgConnection, repo: &Repo, revision: &str) -> Result<String, ApiError> {
+    db::commits::resolve(conn, repo.id, revision).await?.ok_or_else(|| {
+        ApiError::not_found("revision-not-found", format!("`{revision}` is not a branch, tag or commit of `{}`", repo.full_name()))
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FileInfo {
+    pub path: String,
+    pub size: i64,
+    pub sha256: String,
+    /// Filled by the scanner once scanning exists; null until then.
+    pub scan_status: Option<String>,
+    /// Filled by inference verification once it exists; null until then.
+    pub verification_status: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TreeListing {
+    pub commit: String,
+    pub files: Vec<FileInfo>,
+}
+
+#[derive(Deserialize)]
+pub struct TreeParams {
+    /// Only files under this folder.
+    pub path: Option<String>,
+}
+
+/// The files at a revision: path, size, sha256 and status fields.
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/tree/{revision}",
+    params(("path" = Option<String>, Query)), responses((status = 200, body = TreeListing), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/tree/{revision}")]
+pub async fn list_files(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    params: web::Query<TreeParams>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, revision) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let commit = resolve_revision(&mut conn, &repo, &revision).await?;
+    let prefix = params.path.as_deref().map(|p| format!("{}/", p.trim_end_matches('/')));
+    let files = db::commits::files(&mut conn, repo.id, &commit)
+        .await?
+        .into_iter()
+        .filter(|f| prefix.as_deref().is_none_or(|p| f.path.starts_with(p)))
+        .map(|f| FileInfo { path: f.path, size: f.size, sha256: hex::encode(f.sha256), scan_status: None, verification_status: None })
+        .collect();
+    Ok(HttpResponse::Ok().json(TreeListing { commit, files }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RefInfo {
+    pub name: String,
+    pub commit: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Refs {
+    pub branches: Vec<RefInfo>,
+    pub tags: Vec<RefInfo>,
+}
+
+/// Branches and tags.
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/refs", responses((status = 200, body = Refs), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/refs")]
+pub async fn list_refs(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let mut refs = Refs { branches: Vec::new(), tags: Vec::new() };
+    for r in db::commits::list_refs(&mut conn, repo.id).await? {
+        let info = RefInfo { name: r.name, commit: r.commit_id, updated_at: r.updated_at };
+        if r.kind == "branch" { refs.branches.push(info) } else { refs.tags.push(info) }
+    }
+    Ok(HttpResponse::Ok().json(refs))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefUpdate {
+    /// Branch, tag or commit id the ref should point at.
+    pub target: String,
+    /// Move only if the ref currently points here (optimistic concurrency).
+    pub expected: Option<String>,
+}
+
+fn ref_kind(kind: &str) -> Result<&'static str, ApiError> {
+    match kind {
+        "branches" => Ok("branch"),
+        "tags" => Ok("tag"),
+        other => Err(ApiError::not_found("route-not-found", format!("`{other}` is not `branches` or `tags`"))),
+    }
+}
+
+/// Creates or moves a branch or tag.
+#[utoipa::path(put, path = "/api/v1/repos/{namespace}/{name}/{kind}/{ref_name}", request_body = RefUpdate,
+    params(("kind" = String, Path, description = "branches or tags")),
+    responses((status = 200, body = RefInfo), (status = 404), (status = 409)))]
+#[put("/api/v1/repos/{namespace}/{name}/{kind}/{ref_name}")]
+pub async fn put_ref(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String, String, String)>,
+    body: web::Json<RefUpdate>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, kind, ref_name) = path.into_inner();
+    let kind = ref_kind(&kind)?;
+    let mut tx = state.db.begin().await?;
+    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Write).await?;
+    let ref_name = parse_branch(&ref_name)?;
+    let target = resolve_revision(&mut tx, &repo, &body.target).await?;
+    let current = db::commits::find_ref(&mut tx, repo.id, ref_name.as_str()).await?;
+    if let Some(current) = &current {
+        if current.kind != kind {
+            return Err(ApiError::conflict("ref-kind-conflict", format!("`{ref_name}` already exists as a {}", current.kind)));
+        }
+    }
+    if let Some(expected) = &body.expected {
+        if current.as_ref().map(|c| &c.commit_id) != Some(expected) {
+            return Err(ApiError::conflict("ref-moved", format!("`{ref_name}` does not point at {expected} any more; fetch and retry")));
+        }
+    }
+    db::commits::set_ref(&mut tx, repo.id, ref_name.as_str(), kind, &target).await?;
+    db::audit::record(&mut tx, caller.id(), &format!("{kind}.set"), &format!("repo:{}", repo.full_name()),
+        serde_json::json!({"name": ref_name.as_str(), "commit": target, "previous": current.map(|c| c.commit_id)}), auth::request_id(&req).as_deref()).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(RefInfo { name: ref_name.to_string(), commit: target, updated_at: Utc::now() }))
+}
+
+/// Deletes a branch (never `main`) or a tag.
+#[utoipa::path(delete, path = "/api/v1/repos/{namespace}/{name}/{kind}/{ref_name}",
+    params(("kind" = String, Path, description = "branches or tags")), responses((status = 204), (status = 404), (status = 409)))]
+#[delete("/api/v1/repos/{namespace}/{name}/{kind}/{ref_name}")]
+pub async fn delete_ref(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String, String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, kind, ref_name) = path.into_inner();
+    let kind = ref_kind(&kind)?;
+    let mut tx = state.db.begin().await?;
+    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Write).await?;
+    if kind == "branch" && ref_name == "main" {
+        return Err(ApiError::conflict("default-branch", "`main` is the default branch and cannot be deleted"));
+    }
+    let current = db::commits::find_ref(&mut tx, repo.id, &ref_name).await?.filter(|r| r.kind == kind).ok_or_else(|| {
+        ApiError::not_found("revision-not-found", format!("no {kind} `{ref_name}` in `{}`", repo.full_name()))
+    })?;
+    db::commits::delete_ref(&mut tx, repo.id, &ref_name).await?;
+    db::audit::record(&mut tx, caller.id(), &format!("{kind}.delete"), &format!("repo:{}", repo.full_name()),
+        serde_json::json!({"name": ref_name, "commit": current.commit_id}), auth::request_id(&req).as_deref()).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::front_matter_license;
+
+    #[test]
+    fn reads_license_from_front_matter() {
+        assert_eq!(front_matter_license("---\nlicense: apache-2.0\ntags: [a]\n---\n# Model"), Some("apache-2.0".into()));
+        assert_eq!(front_matter_license("---\nlicense: \"mit\"\n---\n"), Some("mit".into()));
+        assert_eq!(front_matter_license("# No front matter\nlicense: mit"), None);
+    }
+}

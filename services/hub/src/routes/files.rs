@@ -1,0 +1,187 @@
+//! Downloads: `GET|HEAD /{namespace}/{name}/resolve/{revision}/{path}` with ETag (the sha256),
+//! single byte ranges, conditional requests and optional redirects to presigned store URLs.
+
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, route, web};
+use futures_util::StreamExt;
+use kaiyuan_storage::Sha256Digest;
+
+use crate::app::AppState;
+use crate::auth::{Caller, Need};
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resolve);
+}
+
+/// The parsed `Range` header of a request for a `size`-byte file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// No usable single range: send the whole file.
+    Full,
+    /// Send bytes `start..end` (end exclusive).
+    Partial(u64, u64),
+    /// The range lies outside the file.
+    Unsatisfiable,
+}
+
+/// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n`. Multiple ranges and other units are ignored
+/// (answered with the whole file, as RFC 9110 allows).
+pub fn parse_range(value: &str, size: u64) -> RangeRequest {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Full;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Full;
+    }
+    let Some((start, end)) = spec.trim().split_once('-') else {
+        return RangeRequest::Full;
+    };
+    let (start, end) = (start.trim(), end.trim());
+    match (start.parse::<u64>(), end.parse::<u64>()) {
+        (Ok(start), _) if start >= size => RangeRequest::Unsatisfiable,
+        (Ok(start), Ok(end)) if end >= start => RangeRequest::Partial(start, end.min(size - 1) + 1),
+        (Ok(_), Ok(_)) => RangeRequest::Full,
+        (Ok(start), Err(_)) if end.is_empty() => RangeRequest::Partial(start, size),
+        (Err(_), Ok(suffix)) if start.is_empty() => {
+            if suffix == 0 || size == 0 {
+                RangeRequest::Unsatisfiable
+            } else {
+                RangeRequest::Partial(size - suffix.min(size), size)
+            }
+        }
+        _ => RangeRequest::Full,
+    }
+}
+
+/// A content type from the file name; model files are opaque bytes.
+fn content_type(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "json" => "application/json",
+        "md" => "text/markdown; charset=utf-8",
+        "txt" | "py" | "yaml" | "yml" | "toml" | "cfg" | "gitattributes" => "text/plain; charset=utf-8",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        _ => "application/octet-stream",
+    }
+}
+
+fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == etag
+        }))
+}
+
+/// Downloads a file at a revision (branch, tag or commit id).
+#[utoipa::path(get, path = "/{namespace}/{name}/resolve/{revision}/{path}",
+    responses((status = 200, description = "the file's bytes"), (status = 206), (status = 302), (status = 304), (status = 404), (status = 416)))]
+#[route("/{namespace}/{name}/resolve/{revision}/{path:.*}", method = "GET", method = "HEAD")]
+pub async fn resolve(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String, String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, revision, file_path) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
+    let file = db::commits::file(&mut conn, repo.id, &commit, &file_path).await?.ok_or_else(|| {
+        ApiError::not_found("entry-not-found", format!("`{file_path}` does not exist at revision `{revision}` of `{}`", repo.full_name()))
+    })?;
+    drop(conn);
+    let bytes: [u8; 32] = file.sha256.as_slice().try_into().map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?;
+    let digest = Sha256Digest::from_bytes(bytes);
+    let size = file.size as u64;
+    let etag = format!("\"{}\"", digest.to_hex());
+
+    let response = |status: StatusCode| {
+        let mut builder = HttpResponse::build(status);
+        builder
+            .insert_header((header::ETAG, etag.clone()))
+            .insert_header((header::ACCEPT_RANGES, "bytes"))
+            .insert_header(("X-Repo-Commit", commit.clone()))
+            .insert_header((header::CACHE_CONTROL, if revision == commit { "public, max-age=31536000, immutable" } else { "no-cache" }));
+        if !repo.is_public() {
+            builder.insert_header((header::CACHE_CONTROL, "private, no-cache"));
+        }
+        builder
+    };
+
+    if etag_matches(&req, &etag) {
+        return Ok(response(StatusCode::NOT_MODIFIED).finish());
+    }
+    let settings = &state.settings.downloads;
+    if settings.presigned_redirects && req.method() == Method::GET {
+        if let Some(url) = state.store.presigned_get(&digest, Duration::from_secs(settings.presign_ttl_secs)).await? {
+            return Ok(response(StatusCode::FOUND).insert_header((header::LOCATION, url.to_string())).finish());
+        }
+    }
+    let range = match req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(value) => parse_range(value, size),
+        None => RangeRequest::Full,
+    };
+    let (status, start, end) = match range {
+        RangeRequest::Full => (StatusCode::OK, 0, size),
+        RangeRequest::Partial(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
+        RangeRequest::Unsatisfiable => {
+            return Ok(response(StatusCode::RANGE_NOT_SATISFIABLE)
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+                .json(ApiError::body("range-not-satisfiable", &format!("the file has {size} bytes"))));
+        }
+    };
+    let mut builder = response(status);
+    builder.insert_header((header::CONTENT_TYPE, content_type(&file.path)));
+    if status == StatusCode::PARTIAL_CONTENT {
+        builder.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1)));
+    }
+    let length = end - start;
+    if req.method() == Method::HEAD || length == 0 {
+        // actix sends a sized empty body's length as Content-Length; for HEAD it is the file's.
+        let mut head = builder.no_chunking(length).streaming(futures_util::stream::empty::<Result<bytes::Bytes, ApiError>>());
+        head.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        return Ok(head);
+    }
+    let metrics = state.metrics.clone();
+    let body = state.store.read(&digest, start..end).await?.map(move |chunk| {
+        let chunk = chunk.map_err(ApiError::from)?;
+        metrics.add_bytes_out(chunk.len() as u64);
+        Ok::<_, ApiError>(chunk)
+    });
+    Ok(builder.no_chunking(length).streaming(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_single_ranges() {
+        use RangeRequest::*;
+        let cases = [
+            ("bytes=0-9", Partial(0, 10)),
+            ("bytes=5-", Partial(5, 100)),
+            ("bytes=-10", Partial(90, 100)),
+            ("bytes=-1000", Partial(0, 100)),
+            ("bytes=90-200", Partial(90, 100)),
+            ("bytes=100-", Unsatisfiable),
+            ("bytes=-0", Unsatisfiable),
+            ("bytes=9-3", Full),
+            ("bytes=0-1,5-6", Full),
+            ("items=0-1", Full),
+            ("bytes=x-y", Full),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(parse_range(header, 100), expected, "{header}");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! HTTP routes. Handlers are thin: parse, authorise, call the domain, map errors.
+
+pub mod accounts;
+pub mod commits;
+pub mod files;
+pub mod ops;
+pub mod repos;
+pub mod uploads;
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{HttpRequest, HttpResponse, web};
+use sqlx::PgConnection;
+
+use crate::auth::{self, Caller, Need};
+use crate::config::Settings;
+use crate::db::repos::Repo;
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(settings.limits.max_json_body)
+            .error_handler(json_error),
+    )
+    .app_data(web::PathConfig::default().error_handler(path_error))
+    .app_data(web::QueryConfig::default().error_handler(query_error));
+    ops::configure(cfg);
+    accounts::configure(cfg);
+    repos::configure(cfg);
+    commits::configure(cfg);
+    uploads::configure(cfg);
+    files::configure(cfg);
+    cfg.default_service(web::to(unknown_route));
+}
+
+async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(
+        "route-not-found",
+        format!("no route for {} {}; see /api/v1/openapi.json", req.method(), req.path()),
+    ))
+}
+
+fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::too_large("request-too-large", format!("{err}; large files go through the upload endpoint"))
+        }
+        JsonPayloadError::ContentType => ApiError::new(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the request body as JSON with `Content-Type: application/json`",
+        ),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::unprocessable("invalid-json", format!("the JSON body does not fit: {e}"))
+        }
+        _ => ApiError::bad_request("invalid-body", err.to_string()),
+    };
+    api.into()
+}
+
+fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request("invalid-path", err.to_string()).into()
+}
+
+fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request("invalid-query", format!("bad query string: {err}")).into()
+}
+
+/// Loads the live repository `namespace/name` and checks that the caller may do `need` on it;
+/// a repository the caller may not see answers exactly as a missing one.
+pub async fn load_repo(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+    need: Need,
+) -> Result<Repo, ApiError> {
+    let repo = crate::db::repos::find_live(conn, namespace, name)
+        .await?
+        .ok_or_else(|| auth::repo_not_found(namespace, name))?;
+    auth::authorize_repo(conn, caller, &repo, need).await?;
+    Ok(repo)
+}
+
+/// `201 Created` with a JSON body.
+pub fn created<T: serde::Serialize>(body: &T) -> HttpResponse {
+    HttpResponse::Created().json(body)
+}

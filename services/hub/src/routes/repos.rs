@@ -1,0 +1,323 @@
+//! Repositories: create, get, search, update settings, soft delete, audit trail.
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::auth::{self, Caller, Need};
+use crate::db::repos::{Cursor, Repo, SearchQuery, SortKey};
+use crate::db::{self, accounts::Role};
+use crate::error::{ApiError, ApiResult};
+use crate::names::{NamespaceName, RepoName};
+use crate::tree::Snapshot;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(create_repo)
+        .service(search_repos)
+        .service(get_repo)
+        .service(update_repo)
+        .service(delete_repo)
+        .service(repo_audit);
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RepoInfo {
+    /// `namespace/name`.
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub visibility: String,
+    pub description: String,
+    pub license: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Repo> for RepoInfo {
+    fn from(r: &Repo) -> Self {
+        Self {
+            id: r.full_name(),
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            visibility: r.visibility.clone(),
+            description: r.description.clone(),
+            license: r.license.clone(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RepoDetail {
+    #[serde(flatten)]
+    pub info: RepoInfo,
+    /// The model card (README.md of `main`).
+    pub card: String,
+    /// Commit id of `main`.
+    pub head: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRepo {
+    /// Owner namespace; defaults to the signed-in user.
+    pub namespace: Option<String>,
+    pub name: String,
+    /// `public` (default) or `private`.
+    pub visibility: Option<String>,
+    pub description: Option<String>,
+}
+
+fn parse_visibility(v: Option<&str>) -> Result<Option<&'static str>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some("public") => Ok(Some("public")),
+        Some("private") => Ok(Some("private")),
+        Some(other) => Err(ApiError::unprocessable(
+            "invalid-visibility",
+            format!("visibility `{other}` is unknown: use `public` or `private`"),
+        )),
+    }
+}
+
+/// Creates a repository with an empty first commit on `main`.
+#[utoipa::path(post, path = "/api/v1/repos", request_body = NewRepo, responses((status = 201, body = RepoDetail), (status = 409), (status = 422)))]
+#[post("/api/v1/repos")]
+pub async fn create_repo(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<NewRepo>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_writer()?.clone();
+    let namespace_name = body.namespace.clone().unwrap_or_else(|| user.name.clone());
+    NamespaceName::parse(&namespace_name).map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
+    let name = RepoName::parse(&body.name).map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
+    let visibility = parse_visibility(body.visibility.as_deref())?.unwrap_or("public");
+    let description = body.description.clone().unwrap_or_default();
+
+    let mut tx = state.db.begin().await?;
+    let namespace = db::accounts::find_namespace(&mut tx, &namespace_name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("namespace-not-found", format!("no user or organisation is named `{namespace_name}`")))?;
+    let role = auth::namespace_role(&mut tx, &caller, namespace.id, &namespace.kind).await?;
+    if role.is_none_or(|r| r < Role::Write) {
+        return Err(ApiError::forbidden("insufficient-role", format!("you need the `write` role in `{}` to create repositories there", namespace.name)));
+    }
+    let grace = state.settings.gc.deleted_repo_grace_days;
+    if let Some(until) = db::repos::name_reserved_until(&mut tx, namespace.id, name.as_str(), grace).await? {
+        return Err(ApiError::conflict(
+            "name-reserved",
+            format!("`{}/{name}` was deleted recently; its name is reserved until {until} so old links cannot point at new content", namespace.name),
+        ));
+    }
+    let repo_id = db::repos::insert(&mut tx, namespace.id, name.as_str(), visibility, &description)
+        .await
+        .map_err(|e| {
+            if db::is_unique_violation(&e, "repositories_live_name_key") {
+                ApiError::conflict("repository-exists", format!("`{}/{name}` already exists", namespace.name))
+            } else {
+                e.into()
+            }
+        })?;
+    let head = super::commits::write_commit(
+        &mut tx,
+        &super::commits::CommitContext {
+            repository_id: repo_id,
+            branch: "main",
+            parent: None,
+            author_id: user.id,
+            author_name: &user.name,
+            message: "Initial commit",
+            request_id: auth::request_id(&req),
+        },
+        &Snapshot::new(),
+    )
+    .await?;
+    let target = format!("repo:{}/{name}", namespace.name);
+    db::audit::record(&mut tx, Some(user.id), "repo.create", &target, serde_json::json!({"visibility": visibility}), auth::request_id(&req).as_deref()).await?;
+    let repo = db::repos::find_by_id(&mut tx, repo_id).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("created repo vanished")))?;
+    tx.commit().await?;
+    Ok(super::created(&RepoDetail { info: RepoInfo::from(&repo), card: repo.card.clone(), head: Some(head) }))
+}
+
+#[derive(Deserialize)]
+pub struct SearchParams {
+    /// Free text over name, description and card.
+    pub q: Option<String>,
+    pub namespace: Option<String>,
+    pub license: Option<String>,
+    /// `updated` (default), `created` or `name`.
+    pub sort: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchPage {
+    pub items: Vec<RepoInfo>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn encode_cursor(cursor: &Cursor) -> String {
+    let raw = match cursor {
+        Cursor::Time(t, id) => format!("t:{}:{id}", t.timestamp_micros()),
+        Cursor::Name(n, id) => format!("n:{n}:{id}"),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_cursor(s: &str) -> Option<Cursor> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (kind, rest) = raw.split_once(':')?;
+    let (value, id) = rest.rsplit_once(':')?;
+    let id: i64 = id.parse().ok()?;
+    match kind {
+        "t" => Some(Cursor::Time(DateTime::from_timestamp_micros(value.parse().ok()?)?, id)),
+        "n" => Some(Cursor::Name(value.to_string(), id)),
+        _ => None,
+    }
+}
+
+/// Lists and searches the repositories the caller can see.
+#[utoipa::path(get, path = "/api/v1/repos",
+    params(("q" = Option<String>, Query), ("namespace" = Option<String>, Query), ("license" = Option<String>, Query),
+           ("sort" = Option<String>, Query, description = "updated, created or name"), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = SearchPage)))]
+#[get("/api/v1/repos")]
+pub async fn search_repos(state: web::Data<AppState>, caller: Caller, params: web::Query<SearchParams>) -> ApiResult<HttpResponse> {
+    let sort = match params.sort.as_deref() {
+        None | Some("updated") => SortKey::Updated,
+        Some("created") => SortKey::Created,
+        Some("name") => SortKey::Name,
+        Some(other) => return Err(ApiError::bad_request("invalid-sort", format!("sort `{other}` is unknown: use updated, created or name"))),
+    };
+    let after = match &params.cursor {
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::bad_request("invalid-cursor", "the cursor is malformed; use the `next_cursor` of a previous page"))?),
+        None => None,
+    };
+    let limit = params.limit.unwrap_or(30);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("invalid-limit", "limit must be between 1 and 500"));
+    }
+    let query = SearchQuery {
+        text: params.q.as_deref(),
+        namespace: params.namespace.as_deref(),
+        license: params.license.as_deref(),
+        sort,
+        after,
+        limit: limit + 1,
+        viewer_id: caller.id(),
+        viewer_is_admin: caller.user.as_ref().is_some_and(|u| u.is_admin),
+    };
+    let mut conn = state.db.acquire().await?;
+    let mut repos = db::repos::search(&mut conn, &query).await?;
+    let next_cursor = if repos.len() as i64 > limit {
+        repos.truncate(limit as usize);
+        repos.last().map(|r| {
+            encode_cursor(&match sort {
+                SortKey::Updated => Cursor::Time(r.updated_at, r.id),
+                SortKey::Created => Cursor::Time(r.created_at, r.id),
+                SortKey::Name => Cursor::Name(r.full_name().to_lowercase(), r.id),
+            })
+        })
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(SearchPage { items: repos.iter().map(RepoInfo::from).collect(), next_cursor }))
+}
+
+/// One repository, its card and the head of `main`.
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}", responses((status = 200, body = RepoDetail), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}")]
+pub async fn get_repo(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let head = db::commits::resolve(&mut conn, repo.id, "main").await?;
+    Ok(HttpResponse::Ok().json(RepoDetail { info: RepoInfo::from(&repo), card: repo.card.clone(), head }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepoSettings {
+    pub visibility: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Changes visibility or description (repository admins).
+#[utoipa::path(patch, path = "/api/v1/repos/{namespace}/{name}", request_body = RepoSettings, responses((status = 200, body = RepoInfo), (status = 403), (status = 404)))]
+#[patch("/api/v1/repos/{namespace}/{name}")]
+pub async fn update_repo(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<RepoSettings>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let visibility = parse_visibility(body.visibility.as_deref())?;
+    if body.description.as_ref().is_some_and(|d| d.len() > 4096) {
+        return Err(ApiError::unprocessable("description-too-long", "keep the description under 4096 bytes"));
+    }
+    let mut tx = state.db.begin().await?;
+    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
+    db::repos::update_settings(&mut tx, repo.id, visibility, body.description.as_deref()).await?;
+    db::audit::record(&mut tx, caller.id(), "repo.update", &format!("repo:{}", repo.full_name()),
+        serde_json::json!({"visibility": visibility, "description_changed": body.description.is_some()}), auth::request_id(&req).as_deref()).await?;
+    let repo = db::repos::find_by_id(&mut tx, repo.id).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("repo vanished")))?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(RepoInfo::from(&repo)))
+}
+
+/// Deletes a repository (repository admins). It disappears at once; its data and name are kept
+/// for the grace period, then purged.
+#[utoipa::path(delete, path = "/api/v1/repos/{namespace}/{name}", responses((status = 204), (status = 403), (status = 404)))]
+#[delete("/api/v1/repos/{namespace}/{name}")]
+pub async fn delete_repo(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
+    let actor = caller.require_writer()?.id;
+    db::repos::soft_delete(&mut tx, repo.id, actor).await?;
+    db::audit::record(&mut tx, Some(actor), "repo.delete", &format!("repo:{}", repo.full_name()),
+        serde_json::json!({"grace_days": state.settings.gc.deleted_repo_grace_days}), auth::request_id(&req).as_deref()).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The audit trail of a repository (repository admins).
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/audit", responses((status = 200), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/audit")]
+pub async fn repo_audit(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Admin).await?;
+    let events = db::audit::list_for_target(&mut conn, &format!("repo:{}", repo.full_name())).await?;
+    Ok(HttpResponse::Ok().json(events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        let t = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        for c in [Cursor::Time(t, 42), Cursor::Name("org/my.model-1".into(), 7)] {
+            assert_eq!(decode_cursor(&encode_cursor(&c)), Some(c));
+        }
+        assert_eq!(decode_cursor("not-a-cursor"), None);
+    }
+}
