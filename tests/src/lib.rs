@@ -1,0 +1,215 @@
+//! Test support: spawn the real hub on a random port against a fresh PostgreSQL database (from
+//! `#[sqlx::test]`) and a real object store (a temporary directory, or the S3-compatible server
+//! that scripts/test.sh starts), plus request helpers.
+
+use std::time::Duration;
+
+use kaiyuan_hub::app::{AppState, Application};
+use kaiyuan_hub::config::Settings;
+use kaiyuan_hub::jobs::{self, JobContext};
+use kaiyuan_storage::BlobStore;
+use object_store_env::s3_store;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// The object-store backends every storage-related test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    S3,
+}
+
+pub mod object_store_env {
+    //! The S3-compatible server started by scripts/test.sh. Tests fail (never skip) without it.
+    use kaiyuan_storage::BlobStore;
+    use rand::Rng;
+
+    pub fn s3_store() -> BlobStore {
+        kaiyuan_storage::install_crypto_provider();
+        let endpoint = std::env::var("KAIYUAN_TEST_S3_ENDPOINT").expect(
+            "KAIYUAN_TEST_S3_ENDPOINT is not set: run the suite through scripts/test.sh, which starts the S3 server",
+        );
+        let bucket = std::env::var("KAIYUAN_TEST_S3_BUCKET").unwrap_or_else(|_| "kaiyuan-test".into());
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_region(std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()))
+            .with_access_key_id(std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default())
+            .with_secret_access_key(std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default())
+            .build()
+            .expect("S3 client");
+        // A prefix per store keeps concurrent tests apart in the shared bucket.
+        let prefix = format!("t{:016x}", rand::rng().random::<u64>());
+        BlobStore::s3(s3, prefix)
+    }
+}
+
+/// A store of the given backend; the temporary directory lives as long as the returned guard.
+pub fn test_store(backend: Backend) -> (BlobStore, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Local => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            (BlobStore::local(dir.path()).expect("local store"), Some(dir))
+        }
+        Backend::S3 => (s3_store(), None),
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub db: PgPool,
+    pub store: BlobStore,
+    pub http: reqwest::Client,
+    /// Token of `admin`, a hub administrator created for every test.
+    pub admin_token: String,
+    pub state: actix_web::web::Data<AppState>,
+    handle: actix_web::dev::ServerHandle,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move { handle.stop(false).await });
+    }
+}
+
+pub async fn spawn_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, Backend::Local, |_| {}).await
+}
+
+/// Starts the hub with in-process workers and GC disabled (tests drive them explicitly).
+pub async fn spawn_app_with(pool: PgPool, backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    if std::env::var("KAIYUAN_TEST_LOG").is_ok() {
+        kaiyuan_hub::telemetry::init();
+    }
+    let (store, dir) = test_store(backend);
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        ..Settings::default()
+    };
+    settings.workers.in_process = 0;
+    settings.gc.interval_secs = 0;
+    configure(&mut settings);
+    let app = Application::build(settings, pool.clone(), store.clone()).expect("app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let admin = kaiyuan_hub::routes::accounts::create_user_with_token(&pool, "admin", true, None, None)
+        .await
+        .expect("admin user");
+    kaiyuan_storage::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("http client");
+    TestApp { base, db: pool, store, http, admin_token: admin.token, state, handle, _dir: dir }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let builder = self.http.request(method, self.url(path));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token).send().await.expect("request sent")
+    }
+
+    pub async fn send_json(&self, method: Method, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.request(method, path, token).json(body).send().await.expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.send_json(Method::POST, path, token, body).await
+    }
+
+    /// Creates a user and returns their write token.
+    pub async fn create_user(&self, name: &str) -> String {
+        let res = self.post_json("/api/v1/users", Some(&self.admin_token), &json!({"name": name})).await;
+        let body = expect_status(res, StatusCode::CREATED).await;
+        body["token"].as_str().expect("token").to_string()
+    }
+
+    pub async fn create_repo(&self, token: &str, namespace: &str, name: &str, visibility: &str) -> Value {
+        let res = self
+            .post_json("/api/v1/repos", Some(token), &json!({"namespace": namespace, "name": name, "visibility": visibility}))
+            .await;
+        expect_status(res, StatusCode::CREATED).await
+    }
+
+    /// Uploads raw bytes to a repository and returns the response.
+    pub async fn upload(&self, token: &str, repo: &str, bytes: Vec<u8>, sha256: Option<&str>) -> Response {
+        let mut req = self.request(Method::POST, &format!("/api/v1/repos/{repo}/uploads"), Some(token)).body(bytes);
+        if let Some(sha) = sha256 {
+            req = req.header("x-expected-sha256", sha);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Commits files given as (path, bytes) inline on `main`; returns the commit JSON.
+    pub async fn commit_files(&self, token: &str, repo: &str, files: &[(&str, &[u8])]) -> Value {
+        use base64::Engine;
+        let operations: Vec<Value> = files
+            .iter()
+            .map(|(path, bytes)| json!({"op": "put", "path": path, "content_base64": base64::engine::general_purpose::STANDARD.encode(bytes)}))
+            .collect();
+        let res = self
+            .post_json(&format!("/api/v1/repos/{repo}/commits/main"), Some(token), &json!({"message": "add files", "operations": operations}))
+            .await;
+        expect_status(res, StatusCode::CREATED).await
+    }
+
+    /// Runs every queued job now, as a worker would.
+    pub async fn run_jobs(&self) -> usize {
+        let ctx = JobContext { db: self.db.clone(), store: self.store.clone() };
+        jobs::run_until_idle(&ctx, 30).await.expect("jobs run")
+    }
+}
+
+/// Asserts the status (printing the body when it differs) and returns the JSON body.
+pub async fn expect_status(res: Response, status: StatusCode) -> Value {
+    let actual = res.status();
+    let text = res.text().await.unwrap_or_default();
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+}
+
+/// Asserts a JSON error with this status and code, and returns its message.
+pub async fn expect_error(res: Response, status: StatusCode, code: &str) -> String {
+    assert!(res.headers().contains_key("x-request-id"), "every response carries a request id");
+    let body = expect_status(res, status).await;
+    assert_eq!(body["error"]["code"], code, "error body: {body}");
+    let message = body["error"]["message"].as_str().expect("message").to_string();
+    assert!(!message.is_empty());
+    message
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Deterministic pseudo-random bytes, so that tests can assert on exact content.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}

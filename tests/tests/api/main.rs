@@ -1,1 +1,14 @@
-fn main(){}
+//! End-to-end tests: the real server on a random port, a fresh PostgreSQL database per test, and
+//! both real object-store backends (local filesystem and the S3-compatible server).
+//! One binary, one module per capability.
+
+mod accounts;
+mod authz;
+mod commits;
+mod downloads;
+mod gc;
+mod jobs;
+mod ops;
+mod repos;
+mod storage_contract;
+mod uploads;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what kaiyuan needs and is missing, from Debian's packages and crates.io only.
+#   scripts/install-deps.sh          what the hub needs to run (PostgreSQL server)
+#   scripts/install-deps.sh --test   also what the test suite needs (the s3s-fs S3 server)
+# Idempotent: each step checks first. Tools built from crates.io go to $KAIYUAN_TOOLS_DIR
+# (default ~/.cache/kaiyuan/tools), outside the clone, so later clones reuse them.
+set -euo pipefail
+
+want_test=false
+[[ "${1:-}" == "--test" ]] && want_test=true
+tools_dir="${KAIYUAN_TOOLS_DIR:-$HOME/.cache/kaiyuan/tools}"
+
+have_pg_server() {
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null
+}
+
+apt_updated=false
+apt_install() {
+  local sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  if ! $apt_updated; then
+    $sudo apt-get update -qq
+    apt_updated=true
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! have_pg_server; then
+  echo "installing PostgreSQL from Debian's packages..." >&2
+  apt_install postgresql
+fi
+command -v runuser >/dev/null || apt_install util-linux
+
+if $want_test; then
+  if ! command -v cargo-nextest >/dev/null; then
+    echo "installing cargo-nextest..." >&2
+    cargo install --locked cargo-nextest
+  fi
+  if [[ ! -x "$tools_dir/bin/s3s-fs" ]]; then
+    echo "building the s3s-fs S3-compatible server (once; cached in $tools_dir)..." >&2
+    cargo install --locked --quiet s3s-fs --version '~0.14' --features binary --root "$tools_dir"
+  fi
+fi

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what is missing and runs the hub with its embedded defaults: a PostgreSQL cluster and
+# a local-filesystem object store under the data directory (./.kaiyuan unless --data-dir), on
+# http://127.0.0.1:8080 unless --listen. Extra arguments go to `kaiyuan serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+exec cargo run --quiet --release -p kaiyuan-hub --bin kaiyuan -- serve "$@"
