@@ -45,4 +45,4 @@ done
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo nextest run --workspace --no-fail-fast "$@"
+RUST_BACKTRACE=0 cargo nextest run --workspace --no-fail-fast "$@"

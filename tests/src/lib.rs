@@ -30,7 +30,8 @@ pub mod object_store_env {
         let endpoint = std::env::var("KAIYUAN_TEST_S3_ENDPOINT").expect(
             "KAIYUAN_TEST_S3_ENDPOINT is not set: run the suite through scripts/test.sh, which starts the S3 server",
         );
-        let bucket = std::env::var("KAIYUAN_TEST_S3_BUCKET").unwrap_or_else(|_| "kaiyuan-test".into());
+        let bucket =
+            std::env::var("KAIYUAN_TEST_S3_BUCKET").unwrap_or_else(|_| "kaiyuan-test".into());
         let s3 = object_store::aws::AmazonS3Builder::new()
             .with_endpoint(endpoint)
             .with_allow_http(true)
@@ -51,7 +52,10 @@ pub fn test_store(backend: Backend) -> (BlobStore, Option<tempfile::TempDir>) {
     match backend {
         Backend::Local => {
             let dir = tempfile::tempdir().expect("temp dir");
-            (BlobStore::local(dir.path()).expect("local store"), Some(dir))
+            (
+                BlobStore::local(dir.path()).expect("local store"),
+                Some(dir),
+            )
         }
         Backend::S3 => (s3_store(), None),
     }
@@ -62,7 +66,7 @@ pub struct TestApp {
     pub db: PgPool,
     pub store: BlobStore,
     pub http: reqwest::Client,
-    /// Token of `admin`, a hub administrator created for every test.
+    /// Token of `hubadmin`, a hub administrator created for every test.
     pub admin_token: String,
     pub state: actix_web::web::Data<AppState>,
     handle: actix_web::dev::ServerHandle,
@@ -81,7 +85,11 @@ pub async fn spawn_app(pool: PgPool) -> TestApp {
 }
 
 /// Starts the hub with in-process workers and GC disabled (tests drive them explicitly).
-pub async fn spawn_app_with(pool: PgPool, backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn spawn_app_with(
+    pool: PgPool,
+    backend: Backend,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     if std::env::var("KAIYUAN_TEST_LOG").is_ok() {
         kaiyuan_hub::telemetry::init();
     }
@@ -98,16 +106,26 @@ pub async fn spawn_app_with(pool: PgPool, backend: Backend, configure: impl FnOn
     let state = app.state();
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
-    let admin = kaiyuan_hub::routes::accounts::create_user_with_token(&pool, "admin", true, None, None)
-        .await
-        .expect("admin user");
+    let admin =
+        kaiyuan_hub::routes::accounts::create_user_with_token(&pool, "hubadmin", true, None, None)
+            .await
+            .expect("admin user");
     kaiyuan_storage::install_crypto_provider();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(120))
         .build()
         .expect("http client");
-    TestApp { base, db: pool, store, http, admin_token: admin.token, state, handle, _dir: dir }
+    TestApp {
+        base,
+        db: pool,
+        store,
+        http,
+        admin_token: admin.token,
+        state,
+        handle,
+        _dir: dir,
+    }
 }
 
 impl TestApp {
@@ -124,11 +142,24 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
-        self.request(Method::GET, path, token).send().await.expect("request sent")
+        self.request(Method::GET, path, token)
+            .send()
+            .await
+            .expect("request sent")
     }
 
-    pub async fn send_json(&self, method: Method, path: &str, token: Option<&str>, body: &Value) -> Response {
-        self.request(method, path, token).json(body).send().await.expect("request sent")
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Response {
+        self.request(method, path, token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
@@ -137,21 +168,49 @@ impl TestApp {
 
     /// Creates a user and returns their write token.
     pub async fn create_user(&self, name: &str) -> String {
-        let res = self.post_json("/api/v1/users", Some(&self.admin_token), &json!({"name": name})).await;
+        let res = self
+            .post_json(
+                "/api/v1/users",
+                Some(&self.admin_token),
+                &json!({"name": name}),
+            )
+            .await;
         let body = expect_status(res, StatusCode::CREATED).await;
         body["token"].as_str().expect("token").to_string()
     }
 
-    pub async fn create_repo(&self, token: &str, namespace: &str, name: &str, visibility: &str) -> Value {
+    pub async fn create_repo(
+        &self,
+        token: &str,
+        namespace: &str,
+        name: &str,
+        visibility: &str,
+    ) -> Value {
         let res = self
-            .post_json("/api/v1/repos", Some(token), &json!({"namespace": namespace, "name": name, "visibility": visibility}))
+            .post_json(
+                "/api/v1/repos",
+                Some(token),
+                &json!({"namespace": namespace, "name": name, "visibility": visibility}),
+            )
             .await;
         expect_status(res, StatusCode::CREATED).await
     }
 
     /// Uploads raw bytes to a repository and returns the response.
-    pub async fn upload(&self, token: &str, repo: &str, bytes: Vec<u8>, sha256: Option<&str>) -> Response {
-        let mut req = self.request(Method::POST, &format!("/api/v1/repos/{repo}/uploads"), Some(token)).body(bytes);
+    pub async fn upload(
+        &self,
+        token: &str,
+        repo: &str,
+        bytes: Vec<u8>,
+        sha256: Option<&str>,
+    ) -> Response {
+        let mut req = self
+            .request(
+                Method::POST,
+                &format!("/api/v1/repos/{repo}/uploads"),
+                Some(token),
+            )
+            .body(bytes);
         if let Some(sha) = sha256 {
             req = req.header("x-expected-sha256", sha);
         }
@@ -166,14 +225,21 @@ impl TestApp {
             .map(|(path, bytes)| json!({"op": "put", "path": path, "content_base64": base64::engine::general_purpose::STANDARD.encode(bytes)}))
             .collect();
         let res = self
-            .post_json(&format!("/api/v1/repos/{repo}/commits/main"), Some(token), &json!({"message": "add files", "operations": operations}))
+            .post_json(
+                &format!("/api/v1/repos/{repo}/commits/main"),
+                Some(token),
+                &json!({"message": "add files", "operations": operations}),
+            )
             .await;
         expect_status(res, StatusCode::CREATED).await
     }
 
     /// Runs every queued job now, as a worker would.
     pub async fn run_jobs(&self) -> usize {
-        let ctx = JobContext { db: self.db.clone(), store: self.store.clone() };
+        let ctx = JobContext {
+            db: self.db.clone(),
+            store: self.store.clone(),
+        };
         jobs::run_until_idle(&ctx, 30).await.expect("jobs run")
     }
 }
@@ -183,15 +249,25 @@ pub async fn expect_status(res: Response, status: StatusCode) -> Value {
     let actual = res.status();
     let text = res.text().await.unwrap_or_default();
     assert_eq!(actual, status, "unexpected status; body: {text}");
-    if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
 }
 
 /// Asserts a JSON error with this status and code, and returns its message.
 pub async fn expect_error(res: Response, status: StatusCode, code: &str) -> String {
-    assert!(res.headers().contains_key("x-request-id"), "every response carries a request id");
+    assert!(
+        res.headers().contains_key("x-request-id"),
+        "every response carries a request id"
+    );
     let body = expect_status(res, status).await;
     assert_eq!(body["error"]["code"], code, "error body: {body}");
-    let message = body["error"]["message"].as_str().expect("message").to_string();
+    let message = body["error"]["message"]
+        .as_str()
+        .expect("message")
+        .to_string();
     assert!(!message.is_empty());
     message
 }
@@ -203,7 +279,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Deterministic pseudo-random bytes, so that tests can assert on exact content.
 pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             state ^= state << 13;

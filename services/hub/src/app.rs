@@ -48,7 +48,11 @@ impl Application {
         .listen(listener)?
         .shutdown_timeout(10)
         .run();
-        Ok(Self { server, port, state })
+        Ok(Self {
+            server,
+            port,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {

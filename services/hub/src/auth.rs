@@ -89,7 +89,10 @@ impl Caller {
     pub fn require_admin(&self) -> Result<&AuthUser, ApiError> {
         let user = self.require_writer()?;
         if !user.is_admin {
-            return Err(ApiError::forbidden("admin-required", "only hub administrators may do this"));
+            return Err(ApiError::forbidden(
+                "admin-required",
+                "only hub administrators may do this",
+            ));
         }
         Ok(user)
     }
@@ -152,7 +155,11 @@ impl FromRequest for Caller {
                     name: owner.user_name,
                     is_admin: owner.is_admin,
                     token_id: owner.token_id,
-                    scope: if owner.scope == "write" { Scope::Write } else { Scope::Read },
+                    scope: if owner.scope == "write" {
+                        Scope::Write
+                    } else {
+                        Scope::Read
+                    },
                 }),
             })
         })

@@ -44,7 +44,10 @@ pub fn compute(
     hasher.update(message.as_bytes());
     hasher.update(b"\n");
     for file in files.iter() {
-        hasher.update(format!("file {} {} {}\n", file.sha256_hex, file.size, file.path));
+        hasher.update(format!(
+            "file {} {} {}\n",
+            file.sha256_hex, file.size, file.path
+        ));
     }
     hex::encode(&hasher.finalize()[..20])
 }
@@ -75,8 +78,16 @@ mod tests {
     fn matches_the_documented_encoding() {
         let a = "a".repeat(64);
         let mut files = [
-            FileEntry { path: "z.bin", sha256_hex: &a, size: 3 },
-            FileEntry { path: "README.md", sha256_hex: &a, size: 1 },
+            FileEntry {
+                path: "z.bin",
+                sha256_hex: &a,
+                size: 3,
+            },
+            FileEntry {
+                path: "README.md",
+                sha256_hex: &a,
+                size: 1,
+            },
         ];
         let id = compute(None, "alice", time(), "hi", &mut files);
         let text = format!(
@@ -91,18 +102,60 @@ mod tests {
     fn order_of_files_does_not_matter_but_content_does() {
         let a = "a".repeat(64);
         let b = "b".repeat(64);
-        let one = compute(None, "u", time(), "m", &mut [
-            FileEntry { path: "x", sha256_hex: &a, size: 1 },
-            FileEntry { path: "y", sha256_hex: &b, size: 1 },
-        ]);
-        let two = compute(None, "u", time(), "m", &mut [
-            FileEntry { path: "y", sha256_hex: &b, size: 1 },
-            FileEntry { path: "x", sha256_hex: &a, size: 1 },
-        ]);
-        let three = compute(None, "u", time(), "m", &mut [
-            FileEntry { path: "y", sha256_hex: &a, size: 1 },
-            FileEntry { path: "x", sha256_hex: &b, size: 1 },
-        ]);
+        let one = compute(
+            None,
+            "u",
+            time(),
+            "m",
+            &mut [
+                FileEntry {
+                    path: "x",
+                    sha256_hex: &a,
+                    size: 1,
+                },
+                FileEntry {
+                    path: "y",
+                    sha256_hex: &b,
+                    size: 1,
+                },
+            ],
+        );
+        let two = compute(
+            None,
+            "u",
+            time(),
+            "m",
+            &mut [
+                FileEntry {
+                    path: "y",
+                    sha256_hex: &b,
+                    size: 1,
+                },
+                FileEntry {
+                    path: "x",
+                    sha256_hex: &a,
+                    size: 1,
+                },
+            ],
+        );
+        let three = compute(
+            None,
+            "u",
+            time(),
+            "m",
+            &mut [
+                FileEntry {
+                    path: "y",
+                    sha256_hex: &a,
+                    size: 1,
+                },
+                FileEntry {
+                    path: "x",
+                    sha256_hex: &b,
+                    size: 1,
+                },
+            ],
+        );
         assert_eq!(one, two);
         assert_ne!(one, three);
     }

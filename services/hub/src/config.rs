@@ -235,7 +235,10 @@ mod tests {
             .unwrap();
         assert_eq!(settings.limits.max_file_size, 20);
         assert_eq!(settings.listen, "0.0.0.0:9000");
-        assert_eq!(settings.database_url.as_deref(), Some("postgres://db/kaiyuan"));
+        assert_eq!(
+            settings.database_url.as_deref(),
+            Some("postgres://db/kaiyuan")
+        );
     }
 
     #[test]

@@ -129,7 +129,10 @@ impl EmbeddedPostgres {
                     "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
                 ));
             pg.run(start, "pg_ctl start").with_context(|| {
-                format!("see {} for PostgreSQL's own log", data_dir.join("postgres.log").display())
+                format!(
+                    "see {} for PostgreSQL's own log",
+                    data_dir.join("postgres.log").display()
+                )
             })?;
             pg.started_here = true;
         }
@@ -147,14 +150,25 @@ impl EmbeddedPostgres {
         write_private(&pwfile, &password)?;
         if let Some(user) = &self.run_as {
             let mut chown = Command::new("chown");
-            chown.arg("-R").arg(format!("{user}:")).arg(&self.cluster).arg(&pwfile);
+            chown
+                .arg("-R")
+                .arg(format!("{user}:"))
+                .arg(&self.cluster)
+                .arg(&pwfile);
             self.run(chown, "chown of the cluster directory")?;
         }
         let mut initdb = self.tool("initdb");
         initdb
             .arg("-D")
             .arg(&self.cluster)
-            .args(["-U", "kaiyuan", "-E", "UTF8", "--locale=C", "--auth=scram-sha-256"])
+            .args([
+                "-U",
+                "kaiyuan",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth=scram-sha-256",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()));
         let result = self.run(initdb, "initdb").with_context(|| {
             format!(
@@ -168,12 +182,15 @@ impl EmbeddedPostgres {
 
     async fn ensure_database(&self) -> anyhow::Result<()> {
         let pool = crate::db::connect(&self.admin_url, 1).await?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'kaiyuan')")
-                .fetch_one(&pool)
-                .await?;
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'kaiyuan')",
+        )
+        .fetch_one(&pool)
+        .await?;
         if !exists {
-            sqlx::query("CREATE DATABASE kaiyuan").execute(&pool).await?;
+            sqlx::query("CREATE DATABASE kaiyuan")
+                .execute(&pool)
+                .await?;
         }
         pool.close().await;
         Ok(())
@@ -185,7 +202,11 @@ impl EmbeddedPostgres {
             return;
         }
         let mut stop = self.tool("pg_ctl");
-        stop.arg("stop").arg("-m").arg("fast").arg("-D").arg(&self.cluster);
+        stop.arg("stop")
+            .arg("-m")
+            .arg("fast")
+            .arg("-D")
+            .arg(&self.cluster);
         match self.run(stop, "pg_ctl stop") {
             Ok(()) => tracing::info!("embedded PostgreSQL stopped"),
             Err(e) => tracing::warn!(error = %e, "could not stop embedded PostgreSQL"),

@@ -114,7 +114,11 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let Some(source) = &self.source {
-            tracing::error!(error.code = self.code, error.cause = format!("{source:#}"), "request failed");
+            tracing::error!(
+                error.code = self.code,
+                error.cause = format!("{source:#}"),
+                "request failed"
+            );
         }
         HttpResponse::build(self.status)
             .insert_header(("X-Error-Code", self.code))

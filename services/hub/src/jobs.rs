@@ -45,7 +45,9 @@ pub struct JobContext {
 async fn dispatch(ctx: JobContext, job: Job) -> Result<(), JobError> {
     match job.kind.as_str() {
         COMMIT_CREATED => commit_created(ctx, job.payload).await,
-        other => Err(JobError::Permanent(anyhow::anyhow!("unknown job kind `{other}`"))),
+        other => Err(JobError::Permanent(anyhow::anyhow!(
+            "unknown job kind `{other}`"
+        ))),
     }
 }
 
@@ -67,11 +69,10 @@ async fn commit_created(ctx: JobContext, payload: serde_json::Value) -> Result<(
         .context("loading commit files")?;
     drop(conn);
     for file in files {
-        let bytes: [u8; 32] = file
-            .sha256
-            .as_slice()
-            .try_into()
-            .map_err(|_| JobError::Permanent(anyhow::anyhow!("bad digest for {}", file.path)))?;
+        let bytes: [u8; 32] =
+            file.sha256.as_slice().try_into().map_err(|_| {
+                JobError::Permanent(anyhow::anyhow!("bad digest for {}", file.path))
+            })?;
         let digest = Sha256Digest::from_bytes(bytes);
         match ctx.store.blob_size(&digest).await.context("object store")? {
             Some(size) if size == file.size as u64 => {}
@@ -140,7 +141,15 @@ pub async fn run_one(ctx: &JobContext, worker: &str, lease_secs: u64) -> anyhow:
         }
         Ok(Err(JobError::Retry(e))) => {
             tracing::warn!(error = format!("{e:#}"), attempts, "job failed; will retry");
-            db::jobs::fail(&mut conn, id, worker, &format!("{e:#}"), false, backoff_secs(attempts)).await?;
+            db::jobs::fail(
+                &mut conn,
+                id,
+                worker,
+                &format!("{e:#}"),
+                false,
+                backoff_secs(attempts),
+            )
+            .await?;
         }
         Ok(Err(JobError::Permanent(e))) => {
             tracing::error!(error = format!("{e:#}"), "job failed permanently");
@@ -149,7 +158,15 @@ pub async fn run_one(ctx: &JobContext, worker: &str, lease_secs: u64) -> anyhow:
         Err(join_error) => {
             let message = format!("job handler panicked: {join_error}");
             tracing::error!(error = %message, "job failed");
-            db::jobs::fail(&mut conn, id, worker, &message, false, backoff_secs(attempts)).await?;
+            db::jobs::fail(
+                &mut conn,
+                id,
+                worker,
+                &message,
+                false,
+                backoff_secs(attempts),
+            )
+            .await?;
         }
     }
     Ok(true)
@@ -166,7 +183,12 @@ pub async fn run_until_idle(ctx: &JobContext, lease_secs: u64) -> anyhow::Result
 }
 
 /// A long-running worker: runs jobs until `shutdown` turns true.
-pub async fn run_worker(ctx: JobContext, settings: Workers, index: usize, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_worker(
+    ctx: JobContext,
+    settings: Workers,
+    index: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let worker = worker_id(index);
     let mut listener = match PgListener::connect_with(&ctx.db).await {
         Ok(mut listener) => match listener.listen(db::jobs::CHANNEL).await {

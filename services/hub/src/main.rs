@@ -16,7 +16,11 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 #[derive(Parser)]
-#[command(name = "kaiyuan", version, about = "Open model hub with licence, provenance and safety checks")]
+#[command(
+    name = "kaiyuan",
+    version,
+    about = "Open model hub with licence, provenance and safety checks"
+)]
 struct Cli {
     /// TOML config file (also `KAIYUAN_CONFIG`); environment variables override it.
     #[arg(long, global = true, env = "KAIYUAN_CONFIG")]
@@ -65,14 +69,25 @@ enum AdminCommand {
 }
 
 /// The database pool, and the embedded cluster behind it when no `DATABASE_URL` is set.
-async fn open_database(settings: &Settings, migrate_embedded: bool) -> anyhow::Result<(PgPool, Option<EmbeddedPostgres>)> {
+async fn open_database(
+    settings: &Settings,
+    migrate_embedded: bool,
+) -> anyhow::Result<(PgPool, Option<EmbeddedPostgres>)> {
     match &settings.database_url {
-        Some(url) => Ok((db::connect(url, 20).await.context("connecting to DATABASE_URL")?, None)),
+        Some(url) => Ok((
+            db::connect(url, 20)
+                .await
+                .context("connecting to DATABASE_URL")?,
+            None,
+        )),
         None => {
             let pg = EmbeddedPostgres::start(settings).await?;
             let pool = db::connect(&pg.url, 20).await?;
             if migrate_embedded {
-                db::MIGRATOR.run(&pool).await.context("applying migrations")?;
+                db::MIGRATOR
+                    .run(&pool)
+                    .await
+                    .context("applying migrations")?;
             }
             Ok((pool, Some(pg)))
         }
@@ -81,11 +96,16 @@ async fn open_database(settings: &Settings, migrate_embedded: bool) -> anyhow::R
 
 /// Refuses to start against a database whose schema is behind this binary.
 async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-        .fetch_all(pool)
-        .await
-        .unwrap_or_default();
-    let missing: Vec<i64> = db::MIGRATOR.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default();
+    let missing: Vec<i64> = db::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect();
     if !missing.is_empty() {
         anyhow::bail!("the database lacks migrations {missing:?}: run `kaiyuan migrate` first");
     }
@@ -105,9 +125,21 @@ async fn shutdown_signal() {
     }
 }
 
-fn spawn_workers(ctx: &JobContext, settings: &Settings, count: usize, shutdown: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+fn spawn_workers(
+    ctx: &JobContext,
+    settings: &Settings,
+    count: usize,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..count)
-        .map(|i| tokio::spawn(jobs::run_worker(ctx.clone(), settings.workers.clone(), i, shutdown.clone())))
+        .map(|i| {
+            tokio::spawn(jobs::run_worker(
+                ctx.clone(),
+                settings.workers.clone(),
+                i,
+                shutdown.clone(),
+            ))
+        })
         .collect()
 }
 
@@ -173,7 +205,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { workers } => {
             let (pool, pg) = open_database(&settings, false).await?;
             check_schema(&pool).await?;
-            let ctx = JobContext { db: pool.clone(), store: open_store(&settings)? };
+            let ctx = JobContext {
+                db: pool.clone(),
+                store: open_store(&settings)?,
+            };
             let (stop_tx, stop_rx) = watch::channel(false);
             let tasks = spawn_workers(&ctx, &settings, workers, &stop_rx);
             shutdown_signal().await;
@@ -198,15 +233,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("migrations applied");
             Ok(())
         }
-        Command::Admin { command: AdminCommand::CreateUser { name, admin } } => {
+        Command::Admin {
+            command: AdminCommand::CreateUser { name, admin },
+        } => {
             let (pool, pg) = open_database(&settings, true).await?;
-            let result = routes::accounts::create_user_with_token(&pool, &name, admin, None, None).await;
+            let result =
+                routes::accounts::create_user_with_token(&pool, &name, admin, None, None).await;
             pool.close().await;
             if let Some(pg) = pg {
                 pg.stop();
             }
             let created = result.map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            eprintln!("created {}user `{}`; its write token (shown once):", if admin { "admin " } else { "" }, created.name);
+            eprintln!(
+                "created {}user `{}`; its write token (shown once):",
+                if admin { "admin " } else { "" },
+                created.name
+            );
             println!("{}", created.token);
             Ok(())
         }
@@ -226,7 +268,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn main() -> std::process::ExitCode {
     telemetry::init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

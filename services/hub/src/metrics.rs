@@ -56,7 +56,9 @@ impl Metrics {
     /// Renders every metric; `jobs` are the queue's counts by state.
     pub fn render(&self, jobs: &[(String, i64)]) -> String {
         let mut out = String::new();
-        out.push_str("# HELP kaiyuan_http_requests_total HTTP requests by method, route and status.\n");
+        out.push_str(
+            "# HELP kaiyuan_http_requests_total HTTP requests by method, route and status.\n",
+        );
         out.push_str("# TYPE kaiyuan_http_requests_total counter\n");
         if let Ok(requests) = self.requests.lock() {
             for ((method, route, status), count) in requests.iter() {
@@ -108,7 +110,10 @@ impl Metrics {
 }
 
 fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -122,8 +127,12 @@ mod tests {
         metrics.observe_request("GET", "/healthz", 200, 0.5);
         metrics.add_bytes_out(42);
         let text = metrics.render(&[("failed".into(), 3)]);
-        assert!(text.contains("kaiyuan_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2"));
-        assert!(text.contains("kaiyuan_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"0.005\"} 1"));
+        assert!(text.contains(
+            "kaiyuan_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "kaiyuan_http_request_duration_seconds_bucket{route=\"/healthz\",le=\"0.005\"} 1"
+        ));
         assert!(text.contains("kaiyuan_http_request_duration_seconds_count{route=\"/healthz\"} 2"));
         assert!(text.contains("kaiyuan_bytes_sent_total 42"));
         assert!(text.contains("kaiyuan_jobs{state=\"failed\"} 3"));

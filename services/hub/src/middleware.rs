@@ -27,7 +27,8 @@ fn request_id_for(req: &ServiceRequest) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 128
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_owned)
         .unwrap_or_else(|| hex::encode(rand::rng().random::<[u8; 12]>()))
@@ -40,48 +41,85 @@ pub async fn observe(
     let started = Instant::now();
     let request_id = request_id_for(&req);
     req.extensions_mut().insert(RequestId(request_id.clone()));
-    let http_request = req.request().clone();
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|state| state.metrics.clone());
     let method = req.method().to_string();
     let span = tracing::info_span!("request", request.id = %request_id, http.method = %method);
 
+    // The request must not be cloned before routing (actix needs it unshared), so failures that
+    // escape as errors or panics are answered through `WithRequestId` instead of a rebuilt response.
     let outcome = AssertUnwindSafe(next.call(req))
         .catch_unwind()
         .instrument(span.clone())
         .await;
-    let mut response = match outcome {
-        Ok(Ok(response)) => response.map_into_boxed_body(),
-        Ok(Err(error)) => ServiceResponse::new(http_request.clone(), error.error_response()),
+    let record = |route: &str, status: u16| {
+        let seconds = started.elapsed().as_secs_f64();
+        if let Some(metrics) = &metrics {
+            metrics.observe_request(&method, route, status, seconds);
+        }
+        span.in_scope(|| {
+            tracing::info!(
+                http.route = %route,
+                http.status = status,
+                duration_ms = (seconds * 1000.0) as u64,
+                "{method} {route} -> {status}"
+            );
+        });
+    };
+    let error = match outcome {
+        Ok(Ok(response)) => {
+            let mut response = response.map_into_boxed_body();
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert(REQUEST_ID, value);
+            }
+            let route = response
+                .request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_string());
+            record(&route, response.status().as_u16());
+            return Ok(response);
+        }
+        Ok(Err(error)) => error,
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            let error = ApiError::internal(anyhow::anyhow!("handler panicked: {what}"));
-            ServiceResponse::new(http_request.clone(), error.error_response())
+            ApiError::internal(anyhow::anyhow!("handler panicked: {what}")).into()
         }
     };
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
+    record(
+        "unmatched",
+        error.as_response_error().status_code().as_u16(),
+    );
+    Err(WithRequestId { error, request_id }.into())
+}
+
+/// An error that escaped the handlers, answered with the request id still attached.
+#[derive(Debug)]
+struct WithRequestId {
+    error: actix_web::Error,
+    request_id: String,
+}
+
+impl std::fmt::Display for WithRequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
     }
-    let route = http_request
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
-    let status = response.status().as_u16();
-    let seconds = started.elapsed().as_secs_f64();
-    if let Some(metrics) = metrics {
-        metrics.observe_request(&method, &route, status, seconds);
+}
+
+impl ResponseError for WithRequestId {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.error.as_response_error().status_code()
     }
-    span.in_scope(|| {
-        tracing::info!(
-            http.route = %route,
-            http.status = status,
-            duration_ms = (seconds * 1000.0) as u64,
-            "{method} {route} -> {status}"
-        );
-    });
-    Ok(response)
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        let mut response = self.error.error_response();
+        if let Ok(value) = HeaderValue::from_str(&self.request_id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        response
+    }
 }

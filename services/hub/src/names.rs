@@ -4,9 +4,32 @@ use std::fmt;
 
 /// Path words the hub's own URLs use; a namespace or repository may not take them.
 const RESERVED: &[&str] = &[
-    "admin", "api", "assets", "datasets", "docs", "healthz", "login", "logout", "metrics",
-    "models", "new", "organizations", "orgs", "readyz", "resolve", "search", "settings",
-    "signup", "spaces", "static", "tree", "blob", "commit", "commits", "users", "well-known",
+    "admin",
+    "api",
+    "assets",
+    "datasets",
+    "docs",
+    "healthz",
+    "login",
+    "logout",
+    "metrics",
+    "models",
+    "new",
+    "organizations",
+    "orgs",
+    "readyz",
+    "resolve",
+    "search",
+    "settings",
+    "signup",
+    "spaces",
+    "static",
+    "tree",
+    "blob",
+    "commit",
+    "commits",
+    "users",
+    "well-known",
 ];
 
 /// Why a name was refused, phrased for the person who typed it.
@@ -129,7 +152,13 @@ mod tests {
 
     #[test]
     fn accepts_typical_model_names() {
-        for ok in ["Llama-3.1-8B", "qwen2.5_coder", "a", "DeepSeek-R1", &"x".repeat(96)] {
+        for ok in [
+            "Llama-3.1-8B",
+            "qwen2.5_coder",
+            "a",
+            "DeepSeek-R1",
+            &"x".repeat(96),
+        ] {
             assert!(RepoName::parse(ok).is_ok(), "{ok} should be valid");
         }
     }

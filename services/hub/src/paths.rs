@@ -104,7 +104,10 @@ mod tests {
     #[test]
     fn normalises_to_nfc() {
         let decomposed = "cafe\u{301}.txt";
-        assert_eq!(RepoPath::parse(decomposed).unwrap().as_str(), "caf\u{e9}.txt");
+        assert_eq!(
+            RepoPath::parse(decomposed).unwrap().as_str(),
+            "caf\u{e9}.txt"
+        );
     }
 
     proptest! {
@@ -116,7 +119,8 @@ mod tests {
                 prop_assert!(s.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".."));
                 prop_assert!(!s.chars().any(char::is_control));
                 // Parsing is idempotent: a stored path parses to itself.
-                prop_assert_eq!(RepoPath::parse(s).unwrap().as_str(), s);
+                let reparsed = RepoPath::parse(s).unwrap();
+                prop_assert_eq!(reparsed.as_str(), s);
             }
         }
     }

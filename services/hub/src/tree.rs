@@ -39,7 +39,11 @@ pub enum TreeError {
 }
 
 /// Applies `changes` in order to `base` and checks that the result is a valid snapshot.
-pub fn apply(mut tree: Snapshot, changes: &[Change], max_files: usize) -> Result<Snapshot, TreeError> {
+pub fn apply(
+    mut tree: Snapshot,
+    changes: &[Change],
+    max_files: usize,
+) -> Result<Snapshot, TreeError> {
     for change in changes {
         match change {
             Change::Put { path, entry } => {
@@ -86,11 +90,18 @@ fn check_paths(tree: &Snapshot) -> Result<(), TreeError> {
         for (i, _) in path.match_indices('/') {
             folders.insert(&path[..i]);
         }
-        for prefix in path.match_indices('/').map(|(i, _)| &path[..i]).chain([path.as_str()]) {
+        for prefix in path
+            .match_indices('/')
+            .map(|(i, _)| &path[..i])
+            .chain([path.as_str()])
+        {
             let folded = prefix.to_lowercase();
             match seen.get(&folded) {
                 Some(original) if *original != prefix => {
-                    return Err(TreeError::CaseCollision(original.to_string(), prefix.to_string()));
+                    return Err(TreeError::CaseCollision(
+                        original.to_string(),
+                        prefix.to_string(),
+                    ));
                 }
                 Some(_) => {}
                 None => {
@@ -112,7 +123,10 @@ mod tests {
     use super::*;
 
     fn entry(n: u8) -> Entry {
-        Entry { sha256: vec![n; 32], size: n as i64 }
+        Entry {
+            sha256: vec![n; 32],
+            size: n as i64,
+        }
     }
 
     fn path(p: &str) -> RepoPath {
@@ -120,17 +134,28 @@ mod tests {
     }
 
     fn put(p: &str, n: u8) -> Change {
-        Change::Put { path: path(p), entry: entry(n) }
+        Change::Put {
+            path: path(p),
+            entry: entry(n),
+        }
     }
 
     #[test]
     fn puts_replace_deletes_and_copies_apply_in_order() {
-        let base = apply(Snapshot::new(), &[put("a.bin", 1), put("dir/x", 2), put("dir/y", 3)], 10).unwrap();
+        let base = apply(
+            Snapshot::new(),
+            &[put("a.bin", 1), put("dir/x", 2), put("dir/y", 3)],
+            10,
+        )
+        .unwrap();
         let next = apply(
             base,
             &[
                 put("a.bin", 4),
-                Change::Copy { from: path("a.bin"), to: path("b.bin") },
+                Change::Copy {
+                    from: path("a.bin"),
+                    to: path("b.bin"),
+                },
                 Change::Delete { path: path("dir") },
             ],
             10,
@@ -144,11 +169,22 @@ mod tests {
     #[test]
     fn refuses_missing_deletes_and_copies() {
         assert_eq!(
-            apply(Snapshot::new(), &[Change::Delete { path: path("nope") }], 10),
+            apply(
+                Snapshot::new(),
+                &[Change::Delete { path: path("nope") }],
+                10
+            ),
             Err(TreeError::DeleteMissing("nope".into()))
         );
         assert!(matches!(
-            apply(Snapshot::new(), &[Change::Copy { from: path("x"), to: path("y") }], 10),
+            apply(
+                Snapshot::new(),
+                &[Change::Copy {
+                    from: path("x"),
+                    to: path("y")
+                }],
+                10
+            ),
             Err(TreeError::CopyMissing(_))
         ));
     }
@@ -156,7 +192,11 @@ mod tests {
     #[test]
     fn refuses_case_collisions_in_files_and_folders() {
         assert!(matches!(
-            apply(Snapshot::new(), &[put("Model.bin", 1), put("model.bin", 2)], 10),
+            apply(
+                Snapshot::new(),
+                &[put("Model.bin", 1), put("model.bin", 2)],
+                10
+            ),
             Err(TreeError::CaseCollision(..))
         ));
         assert!(matches!(

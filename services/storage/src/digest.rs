@@ -65,7 +65,10 @@ mod tests {
             "uppercase hex is accepted and normalised"
         );
         for bad in ["", "ab", &"ab".repeat(33), &"zz".repeat(32)] {
-            assert!(bad.parse::<Sha256Digest>().is_err(), "{bad:?} must be refused");
+            assert!(
+                bad.parse::<Sha256Digest>().is_err(),
+                "{bad:?} must be refused"
+            );
         }
     }
 }

@@ -32,7 +32,9 @@ pub use upload::{Expected, StoredBlob, Upload, UploadError};
 /// Errors of the storage layer that are not about a client's upload.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("unsupported object-store URL `{0}`: use file:///absolute/path or s3://bucket[/prefix]")]
+    #[error(
+        "unsupported object-store URL `{0}`: use file:///absolute/path or s3://bucket[/prefix]"
+    )]
     UnsupportedUrl(String),
     #[error("blob {0} is not in the store")]
     NotFound(Sha256Digest),
@@ -181,12 +183,8 @@ impl BlobStore {
     ) -> Result<Option<url::Url>, StorageError> {
         match &self.backend {
             Backend::S3 { s3 } => Ok(Some(
-                s3.signed_url(
-                    reqwest::Method::GET,
-                    &self.blob_key(digest),
-                    expires_in,
-                )
-                .await?,
+                s3.signed_url(reqwest::Method::GET, &self.blob_key(digest), expires_in)
+                    .await?,
             )),
             Backend::Local { .. } => Ok(None),
         }

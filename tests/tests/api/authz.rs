@@ -11,7 +11,11 @@ fn routes(commit: &str) -> Vec<(Method, String, Option<serde_json::Value>)> {
     let r = "/api/v1/repos/alice/secret";
     vec![
         (Method::GET, r.to_string(), None),
-        (Method::PATCH, r.to_string(), Some(json!({"description": "x"}))),
+        (
+            Method::PATCH,
+            r.to_string(),
+            Some(json!({"description": "x"})),
+        ),
         (Method::DELETE, r.to_string(), None),
         (Method::GET, format!("{r}/audit"), None),
         (Method::GET, format!("{r}/refs"), None),
@@ -19,16 +23,42 @@ fn routes(commit: &str) -> Vec<(Method, String, Option<serde_json::Value>)> {
         (Method::GET, format!("{r}/tree/main"), None),
         (Method::GET, format!("{r}/tree/{commit}"), None),
         (Method::POST, format!("{r}/uploads"), None),
-        (Method::POST, format!("{r}/commits/main"), Some(json!({"message": "m"}))),
-        (Method::PUT, format!("{r}/branches/x"), Some(json!({"target": "main"}))),
+        (
+            Method::POST,
+            format!("{r}/commits/main"),
+            Some(json!({"message": "m"})),
+        ),
+        (
+            Method::PUT,
+            format!("{r}/branches/x"),
+            Some(json!({"target": "main"})),
+        ),
         (Method::DELETE, format!("{r}/tags/x"), None),
-        (Method::GET, "/alice/secret/resolve/main/w.bin".to_string(), None),
-        (Method::HEAD, "/alice/secret/resolve/main/w.bin".to_string(), None),
-        (Method::GET, format!("/alice/secret/resolve/{commit}/w.bin"), None),
+        (
+            Method::GET,
+            "/alice/secret/resolve/main/w.bin".to_string(),
+            None,
+        ),
+        (
+            Method::HEAD,
+            "/alice/secret/resolve/main/w.bin".to_string(),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/alice/secret/resolve/{commit}/w.bin"),
+            None,
+        ),
     ]
 }
 
-async fn call(app: &TestApp, method: &Method, path: &str, body: &Option<serde_json::Value>, token: Option<&str>) -> reqwest::Response {
+async fn call(
+    app: &TestApp,
+    method: &Method,
+    path: &str,
+    body: &Option<serde_json::Value>,
+    token: Option<&str>,
+) -> reqwest::Response {
     let mut req = app.request(method.clone(), path, token);
     if let Some(body) = body {
         req = req.json(body);
@@ -42,23 +72,41 @@ async fn private_repositories_answer_404_to_outsiders_on_every_route(pool: PgPoo
     let alice = app.create_user("alice").await;
     let outsider = app.create_user("eve").await;
     app.create_repo(&alice, "alice", "secret", "private").await;
-    let commit = app.commit_files(&alice, "alice/secret", &[("w.bin", b"private bytes")]).await["id"].as_str().unwrap().to_string();
+    let commit = app
+        .commit_files(&alice, "alice/secret", &[("w.bin", b"private bytes")])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     for (method, path, body) in routes(&commit) {
         for token in [None, Some(outsider.as_str())] {
             let res = call(&app, &method, &path, &body, token).await;
-            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method} {path} with {token:?}");
+            assert_eq!(
+                res.status(),
+                StatusCode::NOT_FOUND,
+                "{method} {path} with {token:?}"
+            );
             if method != Method::HEAD {
                 let body: serde_json::Value = res.json().await.unwrap();
-                assert_eq!(body["error"]["code"], "repository-not-found", "{method} {path}");
+                assert_eq!(
+                    body["error"]["code"], "repository-not-found",
+                    "{method} {path}"
+                );
             }
         }
     }
     // The owner sees everything.
-    let res = app.get("/alice/secret/resolve/main/w.bin", Some(&alice)).await;
+    let res = app
+        .get("/alice/secret/resolve/main/w.bin", Some(&alice))
+        .await;
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"private bytes");
     // Search never reveals it either.
-    let page = expect_status(app.get("/api/v1/repos?q=secret", Some(&outsider)).await, StatusCode::OK).await;
+    let page = expect_status(
+        app.get("/api/v1/repos?q=secret", Some(&outsider)).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(page["items"], json!([]));
 }
 
@@ -69,7 +117,12 @@ async fn writes_need_a_write_token_and_a_role(pool: PgPool) {
     let bob = app.create_user("bob").await;
     app.create_repo(&alice, "alice", "open", "public").await;
     let read_token = expect_status(
-        app.post_json("/api/v1/tokens", Some(&alice), &json!({"name": "ro", "scope": "read"})).await,
+        app.post_json(
+            "/api/v1/tokens",
+            Some(&alice),
+            &json!({"name": "ro", "scope": "read"}),
+        )
+        .await,
         StatusCode::CREATED,
     )
     .await["token"]
@@ -78,24 +131,81 @@ async fn writes_need_a_write_token_and_a_role(pool: PgPool) {
         .to_string();
     let commit = json!({"message": "m", "operations": [{"op": "put", "path": "a", "content_base64": "AA=="}]});
     let path = "/api/v1/repos/alice/open/commits/main";
-    expect_error(app.post_json(path, None, &commit).await, StatusCode::UNAUTHORIZED, "authentication-required").await;
-    expect_error(app.post_json(path, Some(&read_token), &commit).await, StatusCode::FORBIDDEN, "token-read-only").await;
-    expect_error(app.post_json(path, Some(&bob), &commit).await, StatusCode::FORBIDDEN, "insufficient-role").await;
+    expect_error(
+        app.post_json(path, None, &commit).await,
+        StatusCode::UNAUTHORIZED,
+        "authentication-required",
+    )
+    .await;
+    expect_error(
+        app.post_json(path, Some(&read_token), &commit).await,
+        StatusCode::FORBIDDEN,
+        "token-read-only",
+    )
+    .await;
+    expect_error(
+        app.post_json(path, Some(&bob), &commit).await,
+        StatusCode::FORBIDDEN,
+        "insufficient-role",
+    )
+    .await;
     let res = app.upload(&bob, "alice/open", b"x".to_vec(), None).await;
     expect_error(res, StatusCode::FORBIDDEN, "insufficient-role").await;
-    let res = app.request(Method::DELETE, "/api/v1/repos/alice/open", Some(&bob)).send().await.unwrap();
+    let res = app
+        .request(Method::DELETE, "/api/v1/repos/alice/open", Some(&bob))
+        .send()
+        .await
+        .unwrap();
     expect_error(res, StatusCode::FORBIDDEN, "insufficient-role").await;
     // Reads of a public repository need no token; a read token reads fine.
-    expect_status(app.get("/api/v1/repos/alice/open/tree/main", None).await, StatusCode::OK).await;
-    expect_status(app.get("/api/v1/repos/alice/open/tree/main", Some(&read_token)).await, StatusCode::OK).await;
-    expect_status(app.post_json(path, Some(&alice), &commit).await, StatusCode::CREATED).await;
+    expect_status(
+        app.get("/api/v1/repos/alice/open/tree/main", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    expect_status(
+        app.get("/api/v1/repos/alice/open/tree/main", Some(&read_token))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    expect_status(
+        app.post_json(path, Some(&alice), &commit).await,
+        StatusCode::CREATED,
+    )
+    .await;
     // Hub admins may act anywhere.
-    expect_status(app.post_json(path, Some(&app.admin_token), &commit).await, StatusCode::CREATED).await;
+    expect_status(
+        app.post_json(path, Some(&app.admin_token), &commit).await,
+        StatusCode::CREATED,
+    )
+    .await;
     // Org read members see private org repos but cannot write.
-    expect_status(app.post_json("/api/v1/orgs", Some(&alice), &json!({"name": "lab"})).await, StatusCode::CREATED).await;
-    app.send_json(Method::PUT, "/api/v1/orgs/lab/members/bob", Some(&alice), &json!({"role": "read"})).await;
+    expect_status(
+        app.post_json("/api/v1/orgs", Some(&alice), &json!({"name": "lab"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    app.send_json(
+        Method::PUT,
+        "/api/v1/orgs/lab/members/bob",
+        Some(&alice),
+        &json!({"role": "read"}),
+    )
+    .await;
     app.create_repo(&alice, "lab", "internal", "private").await;
-    expect_status(app.get("/api/v1/repos/lab/internal", Some(&bob)).await, StatusCode::OK).await;
-    let res = app.post_json("/api/v1/repos/lab/internal/commits/main", Some(&bob), &commit).await;
+    expect_status(
+        app.get("/api/v1/repos/lab/internal", Some(&bob)).await,
+        StatusCode::OK,
+    )
+    .await;
+    let res = app
+        .post_json(
+            "/api/v1/repos/lab/internal/commits/main",
+            Some(&bob),
+            &commit,
+        )
+        .await;
     expect_error(res, StatusCode::FORBIDDEN, "insufficient-role").await;
 }

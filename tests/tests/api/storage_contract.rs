@@ -7,7 +7,11 @@ use kaiyuan_tests::{Backend, pseudo_random_bytes, sha256_hex, test_store};
 
 const NO_LIMIT: u64 = u64::MAX;
 
-async fn put(store: &BlobStore, bytes: &[u8], expected: Expected) -> Result<kaiyuan_storage::StoredBlob, UploadError> {
+async fn put(
+    store: &BlobStore,
+    bytes: &[u8],
+    expected: Expected,
+) -> Result<kaiyuan_storage::StoredBlob, UploadError> {
     let mut upload = store.begin_upload(expected).await?;
     // Uneven chunks exercise the part buffering.
     for chunk in bytes.chunks(777_777) {
@@ -16,13 +20,27 @@ async fn put(store: &BlobStore, bytes: &[u8], expected: Expected) -> Result<kaiy
     upload.finish().await
 }
 
-async fn read_all(store: &BlobStore, digest: &Sha256Digest, range: std::ops::Range<u64>) -> Vec<u8> {
-    let chunks: Vec<Bytes> = store.read(digest, range).await.expect("read").try_collect().await.expect("stream");
+async fn read_all(
+    store: &BlobStore,
+    digest: &Sha256Digest,
+    range: std::ops::Range<u64>,
+) -> Vec<u8> {
+    let chunks: Vec<Bytes> = store
+        .read(digest, range)
+        .await
+        .expect("read")
+        .try_collect()
+        .await
+        .expect("stream");
     chunks.concat()
 }
 
 fn open() -> Expected {
-    Expected { sha256: None, size: None, max_size: NO_LIMIT }
+    Expected {
+        sha256: None,
+        size: None,
+        max_size: NO_LIMIT,
+    }
 }
 
 async fn round_trip_with_ranges_and_dedup(backend: Backend) {
@@ -33,48 +51,148 @@ async fn round_trip_with_ranges_and_dedup(backend: Backend) {
     assert_eq!(stored.sha256.to_hex(), sha256_hex(&bytes));
     assert_eq!(stored.size, bytes.len() as u64);
     assert!(stored.newly_stored);
-    assert_eq!(store.blob_size(&stored.sha256).await.unwrap(), Some(bytes.len() as u64));
-    assert_eq!(read_all(&store, &stored.sha256, 0..bytes.len() as u64).await, bytes);
-    assert_eq!(read_all(&store, &stored.sha256, 100..5_000_000).await, &bytes[100..5_000_000]);
+    assert_eq!(
+        store.blob_size(&stored.sha256).await.unwrap(),
+        Some(bytes.len() as u64)
+    );
+    assert_eq!(
+        read_all(&store, &stored.sha256, 0..bytes.len() as u64).await,
+        bytes
+    );
+    assert_eq!(
+        read_all(&store, &stored.sha256, 100..5_000_000).await,
+        &bytes[100..5_000_000]
+    );
 
     let again = put(&store, &bytes, open()).await.expect("second upload");
     assert_eq!(again.sha256, stored.sha256);
     assert!(!again.newly_stored, "identical bytes are stored once");
 
     // A declared digest of a stored blob is verified by hashing alone.
-    let declared = Expected { sha256: Some(stored.sha256), size: Some(bytes.len() as u64), max_size: NO_LIMIT };
-    let third = put(&store, &bytes, declared).await.expect("declared upload");
+    let declared = Expected {
+        sha256: Some(stored.sha256),
+        size: Some(bytes.len() as u64),
+        max_size: NO_LIMIT,
+    };
+    let third = put(&store, &bytes, declared)
+        .await
+        .expect("declared upload");
     assert!(!third.newly_stored);
-    assert_eq!(store.collect_staging(std::time::Duration::ZERO).await.unwrap(), 0, "no staging leftovers");
+    assert_eq!(
+        store
+            .collect_staging(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0,
+        "no staging leftovers"
+    );
 }
 
 async fn mismatches_leave_nothing(backend: Backend) {
     let (store, _guard) = test_store(backend);
     let bytes = pseudo_random_bytes(10_000, 2);
     let wrong: Sha256Digest = "00".repeat(32).parse().unwrap();
-    let err = put(&store, &bytes, Expected { sha256: Some(wrong), size: None, max_size: NO_LIMIT }).await.unwrap_err();
+    let err = put(
+        &store,
+        &bytes,
+        Expected {
+            sha256: Some(wrong),
+            size: None,
+            max_size: NO_LIMIT,
+        },
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, UploadError::DigestMismatch { .. }), "{err}");
     let actual: Sha256Digest = sha256_hex(&bytes).parse().unwrap();
-    assert_eq!(store.blob_size(&actual).await.unwrap(), None, "rejected bytes are not stored");
+    assert_eq!(
+        store.blob_size(&actual).await.unwrap(),
+        None,
+        "rejected bytes are not stored"
+    );
 
-    let err = put(&store, &bytes, Expected { sha256: None, size: Some(9_999), max_size: NO_LIMIT }).await.unwrap_err();
-    assert!(matches!(err, UploadError::SizeMismatch { expected: 9_999, actual: 10_000 }), "{err}");
-    let err = put(&store, &bytes, Expected { sha256: None, size: Some(20_000), max_size: NO_LIMIT }).await.unwrap_err();
-    assert!(matches!(err, UploadError::SizeMismatch { expected: 20_000, actual: 10_000 }), "{err}");
-    let err = put(&store, &bytes, Expected { sha256: None, size: None, max_size: 9_000 }).await.unwrap_err();
-    assert!(matches!(err, UploadError::TooLarge { limit: 9_000 }), "{err}");
+    let err = put(
+        &store,
+        &bytes,
+        Expected {
+            sha256: None,
+            size: Some(9_999),
+            max_size: NO_LIMIT,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            UploadError::SizeMismatch {
+                expected: 9_999,
+                actual: 10_000
+            }
+        ),
+        "{err}"
+    );
+    let err = put(
+        &store,
+        &bytes,
+        Expected {
+            sha256: None,
+            size: Some(20_000),
+            max_size: NO_LIMIT,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            UploadError::SizeMismatch {
+                expected: 20_000,
+                actual: 10_000
+            }
+        ),
+        "{err}"
+    );
+    let err = put(
+        &store,
+        &bytes,
+        Expected {
+            sha256: None,
+            size: None,
+            max_size: 9_000,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, UploadError::TooLarge { limit: 9_000 }),
+        "{err}"
+    );
     assert_eq!(store.blob_size(&actual).await.unwrap(), None);
     // Aborted uploads are removed asynchronously; give the abort a moment.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(store.collect_staging(std::time::Duration::ZERO).await.unwrap(), 0, "aborted uploads left no staging object");
+    assert_eq!(
+        store
+            .collect_staging(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0,
+        "aborted uploads left no staging object"
+    );
 }
 
 async fn missing_blobs_are_reported(backend: Backend) {
     let (store, _guard) = test_store(backend);
     let absent: Sha256Digest = "ab".repeat(32).parse().unwrap();
     assert_eq!(store.blob_size(&absent).await.unwrap(), None);
-    assert!(matches!(store.read(&absent, 0..1).await, Err(kaiyuan_storage::StorageError::NotFound(_))));
-    store.delete_blob(&absent).await.expect("deleting a missing blob is fine");
+    assert!(matches!(
+        store.read(&absent, 0..1).await,
+        Err(kaiyuan_storage::StorageError::NotFound(_))
+    ));
+    store
+        .delete_blob(&absent)
+        .await
+        .expect("deleting a missing blob is fine");
     store.check_reachable().await.expect("reachable");
 }
 
@@ -113,14 +231,24 @@ async fn s3_presigns_urls_that_serve_the_bytes_and_local_does_not() {
     let (s3, _) = test_store(Backend::S3);
     let bytes = pseudo_random_bytes(4096, 3);
     let stored = put(&s3, &bytes, open()).await.unwrap();
-    let url = s3.presigned_get(&stored.sha256, std::time::Duration::from_secs(60)).await.unwrap().expect("S3 presigns");
+    let url = s3
+        .presigned_get(&stored.sha256, std::time::Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("S3 presigns");
     let fetched = reqwest::get(url).await.unwrap();
     assert!(fetched.status().is_success());
     assert_eq!(fetched.bytes().await.unwrap().as_ref(), bytes.as_slice());
 
     let (local, _guard) = test_store(Backend::Local);
     let stored = put(&local, &bytes, open()).await.unwrap();
-    assert!(local.presigned_get(&stored.sha256, std::time::Duration::from_secs(60)).await.unwrap().is_none());
+    assert!(
+        local
+            .presigned_get(&stored.sha256, std::time::Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -128,13 +256,33 @@ async fn crashed_local_uploads_are_swept_by_age() {
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::local(dir.path()).unwrap();
     let mut upload = store.begin_upload(open()).await.unwrap();
-    upload.write(Bytes::from(pseudo_random_bytes(9 * 1024 * 1024, 4))).await.unwrap();
+    upload
+        .write(Bytes::from(pseudo_random_bytes(9 * 1024 * 1024, 4)))
+        .await
+        .unwrap();
     // Simulate a crash: the upload is never finished, aborted or dropped.
     std::mem::forget(upload);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let leftovers = || std::fs::read_dir(dir.path().join("staging")).map(|d| d.count()).unwrap_or(0);
+    let leftovers = || {
+        std::fs::read_dir(dir.path().join("staging"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
     assert!(leftovers() > 0, "the crashed upload left a partial file");
-    assert_eq!(store.collect_staging(std::time::Duration::from_secs(3600)).await.unwrap(), 0, "young leftovers are kept");
-    assert!(store.collect_staging(std::time::Duration::ZERO).await.unwrap() > 0);
+    assert_eq!(
+        store
+            .collect_staging(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "young leftovers are kept"
+    );
+    assert!(
+        store
+            .collect_staging(std::time::Duration::ZERO)
+            .await
+            .unwrap()
+            > 0
+    );
     assert_eq!(leftovers(), 0);
 }

@@ -18,7 +18,18 @@ pub struct Namespace {
 }
 
 /// Roles in an organisation, weakest first so that `>=` compares privileges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Read,
@@ -78,15 +89,20 @@ pub async fn create_namespace(
     kind: &str,
     is_admin: bool,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar("INSERT INTO namespaces (name, kind, is_admin) VALUES ($1, $2, $3) RETURNING id")
-        .bind(name)
-        .bind(kind)
-        .bind(is_admin)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar(
+        "INSERT INTO namespaces (name, kind, is_admin) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(name)
+    .bind(kind)
+    .bind(is_admin)
+    .fetch_one(conn)
+    .await
 }
 
-pub async fn find_namespace(conn: &mut PgConnection, name: &str) -> sqlx::Result<Option<Namespace>> {
+pub async fn find_namespace(
+    conn: &mut PgConnection,
+    name: &str,
+) -> sqlx::Result<Option<Namespace>> {
     sqlx::query_as("SELECT id, name, kind FROM namespaces WHERE lower(name) = lower($1)")
         .bind(name)
         .fetch_optional(conn)
@@ -140,7 +156,11 @@ pub async fn set_membership(
     Ok(())
 }
 
-pub async fn remove_membership(conn: &mut PgConnection, org_id: i64, user_id: i64) -> sqlx::Result<bool> {
+pub async fn remove_membership(
+    conn: &mut PgConnection,
+    org_id: i64,
+    user_id: i64,
+) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
         .bind(org_id)
         .bind(user_id)
@@ -208,7 +228,10 @@ pub async fn insert_token(
     .await
 }
 
-pub async fn token_owner(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<TokenOwner>> {
+pub async fn token_owner(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<TokenOwner>> {
     sqlx::query_as(
         "SELECT t.id AS token_id, t.scope, t.expires_at, t.revoked_at, t.last_used_at,
                 n.id AS user_id, n.name AS user_name, n.is_admin
@@ -239,7 +262,11 @@ pub async fn list_tokens(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<
 }
 
 /// Revokes one of the user's tokens; false when the user has no such live token.
-pub async fn revoke_token(conn: &mut PgConnection, user_id: i64, token_id: i64) -> sqlx::Result<bool> {
+pub async fn revoke_token(
+    conn: &mut PgConnection,
+    user_id: i64,
+    token_id: i64,
+) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE api_tokens SET revoked_at = now()
          WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",

@@ -35,7 +35,10 @@ pub struct AuditEvent {
     pub request_id: Option<String>,
 }
 
-pub async fn list_for_target(conn: &mut PgConnection, target: &str) -> sqlx::Result<Vec<AuditEvent>> {
+pub async fn list_for_target(
+    conn: &mut PgConnection,
+    target: &str,
+) -> sqlx::Result<Vec<AuditEvent>> {
     sqlx::query_as(
         "SELECT a.id, a.at, n.name AS actor, a.action, a.target, a.details, a.request_id
          FROM audit_events a LEFT JOIN namespaces n ON n.id = a.actor_id

@@ -42,7 +42,11 @@ pub struct NewCommit<'a> {
 }
 
 /// Resolves a branch, a tag or a full commit id to a commit id.
-pub async fn resolve(conn: &mut PgConnection, repository_id: i64, revision: &str) -> sqlx::Result<Option<String>> {
+pub async fn resolve(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    revision: &str,
+) -> sqlx::Result<Option<String>> {
     if crate::commit_id::is_commit_id(revision) {
         return sqlx::query_scalar("SELECT id FROM commits WHERE repository_id = $1 AND id = $2")
             .bind(repository_id)
@@ -58,7 +62,11 @@ pub async fn resolve(conn: &mut PgConnection, repository_id: i64, revision: &str
 }
 
 /// The branch's head, row-locked until the transaction ends: commits to one branch serialise here.
-pub async fn lock_branch(conn: &mut PgConnection, repository_id: i64, branch: &str) -> sqlx::Result<Option<String>> {
+pub async fn lock_branch(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    branch: &str,
+) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(
         "SELECT commit_id FROM refs WHERE repository_id = $1 AND name = $2 AND kind = 'branch'
          FOR UPDATE",
@@ -69,7 +77,11 @@ pub async fn lock_branch(conn: &mut PgConnection, repository_id: i64, branch: &s
     .await
 }
 
-pub async fn find_ref(conn: &mut PgConnection, repository_id: i64, name: &str) -> sqlx::Result<Option<RefRow>> {
+pub async fn find_ref(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    name: &str,
+) -> sqlx::Result<Option<RefRow>> {
     sqlx::query_as(
         "SELECT name, kind, commit_id, updated_at FROM refs
          WHERE repository_id = $1 AND name = $2 FOR UPDATE",
@@ -111,7 +123,11 @@ pub async fn set_ref(
     Ok(())
 }
 
-pub async fn delete_ref(conn: &mut PgConnection, repository_id: i64, name: &str) -> sqlx::Result<()> {
+pub async fn delete_ref(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    name: &str,
+) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM refs WHERE repository_id = $1 AND name = $2")
         .bind(repository_id)
         .bind(name)
@@ -120,7 +136,11 @@ pub async fn delete_ref(conn: &mut PgConnection, repository_id: i64, name: &str)
     Ok(())
 }
 
-pub async fn files(conn: &mut PgConnection, repository_id: i64, commit_id: &str) -> sqlx::Result<Vec<FileRow>> {
+pub async fn files(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+) -> sqlx::Result<Vec<FileRow>> {
     sqlx::query_as(
         "SELECT path, sha256, size FROM commit_files
          WHERE repository_id = $1 AND commit_id = $2 ORDER BY path COLLATE \"C\"",
@@ -183,7 +203,11 @@ pub async fn insert(conn: &mut PgConnection, commit: &NewCommit<'_>) -> sqlx::Re
     Ok(())
 }
 
-pub async fn get(conn: &mut PgConnection, repository_id: i64, id: &str) -> sqlx::Result<Option<CommitRow>> {
+pub async fn get(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    id: &str,
+) -> sqlx::Result<Option<CommitRow>> {
     sqlx::query_as(
         "SELECT id, parent_id, author_name, message, created_at, file_count, total_size
          FROM commits WHERE repository_id = $1 AND id = $2",

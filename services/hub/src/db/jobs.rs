@@ -22,8 +22,7 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const JOB_COLUMNS: &str =
-    "id, kind, payload, state, attempts, max_attempts, run_after, last_error, request_id, created_at, finished_at";
+const JOB_COLUMNS: &str = "id, kind, payload, state, attempts, max_attempts, run_after, last_error, request_id, created_at, finished_at";
 
 /// Queues a job. Run it in the transaction that makes the change, so that the job exists exactly
 /// when the change does; the notification is delivered when that transaction commits.
@@ -51,7 +50,11 @@ pub async fn enqueue(
 
 /// Claims the next runnable job: a queued one that is due, or a running one whose lease expired
 /// (its worker died). Concurrent workers never claim the same job.
-pub async fn claim(conn: &mut PgConnection, worker: &str, lease_secs: i64) -> sqlx::Result<Option<Job>> {
+pub async fn claim(
+    conn: &mut PgConnection,
+    worker: &str,
+    lease_secs: i64,
+) -> sqlx::Result<Option<Job>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = $1,
                 lease_until = now() + make_interval(secs => $2), updated_at = now()
@@ -71,7 +74,12 @@ pub async fn claim(conn: &mut PgConnection, worker: &str, lease_secs: i64) -> sq
 }
 
 /// Extends the lease of a job this worker still holds; false when the lease was lost.
-pub async fn heartbeat(conn: &mut PgConnection, id: i64, worker: &str, lease_secs: i64) -> sqlx::Result<bool> {
+pub async fn heartbeat(
+    conn: &mut PgConnection,
+    id: i64,
+    worker: &str,
+    lease_secs: i64,
+) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), updated_at = now()
          WHERE id = $1 AND locked_by = $2 AND state = 'running'",
@@ -126,13 +134,19 @@ pub async fn fail(
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Job>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
-pub async fn list(conn: &mut PgConnection, state: Option<&str>, limit: i64) -> sqlx::Result<Vec<Job>> {
+pub async fn list(
+    conn: &mut PgConnection,
+    state: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<Job>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::text IS NULL OR state = $1)
          ORDER BY id DESC LIMIT $2"

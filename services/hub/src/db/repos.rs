@@ -28,7 +28,8 @@ impl Repo {
     }
 }
 
-const SELECT_REPO: &str = "SELECT r.id, r.namespace_id, n.name AS namespace, n.kind AS namespace_kind,
+const SELECT_REPO: &str =
+    "SELECT r.id, r.namespace_id, n.name AS namespace, n.kind AS namespace_kind,
         r.name, r.visibility, r.description, r.card, r.license, r.created_at, r.updated_at
      FROM repositories r JOIN namespaces n ON n.id = r.namespace_id";
 
@@ -52,7 +53,11 @@ pub async fn insert(
 }
 
 /// The live repository `namespace/name` (names compare case-insensitively).
-pub async fn find_live(conn: &mut PgConnection, namespace: &str, name: &str) -> sqlx::Result<Option<Repo>> {
+pub async fn find_live(
+    conn: &mut PgConnection,
+    namespace: &str,
+    name: &str,
+) -> sqlx::Result<Option<Repo>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT_REPO} WHERE lower(n.name) = lower($1) AND lower(r.name) = lower($2)
          AND r.deleted_at IS NULL"
@@ -64,10 +69,12 @@ pub async fn find_live(conn: &mut PgConnection, namespace: &str, name: &str) -> 
 }
 
 pub async fn find_by_id(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Repo>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_REPO} WHERE r.id = $1")))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_REPO} WHERE r.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Until when a recently deleted repository keeps its name reserved, if one does.
@@ -145,11 +152,13 @@ pub async fn soft_delete(conn: &mut PgConnection, id: i64, by: i64) -> sqlx::Res
 /// Permanently removes repositories deleted more than `grace_days` ago (their commits go with
 /// them; blobs become unreferenced and are collected later). Returns how many were purged.
 pub async fn purge_deleted(conn: &mut PgConnection, grace_days: u32) -> sqlx::Result<u64> {
-    sqlx::query("DELETE FROM refs WHERE repository_id IN (SELECT id FROM repositories
-                 WHERE deleted_at < now() - make_interval(days => $1))")
-        .bind(grace_days as i32)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "DELETE FROM refs WHERE repository_id IN (SELECT id FROM repositories
+                 WHERE deleted_at < now() - make_interval(days => $1))",
+    )
+    .bind(grace_days as i32)
+    .execute(&mut *conn)
+    .await?;
     // Keep the row (name reservation history and audit); drop the content.
     let done = sqlx::query(
         "DELETE FROM commits WHERE repository_id IN (SELECT id FROM repositories
@@ -158,11 +167,13 @@ pub async fn purge_deleted(conn: &mut PgConnection, grace_days: u32) -> sqlx::Re
     .bind(grace_days as i32)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM repository_uploads WHERE repository_id IN (SELECT id FROM repositories
-                 WHERE deleted_at < now() - make_interval(days => $1))")
-        .bind(grace_days as i32)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "DELETE FROM repository_uploads WHERE repository_id IN (SELECT id FROM repositories
+                 WHERE deleted_at < now() - make_interval(days => $1))",
+    )
+    .bind(grace_days as i32)
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected())
 }
 
@@ -210,17 +221,27 @@ pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Resul
         sql.push(")");
     }
     if let Some(text) = q.text.filter(|t| !t.trim().is_empty()) {
-        let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        sql.push(" AND ((n.name || '/' || r.name) ILIKE ").push_bind(pattern);
+        let pattern = format!(
+            "%{}%",
+            text.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        sql.push(" AND ((n.name || '/' || r.name) ILIKE ")
+            .push_bind(pattern);
         sql.push(" OR to_tsvector('simple', r.name || ' ' || r.description || ' ' || r.card) @@ plainto_tsquery('simple', ")
             .push_bind(text.to_string())
             .push("))");
     }
     if let Some(namespace) = q.namespace {
-        sql.push(" AND lower(n.name) = lower(").push_bind(namespace.to_string()).push(")");
+        sql.push(" AND lower(n.name) = lower(")
+            .push_bind(namespace.to_string())
+            .push(")");
     }
     if let Some(license) = q.license {
-        sql.push(" AND lower(r.license) = lower(").push_bind(license.to_string()).push(")");
+        sql.push(" AND lower(r.license) = lower(")
+            .push_bind(license.to_string())
+            .push(")");
     }
     let (key, order) = match q.sort {
         SortKey::Updated => ("r.updated_at", "DESC"),
@@ -229,13 +250,22 @@ pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Resul
     };
     match &q.after {
         Some(Cursor::Time(t, id)) if q.sort != SortKey::Name => {
-            sql.push(format!(" AND ({key}, r.id) < (")).push_bind(*t).push(", ").push_bind(*id).push(")");
+            sql.push(format!(" AND ({key}, r.id) < ("))
+                .push_bind(*t)
+                .push(", ")
+                .push_bind(*id)
+                .push(")");
         }
         Some(Cursor::Name(name, id)) if q.sort == SortKey::Name => {
-            sql.push(format!(" AND ({key}, r.id) > (")).push_bind(name.clone()).push(", ").push_bind(*id).push(")");
+            sql.push(format!(" AND ({key}, r.id) > ("))
+                .push_bind(name.clone())
+                .push(", ")
+                .push_bind(*id)
+                .push(")");
         }
         _ => {}
     }
-    sql.push(format!(" ORDER BY {key} {order}, r.id {order} LIMIT ")).push_bind(q.limit);
+    sql.push(format!(" ORDER BY {key} {order}, r.id {order} LIMIT "))
+        .push_bind(q.limit);
     sql.build_query_as().fetch_all(conn).await
 }

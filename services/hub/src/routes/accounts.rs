@@ -50,7 +50,10 @@ pub async fn whoami(state: web::Data<AppState>, caller: Caller) -> ApiResult<Htt
     let orgs = db::accounts::user_orgs(&mut conn, user.id)
         .await?
         .into_iter()
-        .map(|m| OrgMembership { name: m.name, role: m.role })
+        .map(|m| OrgMembership {
+            name: m.name,
+            role: m.role,
+        })
         .collect();
     Ok(HttpResponse::Ok().json(WhoAmI {
         name: user.name.clone(),
@@ -90,7 +93,14 @@ pub async fn create_user(
     body: web::Json<NewUser>,
 ) -> ApiResult<HttpResponse> {
     let admin = caller.require_admin()?;
-    let created = create_user_with_token(&state.db, &body.name, body.admin, Some(admin.id), auth::request_id(&req).as_deref()).await?;
+    let created = create_user_with_token(
+        &state.db,
+        &body.name,
+        body.admin,
+        Some(admin.id),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
     Ok(super::created(&created))
 }
 
@@ -102,21 +112,37 @@ pub async fn create_user_with_token(
     actor: Option<i64>,
     request_id: Option<&str>,
 ) -> Result<CreatedUser, ApiError> {
-    let name = NamespaceName::parse(name).map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
+    let name = NamespaceName::parse(name)
+        .map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
     let mut tx = db.begin().await?;
     let id = db::accounts::create_namespace(&mut tx, name.as_str(), "user", is_admin)
         .await
         .map_err(|e| name_taken(e, name.as_str()))?;
     let (secret, hash) = auth::new_token();
     db::accounts::insert_token(&mut tx, id, "initial", &hash, "write", None).await?;
-    db::audit::record(&mut tx, actor, "user.create", &format!("user:{name}"), serde_json::json!({"admin": is_admin}), request_id).await?;
+    db::audit::record(
+        &mut tx,
+        actor,
+        "user.create",
+        &format!("user:{name}"),
+        serde_json::json!({"admin": is_admin}),
+        request_id,
+    )
+    .await?;
     tx.commit().await?;
-    Ok(CreatedUser { name: name.to_string(), is_admin, token: secret })
+    Ok(CreatedUser {
+        name: name.to_string(),
+        is_admin,
+        token: secret,
+    })
 }
 
 fn name_taken(e: sqlx::Error, name: &str) -> ApiError {
     if db::is_unique_violation(&e, "namespaces_name_key") {
-        ApiError::conflict("name-taken", format!("the name `{name}` is already taken by a user or organisation"))
+        ApiError::conflict(
+            "name-taken",
+            format!("the name `{name}` is already taken by a user or organisation"),
+        )
     } else {
         e.into()
     }
@@ -172,17 +198,34 @@ pub async fn create_token(
 ) -> ApiResult<HttpResponse> {
     let user = caller.require_writer()?;
     if !matches!(body.scope.as_str(), "read" | "write") {
-        return Err(ApiError::unprocessable("invalid-scope", "scope must be `read` or `write`"));
+        return Err(ApiError::unprocessable(
+            "invalid-scope",
+            "scope must be `read` or `write`",
+        ));
     }
     let name = body.name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::unprocessable("invalid-token-name", "give the token a name of 1 to 100 characters"));
+        return Err(ApiError::unprocessable(
+            "invalid-token-name",
+            "give the token a name of 1 to 100 characters",
+        ));
     }
-    let expires_at = body.expires_in_days.map(|d| Utc::now() + chrono::Duration::days(d.max(1) as i64));
+    let expires_at = body
+        .expires_in_days
+        .map(|d| Utc::now() + chrono::Duration::days(d.max(1) as i64));
     let (secret, hash) = auth::new_token();
     let mut tx = state.db.begin().await?;
-    let row = db::accounts::insert_token(&mut tx, user.id, name, &hash, &body.scope, expires_at).await?;
-    db::audit::record(&mut tx, Some(user.id), "token.create", &format!("user:{}", user.name), serde_json::json!({"token_id": row.id, "scope": body.scope}), auth::request_id(&req).as_deref()).await?;
+    let row =
+        db::accounts::insert_token(&mut tx, user.id, name, &hash, &body.scope, expires_at).await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "token.create",
+        &format!("user:{}", user.name),
+        serde_json::json!({"token_id": row.id, "scope": body.scope}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
     tx.commit().await?;
     let mut info = TokenInfo::from(row);
     info.token = Some(secret);
@@ -215,9 +258,20 @@ pub async fn revoke_token(
     let user = caller.require_writer()?;
     let mut tx = state.db.begin().await?;
     if !db::accounts::revoke_token(&mut tx, user.id, *id).await? {
-        return Err(ApiError::not_found("token-not-found", "you have no live token with that id"));
+        return Err(ApiError::not_found(
+            "token-not-found",
+            "you have no live token with that id",
+        ));
     }
-    db::audit::record(&mut tx, Some(user.id), "token.revoke", &format!("user:{}", user.name), serde_json::json!({"token_id": *id}), auth::request_id(&req).as_deref()).await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "token.revoke",
+        &format!("user:{}", user.name),
+        serde_json::json!({"token_id": *id}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -238,15 +292,26 @@ pub async fn create_org(
     body: web::Json<NewOrg>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.require_writer()?;
-    let name = NamespaceName::parse(&body.name).map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
+    let name = NamespaceName::parse(&body.name)
+        .map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
     let mut tx = state.db.begin().await?;
     let org_id = db::accounts::create_namespace(&mut tx, name.as_str(), "org", false)
         .await
         .map_err(|e| name_taken(e, name.as_str()))?;
     db::accounts::set_membership(&mut tx, org_id, user.id, Role::Owner).await?;
-    db::audit::record(&mut tx, Some(user.id), "org.create", &format!("org:{name}"), serde_json::json!({}), auth::request_id(&req).as_deref()).await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "org.create",
+        &format!("org:{name}"),
+        serde_json::json!({}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(super::created(&serde_json::json!({"name": name.as_str(), "role": "owner"})))
+    Ok(super::created(
+        &serde_json::json!({"name": name.as_str(), "role": "owner"}),
+    ))
 }
 
 /// The organisation, if it exists and the caller may see its members (members and hub admins).
@@ -255,12 +320,19 @@ async fn org_for_member(
     caller: &Caller,
     org: &str,
 ) -> Result<(db::accounts::Namespace, Role), ApiError> {
-    let not_found = || ApiError::not_found("org-not-found", format!("organisation `{org}` does not exist or you are not a member"));
+    let not_found = || {
+        ApiError::not_found(
+            "org-not-found",
+            format!("organisation `{org}` does not exist or you are not a member"),
+        )
+    };
     let namespace = db::accounts::find_namespace(conn, org)
         .await?
         .filter(|n| n.kind == "org")
         .ok_or_else(not_found)?;
-    let role = auth::namespace_role(conn, caller, namespace.id, "org").await?.ok_or_else(not_found)?;
+    let role = auth::namespace_role(conn, caller, namespace.id, "org")
+        .await?
+        .ok_or_else(not_found)?;
     Ok((namespace, role))
 }
 
@@ -273,14 +345,21 @@ pub struct Member {
 /// Members of an organisation (visible to its members).
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/members", responses((status = 200, body = [Member]), (status = 404)))]
 #[get("/api/v1/orgs/{org}/members")]
-pub async fn list_members(state: web::Data<AppState>, caller: Caller, org: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn list_members(
+    state: web::Data<AppState>,
+    caller: Caller,
+    org: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     caller.require_user()?;
     let mut conn = state.db.acquire().await?;
     let (namespace, _) = org_for_member(&mut conn, &caller, &org).await?;
     let members: Vec<Member> = db::accounts::list_members(&mut conn, namespace.id)
         .await?
         .into_iter()
-        .map(|m| Member { name: m.name, role: m.role })
+        .map(|m| Member {
+            name: m.name,
+            role: m.role,
+        })
         .collect();
     Ok(HttpResponse::Ok().json(members))
 }
@@ -307,16 +386,27 @@ pub async fn set_member(
     let (namespace, my_role) = org_for_member(&mut tx, &caller, &org).await?;
     let target = db::accounts::find_user(&mut tx, &member)
         .await?
-        .ok_or_else(|| ApiError::not_found("user-not-found", format!("no user is named `{member}`")))?;
+        .ok_or_else(|| {
+            ApiError::not_found("user-not-found", format!("no user is named `{member}`"))
+        })?;
     let current = db::accounts::membership_role(&mut tx, namespace.id, target.id).await?;
     check_can_manage(my_role, current, Some(body.role))?;
     if current == Some(Role::Owner) && body.role != Role::Owner {
         ensure_other_owner(&mut tx, namespace.id, target.id).await?;
     }
     db::accounts::set_membership(&mut tx, namespace.id, target.id, body.role).await?;
-    db::audit::record(&mut tx, Some(actor.id), "org.member.set", &format!("org:{}", namespace.name), serde_json::json!({"user": target.name, "role": body.role.as_str()}), auth::request_id(&req).as_deref()).await?;
+    db::audit::record(
+        &mut tx,
+        Some(actor.id),
+        "org.member.set",
+        &format!("org:{}", namespace.name),
+        serde_json::json!({"user": target.name, "role": body.role.as_str()}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"name": target.name, "role": body.role.as_str()})))
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({"name": target.name, "role": body.role.as_str()})))
 }
 
 /// Removes a member (org admins; only owners remove owners; never the last owner).
@@ -334,10 +424,17 @@ pub async fn remove_member(
     let (namespace, my_role) = org_for_member(&mut tx, &caller, &org).await?;
     let target = db::accounts::find_user(&mut tx, &member)
         .await?
-        .ok_or_else(|| ApiError::not_found("user-not-found", format!("no user is named `{member}`")))?;
+        .ok_or_else(|| {
+            ApiError::not_found("user-not-found", format!("no user is named `{member}`"))
+        })?;
     let current = db::accounts::membership_role(&mut tx, namespace.id, target.id)
         .await?
-        .ok_or_else(|| ApiError::not_found("member-not-found", format!("`{member}` is not a member of `{org}`")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "member-not-found",
+                format!("`{member}` is not a member of `{org}`"),
+            )
+        })?;
     // Anyone may leave; removing someone else needs the admin role.
     if target.id != actor.id {
         check_can_manage(my_role, Some(current), None)?;
@@ -346,26 +443,47 @@ pub async fn remove_member(
         ensure_other_owner(&mut tx, namespace.id, target.id).await?;
     }
     db::accounts::remove_membership(&mut tx, namespace.id, target.id).await?;
-    db::audit::record(&mut tx, Some(actor.id), "org.member.remove", &format!("org:{}", namespace.name), serde_json::json!({"user": target.name}), auth::request_id(&req).as_deref()).await?;
+    db::audit::record(
+        &mut tx,
+        Some(actor.id),
+        "org.member.remove",
+        &format!("org:{}", namespace.name),
+        serde_json::json!({"user": target.name}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 fn check_can_manage(mine: Role, current: Option<Role>, new: Option<Role>) -> Result<(), ApiError> {
     if mine < Role::Admin {
-        return Err(ApiError::forbidden("insufficient-role", "managing members needs the `admin` role in the organisation"));
+        return Err(ApiError::forbidden(
+            "insufficient-role",
+            "managing members needs the `admin` role in the organisation",
+        ));
     }
     let touches_owner = current == Some(Role::Owner) || new == Some(Role::Owner);
     if touches_owner && mine < Role::Owner {
-        return Err(ApiError::forbidden("insufficient-role", "only owners grant or remove the `owner` role"));
+        return Err(ApiError::forbidden(
+            "insufficient-role",
+            "only owners grant or remove the `owner` role",
+        ));
     }
     Ok(())
 }
 
-async fn ensure_other_owner(conn: &mut sqlx::PgConnection, org_id: i64, leaving: i64) -> Result<(), ApiError> {
+async fn ensure_other_owner(
+    conn: &mut sqlx::PgConnection,
+    org_id: i64,
+    leaving: i64,
+) -> Result<(), ApiError> {
     let owners = db::accounts::lock_owner_ids(conn, org_id).await?;
     if owners.iter().all(|&id| id == leaving) {
-        return Err(ApiError::conflict("last-owner", "an organisation needs at least one owner; make someone else owner first"));
+        return Err(ApiError::conflict(
+            "last-owner",
+            "an organisation needs at least one owner; make someone else owner first",
+        ));
     }
     Ok(())
 }
@@ -379,15 +497,27 @@ pub struct JobsQuery {
 /// Background jobs, newest first, optionally by state (hub admins): failures stay for inspection.
 #[utoipa::path(get, path = "/api/v1/admin/jobs", params(("state" = Option<String>, Query, description = "queued, running, succeeded or failed")), responses((status = 200)))]
 #[get("/api/v1/admin/jobs")]
-pub async fn list_jobs(state: web::Data<AppState>, caller: Caller, query: web::Query<JobsQuery>) -> ApiResult<HttpResponse> {
+pub async fn list_jobs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<JobsQuery>,
+) -> ApiResult<HttpResponse> {
     admin_reader(&caller)?;
-    if let Some(s) = &query.state {
-        if !matches!(s.as_str(), "queued" | "running" | "succeeded" | "failed") {
-            return Err(ApiError::bad_request("invalid-state", "state is one of queued, running, succeeded, failed"));
-        }
+    if let Some(s) = &query.state
+        && !matches!(s.as_str(), "queued" | "running" | "succeeded" | "failed")
+    {
+        return Err(ApiError::bad_request(
+            "invalid-state",
+            "state is one of queued, running, succeeded, failed",
+        ));
     }
     let mut conn = state.db.acquire().await?;
-    let jobs = db::jobs::list(&mut conn, query.state.as_deref(), query.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    let jobs = db::jobs::list(
+        &mut conn,
+        query.state.as_deref(),
+        query.limit.unwrap_or(100).clamp(1, 1000),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(jobs))
 }
 
@@ -405,7 +535,10 @@ pub async fn run_gc(state: web::Data<AppState>, caller: Caller) -> ApiResult<Htt
 fn admin_reader(caller: &Caller) -> Result<(), ApiError> {
     let user = caller.require_user()?;
     if !user.is_admin {
-        return Err(ApiError::forbidden("admin-required", "only hub administrators may do this"));
+        return Err(ApiError::forbidden(
+            "admin-required",
+            "only hub administrators may do this",
+        ));
     }
     Ok(())
 }

@@ -106,7 +106,11 @@ fn parse_branch(branch: &str) -> Result<RefName, ApiError> {
 /// A `put` waiting for its bytes (multipart) or already resolved to a blob.
 enum PendingPut {
     /// Referenced by digest: the repository must already be allowed to use the blob.
-    ByDigest { path: RepoPath, sha256: Sha256Digest, size: Option<u64> },
+    ByDigest {
+        path: RepoPath,
+        sha256: Sha256Digest,
+        size: Option<u64>,
+    },
     /// Bytes stored by this request.
     Stored { path: RepoPath, entry: Entry },
 }
@@ -128,31 +132,74 @@ async fn prepare(
 ) -> Result<Vec<PendingChange>, ApiError> {
     let limits = &state.settings.limits;
     if request.message.trim().is_empty() || request.message.len() > 65_536 {
-        return Err(ApiError::unprocessable("invalid-message", "give the commit a message of 1 to 65536 bytes"));
+        return Err(ApiError::unprocessable(
+            "invalid-message",
+            "give the commit a message of 1 to 65536 bytes",
+        ));
     }
     if request.operations.len() > limits.max_files_per_commit {
-        return Err(ApiError::too_large("too-many-operations", format!("a commit may have at most {} operations", limits.max_files_per_commit)));
+        return Err(ApiError::too_large(
+            "too-many-operations",
+            format!(
+                "a commit may have at most {} operations",
+                limits.max_files_per_commit
+            ),
+        ));
     }
     let mut changes = Vec::with_capacity(request.operations.len());
     for op in &request.operations {
         let change = match op {
-            Operation::Put { path, sha256, size, content_base64 } => {
+            Operation::Put {
+                path,
+                sha256,
+                size,
+                content_base64,
+            } => {
                 let path = RepoPath::parse(path).map_err(invalid_path)?;
-                let digest = sha256.as_deref().map(super::uploads::parse_digest).transpose()?;
+                let digest = sha256
+                    .as_deref()
+                    .map(super::uploads::parse_digest)
+                    .transpose()?;
                 match (content_base64, digest) {
                     (Some(_), Some(_)) => {
-                        return Err(ApiError::unprocessable("ambiguous-put", format!("`{path}`: give either `sha256` or `content_base64`, not both")));
+                        return Err(ApiError::unprocessable(
+                            "ambiguous-put",
+                            format!("`{path}`: give either `sha256` or `content_base64`, not both"),
+                        ));
                     }
                     (Some(content), None) => {
                         let bytes = base64::engine::general_purpose::STANDARD
                             .decode(content)
-                            .map_err(|e| ApiError::unprocessable("invalid-base64", format!("`{path}`: content_base64 is not base64: {e}")))?;
-                        let expected = Expected { sha256: None, size: *size, max_size: limits.max_file_size };
-                        let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(bytes))]);
-                        let stored = super::uploads::store_stream(state, repo.id, user_id, expected, body).await?;
-                        PendingPut::Stored { path, entry: Entry { sha256: stored.sha256.as_bytes().to_vec(), size: stored.size as i64 } }
+                            .map_err(|e| {
+                                ApiError::unprocessable(
+                                    "invalid-base64",
+                                    format!("`{path}`: content_base64 is not base64: {e}"),
+                                )
+                            })?;
+                        let expected = Expected {
+                            sha256: None,
+                            size: *size,
+                            max_size: limits.max_file_size,
+                        };
+                        let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+                            Bytes::from(bytes),
+                        )]);
+                        let stored =
+                            super::uploads::store_stream(state, repo.id, user_id, expected, body)
+                                .await?;
+                        PendingPut::Stored {
+                            path,
+                            entry: Entry {
+                                sha256: stored.sha256.as_bytes().to_vec(),
+                                size: stored.size as i64,
+                            },
+                        }
                     }
-                    (None, digest) if multipart && !multipart_paths.contains_key(path.as_str()) && digest.is_none() => {
+                    (None, digest)
+                        if multipart
+                            && !multipart_paths.contains_key(path.as_str())
+                            && digest.is_none() =>
+                    {
                         // Announced here, bytes follow in a `file` part.
                         multipart_paths.insert(path.as_str().to_string(), (None, *size));
                         continue;
@@ -160,16 +207,31 @@ async fn prepare(
                     (None, Some(sha256)) if multipart => {
                         // Either a declaration for a following `file` part or a reference.
                         multipart_paths.insert(path.as_str().to_string(), (Some(sha256), *size));
-                        PendingPut::ByDigest { path, sha256, size: *size }
+                        PendingPut::ByDigest {
+                            path,
+                            sha256,
+                            size: *size,
+                        }
                     }
-                    (None, Some(sha256)) => PendingPut::ByDigest { path, sha256, size: *size },
+                    (None, Some(sha256)) => PendingPut::ByDigest {
+                        path,
+                        sha256,
+                        size: *size,
+                    },
                     (None, None) => {
-                        return Err(ApiError::unprocessable("missing-content", format!("`{path}`: a put needs `sha256` of an upload or `content_base64`")));
+                        return Err(ApiError::unprocessable(
+                            "missing-content",
+                            format!(
+                                "`{path}`: a put needs `sha256` of an upload or `content_base64`"
+                            ),
+                        ));
                     }
                 }
                 .into()
             }
-            Operation::Delete { path } => PendingChange::Delete(RepoPath::parse(path).map_err(invalid_path)?),
+            Operation::Delete { path } => {
+                PendingChange::Delete(RepoPath::parse(path).map_err(invalid_path)?)
+            }
             Operation::Copy { from, path } => PendingChange::Copy {
                 from: RepoPath::parse(from).map_err(invalid_path)?,
                 to: RepoPath::parse(path).map_err(invalid_path)?,
@@ -199,18 +261,36 @@ pub struct CommitContext<'a> {
 
 /// Writes a commit with the given snapshot, moves the branch and queues `commit-created`, all in
 /// the caller's transaction. Returns the commit id.
-pub async fn write_commit(conn: &mut PgConnection, ctx: &CommitContext<'_>, snapshot: &Snapshot) -> Result<String, ApiError> {
+pub async fn write_commit(
+    conn: &mut PgConnection,
+    ctx: &CommitContext<'_>,
+    snapshot: &Snapshot,
+) -> Result<String, ApiError> {
     let created_at = commit_id::now();
     let hexes: Vec<String> = snapshot.values().map(|e| hex::encode(&e.sha256)).collect();
     let mut entries: Vec<FileEntry<'_>> = snapshot
         .iter()
         .zip(&hexes)
-        .map(|((path, e), hex)| FileEntry { path, sha256_hex: hex, size: e.size as u64 })
+        .map(|((path, e), hex)| FileEntry {
+            path,
+            sha256_hex: hex,
+            size: e.size as u64,
+        })
         .collect();
-    let id = commit_id::compute(ctx.parent, ctx.author_name, created_at, ctx.message, &mut entries);
+    let id = commit_id::compute(
+        ctx.parent,
+        ctx.author_name,
+        created_at,
+        ctx.message,
+        &mut entries,
+    );
     let files: Vec<db::commits::FileRow> = snapshot
         .iter()
-        .map(|(path, e)| db::commits::FileRow { path: path.clone(), sha256: e.sha256.clone(), size: e.size })
+        .map(|(path, e)| db::commits::FileRow {
+            path: path.clone(),
+            sha256: e.sha256.clone(),
+            size: e.size,
+        })
         .collect();
     db::commits::insert(
         conn,
@@ -249,21 +329,39 @@ async fn commit_changes(
 ) -> Result<CommitInfo, ApiError> {
     let user = caller.require_writer()?;
     let mut tx = state.db.begin().await?;
-    let head = db::commits::lock_branch(&mut tx, repo.id, branch.as_str()).await?.ok_or_else(|| {
-        ApiError::not_found("revision-not-found", format!("branch `{branch}` does not exist in `{}`; create it first", repo.full_name()))
-    })?;
-    if let Some(parent) = &request.parent {
-        if *parent != head {
-            return Err(ApiError::conflict(
-                "branch-moved",
-                format!("branch `{branch}` is at {head}, not at the parent {parent} you based this commit on; fetch and retry"),
-            ));
-        }
+    let head = db::commits::lock_branch(&mut tx, repo.id, branch.as_str())
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "revision-not-found",
+                format!(
+                    "branch `{branch}` does not exist in `{}`; create it first",
+                    repo.full_name()
+                ),
+            )
+        })?;
+    if let Some(parent) = &request.parent
+        && *parent != head
+    {
+        return Err(ApiError::conflict(
+            "branch-moved",
+            format!(
+                "branch `{branch}` is at {head}, not at the parent {parent} you based this commit on; fetch and retry"
+            ),
+        ));
     }
     let base: Snapshot = db::commits::files(&mut tx, repo.id, &head)
         .await?
         .into_iter()
-        .map(|f| (f.path, Entry { sha256: f.sha256, size: f.size }))
+        .map(|f| {
+            (
+                f.path,
+                Entry {
+                    sha256: f.sha256,
+                    size: f.size,
+                },
+            )
+        })
         .collect();
     let mut resolved = Vec::with_capacity(changes.len());
     for change in changes {
@@ -286,10 +384,13 @@ async fn commit_changes(
         });
     }
     let old_card = base.get(CARD_PATH).cloned();
-    let snapshot = tree::apply(base, &resolved, state.settings.limits.max_files_per_commit).map_err(|e| match e {
-        tree::TreeError::TooManyFiles(_) => ApiError::too_large("too-many-files", e.to_string()),
-        other => ApiError::unprocessable("invalid-change", other.to_string()),
-    })?;
+    let snapshot = tree::apply(base, &resolved, state.settings.limits.max_files_per_commit)
+        .map_err(|e| match e {
+            tree::TreeError::TooManyFiles(_) => {
+                ApiError::too_large("too-many-files", e.to_string())
+            }
+            other => ApiError::unprocessable("invalid-change", other.to_string()),
+        })?;
     let ctx = CommitContext {
         repository_id: repo.id,
         branch: branch.as_str(),
@@ -309,18 +410,34 @@ async fn commit_changes(
         };
         db::repos::update_card(&mut tx, repo.id, &card, license.as_deref()).await?;
     }
-    db::audit::record(&mut tx, Some(user.id), "commit.create", &format!("repo:{}", repo.full_name()),
-        serde_json::json!({"commit": id, "branch": branch.as_str(), "operations": resolved.len()}), request_id.as_deref()).await?;
-    let row = db::commits::get(&mut tx, repo.id, &id).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("commit vanished")))?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "commit.create",
+        &format!("repo:{}", repo.full_name()),
+        serde_json::json!({"commit": id, "branch": branch.as_str(), "operations": resolved.len()}),
+        request_id.as_deref(),
+    )
+    .await?;
+    let row = db::commits::get(&mut tx, repo.id, &id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("commit vanished")))?;
     tx.commit().await?;
     Ok(CommitInfo::from(row))
 }
 
 /// Reads the start of README.md for search and its `license:` front-matter field.
 async fn read_card(state: &AppState, entry: &Entry) -> Result<(String, Option<String>), ApiError> {
-    let bytes: [u8; 32] = entry.sha256.as_slice().try_into().map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?;
+    let bytes: [u8; 32] = entry
+        .sha256
+        .as_slice()
+        .try_into()
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?;
     let len = (entry.size as u64).min(CARD_MAX_BYTES);
-    let mut stream = state.store.read(&Sha256Digest::from_bytes(bytes), 0..len).await?;
+    let mut stream = state
+        .store
+        .read(&Sha256Digest::from_bytes(bytes), 0..len)
+        .await?;
     let mut buf = Vec::with_capacity(len as usize);
     while let Some(chunk) = stream.next().await {
         buf.extend_from_slice(&chunk?);
@@ -336,7 +453,10 @@ pub fn front_matter_license(card: &str) -> Option<String> {
     let rest = card.strip_prefix("---")?;
     let end = rest.find("\n---")?;
     rest[..end].lines().find_map(|line| {
-        let value = line.strip_prefix("license:")?.trim().trim_matches(|c| c == '"' || c == '\'');
+        let value = line
+            .strip_prefix("license:")?
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'');
         (!value.is_empty()).then(|| value.to_string())
     })
 }
@@ -359,14 +479,19 @@ pub async fn create_commit(
     };
     let branch = parse_branch(&branch)?;
     let user_id = caller.require_writer()?.id;
-    let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let (request, changes) = if content_type.starts_with("multipart/form-data") {
         let multipart = Multipart::new(req.headers(), payload);
         read_multipart(&state, &repo, user_id, multipart).await?
     } else if content_type.starts_with("application/json") {
         let body = read_json_body(payload, state.settings.limits.max_json_body).await?;
-        let request: CommitRequest = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::unprocessable("invalid-json", format!("the commit JSON does not fit: {e}")))?;
+        let request: CommitRequest = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::unprocessable("invalid-json", format!("the commit JSON does not fit: {e}"))
+        })?;
         let changes = prepare(&state, &repo, user_id, &request, &mut HashMap::new(), false).await?;
         (request, changes)
     } else {
@@ -376,16 +501,35 @@ pub async fn create_commit(
             "send the commit as application/json or multipart/form-data",
         ));
     };
-    let info = commit_changes(&state, &repo, &caller, &branch, &request, changes, auth::request_id(&req)).await?;
+    let info = commit_changes(
+        &state,
+        &repo,
+        &caller,
+        &branch,
+        &request,
+        changes,
+        auth::request_id(&req),
+    )
+    .await?;
     Ok(super::created(&info))
 }
 
 async fn read_json_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("incomplete-body", format!("the request body ended early: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(
+                "incomplete-body",
+                format!("the request body ended early: {e}"),
+            )
+        })?;
         if body.len() + chunk.len() > limit {
-            return Err(ApiError::too_large("request-too-large", format!("JSON bodies are limited to {limit} bytes; upload large files through the uploads endpoint or multipart")));
+            return Err(ApiError::too_large(
+                "request-too-large",
+                format!(
+                    "JSON bodies are limited to {limit} bytes; upload large files through the uploads endpoint or multipart"
+                ),
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -399,7 +543,12 @@ async fn read_multipart(
     user_id: i64,
     mut multipart: Multipart,
 ) -> Result<(CommitRequest, Vec<PendingChange>), ApiError> {
-    let bad = |e: actix_multipart::MultipartError| ApiError::bad_request("invalid-multipart", format!("the multipart body is malformed: {e}"));
+    let bad = |e: actix_multipart::MultipartError| {
+        ApiError::bad_request(
+            "invalid-multipart",
+            format!("the multipart body is malformed: {e}"),
+        )
+    };
     let mut request: Option<CommitRequest> = None;
     let mut changes = Vec::new();
     let mut announced: HashMap<String, (Option<Sha256Digest>, Option<u64>)> = HashMap::new();
@@ -409,56 +558,103 @@ async fn read_multipart(
         match field_name.as_str() {
             "commit" => {
                 if request.is_some() {
-                    return Err(ApiError::bad_request("duplicate-commit-part", "send exactly one `commit` part"));
+                    return Err(ApiError::bad_request(
+                        "duplicate-commit-part",
+                        "send exactly one `commit` part",
+                    ));
                 }
                 let body = read_json_body_field(field, state.settings.limits.max_json_body).await?;
-                let parsed: CommitRequest = serde_json::from_slice(&body)
-                    .map_err(|e| ApiError::unprocessable("invalid-json", format!("the `commit` part does not fit: {e}")))?;
+                let parsed: CommitRequest = serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::unprocessable(
+                        "invalid-json",
+                        format!("the `commit` part does not fit: {e}"),
+                    )
+                })?;
                 changes = prepare(state, repo, user_id, &parsed, &mut announced, true).await?;
                 request = Some(parsed);
             }
             "file" => {
                 if request.is_none() {
-                    return Err(ApiError::bad_request("commit-part-first", "the `commit` part must come before any `file` part"));
+                    return Err(ApiError::bad_request(
+                        "commit-part-first",
+                        "the `commit` part must come before any `file` part",
+                    ));
                 }
                 received += 1;
                 if received > state.settings.limits.max_files_per_commit {
-                    return Err(ApiError::too_large("too-many-files", "too many files in one commit"));
+                    return Err(ApiError::too_large(
+                        "too-many-files",
+                        "too many files in one commit",
+                    ));
                 }
                 let raw_path = field
                     .content_disposition()
                     .and_then(|cd| cd.get_filename())
                     .map(str::to_owned)
-                    .ok_or_else(|| ApiError::bad_request("missing-filename", "each `file` part needs a filename: the path in the repository"))?;
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "missing-filename",
+                            "each `file` part needs a filename: the path in the repository",
+                        )
+                    })?;
                 let path = RepoPath::parse(&raw_path).map_err(invalid_path)?;
                 let (sha256, size) = announced.remove(path.as_str()).unwrap_or((None, None));
-                let expected = Expected { sha256, size, max_size: state.settings.limits.max_file_size };
-                let stored = super::uploads::store_stream(state, repo.id, user_id, expected, field).await?;
+                let expected = Expected {
+                    sha256,
+                    size,
+                    max_size: state.settings.limits.max_file_size,
+                };
+                let stored =
+                    super::uploads::store_stream(state, repo.id, user_id, expected, field).await?;
                 // A declared digest was queued as a reference; bytes now arrived for it.
                 changes.retain(|c| !matches!(c, PendingChange::Put(PendingPut::ByDigest { path: p, .. }) if *p == path));
                 changes.push(PendingChange::Put(PendingPut::Stored {
                     path,
-                    entry: Entry { sha256: stored.sha256.as_bytes().to_vec(), size: stored.size as i64 },
+                    entry: Entry {
+                        sha256: stored.sha256.as_bytes().to_vec(),
+                        size: stored.size as i64,
+                    },
                 }));
             }
             other => {
-                return Err(ApiError::bad_request("unknown-part", format!("unexpected multipart part `{other}`: use `commit` and `file`")));
+                return Err(ApiError::bad_request(
+                    "unknown-part",
+                    format!("unexpected multipart part `{other}`: use `commit` and `file`"),
+                ));
             }
         }
     }
-    let request = request.ok_or_else(|| ApiError::bad_request("missing-commit-part", "a multipart commit needs a `commit` part with the message"))?;
-    if let Some(path) = announced.iter().find(|(_, (sha, _))| sha.is_none()).map(|(p, _)| p.clone()) {
-        return Err(ApiError::bad_request("missing-file-part", format!("`{path}` was announced but no `file` part carried it")));
+    let request = request.ok_or_else(|| {
+        ApiError::bad_request(
+            "missing-commit-part",
+            "a multipart commit needs a `commit` part with the message",
+        )
+    })?;
+    if let Some(path) = announced
+        .iter()
+        .find(|(_, (sha, _))| sha.is_none())
+        .map(|(p, _)| p.clone())
+    {
+        return Err(ApiError::bad_request(
+            "missing-file-part",
+            format!("`{path}` was announced but no `file` part carried it"),
+        ));
     }
     Ok((request, changes))
 }
 
-async fn read_json_body_field(mut field: actix_multipart::Field, limit: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_json_body_field(
+    mut field: actix_multipart::Field,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request("invalid-multipart", e.to_string()))?;
         if body.len() + chunk.len() > limit {
-            return Err(ApiError::too_large("request-too-large", format!("the `commit` part is limited to {limit} bytes")));
+            return Err(ApiError::too_large(
+                "request-too-large",
+                format!("the `commit` part is limited to {limit} bytes"),
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -489,14 +685,30 @@ pub async fn history(
     let revision = params.revision.as_deref().unwrap_or("main");
     let start = resolve_revision(&mut conn, &repo, revision).await?;
     let limit = params.limit.unwrap_or(50).clamp(1, 1000);
-    let commits: Vec<CommitInfo> = db::commits::history(&mut conn, repo.id, &start, limit).await?.into_iter().map(CommitInfo::from).collect();
+    let commits: Vec<CommitInfo> = db::commits::history(&mut conn, repo.id, &start, limit)
+        .await?
+        .into_iter()
+        .map(CommitInfo::from)
+        .collect();
     Ok(HttpResponse::Ok().json(commits))
 }
 
-pub async fn resolve_revision(conn: &mut PgConnection, repo: &Repo, revision: &str) -> Result<String, ApiError> {
-    db::commits::resolve(conn, repo.id, revision).await?.ok_or_else(|| {
-        ApiError::not_found("revision-not-found", format!("`{revision}` is not a branch, tag or commit of `{}`", repo.full_name()))
-    })
+pub async fn resolve_revision(
+    conn: &mut PgConnection,
+    repo: &Repo,
+    revision: &str,
+) -> Result<String, ApiError> {
+    db::commits::resolve(conn, repo.id, revision)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "revision-not-found",
+                format!(
+                    "`{revision}` is not a branch, tag or commit of `{}`",
+                    repo.full_name()
+                ),
+            )
+        })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -536,12 +748,21 @@ pub async fn list_files(
     let mut conn = state.db.acquire().await?;
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let commit = resolve_revision(&mut conn, &repo, &revision).await?;
-    let prefix = params.path.as_deref().map(|p| format!("{}/", p.trim_end_matches('/')));
+    let prefix = params
+        .path
+        .as_deref()
+        .map(|p| format!("{}/", p.trim_end_matches('/')));
     let files = db::commits::files(&mut conn, repo.id, &commit)
         .await?
         .into_iter()
         .filter(|f| prefix.as_deref().is_none_or(|p| f.path.starts_with(p)))
-        .map(|f| FileInfo { path: f.path, size: f.size, sha256: hex::encode(f.sha256), scan_status: None, verification_status: None })
+        .map(|f| FileInfo {
+            path: f.path,
+            size: f.size,
+            sha256: hex::encode(f.sha256),
+            scan_status: None,
+            verification_status: None,
+        })
         .collect();
     Ok(HttpResponse::Ok().json(TreeListing { commit, files }))
 }
@@ -562,14 +783,29 @@ pub struct Refs {
 /// Branches and tags.
 #[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/refs", responses((status = 200, body = Refs), (status = 404)))]
 #[get("/api/v1/repos/{namespace}/{name}/refs")]
-pub async fn list_refs(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+pub async fn list_refs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
-    let mut refs = Refs { branches: Vec::new(), tags: Vec::new() };
+    let mut refs = Refs {
+        branches: Vec::new(),
+        tags: Vec::new(),
+    };
     for r in db::commits::list_refs(&mut conn, repo.id).await? {
-        let info = RefInfo { name: r.name, commit: r.commit_id, updated_at: r.updated_at };
-        if r.kind == "branch" { refs.branches.push(info) } else { refs.tags.push(info) }
+        let info = RefInfo {
+            name: r.name,
+            commit: r.commit_id,
+            updated_at: r.updated_at,
+        };
+        if r.kind == "branch" {
+            refs.branches.push(info)
+        } else {
+            refs.tags.push(info)
+        }
     }
     Ok(HttpResponse::Ok().json(refs))
 }
@@ -587,7 +823,10 @@ fn ref_kind(kind: &str) -> Result<&'static str, ApiError> {
     match kind {
         "branches" => Ok("branch"),
         "tags" => Ok("tag"),
-        other => Err(ApiError::not_found("route-not-found", format!("`{other}` is not `branches` or `tags`"))),
+        other => Err(ApiError::not_found(
+            "route-not-found",
+            format!("`{other}` is not `branches` or `tags`"),
+        )),
     }
 }
 
@@ -610,21 +849,31 @@ pub async fn put_ref(
     let ref_name = parse_branch(&ref_name)?;
     let target = resolve_revision(&mut tx, &repo, &body.target).await?;
     let current = db::commits::find_ref(&mut tx, repo.id, ref_name.as_str()).await?;
-    if let Some(current) = &current {
-        if current.kind != kind {
-            return Err(ApiError::conflict("ref-kind-conflict", format!("`{ref_name}` already exists as a {}", current.kind)));
-        }
+    if let Some(current) = &current
+        && current.kind != kind
+    {
+        return Err(ApiError::conflict(
+            "ref-kind-conflict",
+            format!("`{ref_name}` already exists as a {}", current.kind),
+        ));
     }
-    if let Some(expected) = &body.expected {
-        if current.as_ref().map(|c| &c.commit_id) != Some(expected) {
-            return Err(ApiError::conflict("ref-moved", format!("`{ref_name}` does not point at {expected} any more; fetch and retry")));
-        }
+    if let Some(expected) = &body.expected
+        && current.as_ref().map(|c| &c.commit_id) != Some(expected)
+    {
+        return Err(ApiError::conflict(
+            "ref-moved",
+            format!("`{ref_name}` does not point at {expected} any more; fetch and retry"),
+        ));
     }
     db::commits::set_ref(&mut tx, repo.id, ref_name.as_str(), kind, &target).await?;
     db::audit::record(&mut tx, caller.id(), &format!("{kind}.set"), &format!("repo:{}", repo.full_name()),
         serde_json::json!({"name": ref_name.as_str(), "commit": target, "previous": current.map(|c| c.commit_id)}), auth::request_id(&req).as_deref()).await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(RefInfo { name: ref_name.to_string(), commit: target, updated_at: Utc::now() }))
+    Ok(HttpResponse::Ok().json(RefInfo {
+        name: ref_name.to_string(),
+        commit: target,
+        updated_at: Utc::now(),
+    }))
 }
 
 /// Deletes a branch (never `main`) or a tag.
@@ -642,14 +891,30 @@ pub async fn delete_ref(
     let mut tx = state.db.begin().await?;
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Write).await?;
     if kind == "branch" && ref_name == "main" {
-        return Err(ApiError::conflict("default-branch", "`main` is the default branch and cannot be deleted"));
+        return Err(ApiError::conflict(
+            "default-branch",
+            "`main` is the default branch and cannot be deleted",
+        ));
     }
-    let current = db::commits::find_ref(&mut tx, repo.id, &ref_name).await?.filter(|r| r.kind == kind).ok_or_else(|| {
-        ApiError::not_found("revision-not-found", format!("no {kind} `{ref_name}` in `{}`", repo.full_name()))
-    })?;
+    let current = db::commits::find_ref(&mut tx, repo.id, &ref_name)
+        .await?
+        .filter(|r| r.kind == kind)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "revision-not-found",
+                format!("no {kind} `{ref_name}` in `{}`", repo.full_name()),
+            )
+        })?;
     db::commits::delete_ref(&mut tx, repo.id, &ref_name).await?;
-    db::audit::record(&mut tx, caller.id(), &format!("{kind}.delete"), &format!("repo:{}", repo.full_name()),
-        serde_json::json!({"name": ref_name, "commit": current.commit_id}), auth::request_id(&req).as_deref()).await?;
+    db::audit::record(
+        &mut tx,
+        caller.id(),
+        &format!("{kind}.delete"),
+        &format!("repo:{}", repo.full_name()),
+        serde_json::json!({"name": ref_name, "commit": current.commit_id}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -660,8 +925,17 @@ mod tests {
 
     #[test]
     fn reads_license_from_front_matter() {
-        assert_eq!(front_matter_license("---\nlicense: apache-2.0\ntags: [a]\n---\n# Model"), Some("apache-2.0".into()));
-        assert_eq!(front_matter_license("---\nlicense: \"mit\"\n---\n"), Some("mit".into()));
-        assert_eq!(front_matter_license("# No front matter\nlicense: mit"), None);
+        assert_eq!(
+            front_matter_license("---\nlicense: apache-2.0\ntags: [a]\n---\n# Model"),
+            Some("apache-2.0".into())
+        );
+        assert_eq!(
+            front_matter_license("---\nlicense: \"mit\"\n---\n"),
+            Some("mit".into())
+        );
+        assert_eq!(
+            front_matter_license("# No front matter\nlicense: mit"),
+            None
+        );
     }
 }

@@ -60,11 +60,16 @@ pub fn parse_range(value: &str, size: u64) -> RangeRequest {
 
 /// A content type from the file name; model files are opaque bytes.
 fn content_type(path: &str) -> &'static str {
-    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
     match ext.as_str() {
         "json" => "application/json",
         "md" => "text/markdown; charset=utf-8",
-        "txt" | "py" | "yaml" | "yml" | "toml" | "cfg" | "gitattributes" => "text/plain; charset=utf-8",
+        "txt" | "py" | "yaml" | "yml" | "toml" | "cfg" | "gitattributes" => {
+            "text/plain; charset=utf-8"
+        }
         "png" => "image/png",
         "jpg" | "jpeg" => "image/jpeg",
         _ => "application/octet-stream",
@@ -75,16 +80,22 @@ fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
     req.headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| {
-            let t = t.trim();
-            t == "*" || t.trim_start_matches("W/") == etag
-        }))
+        .is_some_and(|v| {
+            v.split(',').any(|t| {
+                let t = t.trim();
+                t == "*" || t.trim_start_matches("W/") == etag
+            })
+        })
 }
 
 /// Downloads a file at a revision (branch, tag or commit id).
 #[utoipa::path(get, path = "/{namespace}/{name}/resolve/{revision}/{path}",
     responses((status = 200, description = "the file's bytes"), (status = 206), (status = 302), (status = 304), (status = 404), (status = 416)))]
-#[route("/{namespace}/{name}/resolve/{revision}/{path:.*}", method = "GET", method = "HEAD")]
+#[route(
+    "/{namespace}/{name}/resolve/{revision}/{path:.*}",
+    method = "GET",
+    method = "HEAD"
+)]
 pub async fn resolve(
     state: web::Data<AppState>,
     caller: Caller,
@@ -95,11 +106,23 @@ pub async fn resolve(
     let mut conn = state.db.acquire().await?;
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
-    let file = db::commits::file(&mut conn, repo.id, &commit, &file_path).await?.ok_or_else(|| {
-        ApiError::not_found("entry-not-found", format!("`{file_path}` does not exist at revision `{revision}` of `{}`", repo.full_name()))
-    })?;
+    let file = db::commits::file(&mut conn, repo.id, &commit, &file_path)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "entry-not-found",
+                format!(
+                    "`{file_path}` does not exist at revision `{revision}` of `{}`",
+                    repo.full_name()
+                ),
+            )
+        })?;
     drop(conn);
-    let bytes: [u8; 32] = file.sha256.as_slice().try_into().map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?;
+    let bytes: [u8; 32] = file
+        .sha256
+        .as_slice()
+        .try_into()
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?;
     let digest = Sha256Digest::from_bytes(bytes);
     let size = file.size as u64;
     let etag = format!("\"{}\"", digest.to_hex());
@@ -110,7 +133,14 @@ pub async fn resolve(
             .insert_header((header::ETAG, etag.clone()))
             .insert_header((header::ACCEPT_RANGES, "bytes"))
             .insert_header(("X-Repo-Commit", commit.clone()))
-            .insert_header((header::CACHE_CONTROL, if revision == commit { "public, max-age=31536000, immutable" } else { "no-cache" }));
+            .insert_header((
+                header::CACHE_CONTROL,
+                if revision == commit {
+                    "public, max-age=31536000, immutable"
+                } else {
+                    "no-cache"
+                },
+            ));
         if !repo.is_public() {
             builder.insert_header((header::CACHE_CONTROL, "private, no-cache"));
         }
@@ -121,12 +151,22 @@ pub async fn resolve(
         return Ok(response(StatusCode::NOT_MODIFIED).finish());
     }
     let settings = &state.settings.downloads;
-    if settings.presigned_redirects && req.method() == Method::GET {
-        if let Some(url) = state.store.presigned_get(&digest, Duration::from_secs(settings.presign_ttl_secs)).await? {
-            return Ok(response(StatusCode::FOUND).insert_header((header::LOCATION, url.to_string())).finish());
-        }
+    if settings.presigned_redirects
+        && req.method() == Method::GET
+        && let Some(url) = state
+            .store
+            .presigned_get(&digest, Duration::from_secs(settings.presign_ttl_secs))
+            .await?
+    {
+        return Ok(response(StatusCode::FOUND)
+            .insert_header((header::LOCATION, url.to_string()))
+            .finish());
     }
-    let range = match req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()) {
+    let range = match req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    {
         Some(value) => parse_range(value, size),
         None => RangeRequest::Full,
     };
@@ -136,27 +176,40 @@ pub async fn resolve(
         RangeRequest::Unsatisfiable => {
             return Ok(response(StatusCode::RANGE_NOT_SATISFIABLE)
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
-                .json(ApiError::body("range-not-satisfiable", &format!("the file has {size} bytes"))));
+                .json(ApiError::body(
+                    "range-not-satisfiable",
+                    &format!("the file has {size} bytes"),
+                )));
         }
     };
     let mut builder = response(status);
     builder.insert_header((header::CONTENT_TYPE, content_type(&file.path)));
     if status == StatusCode::PARTIAL_CONTENT {
-        builder.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1)));
+        builder.insert_header((
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{size}", end - 1),
+        ));
     }
     let length = end - start;
     if req.method() == Method::HEAD || length == 0 {
         // actix sends a sized empty body's length as Content-Length; for HEAD it is the file's.
-        let mut head = builder.no_chunking(length).streaming(futures_util::stream::empty::<Result<bytes::Bytes, ApiError>>());
-        head.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        let mut head = builder
+            .no_chunking(length)
+            .streaming(futures_util::stream::empty::<Result<bytes::Bytes, ApiError>>());
+        head.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         return Ok(head);
     }
     let metrics = state.metrics.clone();
-    let body = state.store.read(&digest, start..end).await?.map(move |chunk| {
-        let chunk = chunk.map_err(ApiError::from)?;
-        metrics.add_bytes_out(chunk.len() as u64);
-        Ok::<_, ApiError>(chunk)
-    });
+    let body = state
+        .store
+        .read(&digest, start..end)
+        .await?
+        .map(move |chunk| {
+            let chunk = chunk.map_err(ApiError::from)?;
+            metrics.add_bytes_out(chunk.len() as u64);
+            Ok::<_, ApiError>(chunk)
+        });
     Ok(builder.no_chunking(length).streaming(body))
 }
 

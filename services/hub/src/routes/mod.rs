@@ -36,14 +36,21 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
 async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found(
         "route-not-found",
-        format!("no route for {} {}; see /api/v1/openapi.json", req.method(), req.path()),
+        format!(
+            "no route for {} {}; see /api/v1/openapi.json",
+            req.method(),
+            req.path()
+        ),
     ))
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let api = match &err {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            ApiError::too_large("request-too-large", format!("{err}; large files go through the upload endpoint"))
+            ApiError::too_large(
+                "request-too-large",
+                format!("{err}; large files go through the upload endpoint"),
+            )
         }
         JsonPayloadError::ContentType => ApiError::new(
             actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -8,7 +8,10 @@ use crate::db;
 use crate::error::ApiResult;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(healthz).service(readyz).service(metrics).service(openapi_json);
+    cfg.service(healthz)
+        .service(readyz)
+        .service(metrics)
+        .service(openapi_json);
 }
 
 /// Liveness: the process answers.
@@ -22,8 +25,16 @@ async fn healthz() -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503)))]
 #[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = sqlx::query("SELECT 1").execute(&state.db).await.map(|_| ()).map_err(|e| e.to_string());
-    let store = state.store.check_reachable().await.map_err(|e| e.to_string());
+    let database = sqlx::query("SELECT 1")
+        .execute(&state.db)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let store = state
+        .store
+        .check_reachable()
+        .await
+        .map_err(|e| e.to_string());
     let status = |r: &Result<(), String>| match r {
         Ok(_) => "ok".to_string(),
         Err(e) => format!("unavailable: {e}"),
@@ -54,18 +65,38 @@ async fn openapi_json() -> HttpResponse {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "kaiyuan", description = "Open model hub with licence, provenance and safety checks"),
+    info(
+        title = "kaiyuan",
+        description = "Open model hub with licence, provenance and safety checks"
+    ),
     paths(
-        healthz, readyz, metrics,
-        super::accounts::whoami, super::accounts::create_user, super::accounts::create_token,
-        super::accounts::list_tokens, super::accounts::revoke_token, super::accounts::create_org,
-        super::accounts::list_members, super::accounts::set_member, super::accounts::remove_member,
-        super::accounts::list_jobs, super::accounts::run_gc,
-        super::repos::create_repo, super::repos::search_repos, super::repos::get_repo,
-        super::repos::update_repo, super::repos::delete_repo, super::repos::repo_audit,
+        healthz,
+        readyz,
+        metrics,
+        super::accounts::whoami,
+        super::accounts::create_user,
+        super::accounts::create_token,
+        super::accounts::list_tokens,
+        super::accounts::revoke_token,
+        super::accounts::create_org,
+        super::accounts::list_members,
+        super::accounts::set_member,
+        super::accounts::remove_member,
+        super::accounts::list_jobs,
+        super::accounts::run_gc,
+        super::repos::create_repo,
+        super::repos::search_repos,
+        super::repos::get_repo,
+        super::repos::update_repo,
+        super::repos::delete_repo,
+        super::repos::repo_audit,
         super::uploads::upload_blob,
-        super::commits::create_commit, super::commits::history, super::commits::list_files,
-        super::commits::list_refs, super::commits::put_ref, super::commits::delete_ref,
+        super::commits::create_commit,
+        super::commits::history,
+        super::commits::list_files,
+        super::commits::list_refs,
+        super::commits::put_ref,
+        super::commits::delete_ref,
         super::files::resolve,
     ),
     components(schemas(crate::error::ErrorBody))

@@ -95,35 +95,62 @@ pub async fn create_repo(
 ) -> ApiResult<HttpResponse> {
     let user = caller.require_writer()?.clone();
     let namespace_name = body.namespace.clone().unwrap_or_else(|| user.name.clone());
-    NamespaceName::parse(&namespace_name).map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
-    let name = RepoName::parse(&body.name).map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
+    NamespaceName::parse(&namespace_name)
+        .map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
+    let name = RepoName::parse(&body.name)
+        .map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
     let visibility = parse_visibility(body.visibility.as_deref())?.unwrap_or("public");
     let description = body.description.clone().unwrap_or_default();
 
     let mut tx = state.db.begin().await?;
     let namespace = db::accounts::find_namespace(&mut tx, &namespace_name)
         .await?
-        .ok_or_else(|| ApiError::not_found("namespace-not-found", format!("no user or organisation is named `{namespace_name}`")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "namespace-not-found",
+                format!("no user or organisation is named `{namespace_name}`"),
+            )
+        })?;
     let role = auth::namespace_role(&mut tx, &caller, namespace.id, &namespace.kind).await?;
     if role.is_none_or(|r| r < Role::Write) {
-        return Err(ApiError::forbidden("insufficient-role", format!("you need the `write` role in `{}` to create repositories there", namespace.name)));
-    }
-    let grace = state.settings.gc.deleted_repo_grace_days;
-    if let Some(until) = db::repos::name_reserved_until(&mut tx, namespace.id, name.as_str(), grace).await? {
-        return Err(ApiError::conflict(
-            "name-reserved",
-            format!("`{}/{name}` was deleted recently; its name is reserved until {until} so old links cannot point at new content", namespace.name),
+        return Err(ApiError::forbidden(
+            "insufficient-role",
+            format!(
+                "you need the `write` role in `{}` to create repositories there",
+                namespace.name
+            ),
         ));
     }
-    let repo_id = db::repos::insert(&mut tx, namespace.id, name.as_str(), visibility, &description)
-        .await
-        .map_err(|e| {
-            if db::is_unique_violation(&e, "repositories_live_name_key") {
-                ApiError::conflict("repository-exists", format!("`{}/{name}` already exists", namespace.name))
-            } else {
-                e.into()
-            }
-        })?;
+    let grace = state.settings.gc.deleted_repo_grace_days;
+    if let Some(until) =
+        db::repos::name_reserved_until(&mut tx, namespace.id, name.as_str(), grace).await?
+    {
+        return Err(ApiError::conflict(
+            "name-reserved",
+            format!(
+                "`{}/{name}` was deleted recently; its name is reserved until {until} so old links cannot point at new content",
+                namespace.name
+            ),
+        ));
+    }
+    let repo_id = db::repos::insert(
+        &mut tx,
+        namespace.id,
+        name.as_str(),
+        visibility,
+        &description,
+    )
+    .await
+    .map_err(|e| {
+        if db::is_unique_violation(&e, "repositories_live_name_key") {
+            ApiError::conflict(
+                "repository-exists",
+                format!("`{}/{name}` already exists", namespace.name),
+            )
+        } else {
+            e.into()
+        }
+    })?;
     let head = super::commits::write_commit(
         &mut tx,
         &super::commits::CommitContext {
@@ -139,10 +166,24 @@ pub async fn create_repo(
     )
     .await?;
     let target = format!("repo:{}/{name}", namespace.name);
-    db::audit::record(&mut tx, Some(user.id), "repo.create", &target, serde_json::json!({"visibility": visibility}), auth::request_id(&req).as_deref()).await?;
-    let repo = db::repos::find_by_id(&mut tx, repo_id).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("created repo vanished")))?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "repo.create",
+        &target,
+        serde_json::json!({"visibility": visibility}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    let repo = db::repos::find_by_id(&mut tx, repo_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("created repo vanished")))?;
     tx.commit().await?;
-    Ok(super::created(&RepoDetail { info: RepoInfo::from(&repo), card: repo.card.clone(), head: Some(head) }))
+    Ok(super::created(&RepoDetail {
+        info: RepoInfo::from(&repo),
+        card: repo.card.clone(),
+        head: Some(head),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -173,13 +214,18 @@ fn encode_cursor(cursor: &Cursor) -> String {
 }
 
 fn decode_cursor(s: &str) -> Option<Cursor> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()?;
     let raw = String::from_utf8(raw).ok()?;
     let (kind, rest) = raw.split_once(':')?;
     let (value, id) = rest.rsplit_once(':')?;
     let id: i64 = id.parse().ok()?;
     match kind {
-        "t" => Some(Cursor::Time(DateTime::from_timestamp_micros(value.parse().ok()?)?, id)),
+        "t" => Some(Cursor::Time(
+            DateTime::from_timestamp_micros(value.parse().ok()?)?,
+            id,
+        )),
         "n" => Some(Cursor::Name(value.to_string(), id)),
         _ => None,
     }
@@ -191,20 +237,37 @@ fn decode_cursor(s: &str) -> Option<Cursor> {
            ("sort" = Option<String>, Query, description = "updated, created or name"), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = SearchPage)))]
 #[get("/api/v1/repos")]
-pub async fn search_repos(state: web::Data<AppState>, caller: Caller, params: web::Query<SearchParams>) -> ApiResult<HttpResponse> {
+pub async fn search_repos(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<SearchParams>,
+) -> ApiResult<HttpResponse> {
     let sort = match params.sort.as_deref() {
         None | Some("updated") => SortKey::Updated,
         Some("created") => SortKey::Created,
         Some("name") => SortKey::Name,
-        Some(other) => return Err(ApiError::bad_request("invalid-sort", format!("sort `{other}` is unknown: use updated, created or name"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid-sort",
+                format!("sort `{other}` is unknown: use updated, created or name"),
+            ));
+        }
     };
     let after = match &params.cursor {
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::bad_request("invalid-cursor", "the cursor is malformed; use the `next_cursor` of a previous page"))?),
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid-cursor",
+                "the cursor is malformed; use the `next_cursor` of a previous page",
+            )
+        })?),
         None => None,
     };
     let limit = params.limit.unwrap_or(30);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("invalid-limit", "limit must be between 1 and 500"));
+        return Err(ApiError::bad_request(
+            "invalid-limit",
+            "limit must be between 1 and 500",
+        ));
     }
     let query = SearchQuery {
         text: params.q.as_deref(),
@@ -230,18 +293,29 @@ pub async fn search_repos(state: web::Data<AppState>, caller: Caller, params: we
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(SearchPage { items: repos.iter().map(RepoInfo::from).collect(), next_cursor }))
+    Ok(HttpResponse::Ok().json(SearchPage {
+        items: repos.iter().map(RepoInfo::from).collect(),
+        next_cursor,
+    }))
 }
 
 /// One repository, its card and the head of `main`.
 #[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}", responses((status = 200, body = RepoDetail), (status = 404)))]
 #[get("/api/v1/repos/{namespace}/{name}")]
-pub async fn get_repo(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+pub async fn get_repo(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let head = db::commits::resolve(&mut conn, repo.id, "main").await?;
-    Ok(HttpResponse::Ok().json(RepoDetail { info: RepoInfo::from(&repo), card: repo.card.clone(), head }))
+    Ok(HttpResponse::Ok().json(RepoDetail {
+        info: RepoInfo::from(&repo),
+        card: repo.card.clone(),
+        head,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -264,14 +338,19 @@ pub async fn update_repo(
     let (namespace, name) = path.into_inner();
     let visibility = parse_visibility(body.visibility.as_deref())?;
     if body.description.as_ref().is_some_and(|d| d.len() > 4096) {
-        return Err(ApiError::unprocessable("description-too-long", "keep the description under 4096 bytes"));
+        return Err(ApiError::unprocessable(
+            "description-too-long",
+            "keep the description under 4096 bytes",
+        ));
     }
     let mut tx = state.db.begin().await?;
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
     db::repos::update_settings(&mut tx, repo.id, visibility, body.description.as_deref()).await?;
     db::audit::record(&mut tx, caller.id(), "repo.update", &format!("repo:{}", repo.full_name()),
         serde_json::json!({"visibility": visibility, "description_changed": body.description.is_some()}), auth::request_id(&req).as_deref()).await?;
-    let repo = db::repos::find_by_id(&mut tx, repo.id).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("repo vanished")))?;
+    let repo = db::repos::find_by_id(&mut tx, repo.id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("repo vanished")))?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(RepoInfo::from(&repo)))
 }
@@ -291,8 +370,15 @@ pub async fn delete_repo(
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
     let actor = caller.require_writer()?.id;
     db::repos::soft_delete(&mut tx, repo.id, actor).await?;
-    db::audit::record(&mut tx, Some(actor), "repo.delete", &format!("repo:{}", repo.full_name()),
-        serde_json::json!({"grace_days": state.settings.gc.deleted_repo_grace_days}), auth::request_id(&req).as_deref()).await?;
+    db::audit::record(
+        &mut tx,
+        Some(actor),
+        "repo.delete",
+        &format!("repo:{}", repo.full_name()),
+        serde_json::json!({"grace_days": state.settings.gc.deleted_repo_grace_days}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -300,11 +386,16 @@ pub async fn delete_repo(
 /// The audit trail of a repository (repository admins).
 #[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/audit", responses((status = 200), (status = 404)))]
 #[get("/api/v1/repos/{namespace}/{name}/audit")]
-pub async fn repo_audit(state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>) -> ApiResult<HttpResponse> {
+pub async fn repo_audit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Admin).await?;
-    let events = db::audit::list_for_target(&mut conn, &format!("repo:{}", repo.full_name())).await?;
+    let events =
+        db::audit::list_for_target(&mut conn, &format!("repo:{}", repo.full_name())).await?;
     Ok(HttpResponse::Ok().json(events))
 }
 
@@ -315,7 +406,10 @@ mod tests {
     #[test]
     fn cursors_round_trip() {
         let t = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
-        for c in [Cursor::Time(t, 42), Cursor::Name("org/my.model-1".into(), 7)] {
+        for c in [
+            Cursor::Time(t, 42),
+            Cursor::Name("org/my.model-1".into(), 7),
+        ] {
             assert_eq!(decode_cursor(&encode_cursor(&c)), Some(c));
         }
         assert_eq!(decode_cursor("not-a-cursor"), None);

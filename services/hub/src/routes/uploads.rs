@@ -35,13 +35,19 @@ pub struct UploadedBlob {
 pub fn parse_digest(value: &str) -> Result<Sha256Digest, ApiError> {
     value
         .parse()
-        .map_err(|e: kaiyuan_storage::Sha256ParseError| ApiError::bad_request("invalid-sha256", e.to_string()))
+        .map_err(|e: kaiyuan_storage::Sha256ParseError| {
+            ApiError::bad_request("invalid-sha256", e.to_string())
+        })
 }
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, ApiError> {
     req.headers()
         .get(name)
-        .map(|v| v.to_str().map_err(|_| ApiError::bad_request("invalid-header", format!("header {name} is not ASCII"))))
+        .map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError::bad_request("invalid-header", format!("header {name} is not ASCII"))
+            })
+        })
         .transpose()
 }
 
@@ -59,7 +65,13 @@ where
     E: std::fmt::Display,
 {
     if let Some(size) = expected.size.filter(|&s| s > expected.max_size) {
-        return Err(ApiError::too_large("file-too-large", format!("the file has {size} bytes; the limit is {} bytes", expected.max_size)));
+        return Err(ApiError::too_large(
+            "file-too-large",
+            format!(
+                "the file has {size} bytes; the limit is {} bytes",
+                expected.max_size
+            ),
+        ));
     }
     if let Some(digest) = expected.sha256 {
         // Protects a blob this upload will deduplicate against from the collector.
@@ -72,7 +84,13 @@ where
     let mut upload = state.store.begin_upload(expected).await?;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("incomplete-body", format!("the upload ended early after {} bytes: {e}", upload.received()))
+            ApiError::bad_request(
+                "incomplete-body",
+                format!(
+                    "the upload ended early after {} bytes: {e}",
+                    upload.received()
+                ),
+            )
         })?;
         state.metrics.add_bytes_in(chunk.len() as u64);
         upload.write(chunk).await?;
@@ -106,20 +124,40 @@ pub async fn upload_blob(
         super::load_repo(&mut conn, &caller, &namespace, &name, Need::Write).await?
     };
     let user = caller.require_writer()?;
-    let sha256 = header(&req, EXPECTED_SHA256)?.map(parse_digest).transpose()?;
+    let sha256 = header(&req, EXPECTED_SHA256)?
+        .map(parse_digest)
+        .transpose()?;
     let parse_size = |name: &str| -> Result<Option<u64>, ApiError> {
         header(&req, name)?
-            .map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request("invalid-size", format!("header {name} must be a byte count"))))
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid-size",
+                        format!("header {name} must be a byte count"),
+                    )
+                })
+            })
             .transpose()
     };
     let declared = parse_size(EXPECTED_SIZE)?;
     let length = parse_size(CONTENT_LENGTH.as_str())?;
-    if let (Some(d), Some(l)) = (declared, length) {
-        if d != l {
-            return Err(ApiError::bad_request("size-mismatch", format!("X-Expected-Size says {d} bytes but Content-Length says {l}")));
-        }
+    if let (Some(d), Some(l)) = (declared, length)
+        && d != l
+    {
+        return Err(ApiError::bad_request(
+            "size-mismatch",
+            format!("X-Expected-Size says {d} bytes but Content-Length says {l}"),
+        ));
     }
-    let expected = Expected { sha256, size: declared.or(length), max_size: state.settings.limits.max_file_size };
+    let expected = Expected {
+        sha256,
+        size: declared.or(length),
+        max_size: state.settings.limits.max_file_size,
+    };
     let stored = store_stream(&state, repo.id, user.id, expected, body).await?;
-    Ok(super::created(&UploadedBlob { sha256: stored.sha256.to_hex(), size: stored.size, newly_stored: stored.newly_stored }))
+    Ok(super::created(&UploadedBlob {
+        sha256: stored.sha256.to_hex(),
+        size: stored.size,
+        newly_stored: stored.newly_stored,
+    }))
 }
