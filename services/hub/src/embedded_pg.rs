@@ -116,6 +116,8 @@ impl EmbeddedPostgres {
         status.arg("status").arg("-D").arg(&pg.cluster);
         let running = status.output().map(|o| o.status.success()).unwrap_or(false);
         if !running {
+            // Inside the cluster directory: the cluster's owner may write there.
+            let log = pg.cluster.join("server.log");
             let mut start = pg.tool("pg_ctl");
             start
                 .arg("start")
@@ -123,7 +125,7 @@ impl EmbeddedPostgres {
                 .arg("-D")
                 .arg(&pg.cluster)
                 .arg("-l")
-                .arg(data_dir.join("postgres.log"))
+                .arg(&log)
                 .arg("-o")
                 .arg(format!(
                     "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"

@@ -149,6 +149,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         check_schema(&pool).await?;
         let store = open_store(&settings)?;
         tracing::info!(store = %store.describe(), "object store ready");
+        let mut conn = pool.acquire().await?;
+        if db::accounts::count_users(&mut conn).await? == 0 {
+            tracing::warn!(
+                "no users yet: create the first admin with `kaiyuan admin create-user NAME --admin` \
+                 (or `cargo run --release -p kaiyuan-hub --bin kaiyuan -- admin create-user NAME --admin`)"
+            );
+        }
+        drop(conn);
         let app = Application::build(settings.clone(), pool.clone(), store.clone())?;
         tracing::info!("kaiyuan listening on http://{}", settings.listen);
         let handle = app.handle();

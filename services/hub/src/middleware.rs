@@ -123,3 +123,42 @@ impl ResponseError for WithRequestId {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{App, ResponseError, middleware::from_fn, test, web};
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_panicking_handler_answers_500_json_with_a_request_id() {
+        let app = test::init_service(
+            App::new()
+                .wrap(from_fn(observe))
+                .route(
+                    "/boom",
+                    web::get().to(|| async { panic!("bug") as &'static str }),
+                )
+                .route("/ok", web::get().to(|| async { "fine" })),
+        )
+        .await;
+        let ok = test::call_service(&app, test::TestRequest::get().uri("/ok").to_request()).await;
+        assert!(ok.headers().contains_key(&REQUEST_ID));
+
+        let err = test::try_call_service(&app, test::TestRequest::get().uri("/boom").to_request())
+            .await
+            .expect_err("the panic becomes an error response");
+        let response = err.error_response();
+        assert_eq!(response.status(), 500);
+        assert!(response.headers().contains_key(&REQUEST_ID));
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"]["code"], "internal-error");
+        assert!(
+            !json["error"]["message"].as_str().unwrap().contains("bug"),
+            "no internals leak"
+        );
+    }
+}
