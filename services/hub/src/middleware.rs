@@ -126,7 +126,7 @@ impl ResponseError for WithRequestId {
 
 #[cfg(test)]
 mod tests {
-    use actix_web::{App, ResponseError, middleware::from_fn, test, web};
+    use actix_web::{App, middleware::from_fn, test, web};
 
     use super::*;
 

@@ -3,7 +3,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange, ObjectStore};
@@ -14,9 +14,9 @@ use crate::{Backend, BlobStore, Sha256Digest, StorageError};
 pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
 
 /// Read size of the local fast path: large reads keep the syscall and wake-up cost per byte low.
-const LOCAL_CHUNK: usize = 1024 * 1024;
+const LOCAL_CHUNK: usize = 4 * 1024 * 1024;
 /// Chunks buffered ahead of a slow client; bounds memory per download to a few MiB.
-const LOCAL_CHUNKS_AHEAD: usize = 4;
+const LOCAL_CHUNKS_AHEAD: usize = 2;
 
 pub(crate) async fn read_range(
     store: &BlobStore,
@@ -61,18 +61,18 @@ fn local_stream(mut file: std::fs::File, range: Range<u64>) -> ByteStream {
         }
         let mut remaining = range.end - range.start;
         while remaining > 0 {
-            let want = remaining.min(LOCAL_CHUNK as u64) as usize;
-            let mut buf = BytesMut::zeroed(want);
-            let chunk = match read_fully(&mut file, &mut buf) {
+            let want = remaining.min(LOCAL_CHUNK as u64);
+            // read_to_end fills spare capacity without zeroing it first.
+            let mut buf = Vec::with_capacity(want as usize);
+            let chunk = match (&mut file).take(want).read_to_end(&mut buf) {
                 Ok(0) => Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "blob is shorter than recorded",
                 )
                 .into()),
                 Ok(n) => {
-                    buf.truncate(n);
                     remaining -= n as u64;
-                    Ok(buf.freeze())
+                    Ok(Bytes::from(buf))
                 }
                 Err(e) => Err(e.into()),
             };
@@ -84,19 +84,6 @@ fn local_stream(mut file: std::fs::File, range: Range<u64>) -> ByteStream {
         }
     });
     tokio_stream_from(rx)
-}
-
-fn read_fully(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 fn tokio_stream_from(
