@@ -1,0 +1,731 @@
+//! Archives: zip (own reader with PyTorch/miniz semantics: the central directory wins, and every
+//! disagreement with the local headers is reported), tar and gzip. Members are checked for path
+//! traversal, links, devices and bomb ratios, then scanned recursively within the limits.
+
+use std::collections::HashSet;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use flate2::read::{DeflateDecoder, GzDecoder};
+
+use crate::{Blob, Ctx, Section, Verdict, keras, pickle, read_at};
+
+/// Why a member path is unsafe to extract, if it is.
+fn unsafe_path(name: &str) -> Option<&'static str> {
+    if name.starts_with('/') || name.starts_with('\\') {
+        return Some("an absolute path");
+    }
+    if name.len() >= 2 && name.as_bytes()[1] == b':' && name.as_bytes()[0].is_ascii_alphabetic() {
+        return Some("a drive-letter path");
+    }
+    if name.contains('\\') {
+        return Some("a backslash path");
+    }
+    if name.split('/').any(|seg| seg == "..") {
+        return Some("a `..` segment that escapes the extraction directory");
+    }
+    if name.contains('\0') {
+        return Some("a NUL byte");
+    }
+    None
+}
+
+struct ZipEntry {
+    name: String,
+    flags: u16,
+    method: u16,
+    crc: u32,
+    compressed: u64,
+    uncompressed: u64,
+    local_offset: u64,
+    mode: u32,
+    made_by_unix: bool,
+}
+
+fn u16le(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32le(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn u64le(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default())
+}
+
+/// Locates and parses the central directory; `Err` is a malformed-archive message.
+fn read_central_directory(
+    ctx: &Ctx,
+    blob: &mut dyn Blob,
+    len: u64,
+) -> io::Result<Result<Vec<ZipEntry>, String>> {
+    let tail_len = len.min(65_557);
+    let tail = read_at(blob, len - tail_len, tail_len, len, tail_len)?;
+    let Some(eocd) = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..].starts_with(b"PK\x05\x06"))
+    else {
+        return Ok(Err("no end-of-central-directory record".into()));
+    };
+    let mut count = u16le(&tail, eocd + 10) as u64;
+    let mut cd_size = u32le(&tail, eocd + 12) as u64;
+    let mut cd_offset = u32le(&tail, eocd + 16) as u64;
+    if (count == 0xffff || cd_size == 0xffff_ffff || cd_offset == 0xffff_ffff)
+        && eocd >= 20
+        && tail[eocd - 20..].starts_with(b"PK\x06\x07")
+    {
+        let record_at = u64le(&tail, eocd - 20 + 8);
+        let record = match read_at(blob, record_at, 56, len, 56) {
+            Ok(r) if r.starts_with(b"PK\x06\x06") => r,
+            _ => return Ok(Err("bad zip64 end-of-central-directory record".into())),
+        };
+        count = u64le(&record, 32);
+        cd_size = u64le(&record, 40);
+        cd_offset = u64le(&record, 48);
+    }
+    if count as usize > ctx.limits.archive_max_members {
+        return Ok(Err(format!(
+            "{count} members exceed the limit of {}",
+            ctx.limits.archive_max_members
+        )));
+    }
+    if cd_offset.checked_add(cd_size).is_none_or(|end| end > len)
+        || cd_size > ctx.limits.max_structure_bytes
+    {
+        return Ok(Err("the central directory lies outside the file".into()));
+    }
+    let cd = read_at(blob, cd_offset, cd_size, len, cd_size)?;
+    let mut entries = Vec::with_capacity(count.min(4096) as usize);
+    let mut at = 0usize;
+    for _ in 0..count {
+        if at + 46 > cd.len() || !cd[at..].starts_with(b"PK\x01\x02") {
+            return Ok(Err("truncated or corrupt central directory".into()));
+        }
+        let made_by = u16le(&cd, at + 4);
+        let (name_len, extra_len, comment_len) = (
+            u16le(&cd, at + 28) as usize,
+            u16le(&cd, at + 30) as usize,
+            u16le(&cd, at + 32) as usize,
+        );
+        let end = at + 46 + name_len + extra_len + comment_len;
+        if end > cd.len() {
+            return Ok(Err("central directory entry runs past its end".into()));
+        }
+        let name = String::from_utf8_lossy(&cd[at + 46..at + 46 + name_len]).into_owned();
+        let mut entry = ZipEntry {
+            name,
+            flags: u16le(&cd, at + 8),
+            method: u16le(&cd, at + 10),
+            crc: u32le(&cd, at + 16),
+            compressed: u32le(&cd, at + 20) as u64,
+            uncompressed: u32le(&cd, at + 24) as u64,
+            local_offset: u32le(&cd, at + 42) as u64,
+            mode: u32le(&cd, at + 38) >> 16,
+            made_by_unix: made_by >> 8 == 3,
+        };
+        // zip64 extended information replaces the saturated fields, in order.
+        let extra = &cd[at + 46 + name_len..at + 46 + name_len + extra_len];
+        let mut e = 0usize;
+        while e + 4 <= extra.len() {
+            let (id, size) = (u16le(extra, e), u16le(extra, e + 2) as usize);
+            let body = &extra[e + 4..(e + 4 + size).min(extra.len())];
+            if id == 1 {
+                let mut k = 0usize;
+                for field in [
+                    &mut entry.uncompressed,
+                    &mut entry.compressed,
+                    &mut entry.local_offset,
+                ] {
+                    if *field == 0xffff_ffff && k + 8 <= body.len() {
+                        *field = u64le(body, k);
+                        k += 8;
+                    }
+                }
+            }
+            e += 4 + size;
+        }
+        entries.push(entry);
+        at = end;
+    }
+    Ok(Ok(entries))
+}
+
+/// What kind of zip this is, from its member names.
+fn zip_kind(names: &[&str]) -> &'static str {
+    let has = |suffix: &str| names.iter().any(|n| n.ends_with(suffix));
+    if has("data.pkl") && (has("/version") || names.iter().any(|n| n.contains("/data/"))) {
+        if names.iter().any(|n| n.contains("/code/")) {
+            "torchscript"
+        } else {
+            "pytorch-zip"
+        }
+    } else if names.contains(&"config.json")
+        && (names.contains(&"metadata.json") || has(".weights.h5"))
+    {
+        "keras"
+    } else if !names.is_empty() && names.iter().all(|n| n.ends_with(".npy")) {
+        "numpy-npz"
+    } else {
+        "zip"
+    }
+}
+
+/// PyTorch tensor storages (`<archive>/data/<key>`): raw bytes, only checked for hidden pickles.
+fn is_storage_member(name: &str) -> bool {
+    name.rsplit_once("/data/")
+        .is_some_and(|(_, key)| !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+pub(crate) fn scan_zip(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Result<&'static str> {
+    let entries = match read_central_directory(ctx, blob, len)? {
+        Ok(entries) => entries,
+        Err(why) => {
+            ctx.add(
+                "zip-malformed",
+                Verdict::Malformed,
+                "",
+                format!("invalid zip: {why}"),
+                None,
+            );
+            return Ok("zip");
+        }
+    };
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let kind = zip_kind(&names);
+    let mut seen = HashSet::new();
+    for entry in &entries {
+        if !seen.insert(entry.name.as_str()) {
+            ctx.add(
+                "archive-duplicate-member",
+                Verdict::Suspicious,
+                &entry.name,
+                "two members have the same name; loaders disagree on which one wins",
+                Some(entry.name.clone()),
+            );
+        }
+        check_zip_entry(ctx, blob, len, entry, kind)?;
+    }
+    if kind == "keras" {
+        if let Some(entry) = entries.iter().find(|e| e.name == "config.json") {
+            if let Some(bytes) = member_bytes(ctx, blob, len, entry)? {
+                keras::scan_keras_config(ctx, &bytes, "config.json");
+            }
+        }
+    }
+    if kind == "torchscript" {
+        ctx.add("torchscript-code", Verdict::Suspicious, "", "a TorchScript archive: its code/ members are Python source that torch.jit.load compiles and runs", None);
+    }
+    Ok(kind)
+}
+
+/// The decompressed bytes of a small member (configs), or `None` when it cannot be read.
+fn member_bytes(
+    ctx: &mut Ctx,
+    blob: &mut dyn Blob,
+    len: u64,
+    entry: &ZipEntry,
+) -> io::Result<Option<Vec<u8>>> {
+    let Some(start) = data_start(blob, len, entry)? else {
+        return Ok(None);
+    };
+    if entry.uncompressed > ctx.limits.max_structure_bytes
+        || start.checked_add(entry.compressed).is_none_or(|e| e > len)
+    {
+        return Ok(None);
+    }
+    let section = Section::new(blob, start, entry.compressed);
+    let mut out = Vec::new();
+    let read = match entry.method {
+        0 => section.take(entry.uncompressed).read_to_end(&mut out),
+        8 => DeflateDecoder::new(section)
+            .take(entry.uncompressed)
+            .read_to_end(&mut out),
+        _ => return Ok(None),
+    };
+    Ok(read.ok().map(|_| out))
+}
+
+/// Where a member's data begins: after its local header, whose name must match the central one.
+fn data_start(blob: &mut dyn Blob, len: u64, entry: &ZipEntry) -> io::Result<Option<u64>> {
+    let Ok(local) = read_at(blob, entry.local_offset, 30, len, 30) else {
+        return Ok(None);
+    };
+    if !local.starts_with(b"PK\x03\x04") {
+        return Ok(None);
+    }
+    let (name_len, extra_len) = (u16le(&local, 26) as u64, u16le(&local, 28) as u64);
+    Ok(Some(entry.local_offset + 30 + name_len + extra_len))
+}
+
+fn check_zip_entry(
+    ctx: &mut Ctx,
+    blob: &mut dyn Blob,
+    len: u64,
+    entry: &ZipEntry,
+    kind: &str,
+) -> io::Result<()> {
+    let name = entry.name.as_str();
+    if let Some(why) = unsafe_path(name) {
+        ctx.add(
+            "archive-path-traversal",
+            Verdict::Malicious,
+            name,
+            format!("member path is {why}: extracting it writes outside the target directory"),
+            Some(name.to_string()),
+        );
+    }
+    let file_type = entry.mode & 0o170000;
+    if entry.made_by_unix && file_type == 0o120000 {
+        let target = member_bytes(ctx, blob, len, entry)?
+            .map(|t| String::from_utf8_lossy(&t[..t.len().min(256)]).into_owned());
+        ctx.add("archive-link", Verdict::Malicious, name, "member is a symbolic link: extracting it can expose or overwrite files outside the archive", target.or(Some(name.to_string())));
+        return Ok(());
+    }
+    if entry.made_by_unix && matches!(file_type, 0o020000 | 0o060000 | 0o010000 | 0o140000) {
+        ctx.add(
+            "archive-special-file",
+            Verdict::Malicious,
+            name,
+            "member is a device, FIFO or socket",
+            Some(name.to_string()),
+        );
+        return Ok(());
+    }
+    if name.ends_with('/') {
+        return Ok(());
+    }
+    if entry.flags & 0x1 != 0 {
+        ctx.add(
+            "zip-encrypted",
+            Verdict::Suspicious,
+            name,
+            "member is encrypted and cannot be inspected",
+            None,
+        );
+        return Ok(());
+    }
+    if entry.flags & 0x60 != 0 {
+        ctx.add("zip-flag-bits", Verdict::Suspicious, name, format!("unusual general-purpose flag bits 0x{:04x}: Python's zipfile refuses the member while PyTorch loads it (CVE-2025-1945 class)", entry.flags), Some(format!("0x{:04x}", entry.flags)));
+    }
+    let Ok(local) = read_at(blob, entry.local_offset, 30, len, 30) else {
+        ctx.add(
+            "zip-malformed",
+            Verdict::Malformed,
+            name,
+            "local header outside the file",
+            None,
+        );
+        return Ok(());
+    };
+    if !local.starts_with(b"PK\x03\x04") {
+        ctx.add(
+            "zip-malformed",
+            Verdict::Malformed,
+            name,
+            "no local header where the central directory points",
+            None,
+        );
+        return Ok(());
+    }
+    let (name_len, extra_len) = (u16le(&local, 26) as u64, u16le(&local, 28) as u64);
+    if let Ok(local_name) = read_at(blob, entry.local_offset + 30, name_len, len, 65_535) {
+        if local_name != name.as_bytes() {
+            ctx.add(
+                "zip-name-mismatch",
+                Verdict::Suspicious,
+                name,
+                "the local header names the member differently from the central directory (CVE-2025-1944 class): tools disagree on what it is",
+                Some(String::from_utf8_lossy(&local_name).into_owned()),
+            );
+        }
+    }
+    let start = entry.local_offset + 30 + name_len + extra_len;
+    if start
+        .checked_add(entry.compressed)
+        .is_none_or(|end| end > len)
+    {
+        ctx.add(
+            "zip-malformed",
+            Verdict::Malformed,
+            name,
+            "member data runs past the end of the file",
+            None,
+        );
+        return Ok(());
+    }
+    if entry.uncompressed > 1024 * 1024
+        && entry.uncompressed / entry.compressed.max(1) > ctx.limits.max_compression_ratio
+    {
+        ctx.add(
+            "archive-bomb",
+            Verdict::Malicious,
+            name,
+            format!(
+                "compression ratio {}:1 ({} bytes from {}): a decompression bomb",
+                entry.uncompressed / entry.compressed.max(1),
+                entry.uncompressed,
+                entry.compressed
+            ),
+            None,
+        );
+        return Ok(());
+    }
+    let storage = kind != "zip" && is_storage_member(name);
+    match entry.method {
+        0 => {
+            if entry.compressed != entry.uncompressed {
+                ctx.add(
+                    "zip-malformed",
+                    Verdict::Malformed,
+                    name,
+                    "stored member with different compressed and uncompressed sizes",
+                    None,
+                );
+            }
+            let mut section = Section::new(blob, start, entry.compressed);
+            if storage {
+                scan_storage(ctx, &mut section, entry.compressed, name)?;
+            } else {
+                let format = ctx.scan_member(&mut section, entry.compressed, name);
+                if format == "pickle" || format == "joblib" {
+                    check_crc(ctx, &mut Section::new(blob, start, entry.compressed), entry)?;
+                }
+            }
+        }
+        8 => {
+            ctx.inflated = ctx.inflated.saturating_add(entry.uncompressed);
+            if entry.uncompressed > ctx.limits.max_member_in_memory
+                || ctx.inflated > ctx.limits.max_inflated_total
+            {
+                // Too large to hold: pickles can still be scanned as a stream.
+                let mut decoder = DeflateDecoder::new(Section::new(blob, start, entry.compressed));
+                let mut head = [0u8; 2];
+                if decoder.read_exact(&mut head).is_ok() && head[0] == 0x80 && head[1] <= 5 {
+                    let stream = DeflateDecoder::new(Section::new(blob, start, entry.compressed));
+                    pickle::scan_stream(
+                        ctx,
+                        stream.take(entry.uncompressed),
+                        entry.uncompressed,
+                        true,
+                    )?;
+                } else if !storage {
+                    ctx.add(
+                        "archive-member-too-large",
+                        Verdict::Suspicious,
+                        name,
+                        format!(
+                            "a compressed member of {} bytes is too large to inspect",
+                            entry.uncompressed
+                        ),
+                        None,
+                    );
+                }
+                return Ok(());
+            }
+            let mut data = Vec::with_capacity(entry.uncompressed.min(1 << 20) as usize);
+            let decoder = DeflateDecoder::new(Section::new(blob, start, entry.compressed));
+            if decoder
+                .take(entry.uncompressed + 1)
+                .read_to_end(&mut data)
+                .is_err()
+                || data.len() as u64 != entry.uncompressed
+            {
+                ctx.add(
+                    "zip-malformed",
+                    Verdict::Malformed,
+                    name,
+                    "compressed data does not inflate to the declared size",
+                    None,
+                );
+                return Ok(());
+            }
+            if crc32fast::hash(&data) != entry.crc {
+                ctx.add("zip-bad-crc", Verdict::Suspicious, name, "CRC-32 mismatch (CVE-2025-10156 class): strict readers refuse the member while PyTorch loads it", None);
+            }
+            let mut cursor = io::Cursor::new(&data[..]);
+            if storage {
+                scan_storage(ctx, &mut cursor, data.len() as u64, name)?;
+            } else {
+                ctx.scan_member(&mut cursor, data.len() as u64, name);
+            }
+        }
+        other => {
+            ctx.add(
+                "zip-unsupported-method",
+                Verdict::Suspicious,
+                name,
+                format!("compression method {other} cannot be inspected"),
+                Some(other.to_string()),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_crc(ctx: &mut Ctx, section: &mut Section, entry: &ZipEntry) -> io::Result<()> {
+    if entry.compressed > 512 * 1024 * 1024 {
+        return Ok(());
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    section.seek(SeekFrom::Start(0))?;
+    loop {
+        let n = section.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    if hasher.finalize() != entry.crc {
+        ctx.add("zip-bad-crc", Verdict::Suspicious, &entry.name, "CRC-32 mismatch (CVE-2025-10156 class): strict readers refuse the member while PyTorch loads it", None);
+    }
+    Ok(())
+}
+
+/// Tensor storage: raw bytes that no loader unpickles; only a pickle hidden there is reported.
+fn scan_storage(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64, name: &str) -> io::Result<()> {
+    let mut head = [0u8; 2];
+    blob.seek(SeekFrom::Start(0))?;
+    if len >= 2 && blob.read_exact(&mut head).is_ok() && head[0] == 0x80 && head[1] <= 5 {
+        blob.seek(SeekFrom::Start(0))?;
+        let saved = ctx.findings_len();
+        let mut section = Section::new(blob, 0, len);
+        let format = pickle::scan_stream(ctx, &mut section, len, false)?;
+        if format.is_none() {
+            ctx.truncate_findings(saved);
+        } else {
+            ctx.add(
+                "pytorch-hidden-pickle",
+                Verdict::Suspicious,
+                name,
+                "a tensor storage member holds a pickle",
+                None,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Parses an octal (or GNU base-256) tar number field.
+fn tar_number(field: &[u8]) -> Option<u64> {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        let mut v: u64 = 0;
+        for (i, b) in field.iter().enumerate() {
+            let b = if i == 0 { b & 0x7f } else { *b };
+            v = v.checked_mul(256)?.checked_add(b as u64)?;
+        }
+        return Some(v);
+    }
+    let text: String = field
+        .iter()
+        .take_while(|b| **b != 0 && **b != b' ')
+        .map(|b| *b as char)
+        .collect();
+    let text = text.trim();
+    if text.is_empty() {
+        Some(0)
+    } else {
+        u64::from_str_radix(text, 8).ok()
+    }
+}
+
+fn cstr(field: &[u8]) -> String {
+    String::from_utf8_lossy(&field[..field.iter().position(|b| *b == 0).unwrap_or(field.len())])
+        .into_owned()
+}
+
+pub(crate) fn scan_tar(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Result<&'static str> {
+    let mut offset = 0u64;
+    let mut members = 0usize;
+    let mut long_name: Option<String> = None;
+    let mut names = Vec::new();
+    let mut pending = Vec::new();
+    while offset + 512 <= len {
+        let header = read_at(blob, offset, 512, len, 512)?;
+        if header.iter().all(|b| *b == 0) {
+            break;
+        }
+        let stored: u64 = header[148..156]
+            .iter()
+            .filter(|b| **b != 0 && **b != b' ')
+            .fold(0, |acc, b| acc * 8 + b.saturating_sub(b'0') as u64);
+        let computed: u64 = header
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                if (148..156).contains(&i) {
+                    b' ' as u64
+                } else {
+                    *b as u64
+                }
+            })
+            .sum();
+        if stored != computed {
+            ctx.add(
+                "tar-malformed",
+                Verdict::Malformed,
+                format!("offset {offset}"),
+                "tar header checksum mismatch",
+                None,
+            );
+            break;
+        }
+        let Some(size) = tar_number(&header[124..136]) else {
+            ctx.add(
+                "tar-malformed",
+                Verdict::Malformed,
+                format!("offset {offset}"),
+                "tar size field is not a number",
+                None,
+            );
+            break;
+        };
+        let data = offset + 512;
+        if data.checked_add(size).is_none_or(|end| end > len) {
+            ctx.add(
+                "tar-malformed",
+                Verdict::Malformed,
+                format!("offset {offset}"),
+                "member data runs past the end of the archive",
+                None,
+            );
+            break;
+        }
+        let kind = header[156];
+        let mut name = cstr(&header[..100]);
+        let prefix = cstr(&header[345..500]);
+        if &header[257..262] == b"ustar" && !prefix.is_empty() {
+            name = format!("{prefix}/{name}");
+        }
+        if let Some(long) = long_name.take() {
+            name = long;
+        }
+        members += 1;
+        if members > ctx.limits.archive_max_members {
+            ctx.add(
+                "archive-too-many-members",
+                Verdict::Suspicious,
+                "",
+                format!(
+                    "more than {} members; the rest were not inspected",
+                    ctx.limits.archive_max_members
+                ),
+                None,
+            );
+            break;
+        }
+        match kind {
+            b'L' => {
+                let bytes = read_at(blob, data, size, len, 65_536).unwrap_or_default();
+                long_name = Some(cstr(&bytes));
+            }
+            b'x' => {
+                let bytes = read_at(blob, data, size, len, 1 << 20).unwrap_or_default();
+                let text = String::from_utf8_lossy(&bytes);
+                for record in text.lines() {
+                    if let Some((_, path)) = record.split_once(" path=") {
+                        long_name = Some(path.to_string());
+                    }
+                }
+            }
+            b'g' => {}
+            b'1' | b'2' => {
+                let target = cstr(&header[157..257]);
+                ctx.add("archive-link", Verdict::Malicious, &name, format!("member is a {} link: extracting it can expose or overwrite files outside the archive", if kind == b'1' { "hard" } else { "symbolic" }), Some(format!("{name} -> {target}")));
+            }
+            b'3' | b'4' | b'6' => {
+                ctx.add(
+                    "archive-special-file",
+                    Verdict::Malicious,
+                    &name,
+                    "member is a device or FIFO",
+                    Some(name.clone()),
+                );
+            }
+            b'5' => {}
+            _ => {
+                if let Some(why) = unsafe_path(&name) {
+                    ctx.add("archive-path-traversal", Verdict::Malicious, &name, format!("member path is {why}: extracting it writes outside the target directory"), Some(name.clone()));
+                }
+                names.push(name.clone());
+                pending.push((name, data, size));
+            }
+        }
+        offset = data + size.div_ceil(512) * 512;
+    }
+    let legacy = ["sys_info", "pickle", "storages"]
+        .iter()
+        .all(|m| names.iter().any(|n| n == m));
+    for (name, data, size) in pending {
+        let mut section = Section::new(blob, data, size);
+        if legacy && name == "storages" {
+            // A count pickle, then per storage a pickle and raw bytes: only pickles are parsed.
+            pickle::scan_stream(ctx, &mut section, size, true)?;
+            continue;
+        }
+        if legacy && name == "tensors" {
+            pickle::scan_stream(ctx, &mut section, size, false)?;
+            continue;
+        }
+        ctx.scan_member(&mut section, size, &name);
+    }
+    Ok(if legacy { "pytorch-legacy-tar" } else { "tar" })
+}
+
+pub(crate) fn scan_gzip(
+    ctx: &mut Ctx,
+    blob: &mut dyn Blob,
+    len: u64,
+    path: &str,
+) -> io::Result<&'static str> {
+    blob.seek(SeekFrom::Start(0))?;
+    let limit = ctx.limits.max_member_in_memory.min(
+        len.saturating_mul(ctx.limits.max_compression_ratio)
+            .max(1 << 20),
+    );
+    let mut data = Vec::new();
+    let read = GzDecoder::new(Section::new(blob, 0, len))
+        .take(limit + 1)
+        .read_to_end(&mut data);
+    if read.is_err() {
+        ctx.add(
+            "gzip-malformed",
+            Verdict::Malformed,
+            "",
+            "the gzip stream is corrupt",
+            None,
+        );
+        return Ok("gzip");
+    }
+    if data.len() as u64 > limit {
+        let rule_is_bomb = limit < ctx.limits.max_member_in_memory;
+        if rule_is_bomb {
+            ctx.add(
+                "archive-bomb",
+                Verdict::Malicious,
+                "",
+                format!(
+                    "inflates beyond {}:1: a decompression bomb",
+                    ctx.limits.max_compression_ratio
+                ),
+                None,
+            );
+        } else {
+            ctx.add(
+                "archive-member-too-large",
+                Verdict::Suspicious,
+                "",
+                "the decompressed content is too large to inspect",
+                None,
+            );
+        }
+        return Ok("gzip");
+    }
+    ctx.inflated = ctx.inflated.saturating_add(data.len() as u64);
+    let inner = path.trim_end_matches(".gz").trim_end_matches(".tgz");
+    let inner = if inner.is_empty() { "content" } else { inner };
+    ctx.scan_member(
+        &mut io::Cursor::new(&data[..]),
+        data.len() as u64,
+        &format!("{inner} (decompressed)"),
+    );
+    Ok("gzip")
+}

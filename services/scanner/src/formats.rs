@@ -1,0 +1,225 @@
+//! Format recognition by content, the extension cross-check, and dispatch to the scanners.
+
+use std::io;
+
+use crate::{Blob, Ctx, Verdict, archive, gguf, keras, numpy, pickle, protobuf, safetensors, text};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Empty,
+    Zip,
+    Tar,
+    Gzip,
+    Zstd,
+    Pickle,
+    /// Might be a protocol 0/1 pickle (no `\x80` marker): confirmed only if it parses.
+    MaybePickle,
+    Npy,
+    Safetensors,
+    Gguf,
+    Hdf5,
+    Onnx,
+    TfSavedModel,
+    Json,
+    PythonSource,
+    NativeCode,
+    Unknown,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Empty => "empty",
+            Format::Zip => "zip",
+            Format::Tar => "tar",
+            Format::Gzip => "gzip",
+            Format::Zstd => "zstd",
+            Format::Pickle | Format::MaybePickle => "pickle",
+            Format::Npy => "numpy-npy",
+            Format::Safetensors => "safetensors",
+            Format::Gguf => "gguf",
+            Format::Hdf5 => "hdf5",
+            Format::Onnx => "onnx",
+            Format::TfSavedModel => "tf-savedmodel",
+            Format::Json => "json",
+            Format::PythonSource => "python-source",
+            Format::NativeCode => "native-code",
+            Format::Unknown => "unknown",
+        }
+    }
+}
+
+fn extension(path: &str) -> String {
+    let file = path.rsplit(['/', '!']).next().unwrap_or(path);
+    file.rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit(['/', '!']).next().unwrap_or(path)
+}
+
+/// Recognises a format from the first bytes (up to 512), the length and, only to tell apart
+/// formats without a magic number (protobufs), the path.
+pub fn detect(head: &[u8], len: u64, path: &str) -> Format {
+    if head.is_empty() {
+        return Format::Empty;
+    }
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        return Format::Zip;
+    }
+    if head.len() >= 262 && &head[257..262] == b"ustar" {
+        return Format::Tar;
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Format::Gzip;
+    }
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Format::Zstd;
+    }
+    if head.starts_with(b"GGUF") {
+        return Format::Gguf;
+    }
+    if head.starts_with(b"\x93NUMPY") {
+        return Format::Npy;
+    }
+    if head.starts_with(b"\x89HDF\r\n\x1a\n") {
+        return Format::Hdf5;
+    }
+    if head.starts_with(b"\x7fELF")
+        || head.starts_with(b"MZ")
+        || head.starts_with(&[0xcf, 0xfa, 0xed, 0xfe])
+    {
+        return Format::NativeCode;
+    }
+    // An 8-byte length then a JSON object: `{"` keeps random tensor bytes from matching.
+    let ext = extension(path);
+    if (head.len() >= 10 && head[8] == b'{' && (head[9] == b'"' || head[9] == b'}'))
+        || (ext == "safetensors" && len >= 8)
+    {
+        return Format::Safetensors;
+    }
+    if head[0] == 0x80 && head.len() > 1 && head[1] <= 5 {
+        return Format::Pickle;
+    }
+    let name = file_name(path);
+    if ext == "onnx" || (ext.is_empty() && protobuf::looks_like_onnx(head)) {
+        return Format::Onnx;
+    }
+    if ext == "pb" || name == "saved_model.pb" {
+        return Format::TfSavedModel;
+    }
+    if ext == "py" {
+        return Format::PythonSource;
+    }
+    let first_text = head.iter().find(|b| !b.is_ascii_whitespace());
+    if first_text == Some(&b'{') && (ext == "json" || std::str::from_utf8(head).is_ok()) && len > 1
+    {
+        return Format::Json;
+    }
+    if pickle::could_start_pickle(head) {
+        return Format::MaybePickle;
+    }
+    if protobuf::looks_like_onnx(head) {
+        return Format::Onnx;
+    }
+    Format::Unknown
+}
+
+/// A file whose content contradicts its extension is itself a finding.
+pub fn check_extension(ctx: &mut Ctx, format: Format, path: &str) {
+    let ext = extension(path);
+    let expected: &[Format] = match ext.as_str() {
+        "safetensors" => &[Format::Safetensors],
+        "gguf" => &[Format::Gguf],
+        "npy" => &[Format::Npy],
+        "npz" | "keras" | "zip" => &[Format::Zip],
+        "pt" | "pth" | "ckpt" => &[
+            Format::Zip,
+            Format::Pickle,
+            Format::MaybePickle,
+            Format::Tar,
+        ],
+        "pkl" | "pickle" | "joblib" => &[Format::Pickle, Format::MaybePickle, Format::Zip],
+        "h5" | "hdf5" => &[Format::Hdf5],
+        "tar" => &[Format::Tar],
+        "gz" | "tgz" => &[Format::Gzip],
+        "onnx" => &[Format::Onnx],
+        "json" => &[Format::Json],
+        _ => return,
+    };
+    if format != Format::Empty && !expected.contains(&format) {
+        ctx.add(
+            "extension-mismatch",
+            Verdict::Suspicious,
+            "",
+            format!(
+                "the file is named .{ext} but its content is {}",
+                format.name()
+            ),
+            Some(format!(".{ext} vs {}", format.name())),
+        );
+    }
+}
+
+/// Runs the scanner for `format`; returns the (possibly refined) format name.
+pub fn run(
+    ctx: &mut Ctx,
+    format: Format,
+    blob: &mut dyn Blob,
+    len: u64,
+    path: &str,
+) -> io::Result<&'static str> {
+    Ok(match format {
+        Format::Zip => archive::scan_zip(ctx, blob, len)?,
+        Format::Tar => archive::scan_tar(ctx, blob, len)?,
+        Format::Gzip => archive::scan_gzip(ctx, blob, len, path)?,
+        Format::Zstd => {
+            ctx.add(
+                "unsupported-compression",
+                Verdict::Suspicious,
+                "",
+                "zstd-compressed content cannot be inspected yet",
+                None,
+            );
+            "zstd"
+        }
+        Format::Pickle => pickle::scan_file(ctx, blob, len)?,
+        Format::MaybePickle => pickle::scan_maybe(ctx, blob, len)?,
+        Format::Npy => numpy::scan_npy(ctx, blob, len)?,
+        Format::Safetensors => {
+            safetensors::scan(ctx, blob, len)?;
+            "safetensors"
+        }
+        Format::Gguf => {
+            gguf::scan(ctx, blob, len)?;
+            "gguf"
+        }
+        Format::Hdf5 => keras::scan_hdf5(ctx, blob, len)?,
+        Format::Onnx => {
+            protobuf::scan_onnx(ctx, blob, len, path)?;
+            "onnx"
+        }
+        Format::TfSavedModel => {
+            protobuf::scan_saved_model(ctx, blob, len)?;
+            "tf-savedmodel"
+        }
+        Format::Json => text::scan_json(ctx, blob, len, path)?,
+        Format::PythonSource => {
+            ctx.add(
+                "executable-content",
+                Verdict::Suspicious,
+                "",
+                "Python source: it runs if a loader trusts remote code; review it before use",
+                None,
+            );
+            "python-source"
+        }
+        Format::NativeCode => {
+            ctx.add("native-code", Verdict::Suspicious, "", "a native executable or shared library (e.g. a custom operator): it runs with full privileges if loaded", None);
+            "native-code"
+        }
+        Format::Empty | Format::Unknown => format.name(),
+    })
+}

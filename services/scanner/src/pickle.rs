@@ -1,0 +1,1197 @@
+//! A pickle VM emulator: it executes every opcode of protocols 0–5 symbolically (stack, memo,
+//! marks) without importing or calling anything, so that every callable a loader would import
+//! or call is known exactly, whatever tricks build its name.
+//!
+//! Memory is bounded: containers keep at most a few items, string and bytes values are kept only
+//! within a budget, and stack, memo and opcode counts are capped. Bytes that a loader never
+//! interprets (joblib's raw arrays, large BINBYTES) are skipped, not buffered.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read};
+use std::rc::Rc;
+
+use crate::policy::{self, Class};
+use crate::{Blob, Ctx, Section, Verdict};
+
+/// Items kept per container; enough for call arguments and state dicts.
+const CONTAINER_ITEMS: usize = 64;
+/// Strings up to this size are always kept (names, dtype codes).
+const SMALL_STRING: usize = 4096;
+/// The legacy PyTorch format starts with a pickle of this number.
+const TORCH_LEGACY_MAGIC: i128 = 0x1950a86a20f9469cfc6c;
+
+#[derive(Debug, Clone)]
+enum V {
+    None,
+    Bool(bool),
+    Int(i128),
+    Float,
+    Str(Rc<str>),
+    /// Bytes, kept when within the retention budget.
+    Bytes(Option<Rc<[u8]>>),
+    Global(Rc<(String, String)>),
+    /// The result of calling `callable` with `args` (REDUCE, NEWOBJ, OBJ, INST).
+    Call(Rc<(V, V)>),
+    Tuple(Rc<Vec<V>>),
+    List(Rc<RefCell<Vec<V>>>),
+    Dict(Rc<RefCell<Vec<(V, V)>>>),
+    Set,
+    PersistentId,
+    /// A value we do not model further (a large string, a buffer).
+    Opaque,
+}
+
+impl V {
+    fn describe(&self) -> String {
+        match self {
+            V::Global(g) => format!("{}.{}", g.0, g.1),
+            V::Call(c) => format!("{}(...)", c.0.describe()),
+            V::Str(s) => format!("{:?}", truncate(s, 80)),
+            V::Int(i) => i.to_string(),
+            V::None => "None".into(),
+            V::Bool(b) => b.to_string(),
+            V::Float => "float".into(),
+            V::Bytes(_) => "bytes".into(),
+            V::Tuple(_) => "tuple".into(),
+            V::List(_) => "list".into(),
+            V::Dict(_) => "dict".into(),
+            V::Set => "set".into(),
+            V::PersistentId => "persistent id".into(),
+            V::Opaque => "value".into(),
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            V::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn global(&self) -> Option<(&str, &str)> {
+        match self {
+            V::Global(g) => Some((&g.0, &g.1)),
+            _ => None,
+        }
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+/// Why a pickle stopped before `STOP`.
+#[derive(Debug)]
+enum Stop {
+    Io(io::Error),
+    /// The bytes are not a valid pickle here.
+    Invalid(String),
+    /// A resource cap was hit.
+    Limit(String),
+    /// End of input before STOP.
+    Truncated,
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            Stop::Truncated
+        } else {
+            Stop::Io(e)
+        }
+    }
+}
+
+/// Counting reader with the number of bytes left in the input.
+struct Input<R> {
+    inner: R,
+    pos: u64,
+    len: u64,
+}
+
+impl<R: BufRead> Input<R> {
+    fn byte(&mut self) -> Result<u8, Stop> {
+        let mut b = [0u8; 1];
+        self.inner.read_exact(&mut b)?;
+        self.pos += 1;
+        Ok(b[0])
+    }
+
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], Stop> {
+        let mut b = [0u8; N];
+        self.inner.read_exact(&mut b)?;
+        self.pos += N as u64;
+        Ok(b)
+    }
+
+    fn remaining(&self) -> u64 {
+        self.len.saturating_sub(self.pos)
+    }
+
+    /// Reads `n` bytes, refusing lengths beyond the input before allocating.
+    fn take(&mut self, n: u64) -> Result<Vec<u8>, Stop> {
+        if n > self.remaining() {
+            return Err(Stop::Invalid(format!(
+                "a length field claims {n} bytes but only {} remain",
+                self.remaining()
+            )));
+        }
+        let mut buf = Vec::with_capacity(n as usize);
+        (&mut self.inner).take(n).read_to_end(&mut buf)?;
+        if buf.len() as u64 != n {
+            return Err(Stop::Truncated);
+        }
+        self.pos += n;
+        Ok(buf)
+    }
+
+    fn skip(&mut self, n: u64) -> Result<(), Stop> {
+        if n > self.remaining() {
+            return Err(Stop::Invalid(format!(
+                "a length field claims {n} bytes but only {} remain",
+                self.remaining()
+            )));
+        }
+        let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())?;
+        if copied != n {
+            return Err(Stop::Truncated);
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    /// A `\n`-terminated line of protocol-0 text, capped.
+    fn line(&mut self) -> Result<Vec<u8>, Stop> {
+        let mut line = Vec::new();
+        let n = (&mut self.inner)
+            .take(SMALL_STRING as u64 * 16)
+            .read_until(b'\n', &mut line)?;
+        self.pos += n as u64;
+        if line.last() != Some(&b'\n') {
+            return Err(if n == 0 {
+                Stop::Truncated
+            } else {
+                Stop::Invalid("text line too long or unterminated".into())
+            });
+        }
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Ok(line)
+    }
+
+    fn at_eof(&mut self) -> io::Result<bool> {
+        Ok(self.inner.fill_buf()?.is_empty())
+    }
+}
+
+/// What one pickle amounted to.
+struct Outcome {
+    top: Option<V>,
+    saw_joblib: bool,
+    /// Bytes of the input consumed, and whether any global or call was seen.
+    globals_seen: usize,
+}
+
+struct Vm<'c, 'l> {
+    ctx: &'c mut Ctx<'l>,
+    stack: Vec<V>,
+    marks: Vec<usize>,
+    memo: HashMap<u32, V>,
+    retained: usize,
+    ops: u64,
+    /// Where in the enclosing blob this pickle started (for locations).
+    base: u64,
+    saw_joblib: bool,
+    globals_seen: usize,
+    /// Nested payloads found in loader calls, scanned after the pickle.
+    nested: Vec<(String, Rc<[u8]>)>,
+}
+
+impl<'c, 'l> Vm<'c, 'l> {
+    fn new(ctx: &'c mut Ctx<'l>, base: u64) -> Self {
+        Self {
+            ctx,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+            retained: 0,
+            ops: 0,
+            base,
+            saw_joblib: false,
+            globals_seen: 0,
+            nested: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, v: V) -> Result<(), Stop> {
+        if self.stack.len() >= self.ctx.limits.pickle_max_stack {
+            return Err(Stop::Limit(format!(
+                "stack deeper than {}",
+                self.ctx.limits.pickle_max_stack
+            )));
+        }
+        self.stack.push(v);
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Result<V, Stop> {
+        if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
+            return Err(Stop::Invalid("pop across a mark".into()));
+        }
+        self.stack
+            .pop()
+            .ok_or_else(|| Stop::Invalid("stack underflow".into()))
+    }
+
+    fn top(&mut self) -> Result<&mut V, Stop> {
+        self.stack
+            .last_mut()
+            .ok_or_else(|| Stop::Invalid("stack underflow".into()))
+    }
+
+    fn pop_mark(&mut self) -> Result<Vec<V>, Stop> {
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| Stop::Invalid("no mark on the stack".into()))?;
+        if mark > self.stack.len() {
+            return Err(Stop::Invalid("mark beyond the stack".into()));
+        }
+        Ok(self.stack.split_off(mark))
+    }
+
+    fn keep_str(&mut self, s: String) -> V {
+        if s.len() <= SMALL_STRING
+            || self.retained + s.len() <= self.ctx.limits.pickle_max_retained_bytes
+        {
+            self.retained += s.len();
+            V::Str(s.into())
+        } else {
+            V::Opaque
+        }
+    }
+
+    fn bytes_value(&mut self, input: &mut Input<impl BufRead>, n: u64) -> Result<V, Stop> {
+        if self.retained as u64 + n <= self.ctx.limits.pickle_max_retained_bytes as u64 {
+            let data = input.take(n)?;
+            self.retained += data.len();
+            Ok(V::Bytes(Some(data.into())))
+        } else {
+            input.skip(n)?;
+            Ok(V::Bytes(None))
+        }
+    }
+
+    fn str_value(&mut self, input: &mut Input<impl BufRead>, n: u64) -> Result<V, Stop> {
+        if n as usize <= SMALL_STRING
+            || self.retained as u64 + n <= self.ctx.limits.pickle_max_retained_bytes as u64
+        {
+            let data = input.take(n)?;
+            let s =
+                String::from_utf8(data).map_err(|_| Stop::Invalid("string is not UTF-8".into()))?;
+            Ok(self.keep_str(s))
+        } else {
+            input.skip(n)?;
+            Ok(V::Opaque)
+        }
+    }
+
+    fn location(&self, offset: u64) -> String {
+        format!("offset {}", self.base + offset)
+    }
+
+    /// Checks an imported callable against the policy.
+    fn on_global(&mut self, module: &str, name: &str, offset: u64, via: &str) {
+        self.globals_seen += 1;
+        if module == "joblib.numpy_pickle" {
+            self.saw_joblib = true;
+        }
+        let evidence = Some(format!("{module}.{name}"));
+        match policy::classify(module, name) {
+            Class::Allowed => {}
+            Class::Dangerous(why) => self.ctx.add(
+                "pickle-dangerous-global",
+                Verdict::Malicious,
+                self.location(offset),
+                format!("imports {module}.{name} ({via}): {why}; loading this file runs it"),
+                evidence,
+            ),
+            Class::Unknown => self.ctx.add(
+                "pickle-unknown-global",
+                Verdict::Suspicious,
+                self.location(offset),
+                format!("imports {module}.{name} ({via}), which is not on the allow list of tensor and container rebuild functions; it cannot be vetted statically"),
+                evidence,
+            ),
+        }
+    }
+
+    /// Checks a call: only imported callables may be called, and loader calls get their byte
+    /// arguments scanned as files.
+    fn on_call(&mut self, callable: &V, args: &V, offset: u64, opcode: &str) {
+        match callable {
+            V::Global(g) => {
+                if policy::is_loader(&g.0, &g.1) {
+                    let mut payloads = Vec::new();
+                    collect_bytes(args, &mut payloads, 0);
+                    for payload in payloads {
+                        self.nested.push((format!("{}.{}", g.0, g.1), payload));
+                    }
+                }
+            }
+            other => self.ctx.add(
+                "pickle-dynamic-call",
+                Verdict::Malicious,
+                self.location(offset),
+                format!("{opcode} calls a computed value ({}) rather than an imported callable: a known way to reach code execution", other.describe()),
+                Some(other.describe()),
+            ),
+        }
+    }
+
+    /// Executes one pickle up to STOP.
+    fn run(&mut self, input: &mut Input<impl BufRead>) -> Result<V, Stop> {
+        loop {
+            self.ops += 1;
+            if self.ops > self.ctx.limits.pickle_max_ops {
+                return Err(Stop::Limit(format!(
+                    "more than {} opcodes",
+                    self.ctx.limits.pickle_max_ops
+                )));
+            }
+            if self.memo.len() > self.ctx.limits.pickle_max_memo {
+                return Err(Stop::Limit(format!(
+                    "memo larger than {} entries",
+                    self.ctx.limits.pickle_max_memo
+                )));
+            }
+            let offset = input.pos;
+            let op = input.byte()?;
+            match op {
+                b'.' => return self.pop(),
+                b'(' => {
+                    if self.marks.len() >= self.ctx.limits.pickle_max_stack {
+                        return Err(Stop::Limit("too many marks".into()));
+                    }
+                    self.marks.push(self.stack.len());
+                }
+                b'0' => {
+                    self.pop()?;
+                }
+                b'1' => {
+                    self.pop_mark()?;
+                }
+                b'2' => {
+                    let v = self.top()?.clone();
+                    self.push(v)?;
+                }
+                b'F' => {
+                    let line = input.line()?;
+                    parse_text(&line, "FLOAT", |s| s.trim().parse::<f64>().is_ok())?;
+                    self.push(V::Float)?;
+                }
+                b'I' => {
+                    let line = input.line()?;
+                    let text = parse_text(&line, "INT", |_| true)?;
+                    let v = match text.trim() {
+                        "00" => V::Bool(false),
+                        "01" => V::Bool(true),
+                        t => V::Int(t.parse::<i128>().map_err(|_| {
+                            Stop::Invalid(format!("INT `{}` is not a number", truncate(t, 40)))
+                        })?),
+                    };
+                    self.push(v)?;
+                }
+                b'L' => {
+                    let line = input.line()?;
+                    let text = parse_text(&line, "LONG", |_| true)?;
+                    let t = text.trim().trim_end_matches('L');
+                    let v = match t.parse::<i128>() {
+                        Ok(i) => V::Int(i),
+                        Err(_)
+                            if !t.is_empty()
+                                && t.trim_start_matches('-')
+                                    .bytes()
+                                    .all(|b| b.is_ascii_digit()) =>
+                        {
+                            V::Opaque
+                        }
+                        Err(_) => {
+                            return Err(Stop::Invalid(format!(
+                                "LONG `{}` is not a number",
+                                truncate(t, 40)
+                            )));
+                        }
+                    };
+                    self.push(v)?;
+                }
+                b'J' => {
+                    let v = i32::from_le_bytes(input.fixed()?);
+                    self.push(V::Int(v as i128))?;
+                }
+                b'K' => {
+                    let v = input.byte()?;
+                    self.push(V::Int(v as i128))?;
+                }
+                b'M' => {
+                    let v = u16::from_le_bytes(input.fixed()?);
+                    self.push(V::Int(v as i128))?;
+                }
+                0x8a => {
+                    let n = input.byte()? as u64;
+                    let data = input.take(n)?;
+                    self.push(long_value(&data))?;
+                }
+                0x8b => {
+                    let n = i32::from_le_bytes(input.fixed()?);
+                    if n < 0 {
+                        return Err(Stop::Invalid("negative LONG4 length".into()));
+                    }
+                    if n > 64 {
+                        input.skip(n as u64)?;
+                        self.push(V::Opaque)?;
+                    } else {
+                        let data = input.take(n as u64)?;
+                        self.push(long_value(&data))?;
+                    }
+                }
+                b'N' => self.push(V::None)?,
+                0x88 => self.push(V::Bool(true))?,
+                0x89 => self.push(V::Bool(false))?,
+                b'G' => {
+                    input.fixed::<8>()?;
+                    self.push(V::Float)?;
+                }
+                b'S' => {
+                    let line = input.line()?;
+                    let s = parse_quoted(&line)?;
+                    let v = self.keep_str(s);
+                    self.push(v)?;
+                }
+                b'V' => {
+                    let line = input.line()?;
+                    let s = String::from_utf8_lossy(&line).into_owned();
+                    let v = self.keep_str(unescape_raw_unicode(&s));
+                    self.push(v)?;
+                }
+                b'T' => {
+                    let n = i32::from_le_bytes(input.fixed()?);
+                    if n < 0 {
+                        return Err(Stop::Invalid("negative BINSTRING length".into()));
+                    }
+                    let v = self.latin1_value(input, n as u64)?;
+                    self.push(v)?;
+                }
+                b'U' => {
+                    let n = input.byte()? as u64;
+                    let v = self.latin1_value(input, n)?;
+                    self.push(v)?;
+                }
+                b'X' => {
+                    let n = u32::from_le_bytes(input.fixed()?) as u64;
+                    let v = self.str_value(input, n)?;
+                    self.push(v)?;
+                }
+                0x8c => {
+                    let n = input.byte()? as u64;
+                    let v = self.str_value(input, n)?;
+                    self.push(v)?;
+                }
+                0x8d => {
+                    let n = u64::from_le_bytes(input.fixed()?);
+                    let v = self.str_value(input, n)?;
+                    self.push(v)?;
+                }
+                b'B' => {
+                    let n = u32::from_le_bytes(input.fixed()?) as u64;
+                    let v = self.bytes_value(input, n)?;
+                    self.push(v)?;
+                }
+                b'C' => {
+                    let n = input.byte()? as u64;
+                    let v = self.bytes_value(input, n)?;
+                    self.push(v)?;
+                }
+                0x8e | 0x96 => {
+                    let n = u64::from_le_bytes(input.fixed()?);
+                    let v = self.bytes_value(input, n)?;
+                    self.push(v)?;
+                }
+                0x97 => self.push(V::Opaque)?,
+                0x98 => {}
+                b')' => self.push(V::Tuple(Rc::new(Vec::new())))?,
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.push(V::Tuple(Rc::new(cap(items))))?;
+                }
+                0x85..=0x87 => {
+                    let n = (op - 0x84) as usize;
+                    let mut items = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        items.push(self.pop()?);
+                    }
+                    items.reverse();
+                    self.push(V::Tuple(Rc::new(items)))?;
+                }
+                b']' => self.push(V::List(Rc::new(RefCell::new(Vec::new()))))?,
+                b'l' => {
+                    let items = self.pop_mark()?;
+                    self.push(V::List(Rc::new(RefCell::new(cap(items)))))?;
+                }
+                b'}' => self.push(V::Dict(Rc::new(RefCell::new(Vec::new()))))?,
+                b'd' => {
+                    let items = self.pop_mark()?;
+                    let pairs = pairs(items)?;
+                    self.push(V::Dict(Rc::new(RefCell::new(pairs))))?;
+                }
+                0x8f => self.push(V::Set)?,
+                0x91 => {
+                    self.pop_mark()?;
+                    self.push(V::Set)?;
+                }
+                b'a' => {
+                    let item = self.pop()?;
+                    self.append(vec![item])?;
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    self.append(items)?;
+                }
+                0x90 => {
+                    self.pop_mark()?;
+                    match self.top()? {
+                        V::Set => {}
+                        other => {
+                            return Err(Stop::Invalid(format!("ADDITEMS on {}", other.describe())));
+                        }
+                    }
+                }
+                b's' => {
+                    let value = self.pop()?;
+                    let key = self.pop()?;
+                    self.set_items(vec![(key, value)])?;
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    let items = pairs(items)?;
+                    self.set_items(items)?;
+                }
+                b'g' => {
+                    let line = input.line()?;
+                    let key = parse_text(&line, "GET", |s| s.trim().parse::<u32>().is_ok())?
+                        .trim()
+                        .parse::<u32>()
+                        .unwrap_or(0);
+                    self.get(key)?;
+                }
+                b'h' => {
+                    let key = input.byte()? as u32;
+                    self.get(key)?;
+                }
+                b'j' => {
+                    let key = u32::from_le_bytes(input.fixed()?);
+                    self.get(key)?;
+                }
+                b'p' => {
+                    let line = input.line()?;
+                    let key = parse_text(&line, "PUT", |s| s.trim().parse::<u32>().is_ok())?
+                        .trim()
+                        .parse::<u32>()
+                        .unwrap_or(0);
+                    self.put(key)?;
+                }
+                b'q' => {
+                    let key = input.byte()? as u32;
+                    self.put(key)?;
+                }
+                b'r' => {
+                    let key = u32::from_le_bytes(input.fixed()?);
+                    self.put(key)?;
+                }
+                0x94 => {
+                    let key = self.memo.len() as u32;
+                    self.put(key)?;
+                }
+                0x95 => {
+                    input.fixed::<8>()?;
+                }
+                b'c' => {
+                    let module = input.line()?;
+                    let name = input.line()?;
+                    let (module, name) = (identifier(&module)?, identifier(&name)?);
+                    self.on_global(&module, &name, offset, "GLOBAL");
+                    self.push(V::Global(Rc::new((module, name))))?;
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    match (module.as_str(), name.as_str()) {
+                        (Some(m), Some(n)) => {
+                            let (m, n) = (m.to_string(), n.to_string());
+                            self.on_global(&m, &n, offset, "STACK_GLOBAL");
+                            self.push(V::Global(Rc::new((m, n))))?;
+                        }
+                        _ => {
+                            self.globals_seen += 1;
+                            let evidence = format!("{} . {}", module.describe(), name.describe());
+                            self.ctx.add(
+                                "pickle-dynamic-global",
+                                Verdict::Malicious,
+                                self.location(offset),
+                                "STACK_GLOBAL imports a name computed at load time (not a literal string): the callable cannot be known before it runs",
+                                Some(evidence),
+                            );
+                            self.push(V::Global(Rc::new((
+                                "<dynamic>".into(),
+                                "<dynamic>".into(),
+                            ))))?;
+                        }
+                    }
+                }
+                b'i' => {
+                    let module = input.line()?;
+                    let name = input.line()?;
+                    let (module, name) = (identifier(&module)?, identifier(&name)?);
+                    self.on_global(&module, &name, offset, "INST");
+                    let args = self.pop_mark()?;
+                    let callable = V::Global(Rc::new((module, name)));
+                    let args = V::Tuple(Rc::new(cap(args)));
+                    self.on_call(&callable, &args, offset, "INST");
+                    self.push(V::Call(Rc::new((callable, args))))?;
+                }
+                b'o' => {
+                    let mut items = self.pop_mark()?;
+                    if items.is_empty() {
+                        return Err(Stop::Invalid("OBJ without a class".into()));
+                    }
+                    let callable = items.remove(0);
+                    let args = V::Tuple(Rc::new(cap(items)));
+                    self.on_call(&callable, &args, offset, "OBJ");
+                    self.push(V::Call(Rc::new((callable, args))))?;
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let callable = self.pop()?;
+                    self.on_call(&callable, &args, offset, "REDUCE");
+                    self.push(V::Call(Rc::new((callable, args))))?;
+                }
+                0x81 => {
+                    let args = self.pop()?;
+                    let class = self.pop()?;
+                    self.on_call(&class, &args, offset, "NEWOBJ");
+                    self.push(V::Call(Rc::new((class, args))))?;
+                }
+                0x92 => {
+                    let _kwargs = self.pop()?;
+                    let args = self.pop()?;
+                    let class = self.pop()?;
+                    self.on_call(&class, &args, offset, "NEWOBJ_EX");
+                    self.push(V::Call(Rc::new((class, args))))?;
+                }
+                b'b' => {
+                    let state = self.pop()?;
+                    let target = self.top()?.clone();
+                    self.on_build(&target, &state, offset, input)?;
+                }
+                b'P' => {
+                    input.line()?;
+                    self.push(V::PersistentId)?;
+                }
+                b'Q' => {
+                    self.pop()?;
+                    self.push(V::PersistentId)?;
+                }
+                0x82..=0x84 => {
+                    let code = match op {
+                        0x82 => input.byte()? as u32,
+                        0x83 => u16::from_le_bytes(input.fixed()?) as u32,
+                        _ => u32::from_le_bytes(input.fixed()?),
+                    };
+                    self.globals_seen += 1;
+                    self.ctx.add(
+                        "pickle-extension-registry",
+                        Verdict::Suspicious,
+                        self.location(offset),
+                        format!("imports a callable through the copyreg extension registry (code {code}); which one depends on the loading process"),
+                        Some(format!("extension code {code}")),
+                    );
+                    self.push(V::Global(Rc::new(("<extension>".into(), code.to_string()))))?;
+                }
+                0x80 => {
+                    let proto = input.byte()?;
+                    if proto > 5 {
+                        return Err(Stop::Invalid(format!("unknown protocol {proto}")));
+                    }
+                }
+                other => {
+                    return Err(Stop::Invalid(format!(
+                        "undefined opcode 0x{other:02x} at offset {}",
+                        self.base + offset
+                    )));
+                }
+            }
+        }
+    }
+
+    fn latin1_value(&mut self, input: &mut Input<impl BufRead>, n: u64) -> Result<V, Stop> {
+        if n as usize <= SMALL_STRING
+            || self.retained as u64 + n <= self.ctx.limits.pickle_max_retained_bytes as u64
+        {
+            let data = input.take(n)?;
+            self.retained += data.len();
+            // Python 2 str: names are ASCII; keep the bytes too for nested payloads.
+            match String::from_utf8(data.clone()) {
+                Ok(s) => Ok(V::Str(s.into())),
+                Err(_) => Ok(V::Bytes(Some(data.into()))),
+            }
+        } else {
+            input.skip(n)?;
+            Ok(V::Opaque)
+        }
+    }
+
+    fn get(&mut self, key: u32) -> Result<(), Stop> {
+        let v = self
+            .memo
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Stop::Invalid(format!("memo key {key} was never stored")))?;
+        self.push(v)
+    }
+
+    fn put(&mut self, key: u32) -> Result<(), Stop> {
+        let v = self.top()?.clone();
+        self.memo.insert(key, v);
+        Ok(())
+    }
+
+    fn append(&mut self, items: Vec<V>) -> Result<(), Stop> {
+        match self.top()? {
+            V::List(list) => {
+                let mut list = list.borrow_mut();
+                let room = CONTAINER_ITEMS.saturating_sub(list.len());
+                list.extend(items.into_iter().take(room));
+                Ok(())
+            }
+            // APPEND on other objects calls their `append`/`extend` method.
+            V::Call(_) | V::Opaque => Ok(()),
+            other => Err(Stop::Invalid(format!("APPEND on {}", other.describe()))),
+        }
+    }
+
+    fn set_items(&mut self, items: Vec<(V, V)>) -> Result<(), Stop> {
+        match self.top()? {
+            V::Dict(dict) => {
+                let mut dict = dict.borrow_mut();
+                let room = CONTAINER_ITEMS.saturating_sub(dict.len());
+                dict.extend(items.into_iter().take(room));
+                Ok(())
+            }
+            // SETITEM on other objects calls their `__setitem__`.
+            V::Call(_) | V::Opaque => Ok(()),
+            other => Err(Stop::Invalid(format!("SETITEM on {}", other.describe()))),
+        }
+    }
+
+    fn on_build(
+        &mut self,
+        target: &V,
+        state: &V,
+        offset: u64,
+        input: &mut Input<impl BufRead>,
+    ) -> Result<(), Stop> {
+        match target {
+            V::Global(g) => {
+                self.ctx.add(
+                    "pickle-global-mutation",
+                    Verdict::Malicious,
+                    self.location(offset),
+                    format!("BUILD sets attributes on the imported object {}.{} itself, which changes code that later runs", g.0, g.1),
+                    Some(format!("{}.{}", g.0, g.1)),
+                );
+            }
+            V::Call(call) => {
+                if call.0.global() == Some(("joblib.numpy_pickle", "NumpyArrayWrapper")) {
+                    self.skip_joblib_array(state, input)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// joblib writes each array's raw bytes right after the BUILD of its NumpyArrayWrapper;
+    /// skip them (checked against the input) so the rest of the stream parses.
+    fn skip_joblib_array(
+        &mut self,
+        state: &V,
+        input: &mut Input<impl BufRead>,
+    ) -> Result<(), Stop> {
+        let V::Dict(dict) = state else { return Ok(()) };
+        let dict = dict.borrow();
+        let field = |name: &str| {
+            dict.iter()
+                .find(|(k, _)| k.as_str() == Some(name))
+                .map(|(_, v)| v.clone())
+        };
+        let dtype = field("dtype");
+        let code = match &dtype {
+            Some(V::Call(call))
+                if call
+                    .0
+                    .global()
+                    .is_some_and(|(m, n)| m.starts_with("numpy") && n == "dtype") =>
+            {
+                match &call.1 {
+                    V::Tuple(args) => args.first().and_then(V::as_str).map(str::to_string),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let Some(code) = code else {
+            return Err(Stop::Invalid(
+                "joblib array without a readable dtype".into(),
+            ));
+        };
+        if code == "O" || code == "|O" {
+            // Object arrays are pickled inline: nothing raw to skip.
+            return Ok(());
+        }
+        let itemsize = crate::numpy::itemsize(&code)
+            .ok_or_else(|| Stop::Invalid(format!("joblib array with unsupported dtype {code}")))?;
+        let mut count: u64 = 1;
+        match field("shape") {
+            Some(V::Tuple(dims)) => {
+                for d in dims.iter() {
+                    match d {
+                        V::Int(n) if *n >= 0 => {
+                            count = count.checked_mul(*n as u64).ok_or_else(|| {
+                                Stop::Invalid("joblib array shape overflows".into())
+                            })?;
+                        }
+                        _ => {
+                            return Err(Stop::Invalid(
+                                "joblib array shape is not a tuple of sizes".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+            _ => return Err(Stop::Invalid("joblib array without a shape".into())),
+        }
+        if field("numpy_array_alignment_bytes").is_some() {
+            let padding = input.byte()? as u64;
+            input.skip(padding)?;
+        }
+        let nbytes = count
+            .checked_mul(itemsize)
+            .ok_or_else(|| Stop::Invalid("joblib array size overflows".into()))?;
+        input.skip(nbytes)
+    }
+}
+
+fn cap(mut items: Vec<V>) -> Vec<V> {
+    items.truncate(CONTAINER_ITEMS);
+    items
+}
+
+fn pairs(items: Vec<V>) -> Result<Vec<(V, V)>, Stop> {
+    if items.len() % 2 != 0 {
+        return Err(Stop::Invalid("odd number of dictionary items".into()));
+    }
+    let mut out = Vec::with_capacity(items.len().min(CONTAINER_ITEMS * 2) / 2);
+    let mut it = items.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        if out.len() < CONTAINER_ITEMS {
+            out.push((k, v));
+        }
+    }
+    Ok(out)
+}
+
+fn long_value(data: &[u8]) -> V {
+    if data.is_empty() {
+        return V::Int(0);
+    }
+    if data.len() > 16 {
+        return V::Opaque;
+    }
+    let negative = data[data.len() - 1] & 0x80 != 0;
+    let mut buf = [if negative { 0xff } else { 0 }; 16];
+    buf[..data.len()].copy_from_slice(data);
+    V::Int(i128::from_le_bytes(buf))
+}
+
+fn parse_text<'a>(line: &'a [u8], what: &str, ok: impl Fn(&str) -> bool) -> Result<&'a str, Stop> {
+    let s = std::str::from_utf8(line)
+        .map_err(|_| Stop::Invalid(format!("{what} argument is not text")))?;
+    if !ok(s) {
+        return Err(Stop::Invalid(format!(
+            "bad {what} argument `{}`",
+            truncate(s, 40)
+        )));
+    }
+    Ok(s)
+}
+
+/// Module and attribute names: dotted identifiers (anything else is not a real import).
+fn identifier(line: &[u8]) -> Result<String, Stop> {
+    let s =
+        std::str::from_utf8(line).map_err(|_| Stop::Invalid("GLOBAL name is not text".into()))?;
+    let valid = !s.is_empty()
+        && s.len() <= 256
+        && s.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+                && chars.all(|c| c == '_' || c.is_alphanumeric())
+        });
+    if !valid {
+        return Err(Stop::Invalid(format!(
+            "GLOBAL name `{}` is not an identifier",
+            truncate(s, 40)
+        )));
+    }
+    Ok(s.to_string())
+}
+
+/// Protocol-0 STRING argument: a Python string literal in quotes.
+fn parse_quoted(line: &[u8]) -> Result<String, Stop> {
+    let s = std::str::from_utf8(line)
+        .map_err(|_| Stop::Invalid("STRING argument is not text".into()))?;
+    let inner = s
+        .strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+        .or_else(|| s.strip_prefix('"').and_then(|r| r.strip_suffix('"')))
+        .ok_or_else(|| Stop::Invalid("STRING argument is not quoted".into()))?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                let b = u8::from_str_radix(&hex, 16)
+                    .map_err(|_| Stop::Invalid("bad \\x escape".into()))?;
+                out.push(b as char);
+            }
+            Some(other) => out.push(other),
+            None => return Err(Stop::Invalid("dangling escape".into())),
+        }
+    }
+    Ok(out)
+}
+
+fn unescape_raw_unicode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' && matches!(chars.peek(), Some('u') | Some('U')) {
+            let width = if chars.next() == Some('u') { 4 } else { 8 };
+            let hex: String = chars.by_ref().take(width).collect();
+            match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                Some(ch) => out.push(ch),
+                None => out.push_str(&hex),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn collect_bytes(v: &V, out: &mut Vec<Rc<[u8]>>, depth: usize) {
+    if depth > 8 || out.len() > 8 {
+        return;
+    }
+    match v {
+        V::Bytes(Some(b)) => out.push(b.clone()),
+        V::Str(s) if s.len() > 2 => out.push(Rc::from(s.as_bytes())),
+        V::Tuple(items) => items.iter().for_each(|i| collect_bytes(i, out, depth + 1)),
+        V::List(items) => items
+            .borrow()
+            .iter()
+            .for_each(|i| collect_bytes(i, out, depth + 1)),
+        V::Call(call) => collect_bytes(&call.1, out, depth + 1),
+        _ => {}
+    }
+}
+
+/// Whether these bytes can begin a pickle without the protocol-2 marker.
+pub fn could_start_pickle(head: &[u8]) -> bool {
+    matches!(
+        head.first(),
+        Some(
+            b'(' | b'c'
+                | b']'
+                | b'}'
+                | b')'
+                | b'N'
+                | b'I'
+                | b'L'
+                | b'F'
+                | b'S'
+                | b'V'
+                | b'K'
+                | b'J'
+                | b'M'
+                | b'U'
+                | b'T'
+                | b'X'
+                | b'i'
+                | b'G'
+                | b'P'
+        )
+    )
+}
+
+/// Runs one pickle from `input`, recording findings; nested payloads are scanned afterwards.
+fn run_one(ctx: &mut Ctx, input: &mut Input<impl BufRead>) -> (Outcome, Option<Stop>) {
+    let start = input.pos;
+    let mut vm = Vm::new(ctx, 0);
+    let result = vm.run(input);
+    let nested = std::mem::take(&mut vm.nested);
+    let outcome_base = Outcome {
+        top: None,
+        saw_joblib: vm.saw_joblib,
+        globals_seen: vm.globals_seen,
+    };
+    drop(vm);
+    for (loader, payload) in nested {
+        let name = format!("<payload of {loader} at offset {start}>");
+        ctx.scan_member(
+            &mut io::Cursor::new(&payload[..]),
+            payload.len() as u64,
+            &name,
+        );
+    }
+    match result {
+        Ok(top) => (
+            Outcome {
+                top: Some(top),
+                ..outcome_base
+            },
+            None,
+        ),
+        Err(stop) => (outcome_base, Some(stop)),
+    }
+}
+
+fn report_stop(ctx: &mut Ctx, stop: Stop, offset: u64) {
+    match stop {
+        Stop::Io(e) => ctx.add(
+            "io-error",
+            Verdict::Error,
+            format!("offset {offset}"),
+            format!("could not read the pickle: {e}"),
+            None,
+        ),
+        Stop::Invalid(why) => ctx.add(
+            "pickle-malformed",
+            Verdict::Malformed,
+            format!("offset {offset}"),
+            format!("not a valid pickle: {why}"),
+            None,
+        ),
+        Stop::Limit(why) => ctx.add(
+            "pickle-limit",
+            Verdict::Error,
+            format!("offset {offset}"),
+            format!("the scan stopped at a safety limit ({why}); the rest was not inspected"),
+            None,
+        ),
+        Stop::Truncated => ctx.add(
+            "pickle-truncated",
+            Verdict::Malformed,
+            format!("offset {offset}"),
+            "the pickle ends before its STOP opcode",
+            None,
+        ),
+    }
+}
+
+/// Scans a stream of one or more pickles (raw pickle, joblib, legacy PyTorch, npy payload).
+/// `first_must_parse` is false for content only guessed to be a protocol-0 pickle.
+pub(crate) fn scan_stream(
+    ctx: &mut Ctx,
+    reader: impl Read,
+    len: u64,
+    first_must_parse: bool,
+) -> io::Result<Option<&'static str>> {
+    let mut input = Input {
+        inner: BufReader::with_capacity(64 * 1024, reader),
+        pos: 0,
+        len,
+    };
+    let mut format = "pickle";
+    let mut index = 0usize;
+    let mut legacy = false;
+    loop {
+        let offset = input.pos;
+        let before = ctx.findings_len();
+        let (outcome, stop) = run_one(ctx, &mut input);
+        if let Some(stop) = stop {
+            if index == 0 && !first_must_parse && outcome.globals_seen == 0 {
+                // Not a pickle after all: forget what the attempt said.
+                ctx.truncate_findings(before);
+                return Ok(None);
+            }
+            if legacy && index >= 5 {
+                break; // raw storages follow the five pickles
+            }
+            if index > 0
+                && outcome.globals_seen == 0
+                && matches!(stop, Stop::Invalid(_) | Stop::Truncated)
+            {
+                ctx.add(
+                    "pickle-trailing-data",
+                    Verdict::Suspicious,
+                    format!("offset {offset}"),
+                    "bytes after the last pickle are not a pickle",
+                    None,
+                );
+            } else {
+                report_stop(ctx, stop, offset);
+            }
+            break;
+        }
+        if outcome.saw_joblib {
+            format = "joblib";
+        }
+        if index == 0 && matches!(outcome.top, Some(V::Int(TORCH_LEGACY_MAGIC))) {
+            legacy = true;
+            format = "pytorch-legacy";
+        }
+        index += 1;
+        if legacy && index == 5 {
+            break;
+        }
+        if input.at_eof()? {
+            break;
+        }
+    }
+    Ok(Some(format))
+}
+
+pub(crate) fn scan_file(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Result<&'static str> {
+    let section = Section::new(blob, 0, len);
+    Ok(scan_stream(ctx, section, len, true)?.unwrap_or("pickle"))
+}
+
+pub(crate) fn scan_maybe(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Result<&'static str> {
+    let section = Section::new(blob, 0, len);
+    Ok(scan_stream(ctx, section, len, false)?.unwrap_or("unknown"))
+}
