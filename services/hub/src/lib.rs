@@ -19,5 +19,6 @@ pub mod middleware;
 pub mod names;
 pub mod paths;
 pub mod routes;
+pub mod scan_cli;
 pub mod telemetry;
 pub mod tree;

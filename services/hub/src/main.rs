@@ -55,6 +55,16 @@ enum Command {
     },
     /// Run the garbage collector once.
     Gc,
+    /// Scan files and directories for malicious or malformed content, without a server.
+    /// Exit code: 0 all clean, 1 something suspicious, malicious or malformed, 2 usage or I/O error.
+    Scan {
+        /// Files or directories (walked recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// One JSON object per file instead of the readable report.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +209,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Scan { paths, json } = &cli.command {
+        let code = kaiyuan_hub::scan_cli::run(paths, *json);
+        std::process::exit(code as i32);
+    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
@@ -260,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", created.token);
             Ok(())
         }
+        Command::Scan { .. } => unreachable!("handled before settings are read"),
         Command::Gc => {
             let (pool, pg) = open_database(&settings, false).await?;
             let report = gc::collect(&pool, &open_store(&settings)?, &settings.gc).await;
