@@ -13,6 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Structured facts a client can act on (e.g. a quarantined file's findings).
+    pub details: Option<serde_json::Value>,
     /// The cause of a server-side failure, logged and never sent.
     source: Option<anyhow::Error>,
 }
@@ -26,6 +28,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -36,8 +40,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
             source: None,
         }
+    }
+
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -74,6 +84,7 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal-error",
             message: "the hub failed to handle this request; it has been logged".into(),
+            details: None,
             source: Some(source.into()),
         }
     }
@@ -84,6 +95,7 @@ impl ApiError {
             code: "service-unavailable",
             message: "a backing service (database or object store) is unavailable; retry shortly"
                 .into(),
+            details: None,
             source: Some(source.into()),
         }
     }
@@ -94,6 +106,7 @@ impl ApiError {
             error: ErrorDetail {
                 code: code.into(),
                 message: message.into(),
+                details: None,
             },
         }
     }
@@ -122,7 +135,13 @@ impl ResponseError for ApiError {
         }
         HttpResponse::build(self.status)
             .insert_header(("X-Error-Code", self.code))
-            .json(Self::body(self.code, &self.message))
+            .json(ErrorBody {
+                error: ErrorDetail {
+                    code: self.code.into(),
+                    message: self.message.clone(),
+                    details: self.details.clone(),
+                },
+            })
     }
 }
 

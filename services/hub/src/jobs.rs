@@ -45,6 +45,7 @@ pub struct JobContext {
 async fn dispatch(ctx: JobContext, job: Job) -> Result<(), JobError> {
     match job.kind.as_str() {
         COMMIT_CREATED => commit_created(ctx, job.payload).await,
+        db::scans::SCAN_BLOB => scan_blob(ctx, job.payload).await,
         other => Err(JobError::Permanent(anyhow::anyhow!(
             "unknown job kind `{other}`"
         ))),
@@ -91,6 +92,51 @@ async fn commit_created(ctx: JobContext, payload: serde_json::Value) -> Result<(
             }
         }
     }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct ScanBlob {
+    sha256: String,
+    #[serde(default)]
+    path: String,
+}
+
+/// `scan-blob` `{sha256, path}`: scans the stored bytes (the path is only a format hint) and
+/// stores the result for the current scanner version, which becomes the blob's verdict.
+async fn scan_blob(ctx: JobContext, payload: serde_json::Value) -> Result<(), JobError> {
+    let payload: ScanBlob = serde_json::from_value(payload)
+        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload: {e}")))?;
+    let digest: Sha256Digest = payload
+        .sha256
+        .parse()
+        .map_err(|e| JobError::Permanent(anyhow::anyhow!("{e}")))?;
+    let Some(size) = ctx.store.blob_size(&digest).await.context("object store")? else {
+        // Collected since the job was queued: nothing left to scan.
+        return Ok(());
+    };
+    let store = ctx.store.clone();
+    let path = payload.path.clone();
+    let report = tokio::task::spawn_blocking(move || -> anyhow::Result<kaiyuan_scanner::Report> {
+        let mut reader = store.open_blocking(&digest, size)?;
+        Ok(kaiyuan_scanner::scan(&mut reader, size, &path))
+    })
+    .await
+    .map_err(|e| JobError::Retry(anyhow::anyhow!("scanner task failed: {e}")))?
+    .context("reading the blob")?;
+    let findings = serde_json::to_value(&report.findings).context("serialising findings")?;
+    let mut conn = ctx.db.acquire().await.context("database")?;
+    db::scans::record(
+        &mut conn,
+        digest.as_bytes(),
+        kaiyuan_scanner::SCANNER_VERSION,
+        report.verdict.as_str(),
+        &report.format,
+        &findings,
+    )
+    .await
+    .context("storing the scan")?;
+    tracing::info!(blob.sha256 = %digest, verdict = report.verdict.as_str(), format = %report.format, findings = report.findings.len(), "scanned blob");
     Ok(())
 }
 

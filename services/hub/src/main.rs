@@ -55,6 +55,8 @@ enum Command {
     },
     /// Run the garbage collector once.
     Gc,
+    /// Queue a background rescan of every stored file (workers run it; uploads are not blocked).
+    Rescan,
     /// Scan files and directories for malicious or malformed content, without a server.
     /// Exit code: 0 all clean, 1 something suspicious, malicious or malformed, 2 usage or I/O error.
     Scan {
@@ -166,6 +168,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                  (or `cargo run --release -p kaiyuan-hub --bin kaiyuan -- admin create-user NAME --admin`)"
             );
         }
+        // Results of an older scanner version are replaced in the background.
+        let queued = db::scans::enqueue_rescans(&mut conn, kaiyuan_scanner::SCANNER_VERSION, false).await?;
+        if queued > 0 {
+            tracing::info!(queued, scanner.version = kaiyuan_scanner::SCANNER_VERSION, "queued rescans for the new scanner version");
+        }
         drop(conn);
         let app = Application::build(settings.clone(), pool.clone(), store.clone())?;
         tracing::info!("kaiyuan listening on http://{}", settings.listen);
@@ -275,6 +282,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Scan { .. } => unreachable!("handled before settings are read"),
+        Command::Rescan => {
+            let (pool, pg) = open_database(&settings, false).await?;
+            check_schema(&pool).await?;
+            let mut conn = pool.acquire().await?;
+            let queued =
+                db::scans::enqueue_rescans(&mut conn, kaiyuan_scanner::SCANNER_VERSION, true).await;
+            drop(conn);
+            pool.close().await;
+            if let Some(pg) = pg {
+                pg.stop();
+            }
+            eprintln!(
+                "queued {} blob scans; running workers (serve or worker) will process them",
+                queued?
+            );
+            Ok(())
+        }
         Command::Gc => {
             let (pool, pg) = open_database(&settings, false).await?;
             let report = gc::collect(&pool, &open_store(&settings)?, &settings.gc).await;

@@ -203,12 +203,11 @@ pub(crate) fn scan_zip(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Resu
         }
         check_zip_entry(ctx, blob, len, entry, kind)?;
     }
-    if kind == "keras" {
-        if let Some(entry) = entries.iter().find(|e| e.name == "config.json") {
-            if let Some(bytes) = member_bytes(ctx, blob, len, entry)? {
-                keras::scan_keras_config(ctx, &bytes, "config.json");
-            }
-        }
+    if kind == "keras"
+        && let Some(entry) = entries.iter().find(|e| e.name == "config.json")
+        && let Some(bytes) = member_bytes(ctx, blob, len, entry)?
+    {
+        keras::scan_keras_config(ctx, &bytes, "config.json");
     }
     if kind == "torchscript" {
         ctx.add("torchscript-code", Verdict::Suspicious, "", "a TorchScript archive: its code/ members are Python source that torch.jit.load compiles and runs", None);
@@ -326,16 +325,16 @@ fn check_zip_entry(
         return Ok(());
     }
     let (name_len, extra_len) = (u16le(&local, 26) as u64, u16le(&local, 28) as u64);
-    if let Ok(local_name) = read_at(blob, entry.local_offset + 30, name_len, len, 65_535) {
-        if local_name != name.as_bytes() {
-            ctx.add(
+    if let Ok(local_name) = read_at(blob, entry.local_offset + 30, name_len, len, 65_535)
+        && local_name != name.as_bytes()
+    {
+        ctx.add(
                 "zip-name-mismatch",
                 Verdict::Suspicious,
                 name,
                 "the local header names the member differently from the central directory (CVE-2025-1944 class): tools disagree on what it is",
                 Some(String::from_utf8_lossy(&local_name).into_owned()),
             );
-        }
     }
     let start = entry.local_offset + 30 + name_len + extra_len;
     if start

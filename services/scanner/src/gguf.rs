@@ -259,7 +259,7 @@ fn parse(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> Result<(), Bad> {
         let ty = r.u32()?;
         let (per_block, block_bytes) =
             block(ty).ok_or_else(|| format!("tensor {name} has unknown type {ty}"))?;
-        if first % per_block != 0 {
+        if !first.is_multiple_of(per_block) {
             return Err(format!(
                 "tensor {name}: first dimension {first} is not a multiple of the block size {per_block}"
             ));

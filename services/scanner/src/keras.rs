@@ -60,18 +60,17 @@ fn walk(ctx: &mut Ctx, value: &Value, path: &str, location: &str, depth: usize) 
                     );
                 }
             }
-            if let Some(registered) = map.get("registered_name").and_then(Value::as_str) {
-                if registered.contains('>') && !registered.starts_with("keras") {
-                    ctx.add(
-                        "keras-custom-object",
-                        Verdict::Suspicious,
-                        format!("{location} {path}"),
-                        format!(
-                            "custom registered object `{registered}`: its code is not in the file"
-                        ),
-                        Some(registered.to_string()),
-                    );
-                }
+            if let Some(registered) = map.get("registered_name").and_then(Value::as_str)
+                && registered.contains('>')
+                && !registered.starts_with("keras")
+            {
+                ctx.add(
+                    "keras-custom-object",
+                    Verdict::Suspicious,
+                    format!("{location} {path}"),
+                    format!("custom registered object `{registered}`: its code is not in the file"),
+                    Some(registered.to_string()),
+                );
             }
             for (key, v) in map {
                 walk(ctx, v, &format!("{path}/{key}"), location, depth + 1);

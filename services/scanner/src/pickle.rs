@@ -817,10 +817,10 @@ impl<'c, 'l> Vm<'c, 'l> {
                     Some(format!("{}.{}", g.0, g.1)),
                 );
             }
-            V::Call(call) => {
-                if call.0.global() == Some(("joblib.numpy_pickle", "NumpyArrayWrapper")) {
-                    self.skip_joblib_array(state, input)?;
-                }
+            V::Call(call)
+                if call.0.global() == Some(("joblib.numpy_pickle", "NumpyArrayWrapper")) =>
+            {
+                self.skip_joblib_array(state, input)?;
             }
             _ => {}
         }
@@ -904,7 +904,7 @@ fn cap(mut items: Vec<V>) -> Vec<V> {
 }
 
 fn pairs(items: Vec<V>) -> Result<Vec<(V, V)>, Stop> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(Stop::Invalid("odd number of dictionary items".into()));
     }
     let mut out = Vec::with_capacity(items.len().min(CONTAINER_ITEMS * 2) / 2);

@@ -423,16 +423,16 @@ fn tensor(ctx: &mut Ctx, r: &mut Reader, end: u64, path: &str) -> Result<(), Bad
             None,
         );
     }
-    if let (Some(raw), Some(expected)) = (raw_len, expected) {
-        if raw != expected {
-            ctx.add(
-                "onnx-size-mismatch",
-                Verdict::Malformed,
-                &location_text,
-                format!("raw_data has {raw} bytes but dims {dims:?} need {expected}"),
-                None,
-            );
-        }
+    if let (Some(raw), Some(expected)) = (raw_len, expected)
+        && raw != expected
+    {
+        ctx.add(
+            "onnx-size-mismatch",
+            Verdict::Malformed,
+            &location_text,
+            format!("raw_data has {raw} bytes but dims {dims:?} need {expected}"),
+            None,
+        );
     }
     for (key, value) in &external {
         match key.as_str() {
@@ -447,16 +447,14 @@ fn tensor(ctx: &mut Ctx, r: &mut Reader, end: u64, path: &str) -> Result<(), Bad
                     );
                 }
             }
-            "offset" | "length" => {
-                if value.parse::<u64>().is_err() {
-                    ctx.add(
-                        "onnx-external-data-malformed",
-                        Verdict::Malformed,
-                        &location_text,
-                        format!("external data {key} `{value}` is not a byte count"),
-                        Some(value.clone()),
-                    );
-                }
+            "offset" | "length" if value.parse::<u64>().is_err() => {
+                ctx.add(
+                    "onnx-external-data-malformed",
+                    Verdict::Malformed,
+                    &location_text,
+                    format!("external data {key} `{value}` is not a byte count"),
+                    Some(value.clone()),
+                );
             }
             _ => {}
         }
@@ -467,16 +465,15 @@ fn tensor(ctx: &mut Ctx, r: &mut Reader, end: u64, path: &str) -> Result<(), Bad
             .find(|(k, _)| k == "length")
             .and_then(|(_, v)| v.parse::<u64>().ok()),
         expected,
-    ) {
-        if length != expected {
-            ctx.add(
-                "onnx-size-mismatch",
-                Verdict::Malformed,
-                &location_text,
-                format!("external data length {length} but dims {dims:?} need {expected}"),
-                None,
-            );
-        }
+    ) && length != expected
+    {
+        ctx.add(
+            "onnx-size-mismatch",
+            Verdict::Malformed,
+            &location_text,
+            format!("external data length {length} but dims {dims:?} need {expected}"),
+            None,
+        );
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 
 mod digest;
 mod read;
+mod seekable;
 mod upload;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 pub use digest::{Sha256Digest, Sha256ParseError};
 pub use read::ByteStream;
+pub use seekable::{RangeReader, ReadSeek};
 pub use upload::{Expected, StoredBlob, Upload, UploadError};
 
 /// Errors of the storage layer that are not about a client's upload.
@@ -173,6 +175,35 @@ impl BlobStore {
         range: std::ops::Range<u64>,
     ) -> Result<ByteStream, StorageError> {
         read::read_range(self, digest, range).await
+    }
+
+    /// Blocking random access to a stored blob of `len` bytes, for parsers such as the scanner.
+    /// Call from a blocking thread (`spawn_blocking`): S3 reads block on the runtime.
+    pub fn open_blocking(
+        &self,
+        digest: &Sha256Digest,
+        len: u64,
+    ) -> Result<Box<dyn ReadSeek>, StorageError> {
+        let key = self.blob_key(digest);
+        match &self.backend {
+            Backend::Local { root } => match std::fs::File::open(root.join(key.as_ref())) {
+                Ok(file) => Ok(Box::new(file)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(StorageError::NotFound(*digest))
+                }
+                Err(e) => Err(e.into()),
+            },
+            Backend::S3 { .. } => {
+                let runtime = tokio::runtime::Handle::try_current()
+                    .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
+                Ok(Box::new(RangeReader::new(
+                    self.store.clone(),
+                    key,
+                    len,
+                    runtime,
+                )))
+            }
+        }
     }
 
     /// A short-lived URL that lets anyone holding it GET the blob, where the backend supports it.

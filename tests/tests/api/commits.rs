@@ -645,12 +645,16 @@ async fn each_commit_queues_a_commit_created_job_in_the_same_transaction(pool: P
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(jobs.len(), 2, "the initial commit and this one");
-    assert!(
-        jobs.iter()
-            .all(|(kind, _, state)| kind == "commit-created" && state == "queued")
+    let kinds: Vec<&str> = jobs.iter().map(|(kind, _, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["commit-created", "scan-blob", "commit-created"],
+        "the initial commit, then this one with a scan of its new blob"
     );
-    assert_eq!(jobs[1].1["commit_id"], made["id"]);
+    assert!(jobs.iter().all(|(_, _, state)| state == "queued"));
+    assert_eq!(jobs[1].1["sha256"], kaiyuan_tests::sha256_hex(b"1"));
+    assert_eq!(jobs[1].1["path"], "a");
+    assert_eq!(jobs[2].1["commit_id"], made["id"]);
     // A refused commit queues nothing.
     let res = commit(
         &app,
@@ -664,11 +668,11 @@ async fn each_commit_queues_a_commit_created_job_in_the_same_transaction(pool: P
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(count, 2);
-    assert_eq!(app.run_jobs().await, 2);
+    assert_eq!(count, 3);
+    assert_eq!(app.run_jobs().await, 3);
     let states: Vec<String> = sqlx::query_scalar("SELECT state FROM jobs")
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert_eq!(states, ["succeeded", "succeeded"]);
+    assert_eq!(states, ["succeeded", "succeeded", "succeeded"]);
 }

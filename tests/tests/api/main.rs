@@ -10,5 +10,6 @@ mod gc;
 mod jobs;
 mod ops;
 mod repos;
+mod scanning;
 mod storage_contract;
 mod uploads;

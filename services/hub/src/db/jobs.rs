@@ -62,7 +62,7 @@ pub async fn claim(
              SELECT id FROM jobs
              WHERE (state = 'queued' AND run_after <= now())
                 OR (state = 'running' AND lease_until < now())
-             ORDER BY run_after, id
+             ORDER BY priority, run_after, id
              FOR UPDATE SKIP LOCKED
              LIMIT 1)
          RETURNING {JOB_COLUMNS}"

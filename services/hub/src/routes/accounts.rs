@@ -22,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(set_member)
         .service(remove_member)
         .service(list_jobs)
+        .service(release_blob)
         .service(run_gc);
 }
 
@@ -530,6 +531,53 @@ pub async fn run_gc(state: web::Data<AppState>, caller: Caller) -> ApiResult<Htt
         .await
         .map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(report))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// Why the quarantine is lifted (kept in the audit log).
+    pub reason: String,
+}
+
+/// Releases a quarantined blob so that it can be downloaded again (hub admins; audited).
+#[utoipa::path(post, path = "/api/v1/admin/blobs/{sha256}/release", request_body = Release, responses((status = 200), (status = 404), (status = 422)))]
+#[post("/api/v1/admin/blobs/{sha256}/release")]
+pub async fn release_blob(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    sha256: web::Path<String>,
+    body: web::Json<Release>,
+) -> ApiResult<HttpResponse> {
+    let admin = caller.require_admin()?;
+    let digest = super::uploads::parse_digest(&sha256)?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.len() > 2000 {
+        return Err(ApiError::unprocessable(
+            "invalid-reason",
+            "give a reason of 1 to 2000 characters; it is kept in the audit log",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    if !db::scans::release(&mut tx, digest.as_bytes(), admin.id, reason).await? {
+        return Err(ApiError::not_found(
+            "blob-not-found",
+            format!("the hub holds no blob {digest}"),
+        ));
+    }
+    db::audit::record(
+        &mut tx,
+        Some(admin.id),
+        "blob.release",
+        &format!("blob:{digest}"),
+        serde_json::json!({"reason": reason}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({"sha256": digest.to_hex(), "released": true, "reason": reason})))
 }
 
 fn admin_reader(caller: &Caller) -> Result<(), ApiError> {

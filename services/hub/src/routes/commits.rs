@@ -34,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(create_commit)
         .service(history)
         .service(list_files)
+        .service(scan_results)
         .service(list_refs)
         .service(put_ref)
         .service(delete_ref);
@@ -307,6 +308,14 @@ pub async fn write_commit(
     )
     .await?;
     db::commits::set_ref(conn, ctx.repository_id, ctx.branch, "branch", &id).await?;
+    db::scans::enqueue_for_commit(
+        conn,
+        ctx.repository_id,
+        &id,
+        kaiyuan_scanner::SCANNER_VERSION,
+        ctx.request_id.as_deref(),
+    )
+    .await?;
     db::jobs::enqueue(
         conn,
         jobs::COMMIT_CREATED,
@@ -716,10 +725,137 @@ pub struct FileInfo {
     pub path: String,
     pub size: i64,
     pub sha256: String,
-    /// Filled by the scanner once scanning exists; null until then.
-    pub scan_status: Option<String>,
+    /// `pending` until scanned, then `clean`, `suspicious`, `malformed`, `malicious` or `error`.
+    pub scan_status: String,
+    /// True when the file is malicious and not released: downloads answer 403.
+    pub quarantined: bool,
+    /// What a flagged file was flagged for; null when clean or pending.
+    pub scan_warning: Option<String>,
     /// Filled by inference verification once it exists; null until then.
     pub verification_status: Option<String>,
+}
+
+impl From<db::scans::FileScan> for FileInfo {
+    fn from(f: db::scans::FileScan) -> Self {
+        let status = f.verdict.clone().unwrap_or_else(|| "pending".into());
+        let warning = matches!(
+            status.as_str(),
+            "suspicious" | "malformed" | "malicious" | "error"
+        )
+        .then(|| {
+            format!(
+                "{status}: {}",
+                super::files::findings_summary(f.findings.as_ref())
+            )
+        });
+        Self {
+            quarantined: status == "malicious" && !f.released,
+            path: f.path,
+            size: f.size,
+            sha256: hex::encode(f.sha256),
+            scan_status: status,
+            scan_warning: warning,
+            verification_status: None,
+        }
+    }
+}
+
+/// Counts of files by scan status.
+#[derive(Serialize, ToSchema, Default)]
+pub struct ScanSummary {
+    pub clean: usize,
+    pub suspicious: usize,
+    pub malformed: usize,
+    pub malicious: usize,
+    pub error: usize,
+    pub pending: usize,
+    /// The worst status among the files (`clean` when there are none).
+    pub overall: String,
+}
+
+impl ScanSummary {
+    pub fn of<'a>(files: impl IntoIterator<Item = &'a FileInfo>) -> Self {
+        let mut s = ScanSummary::default();
+        for f in files {
+            match f.scan_status.as_str() {
+                "clean" => s.clean += 1,
+                "suspicious" => s.suspicious += 1,
+                "malformed" => s.malformed += 1,
+                "malicious" => s.malicious += 1,
+                "error" => s.error += 1,
+                _ => s.pending += 1,
+            }
+        }
+        let ranked = [
+            ("malicious", s.malicious),
+            ("malformed", s.malformed),
+            ("error", s.error),
+            ("suspicious", s.suspicious),
+            ("pending", s.pending),
+        ];
+        s.overall = ranked
+            .iter()
+            .find(|(_, n)| *n > 0)
+            .map_or("clean", |(name, _)| name)
+            .to_string();
+        s
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FileScanInfo {
+    #[serde(flatten)]
+    pub file: FileInfo,
+    /// The scanner's findings for this file (rule, severity, location, message, evidence).
+    pub findings: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScanListing {
+    pub commit: String,
+    pub summary: ScanSummary,
+    pub files: Vec<FileScanInfo>,
+}
+
+/// Scan results of every file at a revision, with a summary.
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/scan",
+    params(("revision" = Option<String>, Query)), responses((status = 200, body = ScanListing), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/scan")]
+pub async fn scan_results(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    params: web::Query<HistoryParams>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let commit = resolve_revision(
+        &mut conn,
+        &repo,
+        params.revision.as_deref().unwrap_or("main"),
+    )
+    .await?;
+    let files: Vec<FileScanInfo> = db::scans::files_of_commit(&mut conn, repo.id, &commit)
+        .await?
+        .into_iter()
+        .map(|f| {
+            let findings = f
+                .findings
+                .clone()
+                .unwrap_or(serde_json::Value::Array(Vec::new()));
+            FileScanInfo {
+                file: FileInfo::from(f),
+                findings,
+            }
+        })
+        .collect();
+    let summary = ScanSummary::of(files.iter().map(|f| &f.file));
+    Ok(HttpResponse::Ok().json(ScanListing {
+        commit,
+        summary,
+        files,
+    }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -752,17 +888,11 @@ pub async fn list_files(
         .path
         .as_deref()
         .map(|p| format!("{}/", p.trim_end_matches('/')));
-    let files = db::commits::files(&mut conn, repo.id, &commit)
+    let files = db::scans::files_of_commit(&mut conn, repo.id, &commit)
         .await?
         .into_iter()
         .filter(|f| prefix.as_deref().is_none_or(|p| f.path.starts_with(p)))
-        .map(|f| FileInfo {
-            path: f.path,
-            size: f.size,
-            sha256: hex::encode(f.sha256),
-            scan_status: None,
-            verification_status: None,
-        })
+        .map(FileInfo::from)
         .collect();
     Ok(HttpResponse::Ok().json(TreeListing { commit, files }))
 }

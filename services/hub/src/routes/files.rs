@@ -88,6 +88,58 @@ fn etag_matches(req: &HttpRequest, etag: &str) -> bool {
         })
 }
 
+/// Rules and evidence of a scan's findings, for messages.
+pub fn findings_summary(findings: Option<&serde_json::Value>) -> String {
+    let items: Vec<String> = findings
+        .and_then(|f| f.as_array())
+        .map(|list| {
+            list.iter()
+                .filter(|f| f["severity"] != "suspicious" || list.len() < 4)
+                .take(5)
+                .map(|f| match f["evidence"].as_str() {
+                    Some(evidence) => format!("{} ({evidence})", f["rule"].as_str().unwrap_or("?")),
+                    None => f["rule"].as_str().unwrap_or("?").to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    items.join(", ")
+}
+
+/// The 403 for a quarantined file: it names the findings so the user knows why.
+fn quarantined(path: &str, scan: &db::scans::ScanState) -> ApiError {
+    ApiError::forbidden(
+        "quarantined",
+        format!(
+            "`{path}` is quarantined: the security scan found malicious content ({}). It cannot be downloaded unless a hub admin releases it.",
+            findings_summary(scan.findings.as_ref())
+        ),
+    )
+    .with_details(serde_json::json!({"scan": {"verdict": scan.verdict, "format": scan.format, "findings": scan.findings}}))
+}
+
+/// A header value warning about a suspicious (or released malicious) file.
+fn scan_warning(scan: &db::scans::ScanState) -> Option<String> {
+    let verdict = scan.verdict.as_deref()?;
+    if verdict == "clean" {
+        return None;
+    }
+    let text = format!("{verdict}: {}", findings_summary(scan.findings.as_ref()));
+    // Header values must be visible ASCII.
+    Some(
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .take(512)
+            .collect(),
+    )
+}
+
 /// Downloads a file at a revision (branch, tag or commit id).
 #[utoipa::path(get, path = "/{namespace}/{name}/resolve/{revision}/{path}",
     responses((status = 200, description = "the file's bytes"), (status = 206), (status = 302), (status = 304), (status = 404), (status = 416)))]
@@ -117,7 +169,15 @@ pub async fn resolve(
                 ),
             )
         })?;
+    let scan = db::scans::state(&mut conn, &file.sha256).await?;
     drop(conn);
+    let scan_status = scan
+        .as_ref()
+        .and_then(|s| s.verdict.clone())
+        .unwrap_or_else(|| "pending".into());
+    if let Some(scan) = scan.as_ref().filter(|s| s.quarantined()) {
+        return Err(quarantined(&file.path, scan));
+    }
     let bytes: [u8; 32] = file
         .sha256
         .as_slice()
@@ -133,6 +193,7 @@ pub async fn resolve(
             .insert_header((header::ETAG, etag.clone()))
             .insert_header((header::ACCEPT_RANGES, "bytes"))
             .insert_header(("X-Repo-Commit", commit.clone()))
+            .insert_header(("X-Kaiyuan-Scan", scan_status.clone()))
             .insert_header((
                 header::CACHE_CONTROL,
                 if revision == commit {
@@ -143,6 +204,9 @@ pub async fn resolve(
             ));
         if !repo.is_public() {
             builder.insert_header((header::CACHE_CONTROL, "private, no-cache"));
+        }
+        if let Some(warning) = scan.as_ref().and_then(scan_warning) {
+            builder.insert_header(("X-Kaiyuan-Warning", warning));
         }
         builder
     };

@@ -94,6 +94,8 @@ async fn openapi_json() -> HttpResponse {
         super::commits::create_commit,
         super::commits::history,
         super::commits::list_files,
+        super::commits::scan_results,
+        super::accounts::release_blob,
         super::commits::list_refs,
         super::commits::put_ref,
         super::commits::delete_ref,

@@ -59,6 +59,9 @@ pub struct RepoDetail {
     pub card: String,
     /// Commit id of `main`.
     pub head: Option<String>,
+    /// Scan status counts of the files on `main`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_summary: Option<super::commits::ScanSummary>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -183,6 +186,7 @@ pub async fn create_repo(
         info: RepoInfo::from(&repo),
         card: repo.card.clone(),
         head: Some(head),
+        scan_summary: None,
     }))
 }
 
@@ -311,10 +315,23 @@ pub async fn get_repo(
     let mut conn = state.db.acquire().await?;
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let head = db::commits::resolve(&mut conn, repo.id, "main").await?;
+    let scan_summary = match &head {
+        Some(head) => {
+            let files: Vec<super::commits::FileInfo> =
+                db::scans::files_of_commit(&mut conn, repo.id, head)
+                    .await?
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+            Some(super::commits::ScanSummary::of(&files))
+        }
+        None => None,
+    };
     Ok(HttpResponse::Ok().json(RepoDetail {
         info: RepoInfo::from(&repo),
         card: repo.card.clone(),
         head,
+        scan_summary,
     }))
 }
 

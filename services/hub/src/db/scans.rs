@@ -1,0 +1,180 @@
+//! Scan results per (blob, scanner version), the current verdict on the blob, releases, and the
+//! scan jobs that produce them.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+/// Job kind of a blob scan; payload `{"sha256": hex, "path": hint}`.
+pub const SCAN_BLOB: &str = "scan-blob";
+/// Priority of scans of new uploads, and of background rescans (higher runs later).
+pub const PRIORITY_NEW: i32 = 0;
+pub const PRIORITY_RESCAN: i32 = 10;
+
+/// Records a finished scan and makes it the blob's current verdict.
+pub async fn record(
+    conn: &mut PgConnection,
+    sha256: &[u8],
+    version: &str,
+    verdict: &str,
+    format: &str,
+    findings: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO blob_scans (sha256, scanner_version, verdict, format, findings) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (sha256, scanner_version) DO UPDATE
+         SET verdict = EXCLUDED.verdict, format = EXCLUDED.format, findings = EXCLUDED.findings, scanned_at = now()",
+    )
+    .bind(sha256)
+    .bind(version)
+    .bind(verdict)
+    .bind(format)
+    .bind(findings)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE blobs SET scan_verdict = $2, scan_version = $3 WHERE sha256 = $1")
+        .bind(sha256)
+        .bind(verdict)
+        .bind(version)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What downloads and listings need to know about a blob's scan.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ScanState {
+    pub verdict: Option<String>,
+    pub format: Option<String>,
+    pub findings: Option<serde_json::Value>,
+    pub scanned_at: Option<DateTime<Utc>>,
+    pub released_at: Option<DateTime<Utc>>,
+    pub release_reason: Option<String>,
+}
+
+impl ScanState {
+    /// Malicious and not released by an admin: its bytes are not served.
+    pub fn quarantined(&self) -> bool {
+        self.verdict.as_deref() == Some("malicious") && self.released_at.is_none()
+    }
+}
+
+pub async fn state(conn: &mut PgConnection, sha256: &[u8]) -> sqlx::Result<Option<ScanState>> {
+    sqlx::query_as(
+        "SELECT b.scan_verdict AS verdict, s.format, s.findings, s.scanned_at, b.released_at, b.release_reason
+         FROM blobs b LEFT JOIN blob_scans s ON s.sha256 = b.sha256 AND s.scanner_version = b.scan_version
+         WHERE b.sha256 = $1",
+    )
+    .bind(sha256)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Queues scans of the blobs of a commit that lack a result of `version`, in the caller's
+/// transaction. A blob already waiting for a scan is not queued twice.
+pub async fn enqueue_for_commit(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+    version: &str,
+    request_id: Option<&str>,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO jobs (kind, payload, priority, request_id)
+         SELECT $5, jsonb_build_object('sha256', encode(f.sha256, 'hex'), 'path', min(f.path)), $6, $4
+         FROM commit_files f JOIN blobs b ON b.sha256 = f.sha256
+         WHERE f.repository_id = $1 AND f.commit_id = $2 AND b.scan_version IS DISTINCT FROM $3
+         GROUP BY f.sha256
+         ON CONFLICT ((payload ->> 'sha256')) WHERE kind = 'scan-blob' AND state IN ('queued', 'running') DO NOTHING",
+    )
+    .bind(repository_id)
+    .bind(commit_id)
+    .bind(version)
+    .bind(request_id)
+    .bind(SCAN_BLOB)
+    .bind(PRIORITY_NEW)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() > 0 {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::jobs::CHANNEL)
+            .bind(SCAN_BLOB)
+            .execute(conn)
+            .await?;
+    }
+    Ok(done.rows_affected())
+}
+
+/// Queues background rescans: of every referenced blob (`force`), or of those whose current
+/// result is not of `version`. Returns how many were queued.
+pub async fn enqueue_rescans(
+    conn: &mut PgConnection,
+    version: &str,
+    force: bool,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO jobs (kind, payload, priority)
+         SELECT $3, jsonb_build_object('sha256', encode(f.sha256, 'hex'), 'path', min(f.path)), $4
+         FROM commit_files f JOIN blobs b ON b.sha256 = f.sha256
+         WHERE $2 OR b.scan_version IS DISTINCT FROM $1
+         GROUP BY f.sha256
+         ON CONFLICT ((payload ->> 'sha256')) WHERE kind = 'scan-blob' AND state IN ('queued', 'running') DO NOTHING",
+    )
+    .bind(version)
+    .bind(force)
+    .bind(SCAN_BLOB)
+    .bind(PRIORITY_RESCAN)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() > 0 {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::jobs::CHANNEL)
+            .bind(SCAN_BLOB)
+            .execute(conn)
+            .await?;
+    }
+    Ok(done.rows_affected())
+}
+
+/// Releases a quarantined blob; false when the blob does not exist.
+pub async fn release(
+    conn: &mut PgConnection,
+    sha256: &[u8],
+    by: i64,
+    reason: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE blobs SET released_at = now(), released_by = $2, release_reason = $3 WHERE sha256 = $1")
+        .bind(sha256)
+        .bind(by)
+        .bind(reason)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Per-file scan status of a commit.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FileScan {
+    pub path: String,
+    pub sha256: Vec<u8>,
+    pub size: i64,
+    pub verdict: Option<String>,
+    pub released: bool,
+    pub findings: Option<serde_json::Value>,
+}
+
+pub async fn files_of_commit(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+) -> sqlx::Result<Vec<FileScan>> {
+    sqlx::query_as(
+        "SELECT f.path, f.sha256, f.size, b.scan_verdict AS verdict, b.released_at IS NOT NULL AS released, s.findings
+         FROM commit_files f JOIN blobs b ON b.sha256 = f.sha256
+         LEFT JOIN blob_scans s ON s.sha256 = b.sha256 AND s.scanner_version = b.scan_version
+         WHERE f.repository_id = $1 AND f.commit_id = $2 ORDER BY f.path COLLATE \"C\"",
+    )
+    .bind(repository_id)
+    .bind(commit_id)
+    .fetch_all(conn)
+    .await
+}
