@@ -7,7 +7,8 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use flate2::read::{DeflateDecoder, GzDecoder};
 
-use crate::{Blob, Ctx, Section, Verdict, keras, pickle, read_at};
+use crate::formats::Format;
+use crate::{Blob, Ctx, Section, Verdict, pickle, read_at};
 
 /// Why a member path is unsafe to extract, if it is.
 fn unsafe_path(name: &str) -> Option<&'static str> {
@@ -203,12 +204,6 @@ pub(crate) fn scan_zip(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Resu
         }
         check_zip_entry(ctx, blob, len, entry, kind)?;
     }
-    if kind == "keras"
-        && let Some(entry) = entries.iter().find(|e| e.name == "config.json")
-        && let Some(bytes) = member_bytes(ctx, blob, len, entry)?
-    {
-        keras::scan_keras_config(ctx, &bytes, "config.json");
-    }
     if kind == "torchscript" {
         ctx.add("torchscript-code", Verdict::Suspicious, "", "a TorchScript archive: its code/ members are Python source that torch.jit.load compiles and runs", None);
     }
@@ -394,29 +389,15 @@ fn check_zip_entry(
             if entry.uncompressed > ctx.limits.max_member_in_memory
                 || ctx.inflated > ctx.limits.max_inflated_total
             {
-                // Too large to hold: pickles can still be scanned as a stream.
-                let mut decoder = DeflateDecoder::new(Section::new(blob, start, entry.compressed));
-                let mut head = [0u8; 2];
-                if decoder.read_exact(&mut head).is_ok() && head[0] == 0x80 && head[1] <= 5 {
-                    let stream = DeflateDecoder::new(Section::new(blob, start, entry.compressed));
-                    pickle::scan_stream(
-                        ctx,
-                        stream.take(entry.uncompressed),
-                        entry.uncompressed,
-                        true,
-                    )?;
-                } else if !storage {
-                    ctx.add(
-                        "archive-member-too-large",
-                        Verdict::Suspicious,
-                        name,
-                        format!(
-                            "a compressed member of {} bytes is too large to inspect",
-                            entry.uncompressed
-                        ),
-                        None,
-                    );
-                }
+                // Too large to hold: stream what can be streamed (pickles, .npy payloads).
+                let decoder = DeflateDecoder::new(Section::new(blob, start, entry.compressed));
+                stream_large_member(
+                    ctx,
+                    decoder.take(entry.uncompressed),
+                    entry.uncompressed,
+                    name,
+                    storage,
+                )?;
                 return Ok(());
             }
             let mut data = Vec::with_capacity(entry.uncompressed.min(1 << 20) as usize);
@@ -455,6 +436,58 @@ fn check_zip_entry(
                 Some(other.to_string()),
             );
         }
+    }
+    Ok(())
+}
+
+/// Scans a member too large to inflate into memory, from its decompressed stream.
+fn stream_large_member(
+    ctx: &mut Ctx,
+    mut stream: impl Read,
+    len: u64,
+    name: &str,
+    storage: bool,
+) -> io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    (&mut stream).take(512).read_to_end(&mut head)?;
+    let rest = io::Cursor::new(head.clone()).chain(stream);
+    match crate::formats::detect(&head, len, name) {
+        Format::Pickle => {
+            pickle::scan_stream(ctx, rest, len, true)?;
+        }
+        Format::MaybePickle => {
+            pickle::scan_stream(ctx, rest, len, false)?;
+        }
+        Format::Npy => {
+            let mut rest = rest;
+            match crate::numpy::parse_header(&mut rest, len) {
+                Ok(header) if header.descr.contains('O') => {
+                    pickle::scan_stream(ctx, rest, len - header.data_offset, true)?;
+                }
+                Ok(_) => {}
+                Err(why) => ctx.add(
+                    "npy-malformed",
+                    Verdict::Malformed,
+                    name,
+                    format!("invalid .npy header: {why}"),
+                    None,
+                ),
+            }
+        }
+        Format::Unknown | Format::Empty | Format::Safetensors | Format::Gguf | Format::Onnx => {
+            // Tensor data (raw, or formats whose size needs no inflating to be harmless here).
+        }
+        _ if storage => {}
+        other => ctx.add(
+            "archive-member-too-large",
+            Verdict::Suspicious,
+            name,
+            format!(
+                "a compressed {} member of {len} bytes is too large to inspect",
+                other.name()
+            ),
+            None,
+        ),
     }
     Ok(())
 }

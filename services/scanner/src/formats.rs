@@ -95,13 +95,15 @@ pub fn detect(head: &[u8], len: u64, path: &str) -> Format {
     }
     // An 8-byte length then a JSON object: `{"` keeps random tensor bytes from matching.
     let ext = extension(path);
-    if (head.len() >= 10 && head[8] == b'{' && (head[9] == b'"' || head[9] == b'}'))
-        || (ext == "safetensors" && len >= 8)
-    {
+    if head.len() >= 10 && head[8] == b'{' && (head[9] == b'"' || head[9] == b'}') {
         return Format::Safetensors;
     }
     if head[0] == 0x80 && head.len() > 1 && head[1] <= 5 {
         return Format::Pickle;
+    }
+    // A file named .safetensors whose header is broken is still judged as safetensors.
+    if ext == "safetensors" && len >= 8 {
+        return Format::Safetensors;
     }
     let name = file_name(path);
     if ext == "onnx" || (ext.is_empty() && protobuf::looks_like_onnx(head)) {

@@ -37,6 +37,19 @@ const ESCAPES: &[&str] = &[
     "get_flashed_messages",
 ];
 
+/// Whether `needle` occurs in `haystack` not as the tail of a longer identifier
+/// (`retrieval(` must not match `eval(`).
+fn contains_word(haystack: &str, needle: &str) -> bool {
+    let starts_with_word = needle.chars().next().is_some_and(|c| c.is_alphanumeric());
+    haystack.match_indices(needle).any(|(i, _)| {
+        !starts_with_word
+            || haystack[..i]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+    })
+}
+
 pub fn check_template(ctx: &mut Ctx, template: &str, location: &str) {
     let compact: String = template.chars().filter(|c| !c.is_whitespace()).collect();
     let lowered = compact.to_lowercase();
@@ -46,7 +59,7 @@ pub fn check_template(ctx: &mut Ctx, template: &str, location: &str) {
             .filter(|c| !c.is_whitespace())
             .collect::<String>()
             .to_lowercase();
-        if lowered.contains(&needle) {
+        if contains_word(&lowered, &needle) {
             ctx.add(
                 "template-injection",
                 Verdict::Malicious,
@@ -70,5 +83,37 @@ pub fn check_template(ctx: &mut Ctx, template: &str, location: &str) {
             "the chat template reaches attributes by computed names (attr filter or subscripted dunders), a sandbox-escape technique",
             Some("computed attribute access".into()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Limits;
+
+    fn verdict(template: &str) -> Verdict {
+        let limits = Limits::default();
+        let mut ctx = Ctx::new_for_tests(&limits);
+        check_template(&mut ctx, template, "t");
+        ctx.worst()
+    }
+
+    #[test]
+    fn ordinary_templates_are_clean() {
+        let llama = "{%- set ns = namespace(found=false) %}{%- for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>' + message['content'] | trim }}{%- if message.role == 'tool' %}retrieval(results){% endif %}{%- endfor %}{{ raise_exception('bad role') if false }}";
+        assert_eq!(verdict(llama), Verdict::Clean);
+    }
+
+    #[test]
+    fn sandbox_escapes_are_malicious() {
+        for t in [
+            "{{ self.__init__.__globals__.__builtins__ }}",
+            "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+            "{{ ''|attr('__class__') }}",
+            "{{ x['__class__'] }}",
+            "{{ lipsum.__globals__ }}",
+        ] {
+            assert_eq!(verdict(t), Verdict::Malicious, "{t}");
+        }
     }
 }

@@ -206,6 +206,11 @@ impl<'a> Ctx<'a> {
         });
     }
 
+    #[cfg(test)]
+    pub fn new_for_tests(limits: &'a Limits) -> Self {
+        Self::new(limits)
+    }
+
     pub fn findings_len(&self) -> usize {
         self.findings.len()
     }
