@@ -203,7 +203,7 @@ struct Vm<'c, 'l> {
     ctx: &'c mut Ctx<'l>,
     stack: Vec<V>,
     marks: Vec<usize>,
-    memo: HashMap<u32, V>,
+    memo: Memo,
     retained: usize,
     ops: u64,
     /// Where in the enclosing blob this pickle started (for locations).
@@ -220,7 +220,7 @@ impl<'c, 'l> Vm<'c, 'l> {
             ctx,
             stack: Vec::new(),
             marks: Vec::new(),
-            memo: HashMap::new(),
+            memo: Memo::default(),
             retained: 0,
             ops: 0,
             base,
@@ -364,12 +364,6 @@ impl<'c, 'l> Vm<'c, 'l> {
                 return Err(Stop::Limit(format!(
                     "more than {} opcodes",
                     self.ctx.limits.pickle_max_ops
-                )));
-            }
-            if self.memo.len() > self.ctx.limits.pickle_max_memo {
-                return Err(Stop::Limit(format!(
-                    "memo larger than {} entries",
-                    self.ctx.limits.pickle_max_memo
                 )));
             }
             let offset = input.pos;
@@ -616,7 +610,8 @@ impl<'c, 'l> Vm<'c, 'l> {
                     self.put(key)?;
                 }
                 0x94 => {
-                    let key = self.memo.len() as u32;
+                    let key = u32::try_from(self.memo.len)
+                        .map_err(|_| Stop::Limit("memo keys exhausted".into()))?;
                     self.put(key)?;
                 }
                 0x95 => {
@@ -758,18 +753,17 @@ impl<'c, 'l> Vm<'c, 'l> {
     }
 
     fn get(&mut self, key: u32) -> Result<(), Stop> {
-        let v = self
-            .memo
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| Stop::Invalid(format!("memo key {key} was never stored")))?;
+        if !self.memo.contains(key) {
+            return Err(Stop::Invalid(format!("memo key {key} was never stored")));
+        }
+        let v = self.memo.kept.get(&key).cloned().unwrap_or(V::Opaque);
         self.push(v)
     }
 
     fn put(&mut self, key: u32) -> Result<(), Stop> {
         let v = self.top()?.clone();
-        self.memo.insert(key, v);
-        Ok(())
+        let limit = self.ctx.limits.pickle_max_memo;
+        self.memo.insert(key, v, limit)
     }
 
     fn append(&mut self, items: Vec<V>) -> Result<(), Stop> {
@@ -895,6 +889,90 @@ impl<'c, 'l> Vm<'c, 'l> {
             .checked_mul(itemsize)
             .ok_or_else(|| Stop::Invalid("joblib array size overflows".into()))?;
         input.skip(nbytes)
+    }
+}
+
+/// Dense memo keys tracked in the bitset (16 MiB at most); larger keys use a capped set.
+const DENSE_KEYS: u32 = 1 << 27;
+/// Memo values kept for analysis; beyond this, values are remembered only as stored.
+const KEPT_VALUES: usize = 100_000;
+
+/// The memo, bounded. Ordinary large pickles memoize millions of objects; only values that can
+/// matter to the analysis (imported callables, short names that may become imports, scalars,
+/// calls with small arguments) are kept, up to a cap. Every stored key is still remembered in a
+/// bitset, so a GET of a key never stored is caught. A value that was not kept reads back as
+/// opaque, which can only make the verdict stricter (a computed import), never hide a call.
+#[derive(Default)]
+struct Memo {
+    kept: HashMap<u32, V>,
+    dense: Vec<u64>,
+    sparse: std::collections::HashSet<u32>,
+    len: u64,
+}
+
+impl Memo {
+    fn contains(&self, key: u32) -> bool {
+        if key < DENSE_KEYS {
+            self.dense
+                .get((key / 64) as usize)
+                .is_some_and(|w| w & (1 << (key % 64)) != 0)
+        } else {
+            self.sparse.contains(&key)
+        }
+    }
+
+    fn insert(&mut self, key: u32, value: V, sparse_limit: usize) -> Result<(), Stop> {
+        let fresh = !self.contains(key);
+        if key < DENSE_KEYS {
+            let word = (key / 64) as usize;
+            if self.dense.len() <= word {
+                self.dense.resize(word + 1, 0);
+            }
+            self.dense[word] |= 1 << (key % 64);
+        } else {
+            if self.sparse.len() >= sparse_limit {
+                return Err(Stop::Limit(format!(
+                    "more than {sparse_limit} sparse memo keys"
+                )));
+            }
+            self.sparse.insert(key);
+        }
+        if fresh {
+            self.len += 1;
+        }
+        match keepable(value) {
+            Some(v) if self.kept.len() < KEPT_VALUES || self.kept.contains_key(&key) => {
+                self.kept.insert(key, v);
+            }
+            _ => {
+                self.kept.remove(&key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What of a memoized value is worth keeping (see [`Memo`]).
+fn keepable(value: V) -> Option<V> {
+    let small = |v: &V| match v {
+        V::None | V::Bool(_) | V::Int(_) | V::Float | V::Global(_) => true,
+        V::Str(s) => s.len() <= 256,
+        _ => false,
+    };
+    match value {
+        V::Global(_) | V::None | V::Bool(_) | V::Int(_) | V::Float => Some(value),
+        V::Str(ref s)
+            if s.len() <= 256
+                && s.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '.') =>
+        {
+            Some(value)
+        }
+        V::Call(ref call) => match &call.1 {
+            V::Tuple(args) if args.len() <= 8 && args.iter().all(small) => Some(value),
+            _ => Some(V::Call(Rc::new((call.0.clone(), V::Opaque)))),
+        },
+        _ => None,
     }
 }
 

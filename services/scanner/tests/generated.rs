@@ -798,3 +798,20 @@ fn tokenizer_configs_and_code_files() {
         Clean,
     );
 }
+
+#[test]
+fn huge_memos_of_ordinary_pickles_stay_clean() {
+    // Two million memoized objects: far beyond any cap on kept values, still parsed exactly.
+    let mut p = proto(4);
+    p.extend([b']', MEMOIZE, MARK]);
+    for i in 0..2_000_000u32 {
+        p.extend(unicode(&format!("item-{}", i % 1000)));
+        p.push(MEMOIZE);
+        if i % 1000 == 999 {
+            p.extend([b'e', MARK]);
+        }
+    }
+    p.extend([b'e', b'h', 0, b'0', STOP]);
+    let report = assert_verdict(&p, "big.pkl", Clean);
+    assert!(report.findings.is_empty());
+}

@@ -1,0 +1,7 @@
+#![no_main]
+//! Fuzzes the scanner with `x.pkl` as the path hint: it must never panic or hang.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = kaiyuan_scanner::scan_bytes(data, "x.pkl");
+});
