@@ -36,6 +36,10 @@ if $want_test; then
     echo "installing cargo-nextest..." >&2
     cargo install --locked cargo-nextest
   fi
+  if [[ ! -x "$tools_dir/bin/cargo-fuzz" ]]; then
+    echo "building cargo-fuzz (once; cached in $tools_dir)..." >&2
+    cargo install --locked --quiet cargo-fuzz --root "$tools_dir"
+  fi
   if [[ ! -x "$tools_dir/bin/s3s-fs" ]]; then
     echo "building the s3s-fs S3-compatible server (once; cached in $tools_dir)..." >&2
     cargo install --locked --quiet s3s-fs --version '~0.14' --features binary --root "$tools_dir"

@@ -45,4 +45,25 @@ done
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# Fuzz every scanner target briefly when cargo-fuzz is installed (it needs nightly features,
+# which RUSTC_BOOTSTRAP enables on this stable toolchain).
+export PATH="$PATH:$tools_dir/bin"
+if cargo fuzz --version >/dev/null 2>&1; then
+  seconds="${KAIYUAN_FUZZ_SECONDS:-10}"
+  fuzz_target="${KAIYUAN_FUZZ_TARGET_DIR:-$HOME/.cache/kaiyuan/fuzz-target}"
+  (
+    cd fuzz
+    export RUSTC_BOOTSTRAP=1
+    cargo fuzz build --target-dir "$fuzz_target" >/dev/null
+    for target in $(cargo fuzz list); do
+      cargo fuzz run --target-dir "$fuzz_target" "$target" -- -max_total_time="$seconds" -rss_limit_mb=1024 >"$work/fuzz-$target.log" 2>&1 \
+        || { echo "fuzz target $target failed:"; tail -n 40 "$work/fuzz-$target.log"; exit 1; }
+      echo "fuzz $target: $(grep -E '^Done' "$work/fuzz-$target.log")"
+    done
+  )
+else
+  echo "cargo-fuzz is not installed: fuzz targets skipped (cargo install cargo-fuzz)"
+fi
+
 RUST_BACKTRACE=0 cargo nextest run --workspace --no-fail-fast "$@"

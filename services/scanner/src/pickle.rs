@@ -279,7 +279,9 @@ impl<'c, 'l> Vm<'c, 'l> {
     }
 
     fn bytes_value(&mut self, input: &mut Input<impl BufRead>, n: u64) -> Result<V, Stop> {
-        if self.retained as u64 + n <= self.ctx.limits.pickle_max_retained_bytes as u64 {
+        if (self.retained as u64).saturating_add(n)
+            <= self.ctx.limits.pickle_max_retained_bytes as u64
+        {
             let data = input.take(n)?;
             self.retained += data.len();
             Ok(V::Bytes(Some(data.into())))
@@ -291,7 +293,8 @@ impl<'c, 'l> Vm<'c, 'l> {
 
     fn str_value(&mut self, input: &mut Input<impl BufRead>, n: u64) -> Result<V, Stop> {
         if n as usize <= SMALL_STRING
-            || self.retained as u64 + n <= self.ctx.limits.pickle_max_retained_bytes as u64
+            || (self.retained as u64).saturating_add(n)
+                <= self.ctx.limits.pickle_max_retained_bytes as u64
         {
             let data = input.take(n)?;
             let s =
@@ -737,7 +740,8 @@ impl<'c, 'l> Vm<'c, 'l> {
 
     fn latin1_value(&mut self, input: &mut Input<impl BufRead>, n: u64) -> Result<V, Stop> {
         if n as usize <= SMALL_STRING
-            || self.retained as u64 + n <= self.ctx.limits.pickle_max_retained_bytes as u64
+            || (self.retained as u64).saturating_add(n)
+                <= self.ctx.limits.pickle_max_retained_bytes as u64
         {
             let data = input.take(n)?;
             self.retained += data.len();
@@ -767,6 +771,7 @@ impl<'c, 'l> Vm<'c, 'l> {
     }
 
     fn append(&mut self, items: Vec<V>) -> Result<(), Stop> {
+        let items: Vec<V> = items.into_iter().map(detach).collect();
         match self.top()? {
             V::List(list) => {
                 let mut list = list.borrow_mut();
@@ -781,6 +786,10 @@ impl<'c, 'l> Vm<'c, 'l> {
     }
 
     fn set_items(&mut self, items: Vec<(V, V)>) -> Result<(), Stop> {
+        let items: Vec<(V, V)> = items
+            .into_iter()
+            .map(|(k, v)| (detach(k), detach(v)))
+            .collect();
         match self.top()? {
             V::Dict(dict) => {
                 let mut dict = dict.borrow_mut();
@@ -973,6 +982,44 @@ fn keepable(value: V) -> Option<V> {
             _ => Some(V::Call(Rc::new((call.0.clone(), V::Opaque)))),
         },
         _ => None,
+    }
+}
+
+/// A value as stored inside a mutable container: lists and dicts within it become opaque, so
+/// that no container can (directly or through tuples and calls) contain itself. Reference
+/// cycles would leak memory on every scan of a hostile pickle.
+fn detach(v: V) -> V {
+    fn holds_mutable(v: &V, depth: usize) -> bool {
+        match v {
+            V::List(_) | V::Dict(_) => true,
+            _ if depth > 16 => true,
+            V::Tuple(items) => items.iter().any(|i| holds_mutable(i, depth + 1)),
+            V::Call(call) => holds_mutable(&call.0, depth + 1) || holds_mutable(&call.1, depth + 1),
+            _ => false,
+        }
+    }
+    fn rebuild(v: V, depth: usize) -> V {
+        match v {
+            V::List(_) | V::Dict(_) => V::Opaque,
+            _ if depth > 16 => V::Opaque,
+            V::Tuple(items) => V::Tuple(Rc::new(
+                items
+                    .iter()
+                    .cloned()
+                    .map(|i| rebuild(i, depth + 1))
+                    .collect(),
+            )),
+            V::Call(call) => V::Call(Rc::new((
+                rebuild(call.0.clone(), depth + 1),
+                rebuild(call.1.clone(), depth + 1),
+            ))),
+            other => other,
+        }
+    }
+    if holds_mutable(&v, 0) {
+        rebuild(v, 0)
+    } else {
+        v
     }
 }
 

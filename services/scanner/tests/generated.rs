@@ -815,3 +815,27 @@ fn huge_memos_of_ordinary_pickles_stay_clean() {
     let report = assert_verdict(&p, "big.pkl", Clean);
     assert!(report.findings.is_empty());
 }
+
+/// Found by fuzzing: a length near u64::MAX after some retained bytes overflowed the budget sum.
+#[test]
+fn huge_length_fields_after_retained_bytes_do_not_overflow() {
+    for op in [0x8eu8, 0x8d] {
+        let mut p = cat(&[&proto(4), &unicode("retained")]);
+        p.push(op);
+        p.extend((u64::MAX - 3).to_le_bytes());
+        assert_verdict(&p, "a.pkl", Malformed);
+    }
+}
+
+/// Found by fuzzing: a list appended to itself formed a reference cycle that leaked memory on
+/// every scan. Containers are stored detached; the pickle is still parsed to its end.
+#[test]
+fn self_referencing_containers_parse() {
+    let cyclic = cat(&[
+        &proto(2),
+        &[
+            b']', b'q', 0, b'h', 0, b'a', b'}', b'q', 1, b'h', 1, b'h', 1, b's', b'0', STOP,
+        ],
+    ]);
+    assert_verdict(&cyclic, "a.pkl", Clean);
+}
