@@ -93,7 +93,8 @@ pub struct Report {
 /// Hard caps that keep a scan bounded whatever the input.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Opcodes executed per pickle.
+    /// Opcodes executed per pickle. Every opcode consumes at least one byte and pickles have no
+    /// jumps, so time is linear in size anyway; this only stops pathological multi-GiB pickles.
     pub pickle_max_ops: u64,
     pub pickle_max_stack: usize,
     pub pickle_max_memo: usize,
@@ -116,7 +117,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            pickle_max_ops: 50_000_000,
+            pickle_max_ops: 4_000_000_000,
             pickle_max_stack: 100_000,
             pickle_max_memo: 1_000_000,
             pickle_max_retained_bytes: 16 * 1024 * 1024,
