@@ -99,26 +99,41 @@ pub(crate) fn scan_keras_config(ctx: &mut Ctx, bytes: &[u8], location: &str) {
 }
 
 /// HDF5 stores `model_config` as a string attribute; its JSON is found by its anchor rather
-/// than by implementing HDF5 (only the config matters for code execution).
+/// than by implementing HDF5 (only the config matters for code execution). The file is streamed
+/// in windows, so memory stays bounded whatever its size.
 pub(crate) fn scan_hdf5(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Result<&'static str> {
-    let cap = len.min(ctx.limits.max_structure_bytes);
-    let bytes = read_at(blob, 0, cap, len, cap)?;
-    let mut found = false;
-    let mut search = 0usize;
-    while let Some(rel) = find(&bytes[search..], b"{\"class_name\"") {
-        let start = search + rel;
-        if let Some(end) = json_end(&bytes[start..]) {
-            let json = &bytes[start..start + end];
-            if serde_json::from_slice::<Value>(json).is_ok() {
-                found = true;
-                scan_keras_config(ctx, json, "model_config");
+    const WINDOW: u64 = 1 << 20;
+    const NEEDLE: &[u8] = b"{\"class_name\"";
+    const MAX_CONFIGS: usize = 16;
+    const MAX_CONFIG: u64 = 16 << 20;
+    let mut found = 0usize;
+    let mut offset = 0u64;
+    while offset < len && found < MAX_CONFIGS {
+        let size = WINDOW.min(len - offset);
+        let window = read_at(blob, offset, size, len, WINDOW)?;
+        let mut at = 0usize;
+        while let Some(rel) = find(&window[at..], NEEDLE) {
+            let start = offset + (at + rel) as u64;
+            let cap = MAX_CONFIG.min(len - start);
+            let candidate = read_at(blob, start, cap, len, MAX_CONFIG)?;
+            if let Some(end) = json_end(&candidate)
+                && serde_json::from_slice::<Value>(&candidate[..end]).is_ok()
+            {
+                found += 1;
+                scan_keras_config(ctx, &candidate[..end], "model_config");
             }
-            search = start + end;
-        } else {
-            search = start + 1;
+            at += rel + 1;
+            if found >= MAX_CONFIGS {
+                break;
+            }
+        }
+        // Overlap so an anchor split across two windows is still found.
+        offset += size.saturating_sub(NEEDLE.len() as u64 - 1).max(1);
+        if offset + NEEDLE.len() as u64 > len {
+            break;
         }
     }
-    Ok(if found { "keras-h5" } else { "hdf5" })
+    Ok(if found > 0 { "keras-h5" } else { "hdf5" })
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

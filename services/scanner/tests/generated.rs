@@ -839,3 +839,19 @@ fn self_referencing_containers_parse() {
     ]);
     assert_verdict(&cyclic, "a.pkl", Clean);
 }
+
+#[test]
+fn hdf5_configs_are_found_anywhere_in_the_file() {
+    let lambda = r#"{"class_name":"Sequential","config":{"layers":[{"class_name":"Lambda","config":{"function":"x"}}]}}"#;
+    for at in [100usize, (1 << 20) - 5, 3 << 20] {
+        let mut h5 = b"\x89HDF\r\n\x1a\n".to_vec();
+        h5.resize(at, 0);
+        h5.extend_from_slice(lambda.as_bytes());
+        h5.extend_from_slice(&[0u8; 64]);
+        let report = assert_verdict(&h5, "model.h5", Malicious);
+        assert_eq!(report.format, "keras-h5", "config at {at}");
+    }
+    let mut clean = b"\x89HDF\r\n\x1a\n".to_vec();
+    clean.extend_from_slice(br#"{"class_name":"Sequential","config":{"layers":[{"module":"keras.layers","class_name":"Dense","config":{}}]}}"#);
+    assert_verdict(&clean, "model.h5", Clean);
+}
