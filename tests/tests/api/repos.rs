@@ -1,6 +1,6 @@
 //! Repositories: names, visibility, search and pagination, settings, soft delete.
 
-use kaiyuan_tests::{Backend, expect_error, expect_status, spawn_app, spawn_app_with};
+use kaiyuan_tests::{Backend, TestApp, expect_error, expect_status, spawn_app, spawn_app_with};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -70,6 +70,24 @@ async fn creates_a_repository_with_main_and_an_initial_commit(pool: PgPool) {
         )
         .await;
     expect_error(res, StatusCode::FORBIDDEN, "insufficient-role").await;
+}
+
+/// Follows `next_cursor` from the first page to the last, anonymously.
+async fn walk_pages(app: &TestApp, sort: &str, limit: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/repos?sort={sort}&limit={limit}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = expect_status(app.get(&path, None).await, StatusCode::OK).await;
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return seen,
+        }
+    }
 }
 
 fn ids(page: &Value) -> Vec<String> {
@@ -161,23 +179,9 @@ async fn search_filters_sorts_and_pages_without_leaking_private_repos(pool: PgPo
         "the last commit updated it"
     );
 
-    // Walk every page of two by name: all public repositories once, in order.
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/api/v1/repos?sort=name&limit=2&cursor={c}"),
-            None => "/api/v1/repos?sort=name&limit=2".to_string(),
-        };
-        let page = expect_status(app.get(&path, None).await, StatusCode::OK).await;
-        seen.extend(ids(&page));
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
+    // Walk every page: all public repositories once, in order.
     assert_eq!(
-        seen,
+        walk_pages(&app, "name", 2).await,
         [
             "alice/bert-tiny",
             "alice/llama-ft",
@@ -186,23 +190,8 @@ async fn search_filters_sorts_and_pages_without_leaking_private_repos(pool: PgPo
             "bob/llama-adapter"
         ]
     );
-    // The same walk by creation time.
-    let mut by_created = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/api/v1/repos?sort=created&limit=4&cursor={c}"),
-            None => "/api/v1/repos?sort=created&limit=4".to_string(),
-        };
-        let page = expect_status(app.get(&path, None).await, StatusCode::OK).await;
-        by_created.extend(ids(&page));
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
     assert_eq!(
-        by_created,
+        walk_pages(&app, "created", 4).await,
         [
             "bob/llama-adapter",
             "alice/bert-tiny",

@@ -40,12 +40,18 @@ pub async fn enqueue(
     .bind(request_id)
     .fetch_one(&mut *conn)
     .await?;
+    notify(conn, kind).await?;
+    Ok(id)
+}
+
+/// Wakes idle workers; delivered when the caller's transaction commits.
+pub async fn notify(conn: &mut PgConnection, kind: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
         .bind(kind)
         .execute(conn)
         .await?;
-    Ok(id)
+    Ok(())
 }
 
 /// Claims the next runnable job: a queued one that is due, or a running one whose lease expired

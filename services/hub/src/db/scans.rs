@@ -78,30 +78,15 @@ pub async fn enqueue_for_commit(
     version: &str,
     request_id: Option<&str>,
 ) -> sqlx::Result<u64> {
-    let done = sqlx::query(
-        "INSERT INTO jobs (kind, payload, priority, request_id)
-         SELECT $5, jsonb_build_object('sha256', encode(f.sha256, 'hex'), 'path', min(f.path)), $6, $4
-         FROM commit_files f JOIN blobs b ON b.sha256 = f.sha256
-         WHERE f.repository_id = $1 AND f.commit_id = $2 AND b.scan_version IS DISTINCT FROM $3
-         GROUP BY f.sha256
-         ON CONFLICT ((payload ->> 'sha256')) WHERE kind = 'scan-blob' AND state IN ('queued', 'running') DO NOTHING",
+    enqueue(
+        conn,
+        Some((repository_id, commit_id)),
+        version,
+        false,
+        PRIORITY_NEW,
+        request_id,
     )
-    .bind(repository_id)
-    .bind(commit_id)
-    .bind(version)
-    .bind(request_id)
-    .bind(SCAN_BLOB)
-    .bind(PRIORITY_NEW)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() > 0 {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(super::jobs::CHANNEL)
-            .bind(SCAN_BLOB)
-            .execute(conn)
-            .await?;
-    }
-    Ok(done.rows_affected())
+    .await
 }
 
 /// Queues background rescans: of every referenced blob (`force`), or of those whose current
@@ -111,26 +96,39 @@ pub async fn enqueue_rescans(
     version: &str,
     force: bool,
 ) -> sqlx::Result<u64> {
+    enqueue(conn, None, version, force, PRIORITY_RESCAN, None).await
+}
+
+/// One `scan-blob` job per referenced blob (of one commit, or of the whole hub) that needs a
+/// scan, with one of its paths as the format hint.
+async fn enqueue(
+    conn: &mut PgConnection,
+    commit: Option<(i64, &str)>,
+    version: &str,
+    force: bool,
+    priority: i32,
+    request_id: Option<&str>,
+) -> sqlx::Result<u64> {
     let done = sqlx::query(
-        "INSERT INTO jobs (kind, payload, priority)
-         SELECT $3, jsonb_build_object('sha256', encode(f.sha256, 'hex'), 'path', min(f.path)), $4
+        "INSERT INTO jobs (kind, payload, priority, request_id)
+         SELECT $5, jsonb_build_object('sha256', encode(f.sha256, 'hex'), 'path', min(f.path)), $6, $7
          FROM commit_files f JOIN blobs b ON b.sha256 = f.sha256
-         WHERE $2 OR b.scan_version IS DISTINCT FROM $1
+         WHERE ($1::bigint IS NULL OR (f.repository_id = $1 AND f.commit_id = $2))
+           AND ($4 OR b.scan_version IS DISTINCT FROM $3)
          GROUP BY f.sha256
          ON CONFLICT ((payload ->> 'sha256')) WHERE kind = 'scan-blob' AND state IN ('queued', 'running') DO NOTHING",
     )
+    .bind(commit.map(|c| c.0))
+    .bind(commit.map(|c| c.1))
     .bind(version)
     .bind(force)
     .bind(SCAN_BLOB)
-    .bind(PRIORITY_RESCAN)
+    .bind(priority)
+    .bind(request_id)
     .execute(&mut *conn)
     .await?;
     if done.rows_affected() > 0 {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(super::jobs::CHANNEL)
-            .bind(SCAN_BLOB)
-            .execute(conn)
-            .await?;
+        super::jobs::notify(conn, SCAN_BLOB).await?;
     }
     Ok(done.rows_affected())
 }
