@@ -36,6 +36,15 @@ if $want_test; then
     echo "installing cargo-nextest..." >&2
     cargo install --locked cargo-nextest
   fi
+  # Python packages that write real model files for the scanner's tests, in a venv outside the clone.
+  py_env="${KAIYUAN_PY_ENV:-$HOME/.cache/kaiyuan/py}"
+  requirements="$(dirname "$0")/../tests/python/requirements.txt"
+  if ! cmp -s "$requirements" "$py_env/requirements.txt" 2>/dev/null; then
+    echo "installing the Python test packages into $py_env..." >&2
+    python3 -m venv "$py_env"
+    "$py_env/bin/pip" install -q -r "$requirements"
+    cp "$requirements" "$py_env/requirements.txt"
+  fi
   if [[ ! -x "$tools_dir/bin/cargo-fuzz" ]]; then
     echo "building cargo-fuzz (once; cached in $tools_dir)..." >&2
     cargo install --locked --quiet cargo-fuzz --root "$tools_dir"

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::io::{self, Read, Seek, SeekFrom};
 
-use flate2::read::{DeflateDecoder, GzDecoder};
+use flate2::read::{DeflateDecoder, GzDecoder, ZlibDecoder};
 
 use crate::formats::Format;
 use crate::{Blob, Ctx, Section, Verdict, pickle, read_at};
@@ -702,34 +702,52 @@ pub(crate) fn scan_tar(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Resu
     Ok(if legacy { "pytorch-legacy-tar" } else { "tar" })
 }
 
-pub(crate) fn scan_gzip(
+/// A single-stream compression wrapper that is inflated and scanned as its content.
+#[derive(Clone, Copy)]
+pub(crate) enum Wrapper {
+    Gzip,
+    /// Raw zlib streams, as joblib writes with `compress=N`.
+    Zlib,
+}
+
+pub(crate) fn scan_compressed(
     ctx: &mut Ctx,
     blob: &mut dyn Blob,
     len: u64,
     path: &str,
+    wrapper: Wrapper,
 ) -> io::Result<&'static str> {
+    let name = match wrapper {
+        Wrapper::Gzip => "gzip",
+        Wrapper::Zlib => "zlib",
+    };
     blob.seek(SeekFrom::Start(0))?;
     let limit = ctx.limits.max_member_in_memory.min(
         len.saturating_mul(ctx.limits.max_compression_ratio)
             .max(1 << 20),
     );
     let mut data = Vec::new();
-    let read = GzDecoder::new(Section::new(blob, 0, len))
-        .take(limit + 1)
-        .read_to_end(&mut data);
+    let section = Section::new(blob, 0, len);
+    let read = match wrapper {
+        Wrapper::Gzip => GzDecoder::new(section)
+            .take(limit + 1)
+            .read_to_end(&mut data),
+        Wrapper::Zlib => ZlibDecoder::new(section)
+            .take(limit + 1)
+            .read_to_end(&mut data),
+    };
     if read.is_err() {
         ctx.add(
-            "gzip-malformed",
+            "compression-malformed",
             Verdict::Malformed,
             "",
-            "the gzip stream is corrupt",
+            format!("the {name} stream is corrupt"),
             None,
         );
-        return Ok("gzip");
+        return Ok(name);
     }
     if data.len() as u64 > limit {
-        let rule_is_bomb = limit < ctx.limits.max_member_in_memory;
-        if rule_is_bomb {
+        if limit < ctx.limits.max_member_in_memory {
             ctx.add(
                 "archive-bomb",
                 Verdict::Malicious,
@@ -749,15 +767,18 @@ pub(crate) fn scan_gzip(
                 None,
             );
         }
-        return Ok("gzip");
+        return Ok(name);
     }
     ctx.inflated = ctx.inflated.saturating_add(data.len() as u64);
-    let inner = path.trim_end_matches(".gz").trim_end_matches(".tgz");
+    let inner = path
+        .trim_end_matches(".gz")
+        .trim_end_matches(".tgz")
+        .trim_end_matches(".z");
     let inner = if inner.is_empty() { "content" } else { inner };
     ctx.scan_member(
         &mut io::Cursor::new(&data[..]),
         data.len() as u64,
         &format!("{inner} (decompressed)"),
     );
-    Ok("gzip")
+    Ok(name)
 }

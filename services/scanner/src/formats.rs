@@ -10,7 +10,9 @@ pub enum Format {
     Zip,
     Tar,
     Gzip,
-    Zstd,
+    Zlib,
+    /// xz, bzip2, 7z, lz4, zstd: recognised, not inflated.
+    OtherCompression(&'static str),
     Pickle,
     /// Might be a protocol 0/1 pickle (no `\x80` marker): confirmed only if it parses.
     MaybePickle,
@@ -33,7 +35,8 @@ impl Format {
             Format::Zip => "zip",
             Format::Tar => "tar",
             Format::Gzip => "gzip",
-            Format::Zstd => "zstd",
+            Format::Zlib => "zlib",
+            Format::OtherCompression(name) => name,
             Format::Pickle | Format::MaybePickle => "pickle",
             Format::Npy => "numpy-npy",
             Format::Safetensors => "safetensors",
@@ -75,8 +78,24 @@ pub fn detect(head: &[u8], len: u64, path: &str) -> Format {
     if head.starts_with(&[0x1f, 0x8b]) {
         return Format::Gzip;
     }
-    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Format::Zstd;
+    // A zlib header: deflate method, a window size, and a check value that divides by 31.
+    if head.len() >= 2
+        && head[0] == 0x78
+        && matches!(head[1], 0x01 | 0x5e | 0x9c | 0xda)
+        && (u16::from(head[0]) * 256 + u16::from(head[1])) % 31 == 0
+    {
+        return Format::Zlib;
+    }
+    for (magic, name) in [
+        (&b"\x28\xb5\x2f\xfd"[..], "zstd"),
+        (&b"\xfd7zXZ\x00"[..], "xz"),
+        (&b"BZh"[..], "bzip2"),
+        (&b"7z\xbc\xaf\x27\x1c"[..], "7z"),
+        (&b"\x04\x22\x4d\x18"[..], "lz4"),
+    ] {
+        if head.starts_with(magic) {
+            return Format::OtherCompression(name);
+        }
     }
     if head.starts_with(b"GGUF") {
         return Format::Gguf;
@@ -143,7 +162,16 @@ pub fn check_extension(ctx: &mut Ctx, format: Format, path: &str) {
             Format::MaybePickle,
             Format::Tar,
         ],
-        "pkl" | "pickle" | "joblib" => &[Format::Pickle, Format::MaybePickle, Format::Zip],
+        "pkl" | "pickle" => &[Format::Pickle, Format::MaybePickle, Format::Zip],
+        "joblib" => &[
+            Format::Pickle,
+            Format::MaybePickle,
+            Format::Zlib,
+            Format::Gzip,
+            Format::OtherCompression("xz"),
+            Format::OtherCompression("bzip2"),
+            Format::OtherCompression("lz4"),
+        ],
         "h5" | "hdf5" => &[Format::Hdf5],
         "tar" => &[Format::Tar],
         "gz" | "tgz" => &[Format::Gzip],
@@ -176,16 +204,17 @@ pub fn run(
     Ok(match format {
         Format::Zip => archive::scan_zip(ctx, blob, len)?,
         Format::Tar => archive::scan_tar(ctx, blob, len)?,
-        Format::Gzip => archive::scan_gzip(ctx, blob, len, path)?,
-        Format::Zstd => {
+        Format::Gzip => archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Gzip)?,
+        Format::Zlib => archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Zlib)?,
+        Format::OtherCompression(name) => {
             ctx.add(
                 "unsupported-compression",
                 Verdict::Suspicious,
                 "",
-                "zstd-compressed content cannot be inspected yet",
-                None,
+                format!("{name}-compressed content cannot be inspected: whatever it holds was not scanned"),
+                Some(name.to_string()),
             );
-            "zstd"
+            name
         }
         Format::Pickle => pickle::scan_file(ctx, blob, len)?,
         Format::MaybePickle => pickle::scan_maybe(ctx, blob, len)?,
