@@ -191,6 +191,8 @@ pub(crate) fn scan_zip(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Resu
     };
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
     let kind = zip_kind(&names);
+    let refs_before = ctx.storage_refs.len();
+    check_hidden_entries(ctx, blob, len, &entries)?;
     let mut seen = HashSet::new();
     for entry in &entries {
         if !seen.insert(entry.name.as_str()) {
@@ -204,10 +206,134 @@ pub(crate) fn scan_zip(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Resu
         }
         check_zip_entry(ctx, blob, len, entry, kind)?;
     }
+    if kind == "pytorch-zip" {
+        let refs = ctx.storage_refs.split_off(refs_before);
+        check_storages(ctx, &entries, &refs);
+    }
     if kind == "torchscript" {
         ctx.add("torchscript-code", Verdict::Suspicious, "", "a TorchScript archive: its code/ members are Python source that torch.jit.load compiles and runs", None);
     }
     Ok(kind)
+}
+
+/// Bytes per element of PyTorch's typed storage classes.
+fn storage_element_size(kind: &str) -> Option<u64> {
+    Some(match kind {
+        "UntypedStorage" | "ByteStorage" | "CharStorage" | "BoolStorage" | "QUInt8Storage"
+        | "QInt8Storage" => 1,
+        "HalfStorage" | "BFloat16Storage" | "ShortStorage" => 2,
+        "FloatStorage" | "IntStorage" | "QInt32Storage" => 4,
+        "DoubleStorage" | "LongStorage" | "ComplexFloatStorage" => 8,
+        "ComplexDoubleStorage" => 16,
+        _ => return None,
+    })
+}
+
+/// Every persistent id of `data.pkl` must name an existing `data/<key>` member of the right
+/// size, and every storage member must be referenced: anything else is a parser disagreement
+/// or a place to hide bytes.
+fn check_storages(ctx: &mut Ctx, entries: &[ZipEntry], refs: &[(String, String, u64)]) {
+    let Some(prefix) = entries.iter().find_map(|e| e.name.strip_suffix("data.pkl")) else {
+        return;
+    };
+    let prefix = prefix.to_string();
+    let mut referenced = HashSet::new();
+    for (key, kind, numel) in refs {
+        let name = format!("{prefix}data/{key}");
+        referenced.insert(name.clone());
+        let Some(entry) = entries.iter().find(|e| e.name == name) else {
+            ctx.add(
+                "pytorch-missing-storage",
+                Verdict::Malformed,
+                &name,
+                format!("data.pkl refers to storage `{key}` but the archive has no such member"),
+                Some(key.clone()),
+            );
+            continue;
+        };
+        if let Some(size) = storage_element_size(kind) {
+            let needed = numel.checked_mul(size);
+            if needed != Some(entry.uncompressed) {
+                ctx.add(
+                    "pytorch-storage-size",
+                    Verdict::Malformed,
+                    &name,
+                    format!(
+                        "storage `{key}` holds {} bytes but {numel} × {kind} needs {}",
+                        entry.uncompressed,
+                        needed.map_or("overflowing".into(), |n| n.to_string())
+                    ),
+                    None,
+                );
+            }
+        }
+    }
+    for entry in entries
+        .iter()
+        .filter(|e| is_storage_member(&e.name) && e.name.starts_with(&prefix))
+    {
+        if !referenced.contains(&entry.name) {
+            ctx.add(
+                "pytorch-unreferenced-member",
+                Verdict::Suspicious,
+                &entry.name,
+                "a storage member that no tensor refers to: bytes hidden in a checkpoint",
+                Some(entry.name.clone()),
+            );
+        }
+    }
+}
+
+/// Local file headers that no central-directory entry accounts for: a member that some readers
+/// (those walking local headers) see and others do not.
+fn check_hidden_entries(
+    ctx: &mut Ctx,
+    blob: &mut dyn Blob,
+    len: u64,
+    entries: &[ZipEntry],
+) -> io::Result<()> {
+    let mut spans: Vec<(u64, u64)> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if let Some(start) = data_start(blob, len, entry)? {
+            let descriptor = if entry.flags & 0x8 != 0 { 24 } else { 0 };
+            spans.push((
+                entry.local_offset,
+                start
+                    .saturating_add(entry.compressed)
+                    .saturating_add(descriptor),
+            ));
+        }
+    }
+    spans.sort_unstable();
+    let mut covered = 0u64;
+    let mut gaps = Vec::new();
+    for (start, end) in spans {
+        if start > covered {
+            gaps.push((covered, start));
+        }
+        covered = covered.max(end);
+    }
+    for (start, end) in gaps.into_iter().take(16) {
+        let size = (end - start).min(1 << 20);
+        let bytes = read_at(blob, start, size, len, 1 << 20)?;
+        if let Some(at) = bytes.windows(4).position(|w| w == b"PK\x03\x04") {
+            let offset = start + at as u64;
+            ctx.add("zip-hidden-entry", Verdict::Suspicious, format!("offset {offset}"), "a local file header that the central directory does not list: readers disagree on the archive's members", None);
+            if let Ok(header) = read_at(blob, offset, 30, len, 30) {
+                let (method, csize) = (u16le(&header, 8), u32le(&header, 18) as u64);
+                let (name_len, extra_len) = (u16le(&header, 26) as u64, u16le(&header, 28) as u64);
+                let name = read_at(blob, offset + 30, name_len, len, 65_535)
+                    .map(|n| String::from_utf8_lossy(&n).into_owned())
+                    .unwrap_or_default();
+                let data = offset + 30 + name_len + extra_len;
+                if method == 0 && data.checked_add(csize).is_some_and(|e| e <= len) {
+                    let mut section = Section::new(blob, data, csize);
+                    ctx.scan_member(&mut section, csize, &format!("<hidden {name}>"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The decompressed bytes of a small member (configs), or `None` when it cannot be read.

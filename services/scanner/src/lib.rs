@@ -160,6 +160,9 @@ pub(crate) struct Ctx<'a> {
     prefix: String,
     pub depth: usize,
     pub inflated: u64,
+    /// PyTorch storages referenced by persistent ids in the pickles scanned so far:
+    /// (key, storage type, element count).
+    pub storage_refs: Vec<(String, String, u64)>,
 }
 
 impl<'a> Ctx<'a> {
@@ -170,6 +173,7 @@ impl<'a> Ctx<'a> {
             prefix: String::new(),
             depth: 0,
             inflated: 0,
+            storage_refs: Vec::new(),
         }
     }
 

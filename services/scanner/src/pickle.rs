@@ -703,7 +703,8 @@ impl<'c, 'l> Vm<'c, 'l> {
                     self.push(V::PersistentId)?;
                 }
                 b'Q' => {
-                    self.pop()?;
+                    let pid = self.pop()?;
+                    self.record_storage(&pid);
                     self.push(V::PersistentId)?;
                 }
                 0x82..=0x84 => {
@@ -753,6 +754,27 @@ impl<'c, 'l> Vm<'c, 'l> {
         } else {
             input.skip(n)?;
             Ok(V::Opaque)
+        }
+    }
+
+    /// PyTorch's persistent ids: `('storage', <storage type>, key, location, numel)`.
+    fn record_storage(&mut self, pid: &V) {
+        let V::Tuple(items) = pid else { return };
+        if items.len() < 5
+            || items[0].as_str() != Some("storage")
+            || self.ctx.storage_refs.len() >= 1_000_000
+        {
+            return;
+        }
+        let (Some((_, kind)), Some(key), V::Int(numel)) =
+            (items[1].global(), items[2].as_str(), &items[4])
+        else {
+            return;
+        };
+        if *numel >= 0 {
+            self.ctx
+                .storage_refs
+                .push((key.to_string(), kind.to_string(), *numel as u64));
         }
     }
 

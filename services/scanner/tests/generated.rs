@@ -855,3 +855,50 @@ fn hdf5_configs_are_found_anywhere_in_the_file() {
     clean.extend_from_slice(br#"{"class_name":"Sequential","config":{"layers":[{"module":"keras.layers","class_name":"Dense","config":{}}]}}"#);
     assert_verdict(&clean, "model.h5", Clean);
 }
+
+#[test]
+fn pytorch_storages_must_match_their_references() {
+    // data.pkl refers to storage "5", which does not exist.
+    let missing = pytorch_zip(
+        &state_dict_pickle(&[("w", "0"), ("b", "1"), ("x", "5")]),
+        &[],
+    );
+    assert_rule(
+        &assert_verdict(&missing, "model.pt", Malformed),
+        "pytorch-missing-storage",
+    );
+    // A storage whose size contradicts numel × element size.
+    let mut zip = Zip::new();
+    zip.add("archive/data.pkl", &state_dict_pickle(&[("w", "0")]))
+        .add("archive/data/0", &[0u8; 12])
+        .add("archive/version", b"3\n");
+    assert_rule(
+        &assert_verdict(&zip.finish(), "model.pt", Malformed),
+        "pytorch-storage-size",
+    );
+    // A storage nothing refers to: bytes hidden in the checkpoint.
+    let unreferenced = pytorch_zip(&state_dict_pickle(&[("w", "0")]), &[]);
+    assert_rule(
+        &assert_verdict(&unreferenced, "model.pt", Suspicious),
+        "pytorch-unreferenced-member",
+    );
+}
+
+#[test]
+fn members_missing_from_the_central_directory_are_found_and_scanned() {
+    let mut zip = Zip::new();
+    zip.add("archive/data.pkl", &state_dict_pickle(&[("w", "0")]))
+        .add_hidden("archive/evil.pkl", &call("posix", "system", "id"))
+        .add("archive/data/0", &1.5f32.to_le_bytes().repeat(4))
+        .add("archive/version", b"3\n");
+    let report = assert_verdict(&zip.finish(), "model.pt", Malicious);
+    assert_rule(&report, "zip-hidden-entry");
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.location.contains("<hidden archive/evil.pkl>")
+                && f.evidence.as_deref() == Some("posix.system")),
+        "{report:#?}"
+    );
+}

@@ -162,6 +162,16 @@ impl Zip {
         self
     }
 
+    /// A stored member with a local header only: absent from the central directory.
+    pub fn add_hidden(&mut self, name: &str, data: &[u8]) -> &mut Self {
+        let count = self.count;
+        let central = self.central.len();
+        self.add(name, data);
+        self.central.truncate(central);
+        self.count = count;
+        self
+    }
+
     pub fn finish(&self) -> Vec<u8> {
         let mut out = self.out.clone();
         let cd_offset = out.len() as u32;
