@@ -128,7 +128,7 @@ pub fn detect(head: &[u8], len: u64, path: &str) -> Format {
     if ext == "onnx" || (ext.is_empty() && protobuf::looks_like_onnx(head)) {
         return Format::Onnx;
     }
-    if ext == "pb" || name == "saved_model.pb" {
+    if ext == "pb" || name == "saved_model.pb" || protobuf::looks_like_saved_model(head) {
         return Format::TfSavedModel;
     }
     if ext == "py" {

@@ -507,10 +507,20 @@ fn dangerous_op(op: &str) -> Option<(&'static str, Verdict)> {
     })
 }
 
+/// Whether the first bytes look like a SavedModel (schema version 1, then the meta graphs).
+pub fn looks_like_saved_model(head: &[u8]) -> bool {
+    head.starts_with(&[0x08, 0x01, 0x12])
+}
+
 pub(crate) fn scan_saved_model(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Result<()> {
+    let mut head = [0u8; 3];
+    blob.seek(io::SeekFrom::Start(0))?;
+    let is_saved_model = blob.read_exact(&mut head).is_ok() && looks_like_saved_model(&head);
     let mut r = reader(blob, len)?;
     let mut ops: Vec<String> = Vec::new();
-    if let Err(why) = collect_ops(&mut r, len, 0, &mut ops) {
+    // A SavedModel, or else a frozen GraphDef (what `tf.compat.v1` imports from a .pb).
+    let level = if is_saved_model { 0 } else { 2 };
+    if let Err(why) = collect_ops(&mut r, len, level, &mut ops) {
         ctx.add(
             "tf-malformed",
             Verdict::Malformed,

@@ -902,3 +902,18 @@ fn members_missing_from_the_central_directory_are_found_and_scanned() {
         "{report:#?}"
     );
 }
+
+#[test]
+fn tensorflow_graphs_are_recognised_without_their_usual_names() {
+    let node = |op: &str| pb::msg(1, &[pb::bytes(1, b"n"), pb::bytes(2, op.as_bytes())]);
+    let saved_model = [
+        pb::int(1, 1),
+        pb::msg(2, &[pb::msg(2, &[node("Placeholder"), node("ReadFile")])]),
+    ]
+    .concat();
+    let report = assert_verdict(&saved_model, "weights.bin", Malicious);
+    assert_eq!(report.format, "tf-savedmodel");
+    // A frozen GraphDef (nodes at the top level) named .pb.
+    let frozen = [node("Const"), node("PyFunc")].concat();
+    assert_verdict(&frozen, "frozen_graph.pb", Malicious);
+}
