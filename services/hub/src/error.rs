@@ -120,6 +120,33 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// The names Hugging Face clients map to their exceptions (`X-Error-Code`), for the codes that
+/// have one; every other error keeps its kaiyuan code there too.
+fn hf_error_code(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "repository-not-found" => "RepoNotFound",
+        "revision-not-found" => "RevisionNotFound",
+        "entry-not-found" => "EntryNotFound",
+        "gated" => "GatedRepo",
+        _ => return None,
+    })
+}
+
+/// A message as a header value: visible ASCII only, bounded.
+pub fn header_text(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(1024)
+        .collect()
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status
@@ -134,7 +161,11 @@ impl ResponseError for ApiError {
             );
         }
         HttpResponse::build(self.status)
-            .insert_header(("X-Error-Code", self.code))
+            .insert_header((
+                "X-Error-Code",
+                hf_error_code(self.code).unwrap_or(self.code),
+            ))
+            .insert_header(("X-Error-Message", header_text(&self.message)))
             .json(ErrorBody {
                 error: ErrorDetail {
                     code: self.code.into(),

@@ -7,6 +7,7 @@ mod authz;
 mod commits;
 mod downloads;
 mod gc;
+mod hf;
 mod jobs;
 mod ops;
 mod repos;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, route, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, route, web};
 use futures_util::StreamExt;
 use kaiyuan_storage::Sha256Digest;
 
@@ -158,17 +158,23 @@ pub async fn resolve(
     let mut conn = state.db.acquire().await?;
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
-    let file = db::commits::file(&mut conn, repo.id, &commit, &file_path)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "entry-not-found",
-                format!(
-                    "`{file_path}` does not exist at revision `{revision}` of `{}`",
-                    repo.full_name()
-                ),
-            )
-        })?;
+    let Some(file) = db::commits::file(&mut conn, repo.id, &commit, &file_path).await? else {
+        // With the commit attached, Hugging Face clients cache "does not exist" for it.
+        let error = ApiError::not_found(
+            "entry-not-found",
+            format!(
+                "`{file_path}` does not exist at revision `{revision}` of `{}`",
+                repo.full_name()
+            ),
+        );
+        let mut response = error.error_response();
+        if let Ok(value) = HeaderValue::from_str(&commit) {
+            response
+                .headers_mut()
+                .insert(header::HeaderName::from_static("x-repo-commit"), value);
+        }
+        return Ok(response);
+    };
     let scan = db::scans::state(&mut conn, &file.sha256).await?;
     drop(conn);
     let scan_status = scan
@@ -193,6 +199,9 @@ pub async fn resolve(
             .insert_header((header::ETAG, etag.clone()))
             .insert_header((header::ACCEPT_RANGES, "bytes"))
             .insert_header(("X-Repo-Commit", commit.clone()))
+            // Hugging Face clients take the blob id and size from these, even on redirects.
+            .insert_header(("X-Linked-Etag", etag.clone()))
+            .insert_header(("X-Linked-Size", size.to_string()))
             .insert_header(("X-Kaiyuan-Scan", scan_status.clone()))
             .insert_header((
                 header::CACHE_CONTROL,

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod commits;
 pub mod files;
+pub mod hf;
 pub mod ops;
 pub mod repos;
 pub mod uploads;
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .app_data(web::PathConfig::default().error_handler(path_error))
     .app_data(web::QueryConfig::default().error_handler(query_error));
     ops::configure(cfg);
+    hf::configure(cfg);
     accounts::configure(cfg);
     repos::configure(cfg);
     commits::configure(cfg);

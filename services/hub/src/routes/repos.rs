@@ -96,15 +96,44 @@ pub async fn create_repo(
     req: HttpRequest,
     body: web::Json<NewRepo>,
 ) -> ApiResult<HttpResponse> {
-    let user = caller.require_writer()?.clone();
-    let namespace_name = body.namespace.clone().unwrap_or_else(|| user.name.clone());
-    NamespaceName::parse(&namespace_name)
-        .map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
-    let name = RepoName::parse(&body.name)
-        .map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
     let visibility = parse_visibility(body.visibility.as_deref())?.unwrap_or("public");
     let description = body.description.clone().unwrap_or_default();
+    let (repo, head) = create_repository(
+        &state,
+        &caller,
+        body.namespace.as_deref(),
+        &body.name,
+        visibility,
+        &description,
+        auth::request_id(&req),
+    )
+    .await?;
+    Ok(super::created(&RepoDetail {
+        info: RepoInfo::from(&repo),
+        card: repo.card.clone(),
+        head: Some(head),
+        scan_summary: None,
+    }))
+}
 
+/// Creates a repository with an empty first commit on `main`: the one way repositories come to
+/// exist, shared by the native and the Hugging Face-compatible APIs. `namespace` defaults to
+/// the caller. Returns the repository and the commit id of `main`.
+pub async fn create_repository(
+    state: &AppState,
+    caller: &Caller,
+    namespace: Option<&str>,
+    name: &str,
+    visibility: &str,
+    description: &str,
+    request_id: Option<String>,
+) -> Result<(Repo, String), ApiError> {
+    let user = caller.require_writer()?.clone();
+    let namespace_name = namespace.map_or_else(|| user.name.clone(), str::to_string);
+    NamespaceName::parse(&namespace_name)
+        .map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
+    let name = RepoName::parse(name)
+        .map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
     let mut tx = state.db.begin().await?;
     let namespace = db::accounts::find_namespace(&mut tx, &namespace_name)
         .await?
@@ -114,7 +143,7 @@ pub async fn create_repo(
                 format!("no user or organisation is named `{namespace_name}`"),
             )
         })?;
-    let role = auth::namespace_role(&mut tx, &caller, namespace.id, &namespace.kind).await?;
+    let role = auth::namespace_role(&mut tx, caller, namespace.id, &namespace.kind).await?;
     if role.is_none_or(|r| r < Role::Write) {
         return Err(ApiError::forbidden(
             "insufficient-role",
@@ -141,7 +170,7 @@ pub async fn create_repo(
         namespace.id,
         name.as_str(),
         visibility,
-        &description,
+        description,
     )
     .await
     .map_err(|e| {
@@ -163,31 +192,25 @@ pub async fn create_repo(
             author_id: user.id,
             author_name: &user.name,
             message: "Initial commit",
-            request_id: auth::request_id(&req),
+            request_id: request_id.clone(),
         },
         &Snapshot::new(),
     )
     .await?;
-    let target = format!("repo:{}/{name}", namespace.name);
     db::audit::record(
         &mut tx,
         Some(user.id),
         "repo.create",
-        &target,
+        &format!("repo:{}/{name}", namespace.name),
         serde_json::json!({"visibility": visibility}),
-        auth::request_id(&req).as_deref(),
+        request_id.as_deref(),
     )
     .await?;
     let repo = db::repos::find_by_id(&mut tx, repo_id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("created repo vanished")))?;
     tx.commit().await?;
-    Ok(super::created(&RepoDetail {
-        info: RepoInfo::from(&repo),
-        card: repo.card.clone(),
-        head: Some(head),
-        scan_summary: None,
-    }))
+    Ok((repo, head))
 }
 
 #[derive(Deserialize)]
@@ -209,7 +232,7 @@ pub struct SearchPage {
     pub next_cursor: Option<String>,
 }
 
-fn encode_cursor(cursor: &Cursor) -> String {
+pub fn encode_cursor(cursor: &Cursor) -> String {
     let raw = match cursor {
         Cursor::Time(t, id) => format!("t:{}:{id}", t.timestamp_micros()),
         Cursor::Name(n, id) => format!("n:{n}:{id}"),
@@ -217,7 +240,7 @@ fn encode_cursor(cursor: &Cursor) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_cursor(s: &str) -> Option<Cursor> {
+pub fn decode_cursor(s: &str) -> Option<Cursor> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
         .ok()?;

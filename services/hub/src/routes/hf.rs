@@ -1,0 +1,662 @@
+//! The Hugging Face Hub protocol subset that `huggingface_hub` and the `hf` CLI use
+//! (`../shared/HF_PROTOCOL.md`), over the same records and permissions as the native API.
+//!
+//! Implemented: whoami, repository creation, model info, tree listings, paths info, refs,
+//! commits, model listing, YAML validation, and the download headers on `/resolve` (in
+//! [`super::files`]). Uploads (preupload, LFS batch, NDJSON commits) are not served yet.
+//! Xet is refused with a message that tells clients to set `HF_HUB_DISABLE_XET=1`.
+
+use std::collections::BTreeSet;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::SecondsFormat;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha1::{Digest, Sha1};
+use sqlx::PgConnection;
+
+use crate::app::AppState;
+use crate::auth::{self, Caller, Need};
+use crate::db;
+use crate::db::repos::{Repo, SearchQuery, SortKey};
+use crate::error::{ApiError, ApiResult};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(whoami_v2)
+        .service(create_repo)
+        .service(validate_yaml)
+        .service(list_models)
+        .service(model_info)
+        .service(model_info_at)
+        .service(tree)
+        .service(tree_dir)
+        .service(paths_info)
+        .service(refs)
+        .service(commits)
+        .service(xet_token);
+}
+
+/// Size of an LFS pointer file, which Hugging Face clients expect in `lfs.pointerSize`.
+fn pointer_text(sha256: &str, size: i64) -> String {
+    format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n")
+}
+
+/// The git object id of a file's LFS pointer: stable per content, 40 hex like git's.
+fn pointer_oid(sha256: &str, size: i64) -> String {
+    let text = pointer_text(sha256, size);
+    let mut hasher = Sha1::new();
+    hasher.update(format!("blob {}\0", text.len()).as_bytes());
+    hasher.update(text.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+fn tree_oid(commit: &str, dir: &str) -> String {
+    hex::encode(Sha1::digest(format!("tree {commit} {dir}").as_bytes()))
+}
+
+/// `true`, `True`, `1`: 0.x clients send Python's spelling.
+fn flag(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// The endpoint the client used (its `HF_ENDPOINT`): URLs handed back must be on that host.
+fn endpoint(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Percent-decodes a path segment the client encoded with no safe characters (`refs%2Fpr%2F1`).
+fn decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[get("/api/whoami-v2")]
+async fn whoami_v2(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    let user = caller.require_user()?;
+    let mut conn = state.db.acquire().await?;
+    let orgs: Vec<Value> = db::accounts::user_orgs(&mut conn, user.id)
+        .await?
+        .into_iter()
+        .map(|m| json!({"type": "org", "name": m.name, "roleInOrg": m.role}))
+        .collect();
+    let role = match user.scope {
+        auth::Scope::Read => "read",
+        auth::Scope::Write => "write",
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "type": "user",
+        "id": format!("user-{}", user.id),
+        "name": user.name,
+        "fullname": user.name,
+        "isPro": false,
+        "orgs": orgs,
+        "auth": {"type": "access_token", "accessToken": {"displayName": format!("kaiyuan-token-{}", user.token_id), "role": role}},
+    })))
+}
+
+#[derive(Deserialize)]
+struct CreateRepo {
+    name: String,
+    organization: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    private: Option<bool>,
+    visibility: Option<String>,
+}
+
+#[post("/api/repos/create")]
+async fn create_repo(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<CreateRepo>,
+) -> ApiResult<HttpResponse> {
+    if body.kind.as_deref().is_some_and(|k| k != "model") {
+        return Err(ApiError::bad_request(
+            "unsupported-repo-type",
+            "kaiyuan hosts model repositories only (repo_type=\"model\")",
+        ));
+    }
+    let visibility = match (body.visibility.as_deref(), body.private) {
+        (Some("private"), _) | (None, Some(true)) => "private",
+        (Some("public") | None, _) => "public",
+        (Some(other), _) => {
+            return Err(ApiError::bad_request(
+                "invalid-visibility",
+                format!("visibility `{other}` is unknown"),
+            ));
+        }
+    };
+    // `name` may carry the namespace too (`org/name`).
+    let (namespace, name) = match body.name.split_once('/') {
+        Some((ns, name)) => (Some(ns.to_string()), name.to_string()),
+        None => (body.organization.clone(), body.name.clone()),
+    };
+    let base = endpoint(&req);
+    match super::repos::create_repository(
+        &state,
+        &caller,
+        namespace.as_deref(),
+        &name,
+        visibility,
+        "",
+        auth::request_id(&req),
+    )
+    .await
+    {
+        Ok((repo, _)) => {
+            let url = format!("{base}/{}", repo.full_name());
+            Ok(HttpResponse::Ok()
+                .json(json!({"url": url, "name": repo.full_name(), "id": repo.full_name()})))
+        }
+        // `exist_ok=True` reads `url` from the 409 body, so it must be there.
+        Err(e) if e.code == "repository-exists" => {
+            let owner = namespace.unwrap_or_else(|| {
+                caller
+                    .user
+                    .as_ref()
+                    .map(|u| u.name.clone())
+                    .unwrap_or_default()
+            });
+            Ok(HttpResponse::Conflict()
+                .insert_header(("X-Error-Message", crate::error::header_text(&e.message)))
+                .json(json!({"error": e.message, "url": format!("{base}/{owner}/{name}")})))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The card checks run here once the licence engine exists; the body must always be JSON.
+#[post("/api/validate-yaml")]
+async fn validate_yaml(caller: Caller, body: web::Json<Value>) -> ApiResult<HttpResponse> {
+    caller.require_user()?;
+    if !body.get("content").is_some_and(Value::is_string) {
+        return Ok(HttpResponse::BadRequest().json(json!({"errors": [{"message": "send {\"content\": <README.md text>}"}], "warnings": []})));
+    }
+    Ok(HttpResponse::Ok().json(json!({"errors": [], "warnings": []})))
+}
+
+/// One file of a tree listing, in the client's shape (every file is described as LFS, with its
+/// sha256, which is also the download ETag).
+fn file_entry(path: &str, sha256: &[u8], size: i64) -> Value {
+    let hex = hex::encode(sha256);
+    json!({
+        "type": "file",
+        "oid": pointer_oid(&hex, size),
+        "size": size,
+        "path": path,
+        "lfs": {"oid": hex, "size": size, "pointerSize": pointer_text(&hex, size).len()},
+    })
+}
+
+async fn load(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+) -> Result<Repo, ApiError> {
+    super::load_repo(conn, caller, namespace, name, Need::Read).await
+}
+
+async fn resolve(conn: &mut PgConnection, repo: &Repo, revision: &str) -> Result<String, ApiError> {
+    super::commits::resolve_revision(conn, repo, &decode(revision)).await
+}
+
+async fn info_json(
+    conn: &mut PgConnection,
+    repo: &Repo,
+    commit: &str,
+    blobs: bool,
+) -> Result<Value, ApiError> {
+    let files = db::scans::files_of_commit(conn, repo.id, commit).await?;
+    let siblings: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            if blobs {
+                let hex = hex::encode(&f.sha256);
+                json!({"rfilename": f.path, "size": f.size, "blobId": pointer_oid(&hex, f.size),
+                       "lfs": {"size": f.size, "sha256": hex, "pointerSize": pointer_text(&hex, f.size).len()}})
+            } else {
+                json!({"rfilename": f.path})
+            }
+        })
+        .collect();
+    let infos: Vec<super::commits::FileInfo> = files.into_iter().map(Into::into).collect();
+    let summary = super::commits::ScanSummary::of(&infos);
+    let mut info = json!({
+        "_id": format!("repo-{}", repo.id),
+        "id": repo.full_name(),
+        "modelId": repo.full_name(),
+        "author": repo.namespace,
+        "sha": commit,
+        "private": !repo.is_public(),
+        "gated": false,
+        "disabled": false,
+        "downloads": 0,
+        "likes": 0,
+        "tags": repo.license.iter().map(|l| format!("license:{l}")).collect::<Vec<_>>(),
+        "createdAt": iso(repo.created_at),
+        "lastModified": iso(repo.updated_at),
+        "siblings": siblings,
+        "securityRepoStatus": {"scansDone": summary.pending == 0, "overall": summary.overall, "summary": summary},
+    });
+    if let Some(license) = &repo.license {
+        info["cardData"] = json!({"license": license});
+    }
+    Ok(info)
+}
+
+#[derive(Deserialize)]
+struct InfoParams {
+    blobs: Option<String>,
+}
+
+#[get("/api/models/{namespace}/{name}")]
+async fn model_info(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<InfoParams>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = load(&mut conn, &caller, &namespace, &name).await?;
+    let commit = resolve(&mut conn, &repo, "main").await?;
+    Ok(HttpResponse::Ok()
+        .json(info_json(&mut conn, &repo, &commit, flag(query.blobs.as_deref())).await?))
+}
+
+#[get("/api/models/{namespace}/{name}/revision/{revision}")]
+async fn model_info_at(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    query: web::Query<InfoParams>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, revision) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = load(&mut conn, &caller, &namespace, &name).await?;
+    let commit = resolve(&mut conn, &repo, &revision).await?;
+    Ok(HttpResponse::Ok()
+        .json(info_json(&mut conn, &repo, &commit, flag(query.blobs.as_deref())).await?))
+}
+
+#[derive(Deserialize)]
+struct TreeParams {
+    recursive: Option<String>,
+    cursor: Option<usize>,
+    limit: Option<usize>,
+}
+
+const TREE_PAGE: usize = 1000;
+
+async fn tree_listing(
+    state: &AppState,
+    caller: &Caller,
+    req: &HttpRequest,
+    (namespace, name, revision): (String, String, String),
+    dir: Option<String>,
+    params: &TreeParams,
+) -> ApiResult<HttpResponse> {
+    let mut conn = state.db.acquire().await?;
+    let repo = load(&mut conn, caller, &namespace, &name).await?;
+    let commit = resolve(&mut conn, &repo, &revision).await?;
+    let files = db::commits::files(&mut conn, repo.id, &commit).await?;
+    let dir = dir
+        .map(|d| decode(&d).trim_matches('/').to_string())
+        .filter(|d| !d.is_empty());
+    let prefix = dir.as_ref().map(|d| format!("{d}/")).unwrap_or_default();
+    let recursive = flag(params.recursive.as_deref());
+    let inside: Vec<&db::commits::FileRow> = files
+        .iter()
+        .filter(|f| f.path.starts_with(&prefix))
+        .collect();
+    if dir.is_some() && inside.is_empty() {
+        return Err(ApiError::not_found(
+            "entry-not-found",
+            format!(
+                "`{}` is not a folder at `{revision}` of `{}`",
+                dir.unwrap_or_default(),
+                repo.full_name()
+            ),
+        ));
+    }
+    // Entries in path order: folders (all levels when recursive) and files.
+    let mut folders = BTreeSet::new();
+    let mut entries: Vec<(String, Value)> = Vec::new();
+    for f in inside {
+        let rest = &f.path[prefix.len()..];
+        let parts: Vec<&str> = rest.split('/').collect();
+        let depth = if recursive {
+            parts.len() - 1
+        } else {
+            parts.len().min(2) - 1
+        };
+        for i in 0..depth {
+            folders.insert(format!("{prefix}{}", parts[..=i].join("/")));
+        }
+        if recursive || parts.len() == 1 {
+            entries.push((f.path.clone(), file_entry(&f.path, &f.sha256, f.size)));
+        }
+    }
+    for folder in folders {
+        let entry = json!({"type": "directory", "oid": tree_oid(&commit, &folder), "size": 0, "path": folder});
+        entries.push((folder, entry));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let start = params.cursor.unwrap_or(0).min(entries.len());
+    let page = params.limit.unwrap_or(TREE_PAGE).clamp(1, TREE_PAGE);
+    let end = (start + page).min(entries.len());
+    let body: Vec<Value> = entries[start..end].iter().map(|(_, v)| v.clone()).collect();
+    let mut response = HttpResponse::Ok();
+    if end < entries.len() {
+        let next = format!(
+            "{}{}?recursive={recursive}&limit={page}&cursor={end}",
+            endpoint(req),
+            req.path()
+        );
+        response.insert_header(("Link", format!("<{next}>; rel=\"next\"")));
+    }
+    Ok(response.json(body))
+}
+
+#[get("/api/models/{namespace}/{name}/tree/{revision}")]
+async fn tree(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    query: web::Query<TreeParams>,
+) -> ApiResult<HttpResponse> {
+    tree_listing(&state, &caller, &req, path.into_inner(), None, &query).await
+}
+
+#[get("/api/models/{namespace}/{name}/tree/{revision}/{dir:.*}")]
+async fn tree_dir(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String, String, String)>,
+    query: web::Query<TreeParams>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, revision, dir) = path.into_inner();
+    tree_listing(
+        &state,
+        &caller,
+        &req,
+        (namespace, name, revision),
+        Some(dir),
+        &query,
+    )
+    .await
+}
+
+/// `paths=a&paths=b&expand=false`, form-encoded: entries for the paths that exist.
+#[post("/api/models/{namespace}/{name}/paths-info/{revision}")]
+async fn paths_info(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, revision) = path.into_inner();
+    let wanted: Vec<String> = url::form_urlencoded::parse(&body)
+        .filter(|(k, _)| k == "paths")
+        .map(|(_, v)| v.trim_matches('/').to_string())
+        .collect();
+    let mut conn = state.db.acquire().await?;
+    let repo = load(&mut conn, &caller, &namespace, &name).await?;
+    let commit = resolve(&mut conn, &repo, &revision).await?;
+    let files = db::commits::files(&mut conn, repo.id, &commit).await?;
+    let mut out = Vec::new();
+    for path in wanted {
+        if let Some(f) = files.iter().find(|f| f.path == path) {
+            out.push(file_entry(&f.path, &f.sha256, f.size));
+        } else if files
+            .iter()
+            .any(|f| f.path.starts_with(&format!("{path}/")))
+        {
+            out.push(json!({"type": "directory", "oid": tree_oid(&commit, &path), "size": 0, "path": path}));
+        }
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Deserialize)]
+struct RefsParams {
+    include_prs: Option<String>,
+}
+
+#[get("/api/models/{namespace}/{name}/refs")]
+async fn refs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<RefsParams>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = load(&mut conn, &caller, &namespace, &name).await?;
+    let (mut branches, mut tags) = (Vec::new(), Vec::new());
+    for r in db::commits::list_refs(&mut conn, repo.id).await? {
+        if r.kind == "branch" {
+            branches.push(json!({"name": r.name, "ref": format!("refs/heads/{}", r.name), "targetCommit": r.commit_id}));
+        } else {
+            tags.push(json!({"name": r.name, "ref": format!("refs/tags/{}", r.name), "targetCommit": r.commit_id}));
+        }
+    }
+    let mut body = json!({"branches": branches, "converts": [], "tags": tags});
+    if flag(query.include_prs.as_deref()) {
+        body["pullRequests"] = json!([]);
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Deserialize)]
+struct CommitsParams {
+    /// Continue after this commit (set by the `Link` of the previous page).
+    after: Option<String>,
+}
+
+const COMMITS_PAGE: i64 = 50;
+
+#[get("/api/models/{namespace}/{name}/commits/{revision}")]
+async fn commits(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    query: web::Query<CommitsParams>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, revision) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = load(&mut conn, &caller, &namespace, &name).await?;
+    let start = match &query.after {
+        Some(after) => after.clone(),
+        None => resolve(&mut conn, &repo, &revision).await?,
+    };
+    let rows = db::commits::history(&mut conn, repo.id, &start, COMMITS_PAGE + 1).await?;
+    let has_more = rows.len() as i64 > COMMITS_PAGE;
+    let page: Vec<Value> = rows
+        .iter()
+        .take(COMMITS_PAGE as usize)
+        .map(|c| {
+            let title = c.message.lines().next().unwrap_or_default();
+            json!({"id": c.id, "title": title, "message": c.message, "date": iso(c.created_at), "authors": [{"user": c.author_name}]})
+        })
+        .collect();
+    let mut response = HttpResponse::Ok();
+    if has_more && let Some(next) = rows.get(COMMITS_PAGE as usize) {
+        let url = format!("{}{}?after={}", endpoint(&req), req.path(), next.id);
+        response.insert_header(("Link", format!("<{url}>; rel=\"next\"")));
+    }
+    Ok(response.json(page))
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    search: Option<String>,
+    author: Option<String>,
+    #[serde(default)]
+    filter: Vec<String>,
+    sort: Option<String>,
+    limit: Option<i64>,
+    full: Option<String>,
+    #[serde(rename = "cardData")]
+    card_data: Option<String>,
+    cursor: Option<String>,
+}
+
+const MODELS_PAGE: i64 = 100;
+
+#[get("/api/models")]
+async fn list_models(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    // Repeated keys (`filter=a&filter=b`) need the multi-value form parser.
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let get = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let params = ListParams {
+        search: get("search"),
+        author: get("author"),
+        filter: pairs
+            .iter()
+            .filter(|(k, _)| k == "filter")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        sort: get("sort"),
+        limit: get("limit").and_then(|v| v.parse().ok()),
+        full: get("full"),
+        card_data: get("cardData"),
+        cursor: get("cursor"),
+    };
+    let mut license = None;
+    for f in &params.filter {
+        match f.strip_prefix("license:") {
+            Some(l) => license = Some(l.to_string()),
+            // Tags other than licences are not recorded yet: nothing matches them.
+            None => return Ok(HttpResponse::Ok().json(Vec::<Value>::new())),
+        }
+    }
+    let sort = match params.sort.as_deref() {
+        Some("createdAt") => SortKey::Created,
+        _ => SortKey::Updated,
+    };
+    let page = params.limit.unwrap_or(MODELS_PAGE).clamp(1, MODELS_PAGE);
+    let after = params
+        .cursor
+        .as_deref()
+        .and_then(super::repos::decode_cursor);
+    let query = SearchQuery {
+        text: params.search.as_deref(),
+        namespace: params.author.as_deref(),
+        license: license.as_deref(),
+        sort,
+        after,
+        limit: page + 1,
+        viewer_id: caller.id(),
+        viewer_is_admin: caller.user.as_ref().is_some_and(|u| u.is_admin),
+    };
+    let mut conn = state.db.acquire().await?;
+    let mut repos = db::repos::search(&mut conn, &query).await?;
+    let more = repos.len() as i64 > page;
+    repos.truncate(page as usize);
+    let full = flag(params.full.as_deref());
+    let card = flag(params.card_data.as_deref());
+    let mut out = Vec::with_capacity(repos.len());
+    for repo in &repos {
+        let item = if full {
+            let commit = resolve(&mut conn, repo, "main").await?;
+            info_json(&mut conn, repo, &commit, false).await?
+        } else {
+            json!({"id": repo.full_name(), "modelId": repo.full_name(), "author": repo.namespace, "private": !repo.is_public(),
+                   "createdAt": iso(repo.created_at), "lastModified": iso(repo.updated_at), "downloads": 0, "likes": 0,
+                   "tags": repo.license.iter().map(|l| format!("license:{l}")).collect::<Vec<_>>()})
+        };
+        let mut item = item;
+        if card && let Some(license) = &repo.license {
+            item["cardData"] = json!({"license": license});
+        }
+        out.push(item);
+    }
+    let mut response = HttpResponse::Ok();
+    if more
+        && params.limit.is_none()
+        && let Some(last) = repos.last()
+    {
+        let cursor = super::repos::encode_cursor(&match sort {
+            SortKey::Created => db::repos::Cursor::Time(last.created_at, last.id),
+            _ => db::repos::Cursor::Time(last.updated_at, last.id),
+        });
+        let mut next: Vec<(String, String)> =
+            pairs.into_iter().filter(|(k, _)| k != "cursor").collect();
+        next.push(("cursor".into(), cursor));
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(next)
+            .finish();
+        response.insert_header((
+            "Link",
+            format!("<{}/api/models?{query}>; rel=\"next\"", endpoint(&req)),
+        ));
+    }
+    Ok(response.json(out))
+}
+
+/// Xet is not spoken here: fail fast with the setting that makes clients use plain uploads.
+#[get("/api/models/{namespace}/{name}/{kind:xet-(write|read)-token}/{revision}")]
+async fn xet_token() -> HttpResponse {
+    let message = "kaiyuan does not support Xet transfers: set HF_HUB_DISABLE_XET=1 so that huggingface_hub uses plain HTTP/LFS";
+    HttpResponse::build(StatusCode::NOT_IMPLEMENTED)
+        .insert_header(("X-Error-Code", "XetNotSupported"))
+        .insert_header(("X-Error-Message", message))
+        .json(json!({"error": message}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_revisions_and_reads_python_booleans() {
+        assert_eq!(decode("refs%2Fpr%2F1"), "refs/pr/1");
+        assert_eq!(decode("main"), "main");
+        assert_eq!(decode("100%"), "100%");
+        for yes in ["true", "True", "1"] {
+            assert!(flag(Some(yes)));
+        }
+        assert!(!flag(Some("False")) && !flag(None));
+    }
+
+    #[test]
+    fn pointer_oids_are_git_blob_ids() {
+        // git hash-object of the pointer text of an empty file.
+        let sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(pointer_text(sha, 0).len(), 126);
+        assert_eq!(pointer_oid(sha, 0).len(), 40);
+    }
+}

@@ -1,0 +1,94 @@
+"""Drives the real huggingface_hub client against a running kaiyuan (HF_ENDPOINT) and checks
+every read path: whoami, model info, listings, refs, commits, paths info, downloads by branch,
+tag and commit, snapshots, model search, repository creation, and the exceptions for missing
+and private repositories, revisions and files. Exits non-zero on the first failed check.
+
+Environment: HF_ENDPOINT, KY_TOKEN (alice), KY_OTHER_TOKEN (bob), KY_COMMIT (main of
+alice/tiny), KY_FILES (JSON path -> sha256 of alice/tiny at main).
+"""
+import hashlib
+import json
+import os
+import tempfile
+
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+token, other = os.environ["KY_TOKEN"], os.environ["KY_OTHER_TOKEN"]
+commit = os.environ["KY_COMMIT"]
+files = json.loads(os.environ["KY_FILES"])
+api = HfApi(token=token)
+anon = HfApi(token=False)
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def raises(exc, fn):
+    try:
+        fn()
+    except exc:
+        return
+    raise AssertionError(f"expected {exc.__name__}")
+
+
+assert api.whoami()["name"] == "alice"
+
+info = api.model_info("alice/tiny", files_metadata=True)
+assert info.sha == commit, (info.sha, commit)
+assert sorted(s.rfilename for s in info.siblings) == sorted(files)
+for s in info.siblings:
+    assert s.lfs.sha256 == files[s.rfilename], s
+assert info.card_data is not None and info.card_data.license == "apache-2.0", info.card_data
+assert api.model_info("alice/tiny", revision="v1").sha == commit
+
+assert sorted(api.list_repo_files("alice/tiny")) == sorted(files)
+tree = list(api.list_repo_tree("alice/tiny", recursive=True))
+assert {e.path for e in tree if e.__class__.__name__ == "RepoFile"} == set(files)
+top = {e.path for e in api.list_repo_tree("alice/tiny")}
+assert "weights" in top and "weights/model.safetensors" not in top, top
+assert {e.path for e in api.list_repo_tree("alice/tiny", path_in_repo="weights")} == {"weights/model.safetensors", "weights/extra"}
+
+refs = api.list_repo_refs("alice/tiny")
+assert [b.name for b in refs.branches] == ["main"] and [t.name for t in refs.tags] == ["v1"]
+history = api.list_repo_commits("alice/tiny")
+assert history[0].commit_id == commit and history[-1].title == "Initial commit"
+
+paths = api.get_paths_info("alice/tiny", ["config.json", "weights", "missing.bin"])
+assert sorted(p.path for p in paths) == ["config.json", "weights"]
+assert api.file_exists("alice/tiny", "config.json") and not api.file_exists("alice/tiny", "missing.bin")
+assert api.repo_exists("alice/tiny") and not api.repo_exists("alice/nope")
+
+with tempfile.TemporaryDirectory() as cache:
+    for rev in ["main", "v1", commit]:
+        path = hf_hub_download("alice/tiny", "weights/model.safetensors", revision=rev, cache_dir=cache, token=token)
+        assert sha256(path) == files["weights/model.safetensors"]
+    snap = snapshot_download("alice/tiny", cache_dir=cache, token=token)
+    for name, digest in files.items():
+        assert sha256(os.path.join(snap, name)) == digest, name
+    raises(RevisionNotFoundError, lambda: hf_hub_download("alice/tiny", "config.json", revision="nope", cache_dir=cache, token=token))
+    raises(EntryNotFoundError, lambda: hf_hub_download("alice/tiny", "missing.bin", cache_dir=cache, token=token))
+    raises(RepositoryNotFoundError, lambda: hf_hub_download("alice/nope", "config.json", cache_dir=cache, token=token))
+
+# A private repository is invisible to other users and to anonymous callers, everywhere.
+assert api.model_info("alice/secret").id == "alice/secret"
+for client in (HfApi(token=other), anon):
+    raises(RepositoryNotFoundError, lambda: client.model_info("alice/secret"))
+    raises(RepositoryNotFoundError, lambda: client.list_repo_files("alice/secret"))
+    assert "alice/secret" not in {m.id for m in client.list_models(author="alice")}
+with tempfile.TemporaryDirectory() as cache:
+    raises(RepositoryNotFoundError, lambda: hf_hub_download("alice/secret", "config.json", cache_dir=cache, token=other))
+assert {m.id for m in api.list_models(author="alice")} >= {"alice/tiny", "alice/secret"}
+assert [m.id for m in api.list_models(search="tiny")] == ["alice/tiny"]
+assert [m.id for m in api.list_models(filter="license:apache-2.0")] == ["alice/tiny"]
+
+url = api.create_repo("alice/created")
+assert str(url).endswith("/alice/created"), url
+again = api.create_repo("alice/created", exist_ok=True)
+assert str(again).endswith("/alice/created")
+api.create_repo("created-private", private=True)
+assert api.model_info("alice/created-private").private
+raises(RepositoryNotFoundError, lambda: HfApi(token=other).model_info("alice/created-private"))
+print("huggingface_hub read paths: all checks passed")

@@ -1,0 +1,126 @@
+//! The Hugging Face-compatible API, driven by the real `huggingface_hub` client
+//! (`tests/python/hf_client_reads.py`).
+
+use kaiyuan_tests::{TestApp, expect_status, sha256_hex, spawn_app};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use sqlx::PgPool;
+
+async fn publish(app: &TestApp, token: &str) -> (String, serde_json::Value) {
+    let safetensors = {
+        let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(header);
+        out.extend_from_slice(&[1u8; 8]);
+        out
+    };
+    let big = kaiyuan_tests::pseudo_random_bytes(3 * 1024 * 1024, 11);
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "README.md",
+            b"---\nlicense: apache-2.0\n---\n# Tiny\n".to_vec(),
+        ),
+        ("config.json", br#"{"hidden_size": 2}"#.to_vec()),
+        ("weights/model.safetensors", safetensors),
+        ("weights/extra/big.bin", big),
+    ];
+    let pairs: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (*p, b.as_slice())).collect();
+    let made = app.commit_files(token, "alice/tiny", &pairs).await;
+    let digests: serde_json::Map<String, serde_json::Value> = files
+        .iter()
+        .map(|(p, b)| (p.to_string(), json!(sha256_hex(b))))
+        .collect();
+    (
+        made["id"].as_str().unwrap().to_string(),
+        serde_json::Value::Object(digests),
+    )
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn huggingface_hub_reads_and_downloads_unchanged(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    app.create_repo(&alice, "alice", "tiny", "public").await;
+    app.create_repo(&alice, "alice", "secret", "private").await;
+    let (commit, files) = publish(&app, &alice).await;
+    let res = app
+        .send_json(
+            Method::PUT,
+            "/api/v1/repos/alice/tiny/tags/v1",
+            Some(&alice),
+            &json!({"target": "main"}),
+        )
+        .await;
+    expect_status(res, StatusCode::OK).await;
+
+    let python = std::env::var("KAIYUAN_TEST_PYTHON")
+        .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/hf_client_reads.py");
+    let home = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(python)
+        .arg(script)
+        .env("HF_ENDPOINT", &app.base)
+        .env("HF_HOME", home.path())
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("KY_TOKEN", &alice)
+        .env("KY_OTHER_TOKEN", &bob)
+        .env("KY_COMMIT", &commit)
+        .env("KY_FILES", files.to_string())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "huggingface_hub checks failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn errors_carry_hugging_face_codes_and_xet_fails_fast(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    app.create_repo(&alice, "alice", "m", "public").await;
+    let res = app.get("/api/models/alice/nope", None).await;
+    assert_eq!(res.headers()["x-error-code"], "RepoNotFound");
+    let res = app.get("/api/models/alice/m/revision/nope", None).await;
+    assert_eq!(res.headers()["x-error-code"], "RevisionNotFound");
+    let res = app
+        .request(Method::HEAD, "/alice/m/resolve/main/missing.bin", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.headers()["x-error-code"], "EntryNotFound");
+    assert_eq!(
+        res.headers()["x-repo-commit"].len(),
+        40,
+        "lets clients cache the absence"
+    );
+    let res = app
+        .get("/api/models/alice/m/xet-write-token/main", Some(&alice))
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_IMPLEMENTED);
+    assert!(
+        res.headers()["x-error-message"]
+            .to_str()
+            .unwrap()
+            .contains("HF_HUB_DISABLE_XET=1")
+    );
+    // Download metadata headers on every resolve response.
+    app.commit_files(&alice, "alice/m", &[("a.bin", b"abc")])
+        .await;
+    let res = app
+        .request(Method::HEAD, "/alice/m/resolve/main/a.bin", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-linked-size"], "3");
+    assert_eq!(
+        res.headers()["x-linked-etag"],
+        format!("\"{}\"", sha256_hex(b"abc")).as_str()
+    );
+}
