@@ -18,6 +18,8 @@ pub struct AppState {
     pub store: BlobStore,
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
+    /// The key that signs upload URLs, loaded from the database on first use.
+    pub signing_key: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 /// The HTTP server, bound but not yet running (so callers can ask for port 0 and learn the port).
@@ -37,6 +39,7 @@ impl Application {
             store,
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
+            signing_key: tokio::sync::OnceCell::new(),
         });
         let shared = state.clone();
         let server = HttpServer::new(move || {

@@ -205,7 +205,7 @@ async fn invalid_paths_and_trees_are_refused_with_nothing_committed(pool: PgPool
         json!({"message": "m", "operations": [{"op": "delete", "path": "nothing"}]}),
     )
     .await;
-    expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid-change").await;
+    expect_error(res, StatusCode::NOT_FOUND, "entry-not-found").await;
     let res = commit(
         &app,
         &alice,
@@ -663,7 +663,7 @@ async fn each_commit_queues_a_commit_created_job_in_the_same_transaction(pool: P
         json!({"message": "m", "operations": [{"op": "delete", "path": "zzz"}]}),
     )
     .await;
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
         .fetch_one(&pool)
         .await

@@ -124,3 +124,64 @@ async fn errors_carry_hugging_face_codes_and_xet_fails_fast(pool: PgPool) {
         format!("\"{}\"", sha256_hex(b"abc")).as_str()
     );
 }
+
+async fn run_upload_client(app: &TestApp, token: &str, mode: &str) {
+    let python = std::env::var("KAIYUAN_TEST_PYTHON")
+        .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/hf_client_uploads.py");
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(script)
+        .env("HF_ENDPOINT", &app.base)
+        .env("HF_HOME", home.path())
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("KY_TOKEN", token)
+        .env("KY_MODE", mode);
+    if mode == "lfs" {
+        cmd.env("HF_HUB_DISABLE_XET", "1");
+    }
+    let output = cmd.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("all checks passed"),
+        "huggingface_hub upload checks failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn huggingface_hub_uploads_through_lfs_with_xet_disabled(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let alice = app.create_user("alice").await;
+    run_upload_client(&app, &alice, "lfs").await;
+    // The same records as the native API: commits, scan jobs, audit events.
+    let commits: i64 = sqlx::query_scalar("SELECT count(*) FROM commits c JOIN repositories r ON r.id = c.repository_id WHERE r.name = 'upload-lfs'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        commits,
+        1 + 4,
+        "initial, upload, replace, delete file, delete folder"
+    );
+    let scans: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'scan-blob'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        scans >= 5,
+        "every new blob was queued for scanning: {scans}"
+    );
+    let big: i64 = sqlx::query_scalar("SELECT count(*) FROM blobs WHERE size = 12582912")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(big, 1, "the large file went through LFS once");
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn default_huggingface_hub_clients_upload_small_files_inline(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    run_upload_client(&app, &alice, "default").await;
+}

@@ -100,12 +100,12 @@ fn invalid_path(e: crate::paths::PathError) -> ApiError {
     ApiError::unprocessable("invalid-path", e.to_string())
 }
 
-fn parse_branch(branch: &str) -> Result<RefName, ApiError> {
+pub(super) fn parse_branch(branch: &str) -> Result<RefName, ApiError> {
     RefName::parse(branch).map_err(|e| ApiError::unprocessable("invalid-ref", e.to_string()))
 }
 
 /// A `put` waiting for its bytes (multipart) or already resolved to a blob.
-enum PendingPut {
+pub(super) enum PendingPut {
     /// Referenced by digest: the repository must already be allowed to use the blob.
     ByDigest {
         path: RepoPath,
@@ -116,7 +116,7 @@ enum PendingPut {
     Stored { path: RepoPath, entry: Entry },
 }
 
-enum PendingChange {
+pub(super) enum PendingChange {
     Put(PendingPut),
     Delete(RepoPath),
     Copy { from: RepoPath, to: RepoPath },
@@ -327,7 +327,7 @@ pub async fn write_commit(
 }
 
 /// Applies resolved changes on top of the branch head and writes the commit.
-async fn commit_changes(
+pub(super) async fn commit_changes(
     state: &AppState,
     repo: &Repo,
     caller: &Caller,
@@ -349,8 +349,9 @@ async fn commit_changes(
                 ),
             )
         })?;
+    // A parent may be abbreviated (5 to 40 hex characters, as Hugging Face clients allow).
     if let Some(parent) = &request.parent
-        && *parent != head
+        && !(parent.len() >= 5 && head.starts_with(parent.as_str()))
     {
         return Err(ApiError::conflict(
             "branch-moved",
@@ -398,6 +399,11 @@ async fn commit_changes(
             tree::TreeError::TooManyFiles(_) => {
                 ApiError::too_large("too-many-files", e.to_string())
             }
+            // Hugging Face clients recognise this wording and code for a missing path.
+            tree::TreeError::DeleteMissing(path) => ApiError::not_found(
+                "entry-not-found",
+                format!("A file with this name doesn't exist: cannot delete `{path}`, no file or folder has that path"),
+            ),
             other => ApiError::unprocessable("invalid-change", other.to_string()),
         })?;
     let ctx = CommitContext {

@@ -1,10 +1,10 @@
 //! The Hugging Face Hub protocol subset that `huggingface_hub` and the `hf` CLI use
 //! (`../shared/HF_PROTOCOL.md`), over the same records and permissions as the native API.
 //!
-//! Implemented: whoami, repository creation, model info, tree listings, paths info, refs,
-//! commits, model listing, YAML validation, and the download headers on `/resolve` (in
-//! [`super::files`]). Uploads (preupload, LFS batch, NDJSON commits) are not served yet.
-//! Xet is refused with a message that tells clients to set `HF_HUB_DISABLE_XET=1`.
+//! Reads here: whoami, repository creation, model info, tree listings, paths info, refs, commits,
+//! model listing, YAML validation; the download headers are on `/resolve` ([`super::files`]) and
+//! uploads in [`super::hf_upload`]. Xet is refused with a message that tells clients to set
+//! `HF_HUB_DISABLE_XET=1`.
 
 use std::collections::BTreeSet;
 
@@ -71,7 +71,7 @@ fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// Percent-decodes a path segment the client encoded with no safe characters (`refs%2Fpr%2F1`).
-fn decode(segment: &str) -> String {
+pub(super) fn decode(segment: &str) -> String {
     let bytes = segment.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16);
     let mut out = Vec::with_capacity(bytes.len());

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod commits;
 pub mod files;
 pub mod hf;
+pub mod hf_upload;
 pub mod ops;
 pub mod repos;
 pub mod uploads;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .app_data(web::QueryConfig::default().error_handler(query_error));
     ops::configure(cfg);
     hf::configure(cfg);
+    hf_upload::configure(cfg);
     accounts::configure(cfg);
     repos::configure(cfg);
     commits::configure(cfg);

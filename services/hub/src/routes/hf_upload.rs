@@ -1,0 +1,527 @@
+//! Uploads through the Hugging Face protocol: preupload, the LFS batch API with basic transfer
+//! to signed URLs, verify, and NDJSON commits. Everything lands in the same blobs, commits and
+//! jobs as the native API; regular files are decoded and stored line by line, so memory stays
+//! bounded by one line, not by the commit.
+
+use actix_web::{HttpRequest, HttpResponse, post, put, web};
+use base64::Engine;
+use futures_util::StreamExt;
+use kaiyuan_storage::{Expected, Sha256Digest};
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::commits::{CommitRequest, PendingChange, PendingPut};
+use crate::app::AppState;
+use crate::auth::{self, Caller, Need};
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::paths::RepoPath;
+use crate::tree::Entry;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(preupload)
+        .service(lfs_batch)
+        .service(lfs_verify)
+        .service(lfs_put)
+        .service(commit);
+}
+
+/// Files up to this size are sent inline in the commit (`regular`); larger ones through LFS.
+/// Default clients from huggingface_hub 1.20 upload `lfs` files only through Xet, which kaiyuan
+/// does not speak: they must set `HF_HUB_DISABLE_XET=1` for files above this size.
+pub const REGULAR_MAX: u64 = 10 * 1024 * 1024;
+/// Longest NDJSON line accepted: one regular file, base64-encoded, with its JSON.
+const MAX_LINE: usize = (REGULAR_MAX as usize / 3 + 1) * 4 + 64 * 1024;
+/// Lifetime of a signed upload URL.
+const UPLOAD_URL_SECS: i64 = 6 * 3600;
+
+fn endpoint(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+/// HMAC-SHA256, written out to keep dependencies lean.
+fn hmac(key: &[u8], message: &[u8]) -> String {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+    let outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+    let inner_hash = Sha256::new()
+        .chain_update(&inner)
+        .chain_update(message)
+        .finalize();
+    hex::encode(
+        Sha256::new()
+            .chain_update(&outer)
+            .chain_update(inner_hash)
+            .finalize(),
+    )
+}
+
+/// The hub's URL-signing key, created once and shared by every replica through the database.
+async fn signing_key(state: &AppState) -> Result<Vec<u8>, ApiError> {
+    state
+        .signing_key
+        .get_or_try_init(|| async {
+            let fresh: [u8; 32] = rand::rng().random();
+            let mut conn = state.db.acquire().await?;
+            sqlx::query("INSERT INTO hub_secrets (name, value) VALUES ('upload-url-key', $1) ON CONFLICT (name) DO NOTHING")
+                .bind(fresh.as_slice())
+                .execute(&mut *conn)
+                .await?;
+            let key: Vec<u8> = sqlx::query_scalar("SELECT value FROM hub_secrets WHERE name = 'upload-url-key'").fetch_one(&mut *conn).await?;
+            Ok::<_, ApiError>(key)
+        })
+        .await
+        .cloned()
+}
+
+fn signed_message(repo: &str, oid: &str, size: u64, user: i64, expires: i64) -> String {
+    format!("lfs-upload\n{repo}\n{oid}\n{size}\n{user}\n{expires}")
+}
+
+#[derive(Deserialize)]
+struct PreuploadFile {
+    path: String,
+    size: u64,
+}
+
+#[derive(Deserialize)]
+struct Preupload {
+    files: Vec<PreuploadFile>,
+}
+
+#[post("/api/models/{namespace}/{name}/preupload/{revision}")]
+async fn preupload(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    body: web::Json<Preupload>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, revision) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Write).await?;
+    let current = db::commits::resolve(&mut conn, repo.id, &super::hf::decode(&revision)).await?;
+    let files = match &current {
+        Some(head) => db::commits::files(&mut conn, repo.id, head).await?,
+        None => Vec::new(),
+    };
+    let out: Vec<Value> = body
+        .files
+        .iter()
+        .map(|f| {
+            // By size alone: default clients (Xet installed) can then upload every file up to
+            // REGULAR_MAX, binary or not, inline.
+            let lfs = f.size > REGULAR_MAX;
+            // For LFS files the client compares this with the file's sha256 and skips equal ones.
+            let oid = files.iter().find(|e| e.path == f.path).filter(|_| lfs).map(|e| hex::encode(&e.sha256));
+            json!({"path": f.path, "uploadMode": if lfs { "lfs" } else { "regular" }, "shouldIgnore": false, "oid": oid})
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"files": out})))
+}
+
+#[derive(Deserialize)]
+struct BatchObject {
+    oid: String,
+    size: u64,
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    operation: String,
+    objects: Vec<BatchObject>,
+}
+
+/// `POST /{namespace}/{name}.git/info/lfs/objects/batch`: which objects to upload, and where.
+#[post("/{namespace}/{repo_git}/info/lfs/objects/batch")]
+async fn lfs_batch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<Batch>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, repo_git) = path.into_inner();
+    let name = repo_git.strip_suffix(".git").unwrap_or(&repo_git);
+    if body.operation != "upload" {
+        return Err(ApiError::bad_request(
+            "unsupported-operation",
+            "only LFS uploads go through the batch API; download with /resolve",
+        ));
+    }
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, name, Need::Write).await?;
+    let user = caller.require_writer()?;
+    let key = signing_key(&state).await?;
+    let base = endpoint(&req);
+    let expires = chrono::Utc::now().timestamp() + UPLOAD_URL_SECS;
+    let mut objects = Vec::with_capacity(body.objects.len());
+    for object in &body.objects {
+        let Ok(digest) = object.oid.parse::<Sha256Digest>() else {
+            objects.push(json!({"oid": object.oid, "size": object.size, "error": {"code": 422, "message": "oid must be a sha256 in hex"}}));
+            continue;
+        };
+        if object.size > state.settings.limits.max_file_size {
+            objects.push(json!({"oid": object.oid, "size": object.size, "error": {"code": 413, "message": format!("files are limited to {} bytes", state.settings.limits.max_file_size)}}));
+            continue;
+        }
+        // Already usable by this repository: nothing to send (deduplication).
+        if db::blobs::referenceable_size(&mut conn, repo.id, digest.as_bytes()).await?
+            == Some(object.size as i64)
+        {
+            objects.push(json!({"oid": object.oid, "size": object.size}));
+            continue;
+        }
+        let oid = digest.to_hex();
+        let sig = hmac(
+            &key,
+            signed_message(&repo.full_name(), &oid, object.size, user.id, expires).as_bytes(),
+        );
+        let href = format!(
+            "{base}/api/lfs/{}/{oid}?size={}&user={}&expires={expires}&sig={sig}",
+            repo.full_name(),
+            object.size,
+            user.id
+        );
+        objects.push(json!({
+            "oid": oid, "size": object.size,
+            "actions": {
+                "upload": {"href": href, "expires_in": UPLOAD_URL_SECS},
+                "verify": {"href": format!("{base}/{}.git/info/lfs/objects/verify", repo.full_name())},
+            },
+        }));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/vnd.git-lfs+json")
+        .json(json!({"transfer": "basic", "objects": objects})))
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    size: u64,
+    user: i64,
+    expires: i64,
+    sig: String,
+}
+
+/// The signed URL of the basic transfer: the client sends no token, the signature authorises.
+#[put("/api/lfs/{namespace}/{name}/{oid}")]
+async fn lfs_put(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+    query: web::Query<UploadQuery>,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, oid) = path.into_inner();
+    let key = signing_key(&state).await?;
+    let expected = hmac(
+        &key,
+        signed_message(
+            &format!("{namespace}/{name}"),
+            &oid,
+            query.size,
+            query.user,
+            query.expires,
+        )
+        .as_bytes(),
+    );
+    if expected != query.sig || chrono::Utc::now().timestamp() > query.expires {
+        return Err(ApiError::forbidden(
+            "invalid-upload-url",
+            "this upload URL is invalid or expired; ask the batch API for a new one",
+        ));
+    }
+    let digest: Sha256Digest = oid
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid-sha256", "the oid is not a sha256"))?;
+    let mut conn = state.db.acquire().await?;
+    let repo = db::repos::find_live(&mut conn, &namespace, &name)
+        .await?
+        .ok_or_else(|| auth::repo_not_found(&namespace, &name))?;
+    drop(conn);
+    let expected = Expected {
+        sha256: Some(digest),
+        size: Some(query.size),
+        max_size: state.settings.limits.max_file_size,
+    };
+    super::uploads::store_stream(&state, repo.id, query.user, expected, body).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// Confirms that an uploaded object is stored and usable by the repository.
+#[post("/{namespace}/{repo_git}/info/lfs/objects/verify")]
+async fn lfs_verify(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Json<BatchObject>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, repo_git) = path.into_inner();
+    let name = repo_git.strip_suffix(".git").unwrap_or(&repo_git);
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, name, Need::Write).await?;
+    let digest: Sha256Digest = body
+        .oid
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid-sha256", "the oid is not a sha256"))?;
+    match db::blobs::referenceable_size(&mut conn, repo.id, digest.as_bytes()).await? {
+        Some(size) if size as u64 == body.size => {
+            Ok(HttpResponse::Ok().json(json!({"oid": body.oid, "size": body.size})))
+        }
+        _ => Err(ApiError::not_found(
+            "object-not-found",
+            format!(
+                "object {} of {} bytes was not uploaded to {}",
+                body.oid,
+                body.size,
+                repo.full_name()
+            ),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct CommitQuery {
+    create_pr: Option<String>,
+}
+
+/// `POST /api/models/{repo}/commit/{rev}` with an NDJSON body: `header`, then `file`, `lfsFile`,
+/// `deletedFile` and `deletedFolder` lines.
+#[post("/api/models/{namespace}/{name}/commit/{revision}")]
+async fn commit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    query: web::Query<CommitQuery>,
+    mut payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, revision) = path.into_inner();
+    if query
+        .create_pr
+        .as_deref()
+        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+    {
+        return Err(ApiError::bad_request(
+            "pull-requests-unsupported",
+            "pull requests are not supported yet: commit to a branch",
+        ));
+    }
+    let repo = {
+        let mut conn = state.db.acquire().await?;
+        super::load_repo(&mut conn, &caller, &namespace, &name, Need::Write).await?
+    };
+    let user_id = caller.require_writer()?.id;
+    let branch = super::commits::parse_branch(&super::hf::decode(&revision))?;
+    let mut request = CommitRequest {
+        message: String::new(),
+        parent: None,
+        operations: Vec::new(),
+    };
+    let mut changes = Vec::new();
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut saw_header = false;
+    let mut done = false;
+    while !done {
+        let chunk = payload.next().await;
+        let finished = chunk.is_none();
+        if let Some(chunk) = chunk {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request(
+                    "incomplete-body",
+                    format!("the commit body ended early: {e}"),
+                )
+            })?;
+            buffer.extend_from_slice(&chunk);
+        }
+        // Process every complete line; the last line may lack its newline.
+        loop {
+            let line_end = buffer.iter().position(|b| *b == b'\n');
+            let line: Vec<u8> = match line_end {
+                Some(at) => {
+                    let line = buffer[..at].to_vec();
+                    buffer.drain(..=at);
+                    line
+                }
+                None if finished => std::mem::take(&mut buffer),
+                None => break,
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                if finished && buffer.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            let value: Value = serde_json::from_slice(&line).map_err(|e| {
+                ApiError::bad_request("invalid-ndjson", format!("a commit line is not JSON: {e}"))
+            })?;
+            handle_line(
+                &state,
+                &repo,
+                user_id,
+                &value,
+                &mut request,
+                &mut changes,
+                &mut saw_header,
+            )
+            .await?;
+            if finished && buffer.is_empty() {
+                break;
+            }
+        }
+        if buffer.len() > MAX_LINE {
+            return Err(ApiError::too_large(
+                "line-too-large",
+                format!("a commit line exceeds {MAX_LINE} bytes; send large files through LFS"),
+            ));
+        }
+        done = finished;
+    }
+    if !saw_header {
+        return Err(ApiError::bad_request(
+            "missing-header",
+            "the first NDJSON line must be the `header` with the commit summary",
+        ));
+    }
+    let info = super::commits::commit_changes(
+        &state,
+        &repo,
+        &caller,
+        &branch,
+        &request,
+        changes,
+        auth::request_id(&req),
+    )
+    .await?;
+    let base = endpoint(&req);
+    Ok(HttpResponse::Ok().json(json!({
+        "commitOid": info.id,
+        "commitUrl": format!("{base}/{}/commit/{}", repo.full_name(), info.id),
+        "success": true,
+        "hookOutput": "",
+    })))
+}
+
+fn repo_path(value: &Value) -> Result<RepoPath, ApiError> {
+    let raw = value
+        .get("path")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("invalid-ndjson", "a commit line has no `path`"))?;
+    // Folder deletions name the folder with a trailing `/`.
+    let raw = raw.strip_suffix('/').unwrap_or(raw);
+    RepoPath::parse(raw).map_err(|e| ApiError::unprocessable("invalid-path", e.to_string()))
+}
+
+async fn handle_line(
+    state: &AppState,
+    repo: &db::repos::Repo,
+    user_id: i64,
+    line: &Value,
+    request: &mut CommitRequest,
+    changes: &mut Vec<PendingChange>,
+    saw_header: &mut bool,
+) -> Result<(), ApiError> {
+    let key = line.get("key").and_then(Value::as_str).unwrap_or_default();
+    let value = line
+        .get("value")
+        .ok_or_else(|| ApiError::bad_request("invalid-ndjson", "a commit line has no `value`"))?;
+    if !*saw_header && key != "header" {
+        return Err(ApiError::bad_request(
+            "missing-header",
+            "the first NDJSON line must be the `header`",
+        ));
+    }
+    match key {
+        "header" => {
+            let summary = value
+                .get("summary")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let description = value
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            request.message = if description.is_empty() {
+                summary.to_string()
+            } else {
+                format!("{summary}\n\n{description}")
+            };
+            request.parent = value
+                .get("parentCommit")
+                .and_then(Value::as_str)
+                .map(str::to_lowercase);
+            *saw_header = true;
+        }
+        "file" => {
+            let path = repo_path(value)?;
+            let content = value
+                .get("content")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(content)
+                .map_err(|e| {
+                    ApiError::unprocessable(
+                        "invalid-base64",
+                        format!("`{path}`: content is not base64: {e}"),
+                    )
+                })?;
+            let expected = Expected {
+                sha256: None,
+                size: None,
+                max_size: state.settings.limits.max_file_size,
+            };
+            let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+                bytes::Bytes::from(bytes),
+            )]);
+            let stored =
+                super::uploads::store_stream(state, repo.id, user_id, expected, body).await?;
+            changes.push(PendingChange::Put(PendingPut::Stored {
+                path,
+                entry: Entry {
+                    sha256: stored.sha256.as_bytes().to_vec(),
+                    size: stored.size as i64,
+                },
+            }));
+        }
+        "lfsFile" => {
+            let path = repo_path(value)?;
+            let oid = value.get("oid").and_then(Value::as_str).unwrap_or_default();
+            let sha256 = super::uploads::parse_digest(oid)?;
+            let size = value.get("size").and_then(Value::as_u64);
+            changes.push(PendingChange::Put(PendingPut::ByDigest {
+                path,
+                sha256,
+                size,
+            }));
+        }
+        "deletedFile" | "deletedFolder" => changes.push(PendingChange::Delete(repo_path(value)?)),
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid-ndjson",
+                format!("unknown commit line `{other}`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        assert_eq!(
+            hmac(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}
