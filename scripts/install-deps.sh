@@ -37,14 +37,17 @@ if $want_test; then
     cargo install --locked cargo-nextest
   fi
   # Python packages that write real model files for the scanner's tests, in a venv outside the clone.
-  py_env="${KAIYUAN_PY_ENV:-$HOME/.cache/kaiyuan/py}"
-  requirements="$(dirname "$0")/../tests/python/requirements.txt"
-  if ! cmp -s "$requirements" "$py_env/requirements.txt" 2>/dev/null; then
-    echo "installing the Python test packages into $py_env..." >&2
-    python3 -m venv "$py_env"
-    "$py_env/bin/pip" install -q -r "$requirements"
-    cp "$requirements" "$py_env/requirements.txt"
-  fi
+  # A second one holds the last 0.x huggingface_hub, whose users must keep downloading.
+  for pair in "py:requirements.txt" "py-hf0:requirements-hf0.txt"; do
+    py_env="$HOME/.cache/kaiyuan/${pair%%:*}"
+    requirements="$(dirname "$0")/../tests/python/${pair#*:}"
+    if ! cmp -s "$requirements" "$py_env/requirements.txt" 2>/dev/null; then
+      echo "installing $requirements into $py_env..." >&2
+      python3 -m venv "$py_env"
+      "$py_env/bin/pip" install -q -r "$requirements"
+      cp "$requirements" "$py_env/requirements.txt"
+    fi
+  done
   if [[ ! -x "$tools_dir/bin/cargo-fuzz" ]]; then
     echo "building cargo-fuzz (once; cached in $tools_dir)..." >&2
     cargo install --locked --quiet cargo-fuzz --root "$tools_dir"

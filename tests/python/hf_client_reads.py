@@ -12,7 +12,7 @@ import os
 import tempfile
 
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
-from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 token, other = os.environ["KY_TOKEN"], os.environ["KY_OTHER_TOKEN"]
 commit = os.environ["KY_COMMIT"]
@@ -83,6 +83,14 @@ with tempfile.TemporaryDirectory() as cache:
 assert {m.id for m in api.list_models(author="alice")} >= {"alice/tiny", "alice/secret"}
 assert [m.id for m in api.list_models(search="tiny")] == ["alice/tiny"]
 assert [m.id for m in api.list_models(filter="license:apache-2.0")] == ["alice/tiny"]
+
+# A quarantined file: the scan's findings reach the user verbatim.
+with tempfile.TemporaryDirectory() as cache:
+    try:
+        hf_hub_download("alice/evil", "evil.pkl", cache_dir=cache, token=token)
+        raise AssertionError("a quarantined file must not download")
+    except HfHubHTTPError as e:
+        assert "quarantined" in str(e) and "posix.system" in str(e), str(e)
 
 url = api.create_repo("alice/created")
 assert str(url).endswith("/alice/created"), url

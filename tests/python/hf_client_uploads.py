@@ -5,6 +5,7 @@ regular-upload threshold (LFS batch + basic transfer); KY_MODE=default uses a de
 """
 import hashlib
 import os
+import subprocess
 import tempfile
 
 from huggingface_hub import CommitOperationDelete, HfApi, snapshot_download
@@ -41,6 +42,14 @@ with tempfile.TemporaryDirectory() as cache:
     snap = snapshot_download(repo, cache_dir=cache, token=token)
     for path, data in content.items():
         with open(os.path.join(snap, path), "rb") as f:
+            assert digest(f.read()) == digest(data), path
+
+# The CLI downloads the same bytes.
+cli = os.path.join(os.path.dirname(os.sys.executable), "hf")
+with tempfile.TemporaryDirectory() as target:
+    subprocess.run([cli, "download", repo, "--local-dir", target], check=True, capture_output=True)
+    for path, data in content.items():
+        with open(os.path.join(target, path), "rb") as f:
             assert digest(f.read()) == digest(data), path
 
 # Replace one file, delete one, delete a folder; a stale parent is refused.

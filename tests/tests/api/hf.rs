@@ -38,12 +38,33 @@ async fn publish(app: &TestApp, token: &str) -> (String, serde_json::Value) {
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn huggingface_hub_reads_and_downloads_unchanged(pool: PgPool) {
+    reads_with(pool, "KAIYUAN_TEST_PYTHON").await;
+}
+
+/// The same reads with the last 0.x client, which `transformers` 4.x users run.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn huggingface_hub_0x_reads_and_downloads_unchanged(pool: PgPool) {
+    reads_with(pool, "KAIYUAN_TEST_PYTHON_HF0").await;
+}
+
+async fn reads_with(pool: PgPool, python_var: &str) {
     let app = spawn_app(pool).await;
     let alice = app.create_user("alice").await;
     let bob = app.create_user("bob").await;
     app.create_repo(&alice, "alice", "tiny", "public").await;
     app.create_repo(&alice, "alice", "secret", "private").await;
     let (commit, files) = publish(&app, &alice).await;
+    app.create_repo(&alice, "alice", "evil", "public").await;
+    app.commit_files(
+        &alice,
+        "alice/evil",
+        &[(
+            "evil.pkl",
+            b"\x80\x02cposix\nsystem\nX\x02\x00\x00\x00id\x85R.",
+        )],
+    )
+    .await;
+    app.run_jobs().await;
     let res = app
         .send_json(
             Method::PUT,
@@ -54,8 +75,9 @@ async fn huggingface_hub_reads_and_downloads_unchanged(pool: PgPool) {
         .await;
     expect_status(res, StatusCode::OK).await;
 
-    let python = std::env::var("KAIYUAN_TEST_PYTHON")
-        .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
+    let python = std::env::var(python_var).unwrap_or_else(|_| {
+        panic!("{python_var} is not set: run the suite through scripts/test.sh")
+    });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/hf_client_reads.py");
     let home = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(python)

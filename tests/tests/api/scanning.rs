@@ -124,7 +124,9 @@ async fn scanning_contract(pool: PgPool, backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // HEAD serves no bytes: metadata and the scan verdict, so clients go on to the GET's 403.
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-kaiyuan-scan"], "malicious");
     let res = app
         .get("/alice/m/resolve/main/evil.pkl", Some(&alice))
         .await;

@@ -181,7 +181,11 @@ pub async fn resolve(
         .as_ref()
         .and_then(|s| s.verdict.clone())
         .unwrap_or_else(|| "pending".into());
-    if let Some(scan) = scan.as_ref().filter(|s| s.quarantined()) {
+    // Bytes of a quarantined file are never served. HEAD serves none: it keeps answering with
+    // the metadata (and the scan headers), so that clients reach the GET and show its message.
+    if let Some(scan) = scan.as_ref().filter(|s| s.quarantined())
+        && req.method() != Method::HEAD
+    {
         return Err(quarantined(&file.path, scan));
     }
     let bytes: [u8; 32] = file
