@@ -10,9 +10,10 @@ import hashlib
 import json
 import os
 import tempfile
+import urllib.request
 
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 token, other = os.environ["KY_TOKEN"], os.environ["KY_OTHER_TOKEN"]
 commit = os.environ["KY_COMMIT"]
@@ -91,6 +92,26 @@ with tempfile.TemporaryDirectory() as cache:
         raise AssertionError("a quarantined file must not download")
     except HfHubHTTPError as e:
         assert "quarantined" in str(e) and "posix.system" in str(e), str(e)
+
+# A gated repository: visible, but files need an accepted access request.
+def native(method, path, token):
+    req = urllib.request.Request(os.environ["HF_ENDPOINT"] + path, method=method, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, data=b'{"status": "accepted"}' if method == "PUT" else b"")
+    with urllib.request.urlopen(req) as res:
+        return json.loads(res.read())
+
+bob_api = HfApi(token=other)
+assert bob_api.model_info("alice/gated").gated == "manual"
+assert bob_api.repo_exists("alice/gated")
+with tempfile.TemporaryDirectory() as cache:
+    for tok in (other, False):
+        raises(GatedRepoError, lambda: hf_hub_download("alice/gated", "weights.bin", cache_dir=cache, token=tok))
+    assert native("POST", "/api/v1/repos/alice/gated/access-request", other)["status"] == "pending"
+    raises(GatedRepoError, lambda: hf_hub_download("alice/gated", "weights.bin", cache_dir=cache, token=other))
+    native("PUT", "/api/v1/repos/alice/gated/access-requests/bob", token)
+    path = hf_hub_download("alice/gated", "weights.bin", cache_dir=cache, token=other)
+    assert open(path, "rb").read() == b"gated weights"
+    # The owner never needed a request.
+    hf_hub_download("alice/gated", "weights.bin", cache_dir=cache, token=token, force_download=True)
 
 url = api.create_repo("alice/created")
 assert str(url).endswith("/alice/created"), url

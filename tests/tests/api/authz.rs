@@ -209,3 +209,108 @@ async fn writes_need_a_write_token_and_a_role(pool: PgPool) {
         .await;
     expect_error(res, StatusCode::FORBIDDEN, "insufficient-role").await;
 }
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn gated_repositories_need_an_accepted_request_to_download(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    app.create_repo(&alice, "alice", "g", "public").await;
+    app.commit_files(&alice, "alice/g", &[("w.bin", b"weights")])
+        .await;
+    let res = app
+        .send_json(
+            Method::PATCH,
+            "/api/v1/repos/alice/g",
+            Some(&alice),
+            &json!({"gated": "sometimes"}),
+        )
+        .await;
+    expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid-gating").await;
+    let res = app
+        .send_json(
+            Method::PATCH,
+            "/api/v1/repos/alice/g",
+            Some(&alice),
+            &json!({"gated": "auto"}),
+        )
+        .await;
+    assert_eq!(expect_status(res, StatusCode::OK).await["gated"], "auto");
+
+    // Listing stays open; file bytes do not.
+    expect_status(
+        app.get("/api/v1/repos/alice/g/tree/main", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let res = app.get("/alice/g/resolve/main/w.bin", None).await;
+    assert_eq!(res.headers()["x-error-code"], "GatedRepo");
+    expect_error(res, StatusCode::UNAUTHORIZED, "gated").await;
+    expect_error(
+        app.get("/alice/g/resolve/main/w.bin", Some(&bob)).await,
+        StatusCode::FORBIDDEN,
+        "gated",
+    )
+    .await;
+    // Auto gating accepts at once; the decision is audited and visible to the owner.
+    let res = app
+        .post_json(
+            "/api/v1/repos/alice/g/access-request",
+            Some(&bob),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        expect_status(res, StatusCode::OK).await["status"],
+        "accepted"
+    );
+    let res = app.get("/alice/g/resolve/main/w.bin", Some(&bob)).await;
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"weights");
+    let requests = expect_status(
+        app.get("/api/v1/repos/alice/g/access-requests", Some(&alice))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(requests[0]["user"], "bob");
+    expect_error(
+        app.get("/api/v1/repos/alice/g/access-requests", Some(&bob))
+            .await,
+        StatusCode::FORBIDDEN,
+        "insufficient-role",
+    )
+    .await;
+    // An admin can revoke.
+    let res = app
+        .send_json(
+            Method::PUT,
+            "/api/v1/repos/alice/g/access-requests/bob",
+            Some(&alice),
+            &json!({"status": "rejected"}),
+        )
+        .await;
+    expect_status(res, StatusCode::OK).await;
+    expect_error(
+        app.get("/alice/g/resolve/main/w.bin", Some(&bob)).await,
+        StatusCode::FORBIDDEN,
+        "gated",
+    )
+    .await;
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_events WHERE action LIKE 'access.%' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(actions, ["access.request", "access.decide"]);
+    // Ungated repositories refuse requests.
+    app.create_repo(&alice, "alice", "open", "public").await;
+    let res = app
+        .post_json(
+            "/api/v1/repos/alice/open/access-request",
+            Some(&bob),
+            &json!({}),
+        )
+        .await;
+    expect_error(res, StatusCode::CONFLICT, "not-gated").await;
+}

@@ -65,6 +65,18 @@ async fn reads_with(pool: PgPool, python_var: &str) {
     )
     .await;
     app.run_jobs().await;
+    app.create_repo(&alice, "alice", "gated", "public").await;
+    app.commit_files(&alice, "alice/gated", &[("weights.bin", b"gated weights")])
+        .await;
+    let res = app
+        .send_json(
+            Method::PATCH,
+            "/api/v1/repos/alice/gated",
+            Some(&alice),
+            &json!({"gated": "manual"}),
+        )
+        .await;
+    expect_status(res, StatusCode::OK).await;
     let res = app
         .send_json(
             Method::PUT,

@@ -11,6 +11,8 @@ pub struct Repo {
     pub namespace_kind: String,
     pub name: String,
     pub visibility: String,
+    /// `none`, `auto` or `manual`: whether downloads need an accepted access request.
+    pub gated: String,
     pub description: String,
     pub card: String,
     pub license: Option<String>,
@@ -30,7 +32,7 @@ impl Repo {
 
 const SELECT_REPO: &str =
     "SELECT r.id, r.namespace_id, n.name AS namespace, n.kind AS namespace_kind,
-        r.name, r.visibility, r.description, r.card, r.license, r.created_at, r.updated_at
+        r.name, r.visibility, r.gated, r.description, r.card, r.license, r.created_at, r.updated_at
      FROM repositories r JOIN namespaces n ON n.id = r.namespace_id";
 
 pub async fn insert(
@@ -101,15 +103,17 @@ pub async fn update_settings(
     id: i64,
     visibility: Option<&str>,
     description: Option<&str>,
+    gated: Option<&str>,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE repositories SET visibility = coalesce($2, visibility),
-                description = coalesce($3, description), updated_at = now()
+                description = coalesce($3, description), gated = coalesce($4, gated), updated_at = now()
          WHERE id = $1",
     )
     .bind(id)
     .bind(visibility)
     .bind(description)
+    .bind(gated)
     .execute(conn)
     .await?;
     Ok(())
@@ -268,4 +272,80 @@ pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Resul
     sql.push(format!(" ORDER BY {key} {order}, r.id {order} LIMIT "))
         .push_bind(q.limit);
     sql.build_query_as().fetch_all(conn).await
+}
+
+/// The caller's access request to a gated repository: its status, if any.
+pub async fn access_status(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    user_id: i64,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT status FROM access_requests WHERE repository_id = $1 AND user_id = $2",
+    )
+    .bind(repository_id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records a request (accepted at once when `status` says so); an existing decision stands.
+pub async fn request_access(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    user_id: i64,
+    status: &str,
+) -> sqlx::Result<String> {
+    sqlx::query_scalar(
+        "INSERT INTO access_requests (repository_id, user_id, status, decided_at)
+         VALUES ($1, $2, $3, CASE WHEN $3 = 'pending' THEN NULL ELSE now() END)
+         ON CONFLICT (repository_id, user_id) DO UPDATE SET status = access_requests.status
+         RETURNING status",
+    )
+    .bind(repository_id)
+    .bind(user_id)
+    .bind(status)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn decide_access(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    user_id: i64,
+    status: &str,
+    by: i64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO access_requests (repository_id, user_id, status, decided_at, decided_by) VALUES ($1, $2, $3, now(), $4)
+         ON CONFLICT (repository_id, user_id) DO UPDATE SET status = $3, decided_at = now(), decided_by = $4",
+    )
+    .bind(repository_id)
+    .bind(user_id)
+    .bind(status)
+    .bind(by)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+pub struct AccessRequest {
+    pub user: String,
+    pub status: String,
+    pub requested_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+pub async fn access_requests(
+    conn: &mut PgConnection,
+    repository_id: i64,
+) -> sqlx::Result<Vec<AccessRequest>> {
+    sqlx::query_as(
+        "SELECT n.name AS user, a.status, a.requested_at, a.decided_at FROM access_requests a
+         JOIN namespaces n ON n.id = a.user_id WHERE a.repository_id = $1 ORDER BY a.requested_at",
+    )
+    .bind(repository_id)
+    .fetch_all(conn)
+    .await
 }

@@ -157,6 +157,7 @@ pub async fn resolve(
     let (namespace, name, revision, file_path) = path.into_inner();
     let mut conn = state.db.acquire().await?;
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    super::access::authorize_download(&mut conn, &caller, &repo).await?;
     let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
     let Some(file) = db::commits::file(&mut conn, repo.id, &commit, &file_path).await? else {
         // With the commit attached, Hugging Face clients cache "does not exist" for it.

@@ -251,7 +251,7 @@ async fn info_json(
         "author": repo.namespace,
         "sha": commit,
         "private": !repo.is_public(),
-        "gated": false,
+        "gated": if repo.gated == "none" { json!(false) } else { json!(repo.gated) },
         "disabled": false,
         "downloads": 0,
         "likes": 0,

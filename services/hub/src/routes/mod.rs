@@ -1,5 +1,6 @@
 //! HTTP routes. Handlers are thin: parse, authorise, call the domain, map errors.
 
+pub mod access;
 pub mod accounts;
 pub mod commits;
 pub mod files;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     .app_data(web::PathConfig::default().error_handler(path_error))
     .app_data(web::QueryConfig::default().error_handler(query_error));
     ops::configure(cfg);
+    access::configure(cfg);
     hf::configure(cfg);
     hf_upload::configure(cfg);
     accounts::configure(cfg);

@@ -100,6 +100,9 @@ async fn openapi_json() -> HttpResponse {
         super::commits::put_ref,
         super::commits::delete_ref,
         super::files::resolve,
+        super::access::request_access,
+        super::access::list_requests,
+        super::access::decide,
     ),
     components(schemas(crate::error::ErrorBody))
 )]

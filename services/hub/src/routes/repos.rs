@@ -30,6 +30,8 @@ pub struct RepoInfo {
     pub namespace: String,
     pub name: String,
     pub visibility: String,
+    /// `none`, `auto` or `manual`.
+    pub gated: String,
     pub description: String,
     pub license: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -43,6 +45,7 @@ impl From<&Repo> for RepoInfo {
             namespace: r.namespace.clone(),
             name: r.name.clone(),
             visibility: r.visibility.clone(),
+            gated: r.gated.clone(),
             description: r.description.clone(),
             license: r.license.clone(),
             created_at: r.created_at,
@@ -363,6 +366,8 @@ pub async fn get_repo(
 pub struct RepoSettings {
     pub visibility: Option<String>,
     pub description: Option<String>,
+    /// `none`, `auto` (access requests accepted at once) or `manual` (an admin decides).
+    pub gated: Option<String>,
 }
 
 /// Changes visibility or description (repository admins).
@@ -385,9 +390,26 @@ pub async fn update_repo(
     }
     let mut tx = state.db.begin().await?;
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
-    db::repos::update_settings(&mut tx, repo.id, visibility, body.description.as_deref()).await?;
+    let gated = match body.gated.as_deref() {
+        None => None,
+        Some(g @ ("none" | "auto" | "manual")) => Some(g),
+        Some(other) => {
+            return Err(ApiError::unprocessable(
+                "invalid-gating",
+                format!("gated `{other}` is unknown: use none, auto or manual"),
+            ));
+        }
+    };
+    db::repos::update_settings(
+        &mut tx,
+        repo.id,
+        visibility,
+        body.description.as_deref(),
+        gated,
+    )
+    .await?;
     db::audit::record(&mut tx, caller.id(), "repo.update", &format!("repo:{}", repo.full_name()),
-        serde_json::json!({"visibility": visibility, "description_changed": body.description.is_some()}), auth::request_id(&req).as_deref()).await?;
+        serde_json::json!({"visibility": visibility, "gated": gated, "description_changed": body.description.is_some()}), auth::request_id(&req).as_deref()).await?;
     let repo = db::repos::find_by_id(&mut tx, repo.id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("repo vanished")))?;

@@ -1,0 +1,190 @@
+//! Gated repositories: anyone who can see the repository can list it, but downloading its files
+//! needs membership or an accepted access request (accepted at once for `auto` gating, by a
+//! repository admin for `manual`).
+
+use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::PgConnection;
+
+use crate::app::AppState;
+use crate::auth::{self, Caller, Need};
+use crate::db;
+use crate::db::repos::Repo;
+use crate::error::{ApiError, ApiResult};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(request_access)
+        .service(list_requests)
+        .service(decide)
+        .service(auth_check);
+}
+
+/// Checks that the caller may download files of `repo` (after it passed the read check).
+pub async fn authorize_download(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    repo: &Repo,
+) -> Result<(), ApiError> {
+    if repo.gated == "none" {
+        return Ok(());
+    }
+    if auth::namespace_role(conn, caller, repo.namespace_id, &repo.namespace_kind)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let how = format!(
+        "`{}` is gated: request access with POST /api/v1/repos/{}/access-request{}",
+        repo.full_name(),
+        repo.full_name(),
+        if repo.gated == "manual" {
+            ", then wait for an admin of the repository to accept it"
+        } else {
+            ""
+        }
+    );
+    let Some(user) = &caller.user else {
+        return Err(ApiError::unauthorized(
+            "gated",
+            format!("{how} (sign in first)"),
+        ));
+    };
+    match db::repos::access_status(conn, repo.id, user.id)
+        .await?
+        .as_deref()
+    {
+        Some("accepted") => Ok(()),
+        Some("pending") => Err(ApiError::forbidden(
+            "gated",
+            format!(
+                "`{}` is gated and your access request is pending",
+                repo.full_name()
+            ),
+        )),
+        Some(_) => Err(ApiError::forbidden(
+            "gated",
+            format!(
+                "`{}` is gated and your access request was rejected",
+                repo.full_name()
+            ),
+        )),
+        None => Err(ApiError::forbidden("gated", how)),
+    }
+}
+
+/// Asks for access to a gated repository's files.
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/access-request", responses((status = 200), (status = 404), (status = 409)))]
+#[post("/api/v1/repos/{namespace}/{name}/access-request")]
+pub async fn request_access(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let user = caller.require_user()?.clone();
+    let mut tx = state.db.begin().await?;
+    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Read).await?;
+    if repo.gated == "none" {
+        return Err(ApiError::conflict(
+            "not-gated",
+            format!(
+                "`{}` is not gated: its files need no access request",
+                repo.full_name()
+            ),
+        ));
+    }
+    let initial = if repo.gated == "auto" {
+        "accepted"
+    } else {
+        "pending"
+    };
+    let status = db::repos::request_access(&mut tx, repo.id, user.id, initial).await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "access.request",
+        &format!("repo:{}", repo.full_name()),
+        json!({"status": status}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(json!({"repository": repo.full_name(), "status": status})))
+}
+
+/// Access requests of a gated repository (repository admins).
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/access-requests", responses((status = 200), (status = 403), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/access-requests")]
+pub async fn list_requests(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Admin).await?;
+    Ok(HttpResponse::Ok().json(db::repos::access_requests(&mut conn, repo.id).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// `accepted`, `rejected` or `pending`.
+    pub status: String,
+}
+
+/// Accepts or rejects a user's access (repository admins; audited).
+#[utoipa::path(put, path = "/api/v1/repos/{namespace}/{name}/access-requests/{user}", request_body = Decision, responses((status = 200), (status = 403), (status = 404)))]
+#[put("/api/v1/repos/{namespace}/{name}/access-requests/{user}")]
+pub async fn decide(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    body: web::Json<Decision>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, member) = path.into_inner();
+    if !matches!(body.status.as_str(), "accepted" | "rejected" | "pending") {
+        return Err(ApiError::unprocessable(
+            "invalid-status",
+            "status is accepted, rejected or pending",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
+    let actor = caller.require_writer()?.id;
+    let target = db::accounts::find_user(&mut tx, &member)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("user-not-found", format!("no user is named `{member}`"))
+        })?;
+    db::repos::decide_access(&mut tx, repo.id, target.id, &body.status, actor).await?;
+    db::audit::record(
+        &mut tx,
+        Some(actor),
+        "access.decide",
+        &format!("repo:{}", repo.full_name()),
+        json!({"user": target.name, "status": body.status}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(json!({"user": target.name, "status": body.status})))
+}
+
+/// `huggingface_hub`'s `auth_check`: 200 when the caller may download, else the usual error.
+#[get("/api/models/{namespace}/{name}/auth-check")]
+async fn auth_check(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    authorize_download(&mut conn, &caller, &repo).await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
