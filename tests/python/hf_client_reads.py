@@ -73,6 +73,29 @@ with tempfile.TemporaryDirectory() as cache:
     raises(EntryNotFoundError, lambda: hf_hub_download("alice/tiny", "missing.bin", cache_dir=cache, token=token))
     raises(RepositoryNotFoundError, lambda: hf_hub_download("alice/nope", "config.json", cache_dir=cache, token=token))
 
+# An interrupted download resumes with a Range request. 0.x clients resume across runs from
+# `<blob>.incomplete`; its first bytes are deliberately wrong here, so the result shows whether
+# the client asked only for the rest.
+import huggingface_hub
+
+if huggingface_hub.__version__.startswith("0."):
+    name = "weights/extra/big.bin"
+    etag = files[name]
+    with tempfile.TemporaryDirectory() as cache:
+        blobs = os.path.join(cache, "models--alice--tiny", "blobs")
+        os.makedirs(blobs)
+        done = 1024 * 1024
+        with open(os.path.join(blobs, etag + ".incomplete"), "wb") as f:
+            f.write(bytes(done))
+        path = hf_hub_download("alice/tiny", name, cache_dir=cache, token=token)
+        with open(path, "rb") as f:
+            data = f.read()
+        assert data[:done] == bytes(done), "the partial bytes were kept"
+        with tempfile.TemporaryDirectory() as fresh:
+            full = hf_hub_download("alice/tiny", name, cache_dir=fresh, token=token)
+            with open(full, "rb") as f:
+                assert data[done:] == f.read()[done:], "only the rest was fetched, with a Range request"
+
 # A private repository is invisible to other users and to anonymous callers, everywhere.
 assert api.model_info("alice/secret").id == "alice/secret"
 for client in (HfApi(token=other), anon):
