@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# snapshot_download (huggingface_hub, the real client) of a ~4 GiB repository from kaiyuan on
+# loopback, against the native REST download of the same files (curl, one after another) and a
+# local cp of the same bytes, in the same run.
+#   scripts/bench-hf.sh [SIZE_GIB]     (default 4)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_gib="${1:-4}"
+scripts/install-deps.sh --test
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --quiet --release -p kaiyuan-hub --bin kaiyuan
+bin="$target/release/kaiyuan"
+py="$HOME/.cache/kaiyuan/py/bin/python"
+work=$(mktemp -d /var/tmp/kaiyuan-hfbench.XXXXXX)
+chmod 755 "$work"
+hub_pid=""
+cleanup() {
+  [[ -n "$hub_pid" ]] && kill -INT "$hub_pid" 2>/dev/null && wait "$hub_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
+
+# Four shards of SIZE/4 GiB each, as model repositories ship them.
+mkdir -p "$work/model"
+for i in 1 2 3 4; do
+  (set +o pipefail; openssl enc -aes-128-ctr -nosalt -pass "pass:shard$i" -in /dev/zero 2>/dev/null | head -c $(((size_gib << 30) / 4)) >"$work/model/model-0000$i-of-00004.safetensors.bin")
+done
+bytes=$(du -cb "$work/model" | tail -1 | cut -f1)
+sync
+
+hub_port=$(free_port) pg_port=$(free_port)
+printf '[embedded_postgres]\nport = %s\n[gc]\ninterval_secs = 0\n' "$pg_port" >"$work/hub.toml"
+KAIYUAN_WORKERS=0 RUST_LOG=warn "$bin" --config "$work/hub.toml" serve --data-dir "$work/hub" --listen "127.0.0.1:$hub_port" &
+hub_pid=$!
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$hub_port/readyz" >/dev/null && break; sleep 0.1; done
+token=$(RUST_LOG=warn "$bin" --config "$work/hub.toml" admin create-user bench --admin --data-dir "$work/hub")
+hub="http://127.0.0.1:$hub_port"
+export HF_ENDPOINT="$hub" HF_TOKEN="$token" HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1
+"$py" -c "from huggingface_hub import HfApi; a = HfApi(); a.create_repo('bench/model'); a.upload_folder(folder_path='$work/model', repo_id='bench/model')"
+sync
+
+start=$(now); cp -r "$work/model" "$work/copy"; end=$(now); cp_s=$(secs "$start" "$end"); rm -rf "$work/copy"
+# Both downloads write the files to disk, as a user's download does.
+mkdir -p "$work/native"
+start=$(now)
+for f in "$work"/model/*; do curl -sSf -o "$work/native/$(basename "$f")" "$hub/bench/model/resolve/main/$(basename "$f")"; done
+end=$(now); native_s=$(secs "$start" "$end")
+rm -rf "$work/native"
+start=$(now)
+"$py" -c "from huggingface_hub import snapshot_download; snapshot_download('bench/model', cache_dir='$work/hf-cache')"
+end=$(now); hf_s=$(secs "$start" "$end")
+for f in "$work"/model/*; do cmp -s "$f" "$(find "$work/hf-cache" -name "$(basename "$f")")" || { echo "content differs: $f"; exit 1; }; done
+
+mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
+echo "repository: $bytes bytes in 4 files; MB/s = 10^6 bytes per second"
+printf '%-34s %8s %8s\n' measure seconds MB/s
+printf '%-34s %8s %8s\n' "cp (page cache to disk)" "$cp_s" "$(mbps "$cp_s")"
+printf '%-34s %8s %8s\n' "native REST download (curl -o)" "$native_s" "$(mbps "$native_s")"
+printf '%-34s %8s %8s\n' "snapshot_download (huggingface_hub)" "$hf_s" "$(mbps "$hf_s")"
+echo "snapshot_download / native: $(awk -v a="$native_s" -v b="$hf_s" 'BEGIN { printf "%.2f", a / b }')   (target >= 0.8)"
+echo "snapshot_download / cp:     $(awk -v a="$cp_s" -v b="$hf_s" 'BEGIN { printf "%.2f", a / b }')"
