@@ -61,6 +61,12 @@ try:
     raise AssertionError("a stale parent commit must be refused")
 except HfHubHTTPError:
     pass
+# A copy inside the repository sends no bytes again (the LFS source becomes a reference).
+from huggingface_hub import CommitOperationCopy
+
+api.create_commit(repo, operations=[CommitOperationCopy("model.safetensors", "copies/model.safetensors")], commit_message="copy")
+assert "copies/model.safetensors" in api.list_repo_files(repo)
+api.delete_file("copies/model.safetensors", repo_id=repo)
 api.delete_file("sub/nested.txt", repo_id=repo)
 api.create_commit(repo, operations=[CommitOperationDelete("weights/")], commit_message="drop weights")
 assert sorted(api.list_repo_files(repo)) == ["README.md", "config.json", "model.safetensors"], api.list_repo_files(repo)

@@ -195,8 +195,8 @@ async fn huggingface_hub_uploads_through_lfs_with_xet_disabled(pool: PgPool) {
         .unwrap();
     assert_eq!(
         commits,
-        1 + 4,
-        "initial, upload, replace, delete file, delete folder"
+        1 + 6,
+        "initial, upload, replace, copy, delete copy, delete file, delete folder"
     );
     let scans: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'scan-blob'")
         .fetch_one(&pool)
