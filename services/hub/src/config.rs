@@ -35,6 +35,10 @@ pub struct Limits {
     pub max_json_body: usize,
     /// `KAIYUAN_MAX_FILES_PER_COMMIT`: operations and files in one commit.
     pub max_files_per_commit: usize,
+    /// LFS objects at least this large are uploaded by Hugging Face clients in parts.
+    pub lfs_multipart_threshold: u64,
+    /// Size of one such part.
+    pub lfs_part_size: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +106,8 @@ impl Default for Limits {
             max_file_size: 512 * 1024 * 1024 * 1024,
             max_json_body: 32 * 1024 * 1024,
             max_files_per_commit: 25_000,
+            lfs_multipart_threshold: 1024 * 1024 * 1024,
+            lfs_part_size: 64 * 1024 * 1024,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! `AWS_ENDPOINT` / `AWS_ALLOW_HTTP` for self-hosted servers).
 
 mod digest;
+mod parts;
 mod read;
 mod seekable;
 mod upload;

@@ -219,3 +219,28 @@ async fn default_huggingface_hub_clients_upload_small_files_inline(pool: PgPool)
     let alice = app.create_user("alice").await;
     run_upload_client(&app, &alice, "default").await;
 }
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn large_lfs_objects_upload_in_parts(pool: PgPool) {
+    let app = kaiyuan_tests::spawn_app_with(pool.clone(), kaiyuan_tests::Backend::Local, |s| {
+        s.limits.lfs_multipart_threshold = 8 * 1024 * 1024;
+        s.limits.lfs_part_size = 5 * 1024 * 1024;
+    })
+    .await;
+    let alice = app.create_user("alice").await;
+    // The 12 MiB file of the LFS run crosses the threshold: three parts, then completion.
+    run_upload_client(&app, &alice, "lfs").await;
+    let big: i64 = sqlx::query_scalar("SELECT count(*) FROM blobs WHERE size = 12582912")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(big, 1);
+    assert_eq!(
+        app.store
+            .collect_staging(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0,
+        "no part is left behind"
+    );
+}

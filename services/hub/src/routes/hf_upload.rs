@@ -25,6 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(lfs_batch)
         .service(lfs_verify)
         .service(lfs_put)
+        .service(lfs_put_part)
+        .service(lfs_complete)
         .service(commit);
 }
 
@@ -184,19 +186,30 @@ async fn lfs_batch(
             &key,
             signed_message(&repo.full_name(), &oid, object.size, user.id, expires).as_bytes(),
         );
-        let href = format!(
-            "{base}/api/lfs/{}/{oid}?size={}&user={}&expires={expires}&sig={sig}",
-            repo.full_name(),
-            object.size,
-            user.id
+        let signed = format!(
+            "size={}&user={}&expires={expires}&sig={sig}",
+            object.size, user.id
         );
-        objects.push(json!({
-            "oid": oid, "size": object.size,
-            "actions": {
-                "upload": {"href": href, "expires_in": UPLOAD_URL_SECS},
-                "verify": {"href": format!("{base}/{}.git/info/lfs/objects/verify", repo.full_name())},
-            },
-        }));
+        let object_url = format!("{base}/api/lfs/{}/{oid}", repo.full_name());
+        let verify =
+            json!({"href": format!("{base}/{}.git/info/lfs/objects/verify", repo.full_name())});
+        let limits = &state.settings.limits;
+        let upload = if object.size >= limits.lfs_multipart_threshold {
+            // Multipart: one signed URL per part, then the completion URL as `href`.
+            let part_size = limits.lfs_part_size.max(5 * 1024 * 1024);
+            let mut header = serde_json::Map::new();
+            header.insert("chunk_size".into(), json!(part_size.to_string()));
+            for n in 1..=object.size.div_ceil(part_size) {
+                header.insert(
+                    format!("{n:05}"),
+                    json!(format!("{object_url}/parts/{n}?{signed}")),
+                );
+            }
+            json!({"href": format!("{object_url}/complete?{signed}"), "header": header, "expires_in": UPLOAD_URL_SECS})
+        } else {
+            json!({"href": format!("{object_url}?{signed}"), "expires_in": UPLOAD_URL_SECS})
+        };
+        objects.push(json!({"oid": oid, "size": object.size, "actions": {"upload": upload, "verify": verify}}));
     }
     Ok(HttpResponse::Ok()
         .content_type("application/vnd.git-lfs+json")
@@ -220,12 +233,33 @@ async fn lfs_put(
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name, oid) = path.into_inner();
-    let key = signing_key(&state).await?;
+    let repo = check_signed(&state, &namespace, &name, &oid, &query).await?;
+    let digest: Sha256Digest = oid
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid-sha256", "the oid is not a sha256"))?;
+    let expected = Expected {
+        sha256: Some(digest),
+        size: Some(query.size),
+        max_size: state.settings.limits.max_file_size,
+    };
+    super::uploads::store_stream(&state, repo.id, query.user, expected, body).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// Checks a signed URL of the LFS transfer and returns the repository it uploads to.
+async fn check_signed(
+    state: &AppState,
+    namespace: &str,
+    name: &str,
+    oid: &str,
+    query: &UploadQuery,
+) -> Result<db::repos::Repo, ApiError> {
+    let key = signing_key(state).await?;
     let expected = hmac(
         &key,
         signed_message(
             &format!("{namespace}/{name}"),
-            &oid,
+            oid,
             query.size,
             query.user,
             query.expires,
@@ -238,21 +272,115 @@ async fn lfs_put(
             "this upload URL is invalid or expired; ask the batch API for a new one",
         ));
     }
+    let mut conn = state.db.acquire().await?;
+    db::repos::find_live(&mut conn, namespace, name)
+        .await?
+        .ok_or_else(|| auth::repo_not_found(namespace, name))
+}
+
+/// One part of a multipart LFS transfer; answers its ETag (the part's sha256).
+#[put("/api/lfs/{namespace}/{name}/{oid}/parts/{number}")]
+async fn lfs_put_part(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String, u32)>,
+    query: web::Query<UploadQuery>,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, oid, number) = path.into_inner();
+    check_signed(&state, &namespace, &name, &oid, &query).await?;
+    let part_size = state.settings.limits.lfs_part_size.max(5 * 1024 * 1024);
+    if number == 0 || u64::from(number) > query.size.div_ceil(part_size) {
+        return Err(ApiError::bad_request(
+            "invalid-part",
+            format!("part {number} is not in this upload's plan"),
+        ));
+    }
+    let upload = format!("{oid}-{}", query.user);
+    let (digest, _) = state
+        .store
+        .put_part(&upload, number, part_size, body)
+        .await
+        .map_err(|e| ApiError::bad_request("incomplete-part", e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", format!("\"{digest}\"")))
+        .finish())
+}
+
+#[derive(Deserialize)]
+struct CompletedPart {
+    #[serde(rename = "partNumber")]
+    part_number: u32,
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    oid: String,
+    parts: Vec<CompletedPart>,
+}
+
+/// Completes a multipart LFS transfer: the parts, in order, become one blob whose sha256 must
+/// be the object's oid (checked while streaming); then the parts are removed.
+#[post("/api/lfs/{namespace}/{name}/{oid}/complete")]
+async fn lfs_complete(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+    query: web::Query<UploadQuery>,
+    body: web::Json<Completion>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, oid) = path.into_inner();
+    let repo = check_signed(&state, &namespace, &name, &oid, &query).await?;
+    if body.oid != oid {
+        return Err(ApiError::bad_request(
+            "oid-mismatch",
+            "the completion names another object than its URL",
+        ));
+    }
+    let part_size = state.settings.limits.lfs_part_size.max(5 * 1024 * 1024);
+    let count = query.size.div_ceil(part_size) as u32;
+    let mut numbers: Vec<u32> = body.parts.iter().map(|p| p.part_number).collect();
+    numbers.sort_unstable();
+    if numbers != (1..=count).collect::<Vec<_>>() {
+        return Err(ApiError::bad_request(
+            "missing-parts",
+            format!("the completion must list parts 1 to {count} once each"),
+        ));
+    }
+    let upload = format!("{oid}-{}", query.user);
+    for n in 1..=count {
+        if state.store.part_size(&upload, n).await?.is_none() {
+            return Err(ApiError::bad_request(
+                "missing-parts",
+                format!("part {n} was never uploaded"),
+            ));
+        }
+    }
     let digest: Sha256Digest = oid
         .parse()
         .map_err(|_| ApiError::bad_request("invalid-sha256", "the oid is not a sha256"))?;
-    let mut conn = state.db.acquire().await?;
-    let repo = db::repos::find_live(&mut conn, &namespace, &name)
-        .await?
-        .ok_or_else(|| auth::repo_not_found(&namespace, &name))?;
-    drop(conn);
+    // The parts' bytes, in order, as one stream.
+    let store = state.store.clone();
+    let upload_name = upload.clone();
+    let stream = futures_util::stream::iter(1..=count)
+        .then(move |n| {
+            let (store, upload) = (store.clone(), upload_name.clone());
+            async move { store.read_part(&upload, n).await }
+        })
+        .map(|r| match r {
+            Ok(stream) => stream,
+            Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
+        })
+        .flatten()
+        .boxed();
     let expected = Expected {
         sha256: Some(digest),
         size: Some(query.size),
         max_size: state.settings.limits.max_file_size,
     };
-    super::uploads::store_stream(&state, repo.id, query.user, expected, body).await?;
-    Ok(HttpResponse::Ok().finish())
+    super::uploads::store_stream(&state, repo.id, query.user, expected, stream).await?;
+    for n in 1..=count {
+        state.store.delete_part(&upload, n).await?;
+    }
+    Ok(HttpResponse::Ok().json(json!({"oid": oid, "size": query.size})))
 }
 
 /// Confirms that an uploaded object is stored and usable by the repository.
