@@ -52,6 +52,20 @@ with tempfile.TemporaryDirectory() as target:
         with open(os.path.join(target, path), "rb") as f:
             assert digest(f.read()) == digest(data), path
 
+# The same bytes again under another name: deduplicated, nothing is re-sent (checked server-side).
+api.upload_file(path_or_fileobj=content["weights/big.bin"], path_in_repo="weights/again.bin", repo_id=repo)
+assert "weights/again.bin" in api.list_repo_files(repo)
+
+# `hf upload` publishes a folder too.
+with tempfile.TemporaryDirectory() as folder:
+    with open(os.path.join(folder, "cli.txt"), "wb") as f:
+        f.write(b"from the CLI\n")
+    done = subprocess.run([cli, "upload", repo, folder, ".", "--commit-message", "CLI upload"], capture_output=True, text=True, env={**os.environ, "HF_TOKEN": token})
+    assert done.returncode == 0, done.stdout + done.stderr
+assert "cli.txt" in api.list_repo_files(repo)
+api.delete_file("cli.txt", repo_id=repo)
+api.delete_file("weights/again.bin", repo_id=repo)
+
 # Replace one file, delete one, delete a folder; a stale parent is refused.
 head = api.model_info(repo).sha
 info = api.upload_file(path_or_fileobj=b"changed\n", path_in_repo="config.json", repo_id=repo, parent_commit=head)

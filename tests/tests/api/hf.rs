@@ -195,8 +195,8 @@ async fn huggingface_hub_uploads_through_lfs_with_xet_disabled(pool: PgPool) {
         .unwrap();
     assert_eq!(
         commits,
-        1 + 6,
-        "initial, upload, replace, copy, delete copy, delete file, delete folder"
+        1 + 10,
+        "initial, upload, same bytes again, CLI upload, two deletes, replace, copy, delete copy, delete file, delete folder"
     );
     let scans: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'scan-blob'")
         .fetch_one(&pool)
@@ -211,6 +211,11 @@ async fn huggingface_hub_uploads_through_lfs_with_xet_disabled(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(big, 1, "the large file went through LFS once");
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains("kaiyuan_http_requests_total{method=\"PUT\",route=\"/api/lfs/{namespace}/{name}/{oid}\",status=\"200\"} 1\n"),
+        "the second upload of the same bytes sent nothing:\n{metrics}"
+    );
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
@@ -243,4 +248,71 @@ async fn large_lfs_objects_upload_in_parts(pool: PgPool) {
         0,
         "no part is left behind"
     );
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn tree_listings_page_with_link_headers(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    app.create_repo(&alice, "alice", "m", "public").await;
+    app.commit_files(
+        &alice,
+        "alice/m",
+        &[("a", b"1"), ("b/c", b"2"), ("b/d", b"3"), ("e", b"4")],
+    )
+    .await;
+    let mut url = app.url("/api/models/alice/m/tree/main?recursive=true&limit=2");
+    let mut paths = Vec::new();
+    loop {
+        let res = app.http.get(&url).send().await.unwrap();
+        let link = res
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_string());
+        let page: Vec<serde_json::Value> = res.json().await.unwrap();
+        assert!(page.len() <= 2);
+        paths.extend(page.iter().map(|e| {
+            format!(
+                "{}:{}",
+                e["type"].as_str().unwrap(),
+                e["path"].as_str().unwrap()
+            )
+        }));
+        match link {
+            Some(link) => {
+                url = link
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        paths,
+        ["file:a", "directory:b", "file:b/c", "file:b/d", "file:e"]
+    );
+    let top: Vec<serde_json::Value> = app
+        .get("/api/models/alice/m/tree/main", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let top: Vec<&str> = top.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        top,
+        ["a", "b", "e"],
+        "not recursive: folders, not their files"
+    );
+    let sub: Vec<serde_json::Value> = app
+        .get("/api/models/alice/m/tree/main/b", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sub.len(), 2);
+    let res = app.get("/api/models/alice/m/tree/main/nope", None).await;
+    assert_eq!(res.headers()["x-error-code"], "EntryNotFound");
 }
