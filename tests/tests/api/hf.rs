@@ -144,6 +144,35 @@ async fn errors_carry_hugging_face_codes_and_xet_fails_fast(pool: PgPool) {
             .unwrap()
             .contains("HF_HUB_DISABLE_XET=1")
     );
+    // Upload URLs authorise themselves: a forged or expired signature is refused.
+    let oid = sha256_hex(b"x");
+    let forged = format!(
+        "/api/lfs/alice/m/{oid}?size=1&user=1&expires=99999999999&sig={}",
+        "0".repeat(64)
+    );
+    let res = app
+        .request(Method::PUT, &forged, None)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(res.headers()["x-error-code"], "invalid-upload-url");
+    let res = app
+        .request(
+            Method::PUT,
+            &format!("{}/parts/1", forged.split('?').next().unwrap()),
+            None,
+        )
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "a part URL without a signature is malformed"
+    );
     // Download metadata headers on every resolve response.
     app.commit_files(&alice, "alice/m", &[("a.bin", b"abc")])
         .await;

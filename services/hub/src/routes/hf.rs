@@ -61,7 +61,7 @@ fn flag(value: Option<&str>) -> bool {
 }
 
 /// The endpoint the client used (its `HF_ENDPOINT`): URLs handed back must be on that host.
-fn endpoint(req: &HttpRequest) -> String {
+pub(super) fn endpoint(req: &HttpRequest) -> String {
     let info = req.connection_info();
     format!("{}://{}", info.scheme(), info.host())
 }

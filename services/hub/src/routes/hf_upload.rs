@@ -39,11 +39,6 @@ const MAX_LINE: usize = (REGULAR_MAX as usize / 3 + 1) * 4 + 64 * 1024;
 /// Lifetime of a signed upload URL.
 const UPLOAD_URL_SECS: i64 = 6 * 3600;
 
-fn endpoint(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
-}
-
 /// HMAC-SHA256, written out to keep dependencies lean.
 fn hmac(key: &[u8], message: &[u8]) -> String {
     let mut block = [0u8; 64];
@@ -64,6 +59,15 @@ fn hmac(key: &[u8], message: &[u8]) -> String {
             .chain_update(inner_hash)
             .finalize(),
     )
+}
+
+/// Compares signatures in constant time, so that timing does not reveal a valid prefix.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// The hub's URL-signing key, created once and shared by every replica through the database.
@@ -162,7 +166,7 @@ async fn lfs_batch(
     let repo = super::load_repo(&mut conn, &caller, &namespace, name, Need::Write).await?;
     let user = caller.require_writer()?;
     let key = signing_key(&state).await?;
-    let base = endpoint(&req);
+    let base = super::hf::endpoint(&req);
     let expires = chrono::Utc::now().timestamp() + UPLOAD_URL_SECS;
     let mut objects = Vec::with_capacity(body.objects.len());
     for object in &body.objects {
@@ -266,7 +270,7 @@ async fn check_signed(
         )
         .as_bytes(),
     );
-    if expected != query.sig || chrono::Utc::now().timestamp() > query.expires {
+    if !same(&expected, &query.sig) || chrono::Utc::now().timestamp() > query.expires {
         return Err(ApiError::forbidden(
             "invalid-upload-url",
             "this upload URL is invalid or expired; ask the batch API for a new one",
@@ -528,7 +532,7 @@ async fn commit(
         auth::request_id(&req),
     )
     .await?;
-    let base = endpoint(&req);
+    let base = super::hf::endpoint(&req);
     Ok(HttpResponse::Ok().json(json!({
         "commitOid": info.id,
         "commitUrl": format!("{base}/{}/commit/{}", repo.full_name(), info.id),
@@ -644,6 +648,12 @@ async fn handle_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signatures_compare_exactly() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd") && !same("abc", "ab") && !same("", "a"));
+    }
 
     #[test]
     fn hmac_matches_rfc_4231_case_2() {
