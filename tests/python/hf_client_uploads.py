@@ -28,6 +28,8 @@ content = {
     "config.json": b'{"hidden_size": 2}',
     "model.safetensors": len(header).to_bytes(8, "little") + header + bytes(8),
     "sub/nested.txt": b"nested\n",
+    # A minimal ONNX ModelProto: ir_version 8, producer "kaiyuan", an empty graph.
+    "model.onnx": bytes([0x08, 0x08, 0x12, 0x07]) + b"kaiyuan" + bytes([0x3A, 0x06, 0x12, 0x04]) + b"main",
     "weights/big.bin": os.urandom(12 * 1024 * 1024 if mode == "lfs" else 1024 * 1024),
 }
 with tempfile.TemporaryDirectory() as folder:
@@ -83,7 +85,7 @@ assert "copies/model.safetensors" in api.list_repo_files(repo)
 api.delete_file("copies/model.safetensors", repo_id=repo)
 api.delete_file("sub/nested.txt", repo_id=repo)
 api.create_commit(repo, operations=[CommitOperationDelete("weights/")], commit_message="drop weights")
-assert sorted(api.list_repo_files(repo)) == ["README.md", "config.json", "model.safetensors"], api.list_repo_files(repo)
+assert sorted(api.list_repo_files(repo)) == ["README.md", "config.json", "model.onnx", "model.safetensors"], api.list_repo_files(repo)
 try:
     api.delete_file("no-such-file.txt", repo_id=repo)
     raise AssertionError("deleting a missing file must fail")

@@ -834,6 +834,8 @@ pub(crate) enum Wrapper {
     Gzip,
     /// Raw zlib streams, as joblib writes with `compress=N`.
     Zlib,
+    /// zstd frames (`.zst`, `.tar.zst`); the decoder caps its window at 100 MiB.
+    Zstd,
 }
 
 pub(crate) fn scan_compressed(
@@ -846,6 +848,7 @@ pub(crate) fn scan_compressed(
     let name = match wrapper {
         Wrapper::Gzip => "gzip",
         Wrapper::Zlib => "zlib",
+        Wrapper::Zstd => "zstd",
     };
     blob.seek(SeekFrom::Start(0))?;
     let limit = ctx.limits.max_member_in_memory.min(
@@ -861,6 +864,10 @@ pub(crate) fn scan_compressed(
         Wrapper::Zlib => ZlibDecoder::new(section)
             .take(limit + 1)
             .read_to_end(&mut data),
+        Wrapper::Zstd => match ruzstd::decoding::StreamingDecoder::new(section) {
+            Ok(decoder) => decoder.take(limit + 1).read_to_end(&mut data),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        },
     };
     if read.is_err() {
         ctx.add(
@@ -899,6 +906,7 @@ pub(crate) fn scan_compressed(
     let inner = path
         .trim_end_matches(".gz")
         .trim_end_matches(".tgz")
+        .trim_end_matches(".zst")
         .trim_end_matches(".z");
     let inner = if inner.is_empty() { "content" } else { inner };
     ctx.scan_member(

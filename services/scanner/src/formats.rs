@@ -11,7 +11,8 @@ pub enum Format {
     Tar,
     Gzip,
     Zlib,
-    /// xz, bzip2, 7z, lz4, zstd: recognised, not inflated.
+    Zstd,
+    /// xz, bzip2, 7z, lz4: recognised, not inflated.
     OtherCompression(&'static str),
     Pickle,
     /// Might be a protocol 0/1 pickle (no `\x80` marker): confirmed only if it parses.
@@ -36,6 +37,7 @@ impl Format {
             Format::Tar => "tar",
             Format::Gzip => "gzip",
             Format::Zlib => "zlib",
+            Format::Zstd => "zstd",
             Format::OtherCompression(name) => name,
             Format::Pickle | Format::MaybePickle => "pickle",
             Format::Npy => "numpy-npy",
@@ -78,6 +80,9 @@ pub fn detect(head: &[u8], len: u64, path: &str) -> Format {
     if head.starts_with(&[0x1f, 0x8b]) {
         return Format::Gzip;
     }
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Format::Zstd;
+    }
     // A zlib header: deflate method, a window size, and a check value that divides by 31.
     if head.len() >= 2
         && head[0] == 0x78
@@ -87,7 +92,6 @@ pub fn detect(head: &[u8], len: u64, path: &str) -> Format {
         return Format::Zlib;
     }
     for (magic, name) in [
-        (&b"\x28\xb5\x2f\xfd"[..], "zstd"),
         (&b"\xfd7zXZ\x00"[..], "xz"),
         (&b"BZh"[..], "bzip2"),
         (&b"7z\xbc\xaf\x27\x1c"[..], "7z"),
@@ -206,6 +210,7 @@ pub fn run(
         Format::Tar => archive::scan_tar(ctx, blob, len)?,
         Format::Gzip => archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Gzip)?,
         Format::Zlib => archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Zlib)?,
+        Format::Zstd => archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Zstd)?,
         Format::OtherCompression(name) => {
             ctx.add(
                 "unsupported-compression",

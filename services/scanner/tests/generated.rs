@@ -917,3 +917,25 @@ fn tensorflow_graphs_are_recognised_without_their_usual_names() {
     let frozen = [node("Const"), node("PyFunc")].concat();
     assert_verdict(&frozen, "frozen_graph.pb", Malicious);
 }
+
+#[test]
+fn zstd_wrapped_content_is_inflated_and_scanned() {
+    let zst = |data: &[u8]| {
+        ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+    };
+    let report = assert_verdict(
+        &zst(&call("posix", "system", "id")),
+        "model.pkl.zst",
+        Malicious,
+    );
+    assert_eq!(report.format, "zstd");
+    assert_verdict(
+        &zst(&tar(&[("config.json", b'0', b"{}", "")])),
+        "bundle.tar.zst",
+        Clean,
+    );
+    assert_rule(
+        &assert_verdict(b"\x28\xb5\x2f\xfd\x00\x00garbage", "x.zst", Malformed),
+        "compression-malformed",
+    );
+}
