@@ -173,6 +173,14 @@ async fn errors_carry_hugging_face_codes_and_xet_fails_fast(pool: PgPool) {
         StatusCode::BAD_REQUEST,
         "a part URL without a signature is malformed"
     );
+    // A repository without a declared licence says so to Hugging Face clients.
+    let res = app.get("/api/models/alice/m", None).await;
+    assert!(
+        res.headers()["x-hf-warning"]
+            .to_str()
+            .unwrap()
+            .starts_with("kaiyuan-license; alice/m declares no licence")
+    );
     // Download metadata headers on every resolve response.
     app.commit_files(&alice, "alice/m", &[("a.bin", b"abc")])
         .await;
@@ -182,6 +190,22 @@ async fn errors_carry_hugging_face_codes_and_xet_fails_fast(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(res.headers()["x-linked-size"], "3");
+    assert!(res.headers().contains_key("x-hf-warning"));
+    app.commit_files(
+        &alice,
+        "alice/m",
+        &[("README.md", b"---\nlicense: mit\n---\n")],
+    )
+    .await;
+    let res = app
+        .request(Method::HEAD, "/alice/m/resolve/main/a.bin", None)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !res.headers().contains_key("x-hf-warning"),
+        "a declared licence needs no notice yet"
+    );
     assert_eq!(
         res.headers()["x-linked-etag"],
         format!("\"{}\"", sha256_hex(b"abc")).as_str()

@@ -140,6 +140,18 @@ fn scan_warning(scan: &db::scans::ScanState) -> Option<String> {
     )
 }
 
+/// A licence notice for Hugging Face clients (`X-HF-Warning: <topic>; <message>`, printed once
+/// per topic). Until the licence engine evaluates terms, the one notice is a missing licence.
+pub fn license_notice(repo: &crate::db::repos::Repo) -> Option<String> {
+    match repo.license.as_deref() {
+        None | Some("") | Some("NOASSERTION") | Some("noassertion") => Some(format!(
+            "kaiyuan-license; {} declares no licence: you have no granted rights to use it until its owner states terms",
+            repo.full_name()
+        )),
+        _ => None,
+    }
+}
+
 /// Downloads a file at a revision (branch, tag or commit id).
 #[utoipa::path(get, path = "/{namespace}/{name}/resolve/{revision}/{path}",
     responses((status = 200, description = "the file's bytes"), (status = 206), (status = 302), (status = 304), (status = 404), (status = 416)))]
@@ -221,6 +233,9 @@ pub async fn resolve(
         }
         if let Some(warning) = scan.as_ref().and_then(scan_warning) {
             builder.insert_header(("X-Kaiyuan-Warning", warning));
+        }
+        if let Some(notice) = license_notice(&repo) {
+            builder.insert_header(("X-HF-Warning", notice));
         }
         builder
     };

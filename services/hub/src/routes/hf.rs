@@ -283,8 +283,11 @@ async fn model_info(
     let mut conn = state.db.acquire().await?;
     let repo = load(&mut conn, &caller, &namespace, &name).await?;
     let commit = resolve(&mut conn, &repo, "main").await?;
-    Ok(HttpResponse::Ok()
-        .json(info_json(&mut conn, &repo, &commit, flag(query.blobs.as_deref())).await?))
+    let mut response = HttpResponse::Ok();
+    if let Some(notice) = super::files::license_notice(&repo) {
+        response.insert_header(("X-HF-Warning", notice));
+    }
+    Ok(response.json(info_json(&mut conn, &repo, &commit, flag(query.blobs.as_deref())).await?))
 }
 
 #[get("/api/models/{namespace}/{name}/revision/{revision}")]
@@ -298,8 +301,11 @@ async fn model_info_at(
     let mut conn = state.db.acquire().await?;
     let repo = load(&mut conn, &caller, &namespace, &name).await?;
     let commit = resolve(&mut conn, &repo, &revision).await?;
-    Ok(HttpResponse::Ok()
-        .json(info_json(&mut conn, &repo, &commit, flag(query.blobs.as_deref())).await?))
+    let mut response = HttpResponse::Ok();
+    if let Some(notice) = super::files::license_notice(&repo) {
+        response.insert_header(("X-HF-Warning", notice));
+    }
+    Ok(response.json(info_json(&mut conn, &repo, &commit, flag(query.blobs.as_deref())).await?))
 }
 
 #[derive(Deserialize)]
