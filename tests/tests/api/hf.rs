@@ -181,6 +181,32 @@ async fn errors_carry_hugging_face_codes_and_xet_fails_fast(pool: PgPool) {
             .unwrap()
             .starts_with("kaiyuan-license; alice/m declares no licence")
     );
+    // Card validation warns about a missing licence (the client turns it into a UserWarning).
+    let res = app
+        .post_json(
+            "/api/validate-yaml",
+            Some(&alice),
+            &json!({"content": "# no front matter", "repoType": "model"}),
+        )
+        .await;
+    let body = expect_status(res, StatusCode::OK).await;
+    assert!(
+        body["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("declares no licence")
+    );
+    let res = app
+        .post_json(
+            "/api/validate-yaml",
+            Some(&alice),
+            &json!({"content": "---\nlicense: mit\n---\n"}),
+        )
+        .await;
+    assert_eq!(
+        expect_status(res, StatusCode::OK).await,
+        json!({"errors": [], "warnings": []})
+    );
     // Download metadata headers on every resolve response.
     app.commit_files(&alice, "alice/m", &[("a.bin", b"abc")])
         .await;

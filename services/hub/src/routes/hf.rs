@@ -191,10 +191,15 @@ async fn create_repo(
 #[post("/api/validate-yaml")]
 async fn validate_yaml(caller: Caller, body: web::Json<Value>) -> ApiResult<HttpResponse> {
     caller.require_user()?;
-    if !body.get("content").is_some_and(Value::is_string) {
+    let Some(content) = body.get("content").and_then(Value::as_str) else {
         return Ok(HttpResponse::BadRequest().json(json!({"errors": [{"message": "send {\"content\": <README.md text>}"}], "warnings": []})));
+    };
+    // The licence engine's card checks come here; until then, a card without a licence is flagged.
+    let mut warnings = Vec::new();
+    if super::commits::front_matter_license(content).is_none() {
+        warnings.push(json!({"message": "README.md declares no licence: add `license: <SPDX id>` to its YAML front matter so that adopters know their rights"}));
     }
-    Ok(HttpResponse::Ok().json(json!({"errors": [], "warnings": []})))
+    Ok(HttpResponse::Ok().json(json!({"errors": [], "warnings": warnings})))
 }
 
 /// One file of a tree listing, in the client's shape (every file is described as LFS, with its
