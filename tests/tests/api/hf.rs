@@ -38,22 +38,44 @@ async fn publish(app: &TestApp, token: &str) -> (String, serde_json::Value) {
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn huggingface_hub_reads_and_downloads_unchanged(pool: PgPool) {
-    reads_with(pool, "KAIYUAN_TEST_PYTHON").await;
+    reads_with(&spawn_app(pool).await, "KAIYUAN_TEST_PYTHON").await;
+}
+
+/// On S3 with presigned redirects, downloads leave the hub: the client follows the cross-origin
+/// 302 without its token, and every check still holds.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn huggingface_hub_downloads_through_presigned_redirects(pool: PgPool) {
+    let app = kaiyuan_tests::spawn_app_with(pool, kaiyuan_tests::Backend::S3, |s| {
+        s.downloads.presigned_redirects = true
+    })
+    .await;
+    reads_with(&app, "KAIYUAN_TEST_PYTHON").await;
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let redirected = metrics
+        .lines()
+        .find(|l| {
+            l.contains("route=\"/{namespace}/{name}/resolve/{revision}/{path:.*}\",status=\"302\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        redirected > 0,
+        "downloads went to presigned URLs:\n{metrics}"
+    );
 }
 
 /// The same reads with the last 0.x client, which `transformers` 4.x users run.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn huggingface_hub_0x_reads_and_downloads_unchanged(pool: PgPool) {
-    reads_with(pool, "KAIYUAN_TEST_PYTHON_HF0").await;
+    reads_with(&spawn_app(pool).await, "KAIYUAN_TEST_PYTHON_HF0").await;
 }
 
-async fn reads_with(pool: PgPool, python_var: &str) {
-    let app = spawn_app(pool).await;
+async fn reads_with(app: &TestApp, python_var: &str) {
     let alice = app.create_user("alice").await;
     let bob = app.create_user("bob").await;
     app.create_repo(&alice, "alice", "tiny", "public").await;
     app.create_repo(&alice, "alice", "secret", "private").await;
-    let (commit, files) = publish(&app, &alice).await;
+    let (commit, files) = publish(app, &alice).await;
     app.create_repo(&alice, "alice", "evil", "public").await;
     app.commit_files(
         &alice,
@@ -394,4 +416,54 @@ async fn tree_listings_page_with_link_headers(pool: PgPool) {
     assert_eq!(sub.len(), 2);
     let res = app.get("/api/models/alice/m/tree/main/nope", None).await;
     assert_eq!(res.headers()["x-error-code"], "EntryNotFound");
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn model_listings_page_with_link_headers(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let alice = app.create_user("alice").await;
+    // More repositories than one page (100) holds.
+    sqlx::query(
+        "INSERT INTO repositories (namespace_id, name, visibility)
+         SELECT n.id, 'm' || g, 'public' FROM namespaces n, generate_series(1, 105) g WHERE n.name = 'alice'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let _ = alice;
+    let mut url = app.url("/api/models?author=alice");
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        let res = app.http.get(&url).send().await.unwrap();
+        let link = res
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_string());
+        let page: Vec<serde_json::Value> = res.json().await.unwrap();
+        pages += 1;
+        ids.extend(page.iter().map(|m| m["id"].as_str().unwrap().to_string()));
+        match link {
+            Some(link) => {
+                url = link
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 105, "every repository once");
+    let limited: Vec<serde_json::Value> = app
+        .get("/api/models?author=alice&limit=3", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 3);
 }
