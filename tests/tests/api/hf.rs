@@ -260,6 +260,25 @@ async fn errors_carry_hugging_face_codes_and_xet_fails_fast(pool: PgPool) {
     );
 }
 
+/// Every page of a listing, following `Link: <...>; rel="next"` as Hugging Face clients do.
+async fn follow_links(app: &TestApp, first: String) -> Vec<Vec<serde_json::Value>> {
+    let mut pages = Vec::new();
+    let mut url = Some(first);
+    while let Some(current) = url {
+        let res = app.http.get(&current).send().await.unwrap();
+        url = res.headers().get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            l.trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap()
+                .to_string()
+        });
+        pages.push(res.json().await.unwrap());
+    }
+    pages
+}
+
 async fn run_upload_client(app: &TestApp, token: &str, mode: &str) {
     let python = std::env::var("KAIYUAN_TEST_PYTHON")
         .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
@@ -362,35 +381,23 @@ async fn tree_listings_page_with_link_headers(pool: PgPool) {
         &[("a", b"1"), ("b/c", b"2"), ("b/d", b"3"), ("e", b"4")],
     )
     .await;
-    let mut url = app.url("/api/models/alice/m/tree/main?recursive=true&limit=2");
-    let mut paths = Vec::new();
-    loop {
-        let res = app.http.get(&url).send().await.unwrap();
-        let link = res
-            .headers()
-            .get("link")
-            .map(|l| l.to_str().unwrap().to_string());
-        let page: Vec<serde_json::Value> = res.json().await.unwrap();
-        assert!(page.len() <= 2);
-        paths.extend(page.iter().map(|e| {
+    let pages = follow_links(
+        &app,
+        app.url("/api/models/alice/m/tree/main?recursive=true&limit=2"),
+    )
+    .await;
+    assert!(pages.iter().all(|page| page.len() <= 2));
+    let paths: Vec<String> = pages
+        .iter()
+        .flatten()
+        .map(|e| {
             format!(
                 "{}:{}",
                 e["type"].as_str().unwrap(),
                 e["path"].as_str().unwrap()
             )
-        }));
-        match link {
-            Some(link) => {
-                url = link
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap()
-                    .to_string()
-            }
-            None => break,
-        }
-    }
+        })
+        .collect();
     assert_eq!(
         paths,
         ["file:a", "directory:b", "file:b/c", "file:b/d", "file:e"]
@@ -431,31 +438,13 @@ async fn model_listings_page_with_link_headers(pool: PgPool) {
     .await
     .unwrap();
     let _ = alice;
-    let mut url = app.url("/api/models?author=alice");
-    let mut ids = Vec::new();
-    let mut pages = 0;
-    loop {
-        let res = app.http.get(&url).send().await.unwrap();
-        let link = res
-            .headers()
-            .get("link")
-            .map(|l| l.to_str().unwrap().to_string());
-        let page: Vec<serde_json::Value> = res.json().await.unwrap();
-        pages += 1;
-        ids.extend(page.iter().map(|m| m["id"].as_str().unwrap().to_string()));
-        match link {
-            Some(link) => {
-                url = link
-                    .trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap()
-                    .to_string()
-            }
-            None => break,
-        }
-    }
-    assert_eq!(pages, 2);
+    let pages = follow_links(&app, app.url("/api/models?author=alice")).await;
+    let mut ids: Vec<String> = pages
+        .iter()
+        .flatten()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(pages.len(), 2);
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 105, "every repository once");
