@@ -109,30 +109,43 @@ async fn reads_with(app: &TestApp, python_var: &str) {
         .await;
     expect_status(res, StatusCode::OK).await;
 
+    run_client(
+        app,
+        python_var,
+        "hf_client_reads.py",
+        &[
+            ("KY_TOKEN", alice.as_str()),
+            ("KY_OTHER_TOKEN", &bob),
+            ("KY_COMMIT", &commit),
+            ("KY_FILES", &files.to_string()),
+        ],
+    )
+    .await;
+}
+
+/// Runs one of `tests/python/hf_client_*.py` with the Python environment named by `python_var`
+/// against `app`, and asserts that all its checks passed.
+async fn run_client(app: &TestApp, python_var: &str, script: &str, env: &[(&str, &str)]) {
     let python = std::env::var(python_var).unwrap_or_else(|_| {
         panic!("{python_var} is not set: run the suite through scripts/test.sh")
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/hf_client_reads.py");
+    let script = format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let home = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(python)
-        .arg(script)
+        .arg(&script)
         .env("HF_ENDPOINT", &app.base)
         .env("HF_HOME", home.path())
         .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("KY_TOKEN", &alice)
-        .env("KY_OTHER_TOKEN", &bob)
-        .env("KY_COMMIT", &commit)
-        .env("KY_FILES", files.to_string())
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        output.status.success(),
-        "huggingface_hub checks failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
+        output.status.success() && stdout.contains("all checks passed"),
+        "{script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
@@ -280,27 +293,11 @@ async fn follow_links(app: &TestApp, first: String) -> Vec<Vec<serde_json::Value
 }
 
 async fn run_upload_client(app: &TestApp, token: &str, mode: &str) {
-    let python = std::env::var("KAIYUAN_TEST_PYTHON")
-        .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/hf_client_uploads.py");
-    let home = tempfile::tempdir().unwrap();
-    let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(script)
-        .env("HF_ENDPOINT", &app.base)
-        .env("HF_HOME", home.path())
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("KY_TOKEN", token)
-        .env("KY_MODE", mode);
+    let mut env = vec![("KY_TOKEN", token), ("KY_MODE", mode)];
     if mode == "lfs" {
-        cmd.env("HF_HUB_DISABLE_XET", "1");
+        env.push(("HF_HUB_DISABLE_XET", "1"));
     }
-    let output = cmd.output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("all checks passed"),
-        "huggingface_hub upload checks failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_client(app, "KAIYUAN_TEST_PYTHON", "hf_client_uploads.py", &env).await;
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
