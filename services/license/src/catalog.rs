@@ -1,0 +1,651 @@
+//! The terms catalog: structured terms for the licences open models use, loaded from the
+//! reviewed data files under `catalog/`, plus category defaults for every other SPDX id.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+const LICENSES_TOML: &str = include_str!("../catalog/licenses.toml");
+const UPSTREAM_TOML: &str = include_str!("../catalog/upstream.toml");
+
+/// Texts vendored for detection, by file name.
+const TEXTS: &[(&str, &str)] = &[
+    (
+        "llama-2-license-2023.txt",
+        include_str!("../catalog/texts/llama-2-license-2023.txt"),
+    ),
+    (
+        "llama-3.1-license-2024.txt",
+        include_str!("../catalog/texts/llama-3.1-license-2024.txt"),
+    ),
+    (
+        "llama-3.2-license-2024.txt",
+        include_str!("../catalog/texts/llama-3.2-license-2024.txt"),
+    ),
+    (
+        "llama-3.3-license-2024.txt",
+        include_str!("../catalog/texts/llama-3.3-license-2024.txt"),
+    ),
+    (
+        "llama-4-cla-2025.txt",
+        include_str!("../catalog/texts/llama-4-cla-2025.txt"),
+    ),
+    (
+        "gemma-tou-2024-04-01.txt",
+        include_str!("../catalog/texts/gemma-tou-2024-04-01.txt"),
+    ),
+    (
+        "gemma-tou-2025-03-24.txt",
+        include_str!("../catalog/texts/gemma-tou-2025-03-24.txt"),
+    ),
+    (
+        "bigscience-open-rail-m.txt",
+        include_str!("../catalog/texts/bigscience-open-rail-m.txt"),
+    ),
+    (
+        "bigscience-open-rail-m2.txt",
+        include_str!("../catalog/texts/bigscience-open-rail-m2.txt"),
+    ),
+    (
+        "bigscience-rail-1.0.txt",
+        include_str!("../catalog/texts/bigscience-rail-1.0.txt"),
+    ),
+    (
+        "bigcode-open-rail-m-v1.txt",
+        include_str!("../catalog/texts/bigcode-open-rail-m-v1.txt"),
+    ),
+    (
+        "stable-diffusion-2022-08-22.txt",
+        include_str!("../catalog/texts/stable-diffusion-2022-08-22.txt"),
+    ),
+    (
+        "deepseek-la-1.0.txt",
+        include_str!("../catalog/texts/deepseek-la-1.0.txt"),
+    ),
+    (
+        "qwen-2024.txt",
+        include_str!("../catalog/texts/qwen-2024.txt"),
+    ),
+    (
+        "tongyi-qianwen-2023.txt",
+        include_str!("../catalog/texts/tongyi-qianwen-2023.txt"),
+    ),
+    (
+        "falcon-2-11b-1.0.txt",
+        include_str!("../catalog/texts/falcon-2-11b-1.0.txt"),
+    ),
+    (
+        "nvidia-open-model-2025-04-28.txt",
+        include_str!("../catalog/texts/nvidia-open-model-2025-04-28.txt"),
+    ),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Commercial {
+    Yes,
+    No,
+    Conditional,
+    #[default]
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MauAnchor {
+    /// Measured in the calendar month before the licence version's release date.
+    ReleaseDate,
+    /// Measured whenever the model is used.
+    #[default]
+    Current,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Derivatives {
+    /// Any licence for the new contribution (the base's notices stay).
+    Any,
+    /// Derivatives must carry the same licence (share-alike / copyleft).
+    SameLicense,
+    /// The base agreement travels with every copy and keeps governing the base material.
+    KeepTerms,
+    /// Any licence, as long as it carries the same use restrictions as enforceable terms.
+    RestrictionsFlowDown,
+    /// Derivatives stay non-commercial.
+    NoncommercialOnly,
+    /// No derivatives may be shared.
+    None,
+    #[default]
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LicenseCopy {
+    None,
+    /// A duty on redistribution that can be met by adding the text.
+    #[default]
+    Obligation,
+    /// The grant itself depends on it: shipping without it breaks the licence.
+    Condition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outputs {
+    #[default]
+    Unrestricted,
+    /// Models trained on outputs must carry the licence's name prefix.
+    NamingDuty,
+    /// Models trained on outputs must display a phrase.
+    DisplayDuty,
+    /// Outputs may not improve other models (derivatives of the same family excepted).
+    NoTrainingOtherModels,
+    /// A model distilled from outputs is itself a derivative under these terms.
+    DerivativeIfDistilled,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Structured terms of one licence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Terms {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_date: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub hf_tags: Vec<String>,
+    #[serde(default, skip_serializing)]
+    pub aliases: Vec<String>,
+    pub categories: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default)]
+    pub osi_approved: bool,
+    #[serde(default)]
+    pub commercial: Commercial,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mau_over: Option<u64>,
+    #[serde(default)]
+    pub mau_anchor: MauAnchor,
+    #[serde(default)]
+    pub end_user_exempt: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licensor: Option<String>,
+    #[serde(default = "yes")]
+    pub production: bool,
+    #[serde(default)]
+    pub derivatives: Derivatives,
+    #[serde(default)]
+    pub license_copy: LicenseCopy,
+    #[serde(default)]
+    pub mark_changes: bool,
+    #[serde(default)]
+    pub keep_notice_file: bool,
+    #[serde(default)]
+    pub keep_documentation: bool,
+    #[serde(default)]
+    pub attribution: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub display: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prohibited_uses: Vec<String>,
+    #[serde(default)]
+    pub outputs: Outputs,
+    #[serde(default)]
+    pub share_alike: bool,
+    #[serde(default)]
+    pub network_source_offer: bool,
+    #[serde(default)]
+    pub eu_multimodal_excluded: bool,
+    #[serde(default)]
+    pub always_multimodal: bool,
+    #[serde(default)]
+    pub results_unrestricted: bool,
+    #[serde(default)]
+    pub patent_grant: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub termination: Vec<String>,
+    #[serde(default)]
+    pub needs_text: bool,
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing)]
+    pub text: Vec<String>,
+    #[serde(default, skip_serializing)]
+    pub titles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// Whether the terms come from the catalog (false: category defaults from SPDX data).
+    #[serde(default)]
+    pub curated: bool,
+}
+
+impl Terms {
+    pub fn has_category(&self, category: &str) -> bool {
+        self.categories.iter().any(|c| c == category)
+            || match category {
+                // Broader categories include their narrower forms, so that a policy denying
+                // "copyleft" also denies AGPL and one denying "noncommercial" denies research-only.
+                "copyleft" => self.has_category("network-copyleft"),
+                "noncommercial" => self.commercial == Commercial::No,
+                "use-restricted" => !self.prohibited_uses.is_empty() || self.use_policy.is_some(),
+                _ => false,
+            }
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        self.categories.iter().any(|c| c == "unknown")
+    }
+
+    /// Restrictiveness rank, used to pick the stricter of two disagreeing claims.
+    pub fn restrictiveness(&self) -> u8 {
+        if self.is_unknown() {
+            7
+        } else if self.commercial == Commercial::No || !self.production {
+            6
+        } else if self.has_category("use-restricted") || self.has_category("community") {
+            5
+        } else if self.has_category("network-copyleft") {
+            4
+        } else if self.has_category("copyleft") {
+            3
+        } else if self.has_category("weak-copyleft") {
+            2
+        } else if self.has_category("permissive") {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LicensesFile {
+    version: String,
+    license: Vec<Terms>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamEntry {
+    pub pattern: String,
+    pub license: String,
+    #[serde(default)]
+    pub multimodal: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct UpstreamFile {
+    version: String,
+    #[serde(default)]
+    model: Vec<UpstreamEntry>,
+    #[serde(default)]
+    dataset: Vec<UpstreamEntry>,
+}
+
+pub struct Catalog {
+    pub version: String,
+    pub upstream_version: String,
+    licenses: Vec<Terms>,
+    by_id: HashMap<String, usize>,
+    /// Lower-cased HF tags, aliases and ids.
+    by_key: HashMap<String, usize>,
+    models: Vec<UpstreamEntry>,
+    datasets: Vec<UpstreamEntry>,
+}
+
+/// The catalog compiled into this binary.
+pub fn catalog() -> &'static Catalog {
+    static CATALOG: OnceLock<Catalog> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        Catalog::from_toml(LICENSES_TOML, UPSTREAM_TOML).expect("the bundled catalog is valid")
+    })
+}
+
+impl Catalog {
+    pub fn from_toml(licenses: &str, upstream: &str) -> Result<Self, String> {
+        let file: LicensesFile = toml::from_str(licenses).map_err(|e| format!("licenses: {e}"))?;
+        let up: UpstreamFile = toml::from_str(upstream).map_err(|e| format!("upstream: {e}"))?;
+        let mut by_id = HashMap::new();
+        let mut by_key = HashMap::new();
+        let mut licenses = file.license;
+        for (i, t) in licenses.iter_mut().enumerate() {
+            t.curated = true;
+            for text in &t.text {
+                if !TEXTS.iter().any(|(name, _)| name == text) {
+                    return Err(format!("{}: text {text} is not bundled", t.id));
+                }
+            }
+            if by_id.insert(t.id.clone(), i).is_some() {
+                return Err(format!("duplicate id {}", t.id));
+            }
+            for key in t.hf_tags.iter().chain(&t.aliases).chain([&t.id]) {
+                if let Some(prev) = by_key.insert(key.to_lowercase(), i)
+                    && prev != i
+                {
+                    return Err(format!("{key} names two licences"));
+                }
+            }
+        }
+        let catalog = Catalog {
+            version: file.version,
+            upstream_version: up.version,
+            licenses,
+            by_id,
+            by_key,
+            models: up.model,
+            datasets: up.dataset,
+        };
+        for e in catalog.models.iter().chain(&catalog.datasets) {
+            if e.license != "other" && catalog.resolve_key(&e.license).is_none() {
+                return Err(format!(
+                    "upstream {}: unknown licence {}",
+                    e.pattern, e.license
+                ));
+            }
+        }
+        Ok(catalog)
+    }
+
+    pub fn licenses(&self) -> &[Terms] {
+        &self.licenses
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Terms> {
+        self.by_id.get(id).map(|&i| &self.licenses[i])
+    }
+
+    /// Resolves an HF tag, alias, `license_name` or id (case-insensitive) to a canonical id:
+    /// catalog entries first, then the SPDX list.
+    pub fn resolve_key(&self, key: &str) -> Option<String> {
+        let lower = key.trim().to_lowercase();
+        if let Some(&i) = self.by_key.get(&lower) {
+            return Some(self.licenses[i].id.clone());
+        }
+        spdx::identifiers::LICENSES
+            .iter()
+            .find(|l| l.name.eq_ignore_ascii_case(&lower) && !l.flags_deprecated())
+            .map(|l| l.name.to_string())
+    }
+
+    /// Terms for one licence requirement (`X`, `X WITH Y`, `X+`).
+    pub fn terms(&self, requirement: &str) -> Terms {
+        let base = requirement
+            .split(" WITH ")
+            .next()
+            .unwrap_or(requirement)
+            .trim();
+        let base = base.trim_end_matches('+');
+        if let Some(t) = self.get(base) {
+            return t.clone();
+        }
+        spdx_defaults(base)
+    }
+
+    /// Bundled canonical texts of a catalog licence.
+    pub fn texts(&self, id: &str) -> Vec<&'static str> {
+        let Some(t) = self.get(id) else {
+            return spdx::license_id(id)
+                .map(|l| vec![l.text()])
+                .unwrap_or_default();
+        };
+        let mut texts: Vec<&'static str> = t
+            .text
+            .iter()
+            .filter_map(|name| TEXTS.iter().find(|(n, _)| n == name).map(|(_, body)| *body))
+            .collect();
+        if texts.is_empty()
+            && let Some(l) = spdx::license_id(id)
+        {
+            texts.push(l.text());
+        }
+        texts
+    }
+
+    pub fn upstream_model(&self, id: &str) -> Option<&UpstreamEntry> {
+        find_pattern(&self.models, id)
+    }
+
+    pub fn upstream_dataset(&self, id: &str) -> Option<&UpstreamEntry> {
+        find_pattern(&self.datasets, id)
+    }
+}
+
+trait DeprecatedFlag {
+    fn flags_deprecated(&self) -> bool;
+}
+
+impl DeprecatedFlag for spdx::License {
+    fn flags_deprecated(&self) -> bool {
+        self.flags & spdx::flags::IS_DEPRECATED != 0
+    }
+}
+
+fn find_pattern<'a>(entries: &'a [UpstreamEntry], id: &str) -> Option<&'a UpstreamEntry> {
+    let id = id.trim().to_lowercase();
+    entries.iter().find(|e| {
+        let pattern = e.pattern.to_lowercase();
+        // An id without an owner ("Llama-2-70b-chat") matches on the name part.
+        if !id.contains('/') {
+            let name = pattern.rsplit('/').next().unwrap_or(&pattern);
+            return glob(name, &id);
+        }
+        glob(&pattern, &id)
+    })
+}
+
+/// `*` matches any run of characters; everything else literally.
+fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    if parts.is_empty() {
+        return rest.is_empty();
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+const WEAK_COPYLEFT: &[&str] = &[
+    "LGPL",
+    "MPL",
+    "EPL",
+    "CDDL",
+    "MS-RL",
+    "CECILL-C",
+    "OSL",
+    "EUPL",
+    "CDLA-SHARING",
+];
+const STRONG_COPYLEFT: &[&str] = &["GPL", "AGPL", "CC-BY-SA", "CECILL-2", "ODBL"];
+
+/// Category defaults for an SPDX id the catalog does not curate, from the SPDX list's flags
+/// and the naming conventions of licence families.
+fn spdx_defaults(id: &str) -> Terms {
+    let mut t = Terms {
+        id: id.to_string(),
+        name: id.to_string(),
+        version_date: None,
+        hf_tags: vec![],
+        aliases: vec![],
+        categories: vec!["unknown".into()],
+        family: None,
+        osi_approved: false,
+        commercial: Commercial::Unknown,
+        mau_over: None,
+        mau_anchor: MauAnchor::Current,
+        end_user_exempt: false,
+        licensor: None,
+        production: true,
+        derivatives: Derivatives::Unknown,
+        license_copy: LicenseCopy::Obligation,
+        mark_changes: false,
+        keep_notice_file: false,
+        keep_documentation: false,
+        attribution: false,
+        notice_file: None,
+        name_prefix: None,
+        display: vec![],
+        use_policy: None,
+        prohibited_uses: vec![],
+        outputs: Outputs::Unrestricted,
+        share_alike: false,
+        network_source_offer: false,
+        eu_multimodal_excluded: false,
+        always_multimodal: false,
+        results_unrestricted: false,
+        patent_grant: false,
+        termination: vec![],
+        needs_text: false,
+        text: vec![],
+        titles: vec![],
+        notes: None,
+        curated: false,
+    };
+    let Some(l) = spdx::license_id(id) else {
+        t.notes = Some("not in the catalog or on the SPDX list: terms unknown".into());
+        return t;
+    };
+    t.name = l.full_name.to_string();
+    t.osi_approved = l.is_osi_approved();
+    let upper = id.to_uppercase();
+    let category = if upper.contains("-NC") {
+        t.commercial = Commercial::No;
+        t.derivatives = Derivatives::NoncommercialOnly;
+        "noncommercial"
+    } else if l.is_copyleft()
+        || WEAK_COPYLEFT
+            .iter()
+            .chain(STRONG_COPYLEFT)
+            .any(|p| upper.starts_with(p))
+    {
+        // The SPDX flags mark only some copyleft licences; family prefixes fill the gaps.
+        t.commercial = Commercial::Yes;
+        t.derivatives = Derivatives::SameLicense;
+        t.share_alike = true;
+        if upper.starts_with("AGPL") {
+            t.network_source_offer = true;
+            "network-copyleft"
+        } else if WEAK_COPYLEFT.iter().any(|p| upper.starts_with(p)) {
+            "weak-copyleft"
+        } else {
+            "copyleft"
+        }
+    } else if ["CC0", "UNLICENSE", "PDDL", "0BSD", "CC-PDDC", "WTFPL"]
+        .iter()
+        .any(|p| upper.starts_with(p))
+    {
+        t.commercial = Commercial::Yes;
+        t.derivatives = Derivatives::Any;
+        t.license_copy = LicenseCopy::None;
+        "public-domain"
+    } else if upper.contains("-ND") {
+        t.commercial = Commercial::Yes;
+        t.derivatives = Derivatives::None;
+        "no-derivatives"
+    } else if l.is_osi_approved() || l.is_fsf_free_libre() {
+        t.commercial = Commercial::Yes;
+        t.derivatives = Derivatives::Any;
+        "permissive"
+    } else {
+        t.notes = Some(
+            "on the SPDX list but neither OSI-approved nor FSF-libre: review the terms".into(),
+        );
+        "unknown"
+    };
+    t.categories = vec![category.to_string()];
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_catalog_loads_and_resolves_tags() {
+        let c = catalog();
+        assert_eq!(c.resolve_key("apache-2.0").as_deref(), Some("Apache-2.0"));
+        assert_eq!(
+            c.resolve_key("LLAMA3.1").as_deref(),
+            Some("LicenseRef-scancode-llama-3.1-license-2024")
+        );
+        assert_eq!(
+            c.resolve_key("cc-by-sa-3.0").as_deref(),
+            Some("CC-BY-SA-3.0")
+        );
+        assert_eq!(c.resolve_key("no-such-thing"), None);
+        assert!(!c.texts("LicenseRef-Gemma-ToU").is_empty());
+    }
+
+    #[test]
+    fn spdx_ids_get_category_defaults() {
+        let c = catalog();
+        assert!(c.terms("EPL-2.0").has_category("weak-copyleft"));
+        assert!(c.terms("AGPL-3.0-or-later").has_category("copyleft"));
+        assert_eq!(c.terms("CC-BY-NC-3.0").commercial, Commercial::No);
+        assert!(c.terms("Zlib").has_category("permissive"));
+        assert!(c.terms("LicenseRef-whatever").is_unknown());
+        assert!(
+            c.terms("Apache-2.0 WITH LLVM-exception")
+                .has_category("permissive")
+        );
+    }
+
+    #[test]
+    fn upstream_patterns_match_case_insensitively() {
+        let c = catalog();
+        assert_eq!(
+            c.upstream_model("meta-llama/llama-3.1-8b").unwrap().license,
+            "llama3.1"
+        );
+        assert_eq!(
+            c.upstream_model("Qwen/Qwen2.5-3B-Instruct")
+                .unwrap()
+                .license,
+            "qwen-research"
+        );
+        assert_eq!(
+            c.upstream_model("Qwen/Qwen2.5-7B").unwrap().license,
+            "apache-2.0"
+        );
+        assert_eq!(
+            c.upstream_model("Llama-2-70b-chat").unwrap().license,
+            "llama2"
+        );
+        assert!(c.upstream_model("acme/unknown").is_none());
+    }
+}

@@ -1,0 +1,297 @@
+//! Licence-text detection: the `spdx` crate's detector with the catalog's AI licence texts
+//! added to its store, multi-licence scanning for concatenated files, title claims checked
+//! against canonical text, and a sentence diff that finds clauses added to a known text.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use spdx::detection::{Store, TextData, scan::Scanner};
+
+use crate::catalog::catalog;
+
+/// At or above this score a whole-file match identifies the licence.
+const IDENTIFY: f32 = 0.9;
+/// Below this score a match is reported as modified even without an added sentence.
+const EXACT: f32 = 0.995;
+/// Longest text analysed; licence files are a few tens of KiB.
+pub const MAX_TEXT: usize = 512 * 1024;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Detection {
+    pub file: String,
+    pub id: String,
+    pub confidence: f32,
+    /// `text` (full-text match), `title` (the file claims the licence by title only) or
+    /// `metadata` (a GGUF header or similar).
+    pub method: String,
+    /// Sentences present in the file but not in the canonical text.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub added_text: Vec<String>,
+    /// True when the text differs materially from the canonical one.
+    pub modified: bool,
+}
+
+fn store() -> &'static Store {
+    static STORE: OnceLock<Store> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let mut store = Store::load_inline().expect("spdx inline cache loads");
+        for t in catalog().licenses() {
+            for (i, text) in catalog().texts(&t.id).into_iter().enumerate() {
+                if spdx::license_id(&t.id).is_some() {
+                    continue; // already in the SPDX store
+                }
+                let name = if i == 0 {
+                    t.id.clone()
+                } else {
+                    format!("{}#{i}", t.id)
+                };
+                store.add_license(name, TextData::new(text));
+            }
+        }
+        store
+    })
+}
+
+fn store_name_to_id(name: &str) -> String {
+    name.split('#').next().unwrap_or(name).to_string()
+}
+
+/// Detects the licences in one file's text.
+pub fn detect_text(file: &str, text: &str) -> Vec<Detection> {
+    let text = truncate(text);
+    if text.split_whitespace().count() < 8 {
+        return vec![];
+    }
+    let data = TextData::new(text);
+    let best = store().analyze(&data);
+    let mut out = Vec::new();
+    if best.score >= IDENTIFY {
+        out.push(full_match(
+            file,
+            text,
+            &store_name_to_id(best.name),
+            best.score,
+        ));
+    } else {
+        // Several licences in one file: scan for contained matches.
+        let scanner = Scanner::new(store())
+            .confidence_threshold(0.8)
+            .optimize(true)
+            .max_passes(8);
+        let result = scanner.scan(&data);
+        for c in &result.containing {
+            let id = store_name_to_id(c.license.name);
+            if !out.iter().any(|d: &Detection| d.id == id) {
+                let lines: Vec<&str> = text.lines().collect();
+                let (start, end) = (
+                    c.line_range.0.min(lines.len()),
+                    c.line_range.1.min(lines.len()),
+                );
+                let part = lines[start..end].join("\n");
+                out.push(full_match(file, &part, &id, c.score));
+            }
+        }
+    }
+    if out.is_empty()
+        && let Some(d) = title_claim(file, text)
+    {
+        out.push(d);
+    }
+    out
+}
+
+fn truncate(text: &str) -> &str {
+    if text.len() <= MAX_TEXT {
+        return text;
+    }
+    let mut end = MAX_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn full_match(file: &str, text: &str, id: &str, score: f32) -> Detection {
+    let canonical = catalog().texts(id);
+    let added = canonical
+        .iter()
+        .map(|c| added_sentences(text, c))
+        .min_by_key(|a| a.len())
+        .unwrap_or_default();
+    Detection {
+        file: file.to_string(),
+        id: id.to_string(),
+        confidence: (score * 1000.0).round() / 1000.0,
+        method: "text".into(),
+        modified: !added.is_empty() || score < EXACT - 0.1,
+        added_text: added,
+    }
+}
+
+/// A file whose first lines claim a catalog licence by title, compared with the canonical
+/// text when the catalog has one (third parties ship invented texts under real titles).
+fn title_claim(file: &str, text: &str) -> Option<Detection> {
+    let head: String = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(6)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
+    let head = normalize_words(&head);
+    let t = catalog().licenses().iter().find(|t| {
+        t.titles
+            .iter()
+            .any(|title| head.contains(&normalize_words(title)))
+    })?;
+    let canonical = catalog().texts(&t.id);
+    if canonical.is_empty() {
+        return Some(Detection {
+            file: file.into(),
+            id: t.id.clone(),
+            confidence: 0.5,
+            method: "title".into(),
+            added_text: vec![],
+            modified: false,
+        });
+    }
+    let data = TextData::new(text);
+    let similarity = canonical
+        .iter()
+        .map(|c| data.match_score(&TextData::new(c)))
+        .fold(0.0f32, f32::max);
+    Some(Detection {
+        file: file.into(),
+        id: t.id.clone(),
+        confidence: (similarity * 1000.0).round() / 1000.0,
+        method: "title".into(),
+        added_text: vec![],
+        modified: true,
+    })
+}
+
+fn normalize_words(s: &str) -> String {
+    s.to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '+' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Sentences of `text` (eight words or more) whose word 4-grams mostly do not occur in
+/// `canonical`: clauses someone added to a known licence. Copyright lines are ignored.
+pub fn added_sentences(text: &str, canonical: &str) -> Vec<String> {
+    let canon_words: Vec<String> = normalize_words(canonical)
+        .split(' ')
+        .map(String::from)
+        .collect();
+    let grams: HashSet<String> = canon_words.windows(4).map(|w| w.join(" ")).collect();
+    let mut added = Vec::new();
+    for sentence in sentences(text) {
+        let lower = sentence.trim().to_lowercase();
+        if lower.starts_with("copyright") || lower.contains("all rights reserved") {
+            continue;
+        }
+        let words: Vec<String> = normalize_words(&sentence)
+            .split(' ')
+            .map(String::from)
+            .collect();
+        if words.len() < 8 {
+            continue;
+        }
+        let windows: Vec<String> = words.windows(4).map(|w| w.join(" ")).collect();
+        let known = windows.iter().filter(|w| grams.contains(*w)).count();
+        if (known as f32) < windows.len() as f32 * 0.5 {
+            added.push(sentence.trim().chars().take(300).collect());
+        }
+    }
+    added
+}
+
+fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for para in text.split("\n\n") {
+        let joined = para.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut current = String::new();
+        let chars: Vec<char> = joined.chars().collect();
+        for (i, &c) in chars.iter().enumerate() {
+            current.push(c);
+            let end = matches!(c, '.' | ';' | '!' | '?')
+                && chars.get(i + 1).is_none_or(|n| n.is_whitespace());
+            if end {
+                out.push(std::mem::take(&mut current));
+            }
+        }
+        if !current.trim().is_empty() {
+            out.push(current);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mit() -> String {
+        spdx::license_id("MIT")
+            .unwrap()
+            .text()
+            .replace("<year> <copyright holders>", "2025 Acme")
+    }
+
+    #[test]
+    fn spdx_and_catalog_texts_are_identified() {
+        let d = detect_text("LICENSE", &mit());
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].id, "MIT");
+        assert!(!d[0].modified, "{d:?}");
+        let llama = catalog().texts("LicenseRef-scancode-llama-3.1-license-2024")[0];
+        let d = detect_text("LICENSE", llama);
+        assert_eq!(d[0].id, "LicenseRef-scancode-llama-3.1-license-2024");
+        assert!(d[0].confidence > 0.99);
+    }
+
+    #[test]
+    fn an_added_clause_is_reported_as_modification() {
+        let text = format!(
+            "{}\n\nIf the Software is used in a commercial product with more than 100 million monthly active users, you shall prominently display the name of the model on the user interface of that product.\n",
+            mit()
+        );
+        let d = detect_text("LICENSE", &text);
+        assert_eq!(d[0].id, "MIT");
+        assert!(d[0].modified);
+        assert_eq!(d[0].added_text.len(), 1, "{d:?}");
+    }
+
+    #[test]
+    fn concatenated_licences_are_both_found() {
+        let apache = spdx::license_id("Apache-2.0").unwrap().text();
+        let llama = catalog().texts("LicenseRef-scancode-llama-3.1-license-2024")[0];
+        let d = detect_text("LICENSE", &format!("{llama}\n\n{apache}"));
+        let ids: Vec<&str> = d.iter().map(|d| d.id.as_str()).collect();
+        assert!(
+            ids.contains(&"Apache-2.0")
+                && ids.contains(&"LicenseRef-scancode-llama-3.1-license-2024"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_title_over_an_invented_body_is_not_identity() {
+        let text = "NVIDIA Open Model License Agreement - Version 1.0\n\nYou may use this model for anything you like, provided that you keep this notice. The authors give no warranty of any kind and accept no liability for its use.\n";
+        let d = detect_text("LICENSE", text);
+        assert_eq!(d[0].id, "LicenseRef-NVIDIA-OML");
+        assert_eq!(d[0].method, "title");
+        assert!(d[0].modified && d[0].confidence < 0.5, "{d:?}");
+    }
+}
