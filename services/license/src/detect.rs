@@ -12,8 +12,6 @@ use crate::catalog::catalog;
 
 /// At or above this score a whole-file match identifies the licence.
 const IDENTIFY: f32 = 0.9;
-/// Below this score a match is reported as modified even without an added sentence.
-const EXACT: f32 = 0.995;
 /// Longest text analysed; licence files are a few tens of KiB.
 pub const MAX_TEXT: usize = 512 * 1024;
 
@@ -65,34 +63,47 @@ pub fn detect_text(file: &str, text: &str) -> Vec<Detection> {
     }
     let data = TextData::new(text);
     let best = store().analyze(&data);
-    let mut out = Vec::new();
+    let mut found: Vec<(String, f32)> = Vec::new();
     if best.score >= IDENTIFY {
-        out.push(full_match(
-            file,
-            text,
-            &store_name_to_id(best.name),
-            best.score,
-        ));
+        found.push((store_name_to_id(best.name), best.score));
     } else {
-        // Several licences in one file: scan for contained matches.
+        // Several licences in one file (or one with additions): scan for contained matches.
         let scanner = Scanner::new(store())
             .confidence_threshold(0.8)
             .optimize(true)
             .max_passes(8);
-        let result = scanner.scan(&data);
-        for c in &result.containing {
+        for c in &scanner.scan(&data).containing {
             let id = store_name_to_id(c.license.name);
-            if !out.iter().any(|d: &Detection| d.id == id) {
-                let lines: Vec<&str> = text.lines().collect();
-                let (start, end) = (
-                    c.line_range.0.min(lines.len()),
-                    c.line_range.1.min(lines.len()),
-                );
-                let part = lines[start..end].join("\n");
-                out.push(full_match(file, &part, &id, c.score));
+            if !found.iter().any(|(f, _)| *f == id) {
+                found.push((id, c.score));
             }
         }
+        if found.is_empty() && best.score >= 0.8 {
+            found.push((store_name_to_id(best.name), best.score));
+        }
     }
+    // Sentences that none of the identified licences contain were added by someone.
+    let canonical: String = found
+        .iter()
+        .flat_map(|(id, _)| catalog().texts(id))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let added = if found.is_empty() {
+        vec![]
+    } else {
+        added_sentences(text, &canonical)
+    };
+    let mut out: Vec<Detection> = found
+        .into_iter()
+        .map(|(id, score)| Detection {
+            file: file.to_string(),
+            id,
+            confidence: (score * 1000.0).round() / 1000.0,
+            method: "text".into(),
+            modified: !added.is_empty(),
+            added_text: added.clone(),
+        })
+        .collect();
     if out.is_empty()
         && let Some(d) = title_claim(file, text)
     {
@@ -110,23 +121,6 @@ fn truncate(text: &str) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-fn full_match(file: &str, text: &str, id: &str, score: f32) -> Detection {
-    let canonical = catalog().texts(id);
-    let added = canonical
-        .iter()
-        .map(|c| added_sentences(text, c))
-        .min_by_key(|a| a.len())
-        .unwrap_or_default();
-    Detection {
-        file: file.to_string(),
-        id: id.to_string(),
-        confidence: (score * 1000.0).round() / 1000.0,
-        method: "text".into(),
-        modified: !added.is_empty() || score < EXACT - 0.1,
-        added_text: added,
-    }
 }
 
 /// A file whose first lines claim a catalog licence by title, compared with the canonical
