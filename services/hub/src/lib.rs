@@ -19,6 +19,7 @@ pub mod middleware;
 pub mod names;
 pub mod paths;
 pub mod routes;
+pub mod license_cli;
 pub mod scan_cli;
 pub mod telemetry;
 pub mod tree;

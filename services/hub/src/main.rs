@@ -67,6 +67,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Licence compliance tools that need no server.
+    License {
+        #[command(subcommand)]
+        command: LicenseCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LicenseCommand {
+    /// Audit a local model folder before it is published.
+    /// Exit code: 0 allow / allow_with_obligations, 1 flag_review / deny, 2 usage error.
+    Audit(kaiyuan_hub::license_cli::AuditArgs),
 }
 
 #[derive(Subcommand)]
@@ -220,6 +232,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let code = kaiyuan_hub::scan_cli::run(paths, *json);
         std::process::exit(code as i32);
     }
+    if let Command::License { command: LicenseCommand::Audit(args) } = &cli.command {
+        std::process::exit(kaiyuan_hub::license_cli::run(args) as i32);
+    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
@@ -281,7 +296,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", created.token);
             Ok(())
         }
-        Command::Scan { .. } => unreachable!("handled before settings are read"),
+        Command::Scan { .. } | Command::License { .. } => {
+            unreachable!("handled before settings are read")
+        }
         Command::Rescan => {
             let (pool, pg) = open_database(&settings, false).await?;
             check_schema(&pool).await?;
