@@ -46,6 +46,7 @@ async fn dispatch(ctx: JobContext, job: Job) -> Result<(), JobError> {
     match job.kind.as_str() {
         COMMIT_CREATED => commit_created(ctx, job.payload).await,
         db::scans::SCAN_BLOB => scan_blob(ctx, job.payload).await,
+        db::licenses::LICENSE_EVALUATE => license_evaluate(ctx, job.payload).await,
         other => Err(JobError::Permanent(anyhow::anyhow!(
             "unknown job kind `{other}`"
         ))),
@@ -92,6 +93,50 @@ async fn commit_created(ctx: JobContext, payload: serde_json::Value) -> Result<(
             }
         }
     }
+    Ok(())
+}
+
+/// `license-evaluate` `{repository_id, commit_id}`: evaluates the commit against its
+/// namespace's policy for commercial use and stores the report (with the catalog and policy
+/// versions, so that a change of either re-queues it).
+async fn license_evaluate(ctx: JobContext, payload: serde_json::Value) -> Result<(), JobError> {
+    let payload: CommitCreated = serde_json::from_value(payload)
+        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload: {e}")))?;
+    let mut conn = ctx.db.acquire().await.context("database")?;
+    let Some(repo) = db::repos::find_by_id(&mut conn, payload.repository_id)
+        .await
+        .context("repository")?
+    else {
+        return Ok(()); // deleted since: nothing to evaluate
+    };
+    let api = |e: crate::error::ApiError| JobError::Retry(anyhow::anyhow!("{}", e.message));
+    let (policy, version) = crate::licensing::namespace_policy(&mut conn, repo.namespace_id)
+        .await
+        .map_err(api)?;
+    let context = kaiyuan_license::UseContext::default();
+    let report = crate::licensing::evaluate_commit(
+        &mut conn,
+        &ctx.store,
+        &repo,
+        &payload.commit_id,
+        policy.as_ref(),
+        &context,
+    )
+    .await
+    .map_err(api)?;
+    let json = serde_json::to_value(&report).context("report")?;
+    db::licenses::store_evaluation(
+        &mut conn,
+        repo.id,
+        &payload.commit_id,
+        &report.catalog_version,
+        version,
+        report.decision.as_str(),
+        report.effective.as_deref(),
+        &json,
+    )
+    .await
+    .context("storing the evaluation")?;
     Ok(())
 }
 

@@ -54,7 +54,10 @@ fn usage(message: String) -> Result<Report, String> {
 
 fn audit(args: &AuditArgs) -> Result<Report, String> {
     let Some(purpose) = Purpose::parse(&args.purpose) else {
-        return usage(format!("--purpose {}: expected commercial, production, research, evaluation or personal", args.purpose));
+        return usage(format!(
+            "--purpose {}: expected commercial, production, research, evaluation or personal",
+            args.purpose
+        ));
     };
     let mut ctx = UseContext {
         purpose,
@@ -65,18 +68,27 @@ fn audit(args: &AuditArgs) -> Result<Report, String> {
         ..Default::default()
     };
     for entry in &args.mau_on {
-        let (month, n) = entry.split_once('=').ok_or(format!("--mau-on {entry}: expected YYYY-MM=N"))?;
-        let n: u64 = n.trim().parse().map_err(|_| format!("--mau-on {entry}: {n} is not a number"))?;
+        let (month, n) = entry
+            .split_once('=')
+            .ok_or(format!("--mau-on {entry}: expected YYYY-MM=N"))?;
+        let n: u64 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("--mau-on {entry}: {n} is not a number"))?;
         ctx.mau_history.insert(month.trim().to_string(), n);
     }
     ctx.validate()?;
-    let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    let read =
+        |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
     let policy = match &args.policy {
-        Some(p) => Some(Policy::from_json_or_yaml(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?),
+        Some(p) => Some(
+            Policy::from_json_or_yaml(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?,
+        ),
         None => None,
     };
     let lineage = match &args.lineage {
-        Some(p) => LineageFile::from_json_or_yaml(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?,
+        Some(p) => LineageFile::from_json_or_yaml(&read(p)?)
+            .map_err(|e| format!("{}: {e}", p.display()))?,
         None => LineageFile::default(),
     };
     let name = args.name.clone().or_else(|| {
@@ -84,7 +96,10 @@ fn audit(args: &AuditArgs) -> Result<Report, String> {
         Some(dir.file_name()?.to_string_lossy().into_owned())
     });
     let facts = read_folder(&args.dir, name)?;
-    let chain = Chain { file: Some(&lineage), inner: None };
+    let chain = Chain {
+        file: Some(&lineage),
+        inner: None,
+    };
     Ok(evaluate(&facts, &chain, policy.as_ref(), &ctx))
 }
 
@@ -99,7 +114,11 @@ pub fn run(args: &AuditArgs) -> u8 {
     };
     let mut out = std::io::stdout().lock();
     if args.json {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
     } else {
         let _ = write!(out, "{}", readable(&report));
     }
@@ -110,15 +129,40 @@ pub fn run(args: &AuditArgs) -> u8 {
 }
 
 fn readable(r: &Report) -> String {
-    let mut s = format!("{}  {}\n", r.decision.as_str(), r.name.as_deref().unwrap_or(""));
-    s += &format!("  declared:  {}\n", r.declared.as_deref().unwrap_or("(none)"));
-    s += &format!("  expression: {}\n", r.expression.as_deref().unwrap_or("(none)"));
+    let mut s = format!(
+        "{}  {}\n",
+        r.decision.as_str(),
+        r.name.as_deref().unwrap_or("")
+    );
+    s += &format!(
+        "  declared:  {}\n",
+        r.declared.as_deref().unwrap_or("(none)")
+    );
+    s += &format!(
+        "  expression: {}\n",
+        r.expression.as_deref().unwrap_or("(none)")
+    );
     for d in &r.detected {
-        s += &format!("  detected:  {} in {} ({}, {:.2}{})\n", d.id, d.file, d.method, d.confidence, if d.modified { ", modified" } else { "" });
+        s += &format!(
+            "  detected:  {} in {} ({}, {:.2}{})\n",
+            d.id,
+            d.file,
+            d.method,
+            d.confidence,
+            if d.modified { ", modified" } else { "" }
+        );
     }
-    s += &format!("  effective: {}\n", r.effective.as_deref().unwrap_or("(unknown)"));
+    s += &format!(
+        "  effective: {}\n",
+        r.effective.as_deref().unwrap_or("(unknown)")
+    );
     for n in &r.lineage {
-        s += &format!("  {}: {} -> {}\n", n.kind, n.id, n.license.as_deref().unwrap_or("unknown"));
+        s += &format!(
+            "  {}: {} -> {}\n",
+            n.kind,
+            n.id,
+            n.license.as_deref().unwrap_or("unknown")
+        );
     }
     for f in &r.findings {
         s += &format!("  [{:?}] {}: {}\n", f.severity, f.code, f.message);

@@ -185,6 +185,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         if queued > 0 {
             tracing::info!(queued, scanner.version = kaiyuan_scanner::SCANNER_VERSION, "queued rescans for the new scanner version");
         }
+        // Evaluations made with an older licence catalog are redone in the background.
+        let catalog = &kaiyuan_license::catalog::catalog().version;
+        let queued = db::licenses::enqueue_stale(&mut conn, catalog).await?;
+        if queued > 0 {
+            tracing::info!(queued, catalog.version = %catalog, "queued licence re-evaluations for the new catalog");
+        }
         drop(conn);
         let app = Application::build(settings.clone(), pool.clone(), store.clone())?;
         tracing::info!("kaiyuan listening on http://{}", settings.listen);
@@ -232,7 +238,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let code = kaiyuan_hub::scan_cli::run(paths, *json);
         std::process::exit(code as i32);
     }
-    if let Command::License { command: LicenseCommand::Audit(args) } = &cli.command {
+    if let Command::License {
+        command: LicenseCommand::Audit(args),
+    } = &cli.command
+    {
         std::process::exit(kaiyuan_hub::license_cli::run(args) as i32);
     }
     let mut settings = Settings::load(cli.config.as_deref())?;

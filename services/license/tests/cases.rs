@@ -287,8 +287,7 @@ fn build(case: &Case) -> Built {
         } else if lower.contains("kept as ") || lower.contains(" retained") {
             let file = clause
                 .split_whitespace()
-                .filter(|w| w.starts_with("LICENSE"))
-                .last()
+                .rfind(|w| w.starts_with("LICENSE"))
                 .unwrap()
                 .to_string();
             let id = licence_named(clause).unwrap();

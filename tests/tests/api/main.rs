@@ -9,6 +9,7 @@ mod downloads;
 mod gc;
 mod hf;
 mod jobs;
+mod licenses;
 mod ops;
 mod repos;
 mod scanning;

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod blobs;
 pub mod commits;
 pub mod jobs;
+pub mod licenses;
 pub mod repos;
 pub mod scans;
 

@@ -6,6 +6,7 @@ pub mod commits;
 pub mod files;
 pub mod hf;
 pub mod hf_upload;
+pub mod licenses;
 pub mod ops;
 pub mod repos;
 pub mod uploads;
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     repos::configure(cfg);
     commits::configure(cfg);
     uploads::configure(cfg);
+    licenses::configure(cfg);
     files::configure(cfg);
     cfg.default_service(web::to(unknown_route));
 }

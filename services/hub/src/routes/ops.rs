@@ -103,6 +103,12 @@ async fn openapi_json() -> HttpResponse {
         super::access::request_access,
         super::access::list_requests,
         super::access::decide,
+        super::licenses::repo_license,
+        super::licenses::compliance,
+        super::licenses::get_policy,
+        super::licenses::put_policy,
+        super::licenses::delete_policy,
+        super::licenses::namespace_report,
     ),
     components(schemas(crate::error::ErrorBody))
 )]

@@ -1,0 +1,174 @@
+//! Licence policies per namespace and stored licence evaluations per commit.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+pub const LICENSE_EVALUATE: &str = "license-evaluate";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PolicyRow {
+    pub document: serde_json::Value,
+    pub version: i32,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn policy(conn: &mut PgConnection, namespace_id: i64) -> sqlx::Result<Option<PolicyRow>> {
+    sqlx::query_as(
+        "SELECT document, version, updated_at FROM license_policies WHERE namespace_id = $1",
+    )
+    .bind(namespace_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Stores a namespace's policy; returns its new version.
+pub async fn set_policy(
+    conn: &mut PgConnection,
+    namespace_id: i64,
+    document: &serde_json::Value,
+    by: i64,
+) -> sqlx::Result<i32> {
+    sqlx::query_scalar(
+        "INSERT INTO license_policies (namespace_id, document, updated_by) VALUES ($1, $2, $3)
+         ON CONFLICT (namespace_id) DO UPDATE
+         SET document = $2, updated_by = $3, updated_at = now(), version = license_policies.version + 1
+         RETURNING version",
+    )
+    .bind(namespace_id)
+    .bind(document)
+    .bind(by)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn delete_policy(conn: &mut PgConnection, namespace_id: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM license_policies WHERE namespace_id = $1")
+        .bind(namespace_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EvaluationRow {
+    pub commit_id: String,
+    pub catalog_version: String,
+    pub policy_version: i32,
+    pub decision: String,
+    pub effective: Option<String>,
+    pub report: serde_json::Value,
+    pub evaluated_at: DateTime<Utc>,
+}
+
+pub async fn evaluation(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+) -> sqlx::Result<Option<EvaluationRow>> {
+    sqlx::query_as(
+        "SELECT commit_id, catalog_version, policy_version, decision, effective, report, evaluated_at
+         FROM license_evaluations WHERE repository_id = $1 AND commit_id = $2",
+    )
+    .bind(repository_id)
+    .bind(commit_id)
+    .fetch_optional(conn)
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn store_evaluation(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+    catalog_version: &str,
+    policy_version: i32,
+    decision: &str,
+    effective: Option<&str>,
+    report: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO license_evaluations
+             (repository_id, commit_id, catalog_version, policy_version, decision, effective, report)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (repository_id, commit_id) DO UPDATE
+         SET catalog_version = $3, policy_version = $4, decision = $5, effective = $6,
+             report = $7, evaluated_at = now()",
+    )
+    .bind(repository_id)
+    .bind(commit_id)
+    .bind(catalog_version)
+    .bind(policy_version)
+    .bind(decision)
+    .bind(effective)
+    .bind(report)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Queues an evaluation of the head of `main` of every live repository in a namespace (or
+/// of every namespace), e.g. after its policy or the catalog changed. Returns how many.
+pub async fn enqueue_heads(
+    conn: &mut PgConnection,
+    namespace_id: Option<i64>,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO jobs (kind, payload)
+         SELECT $1, jsonb_build_object('repository_id', r.id, 'commit_id', f.commit_id)
+         FROM repositories r JOIN refs f ON f.repository_id = r.id AND f.name = 'main'
+         WHERE r.deleted_at IS NULL AND ($2::BIGINT IS NULL OR r.namespace_id = $2)",
+    )
+    .bind(LICENSE_EVALUATE)
+    .bind(namespace_id)
+    .execute(&mut *conn)
+    .await?;
+    crate::db::jobs::notify(conn, LICENSE_EVALUATE).await?;
+    Ok(done.rows_affected())
+}
+
+/// Queues evaluations of heads whose stored result used another catalog version.
+pub async fn enqueue_stale(conn: &mut PgConnection, catalog_version: &str) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO jobs (kind, payload)
+         SELECT $1, jsonb_build_object('repository_id', e.repository_id, 'commit_id', e.commit_id)
+         FROM license_evaluations e
+         JOIN refs f ON f.repository_id = e.repository_id AND f.name = 'main' AND f.commit_id = e.commit_id
+         WHERE e.catalog_version <> $2",
+    )
+    .bind(LICENSE_EVALUATE)
+    .bind(catalog_version)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() > 0 {
+        crate::db::jobs::notify(conn, LICENSE_EVALUATE).await?;
+    }
+    Ok(done.rows_affected())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct HeadDecision {
+    pub repository: String,
+    pub commit_id: Option<String>,
+    pub decision: Option<String>,
+    pub effective: Option<String>,
+    pub evaluated_at: Option<DateTime<Utc>>,
+}
+
+/// The stored decision for the head of `main` of every live repository in a namespace.
+pub async fn namespace_report(
+    conn: &mut PgConnection,
+    namespace_id: i64,
+) -> sqlx::Result<Vec<HeadDecision>> {
+    sqlx::query_as(
+        "SELECT n.name || '/' || r.name AS repository, f.commit_id, e.decision, e.effective, e.evaluated_at
+         FROM repositories r
+         JOIN namespaces n ON n.id = r.namespace_id
+         LEFT JOIN refs f ON f.repository_id = r.id AND f.name = 'main'
+         LEFT JOIN license_evaluations e ON e.repository_id = r.id AND e.commit_id = f.commit_id
+         WHERE r.namespace_id = $1 AND r.deleted_at IS NULL
+         ORDER BY r.name",
+    )
+    .bind(namespace_id)
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,216 @@
+//! The licence engine inside the hub: the facts of a repository revision (card, licence and
+//! notice files, GGUF headers) and a resolver that finds base models on this hub.
+
+use std::collections::HashMap;
+
+use futures_util::StreamExt;
+use kaiyuan_license::card;
+use kaiyuan_license::detect::MAX_TEXT;
+use kaiyuan_license::folder::{is_license_file, is_notice_file};
+use kaiyuan_license::lineage::{Chain, Resolver, UpstreamModel};
+use kaiyuan_license::{ModelFacts, Policy, Report, TextFile, UseContext, evaluate};
+use kaiyuan_storage::{BlobStore, Sha256Digest};
+use sqlx::PgConnection;
+
+use crate::db;
+use crate::db::repos::Repo;
+use crate::error::ApiError;
+
+/// Most hub repositories one evaluation follows through base-model links.
+const MAX_LINKED: usize = 64;
+
+fn digest(sha: &[u8]) -> Result<Sha256Digest, ApiError> {
+    let bytes: [u8; 32] = sha
+        .try_into()
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?;
+    Ok(Sha256Digest::from_bytes(bytes))
+}
+
+async fn read_text(store: &BlobStore, sha: &[u8], size: i64) -> Result<String, ApiError> {
+    let len = (size as u64).min(MAX_TEXT as u64);
+    let mut stream = store.read(&digest(sha)?, 0..len).await?;
+    let mut buf = Vec::with_capacity(len as usize);
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk?);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The licence-relevant facts of one commit. Licence files count at the top level only.
+pub async fn facts_at(
+    conn: &mut PgConnection,
+    store: &BlobStore,
+    repo: &Repo,
+    commit_id: &str,
+) -> Result<ModelFacts, ApiError> {
+    let files = db::commits::files(conn, repo.id, commit_id).await?;
+    let mut facts = ModelFacts {
+        name: Some(repo.full_name()),
+        ..Default::default()
+    };
+    for f in files {
+        let top = !f.path.contains('/');
+        if top && f.path.eq_ignore_ascii_case("README.md") {
+            let text = read_text(store, &f.sha256, f.size).await?;
+            // A card whose YAML does not parse declares nothing; the report says so.
+            facts.card = card::parse(&text).unwrap_or_default();
+            facts.card_body = card::body(&text).to_string();
+        } else if top && is_license_file(&f.path) {
+            facts.license_files.push(TextFile {
+                path: f.path.clone(),
+                text: read_text(store, &f.sha256, f.size).await?,
+            });
+        } else if top && is_notice_file(&f.path) {
+            facts.notice_files.push(TextFile {
+                path: f.path.clone(),
+                text: read_text(store, &f.sha256, f.size).await?,
+            });
+        } else if f.path.to_lowercase().ends_with(".gguf") {
+            let store = store.clone();
+            let d = digest(&f.sha256)?;
+            let size = f.size as u64;
+            let keys = tokio::task::spawn_blocking(move || {
+                let reader = store.open_blocking(&d, size).ok()?;
+                kaiyuan_license::gguf::licence_keys(std::io::BufReader::new(reader))
+                    .ok()
+                    .flatten()
+            })
+            .await
+            .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+            if let Some(keys) = keys {
+                let get = |k: &str| {
+                    keys.iter()
+                        .find(|(key, _)| key == k)
+                        .map(|(_, v)| v.clone())
+                };
+                if let Some(l) = get("general.license") {
+                    let value = match get("general.license.name") {
+                        Some(n) if l.eq_ignore_ascii_case("other") => format!("other:{n}"),
+                        _ => l,
+                    };
+                    facts.metadata_licenses.push((f.path.clone(), value));
+                }
+            }
+        }
+    }
+    Ok(facts)
+}
+
+/// Base models, teachers and datasets found on this hub, loaded before the (synchronous)
+/// engine runs. Only public repositories and those of the evaluated repository's own
+/// namespace are used, so an evaluation never reveals a private repository's licence.
+#[derive(Default)]
+pub struct HubResolver {
+    models: HashMap<String, UpstreamModel>,
+}
+
+impl Resolver for HubResolver {
+    fn model(&self, id: &str) -> Option<UpstreamModel> {
+        self.models.get(&id.to_lowercase()).cloned()
+    }
+    fn dataset(&self, id: &str) -> Option<(String, String)> {
+        // Dataset repositories are not hosted yet; their licences come from the lineage file.
+        let _ = id;
+        None
+    }
+}
+
+impl HubResolver {
+    pub async fn load(
+        conn: &mut PgConnection,
+        store: &BlobStore,
+        repo: &Repo,
+        facts: &ModelFacts,
+    ) -> Result<HubResolver, ApiError> {
+        let mut resolver = HubResolver::default();
+        let mut queue: Vec<String> = facts
+            .card
+            .base_models
+            .iter()
+            .chain(&facts.card.distilled_from)
+            .chain(&facts.card.datasets)
+            .cloned()
+            .collect();
+        let mut seen = 0;
+        while let Some(id) = queue.pop() {
+            if seen >= MAX_LINKED || resolver.models.contains_key(&id.to_lowercase()) {
+                continue;
+            }
+            seen += 1;
+            let Some((ns, name)) = id.split_once('/') else {
+                continue;
+            };
+            let Some(upstream) = db::repos::find_live(conn, ns, name).await? else {
+                continue;
+            };
+            if !upstream.is_public() && upstream.namespace_id != repo.namespace_id {
+                continue;
+            }
+            let Some(head) = db::commits::resolve(conn, upstream.id, "main").await? else {
+                continue;
+            };
+            let stored = db::licenses::evaluation(conn, upstream.id, &head).await?;
+            let up_facts = facts_at(conn, store, &upstream, &head).await?;
+            // Its stored effective licence already includes its own lineage.
+            let (license, bases) = match stored.and_then(|s| s.effective) {
+                Some(effective) => (effective, vec![]),
+                None => {
+                    let c = &up_facts.card;
+                    let license = match (&c.license, &c.license_name) {
+                        (Some(l), Some(n)) if l.eq_ignore_ascii_case("other") => {
+                            format!("other:{n}")
+                        }
+                        (Some(l), _) => l.clone(),
+                        (None, _) => continue,
+                    };
+                    (license, c.base_models.clone())
+                }
+            };
+            queue.extend(bases.iter().cloned());
+            resolver.models.insert(
+                id.to_lowercase(),
+                UpstreamModel {
+                    license,
+                    source: "hub".into(),
+                    base_models: bases,
+                    relation: up_facts.card.base_model_relation.clone(),
+                    multimodal: up_facts.card.multimodal(),
+                },
+            );
+        }
+        Ok(resolver)
+    }
+}
+
+/// The namespace's policy, if it has one, with its version (0 without).
+pub async fn namespace_policy(
+    conn: &mut PgConnection,
+    namespace_id: i64,
+) -> Result<(Option<Policy>, i32), ApiError> {
+    match db::licenses::policy(conn, namespace_id).await? {
+        Some(row) => {
+            let policy: Policy = serde_json::from_value(row.document)
+                .map_err(|e| ApiError::internal(anyhow::anyhow!("stored policy: {e}")))?;
+            Ok((Some(policy), row.version))
+        }
+        None => Ok((None, 0)),
+    }
+}
+
+/// Evaluates a commit of a repository.
+pub async fn evaluate_commit(
+    conn: &mut PgConnection,
+    store: &BlobStore,
+    repo: &Repo,
+    commit_id: &str,
+    policy: Option<&Policy>,
+    context: &UseContext,
+) -> Result<Report, ApiError> {
+    let facts = facts_at(conn, store, repo, commit_id).await?;
+    let hub = HubResolver::load(conn, store, repo, &facts).await?;
+    let chain = Chain {
+        file: None,
+        inner: Some(&hub),
+    };
+    Ok(evaluate(&facts, &chain, policy, context))
+}

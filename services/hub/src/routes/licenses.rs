@@ -1,0 +1,293 @@
+//! Licence compliance over HTTP: a revision's licence report, decisions for a policy and a
+//! use context, namespace policies, and the auditor's view of a namespace.
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use kaiyuan_license::{Policy, UseContext};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::{self, Caller, Need};
+use crate::db;
+use crate::db::accounts::{Namespace, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::licensing;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(repo_license)
+        .service(compliance)
+        .service(get_policy)
+        .service(put_policy)
+        .service(delete_policy)
+        .service(namespace_report);
+}
+
+#[derive(Deserialize)]
+pub struct RevisionQuery {
+    revision: Option<String>,
+}
+
+/// Declared, normalised, detected and effective licence of a revision, with its terms,
+/// lineage and findings, evaluated for commercial use against the owner's policy.
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/license", responses((status = 200), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/license")]
+pub async fn repo_license(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<RevisionQuery>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let revision = query.revision.clone().unwrap_or_else(|| "main".into());
+    let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
+    let (policy, _) = licensing::namespace_policy(&mut conn, repo.namespace_id).await?;
+    let report = licensing::evaluate_commit(
+        &mut conn,
+        &state.store,
+        &repo,
+        &commit,
+        policy.as_ref(),
+        &UseContext::default(),
+    )
+    .await?;
+    let stored = db::licenses::evaluation(&mut conn, repo.id, &commit).await?;
+    let mut body =
+        serde_json::to_value(&report).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    body["repository"] = json!(repo.full_name());
+    body["revision"] = json!(commit);
+    body["stored_evaluation"] = match stored {
+        Some(s) => {
+            json!({"decision": s.decision, "evaluated_at": s.evaluated_at, "catalog_version": s.catalog_version, "policy_version": s.policy_version})
+        }
+        None => json!(null),
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceRequest {
+    /// Branch, tag or commit id (default `main`).
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// A policy document; without one, the owner's policy (if any) applies.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub policy: Option<Policy>,
+    /// `purpose` (commercial, production, research, evaluation, personal), `mau`,
+    /// `mau_history` ({"YYYY-MM": n}), `region`, `domains`, `integrated_end_user`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub context: UseContext,
+}
+
+/// Decides whether a use of a revision is allowed: `allow`, `allow_with_obligations`,
+/// `flag_review` or `deny`, with every reason and obligation.
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/compliance", request_body = ComplianceRequest, responses((status = 200), (status = 404), (status = 422)))]
+#[post("/api/v1/repos/{namespace}/{name}/compliance")]
+pub async fn compliance(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Json<ComplianceRequest>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let request = body.into_inner();
+    request
+        .context
+        .validate()
+        .map_err(|e| ApiError::unprocessable("invalid-context", e))?;
+    let policy = match request.policy {
+        Some(p) => Some(
+            p.validated()
+                .map_err(|e| ApiError::unprocessable("invalid-policy", e))?,
+        ),
+        None => None,
+    };
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let revision = request.revision.unwrap_or_else(|| "main".into());
+    let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
+    let policy = match policy {
+        Some(p) => Some(p),
+        None => {
+            licensing::namespace_policy(&mut conn, repo.namespace_id)
+                .await?
+                .0
+        }
+    };
+    let report = licensing::evaluate_commit(
+        &mut conn,
+        &state.store,
+        &repo,
+        &commit,
+        policy.as_ref(),
+        &request.context,
+    )
+    .await?;
+    let mut body =
+        serde_json::to_value(&report).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    body["repository"] = json!(repo.full_name());
+    body["revision"] = json!(commit);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The namespace and the caller's role on it; 404 for namespaces the caller cannot see.
+async fn namespace_for(
+    conn: &mut sqlx::PgConnection,
+    caller: &Caller,
+    name: &str,
+    need: Role,
+) -> Result<Namespace, ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "namespace-not-found",
+            format!("namespace `{name}` does not exist or you are not a member"),
+        )
+    };
+    let ns = db::accounts::find_namespace(conn, name)
+        .await?
+        .ok_or_else(not_found)?;
+    let role = auth::namespace_role(conn, caller, ns.id, &ns.kind)
+        .await?
+        .ok_or_else(not_found)?;
+    if role < need {
+        return Err(ApiError::forbidden(
+            "insufficient-role",
+            format!(
+                "you need the `{}` role on `{name}` to do this",
+                need.as_str()
+            ),
+        ));
+    }
+    Ok(ns)
+}
+
+/// A namespace's licence policy (members).
+#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/license-policy", responses((status = 200), (status = 404)))]
+#[get("/api/v1/orgs/{namespace}/license-policy")]
+pub async fn get_policy(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let name = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let ns = namespace_for(&mut conn, &caller, &name, Role::Read).await?;
+    match db::licenses::policy(&mut conn, ns.id).await? {
+        Some(row) => Ok(HttpResponse::Ok().json(json!({"namespace": ns.name, "version": row.version, "updated_at": row.updated_at, "policy": row.document}))),
+        None => Err(ApiError::not_found("policy-not-found", format!("`{}` has no licence policy", ns.name))),
+    }
+}
+
+/// Sets a namespace's licence policy (namespace admins; audited). Every repository of the
+/// namespace is re-evaluated in the background.
+#[utoipa::path(put, path = "/api/v1/orgs/{namespace}/license-policy", responses((status = 200), (status = 403), (status = 422)))]
+#[put("/api/v1/orgs/{namespace}/license-policy")]
+pub async fn put_policy(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<Policy>,
+) -> ApiResult<HttpResponse> {
+    let name = path.into_inner();
+    let user = caller.require_writer()?.clone();
+    let policy = body
+        .into_inner()
+        .validated()
+        .map_err(|e| ApiError::unprocessable("invalid-policy", e))?;
+    let document =
+        serde_json::to_value(&policy).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    let mut tx = state.db.begin().await?;
+    let ns = namespace_for(&mut tx, &caller, &name, Role::Admin).await?;
+    let version = db::licenses::set_policy(&mut tx, ns.id, &document, user.id).await?;
+    let queued = db::licenses::enqueue_heads(&mut tx, Some(ns.id)).await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "license.policy.set",
+        &format!("namespace:{}", ns.name),
+        json!({"version": version, "policy": document}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(json!({"namespace": ns.name, "version": version, "policy": document, "reevaluations_queued": queued})))
+}
+
+/// Removes a namespace's licence policy (namespace admins; audited).
+#[utoipa::path(delete, path = "/api/v1/orgs/{namespace}/license-policy", responses((status = 204), (status = 403), (status = 404)))]
+#[delete("/api/v1/orgs/{namespace}/license-policy")]
+pub async fn delete_policy(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let name = path.into_inner();
+    let user = caller.require_writer()?.clone();
+    let mut tx = state.db.begin().await?;
+    let ns = namespace_for(&mut tx, &caller, &name, Role::Admin).await?;
+    if !db::licenses::delete_policy(&mut tx, ns.id).await? {
+        return Err(ApiError::not_found(
+            "policy-not-found",
+            format!("`{}` has no licence policy", ns.name),
+        ));
+    }
+    db::licenses::enqueue_heads(&mut tx, Some(ns.id)).await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "license.policy.delete",
+        &format!("namespace:{}", ns.name),
+        json!({}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct ReportQuery {
+    decision: Option<String>,
+}
+
+/// Every repository of a namespace with the stored decision for the head of `main` (members):
+/// "show me every model in our org whose licence we cannot honour" is `?decision=deny`.
+#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/license-report", responses((status = 200), (status = 404)))]
+#[get("/api/v1/orgs/{namespace}/license-report")]
+pub async fn namespace_report(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<ReportQuery>,
+) -> ApiResult<HttpResponse> {
+    let name = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let ns = namespace_for(&mut conn, &caller, &name, Role::Read).await?;
+    let mut rows = db::licenses::namespace_report(&mut conn, ns.id).await?;
+    if let Some(d) = &query.decision {
+        if ![
+            "allow",
+            "allow_with_obligations",
+            "flag_review",
+            "deny",
+            "pending",
+        ]
+        .contains(&d.as_str())
+        {
+            return Err(ApiError::bad_request(
+                "invalid-query",
+                format!(
+                    "decision `{d}`: expected allow, allow_with_obligations, flag_review, deny or pending"
+                ),
+            ));
+        }
+        rows.retain(|r| r.decision.as_deref().unwrap_or("pending") == d);
+    }
+    Ok(HttpResponse::Ok().json(json!({"namespace": ns.name, "repositories": rows})))
+}

@@ -1,0 +1,371 @@
+//! Licence compliance through the API: reports per revision, decisions for a use context,
+//! organisation policies, stored evaluations, hub lineage and who may see what.
+
+use kaiyuan_license::catalog::catalog;
+use kaiyuan_tests::{expect_error, expect_status, spawn_app};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+fn text(id: &str) -> String {
+    catalog().texts(id)[0].replace("<year> <copyright holders>", "2026 Acme")
+}
+
+const LLAMA: &str = "LicenseRef-scancode-llama-3.1-license-2024";
+
+fn codes(report: &Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_relabelled_llama_finetune_is_denied_and_listed_for_auditors(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    expect_status(
+        app.post_json("/api/v1/orgs", Some(&alice), &json!({"name": "acme"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    app.create_repo(&alice, "acme", "Acme-8B", "public").await;
+    let card = "---\nlicense: apache-2.0\nbase_model: meta-llama/Llama-3.1-8B\n---\n# Acme 8B\n";
+    app.commit_files(
+        &alice,
+        "acme/Acme-8B",
+        &[
+            ("README.md", card.as_bytes()),
+            ("LICENSE", text("Apache-2.0").as_bytes()),
+        ],
+    )
+    .await;
+
+    let r = expect_status(
+        app.get("/api/v1/repos/acme/Acme-8B/license", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(r["decision"], "deny");
+    assert_eq!(r["declared"], "apache-2.0");
+    assert_eq!(r["expression"], "Apache-2.0");
+    assert_eq!(r["detected"][0]["id"], "Apache-2.0");
+    assert_eq!(r["lineage"][0]["source"], "curated");
+    let effective = r["effective"].as_str().unwrap();
+    assert!(
+        effective.contains(LLAMA) && effective.contains("Apache-2.0"),
+        "{effective}"
+    );
+    for code in [
+        "base-license-violation",
+        "naming-violation",
+        "missing-notice",
+    ] {
+        assert!(codes(&r).contains(&code.to_string()), "{code}: {r}");
+    }
+    assert_eq!(
+        r["stored_evaluation"],
+        Value::Null,
+        "the job has not run yet"
+    );
+
+    // The commit's job stores the evaluation; the auditor's report lists it.
+    app.run_jobs().await;
+    let r = expect_status(
+        app.get("/api/v1/repos/acme/Acme-8B/license", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(r["stored_evaluation"]["decision"], "deny");
+    let report = expect_status(
+        app.get(
+            "/api/v1/orgs/acme/license-report?decision=deny",
+            Some(&alice),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(report["repositories"][0]["repository"], "acme/Acme-8B");
+    assert_eq!(report["repositories"].as_array().unwrap().len(), 1);
+    let report = expect_status(
+        app.get(
+            "/api/v1/orgs/acme/license-report?decision=allow",
+            Some(&alice),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(report["repositories"].as_array().unwrap().is_empty());
+    expect_error(
+        app.get(
+            "/api/v1/orgs/acme/license-report?decision=maybe",
+            Some(&alice),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid-query",
+    )
+    .await;
+
+    // The fix: keep the Llama agreement and NOTICE, rename, say "Built with Llama".
+    app.create_repo(&alice, "acme", "Llama-3.1-Acme-8B", "public")
+        .await;
+    let card = "---\nlicense: llama3.1\nbase_model: meta-llama/Llama-3.1-8B\n---\n# Llama 3.1 Acme 8B\n\nBuilt with Llama.\n";
+    let notice = catalog().get(LLAMA).unwrap().notice_file.clone().unwrap();
+    app.commit_files(
+        &alice,
+        "acme/Llama-3.1-Acme-8B",
+        &[
+            ("README.md", card.as_bytes()),
+            ("LICENSE", text(LLAMA).as_bytes()),
+            ("NOTICE", notice.as_bytes()),
+        ],
+    )
+    .await;
+    let r = expect_status(
+        app.get("/api/v1/repos/acme/Llama-3.1-Acme-8B/license", None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(r["decision"], "allow_with_obligations", "{r}");
+    assert!(
+        r["obligations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o.as_str().unwrap().contains("Acceptable Use Policy"))
+    );
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn decisions_follow_policies_contexts_and_hub_lineage(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    expect_status(
+        app.post_json("/api/v1/orgs", Some(&alice), &json!({"name": "acme"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    // A base on this hub, and a fine-tune of it: the base's licence comes from the hub.
+    app.create_repo(&alice, "acme", "base-nc", "public").await;
+    app.commit_files(
+        &alice,
+        "acme/base-nc",
+        &[("README.md", b"---\nlicense: cc-by-nc-4.0\n---\n")],
+    )
+    .await;
+    app.create_repo(&alice, "acme", "tuned", "private").await;
+    app.commit_files(
+        &alice,
+        "acme/tuned",
+        &[(
+            "README.md",
+            b"---\nlicense: cc-by-nc-4.0\nbase_model: acme/base-nc\n---\n",
+        )],
+    )
+    .await;
+
+    let r = expect_status(
+        app.get("/api/v1/repos/acme/tuned/license", Some(&alice))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(r["lineage"][0]["source"], "hub");
+    assert_eq!(r["lineage"][0]["license"], "CC-BY-NC-4.0");
+    assert_eq!(
+        r["decision"], "deny",
+        "commercial use of a non-commercial model"
+    );
+    assert!(codes(&r).contains(&"use-not-permitted".to_string()));
+
+    // Research use is fine; a policy can still forbid it.
+    let research = json!({"context": {"purpose": "research"}});
+    let r = expect_status(
+        app.post_json(
+            "/api/v1/repos/acme/tuned/compliance",
+            Some(&alice),
+            &research,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(r["decision"], "allow_with_obligations", "{r}");
+    let strict =
+        json!({"context": {"purpose": "research"}, "policy": {"require_commercial_use": true}});
+    let r = expect_status(
+        app.post_json("/api/v1/repos/acme/tuned/compliance", Some(&alice), &strict)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(r["decision"], "deny");
+    assert!(codes(&r).contains(&"policy-denied".to_string()));
+
+    // Bad input: 422 naming the problem.
+    let msg = expect_error(
+        app.post_json(
+            "/api/v1/repos/acme/tuned/compliance",
+            Some(&alice),
+            &json!({"context": {"region": "Mars"}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-context",
+    )
+    .await;
+    assert!(msg.contains("Mars"));
+    let msg = expect_error(
+        app.post_json(
+            "/api/v1/repos/acme/tuned/compliance",
+            Some(&alice),
+            &json!({"policy": {"deny": ["frobnicate-9"]}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-policy",
+    )
+    .await;
+    assert!(msg.contains("frobnicate-9"));
+    expect_error(
+        app.post_json(
+            "/api/v1/repos/acme/tuned/compliance",
+            Some(&alice),
+            &json!({"context": {"purpose": "world domination"}}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-json",
+    )
+    .await;
+
+    // The organisation's policy: admins set it, members read it, outsiders see nothing.
+    let policy = json!({"name": "research-ok", "allow": ["permissive", "noncommercial"]});
+    expect_error(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/orgs/acme/license-policy",
+            Some(&bob),
+            &policy,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "namespace-not-found",
+    )
+    .await;
+    let set = expect_status(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/orgs/acme/license-policy",
+            Some(&alice),
+            &policy,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(set["version"], 1);
+    assert_eq!(set["reevaluations_queued"], 2);
+    let got = expect_status(
+        app.get("/api/v1/orgs/acme/license-policy", Some(&alice))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        got["policy"]["allow"],
+        json!(["permissive", "noncommercial"])
+    );
+    expect_error(
+        app.get("/api/v1/orgs/acme/license-policy", Some(&bob))
+            .await,
+        StatusCode::NOT_FOUND,
+        "namespace-not-found",
+    )
+    .await;
+    expect_error(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/orgs/acme/license-policy",
+            Some(&alice),
+            &json!({"allow": ["nonsense-xyz"]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-policy",
+    )
+    .await;
+    app.run_jobs().await;
+    let r = expect_status(
+        app.get("/api/v1/repos/acme/tuned/license", Some(&alice))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(r["policy"], "research-ok");
+    assert_eq!(r["stored_evaluation"]["policy_version"], 1);
+
+    // A private repository's licence report is as invisible as the repository.
+    expect_error(
+        app.get("/api/v1/repos/acme/tuned/license", Some(&bob))
+            .await,
+        StatusCode::NOT_FOUND,
+        "repository-not-found",
+    )
+    .await;
+    expect_error(
+        app.post_json("/api/v1/repos/acme/tuned/compliance", None, &json!({}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "repository-not-found",
+    )
+    .await;
+
+    // Bob's own model built on alice's private repository learns nothing about it.
+    app.create_repo(&bob, "bob", "derived", "public").await;
+    app.commit_files(
+        &bob,
+        "bob/derived",
+        &[(
+            "README.md",
+            b"---\nlicense: mit\nbase_model: acme/tuned\n---\n",
+        )],
+    )
+    .await;
+    let r = expect_status(
+        app.get("/api/v1/repos/bob/derived/license", Some(&bob))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(r["lineage"][0]["source"], "unknown");
+    assert_eq!(r["lineage"][0]["license"], Value::Null);
+    assert_eq!(r["decision"], "flag_review");
+
+    let deleted = app
+        .request(
+            Method::DELETE,
+            "/api/v1/orgs/acme/license-policy",
+            Some(&alice),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    expect_error(
+        app.get("/api/v1/orgs/acme/license-policy", Some(&alice))
+            .await,
+        StatusCode::NOT_FOUND,
+        "policy-not-found",
+    )
+    .await;
+}
