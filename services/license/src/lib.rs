@@ -11,6 +11,7 @@ pub mod card;
 pub mod catalog;
 pub mod detect;
 pub mod evaluate;
+pub mod export;
 pub mod expr;
 pub mod folder;
 pub mod gguf;

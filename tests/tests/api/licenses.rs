@@ -369,3 +369,187 @@ async fn decisions_follow_policies_contexts_and_hub_lineage(pool: PgPool) {
     )
     .await;
 }
+
+/// Runs a validator script from tests/python on a document; (valid, output).
+fn validate(script: &str, doc: &Value) -> (bool, String) {
+    let python = std::env::var("KAIYUAN_TEST_PYTHON")
+        .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("doc.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+    let out = std::process::Command::new(python)
+        .arg(format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR")))
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn spdx3_and_cyclonedx_exports_pass_the_official_validators(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    app.create_repo(&alice, "alice", "Llama-3.1-Support-8B", "public")
+        .await;
+    let card = "---\nlicense: llama3.1\nbase_model: meta-llama/Llama-3.1-8B\ndatasets: [acme/support-chats]\n---\nBuilt with Llama.\n";
+    let weights = vec![7u8; 4096];
+    app.commit_files(
+        &alice,
+        "alice/Llama-3.1-Support-8B",
+        &[
+            ("README.md", card.as_bytes()),
+            ("LICENSE", text(LLAMA).as_bytes()),
+            ("model.safetensors", &weights),
+        ],
+    )
+    .await;
+
+    let spdx = expect_status(
+        app.get(
+            "/api/v1/repos/alice/Llama-3.1-Support-8B/sbom?format=spdx3",
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let (ok, out) = validate("validate_spdx3.py", &spdx);
+    assert!(ok, "{out}\n{spdx:#}");
+    let graph = spdx["@graph"].as_array().unwrap();
+    let model = graph
+        .iter()
+        .find(|e| e["type"] == "ai_AIPackage" && e["name"] == "alice/Llama-3.1-Support-8B")
+        .unwrap();
+    assert_eq!(model["software_primaryPurpose"], "model");
+    let weights_file = graph
+        .iter()
+        .find(|e| e["type"] == "software_File" && e["name"] == "model.safetensors")
+        .unwrap();
+    assert_eq!(
+        weights_file["verifiedUsing"][0]["hashValue"],
+        kaiyuan_tests::sha256_hex(&weights)
+    );
+    let rels: Vec<&str> = graph
+        .iter()
+        .filter(|e| e["type"] == "Relationship")
+        .map(|e| e["relationshipType"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "hasDeclaredLicense",
+        "hasConcludedLicense",
+        "descendantOf",
+        "trainedOn",
+        "contains",
+    ] {
+        assert!(rels.contains(&kind), "{kind} missing: {rels:?}");
+    }
+    assert!(
+        graph
+            .iter()
+            .any(|e| e["type"] == "dataset_DatasetPackage" && e["name"] == "acme/support-chats")
+    );
+    assert!(
+        graph
+            .iter()
+            .any(|e| e["simplelicensing_licenseExpression"] == LLAMA)
+    );
+
+    // Negative checks: the validator is not a rubber stamp.
+    let mut broken = spdx.clone();
+    for e in broken["@graph"].as_array_mut().unwrap() {
+        if e["type"] == "ai_AIPackage" {
+            e["type"] = json!("AIPackage");
+        }
+    }
+    assert!(
+        !validate("validate_spdx3.py", &broken).0,
+        "a bare type name must fail"
+    );
+    let mut broken = spdx.clone();
+    broken["@graph"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("specVersion");
+    assert!(
+        !validate("validate_spdx3.py", &broken).0,
+        "a missing specVersion must fail"
+    );
+    let mut broken = spdx.clone();
+    let rel = broken["@graph"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["type"] == "Relationship")
+        .unwrap();
+    rel["to"] = json!(["https://nowhere.example/missing"]);
+    assert!(
+        !validate("validate_spdx3.py", &broken).0,
+        "a dangling reference must fail"
+    );
+
+    let cdx = expect_status(
+        app.get(
+            "/api/v1/repos/alice/Llama-3.1-Support-8B/sbom?format=cyclonedx",
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let (ok, out) = validate("validate_cdx.py", &cdx);
+    assert!(ok, "{out}\n{cdx:#}");
+    assert_eq!(cdx["specVersion"], "1.6");
+    let model = &cdx["components"][0];
+    assert_eq!(model["type"], "machine-learning-model");
+    assert_eq!(
+        model["pedigree"]["ancestors"][0]["name"],
+        "meta-llama/Llama-3.1-8B"
+    );
+    assert!(
+        model["licenses"][0]["expression"]
+            .as_str()
+            .unwrap()
+            .contains(LLAMA)
+    );
+    let file = cdx["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "model.safetensors")
+        .unwrap();
+    assert_eq!(
+        file["hashes"][0]["content"],
+        kaiyuan_tests::sha256_hex(&weights)
+    );
+    let mut broken = cdx.clone();
+    broken["components"][0]["type"] = json!("model");
+    assert!(
+        !validate("validate_cdx.py", &broken).0,
+        "an unknown component type must fail"
+    );
+    let mut broken = cdx.clone();
+    broken["components"][0]["licenses"] =
+        json!([{"expression": "MIT"}, {"license": {"id": "MIT"}}]);
+    assert!(
+        !validate("validate_cdx.py", &broken).0,
+        "mixing expression and license must fail"
+    );
+
+    expect_error(
+        app.get(
+            "/api/v1/repos/alice/Llama-3.1-Support-8B/sbom?format=docx",
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid-query",
+    )
+    .await;
+}

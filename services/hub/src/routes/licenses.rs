@@ -15,6 +15,7 @@ use crate::licensing;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(repo_license)
+        .service(sbom)
         .service(compliance)
         .service(get_policy)
         .service(put_policy)
@@ -290,4 +291,83 @@ pub async fn namespace_report(
         rows.retain(|r| r.decision.as_deref().unwrap_or("pending") == d);
     }
     Ok(HttpResponse::Ok().json(json!({"namespace": ns.name, "repositories": rows})))
+}
+
+#[derive(Deserialize)]
+pub struct SbomQuery {
+    revision: Option<String>,
+    format: Option<String>,
+}
+
+/// A bill of materials for a revision: `format=spdx3` (SPDX 3.0.1 JSON-LD with the AI and
+/// Dataset profiles, the default) or `format=cyclonedx` (CycloneDX 1.6 ML-BOM).
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/sbom", responses((status = 200), (status = 400), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/sbom")]
+pub async fn sbom(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<SbomQuery>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let format = query.format.clone().unwrap_or_else(|| "spdx3".into());
+    if format != "spdx3" && format != "cyclonedx" {
+        return Err(ApiError::bad_request(
+            "invalid-query",
+            format!("format `{format}`: expected spdx3 or cyclonedx"),
+        ));
+    }
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let revision = query.revision.clone().unwrap_or_else(|| "main".into());
+    let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
+    let (policy, _) = licensing::namespace_policy(&mut conn, repo.namespace_id).await?;
+    let report = licensing::evaluate_commit(
+        &mut conn,
+        &state.store,
+        &repo,
+        &commit,
+        policy.as_ref(),
+        &UseContext::default(),
+    )
+    .await?;
+    let files: Vec<kaiyuan_license::export::ExportFile> =
+        db::commits::files(&mut conn, repo.id, &commit)
+            .await?
+            .into_iter()
+            .map(|f| kaiyuan_license::export::ExportFile {
+                path: f.path,
+                sha256: hex::encode(&f.sha256),
+                size: f.size as u64,
+            })
+            .collect();
+    let created = db::commits::get(&mut conn, repo.id, &commit)
+        .await?
+        .map(|c| c.created_at)
+        .unwrap_or_else(chrono::Utc::now)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let info = req.connection_info();
+    let base_url = format!("{}://{}", info.scheme(), info.host());
+    let input = kaiyuan_license::export::ExportInput {
+        base_url: &base_url,
+        repository: &repo.full_name(),
+        commit: &commit,
+        created: &created,
+        report: &report,
+        files: &files,
+        tool_version: env!("CARGO_PKG_VERSION"),
+    };
+    let (doc, content_type) = if format == "spdx3" {
+        (
+            kaiyuan_license::export::spdx3(&input),
+            "application/spdx+json",
+        )
+    } else {
+        (
+            kaiyuan_license::export::cyclonedx(&input),
+            "application/vnd.cyclonedx+json; version=1.6",
+        )
+    };
+    Ok(HttpResponse::Ok().content_type(content_type).json(doc))
 }

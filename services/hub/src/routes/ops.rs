@@ -104,6 +104,7 @@ async fn openapi_json() -> HttpResponse {
         super::access::list_requests,
         super::access::decide,
         super::licenses::repo_license,
+        super::licenses::sbom,
         super::licenses::compliance,
         super::licenses::get_policy,
         super::licenses::put_policy,
