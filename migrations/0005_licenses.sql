@@ -20,3 +20,14 @@ CREATE TABLE license_evaluations (
     PRIMARY KEY (repository_id, commit_id)
 );
 CREATE INDEX license_evaluations_decision ON license_evaluations (decision);
+
+-- Acceptances of licences that require one before download (Llama, Gemma, research
+-- licences): exactly which licence version a user accepted, and when.
+CREATE TABLE license_acceptances (
+    repository_id    BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+    user_id          BIGINT NOT NULL REFERENCES namespaces (id),
+    license_id       TEXT NOT NULL,
+    license_version  TEXT NOT NULL,
+    accepted_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (repository_id, user_id, license_id, license_version)
+);

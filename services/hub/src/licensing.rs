@@ -214,3 +214,90 @@ pub async fn evaluate_commit(
     };
     Ok(evaluate(&facts, &chain, policy, context))
 }
+
+/// A licence a user must accept before downloading: (id, name, version).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequiredAcceptance {
+    pub license: String,
+    pub name: String,
+    pub version: String,
+}
+
+/// Licences of a commit's effective licence that require acceptance (from the stored
+/// evaluation, or evaluated now when the job has not run yet).
+pub async fn required_acceptances(
+    conn: &mut PgConnection,
+    store: &BlobStore,
+    repo: &Repo,
+    commit: &str,
+) -> Result<Vec<RequiredAcceptance>, ApiError> {
+    let effective = match db::licenses::evaluation(conn, repo.id, commit).await? {
+        Some(row) => row.effective,
+        None => {
+            evaluate_commit(conn, store, repo, commit, None, &UseContext::default())
+                .await?
+                .effective
+        }
+    };
+    let Some(effective) = effective else {
+        return Ok(vec![]);
+    };
+    let Ok(expr) = kaiyuan_license::lineage::license_expr(&effective) else {
+        return Ok(vec![]);
+    };
+    let catalog = kaiyuan_license::catalog::catalog();
+    Ok(expr
+        .leaves()
+        .into_iter()
+        .map(|leaf| catalog.terms(&leaf))
+        .filter(|t| t.requires_acceptance)
+        .map(|t| RequiredAcceptance {
+            version: t.version_date.clone().unwrap_or_else(|| "1".into()),
+            license: t.id,
+            name: t.name,
+        })
+        .collect())
+}
+
+/// Checks that the caller accepted every licence of the commit that requires acceptance.
+/// Members of the owning namespace are the licensors' side and need none.
+pub async fn authorize_license(
+    conn: &mut PgConnection,
+    store: &BlobStore,
+    caller: &crate::auth::Caller,
+    repo: &Repo,
+    commit: &str,
+) -> Result<(), ApiError> {
+    if crate::auth::namespace_role(conn, caller, repo.namespace_id, &repo.namespace_kind)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let required = required_acceptances(conn, store, repo, commit).await?;
+    for r in required {
+        let accepted = match &caller.user {
+            Some(user) => {
+                db::licenses::accepted(conn, repo.id, user.id, &r.license, &r.version).await?
+            }
+            None => false,
+        };
+        if !accepted {
+            let how = format!(
+                "`{}` is under the {} ({}, version {}): read it and accept it with POST /api/v1/repos/{}/license-acceptance {{\"license\": \"{}\", \"version\": \"{}\"}} before downloading",
+                repo.full_name(),
+                r.name,
+                r.license,
+                r.version,
+                repo.full_name(),
+                r.license,
+                r.version
+            );
+            return Err(match caller.user {
+                Some(_) => ApiError::forbidden("gated", how),
+                None => ApiError::unauthorized("gated", format!("{how} (sign in first)")),
+            });
+        }
+    }
+    Ok(())
+}

@@ -232,6 +232,8 @@ pub struct Terms {
     pub termination: Vec<String>,
     #[serde(default)]
     pub needs_text: bool,
+    #[serde(default)]
+    pub requires_acceptance: bool,
     #[serde(default, deserialize_with = "one_or_many", skip_serializing)]
     pub text: Vec<String>,
     #[serde(default, skip_serializing)]
@@ -531,6 +533,7 @@ fn spdx_defaults(id: &str) -> Terms {
         patent_grant: false,
         termination: vec![],
         needs_text: false,
+        requires_acceptance: false,
         text: vec![],
         titles: vec![],
         notes: None,

@@ -553,3 +553,142 @@ async fn spdx3_and_cyclonedx_exports_pass_the_official_validators(pool: PgPool) 
     )
     .await;
 }
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn licences_that_require_acceptance_gate_downloads_until_accepted(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let meta = app.create_user("meta").await;
+    let bob = app.create_user("bob").await;
+    app.create_repo(&meta, "meta", "Llama-3.1-8B", "public")
+        .await;
+    let card = "---\nlicense: llama3.1\n---\nBuilt with Llama.\n";
+    app.commit_files(
+        &meta,
+        "meta/Llama-3.1-8B",
+        &[
+            ("README.md", card.as_bytes()),
+            ("LICENSE", text(LLAMA).as_bytes()),
+            ("weights.bin", b"0123"),
+        ],
+    )
+    .await;
+    let file = "/meta/Llama-3.1-8B/resolve/main/weights.bin";
+
+    // Owners download freely; anyone else is told which licence to accept and how.
+    assert_eq!(app.get(file, Some(&meta)).await.status(), StatusCode::OK);
+    let msg = expect_error(app.get(file, None).await, StatusCode::UNAUTHORIZED, "gated").await;
+    assert!(
+        msg.contains("Llama 3.1 Community License Agreement") && msg.contains("license-acceptance"),
+        "{msg}"
+    );
+    let msg = expect_error(
+        app.get(file, Some(&bob)).await,
+        StatusCode::FORBIDDEN,
+        "gated",
+    )
+    .await;
+    assert!(msg.contains("2024-07-23"), "{msg}");
+    expect_error(
+        app.get("/api/models/meta/Llama-3.1-8B/auth-check", Some(&bob))
+            .await,
+        StatusCode::FORBIDDEN,
+        "gated",
+    )
+    .await;
+
+    // Accepting the wrong licence or version is refused with the right one named.
+    let accept = |license: &str, version: &str| json!({"license": license, "version": version});
+    let msg = expect_error(
+        app.post_json(
+            "/api/v1/repos/meta/Llama-3.1-8B/license-acceptance",
+            Some(&bob),
+            &accept("MIT", "1"),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "license-not-required",
+    )
+    .await;
+    assert!(msg.contains(LLAMA), "{msg}");
+    expect_error(
+        app.post_json(
+            "/api/v1/repos/meta/Llama-3.1-8B/license-acceptance",
+            Some(&bob),
+            &accept(LLAMA, "2023-01-01"),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "license-version-mismatch",
+    )
+    .await;
+    expect_error(
+        app.post_json(
+            "/api/v1/repos/meta/Llama-3.1-8B/license-acceptance",
+            None,
+            &accept(LLAMA, "2024-07-23"),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "authentication-required",
+    )
+    .await;
+    let ok = expect_status(
+        app.post_json(
+            "/api/v1/repos/meta/Llama-3.1-8B/license-acceptance",
+            Some(&bob),
+            &accept(LLAMA, "2024-07-23"),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(ok["license"], LLAMA);
+
+    let res = app.get(file, Some(&bob)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"0123");
+    assert_eq!(
+        app.get("/api/models/meta/Llama-3.1-8B/auth-check", Some(&bob))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // Owners can export who accepted what; others cannot.
+    let list = expect_status(
+        app.get(
+            "/api/v1/repos/meta/Llama-3.1-8B/license-acceptances",
+            Some(&meta),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(list["acceptances"][0]["user"], "bob");
+    assert_eq!(list["acceptances"][0]["license_version"], "2024-07-23");
+    expect_error(
+        app.get(
+            "/api/v1/repos/meta/Llama-3.1-8B/license-acceptances",
+            Some(&bob),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "insufficient-role",
+    )
+    .await;
+
+    // A permissive model needs no acceptance.
+    app.create_repo(&meta, "meta", "tiny", "public").await;
+    app.commit_files(
+        &meta,
+        "meta/tiny",
+        &[("README.md", b"---\nlicense: mit\n---\n"), ("w.bin", b"x")],
+    )
+    .await;
+    assert_eq!(
+        app.get("/meta/tiny/resolve/main/w.bin", None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}

@@ -172,3 +172,67 @@ pub async fn namespace_report(
     .fetch_all(conn)
     .await
 }
+
+pub async fn accepted(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    user_id: i64,
+    license_id: &str,
+    version: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM license_acceptances
+         WHERE repository_id = $1 AND user_id = $2 AND license_id = $3 AND license_version = $4)",
+    )
+    .bind(repository_id)
+    .bind(user_id)
+    .bind(license_id)
+    .bind(version)
+    .fetch_one(conn)
+    .await
+}
+
+/// Records an acceptance; returns when it was (first) accepted.
+pub async fn accept(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    user_id: i64,
+    license_id: &str,
+    version: &str,
+) -> sqlx::Result<DateTime<Utc>> {
+    sqlx::query_scalar(
+        "INSERT INTO license_acceptances (repository_id, user_id, license_id, license_version)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (repository_id, user_id, license_id, license_version)
+         DO UPDATE SET license_id = EXCLUDED.license_id
+         RETURNING accepted_at",
+    )
+    .bind(repository_id)
+    .bind(user_id)
+    .bind(license_id)
+    .bind(version)
+    .fetch_one(conn)
+    .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AcceptanceRow {
+    pub user: String,
+    pub license_id: String,
+    pub license_version: String,
+    pub accepted_at: DateTime<Utc>,
+}
+
+pub async fn acceptances(
+    conn: &mut PgConnection,
+    repository_id: i64,
+) -> sqlx::Result<Vec<AcceptanceRow>> {
+    sqlx::query_as(
+        "SELECT n.name AS user, a.license_id, a.license_version, a.accepted_at
+         FROM license_acceptances a JOIN namespaces n ON n.id = a.user_id
+         WHERE a.repository_id = $1 ORDER BY a.accepted_at, n.name",
+    )
+    .bind(repository_id)
+    .fetch_all(conn)
+    .await
+}

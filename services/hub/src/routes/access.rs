@@ -186,5 +186,8 @@ async fn auth_check(
     let mut conn = state.db.acquire().await?;
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     authorize_download(&mut conn, &caller, &repo).await?;
+    if let Some(head) = db::commits::resolve(&mut conn, repo.id, "main").await? {
+        crate::licensing::authorize_license(&mut conn, &state.store, &caller, &repo, &head).await?;
+    }
     Ok(HttpResponse::Ok().json(json!({})))
 }

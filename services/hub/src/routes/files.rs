@@ -171,6 +171,7 @@ pub async fn resolve(
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     super::access::authorize_download(&mut conn, &caller, &repo).await?;
     let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
+    crate::licensing::authorize_license(&mut conn, &state.store, &caller, &repo, &commit).await?;
     let Some(file) = db::commits::file(&mut conn, repo.id, &commit, &file_path).await? else {
         // With the commit attached, Hugging Face clients cache "does not exist" for it.
         let error = ApiError::not_found(

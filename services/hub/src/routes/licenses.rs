@@ -17,6 +17,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(repo_license)
         .service(sbom)
         .service(compliance)
+        .service(accept_license)
+        .service(list_acceptances)
         .service(get_policy)
         .service(put_policy)
         .service(delete_policy)
@@ -370,4 +372,88 @@ pub async fn sbom(
         )
     };
     Ok(HttpResponse::Ok().content_type(content_type).json(doc))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptanceRequest {
+    /// The licence id the download error named.
+    pub license: String,
+    /// Its version (the licence's release date).
+    pub version: String,
+}
+
+/// Accepts a licence that the repository's files require before download (audited).
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/license-acceptance", request_body = AcceptanceRequest, responses((status = 200), (status = 404), (status = 409)))]
+#[post("/api/v1/repos/{namespace}/{name}/license-acceptance")]
+pub async fn accept_license(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<AcceptanceRequest>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let user = caller.require_user()?.clone();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let head = super::commits::resolve_revision(&mut conn, &repo, "main").await?;
+    let required = licensing::required_acceptances(&mut conn, &state.store, &repo, &head).await?;
+    let Some(r) = required.iter().find(|r| r.license == body.license) else {
+        let needed: Vec<String> = required
+            .iter()
+            .map(|r| format!("{} version {}", r.license, r.version))
+            .collect();
+        return Err(ApiError::conflict(
+            "license-not-required",
+            format!(
+                "`{}` does not require accepting {}; it requires {}",
+                repo.full_name(),
+                body.license,
+                if needed.is_empty() {
+                    "no acceptance".into()
+                } else {
+                    needed.join(", ")
+                }
+            ),
+        ));
+    };
+    if r.version != body.version {
+        return Err(ApiError::conflict(
+            "license-version-mismatch",
+            format!(
+                "the current version of the {} is {}, not {}: read that version and accept it",
+                r.name, r.version, body.version
+            ),
+        ));
+    }
+    drop(conn);
+    let mut tx = state.db.begin().await?;
+    let at = db::licenses::accept(&mut tx, repo.id, user.id, &r.license, &r.version).await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "license.accept",
+        &format!("repo:{}", repo.full_name()),
+        json!({"license": r.license, "version": r.version}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(json!({"repository": repo.full_name(), "license": r.license, "version": r.version, "accepted_at": at})))
+}
+
+/// Who accepted which licence version and when (repository admins), for audits.
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/license-acceptances", responses((status = 200), (status = 403), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/license-acceptances")]
+pub async fn list_acceptances(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Admin).await?;
+    let rows = db::licenses::acceptances(&mut conn, repo.id).await?;
+    Ok(HttpResponse::Ok().json(json!({"repository": repo.full_name(), "acceptances": rows})))
 }

@@ -106,6 +106,8 @@ async fn openapi_json() -> HttpResponse {
         super::licenses::repo_license,
         super::licenses::sbom,
         super::licenses::compliance,
+        super::licenses::accept_license,
+        super::licenses::list_acceptances,
         super::licenses::get_policy,
         super::licenses::put_policy,
         super::licenses::delete_policy,
