@@ -648,13 +648,20 @@ async fn each_commit_queues_a_commit_created_job_in_the_same_transaction(pool: P
     let kinds: Vec<&str> = jobs.iter().map(|(kind, _, _)| kind.as_str()).collect();
     assert_eq!(
         kinds,
-        ["commit-created", "scan-blob", "commit-created"],
-        "the initial commit, then this one with a scan of its new blob"
+        [
+            "license-evaluate",
+            "commit-created",
+            "scan-blob",
+            "license-evaluate",
+            "commit-created"
+        ],
+        "the initial commit, then this one with a scan of its new blob and its licence evaluation"
     );
     assert!(jobs.iter().all(|(_, _, state)| state == "queued"));
-    assert_eq!(jobs[1].1["sha256"], kaiyuan_tests::sha256_hex(b"1"));
-    assert_eq!(jobs[1].1["path"], "a");
-    assert_eq!(jobs[2].1["commit_id"], made["id"]);
+    assert_eq!(jobs[2].1["sha256"], kaiyuan_tests::sha256_hex(b"1"));
+    assert_eq!(jobs[2].1["path"], "a");
+    assert_eq!(jobs[3].1["commit_id"], made["id"]);
+    assert_eq!(jobs[4].1["commit_id"], made["id"]);
     // A refused commit queues nothing.
     let res = commit(
         &app,
@@ -668,7 +675,7 @@ async fn each_commit_queues_a_commit_created_job_in_the_same_transaction(pool: P
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(count, 3);
+    assert_eq!(count, 5);
     assert_eq!(app.run_jobs().await, 3);
     let states: Vec<String> = sqlx::query_scalar("SELECT state FROM jobs")
         .fetch_all(&pool)
