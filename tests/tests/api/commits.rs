@@ -676,10 +676,11 @@ async fn each_commit_queues_a_commit_created_job_in_the_same_transaction(pool: P
         .await
         .unwrap();
     assert_eq!(count, 5);
-    assert_eq!(app.run_jobs().await, 3);
+    assert_eq!(app.run_jobs().await, 5);
     let states: Vec<String> = sqlx::query_scalar("SELECT state FROM jobs")
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert_eq!(states, ["succeeded", "succeeded", "succeeded"]);
+    assert_eq!(states.len(), 5);
+    assert!(states.iter().all(|s| s == "succeeded"), "{states:?}");
 }
