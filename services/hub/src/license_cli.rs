@@ -40,6 +40,10 @@ pub struct AuditArgs {
     /// You receive the model inside a licensee's integrated end-user product.
     #[arg(long)]
     pub integrated_end_user: bool,
+    /// Something you did that licences treat as a termination trigger (repeatable):
+    /// patent-litigation, copyright-litigation, ip-litigation, guardrail-bypass, breach.
+    #[arg(long = "event")]
+    pub events: Vec<String>,
     /// Licences of base models and datasets: `{"models": {...}, "datasets": {...}}`, JSON or YAML.
     #[arg(long)]
     pub lineage: Option<PathBuf>,
@@ -65,6 +69,7 @@ fn audit(args: &AuditArgs) -> Result<Report, String> {
         region: args.region.clone(),
         domains: args.domains.iter().map(|d| d.to_lowercase()).collect(),
         integrated_end_user: args.integrated_end_user,
+        events: args.events.iter().map(|e| e.to_lowercase()).collect(),
         ..Default::default()
     };
     for entry in &args.mau_on {

@@ -18,6 +18,8 @@ pub struct CardMeta {
     pub distilled_from: Vec<String>,
     pub tags: Vec<String>,
     pub pipeline_tag: Option<String>,
+    /// `extra_gated_prompt`: gated repositories often put the licence text there.
+    pub gated_prompt: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +81,7 @@ pub fn parse(card: &str) -> Result<CardMeta, CardError> {
         distilled_from: get("distilled_from").map(list).unwrap_or_default(),
         tags: get("tags").map(list).unwrap_or_default(),
         pipeline_tag: get("pipeline_tag").and_then(scalar),
+        gated_prompt: get("extra_gated_prompt").and_then(scalar),
     })
 }
 

@@ -234,6 +234,9 @@ pub struct Terms {
     pub needs_text: bool,
     #[serde(default)]
     pub requires_acceptance: bool,
+    /// Substrings of URLs that point at this licence (a card's `license_link`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
     #[serde(default, deserialize_with = "one_or_many", skip_serializing)]
     pub text: Vec<String>,
     #[serde(default, skip_serializing)]
@@ -243,6 +246,12 @@ pub struct Terms {
     /// Whether the terms come from the catalog (false: category defaults from SPDX data).
     #[serde(default)]
     pub curated: bool,
+    /// `open-source` (OSI-approved), `open` (permissive or public domain, not OSI-approved),
+    /// `open-weights-restricted` (community or use-restricted terms), `non-commercial`, or
+    /// `unknown`. Whether a model conforms to the OSI's Open Source AI Definition also depends
+    /// on its data information and code, so it is never derived from this.
+    #[serde(default, skip_deserializing)]
+    pub openness: String,
 }
 
 impl Terms {
@@ -336,6 +345,10 @@ impl Catalog {
         let mut licenses = file.license;
         for (i, t) in licenses.iter_mut().enumerate() {
             t.curated = true;
+            if let Some(l) = spdx::license_id(&t.id) {
+                t.osi_approved |= l.is_osi_approved();
+            }
+            t.openness = openness(t);
             for text in &t.text {
                 if !TEXTS.iter().any(|(name, _)| name == text) {
                     return Err(format!("{}: text {text} is not bundled", t.id));
@@ -425,6 +438,14 @@ impl Catalog {
             texts.push(l.text());
         }
         texts
+    }
+
+    /// The licence a URL points at, by the catalog's URL fragments.
+    pub fn by_url(&self, url: &str) -> Option<&Terms> {
+        let lower = url.to_lowercase();
+        self.licenses
+            .iter()
+            .find(|t| t.urls.iter().any(|u| lower.contains(&u.to_lowercase())))
     }
 
     pub fn upstream_model(&self, id: &str) -> Option<&UpstreamEntry> {
@@ -534,10 +555,12 @@ fn spdx_defaults(id: &str) -> Terms {
         termination: vec![],
         needs_text: false,
         requires_acceptance: false,
+        urls: vec![],
         text: vec![],
         titles: vec![],
         notes: None,
         curated: false,
+        openness: String::new(),
     };
     let Some(l) = spdx::license_id(id) else {
         t.notes = Some("not in the catalog or on the SPDX list: terms unknown".into());
@@ -591,7 +614,23 @@ fn spdx_defaults(id: &str) -> Terms {
         "unknown"
     };
     t.categories = vec![category.to_string()];
+    t.openness = openness(&t);
     t
+}
+
+fn openness(t: &Terms) -> String {
+    let class = if t.is_unknown() {
+        "unknown"
+    } else if t.commercial == Commercial::No || !t.production {
+        "non-commercial"
+    } else if t.osi_approved {
+        "open-source"
+    } else if t.has_category("use-restricted") || t.has_category("community") {
+        "open-weights-restricted"
+    } else {
+        "open"
+    };
+    class.to_string()
 }
 
 #[cfg(test)]
@@ -612,6 +651,17 @@ mod tests {
         );
         assert_eq!(c.resolve_key("no-such-thing"), None);
         assert!(!c.texts("LicenseRef-Gemma-ToU").is_empty());
+        assert!(c.get("Apache-2.0").unwrap().osi_approved);
+        assert_eq!(c.get("Apache-2.0").unwrap().openness, "open-source");
+        assert_eq!(c.get("OpenMDW-1.0").unwrap().openness, "open");
+        assert_eq!(
+            c.get("LicenseRef-Gemma-ToU").unwrap().openness,
+            "open-weights-restricted"
+        );
+        assert_eq!(
+            c.get("LicenseRef-Apple-AMLR").unwrap().openness,
+            "non-commercial"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::card::CardMeta;
 use crate::catalog::{Commercial, Derivatives, LicenseCopy, Outputs, Terms, catalog};
-use crate::detect::{Detection, detect_text};
+use crate::detect::{Detection, carries_restrictions, detect_text};
 use crate::expr::{Declared, Expr, interpret};
 use crate::lineage::{Resolver, effective_of, license_expr};
 use crate::policy::{DataRule, Policy, UseContext, entry_matches};
@@ -197,7 +197,12 @@ pub fn evaluate(
                 format!("{}: the text matches no known licence", f.path),
             );
         }
-        let copy_of = named_copy(&f.path);
+        let linked = facts
+            .card
+            .license_link
+            .as_deref()
+            .is_some_and(|l| l.trim_start_matches("./") == f.path);
+        let copy_of = if linked { None } else { named_copy(&f.path) };
         for d in &found {
             if d.method == "text" || d.confidence >= 0.5 {
                 texts_present.push(d.id.clone());
@@ -218,6 +223,42 @@ pub fn evaluate(
             }
         }
         detected.extend(found);
+    }
+    // The gated prompt often holds the licence text; a `license_link` URL names a licence.
+    if let Some(prompt) = facts
+        .card
+        .gated_prompt
+        .as_deref()
+        .filter(|p| p.split_whitespace().count() >= 50)
+    {
+        for d in detect_text("README.md (extra_gated_prompt)", prompt) {
+            if d.method == "text" {
+                texts_present.push(d.id.clone());
+                if !primary.contains(&d.id) {
+                    primary.push(d.id.clone());
+                }
+                detected.push(d);
+            }
+        }
+    }
+    if let Some(link) = facts
+        .card
+        .license_link
+        .as_deref()
+        .filter(|l| l.contains("://") || l.starts_with("www."))
+        && let Some(t) = cat.by_url(link)
+    {
+        detected.push(Detection {
+            file: format!("license_link {link}"),
+            id: t.id.clone(),
+            confidence: 0.7,
+            method: "link".into(),
+            added_text: vec![],
+            modified: false,
+        });
+        if !primary.contains(&t.id) {
+            primary.push(t.id.clone());
+        }
     }
     for (file, value) in &facts.metadata_licenses {
         match license_expr(value) {
@@ -442,6 +483,12 @@ pub fn evaluate(
         .collect::<Vec<_>>()
         .join("\n");
     let weights = contains_weights(&relation);
+    let shipped_texts: Vec<&str> = facts
+        .license_files
+        .iter()
+        .map(|f| f.text.as_str())
+        .chain([body.as_str()])
+        .collect();
     let mut distilled_bases: Vec<(String, String)> = vec![];
     for (t, e) in &teacher_terms {
         for leaf in e.leaves() {
@@ -492,7 +539,9 @@ pub fn evaluate(
             Derivatives::KeepTerms if relabelled => {
                 cx.find("base-license-violation", Severity::Error, format!("{base} is under {tn}: a derivative cannot be relabelled {}; the {} keeps governing the base material and must be part of the licence", own_leaves.join(" AND "), t.name));
             }
-            Derivatives::RestrictionsFlowDown if relabelled => {
+            Derivatives::RestrictionsFlowDown
+                if relabelled && !carries_restrictions(leaf, &shipped_texts) =>
+            {
                 cx.find("restriction-not-passed-down", Severity::Error, format!("{base} is under {tn}: its use restrictions must be an enforceable part of this model's licence, and {} alone does not carry them", own_leaves.join(" AND ")));
             }
             _ => {}
@@ -580,7 +629,7 @@ pub fn evaluate(
         }
     }
     if facts.card.base_models.len() > 1 || base_leaves.len() > 1 {
-        merge_conflicts(&mut cx, &base_leaves, &own_leaves);
+        merge_conflicts(&mut cx, &base_leaves);
     }
 
     // 7. Training data.
@@ -795,11 +844,7 @@ fn least_restrictive(e: &Expr) -> Vec<String> {
 fn naming_rules(cx: &mut Ctx, t: &Terms, name: Option<&str>, body: &str, upstream: &str) {
     if let Some(prefix) = &t.name_prefix {
         match name {
-            Some(n)
-                if !name_part(n)
-                    .to_lowercase()
-                    .starts_with(&prefix.to_lowercase()) =>
-            {
+            Some(n) if !words(name_part(n)).starts_with(&words(prefix)) => {
                 cx.find("naming-violation", Severity::Error, format!(
                     "the {} requires the name of a model built from {upstream} to begin with \"{prefix}\" (e.g. {prefix}-{})",
                     t.name,
@@ -829,7 +874,7 @@ fn naming_rules(cx: &mut Ctx, t: &Terms, name: Option<&str>, body: &str, upstrea
 }
 
 /// Parents whose conditions cannot all hold at once.
-fn merge_conflicts(cx: &mut Ctx, parents: &[(String, String)], own: &[String]) {
+fn merge_conflicts(cx: &mut Ctx, parents: &[(String, String)]) {
     let cat = catalog();
     let same: Vec<&String> = parents
         .iter()
@@ -879,7 +924,25 @@ fn merge_conflicts(cx: &mut Ctx, parents: &[(String, String)], own: &[String]) {
             ),
         );
     }
-    let _ = own;
+    // Licences that forbid improving other models make a merge with another family doubtful.
+    for (parent, leaf) in parents {
+        let t = cat.terms(leaf);
+        if t.outputs != Outputs::NoTrainingOtherModels {
+            continue;
+        }
+        let foreign: Vec<&String> = parents
+            .iter()
+            .filter(|(_, l)| cat.terms(l).family != t.family)
+            .map(|(p, _)| p)
+            .collect();
+        if !foreign.is_empty() {
+            cx.find("incompatible-licenses", Severity::Review, format!(
+                "{parent} is under the {}, which forbids using it to improve other models; merging it with {} is doubtful",
+                t.name,
+                foreign.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
 }
 
 /// What one licence allows for this use, and what the policy says about it.
@@ -921,6 +984,23 @@ fn use_rules(cx: &mut Ctx, leaf: &str, multimodal: bool, derivative: bool) {
         && !u.integrated_end_user
     {
         cx.find("use-not-permitted", Severity::Error, format!("the {} withholds its rights for multimodal models from individuals and companies domiciled in the EU", t.name));
+    }
+    for e in &u.events {
+        // An IP suit against the licensor includes patent and copyright suits.
+        let hit = t.termination.iter().any(|trigger| {
+            trigger.eq_ignore_ascii_case(e)
+                || (trigger == "ip-litigation" && e.ends_with("-litigation"))
+        });
+        if hit {
+            cx.find(
+                "use-not-permitted",
+                Severity::Error,
+                format!(
+                    "the {} terminates on {e}: your rights under it have ended",
+                    t.name
+                ),
+            );
+        }
     }
     for d in &u.domains {
         if t.prohibited_uses.iter().any(|p| p.eq_ignore_ascii_case(d)) {

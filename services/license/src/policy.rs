@@ -154,6 +154,10 @@ pub struct UseContext {
     /// The user receives the model inside a licensee's integrated end-user product.
     #[serde(default)]
     pub integrated_end_user: bool,
+    /// What the user did that licences name as termination triggers: `patent-litigation`,
+    /// `copyright-litigation`, `ip-litigation` (against the licensor), `guardrail-bypass`, `breach`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 /// EU member states, for licences with EU carve-outs.
