@@ -232,6 +232,35 @@ fn sentences(text: &str) -> Vec<String> {
     out
 }
 
+/// Whether `shipped` carries the use restrictions of licence `id` (its "Attachment A"):
+/// at least 60% of the restriction section's word 4-grams appear in the shipped texts. This
+/// is how a derivative under another licence shows that the restrictions flow down.
+pub fn carries_restrictions(id: &str, shipped: &[&str]) -> bool {
+    let shipped_words: Vec<String> = shipped
+        .iter()
+        .flat_map(|t| {
+            normalize_words(t)
+                .split(' ')
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let shipped_grams: HashSet<String> = shipped_words.windows(4).map(|w| w.join(" ")).collect();
+    catalog().texts(id).iter().any(|text| {
+        let lower = text.to_lowercase();
+        let Some(at) = lower.rfind("attachment a") else {
+            return false;
+        };
+        let section: Vec<String> = normalize_words(&lower[at..])
+            .split(' ')
+            .map(String::from)
+            .collect();
+        let grams: Vec<String> = section.windows(4).map(|w| w.join(" ")).collect();
+        grams.len() >= 20
+            && grams.iter().filter(|g| shipped_grams.contains(*g)).count() * 10 >= grams.len() * 6
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,33 +317,4 @@ mod tests {
         assert_eq!(d[0].method, "title");
         assert!(d[0].modified && d[0].confidence < 0.5, "{d:?}");
     }
-}
-
-/// Whether `shipped` carries the use restrictions of licence `id` (its "Attachment A"):
-/// at least 60% of the restriction section's word 4-grams appear in the shipped texts. This
-/// is how a derivative under another licence shows that the restrictions flow down.
-pub fn carries_restrictions(id: &str, shipped: &[&str]) -> bool {
-    let shipped_words: Vec<String> = shipped
-        .iter()
-        .flat_map(|t| {
-            normalize_words(t)
-                .split(' ')
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let shipped_grams: HashSet<String> = shipped_words.windows(4).map(|w| w.join(" ")).collect();
-    catalog().texts(id).iter().any(|text| {
-        let lower = text.to_lowercase();
-        let Some(at) = lower.rfind("attachment a") else {
-            return false;
-        };
-        let section: Vec<String> = normalize_words(&lower[at..])
-            .split(' ')
-            .map(String::from)
-            .collect();
-        let grams: Vec<String> = section.windows(4).map(|w| w.join(" ")).collect();
-        grams.len() >= 20
-            && grams.iter().filter(|g| shipped_grams.contains(*g)).count() * 10 >= grams.len() * 6
-    })
 }
