@@ -25,6 +25,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(namespace_report);
 }
 
+/// Loads a repository the caller may read, resolves the revision (default `main`) and
+/// evaluates it for commercial use under the owner's policy.
+async fn owner_report(
+    conn: &mut sqlx::PgConnection,
+    state: &AppState,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+    revision: Option<&str>,
+) -> Result<(crate::db::repos::Repo, String, kaiyuan_license::Report), ApiError> {
+    let repo = super::load_repo(conn, caller, namespace, name, Need::Read).await?;
+    let commit = super::commits::resolve_revision(conn, &repo, revision.unwrap_or("main")).await?;
+    let (policy, _) = licensing::namespace_policy(conn, repo.namespace_id).await?;
+    let report = licensing::evaluate_commit(
+        conn,
+        &state.store,
+        &repo,
+        &commit,
+        policy.as_ref(),
+        &UseContext::default(),
+    )
+    .await?;
+    Ok((repo, commit, report))
+}
+
 #[derive(Deserialize)]
 pub struct RevisionQuery {
     revision: Option<String>,
@@ -42,17 +67,13 @@ pub async fn repo_license(
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
-    let revision = query.revision.clone().unwrap_or_else(|| "main".into());
-    let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
-    let (policy, _) = licensing::namespace_policy(&mut conn, repo.namespace_id).await?;
-    let report = licensing::evaluate_commit(
+    let (repo, commit, report) = owner_report(
         &mut conn,
-        &state.store,
-        &repo,
-        &commit,
-        policy.as_ref(),
-        &UseContext::default(),
+        &state,
+        &caller,
+        &namespace,
+        &name,
+        query.revision.as_deref(),
     )
     .await?;
     let stored = db::licenses::evaluation(&mut conn, repo.id, &commit).await?;
@@ -321,17 +342,13 @@ pub async fn sbom(
         ));
     }
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
-    let revision = query.revision.clone().unwrap_or_else(|| "main".into());
-    let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
-    let (policy, _) = licensing::namespace_policy(&mut conn, repo.namespace_id).await?;
-    let report = licensing::evaluate_commit(
+    let (repo, commit, report) = owner_report(
         &mut conn,
-        &state.store,
-        &repo,
-        &commit,
-        policy.as_ref(),
-        &UseContext::default(),
+        &state,
+        &caller,
+        &namespace,
+        &name,
+        query.revision.as_deref(),
     )
     .await?;
     let files: Vec<kaiyuan_license::export::ExportFile> =
