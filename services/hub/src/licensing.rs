@@ -206,7 +206,33 @@ pub async fn evaluate_commit(
     policy: Option<&Policy>,
     context: &UseContext,
 ) -> Result<Report, ApiError> {
-    let facts = facts_at(conn, store, repo, commit_id).await?;
+    evaluate_declared(conn, store, repo, commit_id, None, policy, context).await
+}
+
+/// As [`evaluate_commit`], with the declared licence given through the API instead of the
+/// card's (a `license` value: HF tag, `other:<name>` or SPDX expression).
+pub async fn evaluate_declared(
+    conn: &mut PgConnection,
+    store: &BlobStore,
+    repo: &Repo,
+    commit_id: &str,
+    declared: Option<&str>,
+    policy: Option<&Policy>,
+    context: &UseContext,
+) -> Result<Report, ApiError> {
+    let mut facts = facts_at(conn, store, repo, commit_id).await?;
+    if let Some(d) = declared {
+        match d.split_once(':') {
+            Some((head, name)) if head.eq_ignore_ascii_case("other") => {
+                facts.card.license = Some("other".into());
+                facts.card.license_name = Some(name.into());
+            }
+            _ => {
+                facts.card.license = Some(d.into());
+                facts.card.license_name = None;
+            }
+        }
+    }
     let hub = HubResolver::load(conn, store, repo, &facts).await?;
     let chain = Chain {
         file: None,

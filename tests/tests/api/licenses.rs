@@ -211,6 +211,25 @@ async fn decisions_follow_policies_contexts_and_hub_lineage(pool: PgPool) {
     assert_eq!(r["decision"], "deny");
     assert!(codes(&r).contains(&"policy-denied".to_string()));
 
+    // "What if we published it under Apache-2.0?": the declared licence through the API.
+    let what_if = json!({"declared": "apache-2.0", "context": {"purpose": "research"}});
+    let r = expect_status(
+        app.post_json(
+            "/api/v1/repos/acme/tuned/compliance",
+            Some(&alice),
+            &what_if,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(r["expression"], "Apache-2.0");
+    assert_eq!(r["decision"], "deny");
+    assert!(
+        codes(&r).contains(&"base-license-violation".to_string()),
+        "{r}"
+    );
+
     // Bad input: 422 naming the problem.
     let msg = expect_error(
         app.post_json(

@@ -96,6 +96,10 @@ pub struct ComplianceRequest {
     /// Branch, tag or commit id (default `main`).
     #[serde(default)]
     pub revision: Option<String>,
+    /// A declared licence to evaluate instead of the card's (HF tag, `other:<name>` or SPDX
+    /// expression): "what if we published it under ...".
+    #[serde(default)]
+    pub declared: Option<String>,
     /// A policy document; without one, the owner's policy (if any) applies.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -142,11 +146,12 @@ pub async fn compliance(
                 .0
         }
     };
-    let report = licensing::evaluate_commit(
+    let report = licensing::evaluate_declared(
         &mut conn,
         &state.store,
         &repo,
         &commit,
+        request.declared.as_deref(),
         policy.as_ref(),
         &request.context,
     )
