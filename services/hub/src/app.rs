@@ -48,6 +48,10 @@ impl Application {
                 .configure(|cfg| routes::configure(cfg, &shared.settings))
                 .wrap(from_fn(middleware::observe))
         })
+        // Clients keep connections for a while between requests (a client reading a
+        // response, then validating or hashing it, comes back after seconds); closing idle
+        // connections after actix's default 5 s races with their next request.
+        .keep_alive(std::time::Duration::from_secs(75))
         .listen(listener)?
         .shutdown_timeout(10)
         .run();

@@ -126,3 +126,26 @@ async fn errors_are_json_with_codes_and_request_ids(pool: PgPool) {
         .unwrap();
     assert_ne!(res.headers()["x-request-id"], "bad id with spaces");
 }
+
+/// A client that pauses between requests (reading, hashing, validating) reuses its
+/// connection: the server must not close idle connections after a few seconds (actix's
+/// default of 5 s raced with clients' next request, which then failed as an incomplete
+/// message). Checked on a raw socket, where a closed connection cannot be hidden by a retry.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn idle_connections_survive_a_pause_between_requests(pool: PgPool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(pool).await;
+    let address = app.base.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    let mut buf = vec![0u8; 4096];
+    for round in 0..2 {
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let n = socket.read(&mut buf).await.unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "round {round}: {head:?}");
+        if round == 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+        }
+    }
+}

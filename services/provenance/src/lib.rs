@@ -1,0 +1,9 @@
+//! kaiyuan's provenance library, pure and offline: OpenSSF model-signing bundles (verify and
+//! produce, byte-compatible with the `model_signing` tool), certificate chains, and the
+//! transparency log's Merkle tree and checkpoints.
+
+pub mod bundle;
+pub mod cert;
+pub mod keys;
+pub mod manifest;
+pub mod verify;
