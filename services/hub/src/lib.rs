@@ -22,5 +22,6 @@ pub mod names;
 pub mod paths;
 pub mod routes;
 pub mod scan_cli;
+pub mod sign_cli;
 pub mod telemetry;
 pub mod tree;

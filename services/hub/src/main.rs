@@ -69,6 +69,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sign a model folder (OpenSSF model signing), or `sign verify` one, without a server.
+    Sign(kaiyuan_hub::sign_cli::SignArgs),
     /// Licence compliance tools that need no server.
     License {
         #[command(subcommand)]
@@ -246,6 +248,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         std::process::exit(kaiyuan_hub::license_cli::run(args) as i32);
     }
+    if let Command::Sign(args) = &cli.command {
+        std::process::exit(kaiyuan_hub::sign_cli::run(args) as i32);
+    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
@@ -307,7 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", created.token);
             Ok(())
         }
-        Command::Scan { .. } | Command::License { .. } => {
+        Command::Scan { .. } | Command::License { .. } | Command::Sign(_) => {
             unreachable!("handled before settings are read")
         }
         Command::Rescan => {

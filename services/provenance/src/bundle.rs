@@ -92,13 +92,25 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 
 /// The statement for a manifest, with optional extra predicate fields (signed, ignored by
 /// the Python tool).
-pub fn statement(model_name: &str, resources: &[Resource], extra: Option<(&str, Value)>) -> Value {
+/// `also_ignored` lists paths outside the signature besides the git defaults (the signature
+/// file itself when it lies inside the model folder), recorded so verifiers skip them too.
+pub fn statement(
+    model_name: &str,
+    resources: &[Resource],
+    also_ignored: &[String],
+    extra: Option<(&str, Value)>,
+) -> Value {
+    let mut ignore_paths: Vec<String> = crate::manifest::GIT_PATHS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    ignore_paths.extend(also_ignored.iter().cloned());
     let mut predicate = json!({
         "serialization": {
             "method": "files",
             "hash_type": "sha256",
             "allow_symlinks": false,
-            "ignore_paths": crate::manifest::GIT_PATHS,
+            "ignore_paths": ignore_paths,
         },
         "resources": resources.iter().map(|r| json!({"name": r.name, "algorithm": "sha256", "digest": hex::encode(r.digest)})).collect::<Vec<_>>(),
     });

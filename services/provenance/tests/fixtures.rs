@@ -229,6 +229,7 @@ fn our_bundles_verify_and_carry_the_tools_root() {
     let statement = bundle::statement(
         "model",
         &model,
+        &[],
         Some(("kaiyuan", serde_json::json!({"scan": "clean"}))),
     );
     let bytes = bundle::sign(&statement, &key, None);
