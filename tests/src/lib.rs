@@ -239,6 +239,7 @@ impl TestApp {
         let ctx = JobContext {
             db: self.db.clone(),
             store: self.store.clone(),
+            settings: self.state.settings.clone(),
         };
         jobs::run_until_idle(&ctx, 30).await.expect("jobs run")
     }

@@ -24,6 +24,26 @@ pub struct Settings {
     pub workers: Workers,
     pub gc: Gc,
     pub embedded_postgres: EmbeddedPostgres,
+    pub provenance: Provenance,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Provenance {
+    /// Name of the model-signing bundle a commit carries at its root.
+    pub signature_file: String,
+    /// PEM files of certificate authorities trusted hub-wide for certificate-signed bundles
+    /// (namespaces add their own).
+    pub trust_anchors: Vec<PathBuf>,
+}
+
+impl Default for Provenance {
+    fn default() -> Self {
+        Self {
+            signature_file: "model.sig".into(),
+            trust_anchors: vec![],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +116,7 @@ impl Default for Settings {
             workers: Workers::default(),
             gc: Gc::default(),
             embedded_postgres: EmbeddedPostgres::default(),
+            provenance: Provenance::default(),
         }
     }
 }

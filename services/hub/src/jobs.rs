@@ -40,6 +40,7 @@ impl From<anyhow::Error> for JobError {
 pub struct JobContext {
     pub db: PgPool,
     pub store: BlobStore,
+    pub settings: std::sync::Arc<crate::config::Settings>,
 }
 
 async fn dispatch(ctx: JobContext, job: Job) -> Result<(), JobError> {
@@ -47,6 +48,7 @@ async fn dispatch(ctx: JobContext, job: Job) -> Result<(), JobError> {
         COMMIT_CREATED => commit_created(ctx, job.payload).await,
         db::scans::SCAN_BLOB => scan_blob(ctx, job.payload).await,
         db::licenses::LICENSE_EVALUATE => license_evaluate(ctx, job.payload).await,
+        db::provenance::SIGNATURE_VERIFY => signature_verify(ctx, job.payload).await,
         other => Err(JobError::Permanent(anyhow::anyhow!(
             "unknown job kind `{other}`"
         ))),
@@ -137,6 +139,41 @@ async fn license_evaluate(ctx: JobContext, payload: serde_json::Value) -> Result
     )
     .await
     .context("storing the evaluation")?;
+    Ok(())
+}
+
+/// `signature-verify` `{repository_id, commit_id}`: verifies the commit's model-signing
+/// bundle against the namespace's keys and anchors and stores the result.
+async fn signature_verify(ctx: JobContext, payload: serde_json::Value) -> Result<(), JobError> {
+    let payload: CommitCreated = serde_json::from_value(payload)
+        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload: {e}")))?;
+    let mut conn = ctx.db.acquire().await.context("database")?;
+    let Some(repo) = db::repos::find_by_id(&mut conn, payload.repository_id)
+        .await
+        .context("repository")?
+    else {
+        return Ok(());
+    };
+    let settings = ctx.settings.clone();
+    let result = crate::signatures::verify_commit(
+        &mut conn,
+        &ctx.store,
+        &settings,
+        &repo,
+        &payload.commit_id,
+    )
+    .await
+    .map_err(|e| JobError::Retry(anyhow::anyhow!("{}", e.message)))?;
+    let json = serde_json::to_value(&result).context("result")?;
+    db::provenance::store_verification(
+        &mut conn,
+        repo.id,
+        &payload.commit_id,
+        result.status.as_str(),
+        &json,
+    )
+    .await
+    .context("storing the verification")?;
     Ok(())
 }
 

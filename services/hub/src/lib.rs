@@ -23,5 +23,6 @@ pub mod paths;
 pub mod routes;
 pub mod scan_cli;
 pub mod sign_cli;
+pub mod signatures;
 pub mod telemetry;
 pub mod tree;

@@ -200,7 +200,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::info!("kaiyuan listening on http://{}", settings.listen);
         let handle = app.handle();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let ctx = JobContext { db: pool.clone(), store: store.clone() };
+        let ctx = JobContext { db: pool.clone(), store: store.clone(), settings: std::sync::Arc::new(settings.clone()) };
         let mut tasks = spawn_workers(&ctx, &settings, settings.workers.in_process, &stop_rx);
         if settings.gc.interval_secs > 0 {
             let (pool, store, gc_settings, mut stop) = (pool.clone(), store.clone(), settings.gc.clone(), stop_rx.clone());
@@ -268,6 +268,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ctx = JobContext {
                 db: pool.clone(),
                 store: open_store(&settings)?,
+                settings: std::sync::Arc::new(settings.clone()),
             };
             let (stop_tx, stop_rx) = watch::channel(false);
             let tasks = spawn_workers(&ctx, &settings, workers, &stop_rx);

@@ -646,22 +646,19 @@ async fn each_commit_queues_a_commit_created_job_in_the_same_transaction(pool: P
             .await
             .unwrap();
     let kinds: Vec<&str> = jobs.iter().map(|(kind, _, _)| kind.as_str()).collect();
-    assert_eq!(
-        kinds,
-        [
-            "license-evaluate",
-            "commit-created",
-            "scan-blob",
-            "license-evaluate",
-            "commit-created"
-        ],
-        "the initial commit, then this one with a scan of its new blob and its licence evaluation"
-    );
+    // Per commit: a scan of each new blob, the signature check, the licence evaluation and
+    // the commit-created check (the initial commit has no blob).
+    let per_commit = ["signature-verify", "license-evaluate", "commit-created"];
+    let mut expected: Vec<&str> = per_commit.to_vec();
+    expected.push("scan-blob");
+    expected.extend(per_commit);
+    assert_eq!(kinds, expected, "the initial commit, then this one");
     assert!(jobs.iter().all(|(_, _, state)| state == "queued"));
-    assert_eq!(jobs[2].1["sha256"], kaiyuan_tests::sha256_hex(b"1"));
-    assert_eq!(jobs[2].1["path"], "a");
-    assert_eq!(jobs[3].1["commit_id"], made["id"]);
-    assert_eq!(jobs[4].1["commit_id"], made["id"]);
+    assert_eq!(jobs[3].1["sha256"], kaiyuan_tests::sha256_hex(b"1"));
+    assert_eq!(jobs[3].1["path"], "a");
+    for job in &jobs[4..] {
+        assert_eq!(job.1["commit_id"], made["id"]);
+    }
     // A refused commit queues nothing.
     let res = commit(
         &app,
@@ -675,12 +672,12 @@ async fn each_commit_queues_a_commit_created_job_in_the_same_transaction(pool: P
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(count, 5);
-    assert_eq!(app.run_jobs().await, 5);
+    assert_eq!(count, 7);
+    assert_eq!(app.run_jobs().await, 7);
     let states: Vec<String> = sqlx::query_scalar("SELECT state FROM jobs")
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert_eq!(states.len(), 5);
+    assert_eq!(states.len(), 7);
     assert!(states.iter().all(|s| s == "succeeded"), "{states:?}");
 }

@@ -14,6 +14,7 @@ fn context(pool: &PgPool) -> (JobContext, Option<tempfile::TempDir>) {
         JobContext {
             db: pool.clone(),
             store,
+            settings: std::sync::Arc::new(kaiyuan_hub::config::Settings::default()),
         },
         guard,
     )

@@ -11,6 +11,7 @@ mod hf;
 mod jobs;
 mod licenses;
 mod ops;
+mod provenance;
 mod repos;
 mod scanning;
 mod storage_contract;

@@ -318,6 +318,13 @@ pub async fn write_commit(
     .await?;
     db::jobs::enqueue(
         conn,
+        db::provenance::SIGNATURE_VERIFY,
+        &serde_json::json!({"repository_id": ctx.repository_id, "commit_id": id}),
+        ctx.request_id.as_deref(),
+    )
+    .await?;
+    db::jobs::enqueue(
+        conn,
         db::licenses::LICENSE_EVALUATE,
         &serde_json::json!({"repository_id": ctx.repository_id, "commit_id": id}),
         ctx.request_id.as_deref(),

@@ -8,6 +8,7 @@ pub mod hf;
 pub mod hf_upload;
 pub mod licenses;
 pub mod ops;
+pub mod provenance;
 pub mod repos;
 pub mod uploads;
 
@@ -37,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     commits::configure(cfg);
     uploads::configure(cfg);
     licenses::configure(cfg);
+    provenance::configure(cfg);
     files::configure(cfg);
     cfg.default_service(web::to(unknown_route));
 }

@@ -112,6 +112,11 @@ async fn openapi_json() -> HttpResponse {
         super::licenses::put_policy,
         super::licenses::delete_policy,
         super::licenses::namespace_report,
+        super::provenance::add_key,
+        super::provenance::list_keys,
+        super::provenance::revoke_key,
+        super::provenance::signature,
+        super::provenance::attestation,
     ),
     components(schemas(crate::error::ErrorBody))
 )]

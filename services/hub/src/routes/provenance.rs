@@ -1,0 +1,293 @@
+//! Provenance over HTTP: the keys and certificate anchors a namespace trusts, each
+//! revision's signature status, the hub's attestation of a revision, and the hub's
+//! attestation keys at a well-known URL.
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use kaiyuan_provenance::keys::PublicKey;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::{self, Caller, Need};
+use crate::db;
+use crate::db::accounts::{Namespace, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::signatures;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(add_key)
+        .service(list_keys)
+        .service(revoke_key)
+        .service(signature)
+        .service(attestation)
+        .service(attestation_keys)
+        .service(attestation_key_pem);
+}
+
+async fn namespace_for(
+    conn: &mut sqlx::PgConnection,
+    caller: &Caller,
+    name: &str,
+    need: Role,
+) -> Result<Namespace, ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "namespace-not-found",
+            format!("namespace `{name}` does not exist or you are not a member"),
+        )
+    };
+    let ns = db::accounts::find_namespace(conn, name)
+        .await?
+        .ok_or_else(not_found)?;
+    let role = auth::namespace_role(conn, caller, ns.id, &ns.kind)
+        .await?
+        .ok_or_else(not_found)?;
+    if role < need {
+        return Err(ApiError::forbidden(
+            "insufficient-role",
+            format!(
+                "you need the `{}` role on `{name}` to do this",
+                need.as_str()
+            ),
+        ));
+    }
+    Ok(ns)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    /// A label shown as the signer's identity.
+    pub name: String,
+    /// A PEM public key (ECDSA P-256, P-384 or P-521) ...
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// ... or a PEM CA certificate trusted for certificate-signed bundles.
+    #[serde(default)]
+    pub certificate: Option<String>,
+}
+
+/// Registers a signing key or a certificate anchor for a namespace (admins; audited). The
+/// namespace's repositories are re-verified in the background.
+#[utoipa::path(post, path = "/api/v1/orgs/{namespace}/signing-keys", request_body = NewKey, responses((status = 201), (status = 403), (status = 409), (status = 422)))]
+#[post("/api/v1/orgs/{namespace}/signing-keys")]
+pub async fn add_key(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<NewKey>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_writer()?.clone();
+    let body = body.into_inner();
+    if body.name.trim().is_empty() || body.name.len() > 100 {
+        return Err(ApiError::unprocessable(
+            "invalid-name",
+            "a key needs a name of 1 to 100 characters",
+        ));
+    }
+    let (kind, pem, fingerprint) = match (&body.public_key, &body.certificate) {
+        (Some(pem), None) => {
+            let key = PublicKey::from_pem(pem)
+                .map_err(|e| ApiError::unprocessable("invalid-key", e.0))?;
+            ("key", key.to_pem(), key.fingerprint())
+        }
+        (None, Some(pem)) => {
+            let certs = kaiyuan_provenance::cert::certificates_from_pem(pem)
+                .map_err(|e| ApiError::unprocessable("invalid-certificate", e))?;
+            use sha2::Digest;
+            (
+                "anchor",
+                pem.clone(),
+                format!("sha256:{}", hex::encode(sha2::Sha256::digest(&certs[0]))),
+            )
+        }
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid-key",
+                "give exactly one of `public_key` and `certificate` (PEM)",
+            ));
+        }
+    };
+    let mut tx = state.db.begin().await?;
+    let ns = namespace_for(&mut tx, &caller, &path.into_inner(), Role::Admin).await?;
+    let Some(row) = db::provenance::add_key(
+        &mut tx,
+        ns.id,
+        body.name.trim(),
+        kind,
+        &pem,
+        &fingerprint,
+        user.id,
+    )
+    .await?
+    else {
+        return Err(ApiError::conflict(
+            "key-exists",
+            format!("`{}` already has the key {fingerprint}", ns.name),
+        ));
+    };
+    db::provenance::enqueue_heads(&mut tx, ns.id).await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "signing-key.add",
+        &format!("namespace:{}", ns.name),
+        json!({"id": row.id, "kind": kind, "fingerprint": fingerprint}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(super::created(&row))
+}
+
+/// The keys and anchors a namespace trusts (members), revoked ones included.
+#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/signing-keys", responses((status = 200), (status = 404)))]
+#[get("/api/v1/orgs/{namespace}/signing-keys")]
+pub async fn list_keys(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let mut conn = state.db.acquire().await?;
+    let ns = namespace_for(&mut conn, &caller, &path.into_inner(), Role::Read).await?;
+    Ok(HttpResponse::Ok().json(
+        json!({"namespace": ns.name, "keys": db::provenance::keys(&mut conn, ns.id, true).await?}),
+    ))
+}
+
+/// Revokes a key or anchor (admins; audited): signatures made with it no longer verify.
+#[utoipa::path(delete, path = "/api/v1/orgs/{namespace}/signing-keys/{id}", responses((status = 204), (status = 403), (status = 404)))]
+#[delete("/api/v1/orgs/{namespace}/signing-keys/{id}")]
+pub async fn revoke_key(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, i64)>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_writer()?.clone();
+    let (name, id) = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let ns = namespace_for(&mut tx, &caller, &name, Role::Admin).await?;
+    if !db::provenance::revoke_key(&mut tx, ns.id, id).await? {
+        return Err(ApiError::not_found(
+            "key-not-found",
+            format!("`{}` has no active key {id}", ns.name),
+        ));
+    }
+    db::provenance::enqueue_heads(&mut tx, ns.id).await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "signing-key.revoke",
+        &format!("namespace:{}", ns.name),
+        json!({"id": id}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct RevisionQuery {
+    revision: Option<String>,
+}
+
+/// The revision's publisher signature: `verified` (with the signer), `invalid` (with the
+/// reason and the files that differ), `unsigned` or `unverifiable-offline`.
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/signature", responses((status = 200), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/signature")]
+pub async fn signature(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<RevisionQuery>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let commit = super::commits::resolve_revision(
+        &mut conn,
+        &repo,
+        query.revision.as_deref().unwrap_or("main"),
+    )
+    .await?;
+    let result =
+        signatures::verify_commit(&mut conn, &state.store, &state.settings, &repo, &commit).await?;
+    let mut body =
+        serde_json::to_value(&result).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    body["repository"] = json!(repo.full_name());
+    body["revision"] = json!(commit);
+    body["signature_file"] = json!(state.settings.provenance.signature_file);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// The hub's attestation of a revision: a model-signing bundle over its files (git metadata
+/// aside) signed with the hub's key, with scan, licence and signature results inside the
+/// signed predicate. `model_signing verify key DIR --signature FILE --public_key KEY.pem`
+/// checks it against a download.
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/attestation", responses((status = 200), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/attestation")]
+pub async fn attestation(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<RevisionQuery>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let commit = super::commits::resolve_revision(
+        &mut conn,
+        &repo,
+        query.revision.as_deref().unwrap_or("main"),
+    )
+    .await?;
+    let publisher =
+        signatures::verify_commit(&mut conn, &state.store, &state.settings, &repo, &commit).await?;
+    let license = db::licenses::evaluation(&mut conn, repo.id, &commit).await?;
+    let mut scans = std::collections::BTreeMap::<String, usize>::new();
+    for f in db::scans::files_of_commit(&mut conn, repo.id, &commit).await? {
+        *scans
+            .entry(f.verdict.unwrap_or_else(|| "pending".into()))
+            .or_default() += 1;
+    }
+    let kaiyuan = json!({
+        "repository": repo.full_name(),
+        "commit": commit,
+        "scan_verdicts": scans,
+        "license": license.map(|l| json!({"decision": l.decision, "effective": l.effective, "catalog_version": l.catalog_version})),
+        "publisher_signature": {"status": publisher.status.as_str(), "signer": publisher.signer},
+    });
+    let bytes = signatures::attestation(&mut conn, &repo, &commit, kaiyuan).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(bytes))
+}
+
+/// Every attestation key the hub has used (current and retired), for verifiers.
+#[get("/.well-known/kaiyuan/attestation-keys")]
+pub async fn attestation_keys(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let mut conn = state.db.acquire().await?;
+    if db::provenance::attestation_keys(&mut conn)
+        .await?
+        .is_empty()
+    {
+        signatures::attestation_key(&mut conn).await?;
+    }
+    Ok(
+        HttpResponse::Ok()
+            .json(json!({"keys": db::provenance::attestation_keys(&mut conn).await?})),
+    )
+}
+
+/// The current attestation key as PEM (what `model_signing verify key --public_key` takes).
+#[get("/.well-known/kaiyuan/attestation-key.pem")]
+pub async fn attestation_key_pem(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let mut conn = state.db.acquire().await?;
+    let (key, _) = signatures::attestation_key(&mut conn).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-pem-file")
+        .body(key.public_key().to_pem()))
+}
