@@ -127,8 +127,24 @@ async fn license_evaluate(ctx: JobContext, payload: serde_json::Value) -> Result
     .await
     .map_err(api)?;
     let json = serde_json::to_value(&report).context("report")?;
+    let previous = db::licenses::evaluation(&mut conn, repo.id, &payload.commit_id)
+        .await
+        .context("previous evaluation")?;
+    let changed = previous
+        .as_ref()
+        .is_none_or(|p| p.decision != report.decision.as_str() || p.effective != report.effective);
+    let mut tx = ctx.db.begin().await.context("database")?;
+    if changed {
+        let label = crate::tlog::repo_label(&mut tx, &repo)
+            .await
+            .context("log label")?;
+        let event = serde_json::json!({"kind": "license-decision", "repository": label, "commit": payload.commit_id, "decision": report.decision.as_str(), "effective": report.effective, "catalog_version": report.catalog_version, "policy_version": version});
+        crate::tlog::append(&mut tx, event)
+            .await
+            .context("logging the decision")?;
+    }
     db::licenses::store_evaluation(
-        &mut conn,
+        &mut tx,
         repo.id,
         &payload.commit_id,
         &report.catalog_version,
@@ -139,6 +155,7 @@ async fn license_evaluate(ctx: JobContext, payload: serde_json::Value) -> Result
     )
     .await
     .context("storing the evaluation")?;
+    tx.commit().await.context("committing the evaluation")?;
     Ok(())
 }
 
@@ -165,8 +182,24 @@ async fn signature_verify(ctx: JobContext, payload: serde_json::Value) -> Result
     .await
     .map_err(|e| JobError::Retry(anyhow::anyhow!("{}", e.message)))?;
     let json = serde_json::to_value(&result).context("result")?;
+    let previous = db::provenance::verification(&mut conn, repo.id, &payload.commit_id)
+        .await
+        .context("previous verification")?;
+    let mut tx = ctx.db.begin().await.context("database")?;
+    if previous
+        .as_ref()
+        .is_none_or(|p| p.status != result.status.as_str() || p.result["signer"] != json["signer"])
+    {
+        let label = crate::tlog::repo_label(&mut tx, &repo)
+            .await
+            .context("log label")?;
+        let event = serde_json::json!({"kind": "signature", "repository": label, "commit": payload.commit_id, "status": result.status.as_str(), "signer": result.signer.as_ref().map(|s| s.fingerprint.clone()), "root_digest": result.root_digest});
+        crate::tlog::append(&mut tx, event)
+            .await
+            .context("logging the verification")?;
+    }
     db::provenance::store_verification(
-        &mut conn,
+        &mut tx,
         repo.id,
         &payload.commit_id,
         result.status.as_str(),
@@ -174,6 +207,7 @@ async fn signature_verify(ctx: JobContext, payload: serde_json::Value) -> Result
     )
     .await
     .context("storing the verification")?;
+    tx.commit().await.context("committing the verification")?;
     Ok(())
 }
 
@@ -207,9 +241,9 @@ async fn scan_blob(ctx: JobContext, payload: serde_json::Value) -> Result<(), Jo
     .map_err(|e| JobError::Retry(anyhow::anyhow!("scanner task failed: {e}")))?
     .context("reading the blob")?;
     let findings = serde_json::to_value(&report.findings).context("serialising findings")?;
-    let mut conn = ctx.db.acquire().await.context("database")?;
+    let mut tx = ctx.db.begin().await.context("database")?;
     db::scans::record(
-        &mut conn,
+        &mut tx,
         digest.as_bytes(),
         kaiyuan_scanner::SCANNER_VERSION,
         report.verdict.as_str(),
@@ -218,6 +252,13 @@ async fn scan_blob(ctx: JobContext, payload: serde_json::Value) -> Result<(), Jo
     )
     .await
     .context("storing the scan")?;
+    if report.verdict == kaiyuan_scanner::Verdict::Malicious {
+        let event = serde_json::json!({"kind": "quarantine", "sha256": digest.to_hex(), "verdict": report.verdict.as_str(), "scanner_version": kaiyuan_scanner::SCANNER_VERSION});
+        crate::tlog::append(&mut tx, event)
+            .await
+            .context("logging the quarantine")?;
+    }
+    tx.commit().await.context("committing the scan")?;
     tracing::info!(blob.sha256 = %digest, verdict = report.verdict.as_str(), format = %report.format, findings = report.findings.len(), "scanned blob");
     Ok(())
 }

@@ -71,11 +71,23 @@ enum Command {
     },
     /// Sign a model folder (OpenSSF model signing), or `sign verify` one, without a server.
     Sign(kaiyuan_hub::sign_cli::SignArgs),
+    /// Transparency-log tools that need no server.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// Licence compliance tools that need no server.
     License {
         #[command(subcommand)]
         command: LicenseCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Verify a checkpoint, an entry's inclusion and consistency with an older checkpoint.
+    /// Exit code: 0 all checks pass, 1 one fails, 2 usage error.
+    Verify(kaiyuan_hub::log_cli::LogVerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -248,6 +260,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         std::process::exit(kaiyuan_hub::license_cli::run(args) as i32);
     }
+    if let Command::Log {
+        command: LogCommand::Verify(args),
+    } = &cli.command
+    {
+        std::process::exit(kaiyuan_hub::log_cli::run(args) as i32);
+    }
     if let Command::Sign(args) = &cli.command {
         std::process::exit(kaiyuan_hub::sign_cli::run(args) as i32);
     }
@@ -313,7 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", created.token);
             Ok(())
         }
-        Command::Scan { .. } | Command::License { .. } | Command::Sign(_) => {
+        Command::Scan { .. } | Command::License { .. } | Command::Sign(_) | Command::Log { .. } => {
             unreachable!("handled before settings are read")
         }
         Command::Rescan => {

@@ -4,6 +4,8 @@
 
 pub mod bundle;
 pub mod cert;
+pub mod checkpoint;
 pub mod keys;
 pub mod manifest;
+pub mod merkle;
 pub mod verify;

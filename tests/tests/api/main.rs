@@ -15,4 +15,5 @@ mod provenance;
 mod repos;
 mod scanning;
 mod storage_contract;
+mod tlog;
 mod uploads;

@@ -10,6 +10,7 @@ pub mod licenses;
 pub mod provenance;
 pub mod repos;
 pub mod scans;
+pub mod tlog;
 
 use std::time::Duration;
 

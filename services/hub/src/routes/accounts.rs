@@ -566,6 +566,11 @@ pub async fn release_blob(
             format!("the hub holds no blob {digest}"),
         ));
     }
+    crate::tlog::append(
+        &mut tx,
+        serde_json::json!({"kind": "release", "sha256": digest.to_hex()}),
+    )
+    .await?;
     db::audit::record(
         &mut tx,
         Some(admin.id),

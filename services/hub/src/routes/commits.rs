@@ -337,7 +337,49 @@ pub async fn write_commit(
         ctx.request_id.as_deref(),
     )
     .await?;
+    log_publish(conn, ctx, &id, &files).await?;
     Ok(id)
+}
+
+/// The transparency-log entry of a commit: where, which parent, and the model-signing root
+/// digest of its files (what `model_signing` computes for the downloaded snapshot).
+async fn log_publish(
+    conn: &mut PgConnection,
+    ctx: &CommitContext<'_>,
+    id: &str,
+    files: &[db::commits::FileRow],
+) -> Result<(), ApiError> {
+    use kaiyuan_provenance::manifest::{self, GIT_PATHS, Resource};
+    let repo = db::repos::find_by_id(conn, ctx.repository_id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("repository vanished")))?;
+    let git: Vec<String> = GIT_PATHS.iter().map(|s| s.to_string()).collect();
+    let mut resources: Vec<Resource> = files
+        .iter()
+        .filter(|f| !manifest::is_ignored(&f.path, &git))
+        .filter_map(|f| {
+            Some(Resource {
+                name: f.path.clone(),
+                digest: f.sha256.as_slice().try_into().ok()?,
+            })
+        })
+        .collect();
+    manifest::sort(&mut resources);
+    let label = crate::tlog::repo_label(conn, &repo).await?;
+    let mut event = serde_json::json!({
+        "kind": "publish",
+        "repository": label,
+        "commit": id,
+        "branch": ctx.branch,
+        "parent": ctx.parent,
+        "files": resources.len(),
+        "manifest": format!("sha256:{}", hex::encode(manifest::root_digest(&resources))),
+    });
+    if repo.is_public() {
+        event["author"] = serde_json::json!(ctx.author_name);
+    }
+    crate::tlog::append(conn, event).await?;
+    Ok(())
 }
 
 /// Applies resolved changes on top of the branch head and writes the commit.
@@ -1016,6 +1058,8 @@ pub async fn put_ref(
         ));
     }
     db::commits::set_ref(&mut tx, repo.id, ref_name.as_str(), kind, &target).await?;
+    let label = crate::tlog::repo_label(&mut tx, &repo).await?;
+    crate::tlog::append(&mut tx, serde_json::json!({"kind": "ref-set", "repository": label, "ref": ref_name.as_str(), "ref_kind": kind, "commit": target, "previous": current.as_ref().map(|c| c.commit_id.clone())})).await?;
     db::audit::record(&mut tx, caller.id(), &format!("{kind}.set"), &format!("repo:{}", repo.full_name()),
         serde_json::json!({"name": ref_name.as_str(), "commit": target, "previous": current.map(|c| c.commit_id)}), auth::request_id(&req).as_deref()).await?;
     tx.commit().await?;
@@ -1056,6 +1100,8 @@ pub async fn delete_ref(
             )
         })?;
     db::commits::delete_ref(&mut tx, repo.id, &ref_name).await?;
+    let label = crate::tlog::repo_label(&mut tx, &repo).await?;
+    crate::tlog::append(&mut tx, serde_json::json!({"kind": "ref-delete", "repository": label, "ref": ref_name, "ref_kind": kind, "commit": current.commit_id})).await?;
     db::audit::record(
         &mut tx,
         caller.id(),

@@ -10,6 +10,7 @@ pub mod licenses;
 pub mod ops;
 pub mod provenance;
 pub mod repos;
+pub mod tlog;
 pub mod uploads;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -39,6 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     uploads::configure(cfg);
     licenses::configure(cfg);
     provenance::configure(cfg);
+    tlog::configure(cfg);
     files::configure(cfg);
     cfg.default_service(web::to(unknown_route));
 }

@@ -117,6 +117,10 @@ async fn openapi_json() -> HttpResponse {
         super::provenance::revoke_key,
         super::provenance::signature,
         super::provenance::attestation,
+        super::tlog::checkpoint,
+        super::tlog::entries,
+        super::tlog::inclusion,
+        super::tlog::consistency,
     ),
     components(schemas(crate::error::ErrorBody))
 )]

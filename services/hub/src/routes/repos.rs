@@ -432,6 +432,12 @@ pub async fn delete_repo(
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
     let actor = caller.require_writer()?.id;
     db::repos::soft_delete(&mut tx, repo.id, actor).await?;
+    let label = crate::tlog::repo_label(&mut tx, &repo).await?;
+    crate::tlog::append(
+        &mut tx,
+        serde_json::json!({"kind": "repo-delete", "repository": label}),
+    )
+    .await?;
     db::audit::record(
         &mut tx,
         Some(actor),

@@ -1,0 +1,162 @@
+//! The transparency log over HTTP: the signed checkpoint, entries, inclusion and consistency
+//! proofs, and the log's verifier key. Public: entries name private repositories only by a
+//! keyed hash.
+
+use actix_web::{HttpResponse, get, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use kaiyuan_provenance::merkle;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::tlog;
+
+/// Most entries one request returns.
+const MAX_ENTRIES: i64 = 1000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(checkpoint)
+        .service(entries)
+        .service(inclusion)
+        .service(consistency)
+        .service(log_key);
+}
+
+/// The latest signed tree head, a C2SP checkpoint in an Ed25519 signed note.
+#[utoipa::path(get, path = "/api/v1/log/checkpoint", responses((status = 200, content_type = "text/plain")))]
+#[get("/api/v1/log/checkpoint")]
+pub async fn checkpoint(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let mut conn = state.db.acquire().await?;
+    let note = tlog::checkpoint(&mut conn).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(note))
+}
+
+#[derive(Deserialize)]
+pub struct RangeQuery {
+    start: i64,
+    end: Option<i64>,
+}
+
+/// Entries `start..end` (at most 1000): the verbatim body (base64, and parsed as `event`)
+/// and its leaf hash.
+#[utoipa::path(get, path = "/api/v1/log/entries", responses((status = 200), (status = 400)))]
+#[get("/api/v1/log/entries")]
+pub async fn entries(
+    state: web::Data<AppState>,
+    query: web::Query<RangeQuery>,
+) -> ApiResult<HttpResponse> {
+    let end = query.end.unwrap_or(query.start + 100);
+    if query.start < 0 || end <= query.start || end - query.start > MAX_ENTRIES {
+        return Err(ApiError::bad_request(
+            "invalid-range",
+            format!("entries need 0 <= start < end and at most {MAX_ENTRIES} of them"),
+        ));
+    }
+    let mut conn = state.db.acquire().await?;
+    let rows = db::tlog::entries(&mut conn, query.start, end).await?;
+    let list: Vec<_> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "index": r.idx,
+                "body": STANDARD.encode(&r.body),
+                "event": serde_json::from_slice::<serde_json::Value>(&r.body).ok(),
+                "leaf_hash": hex::encode(&r.leaf_hash),
+                "appended_at": r.appended_at,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"entries": list})))
+}
+
+#[derive(Deserialize)]
+pub struct InclusionQuery {
+    index: i64,
+    tree_size: i64,
+}
+
+async fn checked_size(conn: &mut sqlx::PgConnection, size: i64) -> Result<(), ApiError> {
+    let current = db::tlog::size(conn).await?;
+    if size < 1 || size > current {
+        return Err(ApiError::bad_request(
+            "invalid-tree-size",
+            format!("tree size {size} is not between 1 and the log's size {current}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The audit path of an entry in the tree of `tree_size` entries (RFC 9162 inclusion proof).
+#[utoipa::path(get, path = "/api/v1/log/proof/inclusion", responses((status = 200), (status = 400)))]
+#[get("/api/v1/log/proof/inclusion")]
+pub async fn inclusion(
+    state: web::Data<AppState>,
+    query: web::Query<InclusionQuery>,
+) -> ApiResult<HttpResponse> {
+    let mut conn = state.db.acquire().await?;
+    checked_size(&mut conn, query.tree_size).await?;
+    if query.index < 0 || query.index >= query.tree_size {
+        return Err(ApiError::bad_request(
+            "invalid-index",
+            format!(
+                "index {} is not inside a tree of {}",
+                query.index, query.tree_size
+            ),
+        ));
+    }
+    let leaves = tlog::leaves(&mut conn, query.tree_size).await?;
+    let proof = merkle::inclusion_proof(query.index as usize, &leaves);
+    Ok(HttpResponse::Ok().json(json!({
+        "index": query.index,
+        "tree_size": query.tree_size,
+        "leaf_hash": hex::encode(leaves[query.index as usize]),
+        "hashes": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct ConsistencyQuery {
+    first: i64,
+    second: i64,
+}
+
+/// Proof that the tree of `first` entries is a prefix of the tree of `second` entries.
+#[utoipa::path(get, path = "/api/v1/log/proof/consistency", responses((status = 200), (status = 400)))]
+#[get("/api/v1/log/proof/consistency")]
+pub async fn consistency(
+    state: web::Data<AppState>,
+    query: web::Query<ConsistencyQuery>,
+) -> ApiResult<HttpResponse> {
+    let mut conn = state.db.acquire().await?;
+    checked_size(&mut conn, query.second).await?;
+    if query.first < 1 || query.first > query.second {
+        return Err(ApiError::bad_request(
+            "invalid-tree-size",
+            format!(
+                "first {} must be between 1 and second {}",
+                query.first, query.second
+            ),
+        ));
+    }
+    let leaves = tlog::leaves(&mut conn, query.second).await?;
+    let proof = merkle::consistency_proof(query.first as usize, &leaves);
+    Ok(HttpResponse::Ok().json(json!({
+        "first": query.first,
+        "second": query.second,
+        "hashes": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>(),
+    })))
+}
+
+/// The log's note verifier key, `<name>+<key id>+<base64 key>`.
+#[get("/.well-known/kaiyuan/log-key")]
+pub async fn log_key(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let mut conn = state.db.acquire().await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(tlog::verifier(&mut conn).await?))
+}

@@ -1,0 +1,89 @@
+//! The hub's transparency log: events appended in the transaction of the change they record,
+//! signed tree heads (checkpoints) and proofs.
+
+use ed25519_dalek::SigningKey;
+use kaiyuan_provenance::checkpoint::{Checkpoint, verifier_key};
+use kaiyuan_provenance::merkle::{self, Hash};
+use rand::Rng;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+
+use crate::db;
+use crate::db::repos::Repo;
+use crate::error::ApiError;
+
+/// The log's origin line and key name.
+pub const ORIGIN: &str = "kaiyuan/log";
+
+/// The log's Ed25519 key, created once and shared by every replica through the database.
+pub async fn signing_key(conn: &mut PgConnection) -> sqlx::Result<SigningKey> {
+    let fresh: [u8; 32] = rand::rng().random();
+    sqlx::query("INSERT INTO hub_secrets (name, value) VALUES ('log-key', $1) ON CONFLICT (name) DO NOTHING")
+        .bind(fresh.as_slice())
+        .execute(&mut *conn)
+        .await?;
+    let seed: Vec<u8> = sqlx::query_scalar("SELECT value FROM hub_secrets WHERE name = 'log-key'")
+        .fetch_one(conn)
+        .await?;
+    let seed: [u8; 32] = seed
+        .as_slice()
+        .try_into()
+        .map_err(|_| sqlx::Error::Protocol("log key is not 32 bytes".into()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+pub async fn verifier(conn: &mut PgConnection) -> sqlx::Result<String> {
+    Ok(verifier_key(
+        ORIGIN,
+        &signing_key(conn).await?.verifying_key(),
+    ))
+}
+
+/// How an entry names a repository: its name when public; for a private one a keyed hash
+/// its owners can recompute, so the public log does not reveal private names.
+pub async fn repo_label(conn: &mut PgConnection, repo: &Repo) -> sqlx::Result<String> {
+    if repo.is_public() {
+        return Ok(repo.full_name());
+    }
+    let key = signing_key(conn).await?;
+    let mut h = Sha256::new();
+    h.update(key.to_bytes());
+    h.update(b"repository");
+    h.update(repo.id.to_be_bytes());
+    Ok(format!("private:{}", hex::encode(&h.finalize()[..16])))
+}
+
+/// Appends an event (a JSON object; `v` and `time` are added) and returns its index.
+pub async fn append(conn: &mut PgConnection, mut event: Value) -> sqlx::Result<i64> {
+    event["v"] = json!(1);
+    event["time"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let body = serde_json::to_vec(&event).expect("event serialises");
+    db::tlog::append(conn, &body, &merkle::leaf_hash(&body)).await
+}
+
+/// The leaf hashes of the first `size` entries.
+pub async fn leaves(conn: &mut PgConnection, size: i64) -> Result<Vec<Hash>, ApiError> {
+    db::tlog::leaf_hashes(conn, size)
+        .await?
+        .into_iter()
+        .map(|h| {
+            h.as_slice()
+                .try_into()
+                .map_err(|_| ApiError::internal(anyhow::anyhow!("bad leaf hash")))
+        })
+        .collect()
+}
+
+/// The signed checkpoint of the whole log now.
+pub async fn checkpoint(conn: &mut PgConnection) -> Result<String, ApiError> {
+    let size = db::tlog::size(conn).await?;
+    let leaves = leaves(conn, size).await?;
+    let key = signing_key(conn).await?;
+    let cp = Checkpoint {
+        origin: ORIGIN.into(),
+        size: size as u64,
+        root: merkle::root(&leaves),
+    };
+    Ok(cp.sign(ORIGIN, &key))
+}

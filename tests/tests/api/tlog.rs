@@ -1,0 +1,323 @@
+//! The transparency log: what is appended, signed checkpoints, inclusion and consistency
+//! proofs, append-only storage, and that altering, removing or reordering stored entries is
+//! caught by the proofs.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use kaiyuan_provenance::checkpoint::{Checkpoint, parse_verifier_key};
+use kaiyuan_provenance::merkle::{self, Hash};
+use kaiyuan_tests::{TestApp, expect_error, expect_status, spawn_app};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+struct Log {
+    name: String,
+    key: ed25519_dalek::VerifyingKey,
+}
+
+impl Log {
+    async fn open(app: &TestApp) -> Log {
+        let text = app
+            .get("/.well-known/kaiyuan/log-key", None)
+            .await
+            .text()
+            .await
+            .unwrap();
+        let (name, key) = parse_verifier_key(&text).unwrap();
+        Log { name, key }
+    }
+
+    async fn checkpoint(&self, app: &TestApp) -> Checkpoint {
+        let note = app
+            .get("/api/v1/log/checkpoint", None)
+            .await
+            .text()
+            .await
+            .unwrap();
+        Checkpoint::verify(&note, &self.name, &self.key).unwrap()
+    }
+}
+
+fn hashes(proof: &Value) -> Vec<Hash> {
+    proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            STANDARD
+                .decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect()
+}
+
+async fn entries(app: &TestApp, start: u64, end: u64) -> Vec<Value> {
+    let body = expect_status(
+        app.get(
+            &format!("/api/v1/log/entries?start={start}&end={end}"),
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    body["entries"].as_array().unwrap().clone()
+}
+
+/// Every entry of the checkpoint's tree is included, as the log serves it now.
+async fn all_included(app: &TestApp, cp: &Checkpoint) -> bool {
+    let list = entries(app, 0, cp.size).await;
+    if list.len() as u64 != cp.size {
+        return false;
+    }
+    for e in &list {
+        let index = e["index"].as_u64().unwrap();
+        let body = STANDARD.decode(e["body"].as_str().unwrap()).unwrap();
+        let proof = expect_status(
+            app.get(
+                &format!(
+                    "/api/v1/log/proof/inclusion?index={index}&tree_size={}",
+                    cp.size
+                ),
+                None,
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        if !merkle::verify_inclusion(
+            index,
+            cp.size,
+            &merkle::leaf_hash(&body),
+            &hashes(&proof),
+            &cp.root,
+        ) {
+            return false;
+        }
+    }
+    true
+}
+
+async fn consistent(app: &TestApp, old: &Checkpoint, new: &Checkpoint) -> bool {
+    let res = app
+        .get(
+            &format!(
+                "/api/v1/log/proof/consistency?first={}&second={}",
+                old.size, new.size
+            ),
+            None,
+        )
+        .await;
+    if res.status() != StatusCode::OK {
+        return false;
+    }
+    let proof = res.json::<Value>().await.unwrap();
+    merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &hashes(&proof))
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn publishes_ref_moves_and_decisions_are_logged_and_provable(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let alice = app.create_user("alice").await;
+    let log = Log::open(&app).await;
+    assert_eq!(log.checkpoint(&app).await.size, 0);
+
+    app.create_repo(&alice, "alice", "open-model", "public")
+        .await;
+    app.commit_files(
+        &alice,
+        "alice/open-model",
+        &[
+            ("README.md", b"---\nlicense: mit\n---\n"),
+            ("w.bin", b"weights"),
+        ],
+    )
+    .await;
+    let tag = app
+        .send_json(
+            Method::PUT,
+            "/api/v1/repos/alice/open-model/tags/v1",
+            Some(&alice),
+            &json!({"target": "main"}),
+        )
+        .await;
+    assert!(tag.status().is_success(), "{}", tag.text().await.unwrap());
+    app.create_repo(&alice, "alice", "secret-model", "private")
+        .await;
+    app.commit_files(
+        &alice,
+        "alice/secret-model",
+        &[("w.bin", b"secret weights")],
+    )
+    .await;
+    app.run_jobs().await;
+
+    let cp1 = log.checkpoint(&app).await;
+    let events: Vec<Value> = entries(&app, 0, cp1.size)
+        .await
+        .into_iter()
+        .map(|e| e["event"].clone())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for kind in ["publish", "ref-set", "license-decision", "signature"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let publish = events
+        .iter()
+        .find(|e| {
+            e["kind"] == "publish" && e["repository"] == "alice/open-model" && e["files"] == 2
+        })
+        .unwrap();
+    assert!(publish["manifest"].as_str().unwrap().starts_with("sha256:"));
+    // A private repository appears only as a keyed hash.
+    let raw = serde_json::to_string(&events).unwrap();
+    assert!(
+        !raw.contains("secret-model"),
+        "a private name leaked into the public log"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["repository"].as_str().unwrap().starts_with("private:"))
+    );
+    assert!(all_included(&app, &cp1).await);
+
+    // More history: the old checkpoint is a prefix of the new one.
+    app.commit_files(&alice, "alice/open-model", &[("w.bin", b"weights v2")])
+        .await;
+    let deleted = app
+        .request(
+            Method::DELETE,
+            "/api/v1/repos/alice/open-model/tags/v1",
+            Some(&alice),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let cp2 = log.checkpoint(&app).await;
+    assert!(cp2.size > cp1.size);
+    assert!(consistent(&app, &cp1, &cp2).await);
+    assert!(all_included(&app, &cp2).await);
+    expect_error(
+        app.get(
+            &format!(
+                "/api/v1/log/proof/inclusion?index=0&tree_size={}",
+                cp2.size + 5
+            ),
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid-tree-size",
+    )
+    .await;
+    expect_error(
+        app.get("/api/v1/log/entries?start=5&end=2", None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid-range",
+    )
+    .await;
+
+    // The storage refuses changes.
+    let err = sqlx::query("UPDATE log_entries SET body = 'x' WHERE idx = 0")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    assert!(
+        sqlx::query("DELETE FROM log_entries WHERE idx = 0")
+            .execute(&pool)
+            .await
+            .is_err()
+    );
+}
+
+/// Runs `sql` with the append-only trigger off, as an attacker with the table owner's rights.
+async fn tamper(pool: &PgPool, sql: &str) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("ALTER TABLE log_entries DISABLE TRIGGER log_entries_append_only")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE log_entries ENABLE TRIGGER log_entries_append_only")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn history(app: &TestApp, token: &str) {
+    app.create_repo(token, "alice", "m", "public").await;
+    for i in 0..4u8 {
+        app.commit_files(token, "alice/m", &[("w.bin", &[i; 8])])
+            .await;
+    }
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn altered_removed_or_reordered_entries_are_detected(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let alice = app.create_user("alice").await;
+    let log = Log::open(&app).await;
+    history(&app, &alice).await;
+    let cp = log.checkpoint(&app).await;
+    assert!(cp.size >= 5);
+    assert!(all_included(&app, &cp).await);
+    let snapshot = "CREATE TABLE saved AS SELECT * FROM log_entries";
+    tamper(&pool, snapshot).await;
+    let restore = "DELETE FROM log_entries; INSERT INTO log_entries SELECT * FROM saved";
+
+    // Altered body, stored leaf hash kept: the served body no longer matches its proof.
+    tamper(&pool, "UPDATE log_entries SET body = convert_to('{\"kind\":\"publish\",\"forged\":true}', 'UTF8') WHERE idx = 2").await;
+    assert!(
+        !all_included(&app, &cp).await,
+        "an altered body was not detected"
+    );
+    // Altered body and leaf hash: the log's new head is no longer an extension of the old.
+    tamper(
+        &pool,
+        "UPDATE log_entries SET leaf_hash = sha256('\\x00'::bytea || body) WHERE idx = 2",
+    )
+    .await;
+    let forged = log.checkpoint(&app).await;
+    assert_eq!(forged.size, cp.size);
+    assert_ne!(forged.root, cp.root);
+    assert!(!all_included(&app, &cp).await);
+    tamper(&pool, restore).await;
+    assert!(
+        all_included(&app, &cp).await,
+        "restored history verifies again"
+    );
+
+    // Reordered entries.
+    tamper(&pool, "UPDATE log_entries SET idx = idx + 1000000 WHERE idx IN (1, 2); UPDATE log_entries SET idx = 2 WHERE idx = 1000001; UPDATE log_entries SET idx = 1 WHERE idx = 1000002").await;
+    assert!(
+        !all_included(&app, &cp).await,
+        "reordering was not detected"
+    );
+    tamper(&pool, restore).await;
+
+    // A removed entry (the later ones renumbered), then new appends to reach the old size.
+    tamper(
+        &pool,
+        "DELETE FROM log_entries WHERE idx = 1; UPDATE log_entries SET idx = idx - 1 WHERE idx > 1",
+    )
+    .await;
+    app.commit_files(&alice, "alice/m", &[("w.bin", b"after")])
+        .await;
+    let later = log.checkpoint(&app).await;
+    assert!(later.size >= cp.size);
+    assert!(
+        !consistent(&app, &cp, &later).await,
+        "a removed entry was not detected"
+    );
+    tamper(&pool, restore).await;
+}
