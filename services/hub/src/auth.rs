@@ -102,12 +102,21 @@ impl Caller {
     }
 }
 
+/// Who made a request, left in the request's extensions for the audit middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditActor {
+    pub user_id: i64,
+    pub token_id: i64,
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        // The audit middleware reads who made the request after the response.
+        let for_audit = req.clone();
         let header = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
@@ -149,6 +158,10 @@ impl FromRequest for Caller {
             {
                 accounts::touch_token(&mut conn, owner.token_id).await?;
             }
+            for_audit.extensions_mut().insert(AuditActor {
+                user_id: owner.user_id,
+                token_id: owner.token_id,
+            });
             Ok(Caller {
                 user: Some(AuthUser {
                     id: owner.user_id,

@@ -78,6 +78,7 @@ pub async fn observe(
                 .match_pattern()
                 .unwrap_or_else(|| "unmatched".to_string());
             record(&route, response.status().as_u16());
+            audit_request(&response, &route, &request_id).await;
             return Ok(response);
         }
         Ok(Err(error)) => error,
@@ -95,6 +96,43 @@ pub async fn observe(
         error.as_response_error().status_code().as_u16(),
     );
     Err(WithRequestId { error, request_id }.into())
+}
+
+/// Records a state-changing request (its actor, token, route, path, result, client address
+/// and request id) in the audit log. A failure to record is logged, never turned into an
+/// error for a request that has already taken effect.
+async fn audit_request(response: &ServiceResponse<BoxBody>, route: &str, request_id: &str) {
+    let req = response.request();
+    if !matches!(req.method().as_str(), "POST" | "PUT" | "PATCH" | "DELETE") {
+        return;
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return;
+    };
+    let actor = req.extensions().get::<crate::auth::AuditActor>().copied();
+    let namespace = ["namespace", "org"]
+        .iter()
+        .find_map(|k| req.match_info().get(k))
+        .map(str::to_string);
+    let client = req.peer_addr().map(|a| a.ip().to_string());
+    let action = format!("{} {route}", req.method());
+    let record = crate::db::audit::RequestRecord {
+        actor_id: actor.map(|a| a.user_id),
+        token_id: actor.map(|a| a.token_id),
+        action: &action,
+        target: req.path(),
+        result: response.status().as_u16(),
+        client_addr: client.as_deref(),
+        request_id,
+        namespace: namespace.as_deref(),
+    };
+    let result = match state.db.acquire().await {
+        Ok(mut conn) => crate::db::audit::record_request(&mut conn, &record).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, request.id = %request_id, "could not record the request in the audit log");
+    }
 }
 
 /// An error that escaped the handlers, answered with the request id still attached.

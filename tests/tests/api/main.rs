@@ -3,6 +3,7 @@
 //! One binary, one module per capability.
 
 mod accounts;
+mod audit;
 mod authz;
 mod commits;
 mod downloads;

@@ -11,17 +11,114 @@ pub async fn record(
     request_id: Option<&str>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO audit_events (actor_id, action, target, details, request_id)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO audit_events (actor_id, action, target, details, request_id, namespace)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(actor_id)
     .bind(action)
     .bind(target)
     .bind(details)
     .bind(request_id)
+    .bind(namespace_of(target))
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The namespace a target (`repo:ns/name`, `namespace:ns`, `org:ns`) concerns.
+fn namespace_of(target: &str) -> Option<&str> {
+    let (kind, rest) = target.split_once(':')?;
+    matches!(kind, "repo" | "namespace" | "org").then(|| rest.split('/').next().unwrap_or(rest))
+}
+
+/// One state-changing HTTP request, recorded after its response.
+pub struct RequestRecord<'a> {
+    pub actor_id: Option<i64>,
+    pub token_id: Option<i64>,
+    /// `METHOD route-pattern`.
+    pub action: &'a str,
+    /// The request path.
+    pub target: &'a str,
+    pub result: u16,
+    pub client_addr: Option<&'a str>,
+    pub request_id: &'a str,
+    pub namespace: Option<&'a str>,
+}
+
+pub async fn record_request(conn: &mut PgConnection, r: &RequestRecord<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (actor_id, token_id, action, target, result, client_addr, request_id, namespace)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(r.actor_id)
+    .bind(r.token_id)
+    .bind(r.action)
+    .bind(r.target)
+    .bind(r.result as i32)
+    .bind(r.client_addr)
+    .bind(r.request_id)
+    .bind(r.namespace)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Filters for a namespace's audit events.
+#[derive(Debug, Default)]
+pub struct AuditQuery<'a> {
+    pub namespace: &'a str,
+    /// Exact action, or a prefix ending in `*`.
+    pub action: Option<&'a str>,
+    pub actor: Option<&'a str>,
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events with a smaller id (the cursor of the previous page).
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+pub struct NamespaceEvent {
+    pub id: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor: Option<String>,
+    pub token_id: Option<i64>,
+    pub action: String,
+    pub target: String,
+    pub result: Option<i32>,
+    pub client_addr: Option<String>,
+    pub details: serde_json::Value,
+    pub request_id: Option<String>,
+}
+
+/// Newest first.
+pub async fn query(
+    conn: &mut PgConnection,
+    q: &AuditQuery<'_>,
+) -> sqlx::Result<Vec<NamespaceEvent>> {
+    let action_prefix = q.action.and_then(|a| a.strip_suffix('*'));
+    sqlx::query_as(
+        "SELECT a.id, a.at, n.name AS actor, a.token_id, a.action, a.target, a.result, a.client_addr, a.details, a.request_id
+         FROM audit_events a LEFT JOIN namespaces n ON n.id = a.actor_id
+         WHERE lower(a.namespace) = lower($1)
+           AND ($2::TEXT IS NULL OR a.action = $2)
+           AND ($3::TEXT IS NULL OR starts_with(a.action, $3))
+           AND ($4::TEXT IS NULL OR lower(n.name) = lower($4))
+           AND ($5::TIMESTAMPTZ IS NULL OR a.at >= $5)
+           AND ($6::TIMESTAMPTZ IS NULL OR a.at < $6)
+           AND ($7::BIGINT IS NULL OR a.id < $7)
+         ORDER BY a.id DESC LIMIT $8",
+    )
+    .bind(q.namespace)
+    .bind(if action_prefix.is_some() { None } else { q.action })
+    .bind(action_prefix)
+    .bind(q.actor)
+    .bind(q.since)
+    .bind(q.until)
+    .bind(q.before)
+    .bind(q.limit)
+    .fetch_all(conn)
+    .await
 }
 
 #[derive(Debug, sqlx::FromRow, serde::Serialize)]

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod audit;
 pub mod commits;
 pub mod files;
 pub mod hf;
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     hf::configure(cfg);
     hf_upload::configure(cfg);
     accounts::configure(cfg);
+    audit::configure(cfg);
     repos::configure(cfg);
     commits::configure(cfg);
     uploads::configure(cfg);

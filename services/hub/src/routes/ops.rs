@@ -118,6 +118,7 @@ async fn openapi_json() -> HttpResponse {
         super::provenance::signature,
         super::provenance::attestation,
         super::tlog::checkpoint,
+        super::audit::namespace_audit,
         super::tlog::entries,
         super::tlog::inclusion,
         super::tlog::consistency,
