@@ -116,6 +116,11 @@ async fn audit_request(response: &ServiceResponse<BoxBody>, route: &str, request
         .map(str::to_string);
     let client = req.peer_addr().map(|a| a.ip().to_string());
     let action = format!("{} {route}", req.method());
+    let user_agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(200).collect::<String>());
     let record = crate::db::audit::RequestRecord {
         actor_id: actor.map(|a| a.user_id),
         token_id: actor.map(|a| a.token_id),
@@ -125,6 +130,7 @@ async fn audit_request(response: &ServiceResponse<BoxBody>, route: &str, request
         client_addr: client.as_deref(),
         request_id,
         namespace: namespace.as_deref(),
+        user_agent: user_agent.as_deref(),
     };
     let result = match state.db.acquire().await {
         Ok(mut conn) => crate::db::audit::record_request(&mut conn, &record).await,

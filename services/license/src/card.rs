@@ -20,6 +20,9 @@ pub struct CardMeta {
     pub pipeline_tag: Option<String>,
     /// `extra_gated_prompt`: gated repositories often put the licence text there.
     pub gated_prompt: Option<String>,
+    /// Where the model was built from (kaiyuan's `source_repository` / `source_commit`).
+    pub source_repository: Option<String>,
+    pub source_commit: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +85,8 @@ pub fn parse(card: &str) -> Result<CardMeta, CardError> {
         tags: get("tags").map(list).unwrap_or_default(),
         pipeline_tag: get("pipeline_tag").and_then(scalar),
         gated_prompt: get("extra_gated_prompt").and_then(scalar),
+        source_repository: get("source_repository").and_then(scalar),
+        source_commit: get("source_commit").and_then(scalar),
     })
 }
 

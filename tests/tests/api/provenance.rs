@@ -414,3 +414,93 @@ async fn the_real_tool_signs_pushes_and_verifies_the_hubs_attestation(pool: PgPo
         "the private key never leaves the hub"
     );
 }
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn provenance_records_say_who_pushed_what_from_where(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    app.create_repo(&alice, "alice", "ft", "public").await;
+    let card = "---\nlicense: apache-2.0\nbase_model: mistralai/Mistral-7B-v0.1\ndatasets: [acme/chats]\nsource_repository: https://git.example/acme/training\nsource_commit: 0123abcd\n---\n";
+    let res = app
+        .request(
+            Method::POST,
+            "/api/v1/repos/alice/ft/commits/main",
+            Some(&alice),
+        )
+        .header("user-agent", "huggingface_hub/2.4.0; python/3.11")
+        .json(&json!({"message": "fine-tune v1", "operations": [
+            {"op": "put", "path": "README.md", "content_base64": base64(card.as_bytes())},
+            {"op": "put", "path": "w.bin", "content_base64": base64(b"weights")},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    let commit = expect_status(res, StatusCode::CREATED).await;
+    let record = expect_status(
+        app.get("/api/v1/repos/alice/ft/provenance", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(record["commit"], commit["id"]);
+    assert_eq!(record["pushed_by"]["user"], "alice");
+    assert!(record["pushed_by"]["token_id"].is_i64());
+    assert_eq!(
+        record["pushed_by"]["client"],
+        "huggingface_hub/2.4.0; python/3.11"
+    );
+    assert_eq!(
+        record["source"],
+        json!({"repository": "https://git.example/acme/training", "commit": "0123abcd"})
+    );
+    assert_eq!(record["base_models"][0]["id"], "mistralai/Mistral-7B-v0.1");
+    assert_eq!(record["base_models"][0]["license"], "Apache-2.0");
+    assert_eq!(record["datasets"][0]["id"], "acme/chats");
+    assert_eq!(record["signature"]["status"], "unsigned");
+    let slsa = &record["slsa"];
+    assert_eq!(
+        slsa["subject"][0]["digest"]["sha256"]
+            .as_str()
+            .map(|d| format!("sha256:{d}")),
+        record["manifest_digest"].as_str().map(String::from)
+    );
+
+    // The statement passes the in-toto attestation framework's own definitions; a broken
+    // one does not.
+    let (ok, out) = validate_slsa(slsa);
+    assert!(ok, "{out}\n{slsa:#}");
+    let mut broken = slsa.clone();
+    broken["predicate"]["buildDefinition"]["buildTyp"] = json!("x");
+    assert!(!validate_slsa(&broken).0);
+    let mut broken = slsa.clone();
+    broken["predicate"]["runDetails"]["builder"] = json!({});
+    assert!(!validate_slsa(&broken).0);
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn validate_slsa(doc: &Value) -> (bool, String) {
+    let python = std::env::var("KAIYUAN_TEST_PYTHON")
+        .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slsa.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let out = std::process::Command::new(python)
+        .arg(format!(
+            "{}/python/validate_slsa.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

@@ -43,12 +43,13 @@ pub struct RequestRecord<'a> {
     pub client_addr: Option<&'a str>,
     pub request_id: &'a str,
     pub namespace: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
 }
 
 pub async fn record_request(conn: &mut PgConnection, r: &RequestRecord<'_>) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO audit_events (actor_id, token_id, action, target, result, client_addr, request_id, namespace)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit_events (actor_id, token_id, action, target, result, client_addr, request_id, namespace, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(r.actor_id)
     .bind(r.token_id)
@@ -58,6 +59,7 @@ pub async fn record_request(conn: &mut PgConnection, r: &RequestRecord<'_>) -> s
     .bind(r.client_addr)
     .bind(r.request_id)
     .bind(r.namespace)
+    .bind(serde_json::json!({"user_agent": r.user_agent}))
     .execute(conn)
     .await?;
     Ok(())
@@ -143,5 +145,41 @@ pub async fn list_for_target(
     )
     .bind(target)
     .fetch_all(conn)
+    .await
+}
+
+/// Who pushed a commit: the commit's author, and the token, client and request of the
+/// request that created it (from its `commit.create` event and that request's record).
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+pub struct PushRecord {
+    pub author: String,
+    pub pushed_at: chrono::DateTime<chrono::Utc>,
+    pub parent: Option<String>,
+    pub message: String,
+    pub request_id: Option<String>,
+    pub token_id: Option<i64>,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+pub async fn push_record(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    target: &str,
+    commit_id: &str,
+) -> sqlx::Result<Option<PushRecord>> {
+    sqlx::query_as(
+        "SELECT c.author_name AS author, c.created_at AS pushed_at, c.parent_id AS parent, c.message,
+                e.request_id, r.token_id, r.client_addr, r.details->>'user_agent' AS user_agent
+         FROM commits c
+         LEFT JOIN audit_events e ON e.target = $2 AND e.action = 'commit.create' AND e.details->>'commit' = c.id
+         LEFT JOIN audit_events r ON r.request_id = e.request_id AND r.result IS NOT NULL
+         WHERE c.repository_id = $1 AND c.id = $3
+         LIMIT 1",
+    )
+    .bind(repository_id)
+    .bind(target)
+    .bind(commit_id)
+    .fetch_optional(conn)
     .await
 }

@@ -117,6 +117,7 @@ async fn openapi_json() -> HttpResponse {
         super::provenance::revoke_key,
         super::provenance::signature,
         super::provenance::attestation,
+        super::provenance::provenance_record,
         super::tlog::checkpoint,
         super::audit::namespace_audit,
         super::tlog::entries,

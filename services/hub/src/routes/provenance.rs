@@ -20,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(revoke_key)
         .service(signature)
         .service(attestation)
+        .service(provenance_record)
         .service(attestation_keys)
         .service(attestation_key_pem);
 }
@@ -290,4 +291,121 @@ pub async fn attestation_key_pem(state: web::Data<AppState>) -> ApiResult<HttpRe
     Ok(HttpResponse::Ok()
         .content_type("application/x-pem-file")
         .body(key.public_key().to_pem()))
+}
+
+/// The provenance record of a revision: who pushed it (user, token, client), when, from which
+/// declared source, its base models, teachers and datasets (the licence engine's lineage),
+/// its signature status, and an in-toto statement with an SLSA v1 provenance predicate whose
+/// subject is the model-signing root digest of its files.
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/provenance", responses((status = 200), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/provenance")]
+pub async fn provenance_record(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    query: web::Query<RevisionQuery>,
+) -> ApiResult<HttpResponse> {
+    use kaiyuan_provenance::manifest::{self, GIT_PATHS, Resource};
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let commit = super::commits::resolve_revision(
+        &mut conn,
+        &repo,
+        query.revision.as_deref().unwrap_or("main"),
+    )
+    .await?;
+    let push = db::audit::push_record(
+        &mut conn,
+        repo.id,
+        &format!("repo:{}", repo.full_name()),
+        &commit,
+    )
+    .await?
+    .ok_or_else(|| ApiError::internal(anyhow::anyhow!("commit vanished")))?;
+    let facts = crate::licensing::facts_at(&mut conn, &state.store, &repo, &commit).await?;
+    let license = crate::licensing::evaluate_commit(
+        &mut conn,
+        &state.store,
+        &repo,
+        &commit,
+        None,
+        &kaiyuan_license::UseContext::default(),
+    )
+    .await?;
+    let publisher =
+        signatures::verify_commit(&mut conn, &state.store, &state.settings, &repo, &commit).await?;
+    let git: Vec<String> = GIT_PATHS.iter().map(|s| s.to_string()).collect();
+    let mut resources: Vec<Resource> = Vec::new();
+    for f in db::commits::files(&mut conn, repo.id, &commit).await? {
+        if !manifest::is_ignored(&f.path, &git)
+            && let Ok(digest) = <[u8; 32]>::try_from(f.sha256.as_slice())
+        {
+            resources.push(Resource {
+                name: f.path,
+                digest,
+            });
+        }
+    }
+    manifest::sort(&mut resources);
+    let root = hex::encode(manifest::root_digest(&resources));
+    let info = req.connection_info();
+    let base = format!("{}://{}", info.scheme(), info.host());
+    let source = facts
+        .card
+        .source_repository
+        .as_ref()
+        .map(|r| json!({"repository": r, "commit": facts.card.source_commit}));
+    let dependencies: Vec<serde_json::Value> = license
+        .lineage
+        .iter()
+        .map(|n| {
+            let uri = if n.source == "hub" { format!("{base}/{}", n.id) } else { format!("https://huggingface.co/{}", n.id) };
+            json!({"name": n.id, "uri": uri, "annotations": {"kind": n.kind, "relation": n.relation, "license": n.license, "license_source": n.source}})
+        })
+        .collect();
+    let mut external =
+        json!({"repository": repo.full_name(), "revision": commit, "message": push.message});
+    if let Some(s) = &source {
+        external["source"] = s.clone();
+    }
+    let slsa = json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": repo.full_name(), "digest": {"sha256": root}}],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {
+                "buildType": "https://kaiyuan.dev/publish/v1",
+                "externalParameters": external,
+                "internalParameters": {"pushed_by": push.author, "token_id": push.token_id, "client": push.user_agent, "client_addr": push.client_addr},
+                "resolvedDependencies": dependencies,
+            },
+            "runDetails": {
+                "builder": {"id": format!("{base}/")},
+                "metadata": {"invocationId": push.request_id.clone().unwrap_or_else(|| commit.clone()), "startedOn": push.pushed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)},
+            },
+        },
+    });
+    let lineage = |kind: &str| {
+        license
+            .lineage
+            .iter()
+            .filter(|n| n.kind == kind)
+            .collect::<Vec<_>>()
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "repository": repo.full_name(),
+        "commit": commit,
+        "parent": push.parent,
+        "pushed_by": {"user": push.author, "token_id": push.token_id, "client": push.user_agent, "client_addr": push.client_addr, "request_id": push.request_id},
+        "pushed_at": push.pushed_at,
+        "source": source,
+        "base_models": lineage("base"),
+        "teachers": lineage("teacher"),
+        "datasets": lineage("dataset"),
+        "manifest_digest": format!("sha256:{root}"),
+        "signature": {"status": publisher.status.as_str(), "signer": publisher.signer},
+        "slsa": slsa,
+    })))
 }
