@@ -106,6 +106,8 @@ enum AdminCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// Start signing attestations with a new key; older keys stay published as retired.
+    RotateAttestationKey,
 }
 
 /// The database pool, and the embedded cluster behind it when no `DATABASE_URL` is set.
@@ -329,6 +331,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 created.name
             );
             println!("{}", created.token);
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::RotateAttestationKey,
+        } => {
+            let (pool, pg) = open_database(&settings, false).await?;
+            check_schema(&pool).await?;
+            let result = async {
+                let mut tx = pool.begin().await?;
+                let (_, fingerprint) = kaiyuan_hub::signatures::rotate_attestation_key(&mut tx)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                tx.commit().await?;
+                anyhow::Ok(fingerprint)
+            }
+            .await;
+            pool.close().await;
+            if let Some(pg) = pg {
+                pg.stop();
+            }
+            println!("attestations are now signed with {}", result?);
             Ok(())
         }
         Command::Scan { .. } | Command::License { .. } | Command::Sign(_) | Command::Log { .. } => {

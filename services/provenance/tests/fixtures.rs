@@ -245,3 +245,22 @@ fn our_bundles_verify_and_carry_the_tools_root() {
     let keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["dsseEnvelope", "mediaType", "verificationMaterial"]);
 }
+
+#[test]
+fn sigstore_keyless_bundles_are_unverifiable_offline_with_what_is_needed() {
+    let model = files(&corpus().join("model"));
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&bundle_bytes("model.p256.sig.json")).unwrap();
+    doc["verificationMaterial"] = serde_json::json!({"certificate": {"rawBytes": "MIIB"}, "tlogEntries": [{"logIndex": "1"}]});
+    let v = verify(
+        &serde_json::to_vec(&doc).unwrap(),
+        &model,
+        &trust_keys(&["p256.pub.pem"]),
+    );
+    assert_eq!(v.status, Status::UnverifiableOffline);
+    let reason = v.reason.unwrap();
+    assert!(
+        reason.contains("trusted root") && reason.contains("identity"),
+        "{reason}"
+    );
+}

@@ -413,6 +413,65 @@ async fn the_real_tool_signs_pushes_and_verifies_the_hubs_attestation(pool: PgPo
         keys["keys"][0].get("private_pem").is_none(),
         "the private key never leaves the hub"
     );
+
+    // Rotation: new attestations use the new key; the old key stays published, retired, and
+    // the old attestation still verifies with it.
+    std::fs::write(download.join("config.json"), b"{\"layers\": 2}\n").unwrap();
+    expect_error(
+        app.post_json(
+            "/api/v1/admin/attestation-keys/rotate",
+            Some(&alice),
+            &json!({}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "admin-required",
+    )
+    .await;
+    let rotated = expect_status(
+        app.post_json(
+            "/api/v1/admin/attestation-keys/rotate",
+            Some(&app.admin_token),
+            &json!({}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let keys = expect_status(
+        app.get("/.well-known/kaiyuan/attestation-keys", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let keys = keys["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys[0]["retired_at"].is_string() && keys[1]["retired_at"].is_null());
+    assert_eq!(keys[1]["fingerprint"], rotated["fingerprint"]);
+    assert!(
+        verify().status.success(),
+        "the old attestation verifies with the retired key"
+    );
+    let new_key = app
+        .get("/.well-known/kaiyuan/attestation-key.pem", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(new_key, keys[1]["public_pem"].as_str().unwrap());
+    std::fs::write(
+        &att_path,
+        app.get("/api/v1/repos/alice/tiny/attestation", None)
+            .await
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(&key_path, new_key).unwrap();
+    assert!(
+        verify().status.success(),
+        "a fresh attestation verifies with the new key"
+    );
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]

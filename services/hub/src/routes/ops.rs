@@ -118,6 +118,7 @@ async fn openapi_json() -> HttpResponse {
         super::provenance::signature,
         super::provenance::attestation,
         super::provenance::provenance_record,
+        super::provenance::rotate_attestation_key,
         super::tlog::checkpoint,
         super::audit::namespace_audit,
         super::tlog::entries,

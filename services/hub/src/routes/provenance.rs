@@ -22,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(attestation)
         .service(provenance_record)
         .service(attestation_keys)
+        .service(rotate_attestation_key)
         .service(attestation_key_pem);
 }
 
@@ -408,4 +409,29 @@ pub async fn provenance_record(
         "signature": {"status": publisher.status.as_str(), "signer": publisher.signer},
         "slsa": slsa,
     })))
+}
+
+/// Starts signing attestations with a new key (hub admins; audited). Older keys stay listed,
+/// retired, so earlier attestations remain verifiable.
+#[utoipa::path(post, path = "/api/v1/admin/attestation-keys/rotate", responses((status = 200), (status = 403)))]
+#[post("/api/v1/admin/attestation-keys/rotate")]
+pub async fn rotate_attestation_key(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
+    let admin = caller.require_admin()?.clone();
+    let mut tx = state.db.begin().await?;
+    let (_, fingerprint) = signatures::rotate_attestation_key(&mut tx).await?;
+    db::audit::record(
+        &mut tx,
+        Some(admin.id),
+        "attestation-key.rotate",
+        "hub",
+        json!({"fingerprint": fingerprint}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(json!({"fingerprint": fingerprint})))
 }
