@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use kaiyuan_provenance::bundle;
 use kaiyuan_provenance::keys::PrivateKey;
 use kaiyuan_provenance::manifest::{self, Resource};
-use kaiyuan_tests::{TestApp, expect_error, expect_status, spawn_app};
+use kaiyuan_tests::{Backend, TestApp, expect_error, expect_status, spawn_app, spawn_app_with};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -267,6 +267,34 @@ async fn certificate_signed_commits_verify_against_namespace_anchors(pool: PgPoo
         v["signer"]["identity"].as_str().unwrap().contains("CN="),
         "{v}"
     );
+}
+
+/// Anchors the hub trusts for everyone, from the configuration, on S3 storage this time; and a
+/// configured signature file name.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn hub_wide_anchors_and_the_signature_file_name_come_from_the_configuration(pool: PgPool) {
+    let app = spawn_app_with(pool, Backend::S3, |s| {
+        s.provenance.trust_anchors = vec![corpus().join("keys/ca.cert.pem")];
+        s.provenance.signature_file = "signatures/model.sig".into();
+    })
+    .await;
+    let alice = app.create_user("alice").await;
+    app.create_repo(&alice, "alice", "model", "public").await;
+    let dir = corpus().join("model");
+    let mut owned: Vec<(String, Vec<u8>)> = Vec::new();
+    collect(&dir, &dir, &mut owned);
+    owned.push((
+        "signatures/model.sig".into(),
+        std::fs::read(corpus().join("model.cert.sig.json")).unwrap(),
+    ));
+    let files: Vec<(&str, &[u8])> = owned
+        .iter()
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect();
+    app.commit_files(&alice, "alice/model", &files).await;
+    let v = signature(&app, &alice, "alice/model", "main").await;
+    assert_eq!(v["status"], "verified", "{v}");
+    assert_eq!(v["signature_file"], "signatures/model.sig");
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
