@@ -248,18 +248,7 @@ async fn certificate_signed_commits_verify_against_namespace_anchors(pool: PgPoo
     )
     .await;
     app.create_repo(&alice, "alice", "model", "public").await;
-    let dir = corpus().join("model");
-    let mut owned: Vec<(String, Vec<u8>)> = Vec::new();
-    collect(&dir, &dir, &mut owned);
-    owned.push((
-        "model.sig".into(),
-        std::fs::read(corpus().join("model.cert.sig.json")).unwrap(),
-    ));
-    let files: Vec<(&str, &[u8])> = owned
-        .iter()
-        .map(|(p, b)| (p.as_str(), b.as_slice()))
-        .collect();
-    app.commit_files(&alice, "alice/model", &files).await;
+    push_certificate_signed_fixture(&app, &alice, "model.sig").await;
     let v = signature(&app, &alice, "alice/model", "main").await;
     assert_eq!(v["status"], "verified", "{v}");
     assert_eq!(v["signer"]["kind"], "certificate");
@@ -280,21 +269,26 @@ async fn hub_wide_anchors_and_the_signature_file_name_come_from_the_configuratio
     .await;
     let alice = app.create_user("alice").await;
     app.create_repo(&alice, "alice", "model", "public").await;
+    push_certificate_signed_fixture(&app, &alice, "signatures/model.sig").await;
+    let v = signature(&app, &alice, "alice/model", "main").await;
+    assert_eq!(v["status"], "verified", "{v}");
+    assert_eq!(v["signature_file"], "signatures/model.sig");
+}
+
+/// Commits the shared fixture model to alice/model with its certificate-signed bundle at `sig`.
+async fn push_certificate_signed_fixture(app: &TestApp, token: &str, sig: &str) {
     let dir = corpus().join("model");
     let mut owned: Vec<(String, Vec<u8>)> = Vec::new();
     collect(&dir, &dir, &mut owned);
     owned.push((
-        "signatures/model.sig".into(),
+        sig.into(),
         std::fs::read(corpus().join("model.cert.sig.json")).unwrap(),
     ));
     let files: Vec<(&str, &[u8])> = owned
         .iter()
         .map(|(p, b)| (p.as_str(), b.as_slice()))
         .collect();
-    app.commit_files(&alice, "alice/model", &files).await;
-    let v = signature(&app, &alice, "alice/model", "main").await;
-    assert_eq!(v["status"], "verified", "{v}");
-    assert_eq!(v["signature_file"], "signatures/model.sig");
+    app.commit_files(token, "alice/model", &files).await;
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {

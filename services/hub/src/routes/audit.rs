@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::db;
 use crate::db::accounts::Role;
 use crate::error::{ApiError, ApiResult};
@@ -59,24 +59,7 @@ pub async fn namespace_audit(
         }
     };
     let mut conn = state.db.acquire().await?;
-    let not_found = || {
-        ApiError::not_found(
-            "namespace-not-found",
-            format!("namespace `{name}` does not exist or you are not a member"),
-        )
-    };
-    let ns = db::accounts::find_namespace(&mut conn, &name)
-        .await?
-        .ok_or_else(not_found)?;
-    let role = auth::namespace_role(&mut conn, &caller, ns.id, &ns.kind)
-        .await?
-        .ok_or_else(not_found)?;
-    if role < Role::Admin {
-        return Err(ApiError::forbidden(
-            "insufficient-role",
-            format!("the audit log of `{}` is for its admins", ns.name),
-        ));
-    }
+    let ns = super::load_namespace(&mut conn, &caller, &name, Role::Admin).await?;
     let query = db::audit::AuditQuery {
         namespace: &ns.name,
         action: params.action.as_deref(),

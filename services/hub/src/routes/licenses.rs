@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::auth::{self, Caller, Need};
 use crate::db;
-use crate::db::accounts::{Namespace, Role};
+use crate::db::accounts::Role;
 use crate::error::{ApiError, ApiResult};
 use crate::licensing;
 
@@ -35,8 +35,7 @@ async fn owner_report(
     name: &str,
     revision: Option<&str>,
 ) -> Result<(crate::db::repos::Repo, String, kaiyuan_license::Report), ApiError> {
-    let repo = super::load_repo(conn, caller, namespace, name, Need::Read).await?;
-    let commit = super::commits::resolve_revision(conn, &repo, revision.unwrap_or("main")).await?;
+    let (repo, commit) = super::load_revision(conn, caller, namespace, name, revision).await?;
     let (policy, _) = licensing::namespace_policy(conn, repo.namespace_id).await?;
     let report = licensing::evaluate_commit(
         conn,
@@ -163,37 +162,6 @@ pub async fn compliance(
     Ok(HttpResponse::Ok().json(body))
 }
 
-/// The namespace and the caller's role on it; 404 for namespaces the caller cannot see.
-async fn namespace_for(
-    conn: &mut sqlx::PgConnection,
-    caller: &Caller,
-    name: &str,
-    need: Role,
-) -> Result<Namespace, ApiError> {
-    let not_found = || {
-        ApiError::not_found(
-            "namespace-not-found",
-            format!("namespace `{name}` does not exist or you are not a member"),
-        )
-    };
-    let ns = db::accounts::find_namespace(conn, name)
-        .await?
-        .ok_or_else(not_found)?;
-    let role = auth::namespace_role(conn, caller, ns.id, &ns.kind)
-        .await?
-        .ok_or_else(not_found)?;
-    if role < need {
-        return Err(ApiError::forbidden(
-            "insufficient-role",
-            format!(
-                "you need the `{}` role on `{name}` to do this",
-                need.as_str()
-            ),
-        ));
-    }
-    Ok(ns)
-}
-
 /// A namespace's licence policy (members).
 #[utoipa::path(get, path = "/api/v1/orgs/{namespace}/license-policy", responses((status = 200), (status = 404)))]
 #[get("/api/v1/orgs/{namespace}/license-policy")]
@@ -204,7 +172,7 @@ pub async fn get_policy(
 ) -> ApiResult<HttpResponse> {
     let name = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let ns = namespace_for(&mut conn, &caller, &name, Role::Read).await?;
+    let ns = super::load_namespace(&mut conn, &caller, &name, Role::Read).await?;
     match db::licenses::policy(&mut conn, ns.id).await? {
         Some(row) => Ok(HttpResponse::Ok().json(json!({"namespace": ns.name, "version": row.version, "updated_at": row.updated_at, "policy": row.document}))),
         None => Err(ApiError::not_found("policy-not-found", format!("`{}` has no licence policy", ns.name))),
@@ -231,7 +199,7 @@ pub async fn put_policy(
     let document =
         serde_json::to_value(&policy).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
     let mut tx = state.db.begin().await?;
-    let ns = namespace_for(&mut tx, &caller, &name, Role::Admin).await?;
+    let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
     let version = db::licenses::set_policy(&mut tx, ns.id, &document, user.id).await?;
     let queued = db::licenses::enqueue_heads(&mut tx, Some(ns.id)).await?;
     db::audit::record(
@@ -259,7 +227,7 @@ pub async fn delete_policy(
     let name = path.into_inner();
     let user = caller.require_writer()?.clone();
     let mut tx = state.db.begin().await?;
-    let ns = namespace_for(&mut tx, &caller, &name, Role::Admin).await?;
+    let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
     if !db::licenses::delete_policy(&mut tx, ns.id).await? {
         return Err(ApiError::not_found(
             "policy-not-found",
@@ -297,7 +265,7 @@ pub async fn namespace_report(
 ) -> ApiResult<HttpResponse> {
     let name = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let ns = namespace_for(&mut conn, &caller, &name, Role::Read).await?;
+    let ns = super::load_namespace(&mut conn, &caller, &name, Role::Read).await?;
     let mut rows = db::licenses::namespace_report(&mut conn, ns.id).await?;
     if let Some(d) = &query.decision {
         if ![

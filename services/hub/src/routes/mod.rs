@@ -103,6 +103,51 @@ pub async fn load_repo(
     Ok(repo)
 }
 
+/// A namespace and a check of the caller's role on it: 404 for namespaces the caller cannot
+/// see (so private membership does not leak), 403 when the role is too weak.
+pub async fn load_namespace(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    name: &str,
+    need: crate::db::accounts::Role,
+) -> Result<crate::db::accounts::Namespace, ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "namespace-not-found",
+            format!("namespace `{name}` does not exist or you are not a member"),
+        )
+    };
+    let ns = crate::db::accounts::find_namespace(conn, name)
+        .await?
+        .ok_or_else(not_found)?;
+    let role = auth::namespace_role(conn, caller, ns.id, &ns.kind)
+        .await?
+        .ok_or_else(not_found)?;
+    if role < need {
+        return Err(ApiError::forbidden(
+            "insufficient-role",
+            format!(
+                "you need the `{}` role on `{name}` to do this",
+                need.as_str()
+            ),
+        ));
+    }
+    Ok(ns)
+}
+
+/// A repository the caller may read, and the commit a revision (default `main`) names.
+pub async fn load_revision(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+    revision: Option<&str>,
+) -> Result<(Repo, String), ApiError> {
+    let repo = load_repo(conn, caller, namespace, name, Need::Read).await?;
+    let commit = commits::resolve_revision(conn, &repo, revision.unwrap_or("main")).await?;
+    Ok((repo, commit))
+}
+
 /// `201 Created` with a JSON body.
 pub fn created<T: serde::Serialize>(body: &T) -> HttpResponse {
     HttpResponse::Created().json(body)

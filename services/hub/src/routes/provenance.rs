@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::auth::{self, Caller, Need};
+use crate::auth::{self, Caller};
 use crate::db;
-use crate::db::accounts::{Namespace, Role};
+use crate::db::accounts::Role;
 use crate::error::{ApiError, ApiResult};
 use crate::signatures;
 
@@ -24,36 +24,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(attestation_keys)
         .service(rotate_attestation_key)
         .service(attestation_key_pem);
-}
-
-async fn namespace_for(
-    conn: &mut sqlx::PgConnection,
-    caller: &Caller,
-    name: &str,
-    need: Role,
-) -> Result<Namespace, ApiError> {
-    let not_found = || {
-        ApiError::not_found(
-            "namespace-not-found",
-            format!("namespace `{name}` does not exist or you are not a member"),
-        )
-    };
-    let ns = db::accounts::find_namespace(conn, name)
-        .await?
-        .ok_or_else(not_found)?;
-    let role = auth::namespace_role(conn, caller, ns.id, &ns.kind)
-        .await?
-        .ok_or_else(not_found)?;
-    if role < need {
-        return Err(ApiError::forbidden(
-            "insufficient-role",
-            format!(
-                "you need the `{}` role on `{name}` to do this",
-                need.as_str()
-            ),
-        ));
-    }
-    Ok(ns)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -112,7 +82,7 @@ pub async fn add_key(
         }
     };
     let mut tx = state.db.begin().await?;
-    let ns = namespace_for(&mut tx, &caller, &path.into_inner(), Role::Admin).await?;
+    let ns = super::load_namespace(&mut tx, &caller, &path.into_inner(), Role::Admin).await?;
     let Some(row) = db::provenance::add_key(
         &mut tx,
         ns.id,
@@ -152,7 +122,7 @@ pub async fn list_keys(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.db.acquire().await?;
-    let ns = namespace_for(&mut conn, &caller, &path.into_inner(), Role::Read).await?;
+    let ns = super::load_namespace(&mut conn, &caller, &path.into_inner(), Role::Read).await?;
     Ok(HttpResponse::Ok().json(
         json!({"namespace": ns.name, "keys": db::provenance::keys(&mut conn, ns.id, true).await?}),
     ))
@@ -170,7 +140,7 @@ pub async fn revoke_key(
     let user = caller.require_writer()?.clone();
     let (name, id) = path.into_inner();
     let mut tx = state.db.begin().await?;
-    let ns = namespace_for(&mut tx, &caller, &name, Role::Admin).await?;
+    let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
     if !db::provenance::revoke_key(&mut tx, ns.id, id).await? {
         return Err(ApiError::not_found(
             "key-not-found",
@@ -208,11 +178,12 @@ pub async fn signature(
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
-    let commit = super::commits::resolve_revision(
+    let (repo, commit) = super::load_revision(
         &mut conn,
-        &repo,
-        query.revision.as_deref().unwrap_or("main"),
+        &caller,
+        &namespace,
+        &name,
+        query.revision.as_deref(),
     )
     .await?;
     let result =
@@ -239,11 +210,12 @@ pub async fn attestation(
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
-    let commit = super::commits::resolve_revision(
+    let (repo, commit) = super::load_revision(
         &mut conn,
-        &repo,
-        query.revision.as_deref().unwrap_or("main"),
+        &caller,
+        &namespace,
+        &name,
+        query.revision.as_deref(),
     )
     .await?;
     let publisher =
@@ -310,11 +282,12 @@ pub async fn provenance_record(
     use kaiyuan_provenance::manifest::{self, GIT_PATHS, Resource};
     let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
-    let commit = super::commits::resolve_revision(
+    let (repo, commit) = super::load_revision(
         &mut conn,
-        &repo,
-        query.revision.as_deref().unwrap_or("main"),
+        &caller,
+        &namespace,
+        &name,
+        query.revision.as_deref(),
     )
     .await?;
     let push = db::audit::push_record(
