@@ -88,9 +88,47 @@ pub fn from_dir(root: &Path, ignored: &[String]) -> Result<Vec<Resource>, Manife
             digest: hash_file(root)?,
         }]);
     }
-    let mut out = Vec::new();
-    walk(root, "", ignored, &mut out)?;
+    let mut found = Vec::new();
+    walk(root, "", ignored, &mut found)?;
+    let mut out = hash_all(found)?;
     sort(&mut out);
+    Ok(out)
+}
+
+/// Hashes files on every core: a sharded checkpoint is several large files, and one SHA-256
+/// stream cannot use more than one core.
+fn hash_all(files: Vec<(String, std::path::PathBuf)>) -> Result<Vec<Resource>, ManifestError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<Resource>, ManifestError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((name, path)) = files.get(i) else {
+                            return Ok(mine);
+                        };
+                        mine.push(Resource {
+                            name: name.clone(),
+                            digest: hash_file(path)?,
+                        });
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a hashing thread panicked"))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(files.len());
+    for r in results {
+        out.extend(r?);
+    }
     Ok(out)
 }
 
@@ -98,7 +136,7 @@ fn walk(
     dir: &Path,
     prefix: &str,
     ignored: &[String],
-    out: &mut Vec<Resource>,
+    out: &mut Vec<(String, std::path::PathBuf)>,
 ) -> Result<(), ManifestError> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| ManifestError(format!("{}: {e}", dir.display())))?;
@@ -126,10 +164,7 @@ fn walk(
             walk(&entry.path(), &name, ignored, out)?;
         } else if kind.is_file() {
             validate_name(&name)?;
-            out.push(Resource {
-                digest: hash_file(&entry.path())?,
-                name,
-            });
+            out.push((name, entry.path()));
         } else if kind.is_symlink() {
             return Err(ManifestError(format!(
                 "{name} is a symbolic link; signed models may not contain links"
