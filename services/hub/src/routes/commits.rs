@@ -316,27 +316,15 @@ pub async fn write_commit(
         ctx.request_id.as_deref(),
     )
     .await?;
-    db::jobs::enqueue(
-        conn,
+    // The per-commit checks: the publisher's signature, the licence, the stored blobs.
+    let payload = serde_json::json!({"repository_id": ctx.repository_id, "commit_id": id});
+    for kind in [
         db::provenance::SIGNATURE_VERIFY,
-        &serde_json::json!({"repository_id": ctx.repository_id, "commit_id": id}),
-        ctx.request_id.as_deref(),
-    )
-    .await?;
-    db::jobs::enqueue(
-        conn,
         db::licenses::LICENSE_EVALUATE,
-        &serde_json::json!({"repository_id": ctx.repository_id, "commit_id": id}),
-        ctx.request_id.as_deref(),
-    )
-    .await?;
-    db::jobs::enqueue(
-        conn,
         jobs::COMMIT_CREATED,
-        &serde_json::json!({"repository_id": ctx.repository_id, "commit_id": id}),
-        ctx.request_id.as_deref(),
-    )
-    .await?;
+    ] {
+        db::jobs::enqueue(conn, kind, &payload, ctx.request_id.as_deref()).await?;
+    }
     log_publish(conn, ctx, &id, &files).await?;
     Ok(id)
 }
