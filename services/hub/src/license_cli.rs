@@ -25,6 +25,9 @@ pub struct AuditArgs {
     /// Monthly active users of your products today.
     #[arg(long)]
     pub mau: Option<u64>,
+    /// Annual revenue in USD (licences with a revenue threshold).
+    #[arg(long)]
+    pub revenue: Option<u64>,
     /// Monthly active users in a past month, `YYYY-MM=N` (repeatable), for thresholds measured
     /// at a licence's release date.
     #[arg(long = "mau-on", value_name = "YYYY-MM=N")]
@@ -66,6 +69,7 @@ fn audit(args: &AuditArgs) -> Result<Report, String> {
     let mut ctx = UseContext {
         purpose,
         mau: args.mau,
+        annual_revenue: args.revenue,
         region: args.region.clone(),
         domains: args.domains.iter().map(|d| d.to_lowercase()).collect(),
         integrated_end_user: args.integrated_end_user,

@@ -184,6 +184,8 @@ pub struct Terms {
     pub commercial: Commercial,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mau_over: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revenue_over: Option<u64>,
     #[serde(default)]
     pub mau_anchor: MauAnchor,
     #[serde(default)]
@@ -530,6 +532,7 @@ fn spdx_defaults(id: &str) -> Terms {
         osi_approved: false,
         commercial: Commercial::Unknown,
         mau_over: None,
+        revenue_over: None,
         mau_anchor: MauAnchor::Current,
         end_user_exempt: false,
         licensor: None,

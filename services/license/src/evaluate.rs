@@ -1071,6 +1071,19 @@ fn use_rules(cx: &mut Ctx, leaf: &str, multimodal: bool, derivative: bool) {
 fn commercial_condition(cx: &mut Ctx, t: &Terms) {
     let u = cx.use_ctx;
     let who = t.licensor.clone().unwrap_or_else(|| "the licensor".into());
+    if let Some(limit) = t.revenue_over {
+        let millions = limit as f64 / 1e6;
+        match u.annual_revenue {
+            Some(r) if r > limit => cx.find("use-not-permitted", Severity::Error, format!(
+                "with USD {r} annual revenue you are above the USD {millions}M threshold of the {}: you need a licence from {who}", t.name)),
+            Some(_) => cx.oblige(format!("the {} is free below USD {millions}M annual revenue; above it you need a licence from {who}", t.name)),
+            None => cx.find("use-not-permitted", Severity::Review, format!(
+                "the {} allows commercial use only below USD {millions}M annual revenue: give your annual revenue", t.name)),
+        }
+        if t.mau_over.is_none() {
+            return;
+        }
+    }
     let Some(limit) = t.mau_over else {
         cx.find(
             "use-not-permitted",

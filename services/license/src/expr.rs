@@ -440,12 +440,13 @@ fn canonical_requirement(
                     || written_base.trim_end_matches('+') == id.name
                     || written.starts_with(id.name);
                 if !exact {
-                    // A guess from the lax tables: only accept it when the versions agree.
-                    let (want, got) = (version_numbers(written_base), version_numbers(id.name));
+                    // A guess from the lax tables: only accept it when the numbers agree, so
+                    // that neither a version nor a variant (`bsd` -> BSD-2-Clause) is invented.
+                    let (want, got) = (version_numbers(written), version_numbers(id.name));
                     let head = |v: &[String]| v.first().cloned();
-                    if !want.is_empty() && head(&want) != head(&got) {
+                    if head(&want) != head(&got) {
                         return Err(format!(
-                            "`{written}` is not an SPDX id; the closest listed licence {} has a different version, so it is not assumed",
+                            "`{written}` is not an SPDX id; the closest listed licence {} has a version or variant the input does not state, so it is not assumed",
                             id.name
                         ));
                     }

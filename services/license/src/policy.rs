@@ -142,6 +142,9 @@ pub struct UseContext {
     /// Monthly active users of the user's products today.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mau: Option<u64>,
+    /// Annual revenue in USD, for licences with a revenue threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annual_revenue: Option<u64>,
     /// Monthly active users in past months (`YYYY-MM`), for thresholds anchored to a date.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mau_history: BTreeMap<String, u64>,

@@ -302,3 +302,47 @@ fn research_use_of_research_licences_is_allowed() {
     ));
     assert_eq!(m.commercial().decision, Decision::Deny);
 }
+
+#[test]
+fn revenue_thresholds_and_ambiguous_tags() {
+    let m = model("stabilityai/stable-diffusion-3.5-medium", "other");
+    let mut m = m;
+    m.facts.card.license_name = Some("stabilityai-ai-community".into());
+    let small = UseContext {
+        annual_revenue: Some(200_000),
+        ..Default::default()
+    };
+    assert_eq!(m.run(small, None).decision, Decision::AllowWithObligations);
+    let big = UseContext {
+        annual_revenue: Some(5_000_000),
+        ..Default::default()
+    };
+    assert_eq!(m.run(big, None).decision, Decision::Deny);
+    assert_eq!(
+        m.commercial().decision,
+        Decision::FlagReview,
+        "revenue unknown"
+    );
+    // Tags that name a family, not a licence, are refused with suggestions, never guessed.
+    for tag in ["bsd", "gpl", "lgpl", "cc"] {
+        let r = model("acme/x", tag).commercial();
+        assert!(
+            r.findings.iter().any(|f| f.code == "invalid-expression"),
+            "{tag}: {:?}",
+            r.findings
+        );
+    }
+    assert_eq!(
+        model("acme/x", "lgpl-lr")
+            .commercial()
+            .expression
+            .as_deref(),
+        Some("LGPLLR")
+    );
+    assert_eq!(
+        model("acme/x", "fair-noncommercial-research-license")
+            .commercial()
+            .decision,
+        Decision::Deny
+    );
+}
