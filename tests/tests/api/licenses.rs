@@ -112,6 +112,29 @@ async fn a_relabelled_llama_finetune_is_denied_and_listed_for_auditors(pool: PgP
     )
     .await;
 
+    // Hugging Face clients are told why, on every download.
+    app.commit_files(&alice, "acme/Acme-8B", &[("w.bin", b"weights")])
+        .await;
+    app.run_jobs().await;
+    let res = app
+        .request(
+            Method::HEAD,
+            "/acme/Acme-8B/resolve/main/w.bin",
+            Some(&alice),
+        )
+        .send()
+        .await
+        .unwrap();
+    let warning = res.headers()["x-hf-warning"].to_str().unwrap().to_string();
+    assert!(
+        warning.starts_with("kaiyuan-license; acme/Acme-8B (deny for commercial use): "),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("/api/v1/repos/acme/Acme-8B/license"),
+        "{warning}"
+    );
+
     // The fix: keep the Llama agreement and NOTICE, rename, say "Built with Llama".
     app.create_repo(&alice, "acme", "Llama-3.1-Acme-8B", "public")
         .await;

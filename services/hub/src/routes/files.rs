@@ -141,15 +141,55 @@ fn scan_warning(scan: &db::scans::ScanState) -> Option<String> {
 }
 
 /// A licence notice for Hugging Face clients (`X-HF-Warning: <topic>; <message>`, printed once
-/// per topic). Until the licence engine evaluates terms, the one notice is a missing licence.
-pub fn license_notice(repo: &crate::db::repos::Repo) -> Option<String> {
-    match repo.license.as_deref() {
-        None | Some("") | Some("NOASSERTION") | Some("noassertion") => Some(format!(
+/// per topic): a missing licence, or the stored evaluation of the revision when it denies or
+/// flags commercial use (the first blocking reason, and where to read the rest).
+pub async fn license_notice(
+    conn: &mut sqlx::PgConnection,
+    repo: &crate::db::repos::Repo,
+    commit: &str,
+) -> Result<Option<String>, ApiError> {
+    if matches!(
+        repo.license.as_deref(),
+        None | Some("") | Some("NOASSERTION") | Some("noassertion")
+    ) {
+        return Ok(Some(format!(
             "kaiyuan-license; {} declares no licence: you have no granted rights to use it until its owner states terms",
             repo.full_name()
-        )),
-        _ => None,
+        )));
     }
+    let Some(stored) = db::licenses::evaluation(conn, repo.id, commit).await? else {
+        return Ok(None);
+    };
+    if stored.decision != "deny" && stored.decision != "flag_review" {
+        return Ok(None);
+    }
+    let reason = stored.report["findings"]
+        .as_array()
+        .and_then(|f| {
+            f.iter()
+                .find(|f| f["severity"] == "error" || f["severity"] == "review")
+        })
+        .and_then(|f| f["message"].as_str())
+        .unwrap_or("see the licence report");
+    let text = format!(
+        "kaiyuan-license; {} ({} for commercial use): {reason} (details: /api/v1/repos/{}/license)",
+        repo.full_name(),
+        stored.decision,
+        repo.full_name()
+    );
+    // Header values are ASCII; quotes and dashes in licence texts are not.
+    Ok(Some(
+        text.chars()
+            .map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .take(400)
+            .collect(),
+    ))
 }
 
 /// Downloads a file at a revision (branch, tag or commit id).
@@ -190,6 +230,7 @@ pub async fn resolve(
         return Ok(response);
     };
     let scan = db::scans::state(&mut conn, &file.sha256).await?;
+    let notice = license_notice(&mut conn, &repo, &commit).await?;
     drop(conn);
     let scan_status = scan
         .as_ref()
@@ -235,8 +276,8 @@ pub async fn resolve(
         if let Some(warning) = scan.as_ref().and_then(scan_warning) {
             builder.insert_header(("X-Kaiyuan-Warning", warning));
         }
-        if let Some(notice) = license_notice(&repo) {
-            builder.insert_header(("X-HF-Warning", notice));
+        if let Some(notice) = &notice {
+            builder.insert_header(("X-HF-Warning", notice.clone()));
         }
         builder
     };

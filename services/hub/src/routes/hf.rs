@@ -289,7 +289,7 @@ async fn model_info(
     let repo = load(&mut conn, &caller, &namespace, &name).await?;
     let commit = resolve(&mut conn, &repo, "main").await?;
     let mut response = HttpResponse::Ok();
-    if let Some(notice) = super::files::license_notice(&repo) {
+    if let Some(notice) = super::files::license_notice(&mut conn, &repo, &commit).await? {
         response.insert_header(("X-HF-Warning", notice));
     }
     Ok(response.json(info_json(&mut conn, &repo, &commit, flag(query.blobs.as_deref())).await?))
@@ -307,7 +307,7 @@ async fn model_info_at(
     let repo = load(&mut conn, &caller, &namespace, &name).await?;
     let commit = resolve(&mut conn, &repo, &revision).await?;
     let mut response = HttpResponse::Ok();
-    if let Some(notice) = super::files::license_notice(&repo) {
+    if let Some(notice) = super::files::license_notice(&mut conn, &repo, &commit).await? {
         response.insert_header(("X-HF-Warning", notice));
     }
     Ok(response.json(info_json(&mut conn, &repo, &commit, flag(query.blobs.as_deref())).await?))
