@@ -16,6 +16,9 @@ use crate::db;
 use crate::db::repos::Repo;
 use crate::error::ApiError;
 
+/// GGUF headers read per evaluation.
+const MAX_GGUF_HEADERS: usize = 3;
+
 /// Most hub repositories one evaluation follows through base-model links.
 const MAX_LINKED: usize = 64;
 
@@ -44,6 +47,7 @@ pub async fn facts_at(
     commit_id: &str,
 ) -> Result<ModelFacts, ApiError> {
     let files = db::commits::files(conn, repo.id, commit_id).await?;
+    let mut gguf_read = 0;
     let mut facts = ModelFacts {
         name: Some(repo.full_name()),
         ..Default::default()
@@ -65,7 +69,10 @@ pub async fn facts_at(
                 path: f.path.clone(),
                 text: read_text(store, &f.sha256, f.size).await?,
             });
-        } else if f.path.to_lowercase().ends_with(".gguf") {
+        } else if f.path.to_lowercase().ends_with(".gguf") && gguf_read < MAX_GGUF_HEADERS {
+            // Quantization repositories hold dozens of GGUF files with the same metadata; a
+            // header (with its vocabulary) is megabytes, so a few are enough.
+            gguf_read += 1;
             let store = store.clone();
             let d = digest(&f.sha256)?;
             let size = f.size as u64;

@@ -99,7 +99,13 @@ fn gguf_licences(dir: &Path, prefix: &str, depth: u8, facts: &mut ModelFacts) {
     }
 }
 
+/// GGUF headers read per folder: quantization folders hold many files with the same metadata.
+const MAX_GGUF_HEADERS: usize = 3;
+
 fn gguf_file(path: &Path, name: &str, facts: &mut ModelFacts) {
+    if facts.metadata_licenses.len() >= MAX_GGUF_HEADERS {
+        return;
+    }
     let Ok(file) = fs::File::open(path) else {
         return;
     };
