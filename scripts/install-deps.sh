@@ -48,6 +48,13 @@ if $want_test; then
       cp "$requirements" "$py_env/requirements.txt"
     fi
   done
+  # Packages used only for data files they carry (the OSV JSON schema in `osv`), installed
+  # without their dependencies.
+  nodeps="$(dirname "$0")/../tests/python/requirements-nodeps.txt"
+  if ! cmp -s "$nodeps" "$HOME/.cache/kaiyuan/py/requirements-nodeps.txt" 2>/dev/null; then
+    "$HOME/.cache/kaiyuan/py/bin/pip" install -q --no-deps -r "$nodeps"
+    cp "$nodeps" "$HOME/.cache/kaiyuan/py/requirements-nodeps.txt"
+  fi
   if [[ ! -x "$tools_dir/bin/cargo-fuzz" ]]; then
     echo "building cargo-fuzz (once; cached in $tools_dir)..." >&2
     cargo install --locked --quiet cargo-fuzz --root "$tools_dir"

@@ -25,6 +25,22 @@ pub struct Settings {
     pub gc: Gc,
     pub embedded_postgres: EmbeddedPostgres,
     pub provenance: Provenance,
+    pub reviews: Reviews,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Reviews {
+    /// Days after which an unresolved security report may be disclosed.
+    pub disclosure_days: u32,
+}
+
+impl Default for Reviews {
+    fn default() -> Self {
+        Self {
+            disclosure_days: 90,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +133,7 @@ impl Default for Settings {
             gc: Gc::default(),
             embedded_postgres: EmbeddedPostgres::default(),
             provenance: Provenance::default(),
+            reviews: Reviews::default(),
         }
     }
 }

@@ -14,6 +14,7 @@ mod licenses;
 mod ops;
 mod provenance;
 mod repos;
+mod reviews;
 mod scanning;
 mod storage_contract;
 mod tlog;

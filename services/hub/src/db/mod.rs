@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod licenses;
 pub mod provenance;
 pub mod repos;
+pub mod reviews;
 pub mod scans;
 pub mod tlog;
 

@@ -231,6 +231,8 @@ pub async fn resolve(
     };
     let scan = db::scans::state(&mut conn, &file.sha256).await?;
     let notice = license_notice(&mut conn, &repo, &commit).await?;
+    // Published advisories name blobs: the same bytes are flagged in every repository.
+    let advisories = db::reviews::advisories_for_blob(&mut conn, &file.sha256).await?;
     drop(conn);
     let scan_status = scan
         .as_ref()
@@ -278,6 +280,9 @@ pub async fn resolve(
         }
         if let Some(notice) = &notice {
             builder.insert_header(("X-HF-Warning", notice.clone()));
+        }
+        if !advisories.is_empty() {
+            builder.insert_header(("X-Kaiyuan-Advisory", advisories.join(", ")));
         }
         builder
     };

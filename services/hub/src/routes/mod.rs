@@ -11,6 +11,7 @@ pub mod licenses;
 pub mod ops;
 pub mod provenance;
 pub mod repos;
+pub mod reviews;
 pub mod tlog;
 pub mod uploads;
 
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     licenses::configure(cfg);
     provenance::configure(cfg);
     tlog::configure(cfg);
+    reviews::configure(cfg);
     files::configure(cfg);
     cfg.default_service(web::to(unknown_route));
 }

@@ -166,6 +166,12 @@ pub struct RevisionQuery {
     revision: Option<String>,
 }
 
+impl RevisionQuery {
+    pub fn revision(&self) -> Option<&str> {
+        self.revision.as_deref()
+    }
+}
+
 /// The revision's publisher signature: `verified` (with the signer), `invalid` (with the
 /// reason and the files that differ), `unsigned` or `unverifiable-offline`.
 #[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/signature", responses((status = 200), (status = 404)))]

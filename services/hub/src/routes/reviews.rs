@@ -1,0 +1,709 @@
+//! Community security review: reports, reviewer triage and discussion, advisories with OSV
+//! export. A report is visible only to its reporter, the repository's admins and reviewers;
+//! to anyone else it does not exist.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+
+use crate::app::AppState;
+use crate::auth::{self, AuthUser, Caller, Need};
+use crate::db;
+use crate::db::accounts::Role;
+use crate::db::repos::Repo;
+use crate::db::reviews::{self, Report};
+use crate::error::{ApiError, ApiResult};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(file_report)
+        .service(repo_reports)
+        .service(get_report)
+        .service(comment)
+        .service(triage)
+        .service(queue)
+        .service(create_advisory)
+        .service(publish_advisory)
+        .service(list_advisories)
+        .service(get_advisory)
+        .service(advisory_osv)
+        .service(repo_advisories)
+        .service(set_hub_reviewer)
+        .service(set_org_reviewer);
+}
+
+fn not_found(id: impl std::fmt::Display) -> ApiError {
+    ApiError::not_found(
+        "report-not-found",
+        format!("report {id} does not exist or you may not see it"),
+    )
+}
+
+/// Hub reviewers, the organisation's reviewers and hub admins review a repository's reports.
+async fn reviews(conn: &mut PgConnection, user: &AuthUser, repo: &Repo) -> Result<bool, ApiError> {
+    Ok(user.is_admin
+        || reviews::is_hub_reviewer(conn, user.id).await?
+        || reviews::is_org_reviewer(conn, repo.namespace_id, user.id).await?)
+}
+
+/// The report and its repository, when the caller may see it (404 otherwise).
+async fn visible(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: i64,
+) -> Result<(Report, Repo, bool), ApiError> {
+    let user = caller.user.as_ref().ok_or_else(|| not_found(id))?;
+    let report = reviews::get(conn, id).await?.ok_or_else(|| not_found(id))?;
+    let repo = db::repos::find_by_id(conn, report.repository_id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let reviewer = reviews(conn, user, &repo).await?;
+    let owner = auth::namespace_role(conn, caller, repo.namespace_id, &repo.namespace_kind)
+        .await?
+        .is_some_and(|r| r >= Role::Admin);
+    if report.reporter_id != user.id && !owner && !reviewer {
+        return Err(not_found(id));
+    }
+    Ok((report, repo, reviewer))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewReport {
+    /// malicious-code, backdoor, license-violation, leaked-data, unsafe-format or other.
+    pub category: String,
+    pub description: String,
+    #[serde(default)]
+    pub evidence: String,
+    /// A branch, tag or commit (default: the repository as a whole at `main`).
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// A file at that revision.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+/// Files a report (any signed-in user who can see the repository; audited).
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/reports", request_body = NewReport, responses((status = 201), (status = 404), (status = 422)))]
+#[post("/api/v1/repos/{namespace}/{name}/reports")]
+pub async fn file_report(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<NewReport>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_user()?.clone();
+    let (namespace, name) = path.into_inner();
+    let body = body.into_inner();
+    if !reviews::CATEGORIES.contains(&body.category.as_str()) {
+        return Err(ApiError::unprocessable(
+            "invalid-category",
+            format!(
+                "category `{}`: expected one of {}",
+                body.category,
+                reviews::CATEGORIES.join(", ")
+            ),
+        ));
+    }
+    if body.description.trim().is_empty()
+        || body.description.len() > 20_000
+        || body.evidence.len() > 100_000
+    {
+        return Err(ApiError::unprocessable(
+            "invalid-description",
+            "a description of 1 to 20000 characters is required; evidence is at most 100000",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Read).await?;
+    let commit = match (&body.revision, &body.path) {
+        (None, None) => None,
+        (revision, _) => Some(
+            super::commits::resolve_revision(&mut tx, &repo, revision.as_deref().unwrap_or("main"))
+                .await?,
+        ),
+    };
+    let sha256 = match (&body.path, &commit) {
+        (Some(p), Some(c)) => Some(
+            db::commits::file(&mut tx, repo.id, c, p)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "entry-not-found",
+                        format!("`{p}` does not exist at that revision"),
+                    )
+                })?
+                .sha256,
+        ),
+        _ => None,
+    };
+    let disclosure_at = chrono::Utc::now()
+        + chrono::Duration::days(i64::from(state.settings.reviews.disclosure_days));
+    let id = reviews::insert(
+        &mut tx,
+        &reviews::NewReport {
+            repository_id: repo.id,
+            commit_id: commit.as_deref(),
+            path: body.path.as_deref(),
+            sha256: sha256.as_deref(),
+            reporter_id: user.id,
+            category: &body.category,
+            description: body.description.trim(),
+            evidence: &body.evidence,
+            disclosure_at,
+        },
+    )
+    .await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "report.file",
+        &format!("repo:{}", repo.full_name()),
+        json!({"report": id, "category": body.category}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    let mut conn = state.db.acquire().await?;
+    let report = reviews::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    Ok(super::created(&report))
+}
+
+/// The reports on a repository the caller may see (none, for outsiders).
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/reports", responses((status = 200), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/reports")]
+pub async fn repo_reports(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let mut list = Vec::new();
+    if caller.user.is_some() {
+        for r in reviews::for_repository(&mut conn, repo.id).await? {
+            if visible(&mut conn, &caller, r.id).await.is_ok() {
+                list.push(r);
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({"reports": list})))
+}
+
+/// A report with its discussion.
+#[utoipa::path(get, path = "/api/v1/reports/{id}", responses((status = 200), (status = 404)))]
+#[get("/api/v1/reports/{id}")]
+pub async fn get_report(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let (report, _, _) = visible(&mut conn, &caller, id).await?;
+    let mut body =
+        serde_json::to_value(&report).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    body["comments"] = serde_json::to_value(reviews::comments(&mut conn, id).await?)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommentBody {
+    pub body: String,
+}
+
+/// Adds to a report's discussion (reporter, repository admins, reviewers; audited).
+#[utoipa::path(post, path = "/api/v1/reports/{id}/comments", request_body = CommentBody, responses((status = 201), (status = 404), (status = 422)))]
+#[post("/api/v1/reports/{id}/comments")]
+pub async fn comment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<i64>,
+    body: web::Json<CommentBody>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let text = body.body.trim();
+    if text.is_empty() || text.len() > 20_000 {
+        return Err(ApiError::unprocessable(
+            "invalid-comment",
+            "a comment has 1 to 20000 characters",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let (_, repo, _) = visible(&mut tx, &caller, id).await?;
+    let user = caller.require_user()?;
+    reviews::add_comment(&mut tx, id, user.id, text).await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "report.comment",
+        &format!("repo:{}", repo.full_name()),
+        json!({"report": id}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(json!({"report": id})))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Triage {
+    /// confirm, dismiss or request-info.
+    pub action: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Triages a report (reviewers; audited): confirm, dismiss with a reason, or ask for
+/// information.
+#[utoipa::path(post, path = "/api/v1/reports/{id}/triage", request_body = Triage, responses((status = 200), (status = 403), (status = 404), (status = 422)))]
+#[post("/api/v1/reports/{id}/triage")]
+pub async fn triage(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<i64>,
+    body: web::Json<Triage>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let (report, repo, reviewer) = visible(&mut tx, &caller, id).await?;
+    if !reviewer {
+        return Err(ApiError::forbidden(
+            "reviewer-required",
+            "only reviewers triage reports",
+        ));
+    }
+    let reason = body
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let status = match body.action.as_str() {
+        "confirm" => "confirmed",
+        "request-info" => "needs-info",
+        "dismiss" if reason.is_some() => "dismissed",
+        "dismiss" => {
+            return Err(ApiError::unprocessable(
+                "invalid-reason",
+                "dismissing a report needs a reason",
+            ));
+        }
+        other => {
+            return Err(ApiError::unprocessable(
+                "invalid-action",
+                format!("action `{other}`: expected confirm, dismiss or request-info"),
+            ));
+        }
+    };
+    if report.status == "published" {
+        return Err(ApiError::conflict(
+            "report-published",
+            format!("report {id} is published"),
+        ));
+    }
+    reviews::set_status(&mut tx, id, status, reason).await?;
+    let user = caller.require_user()?;
+    if let Some(r) = reason {
+        reviews::add_comment(&mut tx, id, user.id, &format!("[{status}] {r}")).await?;
+    }
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "report.triage",
+        &format!("repo:{}", repo.full_name()),
+        json!({"report": id, "status": status, "reason": reason}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(json!({"report": id, "status": status})))
+}
+
+/// Open reports the caller reviews.
+#[utoipa::path(get, path = "/api/v1/reviews/queue", responses((status = 200), (status = 403)))]
+#[get("/api/v1/reviews/queue")]
+pub async fn queue(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    let user = caller.require_user()?;
+    let mut conn = state.db.acquire().await?;
+    let hub = user.is_admin || reviews::is_hub_reviewer(&mut conn, user.id).await?;
+    Ok(HttpResponse::Ok().json(json!({"reports": reviews::queue(&mut conn, user.id, hub).await?})))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAdvisory {
+    /// low, medium, high or critical.
+    pub severity: String,
+    pub summary: String,
+    pub details: String,
+    pub remediation: String,
+}
+
+/// Turns a confirmed report into an advisory draft with a stable id (reviewers; audited).
+/// The affected blobs are the reported file, or every file of the reported revision.
+#[utoipa::path(post, path = "/api/v1/reports/{id}/advisory", request_body = NewAdvisory, responses((status = 201), (status = 403), (status = 404), (status = 409)))]
+#[post("/api/v1/reports/{id}/advisory")]
+pub async fn create_advisory(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<i64>,
+    body: web::Json<NewAdvisory>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    if !reviews::SEVERITIES.contains(&body.severity.as_str()) {
+        return Err(ApiError::unprocessable(
+            "invalid-severity",
+            format!(
+                "severity `{}`: expected low, medium, high or critical",
+                body.severity
+            ),
+        ));
+    }
+    if [&body.summary, &body.details, &body.remediation]
+        .iter()
+        .any(|t| t.trim().is_empty() || t.len() > 20_000)
+    {
+        return Err(ApiError::unprocessable(
+            "invalid-advisory",
+            "summary, details and remediation need 1 to 20000 characters each",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let (report, repo, reviewer) = visible(&mut tx, &caller, id).await?;
+    if !reviewer {
+        return Err(ApiError::forbidden(
+            "reviewer-required",
+            "only reviewers write advisories",
+        ));
+    }
+    if report.status != "confirmed" {
+        return Err(ApiError::conflict(
+            "report-not-confirmed",
+            format!("report {id} is {}: confirm it first", report.status),
+        ));
+    }
+    let user = caller.require_user()?;
+    let advisory = reviews::create_advisory(
+        &mut tx,
+        id,
+        &body.severity,
+        body.summary.trim(),
+        body.details.trim(),
+        body.remediation.trim(),
+        user.id,
+    )
+    .await?;
+    let commit = match &report.commit_id {
+        Some(c) => c.clone(),
+        None => super::commits::resolve_revision(&mut tx, &repo, "main").await?,
+    };
+    match (&report.sha256, &report.path) {
+        (Some(sha), path) => {
+            reviews::add_affected(
+                &mut tx,
+                &advisory,
+                repo.id,
+                &repo.full_name(),
+                Some(&commit),
+                path.as_deref(),
+                sha,
+            )
+            .await?
+        }
+        (None, _) => {
+            for f in db::commits::files(&mut tx, repo.id, &commit).await? {
+                reviews::add_affected(
+                    &mut tx,
+                    &advisory,
+                    repo.id,
+                    &repo.full_name(),
+                    Some(&commit),
+                    Some(&f.path),
+                    &f.sha256,
+                )
+                .await?;
+            }
+        }
+    }
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "advisory.create",
+        &format!("repo:{}", repo.full_name()),
+        json!({"advisory": advisory, "report": id}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(json!({"id": advisory, "report": id, "published": false})))
+}
+
+/// Publishes an advisory (reviewers; audited; appended to the transparency log). From then on
+/// everyone sees it, and every repository holding an affected blob is flagged.
+#[utoipa::path(post, path = "/api/v1/advisories/{id}/publish", responses((status = 200), (status = 403), (status = 404), (status = 409)))]
+#[post("/api/v1/advisories/{id}/publish")]
+pub async fn publish_advisory(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let missing = || {
+        ApiError::not_found(
+            "advisory-not-found",
+            format!("advisory {id} does not exist or you may not see it"),
+        )
+    };
+    let mut tx = state.db.begin().await?;
+    let advisory = reviews::advisory(&mut tx, &id).await?.ok_or_else(missing)?;
+    let (_, repo, reviewer) = visible(&mut tx, &caller, advisory.report_id)
+        .await
+        .map_err(|_| missing())?;
+    if !reviewer {
+        return Err(ApiError::forbidden(
+            "reviewer-required",
+            "only reviewers publish advisories",
+        ));
+    }
+    if !reviews::publish(&mut tx, &id).await? {
+        return Err(ApiError::conflict(
+            "advisory-published",
+            format!("{id} is already published"),
+        ));
+    }
+    reviews::set_status(&mut tx, advisory.report_id, "published", None).await?;
+    let blobs: Vec<String> = reviews::affected(&mut tx, &id)
+        .await?
+        .iter()
+        .map(|a| hex::encode(&a.sha256))
+        .collect();
+    crate::tlog::append(
+        &mut tx,
+        json!({"kind": "advisory", "advisory": id, "severity": advisory.severity, "sha256": blobs}),
+    )
+    .await?;
+    let user = caller.require_user()?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "advisory.publish",
+        &format!("repo:{}", repo.full_name()),
+        json!({"advisory": id}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(json!({"id": id, "published": true})))
+}
+
+async fn advisory_json(conn: &mut PgConnection, a: &reviews::Advisory) -> Result<Value, ApiError> {
+    let mut v = serde_json::to_value(a).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    v["affected"] = serde_json::to_value(reviews::affected(conn, &a.id).await?)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    Ok(v)
+}
+
+/// Published advisories (public).
+#[utoipa::path(get, path = "/api/v1/advisories", responses((status = 200)))]
+#[get("/api/v1/advisories")]
+pub async fn list_advisories(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let mut conn = state.db.acquire().await?;
+    let mut list = Vec::new();
+    for a in reviews::published(&mut conn).await? {
+        list.push(advisory_json(&mut conn, &a).await?);
+    }
+    Ok(HttpResponse::Ok().json(json!({"advisories": list})))
+}
+
+/// An advisory: public once published, before that only for those who see its report.
+async fn readable_advisory(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: &str,
+) -> Result<reviews::Advisory, ApiError> {
+    let missing = || {
+        ApiError::not_found(
+            "advisory-not-found",
+            format!("advisory {id} does not exist or you may not see it"),
+        )
+    };
+    let a = reviews::advisory(conn, id).await?.ok_or_else(missing)?;
+    if a.published_at.is_none() {
+        visible(conn, caller, a.report_id)
+            .await
+            .map_err(|_| missing())?;
+    }
+    Ok(a)
+}
+
+#[utoipa::path(get, path = "/api/v1/advisories/{id}", responses((status = 200), (status = 404)))]
+#[get("/api/v1/advisories/{id}")]
+pub async fn get_advisory(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let mut conn = state.db.acquire().await?;
+    let a = readable_advisory(&mut conn, &caller, &path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(advisory_json(&mut conn, &a).await?))
+}
+
+/// The advisory in OSV format (schema 1.6): each affected repository is a `GIT` package named
+/// by its URL on this hub, with the affected commits as versions and the blobs' sha256 in
+/// `database_specific`.
+#[utoipa::path(get, path = "/api/v1/advisories/{id}/osv", responses((status = 200), (status = 404)))]
+#[get("/api/v1/advisories/{id}/osv")]
+pub async fn advisory_osv(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let base = {
+        let info = req.connection_info();
+        format!("{}://{}", info.scheme(), info.host())
+    };
+    let mut conn = state.db.acquire().await?;
+    let a = readable_advisory(&mut conn, &caller, &path.into_inner()).await?;
+    let mut by_repo: std::collections::BTreeMap<String, (Vec<String>, Vec<Value>)> =
+        Default::default();
+    for f in reviews::affected(&mut conn, &a.id).await? {
+        let entry = by_repo.entry(f.repository.clone()).or_default();
+        if let Some(c) = &f.commit_id
+            && !entry.0.contains(c)
+        {
+            entry.0.push(c.clone());
+        }
+        entry
+            .1
+            .push(json!({"path": f.path, "sha256": hex::encode(&f.sha256)}));
+    }
+    let rfc =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let affected: Vec<Value> = by_repo
+        .into_iter()
+        .map(|(repo, (versions, files))| {
+            json!({
+                "package": {"ecosystem": "GIT", "name": format!("{base}/{repo}")},
+                "versions": versions,
+                "database_specific": {"files": files},
+            })
+        })
+        .collect();
+    let mut osv = json!({
+        "schema_version": "1.6.0",
+        "id": a.id,
+        "modified": rfc(a.modified_at),
+        "summary": a.summary,
+        "details": format!("{}\n\nRemediation: {}", a.details, a.remediation),
+        "affected": affected,
+        "references": [{"type": "ADVISORY", "url": format!("{base}/api/v1/advisories/{}", a.id)}],
+        "database_specific": {"severity": a.severity, "remediation": a.remediation},
+    });
+    if let Some(p) = a.published_at {
+        osv["published"] = json!(rfc(p));
+    }
+    Ok(HttpResponse::Ok().json(osv))
+}
+
+/// Published advisories that concern a revision's files, by path: the same bytes reported in
+/// any repository flag this one too.
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/advisories", responses((status = 200), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/advisories")]
+pub async fn repo_advisories(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<super::provenance::RevisionQuery>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let (repo, commit) =
+        super::load_revision(&mut conn, &caller, &namespace, &name, query.revision()).await?;
+    let rows = reviews::advisories_for_commit(&mut conn, repo.id, &commit).await?;
+    let files: Vec<Value> = rows
+        .into_iter()
+        .map(|(path, id)| json!({"path": path, "advisory": id}))
+        .collect();
+    Ok(HttpResponse::Ok()
+        .json(json!({"repository": repo.full_name(), "revision": commit, "files": files})))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewerFlag {
+    pub reviewer: bool,
+}
+
+/// Grants or withdraws the hub-wide reviewer role (hub admins; audited).
+#[utoipa::path(put, path = "/api/v1/admin/reviewers/{user}", request_body = ReviewerFlag, responses((status = 200), (status = 403), (status = 404)))]
+#[put("/api/v1/admin/reviewers/{user}")]
+pub async fn set_hub_reviewer(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<ReviewerFlag>,
+) -> ApiResult<HttpResponse> {
+    let admin = caller.require_admin()?.clone();
+    let name = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let user = db::accounts::find_user(&mut tx, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user-not-found", format!("no user `{name}`")))?;
+    reviews::set_hub_reviewer(&mut tx, user.id, body.reviewer).await?;
+    db::audit::record(
+        &mut tx,
+        Some(admin.id),
+        "reviewer.hub",
+        &format!("user:{name}"),
+        json!({"reviewer": body.reviewer}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(json!({"user": name, "reviewer": body.reviewer})))
+}
+
+/// Grants or withdraws the reviewer role for an organisation's repositories (its admins;
+/// audited).
+#[utoipa::path(put, path = "/api/v1/orgs/{namespace}/reviewers/{user}", request_body = ReviewerFlag, responses((status = 200), (status = 403), (status = 404)))]
+#[put("/api/v1/orgs/{namespace}/reviewers/{user}")]
+pub async fn set_org_reviewer(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<ReviewerFlag>,
+) -> ApiResult<HttpResponse> {
+    let by = caller.require_writer()?.clone();
+    let (org, name) = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let ns = super::load_namespace(&mut tx, &caller, &org, Role::Admin).await?;
+    let user = db::accounts::find_user(&mut tx, &name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user-not-found", format!("no user `{name}`")))?;
+    reviews::set_org_reviewer(&mut tx, ns.id, user.id, body.reviewer).await?;
+    db::audit::record(
+        &mut tx,
+        Some(by.id),
+        "reviewer.org",
+        &format!("org:{}", ns.name),
+        json!({"user": name, "reviewer": body.reviewer}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(json!({"org": ns.name, "user": name, "reviewer": body.reviewer})))
+}

@@ -1,0 +1,404 @@
+//! Community security review: who sees a report, reviewer triage, advisories, OSV export,
+//! and flagging of the same bytes in every repository.
+
+use kaiyuan_tests::{expect_error, expect_status, spawn_app};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+fn validate_osv(doc: &Value) -> (bool, String) {
+    let python = std::env::var("KAIYUAN_TEST_PYTHON")
+        .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("osv.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let out = std::process::Command::new(python)
+        .arg(format!(
+            "{}/python/validate_osv.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+const EVIL: &[u8] = b"\x80\x02cposix\nsystem\nX\x02\x00\x00\x00id\x85R.not really";
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn reports_stay_private_until_an_advisory_is_published(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let owner = app.create_user("owner").await;
+    let researcher = app.create_user("researcher").await;
+    let outsider = app.create_user("outsider").await;
+    let reviewer = app.create_user("reviewer").await;
+    let copier = app.create_user("copier").await;
+    app.create_repo(&owner, "owner", "model", "public").await;
+    app.commit_files(
+        &owner,
+        "owner/model",
+        &[
+            ("README.md", b"---\nlicense: mit\n---\n"),
+            ("weights.bin", EVIL),
+        ],
+    )
+    .await;
+
+    // A researcher files a report on a file; validation first.
+    let bad = json!({"category": "spooky", "description": "x"});
+    expect_error(
+        app.post_json("/api/v1/repos/owner/model/reports", Some(&researcher), &bad)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-category",
+    )
+    .await;
+    expect_error(
+        app.post_json(
+            "/api/v1/repos/owner/model/reports",
+            None,
+            &json!({"category": "other", "description": "x"}),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "authentication-required",
+    )
+    .await;
+    let report = expect_status(
+        app.post_json("/api/v1/repos/owner/model/reports", Some(&researcher), &json!({"category": "malicious-code", "description": "weights.bin runs a shell on load", "evidence": "pickle GLOBAL posix.system", "path": "weights.bin"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = report["id"].as_i64().unwrap();
+    assert_eq!(report["status"], "open");
+    assert_eq!(report["sha256"], kaiyuan_tests::sha256_hex(EVIL));
+    assert!(report["disclosure_at"].is_string());
+
+    // Who sees it: the reporter and the owner; an outsider sees neither it nor that it exists.
+    let url = format!("/api/v1/reports/{id}");
+    expect_status(app.get(&url, Some(&researcher)).await, StatusCode::OK).await;
+    expect_status(app.get(&url, Some(&owner)).await, StatusCode::OK).await;
+    expect_error(
+        app.get(&url, Some(&outsider)).await,
+        StatusCode::NOT_FOUND,
+        "report-not-found",
+    )
+    .await;
+    expect_error(
+        app.get(&url, None).await,
+        StatusCode::NOT_FOUND,
+        "report-not-found",
+    )
+    .await;
+    let listed = expect_status(
+        app.get("/api/v1/repos/owner/model/reports", Some(&outsider))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed["reports"], json!([]));
+    let listed = expect_status(
+        app.get("/api/v1/repos/owner/model/reports", Some(&owner))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed["reports"][0]["id"], id);
+    expect_error(
+        app.post_json(
+            &format!("{url}/comments"),
+            Some(&outsider),
+            &json!({"body": "me too"}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "report-not-found",
+    )
+    .await;
+
+    // Reviewers: granted by a hub admin, then they see and triage it; others cannot triage.
+    expect_error(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/admin/reviewers/reviewer",
+            Some(&owner),
+            &json!({"reviewer": true}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "admin-required",
+    )
+    .await;
+    expect_error(
+        app.get(&url, Some(&reviewer)).await,
+        StatusCode::NOT_FOUND,
+        "report-not-found",
+    )
+    .await;
+    expect_status(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/admin/reviewers/reviewer",
+            Some(&app.admin_token),
+            &json!({"reviewer": true}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let queue = expect_status(
+        app.get("/api/v1/reviews/queue", Some(&reviewer)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(queue["reports"][0]["id"], id);
+    expect_error(
+        app.post_json(
+            &format!("{url}/triage"),
+            Some(&owner),
+            &json!({"action": "dismiss", "reason": "nope"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "reviewer-required",
+    )
+    .await;
+    expect_error(
+        app.post_json(
+            &format!("{url}/triage"),
+            Some(&reviewer),
+            &json!({"action": "dismiss"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-reason",
+    )
+    .await;
+    expect_status(
+        app.post_json(
+            &format!("{url}/triage"),
+            Some(&reviewer),
+            &json!({"action": "request-info", "reason": "which loader?"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    expect_status(
+        app.post_json(
+            &format!("{url}/comments"),
+            Some(&researcher),
+            &json!({"body": "torch.load with weights_only=False"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let thread = expect_status(app.get(&url, Some(&owner)).await, StatusCode::OK).await;
+    let authors: Vec<&str> = thread["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["author"].as_str().unwrap())
+        .collect();
+    assert_eq!(authors, ["reviewer", "researcher"]);
+
+    // An advisory needs a confirmed report; drafts are not public.
+    let advisory_body = json!({"severity": "critical", "summary": "Code execution on load", "details": "weights.bin is a pickle that calls posix.system.", "remediation": "Delete the file; use safetensors."});
+    expect_error(
+        app.post_json(&format!("{url}/advisory"), Some(&reviewer), &advisory_body)
+            .await,
+        StatusCode::CONFLICT,
+        "report-not-confirmed",
+    )
+    .await;
+    expect_status(
+        app.post_json(
+            &format!("{url}/triage"),
+            Some(&reviewer),
+            &json!({"action": "confirm"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let draft = expect_status(
+        app.post_json(&format!("{url}/advisory"), Some(&reviewer), &advisory_body)
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let advisory = draft["id"].as_str().unwrap().to_string();
+    assert!(
+        advisory.starts_with("KYSA-") && advisory.ends_with("-0001"),
+        "{advisory}"
+    );
+    expect_error(
+        app.get(&format!("/api/v1/advisories/{advisory}"), Some(&outsider))
+            .await,
+        StatusCode::NOT_FOUND,
+        "advisory-not-found",
+    )
+    .await;
+    assert_eq!(
+        expect_status(app.get("/api/v1/advisories", None).await, StatusCode::OK).await["advisories"],
+        json!([])
+    );
+
+    // Published: everyone sees it, in OSV too, and the flagged bytes are flagged everywhere,
+    // including a copy uploaded afterwards to another repository.
+    expect_error(
+        app.post_json(
+            &format!("/api/v1/advisories/{advisory}/publish"),
+            Some(&owner),
+            &json!({}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "reviewer-required",
+    )
+    .await;
+    expect_status(
+        app.post_json(
+            &format!("/api/v1/advisories/{advisory}/publish"),
+            Some(&reviewer),
+            &json!({}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let public = expect_status(
+        app.get(&format!("/api/v1/advisories/{advisory}"), None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(public["severity"], "critical");
+    assert_eq!(
+        public["affected"][0]["sha256"],
+        kaiyuan_tests::sha256_hex(EVIL)
+    );
+    let osv = expect_status(
+        app.get(&format!("/api/v1/advisories/{advisory}/osv"), None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let (ok, out) = validate_osv(&osv);
+    assert!(ok, "{out}\n{osv:#}");
+    assert_eq!(osv["id"], advisory.as_str());
+    let mut broken = osv.clone();
+    broken["modified"] = json!("yesterday");
+    assert!(!validate_osv(&broken).0, "a broken OSV document must fail");
+    let mut broken = osv.clone();
+    broken["affected"][0]["package"]["ecosystem"] = json!("Hugging Face Hub");
+    assert!(!validate_osv(&broken).0);
+
+    app.create_repo(&copier, "copier", "mirror", "public").await;
+    app.commit_files(&copier, "copier/mirror", &[("renamed.bin", EVIL)])
+        .await;
+    let flagged = expect_status(
+        app.get("/api/v1/repos/copier/mirror/advisories", None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        flagged["files"],
+        json!([{"path": "renamed.bin", "advisory": advisory}])
+    );
+    let res = app
+        .request(
+            Method::HEAD,
+            "/copier/mirror/resolve/main/renamed.bin",
+            Some(&copier),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-kaiyuan-advisory"], advisory.as_str());
+    let report_now = expect_status(app.get(&url, Some(&researcher)).await, StatusCode::OK).await;
+    assert_eq!(report_now["status"], "published");
+    // The publication is in the transparency log.
+    let log = expect_status(
+        app.get("/api/v1/log/entries?start=0&end=100", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        log["entries"].as_array().unwrap().iter().any(
+            |e| e["event"]["kind"] == "advisory" && e["event"]["advisory"] == advisory.as_str()
+        )
+    );
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn organisation_reviewers_review_only_their_organisation(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let rita = app.create_user("rita").await;
+    let bob = app.create_user("bob").await;
+    expect_status(
+        app.post_json("/api/v1/orgs", Some(&alice), &json!({"name": "acme"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    app.create_repo(&alice, "acme", "m", "public").await;
+    app.create_repo(&bob, "bob", "other", "public").await;
+    for repo in ["acme/m", "bob/other"] {
+        expect_status(
+            app.post_json(
+                &format!("/api/v1/repos/{repo}/reports"),
+                Some(&bob),
+                &json!({"category": "leaked-data", "description": "an API key in config.json"}),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+    }
+    expect_error(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/orgs/acme/reviewers/rita",
+            Some(&bob),
+            &json!({"reviewer": true}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "namespace-not-found",
+    )
+    .await;
+    expect_status(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/orgs/acme/reviewers/rita",
+            Some(&alice),
+            &json!({"reviewer": true}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let queue = expect_status(
+        app.get("/api/v1/reviews/queue", Some(&rita)).await,
+        StatusCode::OK,
+    )
+    .await;
+    let repos: Vec<&str> = queue["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["repository"].as_str().unwrap())
+        .collect();
+    assert_eq!(repos, ["acme/m"]);
+}
