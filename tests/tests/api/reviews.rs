@@ -402,3 +402,183 @@ async fn organisation_reviewers_review_only_their_organisation(pool: PgPool) {
         .collect();
     assert_eq!(repos, ["acme/m"]);
 }
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn reviewers_hold_files_and_attest_revisions(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let owner = app.create_user("owner").await;
+    let researcher = app.create_user("researcher").await;
+    let reviewer = app.create_user("reviewer").await;
+    expect_status(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/admin/reviewers/reviewer",
+            Some(&app.admin_token),
+            &json!({"reviewer": true}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    app.create_repo(&owner, "owner", "model", "public").await;
+    let first = app
+        .commit_files(
+            &owner,
+            "owner/model",
+            &[("config.json", b"{\"api_key\": \"sk-live-123\"}")],
+        )
+        .await;
+    let report = expect_status(
+        app.post_json("/api/v1/repos/owner/model/reports", Some(&researcher), &json!({"category": "leaked-data", "description": "a live API key", "path": "config.json"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = report["id"].as_i64().unwrap();
+
+    // Held pending review: nobody downloads it, the owner included; the listing says so.
+    expect_error(
+        app.send_json(
+            Method::PUT,
+            &format!("/api/v1/reports/{id}/hold"),
+            Some(&owner),
+            &json!({"hold": true}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "reviewer-required",
+    )
+    .await;
+    expect_status(
+        app.send_json(
+            Method::PUT,
+            &format!("/api/v1/reports/{id}/hold"),
+            Some(&reviewer),
+            &json!({"hold": true, "reason": "checking the key"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let msg = expect_error(
+        app.get("/owner/model/resolve/main/config.json", Some(&owner))
+            .await,
+        StatusCode::FORBIDDEN,
+        "quarantined",
+    )
+    .await;
+    assert!(msg.contains(&format!("report {id}")), "{msg}");
+    let files = expect_status(
+        app.get("/api/v1/repos/owner/model/tree/main", Some(&owner))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let file = files["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "config.json")
+        .cloned()
+        .unwrap();
+    assert_eq!(file["quarantined"], true);
+    // Dismissed: the hold is lifted.
+    expect_status(
+        app.post_json(
+            &format!("/api/v1/reports/{id}/triage"),
+            Some(&reviewer),
+            &json!({"action": "dismiss", "reason": "a revoked test key"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        app.get("/owner/model/resolve/main/config.json", Some(&owner))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // Attestations: signed by the hub for one revision, with the reviewer's identity.
+    expect_error(
+        app.post_json(
+            "/api/v1/repos/owner/model/review-attestations",
+            Some(&owner),
+            &json!({"scope": "all files"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "reviewer-required",
+    )
+    .await;
+    let made = expect_status(
+        app.post_json(
+            "/api/v1/repos/owner/model/review-attestations",
+            Some(&reviewer),
+            &json!({"scope": "all files", "notes": "loaded in a sandbox"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(made["revision"], first["id"]);
+    let list = expect_status(
+        app.get("/api/v1/repos/owner/model/review-attestations", None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let att = &list["attestations"][0];
+    assert_eq!(att["reviewer"], "reviewer");
+    let bundle = &att["bundle"];
+    let payload =
+        kaiyuan_provenance::bundle::decode_b64(bundle["dsseEnvelope"]["payload"].as_str().unwrap())
+            .unwrap();
+    let sig = kaiyuan_provenance::bundle::decode_b64(
+        bundle["dsseEnvelope"]["signatures"][0]["sig"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let hub = app
+        .get("/.well-known/kaiyuan/attestation-key.pem", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let hub = kaiyuan_provenance::keys::PublicKey::from_pem(&hub).unwrap();
+    assert!(
+        hub.verify(
+            &kaiyuan_provenance::bundle::pae(kaiyuan_provenance::bundle::PAYLOAD_TYPE, &payload),
+            &sig
+        ),
+        "the hub's signature verifies"
+    );
+    let statement: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(statement["predicateType"], "https://kaiyuan.dev/review/v1");
+    assert_eq!(statement["predicate"]["reviewer"]["name"], "reviewer");
+    assert_eq!(statement["predicate"]["revision"], first["id"]);
+    // A new revision needs its own attestation; the old one keeps its.
+    app.commit_files(&owner, "owner/model", &[("config.json", b"{}")])
+        .await;
+    let now = expect_status(
+        app.get("/api/v1/repos/owner/model/review-attestations", None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(now["attestations"], json!([]));
+    let then = expect_status(
+        app.get(
+            &format!(
+                "/api/v1/repos/owner/model/review-attestations?revision={}",
+                first["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(then["attestations"].as_array().unwrap().len(), 1);
+}

@@ -364,3 +364,53 @@ pub async fn advisories_for_commit(
     .fetch_all(conn)
     .await
 }
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttestationRow {
+    pub id: i64,
+    pub commit_id: String,
+    pub reviewer: String,
+    pub scope: String,
+    pub notes: String,
+    pub bundle: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn add_attestation(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+    reviewer_id: i64,
+    scope: &str,
+    notes: &str,
+    bundle: &[u8],
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO review_attestations (repository_id, commit_id, reviewer_id, scope, notes, bundle) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(repository_id)
+    .bind(commit_id)
+    .bind(reviewer_id)
+    .bind(scope)
+    .bind(notes)
+    .bind(bundle)
+    .fetch_one(conn)
+    .await
+}
+
+/// The attestations of exactly this commit: a later revision needs its own.
+pub async fn attestations(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+) -> sqlx::Result<Vec<AttestationRow>> {
+    sqlx::query_as(
+        "SELECT a.id, a.commit_id, n.name AS reviewer, a.scope, a.notes, a.bundle, a.created_at
+         FROM review_attestations a JOIN namespaces n ON n.id = a.reviewer_id
+         WHERE a.repository_id = $1 AND a.commit_id = $2 ORDER BY a.id",
+    )
+    .bind(repository_id)
+    .bind(commit_id)
+    .fetch_all(conn)
+    .await
+}

@@ -49,18 +49,21 @@ pub struct ScanState {
     pub scanned_at: Option<DateTime<Utc>>,
     pub released_at: Option<DateTime<Utc>>,
     pub release_reason: Option<String>,
+    /// Set while a reviewer holds the blob pending review of a report.
+    pub held_reason: Option<String>,
 }
 
 impl ScanState {
-    /// Malicious and not released by an admin: its bytes are not served.
+    /// Malicious and not released by an admin, or held by a reviewer: its bytes are not served.
     pub fn quarantined(&self) -> bool {
-        self.verdict.as_deref() == Some("malicious") && self.released_at.is_none()
+        (self.verdict.as_deref() == Some("malicious") && self.released_at.is_none())
+            || self.held_reason.is_some()
     }
 }
 
 pub async fn state(conn: &mut PgConnection, sha256: &[u8]) -> sqlx::Result<Option<ScanState>> {
     sqlx::query_as(
-        "SELECT b.scan_verdict AS verdict, s.format, s.findings, s.scanned_at, b.released_at, b.release_reason
+        "SELECT b.scan_verdict AS verdict, s.format, s.findings, s.scanned_at, b.released_at, b.release_reason, b.held_reason
          FROM blobs b LEFT JOIN blob_scans s ON s.sha256 = b.sha256 AND s.scanner_version = b.scan_version
          WHERE b.sha256 = $1",
     )
@@ -157,6 +160,7 @@ pub struct FileScan {
     pub size: i64,
     pub verdict: Option<String>,
     pub released: bool,
+    pub held: bool,
     pub findings: Option<serde_json::Value>,
 }
 
@@ -166,7 +170,7 @@ pub async fn files_of_commit(
     commit_id: &str,
 ) -> sqlx::Result<Vec<FileScan>> {
     sqlx::query_as(
-        "SELECT f.path, f.sha256, f.size, b.scan_verdict AS verdict, b.released_at IS NOT NULL AS released, s.findings
+        "SELECT f.path, f.sha256, f.size, b.scan_verdict AS verdict, b.released_at IS NOT NULL AS released, b.held_reason IS NOT NULL AS held, s.findings
          FROM commit_files f JOIN blobs b ON b.sha256 = f.sha256
          LEFT JOIN blob_scans s ON s.sha256 = b.sha256 AND s.scanner_version = b.scan_version
          WHERE f.repository_id = $1 AND f.commit_id = $2 ORDER BY f.path COLLATE \"C\"",
@@ -175,4 +179,18 @@ pub async fn files_of_commit(
     .bind(commit_id)
     .fetch_all(conn)
     .await
+}
+
+/// Holds a blob pending review (`Some(reason)`) or lifts the hold (`None`).
+pub async fn set_hold(
+    conn: &mut PgConnection,
+    sha256: &[u8],
+    reason: Option<&str>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE blobs SET held_at = CASE WHEN $2::TEXT IS NULL THEN NULL ELSE now() END, held_reason = $2 WHERE sha256 = $1")
+        .bind(sha256)
+        .bind(reason)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }

@@ -799,7 +799,7 @@ impl From<db::scans::FileScan> for FileInfo {
             )
         });
         Self {
-            quarantined: status == "malicious" && !f.released,
+            quarantined: (status == "malicious" && !f.released) || f.held,
             path: f.path,
             size: f.size,
             sha256: hex::encode(f.sha256),

@@ -108,6 +108,13 @@ pub fn findings_summary(findings: Option<&serde_json::Value>) -> String {
 
 /// The 403 for a quarantined file: it names the findings so the user knows why.
 fn quarantined(path: &str, scan: &db::scans::ScanState) -> ApiError {
+    if let Some(reason) = &scan.held_reason {
+        return ApiError::forbidden(
+            "quarantined",
+            format!("`{path}` is held by a reviewer: {reason}"),
+        )
+        .with_details(serde_json::json!({"hold": reason}));
+    }
     ApiError::forbidden(
         "quarantined",
         format!(

@@ -29,7 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(advisory_osv)
         .service(repo_advisories)
         .service(set_hub_reviewer)
-        .service(set_org_reviewer);
+        .service(set_org_reviewer)
+        .service(hold)
+        .service(attest)
+        .service(list_attestations);
 }
 
 fn not_found(id: impl std::fmt::Display) -> ApiError {
@@ -311,6 +314,11 @@ pub async fn triage(
         ));
     }
     reviews::set_status(&mut tx, id, status, reason).await?;
+    if status == "dismissed"
+        && let Some(sha) = &report.sha256
+    {
+        db::scans::set_hold(&mut tx, sha, None).await?;
+    }
     let user = caller.require_user()?;
     if let Some(r) = reason {
         reviews::add_comment(&mut tx, id, user.id, &format!("[{status}] {r}")).await?;
@@ -706,4 +714,191 @@ pub async fn set_org_reviewer(
     .await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(json!({"org": ns.name, "user": name, "reviewer": body.reviewer})))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    pub hold: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Holds the reported file pending review, or lifts the hold (reviewers; audited; logged).
+/// While held, its bytes are not served, in any repository.
+#[utoipa::path(put, path = "/api/v1/reports/{id}/hold", request_body = Hold, responses((status = 200), (status = 403), (status = 404), (status = 409)))]
+#[put("/api/v1/reports/{id}/hold")]
+pub async fn hold(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<i64>,
+    body: web::Json<Hold>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let (report, repo, reviewer) = visible(&mut tx, &caller, id).await?;
+    if !reviewer {
+        return Err(ApiError::forbidden(
+            "reviewer-required",
+            "only reviewers hold files",
+        ));
+    }
+    let Some(sha) = &report.sha256 else {
+        return Err(ApiError::conflict(
+            "no-file",
+            format!("report {id} is not about a file"),
+        ));
+    };
+    let reason = body.hold.then(|| {
+        format!(
+            "pending review of report {id}{}",
+            body.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        )
+    });
+    db::scans::set_hold(&mut tx, sha, reason.as_deref()).await?;
+    crate::tlog::append(&mut tx, json!({"kind": if body.hold { "quarantine" } else { "release" }, "sha256": hex::encode(sha), "reason": reason, "report": id})).await?;
+    let user = caller.require_user()?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        if body.hold {
+            "report.hold"
+        } else {
+            "report.release"
+        },
+        &format!("repo:{}", repo.full_name()),
+        json!({"report": id}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(json!({"report": id, "held": body.hold})))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAttestation {
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// What was reviewed (e.g. "all files", "weights.bin loader").
+    pub scope: String,
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// The in-toto predicate type of reviewer attestations.
+pub const REVIEW_PREDICATE: &str = "https://kaiyuan.dev/review/v1";
+
+/// A reviewer attests "reviewed, no issues found" for one revision; the hub signs it (DSSE,
+/// with its attestation key) and keeps it with the reviewer's identity.
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/review-attestations", request_body = NewAttestation, responses((status = 201), (status = 403), (status = 404)))]
+#[post("/api/v1/repos/{namespace}/{name}/review-attestations")]
+pub async fn attest(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<NewAttestation>,
+) -> ApiResult<HttpResponse> {
+    use kaiyuan_provenance::manifest::{self, GIT_PATHS, Resource};
+    let (namespace, name) = path.into_inner();
+    let user = caller.require_user()?.clone();
+    if body.scope.trim().is_empty() || body.scope.len() > 1000 || body.notes.len() > 20_000 {
+        return Err(ApiError::unprocessable(
+            "invalid-attestation",
+            "a scope of 1 to 1000 characters is required; notes are at most 20000",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let (repo, commit) = super::load_revision(
+        &mut tx,
+        &caller,
+        &namespace,
+        &name,
+        body.revision.as_deref(),
+    )
+    .await?;
+    if !reviews(&mut tx, &user, &repo).await? {
+        return Err(ApiError::forbidden(
+            "reviewer-required",
+            "only reviewers attest reviews",
+        ));
+    }
+    let git: Vec<String> = GIT_PATHS.iter().map(|s| s.to_string()).collect();
+    let mut files: Vec<Resource> = Vec::new();
+    for f in db::commits::files(&mut tx, repo.id, &commit).await? {
+        if !manifest::is_ignored(&f.path, &git)
+            && let Ok(digest) = <[u8; 32]>::try_from(f.sha256.as_slice())
+        {
+            files.push(Resource {
+                name: f.path,
+                digest,
+            });
+        }
+    }
+    manifest::sort(&mut files);
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let statement = json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": repo.full_name(), "digest": {"sha256": hex::encode(manifest::root_digest(&files))}}],
+        "predicateType": REVIEW_PREDICATE,
+        "predicate": {
+            "result": "reviewed, no issues found",
+            "reviewer": {"name": user.name, "id": user.id},
+            "repository": repo.full_name(),
+            "revision": commit,
+            "scope": body.scope.trim(),
+            "notes": body.notes,
+            "time": time,
+        },
+    });
+    let (key, _) = crate::signatures::attestation_key(&mut tx).await?;
+    let bundle = kaiyuan_provenance::bundle::sign(&statement, &key, None);
+    let id = reviews::add_attestation(
+        &mut tx,
+        repo.id,
+        &commit,
+        user.id,
+        body.scope.trim(),
+        &body.notes,
+        &bundle,
+    )
+    .await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "review.attest",
+        &format!("repo:{}", repo.full_name()),
+        json!({"attestation": id, "commit": commit}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(json!({"id": id, "revision": commit, "reviewer": user.name, "bundle": serde_json::from_slice::<Value>(&bundle).ok()})))
+}
+
+/// Reviewer attestations of exactly this revision (public, like the repository).
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/review-attestations", responses((status = 200), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/review-attestations")]
+pub async fn list_attestations(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<super::provenance::RevisionQuery>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let (repo, commit) =
+        super::load_revision(&mut conn, &caller, &namespace, &name, query.revision()).await?;
+    let list: Vec<Value> = reviews::attestations(&mut conn, repo.id, &commit)
+        .await?
+        .into_iter()
+        .map(|a| json!({"id": a.id, "revision": a.commit_id, "reviewer": a.reviewer, "scope": a.scope, "notes": a.notes, "created_at": a.created_at, "bundle": serde_json::from_slice::<Value>(&a.bundle).ok()}))
+        .collect();
+    Ok(HttpResponse::Ok()
+        .json(json!({"repository": repo.full_name(), "revision": commit, "attestations": list})))
 }
