@@ -49,6 +49,9 @@ async fn dispatch(ctx: JobContext, job: Job) -> Result<(), JobError> {
         db::scans::SCAN_BLOB => scan_blob(ctx, job.payload).await,
         db::licenses::LICENSE_EVALUATE => license_evaluate(ctx, job.payload).await,
         db::provenance::SIGNATURE_VERIFY => signature_verify(ctx, job.payload).await,
+        db::notifications::WEBHOOK_DELIVER => {
+            webhook_deliver(ctx, job.payload, job.attempts, job.max_attempts).await
+        }
         other => Err(JobError::Permanent(anyhow::anyhow!(
             "unknown job kind `{other}`"
         ))),
@@ -209,6 +212,100 @@ async fn signature_verify(ctx: JobContext, payload: serde_json::Value) -> Result
     .context("storing the verification")?;
     tx.commit().await.context("committing the verification")?;
     Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct WebhookDelivery {
+    delivery_id: i64,
+}
+
+/// `webhook-deliver` `{delivery_id}`: POSTs the event to the webhook with an HMAC-SHA256
+/// signature of the body (`X-Kaiyuan-Signature-256: sha256=<hex>`); a failure is retried with
+/// the queue's backoff, and every attempt is recorded in the delivery log.
+async fn webhook_deliver(
+    ctx: JobContext,
+    payload: serde_json::Value,
+    attempts: i32,
+    max_attempts: i32,
+) -> Result<(), JobError> {
+    let payload: WebhookDelivery = serde_json::from_value(payload)
+        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload: {e}")))?;
+    let mut conn = ctx.db.acquire().await.context("database")?;
+    let Some((delivery, hook)) = db::notifications::delivery(&mut conn, payload.delivery_id)
+        .await
+        .context("delivery")?
+    else {
+        return Ok(()); // the webhook was removed
+    };
+    let body = serde_json::to_vec(&delivery.event).context("event")?;
+    let signature = format!(
+        "sha256={}",
+        crate::hmac::hmac_sha256_hex(hook.secret.as_bytes(), &body)
+    );
+    kaiyuan_storage::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("http client")?;
+    let result = client
+        .post(&hook.url)
+        .header("content-type", "application/json")
+        .header("user-agent", "kaiyuan-webhooks")
+        .header(
+            "x-kaiyuan-event",
+            delivery.event["kind"].as_str().unwrap_or("event"),
+        )
+        .header("x-kaiyuan-delivery", delivery.id.to_string())
+        .header("x-kaiyuan-signature-256", signature)
+        .body(body)
+        .send()
+        .await;
+    let last = attempts + 1 >= max_attempts;
+    match result {
+        Ok(res) if res.status().is_success() => {
+            db::notifications::record_attempt(
+                &mut conn,
+                delivery.id,
+                Some(res.status().as_u16() as i32),
+                None,
+                true,
+                false,
+            )
+            .await
+            .context("delivery log")?;
+            Ok(())
+        }
+        Ok(res) => {
+            let status = res.status().as_u16();
+            db::notifications::record_attempt(
+                &mut conn,
+                delivery.id,
+                Some(status as i32),
+                Some(&format!("HTTP {status}")),
+                false,
+                last,
+            )
+            .await
+            .context("delivery log")?;
+            Err(JobError::Retry(anyhow::anyhow!(
+                "webhook answered HTTP {status}"
+            )))
+        }
+        Err(e) => {
+            db::notifications::record_attempt(
+                &mut conn,
+                delivery.id,
+                None,
+                Some(&e.to_string()),
+                false,
+                last,
+            )
+            .await
+            .context("delivery log")?;
+            Err(JobError::Retry(anyhow::anyhow!("webhook unreachable: {e}")))
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]

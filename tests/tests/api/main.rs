@@ -11,6 +11,7 @@ mod gc;
 mod hf;
 mod jobs;
 mod licenses;
+mod notifications;
 mod ops;
 mod provenance;
 mod repos;

@@ -7,6 +7,7 @@ pub mod blobs;
 pub mod commits;
 pub mod jobs;
 pub mod licenses;
+pub mod notifications;
 pub mod provenance;
 pub mod repos;
 pub mod reviews;

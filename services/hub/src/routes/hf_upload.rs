@@ -10,7 +10,6 @@ use kaiyuan_storage::{Expected, Sha256Digest};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::commits::{CommitRequest, PendingChange, PendingPut};
 use crate::app::AppState;
@@ -39,27 +38,7 @@ const MAX_LINE: usize = (REGULAR_MAX as usize / 3 + 1) * 4 + 64 * 1024;
 /// Lifetime of a signed upload URL.
 const UPLOAD_URL_SECS: i64 = 6 * 3600;
 
-/// HMAC-SHA256, written out to keep dependencies lean.
-fn hmac(key: &[u8], message: &[u8]) -> String {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner_hash = Sha256::new()
-        .chain_update(&inner)
-        .chain_update(message)
-        .finalize();
-    hex::encode(
-        Sha256::new()
-            .chain_update(&outer)
-            .chain_update(inner_hash)
-            .finalize(),
-    )
-}
+use crate::hmac::hmac_sha256_hex as hmac;
 
 /// Compares signatures in constant time, so that timing does not reveal a valid prefix.
 fn same(a: &str, b: &str) -> bool {

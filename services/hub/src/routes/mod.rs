@@ -8,6 +8,7 @@ pub mod files;
 pub mod hf;
 pub mod hf_upload;
 pub mod licenses;
+pub mod notifications;
 pub mod ops;
 pub mod provenance;
 pub mod repos;
@@ -45,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     provenance::configure(cfg);
     tlog::configure(cfg);
     reviews::configure(cfg);
+    notifications::configure(cfg);
     files::configure(cfg);
     cfg.default_service(web::to(unknown_route));
 }

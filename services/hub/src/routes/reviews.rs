@@ -167,6 +167,14 @@ pub async fn file_report(
         auth::request_id(&req).as_deref(),
     )
     .await?;
+    crate::notify::emit(
+        &mut tx,
+        &repo,
+        "report.filed",
+        json!({"report": id, "category": body.category}),
+        false,
+    )
+    .await?;
     tx.commit().await?;
     let mut conn = state.db.acquire().await?;
     let report = reviews::get(&mut conn, id)
@@ -330,6 +338,14 @@ pub async fn triage(
         &format!("repo:{}", repo.full_name()),
         json!({"report": id, "status": status, "reason": reason}),
         auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    crate::notify::emit(
+        &mut tx,
+        &repo,
+        "report.status",
+        json!({"report": id, "status": status}),
+        false,
     )
     .await?;
     tx.commit().await?;
@@ -501,6 +517,17 @@ pub async fn publish_advisory(
         json!({"kind": "advisory", "advisory": id, "severity": advisory.severity, "sha256": blobs}),
     )
     .await?;
+    crate::notify::emit(
+        &mut tx,
+        &repo,
+        "advisory.published",
+        json!({"advisory": id, "severity": advisory.severity}),
+        true,
+    )
+    .await?;
+    for a in reviews::affected(&mut tx, &id).await? {
+        crate::notify::emit_for_blob(&mut tx, &a.sha256, "advisory.published", json!({"advisory": id, "severity": advisory.severity, "sha256": hex::encode(&a.sha256)}), Some(repo.id)).await?;
+    }
     let user = caller.require_user()?;
     db::audit::record(
         &mut tx,
@@ -761,6 +788,16 @@ pub async fn hold(
     });
     db::scans::set_hold(&mut tx, sha, reason.as_deref()).await?;
     crate::tlog::append(&mut tx, json!({"kind": if body.hold { "quarantine" } else { "release" }, "sha256": hex::encode(sha), "reason": reason, "report": id})).await?;
+    if body.hold {
+        crate::notify::emit_for_blob(
+            &mut tx,
+            sha,
+            "quarantine",
+            json!({"sha256": hex::encode(sha), "reason": "held pending review"}),
+            None,
+        )
+        .await?;
+    }
     let user = caller.require_user()?;
     db::audit::record(
         &mut tx,

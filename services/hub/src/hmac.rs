@@ -1,0 +1,37 @@
+//! HMAC-SHA256 (RFC 2104), written out to keep dependencies lean; used for signed upload URLs
+//! and webhook signatures.
+
+use sha2::{Digest, Sha256};
+
+/// Hex-encoded HMAC-SHA256 of `message` under `key`.
+pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+    let outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+    let inner_hash = Sha256::new()
+        .chain_update(&inner)
+        .chain_update(message)
+        .finalize();
+    hex::encode(
+        Sha256::new()
+            .chain_update(&outer)
+            .chain_update(inner_hash)
+            .finalize(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc_4231_case_2() {
+        assert_eq!(
+            super::hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

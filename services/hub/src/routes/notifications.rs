@@ -1,0 +1,221 @@
+//! Watching repositories, the in-app notification list, and namespace webhooks with their
+//! delivery log.
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::{self, Caller, Need};
+use crate::db;
+use crate::db::accounts::Role;
+use crate::error::{ApiError, ApiResult};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(watch)
+        .service(unwatch)
+        .service(list)
+        .service(read)
+        .service(add_webhook)
+        .service(list_webhooks)
+        .service(delete_webhook)
+        .service(deliveries);
+}
+
+/// Watches a repository: its public events (advisories, quarantines) reach you.
+#[utoipa::path(put, path = "/api/v1/repos/{namespace}/{name}/watch", responses((status = 204), (status = 404)))]
+#[put("/api/v1/repos/{namespace}/{name}/watch")]
+pub async fn watch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_user()?.clone();
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    db::notifications::watch(&mut conn, repo.id, user.id, true).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(delete, path = "/api/v1/repos/{namespace}/{name}/watch", responses((status = 204), (status = 404)))]
+#[delete("/api/v1/repos/{namespace}/{name}/watch")]
+pub async fn unwatch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_user()?.clone();
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    db::notifications::watch(&mut conn, repo.id, user.id, false).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    unread: Option<bool>,
+}
+
+/// The caller's notifications, newest first.
+#[utoipa::path(get, path = "/api/v1/notifications", responses((status = 200), (status = 401)))]
+#[get("/api/v1/notifications")]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_user()?;
+    let mut conn = state.db.acquire().await?;
+    let items = db::notifications::list(&mut conn, user.id, query.unread.unwrap_or(false)).await?;
+    Ok(HttpResponse::Ok().json(json!({"notifications": items})))
+}
+
+#[utoipa::path(post, path = "/api/v1/notifications/{id}/read", responses((status = 204), (status = 404)))]
+#[post("/api/v1/notifications/{id}/read")]
+pub async fn read(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_user()?;
+    let mut conn = state.db.acquire().await?;
+    if !db::notifications::mark_read(&mut conn, user.id, path.into_inner()).await? {
+        return Err(ApiError::not_found(
+            "notification-not-found",
+            "no such unread notification of yours",
+        ));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// `http://` or `https://` URL that receives the events.
+    pub url: String,
+    /// The HMAC-SHA256 key; generated when absent. Shown once.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// Adds a webhook to a namespace (admins; audited). Deliveries carry
+/// `X-Kaiyuan-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+#[utoipa::path(post, path = "/api/v1/orgs/{namespace}/webhooks", request_body = NewWebhook, responses((status = 201), (status = 403), (status = 422)))]
+#[post("/api/v1/orgs/{namespace}/webhooks")]
+pub async fn add_webhook(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<NewWebhook>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_writer()?.clone();
+    let url = url::Url::parse(&body.url).map_err(|e| {
+        ApiError::unprocessable("invalid-url", format!("`{}` is not a URL: {e}", body.url))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ApiError::unprocessable(
+            "invalid-url",
+            "a webhook URL is http:// or https:// with a host",
+        ));
+    }
+    let secret = match &body.secret {
+        Some(s) if s.len() >= 16 && s.len() <= 256 => s.clone(),
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "invalid-secret",
+                "a webhook secret has 16 to 256 characters",
+            ));
+        }
+        None => hex::encode(rand::rng().random::<[u8; 32]>()),
+    };
+    let mut tx = state.db.begin().await?;
+    let ns = super::load_namespace(&mut tx, &caller, &path.into_inner(), Role::Admin).await?;
+    let hook =
+        db::notifications::add_webhook(&mut tx, ns.id, url.as_str(), &secret, user.id).await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "webhook.add",
+        &format!("namespace:{}", ns.name),
+        json!({"id": hook.id, "url": hook.url}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(
+        json!({"id": hook.id, "url": hook.url, "secret": secret, "created_at": hook.created_at}),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/webhooks", responses((status = 200), (status = 403)))]
+#[get("/api/v1/orgs/{namespace}/webhooks")]
+pub async fn list_webhooks(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let mut conn = state.db.acquire().await?;
+    let ns = super::load_namespace(&mut conn, &caller, &path.into_inner(), Role::Admin).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"webhooks": db::notifications::webhooks(&mut conn, ns.id).await?})))
+}
+
+#[utoipa::path(delete, path = "/api/v1/orgs/{namespace}/webhooks/{id}", responses((status = 204), (status = 403), (status = 404)))]
+#[delete("/api/v1/orgs/{namespace}/webhooks/{id}")]
+pub async fn delete_webhook(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, i64)>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_writer()?.clone();
+    let (name, id) = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
+    if !db::notifications::delete_webhook(&mut tx, ns.id, id).await? {
+        return Err(ApiError::not_found(
+            "webhook-not-found",
+            format!("`{}` has no webhook {id}", ns.name),
+        ));
+    }
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "webhook.delete",
+        &format!("namespace:{}", ns.name),
+        json!({"id": id}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A webhook's delivery log, newest first (admins).
+#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/webhooks/{id}/deliveries", responses((status = 200), (status = 403), (status = 404)))]
+#[get("/api/v1/orgs/{namespace}/webhooks/{id}/deliveries")]
+pub async fn deliveries(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, i64)>,
+) -> ApiResult<HttpResponse> {
+    let (name, id) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let ns = super::load_namespace(&mut conn, &caller, &name, Role::Admin).await?;
+    if !db::notifications::webhooks(&mut conn, ns.id)
+        .await?
+        .iter()
+        .any(|w| w.id == id)
+    {
+        return Err(ApiError::not_found(
+            "webhook-not-found",
+            format!("`{}` has no webhook {id}", ns.name),
+        ));
+    }
+    Ok(HttpResponse::Ok()
+        .json(json!({"deliveries": db::notifications::deliveries(&mut conn, id).await?})))
+}
