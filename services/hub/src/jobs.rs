@@ -328,11 +328,28 @@ async fn scan_blob(ctx: JobContext, payload: serde_json::Value) -> Result<(), Jo
         // Collected since the job was queued: nothing left to scan.
         return Ok(());
     };
+    let rules = {
+        let mut conn = ctx.db.acquire().await.context("database")?;
+        db::rules::latest(&mut conn).await.context("rule set")?
+    };
+    let version = db::rules::effective_version(rules.as_ref());
+    let limits = kaiyuan_scanner::Limits {
+        extra_deny: rules
+            .as_ref()
+            .map(|r| r.pickle_deny.clone())
+            .unwrap_or_default(),
+        ..Default::default()
+    };
     let store = ctx.store.clone();
     let path = payload.path.clone();
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<kaiyuan_scanner::Report> {
         let mut reader = store.open_blocking(&digest, size)?;
-        Ok(kaiyuan_scanner::scan(&mut reader, size, &path))
+        Ok(kaiyuan_scanner::scan_with(
+            &mut reader,
+            size,
+            &path,
+            &limits,
+        ))
     })
     .await
     .map_err(|e| JobError::Retry(anyhow::anyhow!("scanner task failed: {e}")))?
@@ -342,7 +359,7 @@ async fn scan_blob(ctx: JobContext, payload: serde_json::Value) -> Result<(), Jo
     db::scans::record(
         &mut tx,
         digest.as_bytes(),
-        kaiyuan_scanner::SCANNER_VERSION,
+        &version,
         report.verdict.as_str(),
         &report.format,
         &findings,
@@ -350,10 +367,20 @@ async fn scan_blob(ctx: JobContext, payload: serde_json::Value) -> Result<(), Jo
     .await
     .context("storing the scan")?;
     if report.verdict == kaiyuan_scanner::Verdict::Malicious {
-        let event = serde_json::json!({"kind": "quarantine", "sha256": digest.to_hex(), "verdict": report.verdict.as_str(), "scanner_version": kaiyuan_scanner::SCANNER_VERSION});
+        let event = serde_json::json!({"kind": "quarantine", "sha256": digest.to_hex(), "verdict": report.verdict.as_str(), "scanner_version": version});
         crate::tlog::append(&mut tx, event)
             .await
             .context("logging the quarantine")?;
+    }
+    if let Some(rules) = &rules
+        && report
+            .findings
+            .iter()
+            .any(|f| f.rule == "pickle-community-rule")
+    {
+        crate::notify::open_rule_reports(&mut tx, digest.as_bytes(), rules, &report)
+            .await
+            .context("opening reports")?;
     }
     tx.commit().await.context("committing the scan")?;
     tracing::info!(blob.sha256 = %digest, verdict = report.verdict.as_str(), format = %report.format, findings = report.findings.len(), "scanned blob");

@@ -199,9 +199,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             );
         }
         // Results of an older scanner version are replaced in the background.
-        let queued = db::scans::enqueue_rescans(&mut conn, kaiyuan_scanner::SCANNER_VERSION, false).await?;
+        let scanner_version = db::rules::current_version(&mut conn).await?;
+        let queued = db::scans::enqueue_rescans(&mut conn, &scanner_version, false).await?;
         if queued > 0 {
-            tracing::info!(queued, scanner.version = kaiyuan_scanner::SCANNER_VERSION, "queued rescans for the new scanner version");
+            tracing::info!(queued, scanner.version = %scanner_version, "queued rescans for the new scanner version");
         }
         // Evaluations made with an older licence catalog are redone in the background.
         let catalog = &kaiyuan_license::catalog::catalog().version;
@@ -361,8 +362,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (pool, pg) = open_database(&settings, false).await?;
             check_schema(&pool).await?;
             let mut conn = pool.acquire().await?;
-            let queued =
-                db::scans::enqueue_rescans(&mut conn, kaiyuan_scanner::SCANNER_VERSION, true).await;
+            let queued = match db::rules::current_version(&mut conn).await {
+                Ok(version) => db::scans::enqueue_rescans(&mut conn, &version, true).await,
+                Err(e) => Err(e),
+            };
             drop(conn);
             pool.close().await;
             if let Some(pg) = pg {

@@ -58,3 +58,66 @@ pub async fn emit_for_blob(
     }
     Ok(())
 }
+
+/// A community rule matched a blob: every repository whose `main` holds it gets a report
+/// from the rule set's author, once per rule set version, and its owners are told.
+pub async fn open_rule_reports(
+    conn: &mut PgConnection,
+    sha256: &[u8],
+    rules: &db::rules::RuleSet,
+    report: &kaiyuan_scanner::Report,
+) -> sqlx::Result<()> {
+    let hits: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "pickle-community-rule")
+        .map(|f| f.message.clone())
+        .collect();
+    let held: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT DISTINCT c.repository_id, c.commit_id, min(c.path) FROM commit_files c
+         JOIN refs f ON f.repository_id = c.repository_id AND f.name = 'main' AND f.commit_id = c.commit_id
+         JOIN repositories r ON r.id = c.repository_id AND r.deleted_at IS NULL
+         WHERE c.sha256 = $1 GROUP BY c.repository_id, c.commit_id",
+    )
+    .bind(sha256)
+    .fetch_all(&mut *conn)
+    .await?;
+    let tag = format!("community rule set {}", rules.version);
+    for (repo_id, commit, path) in held {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM reports WHERE repository_id = $1 AND sha256 = $2 AND evidence LIKE $3)")
+            .bind(repo_id)
+            .bind(sha256)
+            .bind(format!("{tag}:%"))
+            .fetch_one(&mut *conn)
+            .await?;
+        if exists {
+            continue;
+        }
+        let id = db::reviews::insert(
+            conn,
+            &db::reviews::NewReport {
+                repository_id: repo_id,
+                commit_id: Some(&commit),
+                path: Some(&path),
+                sha256: Some(sha256),
+                reporter_id: rules.created_by,
+                category: "malicious-code",
+                description: &format!("{path} matched community scan rules: {}", hits.join("; ")),
+                evidence: &format!("{tag}: {}", rules.pickle_deny.join(", ")),
+                disclosure_at: chrono::Utc::now() + chrono::Duration::days(90),
+            },
+        )
+        .await?;
+        if let Some(repo) = db::repos::find_by_id(conn, repo_id).await? {
+            emit(
+                conn,
+                &repo,
+                "report.filed",
+                json!({"report": id, "category": "malicious-code", "automatic": true}),
+                false,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}

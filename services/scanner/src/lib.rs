@@ -15,6 +15,7 @@ mod keras;
 mod numpy;
 mod pickle;
 mod policy;
+pub use policy::valid_deny_entry;
 mod protobuf;
 mod safetensors;
 mod text;
@@ -112,6 +113,9 @@ pub struct Limits {
     pub max_compression_ratio: u64,
     /// Header/config sizes (safetensors header, JSON configs, protobufs read whole).
     pub max_structure_bytes: u64,
+    /// Community additions to the pickle deny list: `module.name`, or `module.*` for a whole
+    /// module. A pickle importing one is malicious.
+    pub extra_deny: Vec<String>,
 }
 
 impl Default for Limits {
@@ -127,6 +131,7 @@ impl Default for Limits {
             max_inflated_total: 4 * 1024 * 1024 * 1024,
             max_compression_ratio: 200,
             max_structure_bytes: 100 * 1024 * 1024,
+            extra_deny: Vec::new(),
         }
     }
 }

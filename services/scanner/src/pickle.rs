@@ -317,6 +317,16 @@ impl<'c, 'l> Vm<'c, 'l> {
             self.saw_joblib = true;
         }
         let evidence = Some(format!("{module}.{name}"));
+        if policy::community_denied(&self.ctx.limits.extra_deny, module, name) {
+            self.ctx.add(
+                "pickle-community-rule",
+                Verdict::Malicious,
+                self.location(offset),
+                format!("imports {module}.{name} ({via}), which a community rule denies"),
+                evidence,
+            );
+            return;
+        }
         match policy::classify(module, name) {
             Class::Allowed => {}
             Class::Dangerous(why) => self.ctx.add(

@@ -275,6 +275,33 @@ const DANGEROUS_CALLABLES: &[(&str, &str, &str)] = &[
 ];
 
 /// Callables whose byte arguments are themselves serialised objects worth scanning.
+/// Whether a community deny entry (`module.name` or `module.*`) covers the callable.
+pub fn community_denied(entries: &[String], module: &str, name: &str) -> bool {
+    entries.iter().any(|e| match e.strip_suffix(".*") {
+        Some(m) => {
+            module == m
+                || module
+                    .strip_prefix(m)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        }
+        None => e
+            .rsplit_once('.')
+            .is_some_and(|(m, n)| m == module && n == name),
+    })
+}
+
+/// Whether a deny entry is well formed: dotted identifiers, ending in a name or `*`.
+pub fn valid_deny_entry(entry: &str) -> bool {
+    let body = entry.strip_suffix(".*").unwrap_or(entry);
+    let parts: Vec<&str> = body.split('.').collect();
+    (entry.ends_with(".*") || parts.len() >= 2)
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !p.starts_with(|c: char| c.is_ascii_digit())
+        })
+}
+
 pub fn is_loader(module: &str, name: &str) -> bool {
     matches!(
         (module, name),
@@ -345,6 +372,18 @@ mod tests {
         );
         assert!(matches!(classify("builtins", "eval"), Class::Dangerous(_)));
         assert!(matches!(classify("builtins", "set"), Class::Allowed));
+        let entries = vec!["evilpkg.run".to_string(), "badmod.*".to_string()];
+        assert!(community_denied(&entries, "evilpkg", "run"));
+        assert!(!community_denied(&entries, "evilpkg", "walk"));
+        assert!(community_denied(&entries, "badmod.sub", "x"));
+        assert!(!community_denied(&entries, "badmodule", "x"));
+        assert!(valid_deny_entry("a.b") && valid_deny_entry("a.*") && valid_deny_entry("a.b.c"));
+        assert!(
+            !valid_deny_entry("a")
+                && !valid_deny_entry("a..b")
+                && !valid_deny_entry("a.b c")
+                && !valid_deny_entry("1a.b")
+        );
         assert!(matches!(classify("torch", "load"), Class::Dangerous(_)));
         assert!(matches!(classify("numpy", "load"), Class::Dangerous(_)));
         assert!(

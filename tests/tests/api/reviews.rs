@@ -582,3 +582,133 @@ async fn reviewers_hold_files_and_attest_revisions(pool: PgPool) {
     .await;
     assert_eq!(then["attestations"].as_array().unwrap().len(), 1);
 }
+
+/// A pickle importing `evilpkg.run`: unknown to the built-in lists (suspicious), denied by a
+/// community rule (malicious).
+const EVILPKG: &[u8] = b"\x80\x02cevilpkg\nrun\nX\x02\x00\x00\x00hi\x85R.";
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn community_rules_rescan_and_open_reports(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let owner = app.create_user("owner").await;
+    let reviewer = app.create_user("reviewer").await;
+    app.create_repo(&owner, "owner", "model", "public").await;
+    app.commit_files(&owner, "owner/model", &[("model.pkl", EVILPKG)])
+        .await;
+    app.run_jobs().await;
+    let scan = expect_status(
+        app.get("/api/v1/repos/owner/model/scan", Some(&owner))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let file = scan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "model.pkl")
+        .cloned()
+        .unwrap();
+    assert_eq!(file["scan_status"], "suspicious", "{scan}");
+
+    // Only hub reviewers change the rules; a malformed entry is refused, naming it.
+    expect_error(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/rules",
+            Some(&reviewer),
+            &json!({"pickle_deny": ["evilpkg.run"]}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "reviewer-required",
+    )
+    .await;
+    expect_status(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/admin/reviewers/reviewer",
+            Some(&app.admin_token),
+            &json!({"reviewer": true}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let msg = expect_error(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/rules",
+            Some(&reviewer),
+            &json!({"pickle_deny": ["evilpkg run"]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-rule",
+    )
+    .await;
+    assert!(msg.contains("evilpkg run"));
+    let set = expect_status(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/rules",
+            Some(&reviewer),
+            &json!({"pickle_deny": ["evilpkg.run"], "note": "seen in the wild"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(set["version"], 1);
+    assert!(set["rescans_queued"].as_u64().unwrap() >= 1);
+
+    // The background rescan finds it malicious and opens a report the owner sees.
+    app.run_jobs().await;
+    let scan = expect_status(
+        app.get("/api/v1/repos/owner/model/scan", Some(&owner))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let file = scan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "model.pkl")
+        .cloned()
+        .unwrap();
+    assert_eq!(file["scan_status"], "malicious", "{scan}");
+    let reports = expect_status(
+        app.get("/api/v1/repos/owner/model/reports", Some(&owner))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let report = &reports["reports"][0];
+    assert_eq!(report["reporter"], "reviewer");
+    assert!(
+        report["description"]
+            .as_str()
+            .unwrap()
+            .contains("evilpkg.run"),
+        "{report}"
+    );
+    // Running the jobs again opens no second report for the same rule set.
+    app.run_jobs().await;
+    let reports = expect_status(
+        app.get("/api/v1/repos/owner/model/reports", Some(&owner))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(reports["reports"].as_array().unwrap().len(), 1);
+    let history = expect_status(
+        app.get("/api/v1/rules", Some(&reviewer)).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        history["rule_sets"][0]["pickle_deny"],
+        json!(["evilpkg.run"])
+    );
+}

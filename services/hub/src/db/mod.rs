@@ -11,6 +11,7 @@ pub mod notifications;
 pub mod provenance;
 pub mod repos;
 pub mod reviews;
+pub mod rules;
 pub mod scans;
 pub mod tlog;
 

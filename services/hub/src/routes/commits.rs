@@ -308,11 +308,12 @@ pub async fn write_commit(
     )
     .await?;
     db::commits::set_ref(conn, ctx.repository_id, ctx.branch, "branch", &id).await?;
+    let scanner_version = db::rules::current_version(conn).await?;
     db::scans::enqueue_for_commit(
         conn,
         ctx.repository_id,
         &id,
-        kaiyuan_scanner::SCANNER_VERSION,
+        &scanner_version,
         ctx.request_id.as_deref(),
     )
     .await?;

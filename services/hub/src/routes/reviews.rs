@@ -32,7 +32,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(set_org_reviewer)
         .service(hold)
         .service(attest)
-        .service(list_attestations);
+        .service(list_attestations)
+        .service(list_rules)
+        .service(put_rules);
 }
 
 fn not_found(id: impl std::fmt::Display) -> ApiError {
@@ -938,4 +940,81 @@ pub async fn list_attestations(
         .collect();
     Ok(HttpResponse::Ok()
         .json(json!({"repository": repo.full_name(), "revision": commit, "attestations": list})))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRuleSet {
+    /// Pickle callables to deny, `module.name` or `module.*`: the whole new set.
+    pub pickle_deny: Vec<String>,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// The community rule sets, newest first (reviewers).
+#[utoipa::path(get, path = "/api/v1/rules", responses((status = 200), (status = 403)))]
+#[get("/api/v1/rules")]
+pub async fn list_rules(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    let user = caller.require_user()?.clone();
+    let mut conn = state.db.acquire().await?;
+    if !(user.is_admin || reviews::is_hub_reviewer(&mut conn, user.id).await?) {
+        return Err(ApiError::forbidden(
+            "reviewer-required",
+            "only hub reviewers see the community rules",
+        ));
+    }
+    Ok(HttpResponse::Ok().json(json!({"rule_sets": db::rules::history(&mut conn).await?})))
+}
+
+/// Publishes a new version of the community rules (hub reviewers; audited). A malformed
+/// entry is rejected, naming it; a new version rescans every blob in the background, and new
+/// hits open reports.
+#[utoipa::path(put, path = "/api/v1/rules", request_body = NewRuleSet, responses((status = 200), (status = 403), (status = 422)))]
+#[put("/api/v1/rules")]
+pub async fn put_rules(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    body: web::Json<NewRuleSet>,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_writer()?.clone();
+    if let Some(bad) = body
+        .pickle_deny
+        .iter()
+        .find(|e| !kaiyuan_scanner::valid_deny_entry(e))
+    {
+        return Err(ApiError::unprocessable(
+            "invalid-rule",
+            format!("`{bad}` is not `module.name` or `module.*` (dotted Python identifiers)"),
+        ));
+    }
+    if body.pickle_deny.len() > 10_000 {
+        return Err(ApiError::unprocessable(
+            "invalid-rule",
+            "at most 10000 deny entries",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    if !(user.is_admin || reviews::is_hub_reviewer(&mut tx, user.id).await?) {
+        return Err(ApiError::forbidden(
+            "reviewer-required",
+            "only hub reviewers change the community rules",
+        ));
+    }
+    let version = db::rules::add(&mut tx, &body.pickle_deny, body.note.trim(), user.id).await?;
+    let scanner_version = db::rules::current_version(&mut tx).await?;
+    let queued = db::scans::enqueue_rescans(&mut tx, &scanner_version, false).await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "rules.set",
+        "hub",
+        json!({"version": version, "entries": body.pickle_deny.len()}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(
+        json!({"version": version, "scanner_version": scanner_version, "rescans_queued": queued}),
+    ))
 }
