@@ -712,3 +712,75 @@ async fn community_rules_rescan_and_open_reports(pool: PgPool) {
         json!(["evilpkg.run"])
     );
 }
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn reporters_disclose_after_the_deadline(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let owner = app.create_user("owner").await;
+    let researcher = app.create_user("researcher").await;
+    let outsider = app.create_user("outsider").await;
+    app.create_repo(&owner, "owner", "model", "public").await;
+    let report = expect_status(
+        app.post_json(
+            "/api/v1/repos/owner/model/reports",
+            Some(&researcher),
+            &json!({"category": "unsafe-format", "description": "ships a pickle"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = report["id"].as_i64().unwrap();
+    let msg = expect_error(
+        app.post_json(
+            &format!("/api/v1/reports/{id}/disclose"),
+            Some(&researcher),
+            &json!({}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "disclosure-not-due",
+    )
+    .await;
+    assert!(msg.contains("may be disclosed"), "{msg}");
+    expect_error(
+        app.post_json(
+            &format!("/api/v1/reports/{id}/disclose"),
+            Some(&outsider),
+            &json!({}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "report-not-found",
+    )
+    .await;
+    // The 90 days pass without a resolution.
+    sqlx::query("UPDATE reports SET disclosure_at = now() - interval '1 day' WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    expect_status(
+        app.post_json(
+            &format!("/api/v1/reports/{id}/disclose"),
+            Some(&researcher),
+            &json!({}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let public = expect_status(
+        app.get(&format!("/api/v1/reports/{id}"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(public["status"], "published");
+    let listed = expect_status(
+        app.get("/api/v1/repos/owner/model/reports", Some(&outsider))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed["reports"][0]["id"], id);
+}

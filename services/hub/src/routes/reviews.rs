@@ -34,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(attest)
         .service(list_attestations)
         .service(list_rules)
+        .service(disclose)
         .service(put_rules);
 }
 
@@ -57,16 +58,27 @@ async fn visible(
     caller: &Caller,
     id: i64,
 ) -> Result<(Report, Repo, bool), ApiError> {
-    let user = caller.user.as_ref().ok_or_else(|| not_found(id))?;
     let report = reviews::get(conn, id).await?.ok_or_else(|| not_found(id))?;
     let repo = db::repos::find_by_id(conn, report.repository_id)
         .await?
         .ok_or_else(|| not_found(id))?;
+    // A disclosed report is as public as its repository.
+    let disclosed = report.status == "published"
+        && auth::authorize_repo(conn, caller, &repo, Need::Read)
+            .await
+            .is_ok();
+    let Some(user) = caller.user.as_ref() else {
+        return if disclosed {
+            Ok((report, repo, false))
+        } else {
+            Err(not_found(id))
+        };
+    };
     let reviewer = reviews(conn, user, &repo).await?;
     let owner = auth::namespace_role(conn, caller, repo.namespace_id, &repo.namespace_kind)
         .await?
         .is_some_and(|r| r >= Role::Admin);
-    if report.reporter_id != user.id && !owner && !reviewer {
+    if report.reporter_id != user.id && !owner && !reviewer && !disclosed {
         return Err(not_found(id));
     }
     Ok((report, repo, reviewer))
@@ -1017,4 +1029,70 @@ pub async fn put_rules(
     Ok(HttpResponse::Ok().json(
         json!({"version": version, "scanner_version": scanner_version, "rescans_queued": queued}),
     ))
+}
+
+/// Makes a report public: reviewers at any time, its reporter once the disclosure deadline
+/// has passed without a resolution (audited; logged; watchers are told).
+#[utoipa::path(post, path = "/api/v1/reports/{id}/disclose", responses((status = 200), (status = 404), (status = 409)))]
+#[post("/api/v1/reports/{id}/disclose")]
+pub async fn disclose(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let (report, repo, reviewer) = visible(&mut tx, &caller, id).await?;
+    let user = caller.require_user()?;
+    if report.status == "published" {
+        return Err(ApiError::conflict(
+            "report-published",
+            format!("report {id} is already public"),
+        ));
+    }
+    if !reviewer {
+        if report.reporter_id != user.id {
+            return Err(ApiError::forbidden(
+                "reviewer-required",
+                "only the reporter or reviewers disclose a report",
+            ));
+        }
+        if chrono::Utc::now() < report.disclosure_at {
+            return Err(ApiError::conflict(
+                "disclosure-not-due",
+                format!(
+                    "report {id} may be disclosed by its reporter from {}",
+                    report.disclosure_at.to_rfc3339()
+                ),
+            ));
+        }
+        if report.status == "dismissed" {
+            return Err(ApiError::conflict(
+                "report-dismissed",
+                format!("report {id} was dismissed"),
+            ));
+        }
+    }
+    reviews::set_status(&mut tx, id, "published", None).await?;
+    crate::tlog::append(&mut tx, json!({"kind": "report-disclosed", "report": id, "sha256": report.sha256.as_ref().map(hex::encode)})).await?;
+    crate::notify::emit(
+        &mut tx,
+        &repo,
+        "report.disclosed",
+        json!({"report": id, "category": report.category}),
+        true,
+    )
+    .await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "report.disclose",
+        &format!("repo:{}", repo.full_name()),
+        json!({"report": id}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(json!({"report": id, "status": "published"})))
 }
