@@ -3,6 +3,7 @@
 CREATE TABLE rule_sets (
     version      SERIAL PRIMARY KEY,
     pickle_deny  TEXT[] NOT NULL,
+    yara         TEXT NOT NULL DEFAULT '',
     note         TEXT NOT NULL DEFAULT '',
     created_by   BIGINT NOT NULL REFERENCES namespaces (id),
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now()

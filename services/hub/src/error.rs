@@ -13,8 +13,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// Structured facts a client can act on (e.g. a quarantined file's findings).
-    pub details: Option<serde_json::Value>,
+    /// Structured facts a client can act on (e.g. a quarantined file's findings). Boxed: a
+    /// JSON value is large, and every handler result carries room for an error.
+    pub details: Option<Box<serde_json::Value>>,
     /// The cause of a server-side failure, logged and never sent.
     source: Option<anyhow::Error>,
 }
@@ -46,7 +47,7 @@ impl ApiError {
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -170,7 +171,7 @@ impl ResponseError for ApiError {
                 error: ErrorDetail {
                     code: self.code.into(),
                     message: self.message.clone(),
-                    details: self.details.clone(),
+                    details: self.details.as_deref().cloned(),
                 },
             })
     }

@@ -342,14 +342,34 @@ async fn scan_blob(ctx: JobContext, payload: serde_json::Value) -> Result<(), Jo
     };
     let store = ctx.store.clone();
     let path = payload.path.clone();
+    let yara = rules
+        .as_ref()
+        .filter(|r| !r.yara.trim().is_empty())
+        .map(|r| (r.version, r.yara.clone()));
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<kaiyuan_scanner::Report> {
         let mut reader = store.open_blocking(&digest, size)?;
-        Ok(kaiyuan_scanner::scan_with(
-            &mut reader,
-            size,
-            &path,
-            &limits,
-        ))
+        let mut report = kaiyuan_scanner::scan_with(&mut reader, size, &path, &limits);
+        if let Some((version, source)) = yara {
+            use std::io::Seek;
+            reader.seek(std::io::SeekFrom::Start(0))?;
+            match crate::yara::matches(version, &source, &mut reader) {
+                Ok(hits) => {
+                    for rule in hits {
+                        report.findings.push(kaiyuan_scanner::Finding {
+                            rule: "yara-community-rule",
+                            severity: kaiyuan_scanner::Verdict::Malicious,
+                            location: "file".into(),
+                            message: format!("matches community YARA rule `{rule}` (rule set {version})"),
+                            evidence: Some(rule),
+                        });
+                        report.verdict = report.verdict.max(kaiyuan_scanner::Verdict::Malicious);
+                    }
+                }
+                // A rule that times out slows this scan; it never fails it.
+                Err(e) => tracing::warn!(blob.sha256 = %digest, error = %e, "community YARA rules did not finish"),
+            }
+        }
+        Ok(report)
     })
     .await
     .map_err(|e| JobError::Retry(anyhow::anyhow!("scanner task failed: {e}")))?
@@ -376,7 +396,7 @@ async fn scan_blob(ctx: JobContext, payload: serde_json::Value) -> Result<(), Jo
         && report
             .findings
             .iter()
-            .any(|f| f.rule == "pickle-community-rule")
+            .any(|f| f.rule == "pickle-community-rule" || f.rule == "yara-community-rule")
     {
         crate::notify::open_rule_reports(&mut tx, digest.as_bytes(), rules, &report)
             .await

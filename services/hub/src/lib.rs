@@ -30,3 +30,4 @@ pub mod signatures;
 pub mod telemetry;
 pub mod tlog;
 pub mod tree;
+pub mod yara;

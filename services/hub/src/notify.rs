@@ -70,7 +70,7 @@ pub async fn open_rule_reports(
     let hits: Vec<String> = report
         .findings
         .iter()
-        .filter(|f| f.rule == "pickle-community-rule")
+        .filter(|f| f.rule == "pickle-community-rule" || f.rule == "yara-community-rule")
         .map(|f| f.message.clone())
         .collect();
     let held: Vec<(i64, String, String)> = sqlx::query_as(
@@ -103,7 +103,7 @@ pub async fn open_rule_reports(
                 reporter_id: rules.created_by,
                 category: "malicious-code",
                 description: &format!("{path} matched community scan rules: {}", hits.join("; ")),
-                evidence: &format!("{tag}: {}", rules.pickle_deny.join(", ")),
+                evidence: &format!("{tag}: {}", hits.join("; ")),
                 disclosure_at: chrono::Utc::now() + chrono::Duration::days(90),
             },
         )

@@ -784,3 +784,92 @@ async fn reporters_disclose_after_the_deadline(pool: PgPool) {
     .await;
     assert_eq!(listed["reports"][0]["id"], id);
 }
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn community_yara_rules_match_blob_bytes(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let owner = app.create_user("owner").await;
+    let reviewer = app.create_user("reviewer").await;
+    expect_status(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/admin/reviewers/reviewer",
+            Some(&app.admin_token),
+            &json!({"reviewer": true}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    app.create_repo(&owner, "owner", "model", "public").await;
+    app.commit_files(
+        &owner,
+        "owner/model",
+        &[
+            ("notes.txt", b"harmless text"),
+            ("payload.bin", b"\x00\x01 STAGE2-IMPLANT-7f3a \x02"),
+        ],
+    )
+    .await;
+    app.run_jobs().await;
+
+    let msg = expect_error(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/rules",
+            Some(&reviewer),
+            &json!({"yara": "rule broken { condition: $missing }"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-rule",
+    )
+    .await;
+    assert!(
+        msg.contains("do not compile") && msg.contains("missing"),
+        "{msg}"
+    );
+    let rule = r#"rule stage2_implant { meta: author = "reviewer" strings: $m = "STAGE2-IMPLANT" condition: $m }"#;
+    expect_status(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/rules",
+            Some(&reviewer),
+            &json!({"yara": rule}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    app.run_jobs().await;
+    let scan = expect_status(
+        app.get("/api/v1/repos/owner/model/scan", Some(&owner))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let status = |p: &str| {
+        scan["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == p)
+            .unwrap()["scan_status"]
+            .clone()
+    };
+    assert_eq!(status("payload.bin"), "malicious", "{scan}");
+    assert_eq!(status("notes.txt"), "clean");
+    let reports = expect_status(
+        app.get("/api/v1/repos/owner/model/reports", Some(&owner))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        reports["reports"][0]["description"]
+            .as_str()
+            .unwrap()
+            .contains("stage2_implant"),
+        "{reports}"
+    );
+}

@@ -7,6 +7,8 @@ use sqlx::PgConnection;
 pub struct RuleSet {
     pub version: i32,
     pub pickle_deny: Vec<String>,
+    /// YARA source, evaluated with yara-x over blob bytes.
+    pub yara: String,
     pub note: String,
     #[serde(skip)]
     pub created_by: i64,
@@ -14,13 +16,13 @@ pub struct RuleSet {
 }
 
 pub async fn latest(conn: &mut PgConnection) -> sqlx::Result<Option<RuleSet>> {
-    sqlx::query_as("SELECT version, pickle_deny, note, created_by, created_at FROM rule_sets ORDER BY version DESC LIMIT 1")
+    sqlx::query_as("SELECT version, pickle_deny, yara, note, created_by, created_at FROM rule_sets ORDER BY version DESC LIMIT 1")
         .fetch_optional(conn)
         .await
 }
 
 pub async fn history(conn: &mut PgConnection) -> sqlx::Result<Vec<RuleSet>> {
-    sqlx::query_as("SELECT version, pickle_deny, note, created_by, created_at FROM rule_sets ORDER BY version DESC")
+    sqlx::query_as("SELECT version, pickle_deny, yara, note, created_by, created_at FROM rule_sets ORDER BY version DESC")
         .fetch_all(conn)
         .await
 }
@@ -28,13 +30,15 @@ pub async fn history(conn: &mut PgConnection) -> sqlx::Result<Vec<RuleSet>> {
 pub async fn add(
     conn: &mut PgConnection,
     pickle_deny: &[String],
+    yara: &str,
     note: &str,
     by: i64,
 ) -> sqlx::Result<i32> {
-    sqlx::query_scalar("INSERT INTO rule_sets (pickle_deny, note, created_by) VALUES ($1, $2, $3) RETURNING version")
+    sqlx::query_scalar("INSERT INTO rule_sets (pickle_deny, note, created_by, yara) VALUES ($1, $2, $3, $4) RETURNING version")
         .bind(pickle_deny)
         .bind(note)
         .bind(by)
+        .bind(yara)
         .fetch_one(conn)
         .await
 }

@@ -958,7 +958,11 @@ pub async fn list_attestations(
 #[serde(deny_unknown_fields)]
 pub struct NewRuleSet {
     /// Pickle callables to deny, `module.name` or `module.*`: the whole new set.
+    #[serde(default)]
     pub pickle_deny: Vec<String>,
+    /// YARA rules (yara-x dialect) matched against blob bytes: the whole new source.
+    #[serde(default)]
+    pub yara: String,
     #[serde(default)]
     pub note: String,
 }
@@ -1000,6 +1004,20 @@ pub async fn put_rules(
             format!("`{bad}` is not `module.name` or `module.*` (dotted Python identifiers)"),
         ));
     }
+    if body.yara.len() > 1 << 20 {
+        return Err(ApiError::unprocessable(
+            "invalid-rule",
+            "YARA source is limited to 1 MiB",
+        ));
+    }
+    if !body.yara.trim().is_empty() {
+        crate::yara::compile(&body.yara).map_err(|e| {
+            ApiError::unprocessable(
+                "invalid-rule",
+                format!("the YARA rules do not compile: {e}"),
+            )
+        })?;
+    }
     if body.pickle_deny.len() > 10_000 {
         return Err(ApiError::unprocessable(
             "invalid-rule",
@@ -1013,7 +1031,14 @@ pub async fn put_rules(
             "only hub reviewers change the community rules",
         ));
     }
-    let version = db::rules::add(&mut tx, &body.pickle_deny, body.note.trim(), user.id).await?;
+    let version = db::rules::add(
+        &mut tx,
+        &body.pickle_deny,
+        &body.yara,
+        body.note.trim(),
+        user.id,
+    )
+    .await?;
     let scanner_version = db::rules::current_version(&mut tx).await?;
     let queued = db::scans::enqueue_rescans(&mut tx, &scanner_version, false).await?;
     db::audit::record(
