@@ -42,6 +42,7 @@ pub async fn collect(db: &PgPool, store: &BlobStore, settings: &Gc) -> anyhow::R
                  WHERE b.last_seen_at < now() - make_interval(secs => $1)
                    AND NOT EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = b.sha256)
                    AND NOT EXISTS (SELECT 1 FROM repository_uploads u WHERE u.sha256 = b.sha256)
+                   AND NOT EXISTS (SELECT 1 FROM report_attachments a WHERE a.sha256 = b.sha256)
                  LIMIT 500
                  FOR UPDATE SKIP LOCKED)
              RETURNING sha256",

@@ -873,3 +873,99 @@ async fn community_yara_rules_match_blob_bytes(pool: PgPool) {
         "{reports}"
     );
 }
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn evidence_is_stored_scanned_guarded_and_kept(pool: PgPool) {
+    let app = kaiyuan_tests::spawn_app_with(pool, kaiyuan_tests::Backend::Local, |s| {
+        s.gc.blob_grace_secs = 0
+    })
+    .await;
+    let owner = app.create_user("owner").await;
+    let researcher = app.create_user("researcher").await;
+    let reviewer = app.create_user("reviewer").await;
+    let outsider = app.create_user("outsider").await;
+    expect_status(
+        app.send_json(
+            Method::PUT,
+            "/api/v1/admin/reviewers/reviewer",
+            Some(&app.admin_token),
+            &json!({"reviewer": true}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    app.create_repo(&owner, "owner", "model", "public").await;
+    let report = expect_status(
+        app.post_json(
+            "/api/v1/repos/owner/model/reports",
+            Some(&researcher),
+            &json!({"category": "malicious-code", "description": "see the attached loader"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = report["id"].as_i64().unwrap();
+    let attach = |token: &str, name: &str| {
+        app.request(
+            Method::POST,
+            &format!("/api/v1/reports/{id}/attachments?name={name}"),
+            Some(token),
+        )
+        .body(EVIL.to_vec())
+    };
+    expect_error(
+        attach(&outsider, "x.pkl").send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+        "report-not-found",
+    )
+    .await;
+    expect_error(
+        attach(&researcher, "a%2Fb").send().await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-name",
+    )
+    .await;
+    let made = expect_status(
+        attach(&researcher, "loader.pkl").send().await.unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(made["sha256"], kaiyuan_tests::sha256_hex(EVIL));
+    let aid = made["id"].as_i64().unwrap();
+
+    // Scanned like any blob; the malicious evidence reaches reviewers only.
+    app.run_jobs().await;
+    let seen = expect_status(
+        app.get(&format!("/api/v1/reports/{id}"), Some(&owner))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(seen["attachments"][0]["scan_status"], "malicious");
+    let url = format!("/api/v1/reports/{id}/attachments/{aid}");
+    expect_error(
+        app.get(&url, Some(&owner)).await,
+        StatusCode::FORBIDDEN,
+        "quarantined",
+    )
+    .await;
+    expect_error(
+        app.get(&url, Some(&outsider)).await,
+        StatusCode::NOT_FOUND,
+        "report-not-found",
+    )
+    .await;
+    // Garbage collection keeps evidence while the report exists.
+    expect_status(
+        app.post_json("/api/v1/admin/gc", Some(&app.admin_token), &json!({}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let res = app.get(&url, Some(&reviewer)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().contains_key("x-kaiyuan-warning"));
+    assert_eq!(res.bytes().await.unwrap().as_ref(), EVIL);
+}

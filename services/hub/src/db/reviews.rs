@@ -414,3 +414,42 @@ pub async fn attestations(
     .fetch_all(conn)
     .await
 }
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Attachment {
+    pub id: i64,
+    pub name: String,
+    #[serde(serialize_with = "hex_vec")]
+    pub sha256: Vec<u8>,
+    pub size: i64,
+    pub scan_status: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn add_attachment(
+    conn: &mut PgConnection,
+    report_id: i64,
+    name: &str,
+    sha256: &[u8],
+    size: i64,
+    by: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar("INSERT INTO report_attachments (report_id, name, sha256, size, uploaded_by) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+        .bind(report_id)
+        .bind(name)
+        .bind(sha256)
+        .bind(size)
+        .bind(by)
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn attachments(conn: &mut PgConnection, report_id: i64) -> sqlx::Result<Vec<Attachment>> {
+    sqlx::query_as(
+        "SELECT a.id, a.name, a.sha256, a.size, COALESCE(b.scan_verdict, 'pending') AS scan_status, a.created_at
+         FROM report_attachments a LEFT JOIN blobs b ON b.sha256 = a.sha256 WHERE a.report_id = $1 ORDER BY a.id",
+    )
+    .bind(report_id)
+    .fetch_all(conn)
+    .await
+}

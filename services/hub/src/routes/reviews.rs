@@ -35,6 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(list_attestations)
         .service(list_rules)
         .service(disclose)
+        .service(attach)
+        .service(download_attachment)
         .service(put_rules);
 }
 
@@ -232,6 +234,8 @@ pub async fn get_report(
     let (report, _, _) = visible(&mut conn, &caller, id).await?;
     let mut body =
         serde_json::to_value(&report).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    body["attachments"] = serde_json::to_value(reviews::attachments(&mut conn, id).await?)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
     body["comments"] = serde_json::to_value(reviews::comments(&mut conn, id).await?)
         .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
     Ok(HttpResponse::Ok().json(body))
@@ -1120,4 +1124,143 @@ pub async fn disclose(
     .await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(json!({"report": id, "status": "published"})))
+}
+
+#[derive(Deserialize)]
+pub struct AttachQuery {
+    name: String,
+}
+
+/// Attaches an evidence file to a report: the raw body, streamed and stored like any blob,
+/// then scanned (reporter, repository admins, reviewers; audited).
+#[utoipa::path(post, path = "/api/v1/reports/{id}/attachments", request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 201), (status = 404), (status = 413), (status = 422)))]
+#[post("/api/v1/reports/{id}/attachments")]
+pub async fn attach(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<i64>,
+    query: web::Query<AttachQuery>,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let id = path.into_inner();
+    let name = query.name.trim();
+    if name.is_empty()
+        || name.len() > 200
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control)
+    {
+        return Err(ApiError::unprocessable(
+            "invalid-name",
+            "an attachment name has 1 to 200 characters and no slashes",
+        ));
+    }
+    let (report, repo, _) = {
+        let mut conn = state.db.acquire().await?;
+        visible(&mut conn, &caller, id).await?
+    };
+    let user = caller.require_user()?.clone();
+    let length = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let expected = kaiyuan_storage::Expected {
+        sha256: None,
+        size: length,
+        max_size: state.settings.limits.max_file_size,
+    };
+    let stored = super::uploads::store_stream(&state, None, user.id, expected, body).await?;
+    let mut tx = state.db.begin().await?;
+    let attachment = reviews::add_attachment(
+        &mut tx,
+        id,
+        name,
+        stored.sha256.as_bytes(),
+        stored.size as i64,
+        user.id,
+    )
+    .await?;
+    db::jobs::enqueue(
+        &mut tx,
+        db::scans::SCAN_BLOB,
+        &json!({"sha256": stored.sha256.to_hex(), "path": name}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    db::audit::record(
+        &mut tx,
+        Some(user.id),
+        "report.attach",
+        &format!("repo:{}", repo.full_name()),
+        json!({"report": report.id, "attachment": attachment, "sha256": stored.sha256.to_hex()}),
+        auth::request_id(&req).as_deref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(json!({"id": attachment, "name": name, "sha256": stored.sha256.to_hex(), "size": stored.size})))
+}
+
+/// Downloads an attachment. Evidence is often malware: a quarantined one is served to
+/// reviewers only, with a warning header.
+#[utoipa::path(get, path = "/api/v1/reports/{id}/attachments/{attachment}", responses((status = 200), (status = 403), (status = 404)))]
+#[get("/api/v1/reports/{id}/attachments/{attachment}")]
+pub async fn download_attachment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(i64, i64)>,
+) -> ApiResult<HttpResponse> {
+    use futures_util::StreamExt;
+    let (id, attachment) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let (_, _, reviewer) = visible(&mut conn, &caller, id).await?;
+    let found = reviews::attachments(&mut conn, id)
+        .await?
+        .into_iter()
+        .find(|a| a.id == attachment);
+    let Some(a) = found else {
+        return Err(ApiError::not_found(
+            "attachment-not-found",
+            format!("report {id} has no attachment {attachment}"),
+        ));
+    };
+    let scan = db::scans::state(&mut conn, &a.sha256).await?;
+    drop(conn);
+    let quarantined = scan.as_ref().is_some_and(|s| s.quarantined());
+    if quarantined && !reviewer {
+        return Err(ApiError::forbidden(
+            "quarantined",
+            format!(
+                "attachment `{}` is malicious; only reviewers may download it",
+                a.name
+            ),
+        ));
+    }
+    let bytes: [u8; 32] = a
+        .sha256
+        .as_slice()
+        .try_into()
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?;
+    let stream = state
+        .store
+        .read(
+            &kaiyuan_storage::Sha256Digest::from_bytes(bytes),
+            0..a.size as u64,
+        )
+        .await?
+        .map(|c| c.map_err(ApiError::from));
+    let mut builder = HttpResponse::Ok();
+    builder
+        .content_type("application/octet-stream")
+        .insert_header((
+            "content-disposition",
+            format!("attachment; filename=\"{}\"", a.name.replace('"', "_")),
+        ));
+    if quarantined {
+        builder.insert_header((
+            "X-Kaiyuan-Warning",
+            "malicious evidence: handle in a sandbox",
+        ));
+    }
+    Ok(builder.no_chunking(a.size as u64).streaming(stream))
 }

@@ -55,7 +55,7 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, ApiEr
 /// repository's right to reference it. Any failure leaves nothing referenceable behind.
 pub async fn store_stream<S, E>(
     state: &AppState,
-    repository_id: i64,
+    repository_id: impl Into<Option<i64>>,
     user_id: i64,
     expected: Expected,
     mut body: S,
@@ -64,6 +64,8 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    // The repository the upload may be committed to (none for report evidence).
+    let repository_id: Option<i64> = repository_id.into();
     if let Some(size) = expected.size.filter(|&s| s > expected.max_size) {
         return Err(ApiError::too_large(
             "file-too-large",
@@ -98,7 +100,9 @@ where
     let stored = upload.finish().await?;
     let mut tx = state.db.begin().await?;
     db::blobs::upsert(&mut tx, stored.sha256.as_bytes(), stored.size as i64).await?;
-    db::blobs::grant_upload(&mut tx, repository_id, stored.sha256.as_bytes(), user_id).await?;
+    if let Some(repository_id) = repository_id {
+        db::blobs::grant_upload(&mut tx, repository_id, stored.sha256.as_bytes(), user_id).await?;
+    }
     tx.commit().await?;
     tracing::info!(blob.sha256 = %stored.sha256, size_bytes = stored.size, newly_stored = stored.newly_stored, "stored upload");
     Ok(stored)
