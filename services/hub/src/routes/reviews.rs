@@ -86,6 +86,24 @@ async fn visible(
     Ok((report, repo, reviewer))
 }
 
+/// The report, its repository, when the caller reviews it (403 `reviewer-required` naming
+/// `what` otherwise; 404 when the report is invisible to them).
+async fn reviewed(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: i64,
+    what: &str,
+) -> Result<(Report, Repo), ApiError> {
+    let (report, repo, reviewer) = visible(conn, caller, id).await?;
+    if !reviewer {
+        return Err(ApiError::forbidden(
+            "reviewer-required",
+            format!("only reviewers {what}"),
+        ));
+    }
+    Ok((report, repo))
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewReport {
@@ -304,13 +322,7 @@ pub async fn triage(
 ) -> ApiResult<HttpResponse> {
     let id = path.into_inner();
     let mut tx = state.db.begin().await?;
-    let (report, repo, reviewer) = visible(&mut tx, &caller, id).await?;
-    if !reviewer {
-        return Err(ApiError::forbidden(
-            "reviewer-required",
-            "only reviewers triage reports",
-        ));
-    }
+    let (report, repo) = reviewed(&mut tx, &caller, id, "triage reports").await?;
     let reason = body
         .reason
         .as_deref()
@@ -421,13 +433,7 @@ pub async fn create_advisory(
         ));
     }
     let mut tx = state.db.begin().await?;
-    let (report, repo, reviewer) = visible(&mut tx, &caller, id).await?;
-    if !reviewer {
-        return Err(ApiError::forbidden(
-            "reviewer-required",
-            "only reviewers write advisories",
-        ));
-    }
+    let (report, repo) = reviewed(&mut tx, &caller, id, "write advisories").await?;
     if report.status != "confirmed" {
         return Err(ApiError::conflict(
             "report-not-confirmed",
@@ -782,13 +788,7 @@ pub async fn hold(
 ) -> ApiResult<HttpResponse> {
     let id = path.into_inner();
     let mut tx = state.db.begin().await?;
-    let (report, repo, reviewer) = visible(&mut tx, &caller, id).await?;
-    if !reviewer {
-        return Err(ApiError::forbidden(
-            "reviewer-required",
-            "only reviewers hold files",
-        ));
-    }
+    let (report, repo) = reviewed(&mut tx, &caller, id, "hold files").await?;
     let Some(sha) = &report.sha256 else {
         return Err(ApiError::conflict(
             "no-file",
