@@ -292,3 +292,26 @@ pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Runs a validator script from `tests/python` on a JSON document with the test venv's
+/// Python; returns whether it accepted the document, and what it printed.
+pub fn run_validator(script: &str, doc: &Value) -> (bool, String) {
+    let python = std::env::var("KAIYUAN_TEST_PYTHON")
+        .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("doc.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(doc).expect("JSON")).expect("write document");
+    let out = std::process::Command::new(python)
+        .arg(format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR")))
+        .arg(&path)
+        .output()
+        .expect("run the validator");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

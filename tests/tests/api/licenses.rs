@@ -412,28 +412,6 @@ async fn decisions_follow_policies_contexts_and_hub_lineage(pool: PgPool) {
     .await;
 }
 
-/// Runs a validator script from tests/python on a document; (valid, output).
-fn validate(script: &str, doc: &Value) -> (bool, String) {
-    let python = std::env::var("KAIYUAN_TEST_PYTHON")
-        .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("doc.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
-    let out = std::process::Command::new(python)
-        .arg(format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR")))
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn spdx3_and_cyclonedx_exports_pass_the_official_validators(pool: PgPool) {
     let app = spawn_app(pool).await;
@@ -462,7 +440,7 @@ async fn spdx3_and_cyclonedx_exports_pass_the_official_validators(pool: PgPool) 
         StatusCode::OK,
     )
     .await;
-    let (ok, out) = validate("validate_spdx3.py", &spdx);
+    let (ok, out) = kaiyuan_tests::run_validator("validate_spdx3.py", &spdx);
     assert!(ok, "{out}\n{spdx:#}");
     let graph = spdx["@graph"].as_array().unwrap();
     let model = graph
@@ -511,7 +489,7 @@ async fn spdx3_and_cyclonedx_exports_pass_the_official_validators(pool: PgPool) 
         }
     }
     assert!(
-        !validate("validate_spdx3.py", &broken).0,
+        !kaiyuan_tests::run_validator("validate_spdx3.py", &broken).0,
         "a bare type name must fail"
     );
     let mut broken = spdx.clone();
@@ -520,7 +498,7 @@ async fn spdx3_and_cyclonedx_exports_pass_the_official_validators(pool: PgPool) 
         .unwrap()
         .remove("specVersion");
     assert!(
-        !validate("validate_spdx3.py", &broken).0,
+        !kaiyuan_tests::run_validator("validate_spdx3.py", &broken).0,
         "a missing specVersion must fail"
     );
     let mut broken = spdx.clone();
@@ -532,7 +510,7 @@ async fn spdx3_and_cyclonedx_exports_pass_the_official_validators(pool: PgPool) 
         .unwrap();
     rel["to"] = json!(["https://nowhere.example/missing"]);
     assert!(
-        !validate("validate_spdx3.py", &broken).0,
+        !kaiyuan_tests::run_validator("validate_spdx3.py", &broken).0,
         "a dangling reference must fail"
     );
 
@@ -545,7 +523,7 @@ async fn spdx3_and_cyclonedx_exports_pass_the_official_validators(pool: PgPool) 
         StatusCode::OK,
     )
     .await;
-    let (ok, out) = validate("validate_cdx.py", &cdx);
+    let (ok, out) = kaiyuan_tests::run_validator("validate_cdx.py", &cdx);
     assert!(ok, "{out}\n{cdx:#}");
     assert_eq!(cdx["specVersion"], "1.6");
     let model = &cdx["components"][0];
@@ -573,14 +551,14 @@ async fn spdx3_and_cyclonedx_exports_pass_the_official_validators(pool: PgPool) 
     let mut broken = cdx.clone();
     broken["components"][0]["type"] = json!("model");
     assert!(
-        !validate("validate_cdx.py", &broken).0,
+        !kaiyuan_tests::run_validator("validate_cdx.py", &broken).0,
         "an unknown component type must fail"
     );
     let mut broken = cdx.clone();
     broken["components"][0]["licenses"] =
         json!([{"expression": "MIT"}, {"license": {"id": "MIT"}}]);
     assert!(
-        !validate("validate_cdx.py", &broken).0,
+        !kaiyuan_tests::run_validator("validate_cdx.py", &broken).0,
         "mixing expression and license must fail"
     );
 

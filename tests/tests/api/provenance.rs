@@ -547,41 +547,17 @@ async fn provenance_records_say_who_pushed_what_from_where(pool: PgPool) {
 
     // The statement passes the in-toto attestation framework's own definitions; a broken
     // one does not.
-    let (ok, out) = validate_slsa(slsa);
+    let (ok, out) = kaiyuan_tests::run_validator("validate_slsa.py", slsa);
     assert!(ok, "{out}\n{slsa:#}");
     let mut broken = slsa.clone();
     broken["predicate"]["buildDefinition"]["buildTyp"] = json!("x");
-    assert!(!validate_slsa(&broken).0);
+    assert!(!kaiyuan_tests::run_validator("validate_slsa.py", &broken).0);
     let mut broken = slsa.clone();
     broken["predicate"]["runDetails"]["builder"] = json!({});
-    assert!(!validate_slsa(&broken).0);
+    assert!(!kaiyuan_tests::run_validator("validate_slsa.py", &broken).0);
 }
 
 fn base64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn validate_slsa(doc: &Value) -> (bool, String) {
-    let python = std::env::var("KAIYUAN_TEST_PYTHON")
-        .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("slsa.json");
-    std::fs::write(&path, doc.to_string()).unwrap();
-    let out = std::process::Command::new(python)
-        .arg(format!(
-            "{}/python/validate_slsa.py",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }

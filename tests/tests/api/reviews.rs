@@ -6,30 +6,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-fn validate_osv(doc: &Value) -> (bool, String) {
-    let python = std::env::var("KAIYUAN_TEST_PYTHON")
-        .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("osv.json");
-    std::fs::write(&path, doc.to_string()).unwrap();
-    let out = std::process::Command::new(python)
-        .arg(format!(
-            "{}/python/validate_osv.py",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 const EVIL: &[u8] = b"\x80\x02cposix\nsystem\nX\x02\x00\x00\x00id\x85R.not really";
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
@@ -292,15 +268,18 @@ async fn reports_stay_private_until_an_advisory_is_published(pool: PgPool) {
         StatusCode::OK,
     )
     .await;
-    let (ok, out) = validate_osv(&osv);
+    let (ok, out) = kaiyuan_tests::run_validator("validate_osv.py", &osv);
     assert!(ok, "{out}\n{osv:#}");
     assert_eq!(osv["id"], advisory.as_str());
     let mut broken = osv.clone();
     broken["modified"] = json!("yesterday");
-    assert!(!validate_osv(&broken).0, "a broken OSV document must fail");
+    assert!(
+        !kaiyuan_tests::run_validator("validate_osv.py", &broken).0,
+        "a broken OSV document must fail"
+    );
     let mut broken = osv.clone();
     broken["affected"][0]["package"]["ecosystem"] = json!("Hugging Face Hub");
-    assert!(!validate_osv(&broken).0);
+    assert!(!kaiyuan_tests::run_validator("validate_osv.py", &broken).0);
 
     app.create_repo(&copier, "copier", "mirror", "public").await;
     app.commit_files(&copier, "copier/mirror", &[("renamed.bin", EVIL)])

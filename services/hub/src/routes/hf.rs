@@ -60,8 +60,9 @@ fn flag(value: Option<&str>) -> bool {
     value.is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
-/// The endpoint the client used (its `HF_ENDPOINT`): URLs handed back must be on that host.
-pub(super) fn endpoint(req: &HttpRequest) -> String {
+/// The endpoint the client used (its `HF_ENDPOINT`, or the hub URL it called): URLs handed
+/// back and written into documents are on that host.
+pub(crate) fn endpoint(req: &HttpRequest) -> String {
     let info = req.connection_info();
     format!("{}://{}", info.scheme(), info.host())
 }

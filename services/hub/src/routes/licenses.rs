@@ -339,8 +339,7 @@ pub async fn sbom(
         .map(|c| c.created_at)
         .unwrap_or_else(chrono::Utc::now)
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let info = req.connection_info();
-    let base_url = format!("{}://{}", info.scheme(), info.host());
+    let base_url = super::hf::endpoint(&req);
     let input = kaiyuan_license::export::ExportInput {
         base_url: &base_url,
         repository: &repo.full_name(),

@@ -330,8 +330,7 @@ pub async fn provenance_record(
     }
     manifest::sort(&mut resources);
     let root = hex::encode(manifest::root_digest(&resources));
-    let info = req.connection_info();
-    let base = format!("{}://{}", info.scheme(), info.host());
+    let base = super::hf::endpoint(&req);
     let source = facts
         .card
         .source_repository

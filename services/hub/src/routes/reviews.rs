@@ -629,10 +629,7 @@ pub async fn advisory_osv(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let base = {
-        let info = req.connection_info();
-        format!("{}://{}", info.scheme(), info.host())
-    };
+    let base = super::hf::endpoint(&req);
     let mut conn = state.db.acquire().await?;
     let a = readable_advisory(&mut conn, &caller, &path.into_inner()).await?;
     let mut by_repo: std::collections::BTreeMap<String, (Vec<String>, Vec<Value>)> =
