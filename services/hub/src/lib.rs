@@ -30,4 +30,5 @@ pub mod signatures;
 pub mod telemetry;
 pub mod tlog;
 pub mod tree;
+pub mod verify_cli;
 pub mod yara;

@@ -71,6 +71,12 @@ enum Command {
     },
     /// Sign a model folder (OpenSSF model signing), or `sign verify` one, without a server.
     Sign(kaiyuan_hub::sign_cli::SignArgs),
+    /// Verify ONNX models by sample inference (load, smoke run, test vectors, determinism,
+    /// timings) without a server. Exit code: 0 all passed, 1 any failed, 2 usage error.
+    Verify(kaiyuan_hub::verify_cli::VerifyArgs),
+    /// A child verifier process (started by `verify` and the workers, not by people).
+    #[command(name = "verify-model", hide = true)]
+    VerifyModel { request: String },
     /// Transparency-log tools that need no server.
     Log {
         #[command(subcommand)]
@@ -269,6 +275,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         std::process::exit(kaiyuan_hub::log_cli::run(args) as i32);
     }
+    if let Command::Verify(args) = &cli.command {
+        std::process::exit(kaiyuan_hub::verify_cli::run(args) as i32);
+    }
+    if let Command::VerifyModel { request } = &cli.command {
+        std::process::exit(kaiyuan_verifier::sandbox::child_main(request));
+    }
     if let Command::Sign(args) = &cli.command {
         std::process::exit(kaiyuan_hub::sign_cli::run(args) as i32);
     }
@@ -355,7 +367,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("attestations are now signed with {}", result?);
             Ok(())
         }
-        Command::Scan { .. } | Command::License { .. } | Command::Sign(_) | Command::Log { .. } => {
+        Command::Scan { .. }
+        | Command::License { .. }
+        | Command::Sign(_)
+        | Command::Log { .. }
+        | Command::Verify(_)
+        | Command::VerifyModel { .. } => {
             unreachable!("handled before settings are read")
         }
         Command::Rescan => {
