@@ -26,6 +26,40 @@ pub struct Settings {
     pub embedded_postgres: EmbeddedPostgres,
     pub provenance: Provenance,
     pub reviews: Reviews,
+    pub verification: Verification,
+}
+
+/// Sample-inference verification of ONNX models by this process's workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Verification {
+    /// `cpu`, `cuda` or `auto` (CUDA when it initialises, else the CPU); `kaiyuan worker --ep`
+    /// overrides it. Only `cuda` workers take jobs that ask for a GPU.
+    pub ep: kaiyuan_verifier::Ep,
+    /// The ONNX Runtime shared library; `ORT_DYLIB_PATH` overrides it, and unset means the one
+    /// `scripts/install-deps.sh` extracts from the `onnxruntime` wheel.
+    pub onnxruntime_library: Option<PathBuf>,
+    /// The `kaiyuan` executable each model runs under (default: this one).
+    pub program: Option<PathBuf>,
+    /// Memory limit of each model's process, in MiB.
+    pub memory_mib: u64,
+    /// Wall-clock and CPU-time limit of each model's process, in seconds.
+    pub timeout_secs: u64,
+    /// Where a commit's files are written for a run (default: the system temporary folder).
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Default for Verification {
+    fn default() -> Self {
+        Self {
+            ep: kaiyuan_verifier::Ep::Cpu,
+            onnxruntime_library: None,
+            program: None,
+            memory_mib: 4096,
+            timeout_secs: 300,
+            work_dir: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +168,7 @@ impl Default for Settings {
             embedded_postgres: EmbeddedPostgres::default(),
             provenance: Provenance::default(),
             reviews: Reviews::default(),
+            verification: Verification::default(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum JobError {
     Retry(anyhow::Error),
     /// Will never succeed (bad payload, unknown kind): fail now and keep it for inspection.
     Permanent(anyhow::Error),
+    /// Not yet possible (it waits for another job): run again later without spending an attempt.
+    Defer(Duration, String),
 }
 
 impl From<anyhow::Error> for JobError {
@@ -43,12 +45,15 @@ pub struct JobContext {
     pub settings: std::sync::Arc<crate::config::Settings>,
 }
 
-async fn dispatch(ctx: JobContext, job: Job) -> Result<(), JobError> {
+async fn dispatch(ctx: JobContext, job: Job, worker: String) -> Result<(), JobError> {
     match job.kind.as_str() {
         COMMIT_CREATED => commit_created(ctx, job.payload).await,
         db::scans::SCAN_BLOB => scan_blob(ctx, job.payload).await,
         db::licenses::LICENSE_EVALUATE => license_evaluate(ctx, job.payload).await,
         db::provenance::SIGNATURE_VERIFY => signature_verify(ctx, job.payload).await,
+        db::verifications::VERIFY_COMMIT => {
+            crate::verification::verify_commit(ctx, job.payload, &worker).await
+        }
         db::notifications::WEBHOOK_DELIVER => {
             webhook_deliver(ctx, job.payload, job.attempts, job.max_attempts).await
         }
@@ -423,14 +428,15 @@ pub fn worker_id(index: usize) -> String {
 /// Claims and runs one job; returns whether there was one.
 pub async fn run_one(ctx: &JobContext, worker: &str, lease_secs: u64) -> anyhow::Result<bool> {
     let mut conn = ctx.db.acquire().await?;
-    let Some(job) = db::jobs::claim(&mut conn, worker, lease_secs as i64).await? else {
+    let gpu = ctx.settings.verification.ep == kaiyuan_verifier::Ep::Cuda;
+    let Some(job) = db::jobs::claim(&mut conn, worker, lease_secs as i64, gpu).await? else {
         return Ok(false);
     };
     drop(conn);
     let span = tracing::info_span!("job", job.id = job.id, job.kind = %job.kind, request.id = job.request_id.as_deref().unwrap_or(""));
     let _entered = span.enter();
     let (id, attempts) = (job.id, job.attempts);
-    let mut task = tokio::spawn(dispatch(ctx.clone(), job));
+    let mut task = tokio::spawn(dispatch(ctx.clone(), job, worker.to_string()));
     let mut heartbeat = tokio::time::interval(Duration::from_secs((lease_secs / 3).max(1)));
     heartbeat.tick().await;
     let outcome = loop {
@@ -463,6 +469,10 @@ pub async fn run_one(ctx: &JobContext, worker: &str, lease_secs: u64) -> anyhow:
                 backoff_secs(attempts),
             )
             .await?;
+        }
+        Ok(Err(JobError::Defer(after, reason))) => {
+            tracing::info!(reason = %reason, "job deferred");
+            db::jobs::defer(&mut conn, id, worker, &reason, after.as_secs_f64()).await?;
         }
         Ok(Err(JobError::Permanent(e))) => {
             tracing::error!(error = format!("{e:#}"), "job failed permanently");

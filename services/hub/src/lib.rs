@@ -30,5 +30,6 @@ pub mod signatures;
 pub mod telemetry;
 pub mod tlog;
 pub mod tree;
+pub mod verification;
 pub mod verify_cli;
 pub mod yara;

@@ -47,6 +47,10 @@ enum Command {
         /// Number of concurrent workers in this process.
         #[arg(long, default_value_t = 2)]
         workers: usize,
+        /// Execution provider for model verification: cpu, cuda (a GPU worker; it also takes
+        /// jobs that ask for a GPU) or auto. Overrides `verification.ep`.
+        #[arg(long, value_parser = kaiyuan_verifier::Ep::parse)]
+        ep: Option<kaiyuan_verifier::Ep>,
     },
     /// Apply database migrations (an explicit step for production deployments).
     Migrate,
@@ -295,7 +299,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             serve(settings).await
         }
-        Command::Worker { workers } => {
+        Command::Worker { workers, ep } => {
+            if let Some(ep) = ep {
+                settings.verification.ep = ep;
+            }
             let (pool, pg) = open_database(&settings, false).await?;
             check_schema(&pool).await?;
             let ctx = JobContext {

@@ -139,10 +139,12 @@ pub fn verify_model(
     {
         // Generated inputs may break a model that needs meaningful values (shapes, indices);
         // the card's `dims` or shipped test vectors let it pass.
-        return report.fail(
-            Status::Failed,
-            format!("{e} (set `verification.dims` in the card, or ship test vectors)"),
-        );
+        let hint = if e.contains("allocate memory") {
+            "the model ran out of memory under its limit"
+        } else {
+            "set `verification.dims` in the card, or ship test vectors"
+        };
+        return report.fail(Status::Failed, format!("{e} ({hint})"));
     }
     report.smoke_note = smoke_error;
 

@@ -56,18 +56,22 @@ pub async fn notify(conn: &mut PgConnection, kind: &str) -> sqlx::Result<()> {
 
 /// Claims the next runnable job: a queued one that is due, or a running one whose lease expired
 /// (its worker died). Concurrent workers never claim the same job.
+///
+/// Jobs that require a GPU (`requires = 'gpu'`) go only to workers with `gpu`.
 pub async fn claim(
     conn: &mut PgConnection,
     worker: &str,
     lease_secs: i64,
+    gpu: bool,
 ) -> sqlx::Result<Option<Job>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = $1,
                 lease_until = now() + make_interval(secs => $2), updated_at = now()
          WHERE id = (
              SELECT id FROM jobs
-             WHERE (state = 'queued' AND run_after <= now())
-                OR (state = 'running' AND lease_until < now())
+             WHERE ((state = 'queued' AND run_after <= now())
+                    OR (state = 'running' AND lease_until < now()))
+               AND (requires IS NULL OR (requires = 'gpu' AND $3))
              ORDER BY priority, run_after, id
              FOR UPDATE SKIP LOCKED
              LIMIT 1)
@@ -75,6 +79,7 @@ pub async fn claim(
     )))
     .bind(worker)
     .bind(lease_secs as f64)
+    .bind(gpu)
     .fetch_optional(conn)
     .await
 }
@@ -134,6 +139,30 @@ pub async fn fail(
     .bind(error)
     .bind(permanent)
     .bind(retry_in_secs)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts a job back to wait for something else (a scan still running) without spending an
+/// attempt.
+pub async fn defer(
+    conn: &mut PgConnection,
+    id: i64,
+    worker: &str,
+    reason: &str,
+    secs: f64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'queued', attempts = greatest(attempts - 1, 0),
+             run_after = now() + make_interval(secs => $4), last_error = $3,
+             lease_until = NULL, updated_at = now()
+         WHERE id = $1 AND locked_by = $2",
+    )
+    .bind(id)
+    .bind(worker)
+    .bind(reason)
+    .bind(secs)
     .execute(conn)
     .await?;
     Ok(())

@@ -14,6 +14,7 @@ pub mod reviews;
 pub mod rules;
 pub mod scans;
 pub mod tlog;
+pub mod verifications;
 
 use std::time::Duration;
 

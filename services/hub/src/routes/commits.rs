@@ -326,6 +326,18 @@ pub async fn write_commit(
     ] {
         db::jobs::enqueue(conn, kind, &payload, ctx.request_id.as_deref()).await?;
     }
+    let models = crate::verification::models(&files);
+    if !models.is_empty() {
+        db::verifications::enqueue(
+            conn,
+            ctx.repository_id,
+            &id,
+            &models,
+            "any",
+            ctx.request_id.as_deref(),
+        )
+        .await?;
+    }
     log_publish(conn, ctx, &id, &files).await?;
     Ok(id)
 }

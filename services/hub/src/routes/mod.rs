@@ -15,6 +15,7 @@ pub mod repos;
 pub mod reviews;
 pub mod tlog;
 pub mod uploads;
+pub mod verification;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -44,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     uploads::configure(cfg);
     licenses::configure(cfg);
     provenance::configure(cfg);
+    verification::configure(cfg);
     tlog::configure(cfg);
     reviews::configure(cfg);
     notifications::configure(cfg);

@@ -116,6 +116,8 @@ async fn openapi_json() -> HttpResponse {
         super::provenance::list_keys,
         super::provenance::revoke_key,
         super::provenance::signature,
+        super::verification::status,
+        super::verification::rerun,
         super::provenance::attestation,
         super::provenance::provenance_record,
         super::provenance::rotate_attestation_key,

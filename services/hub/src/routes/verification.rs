@@ -1,0 +1,102 @@
+//! Sample-inference verification over HTTP: a revision's status with every model's report, and
+//! re-runs on demand (optionally on a GPU worker).
+
+use actix_web::{HttpResponse, get, post, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::{Caller, Need};
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(status).service(rerun);
+}
+
+#[derive(Deserialize)]
+pub struct RevisionQuery {
+    revision: Option<String>,
+}
+
+fn body(repo: &db::repos::Repo, row: &db::verifications::VerificationRow) -> serde_json::Value {
+    json!({
+        "repository": repo.full_name(),
+        "revision": row.commit_id,
+        "status": row.status,
+        "requested_ep": row.requested_ep,
+        "queued_at": row.queued_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "worker": row.worker,
+        "runs_started": row.runs_started,
+        "files": row.files,
+    })
+}
+
+/// The revision's verification: `pending`, `running`, `passed`, `failed` or `error`, with each
+/// ONNX model's report (provider, ONNX Runtime version, inputs, outputs, test-vector
+/// comparisons, determinism, timings).
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/verification", responses((status = 200), (status = 404)))]
+#[get("/api/v1/repos/{namespace}/{name}/verification")]
+pub async fn status(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<RevisionQuery>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let (repo, commit) =
+        super::load_revision(&mut conn, &caller, &namespace, &name, query.revision.as_deref()).await?;
+    let row = db::verifications::get(&mut conn, repo.id, &commit).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "verification-not-found",
+            format!("revision {commit} has no verification: it holds no .onnx model"),
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(body(&repo, &row)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RerunRequest {
+    /// `any` (default), `cpu`, or `cuda` (only GPU workers take it).
+    #[serde(default)]
+    ep: Option<String>,
+}
+
+/// Verifies the revision again (writers of the repository).
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/verification", responses((status = 202), (status = 404), (status = 422)))]
+#[post("/api/v1/repos/{namespace}/{name}/verification")]
+pub async fn rerun(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<RevisionQuery>,
+    request: Option<web::Json<RerunRequest>>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name) = path.into_inner();
+    let ep = request.map(|r| r.into_inner()).unwrap_or_default().ep.unwrap_or_else(|| "any".into());
+    if !["any", "cpu", "cuda"].contains(&ep.as_str()) {
+        return Err(ApiError::unprocessable(
+            "invalid-ep",
+            format!("ep `{ep}`: expected any, cpu or cuda"),
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Write).await?;
+    let commit = super::commits::resolve_revision(&mut tx, &repo, query.revision.as_deref().unwrap_or("main")).await?;
+    let files = db::commits::files(&mut tx, repo.id, &commit).await?;
+    let models = crate::verification::models(&files);
+    if models.is_empty() {
+        return Err(ApiError::unprocessable(
+            "no-onnx-models",
+            format!("revision {commit} holds no .onnx model to verify"),
+        ));
+    }
+    db::verifications::enqueue(&mut tx, repo.id, &commit, &models, &ep, None).await?;
+    let row = db::verifications::get(&mut tx, repo.id, &commit).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("verification row vanished")))?;
+    tx.commit().await?;
+    Ok(HttpResponse::Accepted().json(body(&repo, &row)))
+}
