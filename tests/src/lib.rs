@@ -98,6 +98,8 @@ pub async fn spawn_app_with(
         listen: "127.0.0.1:0".into(),
         ..Settings::default()
     };
+    // Model verification runs each model in a child `kaiyuan` process.
+    settings.verification.program = Some(kaiyuan_binary());
     settings.workers.in_process = 0;
     settings.gc.interval_secs = 0;
     configure(&mut settings);
@@ -243,6 +245,43 @@ impl TestApp {
         };
         jobs::run_until_idle(&ctx, 30).await.expect("jobs run")
     }
+}
+
+/// The `kaiyuan` executable built beside this test binary: the hub starts it as the child
+/// process that verifies each model (a test binary cannot be that child).
+pub fn kaiyuan_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target folder");
+    let bin = dir.join("kaiyuan");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p kaiyuan-hub --bin kaiyuan` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs a Python helper from tests/python with the test venv; panics with its stderr on failure.
+pub fn run_python(script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let python = std::env::var("KAIYUAN_TEST_PYTHON")
+        .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let out = std::process::Command::new(python)
+        .arg(path)
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Asserts the status (printing the body when it differs) and returns the JSON body.

@@ -31,7 +31,11 @@ fn parent(path: &str) -> &str {
 }
 
 fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
 }
 
 /// Test-vector files that belong to `model` (see `kaiyuan_verifier::vectors`).
@@ -61,8 +65,13 @@ fn vector_files<'a>(model: &str, files: &'a [FileRow]) -> Vec<&'a FileRow> {
 }
 
 /// Why a file's scan keeps it from running, or `None` when it passed; `Err` while pending.
-async fn scan_gate(conn: &mut sqlx::PgConnection, file: &FileRow) -> Result<Option<String>, JobError> {
-    let state = db::scans::state(conn, &file.sha256).await.context("scan state")?;
+async fn scan_gate(
+    conn: &mut sqlx::PgConnection,
+    file: &FileRow,
+) -> Result<Option<String>, JobError> {
+    let state = db::scans::state(conn, &file.sha256)
+        .await
+        .context("scan state")?;
     match state {
         Some(s) if s.quarantined() => Ok(Some(format!(
             "not run: `{}` is quarantined (scan verdict {})",
@@ -81,7 +90,10 @@ async fn scan_gate(conn: &mut sqlx::PgConnection, file: &FileRow) -> Result<Opti
                 format!("waiting for the scan of {}", file.path),
             )),
         },
-        None => Err(JobError::Permanent(anyhow::anyhow!("blob of {} is not recorded", file.path))),
+        None => Err(JobError::Permanent(anyhow::anyhow!(
+            "blob of {} is not recorded",
+            file.path
+        ))),
     }
 }
 
@@ -109,14 +121,23 @@ struct Payload {
 }
 
 /// `verify-commit` `{repository_id, commit_id, ep}`.
-pub async fn verify_commit(ctx: JobContext, payload: serde_json::Value, worker: &str) -> Result<(), JobError> {
+pub async fn verify_commit(
+    ctx: JobContext,
+    payload: serde_json::Value,
+    worker: &str,
+) -> Result<(), JobError> {
     let payload: Payload = serde_json::from_value(payload)
         .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload: {e}")))?;
     let mut conn = ctx.db.acquire().await.context("database")?;
-    let Some(repo) = db::repos::find_by_id(&mut conn, payload.repository_id).await.context("repository")? else {
+    let Some(repo) = db::repos::find_by_id(&mut conn, payload.repository_id)
+        .await
+        .context("repository")?
+    else {
         return Ok(());
     };
-    let files = db::commits::files(&mut conn, repo.id, &payload.commit_id).await.context("commit files")?;
+    let files = db::commits::files(&mut conn, repo.id, &payload.commit_id)
+        .await
+        .context("commit files")?;
     let settings = &ctx.settings.verification;
     let ep = match payload.ep.as_deref() {
         Some("cpu") => Ep::Cpu,
@@ -128,7 +149,9 @@ pub async fn verify_commit(ctx: JobContext, payload: serde_json::Value, worker: 
     let models = models(&files);
     let mut plan = Vec::new();
     for model in &models {
-        let Some(row) = files.iter().find(|f| &f.path == model) else { continue };
+        let Some(row) = files.iter().find(|f| &f.path == model) else {
+            continue;
+        };
         let mut needed = vec![row];
         needed.extend(vector_files(model, &files));
         let mut blocked = None;
@@ -139,7 +162,10 @@ pub async fn verify_commit(ctx: JobContext, payload: serde_json::Value, worker: 
         }
         plan.push((model.clone(), needed, blocked));
     }
-    let card = match files.iter().find(|f| f.path == "README.md" && f.size < 1 << 20) {
+    let card = match files
+        .iter()
+        .find(|f| f.path == "README.md" && f.size < 1 << 20)
+    {
         Some(readme) => read_small(&ctx, readme).await.unwrap_or_default(),
         None => String::new(),
     };
@@ -150,13 +176,22 @@ pub async fn verify_commit(ctx: JobContext, payload: serde_json::Value, worker: 
 
     let card_settings = settings::from_card(&card);
     let root = settings.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-    tokio::fs::create_dir_all(&root).await.context("work folder")?;
-    let work = tempfile::Builder::new().prefix("kaiyuan-verify-").tempdir_in(&root).context("work folder")?;
+    tokio::fs::create_dir_all(&root)
+        .await
+        .context("work folder")?;
+    let work = tempfile::Builder::new()
+        .prefix("kaiyuan-verify-")
+        .tempdir_in(&root)
+        .context("work folder")?;
     let mut results = Vec::new();
     for (model, needed, blocked) in plan {
         let report = match (&card_settings, blocked) {
-            (_, Some(reason)) => ModelReport::new(&model, ep.as_str(), 0).fail(Status::Error, reason),
-            (Err(e), None) => ModelReport::new(&model, ep.as_str(), 0).fail(Status::Error, e.clone()),
+            (_, Some(reason)) => {
+                ModelReport::new(&model, ep.as_str(), 0).fail(Status::Error, reason)
+            }
+            (Err(e), None) => {
+                ModelReport::new(&model, ep.as_str(), 0).fail(Status::Error, e.clone())
+            }
             (Ok(card), None) => {
                 let s = card.clone().unwrap_or_default();
                 run_model(&ctx, work.path(), &model, &needed, &files, ep, s).await?
@@ -170,13 +205,26 @@ pub async fn verify_commit(ctx: JobContext, payload: serde_json::Value, worker: 
         .map(|r| serde_json::json!({"path": r.path, "status": r.status.as_str(), "report": r}))
         .collect();
     let mut tx = ctx.db.begin().await.context("database")?;
-    db::verifications::finish(&mut tx, repo.id, &payload.commit_id, status, &serde_json::Value::Array(json))
+    db::verifications::finish(
+        &mut tx,
+        repo.id,
+        &payload.commit_id,
+        status,
+        &serde_json::Value::Array(json),
+    )
+    .await
+    .context("storing the verification")?;
+    let label = crate::tlog::repo_label(&mut tx, &repo)
         .await
-        .context("storing the verification")?;
-    let label = crate::tlog::repo_label(&mut tx, &repo).await.context("log label")?;
-    let providers: Vec<&str> = results.iter().filter_map(|r| r.provider.as_deref()).collect();
+        .context("log label")?;
+    let providers: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r.provider.as_deref())
+        .collect();
     let event = serde_json::json!({"kind": "verification", "repository": label, "commit": payload.commit_id, "status": status, "providers": providers, "onnxruntime": results.iter().find_map(|r| r.onnxruntime_version.clone())});
-    crate::tlog::append(&mut tx, event).await.context("logging the verification")?;
+    crate::tlog::append(&mut tx, event)
+        .await
+        .context("logging the verification")?;
     tx.commit().await.context("committing the verification")?;
     tracing::info!(commit = %payload.commit_id, status, models = results.len(), "verified commit");
     Ok(())
@@ -194,7 +242,10 @@ fn overall(results: &[ModelReport]) -> &'static str {
 
 async fn read_small(ctx: &JobContext, file: &FileRow) -> anyhow::Result<String> {
     let bytes: [u8; 32] = file.sha256.as_slice().try_into().context("bad digest")?;
-    let mut stream = ctx.store.read(&Sha256Digest::from_bytes(bytes), 0..file.size as u64).await?;
+    let mut stream = ctx
+        .store
+        .read(&Sha256Digest::from_bytes(bytes), 0..file.size as u64)
+        .await?;
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk?);
@@ -216,7 +267,9 @@ async fn run_model(
     let folder = tempfile::tempdir_in(work).context("model folder")?;
     let target = |path: &str| -> PathBuf { folder.path().join(path) };
     for f in needed {
-        write_blob(ctx, f, &target(&f.path)).await.map_err(JobError::Retry)?;
+        write_blob(ctx, f, &target(&f.path))
+            .await
+            .map_err(JobError::Retry)?;
     }
     // External data named by the model must be files of this commit.
     let model_path = target(model);
@@ -230,8 +283,10 @@ async fn run_model(
         let mut conn = ctx.db.acquire().await.context("database")?;
         for location in &header.external_data {
             if let Some(problem) = kaiyuan_verifier::model_info::location_problem(location) {
-                return Ok(ModelReport::new(model, ep.as_str(), card.seed())
-                    .fail(Status::Failed, format!("external data location `{location}` {problem}")));
+                return Ok(ModelReport::new(model, ep.as_str(), card.seed()).fail(
+                    Status::Failed,
+                    format!("external data location `{location}` {problem}"),
+                ));
             }
             let wanted = normalise(&join(parent(model), location));
             let Some(file) = files.iter().find(|f| Some(&f.path) == wanted.as_ref()) else {
@@ -241,15 +296,23 @@ async fn run_model(
                 ));
             };
             if let Some(reason) = scan_gate(&mut conn, file).await? {
-                return Ok(ModelReport::new(model, ep.as_str(), card.seed()).fail(Status::Error, reason));
+                return Ok(
+                    ModelReport::new(model, ep.as_str(), card.seed()).fail(Status::Error, reason)
+                );
             }
-            write_blob(ctx, file, &target(&file.path)).await.map_err(JobError::Retry)?;
+            write_blob(ctx, file, &target(&file.path))
+                .await
+                .map_err(JobError::Retry)?;
         }
     }
     let settings = &ctx.settings.verification;
     let command = match &settings.program {
-        Some(program) => ChildCommand { program: program.clone(), args: vec![crate::verify_cli::CHILD_SUBCOMMAND.into()] },
-        None => ChildCommand::current_exe(crate::verify_cli::CHILD_SUBCOMMAND).context("locating this program")?,
+        Some(program) => ChildCommand {
+            program: program.clone(),
+            args: vec![crate::verify_cli::CHILD_SUBCOMMAND.into()],
+        },
+        None => ChildCommand::current_exe(crate::verify_cli::CHILD_SUBCOMMAND)
+            .context("locating this program")?,
     };
     let request = ChildRequest {
         model: model_path,

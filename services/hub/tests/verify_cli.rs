@@ -10,15 +10,28 @@ fn cases() -> (tempfile::TempDir, PathBuf) {
     let python = std::env::var("KAIYUAN_TEST_PYTHON")
         .expect("KAIYUAN_TEST_PYTHON is not set: run the suite through scripts/test.sh");
     let dir = tempfile::tempdir().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/make_verify_cases.py");
-    let out = Command::new(python).arg(script).arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/make_verify_cases.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let root = dir.path().to_path_buf();
     (dir, root)
 }
 
 fn verify(args: &[&str]) -> (Output, Vec<Value>) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kaiyuan")).arg("verify").args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kaiyuan"))
+        .arg("verify")
+        .args(args)
+        .output()
+        .unwrap();
     let reports = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.starts_with('{'))
@@ -42,13 +55,22 @@ fn passing_and_failing_models_report_what_happened() {
     assert_eq!(code, 0, "{ok}");
     assert_eq!(ok["status"], "passed");
     assert_eq!(ok["provider"], "cpu");
-    assert!(ok["onnxruntime_version"].as_str().unwrap().starts_with("1."), "{ok}");
+    assert!(
+        ok["onnxruntime_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("1."),
+        "{ok}"
+    );
     assert_eq!(ok["inputs"][0]["name"], "X");
     assert_eq!(ok["inputs"][0]["shape"], serde_json::json!([-1, 4]));
     assert_eq!(ok["inputs"][0]["dimension_names"][0], "batch");
     assert_eq!(ok["opsets"][0]["version"], 17);
     assert_eq!(ok["producer"], "kaiyuan-tests");
-    assert_eq!(ok["test_vectors"][0]["name"], "model.test_vectors.safetensors");
+    assert_eq!(
+        ok["test_vectors"][0]["name"],
+        "model.test_vectors.safetensors"
+    );
     assert_eq!(ok["test_vectors"][0]["outputs"][0]["max_abs_error"], 0.0);
     assert_eq!(ok["deterministic"], true);
     assert!(ok["timings"]["p50_ms"].as_f64().unwrap() > 0.0);
@@ -71,7 +93,11 @@ fn passing_and_failing_models_report_what_happened() {
     )
     .unwrap();
     let (code, loose) = one(&["--json", &p("ok_wrong")]);
-    assert_eq!((code, loose["status"].as_str()), (0, Some("passed")), "{loose}");
+    assert_eq!(
+        (code, loose["status"].as_str()),
+        (0, Some("passed")),
+        "{loose}"
+    );
 
     let (code, types) = one(&["--json", "--dim", "sequence=5", &p("types")]);
     assert_eq!(code, 0, "{types}");
@@ -87,31 +113,66 @@ fn passing_and_failing_models_report_what_happened() {
 
     let (code, escape) = one(&["--json", &p("escape")]);
     assert_eq!(code, 1);
-    assert!(escape["reason"].as_str().unwrap().contains("leaves the model's folder"), "{escape}");
+    assert!(
+        escape["reason"]
+            .as_str()
+            .unwrap()
+            .contains("leaves the model's folder"),
+        "{escape}"
+    );
 
     let (code, nondet) = one(&["--json", &p("nondet")]);
-    assert_eq!((code, nondet["deterministic"].as_bool()), (0, Some(false)), "{nondet}");
+    assert_eq!(
+        (code, nondet["deterministic"].as_bool()),
+        (0, Some(false)),
+        "{nondet}"
+    );
 
     let (code, garbage) = one(&["--json", &p("garbage")]);
     assert_eq!(code, 1);
-    assert!(garbage["reason"].as_str().unwrap().contains("not a readable ONNX model"), "{garbage}");
+    assert!(
+        garbage["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a readable ONNX model"),
+        "{garbage}"
+    );
 }
 
 #[test]
 fn a_hanging_or_memory_hungry_model_is_stopped_and_reported() {
     let (_keep, root) = cases();
     let started = std::time::Instant::now();
-    let (code, hang) = one(&["--json", "--timeout-secs", "2", &root.join("hang").to_string_lossy()]);
+    let (code, hang) = one(&[
+        "--json",
+        "--timeout-secs",
+        "2",
+        &root.join("hang").to_string_lossy(),
+    ]);
     assert_eq!(code, 1);
     assert_eq!(hang["status"], "failed");
     let reason = hang["reason"].as_str().unwrap();
-    assert!(reason.contains("time limit") && reason.contains("stopped"), "{reason}");
+    assert!(
+        reason.contains("time limit") && reason.contains("stopped"),
+        "{reason}"
+    );
     assert!(started.elapsed().as_secs() < 20);
 
-    let (code, memory) = one(&["--json", "--memory-mib", "512", &root.join("memory").to_string_lossy()]);
+    let (code, memory) = one(&[
+        "--json",
+        "--memory-mib",
+        "512",
+        &root.join("memory").to_string_lossy(),
+    ]);
     assert_eq!(code, 1);
     assert_eq!(memory["status"], "failed");
-    assert!(memory["reason"].as_str().unwrap().contains("ran out of memory"), "{memory}");
+    assert!(
+        memory["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ran out of memory"),
+        "{memory}"
+    );
 }
 
 #[test]
@@ -124,7 +185,11 @@ fn usage_errors_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no .onnx files"));
     let (out, _) = verify(&["--ep", "tpu", "x"]);
     assert_eq!(out.status.code(), Some(2));
-    let (out, _) = verify(&["--onnxruntime", "/nonexistent/libonnxruntime.so", &empty.path().to_string_lossy()]);
+    let (out, _) = verify(&[
+        "--onnxruntime",
+        "/nonexistent/libonnxruntime.so",
+        &empty.path().to_string_lossy(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }
 

@@ -268,7 +268,7 @@ pub fn to_ort(v: &Value) -> Result<DynValue, String> {
             .iter()
             .map(tensor_to_ort)
             .collect::<ort::Result<Vec<_>>>()
-            .and_then(|tensors| Sequence::<DynTensorValueType>::new(tensors))
+            .and_then(Sequence::<DynTensorValueType>::new)
             .map(|s| s.into_dyn()),
     };
     result.map_err(|e| format!("building an input tensor: {e}"))

@@ -36,7 +36,7 @@ pub struct VerifySettings {
     pub tolerance: BTreeMap<String, Tolerance>,
 }
 
-pub const DEFAULT_SEED: u64 = 0x6b61_6979_7561_6e; // "kaiyuan"
+pub const DEFAULT_SEED: u64 = 0x006b_6169_7975_616e; // "kaiyuan"
 pub const DEFAULT_RUNS: u32 = 10;
 pub const MAX_RUNS: u32 = 1000;
 

@@ -43,7 +43,7 @@ async fn concurrent_claims_never_share_a_job(pool: PgPool) {
             let mut mine = Vec::new();
             loop {
                 let mut conn = pool.acquire().await.unwrap();
-                match db::jobs::claim(&mut conn, &format!("w{w}"), 60)
+                match db::jobs::claim(&mut conn, &format!("w{w}"), 60, false)
                     .await
                     .unwrap()
                 {
@@ -70,7 +70,7 @@ async fn expired_leases_are_reclaimed_and_heartbeats_keep_them(pool: PgPool) {
     let id = enqueue(&pool, "test", serde_json::json!({})).await;
     let mut conn = pool.acquire().await.unwrap();
     assert_eq!(
-        db::jobs::claim(&mut conn, "dead-worker", 60)
+        db::jobs::claim(&mut conn, "dead-worker", 60, false)
             .await
             .unwrap()
             .unwrap()
@@ -78,7 +78,7 @@ async fn expired_leases_are_reclaimed_and_heartbeats_keep_them(pool: PgPool) {
         id
     );
     assert!(
-        db::jobs::claim(&mut conn, "other", 60)
+        db::jobs::claim(&mut conn, "other", 60, false)
             .await
             .unwrap()
             .is_none(),
@@ -98,7 +98,7 @@ async fn expired_leases_are_reclaimed_and_heartbeats_keep_them(pool: PgPool) {
         .execute(&mut *conn)
         .await
         .unwrap();
-    let reclaimed = db::jobs::claim(&mut conn, "other", 60)
+    let reclaimed = db::jobs::claim(&mut conn, "other", 60, false)
         .await
         .unwrap()
         .unwrap();

@@ -20,3 +20,4 @@ mod scanning;
 mod storage_contract;
 mod tlog;
 mod uploads;
+mod verification;

@@ -47,14 +47,22 @@ pub async fn status(
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let (repo, commit) =
-        super::load_revision(&mut conn, &caller, &namespace, &name, query.revision.as_deref()).await?;
-    let row = db::verifications::get(&mut conn, repo.id, &commit).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "verification-not-found",
-            format!("revision {commit} has no verification: it holds no .onnx model"),
-        )
-    })?;
+    let (repo, commit) = super::load_revision(
+        &mut conn,
+        &caller,
+        &namespace,
+        &name,
+        query.revision.as_deref(),
+    )
+    .await?;
+    let row = db::verifications::get(&mut conn, repo.id, &commit)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "verification-not-found",
+                format!("revision {commit} has no verification: it holds no .onnx model"),
+            )
+        })?;
     Ok(HttpResponse::Ok().json(body(&repo, &row)))
 }
 
@@ -77,7 +85,11 @@ pub async fn rerun(
     request: Option<web::Json<RerunRequest>>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
-    let ep = request.map(|r| r.into_inner()).unwrap_or_default().ep.unwrap_or_else(|| "any".into());
+    let ep = request
+        .map(|r| r.into_inner())
+        .unwrap_or_default()
+        .ep
+        .unwrap_or_else(|| "any".into());
     if !["any", "cpu", "cuda"].contains(&ep.as_str()) {
         return Err(ApiError::unprocessable(
             "invalid-ep",
@@ -86,7 +98,12 @@ pub async fn rerun(
     }
     let mut tx = state.db.begin().await?;
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Write).await?;
-    let commit = super::commits::resolve_revision(&mut tx, &repo, query.revision.as_deref().unwrap_or("main")).await?;
+    let commit = super::commits::resolve_revision(
+        &mut tx,
+        &repo,
+        query.revision.as_deref().unwrap_or("main"),
+    )
+    .await?;
     let files = db::commits::files(&mut tx, repo.id, &commit).await?;
     let models = crate::verification::models(&files);
     if models.is_empty() {
@@ -96,7 +113,9 @@ pub async fn rerun(
         ));
     }
     db::verifications::enqueue(&mut tx, repo.id, &commit, &models, &ep, None).await?;
-    let row = db::verifications::get(&mut tx, repo.id, &commit).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("verification row vanished")))?;
+    let row = db::verifications::get(&mut tx, repo.id, &commit)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("verification row vanished")))?;
     tx.commit().await?;
     Ok(HttpResponse::Accepted().json(body(&repo, &row)))
 }
