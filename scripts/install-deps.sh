@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what kaiyuan needs and is missing, from Debian's packages and crates.io only.
-#   scripts/install-deps.sh          what the hub needs to run (PostgreSQL server)
+# Installs what kaiyuan needs and is missing, from Debian's packages, crates.io and PyPI only.
+#   scripts/install-deps.sh          what the hub needs to run (PostgreSQL server, ONNX Runtime)
 #   scripts/install-deps.sh --test   also what the test suite needs (the s3s-fs S3 server)
 # Idempotent: each step checks first. Tools built from crates.io go to $KAIYUAN_TOOLS_DIR
 # (default ~/.cache/kaiyuan/tools), outside the clone, so later clones reuse them.
@@ -30,6 +30,38 @@ if ! have_pg_server; then
   apt_install postgresql
 fi
 command -v runuser >/dev/null || apt_install util-linux
+
+# ONNX Runtime for model verification: the shared library inside the `onnxruntime` wheel from
+# PyPI (ort's load-dynamic), plus the CUDA build from `onnxruntime-gpu` where an NVIDIA GPU is
+# present. Extracted to $KAIYUAN_ORT_DIR/{cpu,gpu} (default ~/.cache/kaiyuan/onnxruntime).
+ort_version=1.31.1
+ort_dir="${KAIYUAN_ORT_DIR:-$HOME/.cache/kaiyuan/onnxruntime}"
+install_onnxruntime() {
+  local flavour=$1 package=$2 target="$ort_dir/$1"
+  [[ -f "$target/VERSION" && "$(cat "$target/VERSION")" == "$ort_version" ]] && return 0
+  echo "installing ONNX Runtime $ort_version ($package wheel) into $target..." >&2
+  local tmp
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: "$package==$ort_version" -d "$tmp"
+  mkdir -p "$target"
+  python3 - "$tmp"/*.whl "$target" <<'PY'
+import sys, zipfile, os
+wheel, target = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        base = os.path.basename(name)
+        if name.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime") and ".so" in base:
+            with z.open(name) as src, open(os.path.join(target, base), "wb") as dst:
+                dst.write(src.read())
+PY
+  ln -sf "libonnxruntime.so.$ort_version" "$target/libonnxruntime.so"
+  echo "$ort_version" > "$target/VERSION"
+  rm -rf "$tmp"
+}
+install_onnxruntime cpu onnxruntime
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+  install_onnxruntime gpu onnxruntime-gpu
+fi
 
 if $want_test; then
   if ! command -v cargo-nextest >/dev/null; then
