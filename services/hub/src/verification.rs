@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures_util::StreamExt;
 use kaiyuan_storage::Sha256Digest;
-use kaiyuan_verifier::sandbox::{self, ChildCommand, ChildRequest, Limits};
+use kaiyuan_verifier::sandbox::{ChildCommand, ChildConfig, Limits, ModelRequest, Verifier};
 use kaiyuan_verifier::{Ep, ModelReport, Status, VerifySettings, runtime, settings};
 use tokio::io::AsyncWriteExt;
 
@@ -183,6 +183,27 @@ pub async fn verify_commit(
         .prefix("kaiyuan-verify-")
         .tempdir_in(&root)
         .context("work folder")?;
+    // One child process verifies every model of the commit, loading ONNX Runtime once.
+    let settings = &ctx.settings.verification;
+    let command = match &settings.program {
+        Some(program) => ChildCommand {
+            program: program.clone(),
+            args: vec![crate::verify_cli::CHILD_SUBCOMMAND.into()],
+        },
+        None => ChildCommand::current_exe(crate::verify_cli::CHILD_SUBCOMMAND)
+            .context("locating this program")?,
+    };
+    let config = ChildConfig {
+        ep,
+        library: runtime::library_path(settings.onnxruntime_library.as_deref(), ep),
+        limits: Limits {
+            memory_bytes: settings.memory_mib << 20,
+            cpu_seconds: settings.timeout_secs,
+            wall_seconds: settings.timeout_secs,
+        },
+        models: plan.len() as u64,
+    };
+    let mut verifier = Some(Verifier::new(command, config));
     let mut results = Vec::new();
     for (model, needed, blocked) in plan {
         let report = match (&card_settings, blocked) {
@@ -194,7 +215,13 @@ pub async fn verify_commit(
             }
             (Ok(card), None) => {
                 let s = card.clone().unwrap_or_default();
-                run_model(&ctx, work.path(), &model, &needed, &files, ep, s).await?
+                let run = Run {
+                    ctx: &ctx,
+                    work: work.path(),
+                    files: &files,
+                    ep,
+                };
+                run_model(&run, &model, &needed, s, &mut verifier).await?
             }
         };
         results.push(report);
@@ -255,15 +282,27 @@ async fn read_small(ctx: &JobContext, file: &FileRow) -> anyhow::Result<String> 
 
 /// Writes the model and its files under `work`, resolves its external data within the commit,
 /// and runs the child.
+/// What every model of one commit's run shares.
+struct Run<'a> {
+    ctx: &'a JobContext,
+    work: &'a Path,
+    files: &'a [FileRow],
+    ep: Ep,
+}
+
 async fn run_model(
-    ctx: &JobContext,
-    work: &Path,
+    run: &Run<'_>,
     model: &str,
     needed: &[&FileRow],
-    files: &[FileRow],
-    ep: Ep,
     card: VerifySettings,
+    verifier: &mut Option<Verifier>,
 ) -> Result<ModelReport, JobError> {
+    let Run {
+        ctx,
+        work,
+        files,
+        ep,
+    } = *run;
     let folder = tempfile::tempdir_in(work).context("model folder")?;
     let target = |path: &str| -> PathBuf { folder.path().join(path) };
     for f in needed {
@@ -305,30 +344,21 @@ async fn run_model(
                 .map_err(JobError::Retry)?;
         }
     }
-    let settings = &ctx.settings.verification;
-    let command = match &settings.program {
-        Some(program) => ChildCommand {
-            program: program.clone(),
-            args: vec![crate::verify_cli::CHILD_SUBCOMMAND.into()],
-        },
-        None => ChildCommand::current_exe(crate::verify_cli::CHILD_SUBCOMMAND)
-            .context("locating this program")?,
-    };
-    let request = ChildRequest {
+    let request = ModelRequest {
         model: model_path,
         display: model.to_string(),
-        ep,
-        library: runtime::library_path(settings.onnxruntime_library.as_deref(), ep),
         settings: card,
-        limits: Limits {
-            memory_bytes: settings.memory_mib << 20,
-            cpu_seconds: settings.timeout_secs,
-            wall_seconds: settings.timeout_secs,
-        },
     };
-    let report = tokio::task::spawn_blocking(move || sandbox::verify_isolated(&command, &request))
-        .await
-        .map_err(|e| JobError::Retry(anyhow::anyhow!("verification task: {e}")))?;
+    let mut taken = verifier
+        .take()
+        .expect("the verifier is returned after each model");
+    let (back, report) = tokio::task::spawn_blocking(move || {
+        let report = taken.verify(&request);
+        (taken, report)
+    })
+    .await
+    .map_err(|e| JobError::Retry(anyhow::anyhow!("verification task: {e}")))?;
+    *verifier = Some(back);
     drop(folder);
     Ok(report)
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-use kaiyuan_verifier::sandbox::{self, ChildCommand, ChildRequest, Limits};
+use kaiyuan_verifier::sandbox::{self, ChildCommand, ChildConfig, Limits, ModelRequest, Verifier};
 use kaiyuan_verifier::{Ep, ModelReport, Status, VerifySettings, runtime, settings};
 
 /// The hidden subcommand a child verifier process runs.
@@ -106,6 +106,13 @@ pub fn run(args: &VerifyArgs) -> u8 {
     } else {
         args.path.parent().map(PathBuf::from).unwrap_or_default()
     };
+    let config = ChildConfig {
+        ep: args.ep,
+        library,
+        limits,
+        models: models.len() as u64,
+    };
+    let mut verifier = Verifier::new(command, config);
     let mut all_passed = true;
     let stdout = std::io::stdout();
     for model in models {
@@ -114,15 +121,12 @@ pub fn run(args: &VerifyArgs) -> u8 {
             .unwrap_or(&model)
             .to_string_lossy()
             .into_owned();
-        let request = ChildRequest {
+        let request = ModelRequest {
             model: model.clone(),
             display,
-            ep: args.ep,
-            library: library.clone(),
             settings: settings.clone(),
-            limits,
         };
-        let report = sandbox::verify_isolated(&command, &request);
+        let report = verifier.verify(&request);
         all_passed &= report.status == Status::Passed;
         let mut out = stdout.lock();
         let written = if args.json {

@@ -16,5 +16,5 @@ pub mod verify;
 
 pub use report::{ModelReport, Status};
 pub use runtime::Ep;
-pub use sandbox::{ChildCommand, ChildRequest, Limits};
+pub use sandbox::{ChildCommand, ChildConfig, Limits, ModelRequest, Verifier};
 pub use settings::VerifySettings;

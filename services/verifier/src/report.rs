@@ -84,6 +84,8 @@ pub struct VectorSetResult {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timings {
+    /// The whole verification of this model in its child: parse, load, every run, comparisons.
+    pub total_ms: f64,
     pub session_create_ms: f64,
     pub first_run_ms: Option<f64>,
     pub runs: u32,

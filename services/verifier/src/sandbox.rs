@@ -4,13 +4,17 @@
 //!
 //! The child is this same program started with a hidden subcommand: it applies its own limits
 //! (`setrlimit`, a seccomp filter refusing non-local sockets) before it loads ONNX Runtime or
-//! the model, then prints one [`ModelReport`] as JSON. The parent enforces the wall clock and,
-//! because CUDA needs more address space than any memory limit, polls the resident set too.
+//! any model, loads ONNX Runtime once, then verifies the models it is sent one per line and
+//! answers each with one [`ModelReport`] line. The parent enforces each model's wall-clock and
+//! CPU time and, because CUDA maps more address space than any memory limit, polls the resident
+//! set too.
 
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -36,18 +40,26 @@ impl Default for Limits {
     }
 }
 
-/// Everything the child needs, passed as one JSON argument.
+/// How a verifier child is set up: passed as its one argument.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChildRequest {
-    pub model: PathBuf,
-    pub display: String,
+pub struct ChildConfig {
     pub ep: Ep,
     pub library: PathBuf,
-    pub settings: VerifySettings,
+    /// Limits per model; the parent enforces them model by model.
     pub limits: Limits,
+    /// How many models the child may be given: its own CPU-time backstop is this many limits.
+    pub models: u64,
 }
 
-/// How to start the child: a program and the arguments before the request.
+/// One model for the child, as a line of JSON on its standard input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelRequest {
+    pub model: PathBuf,
+    pub display: String,
+    pub settings: VerifySettings,
+}
+
+/// How to start the child: a program and the arguments before the configuration.
 #[derive(Debug, Clone)]
 pub struct ChildCommand {
     pub program: PathBuf,
@@ -112,197 +124,278 @@ fn deny_network() -> Result<(), String> {
     seccompiler::apply_filter(&program).map_err(|e| format!("installing seccomp: {e}"))
 }
 
-/// Parent side: verifies one model in a limited child and always returns a report.
-pub fn verify_isolated(command: &ChildCommand, request: &ChildRequest) -> ModelReport {
-    let fallback = |reason: String| {
-        ModelReport::new(
-            &request.display,
-            request.ep.as_str(),
-            request.settings.seed(),
-        )
-        .fail(Status::Failed, reason)
-    };
-    let json = serde_json::to_string(request).expect("requests serialise");
-    let mut child = match Command::new(&command.program)
-        .args(&command.args)
-        .arg(json)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return fallback(format!("could not start the verifier process: {e}")).fail(
-                Status::Error,
-                format!("could not start the verifier process: {e}"),
-            );
+/// Parent side: verifies models one after another in a limited child process that loads ONNX
+/// Runtime once. A model that crashes the child, or that a limit stops, gets a failed report
+/// with the reason; the next model gets a fresh child.
+pub struct Verifier {
+    command: ChildCommand,
+    config: ChildConfig,
+    child: Option<Running>,
+}
+
+struct Running {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Clock ticks per second in `/proc/<pid>/stat` (USER_HZ: 100 on every Linux ABI).
+const TICKS_PER_SECOND: u64 = 100;
+
+impl Verifier {
+    pub fn new(command: ChildCommand, config: ChildConfig) -> Self {
+        Verifier {
+            command,
+            config,
+            child: None,
         }
-    };
-    let pid = child.id();
-    let stdout = drain(child.stdout.take(), 64 << 20);
-    let stderr = drain(child.stderr.take(), 1 << 20);
-    let started = Instant::now();
-    let wall = Duration::from_secs(request.limits.wall_seconds);
-    let mut peak_rss = 0u64;
-    let mut killed_for = None;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) => {}
-            Err(_) => break None,
-        }
-        let rss = crate::verify::proc_status_kib(&format!("/proc/{pid}/status"), "VmRSS:")
-            .map(|k| k * 1024)
-            .unwrap_or(0);
-        peak_rss = peak_rss.max(rss);
-        if rss > request.limits.memory_bytes {
-            killed_for = Some(format!(
-                "used more than the {} MiB memory limit",
-                request.limits.memory_bytes >> 20
-            ));
-        } else if started.elapsed() > wall {
-            killed_for = Some(format!(
-                "did not finish within the {} s time limit",
-                request.limits.wall_seconds
-            ));
-        }
-        if killed_for.is_some() {
-            let _ = child.kill();
-            break child.wait().ok();
-        }
-        std::thread::sleep(Duration::from_millis(
-            if started.elapsed() < Duration::from_secs(1) {
-                2
-            } else {
-                20
-            },
-        ));
-    };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
-    if let Some(reason) = killed_for {
-        let mut r = fallback(format!("the model {reason} and was stopped"));
-        r.timings.peak_rss_bytes = Some(peak_rss);
-        return r;
     }
-    let Some(status) = status else {
-        return fallback("lost track of the verifier process".into());
-    };
-    // The report is the last line of stdout; anything before it is the runtime's chatter.
-    let report = String::from_utf8_lossy(&stdout)
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .and_then(|l| serde_json::from_str::<ModelReport>(l).ok());
-    match report {
-        Some(r) if status.success() || r.status != Status::Passed => r,
-        _ => {
-            let mut r = fallback(describe_exit(status, &stderr, request));
-            r.timings.peak_rss_bytes = Some(peak_rss);
-            r
+
+    fn spawn(&self) -> std::io::Result<Running> {
+        let json = serde_json::to_string(&self.config).expect("configs serialise");
+        let mut child = Command::new(&self.command.program)
+            .args(&self.command.args)
+            .arg(json)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                // Keep the last 64 KiB: its end says why a child died.
+                let mut tail = sink.lock().unwrap_or_else(|e| e.into_inner());
+                tail.extend_from_slice(&buf[..n]);
+                let excess = tail.len().saturating_sub(64 << 10);
+                tail.drain(..excess);
+            }
+        });
+        Ok(Running {
+            child,
+            stdin,
+            lines,
+            stderr,
+        })
+    }
+
+    /// Verifies one model; always returns a report.
+    pub fn verify(&mut self, request: &ModelRequest) -> ModelReport {
+        let limits = self.config.limits;
+        let report = |status: Status, reason: String| {
+            ModelReport::new(
+                &request.display,
+                self.config.ep.as_str(),
+                request.settings.seed(),
+            )
+            .fail(status, reason)
+        };
+        if self.child.is_none() {
+            match self.spawn() {
+                Ok(r) => self.child = Some(r),
+                Err(e) => {
+                    return report(
+                        Status::Error,
+                        format!("could not start the verifier process: {e}"),
+                    );
+                }
+            }
+        }
+        let running = self.child.as_mut().expect("spawned above");
+        let pid = running.child.id();
+        let line = serde_json::to_string(request).expect("requests serialise");
+        let sent = writeln!(running.stdin, "{line}").and_then(|_| running.stdin.flush());
+        let cpu_at_start = cpu_ticks(pid);
+        let started = Instant::now();
+        let mut peak_rss = 0u64;
+        let mut stopped_for = None;
+        if sent.is_ok() {
+            loop {
+                let wait = if started.elapsed() < Duration::from_secs(1) {
+                    2
+                } else {
+                    20
+                };
+                match running.lines.recv_timeout(Duration::from_millis(wait)) {
+                    Ok(line) => match serde_json::from_str::<ModelReport>(&line) {
+                        Ok(done) => return done,
+                        Err(_) => continue, // the runtime's own chatter
+                    },
+                    Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+                let rss = crate::verify::proc_status_kib(&format!("/proc/{pid}/status"), "VmRSS:")
+                    .map(|k| k * 1024)
+                    .unwrap_or(0);
+                peak_rss = peak_rss.max(rss);
+                let cpu = cpu_ticks(pid).saturating_sub(cpu_at_start) / TICKS_PER_SECOND;
+                if rss > limits.memory_bytes {
+                    stopped_for = Some(format!(
+                        "used more than the {} MiB memory limit",
+                        limits.memory_bytes >> 20
+                    ));
+                } else if cpu >= limits.cpu_seconds {
+                    stopped_for = Some(format!(
+                        "exceeded the {} s CPU time limit",
+                        limits.cpu_seconds
+                    ));
+                } else if started.elapsed() > Duration::from_secs(limits.wall_seconds) {
+                    stopped_for = Some(format!(
+                        "did not finish within the {} s time limit",
+                        limits.wall_seconds
+                    ));
+                }
+                if stopped_for.is_some() {
+                    let _ = running.child.kill();
+                    break;
+                }
+            }
+        }
+        // The child is gone or stopped: say why; the next model gets a fresh child.
+        let mut gone = self.child.take().expect("running");
+        let status = gone.child.wait().ok();
+        let tail = gone.stderr.lock().map(|t| t.clone()).unwrap_or_default();
+        let reason = match (stopped_for, status) {
+            (Some(why), _) => format!("the model {why} and was stopped"),
+            (None, Some(status)) => describe_exit(status, &tail, &limits),
+            (None, None) => "lost track of the verifier process".into(),
+        };
+        let mut failed = report(Status::Failed, reason);
+        failed.timings.peak_rss_bytes = Some(peak_rss);
+        failed
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        if let Some(mut running) = self.child.take() {
+            drop(running.stdin); // end of input: the child exits after its current model
+            let until = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = running.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = running.child.kill();
+            let _ = running.child.wait();
         }
     }
 }
 
-fn describe_exit(
-    status: std::process::ExitStatus,
-    stderr: &[u8],
-    request: &ChildRequest,
-) -> String {
+/// User plus system CPU time of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // After the parenthesised command name (which may hold spaces), utime and stime are the
+    // 12th and 13th fields.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
+
+fn describe_exit(status: std::process::ExitStatus, stderr: &[u8], limits: &Limits) -> String {
     use std::os::unix::process::ExitStatusExt;
-    let tail = String::from_utf8_lossy(stderr);
-    let tail: String = tail
-        .trim()
-        .lines()
-        .rev()
-        .take(3)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join(" | ");
+    let text = String::from_utf8_lossy(stderr);
+    let last: Vec<&str> = text.trim().lines().rev().take(3).collect();
+    let tail: String = last.into_iter().rev().collect::<Vec<_>>().join(" | ");
     let tail = if tail.is_empty() {
         String::new()
     } else {
         format!(": {}", tail.chars().take(600).collect::<String>())
     };
     match status.signal() {
-        Some(libc::SIGXCPU) | Some(libc::SIGKILL)
-            if tail.is_empty() || status.signal() == Some(libc::SIGXCPU) =>
-        {
-            format!(
-                "the model exceeded the {} s CPU time limit and was stopped",
-                request.limits.cpu_seconds
-            )
-        }
+        Some(libc::SIGXCPU) => format!(
+            "the model exceeded the {} s CPU time limit and was stopped",
+            limits.cpu_seconds
+        ),
         Some(libc::SIGSEGV) => format!("the model crashed ONNX Runtime (SIGSEGV){tail}"),
         Some(libc::SIGABRT) if tail.contains("bad_alloc") || tail.contains("allocate") => format!(
             "the model exceeded the {} MiB memory limit{tail}",
-            request.limits.memory_bytes >> 20
+            limits.memory_bytes >> 20
         ),
         Some(sig) => format!("the verifier process was killed by signal {sig}{tail}"),
         None => format!("the verifier process exited with {status}{tail}"),
     }
 }
 
-fn drain<R: Read + Send + 'static>(
-    pipe: Option<R>,
-    cap: usize,
-) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                // Keep the first `cap` bytes; keep reading so that the child never blocks.
-                let room = cap.saturating_sub(out.len());
-                out.extend_from_slice(&buf[..n.min(room)]);
-            }
-        }
-        out
-    })
-}
-
-/// Child entry point: `request_json` is the single argument after the subcommand. Prints the
-/// report and returns the process exit code (0 when the report was printed).
-pub fn child_main(request_json: &str) -> i32 {
-    let request: ChildRequest = match serde_json::from_str(request_json) {
-        Ok(r) => r,
+/// Child entry point: `config_json` is the one argument after the subcommand; requests come one
+/// per line on standard input and each report goes out as one line. Returns the exit code.
+pub fn child_main(config_json: &str) -> i32 {
+    let config: ChildConfig = match serde_json::from_str(config_json) {
+        Ok(c) => c,
         Err(e) => {
-            eprintln!("bad verifier request: {e}");
+            eprintln!("bad verifier configuration: {e}");
             return 2;
         }
     };
-    let report = match child_verify(&request) {
-        Ok(r) => r,
-        Err(e) => ModelReport::new(
-            &request.display,
-            request.ep.as_str(),
-            request.settings.seed(),
-        )
-        .fail(Status::Error, e),
-    };
-    println!(
-        "{}",
-        serde_json::to_string(&report).expect("reports serialise")
-    );
+    // The parent stops a model at its CPU limit; this is the backstop should the parent die.
+    let mut backstop = config.limits;
+    backstop.cpu_seconds = config
+        .limits
+        .cpu_seconds
+        .saturating_mul(config.models.max(1))
+        .saturating_add(5);
+    let runtime = apply_limits(&backstop, config.ep)
+        .and_then(|()| crate::runtime::Runtime::load(&config.library));
+    let stdout = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let request: ModelRequest = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("bad verifier request: {e}");
+                return 2;
+            }
+        };
+        // Peak RSS per model: reset the high-water mark (`clear_refs` 5, Linux 4.0+).
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let report = match &runtime {
+            Ok(rt) => crate::verify::verify_model(
+                rt,
+                &request.model,
+                &request.display,
+                config.ep,
+                &request.settings,
+            ),
+            Err(e) => ModelReport::new(
+                &request.display,
+                config.ep.as_str(),
+                request.settings.seed(),
+            )
+            .fail(Status::Error, e.clone()),
+        };
+        let mut out = stdout.lock();
+        let json = serde_json::to_string(&report).expect("reports serialise");
+        if writeln!(out, "{json}").and_then(|_| out.flush()).is_err() {
+            return 0;
+        }
+    }
     0
-}
-
-fn child_verify(request: &ChildRequest) -> Result<ModelReport, String> {
-    apply_limits(&request.limits, request.ep)?;
-    let rt = crate::runtime::Runtime::load(&request.library)?;
-    Ok(crate::verify::verify_model(
-        &rt,
-        &request.model,
-        &request.display,
-        request.ep,
-        &request.settings,
-    ))
 }
 
 /// The `.onnx` files under `path` (or `path` itself), sorted.
