@@ -64,6 +64,11 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
 fi
 
 if $want_test; then
+  # A real headless browser for the web UI's end-to-end tests (driven over WebDriver).
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    echo "installing chromium and chromium-driver from Debian's packages..." >&2
+    apt_install chromium chromium-driver
+  fi
   if ! command -v cargo-nextest >/dev/null; then
     echo "installing cargo-nextest..." >&2
     cargo install --locked cargo-nextest

@@ -20,6 +20,8 @@ pub enum Backend {
     S3,
 }
 
+pub mod browser;
+
 pub mod object_store_env {
     //! The S3-compatible server started by scripts/test.sh. Tests fail (never skip) without it.
     use kaiyuan_storage::BlobStore;

@@ -53,6 +53,48 @@ pub struct AuthUser {
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     pub user: Option<AuthUser>,
+    /// Set when the caller came through a web UI session cookie: the session's CSRF token,
+    /// which every state-changing request must echo.
+    pub session_csrf: Option<String>,
+}
+
+/// The web UI's session cookie.
+pub const SESSION_COOKIE: &str = "kaiyuan_session";
+/// The header that carries the session's CSRF token on API calls made by the UI's JavaScript.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(actix_web::http::header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_string())
+}
+
+/// Constant-time comparison of a submitted CSRF token with the session's.
+pub fn csrf_matches(expected: &str, submitted: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), submitted.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn owner_to_caller(owner: accounts::TokenOwner, session_csrf: Option<String>) -> Caller {
+    Caller {
+        user: Some(AuthUser {
+            id: owner.user_id,
+            name: owner.user_name,
+            is_admin: owner.is_admin,
+            token_id: owner.token_id,
+            scope: if owner.scope == "write" {
+                Scope::Write
+            } else {
+                Scope::Read
+            },
+        }),
+        session_csrf,
+    }
 }
 
 /// Request-scoped id, set by the request-id middleware.
@@ -121,9 +163,52 @@ impl FromRequest for Caller {
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .map(|v| v.to_str().map(str::to_owned));
+        let cookie = cookie_value(req, SESSION_COOKIE);
+        let unsafe_api_call = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS")
+            && req.path().starts_with("/api/");
+        let csrf_header = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         Box::pin(async move {
             let Some(header) = header else {
-                return Ok(Caller::default());
+                let Some(cookie) = cookie else {
+                    return Ok(Caller::default());
+                };
+                // A browser session: same rights as the token that opened it.
+                let state =
+                    state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
+                let mut conn = state.db.acquire().await?;
+                let Some(session) =
+                    crate::db::sessions::find(&mut conn, &hash_token(&cookie)).await?
+                else {
+                    return Ok(Caller::default());
+                };
+                let now = Utc::now();
+                let owner = session.owner;
+                if session.session_expires_at <= now
+                    || owner.revoked_at.is_some()
+                    || owner.expires_at.is_some_and(|at| at <= now)
+                {
+                    return Ok(Caller::default());
+                }
+                if unsafe_api_call
+                    && !csrf_header
+                        .as_deref()
+                        .is_some_and(|h| csrf_matches(&session.csrf, h))
+                {
+                    return Err(ApiError::new(
+                        actix_web::http::StatusCode::FORBIDDEN,
+                        "csrf-token-required",
+                        "requests made with a session cookie must send the session's X-CSRF-Token header",
+                    ));
+                }
+                for_audit.extensions_mut().insert(AuditActor {
+                    user_id: owner.user_id,
+                    token_id: owner.token_id,
+                });
+                return Ok(owner_to_caller(owner, Some(session.csrf)));
             };
             let invalid = || {
                 ApiError::unauthorized(
@@ -162,19 +247,7 @@ impl FromRequest for Caller {
                 user_id: owner.user_id,
                 token_id: owner.token_id,
             });
-            Ok(Caller {
-                user: Some(AuthUser {
-                    id: owner.user_id,
-                    name: owner.user_name,
-                    is_admin: owner.is_admin,
-                    token_id: owner.token_id,
-                    scope: if owner.scope == "write" {
-                        Scope::Write
-                    } else {
-                        Scope::Read
-                    },
-                }),
-            })
+            Ok(owner_to_caller(owner, None))
         })
     }
 }

@@ -32,4 +32,5 @@ pub mod tlog;
 pub mod tree;
 pub mod verification;
 pub mod verify_cli;
+pub mod web;
 pub mod yara;

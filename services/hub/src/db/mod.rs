@@ -13,6 +13,7 @@ pub mod repos;
 pub mod reviews;
 pub mod rules;
 pub mod scans;
+pub mod sessions;
 pub mod tlog;
 pub mod verifications;
 

@@ -50,6 +50,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     reviews::configure(cfg);
     notifications::configure(cfg);
     files::configure(cfg);
+    // Pages last: `/{namespace}/{name}` must not shadow any API or Hugging Face route.
+    crate::web::configure(cfg);
     cfg.default_service(web::to(unknown_route));
 }
 

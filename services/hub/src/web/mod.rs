@@ -1,0 +1,67 @@
+//! The web UI: server-rendered pages over the same data and permissions as the API. Reading
+//! works without JavaScript; `web/static/app.js` adds upload progress, filter auto-submit and
+//! live status updates. Routes sit after the API's, so `/api/...`, the Hugging Face routes and
+//! `/{namespace}/{name}/resolve/...` keep their meaning.
+
+pub mod markdown;
+mod model;
+mod pages;
+pub mod render;
+pub mod session;
+
+use actix_web::{HttpResponse, web};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(pages::home))
+        .route("/static/{file}", web::get().to(asset))
+        .route("/sign-in", web::get().to(pages::sign_in_form))
+        .route("/sign-in", web::post().to(pages::sign_in))
+        .route("/sign-out", web::post().to(pages::sign_out))
+        .route("/new", web::get().to(pages::new_repo_form))
+        .route("/new", web::post().to(pages::new_repo))
+        .route("/settings/tokens", web::get().to(pages::tokens))
+        .route("/settings/tokens", web::post().to(pages::create_token))
+        .route(
+            "/settings/tokens/{id}/revoke",
+            web::post().to(pages::revoke_token),
+        )
+        .route("/reviews", web::get().to(pages::review_queue))
+        .route("/{namespace}", web::get().to(pages::namespace))
+        .route("/{namespace}/{name}", web::get().to(model::model_page))
+        .route(
+            "/{namespace}/{name}/upload",
+            web::get().to(model::upload_page),
+        )
+        .route(
+            "/{namespace}/{name}/commits",
+            web::get().to(model::commits_page),
+        )
+        .route(
+            "/{namespace}/{name}/commit/{id}",
+            web::get().to(model::commit_page),
+        );
+}
+
+/// CSS and JavaScript, embedded in the binary.
+async fn asset(path: web::Path<String>) -> HttpResponse {
+    let (body, kind): (&'static str, &str) = match path.as_str() {
+        "style.css" => (
+            include_str!("../../../../web/static/style.css"),
+            "text/css; charset=utf-8",
+        ),
+        "app.js" => (
+            include_str!("../../../../web/static/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        _ => {
+            return HttpResponse::NotFound()
+                .content_type("text/plain")
+                .body("no such asset");
+        }
+    };
+    HttpResponse::Ok()
+        .content_type(kind)
+        .insert_header(("cache-control", "public, max-age=300"))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .body(body)
+}

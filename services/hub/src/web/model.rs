@@ -1,0 +1,418 @@
+//! Pages of one repository: the model page (card, files, history, refs, and the licence,
+//! security, verification and provenance panels), its upload page, history and commit diffs.
+//! Every page loads the repository through `routes::load_repo`, so private and gated
+//! repositories follow the API's rules exactly.
+
+use std::collections::BTreeMap;
+
+use actix_web::web;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+
+use super::render::{WebError, WebResult, render};
+use crate::app::AppState;
+use crate::auth::{Caller, Need};
+use crate::db;
+use crate::db::repos::Repo;
+use crate::error::ApiError;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ModelQuery {
+    rev: Option<String>,
+    /// The "can I use this?" form: purpose, monthly active users, annual revenue, region.
+    purpose: Option<String>,
+    mau: Option<String>,
+    revenue: Option<String>,
+    region: Option<String>,
+}
+
+#[derive(sqlx::FromRow, serde::Serialize)]
+struct FileView {
+    path: String,
+    size: i64,
+    sha256: String,
+    verdict: Option<String>,
+    format: Option<String>,
+    findings: Option<Value>,
+    released: bool,
+    held_reason: Option<String>,
+}
+
+async fn files_with_scans(
+    conn: &mut PgConnection,
+    repo: &Repo,
+    commit: &str,
+) -> sqlx::Result<Vec<FileView>> {
+    sqlx::query_as(
+        "SELECT cf.path, cf.size, encode(cf.sha256, 'hex') AS sha256, b.scan_verdict AS verdict, s.format,
+                s.findings, (b.released_at IS NOT NULL) AS released, b.held_reason
+         FROM commit_files cf JOIN blobs b ON b.sha256 = cf.sha256
+         LEFT JOIN blob_scans s ON s.sha256 = b.sha256 AND s.scanner_version = b.scan_version
+         WHERE cf.repository_id = $1 AND cf.commit_id = $2 ORDER BY cf.path",
+    )
+    .bind(repo.id)
+    .bind(commit)
+    .fetch_all(conn)
+    .await
+}
+
+#[derive(sqlx::FromRow, serde::Serialize)]
+struct AdvisoryView {
+    id: String,
+    severity: String,
+    summary: String,
+    path: String,
+}
+
+async fn advisories(
+    conn: &mut PgConnection,
+    repo: &Repo,
+    commit: &str,
+) -> sqlx::Result<Vec<AdvisoryView>> {
+    sqlx::query_as(
+        "SELECT DISTINCT a.id, a.severity, a.summary, cf.path
+         FROM advisories a JOIN advisory_affected aa ON aa.advisory_id = a.id
+         JOIN commit_files cf ON cf.sha256 = aa.sha256
+         WHERE cf.repository_id = $1 AND cf.commit_id = $2 AND a.published_at IS NOT NULL
+         ORDER BY a.id",
+    )
+    .bind(repo.id)
+    .bind(commit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The transparency-log index of this commit's publish entry, if logged.
+async fn publish_entry(conn: &mut PgConnection, commit: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT idx FROM log_entries
+         WHERE convert_from(body, 'UTF8')::jsonb->>'kind' = 'publish'
+           AND convert_from(body, 'UTF8')::jsonb->>'commit' = $1
+         ORDER BY idx LIMIT 1",
+    )
+    .bind(commit)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The lineage drawn as an SVG: the model at the bottom, each ancestor above it, incompatible
+/// edges (a finding names the node) in red and dashed.
+fn lineage_svg(report: &Value) -> Option<String> {
+    let nodes = report["lineage"].as_array().filter(|n| !n.is_empty())?;
+    let flagged: Vec<String> = report["findings"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter(|f| {
+                    f["severity"] == "error"
+                        || f["severity"] == "critical"
+                        || f["severity"] == "high"
+                })
+                .filter_map(|f| f["message"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let width = 560;
+    let row = 70;
+    let height = row * (nodes.len() as i64 + 1) + 10;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"Lineage of this model\" class=\"lineage\">"
+    );
+    let model_y = height - 45;
+    for (i, node) in nodes.iter().enumerate() {
+        let y = 10 + row * i as i64;
+        let id = node["id"].as_str().unwrap_or("?");
+        let bad = flagged.iter().any(|m| m.contains(id));
+        let class = if bad { "edge bad" } else { "edge" };
+        svg.push_str(&format!(
+            "<line x1=\"280\" y1=\"{}\" x2=\"280\" y2=\"{model_y}\" class=\"{class}\"/>",
+            y + 40
+        ));
+        svg.push_str(&format!(
+            "<rect x=\"20\" y=\"{y}\" width=\"520\" height=\"40\" rx=\"6\" class=\"node{}\"/><text x=\"30\" y=\"{}\">{} · {} · {}</text>",
+            if bad { " bad" } else { "" },
+            y + 25,
+            esc(id),
+            esc(node["relation"].as_str().unwrap_or(node["kind"].as_str().unwrap_or(""))),
+            esc(node["license"].as_str().unwrap_or("licence unknown")),
+        ));
+    }
+    svg.push_str(&format!(
+        "<rect x=\"20\" y=\"{model_y}\" width=\"520\" height=\"40\" rx=\"6\" class=\"node self\"/><text x=\"30\" y=\"{}\">this model · {}</text></svg>",
+        model_y + 25,
+        esc(report["effective"].as_str().unwrap_or("licence unknown"))
+    ));
+    Some(svg)
+}
+
+/// p50/p95 latency of each verified model as a small bar chart.
+fn latency_svg(files: &Value) -> Option<String> {
+    let rows: Vec<(String, f64, f64)> = files
+        .as_array()?
+        .iter()
+        .filter_map(|f| {
+            let t = &f["report"]["timings"];
+            Some((
+                f["path"].as_str()?.to_string(),
+                t["p50_ms"].as_f64()?,
+                t["p95_ms"].as_f64()?,
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let max = rows.iter().map(|r| r.2).fold(f64::MIN_POSITIVE, f64::max);
+    let height = 28 * rows.len() + 10;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 560 {height}\" role=\"img\" aria-label=\"Latency per model, p50 and p95\" class=\"chart\">"
+    );
+    for (i, (path, p50, p95)) in rows.iter().enumerate() {
+        let y = 5 + 28 * i;
+        let w95 = (p95 / max * 300.0).max(1.0);
+        let w50 = (p50 / max * 300.0).max(1.0);
+        let label = path.replace('&', "&amp;").replace('<', "&lt;");
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{}\" class=\"label\">{}</text><rect x=\"200\" y=\"{y}\" width=\"{w95:.1}\" height=\"20\" class=\"p95\"/><rect x=\"200\" y=\"{y}\" width=\"{w50:.1}\" height=\"20\" class=\"p50\"/><text x=\"{:.1}\" y=\"{}\" class=\"value\">{p50:.3} / {p95:.3} ms</text>",
+            y + 15,
+            label.chars().take(28).collect::<String>(),
+            205.0 + w95,
+            y + 15
+        ));
+    }
+    svg.push_str("</svg>");
+    Some(svg)
+}
+
+fn use_context(q: &ModelQuery) -> Result<Option<kaiyuan_license::UseContext>, ApiError> {
+    let Some(purpose) = q.purpose.as_deref().filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let mut ctx = kaiyuan_license::UseContext {
+        purpose: kaiyuan_license::Purpose::parse(purpose).ok_or_else(|| {
+            ApiError::unprocessable("invalid-purpose", format!("purpose `{purpose}` is unknown"))
+        })?,
+        ..Default::default()
+    };
+    let number = |field: &str, v: &Option<String>| -> Result<Option<u64>, ApiError> {
+        match v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v.replace(['_', ','], "").parse().map(Some).map_err(|_| {
+                ApiError::unprocessable(
+                    "invalid-number",
+                    format!("{field} `{v}` is not a whole number"),
+                )
+            }),
+        }
+    };
+    ctx.mau = number("monthly active users", &q.mau)?;
+    ctx.annual_revenue = number("annual revenue", &q.revenue)?;
+    ctx.region = q.region.clone().filter(|r| !r.trim().is_empty());
+    Ok(Some(ctx))
+}
+
+pub async fn model_page(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<ModelQuery>,
+) -> WebResult {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let rev = query.rev.clone().unwrap_or_else(|| "main".into());
+    let commit = crate::routes::commits::resolve_revision(&mut conn, &repo, &rev).await?;
+    let files = files_with_scans(&mut conn, &repo, &commit).await?;
+    let card = match files.iter().find(|f| f.path == "README.md") {
+        Some(_) if rev == "main" => repo.card.clone(),
+        _ => repo.card.clone(),
+    };
+    let refs = db::commits::list_refs(&mut conn, repo.id).await?;
+    let history = db::commits::history(&mut conn, repo.id, &commit, 10).await?;
+    let license = db::licenses::evaluation(&mut conn, repo.id, &commit).await?;
+    let verification = db::verifications::get(&mut conn, repo.id, &commit).await?;
+    let signature = db::provenance::verification(&mut conn, repo.id, &commit).await?;
+    let advisories = advisories(&mut conn, &repo, &commit).await?;
+    let logged = publish_entry(&mut conn, &commit).await?;
+    let can_write = crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Write)
+        .await
+        .is_ok();
+
+    // "Can I use this?": the viewer's context against the owner's policy and each of the
+    // viewer's organisations' policies.
+    let mut use_answers = Vec::new();
+    if let Some(ctx) = use_context(&query)? {
+        let mut policies = vec![(repo.namespace.clone(), repo.namespace_id)];
+        if let Some(user) = &caller.user {
+            for org in db::accounts::user_orgs(&mut conn, user.id).await? {
+                if let Some(ns) = db::accounts::find_namespace(&mut conn, &org.name).await? {
+                    policies.push((ns.name, ns.id));
+                }
+            }
+        }
+        for (label, ns_id) in policies {
+            let (policy, _) = crate::licensing::namespace_policy(&mut conn, ns_id).await?;
+            if policy.is_none() && label != repo.namespace {
+                continue;
+            }
+            let report = crate::licensing::evaluate_commit(
+                &mut conn,
+                &state.store,
+                &repo,
+                &commit,
+                policy.as_ref(),
+                &ctx,
+            )
+            .await?;
+            use_answers.push(json!({"policy": label, "decision": report.decision.as_str(), "obligations": report.obligations, "findings": report.findings}));
+        }
+    }
+
+    let quarantined: Vec<&FileView> = files
+        .iter()
+        .filter(|f| {
+            (f.verdict.as_deref() == Some("malicious") && !f.released) || f.held_reason.is_some()
+        })
+        .collect();
+    let license_json = license.as_ref().map(|l| {
+        json!({"decision": l.decision, "effective": l.effective, "report": l.report, "lineage_svg": lineage_svg(&l.report)})
+    });
+    let verification_json = verification.as_ref().map(|v| {
+        json!({"status": v.status, "requested_ep": v.requested_ep, "files": v.files, "finished_at": v.finished_at, "chart": latency_svg(&v.files)})
+    });
+    let card_html = super::markdown::render_card(&card);
+    let context = json!({
+        "repo": {"namespace": repo.namespace, "name": repo.name, "full_name": repo.full_name(), "visibility": repo.visibility,
+                 "gated": repo.gated, "description": repo.description, "license": repo.license},
+        "rev": rev,
+        "commit": commit,
+        "card_html": card_html,
+        "files": files,
+        "quarantined": quarantined.iter().map(|f| &f.path).collect::<Vec<_>>(),
+        "pending_scans": files.iter().filter(|f| f.verdict.is_none()).count(),
+        "refs": refs.iter().map(|r| json!({"name": r.name, "kind": r.kind, "commit": r.commit_id})).collect::<Vec<_>>(),
+        "history": history.iter().map(|c| json!({"id": c.id, "message": c.message, "author": c.author_name, "created_at": c.created_at, "files": c.file_count})).collect::<Vec<_>>(),
+        "license": license_json,
+        "verification": verification_json,
+        "signature": signature.map(|s| json!({"status": s.status, "result": s.result})),
+        "advisories": advisories,
+        "log_index": logged,
+        "can_write": can_write,
+        "use_answers": use_answers,
+        "use_query": {"purpose": query.purpose, "mau": query.mau, "revenue": query.revenue, "region": query.region},
+    });
+    render(&caller, "model.html", &repo.full_name(), context)
+}
+
+pub async fn upload_page(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> WebResult {
+    let (namespace, name) = path.into_inner();
+    if caller.user.is_none() {
+        return Ok(super::session::redirect("/sign-in"));
+    }
+    let mut conn = state.db.acquire().await?;
+    let repo = crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Write).await?;
+    render(
+        &caller,
+        "upload.html",
+        &format!("Upload to {}", repo.full_name()),
+        json!({"repo": {"namespace": repo.namespace, "name": repo.name, "full_name": repo.full_name()}}),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    rev: Option<String>,
+}
+
+pub async fn commits_page(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<HistoryQuery>,
+) -> WebResult {
+    let (namespace, name) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let rev = query.rev.clone().unwrap_or_else(|| "main".into());
+    let commit = crate::routes::commits::resolve_revision(&mut conn, &repo, &rev).await?;
+    let history = db::commits::history(&mut conn, repo.id, &commit, 200).await?;
+    let rows: Vec<Value> = history.iter().map(|c| json!({"id": c.id, "parent": c.parent_id, "message": c.message, "author": c.author_name, "created_at": c.created_at, "files": c.file_count, "size": c.total_size})).collect();
+    render(
+        &caller,
+        "commits.html",
+        &format!("History of {}", repo.full_name()),
+        json!({"repo": {"namespace": repo.namespace, "name": repo.name, "full_name": repo.full_name()}, "rev": rev, "commits": rows}),
+    )
+}
+
+/// A commit's file list against its parent's: added, changed (other bytes) and removed paths.
+pub async fn commit_page(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+) -> WebResult {
+    let (namespace, name, id) = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let repo = crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let commit = db::commits::get(&mut conn, repo.id, &id)
+        .await?
+        .ok_or_else(|| {
+            WebError(ApiError::not_found(
+                "revision-not-found",
+                format!("no commit `{id}` in {}", repo.full_name()),
+            ))
+        })?;
+    let now: BTreeMap<String, (Vec<u8>, i64)> = db::commits::files(&mut conn, repo.id, &commit.id)
+        .await?
+        .into_iter()
+        .map(|f| (f.path, (f.sha256, f.size)))
+        .collect();
+    let before: BTreeMap<String, (Vec<u8>, i64)> = match &commit.parent_id {
+        Some(p) => db::commits::files(&mut conn, repo.id, p)
+            .await?
+            .into_iter()
+            .map(|f| (f.path, (f.sha256, f.size)))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    let mut changes = Vec::new();
+    for (path, (sha, size)) in &now {
+        match before.get(path) {
+            None => changes.push(
+                json!({"kind": "added", "path": path, "size": size, "sha256": hex::encode(sha)}),
+            ),
+            Some((old, _)) if old != sha => changes.push(
+                json!({"kind": "changed", "path": path, "size": size, "sha256": hex::encode(sha)}),
+            ),
+            _ => {}
+        }
+    }
+    for (path, (sha, size)) in &before {
+        if !now.contains_key(path) {
+            changes.push(
+                json!({"kind": "removed", "path": path, "size": size, "sha256": hex::encode(sha)}),
+            );
+        }
+    }
+    render(
+        &caller,
+        "commit.html",
+        &format!("Commit {}", &commit.id[..12.min(commit.id.len())]),
+        json!({
+            "repo": {"namespace": repo.namespace, "name": repo.name, "full_name": repo.full_name()},
+            "commit": {"id": commit.id, "parent": commit.parent_id, "message": commit.message, "author": commit.author_name, "created_at": commit.created_at},
+            "changes": changes,
+        }),
+    )
+}

@@ -1,0 +1,510 @@
+//! Pages that are not about one repository: home and search, sign-in, new repository, tokens,
+//! namespaces and the reviewer queue.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+
+use super::render::{WebError, WebResult, render};
+use super::session::{self, check_csrf, redirect};
+use crate::app::AppState;
+use crate::auth::{self, Caller};
+use crate::db;
+use crate::error::ApiError;
+
+/// Search filters, all optional; the same names as the form fields.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+pub struct Filters {
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub namespace: String,
+    /// An SPDX id or expression (declared or effective).
+    #[serde(default)]
+    pub license: String,
+    /// A licence category of the catalog (`permissive`, `copyleft`, `open-rail`...).
+    #[serde(default)]
+    pub category: String,
+    /// `yes`: the owner's policy allows commercial use; `no`: it does not.
+    #[serde(default)]
+    pub commercial: String,
+    /// A card tag or `pipeline_tag`.
+    #[serde(default)]
+    pub tag: String,
+    /// `clean`, `quarantined` or `pending`.
+    #[serde(default)]
+    pub scan: String,
+    /// `passed`, `failed`, `error`, `pending`, `running` or `none`.
+    #[serde(default)]
+    pub verification: String,
+    /// `updated` (default), `created` or `name`.
+    #[serde(default)]
+    pub sort: String,
+}
+
+/// Repositories the viewer may see that match `f`, with their head's licence decision, scan and
+/// verification state.
+pub async fn search_models(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    f: &Filters,
+    limit: i64,
+) -> Result<Vec<Value>, ApiError> {
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(
+        "SELECT * FROM (SELECT n.name AS namespace, r.name, r.description, r.license, r.visibility,
+                r.updated_at, r.created_at, le.decision, le.effective, mv.status AS verification,
+                (SELECT count(*) FROM commit_files cf JOIN blobs b ON b.sha256 = cf.sha256
+                  WHERE cf.repository_id = r.id AND cf.commit_id = h.commit_id
+                    AND ((b.scan_verdict = 'malicious' AND b.released_at IS NULL) OR b.held_reason IS NOT NULL)) AS quarantined,
+                (SELECT count(*) FROM commit_files cf JOIN blobs b ON b.sha256 = cf.sha256
+                  WHERE cf.repository_id = r.id AND cf.commit_id = h.commit_id AND b.scan_verdict IS NULL) AS unscanned
+         FROM repositories r JOIN namespaces n ON n.id = r.namespace_id
+         LEFT JOIN refs h ON h.repository_id = r.id AND h.name = 'main'
+         LEFT JOIN license_evaluations le ON le.repository_id = r.id AND le.commit_id = h.commit_id
+         LEFT JOIN model_verifications mv ON mv.repository_id = r.id AND mv.commit_id = h.commit_id
+         WHERE r.deleted_at IS NULL",
+    );
+    // The same visibility rule as the API's search: private repositories to members only.
+    match &caller.user {
+        Some(u) if u.is_admin => {}
+        Some(u) => {
+            sql.push(" AND (r.visibility = 'public' OR r.namespace_id = ")
+                .push_bind(u.id)
+                .push(" OR EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = r.namespace_id AND m.user_id = ")
+                .push_bind(u.id)
+                .push("))");
+        }
+        None => {
+            sql.push(" AND r.visibility = 'public'");
+        }
+    }
+    let text = f.q.trim();
+    if !text.is_empty() {
+        let pattern = format!(
+            "%{}%",
+            text.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        sql.push(" AND ((n.name || '/' || r.name) ILIKE ")
+            .push_bind(pattern)
+            .push(" OR to_tsvector('simple', r.name || ' ' || r.description || ' ' || r.card) @@ plainto_tsquery('simple', ")
+            .push_bind(text.to_string())
+            .push("))");
+    }
+    if !f.namespace.trim().is_empty() {
+        sql.push(" AND lower(n.name) = lower(")
+            .push_bind(f.namespace.trim().to_string())
+            .push(")");
+    }
+    if !f.license.trim().is_empty() {
+        sql.push(" AND (lower(r.license) = lower(")
+            .push_bind(f.license.trim().to_string())
+            .push(") OR lower(le.effective) = lower(")
+            .push_bind(f.license.trim().to_string())
+            .push("))");
+    }
+    if !f.category.trim().is_empty() {
+        sql.push(" AND EXISTS (SELECT 1 FROM jsonb_array_elements(le.report->'terms') t WHERE t->'categories' ? ")
+            .push_bind(f.category.trim().to_string())
+            .push(")");
+    }
+    match f.commercial.as_str() {
+        "yes" => {
+            sql.push(" AND le.decision IN ('allow', 'allow_with_obligations')");
+        }
+        "no" => {
+            sql.push(" AND le.decision IN ('flag_review', 'deny')");
+        }
+        _ => {}
+    }
+    if !f.tag.trim().is_empty() {
+        let tag: String = f
+            .tag
+            .trim()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || "-_.".contains(*c))
+            .collect();
+        let tag = tag.replace('.', "\\.");
+        sql.push(" AND r.card ~* ").push_bind(format!(
+            "(?n)^\\s*(-\\s*|pipeline_tag:\\s*)['\"]?{tag}['\"]?\\s*$"
+        ));
+    }
+    sql.push(") x WHERE true");
+    match f.scan.as_str() {
+        "quarantined" => {
+            sql.push(" AND x.quarantined > 0");
+        }
+        "pending" => {
+            sql.push(" AND x.unscanned > 0");
+        }
+        "clean" => {
+            sql.push(" AND x.quarantined = 0 AND x.unscanned = 0");
+        }
+        _ => {}
+    }
+    match f.verification.as_str() {
+        "" => {}
+        "none" => {
+            sql.push(" AND x.verification IS NULL");
+        }
+        status => {
+            sql.push(" AND x.verification = ")
+                .push_bind(status.to_string());
+        }
+    }
+    sql.push(match f.sort.as_str() {
+        "name" => " ORDER BY lower(x.namespace || '/' || x.name)",
+        "created" => " ORDER BY x.created_at DESC",
+        _ => " ORDER BY x.updated_at DESC",
+    });
+    sql.push(" LIMIT ").push_bind(limit);
+    let rows: Vec<SearchRow> = sql.build_query_as().fetch_all(&mut *conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+        .collect())
+}
+
+#[derive(sqlx::FromRow, serde::Serialize)]
+struct SearchRow {
+    namespace: String,
+    name: String,
+    description: String,
+    license: Option<String>,
+    visibility: String,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    decision: Option<String>,
+    effective: Option<String>,
+    verification: Option<String>,
+    quarantined: i64,
+    unscanned: i64,
+}
+
+pub async fn home(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<Filters>,
+) -> WebResult {
+    let mut conn = state.db.acquire().await?;
+    let results = search_models(&mut conn, &caller, &query, 50).await?;
+    render(
+        &caller,
+        "home.html",
+        "Models",
+        json!({"results": results, "filters": &*query}),
+    )
+}
+
+pub async fn sign_in_form(req: HttpRequest, caller: Caller) -> WebResult {
+    let token = session::random_secret();
+    let mut response = render(
+        &caller,
+        "sign_in.html",
+        "Sign in",
+        json!({"form_token": token, "error": null}),
+    )?;
+    let cookie = session::cookie(
+        session::SIGN_IN_CSRF_COOKIE,
+        &token,
+        3600,
+        session::secure_cookies(&req),
+    );
+    response.headers_mut().append(
+        actix_web::http::header::SET_COOKIE,
+        cookie.parse().expect("cookie header"),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct SignIn {
+    token: String,
+    form_token: String,
+}
+
+pub async fn sign_in(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    form: web::Form<SignIn>,
+) -> WebResult {
+    // Login CSRF: the form's token must equal the cookie set with the form (double submit).
+    let expected = auth::cookie_value(&req, session::SIGN_IN_CSRF_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !auth::csrf_matches(&expected, &form.form_token) {
+        return Err(WebError(ApiError::forbidden(
+            "csrf-token-invalid",
+            "the sign-in form expired: reload it and try again",
+        )));
+    }
+    let mut conn = state.db.acquire().await?;
+    match session::open(&mut conn, &req, &form.token).await {
+        Ok((cookie, _)) => Ok(HttpResponse::SeeOther()
+            .insert_header((actix_web::http::header::LOCATION, "/"))
+            .insert_header((actix_web::http::header::SET_COOKIE, cookie))
+            .finish()),
+        Err(e) => {
+            let token = session::random_secret();
+            let mut page = render(
+                &caller,
+                "sign_in.html",
+                "Sign in",
+                json!({"form_token": token, "error": e.message}),
+            )?;
+            *page.status_mut() = actix_web::http::StatusCode::UNAUTHORIZED;
+            let cookie = session::cookie(
+                session::SIGN_IN_CSRF_COOKIE,
+                &token,
+                3600,
+                session::secure_cookies(&req),
+            );
+            page.headers_mut().append(
+                actix_web::http::header::SET_COOKIE,
+                cookie.parse().expect("cookie header"),
+            );
+            Ok(page)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub async fn sign_out(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    form: web::Form<CsrfForm>,
+) -> WebResult {
+    check_csrf(&caller, &form.csrf)?;
+    let mut conn = state.db.acquire().await?;
+    let cookie = session::close(&mut conn, &req).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, "/"))
+        .insert_header((actix_web::http::header::SET_COOKIE, cookie))
+        .finish())
+}
+
+fn require_signed_in(caller: &Caller) -> Result<&auth::AuthUser, WebError> {
+    caller.user.as_ref().ok_or_else(|| {
+        WebError(ApiError::unauthorized(
+            "authentication-required",
+            "sign in first",
+        ))
+    })
+}
+
+async fn writable_namespaces(
+    conn: &mut PgConnection,
+    user: &auth::AuthUser,
+) -> Result<Vec<String>, ApiError> {
+    let mut names = vec![user.name.clone()];
+    for org in db::accounts::user_orgs(conn, user.id).await? {
+        if ["owner", "admin", "write"].contains(&org.role.as_str()) {
+            names.push(org.name);
+        }
+    }
+    Ok(names)
+}
+
+pub async fn new_repo_form(state: web::Data<AppState>, caller: Caller) -> WebResult {
+    let Some(user) = caller.user.as_ref() else {
+        return Ok(redirect("/sign-in"));
+    };
+    let mut conn = state.db.acquire().await?;
+    let namespaces = writable_namespaces(&mut conn, user).await?;
+    render(
+        &caller,
+        "new_repo.html",
+        "New model",
+        json!({"namespaces": namespaces, "error": null}),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct NewRepoForm {
+    csrf: String,
+    namespace: String,
+    name: String,
+    visibility: String,
+    #[serde(default)]
+    description: String,
+}
+
+pub async fn new_repo(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    form: web::Form<NewRepoForm>,
+) -> WebResult {
+    check_csrf(&caller, &form.csrf)?;
+    let user = require_signed_in(&caller)?.clone();
+    let visibility = if form.visibility == "private" {
+        "private"
+    } else {
+        "public"
+    };
+    match crate::routes::repos::create_repository(
+        &state,
+        &caller,
+        Some(form.namespace.as_str()),
+        form.name.trim(),
+        visibility,
+        form.description.trim(),
+        auth::request_id(&req),
+    )
+    .await
+    {
+        Ok((repo, _)) => Ok(redirect(&format!(
+            "/{}/{}/upload",
+            repo.namespace, repo.name
+        ))),
+        Err(e) if e.status.is_client_error() => {
+            let mut conn = state.db.acquire().await?;
+            let namespaces = writable_namespaces(&mut conn, &user).await?;
+            let mut page = render(
+                &caller,
+                "new_repo.html",
+                "New model",
+                json!({"namespaces": namespaces, "error": e.message, "form": {"name": form.name, "description": form.description, "visibility": visibility, "namespace": form.namespace}}),
+            )?;
+            *page.status_mut() = e.status;
+            Ok(page)
+        }
+        Err(e) => Err(WebError(e)),
+    }
+}
+
+fn token_json(t: &db::accounts::TokenRow) -> Value {
+    json!({"id": t.id, "name": t.name, "scope": t.scope, "expires_at": t.expires_at, "revoked_at": t.revoked_at, "last_used_at": t.last_used_at, "created_at": t.created_at})
+}
+
+pub async fn tokens(state: web::Data<AppState>, caller: Caller) -> WebResult {
+    let Some(user) = caller.user.as_ref() else {
+        return Ok(redirect("/sign-in"));
+    };
+    let mut conn = state.db.acquire().await?;
+    let list: Vec<Value> = db::accounts::list_tokens(&mut conn, user.id)
+        .await?
+        .iter()
+        .map(token_json)
+        .collect();
+    render(
+        &caller,
+        "tokens.html",
+        "Access tokens",
+        json!({"tokens": list, "created": null}),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct NewToken {
+    csrf: String,
+    name: String,
+    scope: String,
+}
+
+pub async fn create_token(
+    state: web::Data<AppState>,
+    caller: Caller,
+    form: web::Form<NewToken>,
+) -> WebResult {
+    check_csrf(&caller, &form.csrf)?;
+    let user = require_signed_in(&caller)?;
+    let name = form.name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(WebError(ApiError::unprocessable(
+            "invalid-name",
+            "a token needs a name of 1 to 100 characters",
+        )));
+    }
+    let scope = if form.scope == "read" {
+        "read"
+    } else {
+        "write"
+    };
+    let mut conn = state.db.acquire().await?;
+    let (secret, hash) = auth::new_token();
+    db::accounts::insert_token(&mut conn, user.id, name, &hash, scope, None).await?;
+    let list: Vec<Value> = db::accounts::list_tokens(&mut conn, user.id)
+        .await?
+        .iter()
+        .map(token_json)
+        .collect();
+    render(
+        &caller,
+        "tokens.html",
+        "Access tokens",
+        json!({"tokens": list, "created": {"name": name, "secret": secret}}),
+    )
+}
+
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<i64>,
+    form: web::Form<CsrfForm>,
+) -> WebResult {
+    check_csrf(&caller, &form.csrf)?;
+    let user = require_signed_in(&caller)?;
+    let mut conn = state.db.acquire().await?;
+    db::accounts::revoke_token(&mut conn, user.id, path.into_inner()).await?;
+    Ok(redirect("/settings/tokens"))
+}
+
+pub async fn review_queue(state: web::Data<AppState>, caller: Caller) -> WebResult {
+    let Some(user) = caller.user.as_ref() else {
+        return Ok(redirect("/sign-in"));
+    };
+    let mut conn = state.db.acquire().await?;
+    let hub = user.is_admin || db::reviews::is_hub_reviewer(&mut conn, user.id).await?;
+    let reports = db::reviews::queue(&mut conn, user.id, hub).await?;
+    render(
+        &caller,
+        "reviews.html",
+        "Review queue",
+        json!({"reports": reports, "hub_reviewer": hub}),
+    )
+}
+
+pub async fn namespace(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> WebResult {
+    let name = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let ns = db::accounts::find_namespace(&mut conn, &name)
+        .await?
+        .ok_or_else(|| {
+            WebError(ApiError::not_found(
+                "namespace-not-found",
+                format!("no user or organisation is named `{name}`"),
+            ))
+        })?;
+    let filters = Filters {
+        namespace: ns.name.clone(),
+        sort: "name".into(),
+        ..Filters::default()
+    };
+    let results = search_models(&mut conn, &caller, &filters, 200).await?;
+    let members: Vec<Value> = if ns.kind == "org" {
+        db::accounts::list_members(&mut conn, ns.id)
+            .await?
+            .into_iter()
+            .map(|m| json!({"name": m.name, "role": m.role}))
+            .collect()
+    } else {
+        vec![]
+    };
+    render(
+        &caller,
+        "namespace.html",
+        &ns.name,
+        json!({"namespace": {"name": ns.name, "kind": ns.kind}, "results": results, "members": members}),
+    )
+}

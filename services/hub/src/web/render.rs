@@ -1,0 +1,141 @@
+//! Templates (minijinja, embedded in the binary from `web/templates`) and the HTML responses
+//! built from them, with the security headers every page carries.
+
+use std::sync::OnceLock;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use minijinja::Environment;
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        [$(($name, include_str!(concat!("../../../../web/templates/", $name)))),*]
+    };
+}
+
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in templates![
+            "base.html",
+            "home.html",
+            "model.html",
+            "namespace.html",
+            "sign_in.html",
+            "new_repo.html",
+            "upload.html",
+            "tokens.html",
+            "commits.html",
+            "commit.html",
+            "reviews.html",
+            "error.html",
+        ] {
+            env.add_template(name, source).expect("templates parse");
+        }
+        env.add_filter("filesize", filesize);
+        env
+    })
+}
+
+fn filesize(bytes: i64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        n if n < 1024 => format!("{n} B"),
+        n if n < 1 << 20 => format!("{:.1} KiB", b / 1024.0),
+        n if n < 1 << 30 => format!("{:.1} MiB", b / 1048576.0),
+        _ => format!("{:.2} GiB", b / 1073741824.0),
+    }
+}
+
+/// Strict enough that even a sanitiser bug could not run script or load remote content.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; \
+                   object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+pub fn page_response(status: StatusCode, html: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("content-security-policy", CSP))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .insert_header(("referrer-policy", "same-origin"))
+        .insert_header(("x-frame-options", "DENY"))
+        .insert_header(("cache-control", "no-store"))
+        .finish()
+        .set_body(actix_web::body::BoxBody::new(html))
+}
+
+/// Renders `template` with `context` plus what every page needs (the viewer, the CSRF token).
+pub fn render(
+    caller: &Caller,
+    template: &str,
+    title: &str,
+    mut context: Value,
+) -> Result<HttpResponse, WebError> {
+    let obj = context.as_object_mut().expect("page contexts are objects");
+    obj.insert("title".into(), json!(title));
+    obj.insert(
+        "viewer".into(),
+        caller.user.as_ref().map_or(
+            Value::Null,
+            |u| json!({"name": u.name, "is_admin": u.is_admin}),
+        ),
+    );
+    obj.insert("csrf".into(), json!(caller.session_csrf));
+    let html = environment()
+        .get_template(template)
+        .and_then(|t| t.render(minijinja::value::Serde(&context)))
+        .map_err(|e| {
+            WebError(ApiError::internal(anyhow::anyhow!(
+                "template {template}: {e:#}"
+            )))
+        })?;
+    Ok(page_response(StatusCode::OK, html))
+}
+
+/// An [`ApiError`] shown as a page.
+#[derive(Debug)]
+pub struct WebError(pub ApiError);
+
+impl From<ApiError> for WebError {
+    fn from(e: ApiError) -> Self {
+        WebError(e)
+    }
+}
+
+impl From<sqlx::Error> for WebError {
+    fn from(e: sqlx::Error) -> Self {
+        WebError(ApiError::from(e))
+    }
+}
+
+impl std::fmt::Display for WebError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.message)
+    }
+}
+
+impl ResponseError for WebError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let context = json!({"title": "Error", "status": self.0.status.as_u16(), "code": self.0.code, "message": self.0.message, "viewer": null, "csrf": null});
+        let html = environment()
+            .get_template("error.html")
+            .and_then(|t| t.render(minijinja::value::Serde(&context)))
+            .unwrap_or_else(|_| {
+                format!(
+                    "<!doctype html><title>Error</title><p>{}</p>",
+                    self.0.status
+                )
+            });
+        page_response(self.0.status, html)
+    }
+}
+
+pub type WebResult = Result<HttpResponse, WebError>;

@@ -1,0 +1,205 @@
+//! The web UI end to end, in a real headless Chromium (Debian's chromium + chromedriver): sign
+//! in, create a repository, upload through the page, see the scan, licence and verification
+//! results appear, search, privacy against another user, a quarantined upload, and a model card
+//! whose `<script>` stays inert. Screenshots of the main pages go to target/screenshots/.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+
+use kaiyuan_tests::browser::{Browser, screenshot_dir};
+use kaiyuan_tests::{expect_status, run_python, spawn_app};
+
+const CARD: &str = "---\nlicense: apache-2.0\ntags:\n- image-classification\n---\n# Demo adder\n\nAdds a bias, then ReLU.\n\n<script>window.__pwned = 1; document.title = 'pwned'</script>\n\n<img src=\"https://tracker.example/pixel.gif\" onerror=\"window.__pwned = 2\">\n";
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_publisher_and_an_adopter_use_the_hub_in_a_browser(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let shots = screenshot_dir();
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    let cases = tempfile::tempdir().unwrap();
+    run_python("make_verify_cases.py", &[cases.path().as_os_str()]);
+    let upload_dir = tempfile::tempdir().unwrap();
+    for (from, to) in [
+        ("ok/model.onnx", "model.onnx"),
+        (
+            "ok/model.test_vectors.safetensors",
+            "model.test_vectors.safetensors",
+        ),
+    ] {
+        std::fs::copy(cases.path().join(from), upload_dir.path().join(to)).unwrap();
+    }
+    std::fs::write(upload_dir.path().join("README.md"), CARD).unwrap();
+
+    let browser = Browser::start().await;
+    // Sign in with a token.
+    browser.goto(&app.url("/sign-in")).await;
+    browser.type_into("#token", &alice).await;
+    browser.click("form[action='/sign-in'] button").await;
+    browser
+        .wait_for_text(10, "the signed-in home page", |t| {
+            t.contains("alice") && t.contains("Sign out")
+        })
+        .await;
+    browser.screenshot(&shots, "01-home-signed-in").await;
+
+    // Create a repository through the form, then upload through the page.
+    browser.goto(&app.url("/new")).await;
+    browser.type_into("#name", "demo").await;
+    browser.type_into("#description", "A tiny ONNX adder").await;
+    browser
+        .click("form[action='/new'] button[type=submit]")
+        .await;
+    browser
+        .wait_for_text(10, "the upload page", |t| t.contains("Upload to"))
+        .await;
+    let paths: Vec<String> = ["model.onnx", "model.test_vectors.safetensors", "README.md"]
+        .iter()
+        .map(|f| upload_dir.path().join(f).to_string_lossy().into_owned())
+        .collect();
+    browser.type_into("#files", &paths.join("\n")).await;
+    browser.screenshot(&shots, "02-upload").await;
+    browser.click("#upload button[type=submit]").await;
+    browser
+        .wait_for_text(30, "the model page after the commit", |t| {
+            t.contains("alice/demo")
+                && t.contains("model.test_vectors.safetensors")
+                && t.contains("Verification")
+        })
+        .await;
+    assert!(browser.url().await.ends_with("/alice/demo"));
+
+    // The checks run; the page shows their results.
+    app.run_jobs().await;
+    browser.goto(&app.url("/alice/demo")).await;
+    let text = browser
+        .wait_for_text(20, "scan, licence and verification results", |t| {
+            t.contains("passed") && t.contains("clean")
+        })
+        .await;
+    assert!(
+        text.contains("Apache-2.0") || text.contains("apache-2.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cpu") && text.contains("1.31.1"),
+        "verification details: {text}"
+    );
+    assert!(
+        text.contains("model.test_vectors.safetensors: passed"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("scan pending") && !text.contains("Quarantined"),
+        "{text}"
+    );
+    // The card's script is text, never run; the remote image is a link, never loaded.
+    let pwned = browser
+        .execute(
+            "return window.__pwned === undefined && document.title !== 'pwned'",
+            json!([]),
+        )
+        .await;
+    assert_eq!(pwned, json!(true), "the card's script ran");
+    assert!(
+        text.contains("<script>window.__pwned = 1"),
+        "shown as text: {text}"
+    );
+    let images = browser
+        .execute(
+            "return document.querySelectorAll('.card-body img').length",
+            json!([]),
+        )
+        .await;
+    assert_eq!(images, json!(0));
+    browser.screenshot(&shots, "03-model-page").await;
+    browser.goto(&app.url("/alice/demo#verification")).await;
+    browser.screenshot(&shots, "04-verification-panel").await;
+
+    // "Can I use this?" answers with the owner's policy.
+    browser
+        .goto(&app.url("/alice/demo?purpose=commercial&mau=1000#license"))
+        .await;
+    let answer = browser
+        .wait_for_text(10, "the use-case answer", |t| t.contains("policy:"))
+        .await;
+    assert!(answer.contains("Under alice's policy"), "{answer}");
+    browser.screenshot(&shots, "05-license-panel").await;
+
+    // Search finds it, and its filters apply.
+    browser.goto(&app.url("/?q=adder")).await;
+    let found = browser
+        .wait_for_text(10, "search results", |t| {
+            t.contains("Results") || t.contains("alice/demo")
+        })
+        .await;
+    assert!(found.contains("alice/demo"), "{found}");
+    browser
+        .goto(&app.url("/?verification=passed&scan=clean&tag=image-classification"))
+        .await;
+    assert!(browser.text().await.contains("alice/demo"));
+    browser.goto(&app.url("/?verification=failed")).await;
+    assert!(!browser.text().await.contains("alice/demo"));
+    browser.screenshot(&shots, "06-search").await;
+
+    // A private repository and a malicious upload.
+    expect_status(
+        app.post_json(
+            "/api/v1/repos",
+            Some(&alice),
+            &json!({"name": "secret-weights", "visibility": "private"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let evil: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
+    app.commit_files(&alice, "alice/demo", &[("evil.pkl", evil)])
+        .await;
+    app.run_jobs().await;
+    browser.goto(&app.url("/alice/demo")).await;
+    let text = browser
+        .wait_for_text(10, "the quarantine banner", |t| t.contains("Quarantined"))
+        .await;
+    assert!(
+        text.contains("evil.pkl") && text.contains("malicious"),
+        "{text}"
+    );
+    browser.screenshot(&shots, "07-quarantined").await;
+    browser.goto(&app.url("/alice/secret-weights")).await;
+    assert!(
+        browser.text().await.contains("secret-weights"),
+        "the owner sees it"
+    );
+
+    // Another user: the private repository is invisible everywhere.
+    browser.click("form[action='/sign-out'] button").await;
+    browser
+        .wait_for_text(10, "signed out", |t| t.contains("Sign in"))
+        .await;
+    browser.goto(&app.url("/sign-in")).await;
+    browser.type_into("#token", &bob).await;
+    browser.click("form[action='/sign-in'] button").await;
+    browser
+        .wait_for_text(10, "bob signed in", |t| t.contains("bob"))
+        .await;
+    browser.goto(&app.url("/alice/secret-weights")).await;
+    let denied = browser.text().await;
+    assert!(
+        denied.contains("404") && !denied.contains("Upload files"),
+        "{denied}"
+    );
+    browser
+        .screenshot(&shots, "08-private-for-another-user")
+        .await;
+    browser.goto(&app.url("/?q=secret")).await;
+    assert!(!browser.text().await.contains("secret-weights"));
+    browser.goto(&app.url("/alice")).await;
+    let listing = browser.text().await;
+    assert!(
+        listing.contains("alice/demo") && !listing.contains("secret-weights"),
+        "{listing}"
+    );
+    browser.quit().await;
+}
