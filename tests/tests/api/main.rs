@@ -21,3 +21,4 @@ mod storage_contract;
 mod tlog;
 mod uploads;
 mod verification;
+mod web;

@@ -1,0 +1,389 @@
+//! The web UI over plain HTTP: session cookies and their flags, CSRF on forms and on API calls
+//! made with a session, security headers, sanitised cards, and the API's permissions on pages.
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::json;
+use sqlx::PgPool;
+
+use kaiyuan_tests::{TestApp, expect_status, spawn_app};
+
+/// Signs in through the form; returns the session cookie pair `kaiyuan_session=...` and the
+/// full `Set-Cookie` header.
+async fn sign_in(app: &TestApp, token: &str) -> (String, String) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(app.url("/sign-in")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let pre = page.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = page.text().await.unwrap();
+    let form_token = html
+        .split("name=\"form_token\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let res = client
+        .post(app.url("/sign-in"))
+        .header(COOKIE, &pre)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(form(&[("token", token), ("form_token", &form_token)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let set = res.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    (set.split(';').next().unwrap().to_string(), set)
+}
+
+/// An `application/x-www-form-urlencoded` body.
+fn form(fields: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+fn csrf_of(html: &str) -> String {
+    html.split("data-csrf=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn sessions_are_httponly_samesite_secure_and_bounded_by_their_token(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let (cookie, set) = sign_in(&app, &alice).await;
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Secure"),
+        "{set}"
+    );
+    let home = app
+        .http
+        .get(app.url("/"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), StatusCode::OK);
+    let csp = home.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("img-src 'self' data:"),
+        "{csp}"
+    );
+    assert_eq!(home.headers()["x-frame-options"], "DENY");
+    assert!(home.text().await.unwrap().contains("Sign out"));
+    // The cookie's secret is stored hashed only.
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT id_hash FROM web_sessions")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let secret = cookie.split_once('=').unwrap().1;
+    assert_ne!(stored, secret.as_bytes());
+    assert_eq!(stored, kaiyuan_hub::auth::hash_token(secret));
+
+    // A wrong token is refused with the form again; a missing form token is a CSRF refusal.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client
+        .post(app.url("/sign-in"))
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(form(&[("token", "ky_nope"), ("form_token", "x")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // Revoking the token ends the session.
+    let tokens = expect_status(
+        app.get("/api/v1/tokens", Some(&alice)).await,
+        StatusCode::OK,
+    )
+    .await;
+    let id = tokens
+        .as_array()
+        .or_else(|| tokens["tokens"].as_array())
+        .unwrap()[0]["id"]
+        .as_i64()
+        .unwrap();
+    let page = app
+        .http
+        .get(app.url("/settings/tokens"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let res = client
+        .post(app.url(&format!("/settings/tokens/{id}/revoke")))
+        .header(COOKIE, &cookie)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(form(&[("csrf", csrf.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let after = app
+        .http
+        .get(app.url("/"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        after.contains("Sign in") && !after.contains("Sign out"),
+        "the session ended with its token"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn state_changes_need_the_sessions_csrf_token(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let (cookie, _) = sign_in(&app, &alice).await;
+    let page = app
+        .http
+        .get(app.url("/new"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // A cross-site form post without the token is refused and creates nothing.
+    let forged = client
+        .post(app.url("/new"))
+        .header(COOKIE, &cookie)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(form(&[
+            ("csrf", "forged"),
+            ("namespace", "alice"),
+            ("name", "x"),
+            ("visibility", "public"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged.text().await.unwrap().contains("csrf-token-invalid"));
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM repositories")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+    let made = client
+        .post(app.url("/new"))
+        .header(COOKIE, &cookie)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(form(&[
+            ("csrf", csrf.as_str()),
+            ("namespace", "alice"),
+            ("name", "demo"),
+            ("visibility", "private"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::SEE_OTHER);
+    assert_eq!(made.headers()[LOCATION], "/alice/demo/upload");
+    // A bad name shows the form again with the reason, as a 422 page.
+    let bad = client
+        .post(app.url("/new"))
+        .header(COOKIE, &cookie)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(form(&[
+            ("csrf", csrf.as_str()),
+            ("namespace", "alice"),
+            ("name", "../x"),
+            ("visibility", "public"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The API with a session cookie: reads work, writes need the X-CSRF-Token header.
+    let read = app
+        .http
+        .get(app.url("/api/v1/repos/alice/demo"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        read.status(),
+        StatusCode::OK,
+        "the owner reads her private repository through the session"
+    );
+    let body = json!({"message": "m", "operations": [{"op": "put", "path": "a.txt", "content_base64": "aGk="}]});
+    let res = app
+        .http
+        .post(app.url("/api/v1/repos/alice/demo/commits/main"))
+        .header(COOKIE, &cookie)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    kaiyuan_tests::expect_error(res, StatusCode::FORBIDDEN, "csrf-token-required").await;
+    let res = app
+        .http
+        .post(app.url("/api/v1/repos/alice/demo/commits/main"))
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn pages_follow_the_apis_permissions_and_never_run_a_cards_script(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    app.create_repo(&alice, "alice", "open", "public").await;
+    app.create_repo(&alice, "alice", "hidden", "private").await;
+    let card = "---\nlicense: mit\n---\n# Open\n<script>alert('x')</script>\n[click](javascript:alert(1))\n![px](https://tracker.example/p.gif)\n";
+    app.commit_files(&alice, "alice/open", &[("README.md", card.as_bytes())])
+        .await;
+    app.commit_files(
+        &alice,
+        "alice/hidden",
+        &[("README.md", b"# hidden weights")],
+    )
+    .await;
+
+    let anonymous = app.http.get(app.url("/alice/open")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::OK);
+    let html = anonymous.text().await.unwrap();
+    assert!(
+        html.contains("&lt;script&gt;alert"),
+        "the script is shown as text"
+    );
+    assert!(!html.contains("<script>alert"));
+    assert!(!html.contains("javascript:alert"));
+    assert!(!html.contains("<img src=\"https://tracker"));
+
+    let (bob_cookie, _) = sign_in(&app, &bob).await;
+    for path in [
+        "/alice/hidden",
+        "/alice/hidden/commits",
+        "/alice/hidden/upload",
+    ] {
+        let res = app
+            .http
+            .get(app.url(path))
+            .header(COOKIE, &bob_cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(!res.text().await.unwrap().contains("hidden weights"));
+    }
+    for path in ["/?q=hidden", "/alice", "/?namespace=alice"] {
+        let html = app
+            .http
+            .get(app.url(path))
+            .header(COOKIE, &bob_cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains("alice/open") || path == "/?q=hidden",
+            "{path}"
+        );
+        assert!(
+            !html.contains("alice/hidden"),
+            "{path} leaks the private repository"
+        );
+    }
+    let (alice_cookie, _) = sign_in(&app, &alice).await;
+    let html = app
+        .http
+        .get(app.url("/alice"))
+        .header(COOKIE, &alice_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("alice/hidden"), "the owner sees it");
+    // Unknown pages are HTML errors, not JSON, and never 500.
+    let res = app.http.get(app.url("/nobody-here")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let res = app
+        .http
+        .get(app.url("/alice/open?purpose=space-travel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = app
+        .http
+        .get(app.url("/alice/open/commit/0000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
