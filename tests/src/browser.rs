@@ -171,6 +171,16 @@ impl Browser {
         .await;
     }
 
+    /// Resizes the window (a phone is about 390 pixels wide).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.command(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     /// Waits until `predicate(page text)` holds, or panics with the text after `secs`.
     pub async fn wait_for_text(
         &self,

@@ -116,6 +116,21 @@ async fn a_publisher_and_an_adopter_use_the_hub_in_a_browser(pool: PgPool) {
     browser.screenshot(&shots, "03-model-page").await;
     browser.goto(&app.url("/alice/demo#verification")).await;
     browser.screenshot(&shots, "04-verification-panel").await;
+    // Readable at phone width: nothing wider than the screen (wide tables scroll in place).
+    browser.resize(390, 844).await;
+    browser.goto(&app.url("/alice/demo")).await;
+    let overflow = browser
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            json!([]),
+        )
+        .await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the page is wider than a phone by {overflow} px"
+    );
+    browser.screenshot(&shots, "09-model-page-phone").await;
+    browser.resize(1280, 1600).await;
 
     // "Can I use this?" answers with the owner's policy.
     browser

@@ -387,3 +387,61 @@ async fn pages_follow_the_apis_permissions_and_never_run_a_cards_script(pool: Pg
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn namespace_admins_edit_the_licence_policy_in_the_page(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    let (cookie, _) = sign_in(&app, &alice).await;
+    let page = app
+        .http
+        .get(app.url("/orgs/alice/policy"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let post = |policy: &str| {
+        app.http
+            .post(app.url("/orgs/alice/policy"))
+            .header(COOKIE, &cookie)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form(&[("csrf", csrf.as_str()), ("policy", policy)]))
+            .send()
+    };
+    let bad = post("{not json").await.unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text().await.unwrap().contains("not valid JSON"));
+    let unknown = post("{\"deny\": [\"GPL-3.0-only\"], \"denny\": []}")
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let saved = post("{\"deny\": [\"GPL-3.0-only\"]}").await.unwrap();
+    assert_eq!(saved.status(), StatusCode::OK);
+    assert!(saved.text().await.unwrap().contains("Saved as version 1"));
+    let stored = expect_status(
+        app.get("/api/v1/orgs/alice/license-policy", Some(&alice))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(stored["policy"]["deny"], json!(["GPL-3.0-only"]));
+    let (bob_cookie, _) = sign_in(&app, &bob).await;
+    let res = app
+        .http
+        .get(app.url("/orgs/alice/policy"))
+        .header(COOKIE, &bob_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status() == StatusCode::FORBIDDEN || res.status() == StatusCode::NOT_FOUND,
+        "{}",
+        res.status()
+    );
+}

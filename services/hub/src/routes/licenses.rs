@@ -191,15 +191,35 @@ pub async fn put_policy(
     body: web::Json<Policy>,
 ) -> ApiResult<HttpResponse> {
     let name = path.into_inner();
+    let (namespace, version, document, queued) = set_policy(
+        &state,
+        &caller,
+        &name,
+        body.into_inner(),
+        auth::request_id(&req),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"namespace": namespace, "version": version, "policy": document, "reevaluations_queued": queued})))
+}
+
+/// Validates and stores a namespace's policy (its admins), queues re-evaluation of every head
+/// and audits it: the API's PUT and the web UI's policy editor. Returns the namespace's name,
+/// the new version, the stored document and how many re-evaluations were queued.
+pub async fn set_policy(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    policy: Policy,
+    request_id: Option<String>,
+) -> Result<(String, i32, serde_json::Value, u64), ApiError> {
     let user = caller.require_writer()?.clone();
-    let policy = body
-        .into_inner()
+    let policy = policy
         .validated()
         .map_err(|e| ApiError::unprocessable("invalid-policy", e))?;
     let document =
         serde_json::to_value(&policy).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
     let mut tx = state.db.begin().await?;
-    let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
+    let ns = super::load_namespace(&mut tx, caller, name, Role::Admin).await?;
     let version = db::licenses::set_policy(&mut tx, ns.id, &document, user.id).await?;
     let queued = db::licenses::enqueue_heads(&mut tx, Some(ns.id)).await?;
     db::audit::record(
@@ -208,11 +228,11 @@ pub async fn put_policy(
         "license.policy.set",
         &format!("namespace:{}", ns.name),
         json!({"version": version, "policy": document}),
-        auth::request_id(&req).as_deref(),
+        request_id.as_deref(),
     )
     .await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(json!({"namespace": ns.name, "version": version, "policy": document, "reevaluations_queued": queued})))
+    Ok((ns.name, version, document, queued))
 }
 
 /// Removes a namespace's licence policy (namespace admins; audited).

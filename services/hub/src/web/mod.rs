@@ -26,6 +26,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(pages::revoke_token),
         )
         .route("/reviews", web::get().to(pages::review_queue))
+        .route(
+            "/orgs/{namespace}/policy",
+            web::get().to(pages::policy_page),
+        )
+        .route(
+            "/orgs/{namespace}/policy",
+            web::post().to(pages::save_policy),
+        )
         .route("/{namespace}", web::get().to(pages::namespace))
         .route("/{namespace}/{name}", web::get().to(model::model_page))
         .route(

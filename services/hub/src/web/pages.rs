@@ -508,3 +508,88 @@ pub async fn namespace(
         json!({"namespace": {"name": ns.name, "kind": ns.kind}, "results": results, "members": members}),
     )
 }
+
+pub async fn policy_page(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> WebResult {
+    let name = path.into_inner();
+    if caller.user.is_none() {
+        return Ok(redirect("/sign-in"));
+    }
+    let mut conn = state.db.acquire().await?;
+    let ns =
+        crate::routes::load_namespace(&mut conn, &caller, &name, db::accounts::Role::Admin).await?;
+    let current = db::licenses::policy(&mut conn, ns.id).await?;
+    let text = current
+        .as_ref()
+        .map(|p| serde_json::to_string_pretty(&p.document).unwrap_or_default())
+        .unwrap_or_else(|| "{\n  \"deny\": [],\n  \"require_commercial_use\": true\n}".into());
+    render(
+        &caller,
+        "policy.html",
+        &format!("Licence policy of {}", ns.name),
+        json!({"namespace": ns.name, "policy": text, "version": current.map(|p| p.version), "error": null, "saved": null}),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct PolicyForm {
+    csrf: String,
+    policy: String,
+}
+
+pub async fn save_policy(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    form: web::Form<PolicyForm>,
+) -> WebResult {
+    check_csrf(&caller, &form.csrf)?;
+    let name = path.into_inner();
+    let parsed: Result<kaiyuan_license::policy::Policy, String> =
+        serde_json::from_str(&form.policy)
+            .map_err(|e| format!("the policy is not valid JSON for a policy: {e}"));
+    let outcome = match parsed {
+        Ok(policy) => crate::routes::licenses::set_policy(
+            &state,
+            &caller,
+            &name,
+            policy,
+            auth::request_id(&req),
+        )
+        .await
+        .map_err(|e| {
+            if e.status.is_client_error()
+                && e.status != actix_web::http::StatusCode::FORBIDDEN
+                && e.status != actix_web::http::StatusCode::NOT_FOUND
+            {
+                Ok(e.message)
+            } else {
+                Err(e)
+            }
+        }),
+        Err(message) => Err(Ok(message)),
+    };
+    match outcome {
+        Ok((namespace, version, document, queued)) => render(
+            &caller,
+            "policy.html",
+            &format!("Licence policy of {namespace}"),
+            json!({"namespace": namespace, "policy": serde_json::to_string_pretty(&document).unwrap_or_default(), "version": version, "error": null, "saved": queued}),
+        ),
+        Err(Ok(message)) => {
+            let mut page = render(
+                &caller,
+                "policy.html",
+                &format!("Licence policy of {name}"),
+                json!({"namespace": name, "policy": form.policy, "version": null, "error": message, "saved": null}),
+            )?;
+            *page.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(page)
+        }
+        Err(Err(e)) => Err(WebError(e)),
+    }
+}

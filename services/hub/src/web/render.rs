@@ -33,6 +33,7 @@ fn environment() -> &'static Environment<'static> {
             "commits.html",
             "commit.html",
             "reviews.html",
+            "policy.html",
             "error.html",
         ] {
             env.add_template(name, source).expect("templates parse");
