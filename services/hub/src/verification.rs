@@ -65,9 +65,15 @@ fn vector_files<'a>(model: &str, files: &'a [FileRow]) -> Vec<&'a FileRow> {
 }
 
 /// Why a file's scan keeps it from running, or `None` when it passed; `Err` while pending.
+/// How long a verification waits for pending scans before it reports them instead.
+const SCAN_PATIENCE: chrono::Duration = chrono::Duration::hours(1);
+
+/// `waited_too_long`: the verification was queued more than [`SCAN_PATIENCE`] ago, so a scan
+/// still pending (its job failed for good, say) is reported rather than waited for forever.
 async fn scan_gate(
     conn: &mut sqlx::PgConnection,
     file: &FileRow,
+    waited_too_long: bool,
 ) -> Result<Option<String>, JobError> {
     let state = db::scans::state(conn, &file.sha256)
         .await
@@ -85,8 +91,13 @@ async fn scan_gate(
                 "not run: the scan of `{}` found it {other}; only files whose scan passed are run",
                 file.path
             ))),
+            None if waited_too_long => Ok(Some(format!(
+                "not run: the scan of `{}` has not finished within {} minutes",
+                file.path,
+                SCAN_PATIENCE.num_minutes()
+            ))),
             None => Err(JobError::Defer(
-                Duration::from_secs(2),
+                Duration::from_secs(3),
                 format!("waiting for the scan of {}", file.path),
             )),
         },
@@ -146,6 +157,10 @@ pub async fn verify_commit(
     };
 
     // Every file a model needs must have passed its scan; wait while scans are pending.
+    let waited_too_long = db::verifications::get(&mut conn, repo.id, &payload.commit_id)
+        .await
+        .context("verification row")?
+        .is_some_and(|row| chrono::Utc::now() - row.queued_at > SCAN_PATIENCE);
     let models = models(&files);
     let mut plan = Vec::new();
     for model in &models {
@@ -156,7 +171,7 @@ pub async fn verify_commit(
         needed.extend(vector_files(model, &files));
         let mut blocked = None;
         for f in &needed {
-            if let Some(reason) = scan_gate(&mut conn, f).await? {
+            if let Some(reason) = scan_gate(&mut conn, f, waited_too_long).await? {
                 blocked.get_or_insert(reason);
             }
         }
@@ -220,6 +235,7 @@ pub async fn verify_commit(
                     work: work.path(),
                     files: &files,
                     ep,
+                    waited_too_long,
                 };
                 run_model(&run, &model, &needed, s, &mut verifier).await?
             }
@@ -288,6 +304,7 @@ struct Run<'a> {
     work: &'a Path,
     files: &'a [FileRow],
     ep: Ep,
+    waited_too_long: bool,
 }
 
 async fn run_model(
@@ -302,6 +319,7 @@ async fn run_model(
         work,
         files,
         ep,
+        ..
     } = *run;
     let folder = tempfile::tempdir_in(work).context("model folder")?;
     let target = |path: &str| -> PathBuf { folder.path().join(path) };
@@ -334,7 +352,7 @@ async fn run_model(
                     format!("external data file `{location}` is not in this commit"),
                 ));
             };
-            if let Some(reason) = scan_gate(&mut conn, file).await? {
+            if let Some(reason) = scan_gate(&mut conn, file, run.waited_too_long).await? {
                 return Ok(
                     ModelReport::new(model, ep.as_str(), card.seed()).fail(Status::Error, reason)
                 );

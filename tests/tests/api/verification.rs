@@ -337,3 +337,60 @@ async fn the_onnx_conformance_corpus_verifies_as_onnxruntime_python_does(pool: P
     );
     assert!(python_passed >= 100, "the corpus should be mostly runnable");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn verification_waits_for_scans_without_spending_attempts_but_not_forever(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let cases = cases();
+    let alice = app.create_user("alice").await;
+    app.create_repo(&alice, "alice", "m", "public").await;
+    publish(&app, &alice, "alice/m", &cases.path().join("ok")).await;
+    // The scans never run (their jobs are gone): verification waits for them.
+    sqlx::query("DELETE FROM jobs WHERE kind = 'scan-blob'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET run_after = now() WHERE kind = 'verify-commit'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    app.run_jobs().await;
+    let (state, attempts, error): (String, i32, Option<String>) =
+        sqlx::query_as("SELECT state, attempts, last_error FROM jobs WHERE kind = 'verify-commit'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts),
+        ("queued", 0),
+        "deferred without spending an attempt"
+    );
+    assert!(error.unwrap().contains("waiting for the scan"));
+    let status = expect_status(
+        app.get("/api/v1/repos/alice/m/verification", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(status["status"], "pending");
+    // An hour later it stops waiting and says why.
+    sqlx::query("UPDATE model_verifications SET queued_at = now() - interval '2 hours'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET run_after = now() WHERE kind = 'verify-commit'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    app.run_jobs().await;
+    let status = expect_status(
+        app.get("/api/v1/repos/alice/m/verification", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(status["status"], "error", "{status}");
+    let reason = status["files"][0]["report"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("has not finished within 60 minutes"),
+        "{reason}"
+    );
+}

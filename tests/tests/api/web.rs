@@ -8,14 +8,9 @@ use sqlx::PgPool;
 
 use kaiyuan_tests::{TestApp, expect_status, spawn_app};
 
-/// Signs in through the form; returns the session cookie pair `kaiyuan_session=...` and the
-/// full `Set-Cookie` header.
-async fn sign_in(app: &TestApp, token: &str) -> (String, String) {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = client.get(app.url("/sign-in")).send().await.unwrap();
+/// Posts the sign-in form (fetched first, for its double-submit token) with `token`.
+async fn sign_in_attempt(app: &TestApp, token: &str) -> reqwest::Response {
+    let page = app.http.get(app.url("/sign-in")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let pre = page.headers()[SET_COOKIE]
         .to_str()
@@ -33,7 +28,7 @@ async fn sign_in(app: &TestApp, token: &str) -> (String, String) {
         .next()
         .unwrap()
         .to_string();
-    let res = client
+    app.http
         .post(app.url("/sign-in"))
         .header(COOKIE, &pre)
         .header(
@@ -43,7 +38,13 @@ async fn sign_in(app: &TestApp, token: &str) -> (String, String) {
         .body(form(&[("token", token), ("form_token", &form_token)]))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Signs in through the form; returns the session cookie pair `kaiyuan_session=...` and the
+/// full `Set-Cookie` header.
+async fn sign_in(app: &TestApp, token: &str) -> (String, String) {
+    let res = sign_in_attempt(app, token).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let set = res.headers()[SET_COOKIE].to_str().unwrap().to_string();
     (set.split(';').next().unwrap().to_string(), set)
@@ -102,7 +103,16 @@ async fn sessions_are_httponly_samesite_secure_and_bounded_by_their_token(pool: 
     assert_ne!(stored, secret.as_bytes());
     assert_eq!(stored, kaiyuan_hub::auth::hash_token(secret));
 
-    // A wrong token is refused with the form again; a missing form token is a CSRF refusal.
+    // A wrong token gets the form again with the reason; a forged form is a CSRF refusal.
+    let wrong = sign_in_attempt(&app, "ky_not-a-token").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("unknown, expired or revoked")
+    );
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -198,25 +198,37 @@ pub async fn home(
     )
 }
 
-pub async fn sign_in_form(req: HttpRequest, caller: Caller) -> WebResult {
+/// The sign-in form with a fresh double-submit token (in the form and in a cookie), showing
+/// `error` with `status` when a sign-in failed.
+fn sign_in_page(
+    req: &HttpRequest,
+    caller: &Caller,
+    error: Option<&str>,
+    status: actix_web::http::StatusCode,
+) -> WebResult {
     let token = session::random_secret();
-    let mut response = render(
-        &caller,
+    let mut page = render(
+        caller,
         "sign_in.html",
         "Sign in",
-        json!({"form_token": token, "error": null}),
+        json!({"form_token": token, "error": error}),
     )?;
+    *page.status_mut() = status;
     let cookie = session::cookie(
         session::SIGN_IN_CSRF_COOKIE,
         &token,
         3600,
-        session::secure_cookies(&req),
+        session::secure_cookies(req),
     );
-    response.headers_mut().append(
+    page.headers_mut().append(
         actix_web::http::header::SET_COOKIE,
         cookie.parse().expect("cookie header"),
     );
-    Ok(response)
+    Ok(page)
+}
+
+pub async fn sign_in_form(req: HttpRequest, caller: Caller) -> WebResult {
+    sign_in_page(&req, &caller, None, actix_web::http::StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -245,27 +257,12 @@ pub async fn sign_in(
             .insert_header((actix_web::http::header::LOCATION, "/"))
             .insert_header((actix_web::http::header::SET_COOKIE, cookie))
             .finish()),
-        Err(e) => {
-            let token = session::random_secret();
-            let mut page = render(
-                &caller,
-                "sign_in.html",
-                "Sign in",
-                json!({"form_token": token, "error": e.message}),
-            )?;
-            *page.status_mut() = actix_web::http::StatusCode::UNAUTHORIZED;
-            let cookie = session::cookie(
-                session::SIGN_IN_CSRF_COOKIE,
-                &token,
-                3600,
-                session::secure_cookies(&req),
-            );
-            page.headers_mut().append(
-                actix_web::http::header::SET_COOKIE,
-                cookie.parse().expect("cookie header"),
-            );
-            Ok(page)
-        }
+        Err(e) => sign_in_page(
+            &req,
+            &caller,
+            Some(&e.message),
+            actix_web::http::StatusCode::UNAUTHORIZED,
+        ),
     }
 }
 
