@@ -11,6 +11,7 @@ OUT/hang/          a Loop that never ends
 OUT/memory/        a ConstantOfShape of 4 GiB
 OUT/nondet/        RandomNormal without a seed (runs differ)
 OUT/garbage/       bytes that are not an ONNX model
+OUT/rejected/      a well-formed model with an operator no runtime implements
 """
 
 import os
@@ -71,6 +72,7 @@ def main(out):
     save(helper.make_model(graph, opset_imports=OPSET), os.path.join(out, "types"))
 
     model = add_relu()
+    model.ir_version = 8  # newer onnx releases default to an IR version ONNX Runtime may not read yet
     folder = os.path.join(out, "external")
     os.makedirs(folder, exist_ok=True)
     # onnx looks for an existing data file relative to the working directory
@@ -83,6 +85,7 @@ def main(out):
         os.chdir(here)
 
     model = add_relu()
+    model.ir_version = 8
     init = model.graph.initializer[0]
     raw = init.raw_data
     init.ClearField("raw_data")
@@ -135,6 +138,17 @@ def main(out):
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1000])],
     )
     save(helper.make_model(graph, opset_imports=OPSET), os.path.join(out, "nondet"))
+
+    graph = helper.make_graph(
+        [helper.make_node("NotAnOperator", ["X"], ["Y"])],
+        "rejected",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    model.ir_version = 8
+    os.makedirs(os.path.join(out, "rejected"), exist_ok=True)
+    onnx.save(model, os.path.join(out, "rejected", "model.onnx"))  # not checked: it is invalid on purpose
 
     os.makedirs(os.path.join(out, "garbage"), exist_ok=True)
     with open(os.path.join(out, "garbage", "model.onnx"), "wb") as f:

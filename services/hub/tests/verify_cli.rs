@@ -209,4 +209,18 @@ fn auto_falls_back_to_the_cpu_and_cuda_says_why_without_a_gpu_build() {
         assert_eq!(auto["provider"], "cuda");
     }
     assert_eq!(auto["status"], "passed");
+    // A model no runtime loads is the model's failure on any provider, not a provider error.
+    let rejected = root.join("rejected").to_string_lossy().into_owned();
+    for ep in ["cpu", "auto", "cuda"] {
+        let (code, r) = one(&["--json", "--ep", ep, &rejected]);
+        assert_eq!(
+            (code, r["status"].as_str()),
+            (1, Some("failed")),
+            "--ep {ep}: {r}"
+        );
+        assert!(
+            r["reason"].as_str().unwrap().contains("NotAnOperator"),
+            "{r}"
+        );
+    }
 }

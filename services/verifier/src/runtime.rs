@@ -70,6 +70,15 @@ pub fn library_path(configured: Option<&Path>, ep: Ep) -> PathBuf {
     root.join("cpu/libonnxruntime.so")
 }
 
+/// Why no session was made.
+#[derive(Debug)]
+pub enum SessionError {
+    /// The model does not load, whatever the provider: a failed verification.
+    Model(String),
+    /// The requested provider cannot run here: verification could not be done.
+    Provider(String),
+}
+
 /// A loaded ONNX Runtime (one per process).
 pub struct Runtime {
     env: Environment,
@@ -99,23 +108,28 @@ impl Runtime {
     }
 
     /// Creates a session; returns it with the provider it runs on and, for `auto`, why CUDA
-    /// was not used.
+    /// was not used. When CUDA fails, a CPU session tells a model that does not load at all
+    /// (the model's failure) from one that CUDA cannot run (the provider's).
     pub fn session(
         &self,
         model: &Path,
         ep: Ep,
-    ) -> Result<(Session, &'static str, Option<String>), String> {
-        let cuda = match ep {
-            Ep::Cpu => None,
-            Ep::Cuda | Ep::Auto => Some(self.try_cuda(model)),
-        };
-        match (ep, cuda) {
-            (_, Some(Ok(session))) => Ok((session, "cuda", None)),
-            (Ep::Cuda, Some(Err(e))) => Err(format!(
-                "the CUDA execution provider could not be used: {e}"
-            )),
-            (_, Some(Err(e))) => Ok((self.cpu(model)?, "cpu", Some(e))),
-            (_, None) => Ok((self.cpu(model)?, "cpu", None)),
+    ) -> Result<(Session, &'static str, Option<String>), SessionError> {
+        if ep == Ep::Cpu {
+            return self
+                .cpu(model)
+                .map(|s| (s, "cpu", None))
+                .map_err(SessionError::Model);
+        }
+        match self.try_cuda(model) {
+            Ok(session) => Ok((session, "cuda", None)),
+            Err(cuda) => match self.cpu(model) {
+                Err(cpu) => Err(SessionError::Model(cpu)),
+                Ok(session) if ep == Ep::Auto => Ok((session, "cpu", Some(cuda))),
+                Ok(_) => Err(SessionError::Provider(format!(
+                    "the CUDA execution provider could not be used: {cuda}"
+                ))),
+            },
         }
     }
 

@@ -85,14 +85,8 @@ fn verify_steps(
     let started = std::time::Instant::now();
     let (mut session, provider, fallback) = match rt.session(model, ep) {
         Ok(s) => s,
-        Err(e) => {
-            let status = if ep == Ep::Cuda && e.contains("CUDA") {
-                Status::Error
-            } else {
-                Status::Failed
-            };
-            return report.fail(status, e);
-        }
+        Err(runtime::SessionError::Model(e)) => return report.fail(Status::Failed, e),
+        Err(runtime::SessionError::Provider(e)) => return report.fail(Status::Error, e),
     };
     report.timings.session_create_ms = started.elapsed().as_secs_f64() * 1000.0;
     report.provider = Some(provider.to_string());
