@@ -232,12 +232,25 @@ async fn a_worker_that_dies_mid_job_loses_nothing(pool: PgPool) {
         .execute(&app.db)
         .await
         .unwrap();
-    sqlx::query("UPDATE model_verifications SET status = 'running', worker = 'dead-worker', runs_started = 1").execute(&app.db).await.unwrap();
+    let (repo_id, commit): (i64, String) =
+        sqlx::query_as("SELECT repository_id, commit_id FROM model_verifications")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    kaiyuan_hub::db::verifications::mark_running(&mut conn, repo_id, &commit, "dead-worker")
+        .await
+        .unwrap();
+    drop(conn);
     let stuck = expect_status(
         app.get("/api/v1/repos/alice/m/verification", None).await,
         StatusCode::OK,
     )
     .await;
+    assert_eq!(
+        stuck["files"][0]["status"], "running",
+        "per file too: {stuck}"
+    );
     assert_eq!(stuck["status"], "running");
     app.run_jobs().await;
     let done = expect_status(

@@ -455,3 +455,64 @@ async fn namespace_admins_edit_the_licence_policy_in_the_page(pool: PgPool) {
         res.status()
     );
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn model_pages_show_the_decision_under_the_viewers_organisation_policies(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    app.create_repo(&bob, "bob", "model", "public").await;
+    app.commit_files(
+        &bob,
+        "bob/model",
+        &[("README.md", b"---\nlicense: cc-by-nc-4.0\n---\n# M\n")],
+    )
+    .await;
+    expect_status(
+        app.post_json("/api/v1/orgs", Some(&alice), &json!({"name": "acme"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let res = app
+        .send_json(
+            reqwest::Method::PUT,
+            "/api/v1/orgs/acme/license-policy",
+            Some(&alice),
+            &json!({"require_commercial_use": true}),
+        )
+        .await;
+    expect_status(res, StatusCode::OK).await;
+    let (cookie, _) = sign_in(&app, &alice).await;
+    let html = app
+        .http
+        .get(app.url("/bob/model"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let answer = html
+        .split("Under <strong>acme</strong>")
+        .nth(1)
+        .expect("a decision under acme's policy");
+    assert!(
+        answer.contains("decision-deny") || answer.contains("decision-flag_review"),
+        "{answer}"
+    );
+    // Bob is in no organisation: no such answer for him.
+    let (bob_cookie, _) = sign_in(&app, &bob).await;
+    let html = app
+        .http
+        .get(app.url("/bob/model"))
+        .header(COOKIE, &bob_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("Under <strong>acme</strong>"));
+}

@@ -78,7 +78,9 @@ pub async fn mark_running(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE model_verifications SET status = 'running', worker = $3, started_at = now(),
-                runs_started = runs_started + 1
+                runs_started = runs_started + 1,
+                files = (SELECT coalesce(jsonb_agg(f || '{\"status\": \"running\"}'), '[]')
+                         FROM jsonb_array_elements(files) f)
          WHERE repository_id = $1 AND commit_id = $2",
     )
     .bind(repository_id)

@@ -247,32 +247,39 @@ pub async fn model_page(
 
     // "Can I use this?": the viewer's context against the owner's policy and each of the
     // viewer's organisations' policies.
+    // The decision under the viewer's organisations' policies (commercial use by default), and
+    // the "Can I use this?" answers for a submitted context (the owner's policy too).
+    let asked = use_context(&query)?;
+    let mut policies = Vec::new();
+    if asked.is_some() {
+        policies.push((repo.namespace.clone(), repo.namespace_id, true));
+    }
+    if let Some(user) = &caller.user {
+        for org in db::accounts::user_orgs(&mut conn, user.id).await? {
+            if org.name != repo.namespace
+                && let Some(ns) = db::accounts::find_namespace(&mut conn, &org.name).await?
+            {
+                policies.push((ns.name, ns.id, false));
+            }
+        }
+    }
+    let context = asked.clone().unwrap_or_default();
     let mut use_answers = Vec::new();
-    if let Some(ctx) = use_context(&query)? {
-        let mut policies = vec![(repo.namespace.clone(), repo.namespace_id)];
-        if let Some(user) = &caller.user {
-            for org in db::accounts::user_orgs(&mut conn, user.id).await? {
-                if let Some(ns) = db::accounts::find_namespace(&mut conn, &org.name).await? {
-                    policies.push((ns.name, ns.id));
-                }
-            }
+    for (label, ns_id, owner) in policies {
+        let (policy, _) = crate::licensing::namespace_policy(&mut conn, ns_id).await?;
+        if policy.is_none() && !owner {
+            continue;
         }
-        for (label, ns_id) in policies {
-            let (policy, _) = crate::licensing::namespace_policy(&mut conn, ns_id).await?;
-            if policy.is_none() && label != repo.namespace {
-                continue;
-            }
-            let report = crate::licensing::evaluate_commit(
-                &mut conn,
-                &state.store,
-                &repo,
-                &commit,
-                policy.as_ref(),
-                &ctx,
-            )
-            .await?;
-            use_answers.push(json!({"policy": label, "decision": report.decision.as_str(), "obligations": report.obligations, "findings": report.findings}));
-        }
+        let report = crate::licensing::evaluate_commit(
+            &mut conn,
+            &state.store,
+            &repo,
+            &commit,
+            policy.as_ref(),
+            &context,
+        )
+        .await?;
+        use_answers.push(json!({"policy": label, "decision": report.decision.as_str(), "obligations": report.obligations, "findings": report.findings}));
     }
 
     let quarantined: Vec<&FileView> = files

@@ -183,6 +183,18 @@ struct SearchRow {
     unscanned: i64,
 }
 
+/// Every licence category of the terms catalog, for the search filter.
+fn license_categories() -> Vec<String> {
+    let mut all: Vec<String> = kaiyuan_license::catalog::catalog()
+        .licenses()
+        .iter()
+        .flat_map(|t| t.categories.iter().cloned())
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
 pub async fn home(
     state: web::Data<AppState>,
     caller: Caller,
@@ -194,7 +206,7 @@ pub async fn home(
         &caller,
         "home.html",
         "Models",
-        json!({"results": results, "filters": &*query}),
+        json!({"results": results, "filters": &*query, "categories": license_categories()}),
     )
 }
 
