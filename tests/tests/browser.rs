@@ -216,5 +216,43 @@ async fn a_publisher_and_an_adopter_use_the_hub_in_a_browser(pool: PgPool) {
         listing.contains("alice/demo") && !listing.contains("secret-weights"),
         "{listing}"
     );
+
+    // Bob reports a problem from the model page, then discusses it on the report's page.
+    browser.goto(&app.url("/alice/demo#security")).await;
+    browser.click("#security details summary").await;
+    browser.type_into("#report-path", "evil.pkl").await;
+    browser
+        .type_into("#report-description", "evil.pkl runs os.system when loaded")
+        .await;
+    browser.click("#security form button[type=submit]").await;
+    let sent = browser
+        .wait_for_text(10, "the report confirmation", |t| {
+            t.contains("sent; reviewers will look at it")
+        })
+        .await;
+    let id: i64 = sent
+        .split("Report #")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .trim_end_matches(';')
+        .parse()
+        .unwrap();
+    browser.goto(&app.url(&format!("/reports/{id}"))).await;
+    browser
+        .wait_for_text(10, "the report page", |t| t.contains("runs os.system"))
+        .await;
+    browser
+        .type_into("#comment-body", "Loading it in a sandbox shows the call.")
+        .await;
+    browser.click("form[aria-label=Comment] button").await;
+    browser
+        .wait_for_text(10, "the comment", |t| {
+            t.contains("Loading it in a sandbox shows the call.") && t.contains("bob")
+        })
+        .await;
+    browser.screenshot(&shots, "10-report").await;
     browser.quit().await;
 }

@@ -25,7 +25,7 @@ function sendFile(repo, file, bar) {
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
       if (xhr.status >= 200 && xhr.status < 300) { bar.value = bar.max; resolve(body); }
-      else reject(new Error(`${file.name}: ${body.message || xhr.status}`));
+      else reject(new Error(`${file.name}: ${(body.error && body.error.message) || xhr.status}`));
     };
     xhr.onerror = () => reject(new Error(`${file.name}: the connection failed`));
     xhr.send(file);
@@ -66,7 +66,7 @@ async function upload(form) {
       body: JSON.stringify({ message: form.message.value, operations }),
     });
     const body = await response.json();
-    if (!response.ok) throw new Error(body.message || response.status);
+    if (!response.ok) throw new Error((body.error && body.error.message) || response.status);
     status.textContent = `Committed ${body.id.slice(0, 12)}. Checks are running.`;
     window.location.assign(`/${repo}`);
   } catch (error) {
@@ -77,17 +77,20 @@ async function upload(form) {
 document.addEventListener("submit", (event) => {
   const form = event.target;
   if (form.id === "upload") { event.preventDefault(); upload(form); }
-  if (form.dataset.report) {
+  if (form.dataset.report || form.dataset.api) {
     event.preventDefault();
     const data = Object.fromEntries(new FormData(form).entries());
-    if (!data.path) delete data.path;
-    fetch(form.dataset.report, {
+    for (const key of Object.keys(data)) if (data[key] === "") delete data[key];
+    const status = form.querySelector(".status");
+    fetch(form.dataset.report || form.dataset.api, {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() },
       body: JSON.stringify(data),
     }).then(async (r) => {
-      const body = await r.json();
-      form.querySelector(".status").textContent = r.ok ? `Report #${body.id} sent; reviewers will look at it.` : `Not sent: ${body.message}`;
+      const body = await r.json().catch(() => ({}));
+      if (!r.ok) { status.textContent = `Not sent: ${(body.error && body.error.message) || r.status}`; return; }
+      if (form.dataset.report) status.textContent = `Report #${body.id} sent; reviewers will look at it.`;
+      else window.location.reload();
     });
   }
 });

@@ -516,3 +516,49 @@ async fn model_pages_show_the_decision_under_the_viewers_organisation_policies(p
         .unwrap();
     assert!(!html.contains("Under <strong>acme</strong>"));
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn report_pages_are_visible_only_to_whoever_the_api_shows_the_report(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    let carol = app.create_user("carol").await;
+    app.create_repo(&alice, "alice", "m", "public").await;
+    app.commit_files(&alice, "alice/m", &[("w.bin", b"weights")])
+        .await;
+    let report = expect_status(
+        app.post_json(
+            "/api/v1/repos/alice/m/reports",
+            Some(&bob),
+            &json!({"category": "backdoor", "description": "a trigger phrase flips the output"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let path = format!("/reports/{}", report["id"]);
+    for (who, token, visible) in [
+        ("bob", &bob, true),
+        ("alice", &alice, true),
+        ("carol", &carol, false),
+    ] {
+        let (cookie, _) = sign_in(&app, token).await;
+        let res = app
+            .http
+            .get(app.url(&path))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let html = res.text().await.unwrap();
+        assert_eq!(status == StatusCode::OK, visible, "{who}: {status}");
+        assert_eq!(
+            html.contains("a trigger phrase flips the output"),
+            visible,
+            "{who}"
+        );
+    }
+    let anonymous = app.http.get(app.url(&path)).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::NOT_FOUND);
+}

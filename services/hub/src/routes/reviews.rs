@@ -55,7 +55,7 @@ async fn reviews(conn: &mut PgConnection, user: &AuthUser, repo: &Repo) -> Resul
 }
 
 /// The report and its repository, when the caller may see it (404 otherwise).
-async fn visible(
+pub(crate) async fn visible(
     conn: &mut PgConnection,
     caller: &Caller,
     id: i64,

@@ -26,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(pages::revoke_token),
         )
         .route("/reviews", web::get().to(pages::review_queue))
+        .route("/reports/{id}", web::get().to(pages::report_page))
         .route(
             "/orgs/{namespace}/policy",
             web::get().to(pages::policy_page),

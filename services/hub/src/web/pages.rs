@@ -602,3 +602,22 @@ pub async fn save_policy(
         Err(Err(e)) => Err(WebError(e)),
     }
 }
+
+/// A report: its details and discussion for whoever the API shows it to (the reporter, the
+/// repository's admins, reviewers, or everyone once disclosed); comment and triage forms.
+pub async fn report_page(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<i64>,
+) -> WebResult {
+    let id = path.into_inner();
+    let mut conn = state.db.acquire().await?;
+    let (report, repo, reviewer) = crate::routes::reviews::visible(&mut conn, &caller, id).await?;
+    let comments = db::reviews::comments(&mut conn, id).await?;
+    render(
+        &caller,
+        "report.html",
+        &format!("Report #{id}"),
+        json!({"report": report, "repository": repo.full_name(), "comments": comments, "reviewer": reviewer}),
+    )
+}

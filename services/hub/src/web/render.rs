@@ -34,13 +34,26 @@ fn environment() -> &'static Environment<'static> {
             "commit.html",
             "reviews.html",
             "policy.html",
+            "report.html",
             "error.html",
         ] {
             env.add_template(name, source).expect("templates parse");
         }
         env.add_filter("filesize", filesize);
+        env.add_filter("when", when);
         env
     })
+}
+
+/// An RFC 3339 timestamp as `2026-11-30 17:17 UTC`; anything else unchanged.
+fn when(value: String) -> String {
+    chrono::DateTime::parse_from_rfc3339(&value)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        })
+        .unwrap_or(value)
 }
 
 fn filesize(bytes: i64) -> String {
