@@ -50,6 +50,26 @@ async fn sign_in(app: &TestApp, token: &str) -> (String, String) {
     (set.split(';').next().unwrap().to_string(), set)
 }
 
+/// Posts an HTML form with the session `cookie`.
+async fn post_form(
+    app: &TestApp,
+    path: &str,
+    cookie: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    app.http
+        .post(app.url(path))
+        .header(COOKIE, cookie)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(form(fields))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// An `application/x-www-form-urlencoded` body.
 fn form(fields: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new())
@@ -113,11 +133,8 @@ async fn sessions_are_httponly_samesite_secure_and_bounded_by_their_token(pool: 
             .unwrap()
             .contains("unknown, expired or revoked")
     );
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let res = client
+    let res = app
+        .http
         .post(app.url("/sign-in"))
         .header(
             reqwest::header::CONTENT_TYPE,
@@ -152,17 +169,13 @@ async fn sessions_are_httponly_samesite_secure_and_bounded_by_their_token(pool: 
         .await
         .unwrap();
     let csrf = csrf_of(&page);
-    let res = client
-        .post(app.url(&format!("/settings/tokens/{id}/revoke")))
-        .header(COOKIE, &cookie)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(form(&[("csrf", csrf.as_str())]))
-        .send()
-        .await
-        .unwrap();
+    let res = post_form(
+        &app,
+        &format!("/settings/tokens/{id}/revoke"),
+        &cookie,
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let after = app
         .http
@@ -196,28 +209,20 @@ async fn state_changes_need_the_sessions_csrf_token(pool: PgPool) {
         .await
         .unwrap();
     let csrf = csrf_of(&page);
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
 
     // A cross-site form post without the token is refused and creates nothing.
-    let forged = client
-        .post(app.url("/new"))
-        .header(COOKIE, &cookie)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(form(&[
+    let forged = post_form(
+        &app,
+        "/new",
+        &cookie,
+        &[
             ("csrf", "forged"),
             ("namespace", "alice"),
             ("name", "x"),
             ("visibility", "public"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert!(forged.text().await.unwrap().contains("csrf-token-invalid"));
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM repositories")
@@ -225,41 +230,33 @@ async fn state_changes_need_the_sessions_csrf_token(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(count, 0);
-    let made = client
-        .post(app.url("/new"))
-        .header(COOKIE, &cookie)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(form(&[
+    let made = post_form(
+        &app,
+        "/new",
+        &cookie,
+        &[
             ("csrf", csrf.as_str()),
             ("namespace", "alice"),
             ("name", "demo"),
             ("visibility", "private"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(made.status(), StatusCode::SEE_OTHER);
     assert_eq!(made.headers()[LOCATION], "/alice/demo/upload");
     // A bad name shows the form again with the reason, as a 422 page.
-    let bad = client
-        .post(app.url("/new"))
-        .header(COOKIE, &cookie)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(form(&[
+    let bad = post_form(
+        &app,
+        "/new",
+        &cookie,
+        &[
             ("csrf", csrf.as_str()),
             ("namespace", "alice"),
             ("name", "../x"),
             ("visibility", "public"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // The API with a session cookie: reads work, writes need the X-CSRF-Token header.
@@ -413,25 +410,36 @@ async fn namespace_admins_edit_the_licence_policy_in_the_page(pool: PgPool) {
         .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let csrf = csrf_of(&page.text().await.unwrap());
-    let post = |policy: &str| {
-        app.http
-            .post(app.url("/orgs/alice/policy"))
-            .header(COOKIE, &cookie)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(form(&[("csrf", csrf.as_str()), ("policy", policy)]))
-            .send()
-    };
-    let bad = post("{not json").await.unwrap();
+    let bad = post_form(
+        &app,
+        "/orgs/alice/policy",
+        &cookie,
+        &[("csrf", csrf.as_str()), ("policy", "{not json")],
+    )
+    .await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad.text().await.unwrap().contains("not valid JSON"));
-    let unknown = post("{\"deny\": [\"GPL-3.0-only\"], \"denny\": []}")
-        .await
-        .unwrap();
+    let unknown = post_form(
+        &app,
+        "/orgs/alice/policy",
+        &cookie,
+        &[
+            ("csrf", csrf.as_str()),
+            ("policy", "{\"deny\": [\"GPL-3.0-only\"], \"denny\": []}"),
+        ],
+    )
+    .await;
     assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let saved = post("{\"deny\": [\"GPL-3.0-only\"]}").await.unwrap();
+    let saved = post_form(
+        &app,
+        "/orgs/alice/policy",
+        &cookie,
+        &[
+            ("csrf", csrf.as_str()),
+            ("policy", "{\"deny\": [\"GPL-3.0-only\"]}"),
+        ],
+    )
+    .await;
     assert_eq!(saved.status(), StatusCode::OK);
     assert!(saved.text().await.unwrap().contains("Saved as version 1"));
     let stored = expect_status(
