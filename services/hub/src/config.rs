@@ -47,6 +47,9 @@ pub struct Verification {
     pub timeout_secs: u64,
     /// Where a commit's files are written for a run (default: the system temporary folder).
     pub work_dir: Option<PathBuf>,
+    /// Values for symbolic input dimensions (`batch`, `sequence`...) when a model card gives
+    /// none; the card's `verification.dims` wins.
+    pub dims: std::collections::BTreeMap<String, i64>,
 }
 
 impl Default for Verification {
@@ -58,6 +61,7 @@ impl Default for Verification {
             memory_mib: 4096,
             timeout_secs: 300,
             work_dir: None,
+            dims: std::collections::BTreeMap::new(),
         }
     }
 }

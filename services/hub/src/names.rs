@@ -18,9 +18,13 @@ const RESERVED: &[&str] = &[
     "organizations",
     "orgs",
     "readyz",
+    "reports",
     "resolve",
+    "reviews",
     "search",
     "settings",
+    "sign-in",
+    "sign-out",
     "signup",
     "spaces",
     "static",
@@ -175,6 +179,8 @@ mod tests {
             ("ünïcode", "only letters"),
             ("api", "reserved"),
             ("Settings", "reserved"),
+            ("reviews", "reserved"),
+            ("sign-in", "reserved"),
             ("repo.git", ".git"),
         ];
         for (name, reason) in cases {

@@ -229,7 +229,17 @@ pub async fn verify_commit(
                 ModelReport::new(&model, ep.as_str(), 0).fail(Status::Error, e.clone())
             }
             (Ok(card), None) => {
-                let s = card.clone().unwrap_or_default();
+                let mut s = card.clone().unwrap_or_default();
+                for (name, value) in &settings.dims {
+                    s.dims.entry(name.clone()).or_insert(*value);
+                }
+                if let Err(e) = s.validate() {
+                    results.push(
+                        ModelReport::new(&model, ep.as_str(), 0)
+                            .fail(Status::Error, format!("hub configuration: {e}")),
+                    );
+                    continue;
+                }
                 let run = Run {
                     ctx: &ctx,
                     work: work.path(),

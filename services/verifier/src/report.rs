@@ -127,6 +127,8 @@ pub struct ModelReport {
     pub external_data: Vec<String>,
     /// Whether the smoke run with generated inputs completed.
     pub smoke_run: Option<bool>,
+    /// The shapes the smoke run fed, symbolic dimensions resolved.
+    pub smoke_shapes: Vec<(String, Vec<i64>)>,
     /// Why the smoke run did not run or failed when test vectors decided instead.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smoke_note: Option<String>,
@@ -162,6 +164,7 @@ impl ModelReport {
             files: vec![],
             external_data: vec![],
             smoke_run: None,
+            smoke_shapes: vec![],
             smoke_note: None,
             test_vectors: vec![],
             deterministic: None,

@@ -126,6 +126,15 @@ fn verify_steps(
     let has_vectors = !sets.is_empty();
     let mut feed_for_timing = None;
     let mut smoke_error = None;
+    if let Ok(values) = &generated {
+        report.smoke_shapes = values
+            .iter()
+            .filter_map(|(name, v)| match v {
+                Value::Tensor(t) => Some((name.clone(), t.shape.clone())),
+                Value::Sequence(_) => None,
+            })
+            .collect();
+    }
     match generated.and_then(|g| to_feed(&g)) {
         Ok(feed) => match runtime::run(&mut session, &feed) {
             Ok((outputs, ms)) => {

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use kaiyuan_tests::{expect_error, expect_status, run_python, spawn_app};
+use kaiyuan_tests::{Backend, expect_error, expect_status, run_python, spawn_app, spawn_app_with};
 
 /// Every file under `dir`, as (path relative to `dir`, bytes).
 fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -406,4 +406,45 @@ async fn verification_waits_for_scans_without_spending_attempts_but_not_forever(
         reason.contains("has not finished within 60 minutes"),
         "{reason}"
     );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn symbolic_dimensions_come_from_the_card_then_the_hub_configuration(pool: PgPool) {
+    let app = spawn_app_with(pool, Backend::Local, |s| {
+        s.verification.dims.insert("sequence".into(), 5);
+    })
+    .await;
+    let cases = cases();
+    let alice = app.create_user("alice").await;
+    let model = std::fs::read(cases.path().join("types/model.onnx")).unwrap();
+    app.create_repo(&alice, "alice", "hub-dims", "public").await;
+    app.commit_files(&alice, "alice/hub-dims", &[("model.onnx", &model)])
+        .await;
+    app.create_repo(&alice, "alice", "card-dims", "public")
+        .await;
+    let card = b"---\nverification:\n  dims: {sequence: 3, batch: 2}\n---\n";
+    app.commit_files(
+        &alice,
+        "alice/card-dims",
+        &[("model.onnx", &model), ("README.md", card)],
+    )
+    .await;
+    app.run_jobs().await;
+    for (repo, ids) in [("hub-dims", json!([1, 5])), ("card-dims", json!([2, 3]))] {
+        let status = expect_status(
+            app.get(&format!("/api/v1/repos/alice/{repo}/verification"), None)
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(status["status"], "passed", "{status}");
+        let shapes = &status["files"][0]["report"]["smoke_shapes"];
+        let fed = shapes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s[0] == "ids")
+            .unwrap();
+        assert_eq!(fed[1], ids, "{repo}: {shapes}");
+    }
 }
