@@ -95,7 +95,21 @@ document.addEventListener("submit", (event) => {
   }
 });
 
-// While checks are pending, reload the page now and then so results appear by themselves.
+// While checks are pending, reload the page now and then so results appear by themselves,
+// but never under someone typing, and not forever.
 if (document.querySelector("[data-live]")) {
-  setTimeout(() => window.location.reload(), 3000);
+  let typed = false;
+  document.addEventListener("input", () => { typed = true; });
+  const reloads = Number(sessionStorage.getItem("kaiyuan-reloads") || 0);
+  if (reloads < 100) {
+    setTimeout(() => {
+      const busy = typed || (document.activeElement && document.activeElement.matches("input, textarea, select"));
+      if (!busy) {
+        sessionStorage.setItem("kaiyuan-reloads", String(reloads + 1));
+        window.location.reload();
+      }
+    }, 3000);
+  }
+} else {
+  sessionStorage.removeItem("kaiyuan-reloads");
 }

@@ -570,3 +570,54 @@ async fn report_pages_are_visible_only_to_whoever_the_api_shows_the_report(pool:
     let anonymous = app.http.get(app.url(&path)).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::NOT_FOUND);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn search_pages_keep_their_filters(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    for i in 0..51 {
+        app.create_repo(&alice, "alice", &format!("model-{i:02}"), "public")
+            .await;
+    }
+    let first = app
+        .http
+        .get(app.url("/?namespace=alice&sort=name"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(first.matches("class=\"name\"").count(), 50);
+    assert!(first.contains("alice/model-00") && !first.contains("alice/model-50"));
+    let next = first
+        .split("rel=\"next\"")
+        .next()
+        .unwrap()
+        .rsplit("href=\"")
+        .next()
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let next = next.replace("&amp;", "&").replace("&#x2f;", "/");
+    assert!(
+        next.contains("namespace=alice") && next.contains("sort=name") && next.contains("page=2"),
+        "{next}"
+    );
+    let second = app
+        .http
+        .get(app.url(&next))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(second.matches("class=\"name\"").count(), 1, "{next}");
+    assert!(
+        second.contains("alice/model-50")
+            && second.contains("rel=\"prev\"")
+            && !second.contains("rel=\"next\"")
+    );
+}

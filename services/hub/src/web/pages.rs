@@ -41,6 +41,9 @@ pub struct Filters {
     /// `updated` (default), `created` or `name`.
     #[serde(default)]
     pub sort: String,
+    /// 1-based page of results.
+    #[serde(default)]
+    pub page: Option<u32>,
 }
 
 /// Repositories the viewer may see that match `f`, with their head's licence decision, scan and
@@ -50,6 +53,7 @@ pub async fn search_models(
     caller: &Caller,
     f: &Filters,
     limit: i64,
+    offset: i64,
 ) -> Result<Vec<Value>, ApiError> {
     let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT * FROM (SELECT n.name AS namespace, r.name, r.description, r.license, r.visibility,
@@ -159,7 +163,10 @@ pub async fn search_models(
         "created" => " ORDER BY x.created_at DESC",
         _ => " ORDER BY x.updated_at DESC",
     });
-    sql.push(" LIMIT ").push_bind(limit);
+    sql.push(" LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(offset);
     let rows: Vec<SearchRow> = sql.build_query_as().fetch_all(&mut *conn).await?;
     Ok(rows
         .into_iter()
@@ -201,13 +208,44 @@ pub async fn home(
     query: web::Query<Filters>,
 ) -> WebResult {
     let mut conn = state.db.acquire().await?;
-    let results = search_models(&mut conn, &caller, &query, 50).await?;
+    let page = query.page.unwrap_or(1).clamp(1, 1000);
+    let offset = i64::from(page - 1) * PAGE_SIZE;
+    // One more than a page tells whether there is a next one.
+    let mut results = search_models(&mut conn, &caller, &query, PAGE_SIZE + 1, offset).await?;
+    let has_next = results.len() as i64 > PAGE_SIZE;
+    results.truncate(PAGE_SIZE as usize);
+    let next = has_next.then(|| page_link(&query, page + 1));
+    let previous = (page > 1).then(|| page_link(&query, page - 1));
     render(
         &caller,
         "home.html",
         "Models",
-        json!({"results": results, "filters": &*query, "categories": license_categories()}),
+        json!({"results": results, "filters": &*query, "categories": license_categories(), "next": next, "previous": previous, "page": page}),
     )
+}
+
+const PAGE_SIZE: i64 = 50;
+
+/// The search URL with the same filters on another page.
+fn page_link(f: &Filters, page: u32) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in [
+        ("q", &f.q),
+        ("namespace", &f.namespace),
+        ("license", &f.license),
+        ("category", &f.category),
+        ("commercial", &f.commercial),
+        ("tag", &f.tag),
+        ("scan", &f.scan),
+        ("verification", &f.verification),
+        ("sort", &f.sort),
+    ] {
+        if !value.is_empty() {
+            q.append_pair(key, value);
+        }
+    }
+    q.append_pair("page", &page.to_string());
+    format!("/?{}", q.finish())
 }
 
 /// The sign-in form with a fresh double-submit token (in the form and in a cookie), showing
@@ -500,7 +538,7 @@ pub async fn namespace(
         sort: "name".into(),
         ..Filters::default()
     };
-    let results = search_models(&mut conn, &caller, &filters, 200).await?;
+    let results = search_models(&mut conn, &caller, &filters, 500, 0).await?;
     let members: Vec<Value> = if ns.kind == "org" {
         db::accounts::list_members(&mut conn, ns.id)
             .await?
