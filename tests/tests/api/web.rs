@@ -621,3 +621,140 @@ async fn search_pages_keep_their_filters(pool: PgPool) {
             && !second.contains("rel=\"next\"")
     );
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn gates_and_licences_to_accept_are_guarded_on_the_page(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let meta = app.create_user("meta").await;
+    let bob = app.create_user("bob").await;
+    app.create_repo(&meta, "meta", "llama", "public").await;
+    app.commit_files(
+        &meta,
+        "meta/llama",
+        &[
+            (
+                "README.md",
+                b"---\nlicense: llama3.1\n---\nBuilt with Llama.\n",
+            ),
+            ("weights.bin", b"0123"),
+        ],
+    )
+    .await;
+    let res = app
+        .send_json(
+            reqwest::Method::PATCH,
+            "/api/v1/repos/meta/llama",
+            Some(&meta),
+            &json!({"gated": "manual"}),
+        )
+        .await;
+    expect_status(res, StatusCode::OK).await;
+    app.run_jobs().await;
+
+    let (owner, _) = sign_in(&app, &meta).await;
+    let html = app
+        .http
+        .get(app.url("/meta/llama"))
+        .header(COOKIE, &owner)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !html.contains("Request access"),
+        "the owner needs no access"
+    );
+
+    let (cookie, _) = sign_in(&app, &bob).await;
+    let html = app
+        .http
+        .get(app.url("/meta/llama"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Gated:") && html.contains("Request access"),
+        "{html}"
+    );
+    assert!(
+        html.contains("must be accepted before the files can be downloaded"),
+        "the licence to accept is named"
+    );
+    let csrf = csrf_of(&html);
+    // What the page's script sends: the API with the session and its CSRF token.
+    let res = app
+        .http
+        .post(app.url("/api/v1/repos/meta/llama/access-request"))
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let version = html
+        .split("name=\"version\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let license = html
+        .split("name=\"license\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let res = app
+        .http
+        .post(app.url("/api/v1/repos/meta/llama/license-acceptance"))
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"license": license, "version": version}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = app
+        .http
+        .get(app.url("/meta/llama"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("waiting for the owner") && !html.contains("must be accepted"),
+        "{html}"
+    );
+    // Anonymous visitors are told to sign in; the files stay guarded.
+    let html = app
+        .http
+        .get(app.url("/meta/llama"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Sign in</a> to ask for access"));
+    assert_eq!(
+        app.http
+            .get(app.url("/meta/llama/resolve/main/weights.bin"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -282,6 +282,36 @@ pub async fn model_page(
         use_answers.push(json!({"policy": label, "decision": report.decision.as_str(), "obligations": report.obligations, "findings": report.findings}));
     }
 
+    // What stands between the viewer and the files: a gate and licences to accept.
+    let access = match (&caller.user, repo.gated.as_str()) {
+        (_, "none") => None,
+        _ if can_write => None,
+        (Some(user), _) => Some(
+            db::repos::access_status(&mut conn, repo.id, user.id)
+                .await?
+                .unwrap_or_else(|| "none".into()),
+        ),
+        (None, _) => Some("signed-out".into()),
+    };
+    let mut acceptances = Vec::new();
+    for r in crate::licensing::required_acceptances(&mut conn, &state.store, &repo, &commit).await?
+    {
+        let accepted = match &caller.user {
+            Some(user) => sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM license_acceptances WHERE repository_id = $1 AND user_id = $2
+                                AND license_id = $3 AND license_version = $4)",
+            )
+            .bind(repo.id)
+            .bind(user.id)
+            .bind(&r.license)
+            .bind(&r.version)
+            .fetch_one(&mut *conn)
+            .await?,
+            None => false,
+        };
+        acceptances.push(json!({"license": r.license, "name": r.name, "version": r.version, "accepted": accepted}));
+    }
+
     let quarantined: Vec<&FileView> = files
         .iter()
         .filter(|f| {
@@ -313,6 +343,8 @@ pub async fn model_page(
         "log_index": logged,
         "can_write": can_write,
         "use_answers": use_answers,
+        "access": access,
+        "acceptances": acceptances,
         "use_query": {"purpose": query.purpose, "mau": query.mau, "revenue": query.revenue, "region": query.region},
     });
     render(&caller, "model.html", &repo.full_name(), context)
