@@ -302,8 +302,14 @@ async fn pages_follow_the_apis_permissions_and_never_run_a_cards_script(pool: Pg
     app.create_repo(&alice, "alice", "open", "public").await;
     app.create_repo(&alice, "alice", "hidden", "private").await;
     let card = "---\nlicense: mit\n---\n# Open\n<script>alert('x')</script>\n[click](javascript:alert(1))\n![px](https://tracker.example/p.gif)\n";
-    app.commit_files(&alice, "alice/open", &[("README.md", card.as_bytes())])
-        .await;
+    const MIT: &str = "MIT License\n\nCopyright (c) 2026 Alice\n\nPermission is hereby granted, free of charge, to any person obtaining a copy\nof this software and associated documentation files (the \"Software\"), to deal\nin the Software without restriction, including without limitation the rights\nto use, copy, modify, merge, publish, distribute, sublicense, and/or sell\ncopies of the Software, and to permit persons to whom the Software is\nfurnished to do so, subject to the following conditions:\n\nThe above copyright notice and this permission notice shall be included in all\ncopies or substantial portions of the Software.\n\nTHE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR\nIMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,\nFITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE\nAUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER\nLIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,\nOUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE\nSOFTWARE.\n";
+    app.commit_files(
+        &alice,
+        "alice/open",
+        &[("README.md", card.as_bytes()), ("LICENSE", MIT.as_bytes())],
+    )
+    .await;
+    app.run_jobs().await;
     app.commit_files(
         &alice,
         "alice/hidden",
@@ -321,6 +327,10 @@ async fn pages_follow_the_apis_permissions_and_never_run_a_cards_script(pool: Pg
     assert!(!html.contains("<script>alert"));
     assert!(!html.contains("javascript:alert"));
     assert!(!html.contains("<img src=\"https://tracker"));
+    assert!(
+        html.contains("MIT in <code>LICENSE</code>"),
+        "the licence panel names the detected text"
+    );
 
     let (bob_cookie, _) = sign_in(&app, &bob).await;
     for path in [
