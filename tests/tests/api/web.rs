@@ -768,3 +768,37 @@ async fn gates_and_licences_to_accept_are_guarded_on_the_page(pool: PgPool) {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn hugging_face_page_links_carry_over(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    app.create_repo(&alice, "alice", "m", "public").await;
+    app.commit_files(&alice, "alice/m", &[("configs/config.json", b"{}")])
+        .await;
+    let tree = app
+        .http
+        .get(app.url("/alice/m/tree/main"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tree.status(), StatusCode::SEE_OTHER, "{:?}", tree.headers());
+    assert_eq!(tree.headers()[LOCATION], "/alice/m?rev=main#files");
+    let blob = app
+        .http
+        .get(app.url("/alice/m/blob/main/configs/config.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        blob.headers()[LOCATION],
+        "/alice/m/resolve/main/configs/config.json"
+    );
+    let file = app
+        .http
+        .get(app.url("/alice/m/resolve/main/configs/config.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.text().await.unwrap(), "{}");
+}

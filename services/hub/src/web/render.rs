@@ -41,8 +41,18 @@ fn environment() -> &'static Environment<'static> {
         }
         env.add_filter("filesize", filesize);
         env.add_filter("when", when);
+        env.add_filter("path_url", path_url);
         env
     })
+}
+
+/// A repository path with each segment percent-encoded, for links (`a b%.txt` in `dir/`).
+fn path_url(path: String) -> String {
+    let mut url = url::Url::parse("http://hub/").expect("a valid base");
+    url.path_segments_mut()
+        .expect("a base with a path")
+        .extend(path.split('/'));
+    url.path().trim_start_matches('/').to_string()
 }
 
 /// An RFC 3339 timestamp as `2026-11-30 17:17 UTC`; anything else unchanged.
