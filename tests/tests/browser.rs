@@ -116,6 +116,22 @@ async fn a_publisher_and_an_adopter_use_the_hub_in_a_browser(pool: PgPool) {
     browser.screenshot(&shots, "03-model-page").await;
     browser.goto(&app.url("/alice/demo#verification")).await;
     browser.screenshot(&shots, "04-verification-panel").await;
+    // "Verify again" queues a run; the page shows it pending, then passed once it ran.
+    browser
+        .click("form[aria-label='Verify again'] button")
+        .await;
+    browser
+        .wait_for_text(10, "the re-run pending", |t| {
+            t.contains("Sample inference: pending")
+        })
+        .await;
+    app.run_jobs().await;
+    browser.goto(&app.url("/alice/demo#verification")).await;
+    browser
+        .wait_for_text(10, "the re-run passed", |t| {
+            t.contains("Sample inference: passed")
+        })
+        .await;
     // Readable at phone width: nothing wider than the screen (wide tables scroll in place).
     browser.resize(390, 844).await;
     browser.goto(&app.url("/alice/demo")).await;
