@@ -802,3 +802,66 @@ async fn hugging_face_page_links_carry_over(pool: PgPool) {
         .unwrap();
     assert_eq!(file.text().await.unwrap(), "{}");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn every_link_on_a_model_page_leads_somewhere(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    app.create_repo(&alice, "alice", "m", "public").await;
+    app.commit_files(
+        &alice,
+        "alice/m",
+        &[
+            (
+                "README.md",
+                b"---\nlicense: mit\n---\n# M\n[docs](docs/a.md)\n",
+            ),
+            ("w.bin", b"weights"),
+        ],
+    )
+    .await;
+    app.commit_files(&alice, "alice/m", &[("docs/a.md", b"# A")])
+        .await;
+    app.run_jobs().await;
+    let (cookie, _) = sign_in(&app, &alice).await;
+    let html = app
+        .http
+        .get(app.url("/alice/m"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for part in html.split("href=\"").skip(1) {
+        let link = part
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&#x2f;", "/")
+            .replace("&amp;", "&");
+        if !link.starts_with('/') || link.starts_with("/static/") {
+            continue;
+        }
+        let link = link.split('#').next().unwrap().to_string();
+        if link.is_empty() {
+            continue;
+        }
+        let res = app
+            .http
+            .get(app.url(&link))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status().is_success() || res.status().is_redirection(),
+            "{link}: {}",
+            res.status()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 12, "only {checked} links");
+}

@@ -4,8 +4,9 @@
 
 use pulldown_cmark::{CowStr, Event, LinkType, Options, Parser, Tag, TagEnd, html};
 
-/// Markdown without its YAML front matter, as sanitised HTML.
-pub fn render_card(card: &str) -> String {
+/// Markdown without its YAML front matter, as sanitised HTML. Relative links point at the
+/// repository's files: `files_base` (e.g. `/alice/m/resolve/<commit>/`) is put in front.
+pub fn render_card(card: &str, files_base: &str) -> String {
     let body = strip_front_matter(card);
     let parser = Parser::new_ext(body, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH);
     let mut in_image = false;
@@ -19,7 +20,7 @@ pub fn render_card(card: &str) -> String {
             id,
         }) => Event::Start(Tag::Link {
             link_type,
-            dest_url: safe_url(dest_url),
+            dest_url: in_repository(safe_url(dest_url), files_base),
             title,
             id,
         }),
@@ -32,7 +33,7 @@ pub fn render_card(card: &str) -> String {
             in_image = true;
             Event::Start(Tag::Link {
                 link_type: LinkType::Inline,
-                dest_url: safe_url(dest_url),
+                dest_url: in_repository(safe_url(dest_url), files_base),
                 title,
                 id,
             })
@@ -61,6 +62,19 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
     }
 }
 
+/// A relative link (`docs/a.md`, `./x.png`) made to point into the repository's files.
+fn in_repository<'a>(url: CowStr<'a>, files_base: &str) -> CowStr<'a> {
+    let relative = !url.starts_with('/')
+        && !url.starts_with('#')
+        && !url.contains(':')
+        && !url.starts_with("//");
+    if relative && !url.is_empty() {
+        CowStr::from(format!("{files_base}{}", url.trim_start_matches("./")))
+    } else {
+        url
+    }
+}
+
 pub fn strip_front_matter(card: &str) -> &str {
     if let Some(rest) = card.strip_prefix("---")
         && let Some(end) = rest.find("\n---")
@@ -78,7 +92,8 @@ mod tests {
     #[test]
     fn scripts_and_remote_content_are_inert() {
         let html = render_card(
-            "---\nlicense: mit\n---\n# Hi\n<script>alert(1)</script>\n\n<img src=x onerror=alert(1)>\n\n[x](javascript:alert(1)) ![pixel](https://tracker.example/p.gif) [ok](https://example.org)",
+            "---\nlicense: mit\n---\n# Hi\n<script>alert(1)</script>\n\n<img src=x onerror=alert(1)>\n\n[x](javascript:alert(1)) ![pixel](https://tracker.example/p.gif) [ok](https://example.org) [docs](./docs/a.md)",
+            "/alice/m/resolve/abc/",
         );
         assert!(!html.contains("<script"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
@@ -90,5 +105,9 @@ mod tests {
         );
         assert!(html.contains("href=\"https://example.org\""));
         assert!(!html.contains("license: mit"));
+        assert!(
+            html.contains("href=\"/alice/m/resolve/abc/docs/a.md\""),
+            "{html}"
+        );
     }
 }

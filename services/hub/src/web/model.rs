@@ -176,8 +176,8 @@ fn latency_svg(files: &Value) -> Option<String> {
     );
     for (i, (path, p50, p95)) in rows.iter().enumerate() {
         let y = 5 + 28 * i;
-        let w95 = (p95 / max * 300.0).max(1.0);
-        let w50 = (p50 / max * 300.0).max(1.0);
+        let w95 = (p95 / max * 230.0).max(1.0);
+        let w50 = (p50 / max * 230.0).max(1.0);
         let label = path.replace('&', "&amp;").replace('<', "&lt;");
         svg.push_str(&format!(
             "<text x=\"0\" y=\"{}\" class=\"label\">{}</text><rect x=\"200\" y=\"{y}\" width=\"{w95:.1}\" height=\"20\" class=\"p95\"/><rect x=\"200\" y=\"{y}\" width=\"{w50:.1}\" height=\"20\" class=\"p50\"/><text x=\"{:.1}\" y=\"{}\" class=\"value\">{p50:.3} / {p95:.3} ms</text>",
@@ -324,7 +324,10 @@ pub async fn model_page(
     let verification_json = verification.as_ref().map(|v| {
         json!({"status": v.status, "requested_ep": v.requested_ep, "files": v.files, "finished_at": v.finished_at, "chart": latency_svg(&v.files)})
     });
-    let card_html = super::markdown::render_card(&card);
+    let card_html = super::markdown::render_card(
+        &card,
+        &format!("/{}/{}/resolve/{commit}/", repo.namespace, repo.name),
+    );
     let context = json!({
         "repo": {"namespace": repo.namespace, "name": repo.name, "full_name": repo.full_name(), "visibility": repo.visibility,
                  "gated": repo.gated, "description": repo.description, "license": repo.license},
