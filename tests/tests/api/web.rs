@@ -865,3 +865,44 @@ async fn every_link_on_a_model_page_leads_somewhere(pool: PgPool) {
     }
     assert!(checked >= 12, "only {checked} links");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_card_shown_is_the_revisions(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    app.create_repo(&alice, "alice", "m", "public").await;
+    let first = app
+        .commit_files(&alice, "alice/m", &[("README.md", b"# First card")])
+        .await;
+    app.commit_files(&alice, "alice/m", &[("README.md", b"# Second card")])
+        .await;
+    app.create_repo(&alice, "alice", "big", "public").await;
+    let huge = format!("# Big\n{}", "x".repeat(1 << 20));
+    app.commit_files(&alice, "alice/big", &[("README.md", huge.as_bytes())])
+        .await;
+    let page = |path: String| {
+        let app = &app;
+        async move {
+            app.http
+                .get(app.url(&path))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let main = page("/alice/m".into()).await;
+    assert!(main.contains("Second card") && !main.contains("First card"));
+    let old = page(format!("/alice/m?rev={}", first["id"].as_str().unwrap())).await;
+    assert!(
+        old.contains("First card") && !old.contains("Second card"),
+        "{old}"
+    );
+    assert!(
+        page("/alice/big".into())
+            .await
+            .contains("too large to show")
+    );
+}
