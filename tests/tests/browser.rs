@@ -270,5 +270,78 @@ async fn a_publisher_and_an_adopter_use_the_hub_in_a_browser(pool: PgPool) {
         })
         .await;
     browser.screenshot(&shots, "10-report").await;
+
+    // A hub reviewer triages it from the queue, drafts and publishes an advisory; the model
+    // page then carries it.
+    browser.click("form[action='/sign-out'] button").await;
+    browser
+        .wait_for_text(10, "signed out", |t| t.contains("Sign in"))
+        .await;
+    browser.goto(&app.url("/sign-in")).await;
+    browser.type_into("#token", &app.admin_token).await;
+    browser.click("form[action='/sign-in'] button").await;
+    browser
+        .wait_for_text(10, "the reviewer signed in", |t| t.contains("hubadmin"))
+        .await;
+    browser.goto(&app.url("/reviews")).await;
+    browser
+        .wait_for_text(10, "the queue", |t| t.contains("runs os.system"))
+        .await;
+    browser.screenshot(&shots, "11-review-queue").await;
+    browser.click(&format!("a[href='/reports/{id}']")).await;
+    browser
+        .wait_for_text(10, "the triage form", |t| t.contains("Triage"))
+        .await;
+    browser.click("form[aria-label=Triage] button").await;
+    browser
+        .wait_for_text(10, "the confirmed report", |t| {
+            t.contains("confirmed") && t.contains("Draft an advisory")
+        })
+        .await;
+    browser
+        .type_into("#adv-summary", "evil.pkl runs a shell command when loaded")
+        .await;
+    browser
+        .type_into("#adv-details", "The pickle imports os.system.")
+        .await;
+    browser
+        .type_into(
+            "#adv-remediation",
+            "Do not load evil.pkl; use the safetensors weights.",
+        )
+        .await;
+    browser
+        .click("form[aria-label='Draft an advisory'] button")
+        .await;
+    let draft = browser
+        .wait_for_text(10, "the advisory draft", |t| t.contains("KYSA-"))
+        .await;
+    let advisory = format!(
+        "KYSA-{}",
+        draft
+            .split("KYSA-")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+    );
+    browser
+        .click("form[aria-label='Publish advisory'] button")
+        .await;
+    browser
+        .wait_for_text(10, "the published advisory", |t| t.contains("published"))
+        .await;
+    browser.goto(&app.url("/alice/demo")).await;
+    let page = browser
+        .wait_for_text(10, "the advisory banner", |t| t.contains(&advisory))
+        .await;
+    assert!(
+        page.contains("evil.pkl runs a shell command when loaded"),
+        "{page}"
+    );
+    browser
+        .screenshot(&shots, "12-advisory-on-model-page")
+        .await;
     browser.quit().await;
 }

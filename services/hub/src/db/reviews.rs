@@ -308,6 +308,17 @@ pub async fn advisory(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<
         .await
 }
 
+/// The advisory drafted from a report, if any.
+pub async fn advisory_of_report(
+    conn: &mut PgConnection,
+    report_id: i64,
+) -> sqlx::Result<Option<Advisory>> {
+    sqlx::query_as("SELECT id, report_id, severity, summary, details, remediation, created_at, modified_at, published_at FROM advisories WHERE report_id = $1 ORDER BY created_at LIMIT 1")
+        .bind(report_id)
+        .fetch_optional(conn)
+        .await
+}
+
 pub async fn published(conn: &mut PgConnection) -> sqlx::Result<Vec<Advisory>> {
     sqlx::query_as(
         "SELECT id, report_id, severity, summary, details, remediation, created_at, modified_at, published_at FROM advisories

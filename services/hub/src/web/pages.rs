@@ -652,10 +652,14 @@ pub async fn report_page(
     let mut conn = state.db.acquire().await?;
     let (report, repo, reviewer) = crate::routes::reviews::visible(&mut conn, &caller, id).await?;
     let comments = db::reviews::comments(&mut conn, id).await?;
+    // Drafts are for reviewers; a published advisory is public anyway.
+    let advisory = db::reviews::advisory_of_report(&mut conn, id)
+        .await?
+        .filter(|a| reviewer || a.published_at.is_some());
     render(
         &caller,
         "report.html",
         &format!("Report #{id}"),
-        json!({"report": report, "repository": repo.full_name(), "comments": comments, "reviewer": reviewer}),
+        json!({"report": report, "repository": repo.full_name(), "comments": comments, "reviewer": reviewer, "advisory": advisory}),
     )
 }
