@@ -50,6 +50,15 @@ async fn sign_in(app: &TestApp, token: &str) -> (String, String) {
     (set.split(';').next().unwrap().to_string(), set)
 }
 
+/// A page's HTML, with a session `cookie` or anonymously.
+async fn page_html(app: &TestApp, path: &str, cookie: Option<&str>) -> String {
+    let mut req = app.http.get(app.url(path));
+    if let Some(cookie) = cookie {
+        req = req.header(COOKIE, cookie);
+    }
+    req.send().await.unwrap().text().await.unwrap()
+}
+
 /// Posts an HTML form with the session `cookie`.
 async fn post_form(
     app: &TestApp,
@@ -158,16 +167,7 @@ async fn sessions_are_httponly_samesite_secure_and_bounded_by_their_token(pool: 
         .unwrap()[0]["id"]
         .as_i64()
         .unwrap();
-    let page = app
-        .http
-        .get(app.url("/settings/tokens"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_html(&app, "/settings/tokens", Some(&cookie)).await;
     let csrf = csrf_of(&page);
     let res = post_form(
         &app,
@@ -177,16 +177,7 @@ async fn sessions_are_httponly_samesite_secure_and_bounded_by_their_token(pool: 
     )
     .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let after = app
-        .http
-        .get(app.url("/"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after = page_html(&app, "/", Some(&cookie)).await;
     assert!(
         after.contains("Sign in") && !after.contains("Sign out"),
         "the session ended with its token"
@@ -198,16 +189,7 @@ async fn state_changes_need_the_sessions_csrf_token(pool: PgPool) {
     let app = spawn_app(pool).await;
     let alice = app.create_user("alice").await;
     let (cookie, _) = sign_in(&app, &alice).await;
-    let page = app
-        .http
-        .get(app.url("/new"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_html(&app, "/new", Some(&cookie)).await;
     let csrf = csrf_of(&page);
 
     // A cross-site form post without the token is refused and creates nothing.
@@ -349,16 +331,7 @@ async fn pages_follow_the_apis_permissions_and_never_run_a_cards_script(pool: Pg
         assert!(!res.text().await.unwrap().contains("hidden weights"));
     }
     for path in ["/?q=hidden", "/alice", "/?namespace=alice"] {
-        let html = app
-            .http
-            .get(app.url(path))
-            .header(COOKIE, &bob_cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = page_html(&app, path, Some(&bob_cookie)).await;
         assert!(
             html.contains("alice/open") || path == "/?q=hidden",
             "{path}"
@@ -369,16 +342,7 @@ async fn pages_follow_the_apis_permissions_and_never_run_a_cards_script(pool: Pg
         );
     }
     let (alice_cookie, _) = sign_in(&app, &alice).await;
-    let html = app
-        .http
-        .get(app.url("/alice"))
-        .header(COOKIE, &alice_cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_html(&app, "/alice", Some(&alice_cookie)).await;
     assert!(html.contains("alice/hidden"), "the owner sees it");
     // Unknown pages are HTML errors, not JSON, and never 500.
     let res = app.http.get(app.url("/nobody-here")).send().await.unwrap();
@@ -502,16 +466,7 @@ async fn model_pages_show_the_decision_under_the_viewers_organisation_policies(p
         .await;
     expect_status(res, StatusCode::OK).await;
     let (cookie, _) = sign_in(&app, &alice).await;
-    let html = app
-        .http
-        .get(app.url("/bob/model"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_html(&app, "/bob/model", Some(&cookie)).await;
     let answer = html
         .split("Under <strong>acme</strong>")
         .nth(1)
@@ -522,16 +477,7 @@ async fn model_pages_show_the_decision_under_the_viewers_organisation_policies(p
     );
     // Bob is in no organisation: no such answer for him.
     let (bob_cookie, _) = sign_in(&app, &bob).await;
-    let html = app
-        .http
-        .get(app.url("/bob/model"))
-        .header(COOKIE, &bob_cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_html(&app, "/bob/model", Some(&bob_cookie)).await;
     assert!(!html.contains("Under <strong>acme</strong>"));
 }
 
@@ -589,15 +535,7 @@ async fn search_pages_keep_their_filters(pool: PgPool) {
         app.create_repo(&alice, "alice", &format!("model-{i:02}"), "public")
             .await;
     }
-    let first = app
-        .http
-        .get(app.url("/?namespace=alice&sort=name"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let first = page_html(&app, "/?namespace=alice&sort=name", None).await;
     assert_eq!(first.matches("class=\"name\"").count(), 50);
     assert!(first.contains("alice/model-00") && !first.contains("alice/model-50"));
     let next = first
@@ -615,15 +553,7 @@ async fn search_pages_keep_their_filters(pool: PgPool) {
         next.contains("namespace=alice") && next.contains("sort=name") && next.contains("page=2"),
         "{next}"
     );
-    let second = app
-        .http
-        .get(app.url(&next))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let second = page_html(&app, &next, None).await;
     assert_eq!(second.matches("class=\"name\"").count(), 1, "{next}");
     assert!(
         second.contains("alice/model-50")
@@ -662,32 +592,14 @@ async fn gates_and_licences_to_accept_are_guarded_on_the_page(pool: PgPool) {
     app.run_jobs().await;
 
     let (owner, _) = sign_in(&app, &meta).await;
-    let html = app
-        .http
-        .get(app.url("/meta/llama"))
-        .header(COOKIE, &owner)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_html(&app, "/meta/llama", Some(&owner)).await;
     assert!(
         !html.contains("Request access"),
         "the owner needs no access"
     );
 
     let (cookie, _) = sign_in(&app, &bob).await;
-    let html = app
-        .http
-        .get(app.url("/meta/llama"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_html(&app, "/meta/llama", Some(&cookie)).await;
     assert!(
         html.contains("Gated:") && html.contains("Request access"),
         "{html}"
@@ -733,30 +645,13 @@ async fn gates_and_licences_to_accept_are_guarded_on_the_page(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let html = app
-        .http
-        .get(app.url("/meta/llama"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_html(&app, "/meta/llama", Some(&cookie)).await;
     assert!(
         html.contains("waiting for the owner") && !html.contains("must be accepted"),
         "{html}"
     );
     // Anonymous visitors are told to sign in; the files stay guarded.
-    let html = app
-        .http
-        .get(app.url("/meta/llama"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_html(&app, "/meta/llama", None).await;
     assert!(html.contains("Sign in</a> to ask for access"));
     assert_eq!(
         app.http
@@ -824,16 +719,7 @@ async fn every_link_on_a_model_page_leads_somewhere(pool: PgPool) {
         .await;
     app.run_jobs().await;
     let (cookie, _) = sign_in(&app, &alice).await;
-    let html = app
-        .http
-        .get(app.url("/alice/m"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_html(&app, "/alice/m", Some(&cookie)).await;
     let mut checked = 0;
     for part in html.split("href=\"").skip(1) {
         let link = part
@@ -880,28 +766,20 @@ async fn the_card_shown_is_the_revisions(pool: PgPool) {
     let huge = format!("# Big\n{}", "x".repeat(1 << 20));
     app.commit_files(&alice, "alice/big", &[("README.md", huge.as_bytes())])
         .await;
-    let page = |path: String| {
-        let app = &app;
-        async move {
-            app.http
-                .get(app.url(&path))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
-    let main = page("/alice/m".into()).await;
+    let main = page_html(&app, "/alice/m", None).await;
     assert!(main.contains("Second card") && !main.contains("First card"));
-    let old = page(format!("/alice/m?rev={}", first["id"].as_str().unwrap())).await;
+    let old = page_html(
+        &app,
+        &format!("/alice/m?rev={}", first["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
     assert!(
         old.contains("First card") && !old.contains("Second card"),
         "{old}"
     );
     assert!(
-        page("/alice/big".into())
+        page_html(&app, "/alice/big", None)
             .await
             .contains("too large to show")
     );
