@@ -29,7 +29,12 @@ fn digest(sha: &[u8]) -> Result<Sha256Digest, ApiError> {
     Ok(Sha256Digest::from_bytes(bytes))
 }
 
-async fn read_text(store: &BlobStore, sha: &[u8], size: i64) -> Result<String, ApiError> {
+/// A small stored file as text (cards, licences): at most `MAX_TEXT` bytes, lossy UTF-8.
+pub(crate) async fn read_text(
+    store: &BlobStore,
+    sha: &[u8],
+    size: i64,
+) -> Result<String, ApiError> {
     let len = (size as u64).min(MAX_TEXT as u64);
     let mut stream = store.read(&digest(sha)?, 0..len).await?;
     let mut buf = Vec::with_capacity(len as usize);

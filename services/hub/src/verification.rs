@@ -181,7 +181,9 @@ pub async fn verify_commit(
         .iter()
         .find(|f| f.path == "README.md" && f.size < 1 << 20)
     {
-        Some(readme) => read_small(&ctx, readme).await.unwrap_or_default(),
+        Some(readme) => crate::licensing::read_text(&ctx.store, &readme.sha256, readme.size)
+            .await
+            .unwrap_or_default(),
         None => String::new(),
     };
     db::verifications::mark_running(&mut conn, repo.id, &payload.commit_id, worker)
@@ -291,19 +293,6 @@ fn overall(results: &[ModelReport]) -> &'static str {
     } else {
         "passed"
     }
-}
-
-async fn read_small(ctx: &JobContext, file: &FileRow) -> anyhow::Result<String> {
-    let bytes: [u8; 32] = file.sha256.as_slice().try_into().context("bad digest")?;
-    let mut stream = ctx
-        .store
-        .read(&Sha256Digest::from_bytes(bytes), 0..file.size as u64)
-        .await?;
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk?);
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Writes the model and its files under `work`, resolves its external data within the commit,

@@ -218,31 +218,8 @@ fn use_context(q: &ModelQuery) -> Result<Option<kaiyuan_license::UseContext>, Ap
     Ok(Some(ctx))
 }
 
-/// Largest README.md rendered on the page.
-const MAX_CARD_BYTES: i64 = 1 << 20;
-
-async fn read_card(state: &AppState, sha256_hex: &str) -> Result<String, ApiError> {
-    use futures_util::StreamExt;
-    let digest = sha256_hex
-        .parse::<kaiyuan_storage::Sha256Digest>()
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored digest: {e}")))?;
-    let size = state
-        .store
-        .blob_size(&digest)
-        .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?
-        .unwrap_or(0);
-    let mut stream = state
-        .store
-        .read(&digest, 0..size)
-        .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        bytes.extend_from_slice(&chunk.map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?);
-    }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
-}
+/// Largest README.md rendered on the page: what the licence engine reads of a text file too.
+const MAX_CARD_BYTES: i64 = kaiyuan_license::detect::MAX_TEXT as i64;
 
 pub async fn model_page(
     state: web::Data<AppState>,
@@ -258,7 +235,11 @@ pub async fn model_page(
     let files = files_with_scans(&mut conn, &repo, &commit).await?;
     // The card of the revision shown (the repository's stored card is `main`'s).
     let card = match files.iter().find(|f| f.path == "README.md") {
-        Some(readme) if readme.size <= MAX_CARD_BYTES => read_card(&state, &readme.sha256).await?,
+        Some(readme) if readme.size <= MAX_CARD_BYTES => {
+            let sha = hex::decode(&readme.sha256)
+                .map_err(|e| ApiError::internal(anyhow::anyhow!("stored digest: {e}")))?;
+            crate::licensing::read_text(&state.store, &sha, readme.size).await?
+        }
         Some(_) => "*The model card is too large to show here; download README.md.*".to_string(),
         None => String::new(),
     };
