@@ -12,6 +12,7 @@ OUT/memory/        a ConstantOfShape of 4 GiB
 OUT/nondet/        RandomNormal without a seed (runs differ)
 OUT/garbage/       bytes that are not an ONNX model
 OUT/rejected/      a well-formed model with an operator no runtime implements
+OUT/zipmap/        a classifier-style output: a sequence of maps (scikit-learn's ZipMap)
 """
 
 import os
@@ -149,6 +150,15 @@ def main(out):
     model.ir_version = 8
     os.makedirs(os.path.join(out, "rejected"), exist_ok=True)
     onnx.save(model, os.path.join(out, "rejected", "model.onnx"))  # not checked: it is invalid on purpose
+
+    graph = helper.make_graph(
+        [helper.make_node("ZipMap", ["X"], ["Z"], domain="ai.onnx.ml", classlabels_int64s=[0, 1])],
+        "zipmap",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 2])],
+        [helper.make_value_info("Z", helper.make_sequence_type_proto(helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, []))))],
+    )
+    model = helper.make_model(graph, opset_imports=OPSET + [helper.make_opsetid("ai.onnx.ml", 3)])
+    save(model, os.path.join(out, "zipmap"))
 
     os.makedirs(os.path.join(out, "garbage"), exist_ok=True)
     with open(os.path.join(out, "garbage", "model.onnx"), "wb") as f:

@@ -128,6 +128,18 @@ fn passing_and_failing_models_report_what_happened() {
         "{nondet}"
     );
 
+    // A classifier's sequence-of-maps output runs; it is named as not compared.
+    let (code, zipmap) = one(&["--json", &p("zipmap")]);
+    assert_eq!(
+        (code, zipmap["status"].as_str()),
+        (0, Some("passed")),
+        "{zipmap}"
+    );
+    assert!(
+        zipmap["determinism_note"].as_str().unwrap().contains("`Z`"),
+        "{zipmap}"
+    );
+
     let (code, garbage) = one(&["--json", &p("garbage")]);
     assert_eq!(code, 1);
     assert!(

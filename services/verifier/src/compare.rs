@@ -39,6 +39,11 @@ pub fn compare(
             }
             worst.unwrap_or_else(|| refused(name, None, settings).passing())
         }
+        (_, Value::Opaque(kind)) | (Value::Opaque(kind), _) => {
+            let mut c = refused(name, None, settings);
+            c.reason = Some(format!("{kind} outputs cannot be compared"));
+            c
+        }
         _ => {
             let mut c = refused(name, None, settings);
             c.reason = Some("expected a tensor and got a sequence, or the reverse".into());

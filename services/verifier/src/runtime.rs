@@ -285,6 +285,7 @@ pub fn to_ort(v: &Value) -> Result<DynValue, String> {
             .collect::<ort::Result<Vec<_>>>()
             .and_then(Sequence::<DynTensorValueType>::new)
             .map(|s| s.into_dyn()),
+        Value::Opaque(kind) => return Err(format!("{kind} inputs cannot be fed")),
     };
     result.map_err(|e| format!("building an input tensor: {e}"))
 }
@@ -340,7 +341,12 @@ fn tensor_from_ort<M: TensorValueTypeMarker + ?Sized>(v: &OrtValue<M>) -> Result
     })
 }
 
+/// An output as a [`Value`]; what cannot be compared becomes [`Value::Opaque`].
 pub fn from_ort(v: &DynValue) -> Result<Value, String> {
+    Ok(comparable(v).unwrap_or_else(|_| Value::Opaque(v.dtype().to_string())))
+}
+
+fn comparable(v: &DynValue) -> Result<Value, String> {
     match v.dtype() {
         ValueType::Sequence(_) => {
             let items = v

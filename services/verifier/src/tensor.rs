@@ -127,13 +127,16 @@ pub struct Tensor {
 pub enum Value {
     Tensor(Tensor),
     Sequence(Vec<Tensor>),
+    /// An output verification cannot compare (a map, a sequence of maps, an exotic element
+    /// type), named by its type: the run still counts.
+    Opaque(String),
 }
 
 impl Value {
     pub fn name(&self) -> Option<&str> {
         match self {
             Value::Tensor(t) => t.name.as_deref(),
-            Value::Sequence(_) => None,
+            Value::Sequence(_) | Value::Opaque(_) => None,
         }
     }
 }

@@ -131,7 +131,7 @@ fn verify_steps(
             .iter()
             .filter_map(|(name, v)| match v {
                 Value::Tensor(t) => Some((name.clone(), t.shape.clone())),
-                Value::Sequence(_) => None,
+                Value::Sequence(_) | Value::Opaque(_) => None,
             })
             .collect();
     }
@@ -203,6 +203,17 @@ fn verify_steps(
                         if outputs != first {
                             report.determinism_note =
                                 Some("two runs on the same inputs gave different outputs".into());
+                        }
+                        let opaque: Vec<String> = outputs
+                            .iter()
+                            .filter_map(|(name, v)| match v {
+                                Value::Opaque(kind) => Some(format!("`{name}` ({kind})")),
+                                _ => None,
+                            })
+                            .collect();
+                        if !opaque.is_empty() {
+                            report.determinism_note =
+                                Some(format!("not compared between runs: {}", opaque.join(", ")));
                         }
                     }
                     times.push(ms)
