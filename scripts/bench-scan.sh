@@ -50,7 +50,7 @@ awk '{ t[$1" "$2]=$3; m[$1" "$2]=$4; files[$1]=1 }
     printf "%-20s fastest anchor / kaiyuan time = %.1fx   kaiyuan peak RSS = %d MiB\n", f, best / k, m[f" kaiyuan"] } }' "$work/results"
 
 # The shared corpus: what each tool flags (non-zero exit), against the manifest.
-corpus=../shared/corpus/scan
+corpus=tests/corpus/scan
 if [[ -f "$corpus/manifest.csv" ]]; then
   echo
   printf '%-10s %-10s %8s %8s\n' tool expected files flagged

@@ -33,34 +33,11 @@ command -v runuser >/dev/null || apt_install util-linux
 
 # ONNX Runtime for model verification: the shared library inside the `onnxruntime` wheel from
 # PyPI (ort's load-dynamic), plus the CUDA build from `onnxruntime-gpu` where an NVIDIA GPU is
-# present. Extracted to $KAIYUAN_ORT_DIR/{cpu,gpu} (default ~/.cache/kaiyuan/onnxruntime).
-ort_version=1.31.1
-ort_dir="${KAIYUAN_ORT_DIR:-$HOME/.cache/kaiyuan/onnxruntime}"
-install_onnxruntime() {
-  local flavour=$1 package=$2 target="$ort_dir/$1"
-  [[ -f "$target/VERSION" && "$(cat "$target/VERSION")" == "$ort_version" ]] && return 0
-  echo "installing ONNX Runtime $ort_version ($package wheel) into $target..." >&2
-  local tmp
-  tmp=$(mktemp -d)
-  python3 -m pip download -q --no-deps --only-binary=:all: "$package==$ort_version" -d "$tmp"
-  mkdir -p "$target"
-  python3 - "$tmp"/*.whl "$target" <<'PY'
-import sys, zipfile, os
-wheel, target = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z:
-    for name in z.namelist():
-        base = os.path.basename(name)
-        if name.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime") and ".so" in base:
-            with z.open(name) as src, open(os.path.join(target, base), "wb") as dst:
-                dst.write(src.read())
-PY
-  ln -sf "libonnxruntime.so.$ort_version" "$target/libonnxruntime.so"
-  echo "$ort_version" > "$target/VERSION"
-  rm -rf "$tmp"
-}
-install_onnxruntime cpu onnxruntime
+# present. Extracted to $KAIYUAN_ORT_DIR/{cpu,gpu} (default ~/.cache/kaiyuan/onnxruntime) by
+# scripts/install-onnxruntime.sh, which the Dockerfile runs too.
+"$(dirname "$0")/install-onnxruntime.sh" cpu
 if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
-  install_onnxruntime gpu onnxruntime-gpu
+  "$(dirname "$0")/install-onnxruntime.sh" gpu
 fi
 
 if $want_test; then
@@ -68,6 +45,12 @@ if $want_test; then
   if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     echo "installing chromium and chromium-driver from Debian's packages..." >&2
     apt_install chromium chromium-driver
+  fi
+  # Debian's docker-compose, which scripts/test.sh uses to validate docker-compose.yml (no
+  # Docker engine needed for that).
+  if ! command -v docker-compose >/dev/null; then
+    echo "installing docker-compose from Debian's packages..." >&2
+    apt_install docker-compose
   fi
   if ! command -v cargo-nextest >/dev/null; then
     echo "installing cargo-nextest..." >&2

@@ -47,6 +47,9 @@ done
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "docker-compose config: checking that docker-compose.yml is valid (with and without --profile gpu)"
+docker-compose -f docker-compose.yml config -q
+docker-compose -f docker-compose.yml --profile gpu config -q
 
 # Fuzz every scanner target briefly when cargo-fuzz is installed (it needs nightly features,
 # which RUSTC_BOOTSTRAP enables on this stable toolchain).

@@ -97,6 +97,33 @@ fn owner_to_caller(owner: accounts::TokenOwner, session_csrf: Option<String>) ->
     }
 }
 
+/// Routes that take a POST but change nothing, which a read-scoped token may call. Every other
+/// request with a method other than GET, HEAD or OPTIONS changes something and needs a
+/// write-scoped token, whatever its handler checks: one rule, so no route can forget it.
+const READ_ONLY_POSTS: &[&str] = &[
+    "/api/models/{namespace}/{name}/paths-info/{revision}",
+    "/api/v1/repos/{namespace}/{name}/compliance",
+    "/api/validate-yaml",
+    "/{namespace}/{repo_git}/info/lfs/objects/batch",
+    "/sign-in",
+    "/sign-out",
+];
+
+/// Whether a request may change state, by its method and the route it matched.
+fn changes_state(req: &HttpRequest) -> bool {
+    !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS")
+        && !req
+            .match_pattern()
+            .is_some_and(|p| READ_ONLY_POSTS.contains(&p.as_str()))
+}
+
+fn read_only_token() -> ApiError {
+    ApiError::forbidden(
+        "token-read-only",
+        "this token has read scope; create a token with write scope to make changes",
+    )
+}
+
 /// Request-scoped id, set by the request-id middleware.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -120,10 +147,7 @@ impl Caller {
     pub fn require_writer(&self) -> Result<&AuthUser, ApiError> {
         let user = self.require_user()?;
         if user.scope != Scope::Write {
-            return Err(ApiError::forbidden(
-                "token-read-only",
-                "this token has read scope; create a token with write scope to make changes",
-            ));
+            return Err(read_only_token());
         }
         Ok(user)
     }
@@ -137,6 +161,14 @@ impl Caller {
             ));
         }
         Ok(user)
+    }
+
+    /// The caller, or 403 when a read-scoped token makes a request that changes state.
+    fn allowed_to_write(self, writes: bool) -> Result<Self, ApiError> {
+        match &self.user {
+            Some(user) if writes && user.scope == Scope::Read => Err(read_only_token()),
+            _ => Ok(self),
+        }
     }
 
     pub fn id(&self) -> Option<i64> {
@@ -166,6 +198,7 @@ impl FromRequest for Caller {
         let cookie = cookie_value(req, SESSION_COOKIE);
         let unsafe_api_call = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS")
             && req.path().starts_with("/api/");
+        let writes = changes_state(req);
         let csrf_header = req
             .headers()
             .get(CSRF_HEADER)
@@ -208,7 +241,8 @@ impl FromRequest for Caller {
                     user_id: owner.user_id,
                     token_id: owner.token_id,
                 });
-                return Ok(owner_to_caller(owner, Some(session.csrf)));
+                let caller = owner_to_caller(owner, Some(session.csrf));
+                return caller.allowed_to_write(writes);
             };
             let invalid = || {
                 ApiError::unauthorized(
@@ -247,7 +281,7 @@ impl FromRequest for Caller {
                 user_id: owner.user_id,
                 token_id: owner.token_id,
             });
-            Ok(owner_to_caller(owner, None))
+            owner_to_caller(owner, None).allowed_to_write(writes)
         })
     }
 }
@@ -292,16 +326,19 @@ pub fn repo_not_found(namespace: &str, name: &str) -> ApiError {
     )
 }
 
-/// Checks that the caller may do `need` on `repo`.
+/// Checks that the caller may do `need` on `repo`. A repository the caller may not see answers
+/// 404 naming `asked`, the spelling of the request: the stored spelling of a private name would
+/// confirm that it exists.
 pub async fn authorize_repo(
     conn: &mut PgConnection,
     caller: &Caller,
     repo: &Repo,
+    asked: (&str, &str),
     need: Need,
 ) -> Result<(), ApiError> {
     let role = namespace_role(conn, caller, repo.namespace_id, &repo.namespace_kind).await?;
     if role.is_none() && !repo.is_public() {
-        return Err(repo_not_found(&repo.namespace, &repo.name));
+        return Err(repo_not_found(asked.0, asked.1));
     }
     let required = match need {
         Need::Read => return Ok(()),

@@ -113,6 +113,12 @@ pub struct Limits {
     pub lfs_multipart_threshold: u64,
     /// Size of one such part.
     pub lfs_part_size: u64,
+    /// `KAIYUAN_BODY_IDLE_SECS`: longest silence inside a request body before the request is
+    /// answered 408 and its connection closed.
+    pub body_idle_secs: u64,
+    /// `KAIYUAN_BODY_MIN_RATE`: after `body_idle_secs`, a body must have arrived at this average
+    /// rate (bytes per second) or the request is answered 408: a trickle cannot hold a connection.
+    pub body_min_rate: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,7 +158,7 @@ pub struct Gc {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbeddedPostgres {
-    /// Loopback port of the embedded cluster.
+    /// `KAIYUAN_EMBEDDED_PG_PORT`: loopback port of the embedded cluster.
     pub port: u16,
     /// Directory holding `initdb` and `pg_ctl`; found automatically when unset.
     pub bin_dir: Option<PathBuf>,
@@ -185,6 +191,8 @@ impl Default for Limits {
             max_files_per_commit: 25_000,
             lfs_multipart_threshold: 1024 * 1024 * 1024,
             lfs_part_size: 64 * 1024 * 1024,
+            body_idle_secs: 30,
+            body_min_rate: 4 * 1024,
         }
     }
 }
@@ -275,6 +283,15 @@ impl Settings {
         }
         if let Some(v) = get("KAIYUAN_MAX_FILES_PER_COMMIT") {
             self.limits.max_files_per_commit = parsed("KAIYUAN_MAX_FILES_PER_COMMIT", v)?;
+        }
+        if let Some(v) = get("KAIYUAN_EMBEDDED_PG_PORT") {
+            self.embedded_postgres.port = parsed("KAIYUAN_EMBEDDED_PG_PORT", v)?;
+        }
+        if let Some(v) = get("KAIYUAN_BODY_IDLE_SECS") {
+            self.limits.body_idle_secs = parsed("KAIYUAN_BODY_IDLE_SECS", v)?;
+        }
+        if let Some(v) = get("KAIYUAN_BODY_MIN_RATE") {
+            self.limits.body_min_rate = parsed("KAIYUAN_BODY_MIN_RATE", v)?;
         }
         if let Some(v) = get("KAIYUAN_PRESIGNED_REDIRECTS") {
             self.downloads.presigned_redirects = parsed("KAIYUAN_PRESIGNED_REDIRECTS", v)?;

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rand::Rng;
@@ -18,6 +19,7 @@ pub struct EmbeddedPostgres {
     bin_dir: PathBuf,
     run_as: Option<String>,
     started_here: bool,
+    port: u16,
     pub url: String,
     /// The same server's maintenance database, used to create `kaiyuan`.
     admin_url: String,
@@ -99,6 +101,7 @@ impl EmbeddedPostgres {
             bin_dir: find_bin_dir(settings.embedded_postgres.bin_dir.as_deref())?,
             run_as: running_as_root().then(|| "postgres".to_string()),
             started_here: false,
+            port,
             url: String::new(),
             admin_url: String::new(),
         };
@@ -112,35 +115,82 @@ impl EmbeddedPostgres {
         pg.url = format!("{server}/kaiyuan");
         pg.admin_url = format!("{server}/postgres");
 
-        let mut status = pg.tool("pg_ctl");
-        status.arg("status").arg("-D").arg(&pg.cluster);
-        let running = status.output().map(|o| o.status.success()).unwrap_or(false);
-        if !running {
-            // Inside the cluster directory: the cluster's owner may write there.
-            let log = pg.cluster.join("server.log");
-            let mut start = pg.tool("pg_ctl");
-            start
-                .arg("start")
-                .arg("-w")
-                .arg("-D")
-                .arg(&pg.cluster)
-                .arg("-l")
-                .arg(&log)
-                .arg("-o")
-                .arg(format!(
-                    "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
-                ));
-            pg.run(start, "pg_ctl start").with_context(|| {
-                format!(
-                    "see {} for PostgreSQL's own log",
-                    data_dir.join("postgres.log").display()
-                )
-            })?;
+        if !pg.is_running() {
+            pg.start_server()?;
             pg.started_here = true;
         }
         pg.ensure_database().await?;
         tracing::info!(cluster = %pg.cluster.display(), port, "embedded PostgreSQL ready");
         Ok(pg)
+    }
+
+    fn is_running(&self) -> bool {
+        let mut status = self.tool("pg_ctl");
+        status.arg("status").arg("-D").arg(&self.cluster);
+        status.output().map(|o| o.status.success()).unwrap_or(false)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    fn start_server(&self) -> anyhow::Result<()> {
+        // Inside the cluster directory: the cluster's owner may write there.
+        let log = self.cluster.join("server.log");
+        let mut start = self.tool("pg_ctl");
+        start
+            .arg("start")
+            .arg("-w")
+            .arg("-D")
+            .arg(&self.cluster)
+            .arg("-l")
+            .arg(&log)
+            .arg("-o")
+            .arg(format!(
+                "-c listen_addresses=127.0.0.1 -p {} -c unix_socket_directories=''",
+                self.port
+            ));
+        self.run(start, "pg_ctl start")
+            .with_context(|| format!("see {} for PostgreSQL's own log", log.display()))
+    }
+
+    /// Keeps the cluster this process started running: checked every `SUPERVISE_EVERY`, restarted
+    /// when it stopped (a crash, the OOM killer, a stray `kill -9`), with a backoff that doubles
+    /// up to `SUPERVISE_MAX_BACKOFF` while restarts fail. Meanwhile the hub answers 503.
+    pub async fn supervise(self: std::sync::Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        const SUPERVISE_EVERY: Duration = Duration::from_secs(2);
+        const SUPERVISE_MAX_BACKOFF: Duration = Duration::from_secs(30);
+        if !self.started_here {
+            return;
+        }
+        let mut wait = SUPERVISE_EVERY;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
+            let pg = self.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                if pg.is_running() {
+                    return Ok(false);
+                }
+                pg.start_server().map(|()| true)
+            })
+            .await;
+            wait = match outcome {
+                Ok(Ok(false)) => SUPERVISE_EVERY,
+                Ok(Ok(true)) => {
+                    tracing::warn!(cluster = %self.cluster.display(), "embedded PostgreSQL had stopped; restarted it");
+                    SUPERVISE_EVERY
+                }
+                Ok(Err(e)) => {
+                    let next = (wait * 2).min(SUPERVISE_MAX_BACKOFF);
+                    tracing::error!(error = format!("{e:#}"), retry_in_secs = next.as_secs(), "embedded PostgreSQL is down and did not restart");
+                    next
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "embedded PostgreSQL supervision check failed");
+                    SUPERVISE_MAX_BACKOFF
+                }
+            };
+        }
     }
 
     fn init(&self, password_file: &Path) -> anyhow::Result<()> {

@@ -179,11 +179,33 @@ impl ResponseError for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+        let sqlstate = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned());
+        match (&e, sqlstate.as_deref()) {
+            (
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::Io(_)
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+                _,
+            ) => Self::unavailable(e),
+            // Connection exceptions (class 08), a server shutting down or starting (57P0x), no
+            // connection slots left: the database is unavailable, not the request wrong.
+            (_, Some(code))
+                if code.starts_with("08") || code.starts_with("57P") || code == "53300" =>
+            {
                 Self::unavailable(e)
             }
-            other => Self::internal(other),
+            // Text with a NUL character, which PostgreSQL cannot store: it reached the database
+            // from a request (a query, a path, a JSON string), so it is the client's to fix.
+            (_, Some("22021" | "22P05")) => Self::bad_request(
+                "invalid-text",
+                "the request contains a NUL character (U+0000) or another character that cannot \
+                 be stored; remove it",
+            ),
+            _ => Self::internal(e),
         }
     }
 }

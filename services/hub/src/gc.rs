@@ -1,9 +1,11 @@
-//! Garbage collection: staging leftovers, repositories past their deletion grace period, upload
+//! Garbage collection: staging leftovers (at once for processes that stopped, by age for the
+//! rest), repositories past their deletion grace period, upload
 //! grants never used by a commit, and blobs that no commit references any more.
 //!
 //! A blob is removed only when unreferenced and unseen (no upload touched it) for the grace
 //! period; the database row goes first, so a blob row always means the bytes are (still) stored.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use kaiyuan_storage::{BlobStore, Sha256Digest};
@@ -20,13 +22,17 @@ pub struct GcReport {
 }
 
 pub async fn collect(db: &PgPool, store: &BlobStore, settings: &Gc) -> anyhow::Result<GcReport> {
+    let mut conn = db.acquire().await?;
+    let live: HashSet<String> = db::processes::live(&mut conn).await?.into_iter().collect();
     let mut report = GcReport {
         staging_removed: store
-            .collect_staging(Duration::from_secs(settings.staging_grace_secs))
-            .await?,
+            .collect_dead_staging(|owner| live.contains(owner))
+            .await?
+            + store
+                .collect_staging(Duration::from_secs(settings.staging_grace_secs))
+                .await?,
         ..Default::default()
     };
-    let mut conn = db.acquire().await?;
     report.repositories_purged =
         db::repos::purge_deleted(&mut conn, settings.deleted_repo_grace_days).await?;
     sqlx::query(

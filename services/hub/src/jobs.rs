@@ -143,11 +143,8 @@ async fn license_evaluate(ctx: JobContext, payload: serde_json::Value) -> Result
         .is_none_or(|p| p.decision != report.decision.as_str() || p.effective != report.effective);
     let mut tx = ctx.db.begin().await.context("database")?;
     if changed {
-        let label = crate::tlog::repo_label(&mut tx, &repo)
-            .await
-            .context("log label")?;
-        let event = serde_json::json!({"kind": "license-decision", "repository": label, "commit": payload.commit_id, "decision": report.decision.as_str(), "effective": report.effective, "catalog_version": report.catalog_version, "policy_version": version});
-        crate::tlog::append(&mut tx, event)
+        let event = serde_json::json!({"kind": "license-decision", "commit": payload.commit_id, "decision": report.decision.as_str(), "effective": report.effective, "catalog_version": report.catalog_version, "policy_version": version});
+        crate::tlog::append_about(&mut tx, &repo, event)
             .await
             .context("logging the decision")?;
     }
@@ -198,11 +195,8 @@ async fn signature_verify(ctx: JobContext, payload: serde_json::Value) -> Result
         .as_ref()
         .is_none_or(|p| p.status != result.status.as_str() || p.result["signer"] != json["signer"])
     {
-        let label = crate::tlog::repo_label(&mut tx, &repo)
-            .await
-            .context("log label")?;
-        let event = serde_json::json!({"kind": "signature", "repository": label, "commit": payload.commit_id, "status": result.status.as_str(), "signer": result.signer.as_ref().map(|s| s.fingerprint.clone()), "root_digest": result.root_digest});
-        crate::tlog::append(&mut tx, event)
+        let event = serde_json::json!({"kind": "signature", "commit": payload.commit_id, "status": result.status.as_str(), "signer": result.signer.as_ref().map(|s| s.fingerprint.clone()), "root_digest": result.root_digest});
+        crate::tlog::append_about(&mut tx, &repo, event)
             .await
             .context("logging the verification")?;
     }

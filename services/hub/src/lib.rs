@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod body_budget;
 pub mod commit_id;
 pub mod config;
 pub mod db;
@@ -17,6 +18,7 @@ pub mod hmac;
 pub mod jobs;
 pub mod license_cli;
 pub mod licensing;
+pub mod liveness;
 pub mod log_cli;
 pub mod metrics;
 pub mod middleware;

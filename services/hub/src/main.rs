@@ -197,10 +197,12 @@ fn spawn_workers(
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let (pool, pg) = open_database(&settings, true).await?;
+    let pg = pg.map(std::sync::Arc::new);
     let result = async {
         check_schema(&pool).await?;
-        let store = open_store(&settings)?;
-        tracing::info!(store = %store.describe(), "object store ready");
+        let process_id = kaiyuan_hub::liveness::process_id(&settings.listen);
+        let store = kaiyuan_hub::liveness::register(&pool, open_store(&settings)?, &process_id).await?;
+        tracing::info!(store = %store.describe(), process = %process_id, "object store ready");
         let mut conn = pool.acquire().await?;
         if db::accounts::count_users(&mut conn).await? == 0 {
             tracing::warn!(
@@ -227,6 +229,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let ctx = JobContext { db: pool.clone(), store: store.clone(), settings: std::sync::Arc::new(settings.clone()) };
         let mut tasks = spawn_workers(&ctx, &settings, settings.workers.in_process, &stop_rx);
+        if let Some(pg) = &pg {
+            tasks.push(tokio::spawn(pg.clone().supervise(stop_rx.clone())));
+        }
+        tasks.push(tokio::spawn(kaiyuan_hub::liveness::heartbeat(pool.clone(), process_id, stop_rx.clone())));
         if settings.gc.interval_secs > 0 {
             let (pool, store, gc_settings, mut stop) = (pool.clone(), store.clone(), settings.gc.clone(), stop_rx.clone());
             tasks.push(tokio::spawn(async move {

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
@@ -15,6 +16,7 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::RequestId;
+use crate::body_budget;
 use crate::error::ApiError;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -34,17 +36,50 @@ fn request_id_for(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| hex::encode(rand::rng().random::<[u8; 12]>()))
 }
 
+/// The method as a metrics label: the standard ones by name, anything else as `OTHER`, so that
+/// made-up methods cannot grow the metrics without bound.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("OTHER")
+}
+
+/// HEAD is GET without the body. The download route answers HEAD itself (Hugging Face clients
+/// read its headers); every other read route of the API and the operational endpoints answer
+/// HEAD as GET: the codec, which saw the request's real method, sends the headers only.
+fn head_as_get(req: &mut ServiceRequest) {
+    let path = req.path();
+    if req.method() == Method::HEAD
+        && (path.starts_with("/api/v1/") || matches!(path, "/healthz" | "/readyz" | "/metrics"))
+    {
+        req.head_mut().method = Method::GET;
+    }
+}
+
 pub async fn observe(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = request_id_for(&req);
     req.extensions_mut().insert(RequestId(request_id.clone()));
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.metrics.clone());
-    let method = req.method().to_string();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let metrics = state.as_ref().map(|state| state.metrics.clone());
+    let method = method_label(req.method());
+    head_as_get(&mut req);
+    if let Some(state) = &state {
+        let limits = &state.settings.limits;
+        let budget = body_budget::Budget {
+            idle: std::time::Duration::from_secs(limits.body_idle_secs),
+            min_rate: limits.body_min_rate,
+        };
+        let payload = req.take_payload();
+        req.set_payload(body_budget::wrap(payload, budget));
+    }
     let span = tracing::info_span!("request", request.id = %request_id, http.method = %method);
 
     // The request must not be cloned before routing (actix needs it unshared), so failures that
@@ -56,7 +91,7 @@ pub async fn observe(
     let record = |route: &str, status: u16| {
         let seconds = started.elapsed().as_secs_f64();
         if let Some(metrics) = &metrics {
-            metrics.observe_request(&method, route, status, seconds);
+            metrics.observe_request(method, route, status, seconds);
         }
         span.in_scope(|| {
             tracing::info!(

@@ -40,25 +40,48 @@ pub async fn verifier(conn: &mut PgConnection) -> sqlx::Result<String> {
     ))
 }
 
-/// How an entry names a repository: its name when public; for a private one a keyed hash
-/// its owners can recompute, so the public log does not reveal private names.
-pub async fn repo_label(conn: &mut PgConnection, repo: &Repo) -> sqlx::Result<String> {
+/// Appends an event about `repo`, naming it. An event about a public repository is appended as
+/// it is. One about a private repository is sealed: the public entry is only
+/// `{"v":1,"kind":"sealed","commitment":"sha256:<hex of sha256(nonce || body)>"}`, which reveals
+/// neither the repository nor anything of the event (not even which entries share a repository),
+/// while the body and the nonce are kept for the repository's readers, who can open the
+/// commitment and prove the entry's inclusion like any other.
+pub async fn append_about(
+    conn: &mut PgConnection,
+    repo: &Repo,
+    mut event: Value,
+) -> sqlx::Result<i64> {
+    event["repository"] = json!(repo.full_name());
     if repo.is_public() {
-        return Ok(repo.full_name());
+        return append(conn, event).await;
     }
-    let key = signing_key(conn).await?;
-    let mut h = Sha256::new();
-    h.update(key.to_bytes());
-    h.update(b"repository");
-    h.update(repo.id.to_be_bytes());
-    Ok(format!("private:{}", hex::encode(&h.finalize()[..16])))
+    let body = stamped(event);
+    let nonce: [u8; 32] = rand::rng().random();
+    let sealed = json!({"v": 1, "kind": "sealed", "commitment": commitment(&nonce, &body)});
+    let public = serde_json::to_vec(&sealed).expect("sealed entry serialises");
+    let index = db::tlog::append(conn, &public, &merkle::leaf_hash(&public)).await?;
+    db::tlog::seal(conn, index, repo.id, &nonce, &body).await?;
+    Ok(index)
 }
 
-/// Appends an event (a JSON object; `v` and `time` are added) and returns its index.
-pub async fn append(conn: &mut PgConnection, mut event: Value) -> sqlx::Result<i64> {
+/// The commitment of a sealed entry: `sha256:` and the hex of sha256(nonce || body).
+pub fn commitment(nonce: &[u8], body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(nonce);
+    h.update(body);
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+/// The event's bytes with the log's version and the time added.
+fn stamped(mut event: Value) -> Vec<u8> {
     event["v"] = json!(1);
     event["time"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    let body = serde_json::to_vec(&event).expect("event serialises");
+    serde_json::to_vec(&event).expect("event serialises")
+}
+
+/// Appends a hub-wide event (a JSON object; `v` and `time` are added) and returns its index.
+pub async fn append(conn: &mut PgConnection, event: Value) -> sqlx::Result<i64> {
+    let body = stamped(event);
     db::tlog::append(conn, &body, &merkle::leaf_hash(&body)).await
 }
 

@@ -269,15 +269,12 @@ pub async fn verify_commit(
     )
     .await
     .context("storing the verification")?;
-    let label = crate::tlog::repo_label(&mut tx, &repo)
-        .await
-        .context("log label")?;
     let providers: Vec<&str> = results
         .iter()
         .filter_map(|r| r.provider.as_deref())
         .collect();
-    let event = serde_json::json!({"kind": "verification", "repository": label, "commit": payload.commit_id, "status": status, "providers": providers, "onnxruntime": results.iter().find_map(|r| r.onnxruntime_version.clone())});
-    crate::tlog::append(&mut tx, event)
+    let event = serde_json::json!({"kind": "verification", "commit": payload.commit_id, "status": status, "providers": providers, "onnxruntime": results.iter().find_map(|r| r.onnxruntime_version.clone())});
+    crate::tlog::append_about(&mut tx, &repo, event)
         .await
         .context("logging the verification")?;
     tx.commit().await.context("committing the verification")?;

@@ -1,4 +1,4 @@
-//! Every compliance question of `shared/corpus/license/cases.csv`, turned into a model folder
+//! Every compliance question of `tests/corpus/license/cases.csv` (a copy of `shared/corpus`), turned into a model folder
 //! (card, licence files, NOTICE, GGUF header, lineage file) and audited by the engine.
 //!
 //! The harness translates each row's English evidence into files; the engine sees only the
@@ -14,15 +14,8 @@ use kaiyuan_license::lineage::{Chain, LineageFile};
 use kaiyuan_license::{Decision, Policy, Purpose, Report, UseContext, evaluate};
 
 fn corpus() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        here.join("../../../shared/corpus/license/cases.csv"),
-        here.join("../../shared/corpus/license/cases.csv"),
-    ];
-    candidates
-        .into_iter()
-        .find(|p| p.exists())
-        .expect("shared/corpus/license/cases.csv next to the repository")
+    // A copy of `shared/corpus/license` lives in the repository so a clone alone runs the suite.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus/license/cases.csv")
 }
 
 /// RFC 4180 rows.

@@ -10,7 +10,7 @@ use kaiyuan_provenance::manifest::{self, GIT_PATHS, Resource};
 use kaiyuan_provenance::verify::{Status, Trust, verify};
 
 fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/provenance")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus/provenance")
 }
 
 fn git() -> Vec<String> {

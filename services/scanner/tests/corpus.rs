@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use kaiyuan_scanner::{Verdict, scan};
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/scan")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus/scan")
 }
 
 #[test]

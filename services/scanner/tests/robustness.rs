@@ -46,7 +46,7 @@ proptest! {
 }
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/scan");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus/scan");
     let manifest = std::fs::read_to_string(dir.join("manifest.csv")).expect("shared corpus");
     manifest
         .lines()

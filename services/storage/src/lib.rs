@@ -63,6 +63,9 @@ pub struct BlobStore {
     backend: Backend,
     /// Key prefix inside the bucket (empty for the local backend, whose root is the prefix).
     prefix: String,
+    /// The process whose uploads stage under `staging/<owner>/`, so that the collector can
+    /// remove a dead process's leftovers at once instead of after the age-based grace period.
+    staging_owner: Option<Arc<str>>,
 }
 
 /// Make rustls use the `ring` provider; idempotent. Called before any TLS client is built.
@@ -112,6 +115,7 @@ impl BlobStore {
             store: Arc::new(fs),
             backend: Backend::Local { root },
             prefix: String::new(),
+            staging_owner: None,
         })
     }
 
@@ -122,6 +126,7 @@ impl BlobStore {
             store: s3.clone(),
             backend: Backend::S3 { s3 },
             prefix: prefix.into(),
+            staging_owner: None,
         }
     }
 
@@ -153,6 +158,21 @@ impl BlobStore {
 
     fn staging_prefix(&self) -> Path {
         self.key("staging")
+    }
+
+    /// The same store, with this process's uploads staged under `staging/<owner>/` (`owner`: a
+    /// process id of `[A-Za-z0-9-]`, registered where the collector can tell whether it lives).
+    pub fn with_staging_owner(mut self, owner: &str) -> Self {
+        self.staging_owner = Some(owner.into());
+        self
+    }
+
+    /// Where a new upload stages its bytes.
+    fn staging_key(&self, name: &str) -> Path {
+        match &self.staging_owner {
+            Some(owner) => self.key(&format!("staging/{owner}/{name}")),
+            None => self.key(&format!("staging/{name}")),
+        }
     }
 
     /// Size of the stored blob, or `None` when the store does not hold it.
@@ -251,7 +271,55 @@ impl BlobStore {
             }
         }
         if let Backend::Local { root } = &self.backend {
-            removed += collect_local_partials(&root.join("staging"), min_age)?;
+            let staging = root.join("staging");
+            removed += collect_local_partials(&staging, min_age)?;
+            for entry in std::fs::read_dir(&staging).into_iter().flatten() {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    removed += collect_local_partials(&entry.path(), min_age)?;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes, whatever their age, the staging objects of owners that `is_live` says are gone:
+    /// the leftovers of a process killed in the middle of uploads. Returns how many were removed.
+    pub async fn collect_dead_staging(
+        &self,
+        is_live: impl Fn(&str) -> bool,
+    ) -> Result<usize, StorageError> {
+        let staging = self.staging_prefix();
+        let depth = staging.parts().count();
+        let dead: Vec<Path> = self
+            .store
+            .list(Some(&staging))
+            .try_filter(|meta| {
+                let parts: Vec<_> = meta.location.parts().skip(depth).collect();
+                // `staging/<owner>/<name>`; older keys `staging/<name>` have no owner.
+                let dead = parts.len() == 2 && !is_live(parts[0].as_ref());
+                std::future::ready(dead)
+            })
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        let mut removed = 0;
+        for location in dead {
+            match self.store.delete(&location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Backend::Local { root } = &self.backend {
+            for entry in std::fs::read_dir(root.join("staging")).into_iter().flatten() {
+                let entry = entry?;
+                let owner = entry.file_name().to_string_lossy().into_owned();
+                if entry.file_type()?.is_dir() && !is_live(&owner) {
+                    removed += collect_local_partials(&entry.path(), Duration::ZERO)?;
+                    // Empty now unless an upload raced in; then the next pass takes it.
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
         }
         Ok(removed)
     }

@@ -75,7 +75,7 @@ impl Upload {
         let sink = if already_stored {
             None
         } else {
-            let key = store.key(&format!("staging/{}", staging_name()));
+            let key = store.staging_key(&staging_name());
             let upload = store.store.put_multipart(&key).await?;
             Some((key, WriteMultipart::new_with_chunk_size(upload, PART_SIZE)))
         };

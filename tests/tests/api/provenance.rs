@@ -228,7 +228,7 @@ async fn commits_signed_with_registered_keys_verify_and_tampering_is_named(pool:
 }
 
 fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/provenance")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/provenance")
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]

@@ -16,22 +16,24 @@ pub async fn upsert(conn: &mut PgConnection, sha256: &[u8], size: i64) -> sqlx::
     Ok(())
 }
 
+/// Grants `repository_id` the right to reference the blob; true when it is a new grant.
 pub async fn grant_upload(
     conn: &mut PgConnection,
     repository_id: i64,
     sha256: &[u8],
     user_id: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> sqlx::Result<bool> {
+    // `xmax = 0` only on the row version an INSERT created, not on one an UPDATE rewrote.
+    sqlx::query_scalar(
         "INSERT INTO repository_uploads (repository_id, sha256, uploaded_by) VALUES ($1, $2, $3)
-         ON CONFLICT (repository_id, sha256) DO UPDATE SET uploaded_at = now()",
+         ON CONFLICT (repository_id, sha256) DO UPDATE SET uploaded_at = now()
+         RETURNING xmax = 0",
     )
     .bind(repository_id)
     .bind(sha256)
     .bind(user_id)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await
 }
 
 /// The size of a blob that `repository_id` may reference: one uploaded to it or already in its

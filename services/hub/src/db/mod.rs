@@ -8,6 +8,7 @@ pub mod commits;
 pub mod jobs;
 pub mod licenses;
 pub mod notifications;
+pub mod processes;
 pub mod provenance;
 pub mod repos;
 pub mod reviews;

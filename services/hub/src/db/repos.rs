@@ -120,17 +120,19 @@ pub async fn update_settings(
 }
 
 /// Records the model card (README.md) and its declared license after a commit to the default
-/// branch.
+/// branch. NUL characters are dropped: the file keeps its bytes, but PostgreSQL text cannot hold
+/// them, and a card is searchable text.
 pub async fn update_card(
     conn: &mut PgConnection,
     id: i64,
     card: &str,
     license: Option<&str>,
 ) -> sqlx::Result<()> {
+    let without_nul = |t: &str| t.replace('\0', "");
     sqlx::query("UPDATE repositories SET card = $2, license = $3 WHERE id = $1")
         .bind(id)
-        .bind(card)
-        .bind(license)
+        .bind(without_nul(card))
+        .bind(license.map(without_nul))
         .execute(conn)
         .await?;
     Ok(())

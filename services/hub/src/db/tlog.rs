@@ -58,3 +58,49 @@ pub async fn entries(conn: &mut PgConnection, start: i64, end: i64) -> sqlx::Res
         .fetch_all(conn)
         .await
 }
+
+/// Keeps a sealed entry's body and nonce beside its public commitment.
+pub async fn seal(
+    conn: &mut PgConnection,
+    index: i64,
+    repository_id: i64,
+    nonce: &[u8],
+    body: &[u8],
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO log_sealed (idx, repository_id, nonce, body) VALUES ($1, $2, $3, $4)")
+        .bind(index)
+        .bind(repository_id)
+        .bind(nonce)
+        .bind(body)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SealedRow {
+    pub idx: i64,
+    pub nonce: Vec<u8>,
+    pub body: Vec<u8>,
+    pub leaf_hash: Vec<u8>,
+    pub appended_at: DateTime<Utc>,
+}
+
+/// A repository's sealed entries from `start`, oldest first.
+pub async fn sealed_for(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    start: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<SealedRow>> {
+    sqlx::query_as(
+        "SELECT s.idx, s.nonce, s.body, e.leaf_hash, e.appended_at
+         FROM log_sealed s JOIN log_entries e ON e.idx = s.idx
+         WHERE s.repository_id = $1 AND s.idx >= $2 ORDER BY s.idx LIMIT $3",
+    )
+    .bind(repository_id)
+    .bind(start)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

@@ -75,7 +75,10 @@ pub async fn authorize_download(
 }
 
 /// Asks for access to a gated repository's files.
-#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/access-request", responses((status = 200), (status = 404), (status = 409)))]
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/access-request",
+    params(super::openapi_responses::RepoPath), security(("bearer" = [])),
+    responses((status = 200, description = "the request's status: `pending`, or `granted` at once"),
+              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
 #[post("/api/v1/repos/{namespace}/{name}/access-request")]
 pub async fn request_access(
     state: web::Data<AppState>,
@@ -116,7 +119,9 @@ pub async fn request_access(
 }
 
 /// Access requests of a gated repository (repository admins).
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/access-requests", responses((status = 200), (status = 403), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/access-requests",
+    params(super::openapi_responses::RepoPath), security(("bearer" = [])),
+    responses((status = 200, description = "the repository's access requests"), super::openapi_responses::AuthErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/access-requests")]
 pub async fn list_requests(
     state: web::Data<AppState>,
@@ -137,7 +142,11 @@ pub struct Decision {
 }
 
 /// Accepts or rejects a user's access (repository admins; audited).
-#[utoipa::path(put, path = "/api/v1/repos/{namespace}/{name}/access-requests/{user}", request_body = Decision, responses((status = 200), (status = 403), (status = 404)))]
+#[utoipa::path(put, path = "/api/v1/repos/{namespace}/{name}/access-requests/{user}",
+    params(super::openapi_responses::RepoPath, ("user" = String, Path, description = "The user whose access is decided")),
+    request_body = Decision, security(("bearer" = [])),
+    responses((status = 200, description = "the user and the decided status"),
+              super::openapi_responses::AuthErrors, super::openapi_responses::JsonErrors))]
 #[put("/api/v1/repos/{namespace}/{name}/access-requests/{user}")]
 pub async fn decide(
     state: web::Data<AppState>,

@@ -43,7 +43,9 @@ pub struct WhoAmI {
 }
 
 /// The signed-in user, their organisations and the token's scope.
-#[utoipa::path(get, path = "/api/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/whoami", security(("bearer" = [])),
+    responses((status = 200, body = WhoAmI), super::openapi_responses::Unauthorized,
+              super::openapi_responses::Unavailable))]
 #[get("/api/v1/whoami")]
 pub async fn whoami(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     let user = caller.require_user()?;
@@ -85,7 +87,10 @@ pub struct CreatedUser {
 }
 
 /// Creates a user with a first write token (hub admins only).
-#[utoipa::path(post, path = "/api/v1/users", request_body = NewUser, responses((status = 201, body = CreatedUser), (status = 403), (status = 409)))]
+#[utoipa::path(post, path = "/api/v1/users", request_body = NewUser, security(("bearer" = [])),
+    responses((status = 201, body = CreatedUser), super::openapi_responses::JsonErrors,
+              super::openapi_responses::Unauthorized, super::openapi_responses::Forbidden,
+              super::openapi_responses::Conflict, super::openapi_responses::Unavailable))]
 #[post("/api/v1/users")]
 pub async fn create_user(
     state: web::Data<AppState>,
@@ -155,7 +160,7 @@ pub struct NewToken {
     pub name: String,
     /// `read` or `write`.
     pub scope: String,
-    /// Days until the token expires; omit for a token that does not expire.
+    /// Days until the token expires (1 to 3650); omit for a token that does not expire.
     pub expires_in_days: Option<u32>,
 }
 
@@ -188,8 +193,14 @@ impl From<db::accounts::TokenRow> for TokenInfo {
     }
 }
 
+/// The longest a token may live: ten years keeps every expiry a four-digit year.
+pub const MAX_TOKEN_DAYS: u32 = 3650;
+
 /// Creates a token for the signed-in user; the secret is shown once.
-#[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken, responses((status = 201, body = TokenInfo)))]
+#[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken, security(("bearer" = [])),
+    responses((status = 201, body = TokenInfo), super::openapi_responses::JsonErrors,
+              super::openapi_responses::Unauthorized, super::openapi_responses::Forbidden,
+              super::openapi_responses::Unavailable))]
 #[post("/api/v1/tokens")]
 pub async fn create_token(
     state: web::Data<AppState>,
@@ -205,15 +216,24 @@ pub async fn create_token(
         ));
     }
     let name = body.name.trim();
-    if name.is_empty() || name.len() > 100 {
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::unprocessable(
             "invalid-token-name",
-            "give the token a name of 1 to 100 characters",
+            "give the token a name of 1 to 100 characters, without control characters",
         ));
     }
-    let expires_at = body
-        .expires_in_days
-        .map(|d| Utc::now() + chrono::Duration::days(d.max(1) as i64));
+    let expires_at = match body.expires_in_days {
+        None => None,
+        Some(days @ 1..=MAX_TOKEN_DAYS) => Some(Utc::now() + chrono::Duration::days(days.into())),
+        Some(days) => {
+            return Err(ApiError::unprocessable(
+                "invalid-expiry",
+                format!(
+                    "expires_in_days is {days}; give 1 to {MAX_TOKEN_DAYS} days, or omit it for a token that does not expire"
+                ),
+            ));
+        }
+    };
     let (secret, hash) = auth::new_token();
     let mut tx = state.db.begin().await?;
     let row =
@@ -234,7 +254,9 @@ pub async fn create_token(
 }
 
 /// The signed-in user's tokens (never their secrets).
-#[utoipa::path(get, path = "/api/v1/tokens", responses((status = 200, body = [TokenInfo])))]
+#[utoipa::path(get, path = "/api/v1/tokens", security(("bearer" = [])),
+    responses((status = 200, body = [TokenInfo]), super::openapi_responses::Unauthorized,
+              super::openapi_responses::Unavailable))]
 #[get("/api/v1/tokens")]
 pub async fn list_tokens(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     let user = caller.require_user()?;
@@ -248,7 +270,9 @@ pub async fn list_tokens(state: web::Data<AppState>, caller: Caller) -> ApiResul
 }
 
 /// Revokes one of the signed-in user's tokens.
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", responses((status = 204), (status = 404)))]
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}",
+    params(("id" = i64, Path, description = "The token's id")), security(("bearer" = [])),
+    responses((status = 204, description = "revoked"), super::openapi_responses::AuthErrors))]
 #[delete("/api/v1/tokens/{id}")]
 pub async fn revoke_token(
     state: web::Data<AppState>,
@@ -284,7 +308,9 @@ pub struct NewOrg {
 }
 
 /// Creates an organisation; its creator becomes its owner.
-#[utoipa::path(post, path = "/api/v1/orgs", request_body = NewOrg, responses((status = 201), (status = 409)))]
+#[utoipa::path(post, path = "/api/v1/orgs", request_body = NewOrg, security(("bearer" = [])),
+    responses((status = 201, description = "the organisation"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
 #[post("/api/v1/orgs")]
 pub async fn create_org(
     state: web::Data<AppState>,
@@ -344,7 +370,10 @@ pub struct Member {
 }
 
 /// Members of an organisation (visible to its members).
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/members", responses((status = 200, body = [Member]), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/members",
+    params(("org" = String, Path, description = "The organisation's name")), security(("bearer" = [])),
+    responses((status = 200, body = [Member]), super::openapi_responses::Unauthorized,
+              super::openapi_responses::NotFound, super::openapi_responses::Unavailable))]
 #[get("/api/v1/orgs/{org}/members")]
 pub async fn list_members(
     state: web::Data<AppState>,
@@ -372,7 +401,12 @@ pub struct SetRole {
 }
 
 /// Adds a member or changes their role (org admins; only owners grant or remove ownership).
-#[utoipa::path(put, path = "/api/v1/orgs/{org}/members/{user}", request_body = SetRole, responses((status = 200), (status = 403), (status = 404)))]
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/members/{user}",
+    params(("org" = String, Path, description = "The organisation's name"),
+           ("user" = String, Path, description = "The member's user name")),
+    request_body = SetRole, security(("bearer" = [])),
+    responses((status = 200, description = "the member's name and role"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
 #[put("/api/v1/orgs/{org}/members/{user}")]
 pub async fn set_member(
     state: web::Data<AppState>,
@@ -411,7 +445,12 @@ pub async fn set_member(
 }
 
 /// Removes a member (org admins; only owners remove owners; never the last owner).
-#[utoipa::path(delete, path = "/api/v1/orgs/{org}/members/{user}", responses((status = 204), (status = 403), (status = 404)))]
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/members/{user}",
+    params(("org" = String, Path, description = "The organisation's name"),
+           ("user" = String, Path, description = "The member's user name")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "removed"), super::openapi_responses::AuthErrors,
+              super::openapi_responses::Conflict))]
 #[delete("/api/v1/orgs/{org}/members/{user}")]
 pub async fn remove_member(
     state: web::Data<AppState>,
@@ -489,14 +528,19 @@ async fn ensure_other_owner(
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobsQuery {
     pub state: Option<String>,
     pub limit: Option<i64>,
 }
 
 /// Background jobs, newest first, optionally by state (hub admins): failures stay for inspection.
-#[utoipa::path(get, path = "/api/v1/admin/jobs", params(("state" = Option<String>, Query, description = "queued, running, succeeded or failed")), responses((status = 200)))]
+#[utoipa::path(get, path = "/api/v1/admin/jobs", params(JobsQuery), security(("bearer" = [])),
+    description = "Background jobs, newest first (hub admins). `state` is one of `queued`, `running`, `succeeded` or `failed`; `limit` is clamped to 1..=1000 (default 100).",
+    responses((status = 200, description = "the jobs"), super::openapi_responses::BadRequest,
+              super::openapi_responses::Unauthorized, super::openapi_responses::Forbidden,
+              super::openapi_responses::Unavailable))]
 #[get("/api/v1/admin/jobs")]
 pub async fn list_jobs(
     state: web::Data<AppState>,
@@ -523,7 +567,10 @@ pub async fn list_jobs(
 }
 
 /// Runs the garbage collector now (hub admins).
-#[utoipa::path(post, path = "/api/v1/admin/gc", responses((status = 200)))]
+#[utoipa::path(post, path = "/api/v1/admin/gc", security(("bearer" = [])),
+    responses((status = 200, description = "what the collector removed"),
+              super::openapi_responses::Unauthorized, super::openapi_responses::Forbidden,
+              super::openapi_responses::Unavailable))]
 #[post("/api/v1/admin/gc")]
 pub async fn run_gc(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     caller.require_admin()?;
@@ -541,7 +588,11 @@ pub struct Release {
 }
 
 /// Releases a quarantined blob so that it can be downloaded again (hub admins; audited).
-#[utoipa::path(post, path = "/api/v1/admin/blobs/{sha256}/release", request_body = Release, responses((status = 200), (status = 404), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/admin/blobs/{sha256}/release",
+    params(("sha256" = String, Path, description = "The blob's sha256, 64 lowercase hex digits")),
+    request_body = Release, security(("bearer" = [])),
+    responses((status = 200, description = "the released blob"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors))]
 #[post("/api/v1/admin/blobs/{sha256}/release")]
 pub async fn release_blob(
     state: web::Data<AppState>,

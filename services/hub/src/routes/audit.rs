@@ -15,7 +15,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(namespace_audit);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     action: Option<String>,
@@ -32,7 +33,11 @@ pub struct AuditParams {
 /// request id) and the domain events (commits, ref moves, policy changes ...). Filters:
 /// `action` (exact, or a prefix ending in `*`), `actor`, `since`, `until`; pages of `limit`
 /// (at most 1000) continued with `cursor`; `format=jsonl` exports JSON lines.
-#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/audit", responses((status = 200), (status = 400), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/audit",
+    params(super::openapi_responses::NamespacePath, AuditParams), security(("bearer" = [])),
+    responses((status = 200, description = "a page of events (JSON), or every event as JSON lines with `format=jsonl`",
+               content((Object = "application/json"), (String = "application/x-ndjson"))),
+              super::openapi_responses::AuthErrors))]
 #[get("/api/v1/orgs/{namespace}/audit")]
 pub async fn namespace_audit(
     state: web::Data<AppState>,

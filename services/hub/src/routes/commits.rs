@@ -366,20 +366,16 @@ async fn log_publish(
         })
         .collect();
     manifest::sort(&mut resources);
-    let label = crate::tlog::repo_label(conn, &repo).await?;
-    let mut event = serde_json::json!({
+    let event = serde_json::json!({
         "kind": "publish",
-        "repository": label,
         "commit": id,
         "branch": ctx.branch,
         "parent": ctx.parent,
         "files": resources.len(),
         "manifest": format!("sha256:{}", hex::encode(manifest::root_digest(&resources))),
+        "author": ctx.author_name,
     });
-    if repo.is_public() {
-        event["author"] = serde_json::json!(ctx.author_name);
-    }
-    crate::tlog::append(conn, event).await?;
+    crate::tlog::append_about(conn, &repo, event).await?;
     Ok(())
 }
 
@@ -534,8 +530,12 @@ pub fn front_matter_license(card: &str) -> Option<String> {
 }
 
 /// Creates one commit on a branch: JSON, or multipart with a leading `commit` part and `file` parts.
-#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/commits/{branch}", request_body = CommitRequest,
-    responses((status = 201, body = CommitInfo), (status = 404), (status = 409), (status = 413), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/commits/{branch}",
+    params(super::openapi_responses::RepoPath, ("branch" = String, Path, description = "The branch to commit on")),
+    request_body(content = CommitRequest, description = "The commit as JSON; or `multipart/form-data` with a leading `commit` part (this JSON) and `file` parts"),
+    security(("bearer" = [])),
+    responses((status = 201, body = CommitInfo), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
 #[post("/api/v1/repos/{namespace}/{name}/commits/{branch}")]
 pub async fn create_commit(
     state: web::Data<AppState>,
@@ -590,10 +590,9 @@ async fn read_json_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(
-                "incomplete-body",
-                format!("the request body ended early: {e}"),
-            )
+            crate::body_budget::failed(format!("the request body ended early: {e}"), |m| {
+                ApiError::bad_request("incomplete-body", m)
+            })
         })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::too_large(
@@ -616,10 +615,9 @@ async fn read_multipart(
     mut multipart: Multipart,
 ) -> Result<(CommitRequest, Vec<PendingChange>), ApiError> {
     let bad = |e: actix_multipart::MultipartError| {
-        ApiError::bad_request(
-            "invalid-multipart",
-            format!("the multipart body is malformed: {e}"),
-        )
+        crate::body_budget::failed(format!("the multipart body is malformed: {e}"), |m| {
+            ApiError::bad_request("invalid-multipart", m)
+        })
     };
     let mut request: Option<CommitRequest> = None;
     let mut changes = Vec::new();
@@ -733,7 +731,8 @@ async fn read_json_body_field(
     Ok(body)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Branch, tag or commit id to start from (default `main`).
     pub revision: Option<String>,
@@ -742,8 +741,8 @@ pub struct HistoryParams {
 
 /// Commit history, newest first. Page by passing the last commit's `parent` as `revision`.
 #[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/commits",
-    params(("revision" = Option<String>, Query), ("limit" = Option<i64>, Query)),
-    responses((status = 200, body = [CommitInfo]), (status = 404)))]
+    params(super::openapi_responses::RepoPath, HistoryParams), security((), ("bearer" = [])),
+    responses((status = 200, body = [CommitInfo]), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/commits")]
 pub async fn history(
     state: web::Data<AppState>,
@@ -882,7 +881,8 @@ pub struct ScanListing {
 
 /// Scan results of every file at a revision, with a summary.
 #[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/scan",
-    params(("revision" = Option<String>, Query)), responses((status = 200, body = ScanListing), (status = 404)))]
+    params(super::openapi_responses::RepoPath, HistoryParams), security((), ("bearer" = [])),
+    responses((status = 200, body = ScanListing), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/scan")]
 pub async fn scan_results(
     state: web::Data<AppState>,
@@ -927,7 +927,8 @@ pub struct TreeListing {
     pub files: Vec<FileInfo>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TreeParams {
     /// Only files under this folder.
     pub path: Option<String>,
@@ -935,7 +936,10 @@ pub struct TreeParams {
 
 /// The files at a revision: path, size, sha256 and status fields.
 #[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/tree/{revision}",
-    params(("path" = Option<String>, Query)), responses((status = 200, body = TreeListing), (status = 404)))]
+    params(super::openapi_responses::RepoPath,
+           ("revision" = String, Path, description = "A branch, tag or commit id"), TreeParams),
+    security((), ("bearer" = [])),
+    responses((status = 200, body = TreeListing), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/tree/{revision}")]
 pub async fn list_files(
     state: web::Data<AppState>,
@@ -974,7 +978,9 @@ pub struct Refs {
 }
 
 /// Branches and tags.
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/refs", responses((status = 200, body = Refs), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/refs",
+    params(super::openapi_responses::RepoPath), security((), ("bearer" = [])),
+    responses((status = 200, body = Refs), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/refs")]
 pub async fn list_refs(
     state: web::Data<AppState>,
@@ -1025,8 +1031,11 @@ fn ref_kind(kind: &str) -> Result<&'static str, ApiError> {
 
 /// Creates or moves a branch or tag.
 #[utoipa::path(put, path = "/api/v1/repos/{namespace}/{name}/{kind}/{ref_name}", request_body = RefUpdate,
-    params(("kind" = String, Path, description = "branches or tags")),
-    responses((status = 200, body = RefInfo), (status = 404), (status = 409)))]
+    params(super::openapi_responses::RepoPath, ("kind" = String, Path, description = "`branches` or `tags`"),
+           ("ref_name" = String, Path, description = "The branch or tag name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = RefInfo), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
 #[put("/api/v1/repos/{namespace}/{name}/{kind}/{ref_name}")]
 pub async fn put_ref(
     state: web::Data<AppState>,
@@ -1059,8 +1068,7 @@ pub async fn put_ref(
         ));
     }
     db::commits::set_ref(&mut tx, repo.id, ref_name.as_str(), kind, &target).await?;
-    let label = crate::tlog::repo_label(&mut tx, &repo).await?;
-    crate::tlog::append(&mut tx, serde_json::json!({"kind": "ref-set", "repository": label, "ref": ref_name.as_str(), "ref_kind": kind, "commit": target, "previous": current.as_ref().map(|c| c.commit_id.clone())})).await?;
+    crate::tlog::append_about(&mut tx, &repo, serde_json::json!({"kind": "ref-set", "ref": ref_name.as_str(), "ref_kind": kind, "commit": target, "previous": current.as_ref().map(|c| c.commit_id.clone())})).await?;
     db::audit::record(&mut tx, caller.id(), &format!("{kind}.set"), &format!("repo:{}", repo.full_name()),
         serde_json::json!({"name": ref_name.as_str(), "commit": target, "previous": current.map(|c| c.commit_id)}), auth::request_id(&req).as_deref()).await?;
     tx.commit().await?;
@@ -1073,7 +1081,11 @@ pub async fn put_ref(
 
 /// Deletes a branch (never `main`) or a tag.
 #[utoipa::path(delete, path = "/api/v1/repos/{namespace}/{name}/{kind}/{ref_name}",
-    params(("kind" = String, Path, description = "branches or tags")), responses((status = 204), (status = 404), (status = 409)))]
+    params(super::openapi_responses::RepoPath, ("kind" = String, Path, description = "`branches` or `tags`"),
+           ("ref_name" = String, Path, description = "The branch or tag name")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "deleted"), super::openapi_responses::AuthErrors,
+              super::openapi_responses::Conflict))]
 #[delete("/api/v1/repos/{namespace}/{name}/{kind}/{ref_name}")]
 pub async fn delete_ref(
     state: web::Data<AppState>,
@@ -1101,8 +1113,7 @@ pub async fn delete_ref(
             )
         })?;
     db::commits::delete_ref(&mut tx, repo.id, &ref_name).await?;
-    let label = crate::tlog::repo_label(&mut tx, &repo).await?;
-    crate::tlog::append(&mut tx, serde_json::json!({"kind": "ref-delete", "repository": label, "ref": ref_name, "ref_kind": kind, "commit": current.commit_id})).await?;
+    crate::tlog::append_about(&mut tx, &repo, serde_json::json!({"kind": "ref-delete", "ref": ref_name, "ref_kind": kind, "commit": current.commit_id})).await?;
     db::audit::record(
         &mut tx,
         caller.id(),

@@ -201,7 +201,14 @@ pub async fn license_notice(
 
 /// Downloads a file at a revision (branch, tag or commit id).
 #[utoipa::path(get, path = "/{namespace}/{name}/resolve/{revision}/{path}",
-    responses((status = 200, description = "the file's bytes"), (status = 206), (status = 302), (status = 304), (status = 404), (status = 416)))]
+    params(super::openapi_responses::RepoPath,
+           ("revision" = String, Path, description = "A branch, tag or commit id"),
+           ("path" = String, Path, description = "The file's path in the repository (may contain `/`)")),
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "the file's bytes"), (status = 206, description = "the requested byte range"),
+              (status = 302, description = "a redirect to the object store"), (status = 304, description = "not modified"),
+              (status = 416, description = "the range cannot be satisfied"),
+              super::openapi_responses::ReadErrors, super::openapi_responses::Forbidden))]
 #[route(
     "/{namespace}/{name}/resolve/{revision}/{path:.*}",
     method = "GET",

@@ -49,14 +49,17 @@ async fn owner_report(
     Ok((repo, commit, report))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RevisionQuery {
     revision: Option<String>,
 }
 
 /// Declared, normalised, detected and effective licence of a revision, with its terms,
 /// lineage and findings, evaluated for commercial use against the owner's policy.
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/license", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/license",
+    params(super::openapi_responses::RepoPath, RevisionQuery), security((), ("bearer" = [])),
+    responses((status = 200, description = "the licence report"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/license")]
 pub async fn repo_license(
     state: web::Data<AppState>,
@@ -112,7 +115,10 @@ pub struct ComplianceRequest {
 
 /// Decides whether a use of a revision is allowed: `allow`, `allow_with_obligations`,
 /// `flag_review` or `deny`, with every reason and obligation.
-#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/compliance", request_body = ComplianceRequest, responses((status = 200), (status = 404), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/compliance",
+    params(super::openapi_responses::RepoPath), request_body = ComplianceRequest, security((), ("bearer" = [])),
+    responses((status = 200, description = "the decision with its reasons and obligations"),
+              super::openapi_responses::JsonErrors, super::openapi_responses::ReadErrors))]
 #[post("/api/v1/repos/{namespace}/{name}/compliance")]
 pub async fn compliance(
     state: web::Data<AppState>,
@@ -163,7 +169,9 @@ pub async fn compliance(
 }
 
 /// A namespace's licence policy (members).
-#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/license-policy", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/license-policy",
+    params(super::openapi_responses::NamespacePath), security(("bearer" = [])),
+    responses((status = 200, description = "the policy with its version"), super::openapi_responses::AuthErrors))]
 #[get("/api/v1/orgs/{namespace}/license-policy")]
 pub async fn get_policy(
     state: web::Data<AppState>,
@@ -181,7 +189,12 @@ pub async fn get_policy(
 
 /// Sets a namespace's licence policy (namespace admins; audited). Every repository of the
 /// namespace is re-evaluated in the background.
-#[utoipa::path(put, path = "/api/v1/orgs/{namespace}/license-policy", responses((status = 200), (status = 403), (status = 422)))]
+#[utoipa::path(put, path = "/api/v1/orgs/{namespace}/license-policy",
+    params(super::openapi_responses::NamespacePath),
+    request_body(content = Object, description = "A licence policy document (see docs/LICENSES.md)"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the stored policy with its new version"),
+              super::openapi_responses::JsonErrors, super::openapi_responses::AuthErrors))]
 #[put("/api/v1/orgs/{namespace}/license-policy")]
 pub async fn put_policy(
     state: web::Data<AppState>,
@@ -236,7 +249,9 @@ pub async fn set_policy(
 }
 
 /// Removes a namespace's licence policy (namespace admins; audited).
-#[utoipa::path(delete, path = "/api/v1/orgs/{namespace}/license-policy", responses((status = 204), (status = 403), (status = 404)))]
+#[utoipa::path(delete, path = "/api/v1/orgs/{namespace}/license-policy",
+    params(super::openapi_responses::NamespacePath), security(("bearer" = [])),
+    responses((status = 204, description = "removed"), super::openapi_responses::AuthErrors))]
 #[delete("/api/v1/orgs/{namespace}/license-policy")]
 pub async fn delete_policy(
     state: web::Data<AppState>,
@@ -268,14 +283,18 @@ pub async fn delete_policy(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     decision: Option<String>,
 }
 
 /// Every repository of a namespace with the stored decision for the head of `main` (members):
 /// "show me every model in our org whose licence we cannot honour" is `?decision=deny`.
-#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/license-report", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/license-report",
+    params(super::openapi_responses::NamespacePath, ReportQuery), security(("bearer" = [])),
+    responses((status = 200, description = "the namespace's repositories with their decisions"),
+              super::openapi_responses::AuthErrors))]
 #[get("/api/v1/orgs/{namespace}/license-report")]
 pub async fn namespace_report(
     state: web::Data<AppState>,
@@ -309,7 +328,8 @@ pub async fn namespace_report(
     Ok(HttpResponse::Ok().json(json!({"namespace": ns.name, "repositories": rows})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SbomQuery {
     revision: Option<String>,
     format: Option<String>,
@@ -317,7 +337,11 @@ pub struct SbomQuery {
 
 /// A bill of materials for a revision: `format=spdx3` (SPDX 3.0.1 JSON-LD with the AI and
 /// Dataset profiles, the default) or `format=cyclonedx` (CycloneDX 1.6 ML-BOM).
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/sbom", responses((status = 200), (status = 400), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/sbom",
+    params(super::openapi_responses::RepoPath, SbomQuery), security((), ("bearer" = [])),
+    responses((status = 200, description = "the bill of materials",
+               content((Object = "application/spdx+json"), (Object = "application/vnd.cyclonedx+json"))),
+              super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/sbom")]
 pub async fn sbom(
     state: web::Data<AppState>,
@@ -393,7 +417,10 @@ pub struct AcceptanceRequest {
 }
 
 /// Accepts a licence that the repository's files require before download (audited).
-#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/license-acceptance", request_body = AcceptanceRequest, responses((status = 200), (status = 404), (status = 409)))]
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/license-acceptance",
+    params(super::openapi_responses::RepoPath), request_body = AcceptanceRequest, security(("bearer" = [])),
+    responses((status = 200, description = "the accepted licence and version"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
 #[post("/api/v1/repos/{namespace}/{name}/license-acceptance")]
 pub async fn accept_license(
     state: web::Data<AppState>,
@@ -453,7 +480,10 @@ pub async fn accept_license(
 }
 
 /// Who accepted which licence version and when (repository admins), for audits.
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/license-acceptances", responses((status = 200), (status = 403), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/license-acceptances",
+    params(super::openapi_responses::RepoPath), security(("bearer" = [])),
+    responses((status = 200, description = "who accepted which licence version, and when"),
+              super::openapi_responses::AuthErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/license-acceptances")]
 pub async fn list_acceptances(
     state: web::Data<AppState>,

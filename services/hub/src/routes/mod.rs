@@ -9,6 +9,7 @@ pub mod hf;
 pub mod hf_upload;
 pub mod licenses;
 pub mod notifications;
+pub mod openapi_responses;
 pub mod ops;
 pub mod provenance;
 pub mod repos;
@@ -18,7 +19,7 @@ pub mod uploads;
 pub mod verification;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use sqlx::PgConnection;
 
 use crate::auth::{self, Caller, Need};
@@ -56,6 +57,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
 }
 
 async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let allowed = documented_methods(req.path());
+    if !allowed.is_empty() {
+        let allow = allowed.join(", ");
+        let mut response = ApiError::new(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!("{} does not answer {}; use {allow}", req.path(), req.method()),
+        )
+        .error_response();
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::ALLOW, value);
+        }
+        return Ok(response);
+    }
     Err(ApiError::not_found(
         "route-not-found",
         format!(
@@ -64,6 +81,52 @@ async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
             req.path()
         ),
     ))
+}
+
+/// The methods the OpenAPI document lists for the operation whose template matches `path`
+/// (HEAD wherever GET is), empty when no documented operation matches.
+fn documented_methods(path: &str) -> Vec<&'static str> {
+    use std::sync::OnceLock;
+    use utoipa::OpenApi;
+    type Templates = Vec<(Vec<String>, Vec<&'static str>)>;
+    static TEMPLATES: OnceLock<Templates> = OnceLock::new();
+    let templates = TEMPLATES.get_or_init(|| {
+        ops::ApiDoc::openapi()
+            .paths
+            .paths
+            .iter()
+            .map(|(template, item)| {
+                let operations = [
+                    ("GET", item.get.is_some()),
+                    ("HEAD", item.get.is_some() || item.head.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ];
+                let methods = operations
+                    .into_iter()
+                    .filter_map(|(m, present)| present.then_some(m))
+                    .collect();
+                (template.split('/').map(str::to_owned).collect(), methods)
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    let matches = |template: &[String]| {
+        template.len() == segments.len()
+            && template.iter().zip(&segments).all(|(t, s)| {
+                (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s
+            })
+    };
+    let mut methods: Vec<&'static str> = templates
+        .iter()
+        .filter(|(template, _)| matches(template))
+        .flat_map(|(_, methods)| methods.iter().copied())
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -82,7 +145,9 @@ fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         JsonPayloadError::Deserialize(e) => {
             ApiError::unprocessable("invalid-json", format!("the JSON body does not fit: {e}"))
         }
-        _ => ApiError::bad_request("invalid-body", err.to_string()),
+        _ => crate::body_budget::failed(err.to_string(), |m| {
+            ApiError::bad_request("invalid-body", m)
+        }),
     };
     api.into()
 }
@@ -107,7 +172,7 @@ pub async fn load_repo(
     let repo = crate::db::repos::find_live(conn, namespace, name)
         .await?
         .ok_or_else(|| auth::repo_not_found(namespace, name))?;
-    auth::authorize_repo(conn, caller, &repo, need).await?;
+    auth::authorize_repo(conn, caller, &repo, (namespace, name), need).await?;
     Ok(repo)
 }
 

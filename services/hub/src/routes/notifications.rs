@@ -24,7 +24,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Watches a repository: its public events (advisories, quarantines) reach you.
-#[utoipa::path(put, path = "/api/v1/repos/{namespace}/{name}/watch", responses((status = 204), (status = 404)))]
+#[utoipa::path(put, path = "/api/v1/repos/{namespace}/{name}/watch",
+    params(super::openapi_responses::RepoPath), security(("bearer" = [])),
+    responses((status = 204, description = "watching"), super::openapi_responses::AuthErrors))]
 #[put("/api/v1/repos/{namespace}/{name}/watch")]
 pub async fn watch(
     state: web::Data<AppState>,
@@ -39,7 +41,9 @@ pub async fn watch(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(delete, path = "/api/v1/repos/{namespace}/{name}/watch", responses((status = 204), (status = 404)))]
+#[utoipa::path(delete, path = "/api/v1/repos/{namespace}/{name}/watch", summary = "Stops watching a repository",
+    params(super::openapi_responses::RepoPath), security(("bearer" = [])),
+    responses((status = 204, description = "no longer watching"), super::openapi_responses::AuthErrors))]
 #[delete("/api/v1/repos/{namespace}/{name}/watch")]
 pub async fn unwatch(
     state: web::Data<AppState>,
@@ -54,13 +58,17 @@ pub async fn unwatch(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     unread: Option<bool>,
 }
 
 /// The caller's notifications, newest first.
-#[utoipa::path(get, path = "/api/v1/notifications", responses((status = 200), (status = 401)))]
+#[utoipa::path(get, path = "/api/v1/notifications", operation_id = "list_notifications",
+    params(ListQuery), security(("bearer" = [])),
+    responses((status = 200, description = "the notifications"), super::openapi_responses::BadRequest,
+              super::openapi_responses::Unauthorized, super::openapi_responses::Unavailable))]
 #[get("/api/v1/notifications")]
 pub async fn list(
     state: web::Data<AppState>,
@@ -73,7 +81,10 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({"notifications": items})))
 }
 
-#[utoipa::path(post, path = "/api/v1/notifications/{id}/read", responses((status = 204), (status = 404)))]
+#[utoipa::path(post, path = "/api/v1/notifications/{id}/read", operation_id = "mark_notification_read",
+    summary = "Marks one of the caller's notifications read",
+    params(("id" = i64, Path, description = "The notification's id")), security(("bearer" = [])),
+    responses((status = 204, description = "marked read"), super::openapi_responses::AuthErrors))]
 #[post("/api/v1/notifications/{id}/read")]
 pub async fn read(
     state: web::Data<AppState>,
@@ -103,7 +114,10 @@ pub struct NewWebhook {
 
 /// Adds a webhook to a namespace (admins; audited). Deliveries carry
 /// `X-Kaiyuan-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
-#[utoipa::path(post, path = "/api/v1/orgs/{namespace}/webhooks", request_body = NewWebhook, responses((status = 201), (status = 403), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/orgs/{namespace}/webhooks",
+    params(super::openapi_responses::NamespacePath), request_body = NewWebhook, security(("bearer" = [])),
+    responses((status = 201, description = "the webhook with its secret, shown once"),
+              super::openapi_responses::JsonErrors, super::openapi_responses::AuthErrors))]
 #[post("/api/v1/orgs/{namespace}/webhooks")]
 pub async fn add_webhook(
     state: web::Data<AppState>,
@@ -151,7 +165,9 @@ pub async fn add_webhook(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/webhooks", responses((status = 200), (status = 403)))]
+#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/webhooks", summary = "A namespace's webhooks (admins)",
+    params(super::openapi_responses::NamespacePath), security(("bearer" = [])),
+    responses((status = 200, description = "the webhooks, without their secrets"), super::openapi_responses::AuthErrors))]
 #[get("/api/v1/orgs/{namespace}/webhooks")]
 pub async fn list_webhooks(
     state: web::Data<AppState>,
@@ -164,7 +180,10 @@ pub async fn list_webhooks(
         .json(json!({"webhooks": db::notifications::webhooks(&mut conn, ns.id).await?})))
 }
 
-#[utoipa::path(delete, path = "/api/v1/orgs/{namespace}/webhooks/{id}", responses((status = 204), (status = 403), (status = 404)))]
+#[utoipa::path(delete, path = "/api/v1/orgs/{namespace}/webhooks/{id}", summary = "Deletes a webhook (admins; audited)",
+    params(super::openapi_responses::NamespacePath, ("id" = i64, Path, description = "The webhook's id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "deleted"), super::openapi_responses::AuthErrors))]
 #[delete("/api/v1/orgs/{namespace}/webhooks/{id}")]
 pub async fn delete_webhook(
     state: web::Data<AppState>,
@@ -196,7 +215,10 @@ pub async fn delete_webhook(
 }
 
 /// A webhook's delivery log, newest first (admins).
-#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/webhooks/{id}/deliveries", responses((status = 200), (status = 403), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/webhooks/{id}/deliveries",
+    params(super::openapi_responses::NamespacePath, ("id" = i64, Path, description = "The webhook's id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the delivery log"), super::openapi_responses::AuthErrors))]
 #[get("/api/v1/orgs/{namespace}/webhooks/{id}/deliveries")]
 pub async fn deliveries(
     state: web::Data<AppState>,

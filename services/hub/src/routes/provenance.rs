@@ -41,7 +41,10 @@ pub struct NewKey {
 
 /// Registers a signing key or a certificate anchor for a namespace (admins; audited). The
 /// namespace's repositories are re-verified in the background.
-#[utoipa::path(post, path = "/api/v1/orgs/{namespace}/signing-keys", request_body = NewKey, responses((status = 201), (status = 403), (status = 409), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/orgs/{namespace}/signing-keys",
+    params(super::openapi_responses::NamespacePath), request_body = NewKey, security(("bearer" = [])),
+    responses((status = 201, description = "the registered key or anchor"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
 #[post("/api/v1/orgs/{namespace}/signing-keys")]
 pub async fn add_key(
     state: web::Data<AppState>,
@@ -114,7 +117,9 @@ pub async fn add_key(
 }
 
 /// The keys and anchors a namespace trusts (members), revoked ones included.
-#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/signing-keys", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/orgs/{namespace}/signing-keys",
+    params(super::openapi_responses::NamespacePath), security(("bearer" = [])),
+    responses((status = 200, description = "the keys and anchors"), super::openapi_responses::AuthErrors))]
 #[get("/api/v1/orgs/{namespace}/signing-keys")]
 pub async fn list_keys(
     state: web::Data<AppState>,
@@ -129,7 +134,10 @@ pub async fn list_keys(
 }
 
 /// Revokes a key or anchor (admins; audited): signatures made with it no longer verify.
-#[utoipa::path(delete, path = "/api/v1/orgs/{namespace}/signing-keys/{id}", responses((status = 204), (status = 403), (status = 404)))]
+#[utoipa::path(delete, path = "/api/v1/orgs/{namespace}/signing-keys/{id}",
+    params(super::openapi_responses::NamespacePath, ("id" = i64, Path, description = "The key's id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "revoked"), super::openapi_responses::AuthErrors))]
 #[delete("/api/v1/orgs/{namespace}/signing-keys/{id}")]
 pub async fn revoke_key(
     state: web::Data<AppState>,
@@ -161,7 +169,8 @@ pub async fn revoke_key(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RevisionQuery {
     revision: Option<String>,
 }
@@ -174,7 +183,9 @@ impl RevisionQuery {
 
 /// The revision's publisher signature: `verified` (with the signer), `invalid` (with the
 /// reason and the files that differ), `unsigned` or `unverifiable-offline`.
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/signature", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/signature",
+    params(super::openapi_responses::RepoPath, RevisionQuery), security((), ("bearer" = [])),
+    responses((status = 200, description = "the signature status"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/signature")]
 pub async fn signature(
     state: web::Data<AppState>,
@@ -206,7 +217,9 @@ pub async fn signature(
 /// aside) signed with the hub's key, with scan, licence and signature results inside the
 /// signed predicate. `model_signing verify key DIR --signature FILE --public_key KEY.pem`
 /// checks it against a download.
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/attestation", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/attestation",
+    params(super::openapi_responses::RepoPath, RevisionQuery), security((), ("bearer" = [])),
+    responses((status = 200, description = "the hub's signed attestation bundle"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/attestation")]
 pub async fn attestation(
     state: web::Data<AppState>,
@@ -276,7 +289,9 @@ pub async fn attestation_key_pem(state: web::Data<AppState>) -> ApiResult<HttpRe
 /// declared source, its base models, teachers and datasets (the licence engine's lineage),
 /// its signature status, and an in-toto statement with an SLSA v1 provenance predicate whose
 /// subject is the model-signing root digest of its files.
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/provenance", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/provenance",
+    params(super::openapi_responses::RepoPath, RevisionQuery), security((), ("bearer" = [])),
+    responses((status = 200, description = "the provenance record"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/provenance")]
 pub async fn provenance_record(
     state: web::Data<AppState>,
@@ -391,7 +406,9 @@ pub async fn provenance_record(
 
 /// Starts signing attestations with a new key (hub admins; audited). Older keys stay listed,
 /// retired, so earlier attestations remain verifiable.
-#[utoipa::path(post, path = "/api/v1/admin/attestation-keys/rotate", responses((status = 200), (status = 403)))]
+#[utoipa::path(post, path = "/api/v1/admin/attestation-keys/rotate", security(("bearer" = [])),
+    responses((status = 200, description = "the new key's fingerprint"), super::openapi_responses::Unauthorized,
+              super::openapi_responses::Forbidden, super::openapi_responses::Unavailable))]
 #[post("/api/v1/admin/attestation-keys/rotate")]
 pub async fn rotate_attestation_key(
     state: web::Data<AppState>,

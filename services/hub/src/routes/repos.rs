@@ -91,7 +91,9 @@ fn parse_visibility(v: Option<&str>) -> Result<Option<&'static str>, ApiError> {
 }
 
 /// Creates a repository with an empty first commit on `main`.
-#[utoipa::path(post, path = "/api/v1/repos", request_body = NewRepo, responses((status = 201, body = RepoDetail), (status = 409), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/repos", request_body = NewRepo, security(("bearer" = [])),
+    responses((status = 201, body = RepoDetail), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
 #[post("/api/v1/repos")]
 pub async fn create_repo(
     state: web::Data<AppState>,
@@ -216,7 +218,8 @@ pub async fn create_repository(
     Ok((repo, head))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// Free text over name, description and card.
     pub q: Option<String>,
@@ -263,9 +266,9 @@ pub fn decode_cursor(s: &str) -> Option<Cursor> {
 
 /// Lists and searches the repositories the caller can see.
 #[utoipa::path(get, path = "/api/v1/repos",
-    params(("q" = Option<String>, Query), ("namespace" = Option<String>, Query), ("license" = Option<String>, Query),
-           ("sort" = Option<String>, Query, description = "updated, created or name"), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = SearchPage)))]
+    params(SearchParams), security((), ("bearer" = [])),
+    responses((status = 200, body = SearchPage), super::openapi_responses::BadRequest,
+              super::openapi_responses::Unauthorized, super::openapi_responses::Unavailable))]
 #[get("/api/v1/repos")]
 pub async fn search_repos(
     state: web::Data<AppState>,
@@ -330,7 +333,9 @@ pub async fn search_repos(
 }
 
 /// One repository, its card and the head of `main`.
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}", responses((status = 200, body = RepoDetail), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}",
+    params(super::openapi_responses::RepoPath), security((), ("bearer" = [])),
+    responses((status = 200, body = RepoDetail), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}")]
 pub async fn get_repo(
     state: web::Data<AppState>,
@@ -371,7 +376,10 @@ pub struct RepoSettings {
 }
 
 /// Changes visibility or description (repository admins).
-#[utoipa::path(patch, path = "/api/v1/repos/{namespace}/{name}", request_body = RepoSettings, responses((status = 200, body = RepoInfo), (status = 403), (status = 404)))]
+#[utoipa::path(patch, path = "/api/v1/repos/{namespace}/{name}",
+    params(super::openapi_responses::RepoPath), request_body = RepoSettings, security(("bearer" = [])),
+    responses((status = 200, body = RepoInfo), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors))]
 #[patch("/api/v1/repos/{namespace}/{name}")]
 pub async fn update_repo(
     state: web::Data<AppState>,
@@ -419,7 +427,9 @@ pub async fn update_repo(
 
 /// Deletes a repository (repository admins). It disappears at once; its data and name are kept
 /// for the grace period, then purged.
-#[utoipa::path(delete, path = "/api/v1/repos/{namespace}/{name}", responses((status = 204), (status = 403), (status = 404)))]
+#[utoipa::path(delete, path = "/api/v1/repos/{namespace}/{name}",
+    params(super::openapi_responses::RepoPath), security(("bearer" = [])),
+    responses((status = 204, description = "deleted"), super::openapi_responses::AuthErrors))]
 #[delete("/api/v1/repos/{namespace}/{name}")]
 pub async fn delete_repo(
     state: web::Data<AppState>,
@@ -432,12 +442,7 @@ pub async fn delete_repo(
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
     let actor = caller.require_writer()?.id;
     db::repos::soft_delete(&mut tx, repo.id, actor).await?;
-    let label = crate::tlog::repo_label(&mut tx, &repo).await?;
-    crate::tlog::append(
-        &mut tx,
-        serde_json::json!({"kind": "repo-delete", "repository": label}),
-    )
-    .await?;
+    crate::tlog::append_about(&mut tx, &repo, serde_json::json!({"kind": "repo-delete"})).await?;
     db::audit::record(
         &mut tx,
         Some(actor),
@@ -452,7 +457,9 @@ pub async fn delete_repo(
 }
 
 /// The audit trail of a repository (repository admins).
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/audit", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/audit",
+    params(super::openapi_responses::RepoPath), security(("bearer" = [])),
+    responses((status = 200, description = "the repository's audit events"), super::openapi_responses::AuthErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/audit")]
 pub async fn repo_audit(
     state: web::Data<AppState>,

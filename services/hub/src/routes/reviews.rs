@@ -66,7 +66,7 @@ pub(crate) async fn visible(
         .ok_or_else(|| not_found(id))?;
     // A disclosed report is as public as its repository.
     let disclosed = report.status == "published"
-        && auth::authorize_repo(conn, caller, &repo, Need::Read)
+        && auth::authorize_repo(conn, caller, &repo, (&repo.namespace, &repo.name), Need::Read)
             .await
             .is_ok();
     let Some(user) = caller.user.as_ref() else {
@@ -121,7 +121,10 @@ pub struct NewReport {
 }
 
 /// Files a report (any signed-in user who can see the repository; audited).
-#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/reports", request_body = NewReport, responses((status = 201), (status = 404), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/reports",
+    params(super::openapi_responses::RepoPath), request_body = NewReport, security(("bearer" = [])),
+    responses((status = 201, description = "the report"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors))]
 #[post("/api/v1/repos/{namespace}/{name}/reports")]
 pub async fn file_report(
     state: web::Data<AppState>,
@@ -218,7 +221,9 @@ pub async fn file_report(
 }
 
 /// The reports on a repository the caller may see (none, for outsiders).
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/reports", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/reports",
+    params(super::openapi_responses::RepoPath), security((), ("bearer" = [])),
+    responses((status = 200, description = "the reports the caller may see"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/reports")]
 pub async fn repo_reports(
     state: web::Data<AppState>,
@@ -240,7 +245,9 @@ pub async fn repo_reports(
 }
 
 /// A report with its discussion.
-#[utoipa::path(get, path = "/api/v1/reports/{id}", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/reports/{id}",
+    params(super::openapi_responses::ReportPath), security((), ("bearer" = [])),
+    responses((status = 200, description = "the report and its discussion"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/reports/{id}")]
 pub async fn get_report(
     state: web::Data<AppState>,
@@ -266,7 +273,10 @@ pub struct CommentBody {
 }
 
 /// Adds to a report's discussion (reporter, repository admins, reviewers; audited).
-#[utoipa::path(post, path = "/api/v1/reports/{id}/comments", request_body = CommentBody, responses((status = 201), (status = 404), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/reports/{id}/comments",
+    params(super::openapi_responses::ReportPath), request_body = CommentBody, security(("bearer" = [])),
+    responses((status = 201, description = "the comment was added"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors))]
 #[post("/api/v1/reports/{id}/comments")]
 pub async fn comment(
     state: web::Data<AppState>,
@@ -311,7 +321,10 @@ pub struct Triage {
 
 /// Triages a report (reviewers; audited): confirm, dismiss with a reason, or ask for
 /// information.
-#[utoipa::path(post, path = "/api/v1/reports/{id}/triage", request_body = Triage, responses((status = 200), (status = 403), (status = 404), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/reports/{id}/triage",
+    params(super::openapi_responses::ReportPath), request_body = Triage, security(("bearer" = [])),
+    responses((status = 200, description = "the report's new status"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
 #[post("/api/v1/reports/{id}/triage")]
 pub async fn triage(
     state: web::Data<AppState>,
@@ -383,7 +396,9 @@ pub async fn triage(
 }
 
 /// Open reports the caller reviews.
-#[utoipa::path(get, path = "/api/v1/reviews/queue", responses((status = 200), (status = 403)))]
+#[utoipa::path(get, path = "/api/v1/reviews/queue", security(("bearer" = [])),
+    responses((status = 200, description = "the open reports"), super::openapi_responses::Unauthorized,
+              super::openapi_responses::Forbidden, super::openapi_responses::Unavailable))]
 #[get("/api/v1/reviews/queue")]
 pub async fn queue(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     let user = caller.require_user()?;
@@ -404,7 +419,10 @@ pub struct NewAdvisory {
 
 /// Turns a confirmed report into an advisory draft with a stable id (reviewers; audited).
 /// The affected blobs are the reported file, or every file of the reported revision.
-#[utoipa::path(post, path = "/api/v1/reports/{id}/advisory", request_body = NewAdvisory, responses((status = 201), (status = 403), (status = 404), (status = 409)))]
+#[utoipa::path(post, path = "/api/v1/reports/{id}/advisory",
+    params(super::openapi_responses::ReportPath), request_body = NewAdvisory, security(("bearer" = [])),
+    responses((status = 201, description = "the advisory draft's id"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
 #[post("/api/v1/reports/{id}/advisory")]
 pub async fn create_advisory(
     state: web::Data<AppState>,
@@ -498,7 +516,10 @@ pub async fn create_advisory(
 
 /// Publishes an advisory (reviewers; audited; appended to the transparency log). From then on
 /// everyone sees it, and every repository holding an affected blob is flagged.
-#[utoipa::path(post, path = "/api/v1/advisories/{id}/publish", responses((status = 200), (status = 403), (status = 404), (status = 409)))]
+#[utoipa::path(post, path = "/api/v1/advisories/{id}/publish",
+    params(super::openapi_responses::AdvisoryPath), security(("bearer" = [])),
+    responses((status = 200, description = "published"), super::openapi_responses::AuthErrors,
+              super::openapi_responses::Conflict))]
 #[post("/api/v1/advisories/{id}/publish")]
 pub async fn publish_advisory(
     state: web::Data<AppState>,
@@ -566,21 +587,60 @@ pub async fn publish_advisory(
     Ok(HttpResponse::Ok().json(json!({"id": id, "published": true})))
 }
 
-async fn advisory_json(conn: &mut PgConnection, a: &reviews::Advisory) -> Result<Value, ApiError> {
+/// The advisory's affected locations that `caller` may see: a published advisory is public, but
+/// a file in a private repository stays as private as its repository.
+async fn readable_affected(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    advisory: &str,
+) -> Result<Vec<reviews::Affected>, ApiError> {
+    let mut readable: std::collections::HashMap<String, bool> = Default::default();
+    let mut shown = Vec::new();
+    for f in reviews::affected(conn, advisory).await? {
+        let visible = match readable.get(&f.repository) {
+            Some(&v) => v,
+            None => {
+                let v = match f.repository.split_once('/') {
+                    Some((ns, name)) => super::load_repo(conn, caller, ns, name, Need::Read)
+                        .await
+                        .is_ok(),
+                    None => false,
+                };
+                readable.insert(f.repository.clone(), v);
+                v
+            }
+        };
+        if visible {
+            shown.push(f);
+        }
+    }
+    Ok(shown)
+}
+
+async fn advisory_json(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    a: &reviews::Advisory,
+) -> Result<Value, ApiError> {
     let mut v = serde_json::to_value(a).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
-    v["affected"] = serde_json::to_value(reviews::affected(conn, &a.id).await?)
+    v["affected"] = serde_json::to_value(readable_affected(conn, caller, &a.id).await?)
         .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
     Ok(v)
 }
 
 /// Published advisories (public).
-#[utoipa::path(get, path = "/api/v1/advisories", responses((status = 200)))]
+#[utoipa::path(get, path = "/api/v1/advisories", security((), ("bearer" = [])),
+    responses((status = 200, description = "the published advisories"), super::openapi_responses::Unauthorized,
+              super::openapi_responses::Unavailable))]
 #[get("/api/v1/advisories")]
-pub async fn list_advisories(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+pub async fn list_advisories(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> ApiResult<HttpResponse> {
     let mut conn = state.db.acquire().await?;
     let mut list = Vec::new();
     for a in reviews::published(&mut conn).await? {
-        list.push(advisory_json(&mut conn, &a).await?);
+        list.push(advisory_json(&mut conn, &caller, &a).await?);
     }
     Ok(HttpResponse::Ok().json(json!({"advisories": list})))
 }
@@ -606,7 +666,9 @@ async fn readable_advisory(
     Ok(a)
 }
 
-#[utoipa::path(get, path = "/api/v1/advisories/{id}", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/advisories/{id}", summary = "An advisory (public once published)",
+    params(super::openapi_responses::AdvisoryPath), security((), ("bearer" = [])),
+    responses((status = 200, description = "the advisory with the affected files"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/advisories/{id}")]
 pub async fn get_advisory(
     state: web::Data<AppState>,
@@ -615,13 +677,15 @@ pub async fn get_advisory(
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.db.acquire().await?;
     let a = readable_advisory(&mut conn, &caller, &path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(advisory_json(&mut conn, &a).await?))
+    Ok(HttpResponse::Ok().json(advisory_json(&mut conn, &caller, &a).await?))
 }
 
 /// The advisory in OSV format (schema 1.6): each affected repository is a `GIT` package named
 /// by its URL on this hub, with the affected commits as versions and the blobs' sha256 in
 /// `database_specific`.
-#[utoipa::path(get, path = "/api/v1/advisories/{id}/osv", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/advisories/{id}/osv",
+    params(super::openapi_responses::AdvisoryPath), security((), ("bearer" = [])),
+    responses((status = 200, description = "the OSV document"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/advisories/{id}/osv")]
 pub async fn advisory_osv(
     state: web::Data<AppState>,
@@ -634,7 +698,7 @@ pub async fn advisory_osv(
     let a = readable_advisory(&mut conn, &caller, &path.into_inner()).await?;
     let mut by_repo: std::collections::BTreeMap<String, (Vec<String>, Vec<Value>)> =
         Default::default();
-    for f in reviews::affected(&mut conn, &a.id).await? {
+    for f in readable_affected(&mut conn, &caller, &a.id).await? {
         let entry = by_repo.entry(f.repository.clone()).or_default();
         if let Some(c) = &f.commit_id
             && !entry.0.contains(c)
@@ -675,7 +739,9 @@ pub async fn advisory_osv(
 
 /// Published advisories that concern a revision's files, by path: the same bytes reported in
 /// any repository flag this one too.
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/advisories", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/advisories",
+    params(super::openapi_responses::RepoPath, super::provenance::RevisionQuery), security((), ("bearer" = [])),
+    responses((status = 200, description = "the advisories by path"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/advisories")]
 pub async fn repo_advisories(
     state: web::Data<AppState>,
@@ -703,7 +769,11 @@ pub struct ReviewerFlag {
 }
 
 /// Grants or withdraws the hub-wide reviewer role (hub admins; audited).
-#[utoipa::path(put, path = "/api/v1/admin/reviewers/{user}", request_body = ReviewerFlag, responses((status = 200), (status = 403), (status = 404)))]
+#[utoipa::path(put, path = "/api/v1/admin/reviewers/{user}",
+    params(("user" = String, Path, description = "The user's name")), request_body = ReviewerFlag,
+    security(("bearer" = [])),
+    responses((status = 200, description = "the user's reviewer flag"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors))]
 #[put("/api/v1/admin/reviewers/{user}")]
 pub async fn set_hub_reviewer(
     state: web::Data<AppState>,
@@ -734,7 +804,11 @@ pub async fn set_hub_reviewer(
 
 /// Grants or withdraws the reviewer role for an organisation's repositories (its admins;
 /// audited).
-#[utoipa::path(put, path = "/api/v1/orgs/{namespace}/reviewers/{user}", request_body = ReviewerFlag, responses((status = 200), (status = 403), (status = 404)))]
+#[utoipa::path(put, path = "/api/v1/orgs/{namespace}/reviewers/{user}",
+    params(super::openapi_responses::NamespacePath, ("user" = String, Path, description = "The user's name")),
+    request_body = ReviewerFlag, security(("bearer" = [])),
+    responses((status = 200, description = "the user's reviewer flag for the organisation"),
+              super::openapi_responses::JsonErrors, super::openapi_responses::AuthErrors))]
 #[put("/api/v1/orgs/{namespace}/reviewers/{user}")]
 pub async fn set_org_reviewer(
     state: web::Data<AppState>,
@@ -774,7 +848,10 @@ pub struct Hold {
 
 /// Holds the reported file pending review, or lifts the hold (reviewers; audited; logged).
 /// While held, its bytes are not served, in any repository.
-#[utoipa::path(put, path = "/api/v1/reports/{id}/hold", request_body = Hold, responses((status = 200), (status = 403), (status = 404), (status = 409)))]
+#[utoipa::path(put, path = "/api/v1/reports/{id}/hold",
+    params(super::openapi_responses::ReportPath), request_body = Hold, security(("bearer" = [])),
+    responses((status = 200, description = "whether the file is held"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
 #[put("/api/v1/reports/{id}/hold")]
 pub async fn hold(
     state: web::Data<AppState>,
@@ -847,7 +924,10 @@ pub const REVIEW_PREDICATE: &str = "https://kaiyuan.dev/review/v1";
 
 /// A reviewer attests "reviewed, no issues found" for one revision; the hub signs it (DSSE,
 /// with its attestation key) and keeps it with the reviewer's identity.
-#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/review-attestations", request_body = NewAttestation, responses((status = 201), (status = 403), (status = 404)))]
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/review-attestations",
+    params(super::openapi_responses::RepoPath), request_body = NewAttestation, security(("bearer" = [])),
+    responses((status = 201, description = "the signed attestation"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors))]
 #[post("/api/v1/repos/{namespace}/{name}/review-attestations")]
 pub async fn attest(
     state: web::Data<AppState>,
@@ -934,7 +1014,9 @@ pub async fn attest(
 }
 
 /// Reviewer attestations of exactly this revision (public, like the repository).
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/review-attestations", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/review-attestations",
+    params(super::openapi_responses::RepoPath, super::provenance::RevisionQuery), security((), ("bearer" = [])),
+    responses((status = 200, description = "the attestations of the revision"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/review-attestations")]
 pub async fn list_attestations(
     state: web::Data<AppState>,
@@ -969,7 +1051,9 @@ pub struct NewRuleSet {
 }
 
 /// The community rule sets, newest first (reviewers).
-#[utoipa::path(get, path = "/api/v1/rules", responses((status = 200), (status = 403)))]
+#[utoipa::path(get, path = "/api/v1/rules", security(("bearer" = [])),
+    responses((status = 200, description = "the rule sets"), super::openapi_responses::Unauthorized,
+              super::openapi_responses::Forbidden, super::openapi_responses::Unavailable))]
 #[get("/api/v1/rules")]
 pub async fn list_rules(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
     let user = caller.require_user()?.clone();
@@ -986,7 +1070,10 @@ pub async fn list_rules(state: web::Data<AppState>, caller: Caller) -> ApiResult
 /// Publishes a new version of the community rules (hub reviewers; audited). A malformed
 /// entry is rejected, naming it; a new version rescans every blob in the background, and new
 /// hits open reports.
-#[utoipa::path(put, path = "/api/v1/rules", request_body = NewRuleSet, responses((status = 200), (status = 403), (status = 422)))]
+#[utoipa::path(put, path = "/api/v1/rules", request_body = NewRuleSet, security(("bearer" = [])),
+    responses((status = 200, description = "the new rule set version"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::Unauthorized, super::openapi_responses::Forbidden,
+              super::openapi_responses::Unavailable))]
 #[put("/api/v1/rules")]
 pub async fn put_rules(
     state: web::Data<AppState>,
@@ -1059,7 +1146,10 @@ pub async fn put_rules(
 
 /// Makes a report public: reviewers at any time, its reporter once the disclosure deadline
 /// has passed without a resolution (audited; logged; watchers are told).
-#[utoipa::path(post, path = "/api/v1/reports/{id}/disclose", responses((status = 200), (status = 404), (status = 409)))]
+#[utoipa::path(post, path = "/api/v1/reports/{id}/disclose",
+    params(super::openapi_responses::ReportPath), security(("bearer" = [])),
+    responses((status = 200, description = "the report is public"), super::openapi_responses::AuthErrors,
+              super::openapi_responses::Conflict))]
 #[post("/api/v1/reports/{id}/disclose")]
 pub async fn disclose(
     state: web::Data<AppState>,
@@ -1123,14 +1213,19 @@ pub async fn disclose(
     Ok(HttpResponse::Ok().json(json!({"report": id, "status": "published"})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AttachQuery {
     name: String,
 }
 
 /// Attaches an evidence file to a report: the raw body, streamed and stored like any blob,
 /// then scanned (reporter, repository admins, reviewers; audited).
-#[utoipa::path(post, path = "/api/v1/reports/{id}/attachments", request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 201), (status = 404), (status = 413), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/reports/{id}/attachments",
+    params(super::openapi_responses::ReportPath, AttachQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"), security(("bearer" = [])),
+    responses((status = 201, description = "the stored attachment"), super::openapi_responses::AuthErrors,
+              super::openapi_responses::TooLarge, super::openapi_responses::Unprocessable))]
 #[post("/api/v1/reports/{id}/attachments")]
 pub async fn attach(
     state: web::Data<AppState>,
@@ -1200,7 +1295,11 @@ pub async fn attach(
 
 /// Downloads an attachment. Evidence is often malware: a quarantined one is served to
 /// reviewers only, with a warning header.
-#[utoipa::path(get, path = "/api/v1/reports/{id}/attachments/{attachment}", responses((status = 200), (status = 403), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/reports/{id}/attachments/{attachment}",
+    params(super::openapi_responses::ReportPath, ("attachment" = i64, Path, description = "The attachment's id")),
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "the attachment's bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+              super::openapi_responses::ReadErrors, super::openapi_responses::Forbidden))]
 #[get("/api/v1/reports/{id}/attachments/{attachment}")]
 pub async fn download_attachment(
     state: web::Data<AppState>,

@@ -28,7 +28,8 @@ pub const EXPECTED_SIZE: &str = "x-expected-size";
 pub struct UploadedBlob {
     pub sha256: String,
     pub size: u64,
-    /// False when the hub already held these bytes and stored nothing new.
+    /// False when this repository already held these bytes. Whether another repository holds
+    /// them is never told: that would reveal private files to anyone who has the bytes.
     pub newly_stored: bool,
 }
 
@@ -86,25 +87,28 @@ where
     let mut upload = state.store.begin_upload(expected).await?;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(
-                "incomplete-body",
-                format!(
-                    "the upload ended early after {} bytes: {e}",
-                    upload.received()
-                ),
-            )
+            let message = format!(
+                "the upload ended early after {} bytes: {e}",
+                upload.received()
+            );
+            crate::body_budget::failed(message, |m| ApiError::bad_request("incomplete-body", m))
         })?;
         state.metrics.add_bytes_in(chunk.len() as u64);
         upload.write(chunk).await?;
     }
-    let stored = upload.finish().await?;
+    let mut stored = upload.finish().await?;
+    tracing::info!(blob.sha256 = %stored.sha256, size_bytes = stored.size, newly_stored = stored.newly_stored, "stored upload");
     let mut tx = state.db.begin().await?;
     db::blobs::upsert(&mut tx, stored.sha256.as_bytes(), stored.size as i64).await?;
-    if let Some(repository_id) = repository_id {
-        db::blobs::grant_upload(&mut tx, repository_id, stored.sha256.as_bytes(), user_id).await?;
-    }
+    // From here on `newly_stored` speaks of the repository, never of the hub as a whole.
+    stored.newly_stored = match repository_id {
+        Some(repository_id) => {
+            db::blobs::grant_upload(&mut tx, repository_id, stored.sha256.as_bytes(), user_id)
+                .await?
+        }
+        None => true,
+    };
     tx.commit().await?;
-    tracing::info!(blob.sha256 = %stored.sha256, size_bytes = stored.size, newly_stored = stored.newly_stored, "stored upload");
     Ok(stored)
 }
 
@@ -112,8 +116,13 @@ where
 /// `Content-Length` or `X-Expected-Size`) to have the hub refuse bytes that do not match. Then
 /// reference the blob by sha256 in a commit.
 #[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/uploads",
+    params(super::openapi_responses::RepoPath,
+           ("X-Expected-Sha256" = Option<String>, Header, description = "The sha256 (hex) the body must hash to"),
+           ("X-Expected-Size" = Option<u64>, Header, description = "The size in bytes the body must have")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = UploadedBlob), (status = 400), (status = 413), (status = 404)))]
+    security(("bearer" = [])),
+    responses((status = 201, body = UploadedBlob), super::openapi_responses::AuthErrors,
+              super::openapi_responses::TooLarge))]
 #[post("/api/v1/repos/{namespace}/{name}/uploads")]
 pub async fn upload_blob(
     state: web::Data<AppState>,

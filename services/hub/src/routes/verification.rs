@@ -14,7 +14,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(status).service(rerun);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RevisionQuery {
     revision: Option<String>,
 }
@@ -37,7 +38,9 @@ fn body(repo: &db::repos::Repo, row: &db::verifications::VerificationRow) -> ser
 /// The revision's verification: `pending`, `running`, `passed`, `failed` or `error`, with each
 /// ONNX model's report (provider, ONNX Runtime version, inputs, outputs, test-vector
 /// comparisons, determinism, timings).
-#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/verification", responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/verification",
+    params(super::openapi_responses::RepoPath, RevisionQuery), security((), ("bearer" = [])),
+    responses((status = 200, description = "the verification status and reports"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/verification")]
 pub async fn status(
     state: web::Data<AppState>,
@@ -66,7 +69,7 @@ pub async fn status(
     Ok(HttpResponse::Ok().json(body(&repo, &row)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RerunRequest {
     /// `any` (default), `cpu`, or `cuda` (only GPU workers take it).
@@ -75,7 +78,12 @@ pub struct RerunRequest {
 }
 
 /// Verifies the revision again (writers of the repository).
-#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/verification", responses((status = 202), (status = 404), (status = 422)))]
+#[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/verification",
+    params(super::openapi_responses::RepoPath, RevisionQuery),
+    request_body(content = Option<RerunRequest>, description = "Optional: the execution provider to run on"),
+    security(("bearer" = [])),
+    responses((status = 202, description = "queued; the verification status"), super::openapi_responses::JsonErrors,
+              super::openapi_responses::AuthErrors))]
 #[post("/api/v1/repos/{namespace}/{name}/verification")]
 pub async fn rerun(
     state: web::Data<AppState>,
