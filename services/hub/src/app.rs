@@ -46,6 +46,7 @@ impl Application {
             App::new()
                 .app_data(shared.clone())
                 .configure(|cfg| routes::configure(cfg, &shared.settings))
+                .wrap(from_fn(crate::auth::authenticate))
                 .wrap(from_fn(middleware::observe))
         })
         // Clients keep connections for a while between requests (a client reading a

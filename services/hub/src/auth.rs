@@ -3,10 +3,10 @@
 //! Tokens are random secrets shown once; the database keeps only their sha256. Secrets carry 192
 //! bits of entropy, so a fast hash is enough: there is nothing to brute-force.
 
-use std::future::Future;
-use std::pin::Pin;
-
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use chrono::Utc;
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -109,12 +109,12 @@ const READ_ONLY_POSTS: &[&str] = &[
     "/sign-out",
 ];
 
-/// Whether a request may change state, by its method and the route it matched.
-fn changes_state(req: &HttpRequest) -> bool {
+/// Whether a request may change state, by its method and path.
+fn changes_state(req: &ServiceRequest) -> bool {
     !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS")
-        && !req
-            .match_pattern()
-            .is_some_and(|p| READ_ONLY_POSTS.contains(&p.as_str()))
+        && !READ_ONLY_POSTS
+            .iter()
+            .any(|t| crate::routes::path_matches(t, req.path()))
 }
 
 fn read_only_token() -> ApiError {
@@ -183,106 +183,121 @@ pub struct AuditActor {
     pub token_id: i64,
 }
 
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+/// Middleware: works out who makes every request once, before routing, so that what it may do
+/// is decided before any handler or extractor looks at the request: a token that is unknown,
+/// expired or revoked is 401, a read-scoped token that would change something is 403, a session
+/// cookie without its CSRF token on an API write is 403. Handlers take the result as [`Caller`].
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    match caller_of(&req).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            Ok(next.call(req).await?.map_into_boxed_body())
+        }
+        Err(e) => {
+            let response = e.error_response();
+            Ok(req.into_response(response))
+        }
+    }
+}
 
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        // The audit middleware reads who made the request after the response.
-        let for_audit = req.clone();
-        let header = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .map(|v| v.to_str().map(str::to_owned));
-        let cookie = cookie_value(req, SESSION_COOKIE);
+async fn caller_of(req: &ServiceRequest) -> Result<Caller, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|v| v.to_str().map(str::to_owned));
+    let cookie = cookie_value(req.request(), SESSION_COOKIE);
+    if header.is_none() && cookie.is_none() {
+        return Ok(Caller::default());
+    }
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
+    let writes = changes_state(req);
+    let Some(header) = header else {
         let unsafe_api_call = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS")
             && req.path().starts_with("/api/");
-        let writes = changes_state(req);
         let csrf_header = req
             .headers()
             .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        Box::pin(async move {
-            let Some(header) = header else {
-                let Some(cookie) = cookie else {
-                    return Ok(Caller::default());
-                };
-                // A browser session: same rights as the token that opened it.
-                let state =
-                    state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
-                let mut conn = state.db.acquire().await?;
-                let Some(session) =
-                    crate::db::sessions::find(&mut conn, &hash_token(&cookie)).await?
-                else {
-                    return Ok(Caller::default());
-                };
-                let now = Utc::now();
-                let owner = session.owner;
-                if session.session_expires_at <= now
-                    || owner.revoked_at.is_some()
-                    || owner.expires_at.is_some_and(|at| at <= now)
-                {
-                    return Ok(Caller::default());
-                }
-                if unsafe_api_call
-                    && !csrf_header
-                        .as_deref()
-                        .is_some_and(|h| csrf_matches(&session.csrf, h))
-                {
-                    return Err(ApiError::new(
-                        actix_web::http::StatusCode::FORBIDDEN,
-                        "csrf-token-required",
-                        "requests made with a session cookie must send the session's X-CSRF-Token header",
-                    ));
-                }
-                for_audit.extensions_mut().insert(AuditActor {
-                    user_id: owner.user_id,
-                    token_id: owner.token_id,
-                });
-                let caller = owner_to_caller(owner, Some(session.csrf));
-                return caller.allowed_to_write(writes);
-            };
-            let invalid = || {
-                ApiError::unauthorized(
-                    "invalid-token",
-                    "the token in the Authorization header is unknown, expired or revoked",
-                )
-            };
-            let header = header.map_err(|_| invalid())?;
-            let secret = header
-                .strip_prefix("Bearer ")
-                .or_else(|| header.strip_prefix("bearer "))
-                .map(str::trim)
-                .ok_or_else(|| {
-                    ApiError::unauthorized(
-                        "invalid-authorization",
-                        "use `Authorization: Bearer <token>`",
-                    )
-                })?;
-            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
-            let mut conn = state.db.acquire().await?;
-            let owner = accounts::token_owner(&mut conn, &hash_token(secret))
-                .await?
-                .ok_or_else(invalid)?;
-            let now = Utc::now();
-            if owner.revoked_at.is_some() || owner.expires_at.is_some_and(|at| at <= now) {
-                return Err(invalid());
-            }
-            // Recording every use would write on every request; a minute's resolution is enough.
-            if owner
-                .last_used_at
-                .is_none_or(|at| now - at > chrono::Duration::minutes(1))
-            {
-                accounts::touch_token(&mut conn, owner.token_id).await?;
-            }
-            for_audit.extensions_mut().insert(AuditActor {
-                user_id: owner.user_id,
-                token_id: owner.token_id,
-            });
-            owner_to_caller(owner, None).allowed_to_write(writes)
-        })
+            .and_then(|v| v.to_str().ok());
+        // A browser session: same rights as the token that opened it.
+        let mut conn = state.db.acquire().await?;
+        let cookie = cookie.unwrap_or_default();
+        let Some(session) = crate::db::sessions::find(&mut conn, &hash_token(&cookie)).await?
+        else {
+            return Ok(Caller::default());
+        };
+        let now = Utc::now();
+        let owner = session.owner;
+        if session.session_expires_at <= now
+            || owner.revoked_at.is_some()
+            || owner.expires_at.is_some_and(|at| at <= now)
+        {
+            return Ok(Caller::default());
+        }
+        if unsafe_api_call && !csrf_header.is_some_and(|h| csrf_matches(&session.csrf, h)) {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "csrf-token-required",
+                "requests made with a session cookie must send the session's X-CSRF-Token header",
+            ));
+        }
+        req.extensions_mut().insert(AuditActor {
+            user_id: owner.user_id,
+            token_id: owner.token_id,
+        });
+        return owner_to_caller(owner, Some(session.csrf)).allowed_to_write(writes);
+    };
+    let invalid = || {
+        ApiError::unauthorized(
+            "invalid-token",
+            "the token in the Authorization header is unknown, expired or revoked",
+        )
+    };
+    let header = header.map_err(|_| invalid())?;
+    let secret = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid-authorization",
+                "use `Authorization: Bearer <token>`",
+            )
+        })?;
+    let mut conn = state.db.acquire().await?;
+    let owner = accounts::token_owner(&mut conn, &hash_token(secret))
+        .await?
+        .ok_or_else(invalid)?;
+    let now = Utc::now();
+    if owner.revoked_at.is_some() || owner.expires_at.is_some_and(|at| at <= now) {
+        return Err(invalid());
+    }
+    // Recording every use would write on every request; a minute's resolution is enough.
+    if owner
+        .last_used_at
+        .is_none_or(|at| now - at > chrono::Duration::minutes(1))
+    {
+        accounts::touch_token(&mut conn, owner.token_id).await?;
+    }
+    req.extensions_mut().insert(AuditActor {
+        user_id: owner.user_id,
+        token_id: owner.token_id,
+    });
+    owner_to_caller(owner, None).allowed_to_write(writes)
+}
+
+/// The caller the authentication middleware found (anonymous where it did not run).
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(Ok(req.extensions().get::<Caller>().cloned().unwrap_or_default()))
     }
 }
 
@@ -345,7 +360,9 @@ pub async fn authorize_repo(
         Need::Write => Role::Write,
         Need::Admin => Role::Admin,
     };
-    caller.require_writer()?;
+    // A read-scoped token may still read what its role shows (an admin's audit trail); that it
+    // changes nothing is the authentication middleware's rule.
+    caller.require_user()?;
     match role {
         Some(role) if role >= required => Ok(()),
         _ => Err(ApiError::forbidden(

@@ -1,11 +1,13 @@
 //! A time budget for every request body. actix-web bounds the time to read a request's head but
 //! not its body, so a client that stops sending (or sends a byte a second) would hold its
 //! connection and every buffer behind it forever. Each body is wrapped in a stream that fails
-//! with `TimedOut` after `idle` without a byte, or once, after that first `idle` period, less than
-//! `min_rate` bytes per second on average have arrived. Handlers see an ordinary payload error,
-//! answer, and the connection (whose body was not read to the end) is closed.
+//! after `idle` without a byte, or once, after that first `idle` period, less than `min_rate`
+//! bytes per second on average have arrived. The handler sees an ordinary payload error and
+//! answers; the middleware, told through [`Spent`], turns that answer into 408 `body-timeout`;
+//! the connection, whose body was not read to the end, is closed.
 
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -38,8 +40,22 @@ impl Budget {
     }
 }
 
-/// The message every timed-out body carries (and the error mapping recognises).
-pub const TIMED_OUT: &str = "the request body arrived too slowly";
+/// Set when a body ran out of time, with what to tell the client.
+#[derive(Debug, Clone, Default)]
+pub struct Spent(Arc<OnceLock<String>>);
+
+impl Spent {
+    pub fn message(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+
+    /// The answer for a request whose body ran out of time.
+    pub fn error(&self) -> Option<ApiError> {
+        self.message().map(|m| {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", m.to_string())
+        })
+    }
+}
 
 struct Budgeted {
     inner: Payload,
@@ -48,6 +64,7 @@ struct Budgeted {
     received: u64,
     timer: Pin<Box<Sleep>>,
     done: bool,
+    spent: Spent,
 }
 
 impl Stream for Budgeted {
@@ -74,11 +91,12 @@ impl Stream for Budgeted {
                     self.done = true;
                     let secs = self.started.elapsed().as_secs();
                     let message = format!(
-                        "{TIMED_OUT}: {} bytes in {secs} s (a body must not pause for {} s and must average {} bytes/s)",
+                        "the request body arrived too slowly: {} bytes in {secs} s (a body may not pause for {} s, and must average {} bytes/s after that)",
                         self.received,
                         self.budget.idle.as_secs(),
                         self.budget.min_rate
                     );
+                    let _ = self.spent.0.set(message.clone());
                     Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         message,
@@ -90,9 +108,10 @@ impl Stream for Budgeted {
     }
 }
 
-/// Wraps `payload` in the budget.
-pub fn wrap(payload: Payload, budget: Budget) -> Payload {
+/// Wraps `payload` in the budget; `Spent` tells afterwards whether it ran out.
+pub fn wrap(payload: Payload, budget: Budget) -> (Payload, Spent) {
     let now = Instant::now();
+    let spent = Spent::default();
     let stream = Budgeted {
         inner: payload,
         budget,
@@ -100,24 +119,10 @@ pub fn wrap(payload: Payload, budget: Budget) -> Payload {
         received: 0,
         timer: Box::pin(tokio::time::sleep_until(budget.deadline(now, now, 0))),
         done: false,
+        spent: spent.clone(),
     };
-    Payload::from(Box::pin(stream) as Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>)
-}
-
-/// Whether a payload error is a spent budget.
-pub fn is_timeout(e: &PayloadError) -> bool {
-    matches!(e, PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
-}
-
-/// The answer to a body that failed while being read: 408 `body-timeout` when its budget ran out
-/// (extractors wrap the payload error, so its message is what is left to recognise), otherwise
-/// what the caller makes of the failure.
-pub fn failed(message: String, otherwise: impl FnOnce(String) -> ApiError) -> ApiError {
-    if message.contains(TIMED_OUT) {
-        ApiError::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", message)
-    } else {
-        otherwise(message)
-    }
+    let boxed = Box::pin(stream) as Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
+    (Payload::from(boxed), spent)
 }
 
 #[cfg(test)]
@@ -144,11 +149,14 @@ mod tests {
     async fn a_silent_body_times_out_after_the_idle_period() {
         let (_tx, rx) = tokio::sync::mpsc::channel(1);
         let started = std::time::Instant::now();
-        let mut body = wrap(body_from(rx), budget());
-        let err = body.next().await.unwrap().unwrap_err();
-        assert!(is_timeout(&err), "{err}");
+        let (mut body, spent) = wrap(body_from(rx), budget());
+        assert!(spent.message().is_none());
+        body.next().await.unwrap().unwrap_err();
         assert!(started.elapsed() >= Duration::from_millis(200));
         assert!(body.next().await.is_none(), "nothing after the timeout");
+        let error = spent.error().expect("the budget is spent");
+        assert_eq!((error.status.as_u16(), error.code), (408, "body-timeout"));
+        assert!(error.message.contains("0 bytes"), "{}", error.message);
     }
 
     #[tokio::test]
@@ -160,15 +168,12 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
-        let mut body = wrap(body_from(rx), budget());
+        let (mut body, spent) = wrap(body_from(rx), budget());
         let mut received = 0;
-        let err = loop {
-            match body.next().await.unwrap() {
-                Ok(chunk) => received += chunk.len(),
-                Err(e) => break e,
-            }
-        };
-        assert!(is_timeout(&err), "{err}");
+        while let Ok(chunk) = body.next().await.unwrap() {
+            received += chunk.len();
+        }
+        assert!(spent.message().is_some());
         assert!(received < 20, "stopped early, after {received} bytes");
     }
 
@@ -181,11 +186,12 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
-        let mut body = wrap(body_from(rx), budget());
+        let (mut body, spent) = wrap(body_from(rx), budget());
         let mut received = 0;
         while let Some(chunk) = body.next().await {
             received += chunk.unwrap().len();
         }
         assert_eq!(received, 10_000);
+        assert!(spent.message().is_none());
     }
 }

@@ -71,14 +71,16 @@ pub async fn observe(
     let metrics = state.as_ref().map(|state| state.metrics.clone());
     let method = method_label(req.method());
     head_as_get(&mut req);
+    let mut spent = None;
     if let Some(state) = &state {
         let limits = &state.settings.limits;
         let budget = body_budget::Budget {
             idle: std::time::Duration::from_secs(limits.body_idle_secs),
             min_rate: limits.body_min_rate,
         };
-        let payload = req.take_payload();
-        req.set_payload(body_budget::wrap(payload, budget));
+        let (payload, budget_spent) = body_budget::wrap(req.take_payload(), budget);
+        req.set_payload(payload);
+        spent = Some(budget_spent);
     }
     let span = tracing::info_span!("request", request.id = %request_id, http.method = %method);
 
@@ -105,6 +107,11 @@ pub async fn observe(
     let error = match outcome {
         Ok(Ok(response)) => {
             let mut response = response.map_into_boxed_body();
+            // Whatever the handler made of a body that ran out of time, the answer is 408.
+            if let Some(timeout) = spent.as_ref().and_then(body_budget::Spent::error) {
+                let (request, _) = response.into_parts();
+                response = ServiceResponse::new(request, timeout.error_response());
+            }
             if let Ok(value) = HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert(REQUEST_ID, value);
             }

@@ -83,7 +83,7 @@ async fn the_public_log_seals_private_events_and_their_readers_open_them(pool: P
             &json!({"target": "main"}),
         )
         .await,
-        StatusCode::CREATED,
+        StatusCode::OK,
     )
     .await;
     app.create_repo(&alice, "alice", "open", "public").await;

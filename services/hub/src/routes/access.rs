@@ -156,15 +156,15 @@ pub async fn decide(
     body: web::Json<Decision>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name, member) = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
+    let actor = caller.require_writer()?.id;
     if !matches!(body.status.as_str(), "accepted" | "rejected" | "pending") {
         return Err(ApiError::unprocessable(
             "invalid-status",
             "status is accepted, rejected or pending",
         ));
     }
-    let mut tx = state.db.begin().await?;
-    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
-    let actor = caller.require_writer()?.id;
     let target = db::accounts::find_user(&mut tx, &member)
         .await?
         .ok_or_else(|| {

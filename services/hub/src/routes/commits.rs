@@ -590,9 +590,10 @@ async fn read_json_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            crate::body_budget::failed(format!("the request body ended early: {e}"), |m| {
-                ApiError::bad_request("incomplete-body", m)
-            })
+            ApiError::bad_request(
+                "incomplete-body",
+                format!("the request body ended early: {e}"),
+            )
         })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::too_large(
@@ -615,9 +616,10 @@ async fn read_multipart(
     mut multipart: Multipart,
 ) -> Result<(CommitRequest, Vec<PendingChange>), ApiError> {
     let bad = |e: actix_multipart::MultipartError| {
-        crate::body_budget::failed(format!("the multipart body is malformed: {e}"), |m| {
-            ApiError::bad_request("invalid-multipart", m)
-        })
+        ApiError::bad_request(
+            "invalid-multipart",
+            format!("the multipart body is malformed: {e}"),
+        )
     };
     let mut request: Option<CommitRequest> = None;
     let mut changes = Vec::new();

@@ -445,9 +445,10 @@ async fn commit(
         let finished = chunk.is_none();
         if let Some(chunk) = chunk {
             let chunk = chunk.map_err(|e| {
-                crate::body_budget::failed(format!("the commit body ended early: {e}"), |m| {
-                    ApiError::bad_request("incomplete-body", m)
-                })
+                ApiError::bad_request(
+                    "incomplete-body",
+                    format!("the commit body ended early: {e}"),
+                )
             })?;
             buffer.extend_from_slice(&chunk);
         }

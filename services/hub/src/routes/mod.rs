@@ -113,20 +113,28 @@ fn documented_methods(path: &str) -> Vec<&'static str> {
             .collect()
     });
     let segments: Vec<&str> = path.split('/').collect();
-    let matches = |template: &[String]| {
-        template.len() == segments.len()
-            && template.iter().zip(&segments).all(|(t, s)| {
-                (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s
-            })
-    };
     let mut methods: Vec<&'static str> = templates
         .iter()
-        .filter(|(template, _)| matches(template))
+        .filter(|(template, _)| segments_match(template.iter().map(String::as_str), &segments))
         .flat_map(|(_, methods)| methods.iter().copied())
         .collect();
     methods.sort_unstable();
     methods.dedup();
     methods
+}
+
+/// Whether `path` is an instance of the route `template` (each `{param}` one non-empty segment).
+pub fn path_matches(template: &str, path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').collect();
+    segments_match(template.split('/'), &segments)
+}
+
+fn segments_match<'a>(template: impl Iterator<Item = &'a str>, segments: &[&str]) -> bool {
+    let template: Vec<&str> = template.collect();
+    template.len() == segments.len()
+        && template.iter().zip(segments).all(|(t, s)| {
+            (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s
+        })
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -145,9 +153,7 @@ fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         JsonPayloadError::Deserialize(e) => {
             ApiError::unprocessable("invalid-json", format!("the JSON body does not fit: {e}"))
         }
-        _ => crate::body_budget::failed(err.to_string(), |m| {
-            ApiError::bad_request("invalid-body", m)
-        }),
+        _ => ApiError::bad_request("invalid-body", err.to_string()),
     };
     api.into()
 }

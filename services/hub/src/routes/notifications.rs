@@ -127,6 +127,8 @@ pub async fn add_webhook(
     body: web::Json<NewWebhook>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.require_writer()?.clone();
+    let mut tx = state.db.begin().await?;
+    let ns = super::load_namespace(&mut tx, &caller, &path.into_inner(), Role::Admin).await?;
     let url = url::Url::parse(&body.url).map_err(|e| {
         ApiError::unprocessable("invalid-url", format!("`{}` is not a URL: {e}", body.url))
     })?;
@@ -146,8 +148,6 @@ pub async fn add_webhook(
         }
         None => hex::encode(rand::rng().random::<[u8; 32]>()),
     };
-    let mut tx = state.db.begin().await?;
-    let ns = super::load_namespace(&mut tx, &caller, &path.into_inner(), Role::Admin).await?;
     let hook =
         db::notifications::add_webhook(&mut tx, ns.id, url.as_str(), &secret, user.id).await?;
     db::audit::record(

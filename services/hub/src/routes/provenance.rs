@@ -54,6 +54,8 @@ pub async fn add_key(
     body: web::Json<NewKey>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.require_writer()?.clone();
+    let mut tx = state.db.begin().await?;
+    let ns = super::load_namespace(&mut tx, &caller, &path.into_inner(), Role::Admin).await?;
     let body = body.into_inner();
     if body.name.trim().is_empty() || body.name.len() > 100 {
         return Err(ApiError::unprocessable(
@@ -84,8 +86,6 @@ pub async fn add_key(
             ));
         }
     };
-    let mut tx = state.db.begin().await?;
-    let ns = super::load_namespace(&mut tx, &caller, &path.into_inner(), Role::Admin).await?;
     let Some(row) = db::provenance::add_key(
         &mut tx,
         ns.id,

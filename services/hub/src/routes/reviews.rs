@@ -135,6 +135,8 @@ pub async fn file_report(
 ) -> ApiResult<HttpResponse> {
     let user = caller.require_user()?.clone();
     let (namespace, name) = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Read).await?;
     let body = body.into_inner();
     if !reviews::CATEGORIES.contains(&body.category.as_str()) {
         return Err(ApiError::unprocessable(
@@ -155,8 +157,6 @@ pub async fn file_report(
             "a description of 1 to 20000 characters is required; evidence is at most 100000",
         ));
     }
-    let mut tx = state.db.begin().await?;
-    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Read).await?;
     let commit = match (&body.revision, &body.path) {
         (None, None) => None,
         (revision, _) => Some(
@@ -432,6 +432,8 @@ pub async fn create_advisory(
     body: web::Json<NewAdvisory>,
 ) -> ApiResult<HttpResponse> {
     let id = path.into_inner();
+    let mut tx = state.db.begin().await?;
+    let (report, repo) = reviewed(&mut tx, &caller, id, "write advisories").await?;
     if !reviews::SEVERITIES.contains(&body.severity.as_str()) {
         return Err(ApiError::unprocessable(
             "invalid-severity",
@@ -450,8 +452,6 @@ pub async fn create_advisory(
             "summary, details and remediation need 1 to 20000 characters each",
         ));
     }
-    let mut tx = state.db.begin().await?;
-    let (report, repo) = reviewed(&mut tx, &caller, id, "write advisories").await?;
     if report.status != "confirmed" {
         return Err(ApiError::conflict(
             "report-not-confirmed",
@@ -1216,6 +1216,8 @@ pub async fn disclose(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AttachQuery {
+    /// The attachment's file name (required; checked once the caller may see the report).
+    #[serde(default)]
     name: String,
 }
 
@@ -1236,6 +1238,10 @@ pub async fn attach(
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let id = path.into_inner();
+    let (report, repo, _) = {
+        let mut conn = state.db.acquire().await?;
+        visible(&mut conn, &caller, id).await?
+    };
     let name = query.name.trim();
     if name.is_empty()
         || name.len() > 200
@@ -1247,10 +1253,6 @@ pub async fn attach(
             "an attachment name has 1 to 200 characters and no slashes",
         ));
     }
-    let (report, repo, _) = {
-        let mut conn = state.db.acquire().await?;
-        visible(&mut conn, &caller, id).await?
-    };
     let user = caller.require_user()?.clone();
     let length = req
         .headers()

@@ -87,11 +87,13 @@ where
     let mut upload = state.store.begin_upload(expected).await?;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
-            let message = format!(
-                "the upload ended early after {} bytes: {e}",
-                upload.received()
-            );
-            crate::body_budget::failed(message, |m| ApiError::bad_request("incomplete-body", m))
+            ApiError::bad_request(
+                "incomplete-body",
+                format!(
+                    "the upload ended early after {} bytes: {e}",
+                    upload.received()
+                ),
+            )
         })?;
         state.metrics.add_bytes_in(chunk.len() as u64);
         upload.write(chunk).await?;
