@@ -51,9 +51,8 @@ impl Spent {
 
     /// The answer for a request whose body ran out of time.
     pub fn error(&self) -> Option<ApiError> {
-        self.message().map(|m| {
-            ApiError::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", m.to_string())
-        })
+        self.message()
+            .map(|m| ApiError::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", m.to_string()))
     }
 }
 

@@ -154,7 +154,10 @@ impl EmbeddedPostgres {
     /// Keeps the cluster this process started running: checked every `SUPERVISE_EVERY`, restarted
     /// when it stopped (a crash, the OOM killer, a stray `kill -9`), with a backoff that doubles
     /// up to `SUPERVISE_MAX_BACKOFF` while restarts fail. Meanwhile the hub answers 503.
-    pub async fn supervise(self: std::sync::Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn supervise(
+        self: std::sync::Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
         const SUPERVISE_EVERY: Duration = Duration::from_secs(2);
         const SUPERVISE_MAX_BACKOFF: Duration = Duration::from_secs(30);
         if !self.started_here {
@@ -182,7 +185,11 @@ impl EmbeddedPostgres {
                 }
                 Ok(Err(e)) => {
                     let next = (wait * 2).min(SUPERVISE_MAX_BACKOFF);
-                    tracing::error!(error = format!("{e:#}"), retry_in_secs = next.as_secs(), "embedded PostgreSQL is down and did not restart");
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        retry_in_secs = next.as_secs(),
+                        "embedded PostgreSQL is down and did not restart"
+                    );
                     next
                 }
                 Err(e) => {

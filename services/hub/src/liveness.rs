@@ -36,7 +36,10 @@ pub async fn register(pool: &PgPool, store: BlobStore, id: &str) -> anyhow::Resu
         .collect_dead_staging(|owner| owner != id && live.iter().any(|l| l == owner))
         .await?;
     if removed > 0 {
-        tracing::info!(removed, "removed uploads left unfinished by a stopped process");
+        tracing::info!(
+            removed,
+            "removed uploads left unfinished by a stopped process"
+        );
     }
     db::processes::heartbeat(&mut conn, id).await?;
     Ok(store.with_staging_owner(id))

@@ -1,5 +1,5 @@
-//! The bundles of `shared/corpus/provenance` (made by the real `model_signing` 1.1.1 and by
-//! independent signers) give their expected results, and tampering is caught.
+//! The bundles of `tests/corpus/provenance` (a copy of `shared/corpus/provenance`, made by the
+//! real `model_signing` 1.1.1 and by independent signers) give their expected results, and tampering is caught.
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
-//! The shared corpus (`../shared/corpus/scan/manifest.csv`): every file gets its expected verdict.
+//! The scan corpus (`tests/corpus/scan/manifest.csv`, a copy of `shared/corpus/scan`): every file
+//! gets its expected verdict.
 
 use std::path::PathBuf;
 

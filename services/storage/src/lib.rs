@@ -311,7 +311,10 @@ impl BlobStore {
             }
         }
         if let Backend::Local { root } = &self.backend {
-            for entry in std::fs::read_dir(root.join("staging")).into_iter().flatten() {
+            for entry in std::fs::read_dir(root.join("staging"))
+                .into_iter()
+                .flatten()
+            {
                 let entry = entry?;
                 let owner = entry.file_name().to_string_lossy().into_owned();
                 if entry.file_type()?.is_dir() && !is_live(&owner) {

@@ -19,6 +19,7 @@ mod repos;
 mod resilience;
 mod reviews;
 mod scanning;
+mod schemathesis;
 mod security;
 mod storage_contract;
 mod tlog;

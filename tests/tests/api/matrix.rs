@@ -193,12 +193,12 @@ impl Answer {
 
     /// Past authorisation: anything but 401/403 and the 404 of an invisible target.
     fn allowed(&self) -> bool {
-        !matches!(self.status.as_u16(), 401 | 403)
-            && !(self.status == StatusCode::NOT_FOUND
-                && matches!(
-                    self.code(),
-                    "repository-not-found" | "namespace-not-found" | "org-not-found"
-                ))
+        let hidden = self.status == StatusCode::NOT_FOUND
+            && matches!(
+                self.code(),
+                "repository-not-found" | "namespace-not-found" | "org-not-found"
+            );
+        !matches!(self.status.as_u16(), 401 | 403) && !hidden
     }
 
     /// The body with the asked name replaced, for comparing private with missing.
@@ -261,7 +261,10 @@ async fn fixture(app: &TestApp) -> Fixture {
         StatusCode::CREATED,
     )
     .await;
-    tokens.insert(Role::ReadToken, Some(read["token"].as_str().unwrap().into()));
+    tokens.insert(
+        Role::ReadToken,
+        Some(read["token"].as_str().unwrap().into()),
+    );
     // Every caller acts on repositories of their own, so that one caller's deletion cannot
     // change what the next one sees.
     for role in ROLES {
@@ -330,11 +333,10 @@ fn example(schema: &Value, doc: &Value, depth: usize) -> Value {
         return first.clone();
     }
     for key in ["oneOf", "anyOf", "allOf"] {
-        if let Some(first) = schema[key].as_array().and_then(|s| {
-            s.iter()
-                .find(|s| s["type"] != "null")
-                .or_else(|| s.first())
-        }) {
+        if let Some(first) = schema[key]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["type"] != "null").or_else(|| s.first()))
+        {
             return example(first, doc, depth + 1);
         }
     }
@@ -391,7 +393,14 @@ async fn call(
     let mut headers: Vec<String> = res
         .headers()
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "x-request-id" | "date" | "content-length"))
+        // `connection: close` says whether the body had been read when the answer left: timing
+        // of the transport, not content.
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "x-request-id" | "date" | "content-length" | "connection"
+            )
+        })
         .map(|(k, v)| {
             if k == "x-error-message" {
                 k.to_string()
@@ -418,7 +427,10 @@ async fn every_operation_answers_every_caller_as_its_rule_says(pool: PgPool) {
     let mut operations: Vec<(String, String, Value)> = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().unwrap() {
-            if matches!(method.as_str(), "get" | "post" | "put" | "patch" | "delete" | "head") {
+            if matches!(
+                method.as_str(),
+                "get" | "post" | "put" | "patch" | "delete" | "head"
+            ) {
                 operations.push((method.clone(), path.clone(), op.clone()));
             }
         }
@@ -433,14 +445,21 @@ async fn every_operation_answers_every_caller_as_its_rule_says(pool: PgPool) {
         "operations without an authorisation rule: {unclassified:#?}"
     );
     // Deleting a repository goes last: every other operation still finds the fixtures.
-    operations.sort_by_key(|(m, p, _)| (m == "delete" && p == "/api/v1/repos/{namespace}/{name}", p.clone(), m.clone()));
+    operations.sort_by_key(|(m, p, _)| {
+        (
+            m == "delete" && p == "/api/v1/repos/{namespace}/{name}",
+            p.clone(),
+            m.clone(),
+        )
+    });
 
     let mut failures = Vec::new();
     let mut requests = 0;
     for (method, template, op) in &operations {
         let rule = rule(method, template).unwrap();
-        let writes = !matches!(method.as_str(), "get" | "head")
-            && !(method == "post" && template.ends_with("/compliance"));
+        let reads = matches!(method.as_str(), "get" | "head")
+            || (method == "post" && template.ends_with("/compliance"));
+        let writes = !reads;
         let targets: &[Target] = if template.contains("{name}") {
             &[Target::Missing, Target::Private, Target::Public]
         } else if template.contains("{namespace}") || template.contains("{org}") {

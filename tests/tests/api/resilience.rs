@@ -105,8 +105,16 @@ async fn bodies_that_stall_or_trickle_are_answered_408_and_released(pool: PgPool
     })
     .await
     .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 408"), "{}", &answer[..answer.len().min(300)]);
-    let history = expect_status(app.get("/api/v1/repos/alice/m/commits", None).await, StatusCode::OK).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
+    let history = expect_status(
+        app.get("/api/v1/repos/alice/m/commits", None).await,
+        StatusCode::OK,
+    )
+    .await;
     assert!(!history.to_string().contains("big.bin"), "{history}");
 
     // The hub still serves.
@@ -172,7 +180,10 @@ async fn a_chunked_body_with_a_bad_size_line_is_dropped_at_once(pool: PgPool) {
         "the connection was held for {:?}",
         started.elapsed()
     );
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer:?}"
+    );
     expect_status(app.get("/api/v1/repos/alice/m", None).await, StatusCode::OK).await;
 }
 
@@ -317,10 +328,11 @@ async fn kill_9_during_uploads_loses_nothing_acknowledged(pool: PgPool) {
         .unwrap();
     let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
     url.set_path(&database);
-    let alice = kaiyuan_hub::routes::accounts::create_user_with_token(&pool, "alice", false, None, None)
-        .await
-        .unwrap()
-        .token;
+    let alice =
+        kaiyuan_hub::routes::accounts::create_user_with_token(&pool, "alice", false, None, None)
+            .await
+            .unwrap()
+            .token;
     let data = tempfile::tempdir().unwrap();
     let log = data.path().join("hub.log");
     let port = free_port();
@@ -351,7 +363,15 @@ async fn kill_9_during_uploads_loses_nothing_acknowledged(pool: PgPool) {
             .await;
         }
         let clients: Vec<_> = (0..CLIENTS)
-            .map(|c| tokio::spawn(client_loop(http.clone(), hub.base.clone(), alice.clone(), round, c)))
+            .map(|c| {
+                tokio::spawn(client_loop(
+                    http.clone(),
+                    hub.base.clone(),
+                    alice.clone(),
+                    round,
+                    c,
+                ))
+            })
             .collect();
         tokio::time::sleep(Duration::from_millis(1500 + 400 * round as u64)).await;
         drop(hub); // SIGKILL, mid-flight
@@ -370,7 +390,10 @@ async fn kill_9_during_uploads_loses_nothing_acknowledged(pool: PgPool) {
     // Every acknowledged file is there, byte for byte, at the commit that acknowledged it.
     for a in &acknowledged {
         let res = http
-            .get(format!("{}/alice/crash/resolve/{}/{}", hub.base, a.commit, a.path))
+            .get(format!(
+                "{}/alice/crash/resolve/{}/{}",
+                hub.base, a.commit, a.path
+            ))
             .bearer_auth(&alice)
             .send()
             .await
@@ -389,8 +412,17 @@ async fn kill_9_during_uploads_loses_nothing_acknowledged(pool: PgPool) {
         StatusCode::OK,
     )
     .await;
-    let files = tree["files"].as_array().or(tree.as_array()).cloned().unwrap_or_default();
-    assert!(files.len() >= acknowledged.len(), "{} files for {} acknowledged", files.len(), acknowledged.len());
+    let files = tree["files"]
+        .as_array()
+        .or(tree.as_array())
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        files.len() >= acknowledged.len(),
+        "{} files for {} acknowledged",
+        files.len(),
+        acknowledged.len()
+    );
     for f in &files {
         let path = f["path"].as_str().unwrap();
         let res = http
@@ -401,7 +433,11 @@ async fn kill_9_during_uploads_loses_nothing_acknowledged(pool: PgPool) {
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         let bytes = res.bytes().await.unwrap();
-        assert_eq!(Some(sha256_hex(&bytes).as_str()), f["sha256"].as_str(), "{path}");
+        assert_eq!(
+            Some(sha256_hex(&bytes).as_str()),
+            f["sha256"].as_str(),
+            "{path}"
+        );
     }
     // What the killed processes left in staging was removed when the hub started again.
     let staging = files_under(&data.path().join("objects/staging"));
@@ -442,7 +478,8 @@ async fn the_embedded_postgres_is_restarted_after_kill_9() {
     // The cluster may belong to the `postgres` user, who must reach the directory.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let log = std::env::temp_dir().join(format!("kaiyuan-pg-supervision-{}.log", std::process::id()));
+    let log =
+        std::env::temp_dir().join(format!("kaiyuan-pg-supervision-{}.log", std::process::id()));
     let envs = [
         ("KAIYUAN_DATA_DIR", data.path().display().to_string()),
         ("KAIYUAN_LISTEN", format!("127.0.0.1:{}", free_port())),
@@ -463,13 +500,31 @@ async fn the_embedded_postgres_is_restarted_after_kill_9() {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
         let asked = Instant::now();
-        let res = http.get(format!("{}/readyz", hub.base)).send().await.unwrap();
-        assert!(asked.elapsed() < Duration::from_secs(5), "/readyz took {:?}", asked.elapsed());
+        let res = http
+            .get(format!("{}/readyz", hub.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "/readyz took {:?}",
+            asked.elapsed()
+        );
         if res.status() == StatusCode::SERVICE_UNAVAILABLE {
             saw_down = true;
             let body: Value = res.json().await.unwrap();
-            assert!(body["database"].as_str().unwrap().starts_with("unavailable"), "{body}");
-            let api = http.get(format!("{}/api/v1/repos", hub.base)).send().await.unwrap();
+            assert!(
+                body["database"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("unavailable"),
+                "{body}"
+            );
+            let api = http
+                .get(format!("{}/api/v1/repos", hub.base))
+                .send()
+                .await
+                .unwrap();
             if api.status() != StatusCode::OK {
                 expect_error(api, StatusCode::SERVICE_UNAVAILABLE, "service-unavailable").await;
             }
@@ -479,7 +534,11 @@ async fn the_embedded_postgres_is_restarted_after_kill_9() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(saw_down, "readiness never reported the outage");
-    let res = http.get(format!("{}/readyz", hub.base)).send().await.unwrap();
+    let res = http
+        .get(format!("{}/readyz", hub.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         res.status(),
         StatusCode::OK,
@@ -489,7 +548,10 @@ async fn the_embedded_postgres_is_restarted_after_kill_9() {
     let after = postmaster.pid().expect("a new postmaster");
     assert_ne!(before, after, "a new server process runs");
     expect_status(
-        http.get(format!("{}/api/v1/repos", hub.base)).send().await.unwrap(),
+        http.get(format!("{}/api/v1/repos", hub.base))
+            .send()
+            .await
+            .unwrap(),
         StatusCode::OK,
     )
     .await;

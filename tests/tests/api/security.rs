@@ -35,7 +35,10 @@ async fn a_case_variant_of_a_private_name_answers_like_a_missing_repository(pool
             "/api/v1/repos/alice/secretmixed",
             "/api/v1/repos/alice/nosuchrepo1",
         ),
-        ("/api/models/alice/SECRETMIXED", "/api/models/alice/NOSUCHREPO1"),
+        (
+            "/api/models/alice/SECRETMIXED",
+            "/api/models/alice/NOSUCHREPO1",
+        ),
         (
             "/alice/secretMIXED/resolve/main/README.md",
             "/alice/nosuchREPO1/resolve/main/README.md",
@@ -57,10 +60,7 @@ async fn a_case_variant_of_a_private_name_answers_like_a_missing_repository(pool
                     .to_lowercase()
                     .replace(&asked.to_lowercase(), "NAME")
             };
-            assert_eq!(
-                normalise(&b1, "secretmixed"),
-                normalise(&b2, "nosuchrepo1")
-            );
+            assert_eq!(normalise(&b1, "secretmixed"), normalise(&b2, "nosuchrepo1"));
         }
     }
 }
@@ -102,8 +102,12 @@ async fn the_public_log_seals_private_events_and_their_readers_open_them(pool: P
     }
     // Every body is base64 of what the event shows; decode them to be sure.
     for e in entries {
-        let body = String::from_utf8(STANDARD.decode(e["body"].as_str().unwrap()).unwrap()).unwrap();
-        assert!(!body.contains("deal") && !body.contains(&commit_id), "{body}");
+        let body =
+            String::from_utf8(STANDARD.decode(e["body"].as_str().unwrap()).unwrap()).unwrap();
+        assert!(
+            !body.contains("deal") && !body.contains(&commit_id),
+            "{body}"
+        );
     }
     let sealed: Vec<&Value> = entries
         .iter()
@@ -193,21 +197,33 @@ async fn a_published_advisory_names_only_the_locations_the_reader_may_see(pool: 
     .await;
     let url = format!("/api/v1/reports/{}", report["id"]);
     expect_status(
-        app.post_json(&format!("{url}/triage"), Some(&reviewer), &json!({"action": "confirm"}))
-            .await,
+        app.post_json(
+            &format!("{url}/triage"),
+            Some(&reviewer),
+            &json!({"action": "confirm"}),
+        )
+        .await,
         StatusCode::OK,
     )
     .await;
     let draft = expect_status(
-        app.post_json(&format!("{url}/advisory"), Some(&reviewer), &json!({"severity": "high", "summary": "s", "details": "d", "remediation": "r"}))
-            .await,
+        app.post_json(
+            &format!("{url}/advisory"),
+            Some(&reviewer),
+            &json!({"severity": "high", "summary": "s", "details": "d", "remediation": "r"}),
+        )
+        .await,
         StatusCode::CREATED,
     )
     .await;
     let id = draft["id"].as_str().unwrap().to_string();
     expect_status(
-        app.post_json(&format!("/api/v1/advisories/{id}/publish"), Some(&reviewer), &json!({}))
-            .await,
+        app.post_json(
+            &format!("/api/v1/advisories/{id}/publish"),
+            Some(&reviewer),
+            &json!({}),
+        )
+        .await,
         StatusCode::OK,
     )
     .await;
@@ -242,16 +258,19 @@ async fn uploads_never_tell_that_another_repository_holds_the_bytes(pool: PgPool
     let alice = app.create_user("alice").await;
     let mallory = app.create_user("mallory").await;
     app.create_repo(&alice, "alice", "hidden", "private").await;
-    app.create_repo(&mallory, "mallory", "probe", "public").await;
+    app.create_repo(&mallory, "mallory", "probe", "public")
+        .await;
     let bytes = b"the private weights".to_vec();
     let first = expect_status(
-        app.upload(&alice, "alice/hidden", bytes.clone(), None).await,
+        app.upload(&alice, "alice/hidden", bytes.clone(), None)
+            .await,
         StatusCode::CREATED,
     )
     .await;
     assert_eq!(first["newly_stored"], true);
     let probe = expect_status(
-        app.upload(&mallory, "mallory/probe", bytes.clone(), None).await,
+        app.upload(&mallory, "mallory/probe", bytes.clone(), None)
+            .await,
         StatusCode::CREATED,
     )
     .await;
@@ -273,7 +292,8 @@ async fn read_tokens_change_nothing(pool: PgPool) {
     let alice = app.create_user("alice").await;
     let bob = app.create_user("bob").await;
     app.create_repo(&alice, "alice", "m", "public").await;
-    app.commit_files(&alice, "alice/m", &[("a.txt", b"a")]).await;
+    app.commit_files(&alice, "alice/m", &[("a.txt", b"a")])
+        .await;
     let report = expect_status(
         app.post_json(
             "/api/v1/repos/alice/m/reports",
@@ -309,7 +329,11 @@ async fn read_tokens_change_nothing(pool: PgPool) {
             format!("/api/v1/reports/{report}/comments"),
             Some(json!({"body": "x"})),
         ),
-        (Method::POST, format!("/api/v1/reports/{report}/attachments"), None),
+        (
+            Method::POST,
+            format!("/api/v1/reports/{report}/attachments"),
+            None,
+        ),
         (Method::PUT, "/api/v1/repos/alice/m/watch".into(), None),
         (Method::DELETE, "/api/v1/repos/alice/m/watch".into(), None),
         (Method::POST, "/api/v1/notifications/1/read".into(), None),
@@ -327,7 +351,10 @@ async fn read_tokens_change_nothing(pool: PgPool) {
         };
         let res = req.send().await.unwrap();
         let message = expect_error(res, StatusCode::FORBIDDEN, "token-read-only").await;
-        assert!(message.contains("write scope"), "{method} {path}: {message}");
+        assert!(
+            message.contains("write scope"),
+            "{method} {path}: {message}"
+        );
     }
     // Nothing of it happened.
     let thread = expect_status(
@@ -341,12 +368,8 @@ async fn read_tokens_change_nothing(pool: PgPool) {
     assert_eq!(tokens.as_array().unwrap().len(), 2, "{tokens}");
     // Reads that travel as POST stay open to read tokens.
     expect_status(
-        app.post_json(
-            "/api/v1/repos/alice/m/compliance",
-            Some(&read),
-            &json!({}),
-        )
-        .await,
+        app.post_json("/api/v1/repos/alice/m/compliance", Some(&read), &json!({}))
+            .await,
         StatusCode::OK,
     )
     .await;
@@ -364,11 +387,7 @@ async fn nul_characters_are_a_clear_400_never_a_500(pool: PgPool) {
         "/api/v1/repos/alice/m/commits?revision=a%00",
     ] {
         let res = app.get(path, None).await;
-        assert!(
-            res.status().is_client_error(),
-            "{path}: {}",
-            res.status()
-        );
+        assert!(res.status().is_client_error(), "{path}: {}", res.status());
         let body: Value = res.json().await.unwrap();
         assert!(body["error"]["code"].is_string(), "{path}: {body}");
     }
@@ -416,13 +435,38 @@ async fn nul_characters_are_a_clear_400_never_a_500(pool: PgPool) {
     )
     .await;
     // A README with a NUL byte is a file like any other; its card is stored without it.
-    app.commit_files(&alice, "alice/m", &[("README.md", b"# Title\0 with a NUL\n")])
-        .await;
+    app.commit_files(
+        &alice,
+        "alice/m",
+        &[("README.md", b"# Title\0 with a NUL\n")],
+    )
+    .await;
     let repo = expect_status(app.get("/api/v1/repos/alice/m", None).await, StatusCode::OK).await;
     let card = repo["card"].as_str().unwrap_or_default();
     assert!(!card.contains('\0'), "{repo}");
     let raw = app.get("/alice/m/resolve/main/README.md", None).await;
-    assert_eq!(raw.bytes().await.unwrap().as_ref(), b"# Title\0 with a NUL\n");
+    assert_eq!(
+        raw.bytes().await.unwrap().as_ref(),
+        b"# Title\0 with a NUL\n"
+    );
+}
+
+/// Found by Schemathesis: `start + 100` overflowed (a panic, answered 500).
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn log_ranges_at_the_edges_of_i64_are_a_400(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    for query in [
+        "start=9223372036854775806&end=-9223372036854775808",
+        "start=9223372036854775807",
+        "start=-9223372036854775808&end=9223372036854775807",
+    ] {
+        expect_error(
+            app.get(&format!("/api/v1/log/entries?{query}"), None).await,
+            StatusCode::BAD_REQUEST,
+            "invalid-range",
+        )
+        .await;
+    }
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
@@ -455,21 +499,37 @@ async fn token_lifetimes_are_bounded(pool: PgPool) {
     .await;
     let year: i32 = made["expires_at"].as_str().unwrap()[..4].parse().unwrap();
     assert!(year < 2100, "{made}");
-    let list = expect_status(app.get("/api/v1/tokens", Some(&alice)).await, StatusCode::OK).await;
+    let list = expect_status(
+        app.get("/api/v1/tokens", Some(&alice)).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(list.as_array().unwrap().len(), 2);
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn head_and_wrong_methods_answer_as_http_says(pool: PgPool) {
     let app = spawn_app(pool).await;
-    for path in ["/api/v1/repos", "/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"] {
+    for path in [
+        "/api/v1/repos",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/openapi.json",
+    ] {
         let get = app.get(path, None).await;
         assert_eq!(get.status(), StatusCode::OK, "GET {path}");
         let length = get.bytes().await.unwrap().len();
         let head = app.request(Method::HEAD, path, None).send().await.unwrap();
         assert_eq!(head.status(), StatusCode::OK, "HEAD {path}");
-        let declared = head.headers().get("content-length").map(|v| v.to_str().unwrap().to_string());
-        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path} has no body");
+        let declared = head
+            .headers()
+            .get("content-length")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "HEAD {path} has no body"
+        );
         if let Some(declared) = declared
             && path != "/metrics"
         {
@@ -504,7 +564,10 @@ async fn made_up_methods_do_not_grow_the_metrics(pool: PgPool) {
     let app = spawn_app(pool).await;
     for i in 0..50 {
         let method = Method::from_bytes(format!("PROBE{i}").as_bytes()).unwrap();
-        app.request(method, "/api/v1/repos", None).send().await.unwrap();
+        app.request(method, "/api/v1/repos", None)
+            .send()
+            .await
+            .unwrap();
     }
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(!metrics.contains("PROBE"), "{metrics}");
@@ -512,7 +575,11 @@ async fn made_up_methods_do_not_grow_the_metrics(pool: PgPool) {
         .lines()
         .filter(|l| l.starts_with("kaiyuan_http_requests_total{method=\"OTHER\""))
         .collect();
-    assert_eq!(other.len(), 1, "one series for every unknown method: {other:?}");
+    assert_eq!(
+        other.len(),
+        1,
+        "one series for every unknown method: {other:?}"
+    );
     assert!(other[0].ends_with(" 50"), "{other:?}");
 }
 
@@ -540,14 +607,20 @@ async fn paths_unsafe_on_some_disk_are_refused(pool: PgPool) {
             )
             .await;
         let message = expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid-path").await;
-        assert!(message.contains("not a valid file path"), "{path:?}: {message}");
+        assert!(
+            message.contains("not a valid file path"),
+            "{path:?}: {message}"
+        );
     }
     assert_eq!(
-        expect_status(app.get("/api/v1/repos/alice/m/tree/main", None).await, StatusCode::OK)
-            .await
-            .to_string()
-            .matches("\"path\"")
-            .count(),
+        expect_status(
+            app.get("/api/v1/repos/alice/m/tree/main", None).await,
+            StatusCode::OK
+        )
+        .await
+        .to_string()
+        .matches("\"path\"")
+        .count(),
         0,
         "nothing was committed"
     );
@@ -570,7 +643,11 @@ async fn a_database_outage_is_503_everywhere(pool: PgPool) {
         (Method::GET, "/alice/m/resolve/main/README.md"),
         (Method::GET, "/api/v1/log/checkpoint"),
     ] {
-        let res = app.request(method, path, Some(&alice)).send().await.unwrap();
+        let res = app
+            .request(method, path, Some(&alice))
+            .send()
+            .await
+            .unwrap();
         expect_error(res, StatusCode::SERVICE_UNAVAILABLE, "service-unavailable").await;
     }
     let res = app

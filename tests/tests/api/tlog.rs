@@ -172,17 +172,16 @@ async fn publishes_ref_moves_and_decisions_are_logged_and_provable(pool: PgPool)
         })
         .unwrap();
     assert!(publish["manifest"].as_str().unwrap().starts_with("sha256:"));
-    // A private repository appears only as a keyed hash.
+    // A private repository's events are sealed: no name, no pseudonym, only a commitment.
     let raw = serde_json::to_string(&events).unwrap();
     assert!(
-        !raw.contains("secret-model"),
-        "a private name leaked into the public log"
+        !raw.contains("secret-model") && !raw.contains("private:"),
+        "a private repository shows in the public log"
     );
-    assert!(
-        events
-            .iter()
-            .any(|e| e["repository"].as_str().unwrap().starts_with("private:"))
-    );
+    let sealed: Vec<&Value> = events.iter().filter(|e| e["kind"] == "sealed").collect();
+    assert!(!sealed.is_empty());
+    assert!(sealed.iter().all(|e| e.as_object().unwrap().len() == 3
+        && e["commitment"].as_str().unwrap().starts_with("sha256:")));
     assert!(all_included(&app, &cp1).await);
 
     // More history: the old checkpoint is a prefix of the new one.

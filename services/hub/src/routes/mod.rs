@@ -63,7 +63,11 @@ async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         let mut response = ApiError::new(
             actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
             "method-not-allowed",
-            format!("{} does not answer {}; use {allow}", req.path(), req.method()),
+            format!(
+                "{} does not answer {}; use {allow}",
+                req.path(),
+                req.method()
+            ),
         )
         .error_response();
         if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
@@ -132,9 +136,10 @@ pub fn path_matches(template: &str, path: &str) -> bool {
 fn segments_match<'a>(template: impl Iterator<Item = &'a str>, segments: &[&str]) -> bool {
     let template: Vec<&str> = template.collect();
     template.len() == segments.len()
-        && template.iter().zip(segments).all(|(t, s)| {
-            (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s
-        })
+        && template
+            .iter()
+            .zip(segments)
+            .all(|(t, s)| (t.starts_with('{') && t.ends_with('}') && !s.is_empty()) || t == s)
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {

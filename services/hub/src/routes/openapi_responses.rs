@@ -30,6 +30,10 @@ fn describe(status: u16) -> &'static str {
             "No such resource, or one the caller may not see: private resources answer as \
              missing"
         }
+        408 => {
+            "The request body paused too long or arrived too slowly; the connection is closed \
+             (`body-timeout`)"
+        }
         409 => "The request conflicts with the current state (already exists, wrong state, ...)",
         413 => "The body is larger than the hub accepts (`request-too-large`, `file-too-large`)",
         415 => {
@@ -48,7 +52,8 @@ fn describe(status: u16) -> &'static str {
     }
 }
 
-fn error_response(status: u16) -> (String, RefOr<Response>) {
+/// The documented error response of `status`, with the shared error body.
+pub(crate) fn error_response(status: u16) -> (String, RefOr<Response>) {
     let content = ContentBuilder::new()
         .schema(Some(Ref::from_schema_name("ErrorBody")))
         .build();

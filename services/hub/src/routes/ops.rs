@@ -30,12 +30,11 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     // A probe must answer fast while the database is down, not after the pool's acquire timeout.
     const PROBE: std::time::Duration = std::time::Duration::from_secs(2);
-    let database = match tokio::time::timeout(PROBE, sqlx::query("SELECT 1").execute(&state.db))
-        .await
-    {
-        Ok(result) => result.map(|_| ()).map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no answer within {} s", PROBE.as_secs())),
-    };
+    let database =
+        match tokio::time::timeout(PROBE, sqlx::query("SELECT 1").execute(&state.db)).await {
+            Ok(result) => result.map(|_| ()).map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", PROBE.as_secs())),
+        };
     let store = state
         .store
         .check_reachable()
@@ -171,9 +170,46 @@ async fn openapi_json() -> HttpResponse {
         super::notifications::deliveries,
     ),
     components(schemas(crate::error::ErrorBody)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &MiddlewareResponses)
 )]
 pub struct ApiDoc;
+
+/// Answers that come from the middleware, not the handler, and so can come from any operation:
+/// 401 for a token that is not valid (every route but the probes reads it), 403 for a
+/// read-scoped token on a request that changes state, 408 for a body that arrives too slowly.
+struct MiddlewareResponses;
+
+impl utoipa::Modify for MiddlewareResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let reads_caller = !matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
+            let operations = [
+                (false, item.get.as_mut()),
+                (true, item.post.as_mut()),
+                (true, item.put.as_mut()),
+                (true, item.patch.as_mut()),
+                (true, item.delete.as_mut()),
+            ];
+            for (changes, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let mut statuses = vec![];
+                if reads_caller {
+                    statuses.push(401);
+                }
+                if changes {
+                    statuses.push(403);
+                }
+                if operation.request_body.is_some() {
+                    statuses.push(408);
+                }
+                for status in statuses {
+                    let (key, response) = super::openapi_responses::error_response(status);
+                    operation.responses.responses.entry(key).or_insert(response);
+                }
+            }
+        }
+    }
+}
 
 /// The `bearer` security scheme: `Authorization: Bearer <token>` with a kaiyuan API token.
 struct BearerAuth;
@@ -322,9 +358,7 @@ mod tests {
                     continue;
                 }
                 assert!(
-                    routes
-                        .iter()
-                        .any(|(_, m, p)| m == method && p == path),
+                    routes.iter().any(|(_, m, p)| m == method && p == path),
                     "{} {path} is documented but no handler has that route",
                     method.to_uppercase()
                 );
@@ -353,12 +387,18 @@ mod tests {
                     .unwrap_or_default();
                 for name in &templated {
                     if !declared.contains(&name.as_str()) {
-                        problems.push(format!("{} {path}: `{name}` is not declared", method.to_uppercase()));
+                        problems.push(format!(
+                            "{} {path}: `{name}` is not declared",
+                            method.to_uppercase()
+                        ));
                     }
                 }
                 for name in &declared {
                     if !templated.iter().any(|t| t == name) {
-                        problems.push(format!("{} {path}: path parameter `{name}` is not in the path", method.to_uppercase()));
+                        problems.push(format!(
+                            "{} {path}: path parameter `{name}` is not in the path",
+                            method.to_uppercase()
+                        ));
                     }
                 }
             }
@@ -369,7 +409,10 @@ mod tests {
     #[test]
     fn every_operation_documents_its_errors_and_the_bearer_scheme_exists() {
         let doc = document();
-        assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
         let mut problems = Vec::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
@@ -380,10 +423,15 @@ mod tests {
                 if !responses.contains_key("503") {
                     problems.push(format!("{} {path}: no 503", method.to_uppercase()));
                 }
-                let json_body = op["requestBody"]["content"].get("application/json").is_some();
+                let json_body = op["requestBody"]["content"]
+                    .get("application/json")
+                    .is_some();
                 for status in ["415", "422"] {
                     if json_body && !responses.contains_key(status) {
-                        problems.push(format!("{} {path}: JSON body but no {status}", method.to_uppercase()));
+                        problems.push(format!(
+                            "{} {path}: JSON body but no {status}",
+                            method.to_uppercase()
+                        ));
                     }
                 }
             }

@@ -66,9 +66,15 @@ pub(crate) async fn visible(
         .ok_or_else(|| not_found(id))?;
     // A disclosed report is as public as its repository.
     let disclosed = report.status == "published"
-        && auth::authorize_repo(conn, caller, &repo, (&repo.namespace, &repo.name), Need::Read)
-            .await
-            .is_ok();
+        && auth::authorize_repo(
+            conn,
+            caller,
+            &repo,
+            (&repo.namespace, &repo.name),
+            Need::Read,
+        )
+        .await
+        .is_ok();
     let Some(user) = caller.user.as_ref() else {
         return if disclosed {
             Ok((report, repo, false))

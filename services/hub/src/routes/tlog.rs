@@ -55,8 +55,8 @@ pub async fn entries(
     state: web::Data<AppState>,
     query: web::Query<RangeQuery>,
 ) -> ApiResult<HttpResponse> {
-    let end = query.end.unwrap_or(query.start + 100);
-    if query.start < 0 || end <= query.start || end - query.start > MAX_ENTRIES {
+    let end = query.end.unwrap_or(query.start.saturating_add(100));
+    if query.start < 0 || end <= query.start || end.saturating_sub(query.start) > MAX_ENTRIES {
         return Err(ApiError::bad_request(
             "invalid-range",
             format!("entries need 0 <= start < end and at most {MAX_ENTRIES} of them"),
@@ -134,7 +134,8 @@ pub async fn sealed_entries(
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"repository": repo.full_name(), "entries": list, "next_start": next_start})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"repository": repo.full_name(), "entries": list, "next_start": next_start})))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
