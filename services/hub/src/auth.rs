@@ -109,6 +109,15 @@ const READ_ONLY_POSTS: &[&str] = &[
     "/sign-out",
 ];
 
+/// Routes that change state without a signed-in caller: Hugging Face's signed upload URLs (the
+/// signature is the authority) and signing in. Every other change needs a caller, so an
+/// anonymous one is told 401 before anything reads the request's body.
+const ANONYMOUS_WRITES: &[&str] = &[
+    "/api/lfs/{namespace}/{name}/{oid}",
+    "/api/lfs/{namespace}/{name}/{oid}/parts/{number}",
+    "/api/lfs/{namespace}/{name}/{oid}/complete",
+];
+
 /// Whether a request may change state, by its method and path.
 fn changes_state(req: &ServiceRequest) -> bool {
     !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS")
@@ -191,7 +200,21 @@ pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    match caller_of(&req).await {
+    // Web pages answer an anonymous form with their own sign-in redirect instead.
+    let api = req.path().starts_with("/api/") || req.path().contains("/info/lfs/");
+    let anonymous_write = api
+        && changes_state(&req)
+        && !ANONYMOUS_WRITES
+            .iter()
+            .any(|t| crate::routes::path_matches(t, req.path()));
+    let caller = caller_of(&req).await.and_then(|caller| match caller.user {
+        None if anonymous_write => Err(ApiError::unauthorized(
+            "authentication-required",
+            "sign in: changes need `Authorization: Bearer <token>` with a kaiyuan API token",
+        )),
+        _ => Ok(caller),
+    });
+    match caller {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             Ok(next.call(req).await?.map_into_boxed_body())

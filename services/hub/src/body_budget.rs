@@ -3,16 +3,23 @@
 //! connection and every buffer behind it forever. Each body is wrapped in a stream that fails
 //! after `idle` without a byte, or once, after that first `idle` period, less than `min_rate`
 //! bytes per second on average have arrived. The handler sees an ordinary payload error and
-//! answers; the middleware, told through [`Spent`], turns that answer into 408 `body-timeout`;
-//! the connection, whose body was not read to the end, is closed.
+//! answers; the middleware, told through [`BodyWatch`], turns that answer into 408
+//! `body-timeout`. And whenever an answer leaves before its request's body ended (a timeout, or
+//! a handler that refused the request unread), the connection is closed: actix-http would
+//! otherwise go on draining a chunked body, with no time limit, to keep the connection alive.
 
+use std::cell::RefCell;
 use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::dev::Payload;
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceResponse};
 use actix_web::error::PayloadError;
+use actix_web::http::ConnectionType;
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -40,13 +47,46 @@ impl Budget {
     }
 }
 
-/// Set when a body ran out of time, with what to tell the client.
-#[derive(Debug, Clone, Default)]
-pub struct Spent(Arc<OnceLock<String>>);
+/// What became of a request's body: whether it ran out of time (with what to tell the client),
+/// and whether it was read to its end. It also shares the connection's payload, so that the
+/// answer can keep it from being seen as dropped (see [`BodyWatch::close_unread`]).
+#[derive(Clone)]
+pub struct BodyWatch {
+    spent: Arc<OnceLock<String>>,
+    ended: Arc<AtomicBool>,
+    payload: Rc<RefCell<Payload>>,
+}
 
-impl Spent {
+impl BodyWatch {
     pub fn message(&self) -> Option<&str> {
-        self.0.get().map(String::as_str)
+        self.spent.get().map(String::as_str)
+    }
+
+    /// Whether the body was read to its end.
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+
+    /// The answer, made to close its connection when the body did not end: it says
+    /// `Connection: close`, and it holds the request's payload until it is sent, because
+    /// actix-http drains (without a time limit) a chunked body whose payload was dropped, but
+    /// closes the connection at once when an answer leaves with the payload still held.
+    pub fn close_unread(self, response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+        if self.ended() {
+            return response;
+        }
+        let mut response = response;
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+        let payload = self.payload;
+        response
+            .map_body(|_, body| HoldingPayload {
+                body,
+                _payload: payload,
+            })
+            .map_into_boxed_body()
     }
 
     /// The answer for a request whose body ran out of time.
@@ -56,14 +96,35 @@ impl Spent {
     }
 }
 
+/// An answer's body that keeps the request's payload alive until it has been sent.
+struct HoldingPayload {
+    body: BoxBody,
+    _payload: Rc<RefCell<Payload>>,
+}
+
+impl MessageBody for HoldingPayload {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
+}
+
 struct Budgeted {
-    inner: Payload,
+    inner: Rc<RefCell<Payload>>,
     budget: Budget,
     started: Instant,
     received: u64,
     timer: Pin<Box<Sleep>>,
     done: bool,
-    spent: Spent,
+    watch: BodyWatch,
 }
 
 impl Stream for Budgeted {
@@ -73,7 +134,8 @@ impl Stream for Budgeted {
         if self.done {
             return Poll::Ready(None);
         }
-        match Pin::new(&mut self.inner).poll_next(cx) {
+        let next = Pin::new(&mut *self.inner.borrow_mut()).poll_next(cx);
+        match next {
             Poll::Ready(Some(Ok(chunk))) => {
                 self.received += chunk.len() as u64;
                 let now = Instant::now();
@@ -83,6 +145,9 @@ impl Stream for Budgeted {
             }
             Poll::Ready(other) => {
                 self.done = matches!(other, None | Some(Err(_)));
+                if other.is_none() {
+                    self.watch.ended.store(true, Ordering::Relaxed);
+                }
                 Poll::Ready(other)
             }
             Poll::Pending => match self.timer.as_mut().poll(cx) {
@@ -95,7 +160,7 @@ impl Stream for Budgeted {
                         self.budget.idle.as_secs(),
                         self.budget.min_rate
                     );
-                    let _ = self.spent.0.set(message.clone());
+                    let _ = self.watch.spent.set(message.clone());
                     Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         message,
@@ -107,10 +172,15 @@ impl Stream for Budgeted {
     }
 }
 
-/// Wraps `payload` in the budget; `Spent` tells afterwards whether it ran out.
-pub fn wrap(payload: Payload, budget: Budget) -> (Payload, Spent) {
+/// Wraps `payload` in the budget; the watch tells afterwards what became of it.
+pub fn wrap(payload: Payload, budget: Budget) -> (Payload, BodyWatch) {
     let now = Instant::now();
-    let spent = Spent::default();
+    let payload = Rc::new(RefCell::new(payload));
+    let watch = BodyWatch {
+        spent: Arc::default(),
+        ended: Arc::default(),
+        payload: payload.clone(),
+    };
     let stream = Budgeted {
         inner: payload,
         budget,
@@ -118,10 +188,10 @@ pub fn wrap(payload: Payload, budget: Budget) -> (Payload, Spent) {
         received: 0,
         timer: Box::pin(tokio::time::sleep_until(budget.deadline(now, now, 0))),
         done: false,
-        spent: spent.clone(),
+        watch: watch.clone(),
     };
     let boxed = Box::pin(stream) as Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
-    (Payload::from(boxed), spent)
+    (Payload::from(boxed), watch)
 }
 
 #[cfg(test)]
@@ -173,6 +243,7 @@ mod tests {
             received += chunk.len();
         }
         assert!(spent.message().is_some());
+        assert!(!spent.ended());
         assert!(received < 20, "stopped early, after {received} bytes");
     }
 
@@ -192,5 +263,6 @@ mod tests {
         }
         assert_eq!(received, 10_000);
         assert!(spent.message().is_none());
+        assert!(spent.ended());
     }
 }

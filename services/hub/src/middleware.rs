@@ -7,7 +7,7 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError, web};
 use futures_util::FutureExt;
@@ -71,16 +71,21 @@ pub async fn observe(
     let metrics = state.as_ref().map(|state| state.metrics.clone());
     let method = method_label(req.method());
     head_as_get(&mut req);
-    let mut spent = None;
+    let mut body = None;
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     if let Some(state) = &state {
         let limits = &state.settings.limits;
         let budget = body_budget::Budget {
             idle: std::time::Duration::from_secs(limits.body_idle_secs),
             min_rate: limits.body_min_rate,
         };
-        let (payload, budget_spent) = body_budget::wrap(req.take_payload(), budget);
+        let (payload, watch) = body_budget::wrap(req.take_payload(), budget);
         req.set_payload(payload);
-        spent = Some(budget_spent);
+        body = Some(watch);
     }
     let span = tracing::info_span!("request", request.id = %request_id, http.method = %method);
 
@@ -107,10 +112,17 @@ pub async fn observe(
     let error = match outcome {
         Ok(Ok(response)) => {
             let mut response = response.map_into_boxed_body();
-            // Whatever the handler made of a body that ran out of time, the answer is 408.
-            if let Some(timeout) = spent.as_ref().and_then(body_budget::Spent::error) {
-                let (request, _) = response.into_parts();
-                response = ServiceResponse::new(request, timeout.error_response());
+            if let Some(body) = &body {
+                // Whatever the handler made of a body that ran out of time, the answer is 408.
+                if let Some(timeout) = body.error() {
+                    let (request, _) = response.into_parts();
+                    response = ServiceResponse::new(request, timeout.error_response());
+                }
+            }
+            // An answer before the body's end closes the connection: nothing more of it is
+            // read, however slowly it comes.
+            if let Some(body) = body.filter(|_| has_body) {
+                response = body.close_unread(response);
             }
             if let Ok(value) = HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert(REQUEST_ID, value);

@@ -47,15 +47,16 @@ async fn bodies_that_stall_or_trickle_are_answered_408_and_released(pool: PgPool
 
     // One byte every 300 ms never pauses for a second, but averages far below the minimum rate.
     let address2 = address.clone();
+    let token = alice.clone();
     let trickle = tokio::task::spawn_blocking(move || {
         let mut socket = TcpStream::connect(&address2).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(15)))
             .unwrap();
-        let body = br#"{"namespace": "anyone", "name": "x", "visibility": "public"}"#;
+        let body = br#"{"namespace": "alice", "name": "x", "visibility": "public"}"#;
         write!(
             socket,
-            "POST /api/v1/repos HTTP/1.1\r\nHost: {address2}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "POST /api/v1/repos HTTP/1.1\r\nHost: {address2}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         )
         .unwrap();
@@ -153,6 +154,33 @@ impl RawApp {
             String::from_utf8_lossy(&answer).into_owned(),
             first.unwrap_or(within),
         )
+    }
+}
+
+/// A request refused before its body was read: actix-http would drain a chunked body forever to
+/// keep the connection; the hub closes it with the answer instead.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn an_answer_before_the_body_ends_closes_the_connection(pool: PgPool) {
+    let app = strict_app(pool).await;
+    let address = app.base.trim_start_matches("http://").to_string();
+    for framing in ["Transfer-Encoding: chunked", "Content-Length: 100000"] {
+        let head = format!(
+            "POST /api/v1/repos/alice/m/uploads HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer ky_not_a_token\r\n{framing}\r\n\r\n"
+        );
+        let base = app.base.clone();
+        let started = Instant::now();
+        let (answer, _) = tokio::task::spawn_blocking(move || {
+            RawApp { base }.exchange(&head, b"a\r\n0123456789\r\n", Duration::from_secs(20))
+        })
+        .await
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{framing}: the connection was held for {:?}",
+            started.elapsed()
+        );
     }
 }
 

@@ -545,7 +545,11 @@ async fn head_and_wrong_methods_answer_as_http_says(pool: PgPool) {
     expect_error(res, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed").await;
     assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
     let res = app
-        .request(Method::PUT, "/api/v1/repos/alice/m/commits", None)
+        .request(
+            Method::PUT,
+            "/api/v1/repos/alice/m/commits",
+            Some(&app.admin_token),
+        )
         .send()
         .await
         .unwrap();
