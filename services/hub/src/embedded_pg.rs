@@ -13,7 +13,7 @@ use rand::Rng;
 
 use crate::config::Settings;
 
-/// A running embedded cluster; [`EmbeddedPostgres::stop`] stops it if this process started it.
+/// A running embedded cluster; dropping it stops the cluster if this process started it.
 pub struct EmbeddedPostgres {
     cluster: PathBuf,
     bin_dir: PathBuf,
@@ -256,7 +256,7 @@ impl EmbeddedPostgres {
     }
 
     /// Stops the cluster if this process started it.
-    pub fn stop(&self) {
+    fn stop(&self) {
         if !self.started_here {
             return;
         }
@@ -270,6 +270,13 @@ impl EmbeddedPostgres {
             Ok(()) => tracing::info!("embedded PostgreSQL stopped"),
             Err(e) => tracing::warn!(error = %e, "could not stop embedded PostgreSQL"),
         }
+    }
+}
+
+/// Every exit path stops the cluster this process started: an early `?` included.
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

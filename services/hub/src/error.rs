@@ -101,6 +101,21 @@ impl ApiError {
         }
     }
 
+    /// Whether this error is a refusal (401, 403, 404): the caller may not do or see it.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self.status.as_u16(), 401 | 403 | 404)
+    }
+
+    /// Whether an authorisation check passed: a refusal is `false`, any other failure (the
+    /// database is down) stays an error, never a quiet "not found".
+    pub fn permitted<T>(check: Result<T, ApiError>) -> Result<bool, ApiError> {
+        match check {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_refusal() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The JSON body of an error with this code and message.
     pub fn body(code: &str, message: &str) -> ErrorBody {
         ErrorBody {
@@ -230,5 +245,81 @@ impl From<kaiyuan_storage::UploadError> for ApiError {
             U::DigestMismatch { .. } => Self::bad_request("digest-mismatch", e.to_string()),
             U::Storage(e) => e.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// The error codes the hub's source gives to `ApiError`'s constructors.
+    fn codes_in_source() -> std::collections::BTreeSet<String> {
+        fn walk(dir: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(std::fs::read_to_string(path).unwrap());
+                }
+            }
+        }
+        let mut sources = vec![];
+        walk(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut sources,
+        );
+        let constructors = [
+            "bad_request(",
+            "unprocessable(",
+            "not_found(",
+            "conflict(",
+            "forbidden(",
+            "unauthorized(",
+            "too_large(",
+            "ApiError::new(",
+        ];
+        let mut codes = std::collections::BTreeSet::new();
+        for text in &sources {
+            for constructor in constructors {
+                for (at, _) in text.match_indices(constructor) {
+                    let mut rest = text[at + constructor.len()..].trim_start();
+                    if constructor == "ApiError::new(" {
+                        // The status comes first.
+                        rest = rest.split_once(',').map_or("", |(_, r)| r.trim_start());
+                    }
+                    let Some(literal) = rest.strip_prefix('"') else {
+                        continue;
+                    };
+                    let code = literal.split('"').next().unwrap_or_default();
+                    let kebab = !code.is_empty()
+                        && code
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                    if kebab {
+                        codes.insert(code.to_string());
+                    }
+                }
+            }
+        }
+        codes
+    }
+
+    #[test]
+    fn every_error_code_is_documented() {
+        let docs = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/API.md"),
+        )
+        .unwrap();
+        let codes = codes_in_source();
+        assert!(codes.len() > 50, "the scan finds the codes: {codes:?}");
+        let missing: Vec<&String> = codes
+            .iter()
+            .filter(|c| !docs.contains(&format!("`{c}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "codes docs/API.md does not list: {missing:?}"
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod body_budget;
 pub mod commit_id;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod embedded_pg;
 pub mod error;
 pub mod gc;

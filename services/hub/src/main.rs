@@ -262,9 +262,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     .await;
     pool.close().await;
-    if let Some(pg) = pg {
-        pg.stop();
-    }
     result
 }
 
@@ -309,7 +306,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(ep) = ep {
                 settings.verification.ep = ep;
             }
-            let (pool, pg) = open_database(&settings, false).await?;
+            let (pool, _pg) = open_database(&settings, false).await?;
             check_schema(&pool).await?;
             let ctx = JobContext {
                 db: pool.clone(),
@@ -324,18 +321,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let _ = task.await;
             }
             pool.close().await;
-            if let Some(pg) = pg {
-                pg.stop();
-            }
             Ok(())
         }
         Command::Migrate => {
-            let (pool, pg) = open_database(&settings, false).await?;
+            let (pool, _pg) = open_database(&settings, false).await?;
             let result = db::MIGRATOR.run(&pool).await.context("applying migrations");
             pool.close().await;
-            if let Some(pg) = pg {
-                pg.stop();
-            }
             result?;
             eprintln!("migrations applied");
             Ok(())
@@ -343,13 +334,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin {
             command: AdminCommand::CreateUser { name, admin },
         } => {
-            let (pool, pg) = open_database(&settings, true).await?;
+            let (pool, _pg) = open_database(&settings, true).await?;
             let result =
                 routes::accounts::create_user_with_token(&pool, &name, admin, None, None).await;
             pool.close().await;
-            if let Some(pg) = pg {
-                pg.stop();
-            }
             let created = result.map_err(|e| anyhow::anyhow!("{}", e.message))?;
             eprintln!(
                 "created {}user `{}`; its write token (shown once):",
@@ -362,7 +350,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin {
             command: AdminCommand::RotateAttestationKey,
         } => {
-            let (pool, pg) = open_database(&settings, false).await?;
+            let (pool, _pg) = open_database(&settings, false).await?;
             check_schema(&pool).await?;
             let result = async {
                 let mut tx = pool.begin().await?;
@@ -374,9 +362,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             .await;
             pool.close().await;
-            if let Some(pg) = pg {
-                pg.stop();
-            }
             println!("attestations are now signed with {}", result?);
             Ok(())
         }
@@ -389,7 +374,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             unreachable!("handled before settings are read")
         }
         Command::Rescan => {
-            let (pool, pg) = open_database(&settings, false).await?;
+            let (pool, _pg) = open_database(&settings, false).await?;
             check_schema(&pool).await?;
             let mut conn = pool.acquire().await?;
             let queued = match db::rules::current_version(&mut conn).await {
@@ -398,9 +383,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             drop(conn);
             pool.close().await;
-            if let Some(pg) = pg {
-                pg.stop();
-            }
             eprintln!(
                 "queued {} blob scans; running workers (serve or worker) will process them",
                 queued?
@@ -408,12 +390,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Gc => {
-            let (pool, pg) = open_database(&settings, false).await?;
+            let (pool, _pg) = open_database(&settings, false).await?;
             let report = gc::collect(&pool, &open_store(&settings)?, &settings.gc).await;
             pool.close().await;
-            if let Some(pg) = pg {
-                pg.stop();
-            }
             println!("{}", serde_json::to_string(&report?)?);
             Ok(())
         }

@@ -256,20 +256,9 @@ impl BlobStore {
     pub async fn collect_staging(&self, min_age: Duration) -> Result<usize, StorageError> {
         let cutoff = chrono::Utc::now()
             - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
-        let stale: Vec<Path> = self
-            .store
-            .list(Some(&self.staging_prefix()))
-            .try_filter(|meta| std::future::ready(meta.last_modified < cutoff))
-            .map_ok(|meta| meta.location)
-            .try_collect()
+        let mut removed = self
+            .remove_staging(|meta| meta.last_modified < cutoff)
             .await?;
-        let mut removed = 0;
-        for location in stale {
-            match self.store.delete(&location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
-                Err(e) => return Err(e.into()),
-            }
-        }
         if let Backend::Local { root } = &self.backend {
             let staging = root.join("staging");
             removed += collect_local_partials(&staging, min_age)?;
@@ -289,27 +278,14 @@ impl BlobStore {
         &self,
         is_live: impl Fn(&str) -> bool,
     ) -> Result<usize, StorageError> {
-        let staging = self.staging_prefix();
-        let depth = staging.parts().count();
-        let dead: Vec<Path> = self
-            .store
-            .list(Some(&staging))
-            .try_filter(|meta| {
+        let depth = self.staging_prefix().parts().count();
+        let mut removed = self
+            .remove_staging(|meta| {
                 let parts: Vec<_> = meta.location.parts().skip(depth).collect();
                 // `staging/<owner>/<name>`; older keys `staging/<name>` have no owner.
-                let dead = parts.len() == 2 && !is_live(parts[0].as_ref());
-                std::future::ready(dead)
+                parts.len() == 2 && !is_live(parts[0].as_ref())
             })
-            .map_ok(|meta| meta.location)
-            .try_collect()
             .await?;
-        let mut removed = 0;
-        for location in dead {
-            match self.store.delete(&location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
-                Err(e) => return Err(e.into()),
-            }
-        }
         if let Backend::Local { root } = &self.backend {
             for entry in std::fs::read_dir(root.join("staging"))
                 .into_iter()
@@ -322,6 +298,28 @@ impl BlobStore {
                     // Empty now unless an upload raced in; then the next pass takes it.
                     let _ = std::fs::remove_dir(entry.path());
                 }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes the staging objects `doomed` picks; returns how many.
+    async fn remove_staging(
+        &self,
+        doomed: impl Fn(&object_store::ObjectMeta) -> bool,
+    ) -> Result<usize, StorageError> {
+        let picked: Vec<Path> = self
+            .store
+            .list(Some(&self.staging_prefix()))
+            .try_filter(|meta| std::future::ready(doomed(meta)))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        let mut removed = 0;
+        for location in picked {
+            match self.store.delete(&location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(removed)

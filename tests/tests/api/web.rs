@@ -784,3 +784,89 @@ async fn the_card_shown_is_the_revisions(pool: PgPool) {
             .contains("too large to show")
     );
 }
+
+/// One scan rule (`domain::scan`): the search page's badge and its scan filter say what the
+/// API's `scan_summary.overall` says, for every state the corpus gives.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_search_page_and_the_api_agree_on_every_scan_state(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/scan");
+    let models = [
+        (
+            "broken-header",
+            "malformed_st_nonjson.safetensors",
+            "malformed",
+        ),
+        ("custom-class", "susp_main_class.pkl", "suspicious"),
+        ("plain-weights", "clean_model.safetensors", "clean"),
+    ];
+    for (name, file, _) in models {
+        app.create_repo(&alice, "alice", name, "public").await;
+        let bytes = std::fs::read(corpus.join(file)).unwrap();
+        app.commit_files(&alice, &format!("alice/{name}"), &[(file, &bytes)])
+            .await;
+    }
+    app.create_repo(&alice, "alice", "not-yet-scanned", "public")
+        .await;
+    app.commit_files(&alice, "alice/not-yet-scanned", &[("w.bin", b"x")])
+        .await;
+    // Scan all but the last commit's file: run the jobs, then add one more file unscanned.
+    app.run_jobs().await;
+    app.commit_files(&alice, "alice/not-yet-scanned", &[("v.bin", b"y")])
+        .await;
+
+    let mut expected: Vec<(&str, &str)> = models
+        .iter()
+        .map(|(name, _, state)| (*name, *state))
+        .collect();
+    expected.push(("not-yet-scanned", "pending"));
+    for (name, state) in &expected {
+        let repo = expect_status(
+            app.get(&format!("/api/v1/repos/alice/{name}"), None).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(
+            repo["scan_summary"]["overall"], *state,
+            "API, {name}: {repo}"
+        );
+        // The page lists the model with the API's state in its badge, under that filter only.
+        let html = page_html(&app, &format!("/?q={name}"), None).await;
+        assert!(
+            html.contains(&format!("scan {state}</span>")),
+            "{name}: {html}"
+        );
+        for filter in [
+            "clean",
+            "suspicious",
+            "malformed",
+            "error",
+            "malicious",
+            "pending",
+        ] {
+            let html = page_html(&app, &format!("/?namespace=alice&scan={filter}"), None).await;
+            assert_eq!(
+                html.contains(&format!("/alice/{name}\"")),
+                filter == *state,
+                "filter {filter}, {name} ({state})"
+            );
+        }
+    }
+    // Every state is offered by the filter.
+    let html = page_html(&app, "/", None).await;
+    for state in [
+        "clean",
+        "suspicious",
+        "malformed",
+        "error",
+        "malicious",
+        "pending",
+        "quarantined",
+    ] {
+        assert!(
+            html.contains(&format!("<option value=\"{state}\"")),
+            "{state}"
+        );
+    }
+}

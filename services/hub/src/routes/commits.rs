@@ -24,6 +24,7 @@ use crate::auth::{self, Caller, Need};
 use crate::commit_id::{self, FileEntry};
 use crate::db;
 use crate::db::repos::Repo;
+use crate::domain::scan;
 use crate::error::{ApiError, ApiResult};
 use crate::jobs;
 use crate::names::RefName;
@@ -801,7 +802,7 @@ pub struct FileInfo {
 
 impl From<db::scans::FileScan> for FileInfo {
     fn from(f: db::scans::FileScan) -> Self {
-        let status = f.verdict.clone().unwrap_or_else(|| "pending".into());
+        let status = scan::file_status(f.verdict.as_deref()).to_string();
         let warning = matches!(
             status.as_str(),
             "suspicious" | "malformed" | "malicious" | "error"
@@ -813,7 +814,7 @@ impl From<db::scans::FileScan> for FileInfo {
             )
         });
         Self {
-            quarantined: (status == "malicious" && !f.released) || f.held,
+            quarantined: scan::quarantined(f.verdict.as_deref(), f.released, f.held),
             path: f.path,
             size: f.size,
             sha256: hex::encode(f.sha256),
@@ -850,18 +851,18 @@ impl ScanSummary {
                 _ => s.pending += 1,
             }
         }
-        let ranked = [
+        let counts = [
             ("malicious", s.malicious),
             ("malformed", s.malformed),
             ("error", s.error),
             ("suspicious", s.suspicious),
-            ("pending", s.pending),
+            (scan::PENDING, s.pending),
         ];
-        s.overall = ranked
+        let present = counts
             .iter()
-            .find(|(_, n)| *n > 0)
-            .map_or("clean", |(name, _)| name)
-            .to_string();
+            .filter(|(_, n)| *n > 0)
+            .map(|(status, _)| *status);
+        s.overall = scan::overall(present).to_string();
         s
     }
 }

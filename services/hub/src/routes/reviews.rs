@@ -66,15 +66,16 @@ pub(crate) async fn visible(
         .ok_or_else(|| not_found(id))?;
     // A disclosed report is as public as its repository.
     let disclosed = report.status == "published"
-        && auth::authorize_repo(
-            conn,
-            caller,
-            &repo,
-            (&repo.namespace, &repo.name),
-            Need::Read,
-        )
-        .await
-        .is_ok();
+        && ApiError::permitted(
+            auth::authorize_repo(
+                conn,
+                caller,
+                &repo,
+                (&repo.namespace, &repo.name),
+                Need::Read,
+            )
+            .await,
+        )?;
     let Some(user) = caller.user.as_ref() else {
         return if disclosed {
             Ok((report, repo, false))
@@ -242,7 +243,7 @@ pub async fn repo_reports(
     let mut list = Vec::new();
     if caller.user.is_some() {
         for r in reviews::for_repository(&mut conn, repo.id).await? {
-            if visible(&mut conn, &caller, r.id).await.is_ok() {
+            if ApiError::permitted(visible(&mut conn, &caller, r.id).await)? {
                 list.push(r);
             }
         }
@@ -544,7 +545,7 @@ pub async fn publish_advisory(
     let advisory = reviews::advisory(&mut tx, &id).await?.ok_or_else(missing)?;
     let (_, repo, reviewer) = visible(&mut tx, &caller, advisory.report_id)
         .await
-        .map_err(|_| missing())?;
+        .map_err(|e| if e.is_refusal() { missing() } else { e })?;
     if !reviewer {
         return Err(ApiError::forbidden(
             "reviewer-required",
@@ -607,9 +608,9 @@ async fn readable_affected(
             Some(&v) => v,
             None => {
                 let v = match f.repository.split_once('/') {
-                    Some((ns, name)) => super::load_repo(conn, caller, ns, name, Need::Read)
-                        .await
-                        .is_ok(),
+                    Some((ns, name)) => ApiError::permitted(
+                        super::load_repo(conn, caller, ns, name, Need::Read).await,
+                    )?,
                     None => false,
                 };
                 readable.insert(f.repository.clone(), v);
@@ -667,7 +668,7 @@ async fn readable_advisory(
     if a.published_at.is_none() {
         visible(conn, caller, a.report_id)
             .await
-            .map_err(|_| missing())?;
+            .map_err(|e| if e.is_refusal() { missing() } else { e })?;
     }
     Ok(a)
 }

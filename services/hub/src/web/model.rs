@@ -250,9 +250,9 @@ pub async fn model_page(
     let signature = db::provenance::verification(&mut conn, repo.id, &commit).await?;
     let advisories = advisories(&mut conn, &repo, &commit).await?;
     let logged = publish_entry(&mut conn, &commit).await?;
-    let can_write = crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Write)
-        .await
-        .is_ok();
+    let can_write = ApiError::permitted(
+        crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Write).await,
+    )?;
 
     // "Can I use this?": the viewer's context against the owner's policy and each of the
     // viewer's organisations' policies.

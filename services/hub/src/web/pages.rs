@@ -11,6 +11,7 @@ use super::session::{self, check_csrf, redirect};
 use crate::app::AppState;
 use crate::auth::{self, Caller};
 use crate::db;
+use crate::domain::scan;
 use crate::error::ApiError;
 
 /// Search filters, all optional; the same names as the form fields.
@@ -55,20 +56,24 @@ pub async fn search_models(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Value>, ApiError> {
-    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(
+    // The head's scan status and quarantine by the rules of `domain::scan`, as the API has them.
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(format!(
         "SELECT * FROM (SELECT n.name AS namespace, r.name, r.description, r.license, r.visibility,
                 r.updated_at, r.created_at, le.decision, le.effective, mv.status AS verification,
-                (SELECT count(*) FROM commit_files cf JOIN blobs b ON b.sha256 = cf.sha256
-                  WHERE cf.repository_id = r.id AND cf.commit_id = h.commit_id
-                    AND ((b.scan_verdict = 'malicious' AND b.released_at IS NULL) OR b.held_reason IS NOT NULL)) AS quarantined,
-                (SELECT count(*) FROM commit_files cf JOIN blobs b ON b.sha256 = cf.sha256
-                  WHERE cf.repository_id = r.id AND cf.commit_id = h.commit_id AND b.scan_verdict IS NULL) AS unscanned
+                {overall} AS scan, s.quarantined
          FROM repositories r JOIN namespaces n ON n.id = r.namespace_id
          LEFT JOIN refs h ON h.repository_id = r.id AND h.name = 'main'
          LEFT JOIN license_evaluations le ON le.repository_id = r.id AND le.commit_id = h.commit_id
          LEFT JOIN model_verifications mv ON mv.repository_id = r.id AND mv.commit_id = h.commit_id
+         LEFT JOIN LATERAL (
+             SELECT array_agg(DISTINCT {status}) AS statuses, count(*) FILTER (WHERE {quarantined}) AS quarantined
+             FROM commit_files cf JOIN blobs b ON b.sha256 = cf.sha256
+             WHERE cf.repository_id = r.id AND cf.commit_id = h.commit_id) s ON true
          WHERE r.deleted_at IS NULL",
-    );
+        overall = scan::overall_sql("COALESCE(s.statuses, '{}')"),
+        status = scan::FILE_STATUS_SQL,
+        quarantined = scan::QUARANTINED_SQL,
+    ));
     // The same visibility rule as the API's search: private repositories to members only.
     match &caller.user {
         Some(u) if u.is_admin => {}
@@ -140,11 +145,8 @@ pub async fn search_models(
         "quarantined" => {
             sql.push(" AND x.quarantined > 0");
         }
-        "pending" => {
-            sql.push(" AND x.unscanned > 0");
-        }
-        "clean" => {
-            sql.push(" AND x.quarantined = 0 AND x.unscanned = 0");
+        status if scan::STATUSES.contains(&status) => {
+            sql.push(" AND x.scan = ").push_bind(status.to_string());
         }
         _ => {}
     }
@@ -186,8 +188,10 @@ struct SearchRow {
     decision: Option<String>,
     effective: Option<String>,
     verification: Option<String>,
-    quarantined: i64,
-    unscanned: i64,
+    /// The head's overall scan status (`domain::scan::overall`).
+    scan: String,
+    /// Quarantined files at the head.
+    quarantined: Option<i64>,
 }
 
 /// Every licence category of the terms catalog, for the search filter.
@@ -220,11 +224,16 @@ pub async fn home(
         &caller,
         "home.html",
         "Models",
-        json!({"results": results, "filters": &*query, "categories": license_categories(), "next": next, "previous": previous, "page": page}),
+        json!({"results": results, "filters": &*query, "categories": license_categories(), "scan_filters": scan_filters(), "next": next, "previous": previous, "page": page}),
     )
 }
 
 const PAGE_SIZE: i64 = 50;
+
+/// What the search can filter on: every scan status, and quarantine.
+fn scan_filters() -> Vec<&'static str> {
+    scan::STATUSES.into_iter().chain(["quarantined"]).collect()
+}
 
 /// The search URL with the same filters on another page.
 fn page_link(f: &Filters, page: u32) -> String {
