@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use kaiyuan_tests::{TestApp, expect_status, spawn_app};
@@ -869,4 +869,122 @@ async fn the_search_page_and_the_api_agree_on_every_scan_state(pool: PgPool) {
             "{state}"
         );
     }
+}
+
+/// One search (`db::repos::search`) behind the API, Hugging Face's `list_models` and the web
+/// page: the same text, owner, licence and tag filters find the same repositories, and private
+/// ones only for their members.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_api_the_hub_client_route_and_the_page_search_alike(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    let card = |license: &str, tag: &str| {
+        format!(
+            "---\nlicense: {license}\npipeline_tag: {tag}\ntags:\n- summarisation-demo\n---\n# model\n"
+        )
+    };
+    for (name, visibility, license, tag) in [
+        ("sum-small", "public", "mit", "summarization"),
+        ("sum-secret", "private", "mit", "summarization"),
+        ("gen-large", "public", "apache-2.0", "text-generation"),
+    ] {
+        app.create_repo(&alice, "alice", name, visibility).await;
+        app.commit_files(
+            &alice,
+            &format!("alice/{name}"),
+            &[("README.md", card(license, tag).as_bytes())],
+        )
+        .await;
+    }
+    app.run_jobs().await;
+    let names = |v: &Value, key: &str| -> Vec<String> {
+        let mut n: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[key].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    for (viewer, cookie_user) in [
+        (None, None),
+        (Some(bob.as_str()), None),
+        (Some(alice.as_str()), Some(())),
+    ] {
+        for (api, hf, page) in [
+            ("q=sum", "search=sum", "q=sum"),
+            ("namespace=alice", "author=alice", "namespace=alice"),
+            ("license=mit", "filter=license:mit", "license=mit"),
+            (
+                "license=Apache-2.0",
+                "filter=license:Apache-2.0",
+                "license=Apache-2.0",
+            ),
+        ] {
+            let api_items = expect_status(
+                app.get(&format!("/api/v1/repos?{api}"), viewer).await,
+                StatusCode::OK,
+            )
+            .await;
+            let from_api = names(&api_items["items"], "id");
+            let from_hf = names(
+                &expect_status(
+                    app.get(&format!("/api/models?{hf}"), viewer).await,
+                    StatusCode::OK,
+                )
+                .await,
+                "id",
+            );
+            assert_eq!(from_api, from_hf, "{api} / {hf} as {viewer:?}");
+            if cookie_user.is_none() && viewer.is_none() {
+                let html = page_html(&app, &format!("/?{page}"), None).await;
+                for id in ["alice/sum-small", "alice/sum-secret", "alice/gen-large"] {
+                    assert_eq!(
+                        html.contains(&format!("/{id}\"")),
+                        from_api.iter().any(|n| n == id),
+                        "page {page}: {id}"
+                    );
+                }
+            }
+            assert_eq!(
+                from_api.iter().any(|n| n == "alice/sum-secret"),
+                viewer == Some(alice.as_str()) && !api.contains("Apache"),
+                "{api} as {viewer:?}: {from_api:?}"
+            );
+        }
+        // A tag: the card's pipeline tag or a `tags:` item, for the hub client and the page.
+        let tagged = names(
+            &expect_status(
+                app.get("/api/models?filter=summarization", viewer).await,
+                StatusCode::OK,
+            )
+            .await,
+            "id",
+        );
+        assert!(
+            tagged.contains(&"alice/sum-small".to_string()),
+            "{tagged:?}"
+        );
+        assert!(
+            !tagged.contains(&"alice/gen-large".to_string()),
+            "{tagged:?}"
+        );
+        let both = names(
+            &expect_status(
+                app.get(
+                    "/api/models?filter=text-generation&filter=summarisation-demo",
+                    viewer,
+                )
+                .await,
+                StatusCode::OK,
+            )
+            .await,
+            "id",
+        );
+        assert_eq!(both, ["alice/gen-large"]);
+    }
+    let html = page_html(&app, "/?tag=summarization", None).await;
+    assert!(html.contains("/alice/sum-small\"") && !html.contains("/alice/gen-large\""));
 }

@@ -184,9 +184,10 @@ pub async fn purge_deleted(conn: &mut PgConnection, grace_days: u32) -> sqlx::Re
 }
 
 /// How search results are ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortKey {
     /// Most recently updated first.
+    #[default]
     Updated,
     /// Most recently created first.
     Created,
@@ -201,32 +202,90 @@ pub enum Cursor {
     Name(String, i64),
 }
 
+/// One search for every surface (the API, Hugging Face's `list_models`, the web page), so that
+/// a filter means the same everywhere and visibility is decided once.
+#[derive(Default)]
 pub struct SearchQuery<'a> {
     pub text: Option<&'a str>,
     pub namespace: Option<&'a str>,
+    /// The declared licence or the effective one the licence engine found (case-insensitive).
     pub license: Option<&'a str>,
+    /// Every tag must be on the card (`tags:` items or `pipeline_tag:`).
+    pub tags: Vec<&'a str>,
+    /// A licence category (`commercial-use-restricted`, ...) of the head's terms.
+    pub category: Option<&'a str>,
+    /// Whether the head's licence decision allows commercial use (`allow`,
+    /// `allow_with_obligations`) or not (`flag_review`, `deny`).
+    pub commercial: Option<bool>,
+    /// The head's overall scan status (`domain::scan::STATUSES`) or `quarantined`.
+    pub scan: Option<&'a str>,
+    /// The head's verification status, or `none` for a head without one.
+    pub verification: Option<&'a str>,
     pub sort: SortKey,
     pub after: Option<Cursor>,
+    pub offset: i64,
     pub limit: i64,
     /// The viewer: private repositories are visible to their namespace's members only.
     pub viewer_id: Option<i64>,
     pub viewer_is_admin: bool,
 }
 
+/// The visibility rule in SQL: public repositories, and private ones to members of their
+/// namespace and hub admins.
+fn push_visible(sql: &mut QueryBuilder<Postgres>, viewer_id: Option<i64>, admin: bool) {
+    if admin {
+        return;
+    }
+    sql.push(" AND (r.visibility = 'public'");
+    if let Some(viewer) = viewer_id {
+        sql.push(" OR r.namespace_id = ").push_bind(viewer);
+        sql.push(" OR EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = r.namespace_id AND m.user_id = ")
+            .push_bind(viewer)
+            .push(")");
+    }
+    sql.push(")");
+}
+
+/// The head's scan status and quarantined files, by the rules of `domain::scan`, as columns
+/// `s.statuses` and `s.quarantined` of a lateral join on `h` (the `main` ref).
+fn scan_join() -> String {
+    format!(
+        " LEFT JOIN LATERAL (
+             SELECT array_agg(DISTINCT {status}) AS statuses,
+                    count(*) FILTER (WHERE {quarantined}) AS quarantined
+             FROM commit_files cf JOIN blobs b ON b.sha256 = cf.sha256
+             WHERE cf.repository_id = r.id AND cf.commit_id = h.commit_id) s ON true",
+        status = crate::domain::scan::FILE_STATUS_SQL,
+        quarantined = crate::domain::scan::QUARANTINED_SQL,
+    )
+}
+
+/// The head's overall scan status as an SQL expression over `scan_join`.
+fn scan_overall() -> String {
+    crate::domain::scan::overall_sql("COALESCE(s.statuses, '{}')")
+}
+
+const HEAD_JOINS: &str = " LEFT JOIN refs h ON h.repository_id = r.id AND h.name = 'main'
+     LEFT JOIN license_evaluations le ON le.repository_id = r.id AND le.commit_id = h.commit_id
+     LEFT JOIN model_verifications mv ON mv.repository_id = r.id AND mv.commit_id = h.commit_id";
+
 pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<Vec<Repo>> {
     let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(SELECT_REPO);
-    sql.push(" WHERE r.deleted_at IS NULL");
-    if !q.viewer_is_admin {
-        sql.push(" AND (r.visibility = 'public'");
-        if let Some(viewer) = q.viewer_id {
-            sql.push(" OR r.namespace_id = ").push_bind(viewer);
-            sql.push(" OR EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = r.namespace_id AND m.user_id = ")
-                .push_bind(viewer)
-                .push(")");
-        }
-        sql.push(")");
+    // The head's facts only when a filter reads them: the plain search stays on one table.
+    let needs_head = q.license.is_some()
+        || q.category.is_some()
+        || q.commercial.is_some()
+        || q.scan.is_some()
+        || q.verification.is_some();
+    if needs_head {
+        sql.push(HEAD_JOINS);
     }
-    if let Some(text) = q.text.filter(|t| !t.trim().is_empty()) {
+    if q.scan.is_some() {
+        sql.push(scan_join());
+    }
+    sql.push(" WHERE r.deleted_at IS NULL");
+    push_visible(&mut sql, q.viewer_id, q.viewer_is_admin);
+    if let Some(text) = q.text.map(str::trim).filter(|t| !t.is_empty()) {
         let pattern = format!(
             "%{}%",
             text.replace('\\', "\\\\")
@@ -239,15 +298,62 @@ pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Resul
             .push_bind(text.to_string())
             .push("))");
     }
-    if let Some(namespace) = q.namespace {
+    if let Some(namespace) = q.namespace.map(str::trim).filter(|n| !n.is_empty()) {
         sql.push(" AND lower(n.name) = lower(")
             .push_bind(namespace.to_string())
             .push(")");
     }
-    if let Some(license) = q.license {
-        sql.push(" AND lower(r.license) = lower(")
+    if let Some(license) = q.license.map(str::trim).filter(|l| !l.is_empty()) {
+        sql.push(" AND (lower(r.license) = lower(")
             .push_bind(license.to_string())
+            .push(") OR lower(le.effective) = lower(")
+            .push_bind(license.to_string())
+            .push("))");
+    }
+    for tag in &q.tags {
+        // Tags are letters, digits and `-_.` only: anything else cannot match a card's tag.
+        let tag: String = tag
+            .trim()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || "-_.".contains(*c))
+            .collect();
+        let tag = tag.replace('.', "\\.");
+        sql.push(" AND r.card ~* ").push_bind(format!(
+            "(?n)^\\s*(-\\s*|pipeline_tag:\\s*)['\"]?{tag}['\"]?\\s*$"
+        ));
+    }
+    if let Some(category) = q.category.map(str::trim).filter(|c| !c.is_empty()) {
+        sql.push(" AND EXISTS (SELECT 1 FROM jsonb_array_elements(le.report->'terms') t WHERE t->'categories' ? ")
+            .push_bind(category.to_string())
             .push(")");
+    }
+    match q.commercial {
+        Some(true) => {
+            sql.push(" AND le.decision IN ('allow', 'allow_with_obligations')");
+        }
+        Some(false) => {
+            sql.push(" AND le.decision IN ('flag_review', 'deny')");
+        }
+        None => {}
+    }
+    match q.scan {
+        Some("quarantined") => {
+            sql.push(" AND s.quarantined > 0");
+        }
+        Some(status) => {
+            sql.push(format!(" AND {} = ", scan_overall()))
+                .push_bind(status.to_string());
+        }
+        None => {}
+    }
+    match q.verification {
+        Some("none") => {
+            sql.push(" AND mv.status IS NULL");
+        }
+        Some(status) => {
+            sql.push(" AND mv.status = ").push_bind(status.to_string());
+        }
+        None => {}
     }
     let (key, order) = match q.sort {
         SortKey::Updated => ("r.updated_at", "DESC"),
@@ -272,8 +378,36 @@ pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Resul
         _ => {}
     }
     sql.push(format!(" ORDER BY {key} {order}, r.id {order} LIMIT "))
-        .push_bind(q.limit);
+        .push_bind(q.limit)
+        .push(" OFFSET ")
+        .push_bind(q.offset);
     sql.build_query_as().fetch_all(conn).await
+}
+
+/// What a search result shows beyond the repository: its head's licence decision, effective
+/// licence, verification and scan status (by `domain::scan`), and quarantined files.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HeadFacts {
+    pub id: i64,
+    pub decision: Option<String>,
+    pub effective: Option<String>,
+    pub verification: Option<String>,
+    pub scan: String,
+    pub quarantined: i64,
+}
+
+pub async fn head_facts(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<HeadFacts>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT r.id, le.decision, le.effective, mv.status AS verification,
+                {overall} AS scan, COALESCE(s.quarantined, 0) AS quarantined
+         FROM repositories r {HEAD_JOINS} {scan}
+         WHERE r.id = ANY($1)",
+        overall = scan_overall(),
+        scan = scan_join(),
+    )))
+    .bind(ids)
+    .fetch_all(conn)
+    .await
 }
 
 /// The caller's access request to a gated repository: its status, if any.

@@ -567,14 +567,17 @@ async fn list_models(
         card_data: get("cardData"),
         cursor: get("cursor"),
     };
-    let mut license = None;
-    for f in &params.filter {
-        match f.strip_prefix("license:") {
-            Some(l) => license = Some(l.to_string()),
-            // Tags other than licences are not recorded yet: nothing matches them.
-            None => return Ok(HttpResponse::Ok().json(Vec::<Value>::new())),
-        }
-    }
+    // `filter=license:x` is the licence; any other filter is a tag of the card, as on the web.
+    let license = params
+        .filter
+        .iter()
+        .find_map(|f| f.strip_prefix("license:"));
+    let tags: Vec<&str> = params
+        .filter
+        .iter()
+        .filter(|f| !f.starts_with("license:"))
+        .map(String::as_str)
+        .collect();
     let sort = match params.sort.as_deref() {
         Some("createdAt") => SortKey::Created,
         _ => SortKey::Updated,
@@ -587,12 +590,14 @@ async fn list_models(
     let query = SearchQuery {
         text: params.search.as_deref(),
         namespace: params.author.as_deref(),
-        license: license.as_deref(),
+        license,
+        tags,
         sort,
         after,
         limit: page + 1,
         viewer_id: caller.id(),
         viewer_is_admin: caller.user.as_ref().is_some_and(|u| u.is_admin),
+        ..Default::default()
     };
     let mut conn = state.db.acquire().await?;
     let mut repos = db::repos::search(&mut conn, &query).await?;

@@ -311,6 +311,7 @@ pub async fn search_repos(
         limit: limit + 1,
         viewer_id: caller.id(),
         viewer_is_admin: caller.user.as_ref().is_some_and(|u| u.is_admin),
+        ..Default::default()
     };
     let mut conn = state.db.acquire().await?;
     let mut repos = db::repos::search(&mut conn, &query).await?;

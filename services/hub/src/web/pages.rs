@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::PgConnection;
 
 use super::render::{WebError, WebResult, render};
 use super::session::{self, check_csrf, redirect};
@@ -47,8 +47,8 @@ pub struct Filters {
     pub page: Option<u32>,
 }
 
-/// Repositories the viewer may see that match `f`, with their head's licence decision, scan and
-/// verification state.
+/// Repositories the viewer may see that match `f` (the one search of `db::repos`), with their
+/// head's licence decision, scan and verification state.
 pub async fn search_models(
     conn: &mut PgConnection,
     caller: &Caller,
@@ -56,142 +56,57 @@ pub async fn search_models(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Value>, ApiError> {
-    // The head's scan status and quarantine by the rules of `domain::scan`, as the API has them.
-    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT * FROM (SELECT n.name AS namespace, r.name, r.description, r.license, r.visibility,
-                r.updated_at, r.created_at, le.decision, le.effective, mv.status AS verification,
-                {overall} AS scan, s.quarantined
-         FROM repositories r JOIN namespaces n ON n.id = r.namespace_id
-         LEFT JOIN refs h ON h.repository_id = r.id AND h.name = 'main'
-         LEFT JOIN license_evaluations le ON le.repository_id = r.id AND le.commit_id = h.commit_id
-         LEFT JOIN model_verifications mv ON mv.repository_id = r.id AND mv.commit_id = h.commit_id
-         LEFT JOIN LATERAL (
-             SELECT array_agg(DISTINCT {status}) AS statuses, count(*) FILTER (WHERE {quarantined}) AS quarantined
-             FROM commit_files cf JOIN blobs b ON b.sha256 = cf.sha256
-             WHERE cf.repository_id = r.id AND cf.commit_id = h.commit_id) s ON true
-         WHERE r.deleted_at IS NULL",
-        overall = scan::overall_sql("COALESCE(s.statuses, '{}')"),
-        status = scan::FILE_STATUS_SQL,
-        quarantined = scan::QUARANTINED_SQL,
-    ));
-    // The same visibility rule as the API's search: private repositories to members only.
-    match &caller.user {
-        Some(u) if u.is_admin => {}
-        Some(u) => {
-            sql.push(" AND (r.visibility = 'public' OR r.namespace_id = ")
-                .push_bind(u.id)
-                .push(" OR EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = r.namespace_id AND m.user_id = ")
-                .push_bind(u.id)
-                .push("))");
-        }
-        None => {
-            sql.push(" AND r.visibility = 'public'");
-        }
+    fn given(v: &str) -> Option<&str> {
+        Some(v.trim()).filter(|v| !v.is_empty())
     }
-    let text = f.q.trim();
-    if !text.is_empty() {
-        let pattern = format!(
-            "%{}%",
-            text.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        sql.push(" AND ((n.name || '/' || r.name) ILIKE ")
-            .push_bind(pattern)
-            .push(" OR to_tsvector('simple', r.name || ' ' || r.description || ' ' || r.card) @@ plainto_tsquery('simple', ")
-            .push_bind(text.to_string())
-            .push("))");
-    }
-    if !f.namespace.trim().is_empty() {
-        sql.push(" AND lower(n.name) = lower(")
-            .push_bind(f.namespace.trim().to_string())
-            .push(")");
-    }
-    if !f.license.trim().is_empty() {
-        sql.push(" AND (lower(r.license) = lower(")
-            .push_bind(f.license.trim().to_string())
-            .push(") OR lower(le.effective) = lower(")
-            .push_bind(f.license.trim().to_string())
-            .push("))");
-    }
-    if !f.category.trim().is_empty() {
-        sql.push(" AND EXISTS (SELECT 1 FROM jsonb_array_elements(le.report->'terms') t WHERE t->'categories' ? ")
-            .push_bind(f.category.trim().to_string())
-            .push(")");
-    }
-    match f.commercial.as_str() {
-        "yes" => {
-            sql.push(" AND le.decision IN ('allow', 'allow_with_obligations')");
-        }
-        "no" => {
-            sql.push(" AND le.decision IN ('flag_review', 'deny')");
-        }
-        _ => {}
-    }
-    if !f.tag.trim().is_empty() {
-        let tag: String = f
-            .tag
-            .trim()
-            .chars()
-            .filter(|c| c.is_alphanumeric() || "-_.".contains(*c))
+    let query = db::repos::SearchQuery {
+        text: given(&f.q),
+        namespace: given(&f.namespace),
+        license: given(&f.license),
+        tags: given(&f.tag).into_iter().collect(),
+        category: given(&f.category),
+        commercial: match f.commercial.as_str() {
+            "yes" => Some(true),
+            "no" => Some(false),
+            _ => None,
+        },
+        scan: given(&f.scan).filter(|s| scan_filters().contains(s)),
+        verification: given(&f.verification),
+        sort: match f.sort.as_str() {
+            "name" => db::repos::SortKey::Name,
+            "created" => db::repos::SortKey::Created,
+            _ => db::repos::SortKey::Updated,
+        },
+        offset,
+        limit,
+        viewer_id: caller.id(),
+        viewer_is_admin: caller.user.as_ref().is_some_and(|u| u.is_admin),
+        ..Default::default()
+    };
+    let repos = db::repos::search(conn, &query).await?;
+    let ids: Vec<i64> = repos.iter().map(|r| r.id).collect();
+    let facts: std::collections::HashMap<i64, db::repos::HeadFacts> =
+        db::repos::head_facts(conn, &ids)
+            .await?
+            .into_iter()
+            .map(|f| (f.id, f))
             .collect();
-        let tag = tag.replace('.', "\\.");
-        sql.push(" AND r.card ~* ").push_bind(format!(
-            "(?n)^\\s*(-\\s*|pipeline_tag:\\s*)['\"]?{tag}['\"]?\\s*$"
-        ));
-    }
-    sql.push(") x WHERE true");
-    match f.scan.as_str() {
-        "quarantined" => {
-            sql.push(" AND x.quarantined > 0");
-        }
-        status if scan::STATUSES.contains(&status) => {
-            sql.push(" AND x.scan = ").push_bind(status.to_string());
-        }
-        _ => {}
-    }
-    match f.verification.as_str() {
-        "" => {}
-        "none" => {
-            sql.push(" AND x.verification IS NULL");
-        }
-        status => {
-            sql.push(" AND x.verification = ")
-                .push_bind(status.to_string());
-        }
-    }
-    sql.push(match f.sort.as_str() {
-        "name" => " ORDER BY lower(x.namespace || '/' || x.name)",
-        "created" => " ORDER BY x.created_at DESC",
-        _ => " ORDER BY x.updated_at DESC",
-    });
-    sql.push(" LIMIT ")
-        .push_bind(limit)
-        .push(" OFFSET ")
-        .push_bind(offset);
-    let rows: Vec<SearchRow> = sql.build_query_as().fetch_all(&mut *conn).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+    Ok(repos
+        .iter()
+        .map(|r| {
+            let head = facts.get(&r.id);
+            json!({
+                "namespace": r.namespace, "name": r.name, "description": r.description,
+                "license": r.license, "visibility": r.visibility,
+                "updated_at": r.updated_at, "created_at": r.created_at,
+                "decision": head.and_then(|h| h.decision.as_deref()),
+                "effective": head.and_then(|h| h.effective.as_deref()),
+                "verification": head.and_then(|h| h.verification.as_deref()),
+                "scan": head.map_or(scan::CLEAN, |h| h.scan.as_str()),
+                "quarantined": head.map_or(0, |h| h.quarantined),
+            })
+        })
         .collect())
-}
-
-#[derive(sqlx::FromRow, serde::Serialize)]
-struct SearchRow {
-    namespace: String,
-    name: String,
-    description: String,
-    license: Option<String>,
-    visibility: String,
-    updated_at: chrono::DateTime<chrono::Utc>,
-    created_at: chrono::DateTime<chrono::Utc>,
-    decision: Option<String>,
-    effective: Option<String>,
-    verification: Option<String>,
-    /// The head's overall scan status (`domain::scan::overall`).
-    scan: String,
-    /// Quarantined files at the head.
-    quarantined: Option<i64>,
 }
 
 /// Every licence category of the terms catalog, for the search filter.
