@@ -76,8 +76,7 @@ pub fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
 
 /// Constant-time comparison of a submitted CSRF token with the session's.
 pub fn csrf_matches(expected: &str, submitted: &str) -> bool {
-    let (a, b) = (expected.as_bytes(), submitted.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    crate::hmac::constant_time_eq(expected.as_bytes(), submitted.as_bytes())
 }
 
 fn owner_to_caller(owner: accounts::TokenOwner, session_csrf: Option<String>) -> Caller {

@@ -241,16 +241,7 @@ impl EmbeddedPostgres {
 
     async fn ensure_database(&self) -> anyhow::Result<()> {
         let pool = crate::db::connect(&self.admin_url, 1).await?;
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'kaiyuan')",
-        )
-        .fetch_one(&pool)
-        .await?;
-        if !exists {
-            sqlx::query("CREATE DATABASE kaiyuan")
-                .execute(&pool)
-                .await?;
-        }
+        crate::db::ensure_database(&pool, "kaiyuan").await?;
         pool.close().await;
         Ok(())
     }

@@ -35,27 +35,9 @@ pub async fn collect(db: &PgPool, store: &BlobStore, settings: &Gc) -> anyhow::R
     };
     report.repositories_purged =
         db::repos::purge_deleted(&mut conn, settings.deleted_repo_grace_days).await?;
-    sqlx::query(
-        "DELETE FROM repository_uploads WHERE uploaded_at < now() - make_interval(secs => $1)",
-    )
-    .bind(settings.blob_grace_secs as f64)
-    .execute(&mut *conn)
-    .await?;
+    db::blobs::expire_grants(&mut conn, settings.blob_grace_secs).await?;
     loop {
-        let doomed: Vec<Vec<u8>> = sqlx::query_scalar(
-            "DELETE FROM blobs WHERE sha256 IN (
-                 SELECT b.sha256 FROM blobs b
-                 WHERE b.last_seen_at < now() - make_interval(secs => $1)
-                   AND NOT EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = b.sha256)
-                   AND NOT EXISTS (SELECT 1 FROM repository_uploads u WHERE u.sha256 = b.sha256)
-                   AND NOT EXISTS (SELECT 1 FROM report_attachments a WHERE a.sha256 = b.sha256)
-                 LIMIT 500
-                 FOR UPDATE SKIP LOCKED)
-             RETURNING sha256",
-        )
-        .bind(settings.blob_grace_secs as f64)
-        .fetch_all(&mut *conn)
-        .await?;
+        let doomed = db::blobs::take_unreferenced(&mut conn, settings.blob_grace_secs).await?;
         if doomed.is_empty() {
             break;
         }

@@ -1,5 +1,5 @@
 //! HMAC-SHA256 (RFC 2104), written out to keep dependencies lean; used for signed upload URLs
-//! and webhook signatures.
+//! and webhook signatures; and the constant-time comparison of secrets.
 
 use sha2::{Digest, Sha256};
 
@@ -25,8 +25,20 @@ pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
     )
 }
 
+/// Compares secrets in constant time, so that timing does not reveal a valid prefix.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secrets_compare_exactly() {
+        use super::constant_time_eq as same;
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd") && !same(b"abc", b"ab") && !same(b"", b"a"));
+    }
+
     #[test]
     fn rfc_4231_case_2() {
         assert_eq!(

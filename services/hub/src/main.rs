@@ -148,11 +148,7 @@ async fn open_database(
 
 /// Refuses to start against a database whose schema is behind this binary.
 async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(pool)
-            .await
-            .unwrap_or_default();
+    let applied = db::applied_migrations(pool).await.unwrap_or_default();
     let missing: Vec<i64> = db::MIGRATOR
         .iter()
         .map(|m| m.version)

@@ -42,15 +42,7 @@ pub async fn emit_for_blob(
     payload: Value,
     except: Option<i64>,
 ) -> sqlx::Result<()> {
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "SELECT DISTINCT r.id FROM commit_files c
-         JOIN refs f ON f.repository_id = c.repository_id AND f.name = 'main' AND f.commit_id = c.commit_id
-         JOIN repositories r ON r.id = c.repository_id AND r.deleted_at IS NULL
-         WHERE c.sha256 = $1",
-    )
-    .bind(sha256)
-    .fetch_all(&mut *conn)
-    .await?;
+    let ids = db::notifications::repositories_holding(conn, sha256).await?;
     for id in ids.into_iter().filter(|id| Some(*id) != except) {
         if let Some(repo) = db::repos::find_by_id(conn, id).await? {
             emit(conn, &repo, kind, payload.clone(), true).await?;
@@ -73,24 +65,10 @@ pub async fn open_rule_reports(
         .filter(|f| f.rule == "pickle-community-rule" || f.rule == "yara-community-rule")
         .map(|f| f.message.clone())
         .collect();
-    let held: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT DISTINCT c.repository_id, c.commit_id, min(c.path) FROM commit_files c
-         JOIN refs f ON f.repository_id = c.repository_id AND f.name = 'main' AND f.commit_id = c.commit_id
-         JOIN repositories r ON r.id = c.repository_id AND r.deleted_at IS NULL
-         WHERE c.sha256 = $1 GROUP BY c.repository_id, c.commit_id",
-    )
-    .bind(sha256)
-    .fetch_all(&mut *conn)
-    .await?;
+    let held = db::notifications::heads_holding(conn, sha256).await?;
     let tag = format!("community rule set {}", rules.version);
     for (repo_id, commit, path) in held {
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM reports WHERE repository_id = $1 AND sha256 = $2 AND evidence LIKE $3)")
-            .bind(repo_id)
-            .bind(sha256)
-            .bind(format!("{tag}:%"))
-            .fetch_one(&mut *conn)
-            .await?;
-        if exists {
+        if db::reviews::has_report_tagged(conn, repo_id, sha256, &tag).await? {
             continue;
         }
         let id = db::reviews::insert(

@@ -18,14 +18,7 @@ pub const ORIGIN: &str = "kaiyuan/log";
 
 /// The log's Ed25519 key, created once and shared by every replica through the database.
 pub async fn signing_key(conn: &mut PgConnection) -> sqlx::Result<SigningKey> {
-    let fresh: [u8; 32] = rand::rng().random();
-    sqlx::query("INSERT INTO hub_secrets (name, value) VALUES ('log-key', $1) ON CONFLICT (name) DO NOTHING")
-        .bind(fresh.as_slice())
-        .execute(&mut *conn)
-        .await?;
-    let seed: Vec<u8> = sqlx::query_scalar("SELECT value FROM hub_secrets WHERE name = 'log-key'")
-        .fetch_one(conn)
-        .await?;
+    let seed = db::secrets::get_or_create(conn, "log-key").await?;
     let seed: [u8; 32] = seed
         .as_slice()
         .try_into()

@@ -88,7 +88,26 @@ struct Ctx<'a> {
     use_ctx: &'a UseContext,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(policy: Option<&'a Policy>, use_ctx: &'a UseContext) -> Self {
+        Ctx {
+            findings: vec![],
+            obligations: vec![],
+            policy,
+            use_ctx,
+        }
+    }
+
+    /// Takes over the findings and obligations of another context, without duplicates.
+    fn absorb(&mut self, other: Ctx) {
+        for f in other.findings {
+            self.find(&f.code, f.severity, f.message);
+        }
+        for o in other.obligations {
+            self.oblige(o);
+        }
+    }
+
     fn find(&mut self, code: &str, severity: Severity, message: impl Into<String>) {
         let f = Finding::new(code, severity, message);
         if !self.findings.contains(&f) {
@@ -119,76 +138,173 @@ pub fn evaluate(
     policy: Option<&Policy>,
     use_ctx: &UseContext,
 ) -> Report {
-    let cat = catalog();
-    let mut cx = Ctx {
-        findings: vec![],
-        obligations: vec![],
-        policy,
-        use_ctx,
-    };
+    let mut cx = Ctx::new(policy, use_ctx);
 
     // 1. The declaration.
-    let declared_raw = facts.card.license.clone();
-    let declared = interpret(
-        declared_raw.as_deref().unwrap_or(""),
-        facts.card.license_name.as_deref(),
+    let declaration = Declaration::read(&mut cx, &facts.card);
+    // 2. Evidence: licence texts and file metadata.
+    let evidence = Evidence::gather(&mut cx, facts);
+    // 3. The repository's own licence: declaration reconciled with evidence.
+    let own = own_licence(&mut cx, &declaration, &evidence);
+    // 4. Lineage: bases, teachers, datasets.
+    let mut upstream = Upstream::trace(&mut cx, &facts.card, resolver);
+    // 5. Effective licence.
+    let effective = effective_licence(&mut cx, own.as_ref(), &upstream);
+    // 6. Derivative rules.
+    derivative_rules(
+        &mut cx,
+        facts,
+        own.as_ref(),
+        &upstream,
+        &evidence.texts_present,
     );
-    let mut normalization = vec![];
-    let declared_expr = match &declared {
-        Declared::Valid { expr, changes } => {
-            if !changes.is_empty() {
-                cx.find(
-                    "normalized",
-                    Severity::Info,
-                    format!(
-                        "declared licence normalised to {expr}: {}",
-                        changes.join("; ")
-                    ),
-                );
-                normalization = changes.clone();
-            }
-            Some(expr.clone())
-        }
-        Declared::Invalid {
-            message,
-            suggestions,
-        } => {
-            let hint = if suggestions.is_empty() {
-                String::new()
-            } else {
-                format!("; did you mean {}?", suggestions.join(", "))
-            };
-            cx.find(
-                "invalid-expression",
-                Severity::Error,
-                format!(
-                    "`{}` is not a valid SPDX expression: {message}{hint}",
-                    declared_raw.as_deref().unwrap_or("")
-                ),
-            );
-            None
-        }
-        _ => None,
+    // 7. Training data.
+    let risk = training_data(&mut cx, resolver, &upstream.datasets, &mut upstream.nodes);
+    // 8. Use in context, per alternative of the effective expression.
+    let derivative = upstream.weights() && !facts.card.base_models.is_empty();
+    let (chosen, terms) = match &effective {
+        Some(eff) => use_in_context(&mut cx, eff, upstream.multimodal, derivative),
+        None => (vec![], vec![]),
     };
-    if let Some(e) = &declared_expr {
-        for leaf in e.leaves() {
-            if cat.terms(&leaf).is_unknown() {
+    require_detected_match(&mut cx);
+
+    let decision = decide(&cx.findings, &cx.obligations);
+    Report {
+        decision,
+        name: facts.name.clone(),
+        declared: declaration.raw,
+        license_name: facts.card.license_name.clone(),
+        license_link: facts.card.license_link.clone(),
+        expression: declaration.expr.map(|e| e.to_string()),
+        normalization: declaration.normalization,
+        detected: evidence.detected,
+        effective: effective.map(|e| e.to_string()),
+        chosen,
+        terms,
+        lineage: upstream.nodes,
+        data_license_risk: risk.into(),
+        findings: cx.findings,
+        obligations: cx.obligations,
+        context: use_ctx.clone(),
+        policy: policy.map(|p| p.name.clone().unwrap_or_else(|| "custom".into())),
+        catalog_version: catalog().version.clone(),
+    }
+}
+
+/// Phase 1: the card's licence declaration.
+struct Declaration {
+    /// The card's `license` value as written.
+    raw: Option<String>,
+    parsed: Declared,
+    /// Canonical expression of a valid declaration.
+    expr: Option<Expr>,
+    /// Every change made to reach `expr`.
+    normalization: Vec<String>,
+}
+
+impl Declaration {
+    fn read(cx: &mut Ctx, card: &CardMeta) -> Self {
+        let raw = card.license.clone();
+        let parsed = interpret(raw.as_deref().unwrap_or(""), card.license_name.as_deref());
+        let mut normalization = vec![];
+        let expr = match &parsed {
+            Declared::Valid { expr, changes } => {
+                if !changes.is_empty() {
+                    cx.find(
+                        "normalized",
+                        Severity::Info,
+                        format!(
+                            "declared licence normalised to {expr}: {}",
+                            changes.join("; ")
+                        ),
+                    );
+                    normalization = changes.clone();
+                }
+                Some(expr.clone())
+            }
+            Declared::Invalid {
+                message,
+                suggestions,
+            } => {
+                let hint = if suggestions.is_empty() {
+                    String::new()
+                } else {
+                    format!("; did you mean {}?", suggestions.join(", "))
+                };
                 cx.find(
-                    "unknown-license",
-                    Severity::Review,
+                    "invalid-expression",
+                    Severity::Error,
                     format!(
-                        "{leaf}: the catalog has no terms for this licence; a person must read it"
+                        "`{}` is not a valid SPDX expression: {message}{hint}",
+                        raw.as_deref().unwrap_or("")
                     ),
                 );
+                None
             }
+            _ => None,
+        };
+        if let Some(e) = &expr {
+            unknown_leaves(cx, e);
+        }
+        Declaration {
+            raw,
+            parsed,
+            expr,
+            normalization,
+        }
+    }
+}
+
+/// Declared licences the catalog has no terms for.
+fn unknown_leaves(cx: &mut Ctx, declared: &Expr) {
+    let cat = catalog();
+    for leaf in declared.leaves() {
+        if cat.terms(&leaf).is_unknown() {
+            cx.find(
+                "unknown-license",
+                Severity::Review,
+                format!("{leaf}: the catalog has no terms for this licence; a person must read it"),
+            );
+        }
+    }
+}
+
+/// Phase 2: what the shipped files say about the licence.
+struct Evidence {
+    detected: Vec<Detection>,
+    /// Licences the evidence gives the repository itself; retained copies of other licences
+    /// (LICENSE-APACHE beside the model's own licence) are not among them.
+    primary: Vec<String>,
+    /// Licences whose text is shipped.
+    texts_present: Vec<String>,
+}
+
+impl Evidence {
+    fn gather(cx: &mut Ctx, facts: &ModelFacts) -> Self {
+        let mut ev = Evidence {
+            detected: vec![],
+            primary: vec![],
+            texts_present: vec![],
+        };
+        for f in &facts.license_files {
+            ev.license_file(cx, &facts.card, f);
+        }
+        // The gated prompt often holds the licence text; a `license_link` URL names a licence.
+        ev.gated_prompt(&facts.card);
+        ev.license_link(&facts.card);
+        for (file, value) in &facts.metadata_licenses {
+            ev.metadata_license(cx, file, value);
+        }
+        ev
+    }
+
+    fn add_primary(&mut self, id: &str) {
+        if !self.primary.iter().any(|p| p == id) {
+            self.primary.push(id.to_string());
         }
     }
 
-    // 2. Evidence: licence texts and file metadata.
-    let mut detected: Vec<Detection> = Vec::new();
-    let mut primary: Vec<String> = Vec::new();
-    let mut texts_present: Vec<String> = Vec::new();
-    for f in &facts.license_files {
+    fn license_file(&mut self, cx: &mut Ctx, card: &CardMeta, f: &TextFile) {
         let found = detect_text(&f.path, &f.text);
         if found.is_empty() {
             cx.find(
@@ -197,84 +313,72 @@ pub fn evaluate(
                 format!("{}: the text matches no known licence", f.path),
             );
         }
-        let linked = facts
-            .card
+        let linked = card
             .license_link
             .as_deref()
             .is_some_and(|l| l.trim_start_matches("./") == f.path);
         let copy_of = if linked { None } else { named_copy(&f.path) };
         for d in &found {
             if d.method == "text" || d.confidence >= 0.5 {
-                texts_present.push(d.id.clone());
+                self.texts_present.push(d.id.clone());
             }
-            if copy_of.is_none() && !primary.contains(&d.id) {
-                primary.push(d.id.clone());
+            if copy_of.is_none() {
+                self.add_primary(&d.id);
             }
-            if d.modified && d.method == "text" && !d.added_text.is_empty() {
-                cx.find("modified-license", Severity::Review, format!(
-                    "{} is {} with added text (similarity {:.2}): \"{}\"; it is a different licence",
-                    d.file, d.id, d.confidence, d.added_text.join(" ")
-                ));
-            } else if d.modified && d.method == "title" {
-                cx.find("modified-license", Severity::Review, format!(
-                    "{} is titled as {} but its text does not match the canonical agreement (similarity {:.2}); ship the canonical text",
-                    d.file, d.id, d.confidence
-                ));
-            }
+            modified_text(cx, d);
         }
-        detected.extend(found);
+        self.detected.extend(found);
     }
-    // The gated prompt often holds the licence text; a `license_link` URL names a licence.
-    if let Some(prompt) = facts
-        .card
-        .gated_prompt
-        .as_deref()
-        .filter(|p| p.split_whitespace().count() >= 50)
-    {
+
+    fn gated_prompt(&mut self, card: &CardMeta) {
+        let Some(prompt) = card
+            .gated_prompt
+            .as_deref()
+            .filter(|p| p.split_whitespace().count() >= 50)
+        else {
+            return;
+        };
         for d in detect_text("README.md (extra_gated_prompt)", prompt) {
             if d.method == "text" {
-                texts_present.push(d.id.clone());
-                if !primary.contains(&d.id) {
-                    primary.push(d.id.clone());
-                }
-                detected.push(d);
+                self.texts_present.push(d.id.clone());
+                self.add_primary(&d.id);
+                self.detected.push(d);
             }
         }
     }
-    if let Some(link) = facts
-        .card
-        .license_link
-        .as_deref()
-        .filter(|l| l.contains("://") || l.starts_with("www."))
-        && let Some(t) = cat.by_url(link)
-    {
-        detected.push(Detection {
-            file: format!("license_link {link}"),
-            id: t.id.clone(),
-            confidence: 0.7,
-            method: "link".into(),
-            added_text: vec![],
-            modified: false,
-        });
-        if !primary.contains(&t.id) {
-            primary.push(t.id.clone());
+
+    fn license_link(&mut self, card: &CardMeta) {
+        if let Some(link) = card
+            .license_link
+            .as_deref()
+            .filter(|l| l.contains("://") || l.starts_with("www."))
+            && let Some(t) = catalog().by_url(link)
+        {
+            self.detected.push(Detection {
+                file: format!("license_link {link}"),
+                id: t.id.clone(),
+                confidence: 0.7,
+                method: "link".into(),
+                added_text: vec![],
+                modified: false,
+            });
+            self.add_primary(&t.id);
         }
     }
-    for (file, value) in &facts.metadata_licenses {
+
+    fn metadata_license(&mut self, cx: &mut Ctx, file: &str, value: &str) {
         match license_expr(value) {
             Ok(e) => {
                 for id in e.leaves() {
-                    detected.push(Detection {
-                        file: file.clone(),
+                    self.detected.push(Detection {
+                        file: file.to_string(),
                         id: id.clone(),
                         confidence: 1.0,
                         method: "metadata".into(),
                         added_text: vec![],
                         modified: false,
                     });
-                    if !primary.contains(&id) {
-                        primary.push(id);
-                    }
+                    self.add_primary(&id);
                 }
             }
             Err(e) => cx.find(
@@ -284,73 +388,38 @@ pub fn evaluate(
             ),
         }
     }
+}
 
-    // 3. The repository's own licence: declaration reconciled with evidence.
-    let modified_ids: Vec<String> = detected
-        .iter()
-        .filter(|d| d.modified)
-        .map(|d| d.id.clone())
-        .collect();
-    let own: Option<Expr> = match (&declared_expr, primary.is_empty()) {
+/// A shipped licence text that departs from the canonical one.
+fn modified_text(cx: &mut Ctx, d: &Detection) {
+    if d.modified && d.method == "text" && !d.added_text.is_empty() {
+        cx.find(
+            "modified-license",
+            Severity::Review,
+            format!(
+                "{} is {} with added text (similarity {:.2}): \"{}\"; it is a different licence",
+                d.file,
+                d.id,
+                d.confidence,
+                d.added_text.join(" ")
+            ),
+        );
+    } else if d.modified && d.method == "title" {
+        cx.find("modified-license", Severity::Review, format!(
+            "{} is titled as {} but its text does not match the canonical agreement (similarity {:.2}); ship the canonical text",
+            d.file, d.id, d.confidence
+        ));
+    }
+}
+
+/// Phase 3: the repository's own licence, the declaration reconciled with the evidence.
+fn own_licence(cx: &mut Ctx, decl: &Declaration, ev: &Evidence) -> Option<Expr> {
+    let primary = &ev.primary;
+    match (&decl.expr, primary.is_empty()) {
         (Some(d), true) => Some(d.clone()),
-        (Some(d), false) => {
-            let dl = d.leaves();
-            let agree = if d.is_disjunction() {
-                primary.iter().all(|p| dl.contains(p))
-            } else {
-                primary.len() == dl.len() && primary.iter().all(|p| dl.contains(p))
-            };
-            let tampered: Vec<&String> = dl.iter().filter(|l| modified_ids.contains(l)).collect();
-            if agree && tampered.is_empty() {
-                Some(d.clone())
-            } else if agree {
-                cx.find("declared-detected-mismatch", Severity::Review, format!(
-                    "declared {d}, but the shipped text of {} differs from the canonical licence",
-                    tampered.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                ));
-                let leaves = dl
-                    .iter()
-                    .map(|l| {
-                        if modified_ids.contains(l) {
-                            Expr::Leaf(format!("LicenseRef-kaiyuan-modified-{l}"))
-                        } else {
-                            Expr::Leaf(l.clone())
-                        }
-                    })
-                    .collect();
-                Some(Expr::and(leaves))
-            } else {
-                cx.find("declared-detected-mismatch", Severity::Review, format!(
-                    "declared {d}, but the licence files say {}; until the publisher resolves it the stricter licence applies",
-                    primary.join(" AND ")
-                ));
-                let agreed: Vec<String> =
-                    dl.iter().filter(|l| primary.contains(l)).cloned().collect();
-                let disputed: Vec<String> = dl
-                    .iter()
-                    .chain(primary.iter())
-                    .filter(|l| !agreed.contains(l))
-                    .cloned()
-                    .collect();
-                let mut parts: Vec<Expr> = agreed.into_iter().map(Expr::Leaf).collect();
-                if let Some(strict) = disputed
-                    .iter()
-                    .max_by_key(|l| cat.terms(l).restrictiveness())
-                {
-                    let rank = cat.terms(strict).restrictiveness();
-                    parts.extend(
-                        disputed
-                            .iter()
-                            .filter(|l| cat.terms(l).restrictiveness() == rank)
-                            .cloned()
-                            .map(Expr::Leaf),
-                    );
-                }
-                Some(Expr::and(parts))
-            }
-        }
+        (Some(d), false) => Some(reconcile(cx, d, ev)),
         (None, false) => {
-            if !matches!(declared, Declared::Invalid { .. }) {
+            if !matches!(decl.parsed, Declared::Invalid { .. }) {
                 cx.find("missing-license", Severity::Warning, format!(
                     "the card declares no usable licence; the licence files say {}: declare it in the card",
                     primary.join(" AND ")
@@ -359,46 +428,157 @@ pub fn evaluate(
             Some(Expr::and(primary.iter().cloned().map(Expr::Leaf).collect()))
         }
         (None, true) => {
-            match &declared {
+            match &decl.parsed {
                 Declared::Missing => cx.find("missing-license", Severity::Error, "no licence is declared and no licence file is shipped: nobody has been granted any rights"),
                 Declared::NoAssertion(why) => cx.find("missing-license", Severity::Error, format!("{why}, and no licence file says more: nobody has been granted any rights")),
                 _ => {}
             }
             None
         }
-    };
+    }
+}
 
-    // 4. Lineage: bases, teachers, datasets.
-    let mut lineage: Vec<LineageNode> = vec![];
-    let multi = facts.card.base_models.len() > 1;
-    let relation = facts.card.base_model_relation.clone().unwrap_or_else(|| {
-        if multi {
-            "merge".into()
-        } else {
-            "finetune".into()
+/// A valid declaration checked against the licence files that the evidence found.
+fn reconcile(cx: &mut Ctx, declared: &Expr, ev: &Evidence) -> Expr {
+    let primary = &ev.primary;
+    let modified_ids: Vec<String> = ev
+        .detected
+        .iter()
+        .filter(|d| d.modified)
+        .map(|d| d.id.clone())
+        .collect();
+    let dl = declared.leaves();
+    let agree = if declared.is_disjunction() {
+        primary.iter().all(|p| dl.contains(p))
+    } else {
+        primary.len() == dl.len() && primary.iter().all(|p| dl.contains(p))
+    };
+    let tampered: Vec<&String> = dl.iter().filter(|l| modified_ids.contains(l)).collect();
+    if agree && tampered.is_empty() {
+        declared.clone()
+    } else if agree {
+        cx.find("declared-detected-mismatch", Severity::Review, format!(
+            "declared {declared}, but the shipped text of {} differs from the canonical licence",
+            tampered.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+        let leaves = dl
+            .iter()
+            .map(|l| {
+                if modified_ids.contains(l) {
+                    Expr::Leaf(format!("LicenseRef-kaiyuan-modified-{l}"))
+                } else {
+                    Expr::Leaf(l.clone())
+                }
+            })
+            .collect();
+        Expr::and(leaves)
+    } else {
+        cx.find("declared-detected-mismatch", Severity::Review, format!(
+            "declared {declared}, but the licence files say {}; until the publisher resolves it the stricter licence applies",
+            primary.join(" AND ")
+        ));
+        stricter_reading(&dl, primary)
+    }
+}
+
+/// What declaration and files agree on, and the most restrictive of the licences they dispute.
+fn stricter_reading(declared: &[String], primary: &[String]) -> Expr {
+    let cat = catalog();
+    let agreed: Vec<String> = declared
+        .iter()
+        .filter(|l| primary.contains(l))
+        .cloned()
+        .collect();
+    let disputed: Vec<String> = declared
+        .iter()
+        .chain(primary.iter())
+        .filter(|l| !agreed.contains(l))
+        .cloned()
+        .collect();
+    let mut parts: Vec<Expr> = agreed.into_iter().map(Expr::Leaf).collect();
+    if let Some(strict) = disputed
+        .iter()
+        .max_by_key(|l| cat.terms(l).restrictiveness())
+    {
+        let rank = cat.terms(strict).restrictiveness();
+        parts.extend(
+            disputed
+                .iter()
+                .filter(|l| cat.terms(l).restrictiveness() == rank)
+                .cloned()
+                .map(Expr::Leaf),
+        );
+    }
+    Expr::and(parts)
+}
+
+/// Phase 4: the models and data this one was built from.
+struct Upstream {
+    nodes: Vec<LineageNode>,
+    /// How the model derives from its bases (finetune, adapter, merge, quantized, ...).
+    relation: String,
+    multimodal: bool,
+    /// Effective licences of the base models.
+    inherited: Vec<(String, Expr)>,
+    /// Effective licences of the models whose outputs trained this one.
+    teachers: Vec<(String, Expr)>,
+    datasets: Vec<String>,
+}
+
+impl Upstream {
+    fn trace(cx: &mut Ctx, card: &CardMeta, resolver: &dyn Resolver) -> Self {
+        let multi = card.base_models.len() > 1;
+        let relation = card.base_model_relation.clone().unwrap_or_else(|| {
+            if multi {
+                "merge".into()
+            } else {
+                "finetune".into()
+            }
+        });
+        let mut up = Upstream {
+            nodes: vec![],
+            relation,
+            multimodal: card.multimodal(),
+            inherited: vec![],
+            teachers: vec![],
+            datasets: vec![],
+        };
+        for base in &card.base_models {
+            up.base(cx, resolver, base);
         }
-    });
-    let mut multimodal = facts.card.multimodal();
-    let mut inherited: Vec<(String, Expr)> = vec![];
-    for base in &facts.card.base_models {
+        let mut teachers: Vec<String> = card.distilled_from.clone();
+        for d in &card.datasets {
+            if resolver.dataset(d).is_none() && resolver.model(d).is_some() {
+                teachers.push(d.clone()); // a model id listed as training data: its outputs
+            } else {
+                up.datasets.push(d.clone());
+            }
+        }
+        for t in &teachers {
+            up.teacher(cx, resolver, t);
+        }
+        up
+    }
+
+    fn base(&mut self, cx: &mut Ctx, resolver: &dyn Resolver, base: &str) {
         let up = resolver.model(base);
-        multimodal |= up.as_ref().is_some_and(|u| u.multimodal);
+        self.multimodal |= up.as_ref().is_some_and(|u| u.multimodal);
         match effective_of(resolver, base, 0, &mut vec![]) {
             Ok(e) => {
-                lineage.push(LineageNode {
-                    id: base.clone(),
+                self.nodes.push(LineageNode {
+                    id: base.to_string(),
                     kind: "base".into(),
-                    relation: Some(relation.clone()),
+                    relation: Some(self.relation.clone()),
                     license: Some(e.to_string()),
                     source: up.map(|u| u.source).unwrap_or_default(),
                 });
-                inherited.push((base.clone(), e));
+                self.inherited.push((base.to_string(), e));
             }
             Err(why) => {
-                lineage.push(LineageNode {
-                    id: base.clone(),
+                self.nodes.push(LineageNode {
+                    id: base.to_string(),
                     kind: "base".into(),
-                    relation: Some(relation.clone()),
+                    relation: Some(self.relation.clone()),
                     license: None,
                     source: "unknown".into(),
                 });
@@ -406,31 +586,22 @@ pub fn evaluate(
             }
         }
     }
-    let mut teachers: Vec<String> = facts.card.distilled_from.clone();
-    let mut datasets: Vec<String> = vec![];
-    for d in &facts.card.datasets {
-        if resolver.dataset(d).is_none() && resolver.model(d).is_some() {
-            teachers.push(d.clone()); // a model id listed as training data: its outputs
-        } else {
-            datasets.push(d.clone());
-        }
-    }
-    let mut teacher_terms: Vec<(String, Expr)> = vec![];
-    for t in &teachers {
+
+    fn teacher(&mut self, cx: &mut Ctx, resolver: &dyn Resolver, t: &str) {
         match effective_of(resolver, t, 0, &mut vec![]) {
             Ok(e) => {
-                lineage.push(LineageNode {
-                    id: t.clone(),
+                self.nodes.push(LineageNode {
+                    id: t.to_string(),
                     kind: "teacher".into(),
                     relation: Some("distillation".into()),
                     license: Some(e.to_string()),
                     source: resolver.model(t).map(|u| u.source).unwrap_or_default(),
                 });
-                teacher_terms.push((t.clone(), e));
+                self.teachers.push((t.to_string(), e));
             }
             Err(why) => {
-                lineage.push(LineageNode {
-                    id: t.clone(),
+                self.nodes.push(LineageNode {
+                    id: t.to_string(),
                     kind: "teacher".into(),
                     relation: Some("distillation".into()),
                     license: None,
@@ -445,12 +616,38 @@ pub fn evaluate(
         }
     }
 
-    // 5. Effective licence.
-    let quantized = relation == "quantized" && !inherited.is_empty();
+    /// A quantization of a known base: a copy of it.
+    fn quantized(&self) -> bool {
+        self.relation == "quantized" && !self.inherited.is_empty()
+    }
+
+    /// Whether the model contains copies of its bases' weights.
+    fn weights(&self) -> bool {
+        contains_weights(&self.relation)
+    }
+
+    /// Teacher licences that make a model trained on the teacher's outputs a derivative of it,
+    /// as (teacher, licence).
+    fn distilled_bases(&self) -> Vec<(String, String)> {
+        let cat = catalog();
+        let mut out = vec![];
+        for (t, e) in &self.teachers {
+            for leaf in e.leaves() {
+                if cat.terms(&leaf).outputs == Outputs::DerivativeIfDistilled {
+                    out.push((t.clone(), leaf));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Phase 5: the effective licence, what a user of this model must honour.
+fn effective_licence(cx: &mut Ctx, own: Option<&Expr>, up: &Upstream) -> Option<Expr> {
     let mut parts: Vec<Expr> = vec![];
-    if quantized {
-        parts.extend(inherited.iter().map(|(_, e)| e.clone()));
-        if let Some(o) = &own {
+    if up.quantized() {
+        parts.extend(up.inherited.iter().map(|(_, e)| e.clone()));
+        if let Some(o) = own {
             let base_leaves: Vec<String> = parts.iter().flat_map(|e| e.leaves()).collect();
             if o.leaves().iter().any(|l| !base_leaves.contains(l)) {
                 cx.find("base-license-violation", Severity::Error, format!(
@@ -460,44 +657,41 @@ pub fn evaluate(
             }
         }
     } else {
-        parts.extend(own.iter().cloned());
-        parts.extend(inherited.iter().map(|(_, e)| e.clone()));
+        parts.extend(own.cloned());
+        parts.extend(up.inherited.iter().map(|(_, e)| e.clone()));
     }
-    for (_, e) in &teacher_terms {
-        for leaf in e.leaves() {
-            if cat.terms(&leaf).outputs == Outputs::DerivativeIfDistilled {
-                parts.push(Expr::Leaf(leaf));
-            }
-        }
-    }
-    let effective = (!parts.is_empty()).then(|| Expr::and(parts));
+    parts.extend(
+        up.distilled_bases()
+            .into_iter()
+            .map(|(_, leaf)| Expr::Leaf(leaf)),
+    );
+    (!parts.is_empty()).then(|| Expr::and(parts))
+}
 
-    // 6. Derivative rules.
-    let name = facts.name.clone();
-    let own_leaves: Vec<String> = own.as_ref().map(|o| o.leaves()).unwrap_or_default();
-    let body = &facts.card_body;
-    let notices: String = facts
-        .notice_files
-        .iter()
-        .map(|f| f.text.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let weights = contains_weights(&relation);
-    let shipped_texts: Vec<&str> = facts
-        .license_files
-        .iter()
-        .map(|f| f.text.as_str())
-        .chain([body.as_str()])
-        .collect();
-    let mut distilled_bases: Vec<(String, String)> = vec![];
-    for (t, e) in &teacher_terms {
-        for leaf in e.leaves() {
-            if cat.terms(&leaf).outputs == Outputs::DerivativeIfDistilled {
-                distilled_bases.push((t.clone(), leaf));
-            }
-        }
+/// Phase 6: what the upstream licences require of this model as their derivative.
+fn derivative_rules(
+    cx: &mut Ctx,
+    facts: &ModelFacts,
+    own: Option<&Expr>,
+    up: &Upstream,
+    texts_present: &[String],
+) {
+    let dv = Derivation::new(facts, own, up, texts_present);
+    let base_leaves = upstream_leaves(up);
+    for (base, leaf) in &base_leaves {
+        dv.upstream_duties(cx, base, leaf);
     }
-    let mut base_leaves: Vec<(String, String)> = inherited
+    dv.teacher_outputs(cx, &up.teachers, &base_leaves);
+    if facts.card.base_models.len() > 1 || base_leaves.len() > 1 {
+        merge_conflicts(cx, &base_leaves);
+    }
+}
+
+/// Every upstream licence a derivative inherits, as (upstream, licence): the least restrictive
+/// alternative of each base, then the teachers' licences that reach a distilled model.
+fn upstream_leaves(up: &Upstream) -> Vec<(String, String)> {
+    let mut leaves: Vec<(String, String)> = up
+        .inherited
         .iter()
         .flat_map(|(b, e)| {
             least_restrictive(e)
@@ -505,16 +699,88 @@ pub fn evaluate(
                 .map(move |l| (b.clone(), l))
         })
         .collect();
-    base_leaves.extend(distilled_bases);
-    let student_families: Vec<String> = base_leaves
-        .iter()
-        .filter_map(|(_, l)| cat.terms(l).family)
-        .chain(own_leaves.iter().filter_map(|l| cat.terms(l).family))
-        .collect();
-    for (base, leaf) in &base_leaves {
-        let t = cat.terms(leaf);
-        let tn = terms_name(&t);
-        let relabelled = !quantized && own.is_some() && !own_leaves.contains(leaf);
+    leaves.extend(up.distilled_bases());
+    leaves
+}
+
+/// The model as the derivative rules see it.
+struct Derivation<'a> {
+    name: Option<&'a str>,
+    /// The model card's body.
+    body: &'a str,
+    /// All NOTICE files, joined.
+    notices: String,
+    /// Whether the model contains copies of its bases' weights.
+    weights: bool,
+    /// Licence files and card body: where passed-down restrictions can be carried.
+    shipped_texts: Vec<&'a str>,
+    /// Licences whose text is shipped.
+    texts_present: &'a [String],
+    /// Leaves of the repository's own licence.
+    own_leaves: Vec<String>,
+    /// Whether the model is published under a licence of its own (not as a quantized copy).
+    own_licence: bool,
+}
+
+impl<'a> Derivation<'a> {
+    fn new(
+        facts: &'a ModelFacts,
+        own: Option<&Expr>,
+        up: &Upstream,
+        texts_present: &'a [String],
+    ) -> Self {
+        let body = facts.card_body.as_str();
+        Derivation {
+            name: facts.name.as_deref(),
+            body,
+            notices: facts
+                .notice_files
+                .iter()
+                .map(|f| f.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            weights: up.weights(),
+            shipped_texts: facts
+                .license_files
+                .iter()
+                .map(|f| f.text.as_str())
+                .chain([body])
+                .collect(),
+            texts_present,
+            own_leaves: own.map(|o| o.leaves()).unwrap_or_default(),
+            own_licence: !up.quantized() && own.is_some(),
+        }
+    }
+
+    /// Whether the model is published under its own licence, which lacks this upstream one.
+    fn relabelled(&self, leaf: &str) -> bool {
+        self.own_licence && !self.own_leaves.iter().any(|l| l == leaf)
+    }
+
+    /// Everything one upstream licence asks of this model.
+    fn upstream_duties(&self, cx: &mut Ctx, base: &str, leaf: &str) {
+        let t = catalog().terms(leaf);
+        self.relabelling(cx, base, leaf, &t);
+        if matches!(t.derivatives, Derivatives::RestrictionsFlowDown) {
+            cx.oblige(format!("include the use restrictions of the {} as enforceable terms in the licence of this model, and tell recipients they apply", t.name));
+        }
+        self.licence_copy(cx, leaf, &t);
+        self.notice_file(cx, &t);
+        credit_duties(cx, base, &t);
+        naming_rules(cx, &t, self.name, self.body, base);
+        if let Some(aup) = &t.use_policy {
+            cx.oblige(format!(
+                "pass the {aup} on to your users: it binds every use of this model"
+            ));
+        }
+    }
+
+    /// Whether the upstream licence lets its derivative be shared, and under the licence it has.
+    fn relabelling(&self, cx: &mut Ctx, base: &str, leaf: &str, t: &Terms) {
+        let cat = catalog();
+        let tn = terms_name(t);
+        let relabelled = self.relabelled(leaf);
+        let own_leaves = &self.own_leaves;
         match t.derivatives {
             Derivatives::SameLicense
                 if relabelled && !own_leaves.iter().any(|l| cat.terms(l).share_alike) =>
@@ -540,16 +806,20 @@ pub fn evaluate(
                 cx.find("base-license-violation", Severity::Error, format!("{base} is under {tn}: a derivative cannot be relabelled {}; the {} keeps governing the base material and must be part of the licence", own_leaves.join(" AND "), t.name));
             }
             Derivatives::RestrictionsFlowDown
-                if relabelled && !carries_restrictions(leaf, &shipped_texts) =>
+                if relabelled && !carries_restrictions(leaf, &self.shipped_texts) =>
             {
                 cx.find("restriction-not-passed-down", Severity::Error, format!("{base} is under {tn}: its use restrictions must be an enforceable part of this model's licence, and {} alone does not carry them", own_leaves.join(" AND ")));
             }
             _ => {}
         }
-        if matches!(t.derivatives, Derivatives::RestrictionsFlowDown) {
-            cx.oblige(format!("include the use restrictions of the {} as enforceable terms in the licence of this model, and tell recipients they apply", t.name));
+    }
+
+    /// A copy of the upstream licence that must travel with the model.
+    fn licence_copy(&self, cx: &mut Ctx, leaf: &str, t: &Terms) {
+        if t.license_copy == LicenseCopy::None {
+            return;
         }
-        if t.license_copy != LicenseCopy::None && !texts_present.contains(leaf) {
+        if !self.texts_present.iter().any(|p| p == leaf) {
             let (sev, what) = if t.license_copy == LicenseCopy::Condition {
                 (Severity::Error, "is a condition of the licence")
             } else {
@@ -564,224 +834,275 @@ pub fn evaluate(
                 ),
             );
         }
-        if t.license_copy != LicenseCopy::None {
-            cx.oblige(format!("ship a copy of the {} with the model", t.name));
-        }
-        if let Some(notice) = &t.notice_file
-            && weights
-        {
-            if !contains_phrase(&notices, notice) {
-                let sev = if t.license_copy == LicenseCopy::Condition {
-                    Severity::Error
-                } else {
-                    Severity::Warning
-                };
-                cx.find(
-                    "missing-notice",
-                    sev,
-                    format!("a NOTICE file must carry: \"{notice}\""),
-                );
-            }
-            cx.oblige(format!("ship a NOTICE file that says \"{notice}\""));
-        }
-        if t.keep_notice_file {
-            cx.oblige(format!(
-                "keep the copyright notices and the NOTICE contents of {base} ({})",
-                t.id
-            ));
-        }
-        if t.mark_changes {
-            cx.oblige("mark the files you modified with a prominent notice");
-        }
-        if t.keep_documentation {
-            cx.oblige(format!(
-                "keep {base}'s documentation and document your modifications to the same standard"
-            ));
-        }
-        if t.attribution {
-            cx.oblige(format!("credit {base} and link its licence ({})", t.id));
-        }
-        naming_rules(&mut cx, &t, name.as_deref(), body, base);
-        if let Some(aup) = &t.use_policy {
-            cx.oblige(format!(
-                "pass the {aup} on to your users: it binds every use of this model"
-            ));
-        }
-    }
-    for (teacher, e) in &teacher_terms {
-        for leaf in e.leaves() {
-            let t = cat.terms(&leaf);
-            match t.outputs {
-                Outputs::NoTrainingOtherModels => {
-                    let same_family = t
-                        .family
-                        .as_ref()
-                        .is_some_and(|f| student_families.contains(f));
-                    if !same_family {
-                        cx.find("base-license-violation", Severity::Error, format!("{teacher} is under {}, which forbids using its outputs to improve any other large language model; this model is not a derivative of it", terms_name(&t)));
-                    }
-                }
-                Outputs::NamingDuty | Outputs::DisplayDuty => {
-                    naming_rules(&mut cx, &t, name.as_deref(), body, teacher)
-                }
-                _ => {}
-            }
-        }
-    }
-    if facts.card.base_models.len() > 1 || base_leaves.len() > 1 {
-        merge_conflicts(&mut cx, &base_leaves);
+        cx.oblige(format!("ship a copy of the {} with the model", t.name));
     }
 
-    // 7. Training data.
-    let mut risk = "clear";
-    let rank = |r: &str| {
-        [
-            "clear",
-            "attribution",
-            "unknown",
-            "share-alike-unsettled",
-            "non-commercial-unsettled",
-        ]
-        .iter()
-        .position(|x| *x == r)
-        .unwrap_or(0)
-    };
-    for d in &datasets {
-        let Some((lic, source)) = resolver.dataset(d) else {
-            lineage.push(LineageNode {
-                id: d.clone(),
-                kind: "dataset".into(),
-                relation: None,
-                license: None,
-                source: "unknown".into(),
-            });
-            cx.find(
-                "unknown-license",
-                Severity::Warning,
-                format!("dataset {d}: licence unknown; give it in the lineage"),
-            );
-            if rank("unknown") > rank(risk) {
-                risk = "unknown";
-            }
-            continue;
+    /// The NOTICE text the upstream licence requires of anything containing its weights.
+    fn notice_file(&self, cx: &mut Ctx, t: &Terms) {
+        let Some(notice) = t.notice_file.as_ref().filter(|_| self.weights) else {
+            return;
         };
-        let expr = license_expr(&lic);
+        if !contains_phrase(&self.notices, notice) {
+            let sev = if t.license_copy == LicenseCopy::Condition {
+                Severity::Error
+            } else {
+                Severity::Warning
+            };
+            cx.find(
+                "missing-notice",
+                sev,
+                format!("a NOTICE file must carry: \"{notice}\""),
+            );
+        }
+        cx.oblige(format!("ship a NOTICE file that says \"{notice}\""));
+    }
+
+    /// What teacher licences say about training this model on their outputs.
+    fn teacher_outputs(
+        &self,
+        cx: &mut Ctx,
+        teachers: &[(String, Expr)],
+        base_leaves: &[(String, String)],
+    ) {
+        let cat = catalog();
+        let student_families: Vec<String> = base_leaves
+            .iter()
+            .filter_map(|(_, l)| cat.terms(l).family)
+            .chain(self.own_leaves.iter().filter_map(|l| cat.terms(l).family))
+            .collect();
+        for (teacher, e) in teachers {
+            for leaf in e.leaves() {
+                let t = cat.terms(&leaf);
+                match t.outputs {
+                    Outputs::NoTrainingOtherModels => {
+                        let same_family = t
+                            .family
+                            .as_ref()
+                            .is_some_and(|f| student_families.contains(f));
+                        if !same_family {
+                            cx.find("base-license-violation", Severity::Error, format!("{teacher} is under {}, which forbids using its outputs to improve any other large language model; this model is not a derivative of it", terms_name(&t)));
+                        }
+                    }
+                    Outputs::NamingDuty | Outputs::DisplayDuty => {
+                        naming_rules(cx, &t, self.name, self.body, teacher)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Credit the upstream licence asks for: notices, change marks, documentation, attribution.
+fn credit_duties(cx: &mut Ctx, base: &str, t: &Terms) {
+    if t.keep_notice_file {
+        cx.oblige(format!(
+            "keep the copyright notices and the NOTICE contents of {base} ({})",
+            t.id
+        ));
+    }
+    if t.mark_changes {
+        cx.oblige("mark the files you modified with a prominent notice");
+    }
+    if t.keep_documentation {
+        cx.oblige(format!(
+            "keep {base}'s documentation and document your modifications to the same standard"
+        ));
+    }
+    if t.attribution {
+        cx.oblige(format!("credit {base} and link its licence ({})", t.id));
+    }
+}
+
+/// Training-data risk levels, least serious first.
+const DATA_RISKS: [&str; 5] = [
+    "clear",
+    "attribution",
+    "unknown",
+    "share-alike-unsettled",
+    "non-commercial-unsettled",
+];
+
+/// The more serious of two training-data risk levels.
+fn graver(a: &'static str, b: &'static str) -> &'static str {
+    let rank = |r: &str| DATA_RISKS.iter().position(|x| *x == r).unwrap_or(0);
+    if rank(b) > rank(a) { b } else { a }
+}
+
+/// Phase 7: the training data, its lineage nodes, and the overall risk its licences carry.
+fn training_data(
+    cx: &mut Ctx,
+    resolver: &dyn Resolver,
+    datasets: &[String],
+    lineage: &mut Vec<LineageNode>,
+) -> &'static str {
+    let mut risk = "clear";
+    for d in datasets {
+        risk = graver(risk, dataset(cx, resolver, d, lineage));
+    }
+    risk
+}
+
+/// One dataset's lineage node, findings and risk level (`clear` adds nothing to the overall
+/// risk).
+fn dataset(
+    cx: &mut Ctx,
+    resolver: &dyn Resolver,
+    d: &str,
+    lineage: &mut Vec<LineageNode>,
+) -> &'static str {
+    let Some((lic, source)) = resolver.dataset(d) else {
         lineage.push(LineageNode {
-            id: d.clone(),
+            id: d.to_string(),
             kind: "dataset".into(),
             relation: None,
-            license: expr.as_ref().ok().map(|e| e.to_string()),
-            source,
+            license: None,
+            source: "unknown".into(),
         });
-        let Ok(expr) = expr else {
-            cx.find(
-                "unknown-license",
-                Severity::Warning,
-                format!("dataset {d}: licence `{lic}` is not understood"),
-            );
-            continue;
-        };
-        for leaf in least_restrictive(&expr) {
-            let t = cat.terms(&leaf);
-            let verdict = if t.results_unrestricted || t.has_category("public-domain") {
-                "clear"
-            } else if t.commercial == Commercial::No {
-                let rule = policy
-                    .map(|p| p.noncommercial_training_data)
-                    .unwrap_or_default();
-                if use_ctx.purpose.is_production() {
-                    match rule {
-                        DataRule::Deny => cx.find("noncommercial-training-data", Severity::Error, format!("dataset {d} is {leaf} (non-commercial) and the policy blocks non-commercial training data for commercial use")),
-                        DataRule::Review => cx.find("noncommercial-training-data", Severity::Review, format!("dataset {d} is {leaf} (non-commercial): whether the licence reaches a model trained on it is legally unsettled; a person must decide")),
-                        DataRule::Allow => cx.find("noncommercial-training-data", Severity::Info, format!("dataset {d} is {leaf} (non-commercial); the policy accepts the risk")),
-                    }
-                } else {
-                    cx.find("noncommercial-training-data", Severity::Info, format!("dataset {d} is {leaf} (non-commercial); the intended use is not commercial"));
-                }
-                "non-commercial-unsettled"
-            } else if t.share_alike {
-                let rule = policy
-                    .map(|p| p.sharealike_training_data)
-                    .unwrap_or_default();
-                let sev = match rule {
-                    DataRule::Deny => Severity::Error,
-                    DataRule::Review => Severity::Review,
-                    DataRule::Allow => Severity::Info,
-                };
-                cx.find("sharealike-training-data", sev, format!("dataset {d} is {leaf} (share-alike): whether the model is adapted material that must be shared alike is legally unsettled"));
-                cx.oblige(format!(
-                    "credit dataset {d} ({leaf}) in the model card or NOTICE"
-                ));
-                "share-alike-unsettled"
-            } else if t.is_unknown() {
-                cx.find(
-                    "unknown-license",
-                    Severity::Warning,
-                    format!("dataset {d}: terms of {leaf} unknown"),
-                );
-                "unknown"
-            } else {
-                if t.attribution || t.license_copy == LicenseCopy::Obligation {
-                    cx.oblige(format!(
-                        "credit dataset {d} ({leaf}) in the model card or NOTICE"
-                    ));
-                }
-                "attribution"
-            };
-            if rank(verdict) > rank(risk) {
-                risk = verdict;
-            }
-        }
+        cx.find(
+            "unknown-license",
+            Severity::Warning,
+            format!("dataset {d}: licence unknown; give it in the lineage"),
+        );
+        return "unknown";
+    };
+    let expr = license_expr(&lic);
+    lineage.push(LineageNode {
+        id: d.to_string(),
+        kind: "dataset".into(),
+        relation: None,
+        license: expr.as_ref().ok().map(|e| e.to_string()),
+        source,
+    });
+    let Ok(expr) = expr else {
+        cx.find(
+            "unknown-license",
+            Severity::Warning,
+            format!("dataset {d}: licence `{lic}` is not understood"),
+        );
+        return "clear";
+    };
+    let mut risk = "clear";
+    for leaf in least_restrictive(&expr) {
+        risk = graver(risk, data_licence(cx, d, &leaf));
     }
+    risk
+}
 
-    // 8. Use in context, per alternative of the effective expression.
-    let mut chosen = vec![];
-    let mut terms_out = vec![];
-    if let Some(eff) = &effective {
-        let alts = eff.alternatives();
-        let mut best: Option<(Decision, usize, Vec<String>, Ctx)> = None;
-        for alt in &alts {
-            let mut ac = Ctx {
-                findings: vec![],
-                obligations: vec![],
-                policy,
-                use_ctx,
-            };
-            for leaf in alt {
-                use_rules(
-                    &mut ac,
-                    leaf,
-                    multimodal,
-                    weights && !facts.card.base_models.is_empty(),
-                );
-            }
-            let d = decide(&ac.findings, &ac.obligations);
-            let better = match &best {
-                None => true,
-                Some((bd, bo, _, _)) => (d, ac.obligations.len()) < (*bd, *bo),
-            };
-            if better {
-                best = Some((d, ac.obligations.len(), alt.clone(), ac));
-            }
+/// The risk one licence of a dataset carries for a model trained on it.
+fn data_licence(cx: &mut Ctx, d: &str, leaf: &str) -> &'static str {
+    let t = catalog().terms(leaf);
+    if t.results_unrestricted || t.has_category("public-domain") {
+        "clear"
+    } else if t.commercial == Commercial::No {
+        noncommercial_data(cx, d, leaf);
+        "non-commercial-unsettled"
+    } else if t.share_alike {
+        let rule = cx
+            .policy
+            .map(|p| p.sharealike_training_data)
+            .unwrap_or_default();
+        let sev = match rule {
+            DataRule::Deny => Severity::Error,
+            DataRule::Review => Severity::Review,
+            DataRule::Allow => Severity::Info,
+        };
+        cx.find("sharealike-training-data", sev, format!("dataset {d} is {leaf} (share-alike): whether the model is adapted material that must be shared alike is legally unsettled"));
+        cx.oblige(format!(
+            "credit dataset {d} ({leaf}) in the model card or NOTICE"
+        ));
+        "share-alike-unsettled"
+    } else if t.is_unknown() {
+        cx.find(
+            "unknown-license",
+            Severity::Warning,
+            format!("dataset {d}: terms of {leaf} unknown"),
+        );
+        "unknown"
+    } else {
+        if t.attribution || t.license_copy == LicenseCopy::Obligation {
+            cx.oblige(format!(
+                "credit dataset {d} ({leaf}) in the model card or NOTICE"
+            ));
         }
-        if let Some((_, _, alt, ac)) = best {
-            if alts.len() > 1 {
-                cx.oblige(format!(
-                    "choose {} where the licence offers alternatives, and honour its terms",
-                    alt.join(" AND ")
-                ));
-            }
-            for f in ac.findings {
-                cx.find(&f.code, f.severity, f.message);
-            }
-            for o in ac.obligations {
-                cx.oblige(o);
-            }
-            terms_out = alt.iter().map(|l| cat.terms(l)).collect();
-            chosen = alt;
+        "attribution"
+    }
+}
+
+/// Non-commercial training data, judged by the intended use and the policy.
+fn noncommercial_data(cx: &mut Ctx, d: &str, leaf: &str) {
+    let rule = cx
+        .policy
+        .map(|p| p.noncommercial_training_data)
+        .unwrap_or_default();
+    if cx.use_ctx.purpose.is_production() {
+        match rule {
+            DataRule::Deny => cx.find("noncommercial-training-data", Severity::Error, format!("dataset {d} is {leaf} (non-commercial) and the policy blocks non-commercial training data for commercial use")),
+            DataRule::Review => cx.find("noncommercial-training-data", Severity::Review, format!("dataset {d} is {leaf} (non-commercial): whether the licence reaches a model trained on it is legally unsettled; a person must decide")),
+            DataRule::Allow => cx.find("noncommercial-training-data", Severity::Info, format!("dataset {d} is {leaf} (non-commercial); the policy accepts the risk")),
+        }
+    } else {
+        cx.find(
+            "noncommercial-training-data",
+            Severity::Info,
+            format!("dataset {d} is {leaf} (non-commercial); the intended use is not commercial"),
+        );
+    }
+}
+
+/// Phase 8: the use checked against each alternative of the effective licence; the one that
+/// decides best is chosen. Returns the chosen licences and their terms.
+fn use_in_context(
+    cx: &mut Ctx,
+    effective: &Expr,
+    multimodal: bool,
+    derivative: bool,
+) -> (Vec<String>, Vec<Terms>) {
+    let alts = effective.alternatives();
+    let Some((alt, ac)) = best_alternative(cx, &alts, multimodal, derivative) else {
+        return (vec![], vec![]);
+    };
+    if alts.len() > 1 {
+        cx.oblige(format!(
+            "choose {} where the licence offers alternatives, and honour its terms",
+            alt.join(" AND ")
+        ));
+    }
+    cx.absorb(ac);
+    let cat = catalog();
+    let terms = alt.iter().map(|l| cat.terms(l)).collect();
+    (alt, terms)
+}
+
+/// The alternative with the best decision, then the fewest obligations, with the findings and
+/// obligations of its use.
+fn best_alternative<'a>(
+    cx: &Ctx<'a>,
+    alts: &[Vec<String>],
+    multimodal: bool,
+    derivative: bool,
+) -> Option<(Vec<String>, Ctx<'a>)> {
+    let mut best: Option<(Decision, usize, Vec<String>, Ctx)> = None;
+    for alt in alts {
+        let mut ac = Ctx::new(cx.policy, cx.use_ctx);
+        for leaf in alt {
+            use_rules(&mut ac, leaf, multimodal, derivative);
+        }
+        let d = decide(&ac.findings, &ac.obligations);
+        let better = match &best {
+            None => true,
+            Some((bd, bo, _, _)) => (d, ac.obligations.len()) < (*bd, *bo),
+        };
+        if better {
+            best = Some((d, ac.obligations.len(), alt.clone(), ac));
         }
     }
-    if policy.is_some_and(|p| p.require_detected_match)
+    best.map(|(_, _, alt, ac)| (alt, ac))
+}
+
+/// A policy may insist that the shipped licence text matches the declaration.
+fn require_detected_match(cx: &mut Ctx) {
+    if cx.policy.is_some_and(|p| p.require_detected_match)
         && cx
             .findings
             .iter()
@@ -792,28 +1113,6 @@ pub fn evaluate(
             Severity::Error,
             "the policy requires the shipped licence text to match the declared licence",
         );
-    }
-
-    let decision = decide(&cx.findings, &cx.obligations);
-    Report {
-        decision,
-        name,
-        declared: declared_raw,
-        license_name: facts.card.license_name.clone(),
-        license_link: facts.card.license_link.clone(),
-        expression: declared_expr.map(|e| e.to_string()),
-        normalization,
-        detected,
-        effective: effective.map(|e| e.to_string()),
-        chosen,
-        terms: terms_out,
-        lineage,
-        data_license_risk: risk.into(),
-        findings: cx.findings,
-        obligations: cx.obligations,
-        context: use_ctx.clone(),
-        policy: policy.map(|p| p.name.clone().unwrap_or_else(|| "custom".into())),
-        catalog_version: cat.version.clone(),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::report::Report;
+use crate::report::{LineageNode, Report};
 
 /// One file of the revision.
 pub struct ExportFile {
@@ -42,109 +42,116 @@ fn slug(s: &str) -> String {
 pub fn spdx3(input: &ExportInput) -> Value {
     let base = input.base_url.trim_end_matches('/');
     let ns = format!("{base}/spdx/{}/{}", input.repository, input.commit);
-    let ci = "_:creationinfo";
     let agent = format!("{base}/spdx/agent/kaiyuan");
     let model = format!("{ns}/model");
-    let mut graph = vec![
-        json!({"type": "CreationInfo", "@id": ci, "specVersion": "3.0.1", "created": input.created, "createdBy": [agent]}),
-        json!({"type": "Organization", "spdxId": agent, "name": "kaiyuan hub", "creationInfo": ci}),
-    ];
-    let mut elements: Vec<String> = vec![agent.clone()];
-    let mut rel_n = 0;
-    let mut relationship = |graph: &mut Vec<Value>,
-                            elements: &mut Vec<String>,
-                            from: &str,
-                            kind: &str,
-                            to: Vec<String>,
-                            comment: Option<&str>| {
-        rel_n += 1;
-        let id = format!("{ns}/relationship/{rel_n}");
-        let mut r = json!({"type": "Relationship", "spdxId": id, "creationInfo": ci, "from": from, "relationshipType": kind, "to": to});
+    let mut g = SpdxGraph::new(ns, input.created, &agent);
+
+    g.add(
+        model.clone(),
+        json!({
+            "type": "ai_AIPackage",
+            "spdxId": model,
+            "creationInfo": CREATION_INFO,
+            "name": input.repository,
+            "software_packageVersion": input.commit,
+            "software_downloadLocation": format!("{base}/{}", input.repository),
+            "software_packageUrl": format!("pkg:huggingface/{}@{}", input.repository, input.commit),
+            "software_primaryPurpose": "model",
+            "suppliedBy": agent,
+            "comment": format!("licence decision for commercial use: {}", input.report.decision.as_str()),
+        }),
+    );
+    let declared = input.report.expression.as_deref().unwrap_or("NOASSERTION");
+    g.licensed(&model, "hasDeclaredLicense", declared, None);
+    let concluded = input.report.effective.as_deref().unwrap_or("NOASSERTION");
+    g.licensed(&model, "hasConcludedLicense", concluded, None);
+    g.files(&model, input.files);
+    for (i, node) in input.report.lineage.iter().enumerate() {
+        g.lineage_node(&model, base, i, node);
+    }
+
+    g.finish(format!("{} at {}", input.repository, input.commit), &model)
+}
+
+const CREATION_INFO: &str = "_:creationinfo";
+
+/// An SPDX 3 graph being built: every element added is listed in the document.
+struct SpdxGraph {
+    /// Namespace of the document's element ids.
+    ns: String,
+    graph: Vec<Value>,
+    elements: Vec<String>,
+    relationships: usize,
+    licenses: usize,
+}
+
+impl SpdxGraph {
+    /// A graph holding the creation info and the agent that created it.
+    fn new(ns: String, created: &str, agent: &str) -> Self {
+        SpdxGraph {
+            ns,
+            graph: vec![
+                json!({"type": "CreationInfo", "@id": CREATION_INFO, "specVersion": "3.0.1", "created": created, "createdBy": [agent]}),
+                json!({"type": "Organization", "spdxId": agent, "name": "kaiyuan hub", "creationInfo": CREATION_INFO}),
+            ],
+            elements: vec![agent.to_string()],
+            relationships: 0,
+            licenses: 0,
+        }
+    }
+
+    fn add(&mut self, id: String, element: Value) {
+        self.graph.push(element);
+        self.elements.push(id);
+    }
+
+    fn relationship(&mut self, from: &str, kind: &str, to: Vec<String>, comment: Option<&str>) {
+        self.relationships += 1;
+        let id = format!("{}/relationship/{}", self.ns, self.relationships);
+        let mut r = json!({"type": "Relationship", "spdxId": id, "creationInfo": CREATION_INFO, "from": from, "relationshipType": kind, "to": to});
         if let Some(c) = comment {
             r["comment"] = json!(c);
         }
-        graph.push(r);
-        elements.push(id);
-    };
-    let mut license_n = 0;
-    let mut license = |graph: &mut Vec<Value>, elements: &mut Vec<String>, expr: &str| -> String {
-        license_n += 1;
-        let id = format!("{ns}/license/{license_n}");
-        graph.push(json!({"type": "simplelicensing_LicenseExpression", "spdxId": id, "creationInfo": ci, "simplelicensing_licenseExpression": expr}));
-        elements.push(id.clone());
-        id
-    };
-
-    graph.push(json!({
-        "type": "ai_AIPackage",
-        "spdxId": model,
-        "creationInfo": ci,
-        "name": input.repository,
-        "software_packageVersion": input.commit,
-        "software_downloadLocation": format!("{base}/{}", input.repository),
-        "software_packageUrl": format!("pkg:huggingface/{}@{}", input.repository, input.commit),
-        "software_primaryPurpose": "model",
-        "suppliedBy": agent,
-        "comment": format!("licence decision for commercial use: {}", input.report.decision.as_str()),
-    }));
-    elements.push(model.clone());
-
-    let declared = input
-        .report
-        .expression
-        .clone()
-        .unwrap_or_else(|| "NOASSERTION".into());
-    let d = license(&mut graph, &mut elements, &declared);
-    relationship(
-        &mut graph,
-        &mut elements,
-        &model,
-        "hasDeclaredLicense",
-        vec![d],
-        None,
-    );
-    let concluded = input
-        .report
-        .effective
-        .clone()
-        .unwrap_or_else(|| "NOASSERTION".into());
-    let c = license(&mut graph, &mut elements, &concluded);
-    relationship(
-        &mut graph,
-        &mut elements,
-        &model,
-        "hasConcludedLicense",
-        vec![c],
-        None,
-    );
-
-    let mut file_ids = vec![];
-    for (i, f) in input.files.iter().enumerate() {
-        let id = format!("{ns}/file/{i}");
-        graph.push(json!({
-            "type": "software_File",
-            "spdxId": id,
-            "creationInfo": ci,
-            "name": f.path,
-            "verifiedUsing": [{"type": "Hash", "algorithm": "sha256", "hashValue": f.sha256}],
-            "comment": format!("{} bytes", f.size),
-        }));
-        elements.push(id.clone());
-        file_ids.push(id);
+        self.add(id, r);
     }
-    if !file_ids.is_empty() {
-        relationship(
-            &mut graph,
-            &mut elements,
-            &model,
-            "contains",
-            file_ids,
-            None,
+
+    /// A licence expression element, and a relationship of kind `kind` from `from` to it.
+    fn licensed(&mut self, from: &str, kind: &str, expr: &str, comment: Option<&str>) {
+        self.licenses += 1;
+        let id = format!("{}/license/{}", self.ns, self.licenses);
+        self.add(
+            id.clone(),
+            json!({"type": "simplelicensing_LicenseExpression", "spdxId": id, "creationInfo": CREATION_INFO, "simplelicensing_licenseExpression": expr}),
         );
+        self.relationship(from, kind, vec![id], comment);
     }
 
-    for (i, node) in input.report.lineage.iter().enumerate() {
-        let id = format!("{ns}/lineage/{i}-{}", slug(&node.id));
+    /// The revision's files with their hashes, contained in the model.
+    fn files(&mut self, model: &str, files: &[ExportFile]) {
+        let mut file_ids = vec![];
+        for (i, f) in files.iter().enumerate() {
+            let id = format!("{}/file/{i}", self.ns);
+            self.add(
+                id.clone(),
+                json!({
+                    "type": "software_File",
+                    "spdxId": id,
+                    "creationInfo": CREATION_INFO,
+                    "name": f.path,
+                    "verifiedUsing": [{"type": "Hash", "algorithm": "sha256", "hashValue": f.sha256}],
+                    "comment": format!("{} bytes", f.size),
+                }),
+            );
+            file_ids.push(id);
+        }
+        if !file_ids.is_empty() {
+            self.relationship(model, "contains", file_ids, None);
+        }
+    }
+
+    /// One upstream base, teacher or dataset, its relation to the model, and its licence.
+    fn lineage_node(&mut self, model: &str, base: &str, i: usize, node: &LineageNode) {
+        let id = format!("{}/lineage/{i}-{}", self.ns, slug(&node.id));
         let mut element = match node.kind.as_str() {
             "dataset" => {
                 json!({"type": "dataset_DatasetPackage", "software_primaryPurpose": "data", "dataset_datasetType": ["noAssertion"]})
@@ -152,70 +159,43 @@ pub fn spdx3(input: &ExportInput) -> Value {
             _ => json!({"type": "ai_AIPackage", "software_primaryPurpose": "model"}),
         };
         element["spdxId"] = json!(id);
-        element["creationInfo"] = json!(ci);
+        element["creationInfo"] = json!(CREATION_INFO);
         element["name"] = json!(node.id);
         element["software_downloadLocation"] = json!(if node.source == "hub" {
             format!("{base}/{}", node.id)
         } else {
             format!("https://huggingface.co/{}", node.id)
         });
-        graph.push(element);
-        elements.push(id.clone());
-        match node.kind.as_str() {
-            "dataset" => relationship(
-                &mut graph,
-                &mut elements,
-                &model,
-                "trainedOn",
-                vec![id.clone()],
-                None,
-            ),
-            "teacher" => relationship(
-                &mut graph,
-                &mut elements,
-                &model,
-                "other",
-                vec![id.clone()],
-                Some("trained on outputs of (distillation)"),
-            ),
-            _ => relationship(
-                &mut graph,
-                &mut elements,
-                &model,
-                "descendantOf",
-                vec![id.clone()],
-                node.relation.as_deref(),
-            ),
-        }
-        let l = license(
-            &mut graph,
-            &mut elements,
-            node.license.as_deref().unwrap_or("NOASSERTION"),
-        );
-        relationship(
-            &mut graph,
-            &mut elements,
+        self.add(id.clone(), element);
+        let (kind, comment) = match node.kind.as_str() {
+            "dataset" => ("trainedOn", None),
+            "teacher" => ("other", Some("trained on outputs of (distillation)")),
+            _ => ("descendantOf", node.relation.as_deref()),
+        };
+        self.relationship(model, kind, vec![id.clone()], comment);
+        self.licensed(
             &id,
             "hasConcludedLicense",
-            vec![l],
+            node.license.as_deref().unwrap_or("NOASSERTION"),
             Some(&format!("source: {}", node.source)),
         );
     }
 
-    let doc = format!("{ns}/document");
-    graph.insert(
-        2,
-        json!({
+    /// The JSON-LD document; the document element follows the creation info and the agent.
+    fn finish(mut self, name: String, root: &str) -> Value {
+        let doc = format!("{}/document", self.ns);
+        let document = json!({
             "type": "SpdxDocument",
             "spdxId": doc,
-            "creationInfo": ci,
-            "name": format!("{} at {}", input.repository, input.commit),
+            "creationInfo": CREATION_INFO,
+            "name": name,
             "profileConformance": ["core", "software", "simpleLicensing", "ai", "dataset"],
-            "rootElement": [model],
-            "element": elements,
-        }),
-    );
-    json!({"@context": "https://spdx.org/rdf/3.0.1/spdx-context.jsonld", "@graph": graph})
+            "rootElement": [root],
+            "element": self.elements,
+        });
+        self.graph.insert(2, document);
+        json!({"@context": "https://spdx.org/rdf/3.0.1/spdx-context.jsonld", "@graph": self.graph})
+    }
 }
 
 /// A UUID (version 4 layout) derived from the revision, so the same revision gets the same

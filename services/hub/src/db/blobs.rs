@@ -65,3 +65,45 @@ pub async fn is_referenced(conn: &mut PgConnection, sha256: &[u8]) -> sqlx::Resu
         .fetch_one(conn)
         .await
 }
+
+/// Marks a blob as just seen, which protects it from the collector for the grace period.
+pub async fn touch(conn: &mut PgConnection, sha256: &[u8]) -> sqlx::Result<()> {
+    sqlx::query("UPDATE blobs SET last_seen_at = now() WHERE sha256 = $1")
+        .bind(sha256)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Drops upload grants no commit used within `grace_secs`.
+pub async fn expire_grants(conn: &mut PgConnection, grace_secs: u64) -> sqlx::Result<()> {
+    sqlx::query(
+        "DELETE FROM repository_uploads WHERE uploaded_at < now() - make_interval(secs => $1)",
+    )
+    .bind(grace_secs as f64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the rows of up to 500 blobs that nothing references and nothing touched within
+/// `grace_secs`, and returns their digests (whose bytes the caller then deletes).
+pub async fn take_unreferenced(
+    conn: &mut PgConnection,
+    grace_secs: u64,
+) -> sqlx::Result<Vec<Vec<u8>>> {
+    sqlx::query_scalar(
+        "DELETE FROM blobs WHERE sha256 IN (
+             SELECT b.sha256 FROM blobs b
+             WHERE b.last_seen_at < now() - make_interval(secs => $1)
+               AND NOT EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = b.sha256)
+               AND NOT EXISTS (SELECT 1 FROM repository_uploads u WHERE u.sha256 = b.sha256)
+               AND NOT EXISTS (SELECT 1 FROM report_attachments a WHERE a.sha256 = b.sha256)
+             LIMIT 500
+             FOR UPDATE SKIP LOCKED)
+         RETURNING sha256",
+    )
+    .bind(grace_secs as f64)
+    .fetch_all(conn)
+    .await
+}

@@ -14,6 +14,7 @@ pub mod repos;
 pub mod reviews;
 pub mod rules;
 pub mod scans;
+pub mod secrets;
 pub mod sessions;
 pub mod tlog;
 pub mod verifications;
@@ -46,5 +47,71 @@ pub fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
             db.is_unique_violation() && db.constraint() == Some(constraint)
         }
         _ => false,
+    }
+}
+
+/// Whether the database answers a trivial query.
+pub async fn ping(pool: &PgPool) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
+/// The versions of the migrations applied successfully, in order.
+pub async fn applied_migrations(pool: &PgPool) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await
+}
+
+/// Creates the database `name` on the server `pool` reaches, unless it exists. `name` is a
+/// fixed identifier of the hub's, never user input.
+pub async fn ensure_database(pool: &PgPool, name: &'static str) -> sqlx::Result<()> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(pool)
+            .await?;
+    if !exists {
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// All SQL lives in this module: a query anywhere else fails this test.
+    #[test]
+    fn no_sql_outside_the_persistence_layer() {
+        fn walk(dir: &Path, found: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    if path.file_name().is_some_and(|n| n != "db") {
+                        walk(&path, found);
+                    }
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    let sql = ["sqlx::query", "query_as(", "query_scalar(", "QueryBuilder"];
+                    if sql.iter().any(|s| line.contains(s)) {
+                        found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        let mut found = vec![];
+        walk(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        assert!(
+            found.is_empty(),
+            "SQL outside src/db/:\n{}",
+            found.join("\n")
+        );
     }
 }

@@ -228,3 +228,35 @@ pub async fn deliveries(conn: &mut PgConnection, webhook_id: i64) -> sqlx::Resul
     .fetch_all(conn)
     .await
 }
+
+/// The live repositories whose `main` holds the blob.
+pub async fn repositories_holding(
+    conn: &mut PgConnection,
+    sha256: &[u8],
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT r.id FROM commit_files c
+         JOIN refs f ON f.repository_id = c.repository_id AND f.name = 'main' AND f.commit_id = c.commit_id
+         JOIN repositories r ON r.id = c.repository_id AND r.deleted_at IS NULL
+         WHERE c.sha256 = $1",
+    )
+    .bind(sha256)
+    .fetch_all(conn)
+    .await
+}
+
+/// The live repositories whose `main` holds the blob, with that commit and the first path.
+pub async fn heads_holding(
+    conn: &mut PgConnection,
+    sha256: &[u8],
+) -> sqlx::Result<Vec<(i64, String, String)>> {
+    sqlx::query_as(
+        "SELECT DISTINCT c.repository_id, c.commit_id, min(c.path) FROM commit_files c
+         JOIN refs f ON f.repository_id = c.repository_id AND f.name = 'main' AND f.commit_id = c.commit_id
+         JOIN repositories r ON r.id = c.repository_id AND r.deleted_at IS NULL
+         WHERE c.sha256 = $1 GROUP BY c.repository_id, c.commit_id",
+    )
+    .bind(sha256)
+    .fetch_all(conn)
+    .await
+}

@@ -464,3 +464,47 @@ pub async fn attachments(conn: &mut PgConnection, report_id: i64) -> sqlx::Resul
     .fetch_all(conn)
     .await
 }
+
+/// Whether the repository already has a report on the blob whose evidence starts with `tag:`.
+pub async fn has_report_tagged(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    sha256: &[u8],
+    tag: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM reports WHERE repository_id = $1 AND sha256 = $2 AND evidence LIKE $3)",
+    )
+    .bind(repository_id)
+    .bind(sha256)
+    .bind(format!("{tag}:%"))
+    .fetch_one(conn)
+    .await
+}
+
+/// A published advisory on a file of a commit, as the model page lists it.
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+pub struct AdvisoryAt {
+    pub id: String,
+    pub severity: String,
+    pub summary: String,
+    pub path: String,
+}
+
+pub async fn advisories_at(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit: &str,
+) -> sqlx::Result<Vec<AdvisoryAt>> {
+    sqlx::query_as(
+        "SELECT DISTINCT a.id, a.severity, a.summary, cf.path
+         FROM advisories a JOIN advisory_affected aa ON aa.advisory_id = a.id
+         JOIN commit_files cf ON cf.sha256 = aa.sha256
+         WHERE cf.repository_id = $1 AND cf.commit_id = $2 AND a.published_at IS NOT NULL
+         ORDER BY a.id",
+    )
+    .bind(repository_id)
+    .bind(commit)
+    .fetch_all(conn)
+    .await
+}

@@ -56,8 +56,11 @@ pub struct ScanState {
 impl ScanState {
     /// Malicious and not released by an admin, or held by a reviewer: its bytes are not served.
     pub fn quarantined(&self) -> bool {
-        (self.verdict.as_deref() == Some("malicious") && self.released_at.is_none())
-            || self.held_reason.is_some()
+        crate::domain::scan::quarantined(
+            self.verdict.as_deref(),
+            self.released_at.is_some(),
+            self.held_reason.is_some(),
+        )
     }
 }
 
@@ -193,4 +196,35 @@ pub async fn set_hold(
         .execute(conn)
         .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// A file of a commit as the model page shows it: its scan, findings and quarantine facts.
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+pub struct FileView {
+    pub path: String,
+    pub size: i64,
+    pub sha256: String,
+    pub verdict: Option<String>,
+    pub format: Option<String>,
+    pub findings: Option<serde_json::Value>,
+    pub released: bool,
+    pub held_reason: Option<String>,
+}
+
+pub async fn files_for_page(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit: &str,
+) -> sqlx::Result<Vec<FileView>> {
+    sqlx::query_as(
+        "SELECT cf.path, cf.size, encode(cf.sha256, 'hex') AS sha256, b.scan_verdict AS verdict, s.format,
+                s.findings, (b.released_at IS NOT NULL) AS released, b.held_reason
+         FROM commit_files cf JOIN blobs b ON b.sha256 = cf.sha256
+         LEFT JOIN blob_scans s ON s.sha256 = b.sha256 AND s.scanner_version = b.scan_version
+         WHERE cf.repository_id = $1 AND cf.commit_id = $2 ORDER BY cf.path",
+    )
+    .bind(repository_id)
+    .bind(commit)
+    .fetch_all(conn)
+    .await
 }

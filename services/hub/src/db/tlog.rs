@@ -104,3 +104,27 @@ pub async fn sealed_for(
     .fetch_all(conn)
     .await
 }
+
+/// The log index of a commit's publish entry: the public one, or for a private repository its
+/// sealed one.
+pub async fn publish_entry(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit: &str,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT min(idx) FROM (
+             SELECT idx FROM log_entries
+             WHERE convert_from(body, 'UTF8')::jsonb->>'kind' = 'publish'
+               AND convert_from(body, 'UTF8')::jsonb->>'commit' = $2
+             UNION ALL
+             SELECT idx FROM log_sealed
+             WHERE repository_id = $1
+               AND convert_from(body, 'UTF8')::jsonb->>'kind' = 'publish'
+               AND convert_from(body, 'UTF8')::jsonb->>'commit' = $2) e",
+    )
+    .bind(repository_id)
+    .bind(commit)
+    .fetch_one(conn)
+    .await
+}

@@ -7,7 +7,6 @@ use actix_web::{HttpRequest, HttpResponse, post, put, web};
 use base64::Engine;
 use futures_util::StreamExt;
 use kaiyuan_storage::{Expected, Sha256Digest};
-use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -40,28 +39,13 @@ const UPLOAD_URL_SECS: i64 = 6 * 3600;
 
 use crate::hmac::hmac_sha256_hex as hmac;
 
-/// Compares signatures in constant time, so that timing does not reveal a valid prefix.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 /// The hub's URL-signing key, created once and shared by every replica through the database.
 async fn signing_key(state: &AppState) -> Result<Vec<u8>, ApiError> {
     state
         .signing_key
         .get_or_try_init(|| async {
-            let fresh: [u8; 32] = rand::rng().random();
             let mut conn = state.db.acquire().await?;
-            sqlx::query("INSERT INTO hub_secrets (name, value) VALUES ('upload-url-key', $1) ON CONFLICT (name) DO NOTHING")
-                .bind(fresh.as_slice())
-                .execute(&mut *conn)
-                .await?;
-            let key: Vec<u8> = sqlx::query_scalar("SELECT value FROM hub_secrets WHERE name = 'upload-url-key'").fetch_one(&mut *conn).await?;
-            Ok::<_, ApiError>(key)
+            Ok::<_, ApiError>(db::secrets::get_or_create(&mut conn, "upload-url-key").await?)
         })
         .await
         .cloned()
@@ -249,7 +233,9 @@ async fn check_signed(
         )
         .as_bytes(),
     );
-    if !same(&expected, &query.sig) || chrono::Utc::now().timestamp() > query.expires {
+    if !crate::hmac::constant_time_eq(expected.as_bytes(), query.sig.as_bytes())
+        || chrono::Utc::now().timestamp() > query.expires
+    {
         return Err(ApiError::forbidden(
             "invalid-upload-url",
             "this upload URL is invalid or expired; ask the batch API for a new one",
@@ -627,12 +613,6 @@ async fn handle_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signatures_compare_exactly() {
-        assert!(same("abc", "abc"));
-        assert!(!same("abc", "abd") && !same("abc", "ab") && !same("", "a"));
-    }
 
     #[test]
     fn hmac_matches_rfc_4231_case_2() {

@@ -30,11 +30,10 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     // A probe must answer fast while the database is down, not after the pool's acquire timeout.
     const PROBE: std::time::Duration = std::time::Duration::from_secs(2);
-    let database =
-        match tokio::time::timeout(PROBE, sqlx::query("SELECT 1").execute(&state.db)).await {
-            Ok(result) => result.map(|_| ()).map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no answer within {} s", PROBE.as_secs())),
-        };
+    let database = match tokio::time::timeout(PROBE, db::ping(&state.db)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", PROBE.as_secs())),
+    };
     let store = state
         .store
         .check_reachable()

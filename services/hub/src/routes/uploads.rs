@@ -79,10 +79,7 @@ where
     if let Some(digest) = expected.sha256 {
         // Protects a blob this upload will deduplicate against from the collector.
         let mut conn = state.db.acquire().await?;
-        sqlx::query("UPDATE blobs SET last_seen_at = now() WHERE sha256 = $1")
-            .bind(digest.as_bytes().as_slice())
-            .execute(&mut *conn)
-            .await?;
+        db::blobs::touch(&mut conn, digest.as_bytes()).await?;
     }
     let mut upload = state.store.begin_upload(expected).await?;
     while let Some(chunk) = body.next().await {

@@ -8,13 +8,11 @@ use std::collections::BTreeMap;
 use actix_web::web;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::PgConnection;
 
 use super::render::{WebError, WebResult, render};
 use crate::app::AppState;
 use crate::auth::{Caller, Need};
 use crate::db;
-use crate::db::repos::Repo;
 use crate::error::ApiError;
 
 #[derive(Debug, Default, Deserialize)]
@@ -25,75 +23,6 @@ pub struct ModelQuery {
     mau: Option<String>,
     revenue: Option<String>,
     region: Option<String>,
-}
-
-#[derive(sqlx::FromRow, serde::Serialize)]
-struct FileView {
-    path: String,
-    size: i64,
-    sha256: String,
-    verdict: Option<String>,
-    format: Option<String>,
-    findings: Option<Value>,
-    released: bool,
-    held_reason: Option<String>,
-}
-
-async fn files_with_scans(
-    conn: &mut PgConnection,
-    repo: &Repo,
-    commit: &str,
-) -> sqlx::Result<Vec<FileView>> {
-    sqlx::query_as(
-        "SELECT cf.path, cf.size, encode(cf.sha256, 'hex') AS sha256, b.scan_verdict AS verdict, s.format,
-                s.findings, (b.released_at IS NOT NULL) AS released, b.held_reason
-         FROM commit_files cf JOIN blobs b ON b.sha256 = cf.sha256
-         LEFT JOIN blob_scans s ON s.sha256 = b.sha256 AND s.scanner_version = b.scan_version
-         WHERE cf.repository_id = $1 AND cf.commit_id = $2 ORDER BY cf.path",
-    )
-    .bind(repo.id)
-    .bind(commit)
-    .fetch_all(conn)
-    .await
-}
-
-#[derive(sqlx::FromRow, serde::Serialize)]
-struct AdvisoryView {
-    id: String,
-    severity: String,
-    summary: String,
-    path: String,
-}
-
-async fn advisories(
-    conn: &mut PgConnection,
-    repo: &Repo,
-    commit: &str,
-) -> sqlx::Result<Vec<AdvisoryView>> {
-    sqlx::query_as(
-        "SELECT DISTINCT a.id, a.severity, a.summary, cf.path
-         FROM advisories a JOIN advisory_affected aa ON aa.advisory_id = a.id
-         JOIN commit_files cf ON cf.sha256 = aa.sha256
-         WHERE cf.repository_id = $1 AND cf.commit_id = $2 AND a.published_at IS NOT NULL
-         ORDER BY a.id",
-    )
-    .bind(repo.id)
-    .bind(commit)
-    .fetch_all(conn)
-    .await
-}
-
-/// The transparency-log index of this commit's publish entry, if logged.
-async fn publish_entry(conn: &mut PgConnection, commit: &str) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
-        "SELECT idx FROM log_entries
-         WHERE convert_from(body, 'UTF8')::jsonb->>'kind' = 'publish'
-           AND convert_from(body, 'UTF8')::jsonb->>'commit' = $1
-         ORDER BY idx LIMIT 1",
-    )
-    .bind(commit)
-    .fetch_optional(conn)
-    .await
 }
 
 /// The lineage drawn as an SVG: the model at the bottom, each ancestor above it, incompatible
@@ -232,7 +161,7 @@ pub async fn model_page(
     let repo = crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let rev = query.rev.clone().unwrap_or_else(|| "main".into());
     let commit = crate::routes::commits::resolve_revision(&mut conn, &repo, &rev).await?;
-    let files = files_with_scans(&mut conn, &repo, &commit).await?;
+    let files = db::scans::files_for_page(&mut conn, repo.id, &commit).await?;
     // The card of the revision shown (the repository's stored card is `main`'s).
     let card = match files.iter().find(|f| f.path == "README.md") {
         Some(readme) if readme.size <= MAX_CARD_BYTES => {
@@ -248,8 +177,8 @@ pub async fn model_page(
     let license = db::licenses::evaluation(&mut conn, repo.id, &commit).await?;
     let verification = db::verifications::get(&mut conn, repo.id, &commit).await?;
     let signature = db::provenance::verification(&mut conn, repo.id, &commit).await?;
-    let advisories = advisories(&mut conn, &repo, &commit).await?;
-    let logged = publish_entry(&mut conn, &commit).await?;
+    let advisories = db::reviews::advisories_at(&mut conn, repo.id, &commit).await?;
+    let logged = db::tlog::publish_entry(&mut conn, repo.id, &commit).await?;
     let can_write = ApiError::permitted(
         crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Write).await,
     )?;
@@ -306,25 +235,22 @@ pub async fn model_page(
     for r in crate::licensing::required_acceptances(&mut conn, &state.store, &repo, &commit).await?
     {
         let accepted = match &caller.user {
-            Some(user) => sqlx::query_scalar::<_, bool>(
-                "SELECT EXISTS (SELECT 1 FROM license_acceptances WHERE repository_id = $1 AND user_id = $2
-                                AND license_id = $3 AND license_version = $4)",
-            )
-            .bind(repo.id)
-            .bind(user.id)
-            .bind(&r.license)
-            .bind(&r.version)
-            .fetch_one(&mut *conn)
-            .await?,
+            Some(user) => {
+                db::licenses::accepted(&mut conn, repo.id, user.id, &r.license, &r.version).await?
+            }
             None => false,
         };
         acceptances.push(json!({"license": r.license, "name": r.name, "version": r.version, "accepted": accepted}));
     }
 
-    let quarantined: Vec<&FileView> = files
+    let quarantined: Vec<&db::scans::FileView> = files
         .iter()
         .filter(|f| {
-            (f.verdict.as_deref() == Some("malicious") && !f.released) || f.held_reason.is_some()
+            crate::domain::scan::quarantined(
+                f.verdict.as_deref(),
+                f.released,
+                f.held_reason.is_some(),
+            )
         })
         .collect();
     let license_json = license.as_ref().map(|l| {
