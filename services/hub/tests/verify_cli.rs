@@ -46,12 +46,19 @@ fn one(args: &[&str]) -> (i32, Value) {
     (out.status.code().unwrap(), reports.remove(0))
 }
 
-#[test]
-fn passing_and_failing_models_report_what_happened() {
+/// `kaiyuan verify --json <extra args> <case>` on a fresh set of cases: its exit code and report.
+fn verify_case(extra: &[&str], case: &str) -> (i32, Value) {
     let (_keep, root) = cases();
-    let p = |c: &str| root.join(c).to_string_lossy().into_owned();
+    let path = root.join(case).to_string_lossy().into_owned();
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    args.push(&path);
+    one(&args)
+}
 
-    let (code, ok) = one(&["--json", &p("ok")]);
+#[test]
+fn a_passing_model_reports_its_description_vectors_and_timings() {
+    let (code, ok) = verify_case(&[], "ok");
     assert_eq!(code, 0, "{ok}");
     assert_eq!(ok["status"], "passed");
     assert_eq!(ok["provider"], "cpu");
@@ -76,8 +83,14 @@ fn passing_and_failing_models_report_what_happened() {
     assert!(ok["timings"]["p50_ms"].as_f64().unwrap() > 0.0);
     assert!(ok["timings"]["p95_ms"].as_f64().unwrap() >= ok["timings"]["p50_ms"].as_f64().unwrap());
     assert!(ok["timings"]["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+}
 
-    let (code, wrong) = one(&["--json", &p("ok_wrong")]);
+#[test]
+fn wrong_outputs_fail_at_the_first_mismatch_unless_the_card_allows_them() {
+    let (_keep, root) = cases();
+    let p = root.join("ok_wrong").to_string_lossy().into_owned();
+
+    let (code, wrong) = one(&["--json", &p]);
     assert_eq!(code, 1);
     assert_eq!(wrong["status"], "failed");
     let out = &wrong["test_vectors"][0]["outputs"][0];
@@ -92,26 +105,32 @@ fn passing_and_failing_models_report_what_happened() {
         "---\nverification:\n  tolerance:\n    float32: {rtol: 0.0, atol: 0.6}\n---\n",
     )
     .unwrap();
-    let (code, loose) = one(&["--json", &p("ok_wrong")]);
+    let (code, loose) = one(&["--json", &p]);
     assert_eq!(
         (code, loose["status"].as_str()),
         (0, Some("passed")),
         "{loose}"
     );
+}
 
-    let (code, types) = one(&["--json", "--dim", "sequence=5", &p("types")]);
+#[test]
+fn string_and_bool_inputs_get_a_smoke_run() {
+    let (code, types) = verify_case(&["--dim", "sequence=5"], "types");
     assert_eq!(code, 0, "{types}");
     assert_eq!(types["inputs"][0]["element_type"], "string");
     assert_eq!(types["inputs"][1]["element_type"], "bool");
     assert_eq!(types["smoke_run"], true);
+}
 
-    let (code, ext) = one(&["--json", &p("external")]);
+#[test]
+fn external_data_beside_the_model_is_listed_and_outside_its_folder_fails() {
+    let (code, ext) = verify_case(&[], "external");
     assert_eq!(code, 0, "{ext}");
     assert_eq!(ext["external_data"], serde_json::json!(["weights.bin"]));
     assert_eq!(ext["files"][1]["path"], "weights.bin");
     assert_eq!(ext["files"][1]["bytes"], 16);
 
-    let (code, escape) = one(&["--json", &p("escape")]);
+    let (code, escape) = verify_case(&[], "escape");
     assert_eq!(code, 1);
     assert!(
         escape["reason"]
@@ -120,8 +139,11 @@ fn passing_and_failing_models_report_what_happened() {
             .contains("leaves the model's folder"),
         "{escape}"
     );
+}
 
-    let (code, nondet) = one(&["--json", &p("nondet")]);
+#[test]
+fn nondeterministic_and_uncomparable_outputs_are_reported() {
+    let (code, nondet) = verify_case(&[], "nondet");
     assert_eq!(
         (code, nondet["deterministic"].as_bool()),
         (0, Some(false)),
@@ -129,7 +151,7 @@ fn passing_and_failing_models_report_what_happened() {
     );
 
     // A classifier's sequence-of-maps output runs; it is named as not compared.
-    let (code, zipmap) = one(&["--json", &p("zipmap")]);
+    let (code, zipmap) = verify_case(&[], "zipmap");
     assert_eq!(
         (code, zipmap["status"].as_str()),
         (0, Some("passed")),
@@ -139,8 +161,11 @@ fn passing_and_failing_models_report_what_happened() {
         zipmap["determinism_note"].as_str().unwrap().contains("`Z`"),
         "{zipmap}"
     );
+}
 
-    let (code, garbage) = one(&["--json", &p("garbage")]);
+#[test]
+fn a_file_that_is_not_onnx_fails() {
+    let (code, garbage) = verify_case(&[], "garbage");
     assert_eq!(code, 1);
     assert!(
         garbage["reason"]

@@ -1,7 +1,10 @@
 //! Verification of one model in this process: describe, smoke run, test vectors, determinism,
 //! timings. [`crate::sandbox`] runs this in a limited child process.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+
+use ort::session::Session;
 
 use crate::compare;
 use crate::inputs;
@@ -26,6 +29,12 @@ pub fn verify_model(
     report
 }
 
+/// Why a verification stopped early: the status and reason [`ModelReport::fail`] records.
+type Failure = (Status, String);
+
+/// The inputs of one run and the outputs they gave: the determinism and timing runs repeat them.
+type Reference = (Feed, Vec<(String, Value)>);
+
 fn verify_steps(
     rt: &Runtime,
     model: &Path,
@@ -35,10 +44,43 @@ fn verify_steps(
 ) -> ModelReport {
     let mut report = ModelReport::new(display, ep.as_str(), settings.seed());
     report.onnxruntime_version = Some(rt.version.clone());
-    let header = match model_info::read_header(model) {
-        Ok(h) => h,
-        Err(e) => return report.fail(Status::Failed, format!("not a readable ONNX model: {e}")),
-    };
+    match run_steps(&mut report, rt, model, display, ep, settings) {
+        Ok(()) => report,
+        Err((status, reason)) => report.fail(status, reason),
+    }
+}
+
+/// The steps in order; each records what it learns in `report` before any failure stops them.
+fn run_steps(
+    report: &mut ModelReport,
+    rt: &Runtime,
+    model: &Path,
+    display: &str,
+    ep: Ep,
+    settings: &VerifySettings,
+) -> Result<(), Failure> {
+    let header = record_header(report, model, display)?;
+    check_external_data(report, model, display, &header.external_data)?;
+    let mut session = open_session(report, rt, model, ep, header.producer_name)?;
+    let sets = vectors::find(model);
+    let mut reference = smoke_run(report, &mut session, settings, !sets.is_empty())?;
+    let all_passed = check_vectors(report, &mut session, sets, settings, &mut reference);
+    if let Some(reference) = reference {
+        timed_runs(report, &mut session, reference, settings)?;
+    }
+    report.timings.peak_rss_bytes = peak_rss_bytes();
+    conclude(report, all_passed);
+    Ok(())
+}
+
+/// Reads the ONNX header (IR version, opsets, producer, metadata) and the model file's size.
+fn record_header(
+    report: &mut ModelReport,
+    model: &Path,
+    display: &str,
+) -> Result<model_info::ModelHeader, Failure> {
+    let header = model_info::read_header(model)
+        .map_err(|e| (Status::Failed, format!("not a readable ONNX model: {e}")))?;
     report.ir_version = header.ir_version;
     report.opsets = header
         .opsets
@@ -56,13 +98,24 @@ fn verify_steps(
         path: display.to_string(),
         bytes: size,
     });
+    Ok(header)
+}
+
+/// Checks that every external data file is a plain relative path present beside the model,
+/// and records its size.
+fn check_external_data(
+    report: &mut ModelReport,
+    model: &Path,
+    display: &str,
+    locations: &BTreeSet<String>,
+) -> Result<(), Failure> {
     let dir = model.parent().unwrap_or(Path::new("."));
-    for location in &header.external_data {
+    for location in locations {
         if let Some(problem) = model_info::location_problem(location) {
-            return report.fail(
+            return Err((
                 Status::Failed,
                 format!("external data location `{location}` {problem}"),
-            );
+            ));
         }
         let path = dir.join(location);
         let inside = match (path.canonicalize(), dir.canonicalize()) {
@@ -70,10 +123,10 @@ fn verify_steps(
             _ => false,
         };
         if !inside || !path.is_file() {
-            return report.fail(
+            return Err((
                 Status::Failed,
                 format!("external data file `{location}` is not present beside the model"),
-            );
+            ));
         }
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let shown = Path::new(display).parent().map_or(location.clone(), |p| {
@@ -81,12 +134,23 @@ fn verify_steps(
         });
         report.files.push(FileSize { path: shown, bytes });
     }
+    Ok(())
+}
 
+/// Creates the session on the requested provider and records the provider, device, inputs,
+/// outputs and the model's own description.
+fn open_session(
+    report: &mut ModelReport,
+    rt: &Runtime,
+    model: &Path,
+    ep: Ep,
+    header_producer: Option<String>,
+) -> Result<Session, Failure> {
     let started = std::time::Instant::now();
-    let (mut session, provider, fallback) = match rt.session(model, ep) {
+    let (session, provider, fallback) = match rt.session(model, ep) {
         Ok(s) => s,
-        Err(runtime::SessionError::Model(e)) => return report.fail(Status::Failed, e),
-        Err(runtime::SessionError::Provider(e)) => return report.fail(Status::Error, e),
+        Err(runtime::SessionError::Model(e)) => return Err((Status::Failed, e)),
+        Err(runtime::SessionError::Provider(e)) => return Err((Status::Error, e)),
     };
     report.timings.session_create_ms = started.elapsed().as_secs_f64() * 1000.0;
     report.provider = Some(provider.to_string());
@@ -110,10 +174,18 @@ fn verify_steps(
             .filter(|s| !s.is_empty())
             .map(|d| d.chars().take(2000).collect());
     }
-    report.producer = report.producer.or(header.producer_name);
+    report.producer = report.producer.take().or(header_producer);
+    Ok(session)
+}
 
-    // Smoke run on generated inputs (kept for the determinism and timing runs).
-    let input_names: Vec<String> = report.inputs.iter().map(|d| d.name.clone()).collect();
+/// Smoke run on generated inputs, kept for the determinism and timing runs. Without test
+/// vectors a failure here fails the verification; with them it is only noted.
+fn smoke_run(
+    report: &mut ModelReport,
+    session: &mut Session,
+    settings: &VerifySettings,
+    has_vectors: bool,
+) -> Result<Option<Reference>, Failure> {
     let generated: Result<Vec<(String, Value)>, String> = report
         .inputs
         .iter()
@@ -122,9 +194,7 @@ fn verify_steps(
             inputs::generate(d, &settings.dims, settings.seed(), i).map(|v| (d.name.clone(), v))
         })
         .collect();
-    let sets = vectors::find(model);
-    let has_vectors = !sets.is_empty();
-    let mut feed_for_timing = None;
+    let mut reference = None;
     let mut smoke_error = None;
     if let Ok(values) = &generated {
         report.smoke_shapes = values
@@ -136,18 +206,18 @@ fn verify_steps(
             .collect();
     }
     match generated.and_then(|g| to_feed(&g)) {
-        Ok(feed) => match runtime::run(&mut session, &feed) {
+        Ok(feed) => match runtime::run(session, &feed) {
             Ok((outputs, ms)) => {
                 report.smoke_run = Some(true);
                 report.timings.first_run_ms = Some(ms);
-                feed_for_timing = Some((feed, outputs));
+                reference = Some((feed, outputs));
             }
             Err(e) => {
                 report.smoke_run = Some(false);
                 smoke_error = Some(format!("smoke run on generated inputs failed: {e}"));
             }
         },
-        Err(e) if !has_vectors => return report.fail(Status::Error, e),
+        Err(e) if !has_vectors => return Err((Status::Error, e)),
         Err(e) => smoke_error = Some(format!("no smoke run: {e}")),
     }
     if let Some(e) = &smoke_error
@@ -160,11 +230,23 @@ fn verify_steps(
         } else {
             "set `verification.dims` in the card, or ship test vectors"
         };
-        return report.fail(Status::Failed, format!("{e} ({hint})"));
+        return Err((Status::Failed, format!("{e} ({hint})")));
     }
     report.smoke_note = smoke_error;
+    Ok(reference)
+}
 
-    // Reference vectors.
+/// Runs every reference vector set and records its comparison; true when all of them passed.
+/// Without a smoke run, the first set that runs becomes the `reference`.
+fn check_vectors(
+    report: &mut ModelReport,
+    session: &mut Session,
+    sets: Vec<Result<VectorSet, (String, String)>>,
+    settings: &VerifySettings,
+    reference: &mut Option<Reference>,
+) -> bool {
+    let input_names: Vec<String> = report.inputs.iter().map(|d| d.name.clone()).collect();
+    let output_names: Vec<String> = report.outputs.iter().map(|d| d.name.clone()).collect();
     let mut all_passed = true;
     for set in sets {
         let result = match set {
@@ -175,58 +257,72 @@ fn verify_steps(
                 error: Some(error),
             },
             Ok(set) => run_set(
-                &mut session,
+                session,
                 &input_names,
-                &report
-                    .outputs
-                    .iter()
-                    .map(|d| d.name.clone())
-                    .collect::<Vec<_>>(),
+                &output_names,
                 set,
                 settings,
-                &mut feed_for_timing,
+                reference,
             ),
         };
         all_passed &= result.passed;
         report.test_vectors.push(result);
     }
+    all_passed
+}
 
-    // Determinism, then timings over N runs, on the smoke inputs or the first vector set's:
-    // the first timed run is compared with the run that produced the reference outputs.
-    if let Some((feed, first)) = feed_for_timing {
-        let mut times = Vec::new();
-        for i in 0..settings.runs() {
-            match runtime::run(&mut session, &feed) {
-                Ok((outputs, ms)) => {
-                    if i == 0 {
-                        report.deterministic = Some(outputs == first);
-                        if outputs != first {
-                            report.determinism_note =
-                                Some("two runs on the same inputs gave different outputs".into());
-                        }
-                        let opaque: Vec<String> = outputs
-                            .iter()
-                            .filter_map(|(name, v)| match v {
-                                Value::Opaque(kind) => Some(format!("`{name}` ({kind})")),
-                                _ => None,
-                            })
-                            .collect();
-                        if !opaque.is_empty() {
-                            report.determinism_note =
-                                Some(format!("not compared between runs: {}", opaque.join(", ")));
-                        }
-                    }
-                    times.push(ms)
+/// Determinism, then timings over N runs, on the smoke inputs or the first vector set's:
+/// the first timed run is compared with the run that produced the reference outputs.
+fn timed_runs(
+    report: &mut ModelReport,
+    session: &mut Session,
+    (feed, first): Reference,
+    settings: &VerifySettings,
+) -> Result<(), Failure> {
+    let mut times = Vec::new();
+    for i in 0..settings.runs() {
+        match runtime::run(session, &feed) {
+            Ok((outputs, ms)) => {
+                if i == 0 {
+                    note_determinism(report, &outputs, &first);
                 }
-                Err(e) => return report.fail(Status::Failed, format!("timed run failed: {e}")),
+                times.push(ms)
             }
+            Err(e) => return Err((Status::Failed, format!("timed run failed: {e}"))),
         }
-        times.sort_by(f64::total_cmp);
-        report.timings.runs = times.len() as u32;
-        report.timings.p50_ms = percentile(&times, 0.50);
-        report.timings.p95_ms = percentile(&times, 0.95);
     }
-    report.timings.peak_rss_bytes = peak_rss_bytes();
+    times.sort_by(f64::total_cmp);
+    report.timings.runs = times.len() as u32;
+    report.timings.p50_ms = percentile(&times, 0.50);
+    report.timings.p95_ms = percentile(&times, 0.95);
+    Ok(())
+}
+
+/// Compares a repeated run's outputs with the first run's; outputs that cannot be compared
+/// (sequences of maps) are named instead.
+fn note_determinism(
+    report: &mut ModelReport,
+    outputs: &[(String, Value)],
+    first: &[(String, Value)],
+) {
+    report.deterministic = Some(outputs == first);
+    if outputs != first {
+        report.determinism_note = Some("two runs on the same inputs gave different outputs".into());
+    }
+    let opaque: Vec<String> = outputs
+        .iter()
+        .filter_map(|(name, v)| match v {
+            Value::Opaque(kind) => Some(format!("`{name}` ({kind})")),
+            _ => None,
+        })
+        .collect();
+    if !opaque.is_empty() {
+        report.determinism_note = Some(format!("not compared between runs: {}", opaque.join(", ")));
+    }
+}
+
+/// Passed when every vector set passed, else failed naming the sets that did not.
+fn conclude(report: &mut ModelReport, all_passed: bool) {
     if all_passed {
         report.status = Status::Passed;
     } else {
@@ -242,7 +338,6 @@ fn verify_steps(
             failed.join(", ")
         ));
     }
-    report
 }
 
 type Feed = Vec<(String, ort::value::DynValue)>;
@@ -255,12 +350,12 @@ fn to_feed(values: &[(String, Value)]) -> Result<Feed, String> {
 }
 
 fn run_set(
-    session: &mut ort::session::Session,
+    session: &mut Session,
     input_names: &[String],
     output_names: &[String],
     set: VectorSet,
     settings: &VerifySettings,
-    feed_for_timing: &mut Option<(Feed, Vec<(String, Value)>)>,
+    reference: &mut Option<Reference>,
 ) -> VectorSetResult {
     let mut result = VectorSetResult {
         name: set.name.clone(),
@@ -319,8 +414,8 @@ fn run_set(
         result.outputs.push(c);
     }
     result.passed = passed;
-    if feed_for_timing.is_none() {
-        *feed_for_timing = Some((feed, outputs));
+    if reference.is_none() {
+        *reference = Some((feed, outputs));
     }
     result
 }

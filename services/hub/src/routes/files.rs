@@ -248,10 +248,9 @@ pub async fn resolve(
     // Published advisories name blobs: the same bytes are flagged in every repository.
     let advisories = db::reviews::advisories_for_blob(&mut conn, &file.sha256).await?;
     drop(conn);
-    let scan_status = scan
-        .as_ref()
-        .and_then(|s| s.verdict.clone())
-        .unwrap_or_else(|| "pending".into());
+    let scan_status =
+        crate::domain::scan::file_status(scan.as_ref().and_then(|s| s.verdict.as_deref()))
+            .to_string();
     // Bytes of a quarantined file are never served. HEAD serves none: it keeps answering with
     // the metadata (and the scan headers), so that clients reach the GET and show its message.
     if let Some(scan) = scan.as_ref().filter(|s| s.quarantined())

@@ -232,6 +232,40 @@ pub async fn load_revision(
     Ok((repo, commit))
 }
 
+/// What most read routes open with: the repository the path's `{namespace}` and `{name}` name,
+/// which the caller may read (404 otherwise, exactly as a missing one), and the commit the
+/// `revision` query parameter names (default `main`).
+pub struct RepoAt {
+    pub repo: Repo,
+    pub commit: String,
+}
+
+impl actix_web::FromRequest for RepoAt {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<crate::app::AppState>>().cloned();
+        let caller = actix_web::HttpMessage::extensions(req)
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_default();
+        let segment = |key: &str| req.match_info().get(key).unwrap_or_default().to_string();
+        let (namespace, name) = (segment("namespace"), segment("name"));
+        let revision = web::Query::<provenance::RevisionQuery>::from_query(req.query_string())
+            .map(|q| q.revision().map(str::to_owned))
+            .map_err(|e| ApiError::bad_request("invalid-query", format!("bad query string: {e}")));
+        Box::pin(async move {
+            let revision = revision?;
+            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
+            let mut conn = state.db.acquire().await?;
+            let (repo, commit) =
+                load_revision(&mut conn, &caller, &namespace, &name, revision.as_deref()).await?;
+            Ok(RepoAt { repo, commit })
+        })
+    }
+}
+
 /// `201 Created` with a JSON body.
 pub fn created<T: serde::Serialize>(body: &T) -> HttpResponse {
     HttpResponse::Created().json(body)

@@ -187,22 +187,9 @@ impl RevisionQuery {
     params(super::openapi_responses::RepoPath, RevisionQuery), security((), ("bearer" = [])),
     responses((status = 200, description = "the signature status"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/signature")]
-pub async fn signature(
-    state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
-    query: web::Query<RevisionQuery>,
-) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
+pub async fn signature(state: web::Data<AppState>, at: super::RepoAt) -> ApiResult<HttpResponse> {
+    let super::RepoAt { repo, commit } = at;
     let mut conn = state.db.acquire().await?;
-    let (repo, commit) = super::load_revision(
-        &mut conn,
-        &caller,
-        &namespace,
-        &name,
-        query.revision.as_deref(),
-    )
-    .await?;
     let result =
         signatures::verify_commit(&mut conn, &state.store, &state.settings, &repo, &commit).await?;
     let mut body =
@@ -221,30 +208,16 @@ pub async fn signature(
     params(super::openapi_responses::RepoPath, RevisionQuery), security((), ("bearer" = [])),
     responses((status = 200, description = "the hub's signed attestation bundle"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/attestation")]
-pub async fn attestation(
-    state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
-    query: web::Query<RevisionQuery>,
-) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
+pub async fn attestation(state: web::Data<AppState>, at: super::RepoAt) -> ApiResult<HttpResponse> {
+    let super::RepoAt { repo, commit } = at;
     let mut conn = state.db.acquire().await?;
-    let (repo, commit) = super::load_revision(
-        &mut conn,
-        &caller,
-        &namespace,
-        &name,
-        query.revision.as_deref(),
-    )
-    .await?;
     let publisher =
         signatures::verify_commit(&mut conn, &state.store, &state.settings, &repo, &commit).await?;
     let license = db::licenses::evaluation(&mut conn, repo.id, &commit).await?;
     let mut scans = std::collections::BTreeMap::<String, usize>::new();
     for f in db::scans::files_of_commit(&mut conn, repo.id, &commit).await? {
-        *scans
-            .entry(f.verdict.unwrap_or_else(|| "pending".into()))
-            .or_default() += 1;
+        let status = crate::domain::scan::file_status(f.verdict.as_deref());
+        *scans.entry(status.to_string()).or_default() += 1;
     }
     let kaiyuan = json!({
         "repository": repo.full_name(),
@@ -295,22 +268,12 @@ pub async fn attestation_key_pem(state: web::Data<AppState>) -> ApiResult<HttpRe
 #[get("/api/v1/repos/{namespace}/{name}/provenance")]
 pub async fn provenance_record(
     state: web::Data<AppState>,
-    caller: Caller,
+    at: super::RepoAt,
     req: HttpRequest,
-    path: web::Path<(String, String)>,
-    query: web::Query<RevisionQuery>,
 ) -> ApiResult<HttpResponse> {
     use kaiyuan_provenance::manifest::{self, GIT_PATHS, Resource};
-    let (namespace, name) = path.into_inner();
+    let super::RepoAt { repo, commit } = at;
     let mut conn = state.db.acquire().await?;
-    let (repo, commit) = super::load_revision(
-        &mut conn,
-        &caller,
-        &namespace,
-        &name,
-        query.revision.as_deref(),
-    )
-    .await?;
     let push = db::audit::push_record(
         &mut conn,
         repo.id,

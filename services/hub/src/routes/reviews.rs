@@ -752,14 +752,10 @@ pub async fn advisory_osv(
 #[get("/api/v1/repos/{namespace}/{name}/advisories")]
 pub async fn repo_advisories(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
-    query: web::Query<super::provenance::RevisionQuery>,
+    at: super::RepoAt,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
+    let super::RepoAt { repo, commit } = at;
     let mut conn = state.db.acquire().await?;
-    let (repo, commit) =
-        super::load_revision(&mut conn, &caller, &namespace, &name, query.revision()).await?;
     let rows = reviews::advisories_for_commit(&mut conn, repo.id, &commit).await?;
     let files: Vec<Value> = rows
         .into_iter()
@@ -1027,14 +1023,10 @@ pub async fn attest(
 #[get("/api/v1/repos/{namespace}/{name}/review-attestations")]
 pub async fn list_attestations(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
-    query: web::Query<super::provenance::RevisionQuery>,
+    at: super::RepoAt,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
+    let super::RepoAt { repo, commit } = at;
     let mut conn = state.db.acquire().await?;
-    let (repo, commit) =
-        super::load_revision(&mut conn, &caller, &namespace, &name, query.revision()).await?;
     let list: Vec<Value> = reviews::attestations(&mut conn, repo.id, &commit)
         .await?
         .into_iter()

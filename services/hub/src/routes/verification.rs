@@ -42,22 +42,9 @@ fn body(repo: &db::repos::Repo, row: &db::verifications::VerificationRow) -> ser
     params(super::openapi_responses::RepoPath, RevisionQuery), security((), ("bearer" = [])),
     responses((status = 200, description = "the verification status and reports"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/verification")]
-pub async fn status(
-    state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
-    query: web::Query<RevisionQuery>,
-) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
+pub async fn status(state: web::Data<AppState>, at: super::RepoAt) -> ApiResult<HttpResponse> {
+    let super::RepoAt { repo, commit } = at;
     let mut conn = state.db.acquire().await?;
-    let (repo, commit) = super::load_revision(
-        &mut conn,
-        &caller,
-        &namespace,
-        &name,
-        query.revision.as_deref(),
-    )
-    .await?;
     let row = db::verifications::get(&mut conn, repo.id, &commit)
         .await?
         .ok_or_else(|| {
