@@ -225,6 +225,25 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<crate::domain::Error> for ApiError {
+    fn from(e: crate::domain::Error) -> Self {
+        use crate::domain::Error as E;
+        match e {
+            E::Database(e) => e.into(),
+            E::Storage(e) => e.into(),
+            E::Internal(message) => Self::internal(anyhow::anyhow!(message)),
+            E::Gated {
+                signed_in: true,
+                message,
+            } => Self::forbidden("gated", message),
+            E::Gated {
+                signed_in: false,
+                message,
+            } => Self::unauthorized("gated", message),
+        }
+    }
+}
+
 impl From<kaiyuan_storage::StorageError> for ApiError {
     fn from(e: kaiyuan_storage::StorageError) -> Self {
         match e {

@@ -119,7 +119,7 @@ async fn license_evaluate(ctx: JobContext, payload: serde_json::Value) -> Result
     else {
         return Ok(()); // deleted since: nothing to evaluate
     };
-    let api = |e: crate::error::ApiError| JobError::Retry(anyhow::anyhow!("{}", e.message));
+    let api = |e: crate::domain::Error| JobError::Retry(anyhow::Error::new(e));
     let (policy, version) = crate::licensing::namespace_policy(&mut conn, repo.namespace_id)
         .await
         .map_err(api)?;
@@ -185,7 +185,7 @@ async fn signature_verify(ctx: JobContext, payload: serde_json::Value) -> Result
         &payload.commit_id,
     )
     .await
-    .map_err(|e| JobError::Retry(anyhow::anyhow!("{}", e.message)))?;
+    .map_err(|e| JobError::Retry(anyhow::Error::new(e)))?;
     let json = serde_json::to_value(&result).context("result")?;
     let previous = db::provenance::verification(&mut conn, repo.id, &payload.commit_id)
         .await

@@ -14,7 +14,7 @@ use sqlx::PgConnection;
 
 use crate::db;
 use crate::db::repos::Repo;
-use crate::error::ApiError;
+use crate::domain::Error;
 
 /// GGUF headers read per evaluation.
 const MAX_GGUF_HEADERS: usize = 3;
@@ -22,19 +22,15 @@ const MAX_GGUF_HEADERS: usize = 3;
 /// Most hub repositories one evaluation follows through base-model links.
 const MAX_LINKED: usize = 64;
 
-fn digest(sha: &[u8]) -> Result<Sha256Digest, ApiError> {
+fn digest(sha: &[u8]) -> Result<Sha256Digest, Error> {
     let bytes: [u8; 32] = sha
         .try_into()
-        .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?;
+        .map_err(|_| Error::Internal("bad digest".into()))?;
     Ok(Sha256Digest::from_bytes(bytes))
 }
 
 /// A small stored file as text (cards, licences): at most `MAX_TEXT` bytes, lossy UTF-8.
-pub(crate) async fn read_text(
-    store: &BlobStore,
-    sha: &[u8],
-    size: i64,
-) -> Result<String, ApiError> {
+pub(crate) async fn read_text(store: &BlobStore, sha: &[u8], size: i64) -> Result<String, Error> {
     let len = (size as u64).min(MAX_TEXT as u64);
     let mut stream = store.read(&digest(sha)?, 0..len).await?;
     let mut buf = Vec::with_capacity(len as usize);
@@ -50,7 +46,7 @@ pub async fn facts_at(
     store: &BlobStore,
     repo: &Repo,
     commit_id: &str,
-) -> Result<ModelFacts, ApiError> {
+) -> Result<ModelFacts, Error> {
     let files = db::commits::files(conn, repo.id, commit_id).await?;
     let mut gguf_read = 0;
     let mut facts = ModelFacts {
@@ -88,7 +84,7 @@ pub async fn facts_at(
                     .flatten()
             })
             .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+            .map_err(|e| Error::Internal(e.to_string()))?;
             if let Some(keys) = keys {
                 let get = |k: &str| {
                     keys.iter()
@@ -133,7 +129,7 @@ impl HubResolver {
         store: &BlobStore,
         repo: &Repo,
         facts: &ModelFacts,
-    ) -> Result<HubResolver, ApiError> {
+    ) -> Result<HubResolver, Error> {
         let mut resolver = HubResolver::default();
         let mut queue: Vec<String> = facts
             .card
@@ -198,11 +194,11 @@ impl HubResolver {
 pub async fn namespace_policy(
     conn: &mut PgConnection,
     namespace_id: i64,
-) -> Result<(Option<Policy>, i32), ApiError> {
+) -> Result<(Option<Policy>, i32), Error> {
     match db::licenses::policy(conn, namespace_id).await? {
         Some(row) => {
             let policy: Policy = serde_json::from_value(row.document)
-                .map_err(|e| ApiError::internal(anyhow::anyhow!("stored policy: {e}")))?;
+                .map_err(|e| Error::Internal(format!("stored policy: {e}")))?;
             Ok((Some(policy), row.version))
         }
         None => Ok((None, 0)),
@@ -217,7 +213,7 @@ pub async fn evaluate_commit(
     commit_id: &str,
     policy: Option<&Policy>,
     context: &UseContext,
-) -> Result<Report, ApiError> {
+) -> Result<Report, Error> {
     evaluate_declared(conn, store, repo, commit_id, None, policy, context).await
 }
 
@@ -231,7 +227,7 @@ pub async fn evaluate_declared(
     declared: Option<&str>,
     policy: Option<&Policy>,
     context: &UseContext,
-) -> Result<Report, ApiError> {
+) -> Result<Report, Error> {
     let mut facts = facts_at(conn, store, repo, commit_id).await?;
     if let Some(d) = declared {
         match d.split_once(':') {
@@ -268,7 +264,7 @@ pub async fn required_acceptances(
     store: &BlobStore,
     repo: &Repo,
     commit: &str,
-) -> Result<Vec<RequiredAcceptance>, ApiError> {
+) -> Result<Vec<RequiredAcceptance>, Error> {
     let effective = match db::licenses::evaluation(conn, repo.id, commit).await? {
         Some(row) => row.effective,
         None => {
@@ -305,7 +301,7 @@ pub async fn authorize_license(
     caller: &crate::auth::Caller,
     repo: &Repo,
     commit: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     if crate::auth::namespace_role(conn, caller, repo.namespace_id, &repo.namespace_kind)
         .await?
         .is_some()
@@ -332,8 +328,14 @@ pub async fn authorize_license(
                 r.version
             );
             return Err(match caller.user {
-                Some(_) => ApiError::forbidden("gated", how),
-                None => ApiError::unauthorized("gated", format!("{how} (sign in first)")),
+                Some(_) => Error::Gated {
+                    signed_in: true,
+                    message: how,
+                },
+                None => Error::Gated {
+                    signed_in: false,
+                    message: format!("{how} (sign in first)"),
+                },
             });
         }
     }

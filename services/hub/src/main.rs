@@ -352,7 +352,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut tx = pool.begin().await?;
                 let (_, fingerprint) = kaiyuan_hub::signatures::rotate_attestation_key(&mut tx)
                     .await
-                    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                    .map_err(anyhow::Error::new)?;
                 tx.commit().await?;
                 anyhow::Ok(fingerprint)
             }

@@ -13,7 +13,7 @@ use sqlx::PgConnection;
 use crate::config::Settings;
 use crate::db;
 use crate::db::repos::Repo;
-use crate::error::ApiError;
+use crate::domain::Error;
 
 /// A bundle is a few KiB; anything much larger is not one.
 const MAX_BUNDLE: u64 = 4 << 20;
@@ -23,7 +23,7 @@ pub async fn trust_for(
     conn: &mut PgConnection,
     settings: &Settings,
     namespace_id: i64,
-) -> Result<Trust, ApiError> {
+) -> Result<Trust, Error> {
     let mut trust = Trust::default();
     for row in db::provenance::keys(conn, namespace_id, false).await? {
         match row.kind.as_str() {
@@ -40,21 +40,19 @@ pub async fn trust_for(
         }
     }
     for path in &settings.provenance.trust_anchors {
-        let pem = std::fs::read_to_string(path).map_err(|e| {
-            ApiError::internal(anyhow::anyhow!("trust anchor {}: {e}", path.display()))
-        })?;
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| Error::Internal(format!("trust anchor {}: {e}", path.display())))?;
         trust.anchors.extend(
-            kaiyuan_provenance::cert::certificates_from_pem(&pem).map_err(|e| {
-                ApiError::internal(anyhow::anyhow!("trust anchor {}: {e}", path.display()))
-            })?,
+            kaiyuan_provenance::cert::certificates_from_pem(&pem)
+                .map_err(|e| Error::Internal(format!("trust anchor {}: {e}", path.display())))?,
         );
     }
     Ok(trust)
 }
 
-fn digest(sha: &[u8]) -> Result<[u8; 32], ApiError> {
+fn digest(sha: &[u8]) -> Result<[u8; 32], Error> {
     sha.try_into()
-        .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))
+        .map_err(|_| Error::Internal("bad digest".into()))
 }
 
 /// Verifies the commit's signature bundle (if any) against its other files. The files'
@@ -65,7 +63,7 @@ pub async fn verify_commit(
     settings: &Settings,
     repo: &Repo,
     commit: &str,
-) -> Result<Verification, ApiError> {
+) -> Result<Verification, Error> {
     let name = &settings.provenance.signature_file;
     let files = db::commits::files(conn, repo.id, commit).await?;
     let Some(sig) = files.iter().find(|f| &f.path == name) else {
@@ -102,7 +100,7 @@ pub async fn verify_commit(
 }
 
 /// The newest attestation key, created on first use.
-pub async fn attestation_key(conn: &mut PgConnection) -> Result<(PrivateKey, String), ApiError> {
+pub async fn attestation_key(conn: &mut PgConnection) -> Result<(PrivateKey, String), Error> {
     let current = db::provenance::attestation_keys(conn)
         .await?
         .into_iter()
@@ -110,7 +108,7 @@ pub async fn attestation_key(conn: &mut PgConnection) -> Result<(PrivateKey, Str
         .find(|k| k.retired_at.is_none());
     if let Some(row) = current {
         let key = PrivateKey::from_pem(&row.private_pem)
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("attestation key: {e}")))?;
+            .map_err(|e| Error::Internal(format!("attestation key: {e}")))?;
         return Ok((key, row.fingerprint));
     }
     rotate_attestation_key(conn).await
@@ -119,7 +117,7 @@ pub async fn attestation_key(conn: &mut PgConnection) -> Result<(PrivateKey, Str
 /// Creates a new attestation key and retires the others; returns it and its fingerprint.
 pub async fn rotate_attestation_key(
     conn: &mut PgConnection,
-) -> Result<(PrivateKey, String), ApiError> {
+) -> Result<(PrivateKey, String), Error> {
     let key = loop {
         let secret: [u8; 32] = rand::rng().random();
         if let Ok(k) = PrivateKey::p256_from_bytes(&secret) {
@@ -141,7 +139,7 @@ pub async fn attestation(
     repo: &Repo,
     commit: &str,
     kaiyuan: serde_json::Value,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Vec<u8>, Error> {
     let git: Vec<String> = GIT_PATHS.iter().map(|s| s.to_string()).collect();
     let mut resources = Vec::new();
     for f in db::commits::files(conn, repo.id, commit).await? {

@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 
 use crate::db;
 use crate::db::repos::Repo;
-use crate::error::ApiError;
+use crate::domain::Error;
 
 /// The log's origin line and key name.
 pub const ORIGIN: &str = "kaiyuan/log";
@@ -79,20 +79,20 @@ pub async fn append(conn: &mut PgConnection, event: Value) -> sqlx::Result<i64> 
 }
 
 /// The leaf hashes of the first `size` entries.
-pub async fn leaves(conn: &mut PgConnection, size: i64) -> Result<Vec<Hash>, ApiError> {
+pub async fn leaves(conn: &mut PgConnection, size: i64) -> Result<Vec<Hash>, Error> {
     db::tlog::leaf_hashes(conn, size)
         .await?
         .into_iter()
         .map(|h| {
             h.as_slice()
                 .try_into()
-                .map_err(|_| ApiError::internal(anyhow::anyhow!("bad leaf hash")))
+                .map_err(|_| Error::Internal("bad leaf hash".into()))
         })
         .collect()
 }
 
 /// The signed checkpoint of the whole log now.
-pub async fn checkpoint(conn: &mut PgConnection) -> Result<String, ApiError> {
+pub async fn checkpoint(conn: &mut PgConnection) -> Result<String, Error> {
     let size = db::tlog::size(conn).await?;
     let leaves = leaves(conn, size).await?;
     let key = signing_key(conn).await?;

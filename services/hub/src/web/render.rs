@@ -130,6 +130,12 @@ impl From<ApiError> for WebError {
     }
 }
 
+impl From<crate::domain::Error> for WebError {
+    fn from(e: crate::domain::Error) -> Self {
+        WebError(ApiError::from(e))
+    }
+}
+
 impl From<sqlx::Error> for WebError {
     fn from(e: sqlx::Error) -> Self {
         WebError(ApiError::from(e))
