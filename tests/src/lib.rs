@@ -238,6 +238,61 @@ impl TestApp {
         expect_status(res, StatusCode::CREATED).await
     }
 
+    /// Makes an existing user a hub-wide reviewer (as the hub admin).
+    pub async fn make_reviewer(&self, name: &str) {
+        let res = self
+            .send_json(
+                Method::PUT,
+                &format!("/api/v1/admin/reviewers/{name}"),
+                Some(&self.admin_token),
+                &json!({"reviewer": true}),
+            )
+            .await;
+        expect_status(res, StatusCode::OK).await;
+    }
+
+    /// Files a report as `token` on `repo` (on the file `path` when given); returns its id.
+    pub async fn report(&self, token: &str, repo: &str, path: Option<&str>) -> i64 {
+        let mut body = json!({"category": "other", "description": "found by a test"});
+        if let Some(path) = path {
+            body["path"] = json!(path);
+        }
+        let res = self
+            .post_json(&format!("/api/v1/repos/{repo}/reports"), Some(token), &body)
+            .await;
+        expect_status(res, StatusCode::CREATED).await["id"]
+            .as_i64()
+            .expect("report id")
+    }
+
+    /// Confirms a report, drafts its advisory and publishes it, as the reviewer `token`;
+    /// returns the advisory's id.
+    pub async fn publish_advisory(&self, token: &str, report: i64) -> String {
+        let url = format!("/api/v1/reports/{report}");
+        let confirm = json!({"action": "confirm"});
+        let res = self
+            .post_json(&format!("{url}/triage"), Some(token), &confirm)
+            .await;
+        expect_status(res, StatusCode::OK).await;
+        let draft = json!({"severity": "high", "summary": "s", "details": "d", "remediation": "r"});
+        let res = self
+            .post_json(&format!("{url}/advisory"), Some(token), &draft)
+            .await;
+        let id = expect_status(res, StatusCode::CREATED).await["id"]
+            .as_str()
+            .expect("advisory id")
+            .to_string();
+        let res = self
+            .post_json(
+                &format!("/api/v1/advisories/{id}/publish"),
+                Some(token),
+                &json!({}),
+            )
+            .await;
+        expect_status(res, StatusCode::OK).await;
+        id
+    }
+
     /// Runs every queued job now, as a worker would.
     pub async fn run_jobs(&self) -> usize {
         let ctx = JobContext {

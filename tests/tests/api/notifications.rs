@@ -89,17 +89,7 @@ async fn owners_watchers_and_webhooks_get_the_events_they_may_see(pool: PgPool) 
     let owner = app.create_user("owner").await;
     let watcher = app.create_user("watcher").await;
     let researcher = app.create_user("researcher").await;
-    expect_status(
-        app.send_json(
-            Method::PUT,
-            "/api/v1/admin/reviewers/researcher",
-            Some(&app.admin_token),
-            &json!({"reviewer": true}),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    app.make_reviewer("researcher").await;
     app.create_repo(&owner, "owner", "model", "public").await;
     app.commit_files(&owner, "owner/model", &[("w.bin", b"suspicious bytes")])
         .await;

@@ -118,17 +118,7 @@ async fn reports_stay_private_until_an_advisory_is_published(pool: PgPool) {
         "report-not-found",
     )
     .await;
-    expect_status(
-        app.send_json(
-            Method::PUT,
-            "/api/v1/admin/reviewers/reviewer",
-            Some(&app.admin_token),
-            &json!({"reviewer": true}),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    app.make_reviewer("reviewer").await;
     let queue = expect_status(
         app.get("/api/v1/reviews/queue", Some(&reviewer)).await,
         StatusCode::OK,
@@ -388,17 +378,7 @@ async fn reviewers_hold_files_and_attest_revisions(pool: PgPool) {
     let owner = app.create_user("owner").await;
     let researcher = app.create_user("researcher").await;
     let reviewer = app.create_user("reviewer").await;
-    expect_status(
-        app.send_json(
-            Method::PUT,
-            "/api/v1/admin/reviewers/reviewer",
-            Some(&app.admin_token),
-            &json!({"reviewer": true}),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    app.make_reviewer("reviewer").await;
     app.create_repo(&owner, "owner", "model", "public").await;
     let first = app
         .commit_files(
@@ -603,17 +583,7 @@ async fn community_rules_rescan_and_open_reports(pool: PgPool) {
         "reviewer-required",
     )
     .await;
-    expect_status(
-        app.send_json(
-            Method::PUT,
-            "/api/v1/admin/reviewers/reviewer",
-            Some(&app.admin_token),
-            &json!({"reviewer": true}),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    app.make_reviewer("reviewer").await;
     let msg = expect_error(
         app.send_json(
             Method::PUT,
@@ -769,17 +739,7 @@ async fn community_yara_rules_match_blob_bytes(pool: PgPool) {
     let app = spawn_app(pool).await;
     let owner = app.create_user("owner").await;
     let reviewer = app.create_user("reviewer").await;
-    expect_status(
-        app.send_json(
-            Method::PUT,
-            "/api/v1/admin/reviewers/reviewer",
-            Some(&app.admin_token),
-            &json!({"reviewer": true}),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    app.make_reviewer("reviewer").await;
     app.create_repo(&owner, "owner", "model", "public").await;
     app.commit_files(
         &owner,
@@ -863,17 +823,7 @@ async fn evidence_is_stored_scanned_guarded_and_kept(pool: PgPool) {
     let researcher = app.create_user("researcher").await;
     let reviewer = app.create_user("reviewer").await;
     let outsider = app.create_user("outsider").await;
-    expect_status(
-        app.send_json(
-            Method::PUT,
-            "/api/v1/admin/reviewers/reviewer",
-            Some(&app.admin_token),
-            &json!({"reviewer": true}),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    app.make_reviewer("reviewer").await;
     app.create_repo(&owner, "owner", "model", "public").await;
     let report = expect_status(
         app.post_json(

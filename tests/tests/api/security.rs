@@ -167,17 +167,7 @@ async fn a_published_advisory_names_only_the_locations_the_reader_may_see(pool: 
     let alice = app.create_user("alice").await;
     let reviewer = app.create_user("reviewer").await;
     let bob = app.create_user("bob").await;
-    expect_status(
-        app.send_json(
-            Method::PUT,
-            "/api/v1/admin/reviewers/reviewer",
-            Some(&app.admin_token),
-            &json!({"reviewer": true}),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    app.make_reviewer("reviewer").await;
     let evil = b"bad bytes that a reviewer flags".as_slice();
     app.create_repo(&alice, "alice", "hidden", "private").await;
     app.commit_files(&alice, "alice/hidden", &[("secret-weights.bin", evil)])
@@ -185,48 +175,10 @@ async fn a_published_advisory_names_only_the_locations_the_reader_may_see(pool: 
     app.create_repo(&bob, "bob", "mirror", "public").await;
     app.commit_files(&bob, "bob/mirror", &[("copy.bin", evil)])
         .await;
-    let report = expect_status(
-        app.post_json(
-            "/api/v1/repos/alice/hidden/reports",
-            Some(&alice),
-            &json!({"category": "other", "description": "found it", "path": "secret-weights.bin"}),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let url = format!("/api/v1/reports/{}", report["id"]);
-    expect_status(
-        app.post_json(
-            &format!("{url}/triage"),
-            Some(&reviewer),
-            &json!({"action": "confirm"}),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
-    let draft = expect_status(
-        app.post_json(
-            &format!("{url}/advisory"),
-            Some(&reviewer),
-            &json!({"severity": "high", "summary": "s", "details": "d", "remediation": "r"}),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let id = draft["id"].as_str().unwrap().to_string();
-    expect_status(
-        app.post_json(
-            &format!("/api/v1/advisories/{id}/publish"),
-            Some(&reviewer),
-            &json!({}),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    let report = app
+        .report(&alice, "alice/hidden", Some("secret-weights.bin"))
+        .await;
+    let id = app.publish_advisory(&reviewer, report).await;
     for token in [None, Some(bob.as_str())] {
         for path in [
             "/api/v1/advisories".to_string(),
