@@ -345,3 +345,85 @@ async fn a_publisher_and_an_adopter_use_the_hub_in_a_browser(pool: PgPool) {
         .await;
     browser.quit().await;
 }
+
+/// The search page shows each model's scan state as the API's `scan_summary` has it, and its
+/// scan filter, used in the browser, keeps exactly the models in that state.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_search_page_shows_scan_states_as_the_api_does(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/scan");
+    let models = [
+        ("broken-header", "malformed_st_nonjson.safetensors"),
+        ("custom-class", "susp_main_class.pkl"),
+        ("plain-weights", "clean_model.safetensors"),
+    ];
+    for (name, file) in models {
+        app.create_repo(&alice, "alice", name, "public").await;
+        let bytes = std::fs::read(corpus.join(file)).unwrap();
+        app.commit_files(&alice, &format!("alice/{name}"), &[(file, &bytes)])
+            .await;
+    }
+    app.run_jobs().await;
+    let mut states = vec![];
+    for (name, _) in models {
+        let repo = expect_status(
+            app.get(&format!("/api/v1/repos/alice/{name}"), None).await,
+            StatusCode::OK,
+        )
+        .await;
+        states.push((
+            name,
+            repo["scan_summary"]["overall"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        ));
+    }
+    assert_eq!(
+        states.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(),
+        ["malformed", "suspicious", "clean"]
+    );
+
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/?namespace=alice")).await;
+    let listing = browser
+        .wait_for_text(10, "the search results", |t| t.contains("broken-header"))
+        .await;
+    for (name, state) in &states {
+        let line = listing
+            .lines()
+            .skip_while(|l| !l.contains(name))
+            .take(8)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(line.contains(&format!("scan {state}")), "{name}: {line}");
+    }
+    for (name, state) in &states {
+        // Choose the state in the filter; the form submits itself.
+        browser
+            .execute(
+                "const s = document.querySelector('#scan-f'); s.value = arguments[0]; s.form.submit(); return true",
+                json!([state]),
+            )
+            .await;
+        // The filtered page, not the one before it.
+        for _ in 0..100 {
+            if browser.url().await.contains(&format!("scan={state}")) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let text = browser
+            .wait_for_text(10, "the filtered results", |t| t.contains(name))
+            .await;
+        for (other, other_state) in &states {
+            assert_eq!(
+                text.contains(other),
+                other_state == state,
+                "filter {state}: {other} ({other_state})"
+            );
+        }
+    }
+    browser.quit().await;
+}
