@@ -17,6 +17,7 @@ pub mod scans;
 pub mod secrets;
 pub mod sessions;
 pub mod tlog;
+pub mod types;
 pub mod verifications;
 
 use std::time::Duration;

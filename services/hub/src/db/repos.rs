@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
+pub use super::types::Visibility;
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Repo {
     pub id: i64,
@@ -10,7 +12,7 @@ pub struct Repo {
     pub namespace: String,
     pub namespace_kind: String,
     pub name: String,
-    pub visibility: String,
+    pub visibility: Visibility,
     /// `none`, `auto` or `manual`: whether downloads need an accepted access request.
     pub gated: String,
     pub description: String,
@@ -26,7 +28,7 @@ impl Repo {
     }
 
     pub fn is_public(&self) -> bool {
-        self.visibility == "public"
+        self.visibility == Visibility::Public
     }
 }
 
@@ -39,7 +41,7 @@ pub async fn insert(
     conn: &mut PgConnection,
     namespace_id: i64,
     name: &str,
-    visibility: &str,
+    visibility: Visibility,
     description: &str,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar(
@@ -101,7 +103,7 @@ pub async fn name_reserved_until(
 pub async fn update_settings(
     conn: &mut PgConnection,
     id: i64,
-    visibility: Option<&str>,
+    visibility: Option<Visibility>,
     description: Option<&str>,
     gated: Option<&str>,
 ) -> sqlx::Result<()> {

@@ -140,8 +140,8 @@ async fn create_repo(
         ));
     }
     let visibility = match (body.visibility.as_deref(), body.private) {
-        (Some("private"), _) | (None, Some(true)) => "private",
-        (Some("public") | None, _) => "public",
+        (Some("private"), _) | (None, Some(true)) => db::repos::Visibility::Private,
+        (Some("public") | None, _) => db::repos::Visibility::Public,
         (Some(other), _) => {
             return Err(ApiError::bad_request(
                 "invalid-visibility",

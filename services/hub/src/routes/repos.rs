@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::auth::{self, Caller, Need};
-use crate::db::repos::{Cursor, Repo, SearchQuery, SortKey};
+use crate::db::repos::{Cursor, Repo, SearchQuery, SortKey, Visibility};
 use crate::db::{self, accounts::Role};
 use crate::error::{ApiError, ApiResult};
 use crate::names::{NamespaceName, RepoName};
@@ -29,7 +29,7 @@ pub struct RepoInfo {
     pub id: String,
     pub namespace: String,
     pub name: String,
-    pub visibility: String,
+    pub visibility: Visibility,
     /// `none`, `auto` or `manual`.
     pub gated: String,
     pub description: String,
@@ -44,7 +44,7 @@ impl From<&Repo> for RepoInfo {
             id: r.full_name(),
             namespace: r.namespace.clone(),
             name: r.name.clone(),
-            visibility: r.visibility.clone(),
+            visibility: r.visibility,
             gated: r.gated.clone(),
             description: r.description.clone(),
             license: r.license.clone(),
@@ -78,16 +78,16 @@ pub struct NewRepo {
     pub description: Option<String>,
 }
 
-fn parse_visibility(v: Option<&str>) -> Result<Option<&'static str>, ApiError> {
-    match v {
-        None => Ok(None),
-        Some("public") => Ok(Some("public")),
-        Some("private") => Ok(Some("private")),
-        Some(other) => Err(ApiError::unprocessable(
-            "invalid-visibility",
-            format!("visibility `{other}` is unknown: use `public` or `private`"),
-        )),
-    }
+fn parse_visibility(v: Option<&str>) -> Result<Option<Visibility>, ApiError> {
+    v.map(|word| {
+        Visibility::parse(word).ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid-visibility",
+                format!("visibility `{word}` is unknown: use `public` or `private`"),
+            )
+        })
+    })
+    .transpose()
 }
 
 /// Creates a repository with an empty first commit on `main`.
@@ -101,7 +101,7 @@ pub async fn create_repo(
     req: HttpRequest,
     body: web::Json<NewRepo>,
 ) -> ApiResult<HttpResponse> {
-    let visibility = parse_visibility(body.visibility.as_deref())?.unwrap_or("public");
+    let visibility = parse_visibility(body.visibility.as_deref())?.unwrap_or_default();
     let description = body.description.clone().unwrap_or_default();
     let (repo, head) = create_repository(
         &state,
@@ -129,7 +129,7 @@ pub async fn create_repository(
     caller: &Caller,
     namespace: Option<&str>,
     name: &str,
-    visibility: &str,
+    visibility: Visibility,
     description: &str,
     request_id: Option<String>,
 ) -> Result<(Repo, String), ApiError> {

@@ -314,11 +314,7 @@ pub async fn new_repo(
 ) -> WebResult {
     check_csrf(&caller, &form.csrf)?;
     let user = require_signed_in(&caller)?.clone();
-    let visibility = if form.visibility == "private" {
-        "private"
-    } else {
-        "public"
-    };
+    let visibility = db::repos::Visibility::parse(&form.visibility).unwrap_or_default();
     match crate::routes::repos::create_repository(
         &state,
         &caller,
