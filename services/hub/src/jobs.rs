@@ -16,9 +16,10 @@ use tokio::sync::watch;
 
 use crate::config::Workers;
 use crate::db::{self, jobs::Job};
+use crate::domain::task::{CommitRef, ScanBlob, Task, WebhookDelivery};
 
-/// Job kinds. Each kind's payload is a JSON object documented at its handler.
-pub const COMMIT_CREATED: &str = "commit-created";
+/// The `commit-created` kind (see `domain::task::Task`).
+pub const COMMIT_CREATED: &str = Task::COMMIT_CREATED;
 
 /// How a job failed.
 #[derive(Debug)]
@@ -46,35 +47,26 @@ pub struct JobContext {
 }
 
 async fn dispatch(ctx: JobContext, job: Job, worker: String) -> Result<(), JobError> {
-    match job.kind.as_str() {
-        COMMIT_CREATED => commit_created(ctx, job.payload).await,
-        db::scans::SCAN_BLOB => scan_blob(ctx, job.payload).await,
-        db::licenses::LICENSE_EVALUATE => license_evaluate(ctx, job.payload).await,
-        db::provenance::SIGNATURE_VERIFY => signature_verify(ctx, job.payload).await,
-        db::verifications::VERIFY_COMMIT => {
-            crate::verification::verify_commit(ctx, job.payload, &worker).await
+    let task = Task::from_job(&job.kind, job.payload)
+        .map_err(|e| JobError::Permanent(anyhow::anyhow!(e)))?;
+    match task {
+        Task::CommitCreated(commit) => commit_created(ctx, commit).await,
+        Task::ScanBlob(scan) => scan_blob(ctx, scan).await,
+        Task::LicenseEvaluate(commit) => license_evaluate(ctx, commit).await,
+        Task::SignatureVerify(commit) => signature_verify(ctx, commit).await,
+        Task::VerifyCommit(verify) => {
+            crate::verification::verify_commit(ctx, verify, &worker).await
         }
-        db::notifications::WEBHOOK_DELIVER => {
-            webhook_deliver(ctx, job.payload, job.attempts, job.max_attempts).await
+        Task::WebhookDeliver(delivery) => {
+            webhook_deliver(ctx, delivery, job.attempts, job.max_attempts).await
         }
-        other => Err(JobError::Permanent(anyhow::anyhow!(
-            "unknown job kind `{other}`"
-        ))),
     }
-}
-
-#[derive(serde::Deserialize)]
-struct CommitCreated {
-    repository_id: i64,
-    commit_id: String,
 }
 
 /// `commit-created` `{repository_id, commit_id}`: checks that every blob of the new commit is in
 /// the store with its recorded size. Later capabilities (scans, licence evaluation, signature and
 /// inference checks) fan out from here.
-async fn commit_created(ctx: JobContext, payload: serde_json::Value) -> Result<(), JobError> {
-    let payload: CommitCreated = serde_json::from_value(payload)
-        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload: {e}")))?;
+async fn commit_created(ctx: JobContext, payload: CommitRef) -> Result<(), JobError> {
     let mut conn = ctx.db.acquire().await.context("database")?;
     let files = db::commits::files(&mut conn, payload.repository_id, &payload.commit_id)
         .await
@@ -109,9 +101,7 @@ async fn commit_created(ctx: JobContext, payload: serde_json::Value) -> Result<(
 /// `license-evaluate` `{repository_id, commit_id}`: evaluates the commit against its
 /// namespace's policy for commercial use and stores the report (with the catalog and policy
 /// versions, so that a change of either re-queues it).
-async fn license_evaluate(ctx: JobContext, payload: serde_json::Value) -> Result<(), JobError> {
-    let payload: CommitCreated = serde_json::from_value(payload)
-        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload: {e}")))?;
+async fn license_evaluate(ctx: JobContext, payload: CommitRef) -> Result<(), JobError> {
     let mut conn = ctx.db.acquire().await.context("database")?;
     let Some(repo) = db::repos::find_by_id(&mut conn, payload.repository_id)
         .await
@@ -166,9 +156,7 @@ async fn license_evaluate(ctx: JobContext, payload: serde_json::Value) -> Result
 
 /// `signature-verify` `{repository_id, commit_id}`: verifies the commit's model-signing
 /// bundle against the namespace's keys and anchors and stores the result.
-async fn signature_verify(ctx: JobContext, payload: serde_json::Value) -> Result<(), JobError> {
-    let payload: CommitCreated = serde_json::from_value(payload)
-        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload: {e}")))?;
+async fn signature_verify(ctx: JobContext, payload: CommitRef) -> Result<(), JobError> {
     let mut conn = ctx.db.acquire().await.context("database")?;
     let Some(repo) = db::repos::find_by_id(&mut conn, payload.repository_id)
         .await
@@ -213,22 +201,15 @@ async fn signature_verify(ctx: JobContext, payload: serde_json::Value) -> Result
     Ok(())
 }
 
-#[derive(serde::Deserialize)]
-struct WebhookDelivery {
-    delivery_id: i64,
-}
-
 /// `webhook-deliver` `{delivery_id}`: POSTs the event to the webhook with an HMAC-SHA256
 /// signature of the body (`X-Kaiyuan-Signature-256: sha256=<hex>`); a failure is retried with
 /// the queue's backoff, and every attempt is recorded in the delivery log.
 async fn webhook_deliver(
     ctx: JobContext,
-    payload: serde_json::Value,
+    payload: WebhookDelivery,
     attempts: i32,
     max_attempts: i32,
 ) -> Result<(), JobError> {
-    let payload: WebhookDelivery = serde_json::from_value(payload)
-        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload: {e}")))?;
     let mut conn = ctx.db.acquire().await.context("database")?;
     let Some((delivery, hook)) = db::notifications::delivery(&mut conn, payload.delivery_id)
         .await
@@ -307,18 +288,9 @@ async fn webhook_deliver(
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ScanBlob {
-    sha256: String,
-    #[serde(default)]
-    path: String,
-}
-
 /// `scan-blob` `{sha256, path}`: scans the stored bytes (the path is only a format hint) and
 /// stores the result for the current scanner version, which becomes the blob's verdict.
-async fn scan_blob(ctx: JobContext, payload: serde_json::Value) -> Result<(), JobError> {
-    let payload: ScanBlob = serde_json::from_value(payload)
-        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload: {e}")))?;
+async fn scan_blob(ctx: JobContext, payload: ScanBlob) -> Result<(), JobError> {
     let digest: Sha256Digest = payload
         .sha256
         .parse()

@@ -6,6 +6,7 @@ use sqlx::PgConnection;
 
 use crate::db;
 use crate::db::repos::Repo;
+use crate::domain::task::{Task, WebhookDelivery};
 
 /// Emits `kind` about `repo`. Events about unpublished reports (`public == false`) reach only
 /// the owners, never watchers, so that a report's existence does not leak.
@@ -22,13 +23,10 @@ pub async fn emit(
     }
     for hook in db::notifications::webhooks(conn, repo.namespace_id).await? {
         let delivery = db::notifications::add_delivery(conn, hook.id, &event).await?;
-        db::jobs::enqueue(
-            conn,
-            db::notifications::WEBHOOK_DELIVER,
-            &json!({"delivery_id": delivery}),
-            None,
-        )
-        .await?;
+        let task = Task::WebhookDeliver(WebhookDelivery {
+            delivery_id: delivery,
+        });
+        db::jobs::enqueue(conn, &task, None).await?;
     }
     Ok(())
 }

@@ -123,22 +123,12 @@ async fn write_blob(ctx: &JobContext, file: &FileRow, target: &Path) -> anyhow::
     Ok(())
 }
 
-#[derive(serde::Deserialize)]
-struct Payload {
-    repository_id: i64,
-    commit_id: String,
-    #[serde(default)]
-    ep: Option<String>,
-}
-
 /// `verify-commit` `{repository_id, commit_id, ep}`.
 pub async fn verify_commit(
     ctx: JobContext,
-    payload: serde_json::Value,
+    payload: crate::domain::task::VerifyCommit,
     worker: &str,
 ) -> Result<(), JobError> {
-    let payload: Payload = serde_json::from_value(payload)
-        .map_err(|e| JobError::Permanent(anyhow::anyhow!("bad payload: {e}")))?;
     let mut conn = ctx.db.acquire().await.context("database")?;
     let Some(repo) = db::repos::find_by_id(&mut conn, payload.repository_id)
         .await

@@ -375,6 +375,7 @@ fn data_start(blob: &mut dyn Blob, len: u64, entry: &ZipEntry) -> io::Result<Opt
     Ok(Some(entry.local_offset + 30 + name_len + extra_len))
 }
 
+/// Checks one central-directory entry, then scans its content.
 fn check_zip_entry(
     ctx: &mut Ctx,
     blob: &mut dyn Blob,
@@ -382,6 +383,41 @@ fn check_zip_entry(
     entry: &ZipEntry,
     kind: &str,
 ) -> io::Result<()> {
+    if !check_entry_type(ctx, blob, len, entry)? {
+        return Ok(());
+    }
+    let Some(start) = check_local_header(ctx, blob, len, entry) else {
+        return Ok(());
+    };
+    if is_bomb(ctx, entry) {
+        return Ok(());
+    }
+    let name = entry.name.as_str();
+    let storage = kind != "zip" && is_storage_member(name);
+    match entry.method {
+        0 => scan_stored(ctx, blob, start, entry, storage)?,
+        8 => scan_deflated(ctx, blob, start, entry, storage)?,
+        other => {
+            ctx.add(
+                "zip-unsupported-method",
+                Verdict::Suspicious,
+                name,
+                format!("compression method {other} cannot be inspected"),
+                Some(other.to_string()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The member's path, type and flags; whether its content is to be read at all (not for links,
+/// devices, directories and encrypted members).
+fn check_entry_type(
+    ctx: &mut Ctx,
+    blob: &mut dyn Blob,
+    len: u64,
+    entry: &ZipEntry,
+) -> io::Result<bool> {
     let name = entry.name.as_str();
     if let Some(why) = unsafe_path(name) {
         ctx.add(
@@ -397,7 +433,7 @@ fn check_zip_entry(
         let target = member_bytes(ctx, blob, len, entry)?
             .map(|t| String::from_utf8_lossy(&t[..t.len().min(256)]).into_owned());
         ctx.add("archive-link", Verdict::Malicious, name, "member is a symbolic link: extracting it can expose or overwrite files outside the archive", target.or(Some(name.to_string())));
-        return Ok(());
+        return Ok(false);
     }
     if entry.made_by_unix && matches!(file_type, 0o020000 | 0o060000 | 0o010000 | 0o140000) {
         ctx.add(
@@ -407,10 +443,10 @@ fn check_zip_entry(
             "member is a device, FIFO or socket",
             Some(name.to_string()),
         );
-        return Ok(());
+        return Ok(false);
     }
     if name.ends_with('/') {
-        return Ok(());
+        return Ok(false);
     }
     if entry.flags & 0x1 != 0 {
         ctx.add(
@@ -420,11 +456,23 @@ fn check_zip_entry(
             "member is encrypted and cannot be inspected",
             None,
         );
-        return Ok(());
+        return Ok(false);
     }
     if entry.flags & 0x60 != 0 {
         ctx.add("zip-flag-bits", Verdict::Suspicious, name, format!("unusual general-purpose flag bits 0x{:04x}: Python's zipfile refuses the member while PyTorch loads it (CVE-2025-1945 class)", entry.flags), Some(format!("0x{:04x}", entry.flags)));
     }
+    Ok(true)
+}
+
+/// The member's local header, checked against the central directory; where its data begins,
+/// when the data lies within the file.
+fn check_local_header(
+    ctx: &mut Ctx,
+    blob: &mut dyn Blob,
+    len: u64,
+    entry: &ZipEntry,
+) -> Option<u64> {
+    let name = entry.name.as_str();
     let Ok(local) = read_at(blob, entry.local_offset, 30, len, 30) else {
         ctx.add(
             "zip-malformed",
@@ -433,7 +481,7 @@ fn check_zip_entry(
             "local header outside the file",
             None,
         );
-        return Ok(());
+        return None;
     };
     if !local.starts_with(b"PK\x03\x04") {
         ctx.add(
@@ -443,7 +491,7 @@ fn check_zip_entry(
             "no local header where the central directory points",
             None,
         );
-        return Ok(());
+        return None;
     }
     let (name_len, extra_len) = (u16le(&local, 26) as u64, u16le(&local, 28) as u64);
     if let Ok(local_name) = read_at(blob, entry.local_offset + 30, name_len, len, 65_535)
@@ -469,15 +517,20 @@ fn check_zip_entry(
             "member data runs past the end of the file",
             None,
         );
-        return Ok(());
+        return None;
     }
+    Some(start)
+}
+
+/// Whether the member's declared sizes make it a decompression bomb (recorded).
+fn is_bomb(ctx: &mut Ctx, entry: &ZipEntry) -> bool {
     if entry.uncompressed > 1024 * 1024
         && entry.uncompressed / entry.compressed.max(1) > ctx.limits.max_compression_ratio
     {
         ctx.add(
             "archive-bomb",
             Verdict::Malicious,
-            name,
+            &entry.name,
             format!(
                 "compression ratio {}:1 ({} bytes from {}): a decompression bomb",
                 entry.uncompressed / entry.compressed.max(1),
@@ -486,82 +539,89 @@ fn check_zip_entry(
             ),
             None,
         );
+        return true;
+    }
+    false
+}
+
+/// Scans a stored (uncompressed) member in place.
+fn scan_stored(
+    ctx: &mut Ctx,
+    blob: &mut dyn Blob,
+    start: u64,
+    entry: &ZipEntry,
+    storage: bool,
+) -> io::Result<()> {
+    let name = entry.name.as_str();
+    if entry.compressed != entry.uncompressed {
+        ctx.add(
+            "zip-malformed",
+            Verdict::Malformed,
+            name,
+            "stored member with different compressed and uncompressed sizes",
+            None,
+        );
+    }
+    let mut section = Section::new(blob, start, entry.compressed);
+    if storage {
+        scan_storage(ctx, &mut section, entry.compressed, name)?;
+    } else {
+        let format = ctx.scan_member(&mut section, entry.compressed, name);
+        if format == "pickle" || format == "joblib" {
+            check_crc(ctx, &mut Section::new(blob, start, entry.compressed), entry)?;
+        }
+    }
+    Ok(())
+}
+
+/// Scans a deflated member: inflated into memory within the limits, else streamed.
+fn scan_deflated(
+    ctx: &mut Ctx,
+    blob: &mut dyn Blob,
+    start: u64,
+    entry: &ZipEntry,
+    storage: bool,
+) -> io::Result<()> {
+    let name = entry.name.as_str();
+    ctx.inflated = ctx.inflated.saturating_add(entry.uncompressed);
+    if entry.uncompressed > ctx.limits.max_member_in_memory
+        || ctx.inflated > ctx.limits.max_inflated_total
+    {
+        // Too large to hold: stream what can be streamed (pickles, .npy payloads).
+        let decoder = DeflateDecoder::new(Section::new(blob, start, entry.compressed));
+        return stream_large_member(
+            ctx,
+            decoder.take(entry.uncompressed),
+            entry.uncompressed,
+            name,
+            storage,
+        );
+    }
+    let mut data = Vec::with_capacity(entry.uncompressed.min(1 << 20) as usize);
+    let decoder = DeflateDecoder::new(Section::new(blob, start, entry.compressed));
+    if decoder
+        .take(entry.uncompressed + 1)
+        .read_to_end(&mut data)
+        .is_err()
+        || data.len() as u64 != entry.uncompressed
+    {
+        ctx.add(
+            "zip-malformed",
+            Verdict::Malformed,
+            name,
+            "compressed data does not inflate to the declared size",
+            None,
+        );
         return Ok(());
     }
-    let storage = kind != "zip" && is_storage_member(name);
-    match entry.method {
-        0 => {
-            if entry.compressed != entry.uncompressed {
-                ctx.add(
-                    "zip-malformed",
-                    Verdict::Malformed,
-                    name,
-                    "stored member with different compressed and uncompressed sizes",
-                    None,
-                );
-            }
-            let mut section = Section::new(blob, start, entry.compressed);
-            if storage {
-                scan_storage(ctx, &mut section, entry.compressed, name)?;
-            } else {
-                let format = ctx.scan_member(&mut section, entry.compressed, name);
-                if format == "pickle" || format == "joblib" {
-                    check_crc(ctx, &mut Section::new(blob, start, entry.compressed), entry)?;
-                }
-            }
-        }
-        8 => {
-            ctx.inflated = ctx.inflated.saturating_add(entry.uncompressed);
-            if entry.uncompressed > ctx.limits.max_member_in_memory
-                || ctx.inflated > ctx.limits.max_inflated_total
-            {
-                // Too large to hold: stream what can be streamed (pickles, .npy payloads).
-                let decoder = DeflateDecoder::new(Section::new(blob, start, entry.compressed));
-                stream_large_member(
-                    ctx,
-                    decoder.take(entry.uncompressed),
-                    entry.uncompressed,
-                    name,
-                    storage,
-                )?;
-                return Ok(());
-            }
-            let mut data = Vec::with_capacity(entry.uncompressed.min(1 << 20) as usize);
-            let decoder = DeflateDecoder::new(Section::new(blob, start, entry.compressed));
-            if decoder
-                .take(entry.uncompressed + 1)
-                .read_to_end(&mut data)
-                .is_err()
-                || data.len() as u64 != entry.uncompressed
-            {
-                ctx.add(
-                    "zip-malformed",
-                    Verdict::Malformed,
-                    name,
-                    "compressed data does not inflate to the declared size",
-                    None,
-                );
-                return Ok(());
-            }
-            if crc32fast::hash(&data) != entry.crc {
-                ctx.add("zip-bad-crc", Verdict::Suspicious, name, "CRC-32 mismatch (CVE-2025-10156 class): strict readers refuse the member while PyTorch loads it", None);
-            }
-            let mut cursor = io::Cursor::new(&data[..]);
-            if storage {
-                scan_storage(ctx, &mut cursor, data.len() as u64, name)?;
-            } else {
-                ctx.scan_member(&mut cursor, data.len() as u64, name);
-            }
-        }
-        other => {
-            ctx.add(
-                "zip-unsupported-method",
-                Verdict::Suspicious,
-                name,
-                format!("compression method {other} cannot be inspected"),
-                Some(other.to_string()),
-            );
-        }
+    if crc32fast::hash(&data) != entry.crc {
+        ctx.add("zip-bad-crc", Verdict::Suspicious, name, "CRC-32 mismatch (CVE-2025-10156 class): strict readers refuse the member while PyTorch loads it", None);
+    }
+    let mut cursor = io::Cursor::new(&data[..]);
+    if storage {
+        scan_storage(ctx, &mut cursor, data.len() as u64, name)?;
+    } else {
+        ctx.scan_member(&mut cursor, data.len() as u64, name);
     }
     Ok(())
 }

@@ -129,6 +129,13 @@ impl<R: BufRead> Input<R> {
         Ok(b)
     }
 
+    /// A little-endian length field of `N` bytes (at most 8).
+    fn length<const N: usize>(&mut self) -> Result<u64, Stop> {
+        let mut b = [0u8; 8];
+        b[..N].copy_from_slice(&self.fixed::<N>()?);
+        Ok(u64::from_le_bytes(b))
+    }
+
     fn remaining(&self) -> u64 {
         self.len.saturating_sub(self.pos)
     }
@@ -267,6 +274,228 @@ impl<'c, 'l> Vm<'c, 'l> {
         Ok(self.stack.split_off(mark))
     }
 
+    fn location(&self, offset: u64) -> String {
+        format!("offset {}", self.base + offset)
+    }
+
+    /// Executes one pickle up to STOP. Every opcode is one arm of a single dispatch: the
+    /// simplest act in place, the others call their handler, defined below by group (stack and
+    /// memo, strings, containers, imports, calls; scalar arguments are parsed by free functions).
+    /// Handlers are called from here only and are `#[inline(always)]`, so the loop compiles
+    /// to one function with one jump per opcode: this is the hot path of scanning large pickles.
+    fn run(&mut self, input: &mut Input<impl BufRead>) -> Result<V, Stop> {
+        let max_ops = self.ctx.limits.pickle_max_ops;
+        loop {
+            self.ops += 1;
+            if self.ops > max_ops {
+                return Err(Stop::Limit(format!("more than {max_ops} opcodes")));
+            }
+            let offset = input.pos;
+            let op = input.byte()?;
+            match op {
+                // Framing.
+                b'.' => return self.pop(),
+                0x80 => protocol(input.byte()?)?,
+                0x95 => {
+                    input.fixed::<8>()?;
+                }
+                // Stack and memo.
+                b'(' => self.mark()?,
+                b'0' => {
+                    self.pop()?;
+                }
+                b'1' => {
+                    self.pop_mark()?;
+                }
+                b'2' => self.dup()?,
+                b'g' => self.get(memo_key(&input.line()?, "GET")?)?,
+                b'h' => self.get(input.byte()? as u32)?,
+                b'j' => self.get(u32::from_le_bytes(input.fixed()?))?,
+                b'p' => self.put(memo_key(&input.line()?, "PUT")?)?,
+                b'q' => self.put(input.byte()? as u32)?,
+                b'r' => self.put(u32::from_le_bytes(input.fixed()?))?,
+                0x94 => self.memoize()?,
+                // Scalars.
+                b'F' => self.push(float_text(&input.line()?)?)?,
+                b'I' => self.push(int_text(&input.line()?)?)?,
+                b'L' => self.push(long_text(&input.line()?)?)?,
+                b'J' => self.push(V::Int(i32::from_le_bytes(input.fixed()?) as i128))?,
+                b'K' => self.push(V::Int(input.byte()? as i128))?,
+                b'M' => self.push(V::Int(u16::from_le_bytes(input.fixed()?) as i128))?,
+                0x8a => self.push(long1(input)?)?,
+                0x8b => self.push(long4(input)?)?,
+                b'N' => self.push(V::None)?,
+                0x88 => self.push(V::Bool(true))?,
+                0x89 => self.push(V::Bool(false))?,
+                b'G' => self.push(binfloat(input)?)?,
+                // Strings, bytes and buffers.
+                b'S' => self.string(&input.line()?)?,
+                b'V' => self.unicode(&input.line()?)?,
+                b'T' => self.binstring(input)?,
+                b'U' => self.short_binstring(input)?,
+                b'X' => self.binunicode::<4>(input)?,
+                0x8c => self.binunicode::<1>(input)?,
+                0x8d => self.binunicode::<8>(input)?,
+                b'B' => self.binbytes::<4>(input)?,
+                b'C' => self.binbytes::<1>(input)?,
+                0x8e | 0x96 => self.binbytes::<8>(input)?,
+                0x97 => self.push(V::Opaque)?,
+                0x98 => {}
+                // Containers.
+                b')' => self.push(V::Tuple(Rc::new(Vec::new())))?,
+                b't' => self.tuple()?,
+                0x85..=0x87 => self.small_tuple((op - 0x84) as usize)?,
+                b']' => self.push(V::List(Rc::new(RefCell::new(Vec::new()))))?,
+                b'l' => self.list()?,
+                b'}' => self.push(V::Dict(Rc::new(RefCell::new(Vec::new()))))?,
+                b'd' => self.dict()?,
+                0x8f => self.push(V::Set)?,
+                0x91 => self.frozenset()?,
+                b'a' => self.append_one()?,
+                b'e' => self.appends()?,
+                0x90 => self.additems()?,
+                b's' => self.setitem()?,
+                b'u' => self.setitems()?,
+                // Imports.
+                b'c' => self.text_global(input, offset)?,
+                0x93 => self.stack_global(offset)?,
+                0x82..=0x84 => self.ext(op, input, offset)?,
+                // Calls.
+                b'i' => self.inst(input, offset)?,
+                b'o' => self.obj(offset)?,
+                b'R' => self.call_from_stack(offset, "REDUCE")?,
+                0x81 => self.call_from_stack(offset, "NEWOBJ")?,
+                0x92 => self.newobj_ex(offset)?,
+                b'b' => self.build(input, offset)?,
+                b'P' => {
+                    input.line()?;
+                    self.push(V::PersistentId)?;
+                }
+                b'Q' => self.binpersid()?,
+                other => {
+                    return Err(Stop::Invalid(format!(
+                        "undefined opcode 0x{other:02x} at offset {}",
+                        self.base + offset
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Stack and memo opcodes.
+impl Vm<'_, '_> {
+    /// MARK.
+    #[inline(always)]
+    fn mark(&mut self) -> Result<(), Stop> {
+        if self.marks.len() >= self.ctx.limits.pickle_max_stack {
+            return Err(Stop::Limit("too many marks".into()));
+        }
+        self.marks.push(self.stack.len());
+        Ok(())
+    }
+
+    /// DUP.
+    #[inline(always)]
+    fn dup(&mut self) -> Result<(), Stop> {
+        let v = self.top()?.clone();
+        self.push(v)
+    }
+
+    /// MEMOIZE: PUT under the next free key.
+    #[inline(always)]
+    fn memoize(&mut self) -> Result<(), Stop> {
+        let key =
+            u32::try_from(self.memo.len).map_err(|_| Stop::Limit("memo keys exhausted".into()))?;
+        self.put(key)
+    }
+
+    fn get(&mut self, key: u32) -> Result<(), Stop> {
+        if !self.memo.contains(key) {
+            return Err(Stop::Invalid(format!("memo key {key} was never stored")));
+        }
+        let v = self.memo.kept.get(&key).cloned().unwrap_or(V::Opaque);
+        self.push(v)
+    }
+
+    fn put(&mut self, key: u32) -> Result<(), Stop> {
+        let v = self.top()?.clone();
+        let limit = self.ctx.limits.pickle_max_memo;
+        self.memo.insert(key, v, limit)
+    }
+}
+
+/// String and bytes opcodes.
+impl Vm<'_, '_> {
+    /// STRING: a quoted protocol-0 string.
+    #[inline(always)]
+    fn string(&mut self, line: &[u8]) -> Result<(), Stop> {
+        let s = parse_quoted(line)?;
+        let v = self.keep_str(s);
+        self.push(v)
+    }
+
+    /// UNICODE: raw-unicode-escaped protocol-0 text.
+    #[inline(always)]
+    fn unicode(&mut self, line: &[u8]) -> Result<(), Stop> {
+        let s = String::from_utf8_lossy(line).into_owned();
+        let v = self.keep_str(unescape_raw_unicode(&s));
+        self.push(v)
+    }
+
+    /// BINSTRING: Python 2 str with a signed four-byte length.
+    #[inline(always)]
+    fn binstring(&mut self, input: &mut Input<impl BufRead>) -> Result<(), Stop> {
+        let n = i32::from_le_bytes(input.fixed()?);
+        if n < 0 {
+            return Err(Stop::Invalid("negative BINSTRING length".into()));
+        }
+        let v = self.latin1_value(input, n as u64)?;
+        self.push(v)
+    }
+
+    /// SHORT_BINSTRING: Python 2 str with a one-byte length.
+    #[inline(always)]
+    fn short_binstring(&mut self, input: &mut Input<impl BufRead>) -> Result<(), Stop> {
+        let n = input.byte()? as u64;
+        let v = self.latin1_value(input, n)?;
+        self.push(v)
+    }
+
+    /// SHORT_BINUNICODE, BINUNICODE and BINUNICODE8 (length fields of `N` bytes).
+    #[inline(always)]
+    fn binunicode<const N: usize>(&mut self, input: &mut Input<impl BufRead>) -> Result<(), Stop> {
+        let n = input.length::<N>()?;
+        let v = self.str_value(input, n)?;
+        self.push(v)
+    }
+
+    /// SHORT_BINBYTES, BINBYTES and BINBYTES8 or BYTEARRAY8 (length fields of `N` bytes).
+    #[inline(always)]
+    fn binbytes<const N: usize>(&mut self, input: &mut Input<impl BufRead>) -> Result<(), Stop> {
+        let n = input.length::<N>()?;
+        let v = self.bytes_value(input, n)?;
+        self.push(v)
+    }
+
+    fn latin1_value(&mut self, input: &mut Input<impl BufRead>, n: u64) -> Result<V, Stop> {
+        if n as usize <= SMALL_STRING
+            || (self.retained as u64).saturating_add(n)
+                <= self.ctx.limits.pickle_max_retained_bytes as u64
+        {
+            let data = input.take(n)?;
+            self.retained += data.len();
+            // Python 2 str: names are ASCII; keep the bytes too for nested payloads.
+            match String::from_utf8(data.clone()) {
+                Ok(s) => Ok(V::Str(s.into())),
+                Err(_) => Ok(V::Bytes(Some(data.into()))),
+            }
+        } else {
+            input.skip(n)?;
+            Ok(V::Opaque)
+        }
+    }
+
     fn keep_str(&mut self, s: String) -> V {
         if s.len() <= SMALL_STRING
             || self.retained + s.len() <= self.ctx.limits.pickle_max_retained_bytes
@@ -305,9 +534,179 @@ impl<'c, 'l> Vm<'c, 'l> {
             Ok(V::Opaque)
         }
     }
+}
 
-    fn location(&self, offset: u64) -> String {
-        format!("offset {}", self.base + offset)
+/// Container opcodes.
+impl Vm<'_, '_> {
+    /// TUPLE: the items above the mark.
+    #[inline(always)]
+    fn tuple(&mut self) -> Result<(), Stop> {
+        let items = self.pop_mark()?;
+        self.push(V::Tuple(Rc::new(cap(items))))
+    }
+
+    /// TUPLE1, TUPLE2 and TUPLE3.
+    #[inline(always)]
+    fn small_tuple(&mut self, n: usize) -> Result<(), Stop> {
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            items.push(self.pop()?);
+        }
+        items.reverse();
+        self.push(V::Tuple(Rc::new(items)))
+    }
+
+    /// LIST: the items above the mark.
+    #[inline(always)]
+    fn list(&mut self) -> Result<(), Stop> {
+        let items = self.pop_mark()?;
+        self.push(V::List(Rc::new(RefCell::new(cap(items)))))
+    }
+
+    /// DICT: the key-value pairs above the mark.
+    #[inline(always)]
+    fn dict(&mut self) -> Result<(), Stop> {
+        let items = self.pop_mark()?;
+        let pairs = pairs(items)?;
+        self.push(V::Dict(Rc::new(RefCell::new(pairs))))
+    }
+
+    /// FROZENSET: the items above the mark (not modelled).
+    #[inline(always)]
+    fn frozenset(&mut self) -> Result<(), Stop> {
+        self.pop_mark()?;
+        self.push(V::Set)
+    }
+
+    /// APPEND.
+    #[inline(always)]
+    fn append_one(&mut self) -> Result<(), Stop> {
+        let item = self.pop()?;
+        self.append(vec![item])
+    }
+
+    /// APPENDS: the items above the mark.
+    #[inline(always)]
+    fn appends(&mut self) -> Result<(), Stop> {
+        let items = self.pop_mark()?;
+        self.append(items)
+    }
+
+    /// ADDITEMS: the items above the mark, into a set.
+    #[inline(always)]
+    fn additems(&mut self) -> Result<(), Stop> {
+        self.pop_mark()?;
+        match self.top()? {
+            V::Set => Ok(()),
+            other => Err(Stop::Invalid(format!("ADDITEMS on {}", other.describe()))),
+        }
+    }
+
+    /// SETITEM.
+    #[inline(always)]
+    fn setitem(&mut self) -> Result<(), Stop> {
+        let value = self.pop()?;
+        let key = self.pop()?;
+        self.set_items(vec![(key, value)])
+    }
+
+    /// SETITEMS: the key-value pairs above the mark.
+    #[inline(always)]
+    fn setitems(&mut self) -> Result<(), Stop> {
+        let items = self.pop_mark()?;
+        let items = pairs(items)?;
+        self.set_items(items)
+    }
+
+    fn append(&mut self, items: Vec<V>) -> Result<(), Stop> {
+        let items: Vec<V> = items.into_iter().map(detach).collect();
+        match self.top()? {
+            V::List(list) => {
+                let mut list = list.borrow_mut();
+                let room = CONTAINER_ITEMS.saturating_sub(list.len());
+                list.extend(items.into_iter().take(room));
+                Ok(())
+            }
+            // APPEND on other objects calls their `append`/`extend` method.
+            V::Call(_) | V::Opaque => Ok(()),
+            other => Err(Stop::Invalid(format!("APPEND on {}", other.describe()))),
+        }
+    }
+
+    fn set_items(&mut self, items: Vec<(V, V)>) -> Result<(), Stop> {
+        let items: Vec<(V, V)> = items
+            .into_iter()
+            .map(|(k, v)| (detach(k), detach(v)))
+            .collect();
+        match self.top()? {
+            V::Dict(dict) => {
+                let mut dict = dict.borrow_mut();
+                let room = CONTAINER_ITEMS.saturating_sub(dict.len());
+                dict.extend(items.into_iter().take(room));
+                Ok(())
+            }
+            // SETITEM on other objects calls their `__setitem__`.
+            V::Call(_) | V::Opaque => Ok(()),
+            other => Err(Stop::Invalid(format!("SETITEM on {}", other.describe()))),
+        }
+    }
+}
+
+/// Import opcodes: every way a pickle names a callable.
+impl Vm<'_, '_> {
+    /// GLOBAL: module and name as text lines.
+    #[inline(always)]
+    fn text_global(&mut self, input: &mut Input<impl BufRead>, offset: u64) -> Result<(), Stop> {
+        let module = input.line()?;
+        let name = input.line()?;
+        let (module, name) = (identifier(&module)?, identifier(&name)?);
+        self.on_global(&module, &name, offset, "GLOBAL");
+        self.push(V::Global(Rc::new((module, name))))
+    }
+
+    /// STACK_GLOBAL: module and name from the stack, which a pickle can compute.
+    #[inline(always)]
+    fn stack_global(&mut self, offset: u64) -> Result<(), Stop> {
+        let name = self.pop()?;
+        let module = self.pop()?;
+        match (module.as_str(), name.as_str()) {
+            (Some(m), Some(n)) => {
+                let (m, n) = (m.to_string(), n.to_string());
+                self.on_global(&m, &n, offset, "STACK_GLOBAL");
+                self.push(V::Global(Rc::new((m, n))))
+            }
+            _ => {
+                self.globals_seen += 1;
+                let evidence = format!("{} . {}", module.describe(), name.describe());
+                self.ctx.add(
+                    "pickle-dynamic-global",
+                    Verdict::Malicious,
+                    self.location(offset),
+                    "STACK_GLOBAL imports a name computed at load time (not a literal string): the callable cannot be known before it runs",
+                    Some(evidence),
+                );
+                self.push(V::Global(Rc::new(("<dynamic>".into(), "<dynamic>".into()))))
+            }
+        }
+    }
+
+    /// EXT1, EXT2 and EXT4: a callable from the copyreg extension registry.
+    #[inline(always)]
+    fn ext(&mut self, op: u8, input: &mut Input<impl BufRead>, offset: u64) -> Result<(), Stop> {
+        let code = match op {
+            0x82 => input.byte()? as u32,
+            0x83 => u16::from_le_bytes(input.fixed()?) as u32,
+            _ => u32::from_le_bytes(input.fixed()?),
+        };
+        self.globals_seen += 1;
+        self.ctx.add(
+            "pickle-extension-registry",
+            Verdict::Suspicious,
+            self.location(offset),
+            format!("imports a callable through the copyreg extension registry (code {code}); which one depends on the loading process"),
+            Some(format!("extension code {code}")),
+        );
+        self.push(V::Global(Rc::new(("<extension>".into(), code.to_string()))))
     }
 
     /// Checks an imported callable against the policy.
@@ -345,426 +744,70 @@ impl<'c, 'l> Vm<'c, 'l> {
             ),
         }
     }
+}
 
-    /// Checks a call: only imported callables may be called, and loader calls get their byte
-    /// arguments scanned as files.
-    fn on_call(&mut self, callable: &V, args: &V, offset: u64, opcode: &str) {
-        match callable {
-            V::Global(g) => {
-                if policy::is_loader(&g.0, &g.1) {
-                    let mut payloads = Vec::new();
-                    collect_bytes(args, &mut payloads, 0);
-                    for payload in payloads {
-                        self.nested.push((format!("{}.{}", g.0, g.1), payload));
-                    }
-                }
-            }
-            other => self.ctx.add(
-                "pickle-dynamic-call",
-                Verdict::Malicious,
-                self.location(offset),
-                format!("{opcode} calls a computed value ({}) rather than an imported callable: a known way to reach code execution", other.describe()),
-                Some(other.describe()),
-            ),
-        }
+/// Call opcodes: every way a pickle calls something or hands data to the loader.
+impl Vm<'_, '_> {
+    /// INST: GLOBAL and a call with the items above the mark.
+    #[inline(always)]
+    fn inst(&mut self, input: &mut Input<impl BufRead>, offset: u64) -> Result<(), Stop> {
+        let module = input.line()?;
+        let name = input.line()?;
+        let (module, name) = (identifier(&module)?, identifier(&name)?);
+        self.on_global(&module, &name, offset, "INST");
+        let args = self.pop_mark()?;
+        let callable = V::Global(Rc::new((module, name)));
+        let args = V::Tuple(Rc::new(cap(args)));
+        self.on_call(&callable, &args, offset, "INST");
+        self.push(V::Call(Rc::new((callable, args))))
     }
 
-    /// Executes one pickle up to STOP.
-    fn run(&mut self, input: &mut Input<impl BufRead>) -> Result<V, Stop> {
-        loop {
-            self.ops += 1;
-            if self.ops > self.ctx.limits.pickle_max_ops {
-                return Err(Stop::Limit(format!(
-                    "more than {} opcodes",
-                    self.ctx.limits.pickle_max_ops
-                )));
-            }
-            let offset = input.pos;
-            let op = input.byte()?;
-            match op {
-                b'.' => return self.pop(),
-                b'(' => {
-                    if self.marks.len() >= self.ctx.limits.pickle_max_stack {
-                        return Err(Stop::Limit("too many marks".into()));
-                    }
-                    self.marks.push(self.stack.len());
-                }
-                b'0' => {
-                    self.pop()?;
-                }
-                b'1' => {
-                    self.pop_mark()?;
-                }
-                b'2' => {
-                    let v = self.top()?.clone();
-                    self.push(v)?;
-                }
-                b'F' => {
-                    let line = input.line()?;
-                    parse_text(&line, "FLOAT", |s| s.trim().parse::<f64>().is_ok())?;
-                    self.push(V::Float)?;
-                }
-                b'I' => {
-                    let line = input.line()?;
-                    let text = parse_text(&line, "INT", |_| true)?;
-                    let v = match text.trim() {
-                        "00" => V::Bool(false),
-                        "01" => V::Bool(true),
-                        t => V::Int(t.parse::<i128>().map_err(|_| {
-                            Stop::Invalid(format!("INT `{}` is not a number", truncate(t, 40)))
-                        })?),
-                    };
-                    self.push(v)?;
-                }
-                b'L' => {
-                    let line = input.line()?;
-                    let text = parse_text(&line, "LONG", |_| true)?;
-                    let t = text.trim().trim_end_matches('L');
-                    let v = match t.parse::<i128>() {
-                        Ok(i) => V::Int(i),
-                        Err(_)
-                            if !t.is_empty()
-                                && t.trim_start_matches('-')
-                                    .bytes()
-                                    .all(|b| b.is_ascii_digit()) =>
-                        {
-                            V::Opaque
-                        }
-                        Err(_) => {
-                            return Err(Stop::Invalid(format!(
-                                "LONG `{}` is not a number",
-                                truncate(t, 40)
-                            )));
-                        }
-                    };
-                    self.push(v)?;
-                }
-                b'J' => {
-                    let v = i32::from_le_bytes(input.fixed()?);
-                    self.push(V::Int(v as i128))?;
-                }
-                b'K' => {
-                    let v = input.byte()?;
-                    self.push(V::Int(v as i128))?;
-                }
-                b'M' => {
-                    let v = u16::from_le_bytes(input.fixed()?);
-                    self.push(V::Int(v as i128))?;
-                }
-                0x8a => {
-                    let n = input.byte()? as u64;
-                    let data = input.take(n)?;
-                    self.push(long_value(&data))?;
-                }
-                0x8b => {
-                    let n = i32::from_le_bytes(input.fixed()?);
-                    if n < 0 {
-                        return Err(Stop::Invalid("negative LONG4 length".into()));
-                    }
-                    if n > 64 {
-                        input.skip(n as u64)?;
-                        self.push(V::Opaque)?;
-                    } else {
-                        let data = input.take(n as u64)?;
-                        self.push(long_value(&data))?;
-                    }
-                }
-                b'N' => self.push(V::None)?,
-                0x88 => self.push(V::Bool(true))?,
-                0x89 => self.push(V::Bool(false))?,
-                b'G' => {
-                    input.fixed::<8>()?;
-                    self.push(V::Float)?;
-                }
-                b'S' => {
-                    let line = input.line()?;
-                    let s = parse_quoted(&line)?;
-                    let v = self.keep_str(s);
-                    self.push(v)?;
-                }
-                b'V' => {
-                    let line = input.line()?;
-                    let s = String::from_utf8_lossy(&line).into_owned();
-                    let v = self.keep_str(unescape_raw_unicode(&s));
-                    self.push(v)?;
-                }
-                b'T' => {
-                    let n = i32::from_le_bytes(input.fixed()?);
-                    if n < 0 {
-                        return Err(Stop::Invalid("negative BINSTRING length".into()));
-                    }
-                    let v = self.latin1_value(input, n as u64)?;
-                    self.push(v)?;
-                }
-                b'U' => {
-                    let n = input.byte()? as u64;
-                    let v = self.latin1_value(input, n)?;
-                    self.push(v)?;
-                }
-                b'X' => {
-                    let n = u32::from_le_bytes(input.fixed()?) as u64;
-                    let v = self.str_value(input, n)?;
-                    self.push(v)?;
-                }
-                0x8c => {
-                    let n = input.byte()? as u64;
-                    let v = self.str_value(input, n)?;
-                    self.push(v)?;
-                }
-                0x8d => {
-                    let n = u64::from_le_bytes(input.fixed()?);
-                    let v = self.str_value(input, n)?;
-                    self.push(v)?;
-                }
-                b'B' => {
-                    let n = u32::from_le_bytes(input.fixed()?) as u64;
-                    let v = self.bytes_value(input, n)?;
-                    self.push(v)?;
-                }
-                b'C' => {
-                    let n = input.byte()? as u64;
-                    let v = self.bytes_value(input, n)?;
-                    self.push(v)?;
-                }
-                0x8e | 0x96 => {
-                    let n = u64::from_le_bytes(input.fixed()?);
-                    let v = self.bytes_value(input, n)?;
-                    self.push(v)?;
-                }
-                0x97 => self.push(V::Opaque)?,
-                0x98 => {}
-                b')' => self.push(V::Tuple(Rc::new(Vec::new())))?,
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.push(V::Tuple(Rc::new(cap(items))))?;
-                }
-                0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
-                    let mut items = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        items.push(self.pop()?);
-                    }
-                    items.reverse();
-                    self.push(V::Tuple(Rc::new(items)))?;
-                }
-                b']' => self.push(V::List(Rc::new(RefCell::new(Vec::new()))))?,
-                b'l' => {
-                    let items = self.pop_mark()?;
-                    self.push(V::List(Rc::new(RefCell::new(cap(items)))))?;
-                }
-                b'}' => self.push(V::Dict(Rc::new(RefCell::new(Vec::new()))))?,
-                b'd' => {
-                    let items = self.pop_mark()?;
-                    let pairs = pairs(items)?;
-                    self.push(V::Dict(Rc::new(RefCell::new(pairs))))?;
-                }
-                0x8f => self.push(V::Set)?,
-                0x91 => {
-                    self.pop_mark()?;
-                    self.push(V::Set)?;
-                }
-                b'a' => {
-                    let item = self.pop()?;
-                    self.append(vec![item])?;
-                }
-                b'e' => {
-                    let items = self.pop_mark()?;
-                    self.append(items)?;
-                }
-                0x90 => {
-                    self.pop_mark()?;
-                    match self.top()? {
-                        V::Set => {}
-                        other => {
-                            return Err(Stop::Invalid(format!("ADDITEMS on {}", other.describe())));
-                        }
-                    }
-                }
-                b's' => {
-                    let value = self.pop()?;
-                    let key = self.pop()?;
-                    self.set_items(vec![(key, value)])?;
-                }
-                b'u' => {
-                    let items = self.pop_mark()?;
-                    let items = pairs(items)?;
-                    self.set_items(items)?;
-                }
-                b'g' => {
-                    let line = input.line()?;
-                    let key = parse_text(&line, "GET", |s| s.trim().parse::<u32>().is_ok())?
-                        .trim()
-                        .parse::<u32>()
-                        .unwrap_or(0);
-                    self.get(key)?;
-                }
-                b'h' => {
-                    let key = input.byte()? as u32;
-                    self.get(key)?;
-                }
-                b'j' => {
-                    let key = u32::from_le_bytes(input.fixed()?);
-                    self.get(key)?;
-                }
-                b'p' => {
-                    let line = input.line()?;
-                    let key = parse_text(&line, "PUT", |s| s.trim().parse::<u32>().is_ok())?
-                        .trim()
-                        .parse::<u32>()
-                        .unwrap_or(0);
-                    self.put(key)?;
-                }
-                b'q' => {
-                    let key = input.byte()? as u32;
-                    self.put(key)?;
-                }
-                b'r' => {
-                    let key = u32::from_le_bytes(input.fixed()?);
-                    self.put(key)?;
-                }
-                0x94 => {
-                    let key = u32::try_from(self.memo.len)
-                        .map_err(|_| Stop::Limit("memo keys exhausted".into()))?;
-                    self.put(key)?;
-                }
-                0x95 => {
-                    input.fixed::<8>()?;
-                }
-                b'c' => {
-                    let module = input.line()?;
-                    let name = input.line()?;
-                    let (module, name) = (identifier(&module)?, identifier(&name)?);
-                    self.on_global(&module, &name, offset, "GLOBAL");
-                    self.push(V::Global(Rc::new((module, name))))?;
-                }
-                0x93 => {
-                    let name = self.pop()?;
-                    let module = self.pop()?;
-                    match (module.as_str(), name.as_str()) {
-                        (Some(m), Some(n)) => {
-                            let (m, n) = (m.to_string(), n.to_string());
-                            self.on_global(&m, &n, offset, "STACK_GLOBAL");
-                            self.push(V::Global(Rc::new((m, n))))?;
-                        }
-                        _ => {
-                            self.globals_seen += 1;
-                            let evidence = format!("{} . {}", module.describe(), name.describe());
-                            self.ctx.add(
-                                "pickle-dynamic-global",
-                                Verdict::Malicious,
-                                self.location(offset),
-                                "STACK_GLOBAL imports a name computed at load time (not a literal string): the callable cannot be known before it runs",
-                                Some(evidence),
-                            );
-                            self.push(V::Global(Rc::new((
-                                "<dynamic>".into(),
-                                "<dynamic>".into(),
-                            ))))?;
-                        }
-                    }
-                }
-                b'i' => {
-                    let module = input.line()?;
-                    let name = input.line()?;
-                    let (module, name) = (identifier(&module)?, identifier(&name)?);
-                    self.on_global(&module, &name, offset, "INST");
-                    let args = self.pop_mark()?;
-                    let callable = V::Global(Rc::new((module, name)));
-                    let args = V::Tuple(Rc::new(cap(args)));
-                    self.on_call(&callable, &args, offset, "INST");
-                    self.push(V::Call(Rc::new((callable, args))))?;
-                }
-                b'o' => {
-                    let mut items = self.pop_mark()?;
-                    if items.is_empty() {
-                        return Err(Stop::Invalid("OBJ without a class".into()));
-                    }
-                    let callable = items.remove(0);
-                    let args = V::Tuple(Rc::new(cap(items)));
-                    self.on_call(&callable, &args, offset, "OBJ");
-                    self.push(V::Call(Rc::new((callable, args))))?;
-                }
-                b'R' => {
-                    let args = self.pop()?;
-                    let callable = self.pop()?;
-                    self.on_call(&callable, &args, offset, "REDUCE");
-                    self.push(V::Call(Rc::new((callable, args))))?;
-                }
-                0x81 => {
-                    let args = self.pop()?;
-                    let class = self.pop()?;
-                    self.on_call(&class, &args, offset, "NEWOBJ");
-                    self.push(V::Call(Rc::new((class, args))))?;
-                }
-                0x92 => {
-                    let _kwargs = self.pop()?;
-                    let args = self.pop()?;
-                    let class = self.pop()?;
-                    self.on_call(&class, &args, offset, "NEWOBJ_EX");
-                    self.push(V::Call(Rc::new((class, args))))?;
-                }
-                b'b' => {
-                    let state = self.pop()?;
-                    let target = self.top()?.clone();
-                    self.on_build(&target, &state, offset, input)?;
-                }
-                b'P' => {
-                    input.line()?;
-                    self.push(V::PersistentId)?;
-                }
-                b'Q' => {
-                    let pid = self.pop()?;
-                    self.record_storage(&pid);
-                    self.push(V::PersistentId)?;
-                }
-                0x82..=0x84 => {
-                    let code = match op {
-                        0x82 => input.byte()? as u32,
-                        0x83 => u16::from_le_bytes(input.fixed()?) as u32,
-                        _ => u32::from_le_bytes(input.fixed()?),
-                    };
-                    self.globals_seen += 1;
-                    self.ctx.add(
-                        "pickle-extension-registry",
-                        Verdict::Suspicious,
-                        self.location(offset),
-                        format!("imports a callable through the copyreg extension registry (code {code}); which one depends on the loading process"),
-                        Some(format!("extension code {code}")),
-                    );
-                    self.push(V::Global(Rc::new(("<extension>".into(), code.to_string()))))?;
-                }
-                0x80 => {
-                    let proto = input.byte()?;
-                    if proto > 5 {
-                        return Err(Stop::Invalid(format!("unknown protocol {proto}")));
-                    }
-                }
-                other => {
-                    return Err(Stop::Invalid(format!(
-                        "undefined opcode 0x{other:02x} at offset {}",
-                        self.base + offset
-                    )));
-                }
-            }
+    /// OBJ: a call of the first item above the mark with the others.
+    #[inline(always)]
+    fn obj(&mut self, offset: u64) -> Result<(), Stop> {
+        let mut items = self.pop_mark()?;
+        if items.is_empty() {
+            return Err(Stop::Invalid("OBJ without a class".into()));
         }
+        let callable = items.remove(0);
+        let args = V::Tuple(Rc::new(cap(items)));
+        self.on_call(&callable, &args, offset, "OBJ");
+        self.push(V::Call(Rc::new((callable, args))))
     }
 
-    fn latin1_value(&mut self, input: &mut Input<impl BufRead>, n: u64) -> Result<V, Stop> {
-        if n as usize <= SMALL_STRING
-            || (self.retained as u64).saturating_add(n)
-                <= self.ctx.limits.pickle_max_retained_bytes as u64
-        {
-            let data = input.take(n)?;
-            self.retained += data.len();
-            // Python 2 str: names are ASCII; keep the bytes too for nested payloads.
-            match String::from_utf8(data.clone()) {
-                Ok(s) => Ok(V::Str(s.into())),
-                Err(_) => Ok(V::Bytes(Some(data.into()))),
-            }
-        } else {
-            input.skip(n)?;
-            Ok(V::Opaque)
-        }
+    /// REDUCE and NEWOBJ: a call of the callable below the arguments.
+    #[inline(always)]
+    fn call_from_stack(&mut self, offset: u64, opcode: &str) -> Result<(), Stop> {
+        let args = self.pop()?;
+        let callable = self.pop()?;
+        self.on_call(&callable, &args, offset, opcode);
+        self.push(V::Call(Rc::new((callable, args))))
+    }
+
+    /// NEWOBJ_EX: NEWOBJ with keyword arguments.
+    #[inline(always)]
+    fn newobj_ex(&mut self, offset: u64) -> Result<(), Stop> {
+        let _kwargs = self.pop()?;
+        let args = self.pop()?;
+        let class = self.pop()?;
+        self.on_call(&class, &args, offset, "NEWOBJ_EX");
+        self.push(V::Call(Rc::new((class, args))))
+    }
+
+    /// BUILD: the state goes into the object below it, which stays on the stack.
+    #[inline(always)]
+    fn build(&mut self, input: &mut Input<impl BufRead>, offset: u64) -> Result<(), Stop> {
+        let state = self.pop()?;
+        let target = self.top()?.clone();
+        self.on_build(&target, &state, offset, input)
+    }
+
+    /// BINPERSID: a persistent id from the stack (PyTorch's storages).
+    #[inline(always)]
+    fn binpersid(&mut self) -> Result<(), Stop> {
+        let pid = self.pop()?;
+        self.record_storage(&pid);
+        self.push(V::PersistentId)
     }
 
     /// PyTorch's persistent ids: `('storage', <storage type>, key, location, numel)`.
@@ -785,53 +828,6 @@ impl<'c, 'l> Vm<'c, 'l> {
             self.ctx
                 .storage_refs
                 .push((key.to_string(), kind.to_string(), *numel as u64));
-        }
-    }
-
-    fn get(&mut self, key: u32) -> Result<(), Stop> {
-        if !self.memo.contains(key) {
-            return Err(Stop::Invalid(format!("memo key {key} was never stored")));
-        }
-        let v = self.memo.kept.get(&key).cloned().unwrap_or(V::Opaque);
-        self.push(v)
-    }
-
-    fn put(&mut self, key: u32) -> Result<(), Stop> {
-        let v = self.top()?.clone();
-        let limit = self.ctx.limits.pickle_max_memo;
-        self.memo.insert(key, v, limit)
-    }
-
-    fn append(&mut self, items: Vec<V>) -> Result<(), Stop> {
-        let items: Vec<V> = items.into_iter().map(detach).collect();
-        match self.top()? {
-            V::List(list) => {
-                let mut list = list.borrow_mut();
-                let room = CONTAINER_ITEMS.saturating_sub(list.len());
-                list.extend(items.into_iter().take(room));
-                Ok(())
-            }
-            // APPEND on other objects calls their `append`/`extend` method.
-            V::Call(_) | V::Opaque => Ok(()),
-            other => Err(Stop::Invalid(format!("APPEND on {}", other.describe()))),
-        }
-    }
-
-    fn set_items(&mut self, items: Vec<(V, V)>) -> Result<(), Stop> {
-        let items: Vec<(V, V)> = items
-            .into_iter()
-            .map(|(k, v)| (detach(k), detach(v)))
-            .collect();
-        match self.top()? {
-            V::Dict(dict) => {
-                let mut dict = dict.borrow_mut();
-                let room = CONTAINER_ITEMS.saturating_sub(dict.len());
-                dict.extend(items.into_iter().take(room));
-                Ok(())
-            }
-            // SETITEM on other objects calls their `__setitem__`.
-            V::Call(_) | V::Opaque => Ok(()),
-            other => Err(Stop::Invalid(format!("SETITEM on {}", other.describe()))),
         }
     }
 
@@ -930,6 +926,29 @@ impl<'c, 'l> Vm<'c, 'l> {
             .checked_mul(itemsize)
             .ok_or_else(|| Stop::Invalid("joblib array size overflows".into()))?;
         input.skip(nbytes)
+    }
+
+    /// Checks a call: only imported callables may be called, and loader calls get their byte
+    /// arguments scanned as files.
+    fn on_call(&mut self, callable: &V, args: &V, offset: u64, opcode: &str) {
+        match callable {
+            V::Global(g) => {
+                if policy::is_loader(&g.0, &g.1) {
+                    let mut payloads = Vec::new();
+                    collect_bytes(args, &mut payloads, 0);
+                    for payload in payloads {
+                        self.nested.push((format!("{}.{}", g.0, g.1), payload));
+                    }
+                }
+            }
+            other => self.ctx.add(
+                "pickle-dynamic-call",
+                Verdict::Malicious,
+                self.location(offset),
+                format!("{opcode} calls a computed value ({}) rather than an imported callable: a known way to reach code execution", other.describe()),
+                Some(other.describe()),
+            ),
+        }
     }
 }
 
@@ -1087,6 +1106,7 @@ fn long_value(data: &[u8]) -> V {
     V::Int(i128::from_le_bytes(buf))
 }
 
+#[inline(always)]
 fn parse_text<'a>(line: &'a [u8], what: &str, ok: impl Fn(&str) -> bool) -> Result<&'a str, Stop> {
     let s = std::str::from_utf8(line)
         .map_err(|_| Stop::Invalid(format!("{what} argument is not text")))?;
@@ -1097,6 +1117,98 @@ fn parse_text<'a>(line: &'a [u8], what: &str, ok: impl Fn(&str) -> bool) -> Resu
         )));
     }
     Ok(s)
+}
+
+/// PROTO: protocols up to 5 are known.
+#[inline(always)]
+fn protocol(proto: u8) -> Result<(), Stop> {
+    if proto > 5 {
+        return Err(Stop::Invalid(format!("unknown protocol {proto}")));
+    }
+    Ok(())
+}
+
+/// The key of a protocol-0 GET or PUT.
+#[inline(always)]
+fn memo_key(line: &[u8], what: &str) -> Result<u32, Stop> {
+    Ok(parse_text(line, what, |s| s.trim().parse::<u32>().is_ok())?
+        .trim()
+        .parse::<u32>()
+        .unwrap_or(0))
+}
+
+/// Protocol-0 FLOAT argument.
+#[inline(always)]
+fn float_text(line: &[u8]) -> Result<V, Stop> {
+    parse_text(line, "FLOAT", |s| s.trim().parse::<f64>().is_ok())?;
+    Ok(V::Float)
+}
+
+/// Protocol-0 INT argument: a decimal number, or `00` and `01` for False and True.
+#[inline(always)]
+fn int_text(line: &[u8]) -> Result<V, Stop> {
+    let text = parse_text(line, "INT", |_| true)?;
+    Ok(match text.trim() {
+        "00" => V::Bool(false),
+        "01" => V::Bool(true),
+        t => V::Int(
+            t.parse::<i128>()
+                .map_err(|_| Stop::Invalid(format!("INT `{}` is not a number", truncate(t, 40))))?,
+        ),
+    })
+}
+
+/// Protocol-0 LONG argument: a decimal number with an optional `L`; too large ones are opaque.
+#[inline(always)]
+fn long_text(line: &[u8]) -> Result<V, Stop> {
+    let text = parse_text(line, "LONG", |_| true)?;
+    let t = text.trim().trim_end_matches('L');
+    match t.parse::<i128>() {
+        Ok(i) => Ok(V::Int(i)),
+        Err(_)
+            if !t.is_empty()
+                && t.trim_start_matches('-')
+                    .bytes()
+                    .all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(V::Opaque)
+        }
+        Err(_) => Err(Stop::Invalid(format!(
+            "LONG `{}` is not a number",
+            truncate(t, 40)
+        ))),
+    }
+}
+
+/// LONG1: a little-endian two's-complement integer with a one-byte length.
+#[inline(always)]
+fn long1(input: &mut Input<impl BufRead>) -> Result<V, Stop> {
+    let n = input.byte()? as u64;
+    let data = input.take(n)?;
+    Ok(long_value(&data))
+}
+
+/// LONG4: LONG1 with a four-byte length; integers beyond 64 bytes are skipped as opaque.
+#[inline(always)]
+fn long4(input: &mut Input<impl BufRead>) -> Result<V, Stop> {
+    let n = i32::from_le_bytes(input.fixed()?);
+    if n < 0 {
+        return Err(Stop::Invalid("negative LONG4 length".into()));
+    }
+    if n > 64 {
+        input.skip(n as u64)?;
+        Ok(V::Opaque)
+    } else {
+        let data = input.take(n as u64)?;
+        Ok(long_value(&data))
+    }
+}
+
+/// BINFLOAT: eight bytes, not modelled.
+#[inline(always)]
+fn binfloat(input: &mut Input<impl BufRead>) -> Result<V, Stop> {
+    input.fixed::<8>()?;
+    Ok(V::Float)
 }
 
 /// Module and attribute names: dotted identifiers (anything else is not a real import).

@@ -22,7 +22,7 @@ fn context(pool: &PgPool) -> (JobContext, Option<tempfile::TempDir>) {
 
 async fn enqueue(pool: &PgPool, kind: &str, payload: serde_json::Value) -> i64 {
     let mut conn = pool.acquire().await.unwrap();
-    db::jobs::enqueue(&mut conn, kind, &payload, Some("req-1"))
+    db::jobs::enqueue_raw(&mut conn, kind, &payload, Some("req-1"))
         .await
         .unwrap()
 }

@@ -28,6 +28,16 @@ const JOB_COLUMNS: &str = "id, kind, payload, state, attempts, max_attempts, run
 /// when the change does; the notification is delivered when that transaction commits.
 pub async fn enqueue(
     conn: &mut PgConnection,
+    task: &crate::domain::task::Task,
+    request_id: Option<&str>,
+) -> sqlx::Result<i64> {
+    enqueue_raw(conn, task.kind(), &task.payload(), request_id).await
+}
+
+/// Queues a job of any kind and payload, typed or not: the queue's own tests use it to show
+/// what a worker does with a kind it does not know or a payload that does not fit.
+pub async fn enqueue_raw(
+    conn: &mut PgConnection,
     kind: &str,
     payload: &serde_json::Value,
     request_id: Option<&str>,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-pub const LICENSE_EVALUATE: &str = "license-evaluate";
+pub const LICENSE_EVALUATE: &str = crate::domain::task::Task::LICENSE_EVALUATE;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PolicyRow {

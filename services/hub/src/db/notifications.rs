@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-pub const WEBHOOK_DELIVER: &str = "webhook-deliver";
+pub const WEBHOOK_DELIVER: &str = crate::domain::task::Task::WEBHOOK_DELIVER;
 
 pub async fn watch(
     conn: &mut PgConnection,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-pub const SIGNATURE_VERIFY: &str = "signature-verify";
+pub const SIGNATURE_VERIFY: &str = crate::domain::task::Task::SIGNATURE_VERIFY;
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct SigningKeyRow {

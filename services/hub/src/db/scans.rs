@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 /// Job kind of a blob scan; payload `{"sha256": hex, "path": hint}`.
-pub const SCAN_BLOB: &str = "scan-blob";
+pub const SCAN_BLOB: &str = crate::domain::task::Task::SCAN_BLOB;
 /// Priority of scans of new uploads, and of background rescans (higher runs later).
 pub const PRIORITY_NEW: i32 = 0;
 pub const PRIORITY_RESCAN: i32 = 10;

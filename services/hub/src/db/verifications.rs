@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-pub const VERIFY_COMMIT: &str = "verify-commit";
+pub const VERIFY_COMMIT: &str = crate::domain::task::Task::VERIFY_COMMIT;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct VerificationRow {

@@ -2,6 +2,7 @@
 //! pages, the jobs), each written once here. Nothing in this module knows of HTTP.
 
 pub mod scan;
+pub mod task;
 
 /// What the hub's rules and services below the HTTP layer (licensing, signatures, the log) fail
 /// with. `error.rs`, at the edge, maps it to the documented answers; jobs keep its cause.

@@ -25,8 +25,8 @@ use crate::commit_id::{self, FileEntry};
 use crate::db;
 use crate::db::repos::Repo;
 use crate::domain::scan;
+use crate::domain::task::{CommitRef, Task};
 use crate::error::{ApiError, ApiResult};
-use crate::jobs;
 use crate::names::RefName;
 use crate::paths::RepoPath;
 use crate::tree::{self, Change, Entry, Snapshot};
@@ -319,13 +319,16 @@ pub async fn write_commit(
     )
     .await?;
     // The per-commit checks: the publisher's signature, the licence, the stored blobs.
-    let payload = serde_json::json!({"repository_id": ctx.repository_id, "commit_id": id});
-    for kind in [
-        db::provenance::SIGNATURE_VERIFY,
-        db::licenses::LICENSE_EVALUATE,
-        jobs::COMMIT_CREATED,
+    let commit = CommitRef {
+        repository_id: ctx.repository_id,
+        commit_id: id.clone(),
+    };
+    for task in [
+        Task::SignatureVerify(commit.clone()),
+        Task::LicenseEvaluate(commit.clone()),
+        Task::CommitCreated(commit),
     ] {
-        db::jobs::enqueue(conn, kind, &payload, ctx.request_id.as_deref()).await?;
+        db::jobs::enqueue(conn, &task, ctx.request_id.as_deref()).await?;
     }
     let models = crate::verification::models(&files);
     if !models.is_empty() {

@@ -1274,13 +1274,11 @@ pub async fn attach(
         user.id,
     )
     .await?;
-    db::jobs::enqueue(
-        &mut tx,
-        db::scans::SCAN_BLOB,
-        &json!({"sha256": stored.sha256.to_hex(), "path": name}),
-        auth::request_id(&req).as_deref(),
-    )
-    .await?;
+    let scan = crate::domain::task::Task::ScanBlob(crate::domain::task::ScanBlob {
+        sha256: stored.sha256.to_hex(),
+        path: name.to_string(),
+    });
+    db::jobs::enqueue(&mut tx, &scan, auth::request_id(&req).as_deref()).await?;
     db::audit::record(
         &mut tx,
         Some(user.id),
