@@ -294,21 +294,24 @@ pub async fn required_acceptances(
 }
 
 /// Checks that the caller accepted every licence of the commit that requires acceptance.
-/// Members of the owning namespace are the licensors' side and need none.
+/// Members of the owning namespace are the licensors' side and need none. Returns whether the
+/// commit is behind such a licence (for anyone outside the namespace): its bytes must not sit in
+/// a shared cache, which would hand them to people who have not accepted.
 pub async fn authorize_license(
     conn: &mut PgConnection,
     store: &BlobStore,
     caller: &crate::auth::Caller,
     repo: &Repo,
     commit: &str,
-) -> Result<(), Error> {
-    if crate::auth::namespace_role(conn, caller, repo.namespace_id, &repo.namespace_kind)
-        .await?
-        .is_some()
-    {
-        return Ok(());
-    }
+) -> Result<bool, Error> {
     let required = required_acceptances(conn, store, repo, commit).await?;
+    if required.is_empty()
+        || crate::auth::namespace_role(conn, caller, repo.namespace_id, &repo.namespace_kind)
+            .await?
+            .is_some()
+    {
+        return Ok(!required.is_empty());
+    }
     for r in required {
         let accepted = match &caller.user {
             Some(user) => {
@@ -339,5 +342,5 @@ pub async fn authorize_license(
             });
         }
     }
-    Ok(())
+    Ok(true)
 }

@@ -666,7 +666,25 @@ async fn licences_that_require_acceptance_gate_downloads_until_accepted(pool: Pg
 
     let res = app.get(file, Some(&bob)).await;
     assert_eq!(res.status(), StatusCode::OK);
+    // Bytes behind an acceptance are never for shared caches, even at an immutable commit.
+    assert_eq!(res.headers()["cache-control"], "private, no-cache");
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"0123");
+    let commit_url = file.replace(
+        "/main/",
+        &format!(
+            "/{}/",
+            expect_status(
+                app.get("/api/v1/repos/meta/Llama-3.1-8B", Some(&bob)).await,
+                StatusCode::OK
+            )
+            .await["head"]
+                .as_str()
+                .unwrap_or("main")
+        ),
+    );
+    let pinned = app.get(&commit_url, Some(&bob)).await;
+    assert_eq!(pinned.status(), StatusCode::OK);
+    assert_eq!(pinned.headers()["cache-control"], "private, no-cache");
     assert_eq!(
         app.get("/api/models/meta/Llama-3.1-8B/auth-check", Some(&bob))
             .await

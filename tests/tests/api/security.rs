@@ -615,3 +615,59 @@ async fn a_database_outage_is_503_everywhere(pool: PgPool) {
         .await;
     expect_error(res, StatusCode::SERVICE_UNAVAILABLE, "service-unavailable").await;
 }
+
+/// Shared caches may keep only what anyone may read: a public file at a commit id is immutable;
+/// a private one, or one behind gating or a licence to accept, is `private` whatever the revision.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn only_public_ungated_bytes_are_cacheable_by_shared_caches(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    for (name, visibility) in [("open", "public"), ("closed", "private")] {
+        app.create_repo(&alice, "alice", name, visibility).await;
+    }
+    let open = app
+        .commit_files(&alice, "alice/open", &[("w.bin", b"weights")])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let closed = app
+        .commit_files(&alice, "alice/closed", &[("w.bin", b"weights")])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cache =
+        |res: &reqwest::Response| res.headers()["cache-control"].to_str().unwrap().to_string();
+    let res = app
+        .get(&format!("/alice/open/resolve/{open}/w.bin"), None)
+        .await;
+    assert_eq!(cache(&res), "public, max-age=31536000, immutable");
+    let res = app.get("/alice/open/resolve/main/w.bin", None).await;
+    assert_eq!(cache(&res), "no-cache");
+    let res = app
+        .get(
+            &format!("/alice/closed/resolve/{closed}/w.bin"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(cache(&res), "private, no-cache");
+    // Gated: members download, but the bytes stay out of shared caches.
+    expect_status(
+        app.send_json(
+            Method::PATCH,
+            "/api/v1/repos/alice/open",
+            Some(&alice),
+            &json!({"gated": "manual"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let res = app
+        .get(&format!("/alice/open/resolve/{open}/w.bin"), Some(&alice))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(cache(&res), "private, no-cache");
+}

@@ -225,7 +225,12 @@ pub async fn resolve(
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     super::access::authorize_download(&mut conn, &caller, &repo).await?;
     let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
-    crate::licensing::authorize_license(&mut conn, &state.store, &caller, &repo, &commit).await?;
+    let acceptance_gated =
+        crate::licensing::authorize_license(&mut conn, &state.store, &caller, &repo, &commit)
+            .await?;
+    // Bytes behind an access check never go to shared caches: a proxy would serve them to
+    // whoever asks next.
+    let shareable = repo.is_public() && repo.gated == "none" && !acceptance_gated;
     let Some(file) = db::commits::file(&mut conn, repo.id, &commit, &file_path).await? else {
         // With the commit attached, Hugging Face clients cache "does not exist" for it.
         let error = ApiError::not_found(
@@ -285,7 +290,7 @@ pub async fn resolve(
                     "no-cache"
                 },
             ));
-        if !repo.is_public() {
+        if !shareable {
             builder.insert_header((header::CACHE_CONTROL, "private, no-cache"));
         }
         if let Some(warning) = scan.as_ref().and_then(scan_warning) {
