@@ -1,4 +1,4 @@
-//! Wiring: shared state, the actix application and its server.
+//! Wiring: the actix application over the shared state (`state.rs`), and its server.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -12,15 +12,7 @@ use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::{middleware, routes};
 
-/// What every handler can reach.
-pub struct AppState {
-    pub db: PgPool,
-    pub store: BlobStore,
-    pub settings: Arc<Settings>,
-    pub metrics: Arc<Metrics>,
-    /// The key that signs upload URLs, loaded from the database on first use.
-    pub signing_key: tokio::sync::OnceCell<Vec<u8>>,
-}
+pub use crate::state::AppState;
 
 /// The HTTP server, bound but not yet running (so callers can ask for port 0 and learn the port).
 pub struct Application {

@@ -12,10 +12,10 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
-use crate::app::AppState;
 use crate::db::accounts::{self, Role};
 use crate::db::repos::Repo;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Prefix of every kaiyuan token, so leaked tokens are recognisable by secret scanners.
 pub const TOKEN_PREFIX: &str = "ky_";
@@ -32,31 +32,7 @@ pub fn hash_token(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Read,
-    Write,
-}
-
-#[derive(Debug, Clone)]
-pub struct AuthUser {
-    pub id: i64,
-    pub name: String,
-    pub is_admin: bool,
-    pub token_id: i64,
-    pub scope: Scope,
-}
-
-/// The authenticated user behind a request, if any. Extracting it fails with 401 when a token is
-/// presented but invalid, expired or revoked: a wrong token is never silently anonymous.
-#[derive(Debug, Clone, Default)]
-pub struct Caller {
-    pub user: Option<AuthUser>,
-    /// Set when the caller came through a web UI session cookie: the session's CSRF token,
-    /// which every state-changing request must echo.
-    pub session_csrf: Option<String>,
-}
+pub use crate::domain::actor::{Actor as Caller, AuthUser, Scope, namespace_role};
 
 /// The web UI's session cookie.
 pub const SESSION_COOKIE: &str = "kaiyuan_session";
@@ -331,26 +307,6 @@ impl FromRequest for Caller {
             .cloned()
             .unwrap_or_default()))
     }
-}
-
-/// The caller's role on a namespace: owners of their own user namespace, members by their role,
-/// hub admins as owners everywhere.
-pub async fn namespace_role(
-    conn: &mut PgConnection,
-    caller: &Caller,
-    namespace_id: i64,
-    namespace_kind: &str,
-) -> sqlx::Result<Option<Role>> {
-    let Some(user) = &caller.user else {
-        return Ok(None);
-    };
-    if user.is_admin || (namespace_kind == "user" && user.id == namespace_id) {
-        return Ok(Some(Role::Owner));
-    }
-    if namespace_kind == "org" {
-        return accounts::membership_role(conn, namespace_id, user.id).await;
-    }
-    Ok(None)
 }
 
 /// What an operation on a repository needs.

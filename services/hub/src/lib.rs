@@ -30,6 +30,7 @@ pub mod routes;
 pub mod scan_cli;
 pub mod sign_cli;
 pub mod signatures;
+pub mod state;
 pub mod telemetry;
 pub mod tlog;
 pub mod tree;

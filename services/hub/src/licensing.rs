@@ -300,15 +300,20 @@ pub async fn required_acceptances(
 pub async fn authorize_license(
     conn: &mut PgConnection,
     store: &BlobStore,
-    caller: &crate::auth::Caller,
+    caller: &crate::domain::actor::Actor,
     repo: &Repo,
     commit: &str,
 ) -> Result<bool, Error> {
     let required = required_acceptances(conn, store, repo, commit).await?;
     if required.is_empty()
-        || crate::auth::namespace_role(conn, caller, repo.namespace_id, &repo.namespace_kind)
-            .await?
-            .is_some()
+        || crate::domain::actor::namespace_role(
+            conn,
+            caller,
+            repo.namespace_id,
+            &repo.namespace_kind,
+        )
+        .await?
+        .is_some()
     {
         return Ok(!required.is_empty());
     }

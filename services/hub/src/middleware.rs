@@ -14,10 +14,10 @@ use futures_util::FutureExt;
 use rand::Rng;
 use tracing::Instrument;
 
-use crate::app::AppState;
 use crate::auth::RequestId;
 use crate::body_budget;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

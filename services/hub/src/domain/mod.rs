@@ -1,6 +1,7 @@
 //! Rules of the hub that more than one surface applies (the API, the Hugging Face routes, the web
 //! pages, the jobs), each written once here. Nothing in this module knows of HTTP.
 
+pub mod actor;
 pub mod scan;
 pub mod task;
 
@@ -18,4 +19,62 @@ pub enum Error {
     /// A licence the caller must accept before downloading (`signed_in`: whether they can).
     #[error("{message}")]
     Gated { signed_in: bool, message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Below the routes and pages, nothing knows of HTTP: no actix, no routes or pages, no
+    /// request state, no HTTP error type.
+    #[test]
+    fn the_layers_below_the_routes_know_nothing_of_http() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut below: Vec<std::path::PathBuf> = vec![];
+        for dir in ["domain", "db"] {
+            for entry in std::fs::read_dir(src.join(dir)).unwrap().flatten() {
+                below.push(entry.path());
+            }
+        }
+        for file in [
+            "jobs.rs",
+            "licensing.rs",
+            "signatures.rs",
+            "tlog.rs",
+            "verification.rs",
+            "notify.rs",
+            "gc.rs",
+            "liveness.rs",
+            "commit_id.rs",
+            "tree.rs",
+            "paths.rs",
+            "names.rs",
+        ] {
+            below.push(src.join(file));
+        }
+        let forbidden = [
+            "actix_web",
+            "crate::routes",
+            "crate::web",
+            "crate::auth",
+            "AppState",
+            "ApiError",
+        ];
+        let mut found = vec![];
+        for path in below {
+            let text = std::fs::read_to_string(&path).unwrap();
+            // The test itself names what it forbids.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (n, line) in code.lines().enumerate() {
+                if let Some(word) = forbidden.iter().find(|w| line.contains(*w)) {
+                    found.push(format!("{}:{}: {word}", path.display(), n + 1));
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "HTTP below the routes:\n{}",
+            found.join("\n")
+        );
+    }
 }

@@ -7,11 +7,11 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
 
-use crate::app::AppState;
 use crate::auth::{self, Caller, Need};
 use crate::db;
 use crate::db::repos::Repo;
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(request_access)

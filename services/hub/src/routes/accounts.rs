@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::auth::{self, Caller};
 use crate::db::{self, accounts::Role};
 use crate::error::{ApiError, ApiResult};
 use crate::names::NamespaceName;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(whoami)

@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::auth::{self, Caller, Need};
 use crate::commit_id::{self, FileEntry};
 use crate::db;
@@ -29,6 +28,7 @@ use crate::domain::task::{CommitRef, Task};
 use crate::error::{ApiError, ApiResult};
 use crate::names::RefName;
 use crate::paths::RepoPath;
+use crate::state::AppState;
 use crate::tree::{self, Change, Entry, Snapshot};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

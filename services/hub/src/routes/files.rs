@@ -9,10 +9,10 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, route, web};
 use futures_util::StreamExt;
 use kaiyuan_storage::Sha256Digest;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Need};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resolve);

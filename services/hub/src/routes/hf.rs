@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 use sqlx::PgConnection;
 
-use crate::app::AppState;
 use crate::auth::{self, Caller, Need};
 use crate::db;
 use crate::db::repos::{Repo, SearchQuery, SortKey};
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(whoami_v2)

@@ -11,11 +11,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::commits::{CommitRequest, PendingChange, PendingPut};
-use crate::app::AppState;
 use crate::auth::{self, Caller, Need};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::paths::RepoPath;
+use crate::state::AppState;
 use crate::tree::Entry;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

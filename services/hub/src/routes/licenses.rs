@@ -6,12 +6,12 @@ use kaiyuan_license::{Policy, UseContext};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::auth::{self, Caller, Need};
 use crate::db;
 use crate::db::accounts::Role;
 use crate::error::{ApiError, ApiResult};
 use crate::licensing;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(repo_license)

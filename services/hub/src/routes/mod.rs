@@ -245,7 +245,7 @@ impl actix_web::FromRequest for RepoAt {
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<crate::app::AppState>>().cloned();
+        let state = req.app_data::<web::Data<crate::state::AppState>>().cloned();
         let caller = actix_web::HttpMessage::extensions(req)
             .get::<Caller>()
             .cloned()

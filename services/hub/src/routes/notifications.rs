@@ -6,11 +6,11 @@ use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::auth::{self, Caller, Need};
 use crate::db;
 use crate::db::accounts::Role;
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(watch)

@@ -3,9 +3,9 @@
 use actix_web::{HttpResponse, get, web};
 use utoipa::OpenApi;
 
-use crate::app::AppState;
 use crate::db;
 use crate::error::ApiResult;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(healthz)

@@ -7,12 +7,12 @@ use kaiyuan_provenance::keys::PublicKey;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::auth::{self, Caller};
 use crate::db;
 use crate::db::accounts::Role;
 use crate::error::{ApiError, ApiResult};
 use crate::signatures;
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(add_key)

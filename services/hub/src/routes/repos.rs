@@ -6,12 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::auth::{self, Caller, Need};
 use crate::db::repos::{Cursor, Repo, SearchQuery, SortKey, Visibility};
 use crate::db::{self, accounts::Role};
 use crate::error::{ApiError, ApiResult};
 use crate::names::{NamespaceName, RepoName};
+use crate::state::AppState;
 use crate::tree::Snapshot;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -7,13 +7,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
-use crate::app::AppState;
 use crate::auth::{self, AuthUser, Caller, Need};
 use crate::db;
 use crate::db::accounts::Role;
 use crate::db::repos::Repo;
 use crate::db::reviews::{self, Report};
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(file_report)

@@ -9,9 +9,9 @@ use kaiyuan_provenance::merkle;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 use crate::tlog;
 
 /// Most entries one request returns.

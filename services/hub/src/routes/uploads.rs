@@ -10,10 +10,10 @@ use kaiyuan_storage::{Expected, Sha256Digest, StoredBlob};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::auth::{Caller, Need};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(upload_blob);

@@ -10,10 +10,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::render::{WebError, WebResult, render};
-use crate::app::AppState;
 use crate::auth::{Caller, Need};
 use crate::db;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ModelQuery {

@@ -8,11 +8,11 @@ use sqlx::PgConnection;
 
 use super::render::{WebError, WebResult, render};
 use super::session::{self, check_csrf, redirect};
-use crate::app::AppState;
 use crate::auth::{self, Caller};
 use crate::db;
 use crate::domain::scan;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Search filters, all optional; the same names as the form fields.
 #[derive(Debug, Default, Deserialize, serde::Serialize)]

@@ -1,0 +1,53 @@
+//! Who acts: a signed-in user (with their token's scope) or nobody, and their role on a
+//! namespace. The HTTP layer works out the actor of a request (`auth::authenticate`, where it is
+//! called `Caller`); everything below takes it as plain data.
+
+use sqlx::PgConnection;
+
+use crate::db::accounts::{self, Role};
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Read,
+    Write,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: i64,
+    pub name: String,
+    pub is_admin: bool,
+    pub token_id: i64,
+    pub scope: Scope,
+}
+
+/// The user behind a request, if any (a token that is presented but invalid never becomes an
+/// anonymous actor: the request is refused first).
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub user: Option<AuthUser>,
+    /// Set when the actor came through a web UI session cookie: the session's CSRF token,
+    /// which every state-changing request must echo.
+    pub session_csrf: Option<String>,
+}
+
+/// The actor's role on a namespace: owners of their own user namespace, members by their role,
+/// hub admins as owners everywhere.
+pub async fn namespace_role(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    namespace_id: i64,
+    namespace_kind: &str,
+) -> sqlx::Result<Option<Role>> {
+    let Some(user) = &actor.user else {
+        return Ok(None);
+    };
+    if user.is_admin || (namespace_kind == "user" && user.id == namespace_id) {
+        return Ok(Some(Role::Owner));
+    }
+    if namespace_kind == "org" {
+        return accounts::membership_role(conn, namespace_id, user.id).await;
+    }
+    Ok(None)
+}
