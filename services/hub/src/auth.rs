@@ -62,11 +62,7 @@ fn owner_to_caller(owner: accounts::TokenOwner, session_csrf: Option<String>) ->
             name: owner.user_name,
             is_admin: owner.is_admin,
             token_id: owner.token_id,
-            scope: if owner.scope == "write" {
-                Scope::Write
-            } else {
-                Scope::Read
-            },
+            scope: owner.scope,
         }),
         session_csrf,
     }

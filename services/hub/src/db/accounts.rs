@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+pub use crate::domain::actor::Scope;
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct User {
     pub id: i64,
@@ -63,7 +65,7 @@ impl Role {
 pub struct TokenRow {
     pub id: i64,
     pub name: String,
-    pub scope: String,
+    pub scope: Scope,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
@@ -74,7 +76,7 @@ pub struct TokenRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TokenOwner {
     pub token_id: i64,
-    pub scope: String,
+    pub scope: Scope,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
@@ -211,7 +213,7 @@ pub async fn insert_token(
     user_id: i64,
     name: &str,
     token_hash: &[u8],
-    scope: &str,
+    scope: Scope,
     expires_at: Option<DateTime<Utc>>,
 ) -> sqlx::Result<TokenRow> {
     sqlx::query_as(

@@ -6,11 +6,34 @@ use sqlx::PgConnection;
 
 use crate::db::accounts::{self, Role};
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a token may do (the `scope` column of `api_tokens`, and its word in JSON).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    sqlx::Type,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum Scope {
     Read,
     Write,
+}
+
+impl Scope {
+    /// The word a client sent, if it is one.
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "read" => Some(Scope::Read),
+            "write" => Some(Scope::Write),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -125,7 +125,7 @@ pub async fn create_user_with_token(
         .await
         .map_err(|e| name_taken(e, name.as_str()))?;
     let (secret, hash) = auth::new_token();
-    db::accounts::insert_token(&mut tx, id, "initial", &hash, "write", None).await?;
+    db::accounts::insert_token(&mut tx, id, "initial", &hash, auth::Scope::Write, None).await?;
     db::audit::record(
         &mut tx,
         actor,
@@ -168,7 +168,7 @@ pub struct NewToken {
 pub struct TokenInfo {
     pub id: i64,
     pub name: String,
-    pub scope: String,
+    pub scope: auth::Scope,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
@@ -209,12 +209,9 @@ pub async fn create_token(
     body: web::Json<NewToken>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.require_writer()?;
-    if !matches!(body.scope.as_str(), "read" | "write") {
-        return Err(ApiError::unprocessable(
-            "invalid-scope",
-            "scope must be `read` or `write`",
-        ));
-    }
+    let scope = auth::Scope::parse(&body.scope).ok_or_else(|| {
+        ApiError::unprocessable("invalid-scope", "scope must be `read` or `write`")
+    })?;
     let name = body.name.trim();
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::unprocessable(
@@ -236,8 +233,7 @@ pub async fn create_token(
     };
     let (secret, hash) = auth::new_token();
     let mut tx = state.db.begin().await?;
-    let row =
-        db::accounts::insert_token(&mut tx, user.id, name, &hash, &body.scope, expires_at).await?;
+    let row = db::accounts::insert_token(&mut tx, user.id, name, &hash, scope, expires_at).await?;
     db::audit::record(
         &mut tx,
         Some(user.id),

@@ -389,11 +389,7 @@ pub async fn create_token(
             "a token needs a name of 1 to 100 characters",
         )));
     }
-    let scope = if form.scope == "read" {
-        "read"
-    } else {
-        "write"
-    };
+    let scope = db::accounts::Scope::parse(&form.scope).unwrap_or(db::accounts::Scope::Write);
     let mut conn = state.db.acquire().await?;
     let (secret, hash) = auth::new_token();
     db::accounts::insert_token(&mut conn, user.id, name, &hash, scope, None).await?;
