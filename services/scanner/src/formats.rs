@@ -67,21 +67,42 @@ fn file_name(path: &str) -> &str {
 
 /// Recognises a format from the first bytes (up to 512), the length and, only to tell apart
 /// formats without a magic number (protobufs), the path.
+///
+/// The checks run in order of precedence: the first that matches wins.
 pub fn detect(head: &[u8], len: u64, path: &str) -> Format {
     if head.is_empty() {
         return Format::Empty;
     }
+    if let Some(format) = detect_archive_or_compression(head) {
+        return format;
+    }
+    if let Some(format) = detect_binary_magic(head) {
+        return format;
+    }
+    // Only files without a magic number get this far: the extension is worked out once, here.
+    let ext = extension(path);
+    if let Some(format) = detect_serialised_header(head, len, &ext) {
+        return format;
+    }
+    if let Some(format) = detect_by_name(head, path, &ext) {
+        return format;
+    }
+    detect_weak_signature(head, len, &ext)
+}
+
+/// Archives and compressed streams, recognised by their magic numbers.
+fn detect_archive_or_compression(head: &[u8]) -> Option<Format> {
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
-        return Format::Zip;
+        return Some(Format::Zip);
     }
     if head.len() >= 262 && &head[257..262] == b"ustar" {
-        return Format::Tar;
+        return Some(Format::Tar);
     }
     if head.starts_with(&[0x1f, 0x8b]) {
-        return Format::Gzip;
+        return Some(Format::Gzip);
     }
     if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Format::Zstd;
+        return Some(Format::Zstd);
     }
     // A zlib header: deflate method, a window size, and a check value that divides by 31.
     if head.len() >= 2
@@ -89,7 +110,7 @@ pub fn detect(head: &[u8], len: u64, path: &str) -> Format {
         && matches!(head[1], 0x01 | 0x5e | 0x9c | 0xda)
         && (u16::from(head[0]) * 256 + u16::from(head[1])) % 31 == 0
     {
-        return Format::Zlib;
+        return Some(Format::Zlib);
     }
     for (magic, name) in [
         (&b"\xfd7zXZ\x00"[..], "xz"),
@@ -98,46 +119,65 @@ pub fn detect(head: &[u8], len: u64, path: &str) -> Format {
         (&b"\x04\x22\x4d\x18"[..], "lz4"),
     ] {
         if head.starts_with(magic) {
-            return Format::OtherCompression(name);
+            return Some(Format::OtherCompression(name));
         }
     }
+    None
+}
+
+/// Model formats and native code with a fixed magic number.
+fn detect_binary_magic(head: &[u8]) -> Option<Format> {
     if head.starts_with(b"GGUF") {
-        return Format::Gguf;
+        return Some(Format::Gguf);
     }
     if head.starts_with(b"\x93NUMPY") {
-        return Format::Npy;
+        return Some(Format::Npy);
     }
     if head.starts_with(b"\x89HDF\r\n\x1a\n") {
-        return Format::Hdf5;
+        return Some(Format::Hdf5);
     }
     if head.starts_with(b"\x7fELF")
         || head.starts_with(b"MZ")
         || head.starts_with(&[0xcf, 0xfa, 0xed, 0xfe])
     {
-        return Format::NativeCode;
+        return Some(Format::NativeCode);
     }
+    None
+}
+
+/// Safetensors (by its JSON header, else by its name) and pickles with a protocol marker.
+fn detect_serialised_header(head: &[u8], len: u64, ext: &str) -> Option<Format> {
     // An 8-byte length then a JSON object: `{"` keeps random tensor bytes from matching.
-    let ext = extension(path);
     if head.len() >= 10 && head[8] == b'{' && (head[9] == b'"' || head[9] == b'}') {
-        return Format::Safetensors;
+        return Some(Format::Safetensors);
     }
-    if head[0] == 0x80 && head.len() > 1 && head[1] <= 5 {
-        return Format::Pickle;
+    if matches!(head, [0x80, protocol, ..] if *protocol <= 5) {
+        return Some(Format::Pickle);
     }
     // A file named .safetensors whose header is broken is still judged as safetensors.
     if ext == "safetensors" && len >= 8 {
-        return Format::Safetensors;
+        return Some(Format::Safetensors);
     }
+    None
+}
+
+/// Formats without a magic number, told apart by the file's name (or a protobuf's shape).
+fn detect_by_name(head: &[u8], path: &str, ext: &str) -> Option<Format> {
     let name = file_name(path);
     if ext == "onnx" || (ext.is_empty() && protobuf::looks_like_onnx(head)) {
-        return Format::Onnx;
+        return Some(Format::Onnx);
     }
     if ext == "pb" || name == "saved_model.pb" || protobuf::looks_like_saved_model(head) {
-        return Format::TfSavedModel;
+        return Some(Format::TfSavedModel);
     }
     if ext == "py" {
-        return Format::PythonSource;
+        return Some(Format::PythonSource);
     }
+    None
+}
+
+/// The last, weakest guesses: JSON text, a pickle without a protocol marker, an ONNX protobuf.
+fn detect_weak_signature(head: &[u8], len: u64, ext: &str) -> Format {
     let first_text = head.iter().find(|b| !b.is_ascii_whitespace());
     if first_text == Some(&b'{') && (ext == "json" || std::str::from_utf8(head).is_ok()) && len > 1
     {
