@@ -1,4 +1,4 @@
-//! Every compliance question of `tests/corpus/license/cases.csv` (a copy of `shared/corpus`), turned into a model folder
+//! Every compliance question of `tests/corpus/license/cases.csv` (the project's licence corpus), turned into a model folder
 //! (card, licence files, NOTICE, GGUF header, lineage file) and audited by the engine.
 //!
 //! The harness translates each row's English evidence into files; the engine sees only the
@@ -14,7 +14,7 @@ use kaiyuan_license::lineage::{Chain, LineageFile};
 use kaiyuan_license::{Decision, Policy, Purpose, Report, UseContext, evaluate};
 
 fn corpus() -> PathBuf {
-    // A copy of `shared/corpus/license` lives in the repository so a clone alone runs the suite.
+    // The corpus lives in the repository, so that a clone alone runs the suite.
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus/license/cases.csv")
 }
 

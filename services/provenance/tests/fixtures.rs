@@ -1,4 +1,4 @@
-//! The bundles of `tests/corpus/provenance` (a copy of `shared/corpus/provenance`, made by the
+//! The bundles of `tests/corpus/provenance` (the project's provenance corpus, made by the
 //! real `model_signing` 1.1.1 and by independent signers) give their expected results, and tampering is caught.
 
 use std::fs;

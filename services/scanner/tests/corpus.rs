@@ -1,4 +1,4 @@
-//! The scan corpus (`tests/corpus/scan/manifest.csv`, a copy of `shared/corpus/scan`): every file
+//! The scan corpus (`tests/corpus/scan/manifest.csv`, the project's scan corpus): every file
 //! gets its expected verdict.
 
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ fn corpus_dir() -> PathBuf {
 fn every_corpus_file_gets_its_expected_verdict() {
     let dir = corpus_dir();
     let manifest = std::fs::read_to_string(dir.join("manifest.csv"))
-        .expect("the shared corpus sits beside the repository");
+        .expect("the scan corpus is in tests/corpus/scan");
     let mut failures = Vec::new();
     let mut checked = 0;
     for line in manifest.lines().skip(1).filter(|l| !l.trim().is_empty()) {

@@ -1,5 +1,5 @@
 //! The Hugging Face Hub protocol subset that `huggingface_hub` and the `hf` CLI use
-//! (`../shared/HF_PROTOCOL.md`), over the same records and permissions as the native API.
+//! (the project's notes on the Hugging Face protocol), over the same records and permissions as the native API.
 //!
 //! Reads here: whoami, repository creation, model info, tree listings, paths info, refs, commits,
 //! model listing, YAML validation; the download headers are on `/resolve` ([`super::files`]) and
