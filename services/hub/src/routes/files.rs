@@ -222,40 +222,18 @@ pub async fn resolve(
 ) -> ApiResult<HttpResponse> {
     let (namespace, name, revision, file_path) = path.into_inner();
     let mut conn = state.db.acquire().await?;
+    // The gates, in order: the repository is visible, its gating lets the caller in, the
+    // revision exists, every licence to accept was accepted.
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     super::access::authorize_download(&mut conn, &caller, &repo).await?;
     let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
     let acceptance_gated =
         crate::licensing::authorize_license(&mut conn, &state.store, &caller, &repo, &commit)
             .await?;
-    // Bytes behind an access check never go to shared caches: a proxy would serve them to
-    // whoever asks next.
-    let shareable = repo.is_public() && repo.gated == "none" && !acceptance_gated;
     let Some(file) = db::commits::file(&mut conn, repo.id, &commit, &file_path).await? else {
-        // With the commit attached, Hugging Face clients cache "does not exist" for it.
-        let error = ApiError::not_found(
-            "entry-not-found",
-            format!(
-                "`{file_path}` does not exist at revision `{revision}` of `{}`",
-                repo.full_name()
-            ),
-        );
-        let mut response = error.error_response();
-        if let Ok(value) = HeaderValue::from_str(&commit) {
-            response
-                .headers_mut()
-                .insert(header::HeaderName::from_static("x-repo-commit"), value);
-        }
-        return Ok(response);
+        return Ok(entry_not_found(&file_path, &revision, &repo, &commit));
     };
     let scan = db::scans::state(&mut conn, &file.sha256).await?;
-    let notice = license_notice(&mut conn, &repo, &commit).await?;
-    // Published advisories name blobs: the same bytes are flagged in every repository.
-    let advisories = db::reviews::advisories_for_blob(&mut conn, &file.sha256).await?;
-    drop(conn);
-    let scan_status =
-        crate::domain::scan::file_status(scan.as_ref().and_then(|s| s.verdict.as_deref()))
-            .to_string();
     // Bytes of a quarantined file are never served. HEAD serves none: it keeps answering with
     // the metadata (and the scan headers), so that clients reach the GET and show its message.
     if let Some(scan) = scan.as_ref().filter(|s| s.quarantined())
@@ -263,60 +241,122 @@ pub async fn resolve(
     {
         return Err(quarantined(&file.path, scan));
     }
-    let bytes: [u8; 32] = file
-        .sha256
-        .as_slice()
-        .try_into()
-        .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?;
-    let digest = Sha256Digest::from_bytes(bytes);
-    let size = file.size as u64;
-    let etag = format!("\"{}\"", digest.to_hex());
+    let digest = Sha256Digest::from_bytes(
+        file.sha256
+            .as_slice()
+            .try_into()
+            .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?,
+    );
+    let served = Served {
+        etag: format!("\"{}\"", digest.to_hex()),
+        size: file.size as u64,
+        scan_status: crate::domain::scan::file_status(
+            scan.as_ref().and_then(|s| s.verdict.as_deref()),
+        )
+        .to_string(),
+        warning: scan.as_ref().and_then(scan_warning),
+        notice: license_notice(&mut conn, &repo, &commit).await?,
+        // Published advisories name blobs: the same bytes are flagged in every repository.
+        advisories: db::reviews::advisories_for_blob(&mut conn, &file.sha256).await?,
+        // Bytes behind an access check never go to shared caches: a proxy would serve them to
+        // whoever asks next. Others are immutable at a commit id.
+        cache_control: if !repo.is_public() || repo.gated != "none" || acceptance_gated {
+            "private, no-cache"
+        } else if revision == commit {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        },
+        commit,
+    };
+    drop(conn);
+    send_bytes(&state, &req, &served, &digest, &file.path).await
+}
 
-    let response = |status: StatusCode| {
+/// The 404 for a path a revision does not hold; with the commit attached, Hugging Face clients
+/// cache "does not exist" for it.
+fn entry_not_found(
+    path: &str,
+    revision: &str,
+    repo: &db::repos::Repo,
+    commit: &str,
+) -> HttpResponse {
+    let error = ApiError::not_found(
+        "entry-not-found",
+        format!(
+            "`{path}` does not exist at revision `{revision}` of `{}`",
+            repo.full_name()
+        ),
+    );
+    let mut response = error.error_response();
+    if let Ok(value) = HeaderValue::from_str(commit) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("x-repo-commit"), value);
+    }
+    response
+}
+
+/// What every answer about a served file says in its headers.
+struct Served {
+    etag: String,
+    commit: String,
+    size: u64,
+    scan_status: String,
+    warning: Option<String>,
+    notice: Option<String>,
+    advisories: Vec<String>,
+    cache_control: &'static str,
+}
+
+impl Served {
+    fn response(&self, status: StatusCode) -> actix_web::HttpResponseBuilder {
         let mut builder = HttpResponse::build(status);
         builder
-            .insert_header((header::ETAG, etag.clone()))
+            .insert_header((header::ETAG, self.etag.clone()))
             .insert_header((header::ACCEPT_RANGES, "bytes"))
-            .insert_header(("X-Repo-Commit", commit.clone()))
+            .insert_header(("X-Repo-Commit", self.commit.clone()))
             // Hugging Face clients take the blob id and size from these, even on redirects.
-            .insert_header(("X-Linked-Etag", etag.clone()))
-            .insert_header(("X-Linked-Size", size.to_string()))
-            .insert_header(("X-Kaiyuan-Scan", scan_status.clone()))
-            .insert_header((
-                header::CACHE_CONTROL,
-                if revision == commit {
-                    "public, max-age=31536000, immutable"
-                } else {
-                    "no-cache"
-                },
-            ));
-        if !shareable {
-            builder.insert_header((header::CACHE_CONTROL, "private, no-cache"));
+            .insert_header(("X-Linked-Etag", self.etag.clone()))
+            .insert_header(("X-Linked-Size", self.size.to_string()))
+            .insert_header(("X-Kaiyuan-Scan", self.scan_status.clone()))
+            .insert_header((header::CACHE_CONTROL, self.cache_control));
+        if let Some(warning) = &self.warning {
+            builder.insert_header(("X-Kaiyuan-Warning", warning.clone()));
         }
-        if let Some(warning) = scan.as_ref().and_then(scan_warning) {
-            builder.insert_header(("X-Kaiyuan-Warning", warning));
-        }
-        if let Some(notice) = &notice {
+        if let Some(notice) = &self.notice {
             builder.insert_header(("X-HF-Warning", notice.clone()));
         }
-        if !advisories.is_empty() {
-            builder.insert_header(("X-Kaiyuan-Advisory", advisories.join(", ")));
+        if !self.advisories.is_empty() {
+            builder.insert_header(("X-Kaiyuan-Advisory", self.advisories.join(", ")));
         }
         builder
-    };
+    }
+}
 
-    if etag_matches(&req, &etag) {
-        return Ok(response(StatusCode::NOT_MODIFIED).finish());
+/// The answer with the bytes: 304 for a matching `If-None-Match`, a redirect to a presigned
+/// URL where configured, a single range (206/416) or the whole file, headers only for HEAD.
+async fn send_bytes(
+    state: &AppState,
+    req: &HttpRequest,
+    served: &Served,
+    digest: &Sha256Digest,
+    path: &str,
+) -> ApiResult<HttpResponse> {
+    let size = served.size;
+    if etag_matches(req, &served.etag) {
+        return Ok(served.response(StatusCode::NOT_MODIFIED).finish());
     }
     let settings = &state.settings.downloads;
     if settings.presigned_redirects
         && req.method() == Method::GET
         && let Some(url) = state
             .store
-            .presigned_get(&digest, Duration::from_secs(settings.presign_ttl_secs))
+            .presigned_get(digest, Duration::from_secs(settings.presign_ttl_secs))
             .await?
     {
-        return Ok(response(StatusCode::FOUND)
+        return Ok(served
+            .response(StatusCode::FOUND)
             .insert_header((header::LOCATION, url.to_string()))
             .finish());
     }
@@ -332,7 +372,8 @@ pub async fn resolve(
         RangeRequest::Full => (StatusCode::OK, 0, size),
         RangeRequest::Partial(start, end) => (StatusCode::PARTIAL_CONTENT, start, end),
         RangeRequest::Unsatisfiable => {
-            return Ok(response(StatusCode::RANGE_NOT_SATISFIABLE)
+            return Ok(served
+                .response(StatusCode::RANGE_NOT_SATISFIABLE)
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
                 .json(ApiError::body(
                     "range-not-satisfiable",
@@ -340,8 +381,8 @@ pub async fn resolve(
                 )));
         }
     };
-    let mut builder = response(status);
-    builder.insert_header((header::CONTENT_TYPE, content_type(&file.path)));
+    let mut builder = served.response(status);
+    builder.insert_header((header::CONTENT_TYPE, content_type(path)));
     if status == StatusCode::PARTIAL_CONTENT {
         builder.insert_header((
             header::CONTENT_RANGE,
@@ -361,7 +402,7 @@ pub async fn resolve(
     let metrics = state.metrics.clone();
     let body = state
         .store
-        .read(&digest, start..end)
+        .read(digest, start..end)
         .await?
         .map(move |chunk| {
             let chunk = chunk.map_err(ApiError::from)?;
