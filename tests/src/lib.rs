@@ -238,6 +238,16 @@ impl TestApp {
         expect_status(res, StatusCode::CREATED).await
     }
 
+    /// A read-scoped token of the user holding `token`.
+    pub async fn read_token(&self, token: &str) -> String {
+        let body = json!({"name": "read-only", "scope": "read"});
+        let res = self.post_json("/api/v1/tokens", Some(token), &body).await;
+        expect_status(res, StatusCode::CREATED).await["token"]
+            .as_str()
+            .expect("token")
+            .to_string()
+    }
+
     /// Makes an existing user a hub-wide reviewer (as the hub admin).
     pub async fn make_reviewer(&self, name: &str) {
         let res = self

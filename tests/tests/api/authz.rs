@@ -117,19 +117,7 @@ async fn writes_need_a_write_token_and_a_role(pool: PgPool) {
     let alice = app.create_user("alice").await;
     let bob = app.create_user("bob").await;
     app.create_repo(&alice, "alice", "open", "public").await;
-    let read_token = expect_status(
-        app.post_json(
-            "/api/v1/tokens",
-            Some(&alice),
-            &json!({"name": "ro", "scope": "read"}),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let read_token = app.read_token(&alice).await;
     let commit = json!({"message": "m", "operations": [{"op": "put", "path": "a", "content_base64": "AA=="}]});
     let path = "/api/v1/repos/alice/open/commits/main";
     expect_error(

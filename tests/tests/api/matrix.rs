@@ -251,20 +251,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         .await;
         tokens.insert(role, Some(token));
     }
-    let read = expect_status(
-        app.post_json(
-            "/api/v1/tokens",
-            Some(&owner),
-            &json!({"name": "read", "scope": "read"}),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    tokens.insert(
-        Role::ReadToken,
-        Some(read["token"].as_str().unwrap().into()),
-    );
+    tokens.insert(Role::ReadToken, Some(app.read_token(&owner).await));
     // Every caller acts on repositories of their own, so that one caller's deletion cannot
     // change what the next one sees.
     for role in ROLES {

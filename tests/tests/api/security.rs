@@ -257,19 +257,7 @@ async fn read_tokens_change_nothing(pool: PgPool) {
     )
     .await;
     let report = report["id"].as_i64().unwrap();
-    let read = expect_status(
-        app.post_json(
-            "/api/v1/tokens",
-            Some(&bob),
-            &json!({"name": "ro", "scope": "read"}),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let read = app.read_token(&bob).await;
     let attempts: Vec<(Method, String, Option<Value>)> = vec![
         (
             Method::POST,
