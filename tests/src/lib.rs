@@ -110,10 +110,10 @@ pub async fn spawn_app_with(
     let state = app.state();
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
-    let admin =
-        kaiyuan_hub::routes::accounts::create_user_with_token(&pool, "hubadmin", true, None, None)
-            .await
-            .expect("admin user");
+    let nobody = kaiyuan_hub::domain::actor::Actor::default();
+    let admin = kaiyuan_hub::domain::accounts::create_user(&pool, &nobody, "hubadmin", true)
+        .await
+        .expect("admin user");
     kaiyuan_storage::install_crypto_provider();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

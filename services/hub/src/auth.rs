@@ -8,8 +8,6 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use chrono::Utc;
-use rand::Rng;
-use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
 use crate::db::accounts::{self, Role};
@@ -17,22 +15,9 @@ use crate::db::repos::Repo;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Prefix of every kaiyuan token, so leaked tokens are recognisable by secret scanners.
-pub const TOKEN_PREFIX: &str = "ky_";
-
-/// A new token secret and the hash to store.
-pub fn new_token() -> (String, Vec<u8>) {
-    let bytes: [u8; 24] = rand::rng().random();
-    let secret = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
-    let hash = hash_token(&secret);
-    (secret, hash)
-}
-
-pub fn hash_token(secret: &str) -> Vec<u8> {
-    Sha256::digest(secret.as_bytes()).to_vec()
-}
-
-pub use crate::domain::actor::{Actor as Caller, AuthUser, Scope, namespace_role};
+pub use crate::domain::actor::{
+    Actor as Caller, AuthUser, Scope, TOKEN_PREFIX, hash_token, namespace_role, new_token,
+};
 
 /// The web UI's session cookie.
 pub const SESSION_COOKIE: &str = "kaiyuan_session";
@@ -65,6 +50,7 @@ fn owner_to_caller(owner: accounts::TokenOwner, session_csrf: Option<String>) ->
             scope: owner.scope,
         }),
         session_csrf,
+        request_id: None,
     }
 }
 
@@ -186,7 +172,8 @@ pub async fn authenticate(
         _ => Ok(caller),
     });
     match caller {
-        Ok(caller) => {
+        Ok(mut caller) => {
+            caller.request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
             req.extensions_mut().insert(caller);
             Ok(next.call(req).await?.map_into_boxed_body())
         }

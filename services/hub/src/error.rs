@@ -244,6 +244,17 @@ impl From<crate::domain::Error> for ApiError {
     }
 }
 
+impl From<crate::domain::accounts::AccountError> for ApiError {
+    fn from(e: crate::domain::accounts::AccountError) -> Self {
+        use crate::domain::accounts::AccountError as E;
+        match e {
+            E::InvalidName(message) => Self::unprocessable("invalid-name", message),
+            E::NameTaken(_) => Self::conflict("name-taken", e.to_string()),
+            E::Database(e) => e.into(),
+        }
+    }
+}
+
 impl From<kaiyuan_storage::StorageError> for ApiError {
     fn from(e: kaiyuan_storage::StorageError) -> Self {
         match e {

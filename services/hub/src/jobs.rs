@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::config::Workers;
 use crate::db::{self, jobs::Job};
+use crate::domain::log_entry::LogEntry;
 use crate::domain::task::{CommitRef, ScanBlob, Task, WebhookDelivery};
 
 /// The `commit-created` kind (see `domain::task::Task`).
@@ -133,8 +134,14 @@ async fn license_evaluate(ctx: JobContext, payload: CommitRef) -> Result<(), Job
         .is_none_or(|p| p.decision != report.decision.as_str() || p.effective != report.effective);
     let mut tx = ctx.db.begin().await.context("database")?;
     if changed {
-        let event = serde_json::json!({"kind": "license-decision", "commit": payload.commit_id, "decision": report.decision.as_str(), "effective": report.effective, "catalog_version": report.catalog_version, "policy_version": version});
-        crate::tlog::append_about(&mut tx, &repo, event)
+        let entry = LogEntry::LicenseDecision {
+            commit: payload.commit_id.clone(),
+            decision: report.decision.as_str().to_string(),
+            effective: report.effective.clone(),
+            catalog_version: report.catalog_version.clone(),
+            policy_version: version.into(),
+        };
+        crate::tlog::append_about(&mut tx, &repo, &entry)
             .await
             .context("logging the decision")?;
     }
@@ -183,8 +190,13 @@ async fn signature_verify(ctx: JobContext, payload: CommitRef) -> Result<(), Job
         .as_ref()
         .is_none_or(|p| p.status != result.status.as_str() || p.result["signer"] != json["signer"])
     {
-        let event = serde_json::json!({"kind": "signature", "commit": payload.commit_id, "status": result.status.as_str(), "signer": result.signer.as_ref().map(|s| s.fingerprint.clone()), "root_digest": result.root_digest});
-        crate::tlog::append_about(&mut tx, &repo, event)
+        let entry = LogEntry::Signature {
+            commit: payload.commit_id.clone(),
+            status: result.status.as_str().to_string(),
+            signer: result.signer.as_ref().map(|s| s.fingerprint.clone()),
+            root_digest: result.root_digest.clone(),
+        };
+        crate::tlog::append_about(&mut tx, &repo, &entry)
             .await
             .context("logging the verification")?;
     }
@@ -358,8 +370,14 @@ async fn scan_blob(ctx: JobContext, payload: ScanBlob) -> Result<(), JobError> {
     .await
     .context("storing the scan")?;
     if report.verdict == kaiyuan_scanner::Verdict::Malicious {
-        let event = serde_json::json!({"kind": "quarantine", "sha256": digest.to_hex(), "verdict": report.verdict.as_str(), "scanner_version": version});
-        crate::tlog::append(&mut tx, event)
+        let entry = LogEntry::Quarantine {
+            sha256: digest.to_hex(),
+            verdict: Some(report.verdict.as_str().to_string()),
+            scanner_version: Some(version.clone()),
+            report: None,
+            reason: None,
+        };
+        crate::tlog::append(&mut tx, &entry)
             .await
             .context("logging the quarantine")?;
     }

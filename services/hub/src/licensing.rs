@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use futures_util::StreamExt;
 use kaiyuan_license::card;
 use kaiyuan_license::detect::MAX_TEXT;
-use kaiyuan_license::folder::{is_license_file, is_notice_file};
+use kaiyuan_license::folder::{is_license_path, is_notice_file};
 use kaiyuan_license::lineage::{Chain, Resolver, UpstreamModel};
 use kaiyuan_license::{ModelFacts, Policy, Report, TextFile, UseContext, evaluate};
 use kaiyuan_storage::{BlobStore, Sha256Digest};
@@ -60,7 +60,9 @@ pub async fn facts_at(
             // A card whose YAML does not parse declares nothing; the report says so.
             facts.card = card::parse(&text).unwrap_or_default();
             facts.card_body = card::body(&text).to_string();
-        } else if top && is_license_file(&f.path) {
+        } else if is_license_path(&f.path) {
+            // Top-level licences, `LICENSES/`, and a component's licence one folder down
+            // (the engine tells them apart by path).
             facts.license_files.push(TextFile {
                 path: f.path.clone(),
                 text: read_text(store, &f.sha256, f.size).await?,

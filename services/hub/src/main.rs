@@ -10,7 +10,7 @@ use kaiyuan_hub::app::Application;
 use kaiyuan_hub::config::Settings;
 use kaiyuan_hub::embedded_pg::EmbeddedPostgres;
 use kaiyuan_hub::jobs::{self, JobContext};
-use kaiyuan_hub::{db, gc, routes, telemetry};
+use kaiyuan_hub::{db, domain, gc, telemetry};
 use kaiyuan_storage::BlobStore;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -331,10 +331,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AdminCommand::CreateUser { name, admin },
         } => {
             let (pool, _pg) = open_database(&settings, true).await?;
-            let result =
-                routes::accounts::create_user_with_token(&pool, &name, admin, None, None).await;
+            let actor = domain::actor::Actor::default();
+            let result = domain::accounts::create_user(&pool, &actor, &name, admin).await;
             pool.close().await;
-            let created = result.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let created = result?;
             eprintln!(
                 "created {}user `{}`; its write token (shown once):",
                 if admin { "admin " } else { "" },

@@ -12,6 +12,7 @@ use sqlx::PgConnection;
 use crate::db;
 use crate::db::repos::Repo;
 use crate::domain::Error;
+use crate::domain::log_entry::LogEntry;
 
 /// The log's origin line and key name.
 pub const ORIGIN: &str = "kaiyuan/log";
@@ -42,11 +43,12 @@ pub async fn verifier(conn: &mut PgConnection) -> sqlx::Result<String> {
 pub async fn append_about(
     conn: &mut PgConnection,
     repo: &Repo,
-    mut event: Value,
+    entry: &LogEntry,
 ) -> sqlx::Result<i64> {
+    let mut event = entry.to_json();
     event["repository"] = json!(repo.full_name());
     if repo.is_public() {
-        return append(conn, event).await;
+        return append_json(conn, event).await;
     }
     let body = stamped(event);
     let nonce: [u8; 32] = rand::rng().random();
@@ -72,8 +74,12 @@ fn stamped(mut event: Value) -> Vec<u8> {
     serde_json::to_vec(&event).expect("event serialises")
 }
 
-/// Appends a hub-wide event (a JSON object; `v` and `time` are added) and returns its index.
-pub async fn append(conn: &mut PgConnection, event: Value) -> sqlx::Result<i64> {
+/// Appends a hub-wide entry (`v` and `time` are added) and returns its index.
+pub async fn append(conn: &mut PgConnection, entry: &LogEntry) -> sqlx::Result<i64> {
+    append_json(conn, entry.to_json()).await
+}
+
+async fn append_json(conn: &mut PgConnection, event: Value) -> sqlx::Result<i64> {
     let body = stamped(event);
     db::tlog::append(conn, &body, &merkle::leaf_hash(&body)).await
 }

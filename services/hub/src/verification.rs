@@ -259,12 +259,13 @@ pub async fn verify_commit(
     )
     .await
     .context("storing the verification")?;
-    let providers: Vec<&str> = results
-        .iter()
-        .filter_map(|r| r.provider.as_deref())
-        .collect();
-    let event = serde_json::json!({"kind": "verification", "commit": payload.commit_id, "status": status, "providers": providers, "onnxruntime": results.iter().find_map(|r| r.onnxruntime_version.clone())});
-    crate::tlog::append_about(&mut tx, &repo, event)
+    let entry = crate::domain::log_entry::LogEntry::Verification {
+        commit: payload.commit_id.clone(),
+        status: status.to_string(),
+        providers: results.iter().filter_map(|r| r.provider.clone()).collect(),
+        onnxruntime: results.iter().find_map(|r| r.onnxruntime_version.clone()),
+    };
+    crate::tlog::append_about(&mut tx, &repo, &entry)
         .await
         .context("logging the verification")?;
     tx.commit().await.context("committing the verification")?;

@@ -356,11 +356,11 @@ async fn kill_9_during_uploads_loses_nothing_acknowledged(pool: PgPool) {
         .unwrap();
     let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
     url.set_path(&database);
-    let alice =
-        kaiyuan_hub::routes::accounts::create_user_with_token(&pool, "alice", false, None, None)
-            .await
-            .unwrap()
-            .token;
+    let nobody = kaiyuan_hub::domain::actor::Actor::default();
+    let alice = kaiyuan_hub::domain::accounts::create_user(&pool, &nobody, "alice", false)
+        .await
+        .unwrap()
+        .token;
     let data = tempfile::tempdir().unwrap();
     let log = data.path().join("hub.log");
     let port = free_port();

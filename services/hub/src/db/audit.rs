@@ -2,33 +2,32 @@
 
 use sqlx::PgConnection;
 
-pub async fn record(
-    conn: &mut PgConnection,
-    actor_id: Option<i64>,
-    action: &str,
-    target: &str,
-    details: serde_json::Value,
-    request_id: Option<&str>,
-) -> sqlx::Result<()> {
+/// One audited change (`domain::event::record` builds it from a typed target).
+pub struct NewEvent<'a> {
+    pub actor_id: Option<i64>,
+    pub action: &'a str,
+    /// `repo:ns/name`, `namespace:ns`, `org:ns`, `user:name`, `blob:sha256`, `hub`.
+    pub target: &'a str,
+    /// The namespace whose admins read the event.
+    pub namespace: Option<&'a str>,
+    pub details: serde_json::Value,
+    pub request_id: Option<&'a str>,
+}
+
+pub async fn record(conn: &mut PgConnection, e: &NewEvent<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO audit_events (actor_id, action, target, details, request_id, namespace)
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(actor_id)
-    .bind(action)
-    .bind(target)
-    .bind(details)
-    .bind(request_id)
-    .bind(namespace_of(target))
+    .bind(e.actor_id)
+    .bind(e.action)
+    .bind(e.target)
+    .bind(&e.details)
+    .bind(e.request_id)
+    .bind(e.namespace)
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// The namespace a target (`repo:ns/name`, `namespace:ns`, `org:ns`) concerns.
-fn namespace_of(target: &str) -> Option<&str> {
-    let (kind, rest) = target.split_once(':')?;
-    matches!(kind, "repo" | "namespace" | "org").then(|| rest.split('/').next().unwrap_or(rest))
 }
 
 /// One state-changing HTTP request, recorded after its response.

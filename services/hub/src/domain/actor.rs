@@ -2,6 +2,8 @@
 //! namespace. The HTTP layer works out the actor of a request (`auth::authenticate`, where it is
 //! called `Caller`); everything below takes it as plain data.
 
+use rand::Rng;
+use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
 use crate::db::accounts::{self, Role};
@@ -36,6 +38,21 @@ impl Scope {
     }
 }
 
+/// The prefix of every kaiyuan API token, so secret scanners can recognise one.
+pub const TOKEN_PREFIX: &str = "ky_";
+
+/// A new API token: the secret (shown once) and its hash (the only thing stored).
+pub fn new_token() -> (String, Vec<u8>) {
+    let bytes: [u8; 24] = rand::rng().random();
+    let secret = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
+    let hash = hash_token(&secret);
+    (secret, hash)
+}
+
+pub fn hash_token(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub id: i64,
@@ -53,6 +70,8 @@ pub struct Actor {
     /// Set when the actor came through a web UI session cookie: the session's CSRF token,
     /// which every state-changing request must echo.
     pub session_csrf: Option<String>,
+    /// The request's id, kept with what it records (audit rows, queued jobs).
+    pub request_id: Option<String>,
 }
 
 /// The actor's role on a namespace: owners of their own user namespace, members by their role,

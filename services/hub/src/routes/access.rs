@@ -2,7 +2,11 @@
 //! needs membership or an accepted access request (accepted at once for `auto` gating, by a
 //! repository admin for `manual`).
 
-use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
+use crate::domain::{
+    self,
+    event::{Event, Target},
+};
+use actix_web::{HttpResponse, get, post, put, web};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -83,7 +87,6 @@ pub async fn authorize_download(
 pub async fn request_access(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
@@ -105,13 +108,14 @@ pub async fn request_access(
         "pending"
     };
     let status = db::repos::request_access(&mut tx, repo.id, user.id, initial).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "access.request",
-        &format!("repo:{}", repo.full_name()),
-        json!({"status": status}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "access.request",
+            Target::Repo(&repo),
+            json!({"status": status}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -151,7 +155,6 @@ pub struct Decision {
 pub async fn decide(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, String, String)>,
     body: web::Json<Decision>,
 ) -> ApiResult<HttpResponse> {
@@ -171,13 +174,14 @@ pub async fn decide(
             ApiError::not_found("user-not-found", format!("no user is named `{member}`"))
         })?;
     db::repos::decide_access(&mut tx, repo.id, target.id, &body.status, actor).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(actor),
-        "access.decide",
-        &format!("repo:{}", repo.full_name()),
-        json!({"user": target.name, "status": body.status}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "access.decide",
+            Target::Repo(&repo),
+            json!({"user": target.name, "status": body.status}),
+        ),
     )
     .await?;
     tx.commit().await?;

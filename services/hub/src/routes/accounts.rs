@@ -1,6 +1,9 @@
 //! Accounts: users, tokens, organisations and memberships; plus hub-admin inspection routes.
 
-use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use crate::domain::event::{Event, Target};
+use crate::domain::log_entry::LogEntry;
+use crate::domain::{self};
+use actix_web::{HttpResponse, delete, get, post, put, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -8,7 +11,6 @@ use utoipa::ToSchema;
 use crate::auth::{self, Caller};
 use crate::db::{self, accounts::Role};
 use crate::error::{ApiError, ApiResult};
-use crate::names::NamespaceName;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -78,80 +80,20 @@ pub struct NewUser {
     pub admin: bool,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct CreatedUser {
-    pub name: String,
-    pub is_admin: bool,
-    /// A write token for the new user, shown only in this response.
-    pub token: String,
-}
-
 /// Creates a user with a first write token (hub admins only).
 #[utoipa::path(post, path = "/api/v1/users", request_body = NewUser, security(("bearer" = [])),
-    responses((status = 201, body = CreatedUser), super::openapi_responses::JsonErrors,
+    responses((status = 201, body = domain::accounts::CreatedUser), super::openapi_responses::JsonErrors,
               super::openapi_responses::Unauthorized, super::openapi_responses::Forbidden,
               super::openapi_responses::Conflict, super::openapi_responses::Unavailable))]
 #[post("/api/v1/users")]
 pub async fn create_user(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     body: web::Json<NewUser>,
 ) -> ApiResult<HttpResponse> {
-    let admin = caller.require_admin()?;
-    let created = create_user_with_token(
-        &state.db,
-        &body.name,
-        body.admin,
-        Some(admin.id),
-        auth::request_id(&req).as_deref(),
-    )
-    .await?;
+    caller.require_admin()?;
+    let created = domain::accounts::create_user(&state.db, &caller, &body.name, body.admin).await?;
     Ok(super::created(&created))
-}
-
-/// Creates a user and a first write token in one transaction (the API and the CLI share it).
-pub async fn create_user_with_token(
-    db: &sqlx::PgPool,
-    name: &str,
-    is_admin: bool,
-    actor: Option<i64>,
-    request_id: Option<&str>,
-) -> Result<CreatedUser, ApiError> {
-    let name = NamespaceName::parse(name)
-        .map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
-    let mut tx = db.begin().await?;
-    let id = db::accounts::create_namespace(&mut tx, name.as_str(), "user", is_admin)
-        .await
-        .map_err(|e| name_taken(e, name.as_str()))?;
-    let (secret, hash) = auth::new_token();
-    db::accounts::insert_token(&mut tx, id, "initial", &hash, auth::Scope::Write, None).await?;
-    db::audit::record(
-        &mut tx,
-        actor,
-        "user.create",
-        &format!("user:{name}"),
-        serde_json::json!({"admin": is_admin}),
-        request_id,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(CreatedUser {
-        name: name.to_string(),
-        is_admin,
-        token: secret,
-    })
-}
-
-fn name_taken(e: sqlx::Error, name: &str) -> ApiError {
-    if db::is_unique_violation(&e, "namespaces_name_key") {
-        ApiError::conflict(
-            "name-taken",
-            format!("the name `{name}` is already taken by a user or organisation"),
-        )
-    } else {
-        e.into()
-    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -205,7 +147,6 @@ pub const MAX_TOKEN_DAYS: u32 = 3650;
 pub async fn create_token(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     body: web::Json<NewToken>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.require_writer()?;
@@ -234,13 +175,14 @@ pub async fn create_token(
     let (secret, hash) = auth::new_token();
     let mut tx = state.db.begin().await?;
     let row = db::accounts::insert_token(&mut tx, user.id, name, &hash, scope, expires_at).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "token.create",
-        &format!("user:{}", user.name),
-        serde_json::json!({"token_id": row.id, "scope": body.scope}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "token.create",
+            Target::User(&user.name),
+            serde_json::json!({"token_id": row.id, "scope": body.scope}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -273,7 +215,6 @@ pub async fn list_tokens(state: web::Data<AppState>, caller: Caller) -> ApiResul
 pub async fn revoke_token(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.require_writer()?;
@@ -284,13 +225,14 @@ pub async fn revoke_token(
             "you have no live token with that id",
         ));
     }
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "token.revoke",
-        &format!("user:{}", user.name),
-        serde_json::json!({"token_id": *id}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "token.revoke",
+            Target::User(&user.name),
+            serde_json::json!({"token_id": *id}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -311,27 +253,10 @@ pub struct NewOrg {
 pub async fn create_org(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     body: web::Json<NewOrg>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.require_writer()?;
-    let name = NamespaceName::parse(&body.name)
-        .map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
-    let mut tx = state.db.begin().await?;
-    let org_id = db::accounts::create_namespace(&mut tx, name.as_str(), "org", false)
-        .await
-        .map_err(|e| name_taken(e, name.as_str()))?;
-    db::accounts::set_membership(&mut tx, org_id, user.id, Role::Owner).await?;
-    db::audit::record(
-        &mut tx,
-        Some(user.id),
-        "org.create",
-        &format!("org:{name}"),
-        serde_json::json!({}),
-        auth::request_id(&req).as_deref(),
-    )
-    .await?;
-    tx.commit().await?;
+    let name = domain::accounts::create_org(&state.db, &caller, user.id, &body.name).await?;
     Ok(super::created(
         &serde_json::json!({"name": name.as_str(), "role": "owner"}),
     ))
@@ -407,11 +332,10 @@ pub struct SetRole {
 pub async fn set_member(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Json<SetRole>,
 ) -> ApiResult<HttpResponse> {
-    let actor = caller.require_writer()?;
+    caller.require_writer()?;
     let (org, member) = path.into_inner();
     let mut tx = state.db.begin().await?;
     let (namespace, my_role) = org_for_member(&mut tx, &caller, &org).await?;
@@ -426,13 +350,14 @@ pub async fn set_member(
         ensure_other_owner(&mut tx, namespace.id, target.id).await?;
     }
     db::accounts::set_membership(&mut tx, namespace.id, target.id, body.role).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(actor.id),
-        "org.member.set",
-        &format!("org:{}", namespace.name),
-        serde_json::json!({"user": target.name, "role": body.role.as_str()}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "org.member.set",
+            Target::Org(&namespace.name),
+            serde_json::json!({"user": target.name, "role": body.role.as_str()}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -451,7 +376,6 @@ pub async fn set_member(
 pub async fn remove_member(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let actor = caller.require_writer()?;
@@ -479,13 +403,14 @@ pub async fn remove_member(
         ensure_other_owner(&mut tx, namespace.id, target.id).await?;
     }
     db::accounts::remove_membership(&mut tx, namespace.id, target.id).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(actor.id),
-        "org.member.remove",
-        &format!("org:{}", namespace.name),
-        serde_json::json!({"user": target.name}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "org.member.remove",
+            Target::Org(&namespace.name),
+            serde_json::json!({"user": target.name}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -593,7 +518,6 @@ pub struct Release {
 pub async fn release_blob(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     sha256: web::Path<String>,
     body: web::Json<Release>,
 ) -> ApiResult<HttpResponse> {
@@ -613,20 +537,18 @@ pub async fn release_blob(
             format!("the hub holds no blob {digest}"),
         ));
     }
-    crate::tlog::append(
-        &mut tx,
-        serde_json::json!({"kind": "release", "sha256": digest.to_hex()}),
-    )
-    .await?;
-    db::audit::record(
-        &mut tx,
-        Some(admin.id),
+    let entry = LogEntry::Release {
+        sha256: digest.to_hex(),
+        report: None,
+        reason: None,
+    };
+    let hex = digest.to_hex();
+    let change = Event::new(
         "blob.release",
-        &format!("blob:{digest}"),
+        Target::Blob(&hex),
         serde_json::json!({"reason": reason}),
-        auth::request_id(&req).as_deref(),
-    )
-    .await?;
+    );
+    domain::event::record(&mut tx, &caller, change.logged(entry)).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"sha256": digest.to_hex(), "released": true, "reason": reason})))

@@ -19,12 +19,14 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 
-use crate::auth::{self, Caller, Need};
+use crate::auth::{Caller, Need};
 use crate::commit_id::{self, FileEntry};
 use crate::db;
 use crate::db::repos::Repo;
-use crate::domain::scan;
+use crate::domain::event::{Event, Target};
+use crate::domain::log_entry::LogEntry;
 use crate::domain::task::{CommitRef, Task};
+use crate::domain::{self, scan};
 use crate::error::{ApiError, ApiResult};
 use crate::names::RefName;
 use crate::paths::RepoPath;
@@ -370,16 +372,15 @@ async fn log_publish(
         })
         .collect();
     manifest::sort(&mut resources);
-    let event = serde_json::json!({
-        "kind": "publish",
-        "commit": id,
-        "branch": ctx.branch,
-        "parent": ctx.parent,
-        "files": resources.len(),
-        "manifest": format!("sha256:{}", hex::encode(manifest::root_digest(&resources))),
-        "author": ctx.author_name,
-    });
-    crate::tlog::append_about(conn, &repo, event).await?;
+    let entry = LogEntry::Publish {
+        commit: id.to_string(),
+        branch: ctx.branch.to_string(),
+        parent: ctx.parent.map(str::to_string),
+        files: resources.len(),
+        manifest: format!("sha256:{}", hex::encode(manifest::root_digest(&resources))),
+        author: ctx.author_name.to_string(),
+    };
+    crate::tlog::append_about(conn, &repo, &entry).await?;
     Ok(())
 }
 
@@ -391,7 +392,6 @@ pub(super) async fn commit_changes(
     branch: &RefName,
     request: &CommitRequest,
     changes: Vec<PendingChange>,
-    request_id: Option<String>,
 ) -> Result<CommitInfo, ApiError> {
     let user = caller.require_writer()?;
     let mut tx = state.db.begin().await?;
@@ -470,7 +470,7 @@ pub(super) async fn commit_changes(
         author_id: user.id,
         author_name: &user.name,
         message: &request.message,
-        request_id: request_id.clone(),
+        request_id: caller.request_id.clone(),
     };
     let id = write_commit(&mut tx, &ctx, &snapshot).await?;
     db::repos::touch(&mut tx, repo.id).await?;
@@ -482,15 +482,7 @@ pub(super) async fn commit_changes(
         };
         db::repos::update_card(&mut tx, repo.id, &card, license.as_deref()).await?;
     }
-    db::audit::record(
-        &mut tx,
-        Some(user.id),
-        "commit.create",
-        &format!("repo:{}", repo.full_name()),
-        serde_json::json!({"commit": id, "branch": branch.as_str(), "operations": resolved.len()}),
-        request_id.as_deref(),
-    )
-    .await?;
+    domain::event::record(&mut tx, &caller, Event::new("commit.create", Target::Repo(&repo), serde_json::json!({"commit": id, "branch": branch.as_str(), "operations": resolved.len()}))).await?;
     let row = db::commits::get(&mut tx, repo.id, &id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("commit vanished")))?;
@@ -577,16 +569,7 @@ pub async fn create_commit(
             "send the commit as application/json or multipart/form-data",
         ));
     };
-    let info = commit_changes(
-        &state,
-        &repo,
-        &caller,
-        &branch,
-        &request,
-        changes,
-        auth::request_id(&req),
-    )
-    .await?;
+    let info = commit_changes(&state, &repo, &caller, &branch, &request, changes).await?;
     Ok(super::created(&info))
 }
 
@@ -1046,7 +1029,6 @@ fn ref_kind(kind: &str) -> Result<&'static str, ApiError> {
 pub async fn put_ref(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, String, String, String)>,
     body: web::Json<RefUpdate>,
 ) -> ApiResult<HttpResponse> {
@@ -1074,9 +1056,17 @@ pub async fn put_ref(
         ));
     }
     db::commits::set_ref(&mut tx, repo.id, ref_name.as_str(), kind, &target).await?;
-    crate::tlog::append_about(&mut tx, &repo, serde_json::json!({"kind": "ref-set", "ref": ref_name.as_str(), "ref_kind": kind, "commit": target, "previous": current.as_ref().map(|c| c.commit_id.clone())})).await?;
-    db::audit::record(&mut tx, caller.id(), &format!("{kind}.set"), &format!("repo:{}", repo.full_name()),
-        serde_json::json!({"name": ref_name.as_str(), "commit": target, "previous": current.map(|c| c.commit_id)}), auth::request_id(&req).as_deref()).await?;
+    let previous = current.map(|c| c.commit_id);
+    let details =
+        serde_json::json!({"name": ref_name.as_str(), "commit": target, "previous": previous});
+    let entry = LogEntry::RefSet {
+        name: ref_name.to_string(),
+        ref_kind: kind.to_string(),
+        commit: target.clone(),
+        previous,
+    };
+    let change = Event::new(format!("{kind}.set"), Target::Repo(&repo), details).logged(entry);
+    domain::event::record(&mut tx, &caller, change).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(RefInfo {
         name: ref_name.to_string(),
@@ -1096,7 +1086,6 @@ pub async fn put_ref(
 pub async fn delete_ref(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, String, String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name, kind, ref_name) = path.into_inner();
@@ -1119,16 +1108,14 @@ pub async fn delete_ref(
             )
         })?;
     db::commits::delete_ref(&mut tx, repo.id, &ref_name).await?;
-    crate::tlog::append_about(&mut tx, &repo, serde_json::json!({"kind": "ref-delete", "ref": ref_name, "ref_kind": kind, "commit": current.commit_id})).await?;
-    db::audit::record(
-        &mut tx,
-        caller.id(),
-        &format!("{kind}.delete"),
-        &format!("repo:{}", repo.full_name()),
-        serde_json::json!({"name": ref_name, "commit": current.commit_id}),
-        auth::request_id(&req).as_deref(),
-    )
-    .await?;
+    let details = serde_json::json!({"name": ref_name, "commit": current.commit_id});
+    let entry = LogEntry::RefDelete {
+        name: ref_name.to_string(),
+        ref_kind: kind.to_string(),
+        commit: current.commit_id,
+    };
+    let change = Event::new(format!("{kind}.delete"), Target::Repo(&repo), details).logged(entry);
+    domain::event::record(&mut tx, &caller, change).await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

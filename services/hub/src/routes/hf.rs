@@ -162,7 +162,6 @@ async fn create_repo(
         &name,
         visibility,
         "",
-        auth::request_id(&req),
     )
     .await
     {

@@ -487,16 +487,8 @@ async fn commit(
             "the first NDJSON line must be the `header` with the commit summary",
         ));
     }
-    let info = super::commits::commit_changes(
-        &state,
-        &repo,
-        &caller,
-        &branch,
-        &request,
-        changes,
-        auth::request_id(&req),
-    )
-    .await?;
+    let info =
+        super::commits::commit_changes(&state, &repo, &caller, &branch, &request, changes).await?;
     let base = super::hf::endpoint(&req);
     Ok(HttpResponse::Ok().json(json!({
         "commitOid": info.id,

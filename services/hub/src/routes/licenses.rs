@@ -1,12 +1,16 @@
 //! Licence compliance over HTTP: a revision's licence report, decisions for a policy and a
 //! use context, namespace policies, and the auditor's view of a namespace.
 
+use crate::domain::{
+    self,
+    event::{Event, Target},
+};
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use kaiyuan_license::{Policy, UseContext};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{self, Caller, Need};
+use crate::auth::{Caller, Need};
 use crate::db;
 use crate::db::accounts::Role;
 use crate::error::{ApiError, ApiResult};
@@ -199,19 +203,12 @@ pub async fn get_policy(
 pub async fn put_policy(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<Policy>,
 ) -> ApiResult<HttpResponse> {
     let name = path.into_inner();
-    let (namespace, version, document, queued) = set_policy(
-        &state,
-        &caller,
-        &name,
-        body.into_inner(),
-        auth::request_id(&req),
-    )
-    .await?;
+    let (namespace, version, document, queued) =
+        set_policy(&state, &caller, &name, body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(json!({"namespace": namespace, "version": version, "policy": document, "reevaluations_queued": queued})))
 }
 
@@ -223,7 +220,6 @@ pub async fn set_policy(
     caller: &Caller,
     name: &str,
     policy: Policy,
-    request_id: Option<String>,
 ) -> Result<(String, i32, serde_json::Value, u64), ApiError> {
     let user = caller.require_writer()?.clone();
     let policy = policy
@@ -235,13 +231,14 @@ pub async fn set_policy(
     let ns = super::load_namespace(&mut tx, caller, name, Role::Admin).await?;
     let version = db::licenses::set_policy(&mut tx, ns.id, &document, user.id).await?;
     let queued = db::licenses::enqueue_heads(&mut tx, Some(ns.id)).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "license.policy.set",
-        &format!("namespace:{}", ns.name),
-        json!({"version": version, "policy": document}),
-        request_id.as_deref(),
+        &caller,
+        Event::new(
+            "license.policy.set",
+            Target::Namespace(&ns.name),
+            json!({"version": version, "policy": document}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -256,11 +253,10 @@ pub async fn set_policy(
 pub async fn delete_policy(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let name = path.into_inner();
-    let user = caller.require_writer()?.clone();
+    caller.require_writer()?;
     let mut tx = state.db.begin().await?;
     let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
     if !db::licenses::delete_policy(&mut tx, ns.id).await? {
@@ -270,13 +266,14 @@ pub async fn delete_policy(
         ));
     }
     db::licenses::enqueue_heads(&mut tx, Some(ns.id)).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "license.policy.delete",
-        &format!("namespace:{}", ns.name),
-        json!({}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "license.policy.delete",
+            Target::Namespace(&ns.name),
+            json!({}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -425,7 +422,6 @@ pub struct AcceptanceRequest {
 pub async fn accept_license(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Json<AcceptanceRequest>,
 ) -> ApiResult<HttpResponse> {
@@ -466,13 +462,14 @@ pub async fn accept_license(
     drop(conn);
     let mut tx = state.db.begin().await?;
     let at = db::licenses::accept(&mut tx, repo.id, user.id, &r.license, &r.version).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "license.accept",
-        &format!("repo:{}", repo.full_name()),
-        json!({"license": r.license, "version": r.version}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "license.accept",
+            Target::Repo(&repo),
+            json!({"license": r.license, "version": r.version}),
+        ),
     )
     .await?;
     tx.commit().await?;

@@ -1,12 +1,16 @@
 //! Watching repositories, the in-app notification list, and namespace webhooks with their
 //! delivery log.
 
-use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use crate::domain::{
+    self,
+    event::{Event, Target},
+};
+use actix_web::{HttpResponse, delete, get, post, put, web};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{self, Caller, Need};
+use crate::auth::{Caller, Need};
 use crate::db;
 use crate::db::accounts::Role;
 use crate::error::{ApiError, ApiResult};
@@ -122,7 +126,6 @@ pub struct NewWebhook {
 pub async fn add_webhook(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<NewWebhook>,
 ) -> ApiResult<HttpResponse> {
@@ -150,13 +153,14 @@ pub async fn add_webhook(
     };
     let hook =
         db::notifications::add_webhook(&mut tx, ns.id, url.as_str(), &secret, user.id).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "webhook.add",
-        &format!("namespace:{}", ns.name),
-        json!({"id": hook.id, "url": hook.url}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "webhook.add",
+            Target::Namespace(&ns.name),
+            json!({"id": hook.id, "url": hook.url}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -188,10 +192,9 @@ pub async fn list_webhooks(
 pub async fn delete_webhook(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, i64)>,
 ) -> ApiResult<HttpResponse> {
-    let user = caller.require_writer()?.clone();
+    caller.require_writer()?;
     let (name, id) = path.into_inner();
     let mut tx = state.db.begin().await?;
     let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
@@ -201,13 +204,14 @@ pub async fn delete_webhook(
             format!("`{}` has no webhook {id}", ns.name),
         ));
     }
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "webhook.delete",
-        &format!("namespace:{}", ns.name),
-        json!({"id": id}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "webhook.delete",
+            Target::Namespace(&ns.name),
+            json!({"id": id}),
+        ),
     )
     .await?;
     tx.commit().await?;

@@ -2,12 +2,16 @@
 //! revision's signature status, the hub's attestation of a revision, and the hub's
 //! attestation keys at a well-known URL.
 
+use crate::domain::{
+    self,
+    event::{Event, Target},
+};
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use kaiyuan_provenance::keys::PublicKey;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::db;
 use crate::db::accounts::Role;
 use crate::error::{ApiError, ApiResult};
@@ -49,7 +53,6 @@ pub struct NewKey {
 pub async fn add_key(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<NewKey>,
 ) -> ApiResult<HttpResponse> {
@@ -103,13 +106,14 @@ pub async fn add_key(
         ));
     };
     db::provenance::enqueue_heads(&mut tx, ns.id).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "signing-key.add",
-        &format!("namespace:{}", ns.name),
-        json!({"id": row.id, "kind": kind, "fingerprint": fingerprint}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "signing-key.add",
+            Target::Namespace(&ns.name),
+            json!({"id": row.id, "kind": kind, "fingerprint": fingerprint}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -142,10 +146,9 @@ pub async fn list_keys(
 pub async fn revoke_key(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, i64)>,
 ) -> ApiResult<HttpResponse> {
-    let user = caller.require_writer()?.clone();
+    caller.require_writer()?;
     let (name, id) = path.into_inner();
     let mut tx = state.db.begin().await?;
     let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
@@ -156,13 +159,14 @@ pub async fn revoke_key(
         ));
     }
     db::provenance::enqueue_heads(&mut tx, ns.id).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "signing-key.revoke",
-        &format!("namespace:{}", ns.name),
-        json!({"id": id}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "signing-key.revoke",
+            Target::Namespace(&ns.name),
+            json!({"id": id}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -376,18 +380,18 @@ pub async fn provenance_record(
 pub async fn rotate_attestation_key(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
 ) -> ApiResult<HttpResponse> {
-    let admin = caller.require_admin()?.clone();
+    caller.require_admin()?;
     let mut tx = state.db.begin().await?;
     let (_, fingerprint) = signatures::rotate_attestation_key(&mut tx).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(admin.id),
-        "attestation-key.rotate",
-        "hub",
-        json!({"fingerprint": fingerprint}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "attestation-key.rotate",
+            Target::Hub,
+            json!({"fingerprint": fingerprint}),
+        ),
     )
     .await?;
     tx.commit().await?;

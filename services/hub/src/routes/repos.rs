@@ -1,6 +1,9 @@
 //! Repositories: create, get, search, update settings, soft delete, audit trail.
 
-use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use crate::domain::event::{Event, Target};
+use crate::domain::log_entry::LogEntry;
+use crate::domain::{self};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -98,7 +101,6 @@ fn parse_visibility(v: Option<&str>) -> Result<Option<Visibility>, ApiError> {
 pub async fn create_repo(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     body: web::Json<NewRepo>,
 ) -> ApiResult<HttpResponse> {
     let visibility = parse_visibility(body.visibility.as_deref())?.unwrap_or_default();
@@ -110,7 +112,6 @@ pub async fn create_repo(
         &body.name,
         visibility,
         &description,
-        auth::request_id(&req),
     )
     .await?;
     Ok(super::created(&RepoDetail {
@@ -131,7 +132,6 @@ pub async fn create_repository(
     name: &str,
     visibility: Visibility,
     description: &str,
-    request_id: Option<String>,
 ) -> Result<(Repo, String), ApiError> {
     let user = caller.require_writer()?.clone();
     let namespace_name = namespace.map_or_else(|| user.name.clone(), str::to_string);
@@ -197,23 +197,21 @@ pub async fn create_repository(
             author_id: user.id,
             author_name: &user.name,
             message: "Initial commit",
-            request_id: request_id.clone(),
+            request_id: caller.request_id.clone(),
         },
         &Snapshot::new(),
-    )
-    .await?;
-    db::audit::record(
-        &mut tx,
-        Some(user.id),
-        "repo.create",
-        &format!("repo:{}/{name}", namespace.name),
-        serde_json::json!({"visibility": visibility}),
-        request_id.as_deref(),
     )
     .await?;
     let repo = db::repos::find_by_id(&mut tx, repo_id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("created repo vanished")))?;
+    let details = serde_json::json!({"visibility": visibility});
+    domain::event::record(
+        &mut tx,
+        caller,
+        Event::new("repo.create", Target::Repo(&repo), details),
+    )
+    .await?;
     tx.commit().await?;
     Ok((repo, head))
 }
@@ -385,7 +383,6 @@ pub struct RepoSettings {
 pub async fn update_repo(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Json<RepoSettings>,
 ) -> ApiResult<HttpResponse> {
@@ -417,8 +414,7 @@ pub async fn update_repo(
         gated,
     )
     .await?;
-    db::audit::record(&mut tx, caller.id(), "repo.update", &format!("repo:{}", repo.full_name()),
-        serde_json::json!({"visibility": visibility, "gated": gated, "description_changed": body.description.is_some()}), auth::request_id(&req).as_deref()).await?;
+    domain::event::record(&mut tx, &caller, Event::new("repo.update", Target::Repo(&repo), serde_json::json!({"visibility": visibility, "gated": gated, "description_changed": body.description.is_some()}))).await?;
     let repo = db::repos::find_by_id(&mut tx, repo.id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("repo vanished")))?;
@@ -435,7 +431,6 @@ pub async fn update_repo(
 pub async fn delete_repo(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
@@ -443,16 +438,10 @@ pub async fn delete_repo(
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
     let actor = caller.require_writer()?.id;
     db::repos::soft_delete(&mut tx, repo.id, actor).await?;
-    crate::tlog::append_about(&mut tx, &repo, serde_json::json!({"kind": "repo-delete"})).await?;
-    db::audit::record(
-        &mut tx,
-        Some(actor),
-        "repo.delete",
-        &format!("repo:{}", repo.full_name()),
-        serde_json::json!({"grace_days": state.settings.gc.deleted_repo_grace_days}),
-        auth::request_id(&req).as_deref(),
-    )
-    .await?;
+    let details = serde_json::json!({"grace_days": state.settings.gc.deleted_repo_grace_days});
+    let change =
+        Event::new("repo.delete", Target::Repo(&repo), details).logged(LogEntry::RepoDelete);
+    domain::event::record(&mut tx, &caller, change).await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,6 +2,9 @@
 //! export. A report is visible only to its reporter, the repository's admins and reviewers;
 //! to anyone else it does not exist.
 
+use crate::domain::event::{Event, Target};
+use crate::domain::log_entry::LogEntry;
+use crate::domain::{self};
 use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -136,7 +139,6 @@ pub struct NewReport {
 pub async fn file_report(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Json<NewReport>,
 ) -> ApiResult<HttpResponse> {
@@ -202,23 +204,13 @@ pub async fn file_report(
         },
     )
     .await?;
-    db::audit::record(
-        &mut tx,
-        Some(user.id),
-        "report.file",
-        &format!("repo:{}", repo.full_name()),
-        json!({"report": id, "category": body.category}),
-        auth::request_id(&req).as_deref(),
-    )
-    .await?;
-    crate::notify::emit(
-        &mut tx,
-        &repo,
+    let details = json!({"report": id, "category": body.category});
+    let change = Event::new("report.file", Target::Repo(&repo), details.clone()).notifying(
         "report.filed",
-        json!({"report": id, "category": body.category}),
+        details,
         false,
-    )
-    .await?;
+    );
+    domain::event::record(&mut tx, &caller, change).await?;
     tx.commit().await?;
     let mut conn = state.db.acquire().await?;
     let report = reviews::get(&mut conn, id)
@@ -288,7 +280,6 @@ pub struct CommentBody {
 pub async fn comment(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<i64>,
     body: web::Json<CommentBody>,
 ) -> ApiResult<HttpResponse> {
@@ -304,13 +295,10 @@ pub async fn comment(
     let (_, repo, _) = visible(&mut tx, &caller, id).await?;
     let user = caller.require_user()?;
     reviews::add_comment(&mut tx, id, user.id, text).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "report.comment",
-        &format!("repo:{}", repo.full_name()),
-        json!({"report": id}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new("report.comment", Target::Repo(&repo), json!({"report": id})),
     )
     .await?;
     tx.commit().await?;
@@ -336,7 +324,6 @@ pub struct Triage {
 pub async fn triage(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<i64>,
     body: web::Json<Triage>,
 ) -> ApiResult<HttpResponse> {
@@ -381,23 +368,13 @@ pub async fn triage(
     if let Some(r) = reason {
         reviews::add_comment(&mut tx, id, user.id, &format!("[{status}] {r}")).await?;
     }
-    db::audit::record(
-        &mut tx,
-        Some(user.id),
-        "report.triage",
-        &format!("repo:{}", repo.full_name()),
-        json!({"report": id, "status": status, "reason": reason}),
-        auth::request_id(&req).as_deref(),
-    )
-    .await?;
-    crate::notify::emit(
-        &mut tx,
-        &repo,
+    let details = json!({"report": id, "status": status, "reason": reason});
+    let change = Event::new("report.triage", Target::Repo(&repo), details).notifying(
         "report.status",
         json!({"report": id, "status": status}),
         false,
-    )
-    .await?;
+    );
+    domain::event::record(&mut tx, &caller, change).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(json!({"report": id, "status": status})))
 }
@@ -434,7 +411,6 @@ pub struct NewAdvisory {
 pub async fn create_advisory(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<i64>,
     body: web::Json<NewAdvisory>,
 ) -> ApiResult<HttpResponse> {
@@ -508,13 +484,14 @@ pub async fn create_advisory(
             }
         }
     }
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "advisory.create",
-        &format!("repo:{}", repo.full_name()),
-        json!({"advisory": advisory, "report": id}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "advisory.create",
+            Target::Repo(&repo),
+            json!({"advisory": advisory, "report": id}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -531,7 +508,6 @@ pub async fn create_advisory(
 pub async fn publish_advisory(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = path.into_inner();
@@ -564,32 +540,23 @@ pub async fn publish_advisory(
         .iter()
         .map(|a| hex::encode(&a.sha256))
         .collect();
-    crate::tlog::append(
-        &mut tx,
-        json!({"kind": "advisory", "advisory": id, "severity": advisory.severity, "sha256": blobs}),
+    let entry = LogEntry::Advisory {
+        advisory: id.clone(),
+        severity: advisory.severity.clone(),
+        sha256: blobs,
+    };
+    let notice = json!({"advisory": id, "severity": advisory.severity});
+    let change = Event::new(
+        "advisory.publish",
+        Target::Repo(&repo),
+        json!({"advisory": id}),
     )
-    .await?;
-    crate::notify::emit(
-        &mut tx,
-        &repo,
-        "advisory.published",
-        json!({"advisory": id, "severity": advisory.severity}),
-        true,
-    )
-    .await?;
+    .logged(entry)
+    .notifying("advisory.published", notice, true);
+    domain::event::record(&mut tx, &caller, change).await?;
     for a in reviews::affected(&mut tx, &id).await? {
         crate::notify::emit_for_blob(&mut tx, &a.sha256, "advisory.published", json!({"advisory": id, "severity": advisory.severity, "sha256": hex::encode(&a.sha256)}), Some(repo.id)).await?;
     }
-    let user = caller.require_user()?;
-    db::audit::record(
-        &mut tx,
-        Some(user.id),
-        "advisory.publish",
-        &format!("repo:{}", repo.full_name()),
-        json!({"advisory": id}),
-        auth::request_id(&req).as_deref(),
-    )
-    .await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(json!({"id": id, "published": true})))
 }
@@ -781,24 +748,24 @@ pub struct ReviewerFlag {
 pub async fn set_hub_reviewer(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<ReviewerFlag>,
 ) -> ApiResult<HttpResponse> {
-    let admin = caller.require_admin()?.clone();
+    caller.require_admin()?;
     let name = path.into_inner();
     let mut tx = state.db.begin().await?;
     let user = db::accounts::find_user(&mut tx, &name)
         .await?
         .ok_or_else(|| ApiError::not_found("user-not-found", format!("no user `{name}`")))?;
     reviews::set_hub_reviewer(&mut tx, user.id, body.reviewer).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(admin.id),
-        "reviewer.hub",
-        &format!("user:{name}"),
-        json!({"reviewer": body.reviewer}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "reviewer.hub",
+            Target::User(&name),
+            json!({"reviewer": body.reviewer}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -816,11 +783,10 @@ pub async fn set_hub_reviewer(
 pub async fn set_org_reviewer(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Json<ReviewerFlag>,
 ) -> ApiResult<HttpResponse> {
-    let by = caller.require_writer()?.clone();
+    caller.require_writer()?;
     let (org, name) = path.into_inner();
     let mut tx = state.db.begin().await?;
     let ns = super::load_namespace(&mut tx, &caller, &org, Role::Admin).await?;
@@ -828,13 +794,14 @@ pub async fn set_org_reviewer(
         .await?
         .ok_or_else(|| ApiError::not_found("user-not-found", format!("no user `{name}`")))?;
     reviews::set_org_reviewer(&mut tx, ns.id, user.id, body.reviewer).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(by.id),
-        "reviewer.org",
-        &format!("org:{}", ns.name),
-        json!({"user": name, "reviewer": body.reviewer}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "reviewer.org",
+            Target::Org(&ns.name),
+            json!({"user": name, "reviewer": body.reviewer}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -859,7 +826,6 @@ pub struct Hold {
 pub async fn hold(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<i64>,
     body: web::Json<Hold>,
 ) -> ApiResult<HttpResponse> {
@@ -882,7 +848,28 @@ pub async fn hold(
         )
     });
     db::scans::set_hold(&mut tx, sha, reason.as_deref()).await?;
-    crate::tlog::append(&mut tx, json!({"kind": if body.hold { "quarantine" } else { "release" }, "sha256": hex::encode(sha), "reason": reason, "report": id})).await?;
+    let (sha256, report) = (hex::encode(sha), Some(id));
+    let (action, entry) = if body.hold {
+        let entry = LogEntry::Quarantine {
+            sha256,
+            verdict: None,
+            scanner_version: None,
+            report,
+            reason,
+        };
+        ("report.hold", entry)
+    } else {
+        (
+            "report.release",
+            LogEntry::Release {
+                sha256,
+                report,
+                reason,
+            },
+        )
+    };
+    let change = Event::new(action, Target::Repo(&repo), json!({"report": id})).logged(entry);
+    domain::event::record(&mut tx, &caller, change).await?;
     if body.hold {
         crate::notify::emit_for_blob(
             &mut tx,
@@ -893,20 +880,6 @@ pub async fn hold(
         )
         .await?;
     }
-    let user = caller.require_user()?;
-    db::audit::record(
-        &mut tx,
-        Some(user.id),
-        if body.hold {
-            "report.hold"
-        } else {
-            "report.release"
-        },
-        &format!("repo:{}", repo.full_name()),
-        json!({"report": id}),
-        auth::request_id(&req).as_deref(),
-    )
-    .await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(json!({"report": id, "held": body.hold})))
 }
@@ -935,7 +908,6 @@ pub const REVIEW_PREDICATE: &str = "https://kaiyuan.dev/review/v1";
 pub async fn attest(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
     body: web::Json<NewAttestation>,
 ) -> ApiResult<HttpResponse> {
@@ -1003,13 +975,14 @@ pub async fn attest(
         &bundle,
     )
     .await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "review.attest",
-        &format!("repo:{}", repo.full_name()),
-        json!({"attestation": id, "commit": commit}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "review.attest",
+            Target::Repo(&repo),
+            json!({"attestation": id, "commit": commit}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -1077,7 +1050,6 @@ pub async fn list_rules(state: web::Data<AppState>, caller: Caller) -> ApiResult
 pub async fn put_rules(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     body: web::Json<NewRuleSet>,
 ) -> ApiResult<HttpResponse> {
     let user = caller.require_writer()?.clone();
@@ -1128,13 +1100,14 @@ pub async fn put_rules(
     .await?;
     let scanner_version = db::rules::current_version(&mut tx).await?;
     let queued = db::scans::enqueue_rescans(&mut tx, &scanner_version, false).await?;
-    db::audit::record(
+    domain::event::record(
         &mut tx,
-        Some(user.id),
-        "rules.set",
-        "hub",
-        json!({"version": version, "entries": body.pickle_deny.len()}),
-        auth::request_id(&req).as_deref(),
+        &caller,
+        Event::new(
+            "rules.set",
+            Target::Hub,
+            json!({"version": version, "entries": body.pickle_deny.len()}),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -1153,7 +1126,6 @@ pub async fn put_rules(
 pub async fn disclose(
     state: web::Data<AppState>,
     caller: Caller,
-    req: HttpRequest,
     path: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
     let id = path.into_inner();
@@ -1190,24 +1162,19 @@ pub async fn disclose(
         }
     }
     reviews::set_status(&mut tx, id, "published", None).await?;
-    crate::tlog::append(&mut tx, json!({"kind": "report-disclosed", "report": id, "sha256": report.sha256.as_ref().map(hex::encode)})).await?;
-    crate::notify::emit(
-        &mut tx,
-        &repo,
-        "report.disclosed",
-        json!({"report": id, "category": report.category}),
-        true,
-    )
-    .await?;
-    db::audit::record(
-        &mut tx,
-        Some(user.id),
+    let entry = LogEntry::ReportDisclosed {
+        report: id,
+        sha256: report.sha256.as_ref().map(hex::encode),
+    };
+    let notice = json!({"report": id, "category": report.category});
+    let change = Event::new(
         "report.disclose",
-        &format!("repo:{}", repo.full_name()),
+        Target::Repo(&repo),
         json!({"report": id}),
-        auth::request_id(&req).as_deref(),
     )
-    .await?;
+    .logged(entry)
+    .notifying("report.disclosed", notice, true);
+    domain::event::record(&mut tx, &caller, change).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(json!({"report": id, "status": "published"})))
 }
@@ -1279,15 +1246,7 @@ pub async fn attach(
         path: name.to_string(),
     });
     db::jobs::enqueue(&mut tx, &scan, auth::request_id(&req).as_deref()).await?;
-    db::audit::record(
-        &mut tx,
-        Some(user.id),
-        "report.attach",
-        &format!("repo:{}", repo.full_name()),
-        json!({"report": report.id, "attachment": attachment, "sha256": stored.sha256.to_hex()}),
-        auth::request_id(&req).as_deref(),
-    )
-    .await?;
+    domain::event::record(&mut tx, &caller, Event::new("report.attach", Target::Repo(&repo), json!({"report": report.id, "attachment": attachment, "sha256": stored.sha256.to_hex()}))).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(json!({"id": attachment, "name": name, "sha256": stored.sha256.to_hex(), "size": stored.size})))
 }

@@ -308,7 +308,6 @@ pub struct NewRepoForm {
 
 pub async fn new_repo(
     state: web::Data<AppState>,
-    req: HttpRequest,
     caller: Caller,
     form: web::Form<NewRepoForm>,
 ) -> WebResult {
@@ -322,7 +321,6 @@ pub async fn new_repo(
         form.name.trim(),
         visibility,
         form.description.trim(),
-        auth::request_id(&req),
     )
     .await
     {
@@ -505,7 +503,6 @@ pub struct PolicyForm {
 
 pub async fn save_policy(
     state: web::Data<AppState>,
-    req: HttpRequest,
     caller: Caller,
     path: web::Path<String>,
     form: web::Form<PolicyForm>,
@@ -516,24 +513,18 @@ pub async fn save_policy(
         serde_json::from_str(&form.policy)
             .map_err(|e| format!("the policy is not valid JSON for a policy: {e}"));
     let outcome = match parsed {
-        Ok(policy) => crate::routes::licenses::set_policy(
-            &state,
-            &caller,
-            &name,
-            policy,
-            auth::request_id(&req),
-        )
-        .await
-        .map_err(|e| {
-            if e.status.is_client_error()
-                && e.status != actix_web::http::StatusCode::FORBIDDEN
-                && e.status != actix_web::http::StatusCode::NOT_FOUND
-            {
-                Ok(e.message)
-            } else {
-                Err(e)
-            }
-        }),
+        Ok(policy) => crate::routes::licenses::set_policy(&state, &caller, &name, policy)
+            .await
+            .map_err(|e| {
+                if e.status.is_client_error()
+                    && e.status != actix_web::http::StatusCode::FORBIDDEN
+                    && e.status != actix_web::http::StatusCode::NOT_FOUND
+                {
+                    Ok(e.message)
+                } else {
+                    Err(e)
+                }
+            }),
         Err(message) => Err(Ok(message)),
     };
     match outcome {
