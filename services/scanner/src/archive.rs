@@ -30,6 +30,7 @@ fn unsafe_path(name: &str) -> Option<&'static str> {
     None
 }
 
+#[derive(Clone)]
 struct ZipEntry {
     name: String,
     flags: u16,
@@ -208,12 +209,86 @@ pub(crate) fn scan_zip(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Resu
     }
     if kind == "pytorch-zip" {
         let refs = ctx.storage_refs.split_off(refs_before);
-        check_storages(ctx, &entries, &refs);
-    }
-    if kind == "torchscript" {
-        ctx.add("torchscript-code", Verdict::Suspicious, "", "a TorchScript archive: its code/ members are Python source that torch.jit.load compiles and runs", None);
+        // Bytes no tensor refers to are scanned by content, whatever their name.
+        // Raw tensor bytes that merely fail to parse are not findings; anything found is.
+        for entry in check_storages(ctx, &entries, &refs) {
+            let before = ctx.findings_len();
+            check_zip_entry(ctx, blob, len, &entry, "zip")?;
+            if matches!(ctx.worst_since(before), Verdict::Malformed | Verdict::Error) {
+                ctx.truncate_findings(before);
+            }
+        }
     }
     Ok(kind)
+}
+
+/// Operator namespaces that ship with PyTorch itself.
+const TORCH_OP_NAMESPACES: &[&str] = &[
+    "aten",
+    "prim",
+    "quantized",
+    "_quantized",
+    "prepacked",
+    "quantized_decomposed",
+    "_caffe2",
+    "profiler",
+    "cuda",
+    "mkldnn",
+    "mkldnn_prepacked",
+    "sparse",
+    "fbgemm",
+    "xnnpack",
+    "vulkan_prepack",
+    "torchvision",
+    "torchaudio",
+];
+
+/// TorchScript source (`code/*.py` of a TorchScript archive): `torch.jit.load` compiles it
+/// with the TorchScript compiler, which knows only tensor operators and builtins, no Python
+/// imports. What can reach outside the model is named: operators that read files, operators
+/// from namespaces PyTorch does not ship (they need a native library), and Python-only
+/// constructs the compiler would not accept (a file that is not what it claims).
+fn check_torchscript_code(ctx: &mut Ctx, name: &str, code: &str) {
+    for (n, line) in code.lines().enumerate().take(200_000) {
+        let at = || format!("{name} line {}", n + 1);
+        if ["from_file", "_load_for_mobile", "load_library", "_jit_pass"]
+            .iter()
+            .any(|f| line.contains(f))
+        {
+            ctx.add(
+                "torchscript-file-access",
+                Verdict::Malicious,
+                at(),
+                "TorchScript code calls an operator that reads files or loads native code",
+                Some(line.trim().chars().take(120).collect()),
+            );
+        }
+        if [
+            "__import__",
+            "exec(",
+            "eval(",
+            "compile(",
+            "__builtins__",
+            "__globals__",
+            "__subclasses__",
+        ]
+        .iter()
+        .any(|f| line.contains(f))
+        {
+            ctx.add("torchscript-python", Verdict::Suspicious, at(), "TorchScript code uses a Python-only construct that the TorchScript compiler rejects: the member is not what it claims", Some(line.trim().chars().take(120).collect()));
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find("ops.") {
+            rest = &rest[i + 4..];
+            let ns: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if rest[ns.len()..].starts_with('.') && !TORCH_OP_NAMESPACES.contains(&ns.as_str()) {
+                ctx.add("torchscript-custom-op", Verdict::Suspicious, at(), format!("TorchScript code calls operators of namespace `{ns}`, which PyTorch does not ship: they run native code from a library loaded separately"), Some(ns));
+            }
+        }
+    }
 }
 
 /// Bytes per element of PyTorch's typed storage classes.
@@ -232,9 +307,14 @@ fn storage_element_size(kind: &str) -> Option<u64> {
 /// Every persistent id of `data.pkl` must name an existing `data/<key>` member of the right
 /// size, and every storage member must be referenced: anything else is a parser disagreement
 /// or a place to hide bytes.
-fn check_storages(ctx: &mut Ctx, entries: &[ZipEntry], refs: &[(String, String, u64)]) {
+fn check_storages(
+    ctx: &mut Ctx,
+    entries: &[ZipEntry],
+    refs: &[(String, String, u64)],
+) -> Vec<ZipEntry> {
+    let mut unreferenced = Vec::new();
     let Some(prefix) = entries.iter().find_map(|e| e.name.strip_suffix("data.pkl")) else {
-        return;
+        return unreferenced;
     };
     let prefix = prefix.to_string();
     let mut referenced = HashSet::new();
@@ -277,11 +357,13 @@ fn check_storages(ctx: &mut Ctx, entries: &[ZipEntry], refs: &[(String, String, 
                 "pytorch-unreferenced-member",
                 Verdict::Suspicious,
                 &entry.name,
-                "a storage member that no tensor refers to: bytes hidden in a checkpoint",
+                "a storage member that no tensor refers to: bytes hidden in a checkpoint (scanned by content)",
                 Some(entry.name.clone()),
             );
+            unreferenced.push(entry.clone());
         }
     }
+    unreferenced
 }
 
 /// Local file headers that no central-directory entry accounts for: a member that some readers
@@ -393,6 +475,14 @@ fn check_zip_entry(
         return Ok(());
     }
     let name = entry.name.as_str();
+    if kind == "torchscript"
+        && name.contains("/code/")
+        && name.ends_with(".py")
+        && let Some(code) = member_bytes(ctx, blob, len, entry)?
+    {
+        check_torchscript_code(ctx, name, &String::from_utf8_lossy(&code));
+        return Ok(());
+    }
     let storage = kind != "zip" && is_storage_member(name);
     match entry.method {
         0 => scan_stored(ctx, blob, start, entry, storage)?,
@@ -449,14 +539,15 @@ fn check_entry_type(
         return Ok(false);
     }
     if entry.flags & 0x1 != 0 {
+        // PyTorch's reader (miniz) ignores the flag and reads stored data as it is: the
+        // content is scanned like any other member, so what the loader sees is seen here too.
         ctx.add(
             "zip-encrypted",
             Verdict::Suspicious,
             name,
-            "member is encrypted and cannot be inspected",
+            "member carries the encrypted flag: Python's zipfile asks for a password while PyTorch reads the bytes as they are (scanned as such)",
             None,
         );
-        return Ok(false);
     }
     if entry.flags & 0x60 != 0 {
         ctx.add("zip-flag-bits", Verdict::Suspicious, name, format!("unusual general-purpose flag bits 0x{:04x}: Python's zipfile refuses the member while PyTorch loads it (CVE-2025-1945 class)", entry.flags), Some(format!("0x{:04x}", entry.flags)));
@@ -896,6 +987,8 @@ pub(crate) enum Wrapper {
     Zlib,
     /// zstd frames (`.zst`, `.tar.zst`); the decoder caps its window at 100 MiB.
     Zstd,
+    /// LZ4 frames, as joblib writes with `compress="lz4"` (mtcnn's weights).
+    Lz4,
 }
 
 pub(crate) fn scan_compressed(
@@ -909,6 +1002,7 @@ pub(crate) fn scan_compressed(
         Wrapper::Gzip => "gzip",
         Wrapper::Zlib => "zlib",
         Wrapper::Zstd => "zstd",
+        Wrapper::Lz4 => "lz4",
     };
     blob.seek(SeekFrom::Start(0))?;
     let limit = ctx.limits.max_member_in_memory.min(
@@ -928,6 +1022,7 @@ pub(crate) fn scan_compressed(
             Ok(decoder) => decoder.take(limit + 1).read_to_end(&mut data),
             Err(e) => Err(io::Error::other(e.to_string())),
         },
+        Wrapper::Lz4 => read_lz4(section, len, limit, &mut data),
     };
     if read.is_err() {
         ctx.add(
@@ -967,6 +1062,7 @@ pub(crate) fn scan_compressed(
         .trim_end_matches(".gz")
         .trim_end_matches(".tgz")
         .trim_end_matches(".zst")
+        .trim_end_matches(".lz4")
         .trim_end_matches(".z");
     let inner = if inner.is_empty() { "content" } else { inner };
     ctx.scan_member(
@@ -975,4 +1071,15 @@ pub(crate) fn scan_compressed(
         &format!("{inner} (decompressed)"),
     );
     Ok(name)
+}
+
+/// Reads a whole LZ4 frame (bounded by the in-memory limit) and decodes it into `out`.
+fn read_lz4(mut section: Section, len: u64, limit: u64, out: &mut Vec<u8>) -> io::Result<usize> {
+    if len > limit {
+        return Err(io::Error::other("LZ4 input too large"));
+    }
+    let mut raw = Vec::with_capacity(len as usize);
+    section.read_to_end(&mut raw)?;
+    *out = crate::lz4::decode_frame(&raw, limit).map_err(io::Error::other)?;
+    Ok(out.len())
 }

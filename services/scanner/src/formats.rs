@@ -22,6 +22,9 @@ pub enum Format {
     Gguf,
     Hdf5,
     Onnx,
+    /// Apple CoreML (a protobuf too, told from ONNX by its fields).
+    CoreMl,
+    TfLite,
     TfSavedModel,
     Json,
     PythonSource,
@@ -45,6 +48,8 @@ impl Format {
             Format::Gguf => "gguf",
             Format::Hdf5 => "hdf5",
             Format::Onnx => "onnx",
+            Format::CoreMl => "coreml",
+            Format::TfLite => "tflite",
             Format::TfSavedModel => "tf-savedmodel",
             Format::Json => "json",
             Format::PythonSource => "python-source",
@@ -136,6 +141,9 @@ fn detect_binary_magic(head: &[u8]) -> Option<Format> {
     if head.starts_with(b"\x89HDF\r\n\x1a\n") {
         return Some(Format::Hdf5);
     }
+    if head.len() >= 8 && &head[4..8] == b"TFL3" {
+        return Some(Format::TfLite);
+    }
     if head.starts_with(b"\x7fELF")
         || head.starts_with(b"MZ")
         || head.starts_with(&[0xcf, 0xfa, 0xed, 0xfe])
@@ -164,6 +172,9 @@ fn detect_serialised_header(head: &[u8], len: u64, ext: &str) -> Option<Format> 
 /// Formats without a magic number, told apart by the file's name (or a protobuf's shape).
 fn detect_by_name(head: &[u8], path: &str, ext: &str) -> Option<Format> {
     let name = file_name(path);
+    if ext == "mlmodel" {
+        return Some(Format::CoreMl);
+    }
     if ext == "onnx" || (ext.is_empty() && protobuf::looks_like_onnx(head)) {
         return Some(Format::Onnx);
     }
@@ -220,6 +231,8 @@ pub fn check_extension(ctx: &mut Ctx, format: Format, path: &str) {
         "tar" => &[Format::Tar],
         "gz" | "tgz" => &[Format::Gzip],
         "onnx" => &[Format::Onnx],
+        "mlmodel" => &[Format::CoreMl],
+        "tflite" => &[Format::TfLite],
         "json" => &[Format::Json],
         _ => return,
     };
@@ -251,6 +264,9 @@ pub fn run(
         Format::Gzip => archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Gzip)?,
         Format::Zlib => archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Zlib)?,
         Format::Zstd => archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Zstd)?,
+        Format::OtherCompression("lz4") => {
+            archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Lz4)?
+        }
         Format::OtherCompression(name) => {
             ctx.add(
                 "unsupported-compression",
@@ -273,9 +289,20 @@ pub fn run(
             "gguf"
         }
         Format::Hdf5 => keras::scan_hdf5(ctx, blob, len)?,
+        Format::Onnx if extension(path) != "onnx" && protobuf::coreml_shape(blob, len)?.is_ok() => {
+            "coreml"
+        }
         Format::Onnx => {
             protobuf::scan_onnx(ctx, blob, len, path)?;
             "onnx"
+        }
+        Format::CoreMl => {
+            protobuf::scan_coreml(ctx, blob, len)?;
+            "coreml"
+        }
+        Format::TfLite => {
+            protobuf::scan_tflite(ctx, blob, len)?;
+            "tflite"
         }
         Format::TfSavedModel => {
             protobuf::scan_saved_model(ctx, blob, len)?;

@@ -12,10 +12,11 @@ mod formats;
 mod gguf;
 mod jinja;
 mod keras;
+mod lz4;
 mod numpy;
 mod pickle;
 mod policy;
-pub use policy::valid_deny_entry;
+pub use policy::{POLICY_VERSION, valid_deny_entry};
 mod protobuf;
 mod safetensors;
 mod text;
@@ -25,7 +26,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use serde::Serialize;
 
 /// Bumped whenever rules or parsers change, so the hub knows to rescan every blob.
-pub const SCANNER_VERSION: &str = "1";
+pub const SCANNER_VERSION: &str = "2";
 
 /// The outcome of a scan, ordered from harmless to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -228,6 +229,15 @@ impl<'a> Ctx<'a> {
     /// Forgets findings recorded after `len` (a speculative parse that turned out not to apply).
     pub fn truncate_findings(&mut self, len: usize) {
         self.findings.truncate(len);
+    }
+
+    /// The worst severity among findings recorded after `len`.
+    pub fn worst_since(&self, len: usize) -> Verdict {
+        self.findings[len.min(self.findings.len())..]
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Verdict::Clean)
     }
 
     pub fn worst(&self) -> Verdict {

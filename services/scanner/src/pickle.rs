@@ -6,7 +6,7 @@
 //! within a budget, and stack, memo and opcode counts are capped. Bytes that a loader never
 //! interprets (joblib's raw arrays, large BINBYTES) are skipped, not buffered.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read};
 use std::rc::Rc;
@@ -18,6 +18,12 @@ use crate::{Blob, Ctx, Section, Verdict};
 const CONTAINER_ITEMS: usize = 64;
 /// Strings up to this size are always kept (names, dtype codes).
 const SMALL_STRING: usize = 4096;
+/// Longest protocol-0 text line for names and numbers (CPython rejects longer ints anyway).
+const LINE_CAP: u64 = SMALL_STRING as u64 * 16;
+/// A loaded object this many times larger (in elements) than the pickle is an expansion attack.
+const EXPANSION_RATIO: u64 = 1000;
+/// ... once it also exceeds this many elements.
+const EXPANSION_MIN: u64 = 10_000_000;
 /// The legacy PyTorch format starts with a pickle of this number.
 const TORCH_LEGACY_MAGIC: i128 = 0x1950a86a20f9469cfc6c;
 
@@ -34,8 +40,12 @@ enum V {
     /// The result of calling `callable` with `args` (REDUCE, NEWOBJ, OBJ, INST).
     Call(Rc<(V, V)>),
     Tuple(Rc<Vec<V>>),
-    List(Rc<RefCell<Vec<V>>>),
-    Dict(Rc<RefCell<Vec<(V, V)>>>),
+    /// A list, with the number of elements it holds when fully expanded (shared references
+    /// counted each time), shared with the memo.
+    List(Rc<RefCell<Vec<V>>>, Rc<Cell<u64>>),
+    Dict(Rc<RefCell<Vec<(V, V)>>>, Rc<Cell<u64>>),
+    /// A memoized container read back by GET: its expanded size and whether it is hashable.
+    Shared(Rc<Cell<u64>>, bool),
     Set,
     PersistentId,
     /// A value we do not model further (a large string, a buffer).
@@ -54,8 +64,9 @@ impl V {
             V::Float => "float".into(),
             V::Bytes(_) => "bytes".into(),
             V::Tuple(_) => "tuple".into(),
-            V::List(_) => "list".into(),
-            V::Dict(_) => "dict".into(),
+            V::List(..) => "list".into(),
+            V::Dict(..) => "dict".into(),
+            V::Shared(..) => "memoized container".into(),
             V::Set => "set".into(),
             V::PersistentId => "persistent id".into(),
             V::Opaque => "value".into(),
@@ -75,6 +86,34 @@ impl V {
             _ => None,
         }
     }
+
+    /// Elements of this value when fully expanded (shared references counted each time).
+    fn weight(&self) -> u64 {
+        fn at(v: &V, depth: usize) -> u64 {
+            match v {
+                V::List(_, w) | V::Dict(_, w) | V::Shared(w, _) => w.get(),
+                V::Tuple(items) if depth < 3 => items
+                    .iter()
+                    .fold(1u64, |acc, i| acc.saturating_add(at(i, depth + 1))),
+                V::Call(call) if depth < 3 => 1u64.saturating_add(at(&call.1, depth + 1)),
+                _ => 1,
+            }
+        }
+        at(self, 0)
+    }
+
+    /// Whether CPython can use this value as a dict key or set item.
+    fn hashable(&self) -> bool {
+        !matches!(self, V::List(..) | V::Dict(..) | V::Shared(_, false))
+    }
+}
+
+fn new_list(items: Vec<V>) -> V {
+    V::List(Rc::new(RefCell::new(items)), Rc::new(Cell::new(1)))
+}
+
+fn new_dict(items: Vec<(V, V)>) -> V {
+    V::Dict(Rc::new(RefCell::new(items)), Rc::new(Cell::new(1)))
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -108,14 +147,80 @@ impl From<io::Error> for Stop {
 }
 
 /// Counting reader with the number of bytes left in the input.
+///
+/// It also follows CPython's C unpickler reading from a file without `peek` (or a frame larger
+/// than its prefetch): `FRAME` reads the frame into a buffer, and a read that runs past the end
+/// of that buffer discards what is left of it and continues from the file. `loads` (and a file
+/// with `peek`) reads the same bytes linearly. `discard` selects the file behaviour; `crossed`
+/// records where the two differ.
 struct Input<R> {
     inner: R,
     pos: u64,
     len: u64,
+    /// Bytes left in the current frame buffer (0: no frame).
+    frame_left: u64,
+    discard: bool,
+    crossed: Option<u64>,
 }
 
 impl<R: BufRead> Input<R> {
+    fn new(inner: R, len: u64, discard: bool) -> Self {
+        Self {
+            inner,
+            pos: 0,
+            len,
+            frame_left: 0,
+            discard,
+            crossed: None,
+        }
+    }
+
+    /// Accounts for a read of `n` bytes against the frame buffer.
+    fn enter(&mut self, n: u64) -> Result<(), Stop> {
+        if self.frame_left == 0 {
+            return Ok(());
+        }
+        if n <= self.frame_left {
+            self.frame_left -= n;
+            return Ok(());
+        }
+        self.cross()
+    }
+
+    /// A read runs past the frame buffer: the two loaders part here.
+    fn cross(&mut self) -> Result<(), Stop> {
+        self.crossed.get_or_insert(self.pos);
+        let rest = std::mem::take(&mut self.frame_left);
+        if self.discard {
+            let copied = io::copy(&mut (&mut self.inner).take(rest), &mut io::sink())?;
+            self.pos += copied;
+            if copied != rest {
+                return Err(Stop::Truncated);
+            }
+        }
+        Ok(())
+    }
+
+    /// FRAME: CPython reads the whole frame first, so a frame beyond the input is refused.
+    fn frame(&mut self, n: u64) -> Result<(), Stop> {
+        if n > self.remaining() {
+            return Err(Stop::Invalid(format!(
+                "FRAME declares {n} bytes but only {} remain (CPython refuses the pickle here)",
+                self.remaining()
+            )));
+        }
+        if self.frame_left >= n {
+            return Ok(());
+        }
+        if self.frame_left > 0 {
+            self.cross()?;
+        }
+        self.frame_left = n;
+        Ok(())
+    }
+
     fn byte(&mut self) -> Result<u8, Stop> {
+        self.enter(1)?;
         let mut b = [0u8; 1];
         self.inner.read_exact(&mut b)?;
         self.pos += 1;
@@ -123,6 +228,7 @@ impl<R: BufRead> Input<R> {
     }
 
     fn fixed<const N: usize>(&mut self) -> Result<[u8; N], Stop> {
+        self.enter(N as u64)?;
         let mut b = [0u8; N];
         self.inner.read_exact(&mut b)?;
         self.pos += N as u64;
@@ -148,6 +254,10 @@ impl<R: BufRead> Input<R> {
                 self.remaining()
             )));
         }
+        self.enter(n)?;
+        if n > self.remaining() {
+            return Err(Stop::Truncated);
+        }
         let mut buf = Vec::with_capacity(n as usize);
         (&mut self.inner).take(n).read_to_end(&mut buf)?;
         if buf.len() as u64 != n {
@@ -164,6 +274,7 @@ impl<R: BufRead> Input<R> {
                 self.remaining()
             )));
         }
+        self.enter(n)?;
         let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())?;
         if copied != n {
             return Err(Stop::Truncated);
@@ -172,15 +283,37 @@ impl<R: BufRead> Input<R> {
         Ok(())
     }
 
-    /// A `\n`-terminated line of protocol-0 text, capped.
+    /// A `\n`-terminated line of protocol-0 text (names, numbers), capped.
     fn line(&mut self) -> Result<Vec<u8>, Stop> {
+        self.line_within(LINE_CAP)
+    }
+
+    /// A `\n`-terminated line of at most `cap` bytes. A line that does not end inside the frame
+    /// buffer is where file and bytes loading part: the file loader reads it afresh.
+    fn line_within(&mut self, cap: u64) -> Result<Vec<u8>, Stop> {
         let mut line = Vec::new();
-        let n = (&mut self.inner)
-            .take(SMALL_STRING as u64 * 16)
-            .read_until(b'\n', &mut line)?;
-        self.pos += n as u64;
+        if self.frame_left > 0 {
+            let window = self.frame_left.min(cap);
+            let n = (&mut self.inner)
+                .take(window)
+                .read_until(b'\n', &mut line)? as u64;
+            self.pos += n;
+            self.frame_left -= n;
+            if line.last() != Some(&b'\n') && n == window && window < cap {
+                self.crossed.get_or_insert(self.pos - n);
+                self.frame_left = 0;
+                if self.discard {
+                    line.clear();
+                }
+            }
+        }
         if line.last() != Some(&b'\n') {
-            return Err(if n == 0 {
+            let room = cap.saturating_sub(line.len() as u64);
+            let n = (&mut self.inner).take(room).read_until(b'\n', &mut line)?;
+            self.pos += n as u64;
+        }
+        if line.last() != Some(&b'\n') {
+            return Err(if line.is_empty() {
                 Stop::Truncated
             } else {
                 Stop::Invalid("text line too long or unterminated".into())
@@ -219,6 +352,12 @@ struct Vm<'c, 'l> {
     globals_seen: usize,
     /// Nested payloads found in loader calls, scanned after the pickle.
     nested: Vec<(String, Rc<[u8]>)>,
+    /// Standard-library names imported but not (yet) called: (module, name, offset, opcode).
+    /// A bare import of a stdlib type runs nothing; a call of one is reported.
+    pending: Vec<(String, String, u64, &'static str)>,
+    /// Offset of the opcode being executed.
+    offset: u64,
+    expansion_reported: bool,
 }
 
 impl<'c, 'l> Vm<'c, 'l> {
@@ -234,7 +373,29 @@ impl<'c, 'l> Vm<'c, 'l> {
             saw_joblib: false,
             globals_seen: 0,
             nested: Vec::new(),
+            pending: Vec::new(),
+            offset: 0,
+            expansion_reported: false,
         }
+    }
+
+    /// Reports a container whose expanded size dwarfs the pickle (billion laughs through memo
+    /// and DUP references): loading is cheap, but anything that walks the object explodes.
+    fn check_expansion(&mut self, weight: u64) {
+        if self.expansion_reported
+            || weight < EXPANSION_MIN
+            || weight / EXPANSION_RATIO <= self.offset.max(1)
+        {
+            return;
+        }
+        self.expansion_reported = true;
+        self.ctx.add(
+            "pickle-expansion",
+            Verdict::Suspicious,
+            self.location(self.offset),
+            format!("shared references (memo GET, DUP) make a container of about {weight} elements out of {} bytes: walking, copying or saving the loaded object exhausts memory and time", self.offset),
+            Some(weight.to_string()),
+        );
     }
 
     fn push(&mut self, v: V) -> Result<(), Stop> {
@@ -285,19 +446,22 @@ impl<'c, 'l> Vm<'c, 'l> {
     /// to one function with one jump per opcode: this is the hot path of scanning large pickles.
     fn run(&mut self, input: &mut Input<impl BufRead>) -> Result<V, Stop> {
         let max_ops = self.ctx.limits.pickle_max_ops;
+        let text_cap = (self.ctx.limits.pickle_max_retained_bytes as u64).max(LINE_CAP);
         loop {
             self.ops += 1;
             if self.ops > max_ops {
                 return Err(Stop::Limit(format!("more than {max_ops} opcodes")));
             }
             let offset = input.pos;
+            self.offset = offset;
             let op = input.byte()?;
             match op {
                 // Framing.
                 b'.' => return self.pop(),
                 0x80 => protocol(input.byte()?)?,
                 0x95 => {
-                    input.fixed::<8>()?;
+                    let n = input.length::<8>()?;
+                    input.frame(n)?;
                 }
                 // Stack and memo.
                 b'(' => self.mark()?,
@@ -329,8 +493,8 @@ impl<'c, 'l> Vm<'c, 'l> {
                 0x89 => self.push(V::Bool(false))?,
                 b'G' => self.push(binfloat(input)?)?,
                 // Strings, bytes and buffers.
-                b'S' => self.string(&input.line()?)?,
-                b'V' => self.unicode(&input.line()?)?,
+                b'S' => self.string(&input.line_within(text_cap)?)?,
+                b'V' => self.unicode(&input.line_within(text_cap)?)?,
                 b'T' => self.binstring(input)?,
                 b'U' => self.short_binstring(input)?,
                 b'X' => self.binunicode::<4>(input)?,
@@ -345,9 +509,9 @@ impl<'c, 'l> Vm<'c, 'l> {
                 b')' => self.push(V::Tuple(Rc::new(Vec::new())))?,
                 b't' => self.tuple()?,
                 0x85..=0x87 => self.small_tuple((op - 0x84) as usize)?,
-                b']' => self.push(V::List(Rc::new(RefCell::new(Vec::new()))))?,
+                b']' => self.push(new_list(Vec::new()))?,
                 b'l' => self.list()?,
-                b'}' => self.push(V::Dict(Rc::new(RefCell::new(Vec::new()))))?,
+                b'}' => self.push(new_dict(Vec::new()))?,
                 b'd' => self.dict()?,
                 0x8f => self.push(V::Set)?,
                 0x91 => self.frozenset()?,
@@ -414,7 +578,13 @@ impl Vm<'_, '_> {
         if !self.memo.contains(key) {
             return Err(Stop::Invalid(format!("memo key {key} was never stored")));
         }
-        let v = self.memo.kept.get(&key).cloned().unwrap_or(V::Opaque);
+        let v = match self.memo.kept.get(&key) {
+            Some(v) => v.clone(),
+            None => match self.memo.shapes.get(&key) {
+                Some((weight, hashable)) => V::Shared(weight.clone(), *hashable),
+                None => V::Opaque,
+            },
+        };
         self.push(v)
     }
 
@@ -542,7 +712,18 @@ impl Vm<'_, '_> {
     #[inline(always)]
     fn tuple(&mut self) -> Result<(), Stop> {
         let items = self.pop_mark()?;
-        self.push(V::Tuple(Rc::new(cap(items))))
+        if items.len() > CONTAINER_ITEMS {
+            // Keep the expanded size of what is dropped in one stand-in item.
+            let dropped = items[CONTAINER_ITEMS - 1..]
+                .iter()
+                .fold(0u64, |acc, i| acc.saturating_add(i.weight()));
+            let mut kept = cap(items);
+            kept[CONTAINER_ITEMS - 1] = V::Shared(Rc::new(Cell::new(dropped)), true);
+            return self.push(V::Tuple(Rc::new(kept)));
+        }
+        let tuple = V::Tuple(Rc::new(items));
+        self.check_expansion(tuple.weight());
+        self.push(tuple)
     }
 
     /// TUPLE1, TUPLE2 and TUPLE3.
@@ -560,7 +741,9 @@ impl Vm<'_, '_> {
     #[inline(always)]
     fn list(&mut self) -> Result<(), Stop> {
         let items = self.pop_mark()?;
-        self.push(V::List(Rc::new(RefCell::new(cap(items)))))
+        let list = new_list(Vec::new());
+        self.push(list)?;
+        self.append(items)
     }
 
     /// DICT: the key-value pairs above the mark.
@@ -568,13 +751,15 @@ impl Vm<'_, '_> {
     fn dict(&mut self) -> Result<(), Stop> {
         let items = self.pop_mark()?;
         let pairs = pairs(items)?;
-        self.push(V::Dict(Rc::new(RefCell::new(pairs))))
+        self.push(new_dict(Vec::new()))?;
+        self.set_items(pairs)
     }
 
-    /// FROZENSET: the items above the mark (not modelled).
+    /// FROZENSET: the items above the mark (not modelled beyond hashability).
     #[inline(always)]
     fn frozenset(&mut self) -> Result<(), Stop> {
-        self.pop_mark()?;
+        let items = self.pop_mark()?;
+        require_hashable(&items, "FROZENSET")?;
         self.push(V::Set)
     }
 
@@ -595,7 +780,8 @@ impl Vm<'_, '_> {
     /// ADDITEMS: the items above the mark, into a set.
     #[inline(always)]
     fn additems(&mut self) -> Result<(), Stop> {
-        self.pop_mark()?;
+        let items = self.pop_mark()?;
+        require_hashable(&items, "ADDITEMS")?;
         match self.top()? {
             V::Set => Ok(()),
             other => Err(Stop::Invalid(format!("ADDITEMS on {}", other.describe()))),
@@ -619,36 +805,63 @@ impl Vm<'_, '_> {
     }
 
     fn append(&mut self, items: Vec<V>) -> Result<(), Stop> {
+        let added = items
+            .iter()
+            .fold(0u64, |acc, i| acc.saturating_add(i.weight()));
         let items: Vec<V> = items.into_iter().map(detach).collect();
-        match self.top()? {
-            V::List(list) => {
+        let weight = match self.top()? {
+            V::List(list, weight) => {
                 let mut list = list.borrow_mut();
                 let room = CONTAINER_ITEMS.saturating_sub(list.len());
                 list.extend(items.into_iter().take(room));
-                Ok(())
+                weight.set(weight.get().saturating_add(added));
+                weight.get()
+            }
+            V::Shared(weight, _) => {
+                weight.set(weight.get().saturating_add(added));
+                weight.get()
             }
             // APPEND on other objects calls their `append`/`extend` method.
-            V::Call(_) | V::Opaque => Ok(()),
-            other => Err(Stop::Invalid(format!("APPEND on {}", other.describe()))),
-        }
+            V::Call(_) | V::Opaque => return Ok(()),
+            other => return Err(Stop::Invalid(format!("APPEND on {}", other.describe()))),
+        };
+        self.check_expansion(weight);
+        Ok(())
     }
 
     fn set_items(&mut self, items: Vec<(V, V)>) -> Result<(), Stop> {
+        if let Some((key, _)) = items.iter().find(|(k, _)| !k.hashable()) {
+            // CPython raises TypeError here (e.g. a dict used as a key of itself).
+            return Err(Stop::Invalid(format!(
+                "unhashable dictionary key ({}): CPython refuses the pickle here",
+                key.describe()
+            )));
+        }
+        let added = items.iter().fold(0u64, |acc, (k, v)| {
+            acc.saturating_add(k.weight()).saturating_add(v.weight())
+        });
         let items: Vec<(V, V)> = items
             .into_iter()
             .map(|(k, v)| (detach(k), detach(v)))
             .collect();
-        match self.top()? {
-            V::Dict(dict) => {
+        let weight = match self.top()? {
+            V::Dict(dict, weight) => {
                 let mut dict = dict.borrow_mut();
                 let room = CONTAINER_ITEMS.saturating_sub(dict.len());
                 dict.extend(items.into_iter().take(room));
-                Ok(())
+                weight.set(weight.get().saturating_add(added));
+                weight.get()
+            }
+            V::Shared(weight, _) => {
+                weight.set(weight.get().saturating_add(added));
+                weight.get()
             }
             // SETITEM on other objects calls their `__setitem__`.
-            V::Call(_) | V::Opaque => Ok(()),
-            other => Err(Stop::Invalid(format!("SETITEM on {}", other.describe()))),
-        }
+            V::Call(_) | V::Opaque => return Ok(()),
+            other => return Err(Stop::Invalid(format!("SETITEM on {}", other.describe()))),
+        };
+        self.check_expansion(weight);
+        Ok(())
     }
 }
 
@@ -710,7 +923,7 @@ impl Vm<'_, '_> {
     }
 
     /// Checks an imported callable against the policy.
-    fn on_global(&mut self, module: &str, name: &str, offset: u64, via: &str) {
+    fn on_global(&mut self, module: &str, name: &str, offset: u64, via: &'static str) {
         self.globals_seen += 1;
         if module == "joblib.numpy_pickle" {
             self.saw_joblib = true;
@@ -735,13 +948,36 @@ impl Vm<'_, '_> {
                 format!("imports {module}.{name} ({via}): {why}; loading this file runs it"),
                 evidence,
             ),
-            Class::Unknown => self.ctx.add(
-                "pickle-unknown-global",
-                Verdict::Suspicious,
-                self.location(offset),
-                format!("imports {module}.{name} ({via}), which is not on the allow list of tensor and container rebuild functions; it cannot be vetted statically"),
-                evidence,
-            ),
+            Class::Unknown if policy::is_stdlib(module) && self.pending.len() < 256 => {
+                self.pending
+                    .push((module.to_string(), name.to_string(), offset, via));
+            }
+            Class::Unknown => self.unknown_global(module, name, offset, via, "imports"),
+        }
+    }
+
+    fn unknown_global(&mut self, module: &str, name: &str, offset: u64, via: &str, what: &str) {
+        self.ctx.add(
+            "pickle-unknown-global",
+            Verdict::Suspicious,
+            self.location(offset),
+            format!("{what} {module}.{name} ({via}), which is not on the allow list of tensor and container rebuild functions; it cannot be vetted statically"),
+            Some(format!("{module}.{name}")),
+        );
+    }
+
+    /// A standard-library name imported earlier is called (or handed to a call): report it.
+    fn used(&mut self, value: &V) {
+        let Some((module, name)) = value.global() else {
+            return;
+        };
+        if let Some(at) = self
+            .pending
+            .iter()
+            .position(|(m, n, _, _)| m == module && n == name)
+        {
+            let (module, name, offset, via) = self.pending.swap_remove(at);
+            self.unknown_global(&module, &name, offset, via, "calls");
         }
     }
 }
@@ -865,7 +1101,9 @@ impl Vm<'_, '_> {
         state: &V,
         input: &mut Input<impl BufRead>,
     ) -> Result<(), Stop> {
-        let V::Dict(dict) = state else { return Ok(()) };
+        let V::Dict(dict, _) = state else {
+            return Ok(());
+        };
         let dict = dict.borrow();
         let field = |name: &str| {
             dict.iter()
@@ -931,6 +1169,12 @@ impl Vm<'_, '_> {
     /// Checks a call: only imported callables may be called, and loader calls get their byte
     /// arguments scanned as files.
     fn on_call(&mut self, callable: &V, args: &V, offset: u64, opcode: &str) {
+        if !self.pending.is_empty() {
+            self.used(callable);
+            if let V::Tuple(items) = args {
+                items.iter().for_each(|i| self.used(i));
+            }
+        }
         match callable {
             V::Global(g) => {
                 if policy::is_loader(&g.0, &g.1) {
@@ -965,6 +1209,8 @@ const KEPT_VALUES: usize = 100_000;
 #[derive(Default)]
 struct Memo {
     kept: HashMap<u32, V>,
+    /// Expanded size and hashability of memoized containers (capped like `kept`).
+    shapes: HashMap<u32, (Rc<Cell<u64>>, bool)>,
     dense: Vec<u64>,
     sparse: std::collections::HashSet<u32>,
     len: u64,
@@ -999,6 +1245,22 @@ impl Memo {
         }
         if fresh {
             self.len += 1;
+        }
+        let shape = match &value {
+            V::List(_, w) | V::Dict(_, w) => Some((w.clone(), false)),
+            V::Shared(w, hashable) => Some((w.clone(), *hashable)),
+            V::Tuple(_) | V::Call(_) if value.weight() > 1 => {
+                Some((Rc::new(Cell::new(value.weight())), true))
+            }
+            _ => None,
+        };
+        match shape {
+            Some(shape) if self.shapes.len() < KEPT_VALUES || self.shapes.contains_key(&key) => {
+                self.shapes.insert(key, shape);
+            }
+            _ => {
+                self.shapes.remove(&key);
+            }
         }
         match keepable(value) {
             Some(v) if self.kept.len() < KEPT_VALUES || self.kept.contains_key(&key) => {
@@ -1042,7 +1304,7 @@ fn keepable(value: V) -> Option<V> {
 fn detach(v: V) -> V {
     fn holds_mutable(v: &V, depth: usize) -> bool {
         match v {
-            V::List(_) | V::Dict(_) => true,
+            V::List(..) | V::Dict(..) => true,
             _ if depth > 16 => true,
             V::Tuple(items) => items.iter().any(|i| holds_mutable(i, depth + 1)),
             V::Call(call) => holds_mutable(&call.0, depth + 1) || holds_mutable(&call.1, depth + 1),
@@ -1051,7 +1313,7 @@ fn detach(v: V) -> V {
     }
     fn rebuild(v: V, depth: usize) -> V {
         match v {
-            V::List(_) | V::Dict(_) => V::Opaque,
+            V::List(_, w) | V::Dict(_, w) => V::Shared(w, false),
             _ if depth > 16 => V::Opaque,
             V::Tuple(items) => V::Tuple(Rc::new(
                 items
@@ -1071,6 +1333,16 @@ fn detach(v: V) -> V {
         rebuild(v, 0)
     } else {
         v
+    }
+}
+
+fn require_hashable(items: &[V], opcode: &str) -> Result<(), Stop> {
+    match items.iter().find(|i| !i.hashable()) {
+        Some(item) => Err(Stop::Invalid(format!(
+            "{opcode} with an unhashable item ({}): CPython refuses the pickle here",
+            item.describe()
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -1290,7 +1562,7 @@ fn collect_bytes(v: &V, out: &mut Vec<Rc<[u8]>>, depth: usize) {
         V::Bytes(Some(b)) => out.push(b.clone()),
         V::Str(s) if s.len() > 2 => out.push(Rc::from(s.as_bytes())),
         V::Tuple(items) => items.iter().for_each(|i| collect_bytes(i, out, depth + 1)),
-        V::List(items) => items
+        V::List(items, _) => items
             .borrow()
             .iter()
             .for_each(|i| collect_bytes(i, out, depth + 1)),
@@ -1400,11 +1672,19 @@ pub(crate) fn scan_stream(
     len: u64,
     first_must_parse: bool,
 ) -> io::Result<Option<&'static str>> {
-    let mut input = Input {
-        inner: BufReader::with_capacity(64 * 1024, reader),
-        pos: 0,
-        len,
-    };
+    Ok(scan_pass(ctx, reader, len, first_must_parse, false)?.0)
+}
+
+/// One reading of the stream: as `pickle.loads` reads it, or (`discard`) as `pickle.load` from
+/// a file reads it. Returns the format and where the two readings part, if they do.
+fn scan_pass(
+    ctx: &mut Ctx,
+    reader: impl Read,
+    len: u64,
+    first_must_parse: bool,
+    discard: bool,
+) -> io::Result<(Option<&'static str>, Option<u64>)> {
+    let mut input = Input::new(BufReader::with_capacity(64 * 1024, reader), len, discard);
     let mut format = "pickle";
     let mut index = 0usize;
     let mut legacy = false;
@@ -1416,7 +1696,7 @@ pub(crate) fn scan_stream(
             if index == 0 && !first_must_parse && outcome.globals_seen == 0 {
                 // Not a pickle after all: forget what the attempt said.
                 ctx.truncate_findings(before);
-                return Ok(None);
+                return Ok((None, None));
             }
             if legacy && index >= 5 {
                 break; // raw storages follow the five pickles
@@ -1448,19 +1728,50 @@ pub(crate) fn scan_stream(
         if legacy && index == 5 {
             break;
         }
+        // A frame that outlasts its pickle: the next `load` from a file starts after it.
+        if input.frame_left > 0 && input.cross().is_err() {
+            break;
+        }
         if input.at_eof()? {
             break;
         }
     }
-    Ok(Some(format))
+    if let (Some(at), false) = (input.crossed, discard) {
+        ctx.add(
+            "pickle-frame-divergence",
+            Verdict::Malformed,
+            format!("offset {at}"),
+            "a read runs past the end of its FRAME: pickle.loads reads on, pickle.load from a file drops the rest of the frame and reads other opcodes, and Python's own unpickler refuses the file; both readings are scanned",
+            None,
+        );
+    }
+    Ok((Some(format), input.crossed))
+}
+
+/// Scans a seekable pickle both ways CPython may read it when its frames are inconsistent.
+fn scan_seekable(
+    ctx: &mut Ctx,
+    blob: &mut dyn Blob,
+    len: u64,
+    first_must_parse: bool,
+) -> io::Result<Option<&'static str>> {
+    let (format, crossed) = scan_pass(
+        ctx,
+        Section::new(blob, 0, len),
+        len,
+        first_must_parse,
+        false,
+    )?;
+    if format.is_some() && crossed.is_some() {
+        scan_pass(ctx, Section::new(blob, 0, len), len, true, true)?;
+    }
+    Ok(format)
 }
 
 pub(crate) fn scan_file(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Result<&'static str> {
-    let section = Section::new(blob, 0, len);
-    Ok(scan_stream(ctx, section, len, true)?.unwrap_or("pickle"))
+    Ok(scan_seekable(ctx, blob, len, true)?.unwrap_or("pickle"))
 }
 
 pub(crate) fn scan_maybe(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Result<&'static str> {
-    let section = Section::new(blob, 0, len);
-    Ok(scan_stream(ctx, section, len, false)?.unwrap_or("unknown"))
+    Ok(scan_seekable(ctx, blob, len, false)?.unwrap_or("unknown"))
 }

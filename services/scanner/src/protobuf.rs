@@ -568,3 +568,62 @@ fn collect_ops(r: &mut Reader, end: u64, level: u8, ops: &mut Vec<String>) -> Re
     }
     Ok(())
 }
+
+/// The top-level shape of a CoreML `Model` message: `specificationVersion` (1), `description`
+/// (2) and one model-type field (numbers 200 and up: neuralNetwork, mlProgram, pipeline, …).
+/// ONNX has no field above 20 at the top level, so this tells the two protobufs apart.
+pub(crate) fn coreml_shape(blob: &mut dyn Blob, len: u64) -> io::Result<Result<(), Bad>> {
+    let mut r = reader(blob, len)?;
+    let (mut version, mut model_type) = (false, false);
+    loop {
+        match r.field(len) {
+            Ok(None) => break,
+            Ok(Some((1, Wire::Varint(_)))) => version = true,
+            Ok(Some((n, Wire::Len(l)))) => {
+                model_type |= n >= 200;
+                if let Err(why) = r.skip(l, len) {
+                    return Ok(Err(why));
+                }
+            }
+            Ok(Some(_)) => {}
+            Err(why) => return Ok(Err(why)),
+        }
+    }
+    Ok(match (version, model_type) {
+        (true, true) => Ok(()),
+        _ => Err("no specificationVersion and model type".into()),
+    })
+}
+
+/// CoreML (`.mlmodel`, the `model.mlmodel` of an `.mlpackage`): Core ML compiles it into
+/// its own runtime format; it names no files and runs no code beyond its layers.
+pub(crate) fn scan_coreml(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Result<()> {
+    if let Err(why) = coreml_shape(blob, len)? {
+        ctx.add(
+            "coreml-malformed",
+            Verdict::Malformed,
+            "",
+            format!("invalid CoreML protobuf: {why}"),
+            None,
+        );
+    }
+    Ok(())
+}
+
+/// TensorFlow Lite flatbuffers: `TFL3` at offset 4 and a root table inside the file.
+pub(crate) fn scan_tflite(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Result<()> {
+    let head = crate::read_at(blob, 0, 8.min(len), len, 8)?;
+    let root = head
+        .get(..4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64);
+    if root.is_none_or(|root| root < 8 || root.saturating_add(4) > len) {
+        ctx.add(
+            "tflite-malformed",
+            Verdict::Malformed,
+            "",
+            "the flatbuffer's root table lies outside the file",
+            None,
+        );
+    }
+    Ok(())
+}
