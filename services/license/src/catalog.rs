@@ -16,6 +16,14 @@ const TEXTS: &[(&str, &str)] = &[
         include_str!("../catalog/texts/llama-2-license-2023.txt"),
     ),
     (
+        "llama-3-license-2024.txt",
+        include_str!("../catalog/texts/llama-3-license-2024.txt"),
+    ),
+    (
+        "llama-3-use-policy-2024.txt",
+        include_str!("../catalog/texts/llama-3-use-policy-2024.txt"),
+    ),
+    (
         "llama-3.1-license-2024.txt",
         include_str!("../catalog/texts/llama-3.1-license-2024.txt"),
     ),
@@ -70,6 +78,22 @@ const TEXTS: &[(&str, &str)] = &[
     (
         "tongyi-qianwen-2023.txt",
         include_str!("../catalog/texts/tongyi-qianwen-2023.txt"),
+    ),
+    (
+        "tongyi-qianwen-research-2023.txt",
+        include_str!("../catalog/texts/tongyi-qianwen-research-2023.txt"),
+    ),
+    (
+        "stability-ai-nc-research-community-2023.txt",
+        include_str!("../catalog/texts/stability-ai-nc-research-community-2023.txt"),
+    ),
+    (
+        "deepfloyd-if-2023.txt",
+        include_str!("../catalog/texts/deepfloyd-if-2023.txt"),
+    ),
+    (
+        "minimax-model-2025.txt",
+        include_str!("../catalog/texts/minimax-model-2025.txt"),
     ),
     (
         "falcon-2-11b-1.0.txt",
@@ -234,6 +258,10 @@ pub struct Terms {
     pub termination: Vec<String>,
     #[serde(default)]
     pub needs_text: bool,
+    /// For a tag that names a family (`gpl`, `bsd`, `openrail`): id prefixes of the licences
+    /// it covers, so that a shipped text of one of them says which variant applies.
+    #[serde(default, skip_serializing)]
+    pub variants: Vec<String>,
     #[serde(default)]
     pub requires_acceptance: bool,
     /// Substrings of URLs that point at this licence (a card's `license_link`).
@@ -267,6 +295,15 @@ impl Terms {
                 "use-restricted" => !self.prohibited_uses.is_empty() || self.use_policy.is_some(),
                 _ => false,
             }
+    }
+
+    /// Whether the licence makes its use restrictions bind every later user: the RAIL
+    /// family's paragraph 5, Gemma's and DeepSeek's flow-down, the acceptable-use policies that
+    /// Llama and others incorporate.
+    pub fn passes_down_restrictions(&self) -> bool {
+        self.derivatives == Derivatives::RestrictionsFlowDown
+            || self.use_policy.is_some()
+            || !self.prohibited_uses.is_empty()
     }
 
     pub fn is_unknown(&self) -> bool {
@@ -402,6 +439,9 @@ impl Catalog {
         if let Some(&i) = self.by_key.get(&lower) {
             return Some(self.licenses[i].id.clone());
         }
+        if let Some((_, id)) = HF_SPDX_TAGS.iter().find(|(tag, _)| *tag == lower) {
+            return Some(id.to_string());
+        }
         spdx::identifiers::LICENSES
             .iter()
             .find(|l| l.name.eq_ignore_ascii_case(&lower) && !l.flags_deprecated())
@@ -459,6 +499,9 @@ impl Catalog {
     }
 }
 
+/// Hugging Face licence tags whose spelling is neither an SPDX id nor a catalog key.
+const HF_SPDX_TAGS: &[(&str, &str)] = &[("odbl", "ODbL-1.0"), ("pddl", "PDDL-1.0")];
+
 trait DeprecatedFlag {
     fn flags_deprecated(&self) -> bool;
 }
@@ -515,8 +558,85 @@ const WEAK_COPYLEFT: &[&str] = &[
     "OSL",
     "EUPL",
     "CDLA-SHARING",
+    "CPL-",
+    "IPL-",
+    "APSL-",
+    "SPL-",
+    "NPL-",
+    "RPSL-",
+    "ERLPL-",
+    "NOKIA",
+    "MOTOSOTO",
+    "CPAL-",
 ];
-const STRONG_COPYLEFT: &[&str] = &["GPL", "AGPL", "CC-BY-SA", "CECILL-2", "ODBL"];
+const STRONG_COPYLEFT: &[&str] = &[
+    "GPL",
+    "AGPL",
+    "CC-BY-SA",
+    "CC-SA-",
+    "CECILL-2",
+    "ODBL",
+    "SLEEPYCAT",
+    "SMAIL-GPL",
+    "RPL-",
+    "SIMPL-",
+    "QPL-",
+    "GFDL",
+];
+/// Families of permissive licences that are neither OSI-approved nor FSF-libre on the SPDX
+/// list (variants of BSD, MIT, HPND and the like): notice-keeping, no field-of-use limits.
+const PERMISSIVE_FAMILIES: &[&str] = &[
+    "BSD-",
+    "MIT",
+    "X11",
+    "HPND",
+    "APACHE-",
+    "CURL",
+    "LIBPNG",
+    "ZLIB",
+    "ISC",
+    "PSF-",
+    "PYTHON-",
+    "CNRI-",
+    "AFL-",
+    "ECL-",
+    "BEERWARE",
+    "NTP",
+    "TCL",
+    "BLESSING",
+    "BOEHM-GC",
+    "ICU",
+    "UNICODE-",
+    "W3C",
+    "MIROS",
+    "LIBTIFF",
+    "SPENCER-",
+    "OLDAP-",
+    "INFO-ZIP",
+    "XNET",
+    "FSFAP",
+    "FSFUL",
+    "SGI-B-2.0",
+    "IMAGEMAGICK",
+    "OPENSSL",
+    "SSLEAY",
+    "CDLA-PERMISSIVE",
+    "ODC-BY",
+    "POSTGRESQL",
+    "UPL-",
+    "NCSA",
+    "BSL-1.0",
+    "ARTISTIC-2.0",
+    "MS-PL",
+    "ETALAB-",
+    "OGL-UK-",
+    "OGL-CANADA-",
+    "DL-DE-",
+    "NLOD-",
+    "O-UDA-",
+    "C-UDA-",
+    "OPUBL-",
+];
 
 /// Category defaults for an SPDX id the catalog does not curate, from the SPDX list's flags
 /// and the naming conventions of licence families.
@@ -557,6 +677,7 @@ fn spdx_defaults(id: &str) -> Terms {
         patent_grant: false,
         termination: vec![],
         needs_text: false,
+        variants: vec![],
         requires_acceptance: false,
         urls: vec![],
         text: vec![],
@@ -572,11 +693,18 @@ fn spdx_defaults(id: &str) -> Terms {
     t.name = l.full_name.to_string();
     t.osi_approved = l.is_osi_approved();
     let upper = id.to_uppercase();
-    let category = if upper.contains("-NC") {
+    let category = if upper.contains("-NC") || upper.contains("NONCOMMERCIAL") {
         t.commercial = Commercial::No;
         t.derivatives = Derivatives::NoncommercialOnly;
         "noncommercial"
+    } else if upper.starts_with("SSPL") {
+        t.commercial = Commercial::Yes;
+        t.derivatives = Derivatives::SameLicense;
+        t.share_alike = true;
+        t.network_source_offer = true;
+        "network-copyleft"
     } else if l.is_copyleft()
+        || upper.starts_with("COPYLEFT-NEXT")
         || WEAK_COPYLEFT
             .iter()
             .chain(STRONG_COPYLEFT)
@@ -594,9 +722,18 @@ fn spdx_defaults(id: &str) -> Terms {
         } else {
             "copyleft"
         }
-    } else if ["CC0", "UNLICENSE", "PDDL", "0BSD", "CC-PDDC", "WTFPL"]
-        .iter()
-        .any(|p| upper.starts_with(p))
+    } else if [
+        "CC0",
+        "UNLICENSE",
+        "PDDL",
+        "0BSD",
+        "CC-PDDC",
+        "CC-PDM",
+        "WTFPL",
+    ]
+    .iter()
+    .any(|p| upper.starts_with(p))
+        || l.full_name.to_lowercase().contains("public domain")
     {
         t.commercial = Commercial::Yes;
         t.derivatives = Derivatives::Any;
@@ -610,6 +747,21 @@ fn spdx_defaults(id: &str) -> Terms {
         t.commercial = Commercial::Yes;
         t.derivatives = Derivatives::Any;
         "permissive"
+    } else if upper.starts_with("CC-BY-") {
+        // CC BY 1.0-4.0 and their ports (CC-BY-3.0-US ...): credit and a licence link.
+        t.commercial = Commercial::Yes;
+        t.derivatives = Derivatives::Any;
+        t.attribution = true;
+        "permissive"
+    } else if PERMISSIVE_FAMILIES.iter().any(|p| upper.starts_with(p)) || permissive_text(l.text())
+    {
+        t.commercial = Commercial::Yes;
+        t.derivatives = Derivatives::Any;
+        t.notes = Some(
+            "category from the licence family (not OSI-approved or FSF-libre on the SPDX list)"
+                .into(),
+        );
+        "permissive"
     } else {
         t.notes = Some(
             "on the SPDX list but neither OSI-approved nor FSF-libre: review the terms".into(),
@@ -619,6 +771,40 @@ fn spdx_defaults(id: &str) -> Terms {
     t.categories = vec![category.to_string()];
     t.openness = openness(&t);
     t
+}
+
+/// A short notice-style grant ("Permission is hereby granted ... to use, copy, modify") with
+/// no word on commercial use, field of use or conduct: the many one-off permissive licences
+/// on the SPDX list that are neither OSI-approved nor FSF-libre.
+fn permissive_text(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    let grants = [
+        "permission is hereby granted",
+        "permission to use, copy, modify",
+        "redistribution and use in source and binary forms",
+        "may be freely",
+        "you may copy",
+        "free to use, copy, modify",
+    ]
+    .iter()
+    .any(|g| lower.contains(g));
+    let limits = [
+        "commercial",
+        "not evil",
+        "military",
+        "must not be sold",
+        "may not be sold",
+        "shall not be sold",
+        "for personal use",
+        "fee",
+        "human rights",
+        "source code of",
+        "same license",
+        "same terms",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
+    grants && !limits && text.len() < 12_000
 }
 
 fn openness(t: &Terms) -> String {

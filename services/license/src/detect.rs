@@ -28,6 +28,11 @@ pub struct Detection {
     pub added_text: Vec<String>,
     /// True when the text differs materially from the canonical one.
     pub modified: bool,
+    /// What the file covers when its name or folder says so: `model` (LICENSE-MODEL),
+    /// `code` (LICENSE-CODE), `policy` (USE_POLICY.md), `component` (a licence file in a
+    /// subfolder) or `copy` (LICENSE-APACHE beside the model's own licence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 fn store() -> &'static Store {
@@ -51,8 +56,67 @@ fn store() -> &'static Store {
     })
 }
 
+/// The catalog or SPDX id of a store entry; the store also holds deprecated SPDX names
+/// (`GPL-2.0+`), which are reported under their current ids.
 fn store_name_to_id(name: &str) -> String {
-    name.split('#').next().unwrap_or(name).to_string()
+    let name = name.split('#').next().unwrap_or(name);
+    match spdx::license_id(name) {
+        Some(l) if l.is_deprecated() => {
+            crate::expr::replace_deprecated(name, false).unwrap_or_else(|| name.to_string())
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// Suffixes of SPDX variants whose text is the base licence's text: the text cannot say which
+/// of them applies.
+const SHARED_TEXT_SUFFIXES: &[&str] = &[
+    "-only",
+    "-or-later",
+    "+",
+    "-no-invariants",
+    "-invariants",
+    "-no-RFN",
+    "-RFN",
+    "-no-copyleft-exception",
+    "-Combined-Work-Exception",
+];
+
+/// An id without the variant suffixes its text does not show, and without `WITH` exceptions.
+fn text_base(id: &str) -> &str {
+    let mut base = id.split(" WITH ").next().unwrap_or(id).trim();
+    loop {
+        let before = base;
+        for suffix in SHARED_TEXT_SUFFIXES {
+            base = base.strip_suffix(suffix).unwrap_or(base);
+        }
+        if base == before {
+            return base;
+        }
+    }
+}
+
+/// Whether two licences share one text, so that a shipped text of one of them is no evidence
+/// against the other (GPL-3.0-only and GPL-3.0-or-later, MPL-2.0 and its no-copyleft-exception
+/// variant, the GFDL invariants variants, OFL-1.1-RFN and OFL-1.1).
+pub fn same_text(a: &str, b: &str) -> bool {
+    if a == b || text_base(a) == text_base(b) {
+        return true;
+    }
+    // Two names of one catalog licence (C-UDA-1.0 and LicenseRef-C-UDA-1.0).
+    let cat = catalog();
+    if let (Some(x), Some(y)) = (cat.resolve_key(text_base(a)), cat.resolve_key(text_base(b)))
+        && x == y
+    {
+        return true;
+    }
+    let (Some(la), Some(lb)) = (
+        spdx::license_id(text_base(a)),
+        spdx::license_id(text_base(b)),
+    ) else {
+        return false;
+    };
+    la.text() == lb.text()
 }
 
 /// Detects the licences in one file's text.
@@ -82,10 +146,36 @@ pub fn detect_text(file: &str, text: &str) -> Vec<Detection> {
             found.push((store_name_to_id(best.name), best.score));
         }
     }
+    // Near-identical agreements (Llama 3 / 3.1 / 4, Qwen and its research licence) differ in
+    // their titles and a few clauses: the title the file carries decides between siblings.
+    let head = head_words(text);
+    for (id, score) in &mut found {
+        if let Some(sibling) = titled_sibling(id, &head) {
+            let data = TextData::new(text);
+            if let Some(s) = catalog()
+                .texts(&sibling)
+                .iter()
+                .map(|c| data.match_score(&TextData::new(c)))
+                .reduce(f32::max)
+            {
+                *score = s.max(*score);
+            }
+            *id = sibling;
+        }
+    }
     // Sentences that none of the identified licences contain were added by someone.
+    // Variants that share a text (LGPL-3.0-only and -or-later) are one canonical text; the
+    // SPDX list's copies of them differ in the appendices they carry.
     let canonical: String = found
         .iter()
-        .flat_map(|(id, _)| catalog().texts(id))
+        .flat_map(|(id, _)| {
+            [
+                id.clone(),
+                id.replace("-or-later", "-only"),
+                id.replace("-only", "-or-later"),
+            ]
+        })
+        .flat_map(|id| catalog().texts(&id))
         .collect::<Vec<_>>()
         .join("\n\n");
     let added = if found.is_empty() {
@@ -102,6 +192,7 @@ pub fn detect_text(file: &str, text: &str) -> Vec<Detection> {
             method: "text".into(),
             modified: !added.is_empty(),
             added_text: added.clone(),
+            scope: None,
         })
         .collect();
     if out.is_empty()
@@ -123,22 +214,56 @@ fn truncate(text: &str) -> &str {
     &text[..end]
 }
 
-/// A file whose first lines claim a catalog licence by title, compared with the canonical
-/// text when the catalog has one (third parties ship invented texts under real titles).
-fn title_claim(file: &str, text: &str) -> Option<Detection> {
+/// The first non-empty lines of a text, normalised, where licences state their title.
+fn head_words(text: &str) -> String {
     let head: String = text
         .lines()
         .filter(|l| !l.trim().is_empty())
         .take(6)
         .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase();
-    let head = normalize_words(&head);
-    let t = catalog().licenses().iter().find(|t| {
-        t.titles
-            .iter()
-            .any(|title| head.contains(&normalize_words(title)))
-    })?;
+        .join(" ");
+    normalize_words(&head)
+}
+
+/// The catalog licence whose title the head carries (the longest title wins).
+fn titled(head: &str) -> Option<&'static crate::catalog::Terms> {
+    catalog()
+        .licenses()
+        .iter()
+        .filter_map(|t| {
+            t.titles
+                .iter()
+                .map(|title| normalize_words(title))
+                .filter(|title| contains_words(head, title))
+                .map(|title| title.len())
+                .max()
+                .map(|len| (len, t))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, t)| t)
+}
+
+/// Whether `phrase` occurs in `haystack` on word boundaries.
+fn contains_words(haystack: &str, phrase: &str) -> bool {
+    format!(" {haystack} ").contains(&format!(" {phrase} "))
+}
+
+/// Another licence of the same family that the file's title names, when the text matched
+/// `id`: the title tells near-identical versions apart.
+fn titled_sibling(id: &str, head: &str) -> Option<String> {
+    let t = titled(head)?;
+    if t.id == id {
+        return None;
+    }
+    let matched = catalog().get(id)?;
+    let same_family = matched.family.is_some() && matched.family == t.family;
+    same_family.then(|| t.id.clone())
+}
+
+/// A file whose first lines claim a catalog licence by title, compared with the canonical
+/// text when the catalog has one (third parties ship invented texts under real titles).
+fn title_claim(file: &str, text: &str) -> Option<Detection> {
+    let t = titled(&head_words(text))?;
     let canonical = catalog().texts(&t.id);
     if canonical.is_empty() {
         return Some(Detection {
@@ -148,6 +273,7 @@ fn title_claim(file: &str, text: &str) -> Option<Detection> {
             method: "title".into(),
             added_text: vec![],
             modified: false,
+            scope: None,
         });
     }
     let data = TextData::new(text);
@@ -162,6 +288,7 @@ fn title_claim(file: &str, text: &str) -> Option<Detection> {
         method: "title".into(),
         added_text: vec![],
         modified: true,
+        scope: None,
     })
 }
 
@@ -184,10 +311,7 @@ fn normalize_words(s: &str) -> String {
 /// Sentences of `text` (eight words or more) whose word 4-grams mostly do not occur in
 /// `canonical`: clauses someone added to a known licence. Copyright lines are ignored.
 pub fn added_sentences(text: &str, canonical: &str) -> Vec<String> {
-    let canon_words: Vec<String> = normalize_words(canonical)
-        .split(' ')
-        .map(String::from)
-        .collect();
+    let canon_words = content_words(canonical);
     let grams: HashSet<String> = canon_words.windows(4).map(|w| w.join(" ")).collect();
     let mut added = Vec::new();
     for sentence in sentences(text) {
@@ -195,10 +319,7 @@ pub fn added_sentences(text: &str, canonical: &str) -> Vec<String> {
         if lower.starts_with("copyright") || lower.contains("all rights reserved") {
             continue;
         }
-        let words: Vec<String> = normalize_words(&sentence)
-            .split(' ')
-            .map(String::from)
-            .collect();
+        let words = content_words(&sentence);
         if words.len() < 8 {
             continue;
         }
@@ -209,6 +330,22 @@ pub fn added_sentences(text: &str, canonical: &str) -> Vec<String> {
         }
     }
     added
+}
+
+/// Normalised words without enumerators (`7`, `a`, `iv`, `1.b.i`): versions of one licence
+/// number their clauses differently.
+fn content_words(text: &str) -> Vec<String> {
+    const ROMAN: &[&str] = &["i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"];
+    normalize_words(text)
+        .split(' ')
+        .filter(|w| {
+            !(w.is_empty()
+                || w.chars().all(|c| c.is_ascii_digit())
+                || w.len() == 1
+                || ROMAN.contains(w))
+        })
+        .map(String::from)
+        .collect()
 }
 
 fn sentences(text: &str) -> Vec<String> {

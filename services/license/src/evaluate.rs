@@ -4,7 +4,7 @@
 
 use crate::card::CardMeta;
 use crate::catalog::{Commercial, Derivatives, LicenseCopy, Outputs, Terms, catalog};
-use crate::detect::{Detection, carries_restrictions, detect_text};
+use crate::detect::{Detection, carries_restrictions, detect_text, same_text};
 use crate::expr::{Declared, Expr, interpret};
 use crate::lineage::{Resolver, effective_of, license_expr};
 use crate::policy::{DataRule, Policy, UseContext, entry_matches};
@@ -37,19 +37,82 @@ fn contains_weights(relation: &str) -> bool {
     matches!(relation, "finetune" | "adapter" | "merge" | "quantized")
 }
 
-/// Whether a licence file is a retained copy of a named licence (LICENSE-APACHE,
-/// LICENSE.OpenMDW-1.0) rather than the repository's own licence.
-fn named_copy(path: &str) -> Option<String> {
-    let file = path.rsplit('/').next().unwrap_or(path);
+/// What a licence file covers, by its name and folder.
+#[derive(Debug, Clone, PartialEq)]
+enum Scope {
+    /// LICENSE, LICENSE.md: the repository's licence.
+    Main,
+    /// LICENSE-MODEL, LICENSE-WEIGHTS: the model's licence.
+    Model,
+    /// LICENSE-CODE: the code's licence, not the weights'.
+    Code,
+    /// USE_POLICY.md: a use policy that a licence incorporates.
+    Policy,
+    /// A licence file in a subfolder: a component's licence (a text encoder, a tokenizer).
+    Component,
+    /// LICENSE-APACHE beside the model's own licence: a retained copy.
+    Copy,
+}
+
+impl Scope {
+    fn of(path: &str) -> Scope {
+        let file = path.rsplit('/').next().unwrap_or(path);
+        let upper = file.to_uppercase();
+        if [
+            "USE_POLICY",
+            "USE-POLICY",
+            "ACCEPTABLE_USE",
+            "ACCEPTABLE-USE",
+        ]
+        .iter()
+        .any(|p| upper.starts_with(p))
+        {
+            return Scope::Policy;
+        }
+        if path.contains('/') {
+            return Scope::Component;
+        }
+        match licence_suffix(file).map(|s| s.to_uppercase()).as_deref() {
+            None | Some("") => Scope::Main,
+            Some("MODEL" | "WEIGHTS" | "MODEL_LICENSE" | "MODEL-LICENSE") => Scope::Model,
+            Some("CODE" | "SOFTWARE" | "SOURCE") => Scope::Code,
+            Some(_) if named_copy(path).is_some() => Scope::Copy,
+            Some(_) => Scope::Main,
+        }
+    }
+
+    fn name(&self) -> Option<&'static str> {
+        match self {
+            Scope::Main => None,
+            Scope::Model => Some("model"),
+            Scope::Code => Some("code"),
+            Scope::Policy => Some("policy"),
+            Scope::Component => Some("component"),
+            Scope::Copy => Some("copy"),
+        }
+    }
+}
+
+/// `LICENSE-APACHE.txt` -> `APACHE`; `LICENSE` -> ``.
+fn licence_suffix(file: &str) -> Option<&str> {
     let upper = file.to_uppercase();
     let stem = ["LICENSE", "LICENCE", "COPYING"]
         .iter()
         .find_map(|p| upper.strip_prefix(p).map(|_| &file[p.len()..]))?;
     let suffix = stem.trim_start_matches(['-', '.', '_']);
-    let suffix = suffix
-        .strip_suffix(".txt")
-        .or_else(|| suffix.strip_suffix(".md"))
-        .unwrap_or(suffix);
+    Some(
+        suffix
+            .strip_suffix(".txt")
+            .or_else(|| suffix.strip_suffix(".md"))
+            .unwrap_or(suffix),
+    )
+}
+
+/// Whether a licence file is a retained copy of a named licence (LICENSE-APACHE,
+/// LICENSE.OpenMDW-1.0) rather than the repository's own licence.
+fn named_copy(path: &str) -> Option<String> {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let suffix = licence_suffix(file)?;
     if suffix.is_empty() || ["MODEL", "WEIGHTS", "CODE"].contains(&suffix.to_uppercase().as_str()) {
         return None;
     }
@@ -286,8 +349,14 @@ impl Evidence {
             primary: vec![],
             texts_present: vec![],
         };
+        // Where a model licence file is shipped (LICENSE-MODEL), it alone states the model's
+        // licence; a plain LICENSE beside it usually covers the code.
+        let model_file = facts
+            .license_files
+            .iter()
+            .any(|f| Scope::of(&f.path) == Scope::Model);
         for f in &facts.license_files {
-            ev.license_file(cx, &facts.card, f);
+            ev.license_file(cx, &facts.card, f, model_file);
         }
         // The gated prompt often holds the licence text; a `license_link` URL names a licence.
         ev.gated_prompt(&facts.card);
@@ -304,28 +373,52 @@ impl Evidence {
         }
     }
 
-    fn license_file(&mut self, cx: &mut Ctx, card: &CardMeta, f: &TextFile) {
-        let found = detect_text(&f.path, &f.text);
-        if found.is_empty() {
+    fn license_file(&mut self, cx: &mut Ctx, card: &CardMeta, f: &TextFile, model_file: bool) {
+        let mut found = detect_text(&f.path, &f.text);
+        let linked = card
+            .license_link
+            .as_deref()
+            .is_some_and(|l| l.trim_start_matches("./") == f.path);
+        let scope = if linked {
+            Scope::Main
+        } else {
+            Scope::of(&f.path)
+        };
+        if found.is_empty() && scope != Scope::Policy {
             cx.find(
                 "unknown-license",
                 Severity::Review,
                 format!("{}: the text matches no known licence", f.path),
             );
         }
-        let linked = card
-            .license_link
-            .as_deref()
-            .is_some_and(|l| l.trim_start_matches("./") == f.path);
-        let copy_of = if linked { None } else { named_copy(&f.path) };
-        for d in &found {
-            if d.method == "text" || d.confidence >= 0.5 {
+        let primary = match scope {
+            Scope::Model => true,
+            Scope::Main => !model_file || linked,
+            _ => false,
+        };
+        if scope == Scope::Code && !found.is_empty() {
+            let ids: Vec<&str> = found.iter().map(|d| d.id.as_str()).collect();
+            cx.find(
+                "code-license",
+                Severity::Info,
+                format!(
+                    "{} licenses the code ({}), not the model weights",
+                    f.path,
+                    ids.join(" AND ")
+                ),
+            );
+        }
+        for d in &mut found {
+            d.scope = scope.name().map(String::from);
+            if scope != Scope::Policy && (d.method == "text" || d.confidence >= 0.5) {
                 self.texts_present.push(d.id.clone());
             }
-            if copy_of.is_none() {
+            if primary {
                 self.add_primary(&d.id);
             }
-            modified_text(cx, d);
+            if matches!(scope, Scope::Main | Scope::Model | Scope::Copy) {
+                modified_text(cx, d);
+            }
         }
         self.detected.extend(found);
     }
@@ -361,6 +454,7 @@ impl Evidence {
                 method: "link".into(),
                 added_text: vec![],
                 modified: false,
+                scope: None,
             });
             self.add_primary(&t.id);
         }
@@ -377,6 +471,7 @@ impl Evidence {
                         method: "metadata".into(),
                         added_text: vec![],
                         modified: false,
+                        scope: None,
                     });
                     self.add_primary(&id);
                 }
@@ -438,16 +533,88 @@ fn own_licence(cx: &mut Ctx, decl: &Declaration, ev: &Evidence) -> Option<Expr> 
     }
 }
 
+/// The declared leaf a detected licence stands for: the same licence, a variant that shares
+/// its text (GPL-3.0-only for a GPL text), or a family tag the text resolves (`gpl`, `bsd`,
+/// `openrail`). Returns the leaf and whether the detection resolved a family tag.
+fn declared_form<'d>(detected: &str, declared: &'d [String]) -> Option<(&'d String, bool)> {
+    if let Some(d) = declared.iter().find(|d| same_text(d, detected)) {
+        return Some((d, false));
+    }
+    let cat = catalog();
+    declared
+        .iter()
+        .find(|d| {
+            let t = cat.terms(d);
+            t.needs_text && t.variants.iter().any(|v| detected.starts_with(v.as_str()))
+        })
+        .map(|d| (d, true))
+}
+
+/// An expression with one leaf replaced.
+fn substitute(e: &Expr, from: &str, to: &str) -> Expr {
+    match e {
+        Expr::Leaf(l) if l == from => Expr::Leaf(to.to_string()),
+        Expr::Leaf(l) => Expr::Leaf(l.clone()),
+        Expr::And(p) => Expr::And(p.iter().map(|x| substitute(x, from, to)).collect()),
+        Expr::Or(p) => Expr::Or(p.iter().map(|x| substitute(x, from, to)).collect()),
+    }
+}
+
 /// A valid declaration checked against the licence files that the evidence found.
 fn reconcile(cx: &mut Ctx, declared: &Expr, ev: &Evidence) -> Expr {
-    let primary = &ev.primary;
+    let dl = declared.leaves();
+    // Detected licences in the declaration's own terms; family tags the texts resolve.
+    let mut resolved: Vec<(String, String)> = vec![];
+    let mut primary: Vec<String> = vec![];
+    for p in &ev.primary {
+        let named = match declared_form(p, &dl) {
+            Some((d, true)) => {
+                // The text cannot say "or later"; like the `gpl-3.0` tag, read it as `-only`.
+                let only = p.replace("-or-later", "-only");
+                let variant = if spdx::license_id(&only).is_some() {
+                    only
+                } else {
+                    p.clone()
+                };
+                if !resolved.iter().any(|(from, _)| from == d) {
+                    resolved.push((d.clone(), variant));
+                }
+                d.clone()
+            }
+            Some((d, false)) => d.clone(),
+            None => p.clone(),
+        };
+        if !primary.contains(&named) {
+            primary.push(named);
+        }
+    }
+    let declared = &resolved
+        .iter()
+        .fold(declared.clone(), |e, (from, to)| substitute(&e, from, to));
+    for (from, to) in &resolved {
+        cx.find(
+            "variant-resolved",
+            Severity::Info,
+            format!("{from} names a licence family; the shipped text says which: {to}"),
+        );
+    }
+    let primary: Vec<String> = primary
+        .into_iter()
+        .map(|p| {
+            resolved
+                .iter()
+                .find(|(from, _)| *from == p)
+                .map_or(p, |(_, to)| to.clone())
+        })
+        .collect();
+    let primary = &primary;
+    let dl = declared.leaves();
     let modified_ids: Vec<String> = ev
         .detected
         .iter()
         .filter(|d| d.modified)
-        .map(|d| d.id.clone())
+        .map(|d| declared_form(&d.id, &dl).map_or_else(|| d.id.clone(), |(l, _)| l.clone()))
         .collect();
-    let dl = declared.leaves();
     let agree = if declared.is_disjunction() {
         primary.iter().all(|p| dl.contains(p))
     } else {
@@ -1314,6 +1481,12 @@ fn use_rules(cx: &mut Ctx, leaf: &str, multimodal: bool, derivative: bool) {
         && !end_user
     {
         cx.oblige(format!("follow the {aup}"));
+    }
+    if t.passes_down_restrictions() && !end_user {
+        cx.oblige(format!(
+            "pass the use restrictions of the {} on to everyone you give the model or a derivative to, as enforceable terms, and tell them the restrictions apply",
+            t.name
+        ));
     }
     if t.network_source_offer {
         cx.oblige(format!("if you modify the model and let users interact with it over a network, offer them its corresponding source under the {}", t.name));

@@ -192,8 +192,26 @@ pub fn interpret(license: &str, license_name: Option<&str>) -> Declared {
     if ["noassertion", "none", "unknown"].contains(&lower.as_str()) {
         return Declared::NoAssertion(format!("`{input}` states no licence"));
     }
+    if NO_LICENCE_WORDS.contains(&lower.as_str()) {
+        return Declared::NoAssertion(format!(
+            "`{input}` means that no licence is granted (all rights reserved)"
+        ));
+    }
     normalize(input)
 }
+
+/// Declared values that mean "no licence" (npm's `UNLICENSED`, "proprietary"): never read as a
+/// licence, and never answered with a suggestion such as `Unlicense`, which grants everything.
+const NO_LICENCE_WORDS: &[&str] = &[
+    "unlicensed",
+    "proprietary",
+    "all rights reserved",
+    "all-rights-reserved",
+    "closed",
+    "closed-source",
+    "private",
+    "restricted",
+];
 
 /// Parses an SPDX expression, normalising near misses and reporting each change.
 pub fn normalize(input: &str) -> Declared {
@@ -210,6 +228,13 @@ pub fn normalize(input: &str) -> Declared {
         return Declared::Valid {
             expr: Expr::Leaf(id),
             changes,
+        };
+    }
+    // A licence written by name (`MIT License`, `Apache License, Version 2.0`, `gnu gpl v2`).
+    if let Some((id, how)) = licence_by_name(input) {
+        return Declared::Valid {
+            changes: vec![format!("`{input}` read as {id} ({how})")],
+            expr: Expr::Leaf(id),
         };
     }
     if let Ok(expr) = Expression::parse_mode(input, ParseMode::STRICT) {
@@ -266,6 +291,150 @@ pub fn normalize(input: &str) -> Declared {
     }
 }
 
+/// Lower-case words of a licence name; "version" and punctuation dropped.
+fn name_words(s: &str) -> String {
+    s.to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '+' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .filter(|w| !["version", "the"].contains(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Full names of SPDX licences and catalog entries, by their words; names shared by two
+/// licences are left out, so that a name never picks one of several.
+fn names() -> &'static std::collections::HashMap<String, String> {
+    static NAMES: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+        std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut seen: std::collections::HashMap<String, Option<String>> = Default::default();
+        let mut add = |name: &str, id: &str| {
+            let key = name_words(name);
+            if key.is_empty() {
+                return;
+            }
+            let entry = seen.entry(key).or_insert_with(|| Some(id.to_string()));
+            if entry.as_deref() != Some(id) {
+                *entry = None;
+            }
+        };
+        for l in spdx::identifiers::LICENSES {
+            if l.flags & spdx::flags::IS_DEPRECATED == 0 {
+                add(l.full_name, l.name);
+            }
+        }
+        for t in catalog().licenses() {
+            add(&t.name, &t.id);
+        }
+        seen.into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect()
+    })
+}
+
+/// A whole input that names one licence: its full name, or a GNU licence in free text.
+fn licence_by_name(input: &str) -> Option<(String, &'static str)> {
+    if let Some(id) = names().get(&name_words(input)) {
+        return Some((id.clone(), "licence name"));
+    }
+    gnu_name(input).map(|id| {
+        (
+            id,
+            "GNU licence name; `-only` unless \"or later\" is stated",
+        )
+    })
+}
+
+/// "gnu gpl v2", "GNU Lesser General Public License 2.1 or later", "AGPLv3+" -> SPDX id.
+fn gnu_name(input: &str) -> Option<String> {
+    const WORDS: &[&str] = &[
+        "gnu",
+        "gpl",
+        "lgpl",
+        "agpl",
+        "fdl",
+        "gfdl",
+        "general",
+        "public",
+        "license",
+        "licence",
+        "lesser",
+        "library",
+        "affero",
+        "free",
+        "documentation",
+        "or",
+        "later",
+        "only",
+        "any",
+        "v",
+        "+",
+    ];
+    let lower = input.to_lowercase().replace('+', " + ");
+    let mut words: Vec<String> = lower
+        .split(|c: char| !(c.is_alphanumeric() || c == '.' || c == '+'))
+        .filter(|w| !w.is_empty())
+        .map(|w| w.trim_matches('.').to_string())
+        .collect();
+    // "gplv2", "agplv3" -> "gpl", "2".
+    let mut split = vec![];
+    for w in words.drain(..) {
+        match w
+            .find('v')
+            .filter(|&i| i > 0 && w[i + 1..].starts_with(|c: char| c.is_ascii_digit()))
+        {
+            Some(i) => {
+                split.push(w[..i].to_string());
+                split.push(w[i + 1..].to_string());
+            }
+            None => split.push(w),
+        }
+    }
+    let is_version = |w: &str| {
+        let w = w.strip_prefix('v').unwrap_or(w);
+        !w.is_empty() && w.chars().all(|c| c.is_ascii_digit() || c == '.')
+    };
+    if split
+        .iter()
+        .any(|w| !WORDS.contains(&w.as_str()) && !is_version(w))
+    {
+        return None;
+    }
+    let has = |w: &str| split.iter().any(|x| x == w);
+    let kind = if has("agpl") || has("affero") {
+        "AGPL"
+    } else if has("lgpl") || has("lesser") || has("library") {
+        "LGPL"
+    } else if has("fdl") || has("gfdl") || has("documentation") {
+        "GFDL"
+    } else if has("gpl") || (has("general") && has("public")) {
+        "GPL"
+    } else {
+        return None;
+    };
+    let version = split.iter().find(|w| is_version(w))?;
+    let version = version.strip_prefix('v').unwrap_or(version);
+    let version = if version.contains('.') {
+        version.to_string()
+    } else {
+        format!("{version}.0")
+    };
+    let later = has("later") || has("+") || has("any");
+    let id = format!(
+        "{kind}-{version}-{}",
+        if later { "or-later" } else { "only" }
+    );
+    spdx::license_id(&id).map(|_| id)
+}
+
 fn is_operator(tok: &str) -> bool {
     ["and", "or", "with"].contains(&tok.to_lowercase().as_str())
 }
@@ -291,6 +460,12 @@ fn repair_tokens(input: &str, cat: &Catalog, changes: &mut Vec<String>) -> Strin
             || token.starts_with("DocumentRef-")
         {
             out.push_str(token);
+        } else if let Some(e) = spdx::identifiers::EXCEPTIONS
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case(token))
+        {
+            changes.push(format!("exception `{token}` written as {}", e.name));
+            out.push_str(e.name);
         } else if let Some(id) = cat.resolve_key(token) {
             changes.push(format!(
                 "`{token}` mapped to {id} (Hugging Face tag or alias)"
@@ -477,7 +652,7 @@ fn canonical_requirement(
 }
 
 /// Deprecated SPDX ids and their current replacements.
-fn replace_deprecated(name: &str, or_later: bool) -> Option<String> {
+pub(crate) fn replace_deprecated(name: &str, or_later: bool) -> Option<String> {
     let suffix = if or_later || name.ends_with('+') {
         "-or-later"
     } else {
@@ -520,6 +695,9 @@ fn suggest_all(input: &str) -> Vec<String> {
 /// The closest SPDX ids, catalog ids and HF tags to an unknown token.
 pub fn suggest(token: &str) -> Vec<String> {
     let lower = token.to_lowercase();
+    if NO_LICENCE_WORDS.contains(&lower.as_str()) {
+        return vec![];
+    }
     let cat = catalog();
     let mut scored: Vec<(f64, String)> = Vec::new();
     let mut consider = |candidate: &str, canonical: &str| {
@@ -597,14 +775,24 @@ mod tests {
 
     #[test]
     fn wrong_guesses_and_garbage_are_refused() {
-        // The crate's lax table maps this to GPL-3.0-only.
-        assert!(matches!(normalize("gnu gpl v2"), Declared::Invalid { .. }));
         match normalize("Apache-2.0 WITH MIT") {
-            Declared::Invalid { message, .. } => {
-                assert!(message.contains("addition"), "{message}")
+            Declared::Invalid {
+                message,
+                suggestions,
+            } => {
+                assert_eq!(
+                    message,
+                    "Apache-2.0 WITH MIT\n                ^^^ expected a `<addition>` here"
+                );
+                assert!(suggestions.is_empty(), "{suggestions:?}");
             }
             other => panic!("{other:?}"),
         }
+        // A licence name with a version the list lacks is not guessed.
+        assert!(matches!(
+            normalize("GNU General Public License v4"),
+            Declared::Invalid { .. }
+        ));
         match normalize("Apache-2.1") {
             Declared::Invalid { suggestions, .. } => assert!(
                 suggestions.contains(&"Apache-2.0".to_string()),
@@ -617,6 +805,59 @@ mod tests {
             normalize("CC-BY-4.0 OR"),
             Declared::Invalid { .. }
         ));
+    }
+
+    #[test]
+    fn licence_names_and_gnu_free_text_are_read_with_the_change_reported() {
+        // The crate's lax table maps "gnu gpl v2" to GPL-3.0-only; the version written wins.
+        for (input, want) in [
+            ("gnu gpl v2", "GPL-2.0-only"),
+            ("GNU GPL v3 or later", "GPL-3.0-or-later"),
+            ("GPLv3+", "GPL-3.0-or-later"),
+            ("LGPL v2.1", "LGPL-2.1-only"),
+            ("GNU Affero General Public License v3", "AGPL-3.0-only"),
+            ("MIT License", "MIT"),
+            ("Apache License 2.0", "Apache-2.0"),
+            ("Apache License, Version 2.0", "Apache-2.0"),
+            ("BSD 3-Clause License", "BSD-3-Clause"),
+            ("Gemma Terms of Use", "LicenseRef-Gemma-ToU"),
+        ] {
+            let (e, changes) = valid(input);
+            assert_eq!(e, want, "{input}");
+            assert_eq!(changes.len(), 1, "{input}: {changes:?}");
+            assert!(changes[0].contains(input), "{changes:?}");
+        }
+    }
+
+    #[test]
+    fn lowercase_exception_ids_are_normalised() {
+        let (e, changes) = valid("gpl-2.0 with autoconf-exception-2.0");
+        assert_eq!(e, "GPL-2.0-only WITH Autoconf-exception-2.0");
+        assert!(
+            changes.iter().any(|c| c.contains("Autoconf-exception-2.0")),
+            "{changes:?}"
+        );
+        assert_eq!(
+            valid("Apache-2.0 WITH llvm-exception").0,
+            "Apache-2.0 WITH LLVM-exception"
+        );
+    }
+
+    #[test]
+    fn no_licence_words_are_never_turned_into_a_licence() {
+        for input in ["UNLICENSED", "proprietary", "All Rights Reserved"] {
+            assert!(
+                matches!(interpret(input, None), Declared::NoAssertion(_)),
+                "{input}"
+            );
+        }
+        // Not even as a suggestion: `Unlicense` grants everything, `UNLICENSED` nothing.
+        assert!(suggest("UNLICENSED").is_empty());
+        match normalize("UNLICENSED") {
+            Declared::Invalid { suggestions, .. } => assert!(suggestions.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        assert!(suggest("Unlicence").contains(&"Unlicense".to_string()));
     }
 
     #[test]

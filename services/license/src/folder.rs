@@ -9,12 +9,28 @@ use crate::detect::MAX_TEXT;
 use crate::evaluate::{ModelFacts, TextFile};
 use crate::gguf;
 
-/// Whether a file name is a licence text (LICENSE*, LICENCE*, COPYING*).
+/// Whether a file name is a licence text (LICENSE*, LICENCE*, COPYING*) or a use policy that
+/// a licence incorporates (USE_POLICY.md).
 pub fn is_license_file(name: &str) -> bool {
     let upper = name.to_uppercase();
-    ["LICENSE", "LICENCE", "COPYING"]
+    ["LICENSE", "LICENCE", "COPYING", "USE_POLICY", "USE-POLICY"]
         .iter()
         .any(|p| upper.starts_with(p))
+}
+
+/// Whether a path (`text_encoder/LICENSE`, `LICENSES/Apache-2.0.txt`) holds a licence text:
+/// a licence file at the top or one folder down, or any text in a `LICENSES` folder.
+pub fn is_license_path(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        [file] => is_license_file(file),
+        [dir, file] => {
+            is_license_file(file)
+                || (["LICENSES", "LICENCES"].contains(&dir.to_uppercase().as_str())
+                    && !file.starts_with('.'))
+        }
+        _ => false,
+    }
 }
 
 pub fn is_notice_file(name: &str) -> bool {
@@ -52,6 +68,7 @@ pub fn read_folder(dir: &Path, name: Option<String>) -> Result<ModelFacts, Strin
         };
         if kind.is_dir() {
             if !file_name.starts_with('.') {
+                sub_licences(&path, &file_name, &mut facts)?;
                 gguf_licences(&path, &file_name, 1, &mut facts);
             }
             continue;
@@ -80,6 +97,23 @@ pub fn read_folder(dir: &Path, name: Option<String>) -> Result<ModelFacts, Strin
         }
     }
     Ok(facts)
+}
+
+/// Licence texts one folder down (a component's LICENSE, a LICENSES folder).
+fn sub_licences(dir: &Path, prefix: &str, facts: &mut ModelFacts) -> Result<(), String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = format!("{prefix}/{}", entry.file_name().to_string_lossy());
+        if entry.file_type().is_ok_and(|k| k.is_file()) && is_license_path(&name) {
+            let text = read_text(&entry.path()).map_err(|e| format!("{name}: {e}"))?;
+            facts.license_files.push(TextFile { path: name, text });
+        }
+    }
+    Ok(())
 }
 
 fn gguf_licences(dir: &Path, prefix: &str, depth: u8, facts: &mut ModelFacts) {

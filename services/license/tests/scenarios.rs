@@ -323,15 +323,29 @@ fn revenue_thresholds_and_ambiguous_tags() {
         Decision::FlagReview,
         "revenue unknown"
     );
-    // Tags that name a family, not a licence, are refused with suggestions, never guessed.
-    for tag in ["bsd", "gpl", "lgpl", "cc"] {
+    // Tags that name a family, not a licence, are accepted but never guessed: the licence
+    // file must say which variant applies, and until it does a person reviews.
+    for tag in ["bsd", "gpl", "lgpl", "cc", "gfdl", "openrail"] {
         let r = model("acme/x", tag).commercial();
         assert!(
-            r.findings.iter().any(|f| f.code == "invalid-expression"),
+            !r.has("invalid-expression") && r.has("unknown-license"),
             "{tag}: {:?}",
             r.findings
         );
+        assert_eq!(r.decision, Decision::FlagReview, "{tag}");
     }
+    // The shipped text resolves the family: a `gpl` model with the GPL-3.0 text.
+    let gpl = model("acme/x", "gpl")
+        .file("LICENSE", text("GPL-3.0-only"))
+        .commercial();
+    assert_eq!(
+        gpl.effective.as_deref(),
+        Some("GPL-3.0-only"),
+        "{:?}",
+        gpl.findings
+    );
+    assert!(gpl.has("variant-resolved") && !gpl.has("declared-detected-mismatch"));
+    assert_eq!(gpl.decision, Decision::Allow, "{:?}", gpl.findings);
     assert_eq!(
         model("acme/x", "lgpl-lr")
             .commercial()

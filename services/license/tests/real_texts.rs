@@ -1,0 +1,341 @@
+//! The licensors' own licence files (tests/real_texts/, sources in tests/real_texts/SOURCES.md)
+//! audited as a model repository ships them, with the scenarios their clauses define.
+
+use kaiyuan_license::card::CardMeta;
+use kaiyuan_license::catalog::{Commercial, catalog};
+use kaiyuan_license::detect::detect_text;
+use kaiyuan_license::lineage::{Chain, LineageFile};
+use kaiyuan_license::{Decision, ModelFacts, Purpose, Report, TextFile, UseContext, evaluate};
+
+fn real(name: &str) -> String {
+    let path = format!("{}/tests/real_texts/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn audit(
+    license: &str,
+    license_name: Option<&str>,
+    files: &[(&str, String)],
+    ctx: UseContext,
+) -> Report {
+    let facts = ModelFacts {
+        name: Some("acme/model".into()),
+        card: CardMeta {
+            license: Some(license.into()),
+            license_name: license_name.map(String::from),
+            ..Default::default()
+        },
+        license_files: files
+            .iter()
+            .map(|(path, text)| TextFile {
+                path: path.to_string(),
+                text: text.clone(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let lineage = LineageFile::default();
+    evaluate(
+        &facts,
+        &Chain {
+            file: Some(&lineage),
+            inner: None,
+        },
+        None,
+        &ctx,
+    )
+}
+
+fn purpose(p: Purpose) -> UseContext {
+    UseContext {
+        purpose: p,
+        ..Default::default()
+    }
+}
+
+/// (fixture, licence it must be read as, commercial use allowed by its terms)
+const OFFICIAL: &[(&str, &str, Commercial)] = &[
+    (
+        "llama3-LICENSE.txt",
+        "LicenseRef-Llama-3-Community",
+        Commercial::Conditional,
+    ),
+    (
+        "tongyi-qianwen-research-LICENSE.txt",
+        "LicenseRef-Tongyi-Qianwen-Research",
+        Commercial::No,
+    ),
+    (
+        "stability-ai-nc-research-community-WEIGHTS_LICENSE.txt",
+        "LicenseRef-StabilityAI-NC-Research-Community",
+        Commercial::No,
+    ),
+    (
+        "deepfloyd-if-LICENSE-MODEL.txt",
+        "LicenseRef-DeepFloyd-IF",
+        Commercial::No,
+    ),
+    (
+        "minimax-LICENSE-MODEL.txt",
+        "LicenseRef-MiniMax-Model",
+        Commercial::Yes,
+    ),
+    (
+        "sdxl-openrail++-m-LICENSE.txt",
+        "LicenseRef-scancode-bigscience-open-rail-m2",
+        Commercial::Yes,
+    ),
+];
+
+#[test]
+fn every_official_text_is_read_as_its_own_unmodified_licence() {
+    for (file, id, commercial) in OFFICIAL {
+        let d = detect_text(file, &real(file));
+        assert_eq!(d.len(), 1, "{file}: {d:?}");
+        assert_eq!(d[0].id, *id, "{file}");
+        assert_eq!(d[0].method, "text", "{file}");
+        assert!(d[0].confidence >= 0.95, "{file}: {d:?}");
+        assert!(!d[0].modified, "{file}: {:?}", d[0].added_text);
+        assert_eq!(catalog().terms(id).commercial, *commercial, "{file}");
+    }
+}
+
+#[test]
+fn each_official_text_shipped_under_its_own_tag_is_no_mismatch() {
+    let tags = [
+        ("llama3-LICENSE.txt", "llama3", None),
+        (
+            "tongyi-qianwen-research-LICENSE.txt",
+            "other",
+            Some("tongyi-qianwen-research"),
+        ),
+        (
+            "stability-ai-nc-research-community-WEIGHTS_LICENSE.txt",
+            "other",
+            Some("sai-nc-community"),
+        ),
+        (
+            "deepfloyd-if-LICENSE-MODEL.txt",
+            "deepfloyd-if-license",
+            None,
+        ),
+        ("minimax-LICENSE-MODEL.txt", "other", Some("minimax")),
+        ("sdxl-openrail++-m-LICENSE.txt", "openrail++", None),
+    ];
+    for (file, tag, name) in tags {
+        let r = audit(
+            tag,
+            name,
+            &[("LICENSE", real(file))],
+            purpose(Purpose::Research),
+        );
+        assert!(
+            !r.has("declared-detected-mismatch") && !r.has("modified-license"),
+            "{file}: {:?}",
+            r.findings
+        );
+        assert!(
+            matches!(r.decision, Decision::Allow | Decision::AllowWithObligations),
+            "{file}: research use {:?} {:?}",
+            r.decision,
+            r.findings
+        );
+    }
+}
+
+#[test]
+fn llama_3_text_is_llama_3_with_its_own_naming_and_threshold() {
+    let r = audit(
+        "llama3",
+        None,
+        &[("LICENSE", real("llama3-LICENSE.txt"))],
+        purpose(Purpose::Commercial),
+    );
+    assert_eq!(r.effective.as_deref(), Some("LicenseRef-Llama-3-Community"));
+    assert_eq!(r.detected[0].id, "LicenseRef-Llama-3-Community");
+    assert_eq!(
+        r.decision,
+        Decision::AllowWithObligations,
+        "{:?}",
+        r.findings
+    );
+    // §2: above 700M MAU in the month before the 18 April 2024 release, no rights at all.
+    let mut big = purpose(Purpose::Commercial);
+    big.mau_history.insert("2024-03".into(), 800_000_000);
+    let r = audit(
+        "llama3",
+        None,
+        &[("LICENSE", real("llama3-LICENSE.txt"))],
+        big,
+    );
+    assert_eq!(r.decision, Decision::Deny, "{:?}", r.findings);
+    // Declaring Llama 4 over Meta's Llama 3 text is a real mismatch.
+    let r = audit(
+        "llama4",
+        None,
+        &[("LICENSE", real("llama3-LICENSE.txt"))],
+        purpose(Purpose::Research),
+    );
+    assert!(r.has("declared-detected-mismatch"), "{:?}", r.findings);
+}
+
+#[test]
+fn research_licences_deny_commercial_use_and_allow_research() {
+    for (tag, name, file) in [
+        (
+            "other",
+            Some("tongyi-qianwen-research"),
+            "tongyi-qianwen-research-LICENSE.txt",
+        ),
+        (
+            "other",
+            Some("sai-nc-community"),
+            "stability-ai-nc-research-community-WEIGHTS_LICENSE.txt",
+        ),
+        (
+            "deepfloyd-if-license",
+            None,
+            "deepfloyd-if-LICENSE-MODEL.txt",
+        ),
+    ] {
+        let files = [("LICENSE", real(file))];
+        let r = audit(tag, name, &files, purpose(Purpose::Commercial));
+        assert_eq!(r.decision, Decision::Deny, "{file}: {:?}", r.findings);
+        assert!(r.has("use-not-permitted"), "{file}");
+        let r = audit(tag, name, &files, purpose(Purpose::Research));
+        assert_ne!(r.decision, Decision::Deny, "{file}: {:?}", r.findings);
+    }
+    // The same research text declared as the commercial Tongyi Qianwen licence is caught.
+    let r = audit(
+        "other",
+        Some("tongyi-qianwen"),
+        &[("LICENSE", real("tongyi-qianwen-research-LICENSE.txt"))],
+        purpose(Purpose::Commercial),
+    );
+    assert!(r.has("declared-detected-mismatch"), "{:?}", r.findings);
+    assert_eq!(r.decision, Decision::Deny, "{:?}", r.findings);
+}
+
+#[test]
+fn minimax_grants_commercial_use_with_its_prohibited_uses() {
+    let files = [("LICENSE-MODEL", real("minimax-LICENSE-MODEL.txt"))];
+    let r = audit(
+        "other",
+        Some("minimax"),
+        &files,
+        purpose(Purpose::Commercial),
+    );
+    assert_eq!(
+        r.decision,
+        Decision::AllowWithObligations,
+        "{:?}",
+        r.findings
+    );
+    assert!(
+        r.obligations.iter().any(|o| o.contains("use restrictions")),
+        "{:?}",
+        r.obligations
+    );
+    let mut military = purpose(Purpose::Commercial);
+    military.domains.push("military".into());
+    assert_eq!(
+        audit("other", Some("minimax"), &files, military).decision,
+        Decision::Deny
+    );
+}
+
+#[test]
+fn rail_licences_pass_their_use_restrictions_on() {
+    for tag in [
+        "openrail++",
+        "creativeml-openrail-m",
+        "bigscience-openrail-m",
+        "bigcode-openrail-m",
+        "bigscience-bloom-rail-1.0",
+    ] {
+        let r = audit(tag, None, &[], purpose(Purpose::Commercial));
+        assert_eq!(r.decision, Decision::AllowWithObligations, "{tag}");
+        assert!(
+            r.obligations
+                .iter()
+                .any(|o| o.starts_with("pass the use restrictions")),
+            "{tag}: {:?}",
+            r.obligations
+        );
+    }
+    let sdxl = audit(
+        "openrail++",
+        None,
+        &[("LICENSE.md", real("sdxl-openrail++-m-LICENSE.txt"))],
+        purpose(Purpose::Commercial),
+    );
+    assert_eq!(
+        sdxl.decision,
+        Decision::AllowWithObligations,
+        "{:?}",
+        sdxl.findings
+    );
+}
+
+#[test]
+fn code_and_model_licences_are_told_apart() {
+    // DeepSeek's layout: MIT for the code, the DeepSeek licence for the weights.
+    let mit = spdx::license_id("MIT")
+        .unwrap()
+        .text()
+        .replace("<year> <copyright holders>", "2023 DeepSeek");
+    let model = catalog().texts("LicenseRef-scancode-deepseek-la-1.0")[0].to_string();
+    let files = [
+        ("LICENSE-CODE", mit.clone()),
+        ("LICENSE-MODEL", model.clone()),
+    ];
+    let r = audit(
+        "other",
+        Some("deepseek"),
+        &files,
+        purpose(Purpose::Commercial),
+    );
+    assert!(!r.has("declared-detected-mismatch"), "{:?}", r.findings);
+    assert!(r.has("code-license"), "{:?}", r.findings);
+    let scopes: Vec<(&str, Option<&str>)> = r
+        .detected
+        .iter()
+        .map(|d| (d.id.as_str(), d.scope.as_deref()))
+        .collect();
+    assert!(scopes.contains(&("MIT", Some("code"))), "{scopes:?}");
+    assert!(
+        scopes.contains(&("LicenseRef-scancode-deepseek-la-1.0", Some("model"))),
+        "{scopes:?}"
+    );
+    // Declaring the code's licence for the model is still a mismatch.
+    let r = audit("mit", None, &files, purpose(Purpose::Commercial));
+    assert!(r.has("declared-detected-mismatch"), "{:?}", r.findings);
+    // A use policy beside the licence is neither unknown nor a second licence.
+    let aup = real("llama3-LICENSE.txt");
+    let aup = &aup[aup.find("Meta Llama 3 Acceptable Use Policy").unwrap()..];
+    let r = audit(
+        "llama3",
+        None,
+        &[
+            ("LICENSE", real("llama3-LICENSE.txt")),
+            ("USE_POLICY.md", aup.to_string()),
+        ],
+        purpose(Purpose::Research),
+    );
+    assert!(
+        !r.has("unknown-license") && !r.has("declared-detected-mismatch"),
+        "{:?}",
+        r.findings
+    );
+    // A licence in a subfolder belongs to a component, not to the model.
+    let r = audit(
+        "llama3",
+        None,
+        &[
+            ("LICENSE", real("llama3-LICENSE.txt")),
+            ("text_encoder/LICENSE", mit),
+        ],
+        purpose(Purpose::Research),
+    );
+    assert!(!r.has("declared-detected-mismatch"), "{:?}", r.findings);
+}

@@ -1,0 +1,294 @@
+//! Every licence text on the SPDX list (the texts the `spdx` crate ships), audited as a model
+//! that declares that licence and ships its text; every Hugging Face licence tag; and declared
+//! licences contradicted by a shipped text of another licence.
+
+use kaiyuan_license::card::CardMeta;
+use kaiyuan_license::catalog::catalog;
+use kaiyuan_license::detect::same_text;
+use kaiyuan_license::expr::{Declared, interpret};
+use kaiyuan_license::lineage::{Chain, LineageFile};
+use kaiyuan_license::{ModelFacts, Report, TextFile, UseContext, evaluate};
+
+fn audit(declared: &str, text: &str) -> Report {
+    let facts = ModelFacts {
+        name: Some("acme/model".into()),
+        card: CardMeta {
+            license: Some(declared.into()),
+            ..Default::default()
+        },
+        license_files: vec![TextFile {
+            path: "LICENSE".into(),
+            text: text.into(),
+        }],
+        ..Default::default()
+    };
+    let lineage = LineageFile::default();
+    let chain = Chain {
+        file: Some(&lineage),
+        inner: None,
+    };
+    evaluate(&facts, &chain, None, &UseContext::default())
+}
+
+fn listed() -> impl Iterator<Item = spdx::LicenseId> {
+    spdx::identifiers::LICENSES
+        .iter()
+        .filter(|l| l.flags & spdx::flags::IS_DEPRECATED == 0)
+        .filter_map(|l| spdx::license_id(l.name))
+        .filter(|l| !["NOASSERTION", "NONE"].contains(&l.name))
+}
+
+fn corpus() -> Vec<spdx::LicenseId> {
+    listed().collect()
+}
+
+#[test]
+fn spdx_texts_audited_as_their_own_ids_are_recognised_and_never_contradict_a_shared_text() {
+    let corpus = corpus();
+    assert!(corpus.len() >= 700, "only {} texts", corpus.len());
+    let (mut exact, mut family, mut unknown_terms) = (0, 0, vec![]);
+    let mut other = vec![];
+    let mut false_mismatch = vec![];
+    for l in &corpus {
+        let r = audit(l.name, l.text());
+        let ids: Vec<&str> = r.detected.iter().map(|d| d.id.as_str()).collect();
+        if ids.contains(&l.name) {
+            exact += 1;
+        } else if ids.iter().any(|d| same_text(d, l.name)) {
+            family += 1;
+        } else {
+            other.push(format!("{} -> {ids:?}", l.name));
+        }
+        if r.has("declared-detected-mismatch") && ids.iter().all(|d| same_text(d, l.name)) {
+            false_mismatch.push(l.name);
+        }
+        if catalog().terms(l.name).is_unknown() {
+            unknown_terms.push(l.name);
+        }
+    }
+    let recognised = exact + family;
+    println!(
+        "{} texts: {exact} exact, {family} same text family, {} other; {} with unknown terms",
+        corpus.len(),
+        other.len(),
+        unknown_terms.len()
+    );
+    assert!(
+        recognised * 100 >= corpus.len() * 97,
+        "{recognised} of {} recognised: {other:#?}",
+        corpus.len()
+    );
+    assert!(false_mismatch.is_empty(), "{false_mismatch:?}");
+    // Known permissive, copyleft and Creative Commons licences have default terms.
+    for l in &corpus {
+        if l.is_osi_approved() || l.name.starts_with("CC") || l.name.contains("GPL") {
+            assert!(!catalog().terms(l.name).is_unknown(), "{}", l.name);
+        }
+    }
+}
+
+#[test]
+fn the_gnu_family_and_shared_text_variants_are_no_mismatch() {
+    for (declared, text_of) in [
+        ("gpl-3.0", "GPL-3.0-only"),
+        ("gpl-2.0", "GPL-2.0-only"),
+        ("agpl-3.0", "AGPL-3.0-only"),
+        ("lgpl-3.0", "LGPL-3.0-only"),
+        ("lgpl-2.1", "LGPL-2.1-only"),
+        ("LGPL-2.0-only", "LGPL-2.0-only"),
+        ("GPL-3.0-or-later", "GPL-3.0-only"),
+        ("GPL-2.0-only WITH Classpath-exception-2.0", "GPL-2.0-only"),
+        ("MPL-2.0-no-copyleft-exception", "MPL-2.0"),
+        ("OFL-1.1-RFN", "OFL-1.1"),
+        ("OFL-1.1-no-RFN", "OFL-1.1"),
+        ("CAL-1.0-Combined-Work-Exception", "CAL-1.0"),
+        ("GFDL-1.3-invariants-only", "GFDL-1.3-only"),
+        ("GFDL-1.3-no-invariants-or-later", "GFDL-1.3-only"),
+    ] {
+        let r = audit(declared, spdx::license_id(text_of).unwrap().text());
+        assert!(
+            !r.has("declared-detected-mismatch") && !r.has("invalid-expression"),
+            "{declared}: {:?}",
+            r.findings
+        );
+        // The declared variant stands.
+        let Declared::Valid { expr, .. } = interpret(declared, None) else {
+            panic!("{declared}")
+        };
+        assert_eq!(r.effective, Some(expr.to_string()), "{declared}");
+    }
+}
+
+/// Licences of distinct families, for contradicted declarations.
+const DISTINCT: &[&str] = &[
+    "MIT",
+    "Apache-2.0",
+    "GPL-3.0-only",
+    "GPL-2.0-only",
+    "AGPL-3.0-only",
+    "LGPL-2.1-only",
+    "MPL-2.0",
+    "BSD-3-Clause",
+    "BSD-2-Clause",
+    "ISC",
+    "CC-BY-4.0",
+    "CC-BY-SA-4.0",
+    "CC-BY-NC-4.0",
+    "CC0-1.0",
+    "Unlicense",
+    "EPL-2.0",
+    "Zlib",
+    "BSL-1.0",
+    "Artistic-2.0",
+    "EUPL-1.2",
+    "OpenMDW-1.0",
+    "LicenseRef-scancode-llama-3.1-license-2024",
+    "LicenseRef-Gemma-ToU",
+    "LicenseRef-scancode-deepseek-la-1.0",
+    "LicenseRef-scancode-qwen-2024",
+];
+
+#[test]
+fn a_hundred_contradicted_declarations_are_all_reported() {
+    let mut pairs = vec![];
+    for (i, declared) in DISTINCT.iter().enumerate() {
+        for step in [1, 5, 9, 13] {
+            let shipped = DISTINCT[(i + step) % DISTINCT.len()];
+            pairs.push((*declared, shipped));
+        }
+    }
+    assert_eq!(pairs.len(), 100);
+    let mut missed = vec![];
+    for (declared, shipped) in &pairs {
+        let text = catalog().texts(shipped)[0].replace("<year> <copyright holders>", "2026 Acme");
+        let r = audit(declared, &text);
+        if !r.has("declared-detected-mismatch") {
+            missed.push(format!("{declared} shipping {shipped}: {:?}", r.detected));
+        }
+    }
+    assert!(missed.is_empty(), "{missed:#?}");
+}
+
+/// The licence list of the Hugging Face Hub's documentation (`repositories-licenses.md`).
+const HF_TAGS: &[(&str, &str)] = &[
+    ("apache-2.0", "Apache-2.0"),
+    ("mit", "MIT"),
+    ("openrail", "LicenseRef-openrail-unspecified"),
+    (
+        "bigscience-openrail-m",
+        "LicenseRef-scancode-bigscience-open-rail-m",
+    ),
+    (
+        "creativeml-openrail-m",
+        "LicenseRef-scancode-stable-diffusion-2022-08-22",
+    ),
+    (
+        "bigscience-bloom-rail-1.0",
+        "LicenseRef-scancode-bigscience-rail-1.0",
+    ),
+    (
+        "bigcode-openrail-m",
+        "LicenseRef-scancode-bigcode-open-rail-m-v1",
+    ),
+    ("afl-3.0", "AFL-3.0"),
+    ("artistic-2.0", "Artistic-2.0"),
+    ("bsl-1.0", "BSL-1.0"),
+    ("bsd", "LicenseRef-BSD-unspecified"),
+    ("bsd-2-clause", "BSD-2-Clause"),
+    ("bsd-3-clause", "BSD-3-Clause"),
+    ("bsd-3-clause-clear", "BSD-3-Clause-Clear"),
+    ("c-uda", "LicenseRef-C-UDA-1.0"),
+    ("cc", "LicenseRef-CC-unspecified"),
+    ("cc0-1.0", "CC0-1.0"),
+    ("cc-by-2.0", "CC-BY-2.0"),
+    ("cc-by-2.5", "CC-BY-2.5"),
+    ("cc-by-3.0", "CC-BY-3.0"),
+    ("cc-by-4.0", "CC-BY-4.0"),
+    ("cc-by-sa-3.0", "CC-BY-SA-3.0"),
+    ("cc-by-sa-4.0", "CC-BY-SA-4.0"),
+    ("cc-by-nc-2.0", "CC-BY-NC-2.0"),
+    ("cc-by-nc-3.0", "CC-BY-NC-3.0"),
+    ("cc-by-nc-4.0", "CC-BY-NC-4.0"),
+    ("cc-by-nd-4.0", "CC-BY-ND-4.0"),
+    ("cc-by-nc-nd-3.0", "CC-BY-NC-ND-3.0"),
+    ("cc-by-nc-nd-4.0", "CC-BY-NC-ND-4.0"),
+    ("cc-by-nc-sa-2.0", "CC-BY-NC-SA-2.0"),
+    ("cc-by-nc-sa-3.0", "CC-BY-NC-SA-3.0"),
+    ("cc-by-nc-sa-4.0", "CC-BY-NC-SA-4.0"),
+    ("cdla-sharing-1.0", "CDLA-Sharing-1.0"),
+    ("cdla-permissive-1.0", "CDLA-Permissive-1.0"),
+    ("cdla-permissive-2.0", "CDLA-Permissive-2.0"),
+    ("wtfpl", "WTFPL"),
+    ("ecl-2.0", "ECL-2.0"),
+    ("epl-1.0", "EPL-1.0"),
+    ("epl-2.0", "EPL-2.0"),
+    ("etalab-2.0", "etalab-2.0"),
+    ("eupl-1.1", "EUPL-1.1"),
+    ("eupl-1.2", "EUPL-1.2"),
+    ("agpl-3.0", "AGPL-3.0-only"),
+    ("gfdl", "LicenseRef-GFDL-unspecified"),
+    ("gpl", "LicenseRef-GPL-unspecified"),
+    ("gpl-2.0", "GPL-2.0-only"),
+    ("gpl-3.0", "GPL-3.0-only"),
+    ("lgpl", "LicenseRef-LGPL-unspecified"),
+    ("lgpl-2.1", "LGPL-2.1-only"),
+    ("lgpl-3.0", "LGPL-3.0-only"),
+    ("isc", "ISC"),
+    ("h-research", "LicenseRef-H-Research"),
+    ("intel-research", "LicenseRef-Intel-Research"),
+    ("lppl-1.3c", "LPPL-1.3c"),
+    ("ms-pl", "MS-PL"),
+    ("apple-ascl", "LicenseRef-Apple-ASCL"),
+    ("apple-amlr", "LicenseRef-Apple-AMLR"),
+    ("mpl-2.0", "MPL-2.0"),
+    ("odc-by", "ODC-By-1.0"),
+    ("odbl", "ODbL-1.0"),
+    ("openmdw-1.0", "OpenMDW-1.0"),
+    ("openrail++", "LicenseRef-scancode-bigscience-open-rail-m2"),
+    ("osl-3.0", "OSL-3.0"),
+    ("postgresql", "PostgreSQL"),
+    ("ofl-1.1", "OFL-1.1"),
+    ("ncsa", "NCSA"),
+    ("unlicense", "Unlicense"),
+    ("zlib", "Zlib"),
+    ("pddl", "PDDL-1.0"),
+    ("lgpl-lr", "LGPLLR"),
+    ("deepfloyd-if-license", "LicenseRef-DeepFloyd-IF"),
+    (
+        "fair-noncommercial-research-license",
+        "LicenseRef-FAIR-Noncommercial-Research",
+    ),
+    ("llama2", "LicenseRef-scancode-llama-2-license-2023"),
+    ("llama3", "LicenseRef-Llama-3-Community"),
+    ("llama3.1", "LicenseRef-scancode-llama-3.1-license-2024"),
+    ("llama3.2", "LicenseRef-scancode-llama-3.2-license-2024"),
+    ("llama3.3", "LicenseRef-scancode-llama-3.3-license-2024"),
+    ("llama4", "LicenseRef-scancode-llama-4-cla-2025"),
+    ("gemma", "LicenseRef-Gemma-ToU"),
+];
+
+#[test]
+fn every_hugging_face_licence_tag_maps_to_a_licence_with_terms() {
+    for (tag, want) in HF_TAGS {
+        match interpret(tag, None) {
+            Declared::Valid { expr, changes } => {
+                assert_eq!(expr.to_string(), *want, "{tag}");
+                assert_eq!(changes.is_empty(), tag == want, "{tag}: {changes:?}");
+            }
+            other => panic!("{tag}: {other:?}"),
+        }
+        let t = catalog().terms(want);
+        // Family tags (`cc`) may leave the terms to the shipped text; all others have terms.
+        assert!(
+            !t.is_unknown() || t.needs_text,
+            "{tag}: {want} has no terms"
+        );
+    }
+    // `unknown` and `other` (without a licence name) state no licence.
+    for tag in ["unknown", "other"] {
+        assert!(
+            matches!(interpret(tag, None), Declared::NoAssertion(_)),
+            "{tag}"
+        );
+    }
+}
