@@ -13,6 +13,7 @@ use sqlx::PgConnection;
 use crate::db::accounts::{self, Role};
 use crate::db::repos::Repo;
 use crate::error::ApiError;
+use crate::error_code as code;
 use crate::state::AppState;
 
 pub use crate::domain::actor::{
@@ -85,7 +86,7 @@ fn changes_state(req: &ServiceRequest) -> bool {
 
 fn read_only_token() -> ApiError {
     ApiError::forbidden(
-        "token-read-only",
+        code::TOKEN_READ_ONLY,
         "this token has read scope; create a token with write scope to make changes",
     )
 }
@@ -103,7 +104,7 @@ impl Caller {
     pub fn require_user(&self) -> Result<&AuthUser, ApiError> {
         self.user.as_ref().ok_or_else(|| {
             ApiError::unauthorized(
-                "authentication-required",
+                code::AUTHENTICATION_REQUIRED,
                 "sign in: send `Authorization: Bearer <token>` with a kaiyuan API token",
             )
         })
@@ -122,7 +123,7 @@ impl Caller {
         let user = self.require_writer()?;
         if !user.is_admin {
             return Err(ApiError::forbidden(
-                "admin-required",
+                code::ADMIN_REQUIRED,
                 "only hub administrators may do this",
             ));
         }
@@ -166,7 +167,7 @@ pub async fn authenticate(
             .any(|t| crate::routes::path_matches(t, req.path()));
     let caller = caller_of(&req).await.and_then(|caller| match caller.user {
         None if anonymous_write => Err(ApiError::unauthorized(
-            "authentication-required",
+            code::AUTHENTICATION_REQUIRED,
             "sign in: changes need `Authorization: Bearer <token>` with a kaiyuan API token",
         )),
         _ => Ok(caller),
@@ -229,7 +230,7 @@ async fn caller_of(req: &ServiceRequest) -> Result<Caller, ApiError> {
         if unsafe_api_call && !csrf_header.is_some_and(|h| csrf_matches(&session.csrf, h)) {
             return Err(ApiError::new(
                 actix_web::http::StatusCode::FORBIDDEN,
-                "csrf-token-required",
+                code::CSRF_TOKEN_REQUIRED,
                 "requests made with a session cookie must send the session's X-CSRF-Token header",
             ));
         }
@@ -241,7 +242,7 @@ async fn caller_of(req: &ServiceRequest) -> Result<Caller, ApiError> {
     };
     let invalid = || {
         ApiError::unauthorized(
-            "invalid-token",
+            code::INVALID_TOKEN,
             "the token in the Authorization header is unknown, expired or revoked",
         )
     };
@@ -252,7 +253,7 @@ async fn caller_of(req: &ServiceRequest) -> Result<Caller, ApiError> {
         .map(str::trim)
         .ok_or_else(|| {
             ApiError::unauthorized(
-                "invalid-authorization",
+                code::INVALID_AUTHORIZATION,
                 "use `Authorization: Bearer <token>`",
             )
         })?;
@@ -304,7 +305,7 @@ pub enum Need {
 /// that does not exist, so that private names do not leak.
 pub fn repo_not_found(namespace: &str, name: &str) -> ApiError {
     ApiError::not_found(
-        "repository-not-found",
+        code::REPOSITORY_NOT_FOUND,
         format!(
             "repository `{namespace}/{name}` does not exist or you do not have access to it; \
              if it is private, send a token of a member"
@@ -337,7 +338,7 @@ pub async fn authorize_repo(
     match role {
         Some(role) if role >= required => Ok(()),
         _ => Err(ApiError::forbidden(
-            "insufficient-role",
+            code::INSUFFICIENT_ROLE,
             format!(
                 "you need the `{}` role on `{}` to do this",
                 required.as_str(),

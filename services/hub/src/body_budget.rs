@@ -26,6 +26,7 @@ use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::ApiError;
+use crate::error_code as code;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
@@ -91,8 +92,13 @@ impl BodyWatch {
 
     /// The answer for a request whose body ran out of time.
     pub fn error(&self) -> Option<ApiError> {
-        self.message()
-            .map(|m| ApiError::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", m.to_string()))
+        self.message().map(|m| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                code::BODY_TIMEOUT,
+                m.to_string(),
+            )
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 //! Client mistakes carry a stable code and a helpful message; anything unexpected is logged with
 //! its cause chain and reaches the client only as an opaque `internal-error`.
 
+use crate::error_code as code;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -83,7 +84,7 @@ impl ApiError {
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal-error",
+            code: code::INTERNAL_ERROR,
             message: "the hub failed to handle this request; it has been logged".into(),
             details: None,
             source: Some(source.into()),
@@ -93,7 +94,7 @@ impl ApiError {
     pub fn unavailable(source: impl Into<anyhow::Error>) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "service-unavailable",
+            code: code::SERVICE_UNAVAILABLE,
             message: "a backing service (database or object store) is unavailable; retry shortly"
                 .into(),
             details: None,
@@ -140,10 +141,10 @@ impl std::error::Error for ApiError {}
 /// have one; every other error keeps its kaiyuan code there too.
 fn hf_error_code(code: &str) -> Option<&'static str> {
     Some(match code {
-        "repository-not-found" => "RepoNotFound",
-        "revision-not-found" => "RevisionNotFound",
-        "entry-not-found" => "EntryNotFound",
-        "gated" => "GatedRepo",
+        code::REPOSITORY_NOT_FOUND => "RepoNotFound",
+        code::REVISION_NOT_FOUND => "RevisionNotFound",
+        code::ENTRY_NOT_FOUND => "EntryNotFound",
+        code::GATED => "GatedRepo",
         _ => return None,
     })
 }
@@ -216,7 +217,7 @@ impl From<sqlx::Error> for ApiError {
             // Text with a NUL character, which PostgreSQL cannot store: it reached the database
             // from a request (a query, a path, a JSON string), so it is the client's to fix.
             (_, Some("22021" | "22P05")) => Self::bad_request(
-                "invalid-text",
+                code::INVALID_TEXT,
                 "the request contains a NUL character (U+0000) or another character that cannot \
                  be stored; remove it",
             ),
@@ -235,11 +236,11 @@ impl From<crate::domain::Error> for ApiError {
             E::Gated {
                 signed_in: true,
                 message,
-            } => Self::forbidden("gated", message),
+            } => Self::forbidden(code::GATED, message),
             E::Gated {
                 signed_in: false,
                 message,
-            } => Self::unauthorized("gated", message),
+            } => Self::unauthorized(code::GATED, message),
         }
     }
 }
@@ -248,8 +249,8 @@ impl From<crate::domain::accounts::AccountError> for ApiError {
     fn from(e: crate::domain::accounts::AccountError) -> Self {
         use crate::domain::accounts::AccountError as E;
         match e {
-            E::InvalidName(message) => Self::unprocessable("invalid-name", message),
-            E::NameTaken(_) => Self::conflict("name-taken", e.to_string()),
+            E::InvalidName(message) => Self::unprocessable(code::INVALID_NAME, message),
+            E::NameTaken(_) => Self::conflict(code::NAME_TAKEN, e.to_string()),
             E::Database(e) => e.into(),
         }
     }
@@ -270,9 +271,9 @@ impl From<kaiyuan_storage::UploadError> for ApiError {
     fn from(e: kaiyuan_storage::UploadError) -> Self {
         use kaiyuan_storage::UploadError as U;
         match e {
-            U::TooLarge { .. } => Self::too_large("file-too-large", e.to_string()),
-            U::SizeMismatch { .. } => Self::bad_request("size-mismatch", e.to_string()),
-            U::DigestMismatch { .. } => Self::bad_request("digest-mismatch", e.to_string()),
+            U::TooLarge { .. } => Self::too_large(code::FILE_TOO_LARGE, e.to_string()),
+            U::SizeMismatch { .. } => Self::bad_request(code::SIZE_MISMATCH, e.to_string()),
+            U::DigestMismatch { .. } => Self::bad_request(code::DIGEST_MISMATCH, e.to_string()),
             U::Storage(e) => e.into(),
         }
     }
@@ -282,22 +283,42 @@ impl From<kaiyuan_storage::UploadError> for ApiError {
 mod tests {
     use std::path::Path;
 
-    /// The error codes the hub's source gives to `ApiError`'s constructors.
-    fn codes_in_source() -> std::collections::BTreeSet<String> {
-        fn walk(dir: &Path, out: &mut Vec<String>) {
-            for entry in std::fs::read_dir(dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    out.push(std::fs::read_to_string(path).unwrap());
-                }
+    fn sources(dir: &Path, out: &mut Vec<(std::path::PathBuf, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path, text));
             }
         }
-        let mut sources = vec![];
-        walk(
+    }
+
+    #[test]
+    fn every_error_code_is_documented() {
+        let docs = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/API.md"),
+        )
+        .unwrap();
+        let missing: Vec<&&str> = crate::error_code::ALL
+            .iter()
+            .filter(|c| !docs.contains(&format!("`{c}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "codes docs/API.md does not list: {missing:?}"
+        );
+    }
+
+    /// Handlers name their code from the registry: a string literal given to an error
+    /// constructor would be a code nobody documented.
+    #[test]
+    fn error_codes_come_from_the_registry() {
+        let mut files = vec![];
+        sources(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-            &mut sources,
+            &mut files,
         );
         let constructors = [
             "bad_request(",
@@ -307,49 +328,27 @@ mod tests {
             "forbidden(",
             "unauthorized(",
             "too_large(",
-            "ApiError::new(",
         ];
-        let mut codes = std::collections::BTreeSet::new();
-        for text in &sources {
+        let mut literal = vec![];
+        for (path, text) in &files {
             for constructor in constructors {
                 for (at, _) in text.match_indices(constructor) {
-                    let mut rest = text[at + constructor.len()..].trim_start();
-                    if constructor == "ApiError::new(" {
-                        // The status comes first.
-                        rest = rest.split_once(',').map_or("", |(_, r)| r.trim_start());
-                    }
-                    let Some(literal) = rest.strip_prefix('"') else {
-                        continue;
-                    };
-                    let code = literal.split('"').next().unwrap_or_default();
-                    let kebab = !code.is_empty()
-                        && code
-                            .bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-                    if kebab {
-                        codes.insert(code.to_string());
+                    // (`"bad_request("` in the list above is a name, not a call.)
+                    let quoted = text[..at].ends_with('"');
+                    if !quoted && text[at + constructor.len()..].trim_start().starts_with('"') {
+                        literal.push(format!("{}: {constructor}", path.display()));
                     }
                 }
             }
+            for (at, _) in text.match_indices("ApiError::new(") {
+                let args = &text[at..];
+                let second = args.split_once(',').map_or("", |(_, r)| r.trim_start());
+                if second.starts_with('"') {
+                    literal.push(format!("{}: ApiError::new(", path.display()));
+                }
+            }
         }
-        codes
-    }
-
-    #[test]
-    fn every_error_code_is_documented() {
-        let docs = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/API.md"),
-        )
-        .unwrap();
-        let codes = codes_in_source();
-        assert!(codes.len() > 50, "the scan finds the codes: {codes:?}");
-        let missing: Vec<&String> = codes
-            .iter()
-            .filter(|c| !docs.contains(&format!("`{c}`")))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "codes docs/API.md does not list: {missing:?}"
-        );
+        assert!(literal.is_empty(), "literal error codes: {literal:?}");
+        assert!(crate::error_code::ALL.len() > 100);
     }
 }

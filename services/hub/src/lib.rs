@@ -14,6 +14,7 @@ pub mod db;
 pub mod domain;
 pub mod embedded_pg;
 pub mod error;
+pub mod error_code;
 pub mod gc;
 pub mod hmac;
 pub mod jobs;

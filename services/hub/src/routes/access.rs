@@ -6,6 +6,7 @@ use crate::domain::{
     self,
     event::{Event, Target},
 };
+use crate::error_code as code;
 use actix_web::{HttpResponse, get, post, put, web};
 use serde::Deserialize;
 use serde_json::json;
@@ -51,7 +52,7 @@ pub async fn authorize_download(
     );
     let Some(user) = &caller.user else {
         return Err(ApiError::unauthorized(
-            "gated",
+            code::GATED,
             format!("{how} (sign in first)"),
         ));
     };
@@ -61,20 +62,20 @@ pub async fn authorize_download(
     {
         Some("accepted") => Ok(()),
         Some("pending") => Err(ApiError::forbidden(
-            "gated",
+            code::GATED,
             format!(
                 "`{}` is gated and your access request is pending",
                 repo.full_name()
             ),
         )),
         Some(_) => Err(ApiError::forbidden(
-            "gated",
+            code::GATED,
             format!(
                 "`{}` is gated and your access request was rejected",
                 repo.full_name()
             ),
         )),
-        None => Err(ApiError::forbidden("gated", how)),
+        None => Err(ApiError::forbidden(code::GATED, how)),
     }
 }
 
@@ -95,7 +96,7 @@ pub async fn request_access(
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Read).await?;
     if repo.gated == "none" {
         return Err(ApiError::conflict(
-            "not-gated",
+            code::NOT_GATED,
             format!(
                 "`{}` is not gated: its files need no access request",
                 repo.full_name()
@@ -164,14 +165,14 @@ pub async fn decide(
     let actor = caller.require_writer()?.id;
     if !matches!(body.status.as_str(), "accepted" | "rejected" | "pending") {
         return Err(ApiError::unprocessable(
-            "invalid-status",
+            code::INVALID_STATUS,
             "status is accepted, rejected or pending",
         ));
     }
     let target = db::accounts::find_user(&mut tx, &member)
         .await?
         .ok_or_else(|| {
-            ApiError::not_found("user-not-found", format!("no user is named `{member}`"))
+            ApiError::not_found(code::USER_NOT_FOUND, format!("no user is named `{member}`"))
         })?;
     db::repos::decide_access(&mut tx, repo.id, target.id, &body.status, actor).await?;
     domain::event::record(

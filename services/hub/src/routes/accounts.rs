@@ -3,6 +3,7 @@
 use crate::domain::event::{Event, Target};
 use crate::domain::log_entry::LogEntry;
 use crate::domain::{self};
+use crate::error_code as code;
 use actix_web::{HttpResponse, delete, get, post, put, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -151,12 +152,12 @@ pub async fn create_token(
 ) -> ApiResult<HttpResponse> {
     let user = caller.require_writer()?;
     let scope = auth::Scope::parse(&body.scope).ok_or_else(|| {
-        ApiError::unprocessable("invalid-scope", "scope must be `read` or `write`")
+        ApiError::unprocessable(code::INVALID_SCOPE, "scope must be `read` or `write`")
     })?;
     let name = body.name.trim();
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::unprocessable(
-            "invalid-token-name",
+            code::INVALID_TOKEN_NAME,
             "give the token a name of 1 to 100 characters, without control characters",
         ));
     }
@@ -165,7 +166,7 @@ pub async fn create_token(
         Some(days @ 1..=MAX_TOKEN_DAYS) => Some(Utc::now() + chrono::Duration::days(days.into())),
         Some(days) => {
             return Err(ApiError::unprocessable(
-                "invalid-expiry",
+                code::INVALID_EXPIRY,
                 format!(
                     "expires_in_days is {days}; give 1 to {MAX_TOKEN_DAYS} days, or omit it for a token that does not expire"
                 ),
@@ -221,7 +222,7 @@ pub async fn revoke_token(
     let mut tx = state.db.begin().await?;
     if !db::accounts::revoke_token(&mut tx, user.id, *id).await? {
         return Err(ApiError::not_found(
-            "token-not-found",
+            code::TOKEN_NOT_FOUND,
             "you have no live token with that id",
         ));
     }
@@ -270,7 +271,7 @@ async fn org_for_member(
 ) -> Result<(db::accounts::Namespace, Role), ApiError> {
     let not_found = || {
         ApiError::not_found(
-            "org-not-found",
+            code::ORG_NOT_FOUND,
             format!("organisation `{org}` does not exist or you are not a member"),
         )
     };
@@ -342,7 +343,7 @@ pub async fn set_member(
     let target = db::accounts::find_user(&mut tx, &member)
         .await?
         .ok_or_else(|| {
-            ApiError::not_found("user-not-found", format!("no user is named `{member}`"))
+            ApiError::not_found(code::USER_NOT_FOUND, format!("no user is named `{member}`"))
         })?;
     let current = db::accounts::membership_role(&mut tx, namespace.id, target.id).await?;
     check_can_manage(my_role, current, Some(body.role))?;
@@ -385,13 +386,13 @@ pub async fn remove_member(
     let target = db::accounts::find_user(&mut tx, &member)
         .await?
         .ok_or_else(|| {
-            ApiError::not_found("user-not-found", format!("no user is named `{member}`"))
+            ApiError::not_found(code::USER_NOT_FOUND, format!("no user is named `{member}`"))
         })?;
     let current = db::accounts::membership_role(&mut tx, namespace.id, target.id)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "member-not-found",
+                code::MEMBER_NOT_FOUND,
                 format!("`{member}` is not a member of `{org}`"),
             )
         })?;
@@ -420,14 +421,14 @@ pub async fn remove_member(
 fn check_can_manage(mine: Role, current: Option<Role>, new: Option<Role>) -> Result<(), ApiError> {
     if mine < Role::Admin {
         return Err(ApiError::forbidden(
-            "insufficient-role",
+            code::INSUFFICIENT_ROLE,
             "managing members needs the `admin` role in the organisation",
         ));
     }
     let touches_owner = current == Some(Role::Owner) || new == Some(Role::Owner);
     if touches_owner && mine < Role::Owner {
         return Err(ApiError::forbidden(
-            "insufficient-role",
+            code::INSUFFICIENT_ROLE,
             "only owners grant or remove the `owner` role",
         ));
     }
@@ -442,7 +443,7 @@ async fn ensure_other_owner(
     let owners = db::accounts::lock_owner_ids(conn, org_id).await?;
     if owners.iter().all(|&id| id == leaving) {
         return Err(ApiError::conflict(
-            "last-owner",
+            code::LAST_OWNER,
             "an organisation needs at least one owner; make someone else owner first",
         ));
     }
@@ -473,7 +474,7 @@ pub async fn list_jobs(
         && !matches!(s.as_str(), "queued" | "running" | "succeeded" | "failed")
     {
         return Err(ApiError::bad_request(
-            "invalid-state",
+            code::INVALID_STATE,
             "state is one of queued, running, succeeded, failed",
         ));
     }
@@ -526,14 +527,14 @@ pub async fn release_blob(
     let reason = body.reason.trim();
     if reason.is_empty() || reason.len() > 2000 {
         return Err(ApiError::unprocessable(
-            "invalid-reason",
+            code::INVALID_REASON,
             "give a reason of 1 to 2000 characters; it is kept in the audit log",
         ));
     }
     let mut tx = state.db.begin().await?;
     if !db::scans::release(&mut tx, digest.as_bytes(), admin.id, reason).await? {
         return Err(ApiError::not_found(
-            "blob-not-found",
+            code::BLOB_NOT_FOUND,
             format!("the hub holds no blob {digest}"),
         ));
     }
@@ -558,7 +559,7 @@ fn admin_reader(caller: &Caller) -> Result<(), ApiError> {
     let user = caller.require_user()?;
     if !user.is_admin {
         return Err(ApiError::forbidden(
-            "admin-required",
+            code::ADMIN_REQUIRED,
             "only hub administrators may do this",
         ));
     }

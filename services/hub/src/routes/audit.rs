@@ -9,6 +9,7 @@ use crate::auth::Caller;
 use crate::db;
 use crate::db::accounts::Role;
 use crate::error::{ApiError, ApiResult};
+use crate::error_code as code;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -49,7 +50,7 @@ pub async fn namespace_audit(
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(
-            "invalid-limit",
+            code::INVALID_LIMIT,
             "limit must be between 1 and 1000",
         ));
     }
@@ -58,7 +59,7 @@ pub async fn namespace_audit(
         Some("jsonl") => true,
         Some(other) => {
             return Err(ApiError::bad_request(
-                "invalid-query",
+                code::INVALID_QUERY,
                 format!("format `{other}`: expected json or jsonl"),
             ));
         }

@@ -28,6 +28,7 @@ use crate::domain::log_entry::LogEntry;
 use crate::domain::task::{CommitRef, Task};
 use crate::domain::{self, scan};
 use crate::error::{ApiError, ApiResult};
+use crate::error_code as code;
 use crate::names::RefName;
 use crate::paths::RepoPath;
 use crate::state::AppState;
@@ -100,11 +101,11 @@ impl From<db::commits::CommitRow> for CommitInfo {
 }
 
 fn invalid_path(e: crate::paths::PathError) -> ApiError {
-    ApiError::unprocessable("invalid-path", e.to_string())
+    ApiError::unprocessable(code::INVALID_PATH, e.to_string())
 }
 
 pub(super) fn parse_branch(branch: &str) -> Result<RefName, ApiError> {
-    RefName::parse(branch).map_err(|e| ApiError::unprocessable("invalid-ref", e.to_string()))
+    RefName::parse(branch).map_err(|e| ApiError::unprocessable(code::INVALID_REF, e.to_string()))
 }
 
 /// A `put` waiting for its bytes (multipart) or already resolved to a blob.
@@ -137,13 +138,13 @@ async fn prepare(
     let limits = &state.settings.limits;
     if request.message.trim().is_empty() || request.message.len() > 65_536 {
         return Err(ApiError::unprocessable(
-            "invalid-message",
+            code::INVALID_MESSAGE,
             "give the commit a message of 1 to 65536 bytes",
         ));
     }
     if request.operations.len() > limits.max_files_per_commit {
         return Err(ApiError::too_large(
-            "too-many-operations",
+            code::TOO_MANY_OPERATIONS,
             format!(
                 "a commit may have at most {} operations",
                 limits.max_files_per_commit
@@ -167,7 +168,7 @@ async fn prepare(
                 match (content_base64, digest) {
                     (Some(_), Some(_)) => {
                         return Err(ApiError::unprocessable(
-                            "ambiguous-put",
+                            code::AMBIGUOUS_PUT,
                             format!("`{path}`: give either `sha256` or `content_base64`, not both"),
                         ));
                     }
@@ -176,7 +177,7 @@ async fn prepare(
                             .decode(content)
                             .map_err(|e| {
                                 ApiError::unprocessable(
-                                    "invalid-base64",
+                                    code::INVALID_BASE64,
                                     format!("`{path}`: content_base64 is not base64: {e}"),
                                 )
                             })?;
@@ -224,7 +225,7 @@ async fn prepare(
                     },
                     (None, None) => {
                         return Err(ApiError::unprocessable(
-                            "missing-content",
+                            code::MISSING_CONTENT,
                             format!(
                                 "`{path}`: a put needs `sha256` of an upload or `content_base64`"
                             ),
@@ -399,7 +400,7 @@ pub(super) async fn commit_changes(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "revision-not-found",
+                code::REVISION_NOT_FOUND,
                 format!(
                     "branch `{branch}` does not exist in `{}`; create it first",
                     repo.full_name()
@@ -411,7 +412,7 @@ pub(super) async fn commit_changes(
         && !(parent.len() >= 5 && head.starts_with(parent.as_str()))
     {
         return Err(ApiError::conflict(
-            "branch-moved",
+            code::BRANCH_MOVED,
             format!(
                 "branch `{branch}` is at {head}, not at the parent {parent} you based this commit on; fetch and retry"
             ),
@@ -437,12 +438,12 @@ pub(super) async fn commit_changes(
             PendingChange::Put(PendingPut::ByDigest { path, sha256, size }) => {
                 let stored = db::blobs::referenceable_size(&mut tx, repo.id, sha256.as_bytes()).await?.ok_or_else(|| {
                     ApiError::unprocessable(
-                        "unknown-blob",
+                        code::UNKNOWN_BLOB,
                         format!("`{path}`: no upload of {sha256} to this repository; upload the bytes first (POST /api/v1/repos/{}/uploads)", repo.full_name()),
                     )
                 })?;
                 if size.is_some_and(|s| s as i64 != stored) {
-                    return Err(ApiError::unprocessable("size-mismatch", format!("`{path}`: blob {sha256} has {stored} bytes, not {}", size.unwrap_or(0))));
+                    return Err(ApiError::unprocessable(code::SIZE_MISMATCH, format!("`{path}`: blob {sha256} has {stored} bytes, not {}", size.unwrap_or(0))));
                 }
                 Change::Put { path, entry: Entry { sha256: sha256.as_bytes().to_vec(), size: stored } }
             }
@@ -454,14 +455,14 @@ pub(super) async fn commit_changes(
     let snapshot = tree::apply(base, &resolved, state.settings.limits.max_files_per_commit)
         .map_err(|e| match e {
             tree::TreeError::TooManyFiles(_) => {
-                ApiError::too_large("too-many-files", e.to_string())
+                ApiError::too_large(code::TOO_MANY_FILES, e.to_string())
             }
             // Hugging Face clients recognise this wording and code for a missing path.
             tree::TreeError::DeleteMissing(path) => ApiError::not_found(
-                "entry-not-found",
+                code::ENTRY_NOT_FOUND,
                 format!("A file with this name doesn't exist: cannot delete `{path}`, no file or folder has that path"),
             ),
-            other => ApiError::unprocessable("invalid-change", other.to_string()),
+            other => ApiError::unprocessable(code::INVALID_CHANGE, other.to_string()),
         })?;
     let ctx = CommitContext {
         repository_id: repo.id,
@@ -558,14 +559,17 @@ pub async fn create_commit(
     } else if content_type.starts_with("application/json") {
         let body = read_json_body(payload, state.settings.limits.max_json_body).await?;
         let request: CommitRequest = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::unprocessable("invalid-json", format!("the commit JSON does not fit: {e}"))
+            ApiError::unprocessable(
+                code::INVALID_JSON,
+                format!("the commit JSON does not fit: {e}"),
+            )
         })?;
         let changes = prepare(&state, &repo, user_id, &request, &mut HashMap::new(), false).await?;
         (request, changes)
     } else {
         return Err(ApiError::new(
             actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+            code::UNSUPPORTED_MEDIA_TYPE,
             "send the commit as application/json or multipart/form-data",
         ));
     };
@@ -578,13 +582,13 @@ async fn read_json_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::bad_request(
-                "incomplete-body",
+                code::INCOMPLETE_BODY,
                 format!("the request body ended early: {e}"),
             )
         })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::too_large(
-                "request-too-large",
+                code::REQUEST_TOO_LARGE,
                 format!(
                     "JSON bodies are limited to {limit} bytes; upload large files through the uploads endpoint or multipart"
                 ),
@@ -604,7 +608,7 @@ async fn read_multipart(
 ) -> Result<(CommitRequest, Vec<PendingChange>), ApiError> {
     let bad = |e: actix_multipart::MultipartError| {
         ApiError::bad_request(
-            "invalid-multipart",
+            code::INVALID_MULTIPART,
             format!("the multipart body is malformed: {e}"),
         )
     };
@@ -618,14 +622,14 @@ async fn read_multipart(
             "commit" => {
                 if request.is_some() {
                     return Err(ApiError::bad_request(
-                        "duplicate-commit-part",
+                        code::DUPLICATE_COMMIT_PART,
                         "send exactly one `commit` part",
                     ));
                 }
                 let body = read_json_body_field(field, state.settings.limits.max_json_body).await?;
                 let parsed: CommitRequest = serde_json::from_slice(&body).map_err(|e| {
                     ApiError::unprocessable(
-                        "invalid-json",
+                        code::INVALID_JSON,
                         format!("the `commit` part does not fit: {e}"),
                     )
                 })?;
@@ -635,14 +639,14 @@ async fn read_multipart(
             "file" => {
                 if request.is_none() {
                     return Err(ApiError::bad_request(
-                        "commit-part-first",
+                        code::COMMIT_PART_FIRST,
                         "the `commit` part must come before any `file` part",
                     ));
                 }
                 received += 1;
                 if received > state.settings.limits.max_files_per_commit {
                     return Err(ApiError::too_large(
-                        "too-many-files",
+                        code::TOO_MANY_FILES,
                         "too many files in one commit",
                     ));
                 }
@@ -652,7 +656,7 @@ async fn read_multipart(
                     .map(str::to_owned)
                     .ok_or_else(|| {
                         ApiError::bad_request(
-                            "missing-filename",
+                            code::MISSING_FILENAME,
                             "each `file` part needs a filename: the path in the repository",
                         )
                     })?;
@@ -677,7 +681,7 @@ async fn read_multipart(
             }
             other => {
                 return Err(ApiError::bad_request(
-                    "unknown-part",
+                    code::UNKNOWN_PART,
                     format!("unexpected multipart part `{other}`: use `commit` and `file`"),
                 ));
             }
@@ -685,7 +689,7 @@ async fn read_multipart(
     }
     let request = request.ok_or_else(|| {
         ApiError::bad_request(
-            "missing-commit-part",
+            code::MISSING_COMMIT_PART,
             "a multipart commit needs a `commit` part with the message",
         )
     })?;
@@ -695,7 +699,7 @@ async fn read_multipart(
         .map(|(p, _)| p.clone())
     {
         return Err(ApiError::bad_request(
-            "missing-file-part",
+            code::MISSING_FILE_PART,
             format!("`{path}` was announced but no `file` part carried it"),
         ));
     }
@@ -708,10 +712,11 @@ async fn read_json_body_field(
 ) -> Result<Vec<u8>, ApiError> {
     let mut body = Vec::new();
     while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("invalid-multipart", e.to_string()))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(code::INVALID_MULTIPART, e.to_string()))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::too_large(
-                "request-too-large",
+                code::REQUEST_TOO_LARGE,
                 format!("the `commit` part is limited to {limit} bytes"),
             ));
         }
@@ -762,7 +767,7 @@ pub async fn resolve_revision(
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "revision-not-found",
+                code::REVISION_NOT_FOUND,
                 format!(
                     "`{revision}` is not a branch, tag or commit of `{}`",
                     repo.full_name()
@@ -1012,7 +1017,7 @@ fn ref_kind(kind: &str) -> Result<&'static str, ApiError> {
         "branches" => Ok("branch"),
         "tags" => Ok("tag"),
         other => Err(ApiError::not_found(
-            "route-not-found",
+            code::ROUTE_NOT_FOUND,
             format!("`{other}` is not `branches` or `tags`"),
         )),
     }
@@ -1043,7 +1048,7 @@ pub async fn put_ref(
         && current.kind != kind
     {
         return Err(ApiError::conflict(
-            "ref-kind-conflict",
+            code::REF_KIND_CONFLICT,
             format!("`{ref_name}` already exists as a {}", current.kind),
         ));
     }
@@ -1051,7 +1056,7 @@ pub async fn put_ref(
         && current.as_ref().map(|c| &c.commit_id) != Some(expected)
     {
         return Err(ApiError::conflict(
-            "ref-moved",
+            code::REF_MOVED,
             format!("`{ref_name}` does not point at {expected} any more; fetch and retry"),
         ));
     }
@@ -1094,7 +1099,7 @@ pub async fn delete_ref(
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Write).await?;
     if kind == "branch" && ref_name == "main" {
         return Err(ApiError::conflict(
-            "default-branch",
+            code::DEFAULT_BRANCH,
             "`main` is the default branch and cannot be deleted",
         ));
     }
@@ -1103,7 +1108,7 @@ pub async fn delete_ref(
         .filter(|r| r.kind == kind)
         .ok_or_else(|| {
             ApiError::not_found(
-                "revision-not-found",
+                code::REVISION_NOT_FOUND,
                 format!("no {kind} `{ref_name}` in `{}`", repo.full_name()),
             )
         })?;

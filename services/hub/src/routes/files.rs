@@ -12,6 +12,7 @@ use kaiyuan_storage::Sha256Digest;
 use crate::auth::{Caller, Need};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
+use crate::error_code as code;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -110,13 +111,13 @@ pub fn findings_summary(findings: Option<&serde_json::Value>) -> String {
 fn quarantined(path: &str, scan: &db::scans::ScanState) -> ApiError {
     if let Some(reason) = &scan.held_reason {
         return ApiError::forbidden(
-            "quarantined",
+            code::QUARANTINED,
             format!("`{path}` is held by a reviewer: {reason}"),
         )
         .with_details(serde_json::json!({"hold": reason}));
     }
     ApiError::forbidden(
-        "quarantined",
+        code::QUARANTINED,
         format!(
             "`{path}` is quarantined: the security scan found malicious content ({}). It cannot be downloaded unless a hub admin releases it.",
             findings_summary(scan.findings.as_ref())
@@ -282,7 +283,7 @@ fn entry_not_found(
     commit: &str,
 ) -> HttpResponse {
     let error = ApiError::not_found(
-        "entry-not-found",
+        code::ENTRY_NOT_FOUND,
         format!(
             "`{path}` does not exist at revision `{revision}` of `{}`",
             repo.full_name()

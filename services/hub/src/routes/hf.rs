@@ -20,6 +20,7 @@ use crate::auth::{self, Caller, Need};
 use crate::db;
 use crate::db::repos::{Repo, SearchQuery, SortKey};
 use crate::error::{ApiError, ApiResult};
+use crate::error_code as code;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -135,7 +136,7 @@ async fn create_repo(
 ) -> ApiResult<HttpResponse> {
     if body.kind.as_deref().is_some_and(|k| k != "model") {
         return Err(ApiError::bad_request(
-            "unsupported-repo-type",
+            code::UNSUPPORTED_REPO_TYPE,
             "kaiyuan hosts model repositories only (repo_type=\"model\")",
         ));
     }
@@ -144,7 +145,7 @@ async fn create_repo(
         (Some("public") | None, _) => db::repos::Visibility::Public,
         (Some(other), _) => {
             return Err(ApiError::bad_request(
-                "invalid-visibility",
+                code::INVALID_VISIBILITY,
                 format!("visibility `{other}` is unknown"),
             ));
         }
@@ -171,7 +172,7 @@ async fn create_repo(
                 .json(json!({"url": url, "name": repo.full_name(), "id": repo.full_name()})))
         }
         // `exist_ok=True` reads `url` from the 409 body, so it must be there.
-        Err(e) if e.code == "repository-exists" => {
+        Err(e) if e.code == code::REPOSITORY_EXISTS => {
             let owner = namespace.unwrap_or_else(|| {
                 caller
                     .user
@@ -345,7 +346,7 @@ async fn tree_listing(
         .collect();
     if dir.is_some() && inside.is_empty() {
         return Err(ApiError::not_found(
-            "entry-not-found",
+            code::ENTRY_NOT_FOUND,
             format!(
                 "`{}` is not a folder at `{revision}` of `{}`",
                 dir.unwrap_or_default(),

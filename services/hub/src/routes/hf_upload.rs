@@ -14,6 +14,7 @@ use super::commits::{CommitRequest, PendingChange, PendingPut};
 use crate::auth::{self, Caller, Need};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
+use crate::error_code as code;
 use crate::paths::RepoPath;
 use crate::state::AppState;
 use crate::tree::Entry;
@@ -121,7 +122,7 @@ async fn lfs_batch(
     let name = repo_git.strip_suffix(".git").unwrap_or(&repo_git);
     if body.operation != "upload" {
         return Err(ApiError::bad_request(
-            "unsupported-operation",
+            code::UNSUPPORTED_OPERATION,
             "only LFS uploads go through the batch API; download with /resolve",
         ));
     }
@@ -203,7 +204,7 @@ async fn lfs_put(
     let repo = check_signed(&state, &namespace, &name, &oid, &query).await?;
     let digest: Sha256Digest = oid
         .parse()
-        .map_err(|_| ApiError::bad_request("invalid-sha256", "the oid is not a sha256"))?;
+        .map_err(|_| ApiError::bad_request(code::INVALID_SHA256, "the oid is not a sha256"))?;
     let expected = Expected {
         sha256: Some(digest),
         size: Some(query.size),
@@ -237,7 +238,7 @@ async fn check_signed(
         || chrono::Utc::now().timestamp() > query.expires
     {
         return Err(ApiError::forbidden(
-            "invalid-upload-url",
+            code::INVALID_UPLOAD_URL,
             "this upload URL is invalid or expired; ask the batch API for a new one",
         ));
     }
@@ -260,7 +261,7 @@ async fn lfs_put_part(
     let part_size = state.settings.limits.lfs_part_size.max(5 * 1024 * 1024);
     if number == 0 || u64::from(number) > query.size.div_ceil(part_size) {
         return Err(ApiError::bad_request(
-            "invalid-part",
+            code::INVALID_PART,
             format!("part {number} is not in this upload's plan"),
         ));
     }
@@ -269,7 +270,7 @@ async fn lfs_put_part(
         .store
         .put_part(&upload, number, part_size, body)
         .await
-        .map_err(|e| ApiError::bad_request("incomplete-part", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(code::INCOMPLETE_PART, e.to_string()))?;
     Ok(HttpResponse::Ok()
         .insert_header(("ETag", format!("\"{digest}\"")))
         .finish())
@@ -300,7 +301,7 @@ async fn lfs_complete(
     let repo = check_signed(&state, &namespace, &name, &oid, &query).await?;
     if body.oid != oid {
         return Err(ApiError::bad_request(
-            "oid-mismatch",
+            code::OID_MISMATCH,
             "the completion names another object than its URL",
         ));
     }
@@ -310,7 +311,7 @@ async fn lfs_complete(
     numbers.sort_unstable();
     if numbers != (1..=count).collect::<Vec<_>>() {
         return Err(ApiError::bad_request(
-            "missing-parts",
+            code::MISSING_PARTS,
             format!("the completion must list parts 1 to {count} once each"),
         ));
     }
@@ -318,14 +319,14 @@ async fn lfs_complete(
     for n in 1..=count {
         if state.store.part_size(&upload, n).await?.is_none() {
             return Err(ApiError::bad_request(
-                "missing-parts",
+                code::MISSING_PARTS,
                 format!("part {n} was never uploaded"),
             ));
         }
     }
     let digest: Sha256Digest = oid
         .parse()
-        .map_err(|_| ApiError::bad_request("invalid-sha256", "the oid is not a sha256"))?;
+        .map_err(|_| ApiError::bad_request(code::INVALID_SHA256, "the oid is not a sha256"))?;
     // The parts' bytes, in order, as one stream.
     let store = state.store.clone();
     let upload_name = upload.clone();
@@ -367,13 +368,13 @@ async fn lfs_verify(
     let digest: Sha256Digest = body
         .oid
         .parse()
-        .map_err(|_| ApiError::bad_request("invalid-sha256", "the oid is not a sha256"))?;
+        .map_err(|_| ApiError::bad_request(code::INVALID_SHA256, "the oid is not a sha256"))?;
     match db::blobs::referenceable_size(&mut conn, repo.id, digest.as_bytes()).await? {
         Some(size) if size as u64 == body.size => {
             Ok(HttpResponse::Ok().json(json!({"oid": body.oid, "size": body.size})))
         }
         _ => Err(ApiError::not_found(
-            "object-not-found",
+            code::OBJECT_NOT_FOUND,
             format!(
                 "object {} of {} bytes was not uploaded to {}",
                 body.oid,
@@ -407,7 +408,7 @@ async fn commit(
         .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
     {
         return Err(ApiError::bad_request(
-            "pull-requests-unsupported",
+            code::PULL_REQUESTS_UNSUPPORTED,
             "pull requests are not supported yet: commit to a branch",
         ));
     }
@@ -432,7 +433,7 @@ async fn commit(
         if let Some(chunk) = chunk {
             let chunk = chunk.map_err(|e| {
                 ApiError::bad_request(
-                    "incomplete-body",
+                    code::INCOMPLETE_BODY,
                     format!("the commit body ended early: {e}"),
                 )
             })?;
@@ -457,7 +458,10 @@ async fn commit(
                 continue;
             }
             let value: Value = serde_json::from_slice(&line).map_err(|e| {
-                ApiError::bad_request("invalid-ndjson", format!("a commit line is not JSON: {e}"))
+                ApiError::bad_request(
+                    code::INVALID_NDJSON,
+                    format!("a commit line is not JSON: {e}"),
+                )
             })?;
             handle_line(
                 &state,
@@ -475,7 +479,7 @@ async fn commit(
         }
         if buffer.len() > MAX_LINE {
             return Err(ApiError::too_large(
-                "line-too-large",
+                code::LINE_TOO_LARGE,
                 format!("a commit line exceeds {MAX_LINE} bytes; send large files through LFS"),
             ));
         }
@@ -483,7 +487,7 @@ async fn commit(
     }
     if !saw_header {
         return Err(ApiError::bad_request(
-            "missing-header",
+            code::MISSING_HEADER,
             "the first NDJSON line must be the `header` with the commit summary",
         ));
     }
@@ -499,13 +503,12 @@ async fn commit(
 }
 
 fn repo_path(value: &Value) -> Result<RepoPath, ApiError> {
-    let raw = value
-        .get("path")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request("invalid-ndjson", "a commit line has no `path`"))?;
+    let raw = value.get("path").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::bad_request(code::INVALID_NDJSON, "a commit line has no `path`")
+    })?;
     // Folder deletions name the folder with a trailing `/`.
     let raw = raw.strip_suffix('/').unwrap_or(raw);
-    RepoPath::parse(raw).map_err(|e| ApiError::unprocessable("invalid-path", e.to_string()))
+    RepoPath::parse(raw).map_err(|e| ApiError::unprocessable(code::INVALID_PATH, e.to_string()))
 }
 
 async fn handle_line(
@@ -518,12 +521,12 @@ async fn handle_line(
     saw_header: &mut bool,
 ) -> Result<(), ApiError> {
     let key = line.get("key").and_then(Value::as_str).unwrap_or_default();
-    let value = line
-        .get("value")
-        .ok_or_else(|| ApiError::bad_request("invalid-ndjson", "a commit line has no `value`"))?;
+    let value = line.get("value").ok_or_else(|| {
+        ApiError::bad_request(code::INVALID_NDJSON, "a commit line has no `value`")
+    })?;
     if !*saw_header && key != "header" {
         return Err(ApiError::bad_request(
-            "missing-header",
+            code::MISSING_HEADER,
             "the first NDJSON line must be the `header`",
         ));
     }
@@ -558,7 +561,7 @@ async fn handle_line(
                 .decode(content)
                 .map_err(|e| {
                     ApiError::unprocessable(
-                        "invalid-base64",
+                        code::INVALID_BASE64,
                         format!("`{path}`: content is not base64: {e}"),
                     )
                 })?;
@@ -594,7 +597,7 @@ async fn handle_line(
         "deletedFile" | "deletedFolder" => changes.push(PendingChange::Delete(repo_path(value)?)),
         other => {
             return Err(ApiError::bad_request(
-                "invalid-ndjson",
+                code::INVALID_NDJSON,
                 format!("unknown commit line `{other}`"),
             ));
         }

@@ -5,6 +5,7 @@ use crate::domain::{
     self,
     event::{Event, Target},
 };
+use crate::error_code as code;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use kaiyuan_license::{Policy, UseContext};
 use serde::Deserialize;
@@ -135,11 +136,11 @@ pub async fn compliance(
     request
         .context
         .validate()
-        .map_err(|e| ApiError::unprocessable("invalid-context", e))?;
+        .map_err(|e| ApiError::unprocessable(code::INVALID_CONTEXT, e))?;
     let policy = match request.policy {
         Some(p) => Some(
             p.validated()
-                .map_err(|e| ApiError::unprocessable("invalid-policy", e))?,
+                .map_err(|e| ApiError::unprocessable(code::INVALID_POLICY, e))?,
         ),
         None => None,
     };
@@ -187,7 +188,7 @@ pub async fn get_policy(
     let ns = super::load_namespace(&mut conn, &caller, &name, Role::Read).await?;
     match db::licenses::policy(&mut conn, ns.id).await? {
         Some(row) => Ok(HttpResponse::Ok().json(json!({"namespace": ns.name, "version": row.version, "updated_at": row.updated_at, "policy": row.document}))),
-        None => Err(ApiError::not_found("policy-not-found", format!("`{}` has no licence policy", ns.name))),
+        None => Err(ApiError::not_found(code::POLICY_NOT_FOUND, format!("`{}` has no licence policy", ns.name))),
     }
 }
 
@@ -224,7 +225,7 @@ pub async fn set_policy(
     let user = caller.require_writer()?.clone();
     let policy = policy
         .validated()
-        .map_err(|e| ApiError::unprocessable("invalid-policy", e))?;
+        .map_err(|e| ApiError::unprocessable(code::INVALID_POLICY, e))?;
     let document =
         serde_json::to_value(&policy).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
     let mut tx = state.db.begin().await?;
@@ -261,7 +262,7 @@ pub async fn delete_policy(
     let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
     if !db::licenses::delete_policy(&mut tx, ns.id).await? {
         return Err(ApiError::not_found(
-            "policy-not-found",
+            code::POLICY_NOT_FOUND,
             format!("`{}` has no licence policy", ns.name),
         ));
     }
@@ -314,7 +315,7 @@ pub async fn namespace_report(
         .contains(&d.as_str())
         {
             return Err(ApiError::bad_request(
-                "invalid-query",
+                code::INVALID_QUERY,
                 format!(
                     "decision `{d}`: expected allow, allow_with_obligations, flag_review, deny or pending"
                 ),
@@ -351,7 +352,7 @@ pub async fn sbom(
     let format = query.format.clone().unwrap_or_else(|| "spdx3".into());
     if format != "spdx3" && format != "cyclonedx" {
         return Err(ApiError::bad_request(
-            "invalid-query",
+            code::INVALID_QUERY,
             format!("format `{format}`: expected spdx3 or cyclonedx"),
         ));
     }
@@ -437,7 +438,7 @@ pub async fn accept_license(
             .map(|r| format!("{} version {}", r.license, r.version))
             .collect();
         return Err(ApiError::conflict(
-            "license-not-required",
+            code::LICENSE_NOT_REQUIRED,
             format!(
                 "`{}` does not require accepting {}; it requires {}",
                 repo.full_name(),
@@ -452,7 +453,7 @@ pub async fn accept_license(
     };
     if r.version != body.version {
         return Err(ApiError::conflict(
-            "license-version-mismatch",
+            code::LICENSE_VERSION_MISMATCH,
             format!(
                 "the current version of the {} is {}, not {}: read that version and accept it",
                 r.name, r.version, body.version

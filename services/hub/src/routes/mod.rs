@@ -26,6 +26,7 @@ use crate::auth::{self, Caller, Need};
 use crate::config::Settings;
 use crate::db::repos::Repo;
 use crate::error::ApiError;
+use crate::error_code as code;
 
 pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     cfg.app_data(
@@ -62,7 +63,7 @@ async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         let allow = allowed.join(", ");
         let mut response = ApiError::new(
             actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
+            code::METHOD_NOT_ALLOWED,
             format!(
                 "{} does not answer {}; use {allow}",
                 req.path(),
@@ -78,7 +79,7 @@ async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         return Ok(response);
     }
     Err(ApiError::not_found(
-        "route-not-found",
+        code::ROUTE_NOT_FOUND,
         format!(
             "no route for {} {}; see /api/v1/openapi.json",
             req.method(),
@@ -146,29 +147,30 @@ fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let api = match &err {
         JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
             ApiError::too_large(
-                "request-too-large",
+                code::REQUEST_TOO_LARGE,
                 format!("{err}; large files go through the upload endpoint"),
             )
         }
         JsonPayloadError::ContentType => ApiError::new(
             actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+            code::UNSUPPORTED_MEDIA_TYPE,
             "send the request body as JSON with `Content-Type: application/json`",
         ),
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::unprocessable("invalid-json", format!("the JSON body does not fit: {e}"))
-        }
-        _ => ApiError::bad_request("invalid-body", err.to_string()),
+        JsonPayloadError::Deserialize(e) => ApiError::unprocessable(
+            code::INVALID_JSON,
+            format!("the JSON body does not fit: {e}"),
+        ),
+        _ => ApiError::bad_request(code::INVALID_BODY, err.to_string()),
     };
     api.into()
 }
 
 fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::bad_request("invalid-path", err.to_string()).into()
+    ApiError::bad_request(code::INVALID_PATH, err.to_string()).into()
 }
 
 fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::bad_request("invalid-query", format!("bad query string: {err}")).into()
+    ApiError::bad_request(code::INVALID_QUERY, format!("bad query string: {err}")).into()
 }
 
 /// Loads the live repository `namespace/name` and checks that the caller may do `need` on it;
@@ -197,7 +199,7 @@ pub async fn load_namespace(
 ) -> Result<crate::db::accounts::Namespace, ApiError> {
     let not_found = || {
         ApiError::not_found(
-            "namespace-not-found",
+            code::NAMESPACE_NOT_FOUND,
             format!("namespace `{name}` does not exist or you are not a member"),
         )
     };
@@ -209,7 +211,7 @@ pub async fn load_namespace(
         .ok_or_else(not_found)?;
     if role < need {
         return Err(ApiError::forbidden(
-            "insufficient-role",
+            code::INSUFFICIENT_ROLE,
             format!(
                 "you need the `{}` role on `{name}` to do this",
                 need.as_str()
@@ -254,7 +256,9 @@ impl actix_web::FromRequest for RepoAt {
         let (namespace, name) = (segment("namespace"), segment("name"));
         let revision = web::Query::<provenance::RevisionQuery>::from_query(req.query_string())
             .map(|q| q.revision().map(str::to_owned))
-            .map_err(|e| ApiError::bad_request("invalid-query", format!("bad query string: {e}")));
+            .map_err(|e| {
+                ApiError::bad_request(code::INVALID_QUERY, format!("bad query string: {e}"))
+            });
         Box::pin(async move {
             let revision = revision?;
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;

@@ -5,6 +5,7 @@ use crate::domain::{
     self,
     event::{Event, Target},
 };
+use crate::error_code as code;
 use actix_web::{HttpResponse, delete, get, post, put, web};
 use rand::Rng;
 use serde::Deserialize;
@@ -99,7 +100,7 @@ pub async fn read(
     let mut conn = state.db.acquire().await?;
     if !db::notifications::mark_read(&mut conn, user.id, path.into_inner()).await? {
         return Err(ApiError::not_found(
-            "notification-not-found",
+            code::NOTIFICATION_NOT_FOUND,
             "no such unread notification of yours",
         ));
     }
@@ -133,11 +134,14 @@ pub async fn add_webhook(
     let mut tx = state.db.begin().await?;
     let ns = super::load_namespace(&mut tx, &caller, &path.into_inner(), Role::Admin).await?;
     let url = url::Url::parse(&body.url).map_err(|e| {
-        ApiError::unprocessable("invalid-url", format!("`{}` is not a URL: {e}", body.url))
+        ApiError::unprocessable(
+            code::INVALID_URL,
+            format!("`{}` is not a URL: {e}", body.url),
+        )
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(ApiError::unprocessable(
-            "invalid-url",
+            code::INVALID_URL,
             "a webhook URL is http:// or https:// with a host",
         ));
     }
@@ -145,7 +149,7 @@ pub async fn add_webhook(
         Some(s) if s.len() >= 16 && s.len() <= 256 => s.clone(),
         Some(_) => {
             return Err(ApiError::unprocessable(
-                "invalid-secret",
+                code::INVALID_SECRET,
                 "a webhook secret has 16 to 256 characters",
             ));
         }
@@ -200,7 +204,7 @@ pub async fn delete_webhook(
     let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
     if !db::notifications::delete_webhook(&mut tx, ns.id, id).await? {
         return Err(ApiError::not_found(
-            "webhook-not-found",
+            code::WEBHOOK_NOT_FOUND,
             format!("`{}` has no webhook {id}", ns.name),
         ));
     }
@@ -238,7 +242,7 @@ pub async fn deliveries(
         .any(|w| w.id == id)
     {
         return Err(ApiError::not_found(
-            "webhook-not-found",
+            code::WEBHOOK_NOT_FOUND,
             format!("`{}` has no webhook {id}", ns.name),
         ));
     }

@@ -6,6 +6,7 @@ use crate::domain::{
     self,
     event::{Event, Target},
 };
+use crate::error_code as code;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use kaiyuan_provenance::keys::PublicKey;
 use serde::Deserialize;
@@ -62,19 +63,19 @@ pub async fn add_key(
     let body = body.into_inner();
     if body.name.trim().is_empty() || body.name.len() > 100 {
         return Err(ApiError::unprocessable(
-            "invalid-name",
+            code::INVALID_NAME,
             "a key needs a name of 1 to 100 characters",
         ));
     }
     let (kind, pem, fingerprint) = match (&body.public_key, &body.certificate) {
         (Some(pem), None) => {
             let key = PublicKey::from_pem(pem)
-                .map_err(|e| ApiError::unprocessable("invalid-key", e.0))?;
+                .map_err(|e| ApiError::unprocessable(code::INVALID_KEY, e.0))?;
             ("key", key.to_pem(), key.fingerprint())
         }
         (None, Some(pem)) => {
             let certs = kaiyuan_provenance::cert::certificates_from_pem(pem)
-                .map_err(|e| ApiError::unprocessable("invalid-certificate", e))?;
+                .map_err(|e| ApiError::unprocessable(code::INVALID_CERTIFICATE, e))?;
             use sha2::Digest;
             (
                 "anchor",
@@ -84,7 +85,7 @@ pub async fn add_key(
         }
         _ => {
             return Err(ApiError::unprocessable(
-                "invalid-key",
+                code::INVALID_KEY,
                 "give exactly one of `public_key` and `certificate` (PEM)",
             ));
         }
@@ -101,7 +102,7 @@ pub async fn add_key(
     .await?
     else {
         return Err(ApiError::conflict(
-            "key-exists",
+            code::KEY_EXISTS,
             format!("`{}` already has the key {fingerprint}", ns.name),
         ));
     };
@@ -154,7 +155,7 @@ pub async fn revoke_key(
     let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
     if !db::provenance::revoke_key(&mut tx, ns.id, id).await? {
         return Err(ApiError::not_found(
-            "key-not-found",
+            code::KEY_NOT_FOUND,
             format!("`{}` has no active key {id}", ns.name),
         ));
     }

@@ -3,6 +3,7 @@
 use crate::domain::event::{Event, Target};
 use crate::domain::log_entry::LogEntry;
 use crate::domain::{self};
+use crate::error_code as code;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -85,7 +86,7 @@ fn parse_visibility(v: Option<&str>) -> Result<Option<Visibility>, ApiError> {
     v.map(|word| {
         Visibility::parse(word).ok_or_else(|| {
             ApiError::unprocessable(
-                "invalid-visibility",
+                code::INVALID_VISIBILITY,
                 format!("visibility `{word}` is unknown: use `public` or `private`"),
             )
         })
@@ -136,22 +137,22 @@ pub async fn create_repository(
     let user = caller.require_writer()?.clone();
     let namespace_name = namespace.map_or_else(|| user.name.clone(), str::to_string);
     NamespaceName::parse(&namespace_name)
-        .map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
+        .map_err(|e| ApiError::unprocessable(code::INVALID_NAME, e.to_string()))?;
     let name = RepoName::parse(name)
-        .map_err(|e| ApiError::unprocessable("invalid-name", e.to_string()))?;
+        .map_err(|e| ApiError::unprocessable(code::INVALID_NAME, e.to_string()))?;
     let mut tx = state.db.begin().await?;
     let namespace = db::accounts::find_namespace(&mut tx, &namespace_name)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "namespace-not-found",
+                code::NAMESPACE_NOT_FOUND,
                 format!("no user or organisation is named `{namespace_name}`"),
             )
         })?;
     let role = auth::namespace_role(&mut tx, caller, namespace.id, &namespace.kind).await?;
     if role.is_none_or(|r| r < Role::Write) {
         return Err(ApiError::forbidden(
-            "insufficient-role",
+            code::INSUFFICIENT_ROLE,
             format!(
                 "you need the `write` role in `{}` to create repositories there",
                 namespace.name
@@ -163,7 +164,7 @@ pub async fn create_repository(
         db::repos::name_reserved_until(&mut tx, namespace.id, name.as_str(), grace).await?
     {
         return Err(ApiError::conflict(
-            "name-reserved",
+            code::NAME_RESERVED,
             format!(
                 "`{}/{name}` was deleted recently; its name is reserved until {until} so old links cannot point at new content",
                 namespace.name
@@ -181,7 +182,7 @@ pub async fn create_repository(
     .map_err(|e| {
         if db::is_unique_violation(&e, "repositories_live_name_key") {
             ApiError::conflict(
-                "repository-exists",
+                code::REPOSITORY_EXISTS,
                 format!("`{}/{name}` already exists", namespace.name),
             )
         } else {
@@ -279,7 +280,7 @@ pub async fn search_repos(
         Some("name") => SortKey::Name,
         Some(other) => {
             return Err(ApiError::bad_request(
-                "invalid-sort",
+                code::INVALID_SORT,
                 format!("sort `{other}` is unknown: use updated, created or name"),
             ));
         }
@@ -287,7 +288,7 @@ pub async fn search_repos(
     let after = match &params.cursor {
         Some(c) => Some(decode_cursor(c).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid-cursor",
+                code::INVALID_CURSOR,
                 "the cursor is malformed; use the `next_cursor` of a previous page",
             )
         })?),
@@ -296,7 +297,7 @@ pub async fn search_repos(
     let limit = params.limit.unwrap_or(30);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request(
-            "invalid-limit",
+            code::INVALID_LIMIT,
             "limit must be between 1 and 500",
         ));
     }
@@ -390,7 +391,7 @@ pub async fn update_repo(
     let visibility = parse_visibility(body.visibility.as_deref())?;
     if body.description.as_ref().is_some_and(|d| d.len() > 4096) {
         return Err(ApiError::unprocessable(
-            "description-too-long",
+            code::DESCRIPTION_TOO_LONG,
             "keep the description under 4096 bytes",
         ));
     }
@@ -401,7 +402,7 @@ pub async fn update_repo(
         Some(g @ ("none" | "auto" | "manual")) => Some(g),
         Some(other) => {
             return Err(ApiError::unprocessable(
-                "invalid-gating",
+                code::INVALID_GATING,
                 format!("gated `{other}` is unknown: use none, auto or manual"),
             ));
         }

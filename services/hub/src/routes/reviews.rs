@@ -5,6 +5,7 @@
 use crate::domain::event::{Event, Target};
 use crate::domain::log_entry::LogEntry;
 use crate::domain::{self};
+use crate::error_code as code;
 use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -45,7 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 fn not_found(id: impl std::fmt::Display) -> ApiError {
     ApiError::not_found(
-        "report-not-found",
+        code::REPORT_NOT_FOUND,
         format!("report {id} does not exist or you may not see it"),
     )
 }
@@ -107,7 +108,7 @@ async fn reviewed(
     let (report, repo, reviewer) = visible(conn, caller, id).await?;
     if !reviewer {
         return Err(ApiError::forbidden(
-            "reviewer-required",
+            code::REVIEWER_REQUIRED,
             format!("only reviewers {what}"),
         ));
     }
@@ -149,7 +150,7 @@ pub async fn file_report(
     let body = body.into_inner();
     if !reviews::CATEGORIES.contains(&body.category.as_str()) {
         return Err(ApiError::unprocessable(
-            "invalid-category",
+            code::INVALID_CATEGORY,
             format!(
                 "category `{}`: expected one of {}",
                 body.category,
@@ -162,7 +163,7 @@ pub async fn file_report(
         || body.evidence.len() > 100_000
     {
         return Err(ApiError::unprocessable(
-            "invalid-description",
+            code::INVALID_DESCRIPTION,
             "a description of 1 to 20000 characters is required; evidence is at most 100000",
         ));
     }
@@ -179,7 +180,7 @@ pub async fn file_report(
                 .await?
                 .ok_or_else(|| {
                     ApiError::not_found(
-                        "entry-not-found",
+                        code::ENTRY_NOT_FOUND,
                         format!("`{p}` does not exist at that revision"),
                     )
                 })?
@@ -287,7 +288,7 @@ pub async fn comment(
     let text = body.body.trim();
     if text.is_empty() || text.len() > 20_000 {
         return Err(ApiError::unprocessable(
-            "invalid-comment",
+            code::INVALID_COMMENT,
             "a comment has 1 to 20000 characters",
         ));
     }
@@ -341,20 +342,20 @@ pub async fn triage(
         "dismiss" if reason.is_some() => "dismissed",
         "dismiss" => {
             return Err(ApiError::unprocessable(
-                "invalid-reason",
+                code::INVALID_REASON,
                 "dismissing a report needs a reason",
             ));
         }
         other => {
             return Err(ApiError::unprocessable(
-                "invalid-action",
+                code::INVALID_ACTION,
                 format!("action `{other}`: expected confirm, dismiss or request-info"),
             ));
         }
     };
     if report.status == "published" {
         return Err(ApiError::conflict(
-            "report-published",
+            code::REPORT_PUBLISHED,
             format!("report {id} is published"),
         ));
     }
@@ -419,7 +420,7 @@ pub async fn create_advisory(
     let (report, repo) = reviewed(&mut tx, &caller, id, "write advisories").await?;
     if !reviews::SEVERITIES.contains(&body.severity.as_str()) {
         return Err(ApiError::unprocessable(
-            "invalid-severity",
+            code::INVALID_SEVERITY,
             format!(
                 "severity `{}`: expected low, medium, high or critical",
                 body.severity
@@ -431,13 +432,13 @@ pub async fn create_advisory(
         .any(|t| t.trim().is_empty() || t.len() > 20_000)
     {
         return Err(ApiError::unprocessable(
-            "invalid-advisory",
+            code::INVALID_ADVISORY,
             "summary, details and remediation need 1 to 20000 characters each",
         ));
     }
     if report.status != "confirmed" {
         return Err(ApiError::conflict(
-            "report-not-confirmed",
+            code::REPORT_NOT_CONFIRMED,
             format!("report {id} is {}: confirm it first", report.status),
         ));
     }
@@ -513,7 +514,7 @@ pub async fn publish_advisory(
     let id = path.into_inner();
     let missing = || {
         ApiError::not_found(
-            "advisory-not-found",
+            code::ADVISORY_NOT_FOUND,
             format!("advisory {id} does not exist or you may not see it"),
         )
     };
@@ -524,13 +525,13 @@ pub async fn publish_advisory(
         .map_err(|e| if e.is_refusal() { missing() } else { e })?;
     if !reviewer {
         return Err(ApiError::forbidden(
-            "reviewer-required",
+            code::REVIEWER_REQUIRED,
             "only reviewers publish advisories",
         ));
     }
     if !reviews::publish(&mut tx, &id).await? {
         return Err(ApiError::conflict(
-            "advisory-published",
+            code::ADVISORY_PUBLISHED,
             format!("{id} is already published"),
         ));
     }
@@ -627,7 +628,7 @@ async fn readable_advisory(
 ) -> Result<reviews::Advisory, ApiError> {
     let missing = || {
         ApiError::not_found(
-            "advisory-not-found",
+            code::ADVISORY_NOT_FOUND,
             format!("advisory {id} does not exist or you may not see it"),
         )
     };
@@ -756,7 +757,7 @@ pub async fn set_hub_reviewer(
     let mut tx = state.db.begin().await?;
     let user = db::accounts::find_user(&mut tx, &name)
         .await?
-        .ok_or_else(|| ApiError::not_found("user-not-found", format!("no user `{name}`")))?;
+        .ok_or_else(|| ApiError::not_found(code::USER_NOT_FOUND, format!("no user `{name}`")))?;
     reviews::set_hub_reviewer(&mut tx, user.id, body.reviewer).await?;
     domain::event::record(
         &mut tx,
@@ -792,7 +793,7 @@ pub async fn set_org_reviewer(
     let ns = super::load_namespace(&mut tx, &caller, &org, Role::Admin).await?;
     let user = db::accounts::find_user(&mut tx, &name)
         .await?
-        .ok_or_else(|| ApiError::not_found("user-not-found", format!("no user `{name}`")))?;
+        .ok_or_else(|| ApiError::not_found(code::USER_NOT_FOUND, format!("no user `{name}`")))?;
     reviews::set_org_reviewer(&mut tx, ns.id, user.id, body.reviewer).await?;
     domain::event::record(
         &mut tx,
@@ -834,7 +835,7 @@ pub async fn hold(
     let (report, repo) = reviewed(&mut tx, &caller, id, "hold files").await?;
     let Some(sha) = &report.sha256 else {
         return Err(ApiError::conflict(
-            "no-file",
+            code::NO_FILE,
             format!("report {id} is not about a file"),
         ));
     };
@@ -916,7 +917,7 @@ pub async fn attest(
     let user = caller.require_user()?.clone();
     if body.scope.trim().is_empty() || body.scope.len() > 1000 || body.notes.len() > 20_000 {
         return Err(ApiError::unprocessable(
-            "invalid-attestation",
+            code::INVALID_ATTESTATION,
             "a scope of 1 to 1000 characters is required; notes are at most 20000",
         ));
     }
@@ -931,7 +932,7 @@ pub async fn attest(
     .await?;
     if !reviews(&mut tx, &user, &repo).await? {
         return Err(ApiError::forbidden(
-            "reviewer-required",
+            code::REVIEWER_REQUIRED,
             "only reviewers attest reviews",
         ));
     }
@@ -1032,7 +1033,7 @@ pub async fn list_rules(state: web::Data<AppState>, caller: Caller) -> ApiResult
     let mut conn = state.db.acquire().await?;
     if !(user.is_admin || reviews::is_hub_reviewer(&mut conn, user.id).await?) {
         return Err(ApiError::forbidden(
-            "reviewer-required",
+            code::REVIEWER_REQUIRED,
             "only hub reviewers see the community rules",
         ));
     }
@@ -1059,34 +1060,34 @@ pub async fn put_rules(
         .find(|e| !kaiyuan_scanner::valid_deny_entry(e))
     {
         return Err(ApiError::unprocessable(
-            "invalid-rule",
+            code::INVALID_RULE,
             format!("`{bad}` is not `module.name` or `module.*` (dotted Python identifiers)"),
         ));
     }
     if body.yara.len() > 1 << 20 {
         return Err(ApiError::unprocessable(
-            "invalid-rule",
+            code::INVALID_RULE,
             "YARA source is limited to 1 MiB",
         ));
     }
     if !body.yara.trim().is_empty() {
         crate::yara::compile(&body.yara).map_err(|e| {
             ApiError::unprocessable(
-                "invalid-rule",
+                code::INVALID_RULE,
                 format!("the YARA rules do not compile: {e}"),
             )
         })?;
     }
     if body.pickle_deny.len() > 10_000 {
         return Err(ApiError::unprocessable(
-            "invalid-rule",
+            code::INVALID_RULE,
             "at most 10000 deny entries",
         ));
     }
     let mut tx = state.db.begin().await?;
     if !(user.is_admin || reviews::is_hub_reviewer(&mut tx, user.id).await?) {
         return Err(ApiError::forbidden(
-            "reviewer-required",
+            code::REVIEWER_REQUIRED,
             "only hub reviewers change the community rules",
         ));
     }
@@ -1134,20 +1135,20 @@ pub async fn disclose(
     let user = caller.require_user()?;
     if report.status == "published" {
         return Err(ApiError::conflict(
-            "report-published",
+            code::REPORT_PUBLISHED,
             format!("report {id} is already public"),
         ));
     }
     if !reviewer {
         if report.reporter_id != user.id {
             return Err(ApiError::forbidden(
-                "reviewer-required",
+                code::REVIEWER_REQUIRED,
                 "only the reporter or reviewers disclose a report",
             ));
         }
         if chrono::Utc::now() < report.disclosure_at {
             return Err(ApiError::conflict(
-                "disclosure-not-due",
+                code::DISCLOSURE_NOT_DUE,
                 format!(
                     "report {id} may be disclosed by its reporter from {}",
                     report.disclosure_at.to_rfc3339()
@@ -1156,7 +1157,7 @@ pub async fn disclose(
         }
         if report.status == "dismissed" {
             return Err(ApiError::conflict(
-                "report-dismissed",
+                code::REPORT_DISMISSED,
                 format!("report {id} was dismissed"),
             ));
         }
@@ -1215,7 +1216,7 @@ pub async fn attach(
         || name.chars().any(char::is_control)
     {
         return Err(ApiError::unprocessable(
-            "invalid-name",
+            code::INVALID_NAME,
             "an attachment name has 1 to 200 characters and no slashes",
         ));
     }
@@ -1274,7 +1275,7 @@ pub async fn download_attachment(
         .find(|a| a.id == attachment);
     let Some(a) = found else {
         return Err(ApiError::not_found(
-            "attachment-not-found",
+            code::ATTACHMENT_NOT_FOUND,
             format!("report {id} has no attachment {attachment}"),
         ));
     };
@@ -1283,7 +1284,7 @@ pub async fn download_attachment(
     let quarantined = scan.as_ref().is_some_and(|s| s.quarantined());
     if quarantined && !reviewer {
         return Err(ApiError::forbidden(
-            "quarantined",
+            code::QUARANTINED,
             format!(
                 "attachment `{}` is malicious; only reviewers may download it",
                 a.name

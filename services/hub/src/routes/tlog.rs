@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::db;
 use crate::error::{ApiError, ApiResult};
+use crate::error_code as code;
 use crate::state::AppState;
 use crate::tlog;
 
@@ -58,7 +59,7 @@ pub async fn entries(
     let end = query.end.unwrap_or(query.start.saturating_add(100));
     if query.start < 0 || end <= query.start || end.saturating_sub(query.start) > MAX_ENTRIES {
         return Err(ApiError::bad_request(
-            "invalid-range",
+            code::INVALID_RANGE,
             format!("entries need 0 <= start < end and at most {MAX_ENTRIES} of them"),
         ));
     }
@@ -103,7 +104,7 @@ pub async fn sealed_entries(
     let (namespace, name) = path.into_inner();
     if query.start < 0 {
         return Err(ApiError::bad_request(
-            "invalid-range",
+            code::INVALID_RANGE,
             "start must be 0 or more",
         ));
     }
@@ -149,7 +150,7 @@ async fn checked_size(conn: &mut sqlx::PgConnection, size: i64) -> Result<(), Ap
     let current = db::tlog::size(conn).await?;
     if size < 1 || size > current {
         return Err(ApiError::bad_request(
-            "invalid-tree-size",
+            code::INVALID_TREE_SIZE,
             format!("tree size {size} is not between 1 and the log's size {current}"),
         ));
     }
@@ -168,7 +169,7 @@ pub async fn inclusion(
     checked_size(&mut conn, query.tree_size).await?;
     if query.index < 0 || query.index >= query.tree_size {
         return Err(ApiError::bad_request(
-            "invalid-index",
+            code::INVALID_INDEX,
             format!(
                 "index {} is not inside a tree of {}",
                 query.index, query.tree_size
@@ -204,7 +205,7 @@ pub async fn consistency(
     checked_size(&mut conn, query.second).await?;
     if query.first < 1 || query.first > query.second {
         return Err(ApiError::bad_request(
-            "invalid-tree-size",
+            code::INVALID_TREE_SIZE,
             format!(
                 "first {} must be between 1 and second {}",
                 query.first, query.second

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use crate::auth::{Caller, Need};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
+use crate::error_code as code;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -37,7 +38,7 @@ pub fn parse_digest(value: &str) -> Result<Sha256Digest, ApiError> {
     value
         .parse()
         .map_err(|e: kaiyuan_storage::Sha256ParseError| {
-            ApiError::bad_request("invalid-sha256", e.to_string())
+            ApiError::bad_request(code::INVALID_SHA256, e.to_string())
         })
 }
 
@@ -46,7 +47,7 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, ApiEr
         .get(name)
         .map(|v| {
             v.to_str().map_err(|_| {
-                ApiError::bad_request("invalid-header", format!("header {name} is not ASCII"))
+                ApiError::bad_request(code::INVALID_HEADER, format!("header {name} is not ASCII"))
             })
         })
         .transpose()
@@ -69,7 +70,7 @@ where
     let repository_id: Option<i64> = repository_id.into();
     if let Some(size) = expected.size.filter(|&s| s > expected.max_size) {
         return Err(ApiError::too_large(
-            "file-too-large",
+            code::FILE_TOO_LARGE,
             format!(
                 "the file has {size} bytes; the limit is {} bytes",
                 expected.max_size
@@ -85,7 +86,7 @@ where
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::bad_request(
-                "incomplete-body",
+                code::INCOMPLETE_BODY,
                 format!(
                     "the upload ended early after {} bytes: {e}",
                     upload.received()
@@ -144,7 +145,7 @@ pub async fn upload_blob(
             .map(|v| {
                 v.parse::<u64>().map_err(|_| {
                     ApiError::bad_request(
-                        "invalid-size",
+                        code::INVALID_SIZE,
                         format!("header {name} must be a byte count"),
                     )
                 })
@@ -157,7 +158,7 @@ pub async fn upload_blob(
         && d != l
     {
         return Err(ApiError::bad_request(
-            "size-mismatch",
+            code::SIZE_MISMATCH,
             format!("X-Expected-Size says {d} bytes but Content-Length says {l}"),
         ));
     }

@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::auth::{Caller, Need};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
+use crate::error_code as code;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -49,7 +50,7 @@ pub async fn status(state: web::Data<AppState>, at: super::RepoAt) -> ApiResult<
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
-                "verification-not-found",
+                code::VERIFICATION_NOT_FOUND,
                 format!("revision {commit} has no verification: it holds no .onnx model"),
             )
         })?;
@@ -87,7 +88,7 @@ pub async fn rerun(
         .unwrap_or_else(|| "any".into());
     if !["any", "cpu", "cuda"].contains(&ep.as_str()) {
         return Err(ApiError::unprocessable(
-            "invalid-ep",
+            code::INVALID_EP,
             format!("ep `{ep}`: expected any, cpu or cuda"),
         ));
     }
@@ -103,7 +104,7 @@ pub async fn rerun(
     let models = crate::verification::models(&files);
     if models.is_empty() {
         return Err(ApiError::unprocessable(
-            "no-onnx-models",
+            code::NO_ONNX_MODELS,
             format!("revision {commit} holds no .onnx model to verify"),
         ));
     }

@@ -13,6 +13,7 @@ use super::render::{WebError, WebResult, render};
 use crate::auth::{Caller, Need};
 use crate::db;
 use crate::error::ApiError;
+use crate::error_code as code;
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,7 +127,10 @@ fn use_context(q: &ModelQuery) -> Result<Option<kaiyuan_license::UseContext>, Ap
     };
     let mut ctx = kaiyuan_license::UseContext {
         purpose: kaiyuan_license::Purpose::parse(purpose).ok_or_else(|| {
-            ApiError::unprocessable("invalid-purpose", format!("purpose `{purpose}` is unknown"))
+            ApiError::unprocessable(
+                code::INVALID_PURPOSE,
+                format!("purpose `{purpose}` is unknown"),
+            )
         })?,
         ..Default::default()
     };
@@ -135,7 +139,7 @@ fn use_context(q: &ModelQuery) -> Result<Option<kaiyuan_license::UseContext>, Ap
             None => Ok(None),
             Some(v) => v.replace(['_', ','], "").parse().map(Some).map_err(|_| {
                 ApiError::unprocessable(
-                    "invalid-number",
+                    code::INVALID_NUMBER,
                     format!("{field} `{v}` is not a whole number"),
                 )
             }),
@@ -346,7 +350,7 @@ pub async fn commit_page(
         .await?
         .ok_or_else(|| {
             WebError(ApiError::not_found(
-                "revision-not-found",
+                code::REVISION_NOT_FOUND,
                 format!("no commit `{id}` in {}", repo.full_name()),
             ))
         })?;

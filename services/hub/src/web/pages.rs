@@ -12,6 +12,7 @@ use crate::auth::{self, Caller};
 use crate::db;
 use crate::domain::scan;
 use crate::error::ApiError;
+use crate::error_code as code;
 use crate::state::AppState;
 
 /// Search filters, all optional; the same names as the form fields.
@@ -221,7 +222,7 @@ pub async fn sign_in(
     let expected = auth::cookie_value(&req, session::SIGN_IN_CSRF_COOKIE).unwrap_or_default();
     if expected.is_empty() || !auth::csrf_matches(&expected, &form.form_token) {
         return Err(WebError(ApiError::forbidden(
-            "csrf-token-invalid",
+            code::CSRF_TOKEN_INVALID,
             "the sign-in form expired: reload it and try again",
         )));
     }
@@ -263,7 +264,7 @@ pub async fn sign_out(
 fn require_signed_in(caller: &Caller) -> Result<&auth::AuthUser, WebError> {
     caller.user.as_ref().ok_or_else(|| {
         WebError(ApiError::unauthorized(
-            "authentication-required",
+            code::AUTHENTICATION_REQUIRED,
             "sign in first",
         ))
     })
@@ -383,7 +384,7 @@ pub async fn create_token(
     let name = form.name.trim();
     if name.is_empty() || name.len() > 100 {
         return Err(WebError(ApiError::unprocessable(
-            "invalid-name",
+            code::INVALID_NAME,
             "a token needs a name of 1 to 100 characters",
         )));
     }
@@ -443,7 +444,7 @@ pub async fn namespace(
         .await?
         .ok_or_else(|| {
             WebError(ApiError::not_found(
-                "namespace-not-found",
+                code::NAMESPACE_NOT_FOUND,
                 format!("no user or organisation is named `{name}`"),
             ))
         })?;

@@ -8,6 +8,7 @@ use rand::Rng;
 
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
+use crate::error_code as code;
 
 /// How long a session lasts (never longer than its token).
 pub const SESSION_DAYS: i64 = 14;
@@ -47,7 +48,10 @@ pub async fn open(
         .await?
         .filter(|o| o.revoked_at.is_none() && o.expires_at.is_none_or(|at| at > Utc::now()))
         .ok_or_else(|| {
-            ApiError::unauthorized("invalid-token", "that token is unknown, expired or revoked")
+            ApiError::unauthorized(
+                code::INVALID_TOKEN,
+                "that token is unknown, expired or revoked",
+            )
         })?;
     let session = random_secret();
     let csrf = random_secret();
@@ -83,7 +87,7 @@ pub fn check_csrf(caller: &Caller, submitted: &str) -> Result<(), ApiError> {
     match &caller.session_csrf {
         Some(expected) if auth::csrf_matches(expected, submitted) => Ok(()),
         _ => Err(ApiError::forbidden(
-            "csrf-token-invalid",
+            code::CSRF_TOKEN_INVALID,
             "this form has expired or did not come from this site: reload the page and try again",
         )),
     }
