@@ -323,7 +323,7 @@ pub async fn authorize_repo(
     asked: (&str, &str),
     need: Need,
 ) -> Result<(), ApiError> {
-    let role = namespace_role(conn, caller, repo.namespace_id, &repo.namespace_kind).await?;
+    let role = namespace_role(conn, caller, repo.namespace_id, repo.namespace_kind).await?;
     if role.is_none() && !repo.is_public() {
         return Err(repo_not_found(asked.0, asked.1));
     }

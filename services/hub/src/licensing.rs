@@ -312,7 +312,7 @@ pub async fn authorize_license(
             conn,
             caller,
             repo.namespace_id,
-            &repo.namespace_kind,
+            repo.namespace_kind,
         )
         .await?
         .is_some()

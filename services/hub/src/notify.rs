@@ -77,7 +77,7 @@ pub async fn open_rule_reports(
                 path: Some(&path),
                 sha256: Some(sha256),
                 reporter_id: rules.created_by,
-                category: "malicious-code",
+                category: crate::db::types::ReportCategory::MaliciousCode,
                 description: &format!("{path} matched community scan rules: {}", hits.join("; ")),
                 evidence: &format!("{tag}: {}", hits.join("; ")),
                 disclosure_at: chrono::Utc::now() + chrono::Duration::days(90),

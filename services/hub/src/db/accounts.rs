@@ -1,5 +1,6 @@
 //! Users, organisations, memberships and API tokens.
 
+use super::types::NamespaceKind;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -16,7 +17,7 @@ pub struct User {
 pub struct Namespace {
     pub id: i64,
     pub name: String,
-    pub kind: String,
+    pub kind: NamespaceKind,
 }
 
 /// Roles in an organisation, weakest first so that `>=` compares privileges.
@@ -88,7 +89,7 @@ pub struct TokenOwner {
 pub async fn create_namespace(
     conn: &mut PgConnection,
     name: &str,
-    kind: &str,
+    kind: NamespaceKind,
     is_admin: bool,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar(

@@ -1,5 +1,6 @@
 //! Commits, their file snapshots and the refs (branches and tags) that point at them.
 
+use super::types::RefKind;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -24,7 +25,7 @@ pub struct FileRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RefRow {
     pub name: String,
-    pub kind: String,
+    pub kind: RefKind,
     pub commit_id: String,
     pub updated_at: DateTime<Utc>,
 }
@@ -106,7 +107,7 @@ pub async fn set_ref(
     conn: &mut PgConnection,
     repository_id: i64,
     name: &str,
-    kind: &str,
+    kind: RefKind,
     commit_id: &str,
 ) -> sqlx::Result<()> {
     sqlx::query(

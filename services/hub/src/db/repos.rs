@@ -3,18 +3,18 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
-pub use super::types::Visibility;
+pub use super::types::{AccessStatus, Gated, NamespaceKind, Visibility};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Repo {
     pub id: i64,
     pub namespace_id: i64,
     pub namespace: String,
-    pub namespace_kind: String,
+    pub namespace_kind: NamespaceKind,
     pub name: String,
     pub visibility: Visibility,
-    /// `none`, `auto` or `manual`: whether downloads need an accepted access request.
-    pub gated: String,
+    /// Whether downloads need an accepted access request.
+    pub gated: Gated,
     pub description: String,
     pub card: String,
     pub license: Option<String>,
@@ -105,7 +105,7 @@ pub async fn update_settings(
     id: i64,
     visibility: Option<Visibility>,
     description: Option<&str>,
-    gated: Option<&str>,
+    gated: Option<Gated>,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE repositories SET visibility = coalesce($2, visibility),
@@ -417,7 +417,7 @@ pub async fn access_status(
     conn: &mut PgConnection,
     repository_id: i64,
     user_id: i64,
-) -> sqlx::Result<Option<String>> {
+) -> sqlx::Result<Option<AccessStatus>> {
     sqlx::query_scalar(
         "SELECT status FROM access_requests WHERE repository_id = $1 AND user_id = $2",
     )
@@ -432,8 +432,8 @@ pub async fn request_access(
     conn: &mut PgConnection,
     repository_id: i64,
     user_id: i64,
-    status: &str,
-) -> sqlx::Result<String> {
+    status: AccessStatus,
+) -> sqlx::Result<AccessStatus> {
     sqlx::query_scalar(
         "INSERT INTO access_requests (repository_id, user_id, status, decided_at)
          VALUES ($1, $2, $3, CASE WHEN $3 = 'pending' THEN NULL ELSE now() END)
@@ -451,7 +451,7 @@ pub async fn decide_access(
     conn: &mut PgConnection,
     repository_id: i64,
     user_id: i64,
-    status: &str,
+    status: AccessStatus,
     by: i64,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
@@ -470,7 +470,7 @@ pub async fn decide_access(
 #[derive(Debug, sqlx::FromRow, serde::Serialize)]
 pub struct AccessRequest {
     pub user: String,
-    pub status: String,
+    pub status: AccessStatus,
     pub requested_at: DateTime<Utc>,
     pub decided_at: Option<DateTime<Utc>>,
 }

@@ -3,15 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-pub const CATEGORIES: &[&str] = &[
-    "malicious-code",
-    "backdoor",
-    "license-violation",
-    "leaked-data",
-    "unsafe-format",
-    "other",
-];
-pub const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
+pub use super::types::{ReportCategory, ReportStatus, Severity};
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Report {
@@ -26,10 +18,10 @@ pub struct Report {
     #[serde(skip)]
     pub reporter_id: i64,
     pub reporter: String,
-    pub category: String,
+    pub category: ReportCategory,
     pub description: String,
     pub evidence: String,
-    pub status: String,
+    pub status: ReportStatus,
     pub resolution: Option<String>,
     pub disclosure_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
@@ -55,7 +47,7 @@ pub struct NewReport<'a> {
     pub path: Option<&'a str>,
     pub sha256: Option<&'a [u8]>,
     pub reporter_id: i64,
-    pub category: &'a str,
+    pub category: ReportCategory,
     pub description: &'a str,
     pub evidence: &'a str,
     pub disclosure_at: DateTime<Utc>,
@@ -122,7 +114,7 @@ pub async fn queue(
 pub async fn set_status(
     conn: &mut PgConnection,
     id: i64,
-    status: &str,
+    status: ReportStatus,
     resolution: Option<&str>,
 ) -> sqlx::Result<()> {
     sqlx::query("UPDATE reports SET status = $2, resolution = COALESCE($3, resolution), updated_at = now() WHERE id = $1")
@@ -221,7 +213,7 @@ pub struct Advisory {
     pub id: String,
     #[serde(skip)]
     pub report_id: i64,
-    pub severity: String,
+    pub severity: Severity,
     pub summary: String,
     pub details: String,
     pub remediation: String,
@@ -247,7 +239,7 @@ fn hex_vec<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
 pub async fn create_advisory(
     conn: &mut PgConnection,
     report_id: i64,
-    severity: &str,
+    severity: Severity,
     summary: &str,
     details: &str,
     remediation: &str,
@@ -486,7 +478,7 @@ pub async fn has_report_tagged(
 #[derive(Debug, sqlx::FromRow, serde::Serialize)]
 pub struct AdvisoryAt {
     pub id: String,
-    pub severity: String,
+    pub severity: Severity,
     pub summary: String,
     pub path: String,
 }

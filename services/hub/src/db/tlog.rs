@@ -1,13 +1,18 @@
 //! The transparency log's storage: append (serialised by an advisory lock held until the
-//! caller's transaction ends), entries by index, and the leaf hashes of a tree size.
+//! caller's transaction ends), entries by index, the stored hashes of full subtrees
+//! (`log_tree`, level 0 being the entries' leaf hashes) and the cached signed checkpoint.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use kaiyuan_provenance::merkle::{Hash, Subtree};
 use sqlx::PgConnection;
 
 /// Arbitrary, fixed: the advisory lock that orders appends.
 const APPEND_LOCK: i64 = 0x006b_6169_796c_6f67;
 
-/// Appends a body; call inside the transaction that makes the change it records.
+/// Appends a body and returns its index; call inside the transaction that makes the change it
+/// records, then [`store_subtrees`] in the same transaction.
 pub async fn append(
     conn: &mut PgConnection,
     body: &[u8],
@@ -29,10 +34,102 @@ pub async fn append(
     Ok(index)
 }
 
+/// The number of entries (indices are contiguous from 0; read from the primary key's end).
 pub async fn size(conn: &mut PgConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM log_entries")
+    sqlx::query_scalar("SELECT COALESCE(max(idx) + 1, 0) FROM log_entries")
         .fetch_one(conn)
         .await
+}
+
+/// The stored hashes of these full subtrees (level 0 from the entries' leaf hashes); a
+/// subtree not stored is absent from the map.
+pub async fn subtree_hashes(
+    conn: &mut PgConnection,
+    wanted: &[Subtree],
+) -> sqlx::Result<HashMap<Subtree, Hash>> {
+    let leaves: Vec<i64> = wanted
+        .iter()
+        .filter(|t| t.level == 0)
+        .map(|t| t.index as i64)
+        .collect();
+    let (levels, indices): (Vec<i16>, Vec<i64>) = wanted
+        .iter()
+        .filter(|t| t.level > 0)
+        .map(|t| (i16::from(t.level), t.index as i64))
+        .unzip();
+    let rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT 0::int2, idx, leaf_hash FROM log_entries WHERE idx = ANY($1)
+         UNION ALL
+         SELECT t.level, t.idx, t.hash
+         FROM unnest($2::int2[], $3::int8[]) AS w (level, idx)
+         JOIN log_tree t ON t.level = w.level AND t.idx = w.idx",
+    )
+    .bind(&leaves)
+    .bind(&levels)
+    .bind(&indices)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(level, index, hash)| {
+            let hash: Hash = hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| sqlx::Error::Protocol("a stored log hash is not 32 bytes".into()))?;
+            Ok((
+                Subtree {
+                    level: level as u8,
+                    index: index as u64,
+                },
+                hash,
+            ))
+        })
+        .collect()
+}
+
+/// Stores the hashes of subtrees an append completed (levels 1 and up).
+pub async fn store_subtrees(conn: &mut PgConnection, done: &[(Subtree, Hash)]) -> sqlx::Result<()> {
+    if done.is_empty() {
+        return Ok(());
+    }
+    let levels: Vec<i16> = done.iter().map(|(t, _)| i16::from(t.level)).collect();
+    let indices: Vec<i64> = done.iter().map(|(t, _)| t.index as i64).collect();
+    let hashes: Vec<Vec<u8>> = done.iter().map(|(_, h)| h.to_vec()).collect();
+    sqlx::query(
+        "INSERT INTO log_tree (level, idx, hash)
+         SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[])",
+    )
+    .bind(&levels)
+    .bind(&indices)
+    .bind(&hashes)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The log's size now and the cached signed checkpoint of that size, if one was signed.
+pub async fn size_and_checkpoint(conn: &mut PgConnection) -> sqlx::Result<(i64, Option<String>)> {
+    sqlx::query_as(
+        "SELECT s.size, c.note
+         FROM (SELECT COALESCE(max(idx) + 1, 0) AS size FROM log_entries) s
+         LEFT JOIN log_checkpoint c ON c.tree_size = s.size",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Caches a signed checkpoint unless one of a larger tree is cached already.
+pub async fn cache_checkpoint(conn: &mut PgConnection, size: i64, note: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO log_checkpoint (one, tree_size, note) VALUES (true, $1, $2)
+         ON CONFLICT (one) DO UPDATE SET tree_size = EXCLUDED.tree_size, note = EXCLUDED.note,
+             signed_at = now()
+         WHERE log_checkpoint.tree_size < EXCLUDED.tree_size",
+    )
+    .bind(size)
+    .bind(note)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Leaf hashes of the first `size` entries, in order.

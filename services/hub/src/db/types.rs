@@ -38,3 +38,127 @@ impl std::fmt::Display for Visibility {
         f.write_str(self.as_str())
     }
 }
+
+/// A vocabulary of words stored in a `TEXT` column that a `CHECK` constrains: an enum that
+/// encodes and decodes as those words (a word the enum lacks is a decoding error, not a silent
+/// default), serialises to JSON as the same word, and appears in the OpenAPI document as an
+/// enumeration.
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $word:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $word)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word),+
+                }
+            }
+
+            /// The word a client sent, if it is one.
+            pub fn parse(word: &str) -> Option<Self> {
+                match word {
+                    $($word => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        // Written by hand: the derive would name the variants, not the words.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($word),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl sqlx::Type<sqlx::Postgres> for $name {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $name {
+            fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let word = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+                $name::parse(word).ok_or_else(|| format!("`{word}` is not a {}", stringify!($name)).into())
+            }
+        }
+
+        impl sqlx::Encode<'_, sqlx::Postgres> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// Whether downloads of a repository's files need an access request first, and who grants it.
+    Gated { None = "none", Auto = "auto", Manual = "manual" }
+}
+
+vocabulary! {
+    /// What a namespace is.
+    NamespaceKind { User = "user", Org = "org" }
+}
+
+vocabulary! {
+    /// What a ref is.
+    RefKind { Branch = "branch", Tag = "tag" }
+}
+
+vocabulary! {
+    /// Where a security report stands.
+    ReportStatus {
+        Open = "open",
+        NeedsInfo = "needs-info",
+        Confirmed = "confirmed",
+        Dismissed = "dismissed",
+        Published = "published",
+    }
+}
+
+vocabulary! {
+    /// What a security report is about.
+    ReportCategory {
+        MaliciousCode = "malicious-code",
+        Backdoor = "backdoor",
+        LicenseViolation = "license-violation",
+        LeakedData = "leaked-data",
+        UnsafeFormat = "unsafe-format",
+        Other = "other",
+    }
+}
+
+vocabulary! {
+    /// An advisory's severity.
+    Severity { Low = "low", Medium = "medium", High = "high", Critical = "critical" }
+}
+
+vocabulary! {
+    /// Where a request for access to a gated repository stands.
+    AccessStatus { Pending = "pending", Accepted = "accepted", Rejected = "rejected" }
+}

@@ -7,6 +7,7 @@ use super::actor::{Actor, Scope, new_token};
 use super::event::{self, Event, Target};
 use crate::db;
 use crate::db::accounts::Role;
+use crate::db::types::NamespaceKind;
 use crate::names::NamespaceName;
 
 /// Why an account operation was refused.
@@ -37,7 +38,7 @@ pub async fn create_user(
 ) -> Result<CreatedUser, AccountError> {
     let name = NamespaceName::parse(name).map_err(|e| AccountError::InvalidName(e.to_string()))?;
     let mut tx = db.begin().await?;
-    let id = create_namespace(&mut tx, &name, "user", is_admin).await?;
+    let id = create_namespace(&mut tx, &name, NamespaceKind::User, is_admin).await?;
     let (secret, hash) = new_token();
     db::accounts::insert_token(&mut tx, id, "initial", &hash, Scope::Write, None).await?;
     let details = serde_json::json!({"admin": is_admin});
@@ -64,7 +65,7 @@ pub async fn create_org(
 ) -> Result<NamespaceName, AccountError> {
     let name = NamespaceName::parse(name).map_err(|e| AccountError::InvalidName(e.to_string()))?;
     let mut tx = db.begin().await?;
-    let org_id = create_namespace(&mut tx, &name, "org", false).await?;
+    let org_id = create_namespace(&mut tx, &name, NamespaceKind::Org, false).await?;
     db::accounts::set_membership(&mut tx, org_id, owner_id, Role::Owner).await?;
     let change = Event::new(
         "org.create",
@@ -79,7 +80,7 @@ pub async fn create_org(
 async fn create_namespace(
     conn: &mut sqlx::PgConnection,
     name: &NamespaceName,
-    kind: &str,
+    kind: NamespaceKind,
     is_admin: bool,
 ) -> Result<i64, AccountError> {
     db::accounts::create_namespace(conn, name.as_str(), kind, is_admin)

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
 use crate::db::accounts::{self, Role};
+use crate::db::types::NamespaceKind;
 
 /// What a token may do (the `scope` column of `api_tokens`, and its word in JSON).
 #[derive(
@@ -80,15 +81,15 @@ pub async fn namespace_role(
     conn: &mut PgConnection,
     actor: &Actor,
     namespace_id: i64,
-    namespace_kind: &str,
+    namespace_kind: NamespaceKind,
 ) -> sqlx::Result<Option<Role>> {
     let Some(user) = &actor.user else {
         return Ok(None);
     };
-    if user.is_admin || (namespace_kind == "user" && user.id == namespace_id) {
+    if user.is_admin || (namespace_kind == NamespaceKind::User && user.id == namespace_id) {
         return Ok(Some(Role::Owner));
     }
-    if namespace_kind == "org" {
+    if namespace_kind == NamespaceKind::Org {
         return accounts::membership_role(conn, namespace_id, user.id).await;
     }
     Ok(None)

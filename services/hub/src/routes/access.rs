@@ -15,6 +15,7 @@ use sqlx::PgConnection;
 use crate::auth::{self, Caller, Need};
 use crate::db;
 use crate::db::repos::Repo;
+use crate::db::types::{AccessStatus, Gated};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -31,10 +32,10 @@ pub async fn authorize_download(
     caller: &Caller,
     repo: &Repo,
 ) -> Result<(), ApiError> {
-    if repo.gated == "none" {
+    if repo.gated == Gated::None {
         return Ok(());
     }
-    if auth::namespace_role(conn, caller, repo.namespace_id, &repo.namespace_kind)
+    if auth::namespace_role(conn, caller, repo.namespace_id, repo.namespace_kind)
         .await?
         .is_some()
     {
@@ -44,7 +45,7 @@ pub async fn authorize_download(
         "`{}` is gated: request access with POST /api/v1/repos/{}/access-request{}",
         repo.full_name(),
         repo.full_name(),
-        if repo.gated == "manual" {
+        if repo.gated == Gated::Manual {
             ", then wait for an admin of the repository to accept it"
         } else {
             ""
@@ -56,12 +57,9 @@ pub async fn authorize_download(
             format!("{how} (sign in first)"),
         ));
     };
-    match db::repos::access_status(conn, repo.id, user.id)
-        .await?
-        .as_deref()
-    {
-        Some("accepted") => Ok(()),
-        Some("pending") => Err(ApiError::forbidden(
+    match db::repos::access_status(conn, repo.id, user.id).await? {
+        Some(AccessStatus::Accepted) => Ok(()),
+        Some(AccessStatus::Pending) => Err(ApiError::forbidden(
             code::GATED,
             format!(
                 "`{}` is gated and your access request is pending",
@@ -94,7 +92,7 @@ pub async fn request_access(
     let user = caller.require_user()?.clone();
     let mut tx = state.db.begin().await?;
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Read).await?;
-    if repo.gated == "none" {
+    if repo.gated == Gated::None {
         return Err(ApiError::conflict(
             code::NOT_GATED,
             format!(
@@ -103,10 +101,10 @@ pub async fn request_access(
             ),
         ));
     }
-    let initial = if repo.gated == "auto" {
-        "accepted"
+    let initial = if repo.gated == Gated::Auto {
+        AccessStatus::Accepted
     } else {
-        "pending"
+        AccessStatus::Pending
     };
     let status = db::repos::request_access(&mut tx, repo.id, user.id, initial).await?;
     domain::event::record(
@@ -163,18 +161,18 @@ pub async fn decide(
     let mut tx = state.db.begin().await?;
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
     let actor = caller.require_writer()?.id;
-    if !matches!(body.status.as_str(), "accepted" | "rejected" | "pending") {
+    let Some(status) = AccessStatus::parse(&body.status) else {
         return Err(ApiError::unprocessable(
             code::INVALID_STATUS,
             "status is accepted, rejected or pending",
         ));
-    }
+    };
     let target = db::accounts::find_user(&mut tx, &member)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(code::USER_NOT_FOUND, format!("no user is named `{member}`"))
         })?;
-    db::repos::decide_access(&mut tx, repo.id, target.id, &body.status, actor).await?;
+    db::repos::decide_access(&mut tx, repo.id, target.id, status, actor).await?;
     domain::event::record(
         &mut tx,
         &caller,

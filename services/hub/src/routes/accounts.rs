@@ -1,5 +1,6 @@
 //! Accounts: users, tokens, organisations and memberships; plus hub-admin inspection routes.
 
+use crate::db::types::NamespaceKind;
 use crate::domain::event::{Event, Target};
 use crate::domain::log_entry::LogEntry;
 use crate::domain::{self};
@@ -277,9 +278,9 @@ async fn org_for_member(
     };
     let namespace = db::accounts::find_namespace(conn, org)
         .await?
-        .filter(|n| n.kind == "org")
+        .filter(|n| n.kind == NamespaceKind::Org)
         .ok_or_else(not_found)?;
-    let role = auth::namespace_role(conn, caller, namespace.id, "org")
+    let role = auth::namespace_role(conn, caller, namespace.id, NamespaceKind::Org)
         .await?
         .ok_or_else(not_found)?;
     Ok((namespace, role))

@@ -23,6 +23,7 @@ use crate::auth::{Caller, Need};
 use crate::commit_id::{self, FileEntry};
 use crate::db;
 use crate::db::repos::Repo;
+use crate::db::types::RefKind;
 use crate::domain::event::{Event, Target};
 use crate::domain::log_entry::LogEntry;
 use crate::domain::task::{CommitRef, Task};
@@ -311,7 +312,7 @@ pub async fn write_commit(
         },
     )
     .await?;
-    db::commits::set_ref(conn, ctx.repository_id, ctx.branch, "branch", &id).await?;
+    db::commits::set_ref(conn, ctx.repository_id, ctx.branch, RefKind::Branch, &id).await?;
     let scanner_version = db::rules::current_version(conn).await?;
     db::scans::enqueue_for_commit(
         conn,
@@ -483,7 +484,14 @@ pub(super) async fn commit_changes(
         };
         db::repos::update_card(&mut tx, repo.id, &card, license.as_deref()).await?;
     }
-    domain::event::record(&mut tx, &caller, Event::new("commit.create", Target::Repo(&repo), serde_json::json!({"commit": id, "branch": branch.as_str(), "operations": resolved.len()}))).await?;
+    let details =
+        serde_json::json!({"commit": id, "branch": branch.as_str(), "operations": resolved.len()});
+    domain::event::record(
+        &mut tx,
+        caller,
+        Event::new("commit.create", Target::Repo(repo), details),
+    )
+    .await?;
     let row = db::commits::get(&mut tx, repo.id, &id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("commit vanished")))?;
@@ -994,7 +1002,7 @@ pub async fn list_refs(
             commit: r.commit_id,
             updated_at: r.updated_at,
         };
-        if r.kind == "branch" {
+        if r.kind == RefKind::Branch {
             refs.branches.push(info)
         } else {
             refs.tags.push(info)
@@ -1012,10 +1020,10 @@ pub struct RefUpdate {
     pub expected: Option<String>,
 }
 
-fn ref_kind(kind: &str) -> Result<&'static str, ApiError> {
+fn ref_kind(kind: &str) -> Result<RefKind, ApiError> {
     match kind {
-        "branches" => Ok("branch"),
-        "tags" => Ok("tag"),
+        "branches" => Ok(RefKind::Branch),
+        "tags" => Ok(RefKind::Tag),
         other => Err(ApiError::not_found(
             code::ROUTE_NOT_FOUND,
             format!("`{other}` is not `branches` or `tags`"),
@@ -1097,7 +1105,7 @@ pub async fn delete_ref(
     let kind = ref_kind(&kind)?;
     let mut tx = state.db.begin().await?;
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Write).await?;
-    if kind == "branch" && ref_name == "main" {
+    if kind == RefKind::Branch && ref_name == "main" {
         return Err(ApiError::conflict(
             code::DEFAULT_BRANCH,
             "`main` is the default branch and cannot be deleted",

@@ -11,6 +11,7 @@ use kaiyuan_storage::Sha256Digest;
 
 use crate::auth::{Caller, Need};
 use crate::db;
+use crate::db::types::Gated;
 use crate::error::{ApiError, ApiResult};
 use crate::error_code as code;
 use crate::state::AppState;
@@ -261,7 +262,7 @@ pub async fn resolve(
         advisories: db::reviews::advisories_for_blob(&mut conn, &file.sha256).await?,
         // Bytes behind an access check never go to shared caches: a proxy would serve them to
         // whoever asks next. Others are immutable at a commit id.
-        cache_control: if !repo.is_public() || repo.gated != "none" || acceptance_gated {
+        cache_control: if !repo.is_public() || repo.gated != Gated::None || acceptance_gated {
             "private, no-cache"
         } else if revision == commit {
             "public, max-age=31536000, immutable"

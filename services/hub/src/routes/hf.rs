@@ -19,6 +19,7 @@ use sqlx::PgConnection;
 use crate::auth::{self, Caller, Need};
 use crate::db;
 use crate::db::repos::{Repo, SearchQuery, SortKey};
+use crate::db::types::{Gated, RefKind};
 use crate::error::{ApiError, ApiResult};
 use crate::error_code as code;
 use crate::state::AppState;
@@ -257,7 +258,7 @@ async fn info_json(
         "author": repo.namespace,
         "sha": commit,
         "private": !repo.is_public(),
-        "gated": if repo.gated == "none" { json!(false) } else { json!(repo.gated) },
+        "gated": if repo.gated == Gated::None { json!(false) } else { json!(repo.gated) },
         "disabled": false,
         "downloads": 0,
         "likes": 0,
@@ -472,7 +473,7 @@ async fn refs(
     let repo = load(&mut conn, &caller, &namespace, &name).await?;
     let (mut branches, mut tags) = (Vec::new(), Vec::new());
     for r in db::commits::list_refs(&mut conn, repo.id).await? {
-        if r.kind == "branch" {
+        if r.kind == RefKind::Branch {
             branches.push(json!({"name": r.name, "ref": format!("refs/heads/{}", r.name), "targetCommit": r.commit_id}));
         } else {
             tags.push(json!({"name": r.name, "ref": format!("refs/tags/{}", r.name), "targetCommit": r.commit_id}));

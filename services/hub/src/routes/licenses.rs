@@ -234,7 +234,7 @@ pub async fn set_policy(
     let queued = db::licenses::enqueue_heads(&mut tx, Some(ns.id)).await?;
     domain::event::record(
         &mut tx,
-        &caller,
+        caller,
         Event::new(
             "license.policy.set",
             Target::Namespace(&ns.name),

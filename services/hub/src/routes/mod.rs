@@ -206,7 +206,7 @@ pub async fn load_namespace(
     let ns = crate::db::accounts::find_namespace(conn, name)
         .await?
         .ok_or_else(not_found)?;
-    let role = auth::namespace_role(conn, caller, ns.id, &ns.kind)
+    let role = auth::namespace_role(conn, caller, ns.id, ns.kind)
         .await?
         .ok_or_else(not_found)?;
     if role < need {

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{self, Caller, Need};
 use crate::db::repos::{Cursor, Repo, SearchQuery, SortKey, Visibility};
+use crate::db::types::Gated;
 use crate::db::{self, accounts::Role};
 use crate::error::{ApiError, ApiResult};
 use crate::names::{NamespaceName, RepoName};
@@ -34,8 +35,7 @@ pub struct RepoInfo {
     pub namespace: String,
     pub name: String,
     pub visibility: Visibility,
-    /// `none`, `auto` or `manual`.
-    pub gated: String,
+    pub gated: Gated,
     pub description: String,
     pub license: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -49,7 +49,7 @@ impl From<&Repo> for RepoInfo {
             namespace: r.namespace.clone(),
             name: r.name.clone(),
             visibility: r.visibility,
-            gated: r.gated.clone(),
+            gated: r.gated,
             description: r.description.clone(),
             license: r.license.clone(),
             created_at: r.created_at,
@@ -149,7 +149,7 @@ pub async fn create_repository(
                 format!("no user or organisation is named `{namespace_name}`"),
             )
         })?;
-    let role = auth::namespace_role(&mut tx, caller, namespace.id, &namespace.kind).await?;
+    let role = auth::namespace_role(&mut tx, caller, namespace.id, namespace.kind).await?;
     if role.is_none_or(|r| r < Role::Write) {
         return Err(ApiError::forbidden(
             code::INSUFFICIENT_ROLE,
@@ -399,7 +399,7 @@ pub async fn update_repo(
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
     let gated = match body.gated.as_deref() {
         None => None,
-        Some(g @ ("none" | "auto" | "manual")) => Some(g),
+        Some(word) if Gated::parse(word).is_some() => Gated::parse(word),
         Some(other) => {
             return Err(ApiError::unprocessable(
                 code::INVALID_GATING,
@@ -415,7 +415,9 @@ pub async fn update_repo(
         gated,
     )
     .await?;
-    domain::event::record(&mut tx, &caller, Event::new("repo.update", Target::Repo(&repo), serde_json::json!({"visibility": visibility, "gated": gated, "description_changed": body.description.is_some()}))).await?;
+    let details = serde_json::json!({"visibility": visibility, "gated": gated, "description_changed": body.description.is_some()});
+    let event = Event::new("repo.update", Target::Repo(&repo), details);
+    domain::event::record(&mut tx, &caller, event).await?;
     let repo = db::repos::find_by_id(&mut tx, repo.id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("repo vanished")))?;

@@ -16,6 +16,7 @@ use crate::db;
 use crate::db::accounts::Role;
 use crate::db::repos::Repo;
 use crate::db::reviews::{self, Report};
+use crate::db::types::{ReportCategory, ReportStatus, Severity};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -69,7 +70,7 @@ pub(crate) async fn visible(
         .await?
         .ok_or_else(|| not_found(id))?;
     // A disclosed report is as public as its repository.
-    let disclosed = report.status == "published"
+    let disclosed = report.status == ReportStatus::Published
         && ApiError::permitted(
             auth::authorize_repo(
                 conn,
@@ -88,7 +89,7 @@ pub(crate) async fn visible(
         };
     };
     let reviewer = reviews(conn, user, &repo).await?;
-    let owner = auth::namespace_role(conn, caller, repo.namespace_id, &repo.namespace_kind)
+    let owner = auth::namespace_role(conn, caller, repo.namespace_id, repo.namespace_kind)
         .await?
         .is_some_and(|r| r >= Role::Admin);
     if report.reporter_id != user.id && !owner && !reviewer && !disclosed {
@@ -148,16 +149,17 @@ pub async fn file_report(
     let mut tx = state.db.begin().await?;
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Read).await?;
     let body = body.into_inner();
-    if !reviews::CATEGORIES.contains(&body.category.as_str()) {
+    let Some(category) = ReportCategory::parse(&body.category) else {
+        let known: Vec<&str> = ReportCategory::ALL.iter().map(|c| c.as_str()).collect();
         return Err(ApiError::unprocessable(
             code::INVALID_CATEGORY,
             format!(
                 "category `{}`: expected one of {}",
                 body.category,
-                reviews::CATEGORIES.join(", ")
+                known.join(", ")
             ),
         ));
-    }
+    };
     if body.description.trim().is_empty()
         || body.description.len() > 20_000
         || body.evidence.len() > 100_000
@@ -198,7 +200,7 @@ pub async fn file_report(
             path: body.path.as_deref(),
             sha256: sha256.as_deref(),
             reporter_id: user.id,
-            category: &body.category,
+            category,
             description: body.description.trim(),
             evidence: &body.evidence,
             disclosure_at,
@@ -337,9 +339,9 @@ pub async fn triage(
         .map(str::trim)
         .filter(|r| !r.is_empty());
     let status = match body.action.as_str() {
-        "confirm" => "confirmed",
-        "request-info" => "needs-info",
-        "dismiss" if reason.is_some() => "dismissed",
+        "confirm" => ReportStatus::Confirmed,
+        "request-info" => ReportStatus::NeedsInfo,
+        "dismiss" if reason.is_some() => ReportStatus::Dismissed,
         "dismiss" => {
             return Err(ApiError::unprocessable(
                 code::INVALID_REASON,
@@ -353,14 +355,14 @@ pub async fn triage(
             ));
         }
     };
-    if report.status == "published" {
+    if report.status == ReportStatus::Published {
         return Err(ApiError::conflict(
             code::REPORT_PUBLISHED,
             format!("report {id} is published"),
         ));
     }
     reviews::set_status(&mut tx, id, status, reason).await?;
-    if status == "dismissed"
+    if status == ReportStatus::Dismissed
         && let Some(sha) = &report.sha256
     {
         db::scans::set_hold(&mut tx, sha, None).await?;
@@ -418,7 +420,7 @@ pub async fn create_advisory(
     let id = path.into_inner();
     let mut tx = state.db.begin().await?;
     let (report, repo) = reviewed(&mut tx, &caller, id, "write advisories").await?;
-    if !reviews::SEVERITIES.contains(&body.severity.as_str()) {
+    let Some(severity) = Severity::parse(&body.severity) else {
         return Err(ApiError::unprocessable(
             code::INVALID_SEVERITY,
             format!(
@@ -426,7 +428,7 @@ pub async fn create_advisory(
                 body.severity
             ),
         ));
-    }
+    };
     if [&body.summary, &body.details, &body.remediation]
         .iter()
         .any(|t| t.trim().is_empty() || t.len() > 20_000)
@@ -436,7 +438,7 @@ pub async fn create_advisory(
             "summary, details and remediation need 1 to 20000 characters each",
         ));
     }
-    if report.status != "confirmed" {
+    if report.status != ReportStatus::Confirmed {
         return Err(ApiError::conflict(
             code::REPORT_NOT_CONFIRMED,
             format!("report {id} is {}: confirm it first", report.status),
@@ -446,7 +448,7 @@ pub async fn create_advisory(
     let advisory = reviews::create_advisory(
         &mut tx,
         id,
-        &body.severity,
+        severity,
         body.summary.trim(),
         body.details.trim(),
         body.remediation.trim(),
@@ -535,7 +537,7 @@ pub async fn publish_advisory(
             format!("{id} is already published"),
         ));
     }
-    reviews::set_status(&mut tx, advisory.report_id, "published", None).await?;
+    reviews::set_status(&mut tx, advisory.report_id, ReportStatus::Published, None).await?;
     let blobs: Vec<String> = reviews::affected(&mut tx, &id)
         .await?
         .iter()
@@ -543,7 +545,7 @@ pub async fn publish_advisory(
         .collect();
     let entry = LogEntry::Advisory {
         advisory: id.clone(),
-        severity: advisory.severity.clone(),
+        severity: advisory.severity.to_string(),
         sha256: blobs,
     };
     let notice = json!({"advisory": id, "severity": advisory.severity});
@@ -1133,7 +1135,7 @@ pub async fn disclose(
     let mut tx = state.db.begin().await?;
     let (report, repo, reviewer) = visible(&mut tx, &caller, id).await?;
     let user = caller.require_user()?;
-    if report.status == "published" {
+    if report.status == ReportStatus::Published {
         return Err(ApiError::conflict(
             code::REPORT_PUBLISHED,
             format!("report {id} is already public"),
@@ -1155,14 +1157,14 @@ pub async fn disclose(
                 ),
             ));
         }
-        if report.status == "dismissed" {
+        if report.status == ReportStatus::Dismissed {
             return Err(ApiError::conflict(
                 code::REPORT_DISMISSED,
                 format!("report {id} was dismissed"),
             ));
         }
     }
-    reviews::set_status(&mut tx, id, "published", None).await?;
+    reviews::set_status(&mut tx, id, ReportStatus::Published, None).await?;
     let entry = LogEntry::ReportDisclosed {
         report: id,
         sha256: report.sha256.as_ref().map(hex::encode),
@@ -1247,7 +1249,10 @@ pub async fn attach(
         path: name.to_string(),
     });
     db::jobs::enqueue(&mut tx, &scan, auth::request_id(&req).as_deref()).await?;
-    domain::event::record(&mut tx, &caller, Event::new("report.attach", Target::Repo(&repo), json!({"report": report.id, "attachment": attachment, "sha256": stored.sha256.to_hex()}))).await?;
+    let details =
+        json!({"report": report.id, "attachment": attachment, "sha256": stored.sha256.to_hex()});
+    let event = Event::new("report.attach", Target::Repo(&repo), details);
+    domain::event::record(&mut tx, &caller, event).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(json!({"id": attachment, "name": name, "sha256": stored.sha256.to_hex(), "size": stored.size})))
 }

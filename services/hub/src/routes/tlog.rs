@@ -5,7 +5,6 @@
 use actix_web::{HttpResponse, get, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kaiyuan_provenance::merkle;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -176,12 +175,12 @@ pub async fn inclusion(
             ),
         ));
     }
-    let leaves = tlog::leaves(&mut conn, query.tree_size).await?;
-    let proof = merkle::inclusion_proof(query.index as usize, &leaves);
+    let (leaf, proof) =
+        tlog::inclusion_proof(&mut conn, query.index as u64, query.tree_size as u64).await?;
     Ok(HttpResponse::Ok().json(json!({
         "index": query.index,
         "tree_size": query.tree_size,
-        "leaf_hash": hex::encode(leaves[query.index as usize]),
+        "leaf_hash": hex::encode(leaf),
         "hashes": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>(),
     })))
 }
@@ -212,8 +211,7 @@ pub async fn consistency(
             ),
         ));
     }
-    let leaves = tlog::leaves(&mut conn, query.second).await?;
-    let proof = merkle::consistency_proof(query.first as usize, &leaves);
+    let proof = tlog::consistency_proof(&mut conn, query.first as u64, query.second as u64).await?;
     Ok(HttpResponse::Ok().json(json!({
         "first": query.first,
         "second": query.second,

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::render::{WebError, WebResult, render};
 use crate::auth::{Caller, Need};
 use crate::db;
+use crate::db::types::Gated;
 use crate::error::ApiError;
 use crate::error_code as code;
 use crate::state::AppState;
@@ -225,13 +226,13 @@ pub async fn model_page(
     }
 
     // What stands between the viewer and the files: a gate and licences to accept.
-    let access = match (&caller.user, repo.gated.as_str()) {
-        (_, "none") => None,
+    let access = match (&caller.user, repo.gated) {
+        (_, Gated::None) => None,
         _ if can_write => None,
         (Some(user), _) => Some(
             db::repos::access_status(&mut conn, repo.id, user.id)
                 .await?
-                .unwrap_or_else(|| "none".into()),
+                .map_or_else(|| "none".into(), |s| s.to_string()),
         ),
         (None, _) => Some("signed-out".into()),
     };

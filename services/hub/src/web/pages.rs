@@ -10,6 +10,7 @@ use super::render::{WebError, WebResult, render};
 use super::session::{self, check_csrf, redirect};
 use crate::auth::{self, Caller};
 use crate::db;
+use crate::db::types::NamespaceKind;
 use crate::domain::scan;
 use crate::error::ApiError;
 use crate::error_code as code;
@@ -454,7 +455,7 @@ pub async fn namespace(
         ..Filters::default()
     };
     let results = search_models(&mut conn, &caller, &filters, 500, 0).await?;
-    let members: Vec<Value> = if ns.kind == "org" {
+    let members: Vec<Value> = if ns.kind == NamespaceKind::Org {
         db::accounts::list_members(&mut conn, ns.id)
             .await?
             .into_iter()
