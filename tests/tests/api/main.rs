@@ -20,6 +20,7 @@ mod resilience;
 mod reviews;
 mod scanning;
 mod schemathesis;
+mod search_plans;
 mod security;
 mod storage_contract;
 mod tlog;

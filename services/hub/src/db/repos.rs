@@ -272,10 +272,40 @@ const HEAD_JOINS: &str = " LEFT JOIN refs h ON h.repository_id = r.id AND h.name
      LEFT JOIN model_verifications mv ON mv.repository_id = r.id AND mv.commit_id = h.commit_id";
 
 pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<Vec<Repo>> {
-    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(SELECT_REPO);
+    search_sql(false, q).build_query_as().fetch_all(conn).await
+}
+
+/// PostgreSQL's plan for `q` (`EXPLAIN`), for the tests that hold every search to its indexes.
+pub async fn explain_search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<String> {
+    let rows: Vec<(String,)> = search_sql(true, q).build_query_as().fetch_all(conn).await?;
+    Ok(rows.into_iter().map(|(line,)| line + "\n").collect())
+}
+
+fn search_sql(explain: bool, q: &SearchQuery<'_>) -> QueryBuilder<Postgres> {
+    let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
+    let text = q.text.map(str::trim).filter(|t| !t.is_empty());
+    if let Some(text) = text {
+        // The matches first, each side from its index (trigram on the name; full text on name,
+        // description and card), then the page among them. As a filter beside the sort, the
+        // planner would walk the sort's index through every repository hoping to fill a page.
+        let pattern = format!(
+            "%{}%",
+            text.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        sql.push("WITH matches AS MATERIALIZED (SELECT id FROM repositories WHERE full_name ILIKE ")
+            .push_bind(pattern)
+            .push(" UNION SELECT id FROM repositories WHERE to_tsvector('simple', name || ' ' || description || ' ' || card) @@ plainto_tsquery('simple', ")
+            .push_bind(text.to_string())
+            .push(")) ");
+    }
+    sql.push(SELECT_REPO);
+    if text.is_some() {
+        sql.push(" JOIN matches ON matches.id = r.id");
+    }
     // The head's facts only when a filter reads them: the plain search stays on one table.
-    let needs_head = q.license.is_some()
-        || q.category.is_some()
+    let needs_head = q.category.is_some()
         || q.commercial.is_some()
         || q.scan.is_some()
         || q.verification.is_some();
@@ -287,28 +317,17 @@ pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Resul
     }
     sql.push(" WHERE r.deleted_at IS NULL");
     push_visible(&mut sql, q.viewer_id, q.viewer_is_admin);
-    if let Some(text) = q.text.map(str::trim).filter(|t| !t.is_empty()) {
-        let pattern = format!(
-            "%{}%",
-            text.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        sql.push(" AND ((n.name || '/' || r.name) ILIKE ")
-            .push_bind(pattern);
-        sql.push(" OR to_tsvector('simple', r.name || ' ' || r.description || ' ' || r.card) @@ plainto_tsquery('simple', ")
-            .push_bind(text.to_string())
-            .push("))");
-    }
     if let Some(namespace) = q.namespace.map(str::trim).filter(|n| !n.is_empty()) {
         sql.push(" AND lower(n.name) = lower(")
             .push_bind(namespace.to_string())
             .push(")");
     }
     if let Some(license) = q.license.map(str::trim).filter(|l| !l.is_empty()) {
-        sql.push(" AND (lower(r.license) = lower(")
+        // Declared or the head's effective licence: a set of ids from two indexes, not an OR
+        // across a join that would read every repository.
+        sql.push(" AND r.id IN (SELECT id FROM repositories WHERE lower(license) = lower(")
             .push_bind(license.to_string())
-            .push(") OR lower(le.effective) = lower(")
+            .push(") UNION SELECT e.repository_id FROM license_evaluations e JOIN refs eh ON eh.repository_id = e.repository_id AND eh.name = 'main' AND eh.commit_id = e.commit_id WHERE lower(e.effective) = lower(")
             .push_bind(license.to_string())
             .push("))");
     }
@@ -360,7 +379,7 @@ pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Resul
     let (key, order) = match q.sort {
         SortKey::Updated => ("r.updated_at", "DESC"),
         SortKey::Created => ("r.created_at", "DESC"),
-        SortKey::Name => ("lower(n.name || '/' || r.name)", "ASC"),
+        SortKey::Name => ("lower(r.full_name)", "ASC"),
     };
     match &q.after {
         Some(Cursor::Time(t, id)) if q.sort != SortKey::Name => {
@@ -383,7 +402,7 @@ pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Resul
         .push_bind(q.limit)
         .push(" OFFSET ")
         .push_bind(q.offset);
-    sql.build_query_as().fetch_all(conn).await
+    sql
 }
 
 /// What a search result shows beyond the repository: its head's licence decision, effective

@@ -1,0 +1,36 @@
+-- Fills a hub's database with $1 repositories in the shapes the API writes (for the search-plan
+-- tests and scripts/bench-scale.sh): a namespace per 100 repositories, a tenth of them private,
+-- a card and a description that mention a kind and a number, a head commit on `main`, and a
+-- licence evaluation for every fifth one. Cheap enough for a million rows.
+INSERT INTO namespaces (name, kind)
+SELECT 'scale-org-' || g, 'org' FROM generate_series(1, greatest($1 / 100, 1)) g;
+
+INSERT INTO repositories (namespace_id, name, visibility, description, card, license, created_at, updated_at)
+SELECT (SELECT min(id) FROM namespaces WHERE name LIKE 'scale-org-%') + g % greatest($1 / 100, 1),
+       'model-' || g,
+       CASE WHEN g % 10 = 0 THEN 'private' ELSE 'public' END,
+       'a ' || (ARRAY['text', 'vision', 'speech', 'tabular'])[1 + g % 4] || ' model, number ' || g,
+       E'---\nlicense: ' || (ARRAY['mit', 'apache-2.0', 'llama3', 'other'])[1 + g % 4]
+           || E'\n---\n# Model ' || g || ' for ' || (ARRAY['translation', 'detection', 'transcription', 'forecasting'])[1 + g % 4]
+           || ' with vocabulary word' || (g % 5000),
+       (ARRAY['mit', 'apache-2.0', 'llama3', 'other'])[1 + g % 4],
+       now() - g * interval '2 seconds',
+       now() - g * interval '1 second'
+FROM generate_series(1, $1) g;
+
+INSERT INTO commits (repository_id, id, parent_id, author_id, author_name, message, created_at, file_count, total_size)
+SELECT r.id, lpad(to_hex(r.id), 40, '0'), NULL, r.namespace_id, 'seed', 'Initial commit', r.created_at, 0, 0
+FROM repositories r JOIN namespaces n ON n.id = r.namespace_id WHERE n.name LIKE 'scale-org-%';
+
+INSERT INTO refs (repository_id, name, kind, commit_id)
+SELECT c.repository_id, 'main', 'branch', c.id
+FROM commits c JOIN repositories r ON r.id = c.repository_id JOIN namespaces n ON n.id = r.namespace_id
+WHERE n.name LIKE 'scale-org-%';
+
+INSERT INTO license_evaluations (repository_id, commit_id, catalog_version, policy_version, decision, effective, report)
+SELECT c.repository_id, c.id, 'seed', 0, 'allow',
+       (ARRAY['MIT', 'Apache-2.0', 'LicenseRef-scancode-llama-3-license'])[1 + c.repository_id % 3], '{}'::jsonb
+FROM commits c JOIN repositories r ON r.id = c.repository_id JOIN namespaces n ON n.id = r.namespace_id
+WHERE n.name LIKE 'scale-org-%' AND c.repository_id % 5 = 0;
+
+ANALYZE;
