@@ -76,7 +76,8 @@ enum Command {
     /// Sign a model folder (OpenSSF model signing), or `sign verify` one, without a server.
     Sign(kaiyuan_hub::sign_cli::SignArgs),
     /// Verify ONNX models by sample inference (load, smoke run, test vectors, determinism,
-    /// timings) without a server. Exit code: 0 all passed, 1 any failed, 2 usage error.
+    /// timings) without a server. Exit code: 0 all passed, 1 any failed, 3 inconclusive (none
+    /// failed, but no realistic input ran for some), 2 usage error.
     Verify(kaiyuan_hub::verify_cli::VerifyArgs),
     /// A child verifier process (started by `verify` and the workers, not by people).
     #[command(name = "verify-model", hide = true)]

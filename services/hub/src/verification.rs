@@ -273,14 +273,13 @@ pub async fn verify_commit(
     Ok(())
 }
 
+/// A commit's status: its worst model's, where `inconclusive` (nothing realistic ran) is
+/// better than `error` or `failed` and worse than `passed`.
 fn overall(results: &[ModelReport]) -> &'static str {
-    if results.iter().any(|r| r.status == Status::Failed) {
-        "failed"
-    } else if results.iter().any(|r| r.status == Status::Error) {
-        "error"
-    } else {
-        "passed"
-    }
+    [Status::Failed, Status::Error, Status::Inconclusive]
+        .into_iter()
+        .find(|worst| results.iter().any(|r| r.status == *worst))
+        .map_or("passed", Status::as_str)
 }
 
 /// Writes the model and its files under `work`, resolves its external data within the commit,

@@ -1,6 +1,8 @@
 //! `kaiyuan verify PATH`: sample-inference verification of a local model file or folder without
 //! a server, each model in a limited child process like the hub's workers run it. Exit code 0
-//! when every model passed, 1 when any failed or could not be verified, 2 on usage errors.
+//! when every model passed, 1 when any failed or could not be verified, 3 when none failed but
+//! some were inconclusive (no realistic input ran: ship test vectors or set the dims), 2 on usage
+//! errors.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -113,7 +115,7 @@ pub fn run(args: &VerifyArgs) -> u8 {
         models: models.len() as u64,
     };
     let mut verifier = Verifier::new(command, config);
-    let mut all_passed = true;
+    let mut statuses = Vec::new();
     let stdout = std::io::stdout();
     for model in models {
         let display = model
@@ -127,7 +129,7 @@ pub fn run(args: &VerifyArgs) -> u8 {
             settings: settings.clone(),
         };
         let report = verifier.verify(&request);
-        all_passed &= report.status == Status::Passed;
+        statuses.push(report.status);
         let mut out = stdout.lock();
         let written = if args.json {
             writeln!(
@@ -142,11 +144,24 @@ pub fn run(args: &VerifyArgs) -> u8 {
             return 2;
         }
     }
-    if all_passed { 0 } else { 1 }
+    exit_code(&statuses)
+}
+
+fn exit_code(statuses: &[Status]) -> u8 {
+    if statuses
+        .iter()
+        .any(|s| matches!(s, Status::Failed | Status::Error))
+    {
+        1
+    } else if statuses.contains(&Status::Inconclusive) {
+        3
+    } else {
+        0
+    }
 }
 
 fn readable(r: &ModelReport) -> String {
-    let mut s = format!("{:<7} {}", r.status.as_str(), r.path);
+    let mut s = format!("{:<12} {}", r.status.as_str(), r.path);
     if let Some(p) = &r.provider {
         s.push_str(&format!(
             "  [{p}, ONNX Runtime {}]",

@@ -1,13 +1,16 @@
-//! Deterministic inputs for a smoke run, made from the declared types and shapes.
+//! Deterministic inputs for a smoke run, made from the declared types and a shape that
+//! [`crate::shapes`] chose.
 //!
 //! The same seed always gives the same bytes on every machine (SplitMix64, no library whose
-//! stream might change). Symbolic dimensions take the card's `dims`, else 1, except names that
-//! read as a sequence length (8). Integer inputs that look like token ids, positions or masks
-//! get values a model accepts: small non-negative ids, `0..n` positions, all-ones masks.
+//! stream might change). Integer inputs that look like token ids, positions or masks get values
+//! a model accepts: small non-negative ids, `0..n` positions, all-ones masks; recurrent state
+//! starts at zero and a sample-rate input gets the model's rate. [`resolve_shape`] is the
+//! last, degenerate rung of the ladder: the card's `dims`, else 1, except names that read as a
+//! sequence length (8).
 
 use std::collections::BTreeMap;
 
-use crate::report::IoDescription;
+use crate::report::{Fill, IoDescription};
 use crate::tensor::{Data, ElemType, Tensor, Value};
 
 /// Largest generated input, so that a declared shape of 10^9 elements fails clearly.
@@ -59,10 +62,69 @@ pub fn resolve_shape(desc: &IoDescription, dims: &BTreeMap<String, i64>) -> Vec<
         .collect()
 }
 
-/// Generates one input. `index` salts the seed so that inputs differ from each other.
+/// Generates one input with the legacy shape rule ([`resolve_shape`]) and its usual fill.
+/// `index` salts the seed so that inputs differ from each other.
 pub fn generate(
     desc: &IoDescription,
     dims: &BTreeMap<String, i64>,
+    seed: u64,
+    index: usize,
+) -> Result<Value, String> {
+    generate_with(
+        desc,
+        &resolve_shape(desc, dims),
+        fill_for(desc, None),
+        seed,
+        index,
+    )
+}
+
+/// Whether an input carries recurrent state or a cache (`state`, `h0`, `past_key_values.0`).
+pub fn is_state(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    ["h", "c", "h0", "c0", "hx", "cx", "hidden"].contains(&lower.as_str())
+        || ["state", "cache", "past", "hidden_in"]
+            .iter()
+            .any(|k| lower.contains(k))
+}
+
+/// Whether an integer input is a sample rate (Silero's `sr`).
+pub fn is_sample_rate(desc: &IoDescription) -> bool {
+    let lower = desc.name.to_ascii_lowercase();
+    desc.shape.len() <= 1
+        && (lower == "sr" || lower.contains("sample_rate") || lower.contains("sampling_rate"))
+}
+
+/// How an input's values are made, from its element type and name: token ids small and
+/// non-negative, masks all ones, positions `0..n`, recurrent state zeros, byte values and
+/// 8-bit pixels `0..256`, a sample rate constant (`sample_rate`, else 16 kHz), anything else uniform.
+pub fn fill_for(desc: &IoDescription, sample_rate: Option<i64>) -> Fill {
+    let name = desc.name.to_ascii_lowercase();
+    match desc.elem {
+        Some(ElemType::String) => Fill::Strings,
+        Some(ElemType::Bool) => Fill::Bits,
+        Some(e) if e.is_float() => {
+            if is_state(&name) {
+                Fill::Zeros
+            } else {
+                Fill::Uniform
+            }
+        }
+        _ if is_sample_rate(desc) => Fill::Constant(sample_rate.unwrap_or(16_000)),
+        _ if name.contains("mask") => Fill::Ones,
+        _ if name.contains("position") || name.contains("pos_id") => Fill::Positions,
+        _ if name.contains("type") => Fill::Zeros,
+        _ if name.contains("byte") || desc.elem == Some(ElemType::Uint8) => Fill::Ids(256),
+        _ => Fill::Ids(16),
+    }
+}
+
+/// Generates one input of `shape` filled as `fill` says. `index` salts the seed so that
+/// inputs differ from each other; the same arguments always give the same bytes.
+pub fn generate_with(
+    desc: &IoDescription,
+    shape: &[i64],
+    fill: Fill,
     seed: u64,
     index: usize,
 ) -> Result<Value, String> {
@@ -72,8 +134,7 @@ pub fn generate(
             desc.name, desc.kind
         ));
     };
-    let shape = resolve_shape(desc, dims);
-    let n = Tensor::element_count(&shape)
+    let n = Tensor::element_count(shape)
         .filter(|n| *n <= MAX_INPUT_ELEMENTS)
         .ok_or_else(|| {
             format!(
@@ -82,44 +143,40 @@ pub fn generate(
             )
         })?;
     let mut rng = SplitMix64::new(seed ^ (index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
-    let name = desc.name.to_ascii_lowercase();
+    let last = shape.last().copied().unwrap_or(1).max(1);
+    let mut value = |i: usize| -> f64 {
+        match fill {
+            Fill::Uniform | Fill::Strings => rng.next_f64(),
+            Fill::Zeros => 0.0,
+            Fill::Ones => 1.0,
+            Fill::Positions => (i as i64 % last) as f64,
+            Fill::Ids(max) => (rng.next_u64() % max.max(1) as u64) as f64,
+            Fill::Constant(v) => v as f64,
+            Fill::Bits => (rng.next_u64() & 1) as f64,
+        }
+    };
     let data = match elem {
         ElemType::String => Data::Strings((0..n).map(|i| format!("kaiyuan sample {i}")).collect()),
-        ElemType::Bool => Data::Raw((0..n).map(|_| (rng.next_u64() & 1) as u8).collect()),
+        ElemType::Bool => Data::Raw((0..n).map(|i| (value(i) != 0.0) as u8).collect()),
         e if e.is_float() => {
             let mut out = Vec::with_capacity(n * e.width());
-            for _ in 0..n {
-                let v = rng.next_f64() as f32;
+            for i in 0..n {
+                let v = value(i);
                 match e {
-                    ElemType::Float32 => out.extend_from_slice(&v.to_le_bytes()),
-                    ElemType::Float64 => out.extend_from_slice(&(v as f64).to_le_bytes()),
+                    ElemType::Float32 => out.extend_from_slice(&(v as f32).to_le_bytes()),
+                    ElemType::Float64 => out.extend_from_slice(&v.to_le_bytes()),
                     ElemType::Float16 => {
-                        out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes())
+                        out.extend_from_slice(&half::f16::from_f64(v).to_le_bytes())
                     }
-                    _ => out.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+                    _ => out.extend_from_slice(&half::bf16::from_f64(v).to_le_bytes()),
                 }
             }
             Data::Raw(out)
         }
         e => {
-            let last = *shape.last().unwrap_or(&1);
-            let values: Vec<i64> = (0..n)
-                .map(|i| {
-                    if name.contains("mask") {
-                        1
-                    } else if name.contains("position") || name.contains("pos_id") {
-                        i as i64 % last.max(1)
-                    } else if name.contains("type") {
-                        0
-                    } else {
-                        // ids and indices: small and non-negative, valid for any table of 16+
-                        (rng.next_u64() % 16) as i64
-                    }
-                })
-                .collect();
             let mut out = Vec::with_capacity(n * e.width());
-            for v in values {
-                let bytes = v.to_le_bytes();
+            for i in 0..n {
+                let bytes = (value(i) as i64).to_le_bytes();
                 out.extend_from_slice(&bytes[..e.width()]);
             }
             Data::Raw(out)
@@ -128,7 +185,7 @@ pub fn generate(
     Ok(Value::Tensor(Tensor {
         name: Some(desc.name.clone()),
         elem,
-        shape,
+        shape: shape.to_vec(),
         data,
     }))
 }

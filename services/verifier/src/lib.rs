@@ -10,6 +10,7 @@ pub mod report;
 pub mod runtime;
 pub mod sandbox;
 pub mod settings;
+pub mod shapes;
 pub mod tensor;
 pub mod vectors;
 pub mod verify;

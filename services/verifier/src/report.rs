@@ -13,6 +13,10 @@ pub enum Status {
     Failed,
     /// Verification itself could not be done (no ONNX Runtime, an unsupported input type).
     Error,
+    /// The model loaded, but no generated input ran (or only a degenerate one did) and the
+    /// publisher shipped no test vectors: nothing says the model is wrong, nothing proves it
+    /// works. The reason lists the errors seen and what to ship.
+    Inconclusive,
 }
 
 impl Status {
@@ -21,8 +25,62 @@ impl Status {
             Status::Passed => "passed",
             Status::Failed => "failed",
             Status::Error => "error",
+            Status::Inconclusive => "inconclusive",
         }
     }
+}
+
+/// One generated input: its shape and how its values were made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratedInput {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub fill: Fill,
+}
+
+/// How a generated input's values are made (see [`crate::inputs::generate_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum Fill {
+    /// Uniform in [0, 1): pixels, audio, features.
+    Uniform,
+    /// Zeros: recurrent state, token types.
+    Zeros,
+    /// Ones: attention masks.
+    Ones,
+    /// `0..n` along the last axis: position ids.
+    Positions,
+    /// Uniform integers in `0..n`: token ids, bytes.
+    Ids(i64),
+    /// One value everywhere: a sample rate.
+    Constant(i64),
+    /// Random booleans.
+    Bits,
+    /// `kaiyuan sample N` strings.
+    Strings,
+}
+
+/// One candidate set of generated inputs that did not run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attempt {
+    pub label: String,
+    pub shapes: Vec<(String, Vec<i64>)>,
+    pub error: String,
+}
+
+/// Which generated inputs the smoke run used, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InputChoice {
+    /// `card`, `metadata`, `typical`, `alternative`, `small` or `fallback`.
+    pub label: String,
+    /// Where the sizes came from, in words.
+    pub why: String,
+    /// A dimension is below what the model's names or metadata imply (a 1×1 image, one audio
+    /// sample): such a run proves little, and alone it is not a `passed`.
+    pub degenerate: bool,
+    pub inputs: Vec<GeneratedInput>,
+    /// Earlier candidates of the ladder that did not run, in order.
+    pub tried: Vec<Attempt>,
 }
 
 /// One declared input or output.
@@ -132,6 +190,9 @@ pub struct ModelReport {
     /// Why the smoke run did not run or failed when test vectors decided instead.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smoke_note: Option<String>,
+    /// The candidate inputs the smoke run chose (or, when none ran, every one tried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_choice: Option<InputChoice>,
     pub test_vectors: Vec<VectorSetResult>,
     /// Whether a second run on the same inputs gave identical outputs.
     pub deterministic: Option<bool>,
@@ -166,6 +227,7 @@ impl ModelReport {
             smoke_run: None,
             smoke_shapes: vec![],
             smoke_note: None,
+            input_choice: None,
             test_vectors: vec![],
             deterministic: None,
             determinism_note: None,

@@ -1,5 +1,5 @@
-//! Verification of one model in this process: describe, smoke run, test vectors, determinism,
-//! timings. [`crate::sandbox`] runs this in a limited child process.
+//! Verification of one model in this process: describe, smoke run on a ladder of generated
+//! inputs, test vectors, determinism, timings. [`crate::sandbox`] runs this in a limited child process.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -9,9 +9,10 @@ use ort::session::Session;
 use crate::compare;
 use crate::inputs;
 use crate::model_info;
-use crate::report::{FileSize, ModelReport, Opset, Status, VectorSetResult};
+use crate::report::{Attempt, FileSize, InputChoice, ModelReport, Opset, Status, VectorSetResult};
 use crate::runtime::{self, Ep, Runtime};
 use crate::settings::VerifySettings;
+use crate::shapes;
 use crate::tensor::Value;
 use crate::vectors::{self, VectorSet};
 
@@ -63,13 +64,15 @@ fn run_steps(
     check_external_data(report, model, display, &header.external_data)?;
     let mut session = open_session(report, rt, model, ep, header.producer_name)?;
     let sets = vectors::find(model);
-    let mut reference = smoke_run(report, &mut session, settings, !sets.is_empty())?;
+    let has_vectors = !sets.is_empty();
+    let (mut reference, degenerate) =
+        smoke_run(report, &mut session, model, settings, has_vectors)?;
     let all_passed = check_vectors(report, &mut session, sets, settings, &mut reference);
     if let Some(reference) = reference {
         timed_runs(report, &mut session, reference, settings)?;
     }
     report.timings.peak_rss_bytes = peak_rss_bytes();
-    conclude(report, all_passed);
+    conclude(report, all_passed, degenerate && !has_vectors);
     Ok(())
 }
 
@@ -178,62 +181,174 @@ fn open_session(
     Ok(session)
 }
 
-/// Smoke run on generated inputs, kept for the determinism and timing runs. Without test
-/// vectors a failure here fails the verification; with them it is only noted.
+/// The ladder stops starting new candidates after this long (each run is also under the
+/// sandbox's time limits).
+const LADDER_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Smoke run on generated inputs: the first candidate of the shape ladder
+/// ([`crate::shapes`]) that runs is kept for the determinism and timing runs. Without test
+/// vectors, no candidate running makes the result inconclusive (failed when the model ran out
+/// of memory); with them it is only noted. Returns the reference and whether the input that
+/// ran was degenerate.
 fn smoke_run(
     report: &mut ModelReport,
     session: &mut Session,
+    model: &Path,
     settings: &VerifySettings,
     has_vectors: bool,
-) -> Result<Option<Reference>, Failure> {
-    let generated: Result<Vec<(String, Value)>, String> = report
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            inputs::generate(d, &settings.dims, settings.seed(), i).map(|v| (d.name.clone(), v))
-        })
-        .collect();
-    let mut reference = None;
-    let mut smoke_error = None;
-    if let Ok(values) = &generated {
-        report.smoke_shapes = values
+) -> Result<(Option<Reference>, bool), Failure> {
+    let hints = shapes::hints(
+        &report.metadata,
+        report.producer.as_deref(),
+        &report.inputs,
+        &report.outputs,
+        model.parent(),
+    );
+    let ladder = shapes::ladder(&report.inputs, &hints, &settings.dims);
+    let started = std::time::Instant::now();
+    let mut tried: Vec<Attempt> = Vec::new();
+    let mut ran_any = false;
+    let mut last_run_error = None;
+    for candidate in &ladder {
+        if started.elapsed() > LADDER_BUDGET {
+            break;
+        }
+        let shapes: Vec<(String, Vec<i64>)> = candidate
+            .inputs
             .iter()
-            .filter_map(|(name, v)| match v {
-                Value::Tensor(t) => Some((name.clone(), t.shape.clone())),
-                Value::Sequence(_) | Value::Opaque(_) => None,
-            })
+            .map(|g| (g.name.clone(), g.shape.clone()))
             .collect();
-    }
-    match generated.and_then(|g| to_feed(&g)) {
-        Ok(feed) => match runtime::run(session, &feed) {
+        let attempt = |error: String| Attempt {
+            label: candidate.label.to_string(),
+            shapes: shapes.clone(),
+            error,
+        };
+        let feed = match candidate_feed(&report.inputs, candidate, settings.seed()) {
+            Ok(feed) => feed,
+            Err(e) => {
+                tried.push(attempt(e));
+                continue;
+            }
+        };
+        ran_any = true;
+        match runtime::run(session, &feed) {
             Ok((outputs, ms)) => {
                 report.smoke_run = Some(true);
                 report.timings.first_run_ms = Some(ms);
-                reference = Some((feed, outputs));
+                report.smoke_shapes = shapes;
+                report.input_choice = Some(InputChoice {
+                    label: candidate.label.to_string(),
+                    why: candidate.why.clone(),
+                    degenerate: candidate.degenerate,
+                    inputs: candidate.inputs.clone(),
+                    tried,
+                });
+                return Ok((Some((feed, outputs)), candidate.degenerate));
             }
             Err(e) => {
-                report.smoke_run = Some(false);
-                smoke_error = Some(format!("smoke run on generated inputs failed: {e}"));
+                last_run_error = Some(e.clone());
+                tried.push(attempt(e));
             }
-        },
-        Err(e) if !has_vectors => return Err((Status::Error, e)),
-        Err(e) => smoke_error = Some(format!("no smoke run: {e}")),
+        }
     }
-    if let Some(e) = &smoke_error
-        && !has_vectors
-    {
-        // Generated inputs may break a model that needs meaningful values (shapes, indices);
-        // the card's `dims` or shipped test vectors let it pass.
-        let hint = if e.contains("allocate memory") {
-            "the model ran out of memory under its limit"
+    no_candidate_ran(report, &ladder, tried, ran_any, last_run_error, has_vectors)
+}
+
+/// Records a ladder on which nothing ran and says what follows: a note beside test vectors,
+/// an error when no input could even be made, a failure for a model out of memory, else an
+/// inconclusive result with the errors seen and what to ship.
+fn no_candidate_ran(
+    report: &mut ModelReport,
+    ladder: &[shapes::Candidate],
+    tried: Vec<Attempt>,
+    ran_any: bool,
+    last_run_error: Option<String>,
+    has_vectors: bool,
+) -> Result<(Option<Reference>, bool), Failure> {
+    report.smoke_run = ran_any.then_some(false);
+    if let Some(first) = ladder.first() {
+        report.smoke_shapes = first
+            .inputs
+            .iter()
+            .map(|g| (g.name.clone(), g.shape.clone()))
+            .collect();
+    }
+    let first_error = tried.first().map(|a| a.error.clone()).unwrap_or_default();
+    let summary = tried
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {:?}: {}",
+                a.label,
+                shape_list(&a.shapes),
+                first_line(&a.error)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    report.input_choice = Some(InputChoice {
+        label: "none".into(),
+        why: format!("none of the {} candidate inputs ran", tried.len()),
+        degenerate: false,
+        inputs: vec![],
+        tried,
+    });
+    if has_vectors {
+        report.smoke_note = Some(if ran_any {
+            format!("smoke run on generated inputs failed: {summary}")
         } else {
-            "set `verification.dims` in the card, or ship test vectors"
-        };
-        return Err((Status::Failed, format!("{e} ({hint})")));
+            format!("no smoke run: {first_error}")
+        });
+        return Ok((None, false));
     }
-    report.smoke_note = smoke_error;
-    Ok(reference)
+    match last_run_error {
+        None => Err((Status::Error, first_error)),
+        Some(e) if e.contains("allocate memory") => Err((
+            Status::Failed,
+            format!(
+                "smoke run on generated inputs failed: {e} (the model ran out of memory under its limit)"
+            ),
+        )),
+        Some(_) => Err((
+            Status::Inconclusive,
+            format!("no generated input ran ({summary}); {SHIP}"),
+        )),
+    }
+}
+
+/// What a publisher can add so that verification proves something.
+const SHIP: &str = "ship test vectors (model.test_vectors.safetensors, or test_data_set_0/ \
+                    with input_N.pb and output_N.pb) or set `verification.dims` in the card";
+
+fn shape_list(shapes: &[(String, Vec<i64>)]) -> Vec<&Vec<i64>> {
+    shapes.iter().map(|(_, s)| s).collect()
+}
+
+fn first_line(error: &str) -> String {
+    error
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// The inputs a candidate describes, generated and converted for ONNX Runtime.
+fn candidate_feed(
+    inputs: &[crate::report::IoDescription],
+    candidate: &shapes::Candidate,
+    seed: u64,
+) -> Result<Feed, String> {
+    let values = inputs
+        .iter()
+        .zip(&candidate.inputs)
+        .enumerate()
+        .map(|(i, (d, g))| {
+            inputs::generate_with(d, &g.shape, g.fill, seed, i).map(|v| (d.name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    to_feed(&values)
 }
 
 /// Runs every reference vector set and records its comparison; true when all of them passed.
@@ -321,9 +436,31 @@ fn note_determinism(
     }
 }
 
-/// Passed when every vector set passed, else failed naming the sets that did not.
-fn conclude(report: &mut ModelReport, all_passed: bool) {
-    if all_passed {
+/// Passed when every vector set passed, else failed naming the sets that did not; without
+/// vectors, a run only on a degenerate input is inconclusive.
+fn conclude(report: &mut ModelReport, all_passed: bool, only_degenerate: bool) {
+    if all_passed && only_degenerate {
+        let choice = report.input_choice.as_ref();
+        let tried = choice.map_or(String::new(), |c| {
+            c.tried
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} {:?}: {}",
+                        a.label,
+                        shape_list(&a.shapes),
+                        first_line(&a.error)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        report.status = Status::Inconclusive;
+        report.reason = Some(format!(
+            "the model ran only on a degenerate input {:?} (a dimension below what its names or metadata imply); larger inputs failed ({tried}); {SHIP}",
+            shape_list(&report.smoke_shapes)
+        ));
+    } else if all_passed {
         report.status = Status::Passed;
     } else {
         let failed: Vec<&str> = report
