@@ -1,6 +1,12 @@
 //! RFC 6962 / RFC 9162 Merkle trees: leaf and node hashing with domain separation, tree
 //! heads, inclusion and consistency proofs, and their verification (RFC 9162 §2.1.3.2 and
 //! §2.1.4.2).
+//!
+//! Two forms of the same algorithms: over a slice of all leaf hashes (`root`,
+//! `inclusion_proof`, `consistency_proof`: the reference, O(n)), and over stored hashes of full
+//! subtrees (`root_from`, `inclusion_proof_from`, `consistency_proof_from`: O(log n) hashes, read
+//! through a lookup). A log stores a full subtree's hash once it is complete
+//! ([`completed_by`]); every range the RFC's recursion visits is a run of such subtrees.
 
 use sha2::{Digest, Sha256};
 
@@ -28,6 +34,134 @@ fn split(n: usize) -> usize {
         k <<= 1;
     }
     k
+}
+
+/// A full subtree: the `2^level` leaves from `index · 2^level`. Level 0 is a leaf; the
+/// C2SP tlog-tiles "hash at level L, index N" is the same coordinate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Subtree {
+    pub level: u8,
+    pub index: u64,
+}
+
+/// Looks up the hash of a full subtree that a log has stored.
+pub type Lookup<'a> = &'a mut dyn FnMut(Subtree) -> Hash;
+
+/// The full subtrees covering leaves `lo..hi`, left to right, largest first. `lo` must be a
+/// multiple of a power of two at least `hi - lo`, as every range of the RFC's recursion is.
+pub fn cover(lo: u64, hi: u64) -> Vec<Subtree> {
+    let mut parts = vec![];
+    let mut start = lo;
+    while start < hi {
+        let level = 63 - (hi - start).leading_zeros() as u8;
+        debug_assert_eq!(start % (1 << level), 0, "unaligned range {lo}..{hi}");
+        parts.push(Subtree {
+            level,
+            index: start >> level,
+        });
+        start += 1 << level;
+    }
+    parts
+}
+
+/// MTH of leaves `lo..hi` (non-empty) from the hashes of the subtrees covering it.
+fn range_root(lo: u64, hi: u64, get: Lookup) -> Hash {
+    let parts = cover(lo, hi);
+    let mut rest = parts.iter().rev();
+    let mut r = get(*rest.next().expect("a non-empty range"));
+    for t in rest {
+        r = node_hash(&get(*t), &r);
+    }
+    r
+}
+
+/// MTH of the first `size` leaves, from stored subtree hashes (at most log2(size) + 1 of them).
+pub fn root_from(size: u64, get: Lookup) -> Hash {
+    if size == 0 {
+        return Sha256::digest(b"").into();
+    }
+    range_root(0, size, get)
+}
+
+/// PATH(index, D[size]) from stored subtree hashes.
+pub fn inclusion_proof_from(index: u64, size: u64, get: Lookup) -> Vec<Hash> {
+    let mut proof = vec![];
+    if index < size {
+        path_from(index, 0, size, get, &mut proof);
+    }
+    proof
+}
+
+fn path_from(m: u64, lo: u64, hi: u64, get: Lookup, out: &mut Vec<Hash>) {
+    if hi - lo <= 1 {
+        return;
+    }
+    let k = split((hi - lo) as usize) as u64;
+    if m - lo < k {
+        path_from(m, lo, lo + k, get, out);
+        out.push(range_root(lo + k, hi, get));
+    } else {
+        path_from(m, lo + k, hi, get, out);
+        out.push(range_root(lo, lo + k, get));
+    }
+}
+
+/// PROOF(m, D[size]) from stored subtree hashes.
+pub fn consistency_proof_from(m: u64, size: u64, get: Lookup) -> Vec<Hash> {
+    let mut proof = vec![];
+    if m > 0 && m < size {
+        subproof_from(m, 0, size, true, get, &mut proof);
+    }
+    proof
+}
+
+fn subproof_from(m: u64, lo: u64, hi: u64, complete: bool, get: Lookup, out: &mut Vec<Hash>) {
+    let n = hi - lo;
+    if m == n {
+        if !complete {
+            out.push(range_root(lo, hi, get));
+        }
+        return;
+    }
+    let k = split(n as usize) as u64;
+    if m <= k {
+        subproof_from(m, lo, lo + k, complete, get, out);
+        out.push(range_root(lo + k, hi, get));
+    } else {
+        subproof_from(m - k, lo + k, hi, false, get, out);
+        out.push(range_root(lo, lo + k, get));
+    }
+}
+
+/// The full subtrees that appending leaf `index` (hash `leaf`) completes, lowest first, with
+/// their hashes: one per trailing one bit of `index`, each needing its left sibling.
+pub fn completed_by(index: u64, leaf: Hash, get: Lookup) -> Vec<(Subtree, Hash)> {
+    let mut done = vec![];
+    let (mut t, mut h) = (Subtree { level: 0, index }, leaf);
+    while t.index & 1 == 1 {
+        let left = get(Subtree {
+            level: t.level,
+            index: t.index - 1,
+        });
+        h = node_hash(&left, &h);
+        t = Subtree {
+            level: t.level + 1,
+            index: t.index >> 1,
+        };
+        done.push((t, h));
+    }
+    done
+}
+
+/// The subtrees a computation over stored hashes reads: run it once with this lookup, fetch
+/// them, then run it again with the fetched hashes.
+pub fn needed(compute: impl FnOnce(Lookup)) -> Vec<Subtree> {
+    let mut wanted = std::collections::BTreeSet::new();
+    compute(&mut |t| {
+        wanted.insert(t);
+        [0; 32]
+    });
+    wanted.into_iter().collect()
 }
 
 /// MTH over leaf hashes.
@@ -210,6 +344,57 @@ mod tests {
         assert_eq!(proof[0][..8].to_string(), "96a296d2");
         assert_eq!(proof[1][..8].to_string(), "5f083f0a");
         assert_eq!(proof[2][..8].to_string(), "6b47aaf2");
+    }
+
+    /// Every full subtree of `leaves`, as a log stores them while appending.
+    fn stored(leaves: &[Hash]) -> std::collections::HashMap<Subtree, Hash> {
+        let mut map = std::collections::HashMap::new();
+        for (i, leaf) in leaves.iter().enumerate() {
+            map.insert(
+                Subtree {
+                    level: 0,
+                    index: i as u64,
+                },
+                *leaf,
+            );
+            let done = completed_by(i as u64, *leaf, &mut |t| map[&t]);
+            map.extend(done);
+        }
+        map
+    }
+
+    #[test]
+    fn stored_subtrees_give_the_same_roots_and_proofs() {
+        let all: Vec<Hash> = (0..70u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let map = stored(&all);
+        let get = &mut |t: Subtree| map[&t];
+        assert_eq!(root_from(0, get), root(&[]));
+        for n in 1..=all.len() {
+            let leaves = &all[..n];
+            assert_eq!(root_from(n as u64, get), root(leaves), "root of {n}");
+            let few = needed(|g| {
+                root_from(n as u64, g);
+            });
+            assert_eq!(few.len(), n.count_ones() as usize);
+            for i in 0..n {
+                assert_eq!(
+                    inclusion_proof_from(i as u64, n as u64, get),
+                    inclusion_proof(i, leaves),
+                    "inclusion {i} of {n}"
+                );
+            }
+            for m in 0..=n {
+                assert_eq!(
+                    consistency_proof_from(m as u64, n as u64, get),
+                    consistency_proof(m, leaves),
+                    "consistency {m} -> {n}"
+                );
+            }
+        }
+        // Large trees: the reads stay logarithmic.
+        let size = 10_000_000u64;
+        assert!(needed(|g| drop(inclusion_proof_from(1234567, size, g))).len() <= 2 * 24);
+        assert!(needed(|g| drop(consistency_proof_from(7654321, size, g))).len() <= 2 * 24);
     }
 
     #[test]

@@ -235,23 +235,32 @@ async fn publishes_ref_moves_and_decisions_are_logged_and_provable(pool: PgPool)
     );
 }
 
-/// Runs `sql` with the append-only trigger off, as an attacker with the table owner's rights.
+/// Runs `sql` with the append-only triggers off, as an attacker with the table owner's rights.
 async fn tamper(pool: &PgPool, sql: &str) {
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("ALTER TABLE log_entries DISABLE TRIGGER log_entries_append_only")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    for off in [
+        "ALTER TABLE log_entries DISABLE TRIGGER log_entries_append_only",
+        "ALTER TABLE log_tree DISABLE TRIGGER log_tree_append_only",
+    ] {
+        sqlx::query(off).execute(&mut *tx).await.unwrap();
+    }
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
         .execute(&mut *tx)
         .await
         .unwrap();
-    sqlx::query("ALTER TABLE log_entries ENABLE TRIGGER log_entries_append_only")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    for on in [
+        "ALTER TABLE log_entries ENABLE TRIGGER log_entries_append_only",
+        "ALTER TABLE log_tree ENABLE TRIGGER log_tree_append_only",
+    ] {
+        sqlx::query(on).execute(&mut *tx).await.unwrap();
+    }
     tx.commit().await.unwrap();
 }
+
+/// A thorough attacker also rewrites the stored interior hashes from the (changed) leaves and
+/// drops the cached signed head, so that the hub signs the rewritten tree.
+const REHASH: &str =
+    "; DELETE FROM log_tree; SELECT log_tree_backfill(); DELETE FROM log_checkpoint";
 
 async fn history(app: &TestApp, token: &str) {
     app.create_repo(token, "alice", "m", "public").await;
@@ -272,7 +281,8 @@ async fn altered_removed_or_reordered_entries_are_detected(pool: PgPool) {
     assert!(all_included(&app, &cp).await);
     let snapshot = "CREATE TABLE saved AS SELECT * FROM log_entries";
     tamper(&pool, snapshot).await;
-    let restore = "DELETE FROM log_entries; INSERT INTO log_entries SELECT * FROM saved";
+    let restore =
+        &format!("DELETE FROM log_entries; INSERT INTO log_entries SELECT * FROM saved{REHASH}");
 
     // Altered body, stored leaf hash kept: the served body no longer matches its proof.
     tamper(&pool, "UPDATE log_entries SET body = convert_to('{\"kind\":\"publish\",\"forged\":true}', 'UTF8') WHERE idx = 2").await;
@@ -280,12 +290,16 @@ async fn altered_removed_or_reordered_entries_are_detected(pool: PgPool) {
         !all_included(&app, &cp).await,
         "an altered body was not detected"
     );
-    // Altered body and leaf hash: the log's new head is no longer an extension of the old.
+    // Altered body and leaf hash: the stored tree and the signed head do not follow.
     tamper(
         &pool,
         "UPDATE log_entries SET leaf_hash = sha256('\\x00'::bytea || body) WHERE idx = 2",
     )
     .await;
+    assert_eq!(log.checkpoint(&app).await, cp);
+    assert!(!all_included(&app, &cp).await);
+    // With the tree rewritten too, the log's new head is no longer an extension of the old.
+    tamper(&pool, &REHASH[2..]).await;
     let forged = log.checkpoint(&app).await;
     assert_eq!(forged.size, cp.size);
     assert_ne!(forged.root, cp.root);
@@ -307,7 +321,7 @@ async fn altered_removed_or_reordered_entries_are_detected(pool: PgPool) {
     // A removed entry (the later ones renumbered), then new appends to reach the old size.
     tamper(
         &pool,
-        "DELETE FROM log_entries WHERE idx = 1; UPDATE log_entries SET idx = idx - 1 WHERE idx > 1",
+        &format!("DELETE FROM log_entries WHERE idx = 1; UPDATE log_entries SET idx = idx - 1 WHERE idx > 1{REHASH}"),
     )
     .await;
     app.commit_files(&alice, "alice/m", &[("w.bin", b"after")])
@@ -319,4 +333,115 @@ async fn altered_removed_or_reordered_entries_are_detected(pool: PgPool) {
         "a removed entry was not detected"
     );
     tamper(&pool, restore).await;
+}
+
+/// Roots and proofs served from the stored interior hashes equal a recomputation from every
+/// leaf, for random sizes, indices and prefixes; the migration's backfill stores the same tree
+/// as the appends; a checkpoint is signed once per size and cached.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn stored_hashes_give_the_roots_and_proofs_of_all_leaves(pool: PgPool) {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = rand::random();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let app = spawn_app(pool.clone()).await;
+    let log = Log::open(&app).await;
+    let mut conn = pool.acquire().await.unwrap();
+
+    let total = rng.random_range(300..700u64);
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..total {
+        let body = format!("{{\"kind\":\"test\",\"n\":{i},\"seed\":{seed}}}");
+        let index = kaiyuan_hub::tlog::append_leaf(&mut tx, body.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(index as u64, i);
+        if rng.random_range(0..50) == 0 {
+            tx.commit().await.unwrap();
+            tx = pool.begin().await.unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+    let leaves = kaiyuan_hub::tlog::leaves(&mut conn, total as i64)
+        .await
+        .unwrap();
+    assert_eq!(leaves.len() as u64, total);
+
+    let mut sizes: Vec<u64> = (0..40).map(|_| rng.random_range(1..=total)).collect();
+    sizes.extend([1, 2, 3, 4, 255, 256, 257, total - 1, total]);
+    for size in sizes {
+        let all = &leaves[..size as usize];
+        let root = kaiyuan_hub::tlog::root(&mut conn, size).await.unwrap();
+        assert_eq!(root, merkle::root(all), "root of {size} (seed {seed})");
+        for _ in 0..5 {
+            let index = rng.random_range(0..size);
+            let (leaf, proof) = kaiyuan_hub::tlog::inclusion_proof(&mut conn, index, size)
+                .await
+                .unwrap();
+            assert_eq!(leaf, all[index as usize]);
+            assert_eq!(
+                proof,
+                merkle::inclusion_proof(index as usize, all),
+                "inclusion {index} in {size} (seed {seed})"
+            );
+            let first = rng.random_range(1..=size);
+            let proof = kaiyuan_hub::tlog::consistency_proof(&mut conn, first, size)
+                .await
+                .unwrap();
+            assert_eq!(
+                proof,
+                merkle::consistency_proof(first as usize, all),
+                "consistency {first} -> {size} (seed {seed})"
+            );
+        }
+    }
+
+    // Served over HTTP: the checkpoint signs the recomputed root, once, and is cached.
+    let cp = log.checkpoint(&app).await;
+    assert_eq!((cp.size, cp.root), (total, merkle::root(&leaves)));
+    let cached: (i64, String) = sqlx::query_as("SELECT tree_size, note FROM log_checkpoint")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(cached.0 as u64, total);
+    let again = app
+        .get("/api/v1/log/checkpoint", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(again, cached.1);
+    let index = rng.random_range(0..total);
+    let proof = expect_status(
+        app.get(
+            &format!("/api/v1/log/proof/inclusion?index={index}&tree_size={total}"),
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(proof["leaf_hash"], hex::encode(leaves[index as usize]));
+    assert!(merkle::verify_inclusion(
+        index,
+        total,
+        &leaves[index as usize],
+        &hashes(&proof),
+        &cp.root
+    ));
+    kaiyuan_hub::tlog::append_leaf(&mut conn, b"{\"kind\":\"test\"}")
+        .await
+        .unwrap();
+    let next = log.checkpoint(&app).await;
+    assert_eq!(next.size, total + 1);
+    assert!(consistent(&app, &cp, &next).await);
+
+    // The migration's backfill, run over the same entries, stores exactly the appended tree.
+    let tree = "SELECT level, idx, hash FROM log_tree ORDER BY level, idx";
+    let appended: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(tree).fetch_all(&pool).await.unwrap();
+    // One full subtree of level 1 and up per leaf, less one per one bit of the size.
+    let size = total + 1;
+    assert_eq!(appended.len() as u64, size - u64::from(size.count_ones()));
+    tamper(&pool, &REHASH[2..]).await;
+    let backfilled: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(tree).fetch_all(&pool).await.unwrap();
+    assert_eq!(appended, backfilled, "seed {seed}");
 }
