@@ -427,3 +427,157 @@ async fn the_search_page_shows_scan_states_as_the_api_does(pool: PgPool) {
     }
     browser.quit().await;
 }
+
+async fn sign_in(browser: &Browser, app: &kaiyuan_tests::TestApp, name: &str, token: &str) {
+    browser.goto(&app.url("/sign-in")).await;
+    browser.type_into("#token", token).await;
+    browser.click("form[action='/sign-in'] button").await;
+    browser
+        .wait_for_text(10, "the signed-in home page", |t| {
+            t.contains(name) && t.contains("Sign out")
+        })
+        .await;
+}
+
+/// The bugs a walk through the UI found (issue 21), each checked where it showed: a finished
+/// page that reloaded itself, a licence the owner was asked to accept, error pages that forgot
+/// who is signed in, a token form that created a token again on reload, a second upload on a
+/// second click, a form mistake that replaced the page, and a threshold question the form could
+/// not answer.
+#[sqlx::test(migrations = "../migrations")]
+async fn model_pages_settle_agree_with_the_gates_and_keep_the_viewer(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let shots = screenshot_dir();
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    let cases = tempfile::tempdir().unwrap();
+    run_python("make_verify_cases.py", &[cases.path().as_os_str()]);
+    let model = std::fs::read(cases.path().join("ok/model.onnx")).unwrap();
+    let card = b"---\nlicense: llama3.1\n---\n# A Llama 3.1 fine-tune\n";
+    app.create_repo(&alice, "alice", "llama-ft", "public").await;
+    app.commit_files(
+        &alice,
+        "alice/llama-ft",
+        &[("model.onnx", &model), ("README.md", card)],
+    )
+    .await;
+    app.run_jobs().await;
+
+    let browser = Browser::start().await;
+    sign_in(&browser, &app, "alice", &alice).await;
+    browser.goto(&app.url("/alice/llama-ft")).await;
+    let page = browser
+        .wait_for_text(10, "the finished model page", |t| {
+            t.contains("Sample inference: passed")
+        })
+        .await;
+    // The owner may download, so the page asks them to accept nothing (the gate agrees).
+    assert!(!page.contains("I accept"), "{page}");
+    // Every check finished: the page stays put.
+    browser
+        .execute("window.__stayed = 1; return true", json!([]))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    assert_eq!(
+        browser
+            .execute("return window.__stayed === 1", json!([]))
+            .await,
+        json!(true),
+        "the finished page reloaded itself"
+    );
+
+    // A mistake in "Can I use this?" is said beside the form; the page stays.
+    browser
+        .goto(&app.url("/alice/llama-ft?purpose=commercial&mau=lots"))
+        .await;
+    let page = browser.text().await;
+    assert!(page.contains("is not a whole number"), "{page}");
+    assert!(
+        page.contains("Files") && page.contains("llama-ft"),
+        "{page}"
+    );
+    // The Llama threshold is counted in the month before the release: the form asks for it.
+    browser
+        .goto(&app.url(
+            "/alice/llama-ft?purpose=commercial&mau=1000&mau_month=2024-06&mau_then=800000000",
+        ))
+        .await;
+    let answer = browser
+        .execute(
+            "return [...document.querySelectorAll('.answer')].map(a => a.innerText).join(' | ')",
+            json!([]),
+        )
+        .await;
+    let answer = answer.as_str().unwrap_or_default();
+    assert!(answer.contains("deny"), "800M users in June 2024: {answer}");
+    browser.screenshot(&shots, "21-can-i-use-this").await;
+
+    // Error pages keep the signed-in header.
+    browser.goto(&app.url("/alice/no-such-model")).await;
+    let page = browser.text().await;
+    assert!(
+        page.contains("Sign out") && page.contains("alice"),
+        "{page}"
+    );
+
+    // A token is created once: the POST redirects, a reload shows no secret and creates none,
+    // and a second token of the same name is refused.
+    browser.goto(&app.url("/settings/tokens")).await;
+    browser.type_into("#token-name", "ci").await;
+    browser
+        .click("form[action='/settings/tokens'] button[type=submit]")
+        .await;
+    let page = browser
+        .wait_for_text(10, "the new token", |t| t.contains("Copy it now"))
+        .await;
+    assert!(page.contains("ky_"), "{page}");
+    browser.goto(&app.url("/settings/tokens")).await;
+    let page = browser.text().await;
+    assert!(
+        !page.contains("Copy it now") && !page.contains("ky_"),
+        "{page}"
+    );
+    let named_ci = browser
+        .execute(
+            "return [...document.querySelectorAll('tbody tr td:first-child')].filter(td => td.textContent === 'ci').length",
+            json!([]),
+        )
+        .await;
+    assert_eq!(named_ci, json!(1));
+    browser.type_into("#token-name", "ci").await;
+    browser
+        .click("form[action='/settings/tokens'] button[type=submit]")
+        .await;
+    browser
+        .wait_for_text(10, "the refusal", |t| {
+            t.contains("already have a token named")
+        })
+        .await;
+
+    // One upload at a time: the button is disabled as soon as the upload starts.
+    browser.goto(&app.url("/alice/llama-ft/upload")).await;
+    let file = cases.path().join("ok/model.onnx");
+    browser.type_into("#files", &file.to_string_lossy()).await;
+    let disabled = browser
+        .execute(
+            "const b = document.querySelector('#upload button[type=submit]'); b.click(); return b.disabled",
+            json!([]),
+        )
+        .await;
+    assert_eq!(disabled, json!(true), "a second click would upload again");
+
+    // Someone outside the namespace is asked to accept the licence before downloading.
+    browser.goto(&app.url("/")).await;
+    browser.click("form[action='/sign-out'] button").await;
+    sign_in(&browser, &app, "bob", &bob).await;
+    browser.goto(&app.url("/alice/llama-ft")).await;
+    let page = browser.text().await;
+    assert!(page.contains("I accept"), "{page}");
+
+    // The favicon exists (every page asked for it).
+    let icon = app.get("/favicon.ico", None).await;
+    assert_eq!(icon.status(), StatusCode::SEE_OTHER);
+    let icon = app.get("/static/favicon.svg", None).await;
+    assert_eq!(icon.status(), StatusCode::OK);
+    browser.quit().await;
+}

@@ -38,6 +38,11 @@ async function upload(form) {
   const list = document.getElementById("progress");
   const files = [...form.files.files, ...form.folder.files];
   if (files.length === 0) { status.textContent = "Choose files or a folder first."; return; }
+  // One upload at a time: a second click would send every file again, in parallel.
+  const button = form.querySelector("button[type=submit]");
+  if (form.dataset.busy) return;
+  form.dataset.busy = "1";
+  button.disabled = true;
   list.textContent = "";
   const operations = [];
   status.textContent = `Uploading ${files.length} file(s)…`;
@@ -71,6 +76,8 @@ async function upload(form) {
     window.location.assign(`/${repo}`);
   } catch (error) {
     status.textContent = `Upload failed: ${error.message}`;
+    delete form.dataset.busy;
+    button.disabled = false;
   }
 }
 

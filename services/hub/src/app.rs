@@ -38,6 +38,7 @@ impl Application {
             App::new()
                 .app_data(shared.clone())
                 .configure(|cfg| routes::configure(cfg, &shared.settings))
+                .wrap(from_fn(crate::web::render::error_pages))
                 .wrap(from_fn(crate::auth::authenticate))
                 .wrap(from_fn(middleware::observe))
         })

@@ -158,8 +158,10 @@ pub struct Gc {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbeddedPostgres {
-    /// `KAIYUAN_EMBEDDED_PG_PORT`: loopback port of the embedded cluster.
-    pub port: u16,
+    /// `KAIYUAN_EMBEDDED_PG_PORT`: loopback port of the embedded cluster. Unset: a free port
+    /// chosen when the cluster is created and kept in `<data_dir>/postgres.port`, so two hubs
+    /// with their own data directories run side by side.
+    pub port: Option<u16>,
     /// Directory holding `initdb` and `pg_ctl`; found automatically when unset.
     pub bin_dir: Option<PathBuf>,
 }
@@ -230,7 +232,7 @@ impl Default for Gc {
 impl Default for EmbeddedPostgres {
     fn default() -> Self {
         Self {
-            port: 54329,
+            port: None,
             bin_dir: None,
         }
     }
@@ -285,7 +287,7 @@ impl Settings {
             self.limits.max_files_per_commit = parsed("KAIYUAN_MAX_FILES_PER_COMMIT", v)?;
         }
         if let Some(v) = get("KAIYUAN_EMBEDDED_PG_PORT") {
-            self.embedded_postgres.port = parsed("KAIYUAN_EMBEDDED_PG_PORT", v)?;
+            self.embedded_postgres.port = Some(parsed("KAIYUAN_EMBEDDED_PG_PORT", v)?);
         }
         if let Some(v) = get("KAIYUAN_BODY_IDLE_SECS") {
             self.limits.body_idle_secs = parsed("KAIYUAN_BODY_IDLE_SECS", v)?;

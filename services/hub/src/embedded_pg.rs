@@ -63,6 +63,32 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The cluster's port: the configured one, else the one chosen when this data directory's
+/// cluster was first started (`postgres.port`), else a free loopback port, remembered there.
+fn cluster_port(data_dir: &Path, configured: Option<u16>) -> anyhow::Result<u16> {
+    if let Some(port) = configured {
+        return Ok(port);
+    }
+    let file = data_dir.join("postgres.port");
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        return text
+            .trim()
+            .parse()
+            .with_context(|| format!("{} does not hold a port number", file.display()));
+    }
+    // A cluster made before ports were remembered ran on the old fixed default.
+    let port = if data_dir.join("postgres/PG_VERSION").exists() {
+        54329
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+    };
+    std::fs::write(&file, format!("{port}\n"))
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(port)
+}
+
 impl EmbeddedPostgres {
     fn tool(&self, name: &str) -> Command {
         let program = self.bin_dir.join(name);
@@ -95,7 +121,7 @@ impl EmbeddedPostgres {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
         let data_dir = data_dir.canonicalize()?;
-        let port = settings.embedded_postgres.port;
+        let port = cluster_port(&data_dir, settings.embedded_postgres.port)?;
         let mut pg = EmbeddedPostgres {
             cluster: data_dir.join("postgres"),
             bin_dir: find_bin_dir(settings.embedded_postgres.bin_dir.as_deref())?,

@@ -295,10 +295,49 @@ pub async fn required_acceptances(
         .collect())
 }
 
-/// Checks that the caller accepted every licence of the commit that requires acceptance.
-/// Members of the owning namespace are the licensors' side and need none. Returns whether the
-/// commit is behind such a licence (for anyone outside the namespace): its bytes must not sit in
-/// a shared cache, which would hand them to people who have not accepted.
+/// The licences of the commit that `caller` must accept before downloading, each with whether
+/// they have. Members of the owning namespace are the licensors' side and must accept none: the
+/// download gate and the model page both ask here, so they cannot disagree.
+pub async fn acceptances_for(
+    conn: &mut PgConnection,
+    store: &BlobStore,
+    caller: &crate::domain::actor::Actor,
+    repo: &Repo,
+    commit: &str,
+) -> Result<Vec<(RequiredAcceptance, bool)>, Error> {
+    let required = required_acceptances(conn, store, repo, commit).await?;
+    acceptances_of(conn, caller, repo, required).await
+}
+
+async fn acceptances_of(
+    conn: &mut PgConnection,
+    caller: &crate::domain::actor::Actor,
+    repo: &Repo,
+    required: Vec<RequiredAcceptance>,
+) -> Result<Vec<(RequiredAcceptance, bool)>, Error> {
+    let role =
+        crate::domain::actor::namespace_role(conn, caller, repo.namespace_id, repo.namespace_kind)
+            .await?;
+    if required.is_empty() || role.is_some() {
+        return Ok(vec![]);
+    }
+    let mut out = Vec::with_capacity(required.len());
+    for r in required {
+        let accepted = match &caller.user {
+            Some(user) => {
+                db::licenses::accepted(conn, repo.id, user.id, &r.license, &r.version).await?
+            }
+            None => false,
+        };
+        out.push((r, accepted));
+    }
+    Ok(out)
+}
+
+/// Checks that the caller accepted every licence of the commit that requires acceptance
+/// ([`acceptances_for`]). Returns whether the commit is behind such a licence (for anyone
+/// outside the namespace): its bytes must not sit in a shared cache, which would hand them to
+/// people who have not accepted.
 pub async fn authorize_license(
     conn: &mut PgConnection,
     store: &BlobStore,
@@ -307,47 +346,31 @@ pub async fn authorize_license(
     commit: &str,
 ) -> Result<bool, Error> {
     let required = required_acceptances(conn, store, repo, commit).await?;
-    if required.is_empty()
-        || crate::domain::actor::namespace_role(
-            conn,
-            caller,
-            repo.namespace_id,
-            repo.namespace_kind,
-        )
-        .await?
-        .is_some()
-    {
-        return Ok(!required.is_empty());
-    }
-    for r in required {
-        let accepted = match &caller.user {
-            Some(user) => {
-                db::licenses::accepted(conn, repo.id, user.id, &r.license, &r.version).await?
-            }
-            None => false,
-        };
-        if !accepted {
-            let how = format!(
-                "`{}` is under the {} ({}, version {}): read it and accept it with POST /api/v1/repos/{}/license-acceptance {{\"license\": \"{}\", \"version\": \"{}\"}} before downloading",
-                repo.full_name(),
-                r.name,
-                r.license,
-                r.version,
-                repo.full_name(),
-                r.license,
-                r.version
-            );
-            return Err(match caller.user {
-                Some(_) => Error::Gated {
-                    signed_in: true,
-                    message: how,
-                },
-                None => Error::Gated {
-                    signed_in: false,
-                    message: format!("{how} (sign in first)"),
-                },
-            });
+    let gated = !required.is_empty();
+    for (r, accepted) in acceptances_of(conn, caller, repo, required).await? {
+        if accepted {
+            continue;
         }
+        let how = format!(
+            "`{}` is under the {} ({}, version {}): read it and accept it with POST /api/v1/repos/{}/license-acceptance {{\"license\": \"{}\", \"version\": \"{}\"}} before downloading",
+            repo.full_name(),
+            r.name,
+            r.license,
+            r.version,
+            repo.full_name(),
+            r.license,
+            r.version
+        );
+        return Err(match caller.user {
+            Some(_) => Error::Gated {
+                signed_in: true,
+                message: how,
+            },
+            None => Error::Gated {
+                signed_in: false,
+                message: format!("{how} (sign in first)"),
+            },
+        });
     }
-    Ok(true)
+    Ok(gated)
 }

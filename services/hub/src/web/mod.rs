@@ -14,6 +14,11 @@ use actix_web::{HttpResponse, web};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(pages::home))
         .route("/static/{file}", web::get().to(asset))
+        // Browsers ask for it whatever the page says.
+        .route(
+            "/favicon.ico",
+            web::get().to(|| async { session::redirect("/static/favicon.svg") }),
+        )
         .route("/sign-in", web::get().to(pages::sign_in_form))
         .route("/sign-in", web::post().to(pages::sign_in))
         .route("/sign-out", web::post().to(pages::sign_out))
@@ -86,6 +91,10 @@ async fn asset(path: web::Path<String>) -> HttpResponse {
         "app.js" => (
             include_str!("../../../../web/static/app.js"),
             "text/javascript; charset=utf-8",
+        ),
+        "favicon.svg" => (
+            include_str!("../../../../web/static/favicon.svg"),
+            "image/svg+xml",
         ),
         _ => {
             return HttpResponse::NotFound()

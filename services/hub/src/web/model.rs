@@ -25,6 +25,10 @@ pub struct ModelQuery {
     mau: Option<String>,
     revenue: Option<String>,
     region: Option<String>,
+    /// Monthly active users in one past month (`YYYY-MM`), for thresholds anchored to a date
+    /// (Llama: the month before its release), as the CLI's `--mau-on`.
+    mau_month: Option<String>,
+    mau_then: Option<String>,
 }
 
 /// The lineage drawn as an SVG: the model at the bottom, each ancestor above it, incompatible
@@ -148,6 +152,38 @@ fn use_context(q: &ModelQuery) -> Result<Option<kaiyuan_license::UseContext>, Ap
     };
     ctx.mau = number("monthly active users", &q.mau)?;
     ctx.annual_revenue = number("annual revenue", &q.revenue)?;
+    let month = q
+        .mau_month
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    match (
+        month,
+        number("monthly active users that month", &q.mau_then)?,
+    ) {
+        (Some(month), Some(users)) => {
+            let valid = month.len() == 7
+                && month.as_bytes()[4] == b'-'
+                && month
+                    .bytes()
+                    .enumerate()
+                    .all(|(i, b)| i == 4 || b.is_ascii_digit());
+            if !valid {
+                return Err(ApiError::unprocessable(
+                    code::INVALID_NUMBER,
+                    format!("month `{month}` is not YYYY-MM"),
+                ));
+            }
+            ctx.mau_history.insert(month.to_string(), users);
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::unprocessable(
+                code::INVALID_NUMBER,
+                "give the month the past monthly active users were counted in",
+            ));
+        }
+        _ => {}
+    }
     ctx.region = q.region.clone().filter(|r| !r.trim().is_empty());
     Ok(Some(ctx))
 }
@@ -192,7 +228,11 @@ pub async fn model_page(
     // viewer's organisations' policies.
     // The decision under the viewer's organisations' policies (commercial use by default), and
     // the "Can I use this?" answers for a submitted context (the owner's policy too).
-    let asked = use_context(&query)?;
+    // A mistake in the form is said beside the form, not instead of the page.
+    let (asked, use_error) = match use_context(&query) {
+        Ok(asked) => (asked, None),
+        Err(e) => (None, Some(e.message)),
+    };
     let mut policies = Vec::new();
     if asked.is_some() {
         policies.push((repo.namespace.clone(), repo.namespace_id, true));
@@ -236,17 +276,12 @@ pub async fn model_page(
         ),
         (None, _) => Some("signed-out".into()),
     };
-    let mut acceptances = Vec::new();
-    for r in crate::licensing::required_acceptances(&mut conn, &state.store, &repo, &commit).await?
-    {
-        let accepted = match &caller.user {
-            Some(user) => {
-                db::licenses::accepted(&mut conn, repo.id, user.id, &r.license, &r.version).await?
-            }
-            None => false,
-        };
-        acceptances.push(json!({"license": r.license, "name": r.name, "version": r.version, "accepted": accepted}));
-    }
+    let acceptances: Vec<Value> =
+        crate::licensing::acceptances_for(&mut conn, &state.store, &caller, &repo, &commit)
+            .await?
+            .into_iter()
+            .map(|(r, accepted)| json!({"license": r.license, "name": r.name, "version": r.version, "accepted": accepted}))
+            .collect();
 
     let quarantined: Vec<&db::scans::FileView> = files
         .iter()
@@ -288,9 +323,14 @@ pub async fn model_page(
         "use_answers": use_answers,
         "access": access,
         "acceptances": acceptances,
-        "use_query": {"purpose": query.purpose, "mau": query.mau, "revenue": query.revenue, "region": query.region},
+        "use_query": {"purpose": query.purpose, "mau": query.mau, "revenue": query.revenue, "region": query.region, "mau_month": query.mau_month, "mau_then": query.mau_then},
+        "use_error": use_error,
     });
-    render(&caller, "model.html", &repo.full_name(), context)
+    let mut page = render(&caller, "model.html", &repo.full_name(), context)?;
+    if use_error.is_some() {
+        *page.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(page)
 }
 
 pub async fn upload_page(

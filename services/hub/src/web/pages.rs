@@ -350,21 +350,46 @@ fn token_json(t: &db::accounts::TokenRow) -> Value {
     json!({"id": t.id, "name": t.name, "scope": t.scope, "expires_at": t.expires_at, "revoked_at": t.revoked_at, "last_used_at": t.last_used_at, "created_at": t.created_at})
 }
 
-pub async fn tokens(state: web::Data<AppState>, caller: Caller) -> WebResult {
+/// The cookie that carries a token just created to the page the POST redirects to, once: the
+/// page shows the secret and clears it, so a reload neither shows it again nor creates another.
+const NEW_TOKEN_COOKIE: &str = "kaiyuan_new_token";
+
+pub async fn tokens(state: web::Data<AppState>, caller: Caller, req: HttpRequest) -> WebResult {
     let Some(user) = caller.user.as_ref() else {
         return Ok(redirect("/sign-in"));
     };
     let mut conn = state.db.acquire().await?;
-    let list: Vec<Value> = db::accounts::list_tokens(&mut conn, user.id)
-        .await?
-        .iter()
-        .map(token_json)
-        .collect();
+    let rows = db::accounts::list_tokens(&mut conn, user.id).await?;
+    // Shown only when the secret is a live token of this user.
+    let mut created = Value::Null;
+    if let Some(secret) = auth::cookie_value(&req, NEW_TOKEN_COOKIE) {
+        let owner = db::accounts::token_owner(&mut conn, &auth::hash_token(&secret)).await?;
+        if let Some(owner) = owner.filter(|o| o.user_id == user.id && o.revoked_at.is_none()) {
+            let name = rows
+                .iter()
+                .find(|t| t.id == owner.token_id)
+                .map(|t| t.name.clone());
+            created = json!({"name": name, "secret": secret});
+        }
+    }
+    let list: Vec<Value> = rows.iter().map(token_json).collect();
+    let mut page = tokens_page(&caller, list, created, None)?;
+    let clear = session::cookie(NEW_TOKEN_COOKIE, "", 0, session::secure_cookies(&req));
+    set_cookie(&mut page, &clear);
+    Ok(page)
+}
+
+fn tokens_page(
+    caller: &Caller,
+    tokens: Vec<Value>,
+    created: Value,
+    error: Option<&str>,
+) -> WebResult {
     render(
-        &caller,
+        caller,
         "tokens.html",
         "Access tokens",
-        json!({"tokens": list, "created": null}),
+        json!({"tokens": tokens, "created": created, "error": error}),
     )
 }
 
@@ -378,6 +403,7 @@ pub struct NewToken {
 pub async fn create_token(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     form: web::Form<NewToken>,
 ) -> WebResult {
     check_csrf(&caller, &form.csrf)?;
@@ -391,19 +417,37 @@ pub async fn create_token(
     }
     let scope = db::accounts::Scope::parse(&form.scope).unwrap_or(db::accounts::Scope::Write);
     let mut conn = state.db.acquire().await?;
+    let rows = db::accounts::list_tokens(&mut conn, user.id).await?;
+    if rows
+        .iter()
+        .any(|t| t.name == name && t.revoked_at.is_none())
+    {
+        let list = rows.iter().map(token_json).collect();
+        let message = format!("you already have a token named `{name}`: choose another name");
+        let mut page = tokens_page(&caller, list, Value::Null, Some(&message))?;
+        *page.status_mut() = actix_web::http::StatusCode::CONFLICT;
+        return Ok(page);
+    }
     let (secret, hash) = auth::new_token();
     db::accounts::insert_token(&mut conn, user.id, name, &hash, scope, None).await?;
-    let list: Vec<Value> = db::accounts::list_tokens(&mut conn, user.id)
-        .await?
-        .iter()
-        .map(token_json)
-        .collect();
-    render(
-        &caller,
-        "tokens.html",
-        "Access tokens",
-        json!({"tokens": list, "created": {"name": name, "secret": secret}}),
-    )
+    // Post, redirect, get: the secret travels once, in a cookie only that page reads.
+    let mut response = redirect("/settings/tokens");
+    let once = session::cookie(
+        NEW_TOKEN_COOKIE,
+        &secret,
+        300,
+        session::secure_cookies(&req),
+    );
+    set_cookie(&mut response, &once);
+    Ok(response)
+}
+
+fn set_cookie(response: &mut HttpResponse, cookie: &str) {
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(cookie) {
+        response
+            .headers_mut()
+            .append(actix_web::http::header::SET_COOKIE, value);
+    }
 }
 
 pub async fn revoke_token(

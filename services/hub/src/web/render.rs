@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpMessage, HttpResponse, ResponseError};
 use minijinja::Environment;
 use serde_json::{Value, json};
 
@@ -154,18 +154,55 @@ impl ResponseError for WebError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let context = json!({"title": "Error", "status": self.0.status.as_u16(), "code": self.0.code, "message": self.0.message, "viewer": null, "csrf": null});
-        let html = environment()
-            .get_template("error.html")
-            .and_then(|t| t.render(minijinja::value::Serde(&context)))
-            .unwrap_or_else(|_| {
-                format!(
-                    "<!doctype html><title>Error</title><p>{}</p>",
-                    self.0.status
-                )
-            });
-        page_response(self.0.status, html)
+        let error = PageError {
+            status: self.0.status,
+            code: self.0.code,
+            message: self.0.message.clone(),
+        };
+        let mut response = error_page(&error, &Caller::default());
+        // The viewer is not known here: `error_pages` renders the page again with them.
+        response.extensions_mut().insert(error);
+        response
     }
+}
+
+/// An error page's error, left on the response for [`error_pages`].
+#[derive(Clone)]
+struct PageError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+/// Middleware: renders error pages again for the signed-in viewer, so that the header of a 404
+/// or a 422 page still says who is signed in (an error is made where the caller is not known).
+pub async fn error_pages(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?.map_into_boxed_body();
+    let error = res.response().extensions().get::<PageError>().cloned();
+    let caller = res.request().extensions().get::<Caller>().cloned();
+    match (error, caller) {
+        (Some(error), Some(caller)) if caller.user.is_some() => {
+            let page = error_page(&error, &caller);
+            Ok(res.into_response(page))
+        }
+        _ => Ok(res),
+    }
+}
+
+fn error_page(error: &PageError, caller: &Caller) -> HttpResponse {
+    let viewer = caller
+        .user
+        .as_ref()
+        .map(|u| json!({"name": u.name, "is_admin": u.is_admin}));
+    let context = json!({"title": "Error", "status": error.status.as_u16(), "code": error.code, "message": error.message, "viewer": viewer, "csrf": caller.session_csrf});
+    let html = environment()
+        .get_template("error.html")
+        .and_then(|t| t.render(minijinja::value::Serde(&context)))
+        .unwrap_or_else(|_| format!("<!doctype html><title>Error</title><p>{}</p>", error.status));
+    page_response(error.status, html)
 }
 
 pub type WebResult = Result<HttpResponse, WebError>;
