@@ -155,7 +155,7 @@ pub struct Gc {
     pub deleted_repo_grace_days: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbeddedPostgres {
     /// `KAIYUAN_EMBEDDED_PG_PORT`: loopback port of the embedded cluster. Unset: a free port
@@ -229,14 +229,6 @@ impl Default for Gc {
     }
 }
 
-impl Default for EmbeddedPostgres {
-    fn default() -> Self {
-        Self {
-            port: None,
-            bin_dir: None,
-        }
-    }
-}
 
 impl Settings {
     /// Defaults, overridden by the TOML file at `path` (if any), then by the environment.
