@@ -988,3 +988,23 @@ async fn the_api_the_hub_client_route_and_the_page_search_alike(pool: PgPool) {
     let html = page_html(&app, "/?tag=summarization", None).await;
     assert!(html.contains("/alice/sum-small\"") && !html.contains("/alice/gen-large\""));
 }
+
+/// The review queue lists, besides what the viewer reviews, the open reports they filed and
+/// those on their models: the reporter and the owner find there what they may open by URL.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_review_queue_lists_a_reporters_and_an_owners_reports(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    let carol = app.create_user("carol").await;
+    app.create_repo(&alice, "alice", "m", "public").await;
+    app.commit_files(&alice, "alice/m", &[("weights.bin", b"0123")])
+        .await;
+    let report = app.report(&bob, "alice/m", Some("weights.bin")).await;
+    let link = format!("/reports/{report}");
+    for (token, sees) in [(&bob, true), (&alice, true), (&carol, false)] {
+        let (cookie, _) = sign_in(&app, token).await;
+        let page = page_html(&app, "/reviews", Some(&cookie)).await;
+        assert_eq!(page.contains(&link), sees, "{page}");
+    }
+}

@@ -111,6 +111,22 @@ pub async fn queue(
     .await
 }
 
+/// Open reports the user filed, and those on repositories of namespaces they own or
+/// administer (whom `routes::reviews::visible` shows them to), newest first.
+pub async fn reports_of(conn: &mut PgConnection, user_id: i64) -> sqlx::Result<Vec<Report>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {REPORT_COLUMNS} {REPORT_FROM}
+         WHERE r.status IN ('open', 'needs-info', 'confirmed')
+           AND (r.reporter_id = $1 OR repo.namespace_id = $1
+                OR repo.namespace_id IN (SELECT org_id FROM memberships
+                                         WHERE user_id = $1 AND role IN ('owner', 'admin')))
+         ORDER BY r.id DESC"
+    )))
+    .bind(user_id)
+    .fetch_all(conn)
+    .await
+}
+
 pub async fn set_status(
     conn: &mut PgConnection,
     id: i64,

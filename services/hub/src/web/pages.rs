@@ -470,11 +470,12 @@ pub async fn review_queue(state: web::Data<AppState>, caller: Caller) -> WebResu
     let mut conn = state.db.acquire().await?;
     let hub = user.is_admin || db::reviews::is_hub_reviewer(&mut conn, user.id).await?;
     let reports = db::reviews::queue(&mut conn, user.id, hub).await?;
+    let own = db::reviews::reports_of(&mut conn, user.id).await?;
     render(
         &caller,
         "reviews.html",
         "Review queue",
-        json!({"reports": reports, "hub_reviewer": hub}),
+        json!({"reports": reports, "own": own, "hub_reviewer": hub}),
     )
 }
 
