@@ -345,12 +345,28 @@ fn licence_by_name(input: &str) -> Option<(String, &'static str)> {
     if let Some(id) = names().get(&name_words(input)) {
         return Some((id.clone(), "licence name"));
     }
+    if let Some(id) = creative_commons_short_name(input) {
+        return Some((id, "Creative Commons short name"));
+    }
     gnu_name(input).map(|id| {
         (
             id,
             "GNU licence name; `-only` unless \"or later\" is stated",
         )
     })
+}
+
+/// "CC BY 4.0", "CC BY-NC-SA 3.0", "cc0 1.0" (Creative Commons' own short names, spaces
+/// where SPDX has hyphens) -> the listed SPDX id; anything not on the list is left alone.
+fn creative_commons_short_name(input: &str) -> Option<String> {
+    let upper = input.trim().to_uppercase();
+    if !(upper.starts_with("CC ") || upper.starts_with("CC0 ") || upper.starts_with("CC-")) {
+        return None;
+    }
+    let id = upper.split_whitespace().collect::<Vec<_>>().join("-");
+    spdx::license_id(&id)
+        .filter(|l| !l.is_deprecated())
+        .map(|l| l.name.to_string())
 }
 
 /// "gnu gpl v2", "GNU Lesser General Public License 2.1 or later", "AGPLv3+" -> SPDX id.
@@ -821,6 +837,9 @@ mod tests {
             ("Apache License, Version 2.0", "Apache-2.0"),
             ("BSD 3-Clause License", "BSD-3-Clause"),
             ("Gemma Terms of Use", "LicenseRef-Gemma-ToU"),
+            ("CC BY 4.0", "CC-BY-4.0"),
+            ("CC BY-NC-SA 3.0", "CC-BY-NC-SA-3.0"),
+            ("cc0 1.0", "CC0-1.0"),
         ] {
             let (e, changes) = valid(input);
             assert_eq!(e, want, "{input}");

@@ -85,10 +85,48 @@ const OFFICIAL: &[(&str, &str, Commercial)] = &[
         "LicenseRef-scancode-bigscience-open-rail-m2",
         Commercial::Yes,
     ),
+    (
+        "llama2-LICENSE.txt",
+        "LicenseRef-scancode-llama-2-license-2023",
+        Commercial::Conditional,
+    ),
+    (
+        "llama3_1-LICENSE.txt",
+        "LicenseRef-scancode-llama-3.1-license-2024",
+        Commercial::Conditional,
+    ),
+    (
+        "llama3_2-LICENSE.txt",
+        "LicenseRef-scancode-llama-3.2-license-2024",
+        Commercial::Conditional,
+    ),
+    (
+        "llama3_3-LICENSE.txt",
+        "LicenseRef-scancode-llama-3.3-license-2024",
+        Commercial::Conditional,
+    ),
+    (
+        "llama4-LICENSE.txt",
+        "LicenseRef-scancode-llama-4-cla-2025",
+        Commercial::Conditional,
+    ),
+    (
+        "deepseek-v3-LICENSE-MODEL.txt",
+        "LicenseRef-scancode-deepseek-la-1.0",
+        Commercial::Yes,
+    ),
 ];
 
 #[test]
 fn every_official_text_is_read_as_its_own_unmodified_licence() {
+    let mut wrong = vec![];
+    for (file, id, _) in OFFICIAL {
+        let d = detect_text(file, &real(file));
+        if d.len() != 1 || d[0].id != *id || d[0].modified || d[0].confidence < 0.95 {
+            wrong.push(format!("{file}: {d:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
     for (file, id, commercial) in OFFICIAL {
         let d = detect_text(file, &real(file));
         assert_eq!(d.len(), 1, "{file}: {d:?}");
@@ -338,4 +376,234 @@ fn code_and_model_licences_are_told_apart() {
         purpose(Purpose::Research),
     );
     assert!(!r.has("declared-detected-mismatch"), "{:?}", r.findings);
+}
+
+/// Meta's own LICENSE files, version by version: (fixture, card tag, catalog id, the month
+/// before the version's release date, whether the version names derivatives "Llama..." and
+/// asks for "Built with Llama", whether EU-domiciled users lose rights for multimodal models).
+const LLAMA: &[(&str, &str, &str, &str, bool, bool)] = &[
+    (
+        "llama2-LICENSE.txt",
+        "llama2",
+        "LicenseRef-scancode-llama-2-license-2023",
+        "2023-06",
+        false,
+        false,
+    ),
+    (
+        "llama3_1-LICENSE.txt",
+        "llama3.1",
+        "LicenseRef-scancode-llama-3.1-license-2024",
+        "2024-06",
+        true,
+        false,
+    ),
+    (
+        "llama3_2-LICENSE.txt",
+        "llama3.2",
+        "LicenseRef-scancode-llama-3.2-license-2024",
+        "2024-08",
+        true,
+        true,
+    ),
+    (
+        "llama3_3-LICENSE.txt",
+        "llama3.3",
+        "LicenseRef-scancode-llama-3.3-license-2024",
+        "2024-11",
+        true,
+        true,
+    ),
+    (
+        "llama4-LICENSE.txt",
+        "llama4",
+        "LicenseRef-scancode-llama-4-cla-2025",
+        "2025-03",
+        true,
+        true,
+    ),
+];
+
+fn words(s: &str) -> String {
+    s.to_lowercase()
+        .replace(['“', '”'], "\"")
+        .replace("©", "(c)")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn each_llama_version_is_its_own_licence_with_its_release_date_threshold_and_notice() {
+    for (file, tag, id, month_before, llama_naming, eu_multimodal) in LLAMA {
+        let text = real(file);
+        let files = [("LICENSE", text.clone())];
+        // Read as this version, not a sibling (the texts differ only in names and dates).
+        let d = detect_text(file, &text);
+        assert_eq!(d.len(), 1, "{file}: {d:?}");
+        assert_eq!(d[0].id, *id, "{file}");
+        let r = audit(tag, None, &files, purpose(Purpose::Commercial));
+        assert_eq!(r.effective.as_deref(), Some(*id), "{file}");
+        assert!(
+            !r.has("declared-detected-mismatch"),
+            "{file}: {:?}",
+            r.findings
+        );
+        assert_eq!(
+            r.decision,
+            Decision::AllowWithObligations,
+            "{file}: {:?}",
+            r.findings
+        );
+        // §1.b.iii: the Notice sentence the catalog asks derivatives to ship is the one this
+        // text states.
+        let terms = catalog().terms(id);
+        let notice = terms
+            .notice_file
+            .as_deref()
+            .unwrap_or_else(|| panic!("{file}: no notice sentence"));
+        assert!(
+            words(&text).contains(&words(notice)),
+            "{file}: the notice {notice:?} is not the licence's own"
+        );
+        // §1.b.i (3.1 and later): "Built with Llama" and the "Llama" name prefix.
+        assert_eq!(
+            terms.name_prefix.as_deref() == Some("Llama"),
+            *llama_naming,
+            "{file}: {:?}",
+            terms.name_prefix
+        );
+        assert_eq!(
+            terms.display.iter().any(|p| p == "Built with Llama"),
+            *llama_naming,
+            "{file}: {:?}",
+            terms.display
+        );
+        // §2: 700M monthly active users in the calendar month before the release date.
+        let mut big = purpose(Purpose::Commercial);
+        big.mau_history
+            .insert(month_before.to_string(), 701_000_000);
+        let r = audit(tag, None, &files, big);
+        assert_eq!(r.decision, Decision::Deny, "{file}: {:?}", r.findings);
+        let mut grew_later = purpose(Purpose::Commercial);
+        grew_later
+            .mau_history
+            .insert(month_before.to_string(), 699_000_000);
+        grew_later.mau = Some(2_000_000_000);
+        let r = audit(tag, None, &files, grew_later);
+        assert_eq!(
+            r.decision,
+            Decision::AllowWithObligations,
+            "{file}: {:?}",
+            r.findings
+        );
+        // §2 does not apply to end users of an integrated product.
+        let mut end_user = purpose(Purpose::Commercial);
+        end_user
+            .mau_history
+            .insert(month_before.to_string(), 900_000_000);
+        end_user.integrated_end_user = true;
+        let r = audit(tag, None, &files, end_user);
+        assert_ne!(r.decision, Decision::Deny, "{file}: {:?}", r.findings);
+        // The 3.2+ use policies withhold multimodal rights from EU-domiciled users.
+        assert_eq!(terms.eu_multimodal_excluded, *eu_multimodal, "{file}");
+    }
+    // Llama 4 models are all multimodal: an EU company gets no rights; Llama 3.1 has no
+    // such clause.
+    let mut eu = purpose(Purpose::Commercial);
+    eu.region = Some("EU".into());
+    let r = audit(
+        "llama4",
+        None,
+        &[("LICENSE", real("llama4-LICENSE.txt"))],
+        eu.clone(),
+    );
+    assert_eq!(r.decision, Decision::Deny, "{:?}", r.findings);
+    let r = audit(
+        "llama3.1",
+        None,
+        &[("LICENSE", real("llama3_1-LICENSE.txt"))],
+        eu,
+    );
+    assert_ne!(r.decision, Decision::Deny, "{:?}", r.findings);
+}
+
+#[test]
+fn a_llama_text_declared_as_another_llama_version_is_a_mismatch() {
+    for (file, _, id, ..) in LLAMA {
+        for (_, other_tag, other_id, ..) in LLAMA {
+            if id == other_id {
+                continue;
+            }
+            let r = audit(
+                other_tag,
+                None,
+                &[("LICENSE", real(file))],
+                purpose(Purpose::Research),
+            );
+            assert!(
+                r.has("declared-detected-mismatch"),
+                "{file} declared {other_tag}: {:?}",
+                r.findings
+            );
+        }
+    }
+}
+
+#[test]
+fn deepseek_model_licence_passes_its_restrictions_on_and_forbids_military_use() {
+    let files = [
+        ("LICENSE-MODEL", real("deepseek-v3-LICENSE-MODEL.txt")),
+        (
+            "LICENSE-CODE",
+            spdx::license_id("MIT")
+                .unwrap()
+                .text()
+                .replace("<year> <copyright holders>", "2023 DeepSeek"),
+        ),
+    ];
+    let r = audit(
+        "other",
+        Some("deepseek"),
+        &files,
+        purpose(Purpose::Commercial),
+    );
+    assert_eq!(
+        r.effective.as_deref(),
+        Some("LicenseRef-scancode-deepseek-la-1.0")
+    );
+    assert!(!r.has("declared-detected-mismatch"), "{:?}", r.findings);
+    assert_eq!(
+        r.decision,
+        Decision::AllowWithObligations,
+        "{:?}",
+        r.findings
+    );
+    // §4.a: Attachment A must be an enforceable provision of any downstream licence.
+    assert!(
+        r.obligations
+            .iter()
+            .any(|o| o.contains("use restrictions") && o.contains("enforceable")),
+        "{:?}",
+        r.obligations
+    );
+    // §4.b-c: a copy of the licence goes to every recipient, modified files are marked.
+    let terms = catalog().terms("LicenseRef-scancode-deepseek-la-1.0");
+    assert_ne!(
+        terms.license_copy,
+        kaiyuan_license::catalog::LicenseCopy::None
+    );
+    assert!(terms.mark_changes);
+    // Attachment A: "For military use in any way".
+    let mut military = purpose(Purpose::Commercial);
+    military.domains.push("military".into());
+    assert_eq!(
+        audit("other", Some("deepseek"), &files, military).decision,
+        Decision::Deny
+    );
+    // The text carries its own restrictions: a derivative shipping it passes them on.
+    assert!(kaiyuan_license::detect::carries_restrictions(
+        "LicenseRef-scancode-deepseek-la-1.0",
+        &[&real("deepseek-v3-LICENSE-MODEL.txt")]
+    ));
 }
