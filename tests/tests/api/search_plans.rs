@@ -175,3 +175,38 @@ async fn the_seeded_searches_find_what_the_rules_say(pool: PgPool) {
     assert!(apache.len() > 250, "{}", apache.len());
     assert!(apache.iter().all(|r| r.is_public()));
 }
+
+/// A word or a licence that many repositories match is served by walking the sort's index and
+/// stopping at a full page, not by collecting every match and sorting them.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn common_words_and_licences_walk_the_sort_index(pool: PgPool) {
+    seed(&pool, 10000).await;
+    for q in [
+        SearchQuery {
+            text: Some("model"),
+            ..query()
+        },
+        SearchQuery {
+            license: Some("apache-2.0"),
+            ..query()
+        },
+    ] {
+        let plan = plan(&pool, &q).await;
+        assert_no_full_scan(&plan);
+        assert!(plan.contains("repositories_updated_order"), "{plan}");
+        assert!(!plan.contains("Sort Key"), "every match sorted:\n{plan}");
+    }
+    // And they still find exactly what the rule says: every public repository has the word.
+    let mut conn = pool.acquire().await.unwrap();
+    let all = kaiyuan_hub::db::repos::search(
+        &mut conn,
+        &SearchQuery {
+            text: Some("model"),
+            limit: 20000,
+            ..query()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(all.len(), 9000);
+}

@@ -272,36 +272,116 @@ const HEAD_JOINS: &str = " LEFT JOIN refs h ON h.repository_id = r.id AND h.name
      LEFT JOIN model_verifications mv ON mv.repository_id = r.id AND mv.commit_id = h.commit_id";
 
 pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<Vec<Repo>> {
-    search_sql(false, q).build_query_as().fetch_all(conn).await
+    let plan = Plan::for_query(conn, q).await?;
+    search_sql(false, q, plan)
+        .build_query_as()
+        .fetch_all(conn)
+        .await
 }
 
 /// PostgreSQL's plan for `q` (`EXPLAIN`), for the tests that hold every search to its indexes.
 pub async fn explain_search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<String> {
-    let rows: Vec<(String,)> = search_sql(true, q).build_query_as().fetch_all(conn).await?;
+    let plan = Plan::for_query(conn, q).await?;
+    let rows: Vec<(String,)> = search_sql(true, q, plan)
+        .build_query_as()
+        .fetch_all(conn)
+        .await?;
     Ok(rows.into_iter().map(|(line,)| line + "\n").collect())
 }
 
-fn search_sql(explain: bool, q: &SearchQuery<'_>) -> QueryBuilder<Postgres> {
+/// Fewer matching repositories than this: collect them first, then page. More: walk the sort's
+/// index and test each repository, which fills a page after a few rows.
+const FEW_MATCHES: i64 = 2000;
+
+/// How a search finds its rows. A text or a licence that few repositories match is best served
+/// by collecting them from their indexes first; one that many match, by walking the sort's
+/// index and stopping at a full page. PostgreSQL's estimates for full-text and trigram matches
+/// are too coarse to choose (a rare word is estimated at hundreds of rows, so it walks every
+/// repository), so the hub counts, up to `FEW_MATCHES`, and chooses.
+#[derive(Debug, Clone, Copy, Default)]
+struct Plan {
+    text_first: bool,
+    license_first: bool,
+}
+
+impl Plan {
+    async fn for_query(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<Plan> {
+        let mut plan = Plan::default();
+        if let Some(text) = search_text(q) {
+            let mut count = QueryBuilder::new("SELECT count(*) FROM (");
+            push_text_matches(&mut count, text, "UNION ALL");
+            count.push(" LIMIT ").push_bind(FEW_MATCHES).push(") m");
+            let (n,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
+            plan.text_first = n < FEW_MATCHES;
+        }
+        if let Some(license) = search_license(q) {
+            let mut count = QueryBuilder::new("SELECT count(*) FROM (");
+            push_license_matches(&mut count, license, "UNION ALL");
+            count.push(" LIMIT ").push_bind(FEW_MATCHES).push(") m");
+            let (n,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
+            plan.license_first = n < FEW_MATCHES;
+        }
+        Ok(plan)
+    }
+}
+
+fn search_text<'a>(q: &SearchQuery<'a>) -> Option<&'a str> {
+    q.text.map(str::trim).filter(|t| !t.is_empty())
+}
+
+fn search_license<'a>(q: &SearchQuery<'a>) -> Option<&'a str> {
+    q.license.map(str::trim).filter(|l| !l.is_empty())
+}
+
+/// The ids of repositories whose name contains `text` (trigram index) or whose name,
+/// description or card hold its words (full-text index), joined by `union` (`UNION` for a set,
+/// `UNION ALL` to count cheaply).
+fn push_text_matches(sql: &mut QueryBuilder<Postgres>, text: &str, union: &str) {
+    sql.push("SELECT id FROM repositories WHERE full_name ILIKE ")
+        .push_bind(like_pattern(text))
+        .push(format!(
+            " {union} SELECT id FROM repositories WHERE {} @@ plainto_tsquery('simple', ",
+            text_document("")
+        ))
+        .push_bind(text.to_string())
+        .push(")");
+}
+
+/// The ids of repositories whose declared licence, or whose head's effective licence, is
+/// `license` (case-insensitive indexes on both).
+fn push_license_matches(sql: &mut QueryBuilder<Postgres>, license: &str, union: &str) {
+    sql.push("SELECT id FROM repositories WHERE lower(license) = lower(")
+        .push_bind(license.to_string())
+        .push(format!(") {union} SELECT e.repository_id FROM license_evaluations e JOIN refs eh ON eh.repository_id = e.repository_id AND eh.name = 'main' AND eh.commit_id = e.commit_id WHERE lower(e.effective) = lower("))
+        .push_bind(license.to_string())
+        .push(")");
+}
+
+/// The document the full-text index covers (migration 0001's `repositories_search_idx`), its
+/// columns qualified by `table` (`r.` or nothing).
+fn text_document(table: &str) -> String {
+    format!("to_tsvector('simple', {table}name || ' ' || {table}description || ' ' || {table}card)")
+}
+
+fn like_pattern(text: &str) -> String {
+    format!(
+        "%{}%",
+        text.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
+fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: Plan) -> QueryBuilder<Postgres> {
     let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
-    let text = q.text.map(str::trim).filter(|t| !t.is_empty());
-    if let Some(text) = text {
-        // The matches first, each side from its index (trigram on the name; full text on name,
-        // description and card), then the page among them. As a filter beside the sort, the
-        // planner would walk the sort's index through every repository hoping to fill a page.
-        let pattern = format!(
-            "%{}%",
-            text.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        sql.push("WITH matches AS MATERIALIZED (SELECT id FROM repositories WHERE full_name ILIKE ")
-            .push_bind(pattern)
-            .push(" UNION SELECT id FROM repositories WHERE to_tsvector('simple', name || ' ' || description || ' ' || card) @@ plainto_tsquery('simple', ")
-            .push_bind(text.to_string())
-            .push(")) ");
+    let text = search_text(q);
+    if let (Some(text), true) = (text, plan.text_first) {
+        sql.push("WITH matches AS MATERIALIZED (");
+        push_text_matches(&mut sql, text, "UNION");
+        sql.push(") ");
     }
     sql.push(SELECT_REPO);
-    if text.is_some() {
+    if text.is_some() && plan.text_first {
         sql.push(" JOIN matches ON matches.id = r.id");
     }
     // The head's facts only when a filter reads them: the plain search stays on one table.
@@ -322,14 +402,31 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>) -> QueryBuilder<Postgres> {
             .push_bind(namespace.to_string())
             .push(")");
     }
-    if let Some(license) = q.license.map(str::trim).filter(|l| !l.is_empty()) {
-        // Declared or the head's effective licence: a set of ids from two indexes, not an OR
-        // across a join that would read every repository.
-        sql.push(" AND r.id IN (SELECT id FROM repositories WHERE lower(license) = lower(")
-            .push_bind(license.to_string())
-            .push(") UNION SELECT e.repository_id FROM license_evaluations e JOIN refs eh ON eh.repository_id = e.repository_id AND eh.name = 'main' AND eh.commit_id = e.commit_id WHERE lower(e.effective) = lower(")
-            .push_bind(license.to_string())
+    if let (Some(text), false) = (text, plan.text_first) {
+        // Many matches: a test per repository while the sort's index is walked.
+        sql.push(" AND (r.full_name ILIKE ")
+            .push_bind(like_pattern(text))
+            .push(format!(
+                " OR {} @@ plainto_tsquery('simple', ",
+                text_document("r.")
+            ))
+            .push_bind(text.to_string())
             .push("))");
+    }
+    match (search_license(q), plan.license_first) {
+        (Some(license), true) => {
+            sql.push(" AND r.id IN (");
+            push_license_matches(&mut sql, license, "UNION");
+            sql.push(")");
+        }
+        (Some(license), false) => {
+            sql.push(" AND (lower(r.license) = lower(")
+                .push_bind(license.to_string())
+                .push(") OR EXISTS (SELECT 1 FROM license_evaluations e JOIN refs eh ON eh.repository_id = e.repository_id AND eh.name = 'main' AND eh.commit_id = e.commit_id WHERE e.repository_id = r.id AND lower(e.effective) = lower(")
+                .push_bind(license.to_string())
+                .push(")))");
+        }
+        (None, _) => {}
     }
     for tag in &q.tags {
         // Tags are letters, digits and `-_.` only: anything else cannot match a card's tag.
