@@ -120,3 +120,13 @@ if (document.querySelector("[data-live]")) {
 } else {
   sessionStorage.removeItem("kaiyuan-reloads");
 }
+
+// Copy buttons: the text of the element the button names.
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[data-copy]");
+  if (!button) return;
+  const target = document.querySelector(button.dataset.copy);
+  if (target && navigator.clipboard) {
+    navigator.clipboard.writeText(target.textContent.trim()).then(() => { button.textContent = "copied"; });
+  }
+});

@@ -229,7 +229,6 @@ impl Default for Gc {
     }
 }
 
-
 impl Settings {
     /// Defaults, overridden by the TOML file at `path` (if any), then by the environment.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {

@@ -1,8 +1,8 @@
 //! The web UI over plain HTTP: session cookies and their flags, CSRF on forms and on API calls
 //! made with a session, security headers, sanitised cards, and the API's permissions on pages.
 
-use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -685,10 +685,11 @@ async fn hugging_face_page_links_carry_over(pool: PgPool) {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        blob.headers()[LOCATION],
-        "/alice/m/resolve/main/configs/config.json"
-    );
+    // Hugging Face's blob link is a page showing the file, which links to its bytes.
+    assert_eq!(blob.status(), StatusCode::OK);
+    let page = blob.text().await.unwrap();
+    assert!(page.contains("/alice/m/resolve/"), "{page}");
+    assert!(page.contains("config.json"), "{page}");
     let file = app
         .http
         .get(app.url("/alice/m/resolve/main/configs/config.json"))
@@ -1007,4 +1008,105 @@ async fn the_review_queue_lists_a_reporters_and_an_owners_reports(pool: PgPool) 
         let page = page_html(&app, "/reviews", Some(&cookie)).await;
         assert_eq!(page.contains(&link), sees, "{page}");
     }
+}
+
+/// A safetensors file's header as its writers lay it out: the length, the JSON, the data.
+fn safetensors(tensors: &[(&str, &str, &[u64])]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+    let mut offset = 0u64;
+    for (name, dtype, shape) in tensors {
+        let size = shape.iter().product::<u64>() * 4;
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}),
+        );
+        offset += size;
+    }
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&json);
+    bytes.resize(bytes.len() + offset as usize, 0);
+    bytes
+}
+
+/// The file viewer shows text, JSON and a safetensors header in the page, behind the gates of
+/// the download: the private file stays private, the quarantined one is not shown.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_file_viewer_shows_files_behind_the_download_gates(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    app.create_repo(&alice, "alice", "m", "public").await;
+    let weights = safetensors(&[
+        ("lm_head.weight", "F32", &[16, 8]),
+        ("embed.weight", "F32", &[32, 8]),
+    ]);
+    let evil = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus/scan/mal_builtins_eval_p2.pkl"),
+    )
+    .unwrap();
+    app.commit_files(
+        &alice,
+        "alice/m",
+        &[
+            (
+                "config.json",
+                br#"{"hidden_size":8,"architectures":["Tiny"]}"#,
+            ),
+            ("model.safetensors", &weights),
+            ("evil.pkl", &evil),
+            ("blob.bin", &[0u8, 159, 146, 150]),
+        ],
+    )
+    .await;
+    app.run_jobs().await;
+
+    let page = page_html(&app, "/alice/m/blob/main/config.json", None).await;
+    assert!(
+        page.contains("&quot;hidden_size&quot;: 8"),
+        "pretty JSON: {page}"
+    );
+    assert!(
+        page.contains("/alice/m/resolve/"),
+        "a download link: {page}"
+    );
+    let page = page_html(&app, "/alice/m/blob/main/model.safetensors", None).await;
+    for expected in [
+        "lm_head.weight",
+        "embed.weight",
+        "F32",
+        "[16, 8]",
+        "384 parameters",
+        "2 tensors",
+    ] {
+        assert!(page.contains(expected), "{expected}: {page}");
+    }
+    let page = page_html(&app, "/alice/m/blob/main/blob.bin", None).await;
+    assert!(page.contains("A binary file"), "{page}");
+    let res = app.get("/alice/m/blob/main/evil.pkl", None).await;
+    assert_ne!(res.status(), StatusCode::OK);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("quarantined"), "{page}");
+    assert!(
+        !page.contains("class=\"code\""),
+        "quarantined bytes shown: {page}"
+    );
+    // The model page links each file to the viewer and to its download.
+    let page = page_html(&app, "/alice/m", None).await;
+    assert!(page.contains("/alice/m/blob/"), "{page}");
+
+    app.create_repo(&alice, "alice", "secret", "private").await;
+    app.commit_files(&alice, "alice/secret", &[("notes.txt", b"plans")])
+        .await;
+    let (cookie, _) = sign_in(&app, &bob).await;
+    let res = app
+        .request(Method::GET, "/alice/secret/blob/main/notes.txt", None)
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(!res.text().await.unwrap().contains("plans"));
 }

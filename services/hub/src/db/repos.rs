@@ -422,9 +422,11 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: Plan) -> QueryBuilder<Po
         (Some(license), false) => {
             sql.push(" AND (lower(r.license) = lower(")
                 .push_bind(license.to_string())
-                .push(") OR EXISTS (SELECT 1 FROM license_evaluations e JOIN refs eh ON eh.repository_id = e.repository_id AND eh.name = 'main' AND eh.commit_id = e.commit_id WHERE e.repository_id = r.id AND lower(e.effective) = lower(")
+                // A scalar subquery per repository (two primary-key probes): as an EXISTS,
+                // PostgreSQL would hash every evaluation's head first, reading all refs.
+                .push(") OR lower((SELECT e.effective FROM refs eh JOIN license_evaluations e ON e.repository_id = eh.repository_id AND e.commit_id = eh.commit_id WHERE eh.repository_id = r.id AND eh.name = 'main')) = lower(")
                 .push_bind(license.to_string())
-                .push(")))");
+                .push("))");
         }
         (None, _) => {}
     }

@@ -224,25 +224,25 @@ pub async fn resolve(
 ) -> ApiResult<HttpResponse> {
     let (namespace, name, revision, file_path) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    // The gates, in order: the repository is visible, its gating lets the caller in, the
-    // revision exists, every licence to accept was accepted.
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
-    super::access::authorize_download(&mut conn, &caller, &repo).await?;
-    let commit = super::commits::resolve_revision(&mut conn, &repo, &revision).await?;
-    let acceptance_gated =
-        crate::licensing::authorize_license(&mut conn, &state.store, &caller, &repo, &commit)
-            .await?;
-    let Some(file) = db::commits::file(&mut conn, repo.id, &commit, &file_path).await? else {
-        return Ok(entry_not_found(&file_path, &revision, &repo, &commit));
+    let asked = Asked {
+        namespace: &namespace,
+        name: &name,
+        revision: &revision,
+        path: &file_path,
+        bytes: req.method() != Method::HEAD,
     };
-    let scan = db::scans::state(&mut conn, &file.sha256).await?;
-    // Bytes of a quarantined file are never served. HEAD serves none: it keeps answering with
-    // the metadata (and the scan headers), so that clients reach the GET and show its message.
-    if let Some(scan) = scan.as_ref().filter(|s| s.quarantined())
-        && req.method() != Method::HEAD
-    {
-        return Err(quarantined(&file.path, scan));
-    }
+    let Download {
+        repo,
+        commit,
+        file,
+        scan,
+        acceptance_gated,
+    } = match decide(&mut conn, &state.store, &caller, &asked).await? {
+        Lookup::Found(download) => download,
+        Lookup::Missing { repo, commit } => {
+            return Ok(entry_not_found(&file_path, &revision, &repo, &commit));
+        }
+    };
     let digest = Sha256Digest::from_bytes(
         file.sha256
             .as_slice()
@@ -273,6 +273,69 @@ pub async fn resolve(
     };
     drop(conn);
     send_bytes(&state, &req, &served, &digest, &file.path).await
+}
+
+/// A file someone asks for: where, and whether they want its bytes (a HEAD wants only what the
+/// headers say).
+pub(crate) struct Asked<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub revision: &'a str,
+    pub path: &'a str,
+    pub bytes: bool,
+}
+
+/// A file the caller may have.
+pub(crate) struct Download {
+    pub repo: db::repos::Repo,
+    pub commit: String,
+    pub file: db::commits::FileRow,
+    pub scan: Option<db::scans::ScanState>,
+    /// Behind a licence to accept (for someone outside the namespace): not for shared caches.
+    pub acceptance_gated: bool,
+}
+
+pub(crate) enum Lookup {
+    Found(Download),
+    /// The revision holds no such path.
+    Missing {
+        repo: db::repos::Repo,
+        commit: String,
+    },
+}
+
+/// Whether the caller may have a file, decided once for the download route and the web's file
+/// viewer. The gates, in order: the repository is visible, its gating lets the caller in, the
+/// revision exists, every licence to accept was accepted, and the bytes are not quarantined
+/// (a HEAD still gets the metadata and the scan headers, so clients reach the GET and show its
+/// message).
+pub(crate) async fn decide(
+    conn: &mut sqlx::PgConnection,
+    store: &kaiyuan_storage::BlobStore,
+    caller: &Caller,
+    asked: &Asked<'_>,
+) -> Result<Lookup, ApiError> {
+    let repo = super::load_repo(conn, caller, asked.namespace, asked.name, Need::Read).await?;
+    super::access::authorize_download(conn, caller, &repo).await?;
+    let commit = super::commits::resolve_revision(conn, &repo, asked.revision).await?;
+    let acceptance_gated =
+        crate::licensing::authorize_license(conn, store, caller, &repo, &commit).await?;
+    let Some(file) = db::commits::file(conn, repo.id, &commit, asked.path).await? else {
+        return Ok(Lookup::Missing { repo, commit });
+    };
+    let scan = db::scans::state(conn, &file.sha256).await?;
+    if let Some(scan) = scan.as_ref().filter(|s| s.quarantined())
+        && asked.bytes
+    {
+        return Err(quarantined(&file.path, scan));
+    }
+    Ok(Lookup::Found(Download {
+        repo,
+        commit,
+        file,
+        scan,
+        acceptance_gated,
+    }))
 }
 
 /// The 404 for a path a revision does not hold; with the commit attached, Hugging Face clients

@@ -8,6 +8,7 @@ mod model;
 mod pages;
 pub mod render;
 pub mod session;
+mod viewer;
 
 use actix_web::{HttpResponse, web};
 
@@ -58,7 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/{namespace}/{name}/tree/{rev}", web::get().to(tree_link))
         .route(
             "/{namespace}/{name}/blob/{rev}/{path:.*}",
-            web::get().to(blob_link),
+            web::get().to(viewer::blob_page),
         );
 }
 
@@ -67,18 +68,6 @@ async fn tree_link(path: web::Path<(String, String, String)>) -> HttpResponse {
     let (namespace, name, rev) = path.into_inner();
     let rev: String = url::form_urlencoded::byte_serialize(rev.as_bytes()).collect();
     session::redirect(&format!("/{namespace}/{name}?rev={rev}#files"))
-}
-
-/// `/{ns}/{name}/blob/{rev}/{path}` on the Hugging Face Hub: the file itself.
-async fn blob_link(path: web::Path<(String, String, String, String)>) -> HttpResponse {
-    let (namespace, name, rev, file) = path.into_inner();
-    // Path segments percent-encoded again: the file may hold spaces or `%`.
-    let mut url = url::Url::parse("http://hub/").expect("a valid base");
-    url.path_segments_mut()
-        .expect("a base with a path")
-        .extend([namespace.as_str(), name.as_str(), "resolve", rev.as_str()])
-        .extend(file.split('/'));
-    session::redirect(url.path())
 }
 
 /// CSS and JavaScript, embedded in the binary.

@@ -36,6 +36,7 @@ fn environment() -> &'static Environment<'static> {
             "policy.html",
             "report.html",
             "error.html",
+            "blob.html",
         ] {
             env.add_template(name, source).expect("templates parse");
         }
