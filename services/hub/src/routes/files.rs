@@ -238,7 +238,7 @@ pub async fn resolve(
         scan,
         acceptance_gated,
     } = match decide(&mut conn, &state.store, &caller, &asked).await? {
-        Lookup::Found(download) => download,
+        Lookup::Found(download) => *download,
         Lookup::Missing { repo, commit } => {
             return Ok(entry_not_found(&file_path, &revision, &repo, &commit));
         }
@@ -296,7 +296,8 @@ pub(crate) struct Download {
 }
 
 pub(crate) enum Lookup {
-    Found(Download),
+    /// Boxed: a download carries the scan's findings, the miss only names where.
+    Found(Box<Download>),
     /// The revision holds no such path.
     Missing {
         repo: db::repos::Repo,
@@ -329,13 +330,13 @@ pub(crate) async fn decide(
     {
         return Err(quarantined(&file.path, scan));
     }
-    Ok(Lookup::Found(Download {
+    Ok(Lookup::Found(Box::new(Download {
         repo,
         commit,
         file,
         scan,
         acceptance_gated,
-    }))
+    })))
 }
 
 /// The 404 for a path a revision does not hold; with the commit attached, Hugging Face clients

@@ -37,7 +37,7 @@ pub async fn blob_page(
     let Download {
         repo, commit, file, ..
     } = match decide(&mut conn, &state.store, &caller, &asked).await? {
-        Lookup::Found(download) => download,
+        Lookup::Found(download) => *download,
         Lookup::Missing { repo, .. } => {
             return Err(WebError(ApiError::not_found(
                 code::ENTRY_NOT_FOUND,
