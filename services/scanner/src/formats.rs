@@ -2,7 +2,9 @@
 
 use std::io;
 
-use crate::{Blob, Ctx, Verdict, archive, gguf, keras, numpy, pickle, protobuf, safetensors, text};
+use crate::{
+    Blob, Ctx, Verdict, archive, gguf, keras, numpy, openvino, pickle, protobuf, safetensors, text,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -12,7 +14,7 @@ pub enum Format {
     Gzip,
     Zlib,
     Zstd,
-    /// xz, bzip2, 7z, lz4: recognised, not inflated.
+    /// lz4, xz and bzip2 (inflated and scanned) and 7z (recognised, not inflated).
     OtherCompression(&'static str),
     Pickle,
     /// Might be a protocol 0/1 pickle (no `\x80` marker): confirmed only if it parses.
@@ -26,6 +28,8 @@ pub enum Format {
     CoreMl,
     TfLite,
     TfSavedModel,
+    /// OpenVINO IR topology (`.xml`).
+    OpenVino,
     Json,
     PythonSource,
     NativeCode,
@@ -51,6 +55,7 @@ impl Format {
             Format::CoreMl => "coreml",
             Format::TfLite => "tflite",
             Format::TfSavedModel => "tf-savedmodel",
+            Format::OpenVino => "openvino-ir",
             Format::Json => "json",
             Format::PythonSource => "python-source",
             Format::NativeCode => "native-code",
@@ -117,9 +122,16 @@ fn detect_archive_or_compression(head: &[u8]) -> Option<Format> {
     {
         return Some(Format::Zlib);
     }
+    // bzip2: "BZh", a block size digit, then a block or end-of-stream magic (not just "BZh").
+    if head.len() >= 10
+        && head.starts_with(b"BZh")
+        && (b'1'..=b'9').contains(&head[3])
+        && (head[4..10] == *b"1AY&SY" || head[4..10] == *b"\x17rE8P\x90")
+    {
+        return Some(Format::OtherCompression("bzip2"));
+    }
     for (magic, name) in [
         (&b"\xfd7zXZ\x00"[..], "xz"),
-        (&b"BZh"[..], "bzip2"),
         (&b"7z\xbc\xaf\x27\x1c"[..], "7z"),
         (&b"\x04\x22\x4d\x18"[..], "lz4"),
     ] {
@@ -189,6 +201,9 @@ fn detect_by_name(head: &[u8], path: &str, ext: &str) -> Option<Format> {
 
 /// The last, weakest guesses: JSON text, a pickle without a protocol marker, an ONNX protobuf.
 fn detect_weak_signature(head: &[u8], len: u64, ext: &str) -> Format {
+    if openvino::looks_like_ir(head) {
+        return Format::OpenVino;
+    }
     let first_text = head.iter().find(|b| !b.is_ascii_whitespace());
     if first_text == Some(&b'{') && (ext == "json" || std::str::from_utf8(head).is_ok()) && len > 1
     {
@@ -230,6 +245,8 @@ pub fn check_extension(ctx: &mut Ctx, format: Format, path: &str) {
         "h5" | "hdf5" => &[Format::Hdf5],
         "tar" => &[Format::Tar],
         "gz" | "tgz" => &[Format::Gzip],
+        "xz" => &[Format::OtherCompression("xz")],
+        "bz2" => &[Format::OtherCompression("bzip2")],
         "onnx" => &[Format::Onnx],
         "mlmodel" => &[Format::CoreMl],
         "tflite" => &[Format::TfLite],
@@ -266,6 +283,12 @@ pub fn run(
         Format::Zstd => archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Zstd)?,
         Format::OtherCompression("lz4") => {
             archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Lz4)?
+        }
+        Format::OtherCompression("xz") => {
+            archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Xz)?
+        }
+        Format::OtherCompression("bzip2") => {
+            archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Bzip2)?
         }
         Format::OtherCompression(name) => {
             ctx.add(
@@ -307,6 +330,10 @@ pub fn run(
         Format::TfSavedModel => {
             protobuf::scan_saved_model(ctx, blob, len)?;
             "tf-savedmodel"
+        }
+        Format::OpenVino => {
+            openvino::scan(ctx, blob, len)?;
+            "openvino-ir"
         }
         Format::Json => text::scan_json(ctx, blob, len, path)?,
         Format::PythonSource => {

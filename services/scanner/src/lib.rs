@@ -14,19 +14,21 @@ mod jinja;
 mod keras;
 mod lz4;
 mod numpy;
+mod openvino;
 mod pickle;
 mod policy;
 pub use policy::{POLICY_VERSION, valid_deny_entry};
 mod protobuf;
 mod safetensors;
 mod text;
+mod xz;
 
 use std::io::{self, Read, Seek, SeekFrom};
 
 use serde::Serialize;
 
 /// Bumped whenever rules or parsers change, so the hub knows to rescan every blob.
-pub const SCANNER_VERSION: &str = "2";
+pub const SCANNER_VERSION: &str = "3";
 
 /// The outcome of a scan, ordered from harmless to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

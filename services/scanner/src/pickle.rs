@@ -289,22 +289,42 @@ impl<R: BufRead> Input<R> {
     }
 
     /// A `\n`-terminated line of at most `cap` bytes. A line that does not end inside the frame
-    /// buffer is where file and bytes loading part: the file loader reads it afresh.
+    /// buffer is where file and bytes loading part: the file loader drops the frame's rest and
+    /// reads the line afresh after it, however long that rest is (so the whole frame rest is
+    /// searched for the newline, keeping at most `cap` bytes of it).
     fn line_within(&mut self, cap: u64) -> Result<Vec<u8>, Stop> {
         let mut line = Vec::new();
         if self.frame_left > 0 {
-            let window = self.frame_left.min(cap);
-            let n = (&mut self.inner)
-                .take(window)
-                .read_until(b'\n', &mut line)? as u64;
-            self.pos += n;
-            self.frame_left -= n;
-            if line.last() != Some(&b'\n') && n == window && window < cap {
-                self.crossed.get_or_insert(self.pos - n);
-                self.frame_left = 0;
+            let start = self.pos;
+            let mut too_long = false;
+            let mut ended = false;
+            while self.frame_left > 0 && !ended {
+                let buf = self.inner.fill_buf()?;
+                if buf.is_empty() {
+                    return Err(Stop::Truncated);
+                }
+                let window = &buf[..buf.len().min(self.frame_left as usize)];
+                let (used, found) = match window.iter().position(|&b| b == b'\n') {
+                    Some(i) => (i + 1, true),
+                    None => (window.len(), false),
+                };
+                let room = cap.saturating_sub(line.len() as u64) as usize;
+                too_long |= used > room;
+                line.extend_from_slice(&window[..used.min(room)]);
+                self.inner.consume(used);
+                self.pos += used as u64;
+                self.frame_left -= used as u64;
+                ended = found;
+            }
+            if !ended {
+                self.crossed.get_or_insert(start);
                 if self.discard {
                     line.clear();
+                    too_long = false;
                 }
+            }
+            if too_long {
+                return Err(Stop::Invalid("text line too long or unterminated".into()));
             }
         }
         if line.last() != Some(&b'\n') {

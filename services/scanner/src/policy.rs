@@ -3,7 +3,7 @@
 //! finding can say why; anything on neither list is at least suspicious.
 
 /// Bumped whenever an allow or deny entry changes (reported through `SCANNER_VERSION`).
-pub const POLICY_VERSION: u32 = 2;
+pub const POLICY_VERSION: u32 = 3;
 
 pub enum Class {
     Allowed,
@@ -11,76 +11,242 @@ pub enum Class {
     Unknown,
 }
 
-/// Exact `module.name` pairs that rebuild data and nothing else.
-const ALLOWED: &[(&str, &str)] = &[
-    ("collections", "OrderedDict"),
-    ("collections", "defaultdict"),
-    ("collections", "deque"),
-    ("collections", "Counter"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-    ("builtins", "bytearray"),
-    ("builtins", "slice"),
-    ("builtins", "range"),
-    ("builtins", "complex"),
-    ("builtins", "object"),
-    ("builtins", "list"),
-    ("builtins", "dict"),
-    ("builtins", "tuple"),
-    ("builtins", "int"),
-    ("builtins", "float"),
-    ("builtins", "str"),
-    ("builtins", "bool"),
-    ("builtins", "bytes"),
-    ("__builtin__", "set"),
-    ("__builtin__", "frozenset"),
-    ("__builtin__", "bytearray"),
-    ("__builtin__", "slice"),
-    ("__builtin__", "complex"),
-    ("__builtin__", "object"),
-    ("__builtin__", "long"),
-    ("__builtin__", "unicode"),
-    ("_codecs", "encode"),
-    ("copy_reg", "_reconstructor"),
-    ("copyreg", "_reconstructor"),
-    ("datetime", "datetime"),
-    ("datetime", "date"),
-    ("datetime", "time"),
-    ("datetime", "timedelta"),
-    ("datetime", "timezone"),
-    ("decimal", "Decimal"),
-    ("fractions", "Fraction"),
-    ("uuid", "UUID"),
-    ("argparse", "Namespace"),
-    ("torch._utils", "_rebuild_tensor"),
-    ("torch._utils", "_rebuild_tensor_v2"),
-    ("torch._utils", "_rebuild_tensor_v3"),
-    ("torch._utils", "_rebuild_parameter"),
-    ("torch._utils", "_rebuild_parameter_with_state"),
-    ("torch._utils", "_rebuild_qtensor"),
-    ("torch._utils", "_rebuild_sparse_tensor"),
-    ("torch._utils", "_rebuild_meta_tensor_no_storage"),
-    ("torch._utils", "_rebuild_wrapper_subclass"),
-    ("torch._utils", "_rebuild_device_tensor_from_numpy"),
-    ("torch._tensor", "_rebuild_from_type_v2"),
-    ("torch", "Size"),
-    ("torch", "device"),
-    ("torch", "Tensor"),
-    ("torch.nn.parameter", "Parameter"),
-    ("torch.storage", "UntypedStorage"),
-    ("torch.storage", "TypedStorage"),
-    ("torch", "UntypedStorage"),
-    ("torch", "TypedStorage"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("joblib.numpy_pickle", "NumpyArrayWrapper"),
-    ("joblib.numpy_pickle_compat", "NDArrayWrapper"),
+/// Exact `module.name` pairs that rebuild data and nothing else, each with why it is harmless
+/// (what `torch.load(weights_only=True)` accepts is here, so such files are clean).
+const ALLOWED: &[(&str, &str, &str)] = &[
+    (
+        "torch.serialization",
+        "_get_layout",
+        "tensor layout lookup (weights_only allow list)",
+    ),
+    (
+        "collections",
+        "OrderedDict",
+        "container type (torch.load weights_only allows OrderedDict, Counter)",
+    ),
+    (
+        "collections",
+        "defaultdict",
+        "container type (torch.load weights_only allows OrderedDict, Counter)",
+    ),
+    (
+        "collections",
+        "deque",
+        "container type (torch.load weights_only allows OrderedDict, Counter)",
+    ),
+    (
+        "collections",
+        "Counter",
+        "container type (torch.load weights_only allows OrderedDict, Counter)",
+    ),
+    ("builtins", "set", "builtin data type: builds a value"),
+    ("builtins", "frozenset", "builtin data type: builds a value"),
+    ("builtins", "bytearray", "builtin data type: builds a value"),
+    ("builtins", "slice", "builtin data type: builds a value"),
+    ("builtins", "range", "builtin data type: builds a value"),
+    ("builtins", "complex", "builtin data type: builds a value"),
+    ("builtins", "object", "builtin data type: builds a value"),
+    ("builtins", "list", "builtin data type: builds a value"),
+    ("builtins", "dict", "builtin data type: builds a value"),
+    ("builtins", "tuple", "builtin data type: builds a value"),
+    ("builtins", "int", "builtin data type: builds a value"),
+    ("builtins", "float", "builtin data type: builds a value"),
+    ("builtins", "str", "builtin data type: builds a value"),
+    ("builtins", "bool", "builtin data type: builds a value"),
+    ("builtins", "bytes", "builtin data type: builds a value"),
+    ("__builtin__", "set", "builtin data type: builds a value"),
+    (
+        "__builtin__",
+        "frozenset",
+        "builtin data type: builds a value",
+    ),
+    (
+        "__builtin__",
+        "bytearray",
+        "builtin data type: builds a value",
+    ),
+    ("__builtin__", "slice", "builtin data type: builds a value"),
+    (
+        "__builtin__",
+        "complex",
+        "builtin data type: builds a value",
+    ),
+    ("__builtin__", "object", "builtin data type: builds a value"),
+    ("__builtin__", "long", "builtin data type: builds a value"),
+    (
+        "__builtin__",
+        "unicode",
+        "builtin data type: builds a value",
+    ),
+    (
+        "_codecs",
+        "encode",
+        "bytes from text (how protocol-2 pickles store bytes; weights_only allows it)",
+    ),
+    (
+        "copy_reg",
+        "_reconstructor",
+        "object.__new__ of a type that is itself vetted",
+    ),
+    (
+        "copyreg",
+        "_reconstructor",
+        "object.__new__ of a type that is itself vetted",
+    ),
+    ("datetime", "datetime", "plain value type"),
+    ("datetime", "date", "plain value type"),
+    ("datetime", "time", "plain value type"),
+    ("datetime", "timedelta", "plain value type"),
+    ("datetime", "timezone", "plain value type"),
+    ("decimal", "Decimal", "plain value type"),
+    ("fractions", "Fraction", "plain value type"),
+    ("uuid", "UUID", "plain value type"),
+    ("argparse", "Namespace", "plain value type"),
+    (
+        "torch._utils",
+        "_rebuild_tensor",
+        "tensor rebuild helper (torch.load weights_only allow list)",
+    ),
+    (
+        "torch._utils",
+        "_rebuild_tensor_v2",
+        "tensor rebuild helper (torch.load weights_only allow list)",
+    ),
+    (
+        "torch._utils",
+        "_rebuild_tensor_v3",
+        "tensor rebuild helper (torch.load weights_only allow list)",
+    ),
+    (
+        "torch._utils",
+        "_rebuild_parameter",
+        "tensor rebuild helper (torch.load weights_only allow list)",
+    ),
+    (
+        "torch._utils",
+        "_rebuild_parameter_with_state",
+        "tensor rebuild helper (torch.load weights_only allow list)",
+    ),
+    (
+        "torch._utils",
+        "_rebuild_qtensor",
+        "tensor rebuild helper (torch.load weights_only allow list)",
+    ),
+    (
+        "torch._utils",
+        "_rebuild_sparse_tensor",
+        "tensor rebuild helper (torch.load weights_only allow list)",
+    ),
+    (
+        "torch._utils",
+        "_rebuild_meta_tensor_no_storage",
+        "tensor rebuild helper (torch.load weights_only allow list)",
+    ),
+    (
+        "torch._utils",
+        "_rebuild_wrapper_subclass",
+        "tensor rebuild helper (torch.load weights_only allow list)",
+    ),
+    (
+        "torch._utils",
+        "_rebuild_device_tensor_from_numpy",
+        "tensor rebuild helper (torch.load weights_only allow list)",
+    ),
+    (
+        "torch._tensor",
+        "_rebuild_from_type_v2",
+        "tensor rebuild helper (torch.load weights_only allow list)",
+    ),
+    (
+        "torch",
+        "Size",
+        "tensor metadata type (weights_only allow list)",
+    ),
+    (
+        "torch",
+        "device",
+        "tensor metadata type (weights_only allow list)",
+    ),
+    (
+        "torch",
+        "Tensor",
+        "tensor metadata type (weights_only allow list)",
+    ),
+    (
+        "torch.nn.parameter",
+        "Parameter",
+        "tensor metadata type (weights_only allow list)",
+    ),
+    (
+        "torch.storage",
+        "UntypedStorage",
+        "storage type (weights_only allow list)",
+    ),
+    (
+        "torch.storage",
+        "TypedStorage",
+        "storage type (weights_only allow list)",
+    ),
+    (
+        "torch",
+        "UntypedStorage",
+        "storage type (weights_only allow list)",
+    ),
+    (
+        "torch",
+        "TypedStorage",
+        "storage type (weights_only allow list)",
+    ),
+    (
+        "numpy",
+        "ndarray",
+        "array rebuild (weights_only numpy allow list)",
+    ),
+    (
+        "numpy",
+        "dtype",
+        "array rebuild (weights_only numpy allow list)",
+    ),
+    (
+        "numpy.core.multiarray",
+        "_reconstruct",
+        "array rebuild (weights_only numpy allow list)",
+    ),
+    (
+        "numpy.core.multiarray",
+        "scalar",
+        "array rebuild (weights_only numpy allow list)",
+    ),
+    (
+        "numpy._core.multiarray",
+        "_reconstruct",
+        "array rebuild (weights_only numpy allow list)",
+    ),
+    (
+        "numpy._core.multiarray",
+        "scalar",
+        "array rebuild (weights_only numpy allow list)",
+    ),
+    (
+        "numpy.core.numeric",
+        "_frombuffer",
+        "array rebuild (weights_only numpy allow list)",
+    ),
+    (
+        "numpy._core.numeric",
+        "_frombuffer",
+        "array rebuild (weights_only numpy allow list)",
+    ),
+    (
+        "joblib.numpy_pickle",
+        "NumpyArrayWrapper",
+        "joblib array wrapper: raw array bytes follow, no code",
+    ),
+    (
+        "joblib.numpy_pickle_compat",
+        "NDArrayWrapper",
+        "joblib array wrapper: raw array bytes follow, no code",
+    ),
 ];
 
 /// Exact callables accepted with the reason why they are harmless; reviewed against the loaders
@@ -829,7 +995,7 @@ fn within(module: &str, root: &str) -> bool {
 }
 
 pub fn classify(module: &str, name: &str) -> Class {
-    if ALLOWED.contains(&(module, name))
+    if ALLOWED.iter().any(|(m, n, _)| *m == module && *n == name)
         || ALLOWED_WITH_REASON
             .iter()
             .any(|(m, n, _)| *m == module && *n == name)

@@ -180,3 +180,109 @@ fn lz4_joblib_is_opened() {
     lz4.extend(0u32.to_le_bytes());
     assert_verdict(&lz4, "weights.lz4", Malicious);
 }
+
+/// Python's `bz2.compress` / `lzma.compress` of `posix.system('id')`, of `{}`, and of 300 MB
+/// of zeros (a 242-byte bzip2 bomb).
+const BZ2_EVIL: &[u8] = b"\x42\x5a\x68\x39\x31\x41\x59\x26\x53\x59\x0e\x4d\xdd\xa4\x00\x00\x0a\x53\xc0\x10\x10\x00\x01\x10\x00\x0e\x22\xcc\x60\x42\x04\x20\x00\x31\x4d\x32\x31\x31\x31\x0a\x03\x40\xd3\x62\x81\x0e\xe5\x33\x9a\x98\x30\x50\x6d\xd0\xab\xfc\x5d\xc9\x14\xe1\x42\x40\x39\x37\x76\x90";
+const BZ2_BENIGN: &[u8] = b"\x42\x5a\x68\x39\x31\x41\x59\x26\x53\x59\x92\x09\xc0\xc6\x00\x00\x02\xd0\xc0\x50\x00\x00\x01\x20\x02\x40\x00\x20\x00\x22\x18\x68\x30\x08\x32\x98\x5d\xc9\x14\xe1\x42\x42\x48\x27\x03\x18";
+const BZ2_BOMB: &[u8] = b"\x42\x5a\x68\x39\x31\x41\x59\x26\x53\x59\x0e\x09\xe2\xdf\x01\x5f\x8e\x40\x00\xc0\x00\x00\x08\x20\x00\x30\x80\x4d\x46\x42\xa0\x25\xa9\x0a\x80\x97\x31\x41\x59\x26\x53\x59\x0e\x09\xe2\xdf\x01\x5f\x8e\x40\x00\xc0\x00\x00\x08\x20\x00\x30\x80\x4d\x46\x42\xa0\x25\xa9\x0a\x80\x97\x31\x41\x59\x26\x53\x59\x0e\x09\xe2\xdf\x01\x5f\x8e\x40\x00\xc0\x00\x00\x08\x20\x00\x30\x80\x4d\x46\x42\xa0\x25\xa9\x0a\x80\x97\x31\x41\x59\x26\x53\x59\x0e\x09\xe2\xdf\x01\x5f\x8e\x40\x00\xc0\x00\x00\x08\x20\x00\x30\x80\x4d\x46\x42\xa0\x25\xa9\x0a\x80\x97\x31\x41\x59\x26\x53\x59\x0e\x09\xe2\xdf\x01\x5f\x8e\x40\x00\xc0\x00\x00\x08\x20\x00\x30\x80\x4d\x46\x42\xa0\x25\xa9\x0a\x80\x97\x31\x41\x59\x26\x53\x59\x0e\x09\xe2\xdf\x01\x5f\x8e\x40\x00\xc0\x00\x00\x08\x20\x00\x30\x80\x4d\x46\x42\xa0\x25\xa9\x0a\x80\x97\x31\x41\x59\x26\x53\x59\x77\x23\x9f\xac\x00\xbc\x74\x40\x20\xc0\x00\x10\x00\x00\x08\x20\x00\x30\xcc\x09\xaa\x69\xaa\x42\xa0\xb6\xa5\x21\x50\x5e\x2e\xe4\x8a\x70\xa1\x21\x01\x04\x0c\x88";
+const XZ_EVIL: &[u8] = b"\xfd\x37\x7a\x58\x5a\x00\x00\x04\xe6\xd6\xb4\x46\x02\x00\x21\x01\x16\x00\x00\x00\x74\x2f\xe5\xa3\x01\x00\x16\x80\x02\x63\x70\x6f\x73\x69\x78\x0a\x73\x79\x73\x74\x65\x6d\x0a\x8c\x02\x69\x64\x85\x52\x2e\x00\x00\xca\xbc\x09\x99\xcf\x6a\x12\xa3\x00\x01\x2f\x17\x81\x08\x49\xb1\x1f\xb6\xf3\x7d\x01\x00\x00\x00\x00\x04\x59\x5a";
+const XZ_BENIGN: &[u8] = b"\xfd\x37\x7a\x58\x5a\x00\x00\x04\xe6\xd6\xb4\x46\x02\x00\x21\x01\x16\x00\x00\x00\x74\x2f\xe5\xa3\x01\x00\x05\x80\x02\x7d\x71\x00\x2e\x00\x00\x00\x41\xdd\xdc\xee\x44\xc2\x9c\x14\x00\x01\x1e\x06\xc1\x2f\xa4\x1d\x1f\xb6\xf3\x7d\x01\x00\x00\x00\x00\x04\x59\x5a";
+
+/// An xz stream whose LZMA2 chunk headers declare `chunks` x 2 MiB of output (the chunk data
+/// itself is never decoded: the declared size is refused first).
+fn xz_declaring(chunks: usize) -> Vec<u8> {
+    let mut x = XZ_BENIGN[..12].to_vec(); // stream header
+    x.extend([0x02, 0x00, 0x21, 0x01, 0x16, 0x00, 0x00, 0x00, 0, 0, 0, 0]); // block header
+    for _ in 0..chunks {
+        x.extend([0xff, 0xff, 0xff, 0x00, 0x00, 0x5d, 0x00]);
+    }
+    x.push(0x00);
+    x
+}
+
+#[test]
+fn xz_and_bzip2_joblib_files_are_opened_with_bounded_output() {
+    for (bytes, name) in [
+        (BZ2_EVIL, "model.joblib"),
+        (XZ_EVIL, "model.joblib"),
+        (XZ_EVIL, "m.pkl.xz"),
+    ] {
+        let report = assert_verdict(bytes, name, Malicious);
+        assert_rule(&report, "pickle-dangerous-global");
+    }
+    assert_eq!(
+        assert_verdict(BZ2_BENIGN, "model.joblib", Clean).format,
+        "bzip2"
+    );
+    assert_eq!(
+        assert_verdict(XZ_BENIGN, "model.joblib", Clean).format,
+        "xz"
+    );
+    assert_rule(
+        &assert_verdict(BZ2_BOMB, "model.joblib", Malicious),
+        "archive-bomb",
+    );
+    assert_rule(
+        &assert_verdict(&xz_declaring(64), "model.joblib", Malicious),
+        "archive-bomb",
+    );
+    // Corrupt streams are malformed, not clean.
+    let mut broken = XZ_EVIL.to_vec();
+    broken[30] ^= 0xff;
+    assert_rule(
+        &assert_verdict(&broken, "model.joblib", Malformed),
+        "compression-malformed",
+    );
+    assert_rule(
+        &assert_verdict(&BZ2_EVIL[..40], "model.joblib", Malformed),
+        "compression-malformed",
+    );
+    // 7z stays recognised and reported as not inspected.
+    let seven = b"7z\xbc\xaf\x27\x1c\x00\x04rest";
+    assert_rule(
+        &assert_verdict(seven, "m.7z", Suspicious),
+        "unsupported-compression",
+    );
+}
+
+/// A minimal OpenVINO IR topology as `ovc` writes it.
+fn openvino_ir(layer_version: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\"?>\n<!-- exported -->\n<net name=\"model\" version=\"11\">\n\t<layers>\n\t\t<layer id=\"0\" name=\"x\" type=\"Parameter\" version=\"opset1\">\n\t\t\t<data shape=\"1,3\" element_type=\"f32\" />\n\t\t\t<output><port id=\"0\" precision=\"FP32\"><dim>1</dim><dim>3</dim></port></output>\n\t\t</layer>\n\t\t<layer id=\"1\" name=\"y\" type=\"Relu\" version=\"{layer_version}\">\n\t\t\t<input><port id=\"0\"/></input>\n\t\t</layer>\n\t</layers>\n\t<edges>\n\t\t<edge from-layer=\"0\" from-port=\"0\" to-layer=\"1\" to-port=\"0\"/>\n\t</edges>{extra}\n</net>\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn openvino_ir_is_recognised_by_structure() {
+    let ir = openvino_ir("opset1", "");
+    for name in ["model.xml", "model"] {
+        assert_eq!(
+            assert_verdict(&ir, name, Clean).format,
+            "openvino-ir",
+            "{name}"
+        );
+    }
+    let custom = openvino_ir("extension", "");
+    assert_rule(
+        &assert_verdict(&custom, "m.xml", Suspicious),
+        "openvino-custom-op",
+    );
+    let unbalanced = openvino_ir("opset1", "<rt_info>");
+    assert_rule(
+        &assert_verdict(&unbalanced, "m.xml", Malformed),
+        "openvino-malformed",
+    );
+    // Thousands of nested elements: a resource attack on recursive XML parsers.
+    let deep = format!("<net>{}</net>", "<a>".repeat(5000)).into_bytes();
+    assert_rule(
+        &assert_verdict(&deep, "m.xml", Suspicious),
+        "structure-too-deep",
+    );
+    // Other XML is not an IR.
+    assert_ne!(
+        verdict_of(b"<?xml version=\"1.0\"?><svg></svg>", "a.xml").format,
+        "openvino-ir"
+    );
+}
