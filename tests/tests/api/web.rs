@@ -1110,3 +1110,48 @@ async fn the_file_viewer_shows_files_behind_the_download_gates(pool: PgPool) {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert!(!res.text().await.unwrap().contains("plans"));
 }
+
+/// The head of a model page says what Hugging Face users look for: the licence by its human
+/// name, the task and tags (also in search results), the size, and how to fetch the model from
+/// this hub with the stock clients.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn model_pages_show_licence_task_tags_and_how_to_download(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    app.create_repo(&alice, "alice", "chat", "public").await;
+    let card = b"---\nlicense: llama3.1\npipeline_tag: text-generation\ntags:\n- chat\n- llama\n---\n# Chat\n";
+    app.commit_files(
+        &alice,
+        "alice/chat",
+        &[("README.md", card), ("weights.bin", &[7u8; 2048])],
+    )
+    .await;
+    app.run_jobs().await;
+    // (The page escapes `/` in text as `&#x2f;`.)
+    let page = page_html(&app, "/alice/chat", None)
+        .await
+        .replace("&#x2f;", "/");
+    let chip = page
+        .split("class=\"chip licence\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</a>").next())
+        .and_then(|tag| tag.split_once('>'))
+        .map(|(_, text)| text)
+        .unwrap_or_default();
+    assert!(chip.contains("Llama 3.1"), "the licence's name: {chip}");
+    assert!(!chip.contains("LicenseRef"), "{chip}");
+    for expected in [
+        "text-generation",
+        ">chat<",
+        ">llama<",
+        "hf download alice/chat",
+        "from_pretrained(",
+    ] {
+        assert!(page.contains(expected), "{expected}: {page}");
+    }
+    let results = page_html(&app, "/?q=chat", None).await;
+    assert!(
+        results.contains(">text-generation<") && results.contains(">chat<"),
+        "{results}"
+    );
+}

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::web;
+use actix_web::{HttpRequest, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -188,12 +188,47 @@ fn use_context(q: &ModelQuery) -> Result<Option<kaiyuan_license::UseContext>, Ap
     Ok(Some(ctx))
 }
 
+/// What the head of a model page says at a glance, as on the Hugging Face Hub: the licence by
+/// its human name, the card's task and tags, the files' total size, the last update, and the
+/// commands that fetch the model from this hub with the stock clients.
+fn overview(
+    req: &HttpRequest,
+    repo: &db::repos::Repo,
+    card: &str,
+    effective: Option<&str>,
+    files: &[db::scans::FileView],
+) -> Value {
+    let meta = kaiyuan_license::card::parse(card).unwrap_or_default();
+    // The effective licence when one was found, else what the card declares.
+    let licence = effective.or(repo.license.as_deref()).map(|id| {
+        let name = kaiyuan_license::lineage::license_expr(id)
+            .ok()
+            .filter(|e| e.leaves().len() == 1)
+            .map(|_| kaiyuan_license::catalog::catalog().terms(id).name)
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| id.to_string());
+        json!({"id": id, "name": name})
+    });
+    let endpoint = crate::routes::hf::endpoint(req);
+    let full_name = repo.full_name();
+    json!({
+        "licence": licence,
+        "pipeline_tag": meta.pipeline_tag,
+        "tags": meta.tags,
+        "size": files.iter().map(|f| f.size).sum::<i64>(),
+        "updated_at": repo.updated_at,
+        "download": format!("HF_ENDPOINT={endpoint} hf download {full_name}"),
+        "python": format!("import os\nos.environ[\"HF_ENDPOINT\"] = \"{endpoint}\"\nfrom transformers import AutoModel\nmodel = AutoModel.from_pretrained(\"{full_name}\")"),
+    })
+}
+
 /// Largest README.md rendered on the page: what the licence engine reads of a text file too.
 const MAX_CARD_BYTES: i64 = kaiyuan_license::detect::MAX_TEXT as i64;
 
 pub async fn model_page(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
     query: web::Query<ModelQuery>,
 ) -> WebResult {
@@ -303,7 +338,15 @@ pub async fn model_page(
         &card,
         &format!("/{}/{}/resolve/{commit}/", repo.namespace, repo.name),
     );
+    let overview = overview(
+        &req,
+        &repo,
+        &card,
+        license.as_ref().and_then(|l| l.effective.as_deref()),
+        &files,
+    );
     let context = json!({
+        "overview": overview,
         "repo": {"namespace": repo.namespace, "name": repo.name, "full_name": repo.full_name(), "visibility": repo.visibility,
                  "gated": repo.gated, "description": repo.description, "license": repo.license},
         "rev": rev,

@@ -97,7 +97,9 @@ pub async fn search_models(
         .iter()
         .map(|r| {
             let head = facts.get(&r.id);
+            let card = kaiyuan_license::card::parse(&r.card).unwrap_or_default();
             json!({
+                "pipeline_tag": card.pipeline_tag, "tags": card.tags,
                 "namespace": r.namespace, "name": r.name, "description": r.description,
                 "license": r.license, "visibility": r.visibility,
                 "updated_at": r.updated_at, "created_at": r.created_at,
