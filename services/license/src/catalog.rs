@@ -96,6 +96,14 @@ const TEXTS: &[(&str, &str)] = &[
         include_str!("../catalog/texts/minimax-model-2025.txt"),
     ),
     (
+        "apple-amlr-2025.txt",
+        include_str!("../catalog/texts/apple-amlr-2025.txt"),
+    ),
+    (
+        "stability-ai-nc-community-2024-03-18.txt",
+        include_str!("../catalog/texts/stability-ai-nc-community-2024-03-18.txt"),
+    ),
+    (
         "falcon-2-11b-1.0.txt",
         include_str!("../catalog/texts/falcon-2-11b-1.0.txt"),
     ),

@@ -316,7 +316,13 @@ pub fn added_sentences(text: &str, canonical: &str) -> Vec<String> {
     let mut added = Vec::new();
     for sentence in sentences(text) {
         let lower = sentence.trim().to_lowercase();
-        if lower.starts_with("copyright") || lower.contains("all rights reserved") {
+        // Copyright lines, and the pointer to bundled components' own notices that Apple's
+        // and others' files end with ("subcomponents with separate copyright notices and
+        // license terms"), are not terms.
+        if lower.starts_with("copyright")
+            || lower.contains("all rights reserved")
+            || lower.contains("separate copyright notices and license terms")
+        {
             continue;
         }
         let words = content_words(&sentence);

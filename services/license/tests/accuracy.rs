@@ -197,6 +197,16 @@ fn mismatched_pairs(rows: &mut Vec<Row>) {
             real("deepseek-v3-LICENSE-MODEL.txt"),
         ),
         ("other", Some("minimax"), real("minimax-LICENSE-MODEL.txt")),
+        (
+            "other",
+            Some("tongyi-qianwen"),
+            real("tongyi-qianwen-LICENSE.txt"),
+        ),
+        (
+            "apple-amlr",
+            None,
+            real("apple-amlr-ml-starflow-LICENSE_MODEL.txt"),
+        ),
     ])
     .collect();
     let mut pairs = vec![];
@@ -307,6 +317,41 @@ const OFFICIAL: &[(&str, &str, Option<&str>, &str, Decision)] = &[
         None,
         "LicenseRef-scancode-bigscience-open-rail-m2",
         Decision::AllowWithObligations,
+    ),
+    (
+        "tongyi-qianwen-LICENSE.txt",
+        "other",
+        Some("tongyi-qianwen"),
+        "LicenseRef-scancode-tongyi-qianwen-2023",
+        Decision::AllowWithObligations,
+    ),
+    (
+        "tongyi-qianwen-qwen-vl-LICENSE.txt",
+        "other",
+        Some("tongyi-qianwen"),
+        "LicenseRef-scancode-tongyi-qianwen-2023",
+        Decision::AllowWithObligations,
+    ),
+    (
+        "apple-amlr-ml-starflow-LICENSE_MODEL.txt",
+        "apple-amlr",
+        None,
+        "LicenseRef-Apple-AMLR",
+        Decision::Deny,
+    ),
+    (
+        "apple-ascl-ml-depth-pro-LICENSE.txt",
+        "apple-ascl",
+        None,
+        "AML",
+        Decision::Allow,
+    ),
+    (
+        "stability-ai-nc-community-sv3d-LICENSE.txt",
+        "other",
+        Some("sai-nc-community"),
+        "LicenseRef-StabilityAI-NC-Research-Community",
+        Decision::Deny,
     ),
 ];
 
@@ -430,7 +475,7 @@ const HF_TAGS: &[(&str, &str)] = &[
     ("intel-research", "LicenseRef-Intel-Research"),
     ("lppl-1.3c", "LPPL-1.3c"),
     ("ms-pl", "MS-PL"),
-    ("apple-ascl", "LicenseRef-Apple-ASCL"),
+    ("apple-ascl", "AML"),
     ("apple-amlr", "LicenseRef-Apple-AMLR"),
     ("mpl-2.0", "MPL-2.0"),
     ("odc-by", "ODC-By-1.0"),

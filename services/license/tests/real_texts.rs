@@ -115,6 +115,31 @@ const OFFICIAL: &[(&str, &str, Commercial)] = &[
         "LicenseRef-scancode-deepseek-la-1.0",
         Commercial::Yes,
     ),
+    (
+        "tongyi-qianwen-LICENSE.txt",
+        "LicenseRef-scancode-tongyi-qianwen-2023",
+        Commercial::Conditional,
+    ),
+    (
+        "tongyi-qianwen-qwen-vl-LICENSE.txt",
+        "LicenseRef-scancode-tongyi-qianwen-2023",
+        Commercial::Conditional,
+    ),
+    (
+        "apple-amlr-ml-starflow-LICENSE_MODEL.txt",
+        "LicenseRef-Apple-AMLR",
+        Commercial::No,
+    ),
+    (
+        "apple-ascl-ml-depth-pro-LICENSE.txt",
+        "AML",
+        Commercial::Yes,
+    ),
+    (
+        "stability-ai-nc-community-sv3d-LICENSE.txt",
+        "LicenseRef-StabilityAI-NC-Research-Community",
+        Commercial::No,
+    ),
 ];
 
 #[test]
@@ -159,6 +184,27 @@ fn each_official_text_shipped_under_its_own_tag_is_no_mismatch() {
         ),
         ("minimax-LICENSE-MODEL.txt", "other", Some("minimax")),
         ("sdxl-openrail++-m-LICENSE.txt", "openrail++", None),
+        (
+            "tongyi-qianwen-LICENSE.txt",
+            "other",
+            Some("tongyi-qianwen"),
+        ),
+        (
+            "tongyi-qianwen-qwen-vl-LICENSE.txt",
+            "other",
+            Some("tongyi-qianwen"),
+        ),
+        (
+            "apple-amlr-ml-starflow-LICENSE_MODEL.txt",
+            "apple-amlr",
+            None,
+        ),
+        ("apple-ascl-ml-depth-pro-LICENSE.txt", "apple-ascl", None),
+        (
+            "stability-ai-nc-community-sv3d-LICENSE.txt",
+            "other",
+            Some("sai-nc-community"),
+        ),
     ];
     for (file, tag, name) in tags {
         let r = audit(
@@ -234,6 +280,16 @@ fn research_licences_deny_commercial_use_and_allow_research() {
             "deepfloyd-if-license",
             None,
             "deepfloyd-if-LICENSE-MODEL.txt",
+        ),
+        (
+            "apple-amlr",
+            None,
+            "apple-amlr-ml-starflow-LICENSE_MODEL.txt",
+        ),
+        (
+            "other",
+            Some("sai-nc-community"),
+            "stability-ai-nc-community-sv3d-LICENSE.txt",
         ),
     ] {
         let files = [("LICENSE", real(file))];
@@ -606,4 +662,300 @@ fn deepseek_model_licence_passes_its_restrictions_on_and_forbids_military_use() 
         "LicenseRef-scancode-deepseek-la-1.0",
         &[&real("deepseek-v3-LICENSE-MODEL.txt")]
     ));
+}
+
+/// A fine-tune of `base` (under `base_license`) published under `own`, shipping `files`.
+fn derivative(
+    own: &str,
+    base: &str,
+    base_license: &str,
+    files: &[(&str, String)],
+    notice: Option<&str>,
+    ctx: UseContext,
+) -> Report {
+    let facts = ModelFacts {
+        name: Some("acme/model-ft".into()),
+        card: CardMeta {
+            license: Some(own.into()),
+            base_models: vec![base.into()],
+            base_model_relation: Some("finetune".into()),
+            ..Default::default()
+        },
+        license_files: files
+            .iter()
+            .map(|(path, text)| TextFile {
+                path: path.to_string(),
+                text: text.clone(),
+            })
+            .collect(),
+        notice_files: notice
+            .map(|n| TextFile {
+                path: "NOTICE".into(),
+                text: n.into(),
+            })
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let mut lineage = LineageFile::default();
+    lineage.models.insert(base.into(), base_license.into());
+    evaluate(
+        &facts,
+        &Chain {
+            file: Some(&lineage),
+            inner: None,
+        },
+        None,
+        &ctx,
+    )
+}
+
+#[test]
+fn tongyi_qianwen_texts_threshold_notice_and_outputs() {
+    const ID: &str = "LicenseRef-scancode-tongyi-qianwen-2023";
+    for file in [
+        "tongyi-qianwen-LICENSE.txt",
+        "tongyi-qianwen-qwen-vl-LICENSE.txt",
+    ] {
+        let text = real(file);
+        let files = [("LICENSE", text.clone())];
+        let r = audit(
+            "other",
+            Some("tongyi-qianwen"),
+            &files,
+            purpose(Purpose::Commercial),
+        );
+        assert_eq!(r.effective.as_deref(), Some(ID), "{file}");
+        assert_eq!(
+            r.decision,
+            Decision::AllowWithObligations,
+            "{file}: {:?}",
+            r.findings
+        );
+        // §4: commercial use by a product above 100 million monthly active users needs
+        // Alibaba Cloud's licence ("You cannot exercise your rights ... without").
+        let mut big = purpose(Purpose::Commercial);
+        big.mau = Some(150_000_000);
+        let r = audit("other", Some("tongyi-qianwen"), &files, big);
+        assert_eq!(r.decision, Decision::Deny, "{file}: {:?}", r.findings);
+        // The commercial text is not the research licence (nor the later Qwen licence).
+        for other in ["tongyi-qianwen-research", "qwen-research"] {
+            let r = audit("other", Some(other), &files, purpose(Purpose::Research));
+            assert!(
+                r.has("declared-detected-mismatch"),
+                "{file} declared {other}: {:?}",
+                r.findings
+            );
+        }
+        // §3.c: the Notice sentence the catalog asks for is the licence's own.
+        let terms = catalog().terms(ID);
+        let notice = terms.notice_file.as_deref().expect("notice sentence");
+        assert!(words(&text).contains(&words(notice)), "{file}: {notice:?}");
+        assert!(terms.mark_changes, "§3.b");
+    }
+    // A fine-tune shipping the licence but no NOTICE file misses §3.c's condition.
+    let files = [("LICENSE", real("tongyi-qianwen-LICENSE.txt"))];
+    let r = derivative(
+        "other",
+        "Qwen/Qwen-7B",
+        ID,
+        &files,
+        None,
+        purpose(Purpose::Research),
+    );
+    assert!(r.has("missing-notice"), "{:?}", r.findings);
+    let notice = catalog().terms(ID).notice_file.unwrap();
+    let mut notice_findings = derivative(
+        "other",
+        "Qwen/Qwen-7B",
+        ID,
+        &files,
+        Some(&notice),
+        purpose(Purpose::Research),
+    );
+    notice_findings
+        .findings
+        .retain(|f| f.code == "missing-notice");
+    assert!(
+        notice_findings.findings.is_empty(),
+        "{:?}",
+        notice_findings.findings
+    );
+    // Relabelled as Apache-2.0, the derivative breaks "keep the terms" (§3.d).
+    let apache = spdx::license_id("Apache-2.0").unwrap().text().to_string();
+    let r = derivative(
+        "apache-2.0",
+        "Qwen/Qwen-7B",
+        ID,
+        &[("LICENSE", apache)],
+        Some(&notice),
+        purpose(Purpose::Research),
+    );
+    assert!(r.has("base-license-violation"), "{:?}", r.findings);
+    // §5.b: its outputs may not improve another large language model.
+    let r = model_distilled_from("Qwen/Qwen-7B", ID)(&files);
+    assert!(r.has("base-license-violation"), "{:?}", r.findings);
+    let r = model_distilled_from("Qwen/Qwen-7B", "Apache-2.0")(&files);
+    assert!(!r.has("base-license-violation"), "{:?}", r.findings);
+}
+
+/// A Llama 3.1 fine-tune distilled from `teacher` (under `teacher_license`).
+fn model_distilled_from(
+    teacher: &str,
+    teacher_license: &str,
+) -> impl Fn(&[(&str, String)]) -> Report {
+    let teacher = teacher.to_string();
+    let teacher_license = teacher_license.to_string();
+    move |_files| {
+        let facts = ModelFacts {
+            name: Some("acme/Llama-student".into()),
+            card: CardMeta {
+                license: Some("llama3.1".into()),
+                base_models: vec!["meta-llama/Llama-3.1-8B".into()],
+                base_model_relation: Some("finetune".into()),
+                distilled_from: vec![teacher.clone()],
+                ..Default::default()
+            },
+            license_files: vec![TextFile {
+                path: "LICENSE".into(),
+                text: real("llama3_1-LICENSE.txt"),
+            }],
+            ..Default::default()
+        };
+        let mut lineage = LineageFile::default();
+        lineage.models.insert(
+            "meta-llama/Llama-3.1-8B".into(),
+            "LicenseRef-scancode-llama-3.1-license-2024".into(),
+        );
+        lineage
+            .models
+            .insert(teacher.clone(), teacher_license.clone());
+        evaluate(
+            &facts,
+            &Chain {
+                file: Some(&lineage),
+                inner: None,
+            },
+            None,
+            &purpose(Purpose::Research),
+        )
+    }
+}
+
+#[test]
+fn apple_amlr_is_research_only_for_the_model_and_its_derivatives() {
+    const ID: &str = "LicenseRef-Apple-AMLR";
+    let text = real("apple-amlr-ml-starflow-LICENSE_MODEL.txt");
+    let files = [("LICENSE_MODEL", text.clone())];
+    // §1: "exclusively for Research Purposes", which exclude any commercial product.
+    for (p, allowed) in [
+        (Purpose::Commercial, false),
+        (Purpose::Production, false),
+        (Purpose::Research, true),
+    ] {
+        let r = audit("apple-amlr", None, &files, purpose(p));
+        assert_eq!(r.effective.as_deref(), Some(ID));
+        assert_eq!(
+            r.decision != Decision::Deny,
+            allowed,
+            "{p:?}: {:?}",
+            r.findings
+        );
+    }
+    // §2: the attribution notice is the text's own sentence; derivatives disclose changes.
+    let terms = catalog().terms(ID);
+    let notice = terms.notice_file.as_deref().expect("notice sentence");
+    assert!(words(&text).contains(&words(notice)), "{notice:?}");
+    assert!(terms.mark_changes);
+    // §1: derivatives are limited to Research Purposes too: relabelling one MIT is a violation,
+    // and a derivative without the Agreement or the notice misses §2's conditions.
+    let r = derivative(
+        "mit",
+        "apple/starflow",
+        ID,
+        &[],
+        None,
+        purpose(Purpose::Research),
+    );
+    assert!(r.has("base-license-violation"), "{:?}", r.findings);
+    assert!(r.has("missing-notice"), "{:?}", r.findings);
+    let r = derivative(
+        "apple-amlr",
+        "apple/starflow",
+        ID,
+        &files,
+        Some(notice),
+        purpose(Purpose::Commercial),
+    );
+    assert_eq!(r.decision, Decision::Deny, "{:?}", r.findings);
+    // Not Apple's permissive sample-code licence.
+    let r = audit("apple-ascl", None, &files, purpose(Purpose::Research));
+    assert!(r.has("declared-detected-mismatch"), "{:?}", r.findings);
+}
+
+#[test]
+fn apple_sample_code_licence_is_the_spdx_apple_mit_licence() {
+    let text = real("apple-ascl-ml-depth-pro-LICENSE.txt");
+    let files = [("LICENSE", text)];
+    let r = audit("apple-ascl", None, &files, purpose(Purpose::Commercial));
+    assert_eq!(r.effective.as_deref(), Some("AML"));
+    assert_eq!(r.decision, Decision::Allow, "{:?}", r.findings);
+    assert!(!r.has("modified-license"), "{:?}", r.findings);
+    // The catalog's former id still means it.
+    let r = audit(
+        "LicenseRef-Apple-ASCL",
+        None,
+        &files,
+        purpose(Purpose::Commercial),
+    );
+    assert!(!r.has("declared-detected-mismatch"), "{:?}", r.findings);
+    // Declared as the research-only AMLR, the permissive text contradicts the card.
+    let r = audit("apple-amlr", None, &files, purpose(Purpose::Research));
+    assert!(r.has("declared-detected-mismatch"), "{:?}", r.findings);
+    // A clause added to it is still a modification.
+    let added = format!(
+        "{}\n\nYou may not use the Apple Software in any commercial product or service whatsoever.\n",
+        files[0].1
+    );
+    let d = detect_text("LICENSE", &added);
+    assert!(d[0].modified, "{d:?}");
+}
+
+#[test]
+fn stability_non_commercial_community_2024_is_the_research_community_licence() {
+    const ID: &str = "LicenseRef-StabilityAI-NC-Research-Community";
+    let text = real("stability-ai-nc-community-sv3d-LICENSE.txt");
+    let files = [("LICENSE", text.clone())];
+    // §1.a: Non-Commercial Uses only, which exclude "any production use".
+    for (p, allowed) in [
+        (Purpose::Commercial, false),
+        (Purpose::Production, false),
+        (Purpose::Research, true),
+    ] {
+        let r = audit("other", Some("sai-nc-community"), &files, purpose(p));
+        assert_eq!(r.effective.as_deref(), Some(ID));
+        assert_eq!(
+            r.decision != Decision::Deny,
+            allowed,
+            "{p:?}: {:?}",
+            r.findings
+        );
+    }
+    // §1.c: the Notice sentence is the one both versions state.
+    let notice = catalog().terms(ID).notice_file.expect("notice sentence");
+    assert!(words(&text).contains(&words(&notice)));
+    assert!(
+        words(&real(
+            "stability-ai-nc-research-community-WEIGHTS_LICENSE.txt"
+        ))
+        .contains(&words(&notice))
+    );
+    // Not the commercial Stability AI Community licence.
+    let r = audit(
+        "other",
+        Some("stability-ai-community"),
+        &files,
+        purpose(Purpose::Research),
+    );
+    assert!(r.has("declared-detected-mismatch"), "{:?}", r.findings);
 }

@@ -238,7 +238,7 @@ const HF_TAGS: &[(&str, &str)] = &[
     ("intel-research", "LicenseRef-Intel-Research"),
     ("lppl-1.3c", "LPPL-1.3c"),
     ("ms-pl", "MS-PL"),
-    ("apple-ascl", "LicenseRef-Apple-ASCL"),
+    ("apple-ascl", "AML"),
     ("apple-amlr", "LicenseRef-Apple-AMLR"),
     ("mpl-2.0", "MPL-2.0"),
     ("odc-by", "ODC-By-1.0"),
