@@ -88,6 +88,10 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
     const data = Object.fromEntries(new FormData(form).entries());
     for (const key of Object.keys(data)) if (data[key] === "") delete data[key];
+    // The form's own fields for its no-script post: the API takes the token as a header and
+    // the revision from the URL.
+    delete data.csrf;
+    if (form.dataset.api && form.dataset.api.includes("/verification")) delete data.revision;
     const status = form.querySelector(".status");
     fetch(form.dataset.report || form.dataset.api, {
       method: "POST",
@@ -96,7 +100,13 @@ document.addEventListener("submit", (event) => {
     }).then(async (r) => {
       const body = await r.json().catch(() => ({}));
       if (!r.ok) { status.textContent = `Not sent: ${(body.error && body.error.message) || r.status}`; return; }
-      if (form.dataset.report) status.textContent = `Report #${body.id} sent; reviewers will look at it.`;
+      if (form.dataset.report) {
+        status.textContent = "";
+        const link = document.createElement("a");
+        link.href = `/reports/${body.id}`;
+        link.textContent = `Report #${body.id}`;
+        status.append(link, " sent; reviewers will look at it.");
+      }
       else window.location.reload();
     });
   }

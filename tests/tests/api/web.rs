@@ -1155,3 +1155,130 @@ async fn model_pages_show_licence_task_tags_and_how_to_download(pool: PgPool) {
         "{results}"
     );
 }
+
+/// Every form of the model page works without JavaScript: an ordinary post with the session's
+/// CSRF token runs the API's operation and redirects to where the result shows.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_model_page_forms_work_without_javascript(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    app.create_repo(&alice, "alice", "llama-ft", "public").await;
+    let card = b"---\nlicense: llama3.1\n---\n# A fine-tune\n";
+    app.commit_files(
+        &alice,
+        "alice/llama-ft",
+        &[("README.md", card), ("weights.bin", b"0123")],
+    )
+    .await;
+    app.run_jobs().await;
+    let (cookie, _) = sign_in(&app, &bob).await;
+    let page = page_html(&app, "/alice/llama-ft", Some(&cookie)).await;
+    let csrf = csrf_of(&page);
+    assert!(
+        page.contains("action=\"&#x2f;alice&#x2f;llama-ft&#x2f;accept\"")
+            || page.contains("action=\"/alice/llama-ft/accept\""),
+        "{page}"
+    );
+
+    // The report: filed, and its page is where the post leads.
+    let res = post_form(
+        &app,
+        "/alice/llama-ft/report",
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("category", "other"),
+            ("description", "the card lies"),
+            ("path", "weights.bin"),
+            ("revision", "main"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let location = res.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(location.starts_with("/reports/"), "{location}");
+    let report = page_html(&app, &location, Some(&cookie)).await;
+    assert!(report.contains("the card lies"), "{report}");
+
+    // The licence: accepted, so bob's download passes the gate.
+    let blocked = app
+        .get("/alice/llama-ft/resolve/main/weights.bin", Some(&bob))
+        .await;
+    assert_eq!(blocked.status(), StatusCode::FORBIDDEN);
+    let license = page
+        .split("name=\"license\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let version = page
+        .split("name=\"version\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let res = post_form(
+        &app,
+        "/alice/llama-ft/accept",
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("license", &license),
+            ("version", &version),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let allowed = app
+        .get("/alice/llama-ft/resolve/main/weights.bin", Some(&bob))
+        .await;
+    assert_eq!(allowed.status(), StatusCode::OK);
+
+    // Without the session's token, nothing happens.
+    let res = post_form(
+        &app,
+        "/alice/llama-ft/report",
+        &cookie,
+        &[
+            ("csrf", "forged"),
+            ("category", "other"),
+            ("description", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // Access requests on a gated model, and "verify again" for its owner.
+    app.send_json(
+        Method::PATCH,
+        "/api/v1/repos/alice/llama-ft",
+        Some(&alice),
+        &json!({"gated": "auto"}),
+    )
+    .await;
+    let res = post_form(
+        &app,
+        "/alice/llama-ft/access-request",
+        &cookie,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let requests = expect_status(
+        app.get("/api/v1/repos/alice/llama-ft/access-requests", Some(&alice))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(requests[0]["user"], "bob", "{requests}");
+    let res = post_form(
+        &app,
+        "/alice/llama-ft/verify",
+        &cookie,
+        &[("csrf", &csrf), ("revision", "main")],
+    )
+    .await;
+    // bob may not; the owner's rerun needs ONNX models, which this revision lacks.
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}

@@ -89,9 +89,21 @@ pub async fn request_access(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
+    let (repo, status) = ask_access(&state, &caller, &namespace, &name).await?;
+    Ok(HttpResponse::Ok().json(json!({"repository": repo.full_name(), "status": status})))
+}
+
+/// Asks for access to a gated repository (granted at once when its gating is `auto`): the
+/// API's JSON and the web page's form both come here.
+pub(crate) async fn ask_access(
+    state: &AppState,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+) -> Result<(Repo, AccessStatus), ApiError> {
     let user = caller.require_user()?.clone();
     let mut tx = state.db.begin().await?;
-    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Read).await?;
+    let repo = super::load_repo(&mut tx, caller, namespace, name, Need::Read).await?;
     if repo.gated == Gated::None {
         return Err(ApiError::conflict(
             code::NOT_GATED,
@@ -109,7 +121,7 @@ pub async fn request_access(
     let status = db::repos::request_access(&mut tx, repo.id, user.id, initial).await?;
     domain::event::record(
         &mut tx,
-        &caller,
+        caller,
         Event::new(
             "access.request",
             Target::Repo(&repo),
@@ -118,7 +130,7 @@ pub async fn request_access(
     )
     .await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(json!({"repository": repo.full_name(), "status": status})))
+    Ok((repo, status))
 }
 
 /// Access requests of a gated repository (repository admins).

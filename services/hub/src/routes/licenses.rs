@@ -284,14 +284,22 @@ pub async fn delete_policy(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReportQuery {
+    /// Only this decision: allow, allow_with_obligations, flag_review, deny or pending.
     decision: Option<String>,
+    /// Repositories per page, 1 to 1000 (default 1000).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
-/// Every repository of a namespace with the stored decision for the head of `main` (members):
+const REPORT_PAGE: i64 = 1000;
+
+/// Every repository of a namespace with the stored decision for the head of `main` (members),
+/// by name, a page of `limit` at a time (`next_cursor` until the last page):
 /// "show me every model in our org whose licence we cannot honour" is `?decision=deny`.
 #[utoipa::path(get, path = "/api/v1/orgs/{namespace}/license-report",
     params(super::openapi_responses::NamespacePath, ReportQuery), security(("bearer" = [])),
-    responses((status = 200, description = "the namespace's repositories with their decisions"),
+    responses((status = 200, description = "the namespace's repositories with their decisions, and `next_cursor`"),
               super::openapi_responses::AuthErrors))]
 #[get("/api/v1/orgs/{namespace}/license-report")]
 pub async fn namespace_report(
@@ -303,27 +311,48 @@ pub async fn namespace_report(
     let name = path.into_inner();
     let mut conn = state.db.acquire().await?;
     let ns = super::load_namespace(&mut conn, &caller, &name, Role::Read).await?;
-    let mut rows = db::licenses::namespace_report(&mut conn, ns.id).await?;
-    if let Some(d) = &query.decision {
-        if ![
+    let decision = query.decision.as_deref();
+    if let Some(d) = decision
+        && ![
             "allow",
             "allow_with_obligations",
             "flag_review",
             "deny",
             "pending",
         ]
-        .contains(&d.as_str())
-        {
-            return Err(ApiError::bad_request(
-                code::INVALID_QUERY,
-                format!(
-                    "decision `{d}`: expected allow, allow_with_obligations, flag_review, deny or pending"
-                ),
-            ));
-        }
-        rows.retain(|r| r.decision.as_deref().unwrap_or("pending") == d);
+        .contains(&d)
+    {
+        return Err(ApiError::bad_request(
+            code::INVALID_QUERY,
+            format!(
+                "decision `{d}`: expected allow, allow_with_obligations, flag_review, deny or pending"
+            ),
+        ));
     }
-    Ok(HttpResponse::Ok().json(json!({"namespace": ns.name, "repositories": rows})))
+    let limit = query.limit.unwrap_or(REPORT_PAGE);
+    if !(1..=REPORT_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            code::INVALID_LIMIT,
+            format!("limit must be between 1 and {REPORT_PAGE}"),
+        ));
+    }
+    let page = db::licenses::ReportPage {
+        namespace_id: ns.id,
+        after: query.cursor.as_deref().filter(|c| !c.is_empty()),
+        decision,
+        limit: limit + 1,
+    };
+    let mut rows = db::licenses::namespace_report(&mut conn, &page).await?;
+    let next_cursor = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        let last = rows
+            .last()
+            .map(|r| r.repository.as_str())
+            .unwrap_or_default();
+        last.rsplit_once('/').map_or(last, |(_, n)| n).to_string()
+    });
+    Ok(HttpResponse::Ok()
+        .json(json!({"namespace": ns.name, "repositories": rows, "next_cursor": next_cursor})))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -427,9 +456,22 @@ pub async fn accept_license(
     body: web::Json<AcceptanceRequest>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
+    let accepted = accept(&state, &caller, &namespace, &name, &body).await?;
+    Ok(HttpResponse::Ok().json(accepted))
+}
+
+/// Records the caller's acceptance of a licence the repository requires: the API's JSON and the
+/// web page's form both come here. Returns what the API answers.
+pub(crate) async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+    body: &AcceptanceRequest,
+) -> Result<serde_json::Value, ApiError> {
     let user = caller.require_user()?.clone();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
+    let repo = super::load_repo(&mut conn, caller, namespace, name, Need::Read).await?;
     let head = super::commits::resolve_revision(&mut conn, &repo, "main").await?;
     let required = licensing::required_acceptances(&mut conn, &state.store, &repo, &head).await?;
     let Some(r) = required.iter().find(|r| r.license == body.license) else {
@@ -465,7 +507,7 @@ pub async fn accept_license(
     let at = db::licenses::accept(&mut tx, repo.id, user.id, &r.license, &r.version).await?;
     domain::event::record(
         &mut tx,
-        &caller,
+        caller,
         Event::new(
             "license.accept",
             Target::Repo(&repo),
@@ -474,7 +516,9 @@ pub async fn accept_license(
     )
     .await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok().json(json!({"repository": repo.full_name(), "license": r.license, "version": r.version, "accepted_at": at})))
+    Ok(
+        json!({"repository": repo.full_name(), "license": r.license, "version": r.version, "accepted_at": at}),
+    )
 }
 
 /// Who accepted which licence version and when (repository admins), for audits.

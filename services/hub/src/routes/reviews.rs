@@ -144,11 +144,22 @@ pub async fn file_report(
     path: web::Path<(String, String)>,
     body: web::Json<NewReport>,
 ) -> ApiResult<HttpResponse> {
-    let user = caller.require_user()?.clone();
     let (namespace, name) = path.into_inner();
+    let report = new_report(&state, &caller, &namespace, &name, body.into_inner()).await?;
+    Ok(super::created(&report))
+}
+
+/// Files a report: the API's JSON and the web page's form both come here.
+pub(crate) async fn new_report(
+    state: &AppState,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+    body: NewReport,
+) -> Result<Report, ApiError> {
+    let user = caller.require_user()?.clone();
     let mut tx = state.db.begin().await?;
-    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Read).await?;
-    let body = body.into_inner();
+    let repo = super::load_repo(&mut tx, caller, namespace, name, Need::Read).await?;
     let Some(category) = ReportCategory::parse(&body.category) else {
         let known: Vec<&str> = ReportCategory::ALL.iter().map(|c| c.as_str()).collect();
         return Err(ApiError::unprocessable(
@@ -213,13 +224,12 @@ pub async fn file_report(
         details,
         false,
     );
-    domain::event::record(&mut tx, &caller, change).await?;
+    domain::event::record(&mut tx, caller, change).await?;
     tx.commit().await?;
     let mut conn = state.db.acquire().await?;
-    let report = reviews::get(&mut conn, id)
+    reviews::get(&mut conn, id)
         .await?
-        .ok_or_else(|| not_found(id))?;
-    Ok(super::created(&report))
+        .ok_or_else(|| not_found(id))
 }
 
 /// The reports on a repository the caller may see (none, for outsiders).

@@ -86,20 +86,30 @@ pub async fn rerun(
         .unwrap_or_default()
         .ep
         .unwrap_or_else(|| "any".into());
-    if !["any", "cpu", "cuda"].contains(&ep.as_str()) {
+    let revision = query.revision.as_deref().unwrap_or("main");
+    let (repo, row) = queue_rerun(&state, &caller, &namespace, &name, revision, &ep).await?;
+    Ok(HttpResponse::Accepted().json(body(&repo, &row)))
+}
+
+/// Queues another verification run of a revision's models: the API's JSON and the web page's
+/// form both come here.
+pub(crate) async fn queue_rerun(
+    state: &AppState,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+    revision: &str,
+    ep: &str,
+) -> Result<(db::repos::Repo, db::verifications::VerificationRow), ApiError> {
+    if !["any", "cpu", "cuda"].contains(&ep) {
         return Err(ApiError::unprocessable(
             code::INVALID_EP,
             format!("ep `{ep}`: expected any, cpu or cuda"),
         ));
     }
     let mut tx = state.db.begin().await?;
-    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Write).await?;
-    let commit = super::commits::resolve_revision(
-        &mut tx,
-        &repo,
-        query.revision.as_deref().unwrap_or("main"),
-    )
-    .await?;
+    let repo = super::load_repo(&mut tx, caller, namespace, name, Need::Write).await?;
+    let commit = super::commits::resolve_revision(&mut tx, &repo, revision).await?;
     let files = db::commits::files(&mut tx, repo.id, &commit).await?;
     let models = crate::verification::models(&files);
     if models.is_empty() {
@@ -108,10 +118,10 @@ pub async fn rerun(
             format!("revision {commit} holds no .onnx model to verify"),
         ));
     }
-    db::verifications::enqueue(&mut tx, repo.id, &commit, &models, &ep, None).await?;
+    db::verifications::enqueue(&mut tx, repo.id, &commit, &models, ep, None).await?;
     let row = db::verifications::get(&mut tx, repo.id, &commit)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("verification row vanished")))?;
     tx.commit().await?;
-    Ok(HttpResponse::Accepted().json(body(&repo, &row)))
+    Ok((repo, row))
 }

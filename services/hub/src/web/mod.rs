@@ -3,6 +3,7 @@
 //! live status updates. Routes sit after the API's, so `/api/...`, the Hugging Face routes and
 //! `/{namespace}/{name}/resolve/...` keep their meaning.
 
+mod forms;
 pub mod markdown;
 mod model;
 mod pages;
@@ -43,6 +44,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/{namespace}", web::get().to(pages::namespace))
         .route("/{namespace}/{name}", web::get().to(model::model_page))
+        .route("/{namespace}/{name}/report", web::post().to(forms::report))
+        .route("/{namespace}/{name}/accept", web::post().to(forms::accept))
+        .route(
+            "/{namespace}/{name}/access-request",
+            web::post().to(forms::access_request),
+        )
+        .route("/{namespace}/{name}/verify", web::post().to(forms::verify))
         .route(
             "/{namespace}/{name}/upload",
             web::get().to(model::upload_page),
