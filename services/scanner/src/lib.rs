@@ -28,7 +28,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use serde::Serialize;
 
 /// Bumped whenever rules or parsers change, so the hub knows to rescan every blob.
-pub const SCANNER_VERSION: &str = "3";
+pub const SCANNER_VERSION: &str = "4";
 
 /// The outcome of a scan, ordered from harmless to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -24,6 +24,18 @@ const LINE_CAP: u64 = SMALL_STRING as u64 * 16;
 const EXPANSION_RATIO: u64 = 1000;
 /// ... once it also exceeds this many elements.
 const EXPANSION_MIN: u64 = 10_000_000;
+/// CPython's default recursion limit (`sys.getrecursionlimit()`): `pickle.dumps` cannot write a
+/// value nested deeper, and comparing, printing, copying or saving one raises `RecursionError`,
+/// although the (iterative) unpicklers load it.
+const RECURSION_LIMIT: u32 = 1000;
+/// A dict key or set member nested deeper than this cannot be hashed: CPython's tuple hash
+/// recurses on the C stack without a limit and crashes the interpreter (SIGSEGV). Measured with
+/// CPython 3.11 on x86-64 Linux: about 130,000 levels with the 8 MiB main-thread stack, so about
+/// 16,000 with the 1 MiB stack of Windows' main thread and of many worker threads.
+const HASH_DEPTH_LIMIT: u32 = 16_384;
+/// Tuples and call results nested deeper than this are kept only as their shape (size and
+/// depth), so that the emulator's own values stay shallow (no recursion on hostile depth).
+const KEPT_DEPTH: u32 = 32;
 /// The legacy PyTorch format starts with a pickle of this number.
 const TORCH_LEGACY_MAGIC: i128 = 0x1950a86a20f9469cfc6c;
 
@@ -37,36 +49,65 @@ enum V {
     /// Bytes, kept when within the retention budget.
     Bytes(Option<Rc<[u8]>>),
     Global(Rc<(String, String)>),
-    /// The result of calling `callable` with `args` (REDUCE, NEWOBJ, OBJ, INST).
-    Call(Rc<(V, V)>),
-    Tuple(Rc<Vec<V>>),
-    /// A list, with the number of elements it holds when fully expanded (shared references
-    /// counted each time), shared with the memo.
-    List(Rc<RefCell<Vec<V>>>, Rc<Cell<u64>>),
-    Dict(Rc<RefCell<Vec<(V, V)>>>, Rc<Cell<u64>>),
-    /// A memoized container read back by GET: its expanded size and whether it is hashable.
-    Shared(Rc<Cell<u64>>, bool),
+    /// The result of calling `callable` with `args` (REDUCE, NEWOBJ, OBJ, INST), and its
+    /// nesting depth.
+    Call(Rc<(V, V)>, u32),
+    /// A tuple and its nesting depth (1 + that of its deepest item).
+    Tuple(Rc<Vec<V>>, u32),
+    /// A list, with its shape (shared with the memo and every reference to it).
+    List(Rc<RefCell<Vec<V>>>, Rc<Shape>),
+    Dict(Rc<RefCell<Vec<(V, V)>>>, Rc<Shape>),
+    /// A value known by its shape only (a memoized container read back by GET, a value nested
+    /// too deep to keep), and whether it is hashable.
+    Shared(Rc<Shape>, bool),
     Set,
     PersistentId,
     /// A value we do not model further (a large string, a buffer).
     Opaque,
 }
 
+/// What the emulator knows of a container without its items.
+#[derive(Debug, Default)]
+struct Shape {
+    /// Elements it holds when fully expanded (shared references counted each time).
+    weight: Cell<u64>,
+    /// How many containers deep it nests (1 for an empty one).
+    depth: Cell<u32>,
+    /// How many containers it was placed below (0 for a root): containers filled after being
+    /// placed (through the memo) get their depth from above.
+    level: Cell<u32>,
+}
+
+impl Shape {
+    fn new(weight: u64, depth: u32) -> Rc<Self> {
+        Rc::new(Shape {
+            weight: Cell::new(weight),
+            depth: Cell::new(depth),
+            level: Cell::new(0),
+        })
+    }
+
+    /// The deepest nesting known through this container, from its root to its deepest item.
+    fn reach(&self) -> u32 {
+        self.level.get().saturating_add(self.depth.get())
+    }
+}
+
 impl V {
     fn describe(&self) -> String {
         match self {
             V::Global(g) => format!("{}.{}", g.0, g.1),
-            V::Call(c) => format!("{}(...)", c.0.describe()),
+            V::Call(c, _) => format!("{}(...)", c.0.describe()),
             V::Str(s) => format!("{:?}", truncate(s, 80)),
             V::Int(i) => i.to_string(),
             V::None => "None".into(),
             V::Bool(b) => b.to_string(),
             V::Float => "float".into(),
             V::Bytes(_) => "bytes".into(),
-            V::Tuple(_) => "tuple".into(),
+            V::Tuple(..) => "tuple".into(),
             V::List(..) => "list".into(),
             V::Dict(..) => "dict".into(),
-            V::Shared(..) => "memoized container".into(),
+            V::Shared(..) => "container".into(),
             V::Set => "set".into(),
             V::PersistentId => "persistent id".into(),
             V::Opaque => "value".into(),
@@ -91,15 +132,24 @@ impl V {
     fn weight(&self) -> u64 {
         fn at(v: &V, depth: usize) -> u64 {
             match v {
-                V::List(_, w) | V::Dict(_, w) | V::Shared(w, _) => w.get(),
-                V::Tuple(items) if depth < 3 => items
+                V::List(_, s) | V::Dict(_, s) | V::Shared(s, _) => s.weight.get(),
+                V::Tuple(items, _) if depth < 3 => items
                     .iter()
                     .fold(1u64, |acc, i| acc.saturating_add(at(i, depth + 1))),
-                V::Call(call) if depth < 3 => 1u64.saturating_add(at(&call.1, depth + 1)),
+                V::Call(call, _) if depth < 3 => 1u64.saturating_add(at(&call.1, depth + 1)),
                 _ => 1,
             }
         }
         at(self, 0)
+    }
+
+    /// How many containers deep this value nests (0 for scalars and names).
+    fn depth(&self) -> u32 {
+        match self {
+            V::Tuple(_, d) | V::Call(_, d) => *d,
+            V::List(_, s) | V::Dict(_, s) | V::Shared(s, _) => s.depth.get(),
+            _ => 0,
+        }
     }
 
     /// Whether CPython can use this value as a dict key or set item.
@@ -109,11 +159,34 @@ impl V {
 }
 
 fn new_list(items: Vec<V>) -> V {
-    V::List(Rc::new(RefCell::new(items)), Rc::new(Cell::new(1)))
+    V::List(Rc::new(RefCell::new(items)), Shape::new(1, 1))
 }
 
 fn new_dict(items: Vec<(V, V)>) -> V {
-    V::Dict(Rc::new(RefCell::new(items)), Rc::new(Cell::new(1)))
+    V::Dict(Rc::new(RefCell::new(items)), Shape::new(1, 1))
+}
+
+/// A tuple of `items`: one level deeper than its deepest item.
+fn new_tuple(items: Vec<V>) -> V {
+    let depth = items.iter().map(V::depth).max().unwrap_or(0);
+    shallow(V::Tuple(Rc::new(items), depth.saturating_add(1)))
+}
+
+/// The result of a call: one level deeper than its callable and arguments.
+fn new_call(callable: V, args: V) -> V {
+    let depth = callable.depth().max(args.depth()).saturating_add(1);
+    shallow(V::Call(Rc::new((callable, args)), depth))
+}
+
+/// Keeps the emulator's values shallow: a tuple or call nested deeper than [`KEPT_DEPTH`] is
+/// kept as its shape, so no value is ever walked or dropped recursively to a hostile depth.
+fn shallow(v: V) -> V {
+    match v {
+        V::Tuple(_, d) | V::Call(_, d) if d > KEPT_DEPTH => {
+            V::Shared(Shape::new(v.weight(), d), true)
+        }
+        v => v,
+    }
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -378,6 +451,8 @@ struct Vm<'c, 'l> {
     /// Offset of the opcode being executed.
     offset: u64,
     expansion_reported: bool,
+    depth_reported: bool,
+    hash_depth_reported: bool,
 }
 
 impl<'c, 'l> Vm<'c, 'l> {
@@ -396,6 +471,8 @@ impl<'c, 'l> Vm<'c, 'l> {
             pending: Vec::new(),
             offset: 0,
             expansion_reported: false,
+            depth_reported: false,
+            hash_depth_reported: false,
         }
     }
 
@@ -526,7 +603,7 @@ impl<'c, 'l> Vm<'c, 'l> {
                 0x97 => self.push(V::Opaque)?,
                 0x98 => {}
                 // Containers.
-                b')' => self.push(V::Tuple(Rc::new(Vec::new())))?,
+                b')' => self.push(new_tuple(Vec::new()))?,
                 b't' => self.tuple()?,
                 0x85..=0x87 => self.small_tuple((op - 0x84) as usize)?,
                 b']' => self.push(new_list(Vec::new()))?,
@@ -601,7 +678,7 @@ impl Vm<'_, '_> {
         let v = match self.memo.kept.get(&key) {
             Some(v) => v.clone(),
             None => match self.memo.shapes.get(&key) {
-                Some((weight, hashable)) => V::Shared(weight.clone(), *hashable),
+                Some((shape, hashable)) => V::Shared(shape.clone(), *hashable),
                 None => V::Opaque,
             },
         };
@@ -737,11 +814,19 @@ impl Vm<'_, '_> {
             let dropped = items[CONTAINER_ITEMS - 1..]
                 .iter()
                 .fold(0u64, |acc, i| acc.saturating_add(i.weight()));
+            let depth = items[CONTAINER_ITEMS - 1..]
+                .iter()
+                .map(V::depth)
+                .max()
+                .unwrap_or(0);
             let mut kept = cap(items);
-            kept[CONTAINER_ITEMS - 1] = V::Shared(Rc::new(Cell::new(dropped)), true);
-            return self.push(V::Tuple(Rc::new(kept)));
+            kept[CONTAINER_ITEMS - 1] = V::Shared(Shape::new(dropped, depth), true);
+            let tuple = new_tuple(kept);
+            self.note_depth(tuple.depth(), false);
+            return self.push(tuple);
         }
-        let tuple = V::Tuple(Rc::new(items));
+        let tuple = new_tuple(items);
+        self.note_depth(tuple.depth(), false);
         self.check_expansion(tuple.weight());
         self.push(tuple)
     }
@@ -754,7 +839,9 @@ impl Vm<'_, '_> {
             items.push(self.pop()?);
         }
         items.reverse();
-        self.push(V::Tuple(Rc::new(items)))
+        let tuple = new_tuple(items);
+        self.note_depth(tuple.depth(), false);
+        self.push(tuple)
     }
 
     /// LIST: the items above the mark.
@@ -780,6 +867,9 @@ impl Vm<'_, '_> {
     fn frozenset(&mut self) -> Result<(), Stop> {
         let items = self.pop_mark()?;
         require_hashable(&items, "FROZENSET")?;
+        for item in &items {
+            self.note_depth(item.depth(), true);
+        }
         self.push(V::Set)
     }
 
@@ -802,6 +892,9 @@ impl Vm<'_, '_> {
     fn additems(&mut self) -> Result<(), Stop> {
         let items = self.pop_mark()?;
         require_hashable(&items, "ADDITEMS")?;
+        for item in &items {
+            self.note_depth(item.depth(), true);
+        }
         match self.top()? {
             V::Set => Ok(()),
             other => Err(Stop::Invalid(format!("ADDITEMS on {}", other.describe()))),
@@ -829,24 +922,78 @@ impl Vm<'_, '_> {
             .iter()
             .fold(0u64, |acc, i| acc.saturating_add(i.weight()));
         let items: Vec<V> = items.into_iter().map(detach).collect();
-        let weight = match self.top()? {
-            V::List(list, weight) => {
-                let mut list = list.borrow_mut();
-                let room = CONTAINER_ITEMS.saturating_sub(list.len());
-                list.extend(items.into_iter().take(room));
-                weight.set(weight.get().saturating_add(added));
-                weight.get()
-            }
-            V::Shared(weight, _) => {
-                weight.set(weight.get().saturating_add(added));
-                weight.get()
-            }
+        let (list, shape) = match self.top()? {
+            V::List(list, shape) => (Some(list.clone()), shape.clone()),
+            V::Shared(shape, _) => (None, shape.clone()),
             // APPEND on other objects calls their `append`/`extend` method.
-            V::Call(_) | V::Opaque => return Ok(()),
+            V::Call(..) | V::Opaque => return Ok(()),
             other => return Err(Stop::Invalid(format!("APPEND on {}", other.describe()))),
         };
-        self.check_expansion(weight);
+        self.nest(&shape, items.iter());
+        if let Some(list) = list {
+            let mut list = list.borrow_mut();
+            let room = CONTAINER_ITEMS.saturating_sub(list.len());
+            list.extend(items.into_iter().take(room));
+        }
+        shape.weight.set(shape.weight.get().saturating_add(added));
+        self.check_expansion(shape.weight.get());
         Ok(())
+    }
+
+    /// Records that `items` were placed in the container of shape `parent`: its depth grows
+    /// from below, theirs from above (a container filled after it was placed).
+    fn nest<'v>(&mut self, parent: &Rc<Shape>, items: impl Iterator<Item = &'v V>) {
+        let before = parent.depth.get();
+        for item in items {
+            let depth = item.depth();
+            if depth == 0 {
+                continue;
+            }
+            if let V::List(_, s) | V::Dict(_, s) | V::Shared(s, _) = item {
+                if Rc::ptr_eq(s, parent) {
+                    continue; // a container holding itself nests no deeper
+                }
+                s.level
+                    .set(s.level.get().max(parent.level.get().saturating_add(1)));
+                self.note_depth(s.reach(), false);
+            }
+            parent
+                .depth
+                .set(parent.depth.get().max(depth.saturating_add(1)));
+        }
+        if parent.depth.get() != before {
+            self.note_depth(parent.reach(), false);
+        }
+    }
+
+    /// Reports nesting deeper than CPython handles: deeper than its recursion limit is
+    /// suspicious; a dict key or set member too deep to hash crashes the loader (malformed).
+    /// The parse goes on either way, so a call after it is still seen.
+    #[inline(always)]
+    fn note_depth(&mut self, depth: u32, hashed: bool) {
+        if depth <= RECURSION_LIMIT {
+            return;
+        }
+        if hashed && depth > HASH_DEPTH_LIMIT && !self.hash_depth_reported {
+            self.hash_depth_reported = true;
+            self.ctx.add(
+                "pickle-deep-nesting",
+                Verdict::Malformed,
+                self.location(self.offset),
+                format!("a dict key or set member nests {depth} containers deep: CPython hashes it recursively on the C stack and crashes (beyond about {HASH_DEPTH_LIMIT} levels on a 1 MiB stack, 130,000 on Linux's 8 MiB); no pickler writes this"),
+                Some(depth.to_string()),
+            );
+        }
+        if !self.depth_reported {
+            self.depth_reported = true;
+            self.ctx.add(
+                "pickle-deep-nesting",
+                Verdict::Suspicious,
+                self.location(self.offset),
+                format!("a value nests more than {RECURSION_LIMIT} containers deep (CPython's recursion limit): pickle.dumps cannot write it, and comparing, hashing equal keys, printing, copying or saving the loaded object raises RecursionError or crashes"),
+                Some(depth.to_string()),
+            );
+        }
     }
 
     fn set_items(&mut self, items: Vec<(V, V)>) -> Result<(), Stop> {
@@ -857,6 +1004,9 @@ impl Vm<'_, '_> {
                 key.describe()
             )));
         }
+        for (key, _) in &items {
+            self.note_depth(key.depth(), true);
+        }
         let added = items.iter().fold(0u64, |acc, (k, v)| {
             acc.saturating_add(k.weight()).saturating_add(v.weight())
         });
@@ -864,23 +1014,21 @@ impl Vm<'_, '_> {
             .into_iter()
             .map(|(k, v)| (detach(k), detach(v)))
             .collect();
-        let weight = match self.top()? {
-            V::Dict(dict, weight) => {
-                let mut dict = dict.borrow_mut();
-                let room = CONTAINER_ITEMS.saturating_sub(dict.len());
-                dict.extend(items.into_iter().take(room));
-                weight.set(weight.get().saturating_add(added));
-                weight.get()
-            }
-            V::Shared(weight, _) => {
-                weight.set(weight.get().saturating_add(added));
-                weight.get()
-            }
+        let (dict, shape) = match self.top()? {
+            V::Dict(dict, shape) => (Some(dict.clone()), shape.clone()),
+            V::Shared(shape, _) => (None, shape.clone()),
             // SETITEM on other objects calls their `__setitem__`.
-            V::Call(_) | V::Opaque => return Ok(()),
+            V::Call(..) | V::Opaque => return Ok(()),
             other => return Err(Stop::Invalid(format!("SETITEM on {}", other.describe()))),
         };
-        self.check_expansion(weight);
+        self.nest(&shape, items.iter().flat_map(|(k, v)| [k, v]));
+        if let Some(dict) = dict {
+            let mut dict = dict.borrow_mut();
+            let room = CONTAINER_ITEMS.saturating_sub(dict.len());
+            dict.extend(items.into_iter().take(room));
+        }
+        shape.weight.set(shape.weight.get().saturating_add(added));
+        self.check_expansion(shape.weight.get());
         Ok(())
     }
 }
@@ -1013,9 +1161,9 @@ impl Vm<'_, '_> {
         self.on_global(&module, &name, offset, "INST");
         let args = self.pop_mark()?;
         let callable = V::Global(Rc::new((module, name)));
-        let args = V::Tuple(Rc::new(cap(args)));
+        let args = args_tuple(args);
         self.on_call(&callable, &args, offset, "INST");
-        self.push(V::Call(Rc::new((callable, args))))
+        self.push_call(callable, args)
     }
 
     /// OBJ: a call of the first item above the mark with the others.
@@ -1026,9 +1174,9 @@ impl Vm<'_, '_> {
             return Err(Stop::Invalid("OBJ without a class".into()));
         }
         let callable = items.remove(0);
-        let args = V::Tuple(Rc::new(cap(items)));
+        let args = args_tuple(items);
         self.on_call(&callable, &args, offset, "OBJ");
-        self.push(V::Call(Rc::new((callable, args))))
+        self.push_call(callable, args)
     }
 
     /// REDUCE and NEWOBJ: a call of the callable below the arguments.
@@ -1037,7 +1185,14 @@ impl Vm<'_, '_> {
         let args = self.pop()?;
         let callable = self.pop()?;
         self.on_call(&callable, &args, offset, opcode);
-        self.push(V::Call(Rc::new((callable, args))))
+        self.push_call(callable, args)
+    }
+
+    /// Pushes the result of a call, noting how deep it nests.
+    fn push_call(&mut self, callable: V, args: V) -> Result<(), Stop> {
+        let result = new_call(callable, args);
+        self.note_depth(result.depth(), false);
+        self.push(result)
     }
 
     /// NEWOBJ_EX: NEWOBJ with keyword arguments.
@@ -1047,7 +1202,7 @@ impl Vm<'_, '_> {
         let args = self.pop()?;
         let class = self.pop()?;
         self.on_call(&class, &args, offset, "NEWOBJ_EX");
-        self.push(V::Call(Rc::new((class, args))))
+        self.push_call(class, args)
     }
 
     /// BUILD: the state goes into the object below it, which stays on the stack.
@@ -1068,7 +1223,7 @@ impl Vm<'_, '_> {
 
     /// PyTorch's persistent ids: `('storage', <storage type>, key, location, numel)`.
     fn record_storage(&mut self, pid: &V) {
-        let V::Tuple(items) = pid else { return };
+        let V::Tuple(items, _) = pid else { return };
         if items.len() < 5
             || items[0].as_str() != Some("storage")
             || self.ctx.storage_refs.len() >= 1_000_000
@@ -1094,6 +1249,15 @@ impl Vm<'_, '_> {
         offset: u64,
         input: &mut Input<impl BufRead>,
     ) -> Result<(), Stop> {
+        if let Some(value) = setstate_in(state) {
+            self.ctx.add(
+                "pickle-setstate-injection",
+                Verdict::Malicious,
+                self.location(offset),
+                format!("BUILD puts a __setstate__ ({}) into an object's attributes: the loader calls it with the state of the next BUILD on that object, a call no REDUCE shows (fickling GHSA-mhc9-48gj-9gp3)", value.describe()),
+                Some(value.describe()),
+            );
+        }
         match target {
             V::Global(g) => {
                 self.ctx.add(
@@ -1104,7 +1268,7 @@ impl Vm<'_, '_> {
                     Some(format!("{}.{}", g.0, g.1)),
                 );
             }
-            V::Call(call)
+            V::Call(call, _)
                 if call.0.global() == Some(("joblib.numpy_pickle", "NumpyArrayWrapper")) =>
             {
                 self.skip_joblib_array(state, input)?;
@@ -1132,14 +1296,14 @@ impl Vm<'_, '_> {
         };
         let dtype = field("dtype");
         let code = match &dtype {
-            Some(V::Call(call))
+            Some(V::Call(call, _))
                 if call
                     .0
                     .global()
                     .is_some_and(|(m, n)| m.starts_with("numpy") && n == "dtype") =>
             {
                 match &call.1 {
-                    V::Tuple(args) => args.first().and_then(V::as_str).map(str::to_string),
+                    V::Tuple(args, _) => args.first().and_then(V::as_str).map(str::to_string),
                     _ => None,
                 }
             }
@@ -1158,7 +1322,7 @@ impl Vm<'_, '_> {
             .ok_or_else(|| Stop::Invalid(format!("joblib array with unsupported dtype {code}")))?;
         let mut count: u64 = 1;
         match field("shape") {
-            Some(V::Tuple(dims)) => {
+            Some(V::Tuple(dims, _)) => {
                 for d in dims.iter() {
                     match d {
                         V::Int(n) if *n >= 0 => {
@@ -1191,7 +1355,7 @@ impl Vm<'_, '_> {
     fn on_call(&mut self, callable: &V, args: &V, offset: u64, opcode: &str) {
         if !self.pending.is_empty() {
             self.used(callable);
-            if let V::Tuple(items) = args {
+            if let V::Tuple(items, _) = args {
                 items.iter().for_each(|i| self.used(i));
             }
         }
@@ -1230,7 +1394,7 @@ const KEPT_VALUES: usize = 100_000;
 struct Memo {
     kept: HashMap<u32, V>,
     /// Expanded size and hashability of memoized containers (capped like `kept`).
-    shapes: HashMap<u32, (Rc<Cell<u64>>, bool)>,
+    shapes: HashMap<u32, (Rc<Shape>, bool)>,
     dense: Vec<u64>,
     sparse: std::collections::HashSet<u32>,
     len: u64,
@@ -1267,10 +1431,10 @@ impl Memo {
             self.len += 1;
         }
         let shape = match &value {
-            V::List(_, w) | V::Dict(_, w) => Some((w.clone(), false)),
-            V::Shared(w, hashable) => Some((w.clone(), *hashable)),
-            V::Tuple(_) | V::Call(_) if value.weight() > 1 => {
-                Some((Rc::new(Cell::new(value.weight())), true))
+            V::List(_, s) | V::Dict(_, s) => Some((s.clone(), false)),
+            V::Shared(s, hashable) => Some((s.clone(), *hashable)),
+            V::Tuple(..) | V::Call(..) if value.weight() > 1 || value.depth() > 1 => {
+                Some((Shape::new(value.weight(), value.depth()), true))
             }
             _ => None,
         };
@@ -1310,9 +1474,9 @@ fn keepable(value: V) -> Option<V> {
         {
             Some(value)
         }
-        V::Call(ref call) => match &call.1 {
-            V::Tuple(args) if args.len() <= 8 && args.iter().all(small) => Some(value),
-            _ => Some(V::Call(Rc::new((call.0.clone(), V::Opaque)))),
+        V::Call(ref call, depth) => match &call.1 {
+            V::Tuple(args, _) if args.len() <= 8 && args.iter().all(small) => Some(value),
+            _ => Some(V::Call(Rc::new((call.0.clone(), V::Opaque)), depth)),
         },
         _ => None,
     }
@@ -1326,26 +1490,35 @@ fn detach(v: V) -> V {
         match v {
             V::List(..) | V::Dict(..) => true,
             _ if depth > 16 => true,
-            V::Tuple(items) => items.iter().any(|i| holds_mutable(i, depth + 1)),
-            V::Call(call) => holds_mutable(&call.0, depth + 1) || holds_mutable(&call.1, depth + 1),
+            V::Tuple(items, _) => items.iter().any(|i| holds_mutable(i, depth + 1)),
+            V::Call(call, _) => {
+                holds_mutable(&call.0, depth + 1) || holds_mutable(&call.1, depth + 1)
+            }
             _ => false,
         }
     }
     fn rebuild(v: V, depth: usize) -> V {
         match v {
-            V::List(_, w) | V::Dict(_, w) => V::Shared(w, false),
+            V::List(_, s) | V::Dict(_, s) => V::Shared(s, false),
+            // Deeper items are dropped; the depth recorded above them stays.
             _ if depth > 16 => V::Opaque,
-            V::Tuple(items) => V::Tuple(Rc::new(
-                items
-                    .iter()
-                    .cloned()
-                    .map(|i| rebuild(i, depth + 1))
-                    .collect(),
-            )),
-            V::Call(call) => V::Call(Rc::new((
-                rebuild(call.0.clone(), depth + 1),
-                rebuild(call.1.clone(), depth + 1),
-            ))),
+            V::Tuple(items, d) => V::Tuple(
+                Rc::new(
+                    items
+                        .iter()
+                        .cloned()
+                        .map(|i| rebuild(i, depth + 1))
+                        .collect(),
+                ),
+                d,
+            ),
+            V::Call(call, d) => V::Call(
+                Rc::new((
+                    rebuild(call.0.clone(), depth + 1),
+                    rebuild(call.1.clone(), depth + 1),
+                )),
+                d,
+            ),
             other => other,
         }
     }
@@ -1363,6 +1536,32 @@ fn require_hashable(items: &[V], opcode: &str) -> Result<(), Stop> {
             item.describe()
         ))),
         None => Ok(()),
+    }
+}
+
+/// The value a BUILD state sets as `__setstate__` (in its dict, or the dict of a
+/// `(dict, slots)` pair), if any.
+fn setstate_in(state: &V) -> Option<V> {
+    let dicts: Vec<&V> = match state {
+        V::Tuple(items, _) => items.iter().take(2).collect(),
+        other => vec![other],
+    };
+    dicts.into_iter().find_map(|d| match d {
+        V::Dict(items, _) => items
+            .borrow()
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("__setstate__"))
+            .map(|(_, v)| v.clone()),
+        _ => None,
+    })
+}
+
+/// The arguments of INST and OBJ as a tuple (at most [`CONTAINER_ITEMS`] kept, depth of all).
+fn args_tuple(items: Vec<V>) -> V {
+    let depth = items.iter().map(V::depth).max().unwrap_or(0);
+    match new_tuple(cap(items)) {
+        V::Tuple(items, d) => shallow(V::Tuple(items, d.max(depth.saturating_add(1)))),
+        other => other,
     }
 }
 
@@ -1581,12 +1780,12 @@ fn collect_bytes(v: &V, out: &mut Vec<Rc<[u8]>>, depth: usize) {
     match v {
         V::Bytes(Some(b)) => out.push(b.clone()),
         V::Str(s) if s.len() > 2 => out.push(Rc::from(s.as_bytes())),
-        V::Tuple(items) => items.iter().for_each(|i| collect_bytes(i, out, depth + 1)),
+        V::Tuple(items, _) => items.iter().for_each(|i| collect_bytes(i, out, depth + 1)),
         V::List(items, _) => items
             .borrow()
             .iter()
             .for_each(|i| collect_bytes(i, out, depth + 1)),
-        V::Call(call) => collect_bytes(&call.1, out, depth + 1),
+        V::Call(call, _) => collect_bytes(&call.1, out, depth + 1),
         _ => {}
     }
 }

@@ -3,7 +3,7 @@
 //! finding can say why; anything on neither list is at least suspicious.
 
 /// Bumped whenever an allow or deny entry changes (reported through `SCANNER_VERSION`).
-pub const POLICY_VERSION: u32 = 3;
+pub const POLICY_VERSION: u32 = 4;
 
 pub enum Class {
     Allowed,
@@ -857,6 +857,28 @@ const DANGEROUS_MODULES: &[(&str, &str)] = &[
     ("torch._functorch", "compiles and runs code"),
     ("torch._lazy", "compiles and runs code"),
     ("_interpreters", "runs code in another interpreter"),
+    (
+        "_testcapi",
+        "runs code in another interpreter (run_in_subinterp)",
+    ),
+    (
+        "_testinternalcapi",
+        "runs code in another interpreter (run_in_subinterp_with_config)",
+    ),
+    ("_testsinglephase", "CPython test internals"),
+    ("_testmultiphase", "CPython test internals"),
+    (
+        "torch._C",
+        "native internals (TorchScript loading, file access, operator registration)",
+    ),
+    (
+        "torch.classes",
+        "native custom classes from loaded libraries",
+    ),
+    (
+        "rlcompleter",
+        "evaluates expressions (Completer.attr_matches)",
+    ),
     ("_xxsubinterpreters", "runs code in another interpreter"),
     ("_interpqueues", "talks to another interpreter"),
     ("_interpchannels", "talks to another interpreter"),
@@ -911,6 +933,390 @@ const DANGEROUS_MODULES: &[(&str, &str)] = &[
     ("numpy.ctypeslib", "loads native libraries"),
     ("numpy.testing", "runs programs"),
     ("pandas.io", "reads files and URLs"),
+];
+
+/// Callables and modules of the bypasses published against picklescan, fickling and modelscan
+/// (their GitHub security advisories and test suites, reviewed for policy version 4):
+/// `(module, name or "*" for the whole module, advisory, why)`; `why` names the advisory so the
+/// finding does. Every one reaches code execution, the file system, the network, process control
+/// or another interpreter when a loader calls it, so every one is malicious; most were already
+/// covered by [`DANGEROUS_MODULES`], and this table is checked first so that the finding names the
+/// advisory. `tests/advisories.rs` builds one pickle per family.
+pub const ADVISORIES: &[(&str, &str, &str, &str)] = &[
+    // picklescan: callables its deny list missed.
+    (
+        "torch.utils.bottleneck.__main__",
+        "run_cprofile",
+        "GHSA-4r9r-ch6f-vxmx",
+        "runs Python source under cProfile (picklescan GHSA-4r9r-ch6f-vxmx)",
+    ),
+    (
+        "torch.utils.bottleneck.__main__",
+        "run_autograd_prof",
+        "GHSA-4whj-rm5r-c2v8",
+        "runs Python source under the autograd profiler (picklescan GHSA-4whj-rm5r-c2v8)",
+    ),
+    (
+        "torch._dynamo.guards",
+        "GuardBuilder.get",
+        "GHSA-86cj-95qr-2p4f",
+        "evaluates a guard expression (picklescan GHSA-86cj-95qr-2p4f)",
+    ),
+    (
+        "torch.fx.experimental.symbolic_shapes",
+        "ShapeEnv.evaluate_guards_expression",
+        "GHSA-f4x7-rfwp-v3xw",
+        "evaluates code (picklescan GHSA-f4x7-rfwp-v3xw)",
+    ),
+    (
+        "torch.utils.collect_env",
+        "run",
+        "GHSA-f745-w6jp-hpxx",
+        "runs a shell command (picklescan GHSA-f745-w6jp-hpxx)",
+    ),
+    (
+        "torch.utils.collect_env",
+        "run_and_read_all",
+        "GHSA-jhph-76pp-mggw",
+        "runs a shell command (picklescan GHSA-jhph-76pp-mggw)",
+    ),
+    (
+        "torch.utils.data.datapipes.utils.decoder",
+        "basichandlers",
+        "GHSA-h3qp-7fh3-f8h4",
+        "unpickles its bytes argument (picklescan GHSA-h3qp-7fh3-f8h4)",
+    ),
+    (
+        "torch.jit.unsupported_tensor_ops",
+        "execWrapper",
+        "GHSA-vr7h-p6mm-wpmh",
+        "exec of its argument (picklescan GHSA-vr7h-p6mm-wpmh)",
+    ),
+    (
+        "torch.utils._config_module",
+        "ConfigModule.load_config",
+        "GHSA-vv6j-3g6g-2pvj",
+        "unpickles its bytes argument (picklescan GHSA-vv6j-3g6g-2pvj)",
+    ),
+    (
+        "trace",
+        "Trace.run",
+        "GHSA-5qwp-399c-mjwf",
+        "exec of its argument (picklescan GHSA-5qwp-399c-mjwf)",
+    ),
+    (
+        "trace",
+        "Trace.runctx",
+        "GHSA-g344-hcph-8vgg",
+        "exec of its argument (picklescan GHSA-g344-hcph-8vgg)",
+    ),
+    (
+        "profile",
+        "Profile.run",
+        "GHSA-x696-vm39-cp64",
+        "exec of its argument (picklescan GHSA-x696-vm39-cp64)",
+    ),
+    (
+        "profile",
+        "Profile.runctx",
+        "GHSA-6vqj-c2q5-j97w",
+        "exec of its argument (picklescan GHSA-6vqj-c2q5-j97w)",
+    ),
+    (
+        "profile",
+        "run",
+        "GHSA-7wx9-6375-f5wh",
+        "exec of its argument (picklescan GHSA-7wx9-6375-f5wh)",
+    ),
+    (
+        "lib2to3.pgen2.grammar",
+        "Grammar.loads",
+        "GHSA-f54q-57x4-jg88",
+        "unpickles its bytes argument (picklescan GHSA-f54q-57x4-jg88)",
+    ),
+    (
+        "lib2to3.pgen2.pgen",
+        "ParserGenerator.make_label",
+        "GHSA-p9w7-82w4-7q8m",
+        "eval of its argument (picklescan GHSA-p9w7-82w4-7q8m)",
+    ),
+    (
+        "idlelib.debugobj",
+        "ObjectTreeItem.SetText",
+        "GHSA-3vg9-h568-4w9m",
+        "eval of its argument (picklescan GHSA-3vg9-h568-4w9m)",
+    ),
+    (
+        "idlelib.autocomplete",
+        "AutoComplete.get_entity",
+        "GHSA-6w4w-5w54-rjvr",
+        "eval of its argument (picklescan GHSA-6w4w-5w54-rjvr)",
+    ),
+    (
+        "idlelib.autocomplete",
+        "AutoComplete.fetch_completions",
+        "GHSA-7cq8-mj8x-j263",
+        "eval of its argument (picklescan GHSA-7cq8-mj8x-j263)",
+    ),
+    (
+        "idlelib.calltip",
+        "Calltip.fetch_tip",
+        "GHSA-8r4j-24qv-fmq9",
+        "eval of its argument (picklescan GHSA-8r4j-24qv-fmq9)",
+    ),
+    (
+        "idlelib.calltip",
+        "get_entity",
+        "GHSA-9xph-j2h6-g47v",
+        "eval of its argument (picklescan GHSA-9xph-j2h6-g47v)",
+    ),
+    (
+        "idlelib.run",
+        "Executive.runcode",
+        "GHSA-m869-42cg-3xwr",
+        "exec of its argument (picklescan GHSA-m869-42cg-3xwr)",
+    ),
+    (
+        "idlelib.pyshell",
+        "ModifiedInterpreter.runcommand",
+        "GHSA-j343-8v2j-ff7w",
+        "exec of its argument (picklescan GHSA-j343-8v2j-ff7w)",
+    ),
+    (
+        "idlelib.pyshell",
+        "ModifiedInterpreter.runcode",
+        "GHSA-3gf5-cxq9-w223",
+        "exec of its argument (picklescan GHSA-3gf5-cxq9-w223)",
+    ),
+    (
+        "code",
+        "InteractiveInterpreter.runcode",
+        "GHSA-cj3c-v495-4xqh",
+        "exec of its argument (picklescan GHSA-cj3c-v495-4xqh)",
+    ),
+    (
+        "ensurepip",
+        "_run_pip",
+        "GHSA-xp4f-hrf8-rxw7",
+        "exec of its argument (picklescan GHSA-xp4f-hrf8-rxw7)",
+    ),
+    (
+        "doctest",
+        "debug_script",
+        "GHSA-fqq6-7vqf-w3fg",
+        "exec of its argument (picklescan GHSA-fqq6-7vqf-w3fg)",
+    ),
+    (
+        "cProfile",
+        "runctx",
+        "GHSA-9w88-8rmg-7g2p",
+        "exec of its argument (picklescan GHSA-9w88-8rmg-7g2p)",
+    ),
+    (
+        "cProfile",
+        "run",
+        "GHSA-49gj-c84q-6qm9",
+        "exec of its argument (picklescan GHSA-49gj-c84q-6qm9; fickling GHSA-p523-jq9w-64x9)",
+    ),
+    (
+        "asyncio.unix_events",
+        "_UnixSubprocessTransport._start",
+        "GHSA-q77w-mwjj-7mqx",
+        "starts a process (picklescan GHSA-q77w-mwjj-7mqx, GHSA-jgw4-cr84-mqxg)",
+    ),
+    (
+        "distutils.file_util",
+        "write_file",
+        "GHSA-m273-6v24-x4m4",
+        "writes a file (picklescan GHSA-m273-6v24-x4m4)",
+    ),
+    (
+        "ctypes",
+        "CDLL",
+        "GHSA-4675-36f9-wf6r",
+        "loads a native library (picklescan GHSA-4675-36f9-wf6r; fickling GHSA-q5qq-mvfm-j35x)",
+    ),
+    (
+        "pydoc",
+        "locate",
+        "GHSA-84r2-jw7c-4r5q",
+        "imports any module by name (picklescan GHSA-84r2-jw7c-4r5q; fickling GHSA-5hvc-6wx8-mvv4)",
+    ),
+    (
+        "operator",
+        "methodcaller",
+        "GHSA-84r2-jw7c-4r5q",
+        "calls any method by name (picklescan GHSA-84r2-jw7c-4r5q)",
+    ),
+    (
+        "_operator",
+        "*",
+        "GHSA-955r-x9j8-7rhh",
+        "attrgetter, itemgetter, methodcaller reach any attribute (picklescan GHSA-955r-x9j8-7rhh)",
+    ),
+    (
+        "pty",
+        "spawn",
+        "GHSA-vqmv-47xg-9wpr",
+        "spawns a shell (picklescan GHSA-vqmv-47xg-9wpr; fickling GHSA-r7v6-mfhq-g3m2)",
+    ),
+    (
+        "numpy.f2py.crackfortran",
+        "getlincoef",
+        "GHSA-r8g5-cgf2-4m4m",
+        "eval of its argument (picklescan GHSA-r8g5-cgf2-4m4m)",
+    ),
+    (
+        "pkgutil",
+        "resolve_name",
+        "GHSA-vvpj-8cmc-gx39",
+        "returns any object named by a string, os:system included (picklescan GHSA-vvpj-8cmc-gx39)",
+    ),
+    (
+        "codeop",
+        "*",
+        "GHSA-g38g-8gr9-h9xp",
+        "compiles Python source (picklescan GHSA-g38g-8gr9-h9xp)",
+    ),
+    (
+        "compileall",
+        "*",
+        "GHSA-g38g-8gr9-h9xp",
+        "compiles and writes Python files (picklescan GHSA-g38g-8gr9-h9xp)",
+    ),
+    (
+        "py_compile",
+        "*",
+        "GHSA-g38g-8gr9-h9xp",
+        "compiles and writes Python files (picklescan GHSA-g38g-8gr9-h9xp)",
+    ),
+    (
+        "runpy",
+        "*",
+        "GHSA-g38g-8gr9-h9xp",
+        "runs Python files and modules (picklescan GHSA-g38g-8gr9-h9xp; fickling GHSA-wfq2-52f7-7qvj)",
+    ),
+    (
+        "pdb",
+        "*",
+        "GHSA-g38g-8gr9-h9xp",
+        "runs Python source (picklescan GHSA-g38g-8gr9-h9xp)",
+    ),
+    (
+        "imaplib",
+        "IMAP4_stream",
+        "GHSA-g38g-8gr9-h9xp",
+        "runs its argument as a command (picklescan GHSA-g38g-8gr9-h9xp)",
+    ),
+    (
+        "_pyrepl",
+        "*",
+        "GHSA-g38g-8gr9-h9xp",
+        "pager runs its argument as a command (picklescan GHSA-g38g-8gr9-h9xp)",
+    ),
+    (
+        "test",
+        "*",
+        "GHSA-g38g-8gr9-h9xp",
+        "CPython's test helpers run code and commands (picklescan GHSA-g38g-8gr9-h9xp)",
+    ),
+    (
+        "uuid",
+        "_get_command_stdout",
+        "GHSA-g38g-8gr9-h9xp",
+        "runs a command (picklescan GHSA-g38g-8gr9-h9xp; fickling GHSA-5hwf-rc88-82xm)",
+    ),
+    (
+        "_osx_support",
+        "*",
+        "GHSA-5hwf-rc88-82xm",
+        "_read_output runs a command (fickling GHSA-5hwf-rc88-82xm; picklescan GHSA-g38g-8gr9-h9xp)",
+    ),
+    (
+        "_aix_support",
+        "*",
+        "GHSA-5hwf-rc88-82xm",
+        "_read_cmd_output runs a command (fickling GHSA-5hwf-rc88-82xm; picklescan GHSA-g38g-8gr9-h9xp)",
+    ),
+    // fickling: modules its unsafe-import list missed.
+    (
+        "marshal",
+        "loads",
+        "GHSA-565g-hwwr-4pp3",
+        "loads a code object (fickling GHSA-565g-hwwr-4pp3)",
+    ),
+    (
+        "types",
+        "FunctionType",
+        "GHSA-565g-hwwr-4pp3",
+        "makes a code object callable (fickling GHSA-565g-hwwr-4pp3)",
+    ),
+    (
+        "importlib",
+        "import_module",
+        "GHSA-q5qq-mvfm-j35x",
+        "imports any module (fickling GHSA-q5qq-mvfm-j35x)",
+    ),
+    (
+        "code",
+        "InteractiveInterpreter",
+        "GHSA-q5qq-mvfm-j35x",
+        "an interpreter whose runsource executes code (fickling GHSA-q5qq-mvfm-j35x)",
+    ),
+    (
+        "multiprocessing.util",
+        "spawnv_passfds",
+        "GHSA-q5qq-mvfm-j35x",
+        "starts a process (fickling GHSA-q5qq-mvfm-j35x)",
+    ),
+    (
+        "builtins",
+        "getattr",
+        "GHSA-h4rm-mm56-xf63",
+        "reaches any attribute, os.system included (fickling GHSA-h4rm-mm56-xf63)",
+    ),
+    (
+        "smtplib",
+        "*",
+        "GHSA-mhc9-48gj-9gp3",
+        "network connections (fickling GHSA-mhc9-48gj-9gp3)",
+    ),
+    (
+        "socketserver",
+        "*",
+        "GHSA-mhc9-48gj-9gp3",
+        "listens on the network (fickling GHSA-mhc9-48gj-9gp3)",
+    ),
+    (
+        "signal",
+        "*",
+        "GHSA-mhc9-48gj-9gp3",
+        "process control (fickling GHSA-mhc9-48gj-9gp3)",
+    ),
+    (
+        "sqlite3",
+        "*",
+        "GHSA-mhc9-48gj-9gp3",
+        "opens and writes files (fickling GHSA-mhc9-48gj-9gp3)",
+    ),
+    (
+        "_posixsubprocess",
+        "*",
+        "GHSA-m6fh-58r7-x697",
+        "fork_exec runs a program (fickling GHSA-m6fh-58r7-x697)",
+    ),
+    (
+        "site",
+        "*",
+        "GHSA-m6fh-58r7-x697",
+        "addsitedir runs .pth files (fickling GHSA-m6fh-58r7-x697)",
+    ),
+    (
+        "atexit",
+        "*",
+        "GHSA-m6fh-58r7-x697",
+        "runs a callable at exit (fickling GHSA-m6fh-58r7-x697)",
+    ),
 ];
 
 /// Exact callables that are dangerous although their module is not.
@@ -1019,6 +1425,19 @@ pub fn classify(module: &str, name: &str) -> Class {
     }
     // A dotted attribute (`os.path` in STACK_GLOBAL names) is judged by its root object too.
     let full = format!("{module}.{name}");
+    if let Some((_, _, _, why)) = ADVISORIES.iter().find(|(m, n, _, _)| {
+        if *n == "*" {
+            within(module, m)
+        } else {
+            *m == module
+                && (*n == name
+                    || name
+                        .strip_prefix(n)
+                        .is_some_and(|rest| rest.starts_with('.')))
+        }
+    }) {
+        return Class::Dangerous(why);
+    }
     if let Some((_, why)) = DANGEROUS_MODULES
         .iter()
         .find(|(root, _)| within(module, root) || within(&full, root))
@@ -1076,6 +1495,34 @@ mod tests {
         assert!(matches!(classify("torch", "nn"), Class::Unknown));
         assert!(matches!(
             classify("numpy", "__builtins__"),
+            Class::Dangerous(_)
+        ));
+    }
+
+    #[test]
+    fn every_advisory_entry_is_malicious_and_names_its_advisory() {
+        for (module, name, advisory, why) in ADVISORIES {
+            assert!(
+                why.contains(advisory),
+                "{module}.{name}: reason names {advisory}"
+            );
+            let name = if *name == "*" { "anything" } else { name };
+            match classify(module, name) {
+                Class::Dangerous(reason) => assert!(
+                    reason.contains(advisory),
+                    "{module}.{name} is rated with {reason:?}, not its advisory {advisory}"
+                ),
+                _ => panic!("{module}.{name} ({advisory}) is not malicious"),
+            }
+        }
+        // The exact entries do not spill over to their module.
+        assert!(matches!(classify("uuid", "UUID"), Class::Allowed));
+        assert!(matches!(
+            classify("torch._C", "_jit_pass"),
+            Class::Dangerous(_)
+        ));
+        assert!(matches!(
+            classify("_testcapi", "run_in_subinterp"),
             Class::Dangerous(_)
         ));
     }

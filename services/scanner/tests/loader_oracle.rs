@@ -396,6 +396,29 @@ fn cases() -> Vec<Case> {
             ]),
         ),
         case("benign-shared-structure", shared_structure(3)),
+        // --- deep nesting: CPython's unpicklers are iterative, so depth alone loads ---
+        case(
+            "deep-nesting-then-call",
+            cat(&[&proto(2), &nested_tuples(1100), b"0", &system, &[STOP]]),
+        ),
+        case(
+            "benign-deep-nesting",
+            cat(&[&proto(2), &nested_tuples(1100), &[STOP]]),
+        ),
+        // --- a __setstate__ put into an object's attributes by one BUILD runs at the next ---
+        case(
+            "build-setstate-injection",
+            cat(&[
+                &proto(2),
+                &global("argparse", "Namespace"),
+                &[EMPTY_TUPLE, NEWOBJ, EMPTY_DICT],
+                &unicode("__setstate__"),
+                &global("posix", "system"),
+                &[b's', BUILD],
+                &unicode(MARKER_CMD),
+                &[BUILD, STOP],
+            ]),
+        ),
         // The call text sits in a string only: nothing imports anything.
         case(
             "benign-global-text-in-a-string",
@@ -423,6 +446,21 @@ fn cases() -> Vec<Case> {
             stricter: Some(
                 "rewrites the process-wide extension registry: every later load in the same \
                  process can resolve an EXT code to os.system",
+            ),
+        },
+        Case {
+            name: "call-after-a-key-too-deep-to-hash",
+            bytes: cat(&[
+                &proto(2),
+                &[EMPTY_DICT],
+                &nested_tuples(1_000_000),
+                &[NONE, b's', b'0'],
+                &system,
+                &[STOP],
+            ]),
+            stricter: Some(
+                "CPython crashes (SIGSEGV) hashing the key before the call; how deep it gets \
+                 depends on the loading thread's stack, so the scanner reads on and rates the call",
             ),
         },
     ];
@@ -454,6 +492,13 @@ fn frame_split(in_frame: &[u8], after: &[u8]) -> Vec<u8> {
         &unicode(MARKER_CMD),
         &[TUPLE1, REDUCE, STOP],
     ])
+}
+
+/// `n` tuples nested in one another, `((((),),),)`, pushed on the stack.
+fn nested_tuples(n: usize) -> Vec<u8> {
+    let mut p = vec![EMPTY_TUPLE];
+    p.extend(std::iter::repeat_n(TUPLE1, n - 1));
+    p
 }
 
 /// l0 = [0]; l(n+1) = [l(n)] * 10.

@@ -286,3 +286,105 @@ fn openvino_ir_is_recognised_by_structure() {
         "openvino-ir"
     );
 }
+
+/// `n` tuples nested in one another, `((((),),),)`, pushed on the stack.
+fn nested_tuples(n: usize) -> Vec<u8> {
+    let mut p = vec![EMPTY_TUPLE];
+    p.extend(std::iter::repeat_n(TUPLE1, n - 1));
+    p
+}
+
+#[test]
+fn deep_nesting_is_rated_by_what_cpython_does_with_it() {
+    let deep = |n: usize| cat(&[&proto(2), &nested_tuples(n), &[STOP]]);
+    // CPython's unpicklers are iterative: any depth loads. Within the recursion limit it is
+    // what pickle.dumps writes; beyond it, nothing writes it and using the object recurses.
+    assert_verdict(&deep(1000), "a.pkl", Clean);
+    assert_rule(
+        &assert_verdict(&deep(1001), "a.pkl", Suspicious),
+        "pickle-deep-nesting",
+    );
+    // Millions of levels: the emulator keeps its own values shallow (no stack overflow).
+    assert_rule(
+        &assert_verdict(&deep(3_000_000), "a.pkl", Suspicious),
+        "pickle-deep-nesting",
+    );
+    // Calls of calls nest the same way.
+    let mut chain = cat(&[
+        &proto(2),
+        &global("builtins", "set"),
+        &[EMPTY_TUPLE, REDUCE],
+    ]);
+    for _ in 0..2_000_000 {
+        chain.extend([EMPTY_TUPLE, REDUCE]);
+    }
+    chain.push(STOP);
+    assert_verdict(&chain, "a.pkl", Malicious); // calling a call result: a computed callable
+    // Lists built bottom-up (as pickle.dumps writes them) ...
+    let mut lists = proto(2);
+    for _ in 0..1500 {
+        lists.extend([b']', MARK]);
+    }
+    lists.extend(std::iter::repeat_n(b'e', 1500));
+    lists.push(STOP);
+    assert_rule(
+        &assert_verdict(&lists, "a.pkl", Suspicious),
+        "pickle-deep-nesting",
+    );
+    // ... and top-down through the memo (each list filled after it was placed) are both seen.
+    let mut top_down = cat(&[&proto(2), &[b']', b'q', 0]]);
+    for _ in 0..1500 {
+        top_down.extend([b']', b'q', 1, b'a', b'0', b'h', 1]);
+    }
+    top_down.extend([b'0', b'h', 0, STOP]);
+    assert_rule(
+        &assert_verdict(&top_down, "a.pkl", Suspicious),
+        "pickle-deep-nesting",
+    );
+    // A list holding itself nests no deeper.
+    let mut cycle = cat(&[&proto(2), &[b']', b'q', 0]]);
+    for _ in 0..2000 {
+        cycle.extend([b'h', 0, b'a']);
+    }
+    cycle.push(STOP);
+    let report = verdict_of(&cycle, "a.pkl");
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.rule == "pickle-deep-nesting"),
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn keys_too_deep_to_hash_are_malformed_and_the_parse_goes_on() {
+    // A dict key nested 20,000 deep: CPython's tuple hash recurses on the C stack (a crash on
+    // a 1 MiB stack; about 130,000 levels on Linux's 8 MiB).
+    let key = |n: usize, after: &[u8]| {
+        cat(&[
+            &proto(2),
+            &[EMPTY_DICT],
+            &nested_tuples(n),
+            &[NONE, b's', b'0'],
+            after,
+            &[NONE, STOP],
+        ])
+    };
+    assert_rule(
+        &assert_verdict(&key(20_000, &[]), "a.pkl", Malformed),
+        "pickle-deep-nesting",
+    );
+    // Deeper than the recursion limit but hashable: loadable, suspicious.
+    assert_verdict(&key(2_000, &[]), "a.pkl", Suspicious);
+    // Set members are hashed too.
+    let frozen = cat(&[&proto(4), &[MARK], &nested_tuples(20_000), &[0x91, STOP]]);
+    assert_verdict(&frozen, "a.pkl", Malformed);
+    // The crash depth depends on the loading thread's stack: a call after the key still counts.
+    let call_after = cat(&[
+        &global("posix", "system"),
+        &unicode("id"),
+        &[TUPLE1, REDUCE, b'0'],
+    ]);
+    assert_verdict(&key(20_000, &call_after), "a.pkl", Malicious);
+}
