@@ -1,6 +1,8 @@
 //! Model cards to HTML that can never run script or load remote content: raw HTML in the
-//! Markdown is shown as text, links keep only safe schemes, and images become links (a remote
-//! image would be a tracking pixel). The pages' Content-Security-Policy backs this up.
+//! Markdown is shown as text, links keep only safe schemes, a picture stored in the repository
+//! itself is shown (through the download route, behind its gates), and every other image
+//! becomes a link (a remote image would be a tracking pixel). The pages'
+//! Content-Security-Policy (`img-src 'self'`) backs this up.
 
 use pulldown_cmark::{CowStr, Event, LinkType, Options, Parser, Tag, TagEnd, html};
 
@@ -11,6 +13,18 @@ pub fn render_card(card: &str, files_base: &str) -> String {
     let parser = Parser::new_ext(body, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH);
     let mut in_image = false;
     let events = parser.map(move |event| match event {
+        // A picture of the repository's own files stays a picture.
+        Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if own_file(&dest_url) => Event::Start(Tag::Image {
+            link_type,
+            dest_url: in_repository(dest_url, files_base),
+            title,
+            id,
+        }),
         // Raw HTML, block or inline, is shown as the text it is.
         Event::Html(text) | Event::InlineHtml(text) => Event::Text(text),
         Event::Start(Tag::Link {
@@ -62,6 +76,18 @@ fn safe_url(url: CowStr<'_>) -> CowStr<'_> {
     }
 }
 
+/// A relative path inside the repository (`assets/arch.png`, `./x.png`), never climbing out of
+/// it: an image the page may load from the hub itself.
+fn own_file(url: &str) -> bool {
+    let url = url.trim();
+    !url.is_empty()
+        && !url.starts_with('/')
+        && !url.starts_with('#')
+        && !url.contains(':')
+        && !url.contains('\\')
+        && !url.split(['/', '?', '#']).any(|segment| segment == "..")
+}
+
 /// A relative link (`docs/a.md`, `./x.png`) made to point into the repository's files.
 fn in_repository<'a>(url: CowStr<'a>, files_base: &str) -> CowStr<'a> {
     let relative = !url.starts_with('/')
@@ -109,5 +135,19 @@ mod tests {
             html.contains("href=\"/alice/m/resolve/abc/docs/a.md\""),
             "{html}"
         );
+    }
+
+    #[test]
+    fn pictures_of_the_repository_show_and_others_stay_links() {
+        let html = render_card(
+            "![arch](assets/arch.png) ![up](../../other/x.png) ![abs](/api/v1/repos) ![far](https://example.org/x.png)",
+            "/alice/m/resolve/abc/",
+        );
+        assert!(
+            html.contains("<img src=\"/alice/m/resolve/abc/assets/arch.png\" alt=\"arch\""),
+            "{html}"
+        );
+        assert_eq!(html.matches("<img").count(), 1, "{html}");
+        assert!(html.contains("href=\"https://example.org/x.png\""), "{html}");
     }
 }
