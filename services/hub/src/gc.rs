@@ -21,6 +21,9 @@ pub struct GcReport {
     pub blobs_removed: usize,
 }
 
+/// Blobs looked at per round trip of the collector's walk.
+const BLOB_BATCH: i64 = 5000;
+
 pub async fn collect(db: &PgPool, store: &BlobStore, settings: &Gc) -> anyhow::Result<GcReport> {
     let mut conn = db.acquire().await?;
     let live: HashSet<String> = db::processes::live(&mut conn).await?.into_iter().collect();
@@ -36,16 +39,22 @@ pub async fn collect(db: &PgPool, store: &BlobStore, settings: &Gc) -> anyhow::R
     report.repositories_purged =
         db::repos::purge_deleted(&mut conn, settings.deleted_repo_grace_days).await?;
     db::blobs::expire_grants(&mut conn, settings.blob_grace_secs).await?;
+    // One walk over the blobs in digest order, a batch at a time: memory for one batch, and
+    // each blob looked at once however many are collected.
+    let mut after = Vec::new();
     loop {
-        let doomed = db::blobs::take_unreferenced(&mut conn, settings.blob_grace_secs).await?;
-        if doomed.is_empty() {
-            break;
-        }
-        for sha in doomed {
+        let batch =
+            db::blobs::collect_batch(&mut conn, &after, BLOB_BATCH, settings.blob_grace_secs)
+                .await?;
+        for sha in batch.removed {
             if let Ok(bytes) = <[u8; 32]>::try_from(sha.as_slice()) {
                 store.delete_blob(&Sha256Digest::from_bytes(bytes)).await?;
                 report.blobs_removed += 1;
             }
+        }
+        match batch.last {
+            Some(last) => after = last,
+            None => break,
         }
     }
     tracing::info!(

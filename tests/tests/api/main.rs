@@ -15,6 +15,7 @@ mod matrix;
 mod notifications;
 mod ops;
 mod provenance;
+mod reads_at_scale;
 mod repos;
 mod resilience;
 mod reviews;

@@ -86,24 +86,59 @@ pub async fn expire_grants(conn: &mut PgConnection, grace_secs: u64) -> sqlx::Re
     Ok(())
 }
 
-/// Deletes the rows of up to 500 blobs that nothing references and nothing touched within
-/// `grace_secs`, and returns their digests (whose bytes the caller then deletes).
-pub async fn take_unreferenced(
+/// One batch of the collector's walk over every blob.
+#[derive(Debug, Default)]
+pub struct CollectedBatch {
+    /// The batch's last digest, where the next batch starts; none when the walk is done.
+    pub last: Option<Vec<u8>>,
+    /// The digests whose rows were deleted (whose bytes the caller then deletes).
+    pub removed: Vec<Vec<u8>>,
+}
+
+const COLLECT_BATCH: &str = "WITH batch AS (
+         SELECT sha256, last_seen_at FROM blobs WHERE sha256 > $1 ORDER BY sha256 LIMIT $2
+     ), doomed AS (
+         SELECT b.sha256 FROM blobs b
+         WHERE b.sha256 IN (SELECT sha256 FROM batch
+                            WHERE last_seen_at < now() - make_interval(secs => $3))
+           AND b.last_seen_at < now() - make_interval(secs => $3)
+           AND NOT EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = b.sha256)
+           AND NOT EXISTS (SELECT 1 FROM repository_uploads u WHERE u.sha256 = b.sha256)
+           AND NOT EXISTS (SELECT 1 FROM report_attachments a WHERE a.sha256 = b.sha256)
+         FOR UPDATE OF b SKIP LOCKED
+     ), gone AS (
+         DELETE FROM blobs d USING doomed WHERE d.sha256 = doomed.sha256 RETURNING d.sha256
+     )
+     SELECT (SELECT sha256 FROM batch ORDER BY sha256 DESC LIMIT 1),
+            COALESCE((SELECT array_agg(sha256) FROM gone), '{}')";
+
+/// Walks the blobs in digest order from after `after`, `batch` at a time: deletes the rows of
+/// those that nothing references and nothing touched within `grace_secs`. Each batch is a range
+/// of the primary key and one index probe per reference table and blob, so a walk over every
+/// blob costs in proportion to their number and holds one batch in memory.
+pub async fn collect_batch(
     conn: &mut PgConnection,
+    after: &[u8],
+    batch: i64,
     grace_secs: u64,
-) -> sqlx::Result<Vec<Vec<u8>>> {
-    sqlx::query_scalar(
-        "DELETE FROM blobs WHERE sha256 IN (
-             SELECT b.sha256 FROM blobs b
-             WHERE b.last_seen_at < now() - make_interval(secs => $1)
-               AND NOT EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = b.sha256)
-               AND NOT EXISTS (SELECT 1 FROM repository_uploads u WHERE u.sha256 = b.sha256)
-               AND NOT EXISTS (SELECT 1 FROM report_attachments a WHERE a.sha256 = b.sha256)
-             LIMIT 500
-             FOR UPDATE SKIP LOCKED)
-         RETURNING sha256",
-    )
-    .bind(grace_secs as f64)
-    .fetch_all(conn)
-    .await
+) -> sqlx::Result<CollectedBatch> {
+    let (last, removed): (Option<Vec<u8>>, Vec<Vec<u8>>) = sqlx::query_as(COLLECT_BATCH)
+        .bind(after)
+        .bind(batch)
+        .bind(grace_secs as f64)
+        .fetch_one(conn)
+        .await?;
+    Ok(CollectedBatch { last, removed })
+}
+
+/// PostgreSQL's plan (`EXPLAIN`) for [`collect_batch`], for the tests that hold it to its indexes.
+pub async fn explain_collect_batch(conn: &mut PgConnection, batch: i64) -> sqlx::Result<String> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {COLLECT_BATCH}")))
+            .bind(&[][..] as &[u8])
+            .bind(batch)
+            .bind(0f64)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().map(|(line,)| line + "\n").collect())
 }

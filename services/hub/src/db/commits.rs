@@ -2,7 +2,7 @@
 
 use super::types::RefKind;
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CommitRow {
@@ -219,27 +219,227 @@ pub async fn get(
     .await
 }
 
-/// Up to `limit` commits from `start` following parents: newest first.
+const HISTORY: &str = "WITH RECURSIVE chain AS (
+         SELECT c.*, 1 AS depth FROM commits c WHERE c.repository_id = $1 AND c.id = $2
+         UNION ALL
+         SELECT c.*, chain.depth + 1 FROM commits c
+         JOIN chain ON c.repository_id = chain.repository_id AND c.id = chain.parent_id
+         WHERE chain.depth < $3
+     )
+     SELECT id, parent_id, author_name, message, created_at, file_count, total_size
+     FROM chain ORDER BY depth";
+
+/// Up to `limit` commits from `start` following parents: newest first (one primary-key probe
+/// per commit, whatever the length of the history).
 pub async fn history(
     conn: &mut PgConnection,
     repository_id: i64,
     start: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<CommitRow>> {
-    sqlx::query_as(
-        "WITH RECURSIVE chain AS (
-             SELECT c.*, 1 AS depth FROM commits c WHERE c.repository_id = $1 AND c.id = $2
-             UNION ALL
-             SELECT c.*, chain.depth + 1 FROM commits c
-             JOIN chain ON c.repository_id = chain.repository_id AND c.id = chain.parent_id
-             WHERE chain.depth < $3
-         )
-         SELECT id, parent_id, author_name, message, created_at, file_count, total_size
-         FROM chain ORDER BY depth",
-    )
-    .bind(repository_id)
-    .bind(start)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
+    sqlx::query_as(HISTORY)
+        .bind(repository_id)
+        .bind(start)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+/// Where a keyset page of a commit's files starts and ends, in byte order (`COLLATE "C"`, the
+/// order every listing uses): paths under `prefix` (empty: all), from `from` (inclusive).
+#[derive(Debug, Clone)]
+pub struct FileRange<'a> {
+    pub repository_id: i64,
+    pub commit_id: &'a str,
+    /// A folder with its trailing `/`, or empty.
+    pub prefix: &'a str,
+    /// The first path the page may hold (see [`resume_bound`]); the prefix when none.
+    pub from: String,
+}
+
+impl<'a> FileRange<'a> {
+    /// The range of `prefix`, resumed after `cursor` (the last path or `folder/` of a page).
+    pub fn new(
+        repository_id: i64,
+        commit_id: &'a str,
+        prefix: &'a str,
+        cursor: Option<&str>,
+    ) -> Self {
+        let from = match cursor {
+            Some(c) if c > prefix => resume_bound(c),
+            _ => prefix.to_string(),
+        };
+        Self {
+            repository_id,
+            commit_id,
+            prefix,
+            from,
+        }
+    }
+}
+
+/// The least path after `cursor`: after a file `a/b` that is `a/b\u{1}` (no path holds NUL);
+/// after a folder `a/` (which stands for every path under it) it is `a0`, `0` being the byte
+/// after `/`.
+pub fn resume_bound(cursor: &str) -> String {
+    match cursor.strip_suffix('/') {
+        Some(folder) => format!("{folder}0"),
+        None => format!("{cursor}\u{1}"),
+    }
+}
+
+/// The first path after every path under `prefix` (`a/` gives `a0`); none for the root.
+fn prefix_end(prefix: &str) -> Option<String> {
+    prefix.strip_suffix('/').map(|p| format!("{p}0"))
+}
+
+fn push_range(sql: &mut QueryBuilder<Postgres>, f: &str, range: &FileRange<'_>, from: bool) {
+    sql.push(format!(" {f}.repository_id = "))
+        .push_bind(range.repository_id)
+        .push(format!(" AND {f}.commit_id = "))
+        .push_bind(range.commit_id.to_string());
+    if from {
+        sql.push(format!(" AND {f}.path COLLATE \"C\" >= "))
+            .push_bind(range.from.clone());
+    }
+    if let Some(end) = prefix_end(range.prefix) {
+        sql.push(format!(" AND {f}.path COLLATE \"C\" < "))
+            .push_bind(end);
+    }
+}
+
+fn files_page_sql(explain: bool, range: &FileRange<'_>, limit: i64) -> QueryBuilder<Postgres> {
+    let mut sql = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
+    sql.push("SELECT f.path, f.sha256, f.size FROM commit_files f WHERE");
+    push_range(&mut sql, "f", range, true);
+    sql.push(" ORDER BY f.path COLLATE \"C\" LIMIT ")
+        .push_bind(limit);
+    sql
+}
+
+/// Up to `limit` files of a commit in `range`, in path order: one walk of the path index.
+pub async fn files_page(
+    conn: &mut PgConnection,
+    range: &FileRange<'_>,
+    limit: i64,
+) -> sqlx::Result<Vec<FileRow>> {
+    files_page_sql(false, range, limit)
+        .build_query_as()
+        .fetch_all(conn)
+        .await
+}
+
+fn file_scans_page_sql(explain: bool, range: &FileRange<'_>, limit: i64) -> QueryBuilder<Postgres> {
+    let mut sql = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
+    sql.push(
+        "SELECT f.path, f.sha256, f.size, b.scan_verdict AS verdict,
+                b.released_at IS NOT NULL AS released, b.held_reason IS NOT NULL AS held, s.findings
+         FROM (SELECT f.path, f.sha256, f.size FROM commit_files f WHERE",
+    );
+    push_range(&mut sql, "f", range, true);
+    sql.push(" ORDER BY f.path COLLATE \"C\" LIMIT ")
+        .push_bind(limit)
+        .push(
+            ") f JOIN blobs b ON b.sha256 = f.sha256
+             LEFT JOIN blob_scans s ON s.sha256 = b.sha256 AND s.scanner_version = b.scan_version
+             ORDER BY f.path COLLATE \"C\"",
+        );
+    sql
+}
+
+/// [`files_page`] with each file's scan facts (the native tree listing).
+pub async fn file_scans_page(
+    conn: &mut PgConnection,
+    range: &FileRange<'_>,
+    limit: i64,
+) -> sqlx::Result<Vec<super::scans::FileScan>> {
+    file_scans_page_sql(false, range, limit)
+        .build_query_as()
+        .fetch_all(conn)
+        .await
+}
+
+fn children_page_sql(explain: bool, range: &FileRange<'_>, limit: i64) -> QueryBuilder<Postgres> {
+    let mut sql = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
+    sql.push(
+        "WITH RECURSIVE walk AS ((SELECT f.path, f.sha256, f.size, 1 AS n FROM commit_files f WHERE",
+    );
+    push_range(&mut sql, "f", range, true);
+    sql.push(
+        " ORDER BY f.path COLLATE \"C\" LIMIT 1)
+         UNION ALL
+         SELECT nx.path, nx.sha256, nx.size, walk.n + 1 FROM walk CROSS JOIN LATERAL (
+             SELECT f.path, f.sha256, f.size FROM commit_files f WHERE",
+    );
+    push_range(&mut sql, "f", range, false);
+    // After a file, the next path; after a folder's first file, the first path past the folder.
+    sql.push(" AND f.path COLLATE \"C\" >= CASE WHEN strpos(substr(walk.path, length(")
+        .push_bind(range.prefix.to_string())
+        .push(") + 1), '/') > 0 THEN ")
+        .push_bind(range.prefix.to_string())
+        .push(" || split_part(substr(walk.path, length(")
+        .push_bind(range.prefix.to_string())
+        .push(
+            ") + 1), '/', 1) || '0' ELSE walk.path || chr(1) END
+             ORDER BY f.path COLLATE \"C\" LIMIT 1) nx
+         WHERE walk.n < ",
+        )
+        .push_bind(limit)
+        .push(") SELECT path, sha256, size FROM walk ORDER BY n");
+    sql
+}
+
+/// The entries directly under `range.prefix`, at most `limit`, in path order: a file's own row,
+/// or for a folder the first file under it. Each entry is one index probe, so a folder's size
+/// costs nothing (a loose index scan).
+pub async fn children_page(
+    conn: &mut PgConnection,
+    range: &FileRange<'_>,
+    limit: i64,
+) -> sqlx::Result<Vec<FileRow>> {
+    children_page_sql(false, range, limit)
+        .build_query_as()
+        .fetch_all(conn)
+        .await
+}
+
+/// The listings whose plans the tests check.
+#[derive(Debug, Clone, Copy)]
+pub enum Listing {
+    Files,
+    FileScans,
+    Children,
+}
+
+/// PostgreSQL's plan (`EXPLAIN`) for a page of `listing`, for the tests that hold each listing
+/// to its index.
+pub async fn explain_listing(
+    conn: &mut PgConnection,
+    listing: Listing,
+    range: &FileRange<'_>,
+    limit: i64,
+) -> sqlx::Result<String> {
+    let mut sql = match listing {
+        Listing::Files => files_page_sql(true, range, limit),
+        Listing::FileScans => file_scans_page_sql(true, range, limit),
+        Listing::Children => children_page_sql(true, range, limit),
+    };
+    let rows: Vec<(String,)> = sql.build_query_as().fetch_all(conn).await?;
+    Ok(rows.into_iter().map(|(line,)| line + "\n").collect())
+}
+
+/// PostgreSQL's plan for [`history`]: a walk along parents, one primary-key probe each.
+pub async fn explain_history(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    start: &str,
+    limit: i64,
+) -> sqlx::Result<String> {
+    let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {HISTORY}")))
+        .bind(repository_id)
+        .bind(start)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(line,)| line + "\n").collect())
 }

@@ -1,7 +1,7 @@
 //! Licence policies per namespace and stored licence evaluations per commit.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 pub const LICENSE_EVALUATE: &str = crate::domain::task::Task::LICENSE_EVALUATE;
 
@@ -154,23 +154,62 @@ pub struct HeadDecision {
     pub evaluated_at: Option<DateTime<Utc>>,
 }
 
-/// The stored decision for the head of `main` of every live repository in a namespace.
-pub async fn namespace_report(
-    conn: &mut PgConnection,
-    namespace_id: i64,
-) -> sqlx::Result<Vec<HeadDecision>> {
-    sqlx::query_as(
+/// A page of a namespace's licence report: which repositories, where it resumes, which decision.
+#[derive(Debug, Clone, Default)]
+pub struct ReportPage<'a> {
+    pub namespace_id: i64,
+    /// Only repositories named after this one (the previous page's last).
+    pub after: Option<&'a str>,
+    /// Only this decision (`pending`: no stored evaluation).
+    pub decision: Option<&'a str>,
+    pub limit: i64,
+}
+
+fn namespace_report_sql(explain: bool, page: &ReportPage<'_>) -> QueryBuilder<Postgres> {
+    let mut sql = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
+    sql.push(
         "SELECT n.name || '/' || r.name AS repository, f.commit_id, e.decision, e.effective, e.evaluated_at
          FROM repositories r
          JOIN namespaces n ON n.id = r.namespace_id
          LEFT JOIN refs f ON f.repository_id = r.id AND f.name = 'main'
          LEFT JOIN license_evaluations e ON e.repository_id = r.id AND e.commit_id = f.commit_id
-         WHERE r.namespace_id = $1 AND r.deleted_at IS NULL
-         ORDER BY r.name",
+         WHERE r.namespace_id = ",
     )
-    .bind(namespace_id)
-    .fetch_all(conn)
-    .await
+    .push_bind(page.namespace_id)
+    .push(" AND r.deleted_at IS NULL");
+    if let Some(after) = page.after {
+        sql.push(" AND r.name > ").push_bind(after.to_string());
+    }
+    if let Some(decision) = page.decision {
+        sql.push(" AND COALESCE(e.decision, 'pending') = ")
+            .push_bind(decision.to_string());
+    }
+    sql.push(" ORDER BY r.name LIMIT ").push_bind(page.limit);
+    sql
+}
+
+/// The stored decision for the head of `main` of a namespace's live repositories, by name: a
+/// keyset page walked along the namespace's name index, two primary-key probes per repository.
+pub async fn namespace_report(
+    conn: &mut PgConnection,
+    page: &ReportPage<'_>,
+) -> sqlx::Result<Vec<HeadDecision>> {
+    namespace_report_sql(false, page)
+        .build_query_as()
+        .fetch_all(conn)
+        .await
+}
+
+/// PostgreSQL's plan (`EXPLAIN`) for a page of [`namespace_report`].
+pub async fn explain_namespace_report(
+    conn: &mut PgConnection,
+    page: &ReportPage<'_>,
+) -> sqlx::Result<String> {
+    let rows: Vec<(String,)> = namespace_report_sql(true, page)
+        .build_query_as()
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(line,)| line + "\n").collect())
 }
 
 pub async fn accepted(

@@ -927,6 +927,8 @@ pub async fn scan_results(
 pub struct TreeListing {
     pub commit: String,
     pub files: Vec<FileInfo>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -934,9 +936,17 @@ pub struct TreeListing {
 pub struct TreeParams {
     /// Only files under this folder.
     pub path: Option<String>,
+    /// Files per page, 1 to 1000 (default 1000).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
-/// The files at a revision: path, size, sha256 and status fields.
+const TREE_PAGE: i64 = 1000;
+
+/// The files at a revision, in path order: path, size, sha256 and status fields; a page of
+/// `limit` files, continued with `cursor` (a keyset walk of the path index: every page costs the
+/// same, however many files the revision has).
 #[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/tree/{revision}",
     params(super::openapi_responses::RepoPath,
            ("revision" = String, Path, description = "A branch, tag or commit id"), TreeParams),
@@ -950,20 +960,37 @@ pub async fn list_files(
     params: web::Query<TreeParams>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name, revision) = path.into_inner();
+    let limit = params.limit.unwrap_or(TREE_PAGE);
+    if !(1..=TREE_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            code::INVALID_LIMIT,
+            format!("limit must be between 1 and {TREE_PAGE}"),
+        ));
+    }
     let mut conn = state.db.acquire().await?;
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let commit = resolve_revision(&mut conn, &repo, &revision).await?;
     let prefix = params
         .path
         .as_deref()
-        .map(|p| format!("{}/", p.trim_end_matches('/')));
-    let files = db::scans::files_of_commit(&mut conn, repo.id, &commit)
+        .map(|p| format!("{}/", p.trim_end_matches('/')))
+        .unwrap_or_default();
+    let cursor = params.cursor.as_deref().filter(|c| !c.is_empty());
+    let range = db::commits::FileRange::new(repo.id, &commit, &prefix, cursor);
+    let mut files: Vec<FileInfo> = db::commits::file_scans_page(&mut conn, &range, limit + 1)
         .await?
         .into_iter()
-        .filter(|f| prefix.as_deref().is_none_or(|p| f.path.starts_with(p)))
         .map(FileInfo::from)
         .collect();
-    Ok(HttpResponse::Ok().json(TreeListing { commit, files }))
+    let next_cursor = (files.len() as i64 > limit).then(|| {
+        files.truncate(limit as usize);
+        files.last().map(|f| f.path.clone()).unwrap_or_default()
+    });
+    Ok(HttpResponse::Ok().json(TreeListing {
+        commit,
+        files,
+        next_cursor,
+    }))
 }
 
 #[derive(Serialize, ToSchema)]

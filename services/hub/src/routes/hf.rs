@@ -6,8 +6,6 @@
 //! uploads in [`super::hf_upload`]. Xet is refused with a message that tells clients to set
 //! `HF_HUB_DISABLE_XET=1`.
 
-use std::collections::BTreeSet;
-
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::SecondsFormat;
@@ -318,11 +316,80 @@ async fn model_info_at(
 #[derive(Deserialize)]
 struct TreeParams {
     recursive: Option<String>,
-    cursor: Option<usize>,
+    /// Where the previous page ended (set by its `Link`): the last file's path, or a folder's
+    /// path with a trailing `/`.
+    cursor: Option<String>,
     limit: Option<usize>,
 }
 
 const TREE_PAGE: usize = 1000;
+
+/// The folders of `path` under `prefix`, outermost first (`p/a/b/f` under `p/`: `p/a`, `p/a/b`).
+fn folders_of<'a>(prefix: &str, path: &'a str) -> impl Iterator<Item = &'a str> {
+    path.char_indices()
+        .filter(move |(i, c)| *c == '/' && *i >= prefix.len())
+        .map(move |(i, _)| &path[..i])
+}
+
+/// One page of a tree listing: its entries and, when more follow, the next page's cursor.
+/// Recursive: the files in path order, each preceded by the folders it is the first file of
+/// (those that the previous entry is not in). Not recursive: the entries directly in the folder,
+/// one index probe each however large a sub-folder is.
+async fn tree_page(
+    conn: &mut PgConnection,
+    range: &db::commits::FileRange<'_>,
+    recursive: bool,
+    cursor: Option<&str>,
+    page: usize,
+) -> Result<(Vec<Value>, Option<String>), ApiError> {
+    let commit = range.commit_id;
+    let prefix = range.prefix;
+    let mut entries = Vec::new();
+    if !recursive {
+        let rows = db::commits::children_page(conn, range, page as i64 + 1).await?;
+        let more = rows.len() > page;
+        let mut last = None;
+        for f in rows.iter().take(page) {
+            let key = match f.path[prefix.len()..].split_once('/') {
+                Some((folder, _)) => {
+                    let folder = format!("{prefix}{folder}");
+                    entries.push(json!({"type": "directory", "oid": tree_oid(commit, &folder), "size": 0, "path": folder}));
+                    format!("{folder}/")
+                }
+                None => {
+                    entries.push(file_entry(&f.path, &f.sha256, f.size));
+                    f.path.clone()
+                }
+            };
+            last = Some(key);
+        }
+        return Ok((entries, last.filter(|_| more)));
+    }
+    let rows = db::commits::files_page(conn, range, page as i64 + 1).await?;
+    // What the previous entry was: a file's path, or a folder's with its `/`.
+    let mut previous = cursor.unwrap_or_default().to_string();
+    let mut next = None;
+    'files: for f in &rows {
+        let new: Vec<&str> = folders_of(prefix, &f.path)
+            .filter(|d| !previous.starts_with(&format!("{d}/")))
+            .collect();
+        for folder in new {
+            if entries.len() == page {
+                next = Some(previous);
+                break 'files;
+            }
+            entries.push(json!({"type": "directory", "oid": tree_oid(commit, folder), "size": 0, "path": folder}));
+            previous = format!("{folder}/");
+        }
+        if entries.len() == page {
+            next = Some(previous);
+            break;
+        }
+        entries.push(file_entry(&f.path, &f.sha256, f.size));
+        previous = f.path.clone();
+    }
+    Ok((entries, next))
+}
 
 async fn tree_listing(
     state: &AppState,
@@ -335,17 +402,20 @@ async fn tree_listing(
     let mut conn = state.db.acquire().await?;
     let repo = load(&mut conn, caller, &namespace, &name).await?;
     let commit = resolve(&mut conn, &repo, &revision).await?;
-    let files = db::commits::files(&mut conn, repo.id, &commit).await?;
     let dir = dir
         .map(|d| decode(&d).trim_matches('/').to_string())
         .filter(|d| !d.is_empty());
     let prefix = dir.as_ref().map(|d| format!("{d}/")).unwrap_or_default();
     let recursive = flag(params.recursive.as_deref());
-    let inside: Vec<&db::commits::FileRow> = files
-        .iter()
-        .filter(|f| f.path.starts_with(&prefix))
-        .collect();
-    if dir.is_some() && inside.is_empty() {
+    let cursor = params.cursor.as_deref().filter(|c| !c.is_empty());
+    let mut range = db::commits::FileRange::new(repo.id, &commit, &prefix, cursor);
+    if let Some(folder) = cursor.filter(|c| recursive && c.ends_with('/') && *c > prefix.as_str()) {
+        // A recursive page that ended on a folder resumes with the folder's first file.
+        range.from = folder.to_string();
+    }
+    let page = params.limit.unwrap_or(TREE_PAGE).clamp(1, TREE_PAGE);
+    let (body, next) = tree_page(&mut conn, &range, recursive, cursor, page).await?;
+    if dir.is_some() && cursor.is_none() && body.is_empty() {
         return Err(ApiError::not_found(
             code::ENTRY_NOT_FOUND,
             format!(
@@ -355,37 +425,11 @@ async fn tree_listing(
             ),
         ));
     }
-    // Entries in path order: folders (all levels when recursive) and files.
-    let mut folders = BTreeSet::new();
-    let mut entries: Vec<(String, Value)> = Vec::new();
-    for f in inside {
-        let rest = &f.path[prefix.len()..];
-        let parts: Vec<&str> = rest.split('/').collect();
-        let depth = if recursive {
-            parts.len() - 1
-        } else {
-            parts.len().min(2) - 1
-        };
-        for i in 0..depth {
-            folders.insert(format!("{prefix}{}", parts[..=i].join("/")));
-        }
-        if recursive || parts.len() == 1 {
-            entries.push((f.path.clone(), file_entry(&f.path, &f.sha256, f.size)));
-        }
-    }
-    for folder in folders {
-        let entry = json!({"type": "directory", "oid": tree_oid(&commit, &folder), "size": 0, "path": folder});
-        entries.push((folder, entry));
-    }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let start = params.cursor.unwrap_or(0).min(entries.len());
-    let page = params.limit.unwrap_or(TREE_PAGE).clamp(1, TREE_PAGE);
-    let end = (start + page).min(entries.len());
-    let body: Vec<Value> = entries[start..end].iter().map(|(_, v)| v.clone()).collect();
     let mut response = HttpResponse::Ok();
-    if end < entries.len() {
+    if let Some(next) = next {
+        let cursor: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
         let next = format!(
-            "{}{}?recursive={recursive}&limit={page}&cursor={end}",
+            "{}{}?recursive={recursive}&limit={page}&cursor={cursor}",
             endpoint(req),
             req.path()
         );
@@ -441,14 +485,19 @@ async fn paths_info(
     let mut conn = state.db.acquire().await?;
     let repo = load(&mut conn, &caller, &namespace, &name).await?;
     let commit = resolve(&mut conn, &repo, &revision).await?;
-    let files = db::commits::files(&mut conn, repo.id, &commit).await?;
+    // One primary-key probe per path, and one index probe per folder: never the whole tree.
     let mut out = Vec::new();
     for path in wanted {
-        if let Some(f) = files.iter().find(|f| f.path == path) {
+        if let Some(f) = db::commits::file(&mut conn, repo.id, &commit, &path).await? {
             out.push(file_entry(&f.path, &f.sha256, f.size));
-        } else if files
-            .iter()
-            .any(|f| f.path.starts_with(&format!("{path}/")))
+            continue;
+        }
+        let folder = format!("{path}/");
+        let range = db::commits::FileRange::new(repo.id, &commit, &folder, None);
+        if !path.is_empty()
+            && !db::commits::files_page(&mut conn, &range, 1)
+                .await?
+                .is_empty()
         {
             out.push(json!({"type": "directory", "oid": tree_oid(&commit, &path), "size": 0, "path": path}));
         }

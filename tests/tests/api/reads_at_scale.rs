@@ -1,0 +1,403 @@
+//! Reads that grow with content stay flat: tree listings, history, a namespace's licence report
+//! and the garbage collector's walk are served by their indexes (plans read on a seeded database
+//! with sequential scans priced out, as in `search_plans`), and their pages, walked to the end,
+//! answer what one unpaged read did.
+
+use kaiyuan_hub::db::{blobs, commits, licenses};
+use kaiyuan_tests::spawn_app;
+use serde_json::Value;
+use sqlx::{Connection, PgPool};
+
+/// A user `owner` with `owner/files` (one commit of 4000 files, half in 40 folders), `owner/history`
+/// (2000 commits in a chain) and 3000 more repositories with a head and, for every other one, a
+/// stored licence evaluation; 20,000 blobs in all. Returns the repositories' ids and head commits.
+async fn seed(pool: &PgPool) -> (i64, String, i64, String) {
+    let statements = [
+        "INSERT INTO namespaces (name, kind) VALUES ('owner', 'user')",
+        "INSERT INTO repositories (namespace_id, name, visibility)
+         SELECT id, r, 'public' FROM namespaces, unnest(ARRAY['files', 'history']) r WHERE name = 'owner'",
+        "INSERT INTO repositories (namespace_id, name, visibility)
+         SELECT id, 'model-' || lpad(g::text, 5, '0'), 'public' FROM namespaces, generate_series(1, 3000) g
+         WHERE name = 'owner'",
+        "INSERT INTO blobs (sha256, size) SELECT sha256(convert_to('b' || g, 'UTF8')), g
+         FROM generate_series(1, 20000) g",
+        "INSERT INTO commits (repository_id, id, parent_id, author_id, author_name, message, created_at, file_count, total_size)
+         SELECT r.id, substr(encode(sha256(convert_to('c' || r.id || '-' || g, 'UTF8')), 'hex'), 1, 40),
+                CASE WHEN g > 1 THEN substr(encode(sha256(convert_to('c' || r.id || '-' || (g - 1), 'UTF8')), 'hex'), 1, 40) END,
+                r.namespace_id, 'seed', 'Commit ' || g, now(), 0, 0
+         FROM repositories r, generate_series(1, CASE r.name WHEN 'history' THEN 2000 ELSE 1 END) g",
+        "INSERT INTO commit_files (repository_id, commit_id, path, sha256, size)
+         SELECT r.id, substr(encode(sha256(convert_to('c' || r.id || '-1', 'UTF8')), 'hex'), 1, 40),
+                CASE WHEN g % 2 = 0 THEN 'layers/' || (g % 40) || '/w' || g ELSE 'f' || g END,
+                sha256(convert_to('b' || g, 'UTF8')), g
+         FROM repositories r, generate_series(1, 4000) g WHERE r.name = 'files'",
+        "INSERT INTO refs (repository_id, name, kind, commit_id)
+         SELECT repository_id, 'main', 'branch', (array_agg(id ORDER BY length(message) DESC, message DESC))[1]
+         FROM commits GROUP BY repository_id",
+        "INSERT INTO license_evaluations (repository_id, commit_id, catalog_version, policy_version, decision, effective, report)
+         SELECT repository_id, commit_id, 'seed', 0, 'deny', 'MIT', '{}'::jsonb FROM refs WHERE repository_id % 2 = 0",
+        "ANALYZE",
+    ];
+    for statement in statements {
+        sqlx::query(statement).execute(pool).await.unwrap();
+    }
+    let head = |name: &'static str| async move {
+        sqlx::query_as::<_, (i64, String)>(
+            "SELECT r.id, f.commit_id FROM repositories r JOIN refs f ON f.repository_id = r.id
+             WHERE r.name = $1",
+        )
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    let (files, files_head) = head("files").await;
+    let (history, history_head) = head("history").await;
+    (files, files_head, history, history_head)
+}
+
+/// Runs `explain` with sequential scans priced out and checks the plan names `index` and reads
+/// none of `tables` whole.
+async fn assert_plan<F>(pool: &PgPool, index: &str, tables: &[&str], explain: F)
+where
+    F: for<'c> AsyncFnOnce(&'c mut sqlx::PgConnection) -> String,
+{
+    let mut conn = pool.acquire().await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let plan = explain(&mut *tx).await;
+    assert!(plan.contains(index), "expected {index}:\n{plan}");
+    for table in tables {
+        assert!(
+            !plan.contains(&format!("Seq Scan on {table}")),
+            "reads every row of {table}:\n{plan}"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn tree_listings_walk_the_path_index(pool: PgPool) {
+    let (files, head, _, _) = seed(&pool).await;
+    let ranges = [
+        commits::FileRange::new(files, &head, "", None),
+        commits::FileRange::new(files, &head, "", Some("f2001")),
+        commits::FileRange::new(files, &head, "layers/", Some("layers/12/")),
+    ];
+    for range in &ranges {
+        for listing in [
+            commits::Listing::Files,
+            commits::Listing::FileScans,
+            commits::Listing::Children,
+        ] {
+            assert_plan(
+                &pool,
+                "commit_files_path_order",
+                &["commit_files"],
+                async |c| {
+                    commits::explain_listing(c, listing, range, 101)
+                        .await
+                        .unwrap()
+                },
+            )
+            .await;
+        }
+    }
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn history_follows_parents_by_primary_key(pool: PgPool) {
+    let (_, _, history, head) = seed(&pool).await;
+    assert_plan(&pool, "commits_pkey", &["commits"], async |c| {
+        commits::explain_history(c, history, &head, 50)
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn licence_reports_page_through_the_name_index(pool: PgPool) {
+    seed(&pool).await;
+    let owner: i64 = sqlx::query_scalar("SELECT id FROM namespaces WHERE name = 'owner'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    for (after, decision) in [
+        (None, None),
+        (Some("model-01500"), None),
+        (Some("model-01500"), Some("deny")),
+    ] {
+        let page = licenses::ReportPage {
+            namespace_id: owner,
+            after,
+            decision,
+            limit: 101,
+        };
+        assert_plan(
+            &pool,
+            "repositories_namespace_name_order",
+            &["repositories", "refs", "license_evaluations"],
+            async |c| licenses::explain_namespace_report(c, &page).await.unwrap(),
+        )
+        .await;
+    }
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_collector_walks_blobs_in_batches_through_indexes(pool: PgPool) {
+    seed(&pool).await;
+    for index in [
+        "blobs_pkey",
+        "commit_files_sha256_idx",
+        "repository_uploads_sha256_idx",
+        "report_attachments_sha256_idx",
+    ] {
+        assert_plan(
+            &pool,
+            index,
+            &["blobs", "commit_files", "repository_uploads"],
+            async |c| blobs::explain_collect_batch(c, 1000).await.unwrap(),
+        )
+        .await;
+    }
+}
+
+/// The collector's walk, batch after batch, removes exactly the stale unreferenced blobs, with
+/// more of them than one batch holds.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_collector_walk_removes_exactly_the_stale_unreferenced_blobs(pool: PgPool) {
+    seed(&pool).await;
+    sqlx::query(
+        "INSERT INTO blobs (sha256, size, last_seen_at)
+         SELECT sha256(convert_to('stale' || g, 'UTF8')), 1,
+                now() - CASE WHEN g % 4 = 0 THEN interval '1 minute' ELSE interval '2 days' END
+         FROM generate_series(1, 3000) g",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Old but referenced: the seeded files' blobs.
+    sqlx::query("UPDATE blobs SET last_seen_at = now() - interval '2 days' WHERE sha256 IN (SELECT sha256 FROM commit_files)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let (mut after, mut removed, mut batches) = (Vec::new(), 0, 0);
+    loop {
+        let batch = blobs::collect_batch(&mut conn, &after, 1000, 3600)
+            .await
+            .unwrap();
+        removed += batch.removed.len();
+        batches += 1;
+        match batch.last {
+            Some(last) => after = last,
+            None => break,
+        }
+    }
+    assert_eq!(removed, 2250, "the stale, unreferenced blobs");
+    assert!(batches > 20, "{batches} batches over 23,000 blobs");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM blobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 20_000 + 750);
+}
+
+/// Every page of a native listing followed through `next_cursor`.
+async fn native_pages(app: &kaiyuan_tests::TestApp, first: &str, key: &str) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{first}&cursor={}", urlencoding(c)),
+            None => first.to_string(),
+        };
+        let res = app.get(&url, None).await;
+        assert_eq!(res.status(), 200, "{url}");
+        let body: Value = res.json().await.unwrap();
+        pages.push(body[key].as_array().unwrap().clone());
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return pages,
+        }
+    }
+}
+
+/// Every page of a Hugging Face listing followed through `Link`.
+async fn follow_links(app: &kaiyuan_tests::TestApp, first: String) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut url = Some(first);
+    while let Some(current) = url {
+        let res = app.http.get(&current).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{current}");
+        url = res.headers().get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            l.trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap()
+                .to_string()
+        });
+        pages.push(res.json().await.unwrap());
+    }
+    pages
+}
+
+fn urlencoding(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn paths(pages: &[Vec<Value>], field: &str) -> Vec<String> {
+    pages
+        .iter()
+        .flatten()
+        .map(|e| e[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn paged_listings_answer_what_one_read_did(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    app.create_repo(&alice, "alice", "m", "public").await;
+    let files: [(&str, &[u8]); 8] = [
+        ("a", b"1"),
+        ("b.txt", b"2"),
+        ("b/c", b"3"),
+        ("b/d/e", b"4"),
+        ("b/d/f", b"5"),
+        ("b0", b"6"),
+        ("é/x", b"7"),
+        ("z", b"8"),
+    ];
+    app.commit_files(&alice, "alice/m", &files).await;
+    let mut all: Vec<String> = files.iter().map(|(p, _)| p.to_string()).collect();
+    all.sort(); // byte order: `é` after `z`
+
+    // Native: every limit pages to the same files, in byte order, and a folder stays inside.
+    for limit in [1, 2, 3, 1000] {
+        let pages = native_pages(
+            &app,
+            &format!("/api/v1/repos/alice/m/tree/main?limit={limit}"),
+            "files",
+        )
+        .await;
+        assert!(pages.iter().all(|p| p.len() <= limit));
+        assert_eq!(paths(&pages, "path"), all, "limit {limit}");
+        let pages = native_pages(
+            &app,
+            &format!("/api/v1/repos/alice/m/tree/main?path=b&limit={limit}"),
+            "files",
+        )
+        .await;
+        assert_eq!(paths(&pages, "path"), ["b/c", "b/d/e", "b/d/f"]);
+    }
+    let res = app
+        .get("/api/v1/repos/alice/m/tree/main?limit=0", None)
+        .await;
+    assert_eq!(res.status(), 400);
+
+    // Hugging Face: recursive and folder listings, each page followed through `Link`.
+    for limit in [1, 2, 3, 1000] {
+        let hf = |path: &str| app.url(&format!("/api/models/alice/m/tree/main{path}limit={limit}"));
+        let recursive = follow_links(&app, hf("?recursive=true&")).await;
+        assert!(recursive.iter().all(|p| p.len() <= limit));
+        let mut typed: Vec<String> = recursive
+            .iter()
+            .flatten()
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e["type"].as_str().unwrap(),
+                    e["path"].as_str().unwrap()
+                )
+            })
+            .collect();
+        typed.sort();
+        let mut expected: Vec<String> = all.iter().map(|p| format!("file:{p}")).collect();
+        expected.extend(["directory:b", "directory:b/d", "directory:é"].map(String::from));
+        expected.sort();
+        assert_eq!(typed, expected, "recursive, limit {limit}");
+        let top = follow_links(&app, hf("?")).await;
+        assert_eq!(
+            paths(&top, "path"),
+            ["a", "b.txt", "b", "b0", "z", "é"],
+            "top level, limit {limit}"
+        );
+        let sub = follow_links(&app, hf("/b?")).await;
+        assert_eq!(paths(&sub, "path"), ["b/c", "b/d"], "in b, limit {limit}");
+    }
+
+    // paths-info answers files and folders from probes.
+    let res = app
+        .request(
+            reqwest::Method::POST,
+            "/api/models/alice/m/paths-info/main",
+            None,
+        )
+        .body("paths=b/d&paths=b.txt&paths=nope&paths=b/d/e")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    let body: Vec<Value> = res.json().await.unwrap();
+    let got: Vec<String> = body
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["type"].as_str().unwrap(),
+                e["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(got, ["directory:b/d", "file:b.txt", "file:b/d/e"]);
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn licence_report_pages_answer_what_one_read_did(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    for name in ["m1", "m2", "m3", "m4", "m5"] {
+        app.create_repo(&alice, "alice", name, "public").await;
+    }
+    let whole: Value = app
+        .get("/api/v1/orgs/alice/license-report", Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let whole = paths(
+        &[whole["repositories"].as_array().unwrap().clone()],
+        "repository",
+    );
+    assert_eq!(whole.len(), 5);
+    for limit in [1, 2, 5] {
+        let mut got = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let body: Value = app
+                .get(
+                    &format!(
+                        "/api/v1/orgs/alice/license-report?decision=pending&limit={limit}&cursor={cursor}"
+                    ),
+                    Some(&alice),
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            let page = body["repositories"].as_array().unwrap();
+            assert!(page.len() <= limit);
+            got.extend(paths(std::slice::from_ref(page), "repository"));
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = c.to_string(),
+                None => break,
+            }
+        }
+        assert_eq!(got, whole, "limit {limit}");
+    }
+}
