@@ -68,6 +68,7 @@ codes! {
     INVALID_RANGE = "invalid-range",
     INVALID_REASON = "invalid-reason",
     INVALID_REF = "invalid-ref",
+    INVALID_ROLE = "invalid-role",
     INVALID_RULE = "invalid-rule",
     INVALID_SCOPE = "invalid-scope",
     INVALID_SECRET = "invalid-secret",

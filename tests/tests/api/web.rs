@@ -1282,3 +1282,128 @@ async fn the_model_page_forms_work_without_javascript(pool: PgPool) {
     // bob may not; the owner's rerun needs ONNX models, which this revision lacks.
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
+
+/// An organisation made and managed in the browser: created (its creator its owner), a member
+/// added and their role set, the policy editor linked for admins, a member leaving; a taken name
+/// said beside the form; an outsider cannot manage members.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn organisations_are_created_and_managed_in_the_browser(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    let carol = app.create_user("carol").await;
+    let (cookie, _) = sign_in(&app, &alice).await;
+    let form_page = page_html(&app, "/orgs/new", Some(&cookie)).await;
+    let csrf = csrf_of(&form_page);
+    let res = post_form(
+        &app,
+        "/orgs/new",
+        &cookie,
+        &[("csrf", &csrf), ("name", "acme")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/acme");
+    let again = post_form(
+        &app,
+        "/orgs/new",
+        &cookie,
+        &[("csrf", &csrf), ("name", "acme")],
+    )
+    .await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert!(again.text().await.unwrap().contains("already taken"));
+
+    let page = page_html(&app, "/acme", Some(&cookie)).await;
+    assert!(
+        page.contains("Add or change") && page.contains("Licence policy"),
+        "{page}"
+    );
+    let res = post_form(
+        &app,
+        "/orgs/acme/members",
+        &cookie,
+        &[("csrf", &csrf), ("user", "bob"), ("role", "write")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = page_html(&app, "/acme", Some(&cookie)).await;
+    assert!(page.contains("bob (write)"), "{page}");
+
+    // An outsider sees no management and cannot add anyone.
+    let (outsider, _) = sign_in(&app, &carol).await;
+    let page = page_html(&app, "/acme", Some(&outsider)).await;
+    assert!(!page.contains("Add or change"), "{page}");
+    let carol_csrf = csrf_of(&page);
+    let res = post_form(
+        &app,
+        "/orgs/acme/members",
+        &outsider,
+        &[("csrf", &carol_csrf), ("user", "carol"), ("role", "owner")],
+    )
+    .await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+
+    // bob leaves.
+    let (member, _) = sign_in(&app, &bob).await;
+    let page = page_html(&app, "/acme", Some(&member)).await;
+    let bob_csrf = csrf_of(&page);
+    let res = post_form(
+        &app,
+        "/orgs/acme/members/bob/remove",
+        &member,
+        &[("csrf", &bob_csrf)],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = page_html(&app, "/acme", Some(&cookie)).await;
+    assert!(!page.contains("bob (write)"), "{page}");
+}
+
+/// When the viewer's organisation decides otherwise than the model's owner, the licence panel
+/// opens with that decision and its reason.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn an_organisations_different_decision_opens_the_licence_panel(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    app.create_repo(&bob, "bob", "model", "public").await;
+    app.commit_files(
+        &bob,
+        "bob/model",
+        &[("README.md", b"---\nlicense: mit\n---\n# M\n")],
+    )
+    .await;
+    app.run_jobs().await;
+    expect_status(
+        app.post_json("/api/v1/orgs", Some(&alice), &json!({"name": "acme"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let res = app
+        .send_json(
+            Method::PUT,
+            "/api/v1/orgs/acme/license-policy",
+            Some(&alice),
+            &json!({"deny": ["MIT"]}),
+        )
+        .await;
+    expect_status(res, StatusCode::OK).await;
+    let (cookie, _) = sign_in(&app, &alice).await;
+    let html = page_html(&app, "/bob/model", Some(&cookie)).await;
+    let panel = html.split("id=\"license-h\"").nth(1).unwrap_or_default();
+    let banner = panel
+        .split("org-decision")
+        .nth(1)
+        .and_then(|b| b.split("</div>").next())
+        .unwrap_or_else(|| panic!("no banner: {panel}"));
+    assert!(
+        banner.contains("acme") && banner.contains("decision-deny"),
+        "{banner}"
+    );
+    // Bob, in no organisation, sees the owner's decision alone.
+    let (bob_cookie, _) = sign_in(&app, &bob).await;
+    let html = page_html(&app, "/bob/model", Some(&bob_cookie)).await;
+    assert!(!html.contains("org-decision"));
+}

@@ -337,34 +337,46 @@ pub async fn set_member(
     path: web::Path<(String, String)>,
     body: web::Json<SetRole>,
 ) -> ApiResult<HttpResponse> {
-    caller.require_writer()?;
     let (org, member) = path.into_inner();
+    let name = set_role(&state, &caller, &org, &member, body.role).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"name": name, "role": body.role.as_str()})))
+}
+
+/// Adds a member or changes their role (org admins; only owners make owners; never the last
+/// owner): the API and the organisation page both come here. Returns the member's name.
+pub(crate) async fn set_role(
+    state: &AppState,
+    caller: &Caller,
+    org: &str,
+    member: &str,
+    role: Role,
+) -> Result<String, ApiError> {
+    caller.require_writer()?;
     let mut tx = state.db.begin().await?;
-    let (namespace, my_role) = org_for_member(&mut tx, &caller, &org).await?;
-    let target = db::accounts::find_user(&mut tx, &member)
+    let (namespace, my_role) = org_for_member(&mut tx, caller, org).await?;
+    let target = db::accounts::find_user(&mut tx, member)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(code::USER_NOT_FOUND, format!("no user is named `{member}`"))
         })?;
     let current = db::accounts::membership_role(&mut tx, namespace.id, target.id).await?;
-    check_can_manage(my_role, current, Some(body.role))?;
-    if current == Some(Role::Owner) && body.role != Role::Owner {
+    check_can_manage(my_role, current, Some(role))?;
+    if current == Some(Role::Owner) && role != Role::Owner {
         ensure_other_owner(&mut tx, namespace.id, target.id).await?;
     }
-    db::accounts::set_membership(&mut tx, namespace.id, target.id, body.role).await?;
+    db::accounts::set_membership(&mut tx, namespace.id, target.id, role).await?;
     domain::event::record(
         &mut tx,
-        &caller,
+        caller,
         Event::new(
             "org.member.set",
             Target::Org(&namespace.name),
-            serde_json::json!({"user": target.name, "role": body.role.as_str()}),
+            serde_json::json!({"user": target.name, "role": role.as_str()}),
         ),
     )
     .await?;
     tx.commit().await?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({"name": target.name, "role": body.role.as_str()})))
+    Ok(target.name)
 }
 
 /// Removes a member (org admins; only owners remove owners; never the last owner).
@@ -380,11 +392,23 @@ pub async fn remove_member(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
-    let actor = caller.require_writer()?;
     let (org, member) = path.into_inner();
+    remove(&state, &caller, &org, &member).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Removes a member (org admins; only owners remove owners; never the last owner; anyone may
+/// leave): the API and the organisation page both come here.
+pub(crate) async fn remove(
+    state: &AppState,
+    caller: &Caller,
+    org: &str,
+    member: &str,
+) -> Result<(), ApiError> {
+    let actor = caller.require_writer()?;
     let mut tx = state.db.begin().await?;
-    let (namespace, my_role) = org_for_member(&mut tx, &caller, &org).await?;
-    let target = db::accounts::find_user(&mut tx, &member)
+    let (namespace, my_role) = org_for_member(&mut tx, caller, org).await?;
+    let target = db::accounts::find_user(&mut tx, member)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(code::USER_NOT_FOUND, format!("no user is named `{member}`"))
@@ -407,7 +431,7 @@ pub async fn remove_member(
     db::accounts::remove_membership(&mut tx, namespace.id, target.id).await?;
     domain::event::record(
         &mut tx,
-        &caller,
+        caller,
         Event::new(
             "org.member.remove",
             Target::Org(&namespace.name),
@@ -416,7 +440,7 @@ pub async fn remove_member(
     )
     .await?;
     tx.commit().await?;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }
 
 fn check_can_manage(mine: Role, current: Option<Role>, new: Option<Role>) -> Result<(), ApiError> {

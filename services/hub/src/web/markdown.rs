@@ -148,6 +148,9 @@ mod tests {
             "{html}"
         );
         assert_eq!(html.matches("<img").count(), 1, "{html}");
-        assert!(html.contains("href=\"https://example.org/x.png\""), "{html}");
+        assert!(
+            html.contains("href=\"https://example.org/x.png\""),
+            "{html}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 mod forms;
 pub mod markdown;
 mod model;
+mod orgs;
 mod pages;
 pub mod render;
 pub mod session;
@@ -34,6 +35,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/reviews", web::get().to(pages::review_queue))
         .route("/reports/{id}", web::get().to(pages::report_page))
+        .route("/orgs/new", web::get().to(orgs::new_org_form))
+        .route("/orgs/new", web::post().to(orgs::create_org))
+        .route(
+            "/orgs/{namespace}/members",
+            web::post().to(orgs::set_member),
+        )
+        .route(
+            "/orgs/{namespace}/members/{user}/remove",
+            web::post().to(orgs::remove_member),
+        )
         .route(
             "/orgs/{namespace}/policy",
             web::get().to(pages::policy_page),

@@ -511,11 +511,15 @@ pub async fn namespace(
     } else {
         vec![]
     };
+    // Admins manage members and the policy from here; members see who else is in.
+    let role = auth::namespace_role(&mut conn, &caller, ns.id, ns.kind).await?;
+    let can_admin =
+        ns.kind == NamespaceKind::Org && role.is_some_and(|r| r >= db::accounts::Role::Admin);
     render(
         &caller,
         "namespace.html",
         &ns.name,
-        json!({"namespace": {"name": ns.name, "kind": ns.kind}, "results": results, "members": members}),
+        json!({"namespace": {"name": ns.name, "kind": ns.kind}, "results": results, "members": members, "can_admin": can_admin, "role": role.map(|r| r.as_str())}),
     )
 }
 

@@ -37,6 +37,7 @@ fn environment() -> &'static Environment<'static> {
             "report.html",
             "error.html",
             "blob.html",
+            "new_org.html",
         ] {
             env.add_template(name, source).expect("templates parse");
         }
