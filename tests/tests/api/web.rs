@@ -1407,3 +1407,44 @@ async fn an_organisations_different_decision_opens_the_licence_panel(pool: PgPoo
     let html = page_html(&app, "/bob/model", Some(&bob_cookie)).await;
     assert!(!html.contains("org-decision"));
 }
+
+/// A model page lists its files a page at a time, while the security panel and the quarantine
+/// banner still name every flagged file, wherever it sorts.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn model_pages_page_their_files_and_still_name_every_flagged_one(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    app.create_repo(&alice, "alice", "many", "public").await;
+    let names: Vec<String> = (0..230).map(|i| format!("shard-{i:04}.txt")).collect();
+    let contents: Vec<Vec<u8>> = (0..230)
+        .map(|i| format!("shard {i}").into_bytes())
+        .collect();
+    let evil = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus/scan/mal_builtins_eval_p2.pkl"),
+    )
+    .unwrap();
+    let mut files: Vec<(&str, &[u8])> = names
+        .iter()
+        .zip(&contents)
+        .map(|(n, c)| (n.as_str(), c.as_slice()))
+        .collect();
+    files.push(("zzz-evil.pkl", &evil));
+    app.commit_files(&alice, "alice/many", &files).await;
+    app.run_jobs().await;
+    let page = page_html(&app, "/alice/many", None).await;
+    assert!(page.contains("200 of 231 files shown"), "{page}");
+    assert!(page.contains("shard-0199.txt") && !page.contains("shard-0200.txt"));
+    let banner = page.split("Quarantined:").nth(1).unwrap_or_default();
+    assert!(
+        banner.contains("zzz-evil.pkl"),
+        "the flagged file past the first page: {page}"
+    );
+    assert!(page.contains("231 files; 1 quarantined"), "{page}");
+    let next = page_html(&app, "/alice/many?files_after=shard-0199.txt", None).await;
+    assert!(
+        next.contains("shard-0200.txt") && next.contains("zzz-evil.pkl"),
+        "{next}"
+    );
+    assert!(!next.contains("shard-0199.txt<"), "{next}");
+}

@@ -211,20 +211,48 @@ pub struct FileView {
     pub held_reason: Option<String>,
 }
 
+const FILE_VIEW: &str = "SELECT cf.path, cf.size, encode(cf.sha256, 'hex') AS sha256, b.scan_verdict AS verdict, s.format,
+        s.findings, (b.released_at IS NOT NULL) AS released, b.held_reason
+ FROM commit_files cf JOIN blobs b ON b.sha256 = cf.sha256
+ LEFT JOIN blob_scans s ON s.sha256 = b.sha256 AND s.scanner_version = b.scan_version";
+
+/// A page of a commit's files with their scan state, in path order after `after` (the path
+/// index serves it: a model page costs the same with ten files or a hundred thousand).
 pub async fn files_for_page(
     conn: &mut PgConnection,
     repository_id: i64,
     commit: &str,
+    after: &str,
+    limit: i64,
 ) -> sqlx::Result<Vec<FileView>> {
-    sqlx::query_as(
-        "SELECT cf.path, cf.size, encode(cf.sha256, 'hex') AS sha256, b.scan_verdict AS verdict, s.format,
-                s.findings, (b.released_at IS NOT NULL) AS released, b.held_reason
-         FROM commit_files cf JOIN blobs b ON b.sha256 = cf.sha256
-         LEFT JOIN blob_scans s ON s.sha256 = b.sha256 AND s.scanner_version = b.scan_version
-         WHERE cf.repository_id = $1 AND cf.commit_id = $2 ORDER BY cf.path",
-    )
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{FILE_VIEW} WHERE cf.repository_id = $1 AND cf.commit_id = $2 AND cf.path COLLATE \"C\" > $3
+         ORDER BY cf.path COLLATE \"C\" LIMIT $4"
+    )))
     .bind(repository_id)
     .bind(commit)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The commit's files that are not plainly clean: not scanned yet, flagged, held or released
+/// (at most `limit`), found from the few such blobs (`blobs_not_clean`), not from every file.
+pub async fn unclean_files(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<FileView>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{FILE_VIEW} WHERE cf.repository_id = $1 AND cf.commit_id = $2
+           AND (b.scan_verdict IS NULL OR b.scan_verdict <> 'clean' OR b.held_reason IS NOT NULL)
+         ORDER BY cf.path COLLATE \"C\" LIMIT $3"
+    )))
+    .bind(repository_id)
+    .bind(commit)
+    .bind(limit)
     .fetch_all(conn)
     .await
 }

@@ -29,7 +29,12 @@ pub struct ModelQuery {
     /// (Llama: the month before its release), as the CLI's `--mau-on`.
     mau_month: Option<String>,
     mau_then: Option<String>,
+    /// The files table starts after this path (its pages are `FILES_PER_PAGE` long).
+    files_after: Option<String>,
 }
+
+/// Files listed on one model page; the rest are a link away.
+const FILES_PER_PAGE: i64 = 200;
 
 /// The lineage drawn as an SVG: the model at the bottom, each ancestor above it, incompatible
 /// edges (a finding names the node) in red and dashed.
@@ -196,7 +201,7 @@ fn overview(
     repo: &db::repos::Repo,
     card: &str,
     effective: Option<&str>,
-    files: &[db::scans::FileView],
+    total_size: i64,
 ) -> Value {
     let meta = kaiyuan_license::card::parse(card).unwrap_or_default();
     // The effective licence when one was found, else what the card declares.
@@ -215,7 +220,7 @@ fn overview(
         "licence": licence,
         "pipeline_tag": meta.pipeline_tag,
         "tags": meta.tags,
-        "size": files.iter().map(|f| f.size).sum::<i64>(),
+        "size": total_size,
         "updated_at": repo.updated_at,
         "download": format!("HF_ENDPOINT={endpoint} hf download {full_name}"),
         "python": format!("import os\nos.environ[\"HF_ENDPOINT\"] = \"{endpoint}\"\nfrom transformers import AutoModel\nmodel = AutoModel.from_pretrained(\"{full_name}\")"),
@@ -237,13 +242,21 @@ pub async fn model_page(
     let repo = crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let rev = query.rev.clone().unwrap_or_else(|| "main".into());
     let commit = crate::routes::commits::resolve_revision(&mut conn, &repo, &rev).await?;
-    let files = db::scans::files_for_page(&mut conn, repo.id, &commit).await?;
+    // A page of files, and the few that are not plainly clean: the page reads the same rows
+    // whether the model has ten files or a hundred thousand.
+    let after = query.files_after.as_deref().unwrap_or("");
+    let mut files =
+        db::scans::files_for_page(&mut conn, repo.id, &commit, after, FILES_PER_PAGE + 1).await?;
+    let more_files = files.len() as i64 > FILES_PER_PAGE;
+    files.truncate(FILES_PER_PAGE as usize);
+    let unclean = db::scans::unclean_files(&mut conn, repo.id, &commit, 1000).await?;
+    let head = db::commits::get(&mut conn, repo.id, &commit)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("resolved commit vanished")))?;
     // The card of the revision shown (the repository's stored card is `main`'s).
-    let card = match files.iter().find(|f| f.path == "README.md") {
+    let card = match db::commits::file(&mut conn, repo.id, &commit, "README.md").await? {
         Some(readme) if readme.size <= MAX_CARD_BYTES => {
-            let sha = hex::decode(&readme.sha256)
-                .map_err(|e| ApiError::internal(anyhow::anyhow!("stored digest: {e}")))?;
-            crate::licensing::read_text(&state.store, &sha, readme.size).await?
+            crate::licensing::read_text(&state.store, &readme.sha256, readme.size).await?
         }
         Some(_) => "*The model card is too large to show here; download README.md.*".to_string(),
         None => String::new(),
@@ -318,7 +331,7 @@ pub async fn model_page(
             .map(|(r, accepted)| json!({"license": r.license, "name": r.name, "version": r.version, "accepted": accepted}))
             .collect();
 
-    let quarantined: Vec<&db::scans::FileView> = files
+    let quarantined: Vec<&db::scans::FileView> = unclean
         .iter()
         .filter(|f| {
             crate::domain::scan::quarantined(
@@ -343,7 +356,7 @@ pub async fn model_page(
         &repo,
         &card,
         license.as_ref().and_then(|l| l.effective.as_deref()),
-        &files,
+        head.total_size,
     );
     let context = json!({
         "overview": overview,
@@ -353,8 +366,11 @@ pub async fn model_page(
         "commit": commit,
         "card_html": card_html,
         "files": files,
+        "file_count": head.file_count,
+        "unclean": unclean,
+        "next_files": more_files.then(|| files.last().map(|f| f.path.clone())).flatten(),
         "quarantined": quarantined.iter().map(|f| &f.path).collect::<Vec<_>>(),
-        "pending_scans": files.iter().filter(|f| f.verdict.is_none()).count(),
+        "pending_scans": unclean.iter().filter(|f| f.verdict.is_none()).count(),
         "refs": refs.iter().map(|r| json!({"name": r.name, "kind": r.kind, "commit": r.commit_id})).collect::<Vec<_>>(),
         "history": history.iter().map(|c| json!({"id": c.id, "message": c.message, "author": c.author_name, "created_at": c.created_at, "files": c.file_count})).collect::<Vec<_>>(),
         "license": license_json,
