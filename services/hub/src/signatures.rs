@@ -26,13 +26,13 @@ pub async fn trust_for(
 ) -> Result<Trust, Error> {
     let mut trust = Trust::default();
     for row in db::provenance::keys(conn, namespace_id, false).await? {
-        match row.kind.as_str() {
-            "key" => {
+        match row.kind {
+            crate::db::types::KeyKind::Key => {
                 if let Ok(k) = PublicKey::from_pem(&row.pem) {
                     trust.keys.push((row.name.clone(), k));
                 }
             }
-            _ => {
+            crate::db::types::KeyKind::Anchor => {
                 if let Ok(certs) = kaiyuan_provenance::cert::certificates_from_pem(&row.pem) {
                     trust.anchors.extend(certs);
                 }

@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::db;
 use crate::db::commits::FileRow;
+use crate::db::types::VerificationStatus;
 use crate::jobs::{JobContext, JobError};
 
 /// The ONNX models of a commit, by path.
@@ -269,17 +270,22 @@ pub async fn verify_commit(
         .await
         .context("logging the verification")?;
     tx.commit().await.context("committing the verification")?;
-    tracing::info!(commit = %payload.commit_id, status, models = results.len(), "verified commit");
+    tracing::info!(commit = %payload.commit_id, status = %status, models = results.len(), "verified commit");
     Ok(())
 }
 
 /// A commit's status: its worst model's, where `inconclusive` (nothing realistic ran) is
 /// better than `error` or `failed` and worse than `passed`.
-fn overall(results: &[ModelReport]) -> &'static str {
-    [Status::Failed, Status::Error, Status::Inconclusive]
+fn overall(results: &[ModelReport]) -> VerificationStatus {
+    let worst = [Status::Failed, Status::Error, Status::Inconclusive]
         .into_iter()
-        .find(|worst| results.iter().any(|r| r.status == *worst))
-        .map_or("passed", Status::as_str)
+        .find(|worst| results.iter().any(|r| r.status == *worst));
+    match worst {
+        Some(Status::Failed) => VerificationStatus::Failed,
+        Some(Status::Error) => VerificationStatus::Error,
+        Some(_) => VerificationStatus::Inconclusive,
+        None => VerificationStatus::Passed,
+    }
 }
 
 /// Writes the model and its files under `work`, resolves its external data within the commit,

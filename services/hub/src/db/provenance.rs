@@ -1,5 +1,6 @@
 //! Signing keys and anchors per namespace, signature verification results, attestation keys.
 
+use super::types::KeyKind;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -9,8 +10,7 @@ pub const SIGNATURE_VERIFY: &str = crate::domain::task::Task::SIGNATURE_VERIFY;
 pub struct SigningKeyRow {
     pub id: i64,
     pub name: String,
-    /// `key` (a public key) or `anchor` (a CA certificate).
-    pub kind: String,
+    pub kind: KeyKind,
     pub pem: String,
     pub fingerprint: String,
     pub created_at: DateTime<Utc>,
@@ -21,7 +21,7 @@ pub async fn add_key(
     conn: &mut PgConnection,
     namespace_id: i64,
     name: &str,
-    kind: &str,
+    kind: KeyKind,
     pem: &str,
     fingerprint: &str,
     by: i64,

@@ -162,3 +162,21 @@ vocabulary! {
     /// Where a request for access to a gated repository stands.
     AccessStatus { Pending = "pending", Accepted = "accepted", Rejected = "rejected" }
 }
+
+vocabulary! {
+    /// Where a commit's sample-inference verification stands (`passed` to `error`: its worst
+    /// model's result; `inconclusive`: it loads, but nothing realistic ran).
+    VerificationStatus {
+        Pending = "pending",
+        Running = "running",
+        Passed = "passed",
+        Inconclusive = "inconclusive",
+        Failed = "failed",
+        Error = "error",
+    }
+}
+
+vocabulary! {
+    /// A namespace's trusted signer: a public key, or a CA certificate (an anchor).
+    KeyKind { Key = "key", Anchor = "anchor" }
+}

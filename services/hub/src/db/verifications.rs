@@ -1,5 +1,6 @@
 //! Sample-inference verification results per commit (see `crate::verification`).
 
+use super::types::VerificationStatus;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -8,7 +9,7 @@ pub const VERIFY_COMMIT: &str = crate::domain::task::Task::VERIFY_COMMIT;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct VerificationRow {
     pub commit_id: String,
-    pub status: String,
+    pub status: VerificationStatus,
     pub requested_ep: String,
     pub files: serde_json::Value,
     pub worker: Option<String>,
@@ -96,7 +97,7 @@ pub async fn finish(
     conn: &mut PgConnection,
     repository_id: i64,
     commit_id: &str,
-    status: &str,
+    status: VerificationStatus,
     files: &serde_json::Value,
 ) -> sqlx::Result<()> {
     sqlx::query(

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::auth::Caller;
 use crate::db;
 use crate::db::accounts::Role;
+use crate::db::types::KeyKind;
 use crate::error::{ApiError, ApiResult};
 use crate::signatures;
 use crate::state::AppState;
@@ -71,14 +72,14 @@ pub async fn add_key(
         (Some(pem), None) => {
             let key = PublicKey::from_pem(pem)
                 .map_err(|e| ApiError::unprocessable(code::INVALID_KEY, e.0))?;
-            ("key", key.to_pem(), key.fingerprint())
+            (KeyKind::Key, key.to_pem(), key.fingerprint())
         }
         (None, Some(pem)) => {
             let certs = kaiyuan_provenance::cert::certificates_from_pem(pem)
                 .map_err(|e| ApiError::unprocessable(code::INVALID_CERTIFICATE, e))?;
             use sha2::Digest;
             (
-                "anchor",
+                KeyKind::Anchor,
                 pem.clone(),
                 format!("sha256:{}", hex::encode(sha2::Sha256::digest(&certs[0]))),
             )
