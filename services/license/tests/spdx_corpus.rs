@@ -2,6 +2,9 @@
 //! that declares that licence and ships its text; every Hugging Face licence tag; and declared
 //! licences contradicted by a shipped text of another licence.
 
+#[path = "support/hf_tags.rs"]
+mod hf_tags;
+use hf_tags::HF_TAGS;
 use kaiyuan_license::card::CardMeta;
 use kaiyuan_license::catalog::catalog;
 use kaiyuan_license::detect::same_text;
@@ -168,104 +171,6 @@ fn a_hundred_contradicted_declarations_are_all_reported() {
     }
     assert!(missed.is_empty(), "{missed:#?}");
 }
-
-/// The licence list of the Hugging Face Hub's documentation (`repositories-licenses.md`).
-const HF_TAGS: &[(&str, &str)] = &[
-    ("apache-2.0", "Apache-2.0"),
-    ("mit", "MIT"),
-    ("openrail", "LicenseRef-openrail-unspecified"),
-    (
-        "bigscience-openrail-m",
-        "LicenseRef-scancode-bigscience-open-rail-m",
-    ),
-    (
-        "creativeml-openrail-m",
-        "LicenseRef-scancode-stable-diffusion-2022-08-22",
-    ),
-    (
-        "bigscience-bloom-rail-1.0",
-        "LicenseRef-scancode-bigscience-rail-1.0",
-    ),
-    (
-        "bigcode-openrail-m",
-        "LicenseRef-scancode-bigcode-open-rail-m-v1",
-    ),
-    ("afl-3.0", "AFL-3.0"),
-    ("artistic-2.0", "Artistic-2.0"),
-    ("bsl-1.0", "BSL-1.0"),
-    ("bsd", "LicenseRef-BSD-unspecified"),
-    ("bsd-2-clause", "BSD-2-Clause"),
-    ("bsd-3-clause", "BSD-3-Clause"),
-    ("bsd-3-clause-clear", "BSD-3-Clause-Clear"),
-    ("c-uda", "LicenseRef-C-UDA-1.0"),
-    ("cc", "LicenseRef-CC-unspecified"),
-    ("cc0-1.0", "CC0-1.0"),
-    ("cc-by-2.0", "CC-BY-2.0"),
-    ("cc-by-2.5", "CC-BY-2.5"),
-    ("cc-by-3.0", "CC-BY-3.0"),
-    ("cc-by-4.0", "CC-BY-4.0"),
-    ("cc-by-sa-3.0", "CC-BY-SA-3.0"),
-    ("cc-by-sa-4.0", "CC-BY-SA-4.0"),
-    ("cc-by-nc-2.0", "CC-BY-NC-2.0"),
-    ("cc-by-nc-3.0", "CC-BY-NC-3.0"),
-    ("cc-by-nc-4.0", "CC-BY-NC-4.0"),
-    ("cc-by-nd-4.0", "CC-BY-ND-4.0"),
-    ("cc-by-nc-nd-3.0", "CC-BY-NC-ND-3.0"),
-    ("cc-by-nc-nd-4.0", "CC-BY-NC-ND-4.0"),
-    ("cc-by-nc-sa-2.0", "CC-BY-NC-SA-2.0"),
-    ("cc-by-nc-sa-3.0", "CC-BY-NC-SA-3.0"),
-    ("cc-by-nc-sa-4.0", "CC-BY-NC-SA-4.0"),
-    ("cdla-sharing-1.0", "CDLA-Sharing-1.0"),
-    ("cdla-permissive-1.0", "CDLA-Permissive-1.0"),
-    ("cdla-permissive-2.0", "CDLA-Permissive-2.0"),
-    ("wtfpl", "WTFPL"),
-    ("ecl-2.0", "ECL-2.0"),
-    ("epl-1.0", "EPL-1.0"),
-    ("epl-2.0", "EPL-2.0"),
-    ("etalab-2.0", "etalab-2.0"),
-    ("eupl-1.1", "EUPL-1.1"),
-    ("eupl-1.2", "EUPL-1.2"),
-    ("agpl-3.0", "AGPL-3.0-only"),
-    ("gfdl", "LicenseRef-GFDL-unspecified"),
-    ("gpl", "LicenseRef-GPL-unspecified"),
-    ("gpl-2.0", "GPL-2.0-only"),
-    ("gpl-3.0", "GPL-3.0-only"),
-    ("lgpl", "LicenseRef-LGPL-unspecified"),
-    ("lgpl-2.1", "LGPL-2.1-only"),
-    ("lgpl-3.0", "LGPL-3.0-only"),
-    ("isc", "ISC"),
-    ("h-research", "LicenseRef-H-Research"),
-    ("intel-research", "LicenseRef-Intel-Research"),
-    ("lppl-1.3c", "LPPL-1.3c"),
-    ("ms-pl", "MS-PL"),
-    ("apple-ascl", "AML"),
-    ("apple-amlr", "LicenseRef-Apple-AMLR"),
-    ("mpl-2.0", "MPL-2.0"),
-    ("odc-by", "ODC-By-1.0"),
-    ("odbl", "ODbL-1.0"),
-    ("openmdw-1.0", "OpenMDW-1.0"),
-    ("openrail++", "LicenseRef-scancode-bigscience-open-rail-m2"),
-    ("osl-3.0", "OSL-3.0"),
-    ("postgresql", "PostgreSQL"),
-    ("ofl-1.1", "OFL-1.1"),
-    ("ncsa", "NCSA"),
-    ("unlicense", "Unlicense"),
-    ("zlib", "Zlib"),
-    ("pddl", "PDDL-1.0"),
-    ("lgpl-lr", "LGPLLR"),
-    ("deepfloyd-if-license", "LicenseRef-DeepFloyd-IF"),
-    (
-        "fair-noncommercial-research-license",
-        "LicenseRef-FAIR-Noncommercial-Research",
-    ),
-    ("llama2", "LicenseRef-scancode-llama-2-license-2023"),
-    ("llama3", "LicenseRef-Llama-3-Community"),
-    ("llama3.1", "LicenseRef-scancode-llama-3.1-license-2024"),
-    ("llama3.2", "LicenseRef-scancode-llama-3.2-license-2024"),
-    ("llama3.3", "LicenseRef-scancode-llama-3.3-license-2024"),
-    ("llama4", "LicenseRef-scancode-llama-4-cla-2025"),
-    ("gemma", "LicenseRef-Gemma-ToU"),
-];
 
 #[test]
 fn every_hugging_face_licence_tag_maps_to_a_licence_with_terms() {
