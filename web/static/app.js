@@ -91,6 +91,7 @@ document.addEventListener("submit", (event) => {
     // The form's own fields for its no-script post: the API takes the token as a header and
     // the revision from the URL.
     delete data.csrf;
+    if (form.dataset.api && form.dataset.api.includes("/publish")) delete data.report;
     if (form.dataset.api && form.dataset.api.includes("/verification")) delete data.revision;
     const status = form.querySelector(".status");
     fetch(form.dataset.report || form.dataset.api, {

@@ -1448,3 +1448,85 @@ async fn model_pages_page_their_files_and_still_name_every_flagged_one(pool: PgP
     );
     assert!(!next.contains("shard-0199.txt<"), "{next}");
 }
+
+/// A report from filing to a published advisory, every step an ordinary form post (no
+/// JavaScript): the reporter comments, a reviewer confirms, drafts and publishes.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_report_reaches_a_published_advisory_without_javascript(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let bob = app.create_user("bob").await;
+    let rita = app.create_user("rita").await;
+    app.make_reviewer("rita").await;
+    app.create_repo(&alice, "alice", "m", "public").await;
+    app.commit_files(&alice, "alice/m", &[("weights.bin", b"0123")])
+        .await;
+    let report = app.report(&bob, "alice/m", Some("weights.bin")).await;
+    let page_path = format!("/reports/{report}");
+
+    let (bob_cookie, _) = sign_in(&app, &bob).await;
+    let csrf = csrf_of(&page_html(&app, &page_path, Some(&bob_cookie)).await);
+    let res = post_form(
+        &app,
+        &format!("{page_path}/comment"),
+        &bob_cookie,
+        &[("csrf", &csrf), ("body", "it phones home")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(
+        page_html(&app, &page_path, Some(&bob_cookie))
+            .await
+            .contains("it phones home")
+    );
+
+    let (cookie, _) = sign_in(&app, &rita).await;
+    let csrf = csrf_of(&page_html(&app, &page_path, Some(&cookie)).await);
+    let steps: [(String, Vec<(&str, &str)>); 2] = [
+        (format!("{page_path}/triage"), vec![("action", "confirm")]),
+        (
+            format!("{page_path}/advisory"),
+            vec![
+                ("severity", "high"),
+                ("summary", "phones home"),
+                ("details", "d"),
+                ("remediation", "r"),
+            ],
+        ),
+    ];
+    for (path, fields) in steps {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend(fields);
+        let res = post_form(&app, &path, &cookie, &all).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::SEE_OTHER,
+            "{path}: {}",
+            res.text().await.unwrap()
+        );
+    }
+    let page = page_html(&app, &page_path, Some(&cookie)).await;
+    let advisory = page
+        .split("action=\"&#x2f;advisories&#x2f;")
+        .nth(1)
+        .or_else(|| page.split("action=\"/advisories/").nth(1))
+        .and_then(|rest| rest.split("&#x2f;publish").next())
+        .and_then(|rest| rest.split("/publish").next())
+        .unwrap_or_else(|| panic!("a publish form: {page}"))
+        .to_string();
+    let res = post_form(
+        &app,
+        &format!("/advisories/{advisory}/publish"),
+        &cookie,
+        &[("csrf", &csrf), ("report", &report.to_string())],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let published = expect_status(
+        app.get(&format!("/api/v1/advisories/{advisory}"), None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(published["published_at"].is_string(), "{published}");
+}

@@ -296,7 +296,16 @@ pub async fn comment(
     path: web::Path<i64>,
     body: web::Json<CommentBody>,
 ) -> ApiResult<HttpResponse> {
-    let id = path.into_inner();
+    add_comment_op(&state, &caller, path.into_inner(), body.into_inner()).await
+}
+
+/// The operation behind `comment`, for the API and the report page's form alike.
+pub(crate) async fn add_comment_op(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    body: CommentBody,
+) -> ApiResult<HttpResponse> {
     let text = body.body.trim();
     if text.is_empty() || text.len() > 20_000 {
         return Err(ApiError::unprocessable(
@@ -305,12 +314,12 @@ pub async fn comment(
         ));
     }
     let mut tx = state.db.begin().await?;
-    let (_, repo, _) = visible(&mut tx, &caller, id).await?;
+    let (_, repo, _) = visible(&mut tx, caller, id).await?;
     let user = caller.require_user()?;
     reviews::add_comment(&mut tx, id, user.id, text).await?;
     domain::event::record(
         &mut tx,
-        &caller,
+        caller,
         Event::new("report.comment", Target::Repo(&repo), json!({"report": id})),
     )
     .await?;
@@ -340,9 +349,18 @@ pub async fn triage(
     path: web::Path<i64>,
     body: web::Json<Triage>,
 ) -> ApiResult<HttpResponse> {
-    let id = path.into_inner();
+    triage_op(&state, &caller, path.into_inner(), body.into_inner()).await
+}
+
+/// The operation behind `triage`, for the API and the report page's form alike.
+pub(crate) async fn triage_op(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    body: Triage,
+) -> ApiResult<HttpResponse> {
     let mut tx = state.db.begin().await?;
-    let (report, repo) = reviewed(&mut tx, &caller, id, "triage reports").await?;
+    let (report, repo) = reviewed(&mut tx, caller, id, "triage reports").await?;
     let reason = body
         .reason
         .as_deref()
@@ -387,7 +405,7 @@ pub async fn triage(
         json!({"report": id, "status": status}),
         false,
     );
-    domain::event::record(&mut tx, &caller, change).await?;
+    domain::event::record(&mut tx, caller, change).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(json!({"report": id, "status": status})))
 }
@@ -427,9 +445,18 @@ pub async fn create_advisory(
     path: web::Path<i64>,
     body: web::Json<NewAdvisory>,
 ) -> ApiResult<HttpResponse> {
-    let id = path.into_inner();
+    draft_advisory_op(&state, &caller, path.into_inner(), body.into_inner()).await
+}
+
+/// The operation behind `create_advisory`, for the API and the report page's form alike.
+pub(crate) async fn draft_advisory_op(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    body: NewAdvisory,
+) -> ApiResult<HttpResponse> {
     let mut tx = state.db.begin().await?;
-    let (report, repo) = reviewed(&mut tx, &caller, id, "write advisories").await?;
+    let (report, repo) = reviewed(&mut tx, caller, id, "write advisories").await?;
     let Some(severity) = Severity::parse(&body.severity) else {
         return Err(ApiError::unprocessable(
             code::INVALID_SEVERITY,
@@ -499,7 +526,7 @@ pub async fn create_advisory(
     }
     domain::event::record(
         &mut tx,
-        &caller,
+        caller,
         Event::new(
             "advisory.create",
             Target::Repo(&repo),
@@ -523,7 +550,15 @@ pub async fn publish_advisory(
     caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = path.into_inner();
+    publish_advisory_op(&state, &caller, path.into_inner()).await
+}
+
+/// The operation behind `publish_advisory`, for the API and the report page's form alike.
+pub(crate) async fn publish_advisory_op(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+) -> ApiResult<HttpResponse> {
     let missing = || {
         ApiError::not_found(
             code::ADVISORY_NOT_FOUND,
@@ -532,7 +567,7 @@ pub async fn publish_advisory(
     };
     let mut tx = state.db.begin().await?;
     let advisory = reviews::advisory(&mut tx, &id).await?.ok_or_else(missing)?;
-    let (_, repo, reviewer) = visible(&mut tx, &caller, advisory.report_id)
+    let (_, repo, reviewer) = visible(&mut tx, caller, advisory.report_id)
         .await
         .map_err(|e| if e.is_refusal() { missing() } else { e })?;
     if !reviewer {
@@ -566,7 +601,7 @@ pub async fn publish_advisory(
     )
     .logged(entry)
     .notifying("advisory.published", notice, true);
-    domain::event::record(&mut tx, &caller, change).await?;
+    domain::event::record(&mut tx, caller, change).await?;
     for a in reviews::affected(&mut tx, &id).await? {
         crate::notify::emit_for_blob(&mut tx, &a.sha256, "advisory.published", json!({"advisory": id, "severity": advisory.severity, "sha256": hex::encode(&a.sha256)}), Some(repo.id)).await?;
     }

@@ -120,3 +120,99 @@ pub async fn verify(
         "/{namespace}/{name}?rev={rev}#verification"
     )))
 }
+
+#[derive(Deserialize)]
+pub struct CommentForm {
+    csrf: String,
+    body: String,
+}
+
+/// Adds to a report's discussion, then shows it.
+pub async fn comment(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<i64>,
+    form: web::Form<CommentForm>,
+) -> WebResult {
+    check_csrf(&caller, &form.csrf)?;
+    let id = path.into_inner();
+    let body = crate::routes::reviews::CommentBody {
+        body: form.into_inner().body,
+    };
+    crate::routes::reviews::add_comment_op(&state, &caller, id, body).await?;
+    Ok(redirect(&format!("/reports/{id}")))
+}
+
+#[derive(Deserialize)]
+pub struct TriageForm {
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Triages a report (reviewers), then shows it.
+pub async fn triage(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<i64>,
+    form: web::Form<TriageForm>,
+) -> WebResult {
+    check_csrf(&caller, &form.csrf)?;
+    let id = path.into_inner();
+    let form = form.into_inner();
+    let body = crate::routes::reviews::Triage {
+        action: form.action,
+        reason: form.reason,
+    };
+    crate::routes::reviews::triage_op(&state, &caller, id, body).await?;
+    Ok(redirect(&format!("/reports/{id}")))
+}
+
+#[derive(Deserialize)]
+pub struct AdvisoryForm {
+    csrf: String,
+    severity: String,
+    summary: String,
+    details: String,
+    remediation: String,
+}
+
+/// Drafts an advisory from a confirmed report (reviewers), then shows the report.
+pub async fn draft_advisory(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<i64>,
+    form: web::Form<AdvisoryForm>,
+) -> WebResult {
+    check_csrf(&caller, &form.csrf)?;
+    let id = path.into_inner();
+    let form = form.into_inner();
+    let body = crate::routes::reviews::NewAdvisory {
+        severity: form.severity,
+        summary: form.summary,
+        details: form.details,
+        remediation: form.remediation,
+    };
+    crate::routes::reviews::draft_advisory_op(&state, &caller, id, body).await?;
+    Ok(redirect(&format!("/reports/{id}")))
+}
+
+#[derive(Deserialize)]
+pub struct PublishForm {
+    csrf: String,
+    /// The report page to return to.
+    report: i64,
+}
+
+/// Publishes an advisory (reviewers), then returns to its report.
+pub async fn publish_advisory(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    form: web::Form<PublishForm>,
+) -> WebResult {
+    check_csrf(&caller, &form.csrf)?;
+    crate::routes::reviews::publish_advisory_op(&state, &caller, path.into_inner()).await?;
+    Ok(redirect(&format!("/reports/{}", form.report)))
+}

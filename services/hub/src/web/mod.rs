@@ -35,6 +35,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/reviews", web::get().to(pages::review_queue))
         .route("/reports/{id}", web::get().to(pages::report_page))
+        .route("/reports/{id}/comment", web::post().to(forms::comment))
+        .route("/reports/{id}/triage", web::post().to(forms::triage))
+        .route(
+            "/reports/{id}/advisory",
+            web::post().to(forms::draft_advisory),
+        )
+        .route(
+            "/advisories/{id}/publish",
+            web::post().to(forms::publish_advisory),
+        )
         .route("/orgs/new", web::get().to(orgs::new_org_form))
         .route("/orgs/new", web::post().to(orgs::create_org))
         .route(
