@@ -512,6 +512,19 @@ async fn model_pages_settle_agree_with_the_gates_and_keep_the_viewer(pool: PgPoo
     assert!(answer.contains("deny"), "800M users in June 2024: {answer}");
     browser.screenshot(&shots, "21-can-i-use-this").await;
 
+    // The file viewer and the model page's head.
+    browser
+        .goto(&app.url("/alice/llama-ft/blob/main/README.md"))
+        .await;
+    browser
+        .wait_for_text(10, "the file viewer", |t| {
+            t.contains("A Llama 3.1 fine-tune")
+        })
+        .await;
+    browser.screenshot(&shots, "22-file-viewer").await;
+    browser.goto(&app.url("/alice/llama-ft")).await;
+    browser.screenshot(&shots, "24-model-head-chips").await;
+
     // Error pages keep the signed-in header.
     browser.goto(&app.url("/alice/no-such-model")).await;
     let page = browser.text().await;
@@ -531,6 +544,7 @@ async fn model_pages_settle_agree_with_the_gates_and_keep_the_viewer(pool: PgPoo
         .wait_for_text(10, "the new token", |t| t.contains("Copy it now"))
         .await;
     assert!(page.contains("ky_"), "{page}");
+    browser.screenshot(&shots, "23-token-created-once").await;
     browser.goto(&app.url("/settings/tokens")).await;
     let page = browser.text().await;
     assert!(

@@ -27,4 +27,5 @@ mod storage_contract;
 mod tlog;
 mod uploads;
 mod verification;
+mod viewer;
 mod web;

@@ -1,7 +1,10 @@
 //! The file viewer, `/{ns}/{name}/blob/{rev}/{path}` as on the Hugging Face Hub: a file shown in
 //! the page behind the same gates as its download (`routes::files::decide`). Text, JSON and code
 //! are shown as text; a safetensors file as the tensors its header names, with their dtypes,
-//! shapes and the parameter count, read from the header alone.
+//! shapes and the parameter count, read from the header alone; a GGUF file as its key/value
+//! metadata and tensor list; an ONNX model as its IR version, producer, opsets, inputs and
+//! outputs (streamed past its initializers). A GGUF or ONNX file that does not parse is shown
+//! as a binary file.
 
 use actix_web::web;
 use futures_util::StreamExt;
@@ -19,6 +22,14 @@ use crate::state::AppState;
 const MAX_TEXT: u64 = 512 * 1024;
 /// A safetensors header larger than this is not read for the page.
 const MAX_HEADER: u64 = 16 * 1024 * 1024;
+/// At most this much of a GGUF file is read for the page (metadata with its vocabulary and the
+/// tensor infos; the weights that follow are not read).
+const MAX_GGUF_HEADER: u64 = 64 * 1024 * 1024;
+/// An ONNX model keeps its inputs and outputs after its initializers, so the whole protobuf is
+/// streamed (nothing held); larger models are not read for the page.
+const MAX_ONNX: u64 = 1024 * 1024 * 1024;
+/// Metadata strings longer than this are cut in the page.
+const MAX_SHOWN_VALUE: usize = 4096;
 
 pub async fn blob_page(
     state: web::Data<AppState>,
@@ -80,10 +91,17 @@ async fn view_of(
     path: &str,
     size: u64,
 ) -> Result<Value, ApiError> {
-    if path.to_lowercase().ends_with(".safetensors")
+    let lower = path.to_lowercase();
+    if lower.ends_with(".safetensors")
         && let Some(view) = safetensors_view(store, digest, size).await?
     {
         return Ok(view);
+    }
+    if lower.ends_with(".gguf") {
+        return gguf_view(store, digest, size).await;
+    }
+    if lower.ends_with(".onnx") {
+        return onnx_view(store, digest, size).await;
     }
     let bytes = read(store, digest, 0..size.min(MAX_TEXT)).await?;
     let Ok(text) = std::str::from_utf8(&bytes) else {
@@ -146,6 +164,134 @@ async fn safetensors_view(
         "metadata": metadata,
         "header_bytes": len,
     })))
+}
+
+/// Runs `parse` on the blob's bytes in a blocking task; `None` when the blob cannot be opened
+/// or does not parse.
+async fn parse_blob<T: Send + 'static>(
+    store: &BlobStore,
+    digest: &Sha256Digest,
+    size: u64,
+    parse: impl FnOnce(Box<dyn kaiyuan_storage::ReadSeek>) -> Option<T> + Send + 'static,
+) -> Result<Option<T>, ApiError> {
+    let store = store.clone();
+    let digest = *digest;
+    tokio::task::spawn_blocking(move || parse(store.open_blocking(&digest, size).ok()?))
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("viewer task: {e}")))
+}
+
+/// A GGUF file's metadata and tensors, from its header.
+async fn gguf_view(store: &BlobStore, digest: &Sha256Digest, size: u64) -> Result<Value, ApiError> {
+    let budget = size.min(MAX_GGUF_HEADER);
+    let header = parse_blob(store, digest, size, move |reader| {
+        kaiyuan_license::gguf::header(std::io::BufReader::new(reader), budget)
+            .ok()
+            .flatten()
+    })
+    .await?;
+    let Some(header) = header else {
+        return Ok(json!({"kind": "binary"}));
+    };
+    let get = |key: &str| header.get(key);
+    let text = |key: &str| get(key).map(|v| shown(&v.to_string()));
+    let architecture = get("general.architecture").and_then(|v| v.as_str());
+    let context = architecture
+        .and_then(|a| get(&format!("{a}.context_length")))
+        .and_then(|v| v.as_u64());
+    let quantization = get("general.file_type").and_then(|v| v.as_u64()).map(|t| {
+        kaiyuan_license::gguf::file_type_name(t).map_or_else(|| format!("type {t}"), str::to_string)
+    });
+    let licence = match (text("general.license"), text("general.license.name")) {
+        (Some(l), Some(n)) if l.eq_ignore_ascii_case("other") => Some(format!("other: {n}")),
+        (l, _) => l,
+    };
+    let facts: Vec<Value> = [
+        ("Name", text("general.name")),
+        ("Architecture", architecture.map(str::to_string)),
+        ("Licence", licence),
+        ("Quantization", quantization),
+        ("Context length", context.map(|c| c.to_string())),
+        ("Size label", text("general.size_label")),
+    ]
+    .into_iter()
+    .filter_map(|(label, value)| Some(json!({"label": label, "value": value?})))
+    .collect();
+    let metadata: Vec<Value> = header
+        .metadata
+        .iter()
+        .map(|(key, value)| json!({"key": key, "value": shown(&value.to_string())}))
+        .collect();
+    let tensors: Vec<Value> = header
+        .tensors
+        .iter()
+        .map(|t| {
+            json!({"name": t.name, "dtype": t.type_name, "shape": t.shape,
+                   "parameters": t.parameters().to_string()})
+        })
+        .collect();
+    Ok(json!({
+        "kind": "gguf",
+        "version": header.version,
+        "facts": facts,
+        "metadata": metadata,
+        "tensors": tensors,
+        "parameters": header.parameters().to_string(),
+        "header_bytes": header.header_bytes,
+    }))
+}
+
+/// A metadata value as the page shows it: cut when long.
+fn shown(value: &str) -> String {
+    if value.len() <= MAX_SHOWN_VALUE {
+        return value.to_string();
+    }
+    let mut end = MAX_SHOWN_VALUE;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &value[..end], value.len())
+}
+
+/// An ONNX model's header: IR version, producer, opsets, inputs, outputs, metadata.
+async fn onnx_view(store: &BlobStore, digest: &Sha256Digest, size: u64) -> Result<Value, ApiError> {
+    if size > MAX_ONNX {
+        return Ok(json!({"kind": "binary", "note": "too large to be read for the page"}));
+    }
+    let header = parse_blob(store, digest, size, move |reader| {
+        kaiyuan_verifier::model_info::read_header_from(reader, size).ok()
+    })
+    .await?;
+    let Some(header) = header else {
+        return Ok(json!({"kind": "binary"}));
+    };
+    let values = |list: &[kaiyuan_verifier::model_info::ValueInfo]| -> Vec<Value> {
+        list.iter()
+            .map(|v| json!({"name": v.name, "type": v.type_name, "shape": v.shape}))
+            .collect()
+    };
+    let metadata: Vec<Value> = header
+        .metadata
+        .iter()
+        .map(|(key, value)| json!({"key": key, "value": shown(value)}))
+        .collect();
+    Ok(json!({
+        "kind": "onnx",
+        "ir_version": header.ir_version,
+        "producer_name": header.producer_name,
+        "producer_version": header.producer_version,
+        "domain": header.domain,
+        "model_version": header.model_version,
+        "opsets": header.opsets.iter().map(|o| json!({
+            "domain": if o.domain.is_empty() { "ai.onnx" } else { &o.domain },
+            "version": o.version,
+        })).collect::<Vec<_>>(),
+        "inputs": values(&header.inputs),
+        "outputs": values(&header.outputs),
+        "metadata": metadata,
+        "initializers": header.initializers,
+        "external_data": header.external_data,
+    }))
 }
 
 async fn read(
