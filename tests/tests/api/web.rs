@@ -1530,3 +1530,66 @@ async fn a_report_reaches_a_published_advisory_without_javascript(pool: PgPool) 
     .await;
     assert!(published["published_at"].is_string(), "{published}");
 }
+
+/// The policy editor is a form (categories to deny, switches, data rules), with the JSON editor
+/// as the advanced option; both save the same document.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_licence_policy_is_edited_as_a_form(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    let (cookie, _) = sign_in(&app, &alice).await;
+    let page = page_html(&app, "/orgs/alice/policy", Some(&cookie)).await;
+    assert!(page.contains("name=\"deny:noncommercial\""), "{page}");
+    let csrf = csrf_of(&page);
+    let saved = post_form(
+        &app,
+        "/orgs/alice/policy",
+        &cookie,
+        &[
+            ("csrf", csrf.as_str()),
+            ("editor", "form"),
+            ("deny:noncommercial", "on"),
+            ("deny_ids", "GPL-3.0-only\nAGPL-3.0-only\n"),
+            ("require_commercial_use", "on"),
+            ("noncommercial_training_data", "deny"),
+            ("sharealike_training_data", "allow"),
+        ],
+    )
+    .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    let html = saved.text().await.unwrap();
+    assert!(html.contains("Saved as version 1"), "{html}");
+    let stored = expect_status(
+        app.get("/api/v1/orgs/alice/license-policy", Some(&alice))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let policy = &stored["policy"];
+    assert_eq!(
+        policy["deny"],
+        json!(["noncommercial", "GPL-3.0-only", "AGPL-3.0-only"])
+    );
+    assert_eq!(policy["require_commercial_use"], true);
+    assert_eq!(policy["require_osi"], false);
+    assert_eq!(policy["noncommercial_training_data"], "deny");
+    assert_eq!(policy["sharealike_training_data"], "allow");
+    // The form shows what is stored.
+    let page = page_html(&app, "/orgs/alice/policy", Some(&cookie)).await;
+    assert!(
+        page.contains("name=\"deny:noncommercial\" checked"),
+        "{page}"
+    );
+    let bad = post_form(
+        &app,
+        "/orgs/alice/policy",
+        &cookie,
+        &[
+            ("csrf", csrf.as_str()),
+            ("editor", "form"),
+            ("sharealike_training_data", "sometimes"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -8,6 +8,7 @@ pub mod markdown;
 mod model;
 mod orgs;
 mod pages;
+mod policy_form;
 pub mod render;
 pub mod session;
 mod viewer;

@@ -536,35 +536,58 @@ pub async fn policy_page(
     let ns =
         crate::routes::load_namespace(&mut conn, &caller, &name, db::accounts::Role::Admin).await?;
     let current = db::licenses::policy(&mut conn, ns.id).await?;
-    let text = current
-        .as_ref()
-        .map(|p| serde_json::to_string_pretty(&p.document).unwrap_or_default())
-        .unwrap_or_else(|| "{\n  \"deny\": [],\n  \"require_commercial_use\": true\n}".into());
-    render(
-        &caller,
-        "policy.html",
-        &format!("Licence policy of {}", ns.name),
-        json!({"namespace": ns.name, "policy": text, "version": current.map(|p| p.version), "error": null, "saved": null}),
-    )
+    let document = current.as_ref().map_or_else(
+        || json!({"require_commercial_use": true}),
+        |p| p.document.clone(),
+    );
+    let version = current.map(|p| p.version);
+    policy_view(&caller, &ns.name, &document, version, None, None, None)
 }
 
-#[derive(Deserialize)]
-pub struct PolicyForm {
-    csrf: String,
-    policy: String,
+/// The policy page: the form, and the same policy as JSON for the advanced editor.
+fn policy_view(
+    caller: &Caller,
+    namespace: &str,
+    document: &Value,
+    version: Option<i32>,
+    error: Option<&str>,
+    saved: Option<u64>,
+    posted_json: Option<&str>,
+) -> WebResult {
+    let categories = license_categories();
+    render(
+        caller,
+        "policy.html",
+        &format!("Licence policy of {namespace}"),
+        json!({
+            "namespace": namespace,
+            "policy": posted_json.map_or_else(|| serde_json::to_string_pretty(document).unwrap_or_default(), str::to_string),
+            "form": super::policy_form::form_view(document, &categories),
+            "categories": categories,
+            "version": version,
+            "error": error,
+            "saved": saved,
+        }),
+    )
 }
 
 pub async fn save_policy(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
-    form: web::Form<PolicyForm>,
+    form: web::Form<std::collections::HashMap<String, String>>,
 ) -> WebResult {
-    check_csrf(&caller, &form.csrf)?;
+    let fields = form.into_inner();
+    check_csrf(&caller, fields.get("csrf").map_or("", String::as_str))?;
     let name = path.into_inner();
-    let parsed: Result<kaiyuan_license::policy::Policy, String> =
-        serde_json::from_str(&form.policy)
-            .map_err(|e| format!("the policy is not valid JSON for a policy: {e}"));
+    // The JSON editor posts `policy`; the form posts its fields.
+    let parsed: Result<kaiyuan_license::policy::Policy, String> = match fields.get("policy") {
+        Some(text) if fields.get("editor").is_none_or(|e| e == "json") => {
+            serde_json::from_str(text)
+                .map_err(|e| format!("the policy is not valid JSON for a policy: {e}"))
+        }
+        _ => super::policy_form::policy_from_form(&fields, &license_categories()),
+    };
     let outcome = match parsed {
         Ok(policy) => crate::routes::licenses::set_policy(&state, &caller, &name, policy)
             .await
@@ -581,19 +604,23 @@ pub async fn save_policy(
         Err(message) => Err(Ok(message)),
     };
     match outcome {
-        Ok((namespace, version, document, queued)) => render(
+        Ok((namespace, version, document, queued)) => policy_view(
             &caller,
-            "policy.html",
-            &format!("Licence policy of {namespace}"),
-            json!({"namespace": namespace, "policy": serde_json::to_string_pretty(&document).unwrap_or_default(), "version": version, "error": null, "saved": queued}),
+            &namespace,
+            &document,
+            Some(version),
+            None,
+            Some(queued),
+            None,
         ),
         Err(Ok(message)) => {
-            let mut page = render(
-                &caller,
-                "policy.html",
-                &format!("Licence policy of {name}"),
-                json!({"namespace": name, "policy": form.policy, "version": null, "error": message, "saved": null}),
-            )?;
+            // What was posted stays in the editor it came from.
+            let posted = fields
+                .get("policy")
+                .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                .unwrap_or_else(|| json!({}));
+            let raw = fields.get("policy").map(String::as_str);
+            let mut page = policy_view(&caller, &name, &posted, None, Some(&message), None, raw)?;
             *page.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
             Ok(page)
         }
