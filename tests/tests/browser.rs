@@ -34,14 +34,7 @@ async fn a_publisher_and_an_adopter_use_the_hub_in_a_browser(pool: PgPool) {
 
     let browser = Browser::start().await;
     // Sign in with a token.
-    browser.goto(&app.url("/sign-in")).await;
-    browser.type_into("#token", &alice).await;
-    browser.click("form[action='/sign-in'] button").await;
-    browser
-        .wait_for_text(10, "the signed-in home page", |t| {
-            t.contains("alice") && t.contains("Sign out")
-        })
-        .await;
+    sign_in(&browser, &app, "alice", &alice).await;
     browser.screenshot(&shots, "01-home-signed-in").await;
 
     // Create a repository through the form, then upload through the page.
@@ -209,12 +202,7 @@ async fn a_publisher_and_an_adopter_use_the_hub_in_a_browser(pool: PgPool) {
     browser
         .wait_for_text(10, "signed out", |t| t.contains("Sign in"))
         .await;
-    browser.goto(&app.url("/sign-in")).await;
-    browser.type_into("#token", &bob).await;
-    browser.click("form[action='/sign-in'] button").await;
-    browser
-        .wait_for_text(10, "bob signed in", |t| t.contains("bob"))
-        .await;
+    sign_in(&browser, &app, "bob", &bob).await;
     browser.goto(&app.url("/alice/secret-weights")).await;
     let denied = browser.text().await;
     assert!(
@@ -277,12 +265,7 @@ async fn a_publisher_and_an_adopter_use_the_hub_in_a_browser(pool: PgPool) {
     browser
         .wait_for_text(10, "signed out", |t| t.contains("Sign in"))
         .await;
-    browser.goto(&app.url("/sign-in")).await;
-    browser.type_into("#token", &app.admin_token).await;
-    browser.click("form[action='/sign-in'] button").await;
-    browser
-        .wait_for_text(10, "the reviewer signed in", |t| t.contains("hubadmin"))
-        .await;
+    sign_in(&browser, &app, "hubadmin", &app.admin_token).await;
     browser.goto(&app.url("/reviews")).await;
     browser
         .wait_for_text(10, "the queue", |t| t.contains("runs os.system"))

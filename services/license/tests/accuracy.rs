@@ -9,14 +9,14 @@
 //! It prints one table row per measure, then holds the engine to the numbers measured when
 //! the table was written.
 
-#[path = "support/hf_tags.rs"]
-mod hf_tags;
-use hf_tags::HF_TAGS;
+#[path = "support/lists.rs"]
+mod lists;
 use kaiyuan_license::card::CardMeta;
 use kaiyuan_license::catalog::catalog;
 use kaiyuan_license::expr::{Declared, interpret};
 use kaiyuan_license::lineage::{Chain, LineageFile};
 use kaiyuan_license::{Decision, ModelFacts, Purpose, Report, TextFile, UseContext, evaluate};
+use lists::{DISTINCT_SPDX, HF_TAGS};
 
 fn real(name: &str) -> String {
     let path = format!("{}/tests/real_texts/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -166,52 +166,32 @@ fn mismatched_pairs(rows: &mut Vec<Row>) {
             .text()
             .replace("<year> <copyright holders>", "2026 Acme")
     };
-    let distinct: Vec<(&str, Option<&str>, String)> = [
-        "MIT",
-        "Apache-2.0",
-        "GPL-3.0-only",
-        "GPL-2.0-only",
-        "AGPL-3.0-only",
-        "LGPL-2.1-only",
-        "MPL-2.0",
-        "BSD-3-Clause",
-        "BSD-2-Clause",
-        "ISC",
-        "CC-BY-4.0",
-        "CC-BY-SA-4.0",
-        "CC-BY-NC-4.0",
-        "CC0-1.0",
-        "Unlicense",
-        "EPL-2.0",
-        "Zlib",
-        "BSL-1.0",
-        "Artistic-2.0",
-        "EUPL-1.2",
-    ]
-    .into_iter()
-    .map(|id| (id, None, spdx(id)))
-    .chain([
-        ("llama2", None, real("llama2-LICENSE.txt")),
-        ("llama3.1", None, real("llama3_1-LICENSE.txt")),
-        ("llama4", None, real("llama4-LICENSE.txt")),
-        (
-            "other",
-            Some("deepseek"),
-            real("deepseek-v3-LICENSE-MODEL.txt"),
-        ),
-        ("other", Some("minimax"), real("minimax-LICENSE-MODEL.txt")),
-        (
-            "other",
-            Some("tongyi-qianwen"),
-            real("tongyi-qianwen-LICENSE.txt"),
-        ),
-        (
-            "apple-amlr",
-            None,
-            real("apple-amlr-ml-starflow-LICENSE_MODEL.txt"),
-        ),
-    ])
-    .collect();
+    let distinct: Vec<(&str, Option<&str>, String)> = DISTINCT_SPDX
+        .iter()
+        .copied()
+        .map(|id| (id, None, spdx(id)))
+        .chain([
+            ("llama2", None, real("llama2-LICENSE.txt")),
+            ("llama3.1", None, real("llama3_1-LICENSE.txt")),
+            ("llama4", None, real("llama4-LICENSE.txt")),
+            (
+                "other",
+                Some("deepseek"),
+                real("deepseek-v3-LICENSE-MODEL.txt"),
+            ),
+            ("other", Some("minimax"), real("minimax-LICENSE-MODEL.txt")),
+            (
+                "other",
+                Some("tongyi-qianwen"),
+                real("tongyi-qianwen-LICENSE.txt"),
+            ),
+            (
+                "apple-amlr",
+                None,
+                real("apple-amlr-ml-starflow-LICENSE_MODEL.txt"),
+            ),
+        ])
+        .collect();
     let mut pairs = vec![];
     for i in 0..distinct.len() {
         for step in [1, 5, 9, 13] {

@@ -1,5 +1,5 @@
-//! The licence tags Hugging Face offers (its documentation's `repositories-licenses.md`), with
-//! the ids they mean: shared by the accuracy measurement and the SPDX corpus test.
+//! Lists shared by the accuracy measurement and the SPDX corpus test: the licence tags Hugging
+//! Face offers, and SPDX licences of distinct families.
 
 /// The licence list of the Hugging Face Hub's documentation (`repositories-licenses.md`).
 pub const HF_TAGS: &[(&str, &str)] = &[
@@ -97,4 +97,28 @@ pub const HF_TAGS: &[(&str, &str)] = &[
     ("llama3.3", "LicenseRef-scancode-llama-3.3-license-2024"),
     ("llama4", "LicenseRef-scancode-llama-4-cla-2025"),
     ("gemma", "LicenseRef-Gemma-ToU"),
+];
+
+/// SPDX licences of distinct families: any one shipped under another's name is a contradiction.
+pub const DISTINCT_SPDX: &[&str] = &[
+    "MIT",
+    "Apache-2.0",
+    "GPL-3.0-only",
+    "GPL-2.0-only",
+    "AGPL-3.0-only",
+    "LGPL-2.1-only",
+    "MPL-2.0",
+    "BSD-3-Clause",
+    "BSD-2-Clause",
+    "ISC",
+    "CC-BY-4.0",
+    "CC-BY-SA-4.0",
+    "CC-BY-NC-4.0",
+    "CC0-1.0",
+    "Unlicense",
+    "EPL-2.0",
+    "Zlib",
+    "BSL-1.0",
+    "Artistic-2.0",
+    "EUPL-1.2",
 ];
