@@ -57,8 +57,9 @@ if $want_test; then
     cargo install --locked cargo-nextest
   fi
   # Python packages that write real model files for the scanner's tests, in a venv outside the clone.
-  # A second one holds the last 0.x huggingface_hub, whose users must keep downloading.
-  for pair in "py:requirements.txt" "py-hf0:requirements-hf0.txt"; do
+  # A second one holds the last 0.x huggingface_hub, whose users must keep downloading; a third
+  # the last 1.x before Xet became unconditional (it negotiates Xet through the LFS batch).
+  for pair in "py:requirements.txt" "py-hf0:requirements-hf0.txt" "py-hf1:requirements-hf1.txt"; do
     py_env="$HOME/.cache/kaiyuan/${pair%%:*}"
     requirements="$(dirname "$0")/../tests/python/${pair#*:}"
     if ! cmp -s "$requirements" "$py_env/requirements.txt" 2>/dev/null; then

@@ -8,6 +8,7 @@ scripts/install-deps.sh --test
 tools_dir="${KAIYUAN_TOOLS_DIR:-$HOME/.cache/kaiyuan/tools}"
 export KAIYUAN_TEST_PYTHON="$HOME/.cache/kaiyuan/py/bin/python"
 export KAIYUAN_TEST_PYTHON_HF0="$HOME/.cache/kaiyuan/py-hf0/bin/python"
+export KAIYUAN_TEST_PYTHON_HF1="$HOME/.cache/kaiyuan/py-hf1/bin/python"
 export KAIYUAN_TEST_WHEELS="${KAIYUAN_TEST_WHEELS:-$HOME/.cache/kaiyuan/wheels}"
 # Reuse one build directory outside the clone: CI clones afresh each time.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kaiyuan/target}"

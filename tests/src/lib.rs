@@ -123,7 +123,7 @@ pub async fn spawn_app_with(
     TestApp {
         base,
         db: pool,
-        store,
+        store: state.store.clone(),
         http,
         admin_token: admin.token,
         state,

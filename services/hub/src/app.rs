@@ -26,6 +26,7 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
+        let store = crate::xet::recipes::attach(store, db.clone());
         let state = web::Data::new(AppState {
             db,
             store,

@@ -187,8 +187,11 @@ pub async fn authenticate(
 
 /// Paths that never look at the caller: probes must answer whatever a client's token is, and
 /// without the database.
+/// The Xet CAS (`/cas/`) authenticates with its own short-lived tokens, never hub tokens.
 fn needs_no_caller(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/static/")
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+        || path.starts_with("/static/")
+        || path.starts_with("/cas/")
 }
 
 async fn caller_of(req: &ServiceRequest) -> Result<Caller, ApiError> {

@@ -27,6 +27,26 @@ pub struct Settings {
     pub provenance: Provenance,
     pub reviews: Reviews,
     pub verification: Verification,
+    pub xet: Xet,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Xet {
+    /// Serve the Xet CAS and advertise it to clients (`false`: the token route answers 501 and
+    /// clients must upload through LFS).
+    pub enabled: bool,
+    /// Lifetime of a CAS token, in seconds (clients refresh it 30 s before it expires).
+    pub token_secs: u64,
+}
+
+impl Default for Xet {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token_secs: 3600,
+        }
+    }
 }
 
 /// Sample-inference verification of ONNX models by this process's workers.
@@ -181,6 +201,7 @@ impl Default for Settings {
             provenance: Provenance::default(),
             reviews: Reviews::default(),
             verification: Verification::default(),
+            xet: Xet::default(),
         }
     }
 }

@@ -10,6 +10,16 @@ macro_rules! codes {
 }
 
 codes! {
+    INVALID_FETCH_URL = "invalid-fetch-url",
+    INVALID_SHARD = "invalid-shard",
+    INVALID_XET_HASH = "invalid-xet-hash",
+    INVALID_XET_TOKEN = "invalid-xet-token",
+    INVALID_XORB = "invalid-xorb",
+    XET_DISABLED = "xet-disabled",
+    XET_CHUNK_NOT_FOUND = "xet-chunk-not-found",
+    XET_FILE_NOT_FOUND = "xet-file-not-found",
+    XET_TOKEN_EXPIRED = "xet-token-expired",
+    XET_TOKEN_READ_ONLY = "xet-token-read-only",
     ADMIN_REQUIRED = "admin-required",
     ADVISORY_NOT_FOUND = "advisory-not-found",
     ADVISORY_PUBLISHED = "advisory-published",

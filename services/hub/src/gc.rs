@@ -19,6 +19,7 @@ pub struct GcReport {
     pub staging_removed: usize,
     pub repositories_purged: u64,
     pub blobs_removed: usize,
+    pub xorbs_removed: usize,
 }
 
 /// Blobs looked at per round trip of the collector's walk.
@@ -57,7 +58,22 @@ pub async fn collect(db: &PgPool, store: &BlobStore, settings: &Gc) -> anyhow::R
             None => break,
         }
     }
+    // Xorbs go after the blobs: a collected blob's reconstruction no longer holds them.
+    loop {
+        let removed =
+            db::xet::collect_xorbs(&mut conn, settings.blob_grace_secs, BLOB_BATCH).await?;
+        for hash in &removed {
+            if let Some(hash) = kaiyuan_xet::MerkleHash::from_slice(hash) {
+                store.delete_xorb(&hash).await?;
+                report.xorbs_removed += 1;
+            }
+        }
+        if (removed.len() as i64) < BLOB_BATCH {
+            break;
+        }
+    }
     tracing::info!(
+        xorbs_removed = report.xorbs_removed,
         staging_removed = report.staging_removed,
         repositories_purged = report.repositories_purged,
         blobs_removed = report.blobs_removed,

@@ -38,4 +38,5 @@ pub mod tree;
 pub mod verification;
 pub mod verify_cli;
 pub mod web;
+pub mod xet;
 pub mod yara;

@@ -199,6 +199,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         check_schema(&pool).await?;
         let process_id = kaiyuan_hub::liveness::process_id(&settings.listen);
         let store = kaiyuan_hub::liveness::register(&pool, open_store(&settings)?, &process_id).await?;
+        let store = kaiyuan_hub::xet::recipes::attach(store, pool.clone());
         tracing::info!(store = %store.describe(), process = %process_id, "object store ready");
         let mut conn = pool.acquire().await?;
         if db::accounts::count_users(&mut conn).await? == 0 {
@@ -307,7 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             check_schema(&pool).await?;
             let ctx = JobContext {
                 db: pool.clone(),
-                store: open_store(&settings)?,
+                store: kaiyuan_hub::xet::recipes::attach(open_store(&settings)?, pool.clone()),
                 settings: std::sync::Arc::new(settings.clone()),
             };
             let (stop_tx, stop_rx) = watch::channel(false);

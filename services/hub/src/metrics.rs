@@ -24,6 +24,9 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// Xorb uploads the CAS received (whether or not they were new) and their bytes.
+    xorbs_in: AtomicU64,
+    xorb_bytes_in: AtomicU64,
 }
 
 impl Metrics {
@@ -47,6 +50,11 @@ impl Metrics {
 
     pub fn add_bytes_in(&self, n: u64) {
         self.bytes_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_xorb_received(&self, bytes: u64) {
+        self.xorbs_in.fetch_add(1, Ordering::Relaxed);
+        self.xorb_bytes_in.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub fn add_bytes_out(&self, n: u64) {
@@ -96,9 +104,17 @@ impl Metrics {
              kaiyuan_bytes_received_total {}\n\
              # HELP kaiyuan_bytes_sent_total File bytes sent by downloads.\n\
              # TYPE kaiyuan_bytes_sent_total counter\n\
-             kaiyuan_bytes_sent_total {}",
+             kaiyuan_bytes_sent_total {}\n\
+             # HELP kaiyuan_xet_xorbs_received_total Xorb uploads the CAS received.\n\
+             # TYPE kaiyuan_xet_xorbs_received_total counter\n\
+             kaiyuan_xet_xorbs_received_total {}\n\
+             # HELP kaiyuan_xet_xorb_bytes_received_total Serialized xorb bytes the CAS received.\n\
+             # TYPE kaiyuan_xet_xorb_bytes_received_total counter\n\
+             kaiyuan_xet_xorb_bytes_received_total {}",
             self.bytes_in.load(Ordering::Relaxed),
-            self.bytes_out.load(Ordering::Relaxed)
+            self.bytes_out.load(Ordering::Relaxed),
+            self.xorbs_in.load(Ordering::Relaxed),
+            self.xorb_bytes_in.load(Ordering::Relaxed)
         );
         out.push_str("# HELP kaiyuan_jobs Background jobs by state.\n# TYPE kaiyuan_jobs gauge\n");
         for state in ["queued", "running", "succeeded", "failed"] {

@@ -15,6 +15,7 @@ mod parts;
 mod read;
 mod seekable;
 mod upload;
+mod xet;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use digest::{Sha256Digest, Sha256ParseError};
 pub use read::ByteStream;
 pub use seekable::{RangeReader, ReadSeek};
 pub use upload::{Expected, StoredBlob, Upload, UploadError};
+pub use xet::{Recipe, RecipeChunk, RecipeReader, Recipes, XorbUpload};
 
 /// Errors of the storage layer that are not about a client's upload.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,8 @@ pub enum StorageError {
     Store(#[from] object_store::Error),
     #[error("local store I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
 }
 
 /// The backend behind a [`BlobStore`], kept so that backend-specific fast paths stay explicit.
@@ -66,6 +70,8 @@ pub struct BlobStore {
     /// The process whose uploads stage under `staging/<owner>/`, so that the collector can
     /// remove a dead process's leftovers at once instead of after the age-based grace period.
     staging_owner: Option<Arc<str>>,
+    /// Recipes of the files stored as Xet reconstructions (see [`xet`]).
+    recipes: Option<Arc<dyn Recipes>>,
 }
 
 /// Make rustls use the `ring` provider; idempotent. Called before any TLS client is built.
@@ -116,6 +122,7 @@ impl BlobStore {
             backend: Backend::Local { root },
             prefix: String::new(),
             staging_owner: None,
+            recipes: None,
         })
     }
 
@@ -127,6 +134,7 @@ impl BlobStore {
             backend: Backend::S3 { s3 },
             prefix: prefix.into(),
             staging_owner: None,
+            recipes: None,
         }
     }
 
@@ -175,11 +183,14 @@ impl BlobStore {
         }
     }
 
-    /// Size of the stored blob, or `None` when the store does not hold it.
+    /// Size of the stored blob (a plain object or a Xet reconstruction), or `None` when the
+    /// store holds neither.
     pub async fn blob_size(&self, digest: &Sha256Digest) -> Result<Option<u64>, StorageError> {
         match self.store.head(&self.blob_key(digest)).await {
             Ok(meta) => Ok(Some(meta.size)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(object_store::Error::NotFound { .. }) => {
+                Ok(self.recipe_for(digest).await?.map(|r| r.size()))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -195,7 +206,13 @@ impl BlobStore {
         digest: &Sha256Digest,
         range: std::ops::Range<u64>,
     ) -> Result<ByteStream, StorageError> {
-        read::read_range(self, digest, range).await
+        match read::read_range(self, digest, range.clone()).await {
+            Err(StorageError::NotFound(_)) => match self.recipe_for(digest).await? {
+                Some(recipe) => Ok(self.read_recipe(recipe, range)),
+                None => Err(StorageError::NotFound(*digest)),
+            },
+            other => other,
+        }
     }
 
     /// Blocking random access to a stored blob of `len` bytes, for parsers such as the scanner.
@@ -206,24 +223,29 @@ impl BlobStore {
         len: u64,
     ) -> Result<Box<dyn ReadSeek>, StorageError> {
         let key = self.blob_key(digest);
+        let runtime = || {
+            tokio::runtime::Handle::try_current()
+                .map_err(|e| StorageError::Io(std::io::Error::other(e)))
+        };
+        let plain = match &self.backend {
+            Backend::Local { root } => std::fs::File::open(root.join(key.as_ref())).is_ok(),
+            Backend::S3 { .. } => runtime()?.block_on(self.store.head(&key)).is_ok(),
+        };
+        if !plain {
+            let runtime = runtime()?;
+            return match runtime.block_on(self.recipe_for(digest))? {
+                Some(recipe) => Ok(Box::new(RecipeReader::new(self.clone(), recipe, runtime))),
+                None => Err(StorageError::NotFound(*digest)),
+            };
+        }
         match &self.backend {
-            Backend::Local { root } => match std::fs::File::open(root.join(key.as_ref())) {
-                Ok(file) => Ok(Box::new(file)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Err(StorageError::NotFound(*digest))
-                }
-                Err(e) => Err(e.into()),
-            },
-            Backend::S3 { .. } => {
-                let runtime = tokio::runtime::Handle::try_current()
-                    .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
-                Ok(Box::new(RangeReader::new(
-                    self.store.clone(),
-                    key,
-                    len,
-                    runtime,
-                )))
-            }
+            Backend::Local { root } => Ok(Box::new(std::fs::File::open(root.join(key.as_ref()))?)),
+            Backend::S3 { .. } => Ok(Box::new(RangeReader::new(
+                self.store.clone(),
+                key,
+                len,
+                runtime()?,
+            ))),
         }
     }
 

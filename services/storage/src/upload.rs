@@ -175,7 +175,7 @@ impl Drop for Upload {
 }
 
 /// A unique staging object name; the timestamp makes leftovers easy to judge by eye.
-fn staging_name() -> String {
+pub(crate) fn staging_name() -> String {
     let random: u64 = rand::rng().random();
     format!(
         "{}-{random:016x}",

@@ -29,3 +29,4 @@ mod uploads;
 mod verification;
 mod viewer;
 mod web;
+mod xet;

@@ -19,6 +19,7 @@ pub mod sessions;
 pub mod tlog;
 pub mod types;
 pub mod verifications;
+pub mod xet;
 
 use std::time::Duration;
 

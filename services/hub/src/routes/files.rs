@@ -249,7 +249,7 @@ pub async fn resolve(
             .try_into()
             .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?,
     );
-    let served = Served {
+    let mut served = Served {
         etag: format!("\"{}\"", digest.to_hex()),
         size: file.size as u64,
         scan_status: crate::domain::scan::file_status(
@@ -269,8 +269,26 @@ pub async fn resolve(
         } else {
             "no-cache"
         },
+        xet: None,
         commit,
     };
+    if state.settings.xet.enabled
+        && let Some(file_hash) = db::xet::file_hashes(&mut conn, std::slice::from_ref(&file.sha256))
+            .await?
+            .remove(&file.sha256)
+            .and_then(|h| kaiyuan_xet::MerkleHash::from_slice(&h))
+    {
+        let refresh = format!(
+            "{}/api/models/{}/xet-read-token/{}",
+            super::hf::endpoint(&req),
+            repo.full_name(),
+            served.commit
+        );
+        served.xet = Some((
+            file_hash.to_string(),
+            format!("<{refresh}>; rel=\"xet-auth\""),
+        ));
+    }
     drop(conn);
     send_bytes(&state, &req, &served, &digest, &file.path).await
 }
@@ -373,6 +391,9 @@ struct Served {
     notice: Option<String>,
     advisories: Vec<String>,
     cache_control: &'static str,
+    /// For bytes stored as a Xet reconstruction: the file's Xet hash and the `xet-auth` link
+    /// of its token route, which clients with Xet download through.
+    xet: Option<(String, String)>,
 }
 
 impl Served {
@@ -392,6 +413,11 @@ impl Served {
         }
         if let Some(notice) = &self.notice {
             builder.insert_header(("X-HF-Warning", notice.clone()));
+        }
+        if let Some((hash, link)) = &self.xet {
+            builder
+                .insert_header(("X-Xet-Hash", hash.clone()))
+                .insert_header((header::LINK, link.clone()));
         }
         if !self.advisories.is_empty() {
             builder.insert_header(("X-Kaiyuan-Advisory", self.advisories.join(", ")));
@@ -414,7 +440,9 @@ async fn send_bytes(
         return Ok(served.response(StatusCode::NOT_MODIFIED).finish());
     }
     let settings = &state.settings.downloads;
+    // A Xet-stored file has no object of its own to presign.
     if settings.presigned_redirects
+        && served.xet.is_none()
         && req.method() == Method::GET
         && let Some(url) = state
             .store

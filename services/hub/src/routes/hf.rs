@@ -6,7 +6,7 @@
 //! uploads in [`super::hf_upload`]. Xet is refused with a message that tells clients to set
 //! `HF_HUB_DISABLE_XET=1`.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::SecondsFormat;
 use serde::Deserialize;
@@ -414,7 +414,10 @@ async fn tree_listing(
         range.from = folder.to_string();
     }
     let page = params.limit.unwrap_or(TREE_PAGE).clamp(1, TREE_PAGE);
-    let (body, next) = tree_page(&mut conn, &range, recursive, cursor, page).await?;
+    let (mut body, next) = tree_page(&mut conn, &range, recursive, cursor, page).await?;
+    if state.settings.xet.enabled {
+        add_xet_hashes(&mut conn, &mut body).await?;
+    }
     if dir.is_some() && cursor.is_none() && body.is_empty() {
         return Err(ApiError::not_found(
             code::ENTRY_NOT_FOUND,
@@ -694,14 +697,78 @@ async fn list_models(
     Ok(response.json(out))
 }
 
-/// Xet is not spoken here: fail fast with the setting that makes clients use plain uploads.
+/// Short-lived CAS tokens for Xet transfers, scoped to one repository and to read or write: a
+/// write token needs a hub token that may write (a read-scoped token gets 403), a read token
+/// the same gates as a download (visibility, gating, licences to accept). The answer carries the
+/// token both as JSON (the specification) and as headers (what huggingface_hub reads).
 #[get("/api/models/{namespace}/{name}/{kind:xet-(write|read)-token}/{revision}")]
-async fn xet_token() -> HttpResponse {
-    let message = "kaiyuan does not support Xet transfers: set HF_HUB_DISABLE_XET=1 so that huggingface_hub uses plain HTTP/LFS";
-    HttpResponse::build(StatusCode::NOT_IMPLEMENTED)
-        .insert_header(("X-Error-Code", "XetNotSupported"))
-        .insert_header(("X-Error-Message", message))
-        .json(json!({"error": message}))
+async fn xet_token(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    path: web::Path<(String, String, String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (namespace, name, kind, revision) = path.into_inner();
+    if !state.settings.xet.enabled {
+        let message = "Xet transfers are disabled on this hub: set HF_HUB_DISABLE_XET=1 so that huggingface_hub uses plain HTTP/LFS";
+        return Ok(HttpResponse::build(StatusCode::NOT_IMPLEMENTED)
+            .insert_header(("X-Error-Code", "XetNotSupported"))
+            .insert_header(("X-Error-Message", message))
+            .json(ApiError::body(code::XET_DISABLED, message)));
+    }
+    let write = kind == "xet-write-token";
+    if write {
+        caller.require_writer()?;
+    }
+    let mut conn = state.db.acquire().await?;
+    let need = if write { Need::Write } else { Need::Read };
+    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, need).await?;
+    let commit = resolve(&mut conn, &repo, &revision).await?;
+    if !write {
+        super::access::authorize_download(&mut conn, &caller, &repo).await?;
+        crate::licensing::authorize_license(&mut conn, &state.store, &caller, &repo, &commit)
+            .await?;
+    }
+    let expires = chrono::Utc::now().timestamp() + state.settings.xet.token_secs as i64;
+    let token = crate::xet::token::CasToken {
+        repository_id: repo.id,
+        write,
+        user_id: caller.id(),
+        expires,
+    }
+    .encode(&super::hf_upload::signing_key(&state).await?);
+    let cas_url = format!("{}/cas", endpoint(&req));
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Xet-Cas-Url", cas_url.clone()))
+        .insert_header(("X-Xet-Access-Token", token.clone()))
+        .insert_header(("X-Xet-Token-Expiration", expires.to_string()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({"accessToken": token, "exp": expires, "casUrl": cas_url})))
+}
+
+/// Adds `xetHash` to the file entries of a listing whose bytes the CAS can serve (and only
+/// to those: a client given a hash the CAS cannot serve fails its download).
+async fn add_xet_hashes(conn: &mut PgConnection, entries: &mut [Value]) -> Result<(), ApiError> {
+    let wanted: Vec<Vec<u8>> = entries
+        .iter()
+        .filter_map(|e| e["lfs"]["oid"].as_str())
+        .filter_map(|oid| hex::decode(oid).ok())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let hashes = db::xet::file_hashes(conn, &wanted).await?;
+    for entry in entries.iter_mut() {
+        let sha = entry["lfs"]["oid"]
+            .as_str()
+            .and_then(|oid| hex::decode(oid).ok());
+        if let Some(file_hash) = sha.and_then(|sha| hashes.get(&sha))
+            && let Some(file_hash) = kaiyuan_xet::MerkleHash::from_slice(file_hash)
+        {
+            entry["xetHash"] = json!(file_hash.to_string());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,9 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(commit);
 }
 
-/// Files up to this size are sent inline in the commit (`regular`); larger ones through LFS.
-/// Default clients from huggingface_hub 1.20 upload `lfs` files only through Xet, which kaiyuan
-/// does not speak: they must set `HF_HUB_DISABLE_XET=1` for files above this size.
+/// Files up to this size are sent inline in the commit (`regular`); larger ones through LFS, or
+/// through the Xet CAS (`routes::cas`) for clients that speak it.
 pub const REGULAR_MAX: u64 = 10 * 1024 * 1024;
 /// Longest NDJSON line accepted: one regular file, base64-encoded, with its JSON.
 const MAX_LINE: usize = (REGULAR_MAX as usize / 3 + 1) * 4 + 64 * 1024;
@@ -41,7 +40,7 @@ const UPLOAD_URL_SECS: i64 = 6 * 3600;
 use crate::hmac::hmac_sha256_hex as hmac;
 
 /// The hub's URL-signing key, created once and shared by every replica through the database.
-async fn signing_key(state: &AppState) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn signing_key(state: &AppState) -> Result<Vec<u8>, ApiError> {
     state
         .signing_key
         .get_or_try_init(|| async {
@@ -107,6 +106,9 @@ struct BatchObject {
 struct Batch {
     operation: String,
     objects: Vec<BatchObject>,
+    /// Transfer adapters the client speaks; huggingface_hub 1.0–1.19 offers `xet`.
+    #[serde(default)]
+    transfers: Vec<String>,
 }
 
 /// `POST /{namespace}/{name}.git/info/lfs/objects/batch`: which objects to upload, and where.
@@ -129,6 +131,17 @@ async fn lfs_batch(
     let mut conn = state.db.acquire().await?;
     let repo = super::load_repo(&mut conn, &caller, &namespace, name, Need::Write).await?;
     let user = caller.require_writer()?;
+    if state.settings.xet.enabled && body.transfers.iter().any(|t| t == "xet") {
+        // The client uploads through the CAS (xet-write-token) and then commits the sha256s.
+        let objects: Vec<Value> = body
+            .objects
+            .iter()
+            .map(|o| json!({"oid": o.oid, "size": o.size}))
+            .collect();
+        return Ok(HttpResponse::Ok()
+            .content_type("application/vnd.git-lfs+json")
+            .json(json!({"transfer": "xet", "objects": objects})));
+    }
     let key = signing_key(&state).await?;
     let base = super::hf::endpoint(&req);
     let expires = chrono::Utc::now().timestamp() + UPLOAD_URL_SECS;

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod accounts;
 pub mod audit;
+pub mod cas;
 pub mod commits;
 pub mod files;
 pub mod hf;
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     access::configure(cfg);
     hf::configure(cfg);
     hf_upload::configure(cfg);
+    cas::configure(cfg);
     accounts::configure(cfg);
     audit::configure(cfg);
     repos::configure(cfg);
