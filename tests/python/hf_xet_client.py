@@ -2,10 +2,12 @@
 kaiyuan (HF_ENDPOINT): uploads go through the hub's Xet CAS, downloads come back through it,
 bytes are compared, and the hub's own counters (/metrics) show what deduplication saved.
 
-KY_BIG_MIB sets the size of the large weights file (default 200). Exits non-zero on a failed
+KY_BIG_MIB sets the size of the large weights file (default 200), KY_REPO the repository
+(default alice/xet-model; a copy goes to <KY_REPO>-copy), KY_SEED the random bytes. Exits non-zero on a failed
 check and prints "all checks passed" at the end.
 """
 import hashlib
+import json
 import os
 import random
 import re
@@ -51,7 +53,7 @@ def forget_local_xet_cache():
 
 # A safetensors-like file: a header, then "tensors" of random bytes (incompressible, like
 # trained weights), so that only deduplication can spare bytes.
-rng = random.Random(7)
+rng = random.Random(int(os.environ.get("KY_SEED", "7")))
 big_size = big_mib * 1024 * 1024
 header = b'{"__metadata__":{"format":"pt"}}'
 big = bytearray(len(header).to_bytes(8, "little") + header)
@@ -62,7 +64,7 @@ content = {
     "model.safetensors": bytes(big),
 }
 
-repo = "alice/xet-model"
+repo = os.environ.get("KY_REPO", "alice/xet-model")
 api.create_repo(repo, exist_ok=True)
 before = xorb_counters()
 with tempfile.TemporaryDirectory() as folder:
@@ -75,8 +77,10 @@ with tempfile.TemporaryDirectory() as folder:
     assert first[1] >= big_size * 0.99, f"the CAS received the weights once: {first[1]} bytes"
 
     # The tree listing advertises Xet for the file the CAS holds.
-    entries = {e.path: e for e in api.list_repo_tree(repo, expand=False)}
-    assert getattr(entries["model.safetensors"], "xet_hash", None), "xetHash in the listing"
+    listing = urllib.request.Request(f"{endpoint}/api/models/{repo}/tree/main", headers={"Authorization": f"Bearer {token}"})
+    entries = {e["path"]: e for e in json.load(urllib.request.urlopen(listing))}
+    assert entries["model.safetensors"].get("xetHash"), "xetHash in the listing"
+    assert "xetHash" not in entries["config.json"], "small files travel inline, not through Xet"
 
     # Downloads through the CAS: hf_hub_download, snapshot_download, and the CLI.
     with tempfile.TemporaryDirectory() as cache:
@@ -95,7 +99,7 @@ with tempfile.TemporaryDirectory() as folder:
     # The same folder again, into another repository, by `hf upload`, with the client's own
     # cache gone: the hub's global-dedupe answer spares every xorb.
     forget_local_xet_cache()
-    mirror = "alice/xet-model-copy"
+    mirror = f"{repo}-copy"
     api.create_repo(mirror, exist_ok=True)
     done = subprocess.run([cli, "upload", mirror, folder, ".", "--commit-message", "Same bytes"], capture_output=True, text=True, env={**os.environ, "HF_TOKEN": token})
     assert done.returncode == 0, done.stdout + done.stderr

@@ -92,6 +92,19 @@ async fn older_clients_negotiate_or_download_through_resolve(pool: PgPool) {
         .await
         .unwrap();
     assert!(negotiated >= 2, "1.19 uploaded through the CAS");
+    // So does 0.36.2, the last 0.x release (it negotiates the same way when hf_xet is installed).
+    run_client(
+        &app,
+        "KAIYUAN_TEST_PYTHON_HF0",
+        "hf_xet_client.py",
+        &[
+            ("KY_TOKEN", &alice),
+            ("KY_BIG_MIB", "16"),
+            ("KY_REPO", "alice/xet-from-0x"),
+            ("KY_SEED", "8"),
+        ],
+    )
+    .await;
     // 0.36.2 downloads the Xet-stored file, with Xet and without it (then through resolve).
     let (sha, size): (Vec<u8>, i64) =
         sqlx::query_as("SELECT sha256, size FROM xet_files ORDER BY created_at LIMIT 1")
