@@ -25,6 +25,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 now() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
 bytes=$((size_mib << 20))
+# The embedded defaults: a database or store configured in the environment is not used.
+unset DATABASE_URL KAIYUAN_DATABASE_URL KAIYUAN_STORE_URL
 
 # A safetensors header, then incompressible "tensors" (trained weights do not compress either).
 weights() { # name seed
