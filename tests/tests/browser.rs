@@ -138,6 +138,17 @@ async fn a_publisher_and_an_adopter_use_the_hub_in_a_browser(pool: PgPool) {
         overflow.as_i64().unwrap() <= 0,
         "the page is wider than a phone by {overflow} px"
     );
+    // The latency chart's labels are text at the page's size, not a scaled-down picture.
+    let label_px = browser
+        .execute(
+            "const l = document.querySelector('ul.chart .label'); return l ? parseFloat(getComputedStyle(l).fontSize) : 0",
+            json!([]),
+        )
+        .await;
+    assert!(
+        label_px.as_f64().unwrap() >= 12.0,
+        "chart label at {label_px} px"
+    );
     browser.screenshot(&shots, "09-model-page-phone").await;
     browser.resize(1280, 1600).await;
 
@@ -166,6 +177,33 @@ async fn a_publisher_and_an_adopter_use_the_hub_in_a_browser(pool: PgPool) {
     browser.goto(&app.url("/?verification=failed")).await;
     assert!(!browser.text().await.contains("alice/demo"));
     browser.screenshot(&shots, "06-search").await;
+    let wide_open = browser
+        .execute(
+            "return document.querySelector('details.more-filters').open",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        wide_open,
+        json!(true),
+        "filters are unfolded where there is room"
+    );
+    // At phone width the secondary filters fold away: the first result is on the first screen.
+    browser.resize(390, 844).await;
+    browser.goto(&app.url("/?q=adder")).await;
+    let folded = browser
+        .execute(
+            "return [document.querySelector('details.more-filters').open, document.querySelector('.results li').getBoundingClientRect().top]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(folded[0], json!(false), "{folded}");
+    assert!(
+        folded[1].as_f64().unwrap() < 400.0,
+        "the first result starts at {folded}"
+    );
+    browser.screenshot(&shots, "25-search-phone").await;
+    browser.resize(1280, 1600).await;
 
     // A private repository and a malicious upload.
     expect_status(

@@ -14,6 +14,11 @@ document.addEventListener("change", (event) => {
   if (form && event.target.tagName === "SELECT") form.submit();
 });
 
+// Folded filters open by themselves where there is room for them (wider than a phone).
+if (window.matchMedia("(min-width: 40rem)").matches) {
+  for (const details of document.querySelectorAll("details[data-open-wide]")) details.open = true;
+}
+
 // Uploads: every file streams to /uploads with its progress, then one commit records them.
 function sendFile(repo, file, bar) {
   return new Promise((resolve, reject) => {

@@ -537,6 +537,16 @@ async fn search_pages_keep_their_filters(pool: PgPool) {
     }
     let first = page_html(&app, "/?namespace=alice&sort=name", None).await;
     assert_eq!(first.matches("class=\"name\"").count(), 50);
+    // Secondary filters fold away unless one is set (then the fold says how many).
+    assert!(
+        first.contains("data-open-wide open>") && first.contains("Filters and sort (1 set)"),
+        "{first}"
+    );
+    let plain = page_html(&app, "/", None).await;
+    assert!(
+        plain.contains("data-open-wide>") && !plain.contains(" set)"),
+        "{plain}"
+    );
     assert!(first.contains("alice/model-00") && !first.contains("alice/model-50"));
     let next = first
         .split("rel=\"next\"")
@@ -1529,6 +1539,15 @@ async fn a_report_reaches_a_published_advisory_without_javascript(pool: PgPool) 
     )
     .await;
     assert!(published["published_at"].is_string(), "{published}");
+    // The model page links the advisory from its banner, its security panel and the file.
+    let model = page_html(&app, "/alice/m", None).await;
+    let link = format!("href=\"/api/v1/advisories/{advisory}\"");
+    assert_eq!(model.matches(&link).count(), 3, "{model}");
+    let row = model
+        .split("<tr>")
+        .find(|row| row.contains(">weights.bin</a>"))
+        .expect("the file row");
+    assert!(row.contains(&link), "{row}");
 }
 
 /// The policy editor is a form (categories to deny, switches, data rules), with the JSON editor

@@ -92,8 +92,9 @@ fn lineage_svg(report: &Value) -> Option<String> {
     Some(svg)
 }
 
-/// p50/p95 latency of each verified model as a small bar chart.
-fn latency_svg(files: &Value) -> Option<String> {
+/// p50/p95 latency of each verified model as a small bar chart: the labels are HTML text (legible
+/// at any width, and they wrap above the bar on a phone), each bar a small SVG.
+fn latency_chart(files: &Value) -> Option<String> {
     let rows: Vec<(String, f64, f64)> = files
         .as_array()?
         .iter()
@@ -110,25 +111,21 @@ fn latency_svg(files: &Value) -> Option<String> {
         return None;
     }
     let max = rows.iter().map(|r| r.2).fold(f64::MIN_POSITIVE, f64::max);
-    let height = 28 * rows.len() + 10;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 560 {height}\" role=\"img\" aria-label=\"Latency per model, p50 and p95\" class=\"chart\">"
-    );
-    for (i, (path, p50, p95)) in rows.iter().enumerate() {
-        let y = 5 + 28 * i;
-        let w95 = (p95 / max * 230.0).max(1.0);
-        let w50 = (p50 / max * 230.0).max(1.0);
-        let label = path.replace('&', "&amp;").replace('<', "&lt;");
-        svg.push_str(&format!(
-            "<text x=\"0\" y=\"{}\" class=\"label\">{}</text><rect x=\"200\" y=\"{y}\" width=\"{w95:.1}\" height=\"20\" class=\"p95\"/><rect x=\"200\" y=\"{y}\" width=\"{w50:.1}\" height=\"20\" class=\"p50\"/><text x=\"{:.1}\" y=\"{}\" class=\"value\">{p50:.3} / {p95:.3} ms</text>",
-            y + 15,
-            label.chars().take(28).collect::<String>(),
-            205.0 + w95,
-            y + 15
+    let mut html =
+        String::from("<ul class=\"chart\" aria-label=\"Latency per model, p50 and p95\">");
+    for (path, p50, p95) in &rows {
+        let w95 = (p95 / max * 300.0).max(1.0);
+        let w50 = (p50 / max * 300.0).max(1.0);
+        let label = path
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('"', "&quot;");
+        html.push_str(&format!(
+            "<li><span class=\"label\">{label}</span><svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 300 20\" preserveAspectRatio=\"none\" class=\"bar\" role=\"img\" aria-label=\"p50 {p50:.3} ms, p95 {p95:.3} ms\"><rect width=\"{w95:.1}\" height=\"20\" class=\"p95\"/><rect width=\"{w50:.1}\" height=\"20\" class=\"p50\"/></svg><span class=\"value\">{p50:.3} / {p95:.3} ms</span></li>"
         ));
     }
-    svg.push_str("</svg>");
-    Some(svg)
+    html.push_str("</ul>");
+    Some(html)
 }
 
 fn use_context(q: &ModelQuery) -> Result<Option<kaiyuan_license::UseContext>, ApiError> {
@@ -345,7 +342,7 @@ pub async fn model_page(
         json!({"decision": l.decision, "effective": l.effective, "report": l.report, "lineage_svg": lineage_svg(&l.report)})
     });
     let verification_json = verification.as_ref().map(|v| {
-        json!({"status": v.status, "requested_ep": v.requested_ep, "files": v.files, "finished_at": v.finished_at, "chart": latency_svg(&v.files)})
+        json!({"status": v.status, "requested_ep": v.requested_ep, "files": v.files, "finished_at": v.finished_at, "chart": latency_chart(&v.files)})
     });
     let card_html = super::markdown::render_card(
         &card,
