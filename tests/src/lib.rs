@@ -133,6 +133,16 @@ pub async fn spawn_app_with(
 }
 
 impl TestApp {
+    /// Stops the server (an upstream that goes away).
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+
+    /// The directory of the local object store, when the app uses one.
+    pub fn local_store_dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

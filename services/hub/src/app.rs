@@ -27,9 +27,11 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let store = crate::xet::recipes::attach(store, db.clone());
+        let mirror = crate::mirror::Mirror::new(&settings.mirror);
         let state = web::Data::new(AppState {
             db,
             store,
+            mirror,
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::default()),
             signing_key: tokio::sync::OnceCell::new(),

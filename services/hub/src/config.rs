@@ -28,6 +28,47 @@ pub struct Settings {
     pub reviews: Reviews,
     pub verification: Verification,
     pub xet: Xet,
+    pub mirror: Mirror,
+}
+
+/// Mirror mode: repositories this hub does not hold are fetched from an upstream hub on first
+/// use, checked like uploads, and served from here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mirror {
+    /// `KAIYUAN_UPSTREAM` / `serve --upstream`: a Hugging Face-compatible endpoint. Unset: no
+    /// mirroring.
+    pub upstream: Option<String>,
+    /// `KAIYUAN_UPSTREAM_TOKEN`: the token sent upstream (the organisation's identity there).
+    pub upstream_token: Option<String>,
+    /// Repositories that may be mirrored: `org/*`, `org/name`, or a regular expression between
+    /// slashes (`/^org/.+-gguf$/`). Empty: every repository.
+    pub allow: Vec<String>,
+    /// Repositories never mirrored, in the same forms; deny wins over allow.
+    pub deny: Vec<String>,
+    /// Longest wait for the upstream's metadata, and for each read of a file's bytes.
+    pub timeout_secs: u64,
+    /// The organisation whose licence policy decides what the mirror serves: a mirrored
+    /// revision its policy denies is refused with the policy's reason. Unset: no licence gate.
+    pub policy: Option<String>,
+    /// How long a client's request waits for a fetch in progress before it is answered 503
+    /// "being mirrored and checked, retry" (the fetch goes on). Below huggingface_hub's 10 s
+    /// metadata timeout.
+    pub wait_secs: u64,
+}
+
+impl Default for Mirror {
+    fn default() -> Self {
+        Self {
+            upstream: None,
+            upstream_token: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            timeout_secs: 30,
+            policy: None,
+            wait_secs: 8,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +243,7 @@ impl Default for Settings {
             reviews: Reviews::default(),
             verification: Verification::default(),
             xet: Xet::default(),
+            mirror: Mirror::default(),
         }
     }
 }
@@ -312,6 +354,12 @@ impl Settings {
         }
         if let Some(v) = get("KAIYUAN_WORKERS") {
             self.workers.in_process = parsed("KAIYUAN_WORKERS", v)?;
+        }
+        if let Some(v) = get("KAIYUAN_UPSTREAM").filter(|v| !v.is_empty()) {
+            self.mirror.upstream = Some(v);
+        }
+        if let Some(v) = get("KAIYUAN_UPSTREAM_TOKEN").filter(|v| !v.is_empty()) {
+            self.mirror.upstream_token = Some(v);
         }
         Ok(())
     }

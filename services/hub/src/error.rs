@@ -177,7 +177,12 @@ impl ResponseError for ApiError {
                 "request failed"
             );
         }
-        HttpResponse::build(self.status)
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Clients that retry (huggingface_hub's backoff among them) wait this long.
+            response.insert_header(("Retry-After", "5"));
+        }
+        response
             .insert_header((
                 "X-Error-Code",
                 hf_error_code(self.code).unwrap_or(self.code),

@@ -300,6 +300,11 @@ async fn webhook_deliver(
     }
 }
 
+/// Scans a blob now, as its `scan-blob` job would (the mirror scans before a commit exists).
+pub async fn scan_now(ctx: &JobContext, sha256: String, path: String) -> Result<(), JobError> {
+    scan_blob(ctx.clone(), ScanBlob { sha256, path }).await
+}
+
 /// `scan-blob` `{sha256, path}`: scans the stored bytes (the path is only a format hint) and
 /// stores the result for the current scanner version, which becomes the blob's verdict.
 async fn scan_blob(ctx: JobContext, payload: ScanBlob) -> Result<(), JobError> {

@@ -24,6 +24,7 @@ pub mod liveness;
 pub mod log_cli;
 pub mod metrics;
 pub mod middleware;
+pub mod mirror;
 pub mod names;
 pub mod notify;
 pub mod paths;

@@ -41,6 +41,10 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8080.
         #[arg(long)]
         listen: Option<String>,
+        /// Mirror this upstream hub (e.g. https://huggingface.co): repositories not held here are
+        /// fetched on first use, checked, and served from here. Also `KAIYUAN_UPSTREAM`.
+        #[arg(long)]
+        upstream: Option<String>,
     },
     /// Run job workers only, against the configured database and store.
     Worker {
@@ -61,6 +65,11 @@ enum Command {
     },
     /// Run the garbage collector once.
     Gc,
+    /// Mirror mode (`mirror.upstream`): fetch a repository ahead of time, or list what is mirrored.
+    Mirror {
+        #[command(subcommand)]
+        command: MirrorCommand,
+    },
     /// Queue a background rescan of every stored file (workers run it; uploads are not blocked).
     Rescan,
     /// Scan files and directories for malicious or malformed content, without a server.
@@ -106,6 +115,15 @@ enum LicenseCommand {
     /// Audit a local model folder before it is published.
     /// Exit code: 0 allow / allow_with_obligations, 1 flag_review / deny, 2 usage error.
     Audit(kaiyuan_hub::license_cli::AuditArgs),
+}
+
+#[derive(Subcommand)]
+enum MirrorCommand {
+    /// Fetch ORG/NAME[@REVISION] (default revision `main`) from the upstream now: checked and
+    /// scanned as on a client's first read.
+    Add { repo: String },
+    /// Every mirrored repository, its upstream and when it was last fetched.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -294,9 +312,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.data_dir = dir;
     }
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve { listen, upstream } => {
             if let Some(listen) = listen {
                 settings.listen = listen;
+            }
+            if upstream.is_some() {
+                settings.mirror.upstream = upstream;
             }
             serve(settings).await
         }
@@ -387,11 +408,74 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Mirror { command } => {
+            let (pool, _pg) = open_database(&settings, false).await?;
+            let result = mirror_command(command, &settings, &pool).await;
+            pool.close().await;
+            result
+        }
         Command::Gc => {
             let (pool, _pg) = open_database(&settings, false).await?;
             let report = gc::collect(&pool, &open_store(&settings)?, &settings.gc).await;
             pool.close().await;
             println!("{}", serde_json::to_string(&report?)?);
+            Ok(())
+        }
+    }
+}
+
+async fn mirror_command(
+    command: MirrorCommand,
+    settings: &Settings,
+    pool: &PgPool,
+) -> anyhow::Result<()> {
+    match command {
+        MirrorCommand::Add { repo } => {
+            let (repo, revision) = repo.split_once('@').unwrap_or((&repo, "main"));
+            let (namespace, name) = repo
+                .split_once('/')
+                .ok_or_else(|| anyhow::anyhow!("name the repository as ORG/NAME[@REVISION]"))?;
+            anyhow::ensure!(
+                settings.mirror.upstream.is_some(),
+                "no upstream: set mirror.upstream in the configuration, or KAIYUAN_UPSTREAM"
+            );
+            anyhow::ensure!(
+                kaiyuan_hub::mirror::allowed(&settings.mirror, repo),
+                "`{repo}` is excluded by the mirror's allow and deny lists"
+            );
+            let store = kaiyuan_hub::xet::recipes::attach(open_store(settings)?, pool.clone());
+            // The command waits for the whole fetch, however long it takes.
+            let mut settings = settings.clone();
+            settings.mirror.wait_secs = 7 * 24 * 3600;
+            let settings = &settings;
+            let state = actix_web::web::Data::new(kaiyuan_hub::state::AppState {
+                db: pool.clone(),
+                store,
+                settings: std::sync::Arc::new(settings.clone()),
+                metrics: Default::default(),
+                signing_key: tokio::sync::OnceCell::new(),
+                mirror: kaiyuan_hub::mirror::Mirror::new(&settings.mirror),
+            });
+            kaiyuan_hub::mirror::ensure(&state, namespace, name, revision)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let mut conn = pool.acquire().await?;
+            let found = db::repos::find_live(&mut conn, namespace, name).await?;
+            anyhow::ensure!(
+                found.is_some(),
+                "the upstream has no `{repo}` at `{revision}`"
+            );
+            println!("mirrored {repo}@{revision}");
+            Ok(())
+        }
+        MirrorCommand::Status => {
+            let mut conn = pool.acquire().await?;
+            for (repo, upstream, synced, commits) in db::mirror::status(&mut conn).await? {
+                println!(
+                    "{repo}\t{upstream}\t{}\t{commits} commits",
+                    synced.to_rfc3339()
+                );
+            }
             Ok(())
         }
     }

@@ -16,4 +16,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The key that signs upload URLs, loaded from the database on first use.
     pub signing_key: tokio::sync::OnceCell<Vec<u8>>,
+    /// Mirror mode's upstream client and in-flight fetches (idle without an upstream).
+    pub mirror: crate::mirror::Mirror,
 }

@@ -12,6 +12,7 @@ mod hf;
 mod jobs;
 mod licenses;
 mod matrix;
+mod mirror;
 mod notifications;
 mod ops;
 mod provenance;

@@ -7,6 +7,7 @@ pub mod blobs;
 pub mod commits;
 pub mod jobs;
 pub mod licenses;
+pub mod mirror;
 pub mod notifications;
 pub mod processes;
 pub mod provenance;

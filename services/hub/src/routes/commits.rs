@@ -771,7 +771,11 @@ pub async fn resolve_revision(
     repo: &Repo,
     revision: &str,
 ) -> Result<String, ApiError> {
-    db::commits::resolve(conn, repo.id, revision)
+    if let Some(commit) = db::commits::resolve(conn, repo.id, revision).await? {
+        return Ok(commit);
+    }
+    // A mirrored repository also answers to the upstream's commit ids.
+    db::mirror::local_commit(conn, repo.id, revision)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(

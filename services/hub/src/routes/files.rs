@@ -223,6 +223,7 @@ pub async fn resolve(
     path: web::Path<(String, String, String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name, revision, file_path) = path.into_inner();
+    crate::mirror::ensure(&state, &namespace, &name, &revision).await?;
     let mut conn = state.db.acquire().await?;
     let asked = Asked {
         namespace: &namespace,
@@ -347,6 +348,11 @@ pub(crate) async fn decide(
         && asked.bytes
     {
         return Err(quarantined(&file.path, scan));
+    }
+    if asked.bytes
+        && let Some(refused) = crate::mirror::refusal(conn, repo.id, &commit).await?
+    {
+        return Err(refused);
     }
     Ok(Lookup::Found(Box::new(Download {
         repo,

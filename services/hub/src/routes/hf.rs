@@ -285,6 +285,7 @@ async fn model_info(
     query: web::Query<InfoParams>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
+    crate::mirror::ensure(&state, &namespace, &name, "main").await?;
     let mut conn = state.db.acquire().await?;
     let repo = load(&mut conn, &caller, &namespace, &name).await?;
     let commit = resolve(&mut conn, &repo, "main").await?;
@@ -303,6 +304,7 @@ async fn model_info_at(
     query: web::Query<InfoParams>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name, revision) = path.into_inner();
+    crate::mirror::ensure(&state, &namespace, &name, &decode(&revision)).await?;
     let mut conn = state.db.acquire().await?;
     let repo = load(&mut conn, &caller, &namespace, &name).await?;
     let commit = resolve(&mut conn, &repo, &revision).await?;
@@ -392,13 +394,14 @@ async fn tree_page(
 }
 
 async fn tree_listing(
-    state: &AppState,
+    state: &web::Data<AppState>,
     caller: &Caller,
     req: &HttpRequest,
     (namespace, name, revision): (String, String, String),
     dir: Option<String>,
     params: &TreeParams,
 ) -> ApiResult<HttpResponse> {
+    crate::mirror::ensure(state, &namespace, &name, &decode(&revision)).await?;
     let mut conn = state.db.acquire().await?;
     let repo = load(&mut conn, caller, &namespace, &name).await?;
     let commit = resolve(&mut conn, &repo, &revision).await?;
@@ -481,6 +484,7 @@ async fn paths_info(
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name, revision) = path.into_inner();
+    crate::mirror::ensure(&state, &namespace, &name, &decode(&revision)).await?;
     let wanted: Vec<String> = url::form_urlencoded::parse(&body)
         .filter(|(k, _)| k == "paths")
         .map(|(_, v)| v.trim_matches('/').to_string())

@@ -1,0 +1,542 @@
+//! Mirror mode: kaiyuan in front of an upstream hub. A read of a repository this hub does not
+//! hold (model info, tree, resolve) first fetches the revision from the upstream: every file's
+//! bytes are checked against the upstream's digest and scanned before the mirrored commit
+//! becomes visible, so clients get only what passed the same gates as an upload. What is
+//! mirrored is served from here, also when the upstream is unreachable.
+
+pub mod upstream;
+
+use std::collections::HashMap;
+
+use actix_web::web;
+
+use futures_util::StreamExt;
+use kaiyuan_storage::{Expected, Sha256Digest};
+use sha1::{Digest as _, Sha1};
+
+use crate::auth::AuthUser;
+use crate::auth::Caller;
+use crate::config::Mirror as Settings;
+use crate::db;
+use crate::db::types::Visibility;
+use crate::error::ApiError;
+use crate::error_code as code;
+use crate::state::AppState;
+use crate::tree::{Entry, Snapshot};
+use upstream::{Upstream, UpstreamError, UpstreamFile, UpstreamRevision};
+
+/// The local user that owns mirrored namespaces (a name no person can take: it is reserved
+/// here by being created first).
+pub const MIRROR_USER: &str = "kaiyuan-mirror";
+
+/// The mirror's shared state: the upstream client, and one lock per repository revision so
+/// that concurrent requests share one fetch.
+#[derive(Debug, Default)]
+pub struct Mirror {
+    upstream: Option<Upstream>,
+    fetches: tokio::sync::Mutex<HashMap<String, tokio::sync::watch::Receiver<Outcome>>>,
+}
+
+impl Mirror {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            upstream: Upstream::new(settings),
+            fetches: Default::default(),
+        }
+    }
+}
+
+/// Whether `repo` (`ns/name`) may be mirrored: allowed by a pattern (or no allow list) and
+/// denied by none.
+pub fn allowed(settings: &Settings, repo: &str) -> bool {
+    let matches = |pattern: &String| {
+        if let Some(re) = pattern.strip_prefix('/').and_then(|p| p.strip_suffix('/')) {
+            return regex_lite_match(re, repo);
+        }
+        match pattern.strip_suffix("/*") {
+            Some(org) => repo.split('/').next() == Some(org),
+            None => pattern == repo,
+        }
+    };
+    (settings.allow.is_empty() || settings.allow.iter().any(matches))
+        && !settings.deny.iter().any(matches)
+}
+
+/// Regular-expression patterns, compiled on use (allow and deny lists are short); a pattern
+/// that does not compile matches nothing.
+fn regex_lite_match(pattern: &str, text: &str) -> bool {
+    regex::Regex::new(pattern).is_ok_and(|re| re.is_match(text))
+}
+
+fn upstream_error(e: UpstreamError) -> ApiError {
+    match e {
+        UpstreamError::Unreachable(..) => ApiError::new(
+            actix_web::http::StatusCode::GATEWAY_TIMEOUT,
+            code::UPSTREAM_UNREACHABLE,
+            format!("{e}; only repositories already mirrored here can be served now"),
+        ),
+        UpstreamError::NotFound(..) | UpstreamError::Refused(..) => ApiError::new(
+            actix_web::http::StatusCode::BAD_GATEWAY,
+            code::UPSTREAM_FAILED,
+            e.to_string(),
+        ),
+    }
+}
+
+/// How a fetch ended, shared with every request that waited for it.
+type Outcome = Option<Result<(), (actix_web::http::StatusCode, &'static str, String)>>;
+
+/// Makes sure `namespace/name` at `revision` is here if it can be mirrored: does nothing for
+/// local repositories, for revisions already mirrored, without an upstream, or for names the
+/// allow and deny lists exclude (the caller's lookup then answers as usual).
+///
+/// The fetch runs in the background, one per repository revision however many clients ask;
+/// each waits for it up to `mirror.wait_secs`, then gets a 503 "being mirrored and checked,
+/// retry" while the fetch goes on.
+pub async fn ensure(
+    state: &web::Data<AppState>,
+    namespace: &str,
+    name: &str,
+    revision: &str,
+) -> Result<(), ApiError> {
+    if state.mirror.upstream.is_none() {
+        return Ok(());
+    }
+    let full = format!("{namespace}/{name}");
+    if !allowed(&state.settings.mirror, &full) {
+        return Ok(());
+    }
+    if !needs_fetch(state, namespace, name, revision).await? {
+        return Ok(());
+    }
+    let key = format!("{full}@{revision}");
+    let mut outcome = {
+        let mut fetches = state.mirror.fetches.lock().await;
+        match fetches.get(&key) {
+            Some(running) => running.clone(),
+            None => {
+                let (tx, rx) = tokio::sync::watch::channel::<Outcome>(None);
+                fetches.insert(key.clone(), rx.clone());
+                let (state, namespace, name, revision) = (
+                    state.clone(),
+                    namespace.to_string(),
+                    name.to_string(),
+                    revision.to_string(),
+                );
+                tokio::spawn(async move {
+                    let result = fetch(&state, &namespace, &name, &revision)
+                        .await
+                        .map_err(|e| (e.status, e.code, e.message));
+                    state.mirror.fetches.lock().await.remove(&key);
+                    let _ = tx.send(Some(result));
+                });
+                rx
+            }
+        }
+    };
+    let wait = std::time::Duration::from_secs(state.settings.mirror.wait_secs);
+    match tokio::time::timeout(wait, outcome.wait_for(Option::is_some)).await {
+        Ok(Ok(done)) => match done.clone() {
+            Some(Err((status, code, message))) => Err(ApiError::new(status, code, message)),
+            _ => Ok(()),
+        },
+        Ok(Err(_)) => Err(ApiError::internal(anyhow::anyhow!(
+            "the mirror fetch of {full} stopped"
+        ))),
+        Err(_) => Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            code::MIRROR_IN_PROGRESS,
+            format!(
+                "`{full}` at `{revision}` is being mirrored and checked (downloaded from the upstream and scanned); retry in a few seconds"
+            ),
+        )),
+    }
+}
+
+/// One fetch of a repository revision from the upstream.
+async fn fetch(
+    state: &AppState,
+    namespace: &str,
+    name: &str,
+    revision: &str,
+) -> Result<(), ApiError> {
+    let Some(upstream) = &state.mirror.upstream else {
+        return Ok(());
+    };
+    let full = format!("{namespace}/{name}");
+    if !needs_fetch(state, namespace, name, revision).await? {
+        return Ok(());
+    }
+    let info = match upstream.revision(&full, revision).await {
+        Ok(info) => info,
+        Err(UpstreamError::NotFound(..)) => return Ok(()),
+        Err(e) => {
+            let mut conn = state.db.acquire().await?;
+            if db::repos::find_live(&mut conn, namespace, name)
+                .await?
+                .is_some()
+            {
+                // Mirrored already: serve what is here; the revision lookup answers.
+                tracing::warn!(repo = %full, revision, error = %e, "upstream unreachable");
+                return Ok(());
+            }
+            return Err(upstream_error(e));
+        }
+    };
+    mirror_revision(state, upstream, namespace, name, revision, &info).await
+}
+
+/// Whether the revision must come from upstream: the repository is missing, or it is a mirror
+/// that does not hold the revision yet.
+async fn needs_fetch(
+    state: &AppState,
+    namespace: &str,
+    name: &str,
+    revision: &str,
+) -> Result<bool, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let Some(repo) = db::repos::find_live(&mut conn, namespace, name).await? else {
+        return Ok(true);
+    };
+    if db::mirror::find(&mut conn, repo.id).await?.is_none() {
+        return Ok(false);
+    }
+    Ok(db::commits::resolve(&mut conn, repo.id, revision)
+        .await?
+        .is_none()
+        && db::mirror::local_commit(&mut conn, repo.id, revision)
+            .await?
+            .is_none())
+}
+
+/// The local caller that owns mirrored namespaces (created on first use).
+async fn mirror_caller(state: &AppState) -> Result<Caller, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let id = match db::accounts::find_namespace(&mut conn, MIRROR_USER).await? {
+        Some(ns) => ns.id,
+        None => {
+            drop(conn);
+            match crate::domain::accounts::create_user(
+                &state.db,
+                &Caller::default(),
+                MIRROR_USER,
+                false,
+            )
+            .await
+            {
+                Ok(_) | Err(crate::domain::accounts::AccountError::NameTaken(_)) => {}
+                Err(e) => {
+                    return Err(ApiError::internal(anyhow::anyhow!(
+                        "creating the mirror user: {e}"
+                    )));
+                }
+            }
+            let mut conn = state.db.acquire().await?;
+            db::accounts::find_namespace(&mut conn, MIRROR_USER)
+                .await?
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("the mirror user vanished")))?
+                .id
+        }
+    };
+    Ok(Caller {
+        user: Some(AuthUser {
+            id,
+            name: MIRROR_USER.into(),
+            is_admin: false,
+            token_id: 0,
+            scope: crate::auth::Scope::Write,
+        }),
+        ..Default::default()
+    })
+}
+
+/// Fetches every file of the upstream revision, checks and scans it, then records the mirrored
+/// commit on the revision's branch, in one transaction: nothing is visible before all of it is.
+async fn mirror_revision(
+    state: &AppState,
+    upstream: &Upstream,
+    namespace: &str,
+    name: &str,
+    revision: &str,
+    info: &UpstreamRevision,
+) -> Result<(), ApiError> {
+    let full = format!("{namespace}/{name}");
+    let mut snapshot = Snapshot::new();
+    let mut new_blobs = Vec::new();
+    for file in &info.siblings {
+        let (sha256, size) = fetch_file(state, upstream, &full, &info.sha, file).await?;
+        new_blobs.push((sha256, file.rfilename.clone()));
+        snapshot.insert(
+            file.rfilename.clone(),
+            Entry {
+                sha256: sha256.as_bytes().to_vec(),
+                size: size as i64,
+            },
+        );
+    }
+    // Scanned before the commit exists: a malicious file is quarantined the moment it appears.
+    let ctx = crate::jobs::JobContext {
+        db: state.db.clone(),
+        store: state.store.clone(),
+        settings: state.settings.clone(),
+    };
+    for (sha256, path) in &new_blobs {
+        crate::jobs::scan_now(&ctx, sha256.to_hex(), path.clone())
+            .await
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("scanning {path}: {e:?}")))?;
+    }
+    // Only now, with every file checked, does the repository appear (if it is new).
+    let caller = mirror_caller(state).await?;
+    let user = caller.user.clone().unwrap_or_else(|| unreachable!());
+    let repo = local_repo(state, &caller, namespace, name, info.private).await?;
+    let branch = if is_commit_id(revision) {
+        "mirror"
+    } else {
+        revision
+    };
+    let mut tx = state.db.begin().await?;
+    for (sha256, _) in &new_blobs {
+        db::blobs::grant_upload(&mut tx, repo.id, sha256.as_bytes(), user.id).await?;
+    }
+    let parent = db::commits::resolve(&mut tx, repo.id, branch).await?;
+    let message = format!("Mirrored from {}/{full} at {}", upstream.base(), info.sha);
+    let commit = crate::routes::commits::write_commit(
+        &mut tx,
+        &crate::routes::commits::CommitContext {
+            repository_id: repo.id,
+            branch,
+            parent: parent.as_deref(),
+            author_id: user.id,
+            author_name: MIRROR_USER,
+            message: &message,
+            request_id: None,
+        },
+        &snapshot,
+    )
+    .await?;
+    db::mirror::record_repo(&mut tx, repo.id, upstream.base(), &full).await?;
+    db::mirror::record_commit(&mut tx, repo.id, &info.sha, &commit).await?;
+    tx.commit().await?;
+    tracing::info!(repo = %full, revision, upstream_commit = %info.sha, commit = %commit, files = snapshot.len(), "mirrored");
+    if let Some(policy) = &state.settings.mirror.policy {
+        gate_licence(state, &repo, &commit, policy).await?;
+    }
+    Ok(())
+}
+
+/// Evaluates a mirrored commit under the organisation's licence policy; a denial is recorded
+/// (downloads are then refused with its reason) and audited.
+async fn gate_licence(
+    state: &AppState,
+    repo: &db::repos::Repo,
+    commit: &str,
+    policy_namespace: &str,
+) -> Result<(), ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let namespace = db::accounts::find_namespace(&mut conn, policy_namespace)
+        .await?
+        .ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!(
+                "mirror.policy names `{policy_namespace}`, which does not exist"
+            ))
+        })?;
+    let (policy, _) = crate::licensing::namespace_policy(&mut conn, namespace.id).await?;
+    let report = crate::licensing::evaluate_commit(
+        &mut conn,
+        &state.store,
+        repo,
+        commit,
+        policy.as_ref(),
+        &kaiyuan_license::UseContext::default(),
+    )
+    .await?;
+    if report.decision != kaiyuan_license::Decision::Deny {
+        return Ok(());
+    }
+    let why = report
+        .findings
+        .first()
+        .map(|f| f.message.clone())
+        .unwrap_or_else(|| "the licence is not allowed".into());
+    let reason = format!(
+        "{policy_namespace}'s licence policy denies `{}`: {why}",
+        repo.full_name()
+    );
+    let mut tx = state.db.begin().await?;
+    db::mirror::refuse(&mut tx, repo.id, commit, &reason).await?;
+    crate::domain::event::record(
+        &mut tx,
+        &Caller::default(),
+        crate::domain::event::Event::new(
+            "mirror.refuse",
+            crate::domain::event::Target::Repo(repo),
+            serde_json::json!({"commit": commit, "reason": reason}),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The refusal of a mirrored commit, as the error its downloads get.
+pub async fn refusal(
+    conn: &mut sqlx::PgConnection,
+    repository_id: i64,
+    commit: &str,
+) -> Result<Option<ApiError>, ApiError> {
+    Ok(db::mirror::refusal(conn, repository_id, commit)
+        .await?
+        .map(|reason| ApiError::forbidden(code::MIRROR_POLICY_DENIED, reason)))
+}
+
+fn is_commit_id(revision: &str) -> bool {
+    revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The local repository of a mirror, created (with its namespace, owned by the mirror user)
+/// on first use. A namespace that exists here and is not the mirror's is never written to.
+async fn local_repo(
+    state: &AppState,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+    private: bool,
+) -> Result<db::repos::Repo, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    if let Some(repo) = db::repos::find_live(&mut conn, namespace, name).await? {
+        return Ok(repo);
+    }
+    if db::accounts::find_namespace(&mut conn, namespace)
+        .await?
+        .is_none()
+    {
+        let owner = caller.id().unwrap_or_default();
+        match crate::domain::accounts::create_org(&state.db, caller, owner, namespace).await {
+            Ok(_) | Err(crate::domain::accounts::AccountError::NameTaken(_)) => {}
+            Err(e) => {
+                return Err(ApiError::internal(anyhow::anyhow!(
+                    "creating namespace {namespace}: {e}"
+                )));
+            }
+        }
+    }
+    let visibility = if private {
+        Visibility::Private
+    } else {
+        Visibility::Public
+    };
+    let description = format!("Mirror of {namespace}/{name}");
+    let (repo, _) = crate::routes::repos::create_repository(
+        state,
+        caller,
+        Some(namespace),
+        name,
+        visibility,
+        &description,
+    )
+    .await?;
+    Ok(repo)
+}
+
+/// Streams one upstream file into the store, checked against the upstream's sha256 (LFS files)
+/// or git blob id (others): bytes that do not match are never referenced.
+async fn fetch_file(
+    state: &AppState,
+    upstream: &Upstream,
+    repo: &str,
+    commit: &str,
+    file: &UpstreamFile,
+) -> Result<(Sha256Digest, u64), ApiError> {
+    let declared_sha256 =
+        match &file.lfs {
+            Some(lfs) => Some(lfs.sha256.parse::<Sha256Digest>().map_err(|_| {
+                upstream_mismatch(repo, &file.rfilename, "its sha256 is not a sha256")
+            })?),
+            None => None,
+        };
+    let size = file.lfs.as_ref().map(|l| l.size).or(file.size);
+    // Bytes this hub already holds are not fetched again (deduplicated by sha256).
+    if let (Some(digest), Some(size)) = (declared_sha256, size)
+        && state.store.blob_size(&digest).await? == Some(size)
+    {
+        let mut conn = state.db.acquire().await?;
+        db::blobs::upsert(&mut conn, digest.as_bytes(), size as i64).await?;
+        return Ok((digest, size));
+    }
+    let response = upstream
+        .file(repo, commit, &file.rfilename)
+        .await
+        .map_err(upstream_error)?;
+    let expected = Expected {
+        sha256: declared_sha256,
+        size,
+        max_size: state.settings.limits.max_file_size,
+    };
+    let mut upload = state.store.begin_upload(expected).await?;
+    let mut git = Sha1::new();
+    if let Some(size) = size {
+        git.update(format!("blob {size}\0").as_bytes());
+    }
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            upstream_mismatch(
+                repo,
+                &file.rfilename,
+                &format!("the download broke off: {e}"),
+            )
+        })?;
+        git.update(&chunk);
+        upload
+            .write(chunk)
+            .await
+            .map_err(|e| upstream_mismatch(repo, &file.rfilename, &e.to_string()))?;
+    }
+    if declared_sha256.is_none()
+        && let Some(blob_id) = &file.blob_id
+        && hex::encode(git.finalize()) != blob_id.to_ascii_lowercase()
+    {
+        return Err(upstream_mismatch(
+            repo,
+            &file.rfilename,
+            "its bytes do not match the upstream's git blob id",
+        ));
+    }
+    let stored = upload
+        .finish()
+        .await
+        .map_err(|e| upstream_mismatch(repo, &file.rfilename, &e.to_string()))?;
+    let mut conn = state.db.acquire().await?;
+    db::blobs::upsert(&mut conn, stored.sha256.as_bytes(), stored.size as i64).await?;
+    Ok((stored.sha256, stored.size))
+}
+
+fn upstream_mismatch(repo: &str, path: &str, why: &str) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::BAD_GATEWAY,
+        code::UPSTREAM_FAILED,
+        format!("`{path}` of `{repo}` could not be mirrored: {why}; nothing was kept"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_and_deny_patterns() {
+        let mut s = Settings::default();
+        assert!(allowed(&s, "any/thing"));
+        s.allow = vec![
+            "meta-llama/*".into(),
+            "/^qwen/.+-gguf$/".into(),
+            "a/b".into(),
+        ];
+        s.deny = vec!["meta-llama/secret".into()];
+        assert!(allowed(&s, "meta-llama/Llama-3"));
+        assert!(allowed(&s, "qwen/q-7b-gguf") && !allowed(&s, "qwen/q-7b"));
+        assert!(allowed(&s, "a/b") && !allowed(&s, "a/c"));
+        assert!(!allowed(&s, "meta-llama/secret"), "deny wins");
+        assert!(is_commit_id(&"a".repeat(40)) && !is_commit_id("main"));
+    }
+}

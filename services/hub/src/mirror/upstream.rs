@@ -1,0 +1,145 @@
+//! The upstream hub as the mirror sees it: a revision's metadata and its files' bytes, through
+//! the Hugging Face API that both the public hub and kaiyuan serve. Every call is bounded: a
+//! connect timeout, and a timeout on each read, so an unreachable or stalled upstream fails
+//! fast instead of hanging a client.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::Mirror as Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the upstream hub {0} cannot be reached: {1}")]
+    Unreachable(String, String),
+    #[error("the upstream hub has no `{0}` at revision `{1}` (or does not let this hub see it)")]
+    NotFound(String, String),
+    #[error("the upstream hub answered {0} for {1}")]
+    Refused(u16, String),
+}
+
+/// One file of an upstream revision, as its model-info listing describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UpstreamFile {
+    pub rfilename: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// The git blob id (sha1 of `blob <size>\0<bytes>`): the only digest the public hub gives
+    /// for files outside LFS.
+    #[serde(default, rename = "blobId")]
+    pub blob_id: Option<String>,
+    #[serde(default)]
+    pub lfs: Option<UpstreamLfs>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UpstreamLfs {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// An upstream revision: its commit id and files.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UpstreamRevision {
+    pub sha: String,
+    #[serde(default)]
+    pub private: bool,
+    #[serde(default)]
+    pub siblings: Vec<UpstreamFile>,
+}
+
+/// An HTTP client for one upstream.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Upstream {
+    pub fn new(settings: &Settings) -> Option<Self> {
+        let base = settings
+            .upstream
+            .as_ref()?
+            .trim_end_matches('/')
+            .to_string();
+        kaiyuan_storage::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(settings.timeout_secs))
+            .user_agent("kaiyuan-mirror")
+            .build()
+            .ok()?;
+        Some(Self {
+            base,
+            token: settings.upstream_token.clone(),
+            http,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.get(url);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> UpstreamError {
+        UpstreamError::Unreachable(self.base.clone(), e.to_string())
+    }
+
+    /// The files of `repo` at `revision` (a branch, tag or commit id), with their digests.
+    pub async fn revision(
+        &self,
+        repo: &str,
+        revision: &str,
+    ) -> Result<UpstreamRevision, UpstreamError> {
+        let encoded: String = url::form_urlencoded::byte_serialize(revision.as_bytes()).collect();
+        let url = format!(
+            "{}/api/models/{repo}/revision/{encoded}?blobs=true",
+            self.base
+        );
+        let response = self
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        match response.status().as_u16() {
+            200 => response.json().await.map_err(|e| self.unreachable(e)),
+            401 | 403 | 404 => Err(UpstreamError::NotFound(repo.into(), revision.into())),
+            status => Err(UpstreamError::Refused(status, url)),
+        }
+    }
+
+    /// The bytes of one file at a commit, as a response to stream from.
+    pub async fn file(
+        &self,
+        repo: &str,
+        commit: &str,
+        path: &str,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let encoded: String = path
+            .split('/')
+            .map(|segment| {
+                url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let url = format!("{}/{repo}/resolve/{commit}/{encoded}", self.base);
+        let response = self
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        match response.status().as_u16() {
+            200 => Ok(response),
+            status => Err(UpstreamError::Refused(status, url)),
+        }
+    }
+}

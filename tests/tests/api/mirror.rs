@@ -1,0 +1,381 @@
+//! Mirror mode against a real upstream: a second kaiyuan on loopback (it speaks the same API as
+//! the public hub), with its own database. The stock client reads through the mirror; a
+//! malicious file, bytes that do not match the upstream's digest, an upstream that goes away,
+//! concurrent clients and a private upstream model are each checked.
+
+use kaiyuan_tests::{Backend, TestApp, expect_error, spawn_app, spawn_app_with};
+use reqwest::StatusCode;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use super::hf::run_client;
+
+/// An upstream hub with its own database on the same PostgreSQL server.
+async fn upstream_app(pool: &PgPool) -> TestApp {
+    let name = format!("upstream_{:016x}", rand::random::<u64>());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(pool)
+        .await
+        .unwrap();
+    let options = pool.connect_options().as_ref().clone().database(&name);
+    let upstream = PgPoolOptions::new()
+        .max_connections(20)
+        .connect_with(options)
+        .await
+        .unwrap();
+    kaiyuan_hub::db::MIGRATOR.run(&upstream).await.unwrap();
+    spawn_app(upstream).await
+}
+
+async fn mirror_of(pool: PgPool, upstream: &TestApp, token: Option<&str>) -> TestApp {
+    let base = upstream.base.clone();
+    let token = token.map(str::to_string);
+    spawn_app_with(pool, Backend::Local, move |s| {
+        s.mirror.upstream = Some(base);
+        s.mirror.upstream_token = token;
+        s.mirror.timeout_secs = 5;
+    })
+    .await
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u8
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_stock_client_reads_through_the_mirror(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    let weights = noise(3 << 20, 1);
+    let first = upstream
+        .commit_files(
+            &alice,
+            "alice/m",
+            &[
+                ("README.md", b"---\nlicense: mit\n---\n# m\n"),
+                ("config.json", b"{\"v\": 1}"),
+                ("model.safetensors", &weights),
+            ],
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = upstream
+        .send_json(
+            reqwest::Method::PUT,
+            "/api/v1/repos/alice/m/tags/v1",
+            Some(&alice),
+            &json!({"target": first}),
+        )
+        .await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    upstream
+        .commit_files(&alice, "alice/m", &[("config.json", b"{\"v\": 2}")])
+        .await;
+    let mirror = mirror_of(pool.clone(), &upstream, None).await;
+    let files = json!({
+        "README.md": sha(b"---\nlicense: mit\n---\n# m\n"),
+        "config.json": sha(b"{\"v\": 2}"),
+        "model.safetensors": sha(&weights),
+    });
+    let revisions = json!({
+        "main": {"config.json": sha(b"{\"v\": 2}")},
+        "v1": {"config.json": sha(b"{\"v\": 1}"), "model.safetensors": sha(&weights)},
+        first.clone(): {"config.json": sha(b"{\"v\": 1}")},
+    });
+    run_client(
+        &mirror,
+        "KAIYUAN_TEST_PYTHON",
+        "hf_mirror_client.py",
+        &[
+            ("KY_REPO", "alice/m"),
+            ("KY_FILES", &files.to_string()),
+            ("KY_REVISIONS", &revisions.to_string()),
+        ],
+    )
+    .await;
+    // Recorded as a mirror, with the upstream's commit ids; the weights were scanned.
+    let mirrored: Vec<String> =
+        sqlx::query_scalar("SELECT upstream_commit FROM mirrored_commits ORDER BY fetched_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(mirrored.contains(&first), "{mirrored:?}");
+    let unscanned: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM blobs WHERE scan_verdict IS NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        unscanned, 0,
+        "every mirrored file was scanned before it was served"
+    );
+    // With the upstream gone, what is mirrored is still served; anything else fails fast.
+    upstream.stop().await;
+    let res = mirror
+        .get("/alice/m/resolve/main/model.safetensors", None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), weights.as_slice());
+    let started = std::time::Instant::now();
+    let res = mirror.get("/alice/other/resolve/main/x.bin", None).await;
+    expect_error(res, StatusCode::GATEWAY_TIMEOUT, "upstream-unreachable").await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_mirror_serves_nothing_unchecked(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream
+        .create_repo(&alice, "alice", "evil", "public")
+        .await;
+    let pickle = b"\x80\x02cposix\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03.";
+    upstream
+        .commit_files(&alice, "alice/evil", &[("model.pkl", pickle)])
+        .await;
+    upstream
+        .create_repo(&alice, "alice", "lying", "public")
+        .await;
+    let honest = noise(100_000, 2);
+    upstream
+        .commit_files(&alice, "alice/lying", &[("w.bin", &honest)])
+        .await;
+    upstream
+        .create_repo(&alice, "alice", "secret", "private")
+        .await;
+    upstream
+        .commit_files(&alice, "alice/secret", &[("w.bin", b"private weights")])
+        .await;
+    // The upstream's bytes change behind its back: it now serves what its digest does not say.
+    let digest = kaiyuan_storage::Sha256Digest::from_bytes(Sha256::digest(&honest).into());
+    let hex = digest.to_hex();
+    let dir = upstream.local_store_dir().expect("a local store");
+    let object = dir.join(format!("blobs/sha256/{}/{}/{hex}", &hex[..2], &hex[2..4]));
+    std::fs::write(&object, noise(100_000, 3)).unwrap();
+
+    // The mirror fetches with the organisation's token (alice's), so it can read the private one.
+    let mirror = mirror_of(pool.clone(), &upstream, Some(&alice)).await;
+    let bob = mirror.create_user("bob").await;
+    let res = mirror.get("/alice/evil/resolve/main/model.pkl", None).await;
+    expect_error(res, StatusCode::FORBIDDEN, "quarantined").await;
+    let res = mirror.get("/alice/lying/resolve/main/w.bin", None).await;
+    let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
+    assert!(message.contains("nothing was kept"), "{message}");
+    let res = mirror.get("/api/models/alice/lying", None).await;
+    assert_ne!(
+        res.status(),
+        StatusCode::OK,
+        "the lying repository never appeared"
+    );
+    let lying: i64 = sqlx::query_scalar("SELECT count(*) FROM repositories WHERE name = 'lying'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(lying, 0);
+    // The private upstream model is mirrored as a private repository: bob cannot see it.
+    let res = mirror
+        .get("/alice/secret/resolve/main/w.bin", Some(&bob))
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let private: String =
+        sqlx::query_scalar("SELECT visibility FROM repositories WHERE name = 'secret'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(private, "private");
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn concurrent_clients_share_one_upstream_fetch(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "big", "public").await;
+    let weights = noise(20 << 20, 4);
+    upstream
+        .commit_files(&alice, "alice/big", &[("model.bin", &weights)])
+        .await;
+    let mirror = mirror_of(pool, &upstream, None).await;
+    let url = mirror.url("/alice/big/resolve/main/model.bin");
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let http = mirror.http.clone();
+        let url = url.clone();
+        clients.push(tokio::spawn(async move {
+            let res = http.get(&url).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            Sha256::digest(res.bytes().await.unwrap()).to_vec()
+        }));
+    }
+    for client in clients {
+        assert_eq!(client.await.unwrap(), Sha256::digest(&weights).to_vec());
+    }
+    let metrics = upstream.get("/metrics", None).await.text().await.unwrap();
+    let fetches: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.contains("route=\"/{namespace}/{name}/resolve/{revision}/{path:.*}\"")
+                && l.contains("method=\"GET\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        fetches, 1,
+        "one upstream fetch for twenty clients:\n{metrics}"
+    );
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn mirror_add_and_status_from_the_command_line(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    upstream
+        .commit_files(&alice, "alice/m", &[("config.json", b"{}")])
+        .await;
+    let mut database =
+        url::Url::parse(&std::env::var("DATABASE_URL").expect("DATABASE_URL")).expect("a URL");
+    database.set_path(
+        pool.connect_options()
+            .get_database()
+            .expect("a database name"),
+    );
+    let store = tempfile::tempdir().unwrap();
+    // Asynchronous: the upstream serves from this test's runtime while the command runs.
+    let kaiyuan = |args: &[&str]| {
+        tokio::process::Command::new(kaiyuan_tests::kaiyuan_binary())
+            .args(args)
+            .env("DATABASE_URL", database.as_str())
+            .env(
+                "KAIYUAN_STORE_URL",
+                format!("file://{}", store.path().display()),
+            )
+            .env("KAIYUAN_UPSTREAM", &upstream.base)
+            .output()
+    };
+    let added = kaiyuan(&["mirror", "add", "alice/m@main"]).await.unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(String::from_utf8_lossy(&added.stdout).contains("mirrored alice/m@main"));
+    let missing = kaiyuan(&["mirror", "add", "alice/nothing"]).await.unwrap();
+    assert!(!missing.status.success());
+    let status = kaiyuan(&["mirror", "status"]).await.unwrap();
+    let listed = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        listed.contains("alice/m")
+            && listed.contains(&upstream.base)
+            && listed.contains("1 commits"),
+        "{listed}"
+    );
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_organisations_licence_policy_gates_what_is_mirrored(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "nc", "public").await;
+    upstream
+        .commit_files(
+            &alice,
+            "alice/nc",
+            &[
+                (
+                    "README.md",
+                    b"---\nlicense: cc-by-nc-4.0\n---\n# research only\n",
+                ),
+                ("w.bin", b"weights"),
+            ],
+        )
+        .await;
+    upstream.create_repo(&alice, "alice", "mit", "public").await;
+    upstream
+        .commit_files(
+            &alice,
+            "alice/mit",
+            &[
+                ("README.md", b"---\nlicense: mit\n---\n# open\n"),
+                ("w.bin", b"weights"),
+            ],
+        )
+        .await;
+    let base = upstream.base.clone();
+    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstream = Some(base);
+        s.mirror.policy = Some("acme".into());
+    })
+    .await;
+    let owner = mirror.create_user("owner").await;
+    let res = mirror
+        .post_json("/api/v1/orgs", Some(&owner), &json!({"name": "acme"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = mirror.get("/alice/nc/resolve/main/w.bin", None).await;
+    let message = expect_error(res, StatusCode::FORBIDDEN, "mirror-policy-denied").await;
+    assert!(
+        message.contains("acme's licence policy denies `alice/nc`"),
+        "{message}"
+    );
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'mirror.refuse'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(audited, 1, "the refusal is in the audit log");
+    let res = mirror.get("/alice/mit/resolve/main/w.bin", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"weights");
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_client_that_cannot_wait_is_told_to_retry(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "big", "public").await;
+    let weights = noise(20 << 20, 5);
+    upstream
+        .commit_files(&alice, "alice/big", &[("model.bin", &weights)])
+        .await;
+    let base = upstream.base.clone();
+    let mirror = spawn_app_with(pool, Backend::Local, move |s| {
+        s.mirror.upstream = Some(base);
+        s.mirror.wait_secs = 0;
+    })
+    .await;
+    let res = mirror.get("/alice/big/resolve/main/model.bin", None).await;
+    assert_eq!(res.headers()["retry-after"], "5");
+    let message = expect_error(res, StatusCode::SERVICE_UNAVAILABLE, "mirror-in-progress").await;
+    assert!(message.contains("being mirrored and checked"), "{message}");
+    // The fetch went on without the client; a later request gets the bytes.
+    let mut served = None;
+    for _ in 0..100 {
+        let res = mirror.get("/alice/big/resolve/main/model.bin", None).await;
+        if res.status() == StatusCode::OK {
+            served = Some(res.bytes().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        served.expect("served in the end").as_ref(),
+        weights.as_slice()
+    );
+}
