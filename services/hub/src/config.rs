@@ -51,6 +51,9 @@ pub struct Mirror {
     /// The organisation whose licence policy decides what the mirror serves: a mirrored
     /// revision its policy denies is refused with the policy's reason. Unset: no licence gate.
     pub policy: Option<String>,
+    /// How often `serve` re-syncs mirrored branches with the upstream (0: never; `kaiyuan
+    /// mirror sync` does it once).
+    pub sync_secs: u64,
     /// How long a client's request waits for a fetch in progress before it is answered 503
     /// "being mirrored and checked, retry" (the fetch goes on). Below huggingface_hub's 10 s
     /// metadata timeout.
@@ -66,6 +69,7 @@ impl Default for Mirror {
             deny: Vec::new(),
             timeout_secs: 30,
             policy: None,
+            sync_secs: 3600,
             wait_secs: 8,
         }
     }

@@ -124,6 +124,8 @@ enum MirrorCommand {
     Add { repo: String },
     /// Every mirrored repository, its upstream and when it was last fetched.
     Status,
+    /// Re-sync every mirrored branch with the upstream now.
+    Sync,
 }
 
 #[derive(Subcommand)]
@@ -260,6 +262,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                                 tracing::warn!(error = format!("{e:#}"), "garbage collection failed");
                             }
                         }
+                        _ = stop.changed() => break,
+                    }
+                }
+            }));
+        }
+        if settings.mirror.upstream.is_some() && settings.mirror.sync_secs > 0 {
+            let (state, mut stop) = (app.state(), stop_rx.clone());
+            let every = Duration::from_secs(settings.mirror.sync_secs);
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => match kaiyuan_hub::mirror::sync(&state).await {
+                            Ok(report) => tracing::info!(?report, "mirror re-sync finished"),
+                            Err(e) => tracing::warn!(error = %e.message, "mirror re-sync failed"),
+                        },
                         _ = stop.changed() => break,
                     }
                 }
@@ -424,6 +442,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The state the mirror's functions need, outside a server; it waits for whole fetches.
+fn mirror_state(
+    settings: &Settings,
+    pool: &PgPool,
+) -> anyhow::Result<actix_web::web::Data<kaiyuan_hub::state::AppState>> {
+    let store = kaiyuan_hub::xet::recipes::attach(open_store(settings)?, pool.clone());
+    let mut settings = settings.clone();
+    settings.mirror.wait_secs = 7 * 24 * 3600;
+    Ok(actix_web::web::Data::new(kaiyuan_hub::state::AppState {
+        db: pool.clone(),
+        store,
+        mirror: kaiyuan_hub::mirror::Mirror::new(&settings.mirror),
+        settings: std::sync::Arc::new(settings),
+        metrics: Default::default(),
+        signing_key: tokio::sync::OnceCell::new(),
+    }))
+}
+
 async fn mirror_command(
     command: MirrorCommand,
     settings: &Settings,
@@ -443,19 +479,7 @@ async fn mirror_command(
                 kaiyuan_hub::mirror::allowed(&settings.mirror, repo),
                 "`{repo}` is excluded by the mirror's allow and deny lists"
             );
-            let store = kaiyuan_hub::xet::recipes::attach(open_store(settings)?, pool.clone());
-            // The command waits for the whole fetch, however long it takes.
-            let mut settings = settings.clone();
-            settings.mirror.wait_secs = 7 * 24 * 3600;
-            let settings = &settings;
-            let state = actix_web::web::Data::new(kaiyuan_hub::state::AppState {
-                db: pool.clone(),
-                store,
-                settings: std::sync::Arc::new(settings.clone()),
-                metrics: Default::default(),
-                signing_key: tokio::sync::OnceCell::new(),
-                mirror: kaiyuan_hub::mirror::Mirror::new(&settings.mirror),
-            });
+            let state = mirror_state(settings, pool)?;
             kaiyuan_hub::mirror::ensure(&state, namespace, name, revision)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
@@ -466,6 +490,14 @@ async fn mirror_command(
                 "the upstream has no `{repo}` at `{revision}`"
             );
             println!("mirrored {repo}@{revision}");
+            Ok(())
+        }
+        MirrorCommand::Sync => {
+            let state = mirror_state(settings, pool)?;
+            let report = kaiyuan_hub::mirror::sync(&state)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
         MirrorCommand::Status => {

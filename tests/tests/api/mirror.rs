@@ -126,6 +126,13 @@ async fn the_stock_client_reads_through_the_mirror(pool: PgPool) {
         unscanned, 0,
         "every mirrored file was scanned before it was served"
     );
+    // The model page says where it came from.
+    let page = mirror.get("/alice/m", None).await.text().await.unwrap();
+    assert!(
+        page.contains("<strong>Mirrored</strong> from")
+            && page.contains(upstream.base.trim_start_matches("http://")),
+        "{page}"
+    );
     // With the upstream gone, what is mirrored is still served; anything else fails fast.
     upstream.stop().await;
     let res = mirror
@@ -286,6 +293,24 @@ async fn mirror_add_and_status_from_the_command_line(pool: PgPool) {
             && listed.contains("1 commits"),
         "{listed}"
     );
+    // A new upstream commit: the re-sync mirrors it; a second re-sync has nothing to do.
+    upstream
+        .commit_files(&alice, "alice/m", &[("config.json", b"{\"v\": 2}")])
+        .await;
+    let synced = kaiyuan(&["mirror", "sync"]).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&synced.stdout).trim(),
+        r#"{"unchanged":0,"updated":1,"failed":0}"#,
+        "{}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
+    let again = kaiyuan(&["mirror", "sync"]).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        r#"{"unchanged":1,"updated":0,"failed":0}"#
+    );
+    let status = kaiyuan(&["mirror", "status"]).await.unwrap();
+    assert!(String::from_utf8_lossy(&status.stdout).contains("2 commits"));
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
@@ -340,6 +365,8 @@ async fn the_organisations_licence_policy_gates_what_is_mirrored(pool: PgPool) {
             .await
             .unwrap();
     assert_eq!(audited, 1, "the refusal is in the audit log");
+    let page = mirror.get("/alice/nc", None).await.text().await.unwrap();
+    assert!(page.contains("Not served by this mirror"), "{page}");
     let res = mirror.get("/alice/mit/resolve/main/w.bin", None).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"weights");

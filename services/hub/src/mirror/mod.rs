@@ -186,6 +186,67 @@ async fn fetch(
     mirror_revision(state, upstream, namespace, name, revision, &info).await
 }
 
+/// What one re-sync did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct SyncReport {
+    /// Branches whose upstream head was already mirrored.
+    pub unchanged: usize,
+    /// Branches that got a new mirrored commit (the old ones stay).
+    pub updated: usize,
+    /// Branches that could not be checked (upstream unreachable, refused, ...).
+    pub failed: usize,
+}
+
+/// Re-syncs every mirrored branch: an upstream head not mirrored yet becomes a new mirrored
+/// commit on the branch; earlier commits stay, reachable by their upstream ids.
+pub async fn sync(state: &AppState) -> Result<SyncReport, ApiError> {
+    let mut report = SyncReport::default();
+    let Some(upstream) = &state.mirror.upstream else {
+        return Ok(report);
+    };
+    let mut conn = state.db.acquire().await?;
+    let mirrored = db::mirror::status(&mut conn).await?;
+    for (full, _, _, _) in mirrored {
+        let Some((namespace, name)) = full.split_once('/') else {
+            continue;
+        };
+        let Some(repo) = db::repos::find_live(&mut conn, namespace, name).await? else {
+            continue;
+        };
+        let branches: Vec<String> = db::commits::list_refs(&mut conn, repo.id)
+            .await?
+            .into_iter()
+            .filter(|r| r.kind == crate::db::types::RefKind::Branch && r.name != "mirror")
+            .map(|r| r.name)
+            .collect();
+        for branch in branches {
+            let info = match upstream.revision(&full, &branch).await {
+                Ok(info) => info,
+                Err(e) => {
+                    tracing::warn!(repo = %full, branch, error = %e, "mirror re-sync failed");
+                    report.failed += 1;
+                    continue;
+                }
+            };
+            if db::mirror::local_commit(&mut conn, repo.id, &info.sha)
+                .await?
+                .is_some()
+            {
+                report.unchanged += 1;
+                continue;
+            }
+            match mirror_revision(state, upstream, namespace, name, &branch, &info).await {
+                Ok(()) => report.updated += 1,
+                Err(e) => {
+                    tracing::warn!(repo = %full, branch, error = %e.message, "mirror re-sync failed");
+                    report.failed += 1;
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
 /// Whether the revision must come from upstream: the repository is missing, or it is a mirror
 /// that does not hold the revision yet.
 async fn needs_fetch(

@@ -265,6 +265,8 @@ pub async fn model_page(
     let signature = db::provenance::verification(&mut conn, repo.id, &commit).await?;
     let advisories = db::reviews::advisories_at(&mut conn, repo.id, &commit).await?;
     let logged = db::tlog::publish_entry(&mut conn, repo.id, &commit).await?;
+    let mirrored = db::mirror::find(&mut conn, repo.id).await?;
+    let mirror_refusal = db::mirror::refusal(&mut conn, repo.id, &commit).await?;
     let can_write = ApiError::permitted(
         crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Write).await,
     )?;
@@ -375,6 +377,8 @@ pub async fn model_page(
         "signature": signature.map(|s| json!({"status": s.status, "result": s.result})),
         "advisories": advisories,
         "log_index": logged,
+        "mirrored": mirrored,
+        "mirror_refusal": mirror_refusal,
         "can_write": can_write,
         "use_answers": use_answers,
         "access": access,
