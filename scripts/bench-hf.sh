@@ -6,11 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_gib="${1:-4}"
-scripts/install-deps.sh --test
-target="${CARGO_TARGET_DIR:-target}"
-cargo build --quiet --release -p kaiyuan-hub --bin kaiyuan
-bin="$target/release/kaiyuan"
-py="$HOME/.cache/kaiyuan/py/bin/python"
+source scripts/bench-lib.sh
+bench_setup
 work=$(mktemp -d /var/tmp/kaiyuan-hfbench.XXXXXX)
 chmod 755 "$work"
 hub_pid=""
@@ -19,9 +16,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'; }
 
 # Four shards of SIZE/4 GiB each, as model repositories ship them.
 mkdir -p "$work/model"

@@ -324,6 +324,20 @@ impl TestApp {
     }
 }
 
+/// `n` pseudo-random bytes from `seed` (a linear congruential generator: incompressible enough
+/// for storage and dedupe tests, and the same on every run).
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u8
+        })
+        .collect()
+}
+
 /// The `kaiyuan` executable built beside this test binary: the hub starts it as the child
 /// process that verifies each model (a test binary cannot be that child).
 pub fn kaiyuan_binary() -> std::path::PathBuf {

@@ -3,7 +3,7 @@
 //! malicious file, bytes that do not match the upstream's digest, an upstream that goes away,
 //! concurrent clients and a private upstream model are each checked.
 
-use kaiyuan_tests::{Backend, TestApp, expect_error, spawn_app, spawn_app_with};
+use kaiyuan_tests::{Backend, TestApp, expect_error, noise, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -42,18 +42,6 @@ async fn mirror_of(pool: PgPool, upstream: &TestApp, token: Option<&str>) -> Tes
 
 fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u8
-        })
-        .collect()
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]

@@ -2,7 +2,9 @@
 //! against the hub's own CAS on both object stores; the CAS's answers to an attacker (tokens,
 //! scopes, private content, malformed xorbs and shards) built with the format crate.
 
-use kaiyuan_tests::{Backend, TestApp, expect_error, expect_status, spawn_app, spawn_app_with};
+use kaiyuan_tests::{
+    Backend, TestApp, expect_error, expect_status, noise, spawn_app, spawn_app_with,
+};
 use kaiyuan_xet::shard::{FileInfo, Term, encode_upload_shard};
 use kaiyuan_xet::xorb::{SCHEME_LZ4, encode_xorb};
 use kaiyuan_xet::{MerkleHash, chunk_hash, file_hash, verification_hash};
@@ -234,18 +236,6 @@ async fn publish(app: &TestApp, token: &str, repo: &str, path: &str, upload: &Up
     expect_status(res, StatusCode::CREATED).await;
 }
 
-fn random_bytes(n: usize, seed: u8) -> Vec<u8> {
-    let mut state = u64::from(seed) + 1;
-    (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u8
-        })
-        .collect()
-}
-
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn cas_tokens_are_scoped_and_expire(pool: PgPool) {
     let app = spawn_app_with(pool, Backend::Local, |s| s.xet.token_secs = 2).await;
@@ -282,7 +272,7 @@ async fn cas_tokens_are_scoped_and_expire(pool: PgPool) {
     // Anonymous readers of a public repository get a read token.
     let read = cas_token(&app, None, "alice/open", "read").await;
     // A read CAS token cannot upload; no token and a forged one are 401.
-    let upload = prepare(&random_bytes(100_000, 1));
+    let upload = prepare(&noise(100_000, 1));
     let path = format!("/v1/xorbs/default/{}", upload.xorb);
     let res = cas(&app, Method::POST, &path, &read)
         .body(upload.xorb_bytes.clone())
@@ -333,7 +323,7 @@ async fn private_content_stays_private_on_the_cas(pool: PgPool) {
     let bob = app.create_user("bob").await;
     app.create_repo(&alice, "alice", "secret", "private").await;
     app.create_repo(&bob, "bob", "open", "public").await;
-    let data = random_bytes(300_000, 2);
+    let data = noise(300_000, 2);
     let upload = prepare(&data);
     publish(&app, &alice, "alice/secret", "w.bin", &upload).await;
     // Alice reads it back through her token: the plan, then the signed fetch URL.
@@ -492,7 +482,7 @@ async fn malformed_xorbs_and_shards_are_refused_with_nothing_stored(pool: PgPool
     let alice = app.create_user("alice").await;
     app.create_repo(&alice, "alice", "m", "public").await;
     let write = cas_token(&app, Some(&alice), "alice/m", "write").await;
-    let data = random_bytes(200_000, 3);
+    let data = noise(200_000, 3);
     let upload = prepare(&data);
     let post_xorb = |hash: String, body: Vec<u8>| {
         cas(
@@ -505,7 +495,7 @@ async fn malformed_xorbs_and_shards_are_refused_with_nothing_stored(pool: PgPool
         .send()
     };
     // A body that does not hash to its name.
-    let other = prepare(&random_bytes(1000, 4));
+    let other = prepare(&noise(1000, 4));
     let res = post_xorb(other.xorb.to_string(), upload.xorb_bytes.clone())
         .await
         .unwrap();
@@ -646,7 +636,7 @@ async fn xet_files_are_scanned_gated_and_collected_like_any_other(pool: PgPool) 
     .unwrap();
     expect_error(res, StatusCode::FORBIDDEN, "quarantined").await;
     // A clean file: resolve serves the rebuilt bytes, whole and in ranges.
-    let data = random_bytes(150_000, 6);
+    let data = noise(150_000, 6);
     let clean = prepare(&data);
     publish(&app, &alice, "alice/m", "w.bin", &clean).await;
     let res = app.get("/alice/m/resolve/main/w.bin", None).await;

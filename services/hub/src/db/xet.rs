@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 
 /// What the hub computed about a stored xorb.
+#[derive(sqlx::FromRow)]
 pub struct XorbRow {
     pub hash: Vec<u8>,
     pub stored_size: i64,
@@ -57,21 +58,12 @@ pub async fn index_chunks(
 /// The stored xorbs among `hashes`, share-locked so that the collector cannot remove one while
 /// a file that needs it is being registered.
 pub async fn xorbs(conn: &mut PgConnection, hashes: &[Vec<u8>]) -> sqlx::Result<Vec<XorbRow>> {
-    sqlx::query_as::<_, (Vec<u8>, i64, Vec<u8>)>(
+    sqlx::query_as(
         "SELECT hash, stored_size, chunk_table FROM xet_xorbs WHERE hash = ANY($1) FOR SHARE",
     )
     .bind(hashes)
     .fetch_all(conn)
     .await
-    .map(|rows| {
-        rows.into_iter()
-            .map(|(hash, stored_size, chunk_table)| XorbRow {
-                hash,
-                stored_size,
-                chunk_table,
-            })
-            .collect()
-    })
 }
 
 /// A registered file.
@@ -175,7 +167,7 @@ pub async fn dedupe_xorbs(
     chunk_hash: &[u8],
     limit: i64,
 ) -> sqlx::Result<Vec<XorbRow>> {
-    sqlx::query_as::<_, (Vec<u8>, i64, Vec<u8>)>(
+    sqlx::query_as(
         "WITH hit AS (
              SELECT xorb_hash FROM xet_chunks WHERE chunk_hash = $2
          ), files AS (
@@ -203,15 +195,6 @@ pub async fn dedupe_xorbs(
     .bind(limit)
     .fetch_all(conn)
     .await
-    .map(|rows| {
-        rows.into_iter()
-            .map(|(hash, stored_size, chunk_table)| XorbRow {
-                hash,
-                stored_size,
-                chunk_table,
-            })
-            .collect()
-    })
 }
 
 /// Deletes up to `batch` xorb rows that no file needs and no upload touched within

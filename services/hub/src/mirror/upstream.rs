@@ -82,12 +82,14 @@ impl Upstream {
         &self.base
     }
 
-    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+    /// GETs `url` (with the organisation's token): the response, or unreachable.
+    async fn get(&self, url: &str) -> Result<reqwest::Response, UpstreamError> {
         let request = self.http.get(url);
-        match &self.token {
+        let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
-        }
+        };
+        request.send().await.map_err(|e| self.unreachable(e))
     }
 
     fn unreachable(&self, e: reqwest::Error) -> UpstreamError {
@@ -105,11 +107,7 @@ impl Upstream {
             "{}/api/models/{repo}/revision/{encoded}?blobs=true",
             self.base
         );
-        let response = self
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let response = self.get(&url).await?;
         match response.status().as_u16() {
             200 => response.json().await.map_err(|e| self.unreachable(e)),
             401 | 403 | 404 => Err(UpstreamError::NotFound(repo.into(), revision.into())),
@@ -132,11 +130,7 @@ impl Upstream {
             .collect::<Vec<_>>()
             .join("/");
         let url = format!("{}/{repo}/resolve/{commit}/{encoded}", self.base);
-        let response = self
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let response = self.get(&url).await?;
         match response.status().as_u16() {
             200 => Ok(response),
             status => Err(UpstreamError::Refused(status, url)),

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The same model (default one 2 GiB file) downloaded with snapshot_download directly from an
+# upstream kaiyuan, through a kaiyuan mirror on a cold cache (fetch, digest check and scan
+# included), and through the mirror warm; the mirror's fetch and scan time reported apart, and
+# its peak RSS. Both hubs on loopback, release build, embedded defaults.
+#   scripts/bench-mirror.sh [SIZE_MIB]     (default 2048)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib="${1:-2048}"
+source scripts/bench-lib.sh
+bench_setup
+work=$(mktemp -d /var/tmp/kaiyuan-mirrorbench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+unset DATABASE_URL KAIYUAN_DATABASE_URL KAIYUAN_STORE_URL KAIYUAN_UPSTREAM KAIYUAN_UPSTREAM_TOKEN
+bytes=$((size_mib << 20))
+
+mkdir -p "$work/model"
+(set +o pipefail
+ printf '\x20\x00\x00\x00\x00\x00\x00\x00{"__metadata__":{"format":"pt"}}' >"$work/model/model.safetensors"
+ openssl enc -aes-128-ctr -nosalt -pass pass:mirror -in /dev/zero 2>/dev/null | head -c $((bytes - 40)) >>"$work/model/model.safetensors")
+printf -- '---\nlicense: mit\n---\n# bench\n' >"$work/model/README.md"
+
+start_hub() { # name port extra-config
+  local pg_port; pg_port=$(free_port)
+  printf '[embedded_postgres]\nport = %s\n[gc]\ninterval_secs = 0\n%s\n' "$pg_port" "$3" >"$work/$1.toml"
+  KAIYUAN_WORKERS=0 RUST_LOG=warn "$bin" --config "$work/$1.toml" serve --data-dir "$work/$1" --listen "127.0.0.1:$2" &
+  pids+=($!)
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && break; sleep 0.1; done
+}
+up_port=$(free_port) mirror_port=$(free_port)
+start_hub upstream "$up_port" ""
+token=$(RUST_LOG=warn "$bin" --config "$work/upstream.toml" admin create-user bench --admin --data-dir "$work/upstream" | tail -1)
+upstream="http://127.0.0.1:$up_port"
+HF_ENDPOINT="$upstream" HF_TOKEN="$token" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 \
+  "$py" -c "from huggingface_hub import HfApi; a = HfApi(); a.create_repo('bench/model'); a.upload_folder(folder_path='$work/model', repo_id='bench/model')" >/dev/null
+# The client waits for a cold fetch instead of being told to retry.
+start_hub mirror "$mirror_port" "$(printf '[mirror]\nupstream = "%s"\nwait_secs = 600\nsync_secs = 0\n' "$upstream")"
+mirror="http://127.0.0.1:$mirror_port"
+mirror_pid=${pids[-1]}
+sync
+
+download() { # endpoint
+  local start; start=$(now)
+  HF_ENDPOINT="$1" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_HUB_ETAG_TIMEOUT=600 HF_HUB_DOWNLOAD_TIMEOUT=600 \
+    "$py" -c "from huggingface_hub import snapshot_download; snapshot_download('bench/model', cache_dir='$work/cache')" >/dev/null
+  secs "$start" "$(now)"
+  cmp -s "$(find "$work/cache" -name model.safetensors)" "$work/model/model.safetensors" || { echo "content differs via $1" >&2; exit 1; }
+  rm -rf "$work/cache"
+}
+direct=$(download "$upstream")
+cold=$(download "$mirror")
+warm=$(download "$mirror")
+# The scan alone, as the cold path ran it (the same scanner, on the same bytes).
+rss_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$mirror_pid/status")
+scan_start=$(now)
+"$bin" --config "$work/mirror.toml" scan "$work/model/model.safetensors" >/dev/null || true
+scan_s=$(secs "$scan_start" "$(now)")
+
+mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "model: $bytes bytes of weights + README; MB/s = 10^6 bytes per second"
+printf '%-44s %9s %8s\n' measure seconds MB/s
+printf '%-44s %9s %8s\n' "snapshot_download, upstream directly" "$direct" "$(mbps "$direct")"
+printf '%-44s %9s %8s\n' "snapshot_download, mirror cold" "$cold" "$(mbps "$cold")"
+printf '%-44s %9s %8s\n' "snapshot_download, mirror warm" "$warm" "$(mbps "$warm")"
+printf '%-44s %9s\n' "kaiyuan scan of the same file (part of cold)" "$scan_s"
+echo "warm / direct throughput: $(ratio "$direct" "$warm")   (target >= 0.9)"
+echo "cold / direct time: $(ratio "$cold" "$direct")   (target <= 1.5, plus the scan)"
+echo "cold minus scan / direct time: $(awk -v c="$cold" -v s="$scan_s" -v d="$direct" 'BEGIN { printf "%.2f", (c - s) / d }')"
+echo "mirror peak RSS: $((rss_kib / 1024)) MiB   (target < 200 MiB)"
