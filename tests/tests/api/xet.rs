@@ -165,6 +165,25 @@ fn cas(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::Reque
         .bearer_auth(token)
 }
 
+/// `GET /v1/reconstructions/{file}` with a CAS token and an optional `Range`.
+async fn reconstruction(
+    app: &TestApp,
+    token: &str,
+    file: &MerkleHash,
+    range: Option<&str>,
+) -> reqwest::Response {
+    let mut request = cas(
+        app,
+        Method::GET,
+        &format!("/v1/reconstructions/{file}"),
+        token,
+    );
+    if let Some(range) = range {
+        request = request.header("range", range);
+    }
+    request.send().await.unwrap()
+}
+
 /// A file cut into chunks, its xorb, and the shard that registers it.
 struct Upload {
     xorb: MerkleHash,
@@ -304,15 +323,7 @@ async fn cas_tokens_are_scoped_and_expire(pool: PgPool) {
     expect_error(res, StatusCode::UNAUTHORIZED, "invalid-xet-token").await;
     // After its expiry the token is refused.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let res = cas(
-        &app,
-        Method::GET,
-        &format!("/v1/reconstructions/{}", upload.file),
-        &read,
-    )
-    .send()
-    .await
-    .unwrap();
+    let res = reconstruction(&app, &read, &upload.file, None).await;
     expect_error(res, StatusCode::UNAUTHORIZED, "xet-token-expired").await;
 }
 
@@ -328,15 +339,7 @@ async fn private_content_stays_private_on_the_cas(pool: PgPool) {
     publish(&app, &alice, "alice/secret", "w.bin", &upload).await;
     // Alice reads it back through her token: the plan, then the signed fetch URL.
     let alice_read = cas_token(&app, Some(&alice), "alice/secret", "read").await;
-    let res = cas(
-        &app,
-        Method::GET,
-        &format!("/v1/reconstructions/{}", upload.file),
-        &alice_read,
-    )
-    .send()
-    .await
-    .unwrap();
+    let res = reconstruction(&app, &alice_read, &upload.file, None).await;
     let plan = expect_status(res, StatusCode::OK).await;
     assert_eq!(plan["offset_into_first_range"], 0);
     assert_eq!(plan["terms"][0]["hash"], upload.xorb.to_string());
@@ -370,44 +373,24 @@ async fn private_content_stays_private_on_the_cas(pool: PgPool) {
         .unwrap();
     expect_error(res, StatusCode::FORBIDDEN, "invalid-fetch-url").await;
     // A range of the plan: the offset into the first chunk, and 416 past the end.
-    let res = cas(
-        &app,
-        Method::GET,
-        &format!("/v1/reconstructions/{}", upload.file),
-        &alice_read,
-    )
-    .header("range", "bytes=50000-50099")
-    .send()
-    .await
-    .unwrap();
+    let res = reconstruction(&app, &alice_read, &upload.file, Some("bytes=50000-50099")).await;
     let ranged = expect_status(res, StatusCode::OK).await;
     assert_eq!(
         ranged["offset_into_first_range"], 10_000,
         "chunk 1 starts at 40000"
     );
     assert_eq!(ranged["terms"][0]["range"], json!({"start": 1, "end": 2}));
-    let res = cas(
+    let res = reconstruction(
         &app,
-        Method::GET,
-        &format!("/v1/reconstructions/{}", upload.file),
         &alice_read,
+        &upload.file,
+        Some(&format!("bytes={}-", data.len())),
     )
-    .header("range", format!("bytes={}-", data.len()))
-    .send()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     // Bob's token of his public repository learns nothing about it.
     let bob_write = cas_token(&app, Some(&bob), "bob/open", "write").await;
-    let res = cas(
-        &app,
-        Method::GET,
-        &format!("/v1/reconstructions/{}", upload.file),
-        &bob_write,
-    )
-    .send()
-    .await
-    .unwrap();
+    let res = reconstruction(&app, &bob_write, &upload.file, None).await;
     expect_error(res, StatusCode::NOT_FOUND, "xet-file-not-found").await;
     let res = cas(&app, Method::POST, "/v1/reconstructions", &bob_write)
         .json(&json!([{"prefix": "default", "hash": upload.file.to_string()}]))
@@ -625,15 +608,7 @@ async fn xet_files_are_scanned_gated_and_collected_like_any_other(pool: PgPool) 
     let res = app.get("/alice/m/resolve/main/model.pkl", None).await;
     expect_error(res, StatusCode::FORBIDDEN, "quarantined").await;
     let read = cas_token(&app, None, "alice/m", "read").await;
-    let res = cas(
-        &app,
-        Method::GET,
-        &format!("/v1/reconstructions/{}", upload.file),
-        &read,
-    )
-    .send()
-    .await
-    .unwrap();
+    let res = reconstruction(&app, &read, &upload.file, None).await;
     expect_error(res, StatusCode::FORBIDDEN, "quarantined").await;
     // A clean file: resolve serves the rebuilt bytes, whole and in ranges.
     let data = noise(150_000, 6);
