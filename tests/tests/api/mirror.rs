@@ -375,14 +375,44 @@ async fn a_client_that_cannot_wait_is_told_to_retry(pool: PgPool) {
         s.mirror.wait_secs = 0;
     })
     .await;
-    let res = mirror.get("/alice/big/resolve/main/model.bin", None).await;
+    // The stock client retries a 503 after `Retry-After` (its metadata request does): the same
+    // run gets the bytes once the fetch is done.
+    run_client(
+        &mirror,
+        "KAIYUAN_TEST_PYTHON",
+        "hf_download_one.py",
+        &[
+            ("KY_TOKEN", ""),
+            ("KY_REPO", "alice/big"),
+            ("KY_PATH", "model.bin"),
+            ("KY_SHA256", &sha(&weights)),
+            ("KY_SIZE", &weights.len().to_string()),
+        ],
+    )
+    .await;
+    let metrics = mirror.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("resolve") && l.contains("status=\"503\"")),
+        "the client was told to wait at least once:\n{metrics}"
+    );
+    // The same over plain HTTP, for another repository.
+    let other = noise(20 << 20, 6);
+    upstream
+        .create_repo(&alice, "alice", "big2", "public")
+        .await;
+    upstream
+        .commit_files(&alice, "alice/big2", &[("model.bin", &other)])
+        .await;
+    let res = mirror.get("/alice/big2/resolve/main/model.bin", None).await;
     assert_eq!(res.headers()["retry-after"], "5");
     let message = expect_error(res, StatusCode::SERVICE_UNAVAILABLE, "mirror-in-progress").await;
     assert!(message.contains("being mirrored and checked"), "{message}");
     // The fetch went on without the client; a later request gets the bytes.
     let mut served = None;
     for _ in 0..100 {
-        let res = mirror.get("/alice/big/resolve/main/model.bin", None).await;
+        let res = mirror.get("/alice/big2/resolve/main/model.bin", None).await;
         if res.status() == StatusCode::OK {
             served = Some(res.bytes().await.unwrap());
             break;
@@ -391,6 +421,6 @@ async fn a_client_that_cannot_wait_is_told_to_retry(pool: PgPool) {
     }
     assert_eq!(
         served.expect("served in the end").as_ref(),
-        weights.as_slice()
+        other.as_slice()
     );
 }

@@ -126,7 +126,7 @@ async fn older_clients_negotiate_or_download_through_resolve(pool: PgPool) {
         run_client(
             &app,
             "KAIYUAN_TEST_PYTHON_HF0",
-            "hf_xet_download.py",
+            "hf_download_one.py",
             &[
                 ("KY_TOKEN", &alice),
                 ("KY_REPO", "alice/xet-model-copy"),
