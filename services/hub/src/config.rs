@@ -51,6 +51,12 @@ pub struct Mirror {
     /// The organisation whose licence policy decides what the mirror serves: a mirrored
     /// revision its policy denies is refused with the policy's reason. Unset: no licence gate.
     pub policy: Option<String>,
+    /// Storage budget of mirrored content, in bytes (0: none). Past it, the least recently read
+    /// mirrored repositories that are not pinned lose their content (the next read fetches it
+    /// again); files a local commit references are never freed.
+    pub budget_bytes: u64,
+    /// Mirrored repositories never evicted, in the allow-list forms.
+    pub pinned: Vec<String>,
     /// How often `serve` re-syncs mirrored branches with the upstream (0: never; `kaiyuan
     /// mirror sync` does it once).
     pub sync_secs: u64,
@@ -69,6 +75,8 @@ impl Default for Mirror {
             deny: Vec::new(),
             timeout_secs: 30,
             policy: None,
+            budget_bytes: 0,
+            pinned: Vec::new(),
             sync_secs: 3600,
             wait_secs: 8,
         }

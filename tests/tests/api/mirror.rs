@@ -424,3 +424,62 @@ async fn a_client_that_cannot_wait_is_told_to_retry(pool: PgPool) {
         other.as_slice()
     );
 }
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_storage_budget_evicts_the_least_recently_used(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    let mut weights = Vec::new();
+    for (i, name) in ["pinned", "a", "b"].iter().enumerate() {
+        upstream.create_repo(&alice, "alice", name, "public").await;
+        let bytes = noise(3 << 20, 10 + i as u64);
+        upstream
+            .commit_files(&alice, &format!("alice/{name}"), &[("w.bin", &bytes)])
+            .await;
+        weights.push(bytes);
+    }
+    let base = upstream.base.clone();
+    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstream = Some(base);
+        s.mirror.budget_bytes = 7 << 20;
+        s.mirror.pinned = vec!["alice/pinned".into()];
+    })
+    .await;
+    let read = |name: &'static str| {
+        let mirror = &mirror;
+        async move {
+            let res = mirror
+                .get(&format!("/alice/{name}/resolve/main/w.bin"), None)
+                .await;
+            assert_eq!(res.status(), StatusCode::OK, "{name}");
+            res.bytes().await.unwrap()
+        }
+    };
+    let held = |name: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM commit_files f JOIN repositories r ON r.id = f.repository_id WHERE r.name = $1",
+            )
+            .bind(name)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    read("pinned").await;
+    read("a").await;
+    assert!(held("pinned").await > 0 && held("a").await > 0, "6 MiB fit");
+    read("b").await;
+    // 9 MiB > 7 MiB: the least recently read unpinned repository goes.
+    assert_eq!(held("a").await, 0, "alice/a was evicted");
+    assert!(held("pinned").await > 0 && held("b").await > 0);
+    // Its bytes are collected next; read again, it comes back (and alice/b goes in turn).
+    let report = kaiyuan_hub::gc::collect(&pool, &mirror.store, &mirror.state.settings.gc)
+        .await
+        .unwrap();
+    assert_eq!(report.blobs_removed, 1, "{report:?}");
+    assert_eq!(read("a").await.as_ref(), weights[1].as_slice());
+    assert_eq!(held("b").await, 0, "alice/b was evicted in turn");
+    assert!(held("pinned").await > 0, "pinned repositories stay");
+}

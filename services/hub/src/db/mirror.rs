@@ -10,6 +10,7 @@ pub struct Mirrored {
     pub upstream: String,
     pub upstream_repo: String,
     pub synced_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
 }
 
 pub async fn find(conn: &mut PgConnection, repository_id: i64) -> sqlx::Result<Option<Mirrored>> {
@@ -27,7 +28,7 @@ pub async fn record_repo(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO mirrored_repos (repository_id, upstream, upstream_repo) VALUES ($1, $2, $3)
-         ON CONFLICT (repository_id) DO UPDATE SET synced_at = now()",
+         ON CONFLICT (repository_id) DO UPDATE SET synced_at = now(), last_used_at = now()",
     )
     .bind(repository_id)
     .bind(upstream)
@@ -115,4 +116,69 @@ pub async fn refusal(
     .bind(commit_id)
     .fetch_optional(conn)
     .await
+}
+
+/// Notes a read of a mirrored repository (at most one write a minute per repository).
+pub async fn touch(conn: &mut PgConnection, repository_id: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE mirrored_repos SET last_used_at = now()
+         WHERE repository_id = $1 AND last_used_at < now() - interval '1 minute'",
+    )
+    .bind(repository_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Bytes of the distinct files that mirrored repositories hold.
+pub async fn usage(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(sum(b.size), 0)::bigint FROM blobs b
+         WHERE b.sha256 IN (SELECT f.sha256 FROM commit_files f
+                            JOIN mirrored_repos m ON m.repository_id = f.repository_id)",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Mirrored repositories that hold content, least recently read first.
+pub async fn least_recently_used(conn: &mut PgConnection) -> sqlx::Result<Vec<(i64, String)>> {
+    sqlx::query_as(
+        "SELECT m.repository_id, r.full_name FROM mirrored_repos m
+         JOIN repositories r ON r.id = m.repository_id
+         WHERE EXISTS (SELECT 1 FROM commit_files f WHERE f.repository_id = m.repository_id)
+         ORDER BY m.last_used_at, m.repository_id",
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Drops a mirrored repository's content (refs, commits, grants, mirrored commits), keeping
+/// the repository, so that the next read fetches it again. Files no commit references any more
+/// are aged so that the next collection removes them.
+pub async fn evict(conn: &mut PgConnection, repository_id: i64) -> sqlx::Result<()> {
+    let held: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT DISTINCT sha256 FROM commit_files WHERE repository_id = $1")
+            .bind(repository_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    for statement in [
+        "DELETE FROM refs WHERE repository_id = $1",
+        "DELETE FROM commits WHERE repository_id = $1",
+        "DELETE FROM repository_uploads WHERE repository_id = $1",
+        "DELETE FROM mirrored_commits WHERE repository_id = $1",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .bind(repository_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query(
+        "UPDATE blobs SET last_seen_at = 'epoch' WHERE sha256 = ANY($1)
+           AND NOT EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = blobs.sha256)",
+    )
+    .bind(&held)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

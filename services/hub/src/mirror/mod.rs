@@ -49,7 +49,13 @@ impl Mirror {
 /// Whether `repo` (`ns/name`) may be mirrored: allowed by a pattern (or no allow list) and
 /// denied by none.
 pub fn allowed(settings: &Settings, repo: &str) -> bool {
-    let matches = |pattern: &String| {
+    (settings.allow.is_empty() || matches_any(&settings.allow, repo))
+        && !matches_any(&settings.deny, repo)
+}
+
+/// Whether one of the patterns (`org/*`, `org/name`, `/regex/`) matches `repo`.
+fn matches_any(patterns: &[String], repo: &str) -> bool {
+    patterns.iter().any(|pattern| {
         if let Some(re) = pattern.strip_prefix('/').and_then(|p| p.strip_suffix('/')) {
             return regex_lite_match(re, repo);
         }
@@ -57,9 +63,7 @@ pub fn allowed(settings: &Settings, repo: &str) -> bool {
             Some(org) => repo.split('/').next() == Some(org),
             None => pattern == repo,
         }
-    };
-    (settings.allow.is_empty() || settings.allow.iter().any(matches))
-        && !settings.deny.iter().any(matches)
+    })
 }
 
 /// Regular-expression patterns, compiled on use (allow and deny lists are short); a pattern
@@ -262,6 +266,7 @@ async fn needs_fetch(
     if db::mirror::find(&mut conn, repo.id).await?.is_none() {
         return Ok(false);
     }
+    db::mirror::touch(&mut conn, repo.id).await?;
     Ok(db::commits::resolve(&mut conn, repo.id, revision)
         .await?
         .is_none()
@@ -381,6 +386,29 @@ async fn mirror_revision(
     tracing::info!(repo = %full, revision, upstream_commit = %info.sha, commit = %commit, files = snapshot.len(), "mirrored");
     if let Some(policy) = &state.settings.mirror.policy {
         gate_licence(state, &repo, &commit, policy).await?;
+    }
+    enforce_budget(state, repo.id).await
+}
+
+/// Past the storage budget, evicts the least recently read mirrored repositories (never the
+/// one just fetched, nor pinned ones) until the mirrored content fits.
+async fn enforce_budget(state: &AppState, keep: i64) -> Result<(), ApiError> {
+    let budget = state.settings.mirror.budget_bytes;
+    if budget == 0 {
+        return Ok(());
+    }
+    let mut conn = state.db.acquire().await?;
+    for (repository_id, full) in db::mirror::least_recently_used(&mut conn).await? {
+        if db::mirror::usage(&mut conn).await? as u64 <= budget {
+            break;
+        }
+        if repository_id == keep || matches_any(&state.settings.mirror.pinned, &full) {
+            continue;
+        }
+        let mut tx = state.db.begin().await?;
+        db::mirror::evict(&mut tx, repository_id).await?;
+        tx.commit().await?;
+        tracing::info!(repo = %full, budget, "evicted from the mirror's storage budget");
     }
     Ok(())
 }
@@ -598,6 +626,7 @@ mod tests {
         assert!(allowed(&s, "qwen/q-7b-gguf") && !allowed(&s, "qwen/q-7b"));
         assert!(allowed(&s, "a/b") && !allowed(&s, "a/c"));
         assert!(!allowed(&s, "meta-llama/secret"), "deny wins");
+        assert!(matches_any(&["/^a/b$/".to_string()], "a/b") && !matches_any(&[], "a/b"));
         assert!(is_commit_id(&"a".repeat(40)) && !is_commit_id("main"));
     }
 }
