@@ -10,14 +10,15 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use chrono::Utc;
 use sqlx::PgConnection;
 
-use crate::db::accounts::{self, Role};
+use crate::db::accounts;
 use crate::db::repos::Repo;
 use crate::error::ApiError;
 use crate::error_code as code;
 use crate::state::AppState;
 
 pub use crate::domain::actor::{
-    Actor as Caller, AuthUser, Scope, TOKEN_PREFIX, hash_token, namespace_role, new_token,
+    Actor as Caller, AuthUser, Denied, Need, Scope, TOKEN_PREFIX, hash_token, namespace_role,
+    new_token,
 };
 
 /// The web UI's session cookie.
@@ -296,14 +297,6 @@ impl FromRequest for Caller {
     }
 }
 
-/// What an operation on a repository needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    Read,
-    Write,
-    Admin,
-}
-
 /// The 404 every route answers for a repository the caller may not see: the same as for one
 /// that does not exist, so that private names do not leak.
 pub fn repo_not_found(namespace: &str, name: &str) -> ApiError {
@@ -326,27 +319,13 @@ pub async fn authorize_repo(
     asked: (&str, &str),
     need: Need,
 ) -> Result<(), ApiError> {
-    let role = namespace_role(conn, caller, repo.namespace_id, repo.namespace_kind).await?;
-    if role.is_none() && !repo.is_public() {
-        return Err(repo_not_found(asked.0, asked.1));
-    }
-    let required = match need {
-        Need::Read => return Ok(()),
-        Need::Write => Role::Write,
-        Need::Admin => Role::Admin,
-    };
-    // A read-scoped token may still read what its role shows (an admin's audit trail); that it
-    // changes nothing is the authentication middleware's rule.
-    caller.require_user()?;
-    match role {
-        Some(role) if role >= required => Ok(()),
-        _ => Err(ApiError::forbidden(
-            code::INSUFFICIENT_ROLE,
-            format!(
-                "you need the `{}` role on `{}` to do this",
-                required.as_str(),
-                repo.namespace
-            ),
-        )),
+    match crate::domain::actor::may(conn, caller, repo, need).await {
+        Ok(()) => Ok(()),
+        Err(Denied::Hidden) => Err(repo_not_found(asked.0, asked.1)),
+        Err(Denied::SignedOut) => caller.require_user().map(|_| ()),
+        Err(e @ Denied::Role { .. }) => {
+            Err(ApiError::forbidden(code::INSUFFICIENT_ROLE, e.to_string()))
+        }
+        Err(Denied::Database(e)) => Err(e.into()),
     }
 }

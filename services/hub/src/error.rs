@@ -261,6 +261,87 @@ impl From<crate::domain::accounts::AccountError> for ApiError {
     }
 }
 
+impl From<crate::domain::commits::CommitError> for ApiError {
+    fn from(e: crate::domain::commits::CommitError) -> Self {
+        use crate::domain::commits::CommitError as E;
+        use crate::tree::TreeError;
+        match e {
+            E::NoBranch { .. } => Self::not_found(code::REVISION_NOT_FOUND, e.to_string()),
+            E::BranchMoved { .. } => Self::conflict(code::BRANCH_MOVED, e.to_string()),
+            E::UnknownBlob { .. } => Self::unprocessable(code::UNKNOWN_BLOB, e.to_string()),
+            E::SizeMismatch { .. } => Self::unprocessable(code::SIZE_MISMATCH, e.to_string()),
+            E::Tree(TreeError::TooManyFiles(_)) => {
+                Self::too_large(code::TOO_MANY_FILES, e.to_string())
+            }
+            // Hugging Face clients recognise this wording and code for a missing path.
+            E::Tree(TreeError::DeleteMissing(path)) => Self::not_found(
+                code::ENTRY_NOT_FOUND,
+                format!(
+                    "A file with this name doesn't exist: cannot delete `{path}`, no file or folder has that path"
+                ),
+            ),
+            E::Tree(other) => Self::unprocessable(code::INVALID_CHANGE, other.to_string()),
+            E::Service(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::domain::repos::RepoError> for ApiError {
+    fn from(e: crate::domain::repos::RepoError) -> Self {
+        use crate::domain::repos::RepoError as E;
+        match e {
+            E::SignedOut => Self::unauthorized(code::AUTHENTICATION_REQUIRED, e.to_string()),
+            E::InvalidName(message) => Self::unprocessable(code::INVALID_NAME, message),
+            E::NoNamespace(_) => Self::not_found(code::NAMESPACE_NOT_FOUND, e.to_string()),
+            E::InsufficientRole(_) => Self::forbidden(code::INSUFFICIENT_ROLE, e.to_string()),
+            E::NameReserved { .. } => Self::conflict(code::NAME_RESERVED, e.to_string()),
+            E::Exists(_) => Self::conflict(code::REPOSITORY_EXISTS, e.to_string()),
+            E::Service(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::domain::refs::RefError> for ApiError {
+    fn from(e: crate::domain::refs::RefError) -> Self {
+        use crate::domain::refs::RefError as E;
+        match e {
+            E::KindConflict { .. } => Self::conflict(code::REF_KIND_CONFLICT, e.to_string()),
+            E::Moved { .. } => Self::conflict(code::REF_MOVED, e.to_string()),
+            E::DefaultBranch => Self::conflict(code::DEFAULT_BRANCH, e.to_string()),
+            E::Missing { .. } | E::NoRevision { .. } => {
+                Self::not_found(code::REVISION_NOT_FOUND, e.to_string())
+            }
+            E::Service(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::domain::reviews::ReviewError> for ApiError {
+    fn from(e: crate::domain::reviews::ReviewError) -> Self {
+        use crate::domain::reviews::ReviewError as E;
+        let message = e.to_string();
+        match e {
+            E::SignedOut => Self::unauthorized(code::AUTHENTICATION_REQUIRED, message),
+            E::NoReport(_) => Self::not_found(code::REPORT_NOT_FOUND, message),
+            E::NoAdvisory(_) => Self::not_found(code::ADVISORY_NOT_FOUND, message),
+            E::ReviewerRequired(_) => Self::forbidden(code::REVIEWER_REQUIRED, message),
+            E::InvalidCategory(_) => Self::unprocessable(code::INVALID_CATEGORY, message),
+            E::InvalidDescription => Self::unprocessable(code::INVALID_DESCRIPTION, message),
+            E::NoFile(_) => Self::not_found(code::ENTRY_NOT_FOUND, message),
+            E::InvalidComment => Self::unprocessable(code::INVALID_COMMENT, message),
+            E::InvalidAction(_) => Self::unprocessable(code::INVALID_ACTION, message),
+            E::ReasonRequired => Self::unprocessable(code::INVALID_REASON, message),
+            E::ReportPublished(_) => Self::conflict(code::REPORT_PUBLISHED, message),
+            E::InvalidSeverity(_) => Self::unprocessable(code::INVALID_SEVERITY, message),
+            E::InvalidAdvisory => Self::unprocessable(code::INVALID_ADVISORY, message),
+            E::NotConfirmed { .. } => Self::conflict(code::REPORT_NOT_CONFIRMED, message),
+            E::AdvisoryPublished(_) => Self::conflict(code::ADVISORY_PUBLISHED, message),
+            E::Revision(e) => e.into(),
+            E::Service(e) => e.into(),
+        }
+    }
+}
+
 impl From<kaiyuan_storage::StorageError> for ApiError {
     fn from(e: kaiyuan_storage::StorageError) -> Self {
         match e {

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
 use crate::db::accounts::{self, Role};
+use crate::db::repos::Repo;
 use crate::db::types::NamespaceKind;
 
 /// What a token may do (the `scope` column of `api_tokens`, and its word in JSON).
@@ -73,6 +74,68 @@ pub struct Actor {
     pub session_csrf: Option<String>,
     /// The request's id, kept with what it records (audit rows, queued jobs).
     pub request_id: Option<String>,
+}
+
+/// What an operation on a repository needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Read,
+    Write,
+    Admin,
+}
+
+/// Why an actor may not do what they asked on a repository.
+#[derive(Debug, thiserror::Error)]
+pub enum Denied {
+    /// The repository is private and the actor has no role: to them it does not exist.
+    #[error("the repository is not visible to this actor")]
+    Hidden,
+    #[error("sign in to do this")]
+    SignedOut,
+    #[error("you need the `{}` role on `{namespace}` to do this", required.as_str())]
+    Role { required: Role, namespace: String },
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The visibility and role rule of every repository route: a private repository exists only
+/// for those with a role on its namespace; writing and administering need those roles.
+pub async fn may(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    repo: &Repo,
+    need: Need,
+) -> Result<(), Denied> {
+    let role = namespace_role(conn, actor, repo.namespace_id, repo.namespace_kind).await?;
+    if role.is_none() && !repo.is_public() {
+        return Err(Denied::Hidden);
+    }
+    let required = match need {
+        Need::Read => return Ok(()),
+        Need::Write => Role::Write,
+        Need::Admin => Role::Admin,
+    };
+    // A read-scoped token may still read what its role shows (an admin's audit trail); that it
+    // changes nothing is the authentication middleware's rule.
+    if actor.user.is_none() {
+        return Err(Denied::SignedOut);
+    }
+    match role {
+        Some(role) if role >= required => Ok(()),
+        _ => Err(Denied::Role {
+            required,
+            namespace: repo.namespace.clone(),
+        }),
+    }
+}
+
+/// Whether the actor may read the repository; only a database failure is an error.
+pub async fn may_read(conn: &mut PgConnection, actor: &Actor, repo: &Repo) -> sqlx::Result<bool> {
+    match may(conn, actor, repo, Need::Read).await {
+        Ok(()) => Ok(true),
+        Err(Denied::Database(e)) => Err(e),
+        Err(_) => Ok(false),
+    }
 }
 
 /// The actor's role on a namespace: owners of their own user namespace, members by their role,

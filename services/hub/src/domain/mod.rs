@@ -3,8 +3,12 @@
 
 pub mod accounts;
 pub mod actor;
+pub mod commits;
 pub mod event;
 pub mod log_entry;
+pub mod refs;
+pub mod repos;
+pub mod reviews;
 pub mod scan;
 pub mod task;
 
@@ -22,6 +26,14 @@ pub enum Error {
     /// A licence the caller must accept before downloading (`signed_in`: whether they can).
     #[error("{message}")]
     Gated { signed_in: bool, message: String },
+}
+
+/// A stored sha256 (a `BYTEA` column) as a digest; any other length breaks an invariant.
+pub fn digest(bytes: &[u8]) -> Result<kaiyuan_storage::Sha256Digest, Error> {
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| Error::Internal(format!("a stored digest has {} bytes", bytes.len())))?;
+    Ok(kaiyuan_storage::Sha256Digest::from_bytes(bytes))
 }
 
 #[cfg(test)]

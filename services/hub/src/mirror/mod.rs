@@ -366,9 +366,9 @@ async fn mirror_revision(
     }
     let parent = db::commits::resolve(&mut tx, repo.id, branch).await?;
     let message = format!("Mirrored from {}/{full} at {}", upstream.base(), info.sha);
-    let commit = crate::routes::commits::write_commit(
+    let commit = crate::domain::commits::write_commit(
         &mut tx,
-        &crate::routes::commits::CommitContext {
+        &crate::domain::commits::CommitContext {
             repository_id: repo.id,
             branch,
             parent: parent.as_deref(),

@@ -20,20 +20,17 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 
 use crate::auth::{Caller, Need};
-use crate::commit_id::{self, FileEntry};
 use crate::db;
 use crate::db::repos::Repo;
 use crate::db::types::RefKind;
-use crate::domain::event::{Event, Target};
-use crate::domain::log_entry::LogEntry;
-use crate::domain::task::{CommitRef, Task};
+use crate::domain::commits::{self, PendingChange, Put};
 use crate::domain::{self, scan};
 use crate::error::{ApiError, ApiResult};
 use crate::error_code as code;
 use crate::names::RefName;
 use crate::paths::RepoPath;
 use crate::state::AppState;
-use crate::tree::{self, Change, Entry, Snapshot};
+use crate::tree::Entry;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(create_commit)
@@ -44,10 +41,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(put_ref)
         .service(delete_ref);
 }
-
-/// The README that becomes the repository's card, and how much of it is kept for search.
-const CARD_PATH: &str = "README.md";
-const CARD_MAX_BYTES: u64 = 256 * 1024;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -107,24 +100,6 @@ fn invalid_path(e: crate::paths::PathError) -> ApiError {
 
 pub(super) fn parse_branch(branch: &str) -> Result<RefName, ApiError> {
     RefName::parse(branch).map_err(|e| ApiError::unprocessable(code::INVALID_REF, e.to_string()))
-}
-
-/// A `put` waiting for its bytes (multipart) or already resolved to a blob.
-pub(super) enum PendingPut {
-    /// Referenced by digest: the repository must already be allowed to use the blob.
-    ByDigest {
-        path: RepoPath,
-        sha256: Sha256Digest,
-        size: Option<u64>,
-    },
-    /// Bytes stored by this request.
-    Stored { path: RepoPath, entry: Entry },
-}
-
-pub(super) enum PendingChange {
-    Put(PendingPut),
-    Delete(RepoPath),
-    Copy { from: RepoPath, to: RepoPath },
 }
 
 /// Parses and checks a commit request's operations; inline contents are stored now.
@@ -193,7 +168,7 @@ async fn prepare(
                         let stored =
                             super::uploads::store_stream(state, repo.id, user_id, expected, body)
                                 .await?;
-                        PendingPut::Stored {
+                        Put::Stored {
                             path,
                             entry: Entry {
                                 sha256: stored.sha256.as_bytes().to_vec(),
@@ -213,13 +188,13 @@ async fn prepare(
                     (None, Some(sha256)) if multipart => {
                         // Either a declaration for a following `file` part or a reference.
                         multipart_paths.insert(path.as_str().to_string(), (Some(sha256), *size));
-                        PendingPut::ByDigest {
+                        Put::ByDigest {
                             path,
                             sha256,
                             size: *size,
                         }
                     }
-                    (None, Some(sha256)) => PendingPut::ByDigest {
+                    (None, Some(sha256)) => Put::ByDigest {
                         path,
                         sha256,
                         size: *size,
@@ -248,145 +223,7 @@ async fn prepare(
     Ok(changes)
 }
 
-impl From<PendingPut> for PendingChange {
-    fn from(p: PendingPut) -> Self {
-        PendingChange::Put(p)
-    }
-}
-
-/// Who commits what where.
-pub struct CommitContext<'a> {
-    pub repository_id: i64,
-    pub branch: &'a str,
-    pub parent: Option<&'a str>,
-    pub author_id: i64,
-    pub author_name: &'a str,
-    pub message: &'a str,
-    pub request_id: Option<String>,
-}
-
-/// Writes a commit with the given snapshot, moves the branch and queues `commit-created`, all in
-/// the caller's transaction. Returns the commit id.
-pub async fn write_commit(
-    conn: &mut PgConnection,
-    ctx: &CommitContext<'_>,
-    snapshot: &Snapshot,
-) -> Result<String, ApiError> {
-    let created_at = commit_id::now();
-    let hexes: Vec<String> = snapshot.values().map(|e| hex::encode(&e.sha256)).collect();
-    let mut entries: Vec<FileEntry<'_>> = snapshot
-        .iter()
-        .zip(&hexes)
-        .map(|((path, e), hex)| FileEntry {
-            path,
-            sha256_hex: hex,
-            size: e.size as u64,
-        })
-        .collect();
-    let id = commit_id::compute(
-        ctx.parent,
-        ctx.author_name,
-        created_at,
-        ctx.message,
-        &mut entries,
-    );
-    let files: Vec<db::commits::FileRow> = snapshot
-        .iter()
-        .map(|(path, e)| db::commits::FileRow {
-            path: path.clone(),
-            sha256: e.sha256.clone(),
-            size: e.size,
-        })
-        .collect();
-    db::commits::insert(
-        conn,
-        &db::commits::NewCommit {
-            repository_id: ctx.repository_id,
-            id: &id,
-            parent_id: ctx.parent,
-            author_id: ctx.author_id,
-            author_name: ctx.author_name,
-            message: ctx.message,
-            created_at,
-            files: &files,
-        },
-    )
-    .await?;
-    db::commits::set_ref(conn, ctx.repository_id, ctx.branch, RefKind::Branch, &id).await?;
-    let scanner_version = db::rules::current_version(conn).await?;
-    db::scans::enqueue_for_commit(
-        conn,
-        ctx.repository_id,
-        &id,
-        &scanner_version,
-        ctx.request_id.as_deref(),
-    )
-    .await?;
-    // The per-commit checks: the publisher's signature, the licence, the stored blobs.
-    let commit = CommitRef {
-        repository_id: ctx.repository_id,
-        commit_id: id.clone(),
-    };
-    for task in [
-        Task::SignatureVerify(commit.clone()),
-        Task::LicenseEvaluate(commit.clone()),
-        Task::CommitCreated(commit),
-    ] {
-        db::jobs::enqueue(conn, &task, ctx.request_id.as_deref()).await?;
-    }
-    let models = crate::verification::models(&files);
-    if !models.is_empty() {
-        db::verifications::enqueue(
-            conn,
-            ctx.repository_id,
-            &id,
-            &models,
-            "any",
-            ctx.request_id.as_deref(),
-        )
-        .await?;
-    }
-    log_publish(conn, ctx, &id, &files).await?;
-    Ok(id)
-}
-
-/// The transparency-log entry of a commit: where, which parent, and the model-signing root
-/// digest of its files (what `model_signing` computes for the downloaded snapshot).
-async fn log_publish(
-    conn: &mut PgConnection,
-    ctx: &CommitContext<'_>,
-    id: &str,
-    files: &[db::commits::FileRow],
-) -> Result<(), ApiError> {
-    use kaiyuan_provenance::manifest::{self, GIT_PATHS, Resource};
-    let repo = db::repos::find_by_id(conn, ctx.repository_id)
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("repository vanished")))?;
-    let git: Vec<String> = GIT_PATHS.iter().map(|s| s.to_string()).collect();
-    let mut resources: Vec<Resource> = files
-        .iter()
-        .filter(|f| !manifest::is_ignored(&f.path, &git))
-        .filter_map(|f| {
-            Some(Resource {
-                name: f.path.clone(),
-                digest: f.sha256.as_slice().try_into().ok()?,
-            })
-        })
-        .collect();
-    manifest::sort(&mut resources);
-    let entry = LogEntry::Publish {
-        commit: id.to_string(),
-        branch: ctx.branch.to_string(),
-        parent: ctx.parent.map(str::to_string),
-        files: resources.len(),
-        manifest: format!("sha256:{}", hex::encode(manifest::root_digest(&resources))),
-        author: ctx.author_name.to_string(),
-    };
-    crate::tlog::append_about(conn, &repo, &entry).await?;
-    Ok(())
-}
-
-/// Applies resolved changes on top of the branch head and writes the commit.
+/// Applies checked changes on top of the branch head and writes the commit.
 pub(super) async fn commit_changes(
     state: &AppState,
     repo: &Repo,
@@ -396,142 +233,16 @@ pub(super) async fn commit_changes(
     changes: Vec<PendingChange>,
 ) -> Result<CommitInfo, ApiError> {
     let user = caller.require_writer()?;
-    let mut tx = state.db.begin().await?;
-    let head = db::commits::lock_branch(&mut tx, repo.id, branch.as_str())
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                code::REVISION_NOT_FOUND,
-                format!(
-                    "branch `{branch}` does not exist in `{}`; create it first",
-                    repo.full_name()
-                ),
-            )
-        })?;
-    // A parent may be abbreviated (5 to 40 hex characters, as Hugging Face clients allow).
-    if let Some(parent) = &request.parent
-        && !(parent.len() >= 5 && head.starts_with(parent.as_str()))
-    {
-        return Err(ApiError::conflict(
-            code::BRANCH_MOVED,
-            format!(
-                "branch `{branch}` is at {head}, not at the parent {parent} you based this commit on; fetch and retry"
-            ),
-        ));
-    }
-    let base: Snapshot = db::commits::files(&mut tx, repo.id, &head)
-        .await?
-        .into_iter()
-        .map(|f| {
-            (
-                f.path,
-                Entry {
-                    sha256: f.sha256,
-                    size: f.size,
-                },
-            )
-        })
-        .collect();
-    let mut resolved = Vec::with_capacity(changes.len());
-    for change in changes {
-        resolved.push(match change {
-            PendingChange::Put(PendingPut::Stored { path, entry }) => Change::Put { path, entry },
-            PendingChange::Put(PendingPut::ByDigest { path, sha256, size }) => {
-                let stored = db::blobs::referenceable_size(&mut tx, repo.id, sha256.as_bytes()).await?.ok_or_else(|| {
-                    ApiError::unprocessable(
-                        code::UNKNOWN_BLOB,
-                        format!("`{path}`: no upload of {sha256} to this repository; upload the bytes first (POST /api/v1/repos/{}/uploads)", repo.full_name()),
-                    )
-                })?;
-                if size.is_some_and(|s| s as i64 != stored) {
-                    return Err(ApiError::unprocessable(code::SIZE_MISMATCH, format!("`{path}`: blob {sha256} has {stored} bytes, not {}", size.unwrap_or(0))));
-                }
-                Change::Put { path, entry: Entry { sha256: sha256.as_bytes().to_vec(), size: stored } }
-            }
-            PendingChange::Delete(path) => Change::Delete { path },
-            PendingChange::Copy { from, to } => Change::Copy { from, to },
-        });
-    }
-    let old_card = base.get(CARD_PATH).cloned();
-    let snapshot = tree::apply(base, &resolved, state.settings.limits.max_files_per_commit)
-        .map_err(|e| match e {
-            tree::TreeError::TooManyFiles(_) => {
-                ApiError::too_large(code::TOO_MANY_FILES, e.to_string())
-            }
-            // Hugging Face clients recognise this wording and code for a missing path.
-            tree::TreeError::DeleteMissing(path) => ApiError::not_found(
-                code::ENTRY_NOT_FOUND,
-                format!("A file with this name doesn't exist: cannot delete `{path}`, no file or folder has that path"),
-            ),
-            other => ApiError::unprocessable(code::INVALID_CHANGE, other.to_string()),
-        })?;
-    let ctx = CommitContext {
-        repository_id: repo.id,
-        branch: branch.as_str(),
-        parent: Some(&head),
-        author_id: user.id,
-        author_name: &user.name,
+    let proposal = commits::Proposal {
+        branch,
+        parent: request.parent.as_deref(),
         message: &request.message,
-        request_id: caller.request_id.clone(),
+        changes,
+        max_files: state.settings.limits.max_files_per_commit,
     };
-    let id = write_commit(&mut tx, &ctx, &snapshot).await?;
-    db::repos::touch(&mut tx, repo.id).await?;
-    let new_card = snapshot.get(CARD_PATH);
-    if branch.as_str() == "main" && new_card != old_card.as_ref() {
-        let (card, license) = match new_card {
-            Some(entry) => read_card(state, entry).await?,
-            None => (String::new(), None),
-        };
-        db::repos::update_card(&mut tx, repo.id, &card, license.as_deref()).await?;
-    }
-    let details =
-        serde_json::json!({"commit": id, "branch": branch.as_str(), "operations": resolved.len()});
-    domain::event::record(
-        &mut tx,
-        caller,
-        Event::new("commit.create", Target::Repo(repo), details),
-    )
-    .await?;
-    let row = db::commits::get(&mut tx, repo.id, &id)
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("commit vanished")))?;
-    tx.commit().await?;
+    let author = (user.id, user.name.as_str());
+    let row = commits::commit(&state.db, &state.store, caller, author, repo, proposal).await?;
     Ok(CommitInfo::from(row))
-}
-
-/// Reads the start of README.md for search and its `license:` front-matter field.
-async fn read_card(state: &AppState, entry: &Entry) -> Result<(String, Option<String>), ApiError> {
-    let bytes: [u8; 32] = entry
-        .sha256
-        .as_slice()
-        .try_into()
-        .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?;
-    let len = (entry.size as u64).min(CARD_MAX_BYTES);
-    let mut stream = state
-        .store
-        .read(&Sha256Digest::from_bytes(bytes), 0..len)
-        .await?;
-    let mut buf = Vec::with_capacity(len as usize);
-    while let Some(chunk) = stream.next().await {
-        buf.extend_from_slice(&chunk?);
-    }
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let license = front_matter_license(&text);
-    Ok((text, license))
-}
-
-/// The `license:` value of a card's YAML front matter (a flat scalar; the licence engine parses
-/// cards fully).
-pub fn front_matter_license(card: &str) -> Option<String> {
-    let rest = card.strip_prefix("---")?;
-    let end = rest.find("\n---")?;
-    rest[..end].lines().find_map(|line| {
-        let value = line
-            .strip_prefix("license:")?
-            .trim()
-            .trim_matches(|c| c == '"' || c == '\'');
-        (!value.is_empty()).then(|| value.to_string())
-    })
 }
 
 /// Creates one commit on a branch: JSON, or multipart with a leading `commit` part and `file` parts.
@@ -678,8 +389,8 @@ async fn read_multipart(
                 let stored =
                     super::uploads::store_stream(state, repo.id, user_id, expected, field).await?;
                 // A declared digest was queued as a reference; bytes now arrived for it.
-                changes.retain(|c| !matches!(c, PendingChange::Put(PendingPut::ByDigest { path: p, .. }) if *p == path));
-                changes.push(PendingChange::Put(PendingPut::Stored {
+                changes.retain(|c| !matches!(c, PendingChange::Put(Put::ByDigest { path: p, .. }) if *p == path));
+                changes.push(PendingChange::Put(Put::Stored {
                     path,
                     entry: Entry {
                         sha256: stored.sha256.as_bytes().to_vec(),
@@ -771,21 +482,7 @@ pub async fn resolve_revision(
     repo: &Repo,
     revision: &str,
 ) -> Result<String, ApiError> {
-    if let Some(commit) = db::commits::resolve(conn, repo.id, revision).await? {
-        return Ok(commit);
-    }
-    // A mirrored repository also answers to the upstream's commit ids.
-    db::mirror::local_commit(conn, repo.id, revision)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                code::REVISION_NOT_FOUND,
-                format!(
-                    "`{revision}` is not a branch, tag or commit of `{}`",
-                    repo.full_name()
-                ),
-            )
-        })
+    Ok(domain::refs::resolve(conn, repo, revision).await?)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1082,35 +779,16 @@ pub async fn put_ref(
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Write).await?;
     let ref_name = parse_branch(&ref_name)?;
     let target = resolve_revision(&mut tx, &repo, &body.target).await?;
-    let current = db::commits::find_ref(&mut tx, repo.id, ref_name.as_str()).await?;
-    if let Some(current) = &current
-        && current.kind != kind
-    {
-        return Err(ApiError::conflict(
-            code::REF_KIND_CONFLICT,
-            format!("`{ref_name}` already exists as a {}", current.kind),
-        ));
-    }
-    if let Some(expected) = &body.expected
-        && current.as_ref().map(|c| &c.commit_id) != Some(expected)
-    {
-        return Err(ApiError::conflict(
-            code::REF_MOVED,
-            format!("`{ref_name}` does not point at {expected} any more; fetch and retry"),
-        ));
-    }
-    db::commits::set_ref(&mut tx, repo.id, ref_name.as_str(), kind, &target).await?;
-    let previous = current.map(|c| c.commit_id);
-    let details =
-        serde_json::json!({"name": ref_name.as_str(), "commit": target, "previous": previous});
-    let entry = LogEntry::RefSet {
-        name: ref_name.to_string(),
-        ref_kind: kind.to_string(),
-        commit: target.clone(),
-        previous,
-    };
-    let change = Event::new(format!("{kind}.set"), Target::Repo(&repo), details).logged(entry);
-    domain::event::record(&mut tx, &caller, change).await?;
+    let expected = body.expected.as_deref();
+    domain::refs::set(
+        &mut tx,
+        &caller,
+        &repo,
+        (kind, &ref_name),
+        &target,
+        expected,
+    )
+    .await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(RefInfo {
         name: ref_name.to_string(),
@@ -1136,37 +814,14 @@ pub async fn delete_ref(
     let kind = ref_kind(&kind)?;
     let mut tx = state.db.begin().await?;
     let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Write).await?;
-    if kind == RefKind::Branch && ref_name == "main" {
-        return Err(ApiError::conflict(
-            code::DEFAULT_BRANCH,
-            "`main` is the default branch and cannot be deleted",
-        ));
-    }
-    let current = db::commits::find_ref(&mut tx, repo.id, &ref_name)
-        .await?
-        .filter(|r| r.kind == kind)
-        .ok_or_else(|| {
-            ApiError::not_found(
-                code::REVISION_NOT_FOUND,
-                format!("no {kind} `{ref_name}` in `{}`", repo.full_name()),
-            )
-        })?;
-    db::commits::delete_ref(&mut tx, repo.id, &ref_name).await?;
-    let details = serde_json::json!({"name": ref_name, "commit": current.commit_id});
-    let entry = LogEntry::RefDelete {
-        name: ref_name.to_string(),
-        ref_kind: kind.to_string(),
-        commit: current.commit_id,
-    };
-    let change = Event::new(format!("{kind}.delete"), Target::Repo(&repo), details).logged(entry);
-    domain::event::record(&mut tx, &caller, change).await?;
+    domain::refs::delete(&mut tx, &caller, &repo, kind, &ref_name).await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::front_matter_license;
+    use crate::domain::commits::front_matter_license;
 
     #[test]
     fn reads_license_from_front_matter() {

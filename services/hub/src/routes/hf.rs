@@ -196,7 +196,7 @@ async fn validate_yaml(caller: Caller, body: web::Json<Value>) -> ApiResult<Http
     };
     // The licence engine's card checks come here; until then, a card without a licence is flagged.
     let mut warnings = Vec::new();
-    if super::commits::front_matter_license(content).is_none() {
+    if crate::domain::commits::front_matter_license(content).is_none() {
         warnings.push(json!({"message": "README.md declares no licence: add `license: <SPDX id>` to its YAML front matter so that adopters know their rights"}));
     }
     Ok(HttpResponse::Ok().json(json!({"errors": [], "warnings": warnings})))

@@ -10,9 +10,10 @@ use kaiyuan_storage::{Expected, Sha256Digest};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::commits::{CommitRequest, PendingChange, PendingPut};
+use super::commits::CommitRequest;
 use crate::auth::{self, Caller, Need};
 use crate::db;
+use crate::domain::commits::{PendingChange, Put};
 use crate::error::{ApiError, ApiResult};
 use crate::error_code as code;
 use crate::paths::RepoPath;
@@ -588,7 +589,7 @@ async fn handle_line(
             )]);
             let stored =
                 super::uploads::store_stream(state, repo.id, user_id, expected, body).await?;
-            changes.push(PendingChange::Put(PendingPut::Stored {
+            changes.push(PendingChange::Put(Put::Stored {
                 path,
                 entry: Entry {
                     sha256: stored.sha256.as_bytes().to_vec(),
@@ -601,11 +602,7 @@ async fn handle_line(
             let oid = value.get("oid").and_then(Value::as_str).unwrap_or_default();
             let sha256 = super::uploads::parse_digest(oid)?;
             let size = value.get("size").and_then(Value::as_u64);
-            changes.push(PendingChange::Put(PendingPut::ByDigest {
-                path,
-                sha256,
-                size,
-            }));
+            changes.push(PendingChange::Put(Put::ByDigest { path, sha256, size }));
         }
         "deletedFile" | "deletedFolder" => changes.push(PendingChange::Delete(repo_path(value)?)),
         other => {

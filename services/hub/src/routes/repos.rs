@@ -1,7 +1,6 @@
 //! Repositories: create, get, search, update settings, soft delete, audit trail.
 
-use crate::domain::event::{Event, Target};
-use crate::domain::log_entry::LogEntry;
+use crate::domain::repos::NewRepository;
 use crate::domain::{self};
 use crate::error_code as code;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
@@ -10,14 +9,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{self, Caller, Need};
+use crate::auth::{Caller, Need};
+use crate::db;
 use crate::db::repos::{Cursor, Repo, SearchQuery, SortKey, Visibility};
 use crate::db::types::Gated;
-use crate::db::{self, accounts::Role};
 use crate::error::{ApiError, ApiResult};
-use crate::names::{NamespaceName, RepoName};
 use crate::state::AppState;
-use crate::tree::Snapshot;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(create_repo)
@@ -123,9 +120,8 @@ pub async fn create_repo(
     }))
 }
 
-/// Creates a repository with an empty first commit on `main`: the one way repositories come to
-/// exist, shared by the native and the Hugging Face-compatible APIs. `namespace` defaults to
-/// the caller. Returns the repository and the commit id of `main`.
+/// Creates a repository with an empty first commit on `main` (`domain::repos::create`), for
+/// every surface that creates one. Returns the repository and the commit id of `main`.
 pub async fn create_repository(
     state: &AppState,
     caller: &Caller,
@@ -134,87 +130,15 @@ pub async fn create_repository(
     visibility: Visibility,
     description: &str,
 ) -> Result<(Repo, String), ApiError> {
-    let user = caller.require_writer()?.clone();
-    let namespace_name = namespace.map_or_else(|| user.name.clone(), str::to_string);
-    NamespaceName::parse(&namespace_name)
-        .map_err(|e| ApiError::unprocessable(code::INVALID_NAME, e.to_string()))?;
-    let name = RepoName::parse(name)
-        .map_err(|e| ApiError::unprocessable(code::INVALID_NAME, e.to_string()))?;
-    let mut tx = state.db.begin().await?;
-    let namespace = db::accounts::find_namespace(&mut tx, &namespace_name)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                code::NAMESPACE_NOT_FOUND,
-                format!("no user or organisation is named `{namespace_name}`"),
-            )
-        })?;
-    let role = auth::namespace_role(&mut tx, caller, namespace.id, namespace.kind).await?;
-    if role.is_none_or(|r| r < Role::Write) {
-        return Err(ApiError::forbidden(
-            code::INSUFFICIENT_ROLE,
-            format!(
-                "you need the `write` role in `{}` to create repositories there",
-                namespace.name
-            ),
-        ));
-    }
-    let grace = state.settings.gc.deleted_repo_grace_days;
-    if let Some(until) =
-        db::repos::name_reserved_until(&mut tx, namespace.id, name.as_str(), grace).await?
-    {
-        return Err(ApiError::conflict(
-            code::NAME_RESERVED,
-            format!(
-                "`{}/{name}` was deleted recently; its name is reserved until {until} so old links cannot point at new content",
-                namespace.name
-            ),
-        ));
-    }
-    let repo_id = db::repos::insert(
-        &mut tx,
-        namespace.id,
-        name.as_str(),
+    caller.require_writer()?;
+    let new = NewRepository {
+        namespace,
+        name,
         visibility,
         description,
-    )
-    .await
-    .map_err(|e| {
-        if db::is_unique_violation(&e, "repositories_live_name_key") {
-            ApiError::conflict(
-                code::REPOSITORY_EXISTS,
-                format!("`{}/{name}` already exists", namespace.name),
-            )
-        } else {
-            e.into()
-        }
-    })?;
-    let head = super::commits::write_commit(
-        &mut tx,
-        &super::commits::CommitContext {
-            repository_id: repo_id,
-            branch: "main",
-            parent: None,
-            author_id: user.id,
-            author_name: &user.name,
-            message: "Initial commit",
-            request_id: caller.request_id.clone(),
-        },
-        &Snapshot::new(),
-    )
-    .await?;
-    let repo = db::repos::find_by_id(&mut tx, repo_id)
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("created repo vanished")))?;
-    let details = serde_json::json!({"visibility": visibility});
-    domain::event::record(
-        &mut tx,
-        caller,
-        Event::new("repo.create", Target::Repo(&repo), details),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((repo, head))
+    };
+    let grace = state.settings.gc.deleted_repo_grace_days;
+    Ok(domain::repos::create(&state.db, caller, new, grace).await?)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -395,8 +319,10 @@ pub async fn update_repo(
             "keep the description under 4096 bytes",
         ));
     }
-    let mut tx = state.db.begin().await?;
-    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
+    let repo = {
+        let mut conn = state.db.acquire().await?;
+        super::load_repo(&mut conn, &caller, &namespace, &name, Need::Admin).await?
+    };
     let gated = match body.gated.as_deref() {
         None => None,
         Some(word) if Gated::parse(word).is_some() => Gated::parse(word),
@@ -407,21 +333,12 @@ pub async fn update_repo(
             ));
         }
     };
-    db::repos::update_settings(
-        &mut tx,
-        repo.id,
+    let settings = domain::repos::Settings {
         visibility,
-        body.description.as_deref(),
+        description: body.description.as_deref(),
         gated,
-    )
-    .await?;
-    let details = serde_json::json!({"visibility": visibility, "gated": gated, "description_changed": body.description.is_some()});
-    let event = Event::new("repo.update", Target::Repo(&repo), details);
-    domain::event::record(&mut tx, &caller, event).await?;
-    let repo = db::repos::find_by_id(&mut tx, repo.id)
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("repo vanished")))?;
-    tx.commit().await?;
+    };
+    let repo = domain::repos::update(&state.db, &caller, &repo, settings).await?;
     Ok(HttpResponse::Ok().json(RepoInfo::from(&repo)))
 }
 
@@ -437,15 +354,13 @@ pub async fn delete_repo(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
-    let mut tx = state.db.begin().await?;
-    let repo = super::load_repo(&mut tx, &caller, &namespace, &name, Need::Admin).await?;
-    let actor = caller.require_writer()?.id;
-    db::repos::soft_delete(&mut tx, repo.id, actor).await?;
-    let details = serde_json::json!({"grace_days": state.settings.gc.deleted_repo_grace_days});
-    let change =
-        Event::new("repo.delete", Target::Repo(&repo), details).logged(LogEntry::RepoDelete);
-    domain::event::record(&mut tx, &caller, change).await?;
-    tx.commit().await?;
+    let repo = {
+        let mut conn = state.db.acquire().await?;
+        super::load_repo(&mut conn, &caller, &namespace, &name, Need::Admin).await?
+    };
+    caller.require_writer()?;
+    let grace = state.settings.gc.deleted_repo_grace_days;
+    domain::repos::delete(&state.db, &caller, &repo, grace).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

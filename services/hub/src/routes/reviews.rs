@@ -11,12 +11,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
-use crate::auth::{self, AuthUser, Caller, Need};
+use crate::auth::{self, Caller, Need};
 use crate::db;
 use crate::db::accounts::Role;
 use crate::db::repos::Repo;
 use crate::db::reviews::{self, Report};
-use crate::db::types::{ReportCategory, ReportStatus, Severity};
+use crate::db::types::ReportStatus;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -45,75 +45,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(put_rules);
 }
 
-fn not_found(id: impl std::fmt::Display) -> ApiError {
-    ApiError::not_found(
-        code::REPORT_NOT_FOUND,
-        format!("report {id} does not exist or you may not see it"),
-    )
-}
-
-/// Hub reviewers, the organisation's reviewers and hub admins review a repository's reports.
-async fn reviews(conn: &mut PgConnection, user: &AuthUser, repo: &Repo) -> Result<bool, ApiError> {
-    Ok(user.is_admin
-        || reviews::is_hub_reviewer(conn, user.id).await?
-        || reviews::is_org_reviewer(conn, repo.namespace_id, user.id).await?)
-}
-
-/// The report and its repository, when the caller may see it (404 otherwise).
+/// The report and its repository, when the caller may see it (404 otherwise), and whether
+/// they review it.
 pub(crate) async fn visible(
     conn: &mut PgConnection,
     caller: &Caller,
     id: i64,
 ) -> Result<(Report, Repo, bool), ApiError> {
-    let report = reviews::get(conn, id).await?.ok_or_else(|| not_found(id))?;
-    let repo = db::repos::find_by_id(conn, report.repository_id)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    // A disclosed report is as public as its repository.
-    let disclosed = report.status == ReportStatus::Published
-        && ApiError::permitted(
-            auth::authorize_repo(
-                conn,
-                caller,
-                &repo,
-                (&repo.namespace, &repo.name),
-                Need::Read,
-            )
-            .await,
-        )?;
-    let Some(user) = caller.user.as_ref() else {
-        return if disclosed {
-            Ok((report, repo, false))
-        } else {
-            Err(not_found(id))
-        };
-    };
-    let reviewer = reviews(conn, user, &repo).await?;
-    let owner = auth::namespace_role(conn, caller, repo.namespace_id, repo.namespace_kind)
-        .await?
-        .is_some_and(|r| r >= Role::Admin);
-    if report.reporter_id != user.id && !owner && !reviewer && !disclosed {
-        return Err(not_found(id));
-    }
-    Ok((report, repo, reviewer))
-}
-
-/// The report, its repository, when the caller reviews it (403 `reviewer-required` naming
-/// `what` otherwise; 404 when the report is invisible to them).
-async fn reviewed(
-    conn: &mut PgConnection,
-    caller: &Caller,
-    id: i64,
-    what: &str,
-) -> Result<(Report, Repo), ApiError> {
-    let (report, repo, reviewer) = visible(conn, caller, id).await?;
-    if !reviewer {
-        return Err(ApiError::forbidden(
-            code::REVIEWER_REQUIRED,
-            format!("only reviewers {what}"),
-        ));
-    }
-    Ok((report, repo))
+    Ok(domain::reviews::visible(conn, caller, id).await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -145,7 +84,7 @@ pub async fn file_report(
     body: web::Json<NewReport>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
-    let report = new_report(&state, &caller, &namespace, &name, body.into_inner()).await?;
+    let report = new_report(&state, &caller, &namespace, &name, &body).await?;
     Ok(super::created(&report))
 }
 
@@ -155,81 +94,22 @@ pub(crate) async fn new_report(
     caller: &Caller,
     namespace: &str,
     name: &str,
-    body: NewReport,
+    body: &NewReport,
 ) -> Result<Report, ApiError> {
-    let user = caller.require_user()?.clone();
-    let mut tx = state.db.begin().await?;
-    let repo = super::load_repo(&mut tx, caller, namespace, name, Need::Read).await?;
-    let Some(category) = ReportCategory::parse(&body.category) else {
-        let known: Vec<&str> = ReportCategory::ALL.iter().map(|c| c.as_str()).collect();
-        return Err(ApiError::unprocessable(
-            code::INVALID_CATEGORY,
-            format!(
-                "category `{}`: expected one of {}",
-                body.category,
-                known.join(", ")
-            ),
-        ));
+    caller.require_user()?;
+    let repo = {
+        let mut conn = state.db.acquire().await?;
+        super::load_repo(&mut conn, caller, namespace, name, Need::Read).await?
     };
-    if body.description.trim().is_empty()
-        || body.description.len() > 20_000
-        || body.evidence.len() > 100_000
-    {
-        return Err(ApiError::unprocessable(
-            code::INVALID_DESCRIPTION,
-            "a description of 1 to 20000 characters is required; evidence is at most 100000",
-        ));
-    }
-    let commit = match (&body.revision, &body.path) {
-        (None, None) => None,
-        (revision, _) => Some(
-            super::commits::resolve_revision(&mut tx, &repo, revision.as_deref().unwrap_or("main"))
-                .await?,
-        ),
+    let new = domain::reviews::NewReport {
+        category: &body.category,
+        description: &body.description,
+        evidence: &body.evidence,
+        revision: body.revision.as_deref(),
+        path: body.path.as_deref(),
     };
-    let sha256 = match (&body.path, &commit) {
-        (Some(p), Some(c)) => Some(
-            db::commits::file(&mut tx, repo.id, c, p)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::not_found(
-                        code::ENTRY_NOT_FOUND,
-                        format!("`{p}` does not exist at that revision"),
-                    )
-                })?
-                .sha256,
-        ),
-        _ => None,
-    };
-    let disclosure_at = chrono::Utc::now()
-        + chrono::Duration::days(i64::from(state.settings.reviews.disclosure_days));
-    let id = reviews::insert(
-        &mut tx,
-        &reviews::NewReport {
-            repository_id: repo.id,
-            commit_id: commit.as_deref(),
-            path: body.path.as_deref(),
-            sha256: sha256.as_deref(),
-            reporter_id: user.id,
-            category,
-            description: body.description.trim(),
-            evidence: &body.evidence,
-            disclosure_at,
-        },
-    )
-    .await?;
-    let details = json!({"report": id, "category": body.category});
-    let change = Event::new("report.file", Target::Repo(&repo), details.clone()).notifying(
-        "report.filed",
-        details,
-        false,
-    );
-    domain::event::record(&mut tx, caller, change).await?;
-    tx.commit().await?;
-    let mut conn = state.db.acquire().await?;
-    reviews::get(&mut conn, id)
-        .await?
-        .ok_or_else(|| not_found(id))
+    let days = state.settings.reviews.disclosure_days;
+    Ok(domain::reviews::file(&state.db, caller, &repo, new, days).await?)
 }
 
 /// The reports on a repository the caller may see (none, for outsiders).
@@ -296,34 +176,8 @@ pub async fn comment(
     path: web::Path<i64>,
     body: web::Json<CommentBody>,
 ) -> ApiResult<HttpResponse> {
-    add_comment_op(&state, &caller, path.into_inner(), body.into_inner()).await
-}
-
-/// The operation behind `comment`, for the API and the report page's form alike.
-pub(crate) async fn add_comment_op(
-    state: &AppState,
-    caller: &Caller,
-    id: i64,
-    body: CommentBody,
-) -> ApiResult<HttpResponse> {
-    let text = body.body.trim();
-    if text.is_empty() || text.len() > 20_000 {
-        return Err(ApiError::unprocessable(
-            code::INVALID_COMMENT,
-            "a comment has 1 to 20000 characters",
-        ));
-    }
-    let mut tx = state.db.begin().await?;
-    let (_, repo, _) = visible(&mut tx, caller, id).await?;
-    let user = caller.require_user()?;
-    reviews::add_comment(&mut tx, id, user.id, text).await?;
-    domain::event::record(
-        &mut tx,
-        caller,
-        Event::new("report.comment", Target::Repo(&repo), json!({"report": id})),
-    )
-    .await?;
-    tx.commit().await?;
+    let id = path.into_inner();
+    domain::reviews::comment(&state.db, &caller, id, &body.body).await?;
     Ok(HttpResponse::Created().json(json!({"report": id})))
 }
 
@@ -349,64 +203,9 @@ pub async fn triage(
     path: web::Path<i64>,
     body: web::Json<Triage>,
 ) -> ApiResult<HttpResponse> {
-    triage_op(&state, &caller, path.into_inner(), body.into_inner()).await
-}
-
-/// The operation behind `triage`, for the API and the report page's form alike.
-pub(crate) async fn triage_op(
-    state: &AppState,
-    caller: &Caller,
-    id: i64,
-    body: Triage,
-) -> ApiResult<HttpResponse> {
-    let mut tx = state.db.begin().await?;
-    let (report, repo) = reviewed(&mut tx, caller, id, "triage reports").await?;
-    let reason = body
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
-    let status = match body.action.as_str() {
-        "confirm" => ReportStatus::Confirmed,
-        "request-info" => ReportStatus::NeedsInfo,
-        "dismiss" if reason.is_some() => ReportStatus::Dismissed,
-        "dismiss" => {
-            return Err(ApiError::unprocessable(
-                code::INVALID_REASON,
-                "dismissing a report needs a reason",
-            ));
-        }
-        other => {
-            return Err(ApiError::unprocessable(
-                code::INVALID_ACTION,
-                format!("action `{other}`: expected confirm, dismiss or request-info"),
-            ));
-        }
-    };
-    if report.status == ReportStatus::Published {
-        return Err(ApiError::conflict(
-            code::REPORT_PUBLISHED,
-            format!("report {id} is published"),
-        ));
-    }
-    reviews::set_status(&mut tx, id, status, reason).await?;
-    if status == ReportStatus::Dismissed
-        && let Some(sha) = &report.sha256
-    {
-        db::scans::set_hold(&mut tx, sha, None).await?;
-    }
-    let user = caller.require_user()?;
-    if let Some(r) = reason {
-        reviews::add_comment(&mut tx, id, user.id, &format!("[{status}] {r}")).await?;
-    }
-    let details = json!({"report": id, "status": status, "reason": reason});
-    let change = Event::new("report.triage", Target::Repo(&repo), details).notifying(
-        "report.status",
-        json!({"report": id, "status": status}),
-        false,
-    );
-    domain::event::record(&mut tx, caller, change).await?;
-    tx.commit().await?;
+    let id = path.into_inner();
+    let reason = body.reason.as_deref();
+    let status = domain::reviews::triage(&state.db, &caller, id, &body.action, reason).await?;
     Ok(HttpResponse::Ok().json(json!({"report": id, "status": status})))
 }
 
@@ -445,97 +244,20 @@ pub async fn create_advisory(
     path: web::Path<i64>,
     body: web::Json<NewAdvisory>,
 ) -> ApiResult<HttpResponse> {
-    draft_advisory_op(&state, &caller, path.into_inner(), body.into_inner()).await
+    let id = path.into_inner();
+    let advisory = domain::reviews::draft_advisory(&state.db, &caller, id, body.text()).await?;
+    Ok(HttpResponse::Created().json(json!({"id": advisory, "report": id, "published": false})))
 }
 
-/// The operation behind `create_advisory`, for the API and the report page's form alike.
-pub(crate) async fn draft_advisory_op(
-    state: &AppState,
-    caller: &Caller,
-    id: i64,
-    body: NewAdvisory,
-) -> ApiResult<HttpResponse> {
-    let mut tx = state.db.begin().await?;
-    let (report, repo) = reviewed(&mut tx, caller, id, "write advisories").await?;
-    let Some(severity) = Severity::parse(&body.severity) else {
-        return Err(ApiError::unprocessable(
-            code::INVALID_SEVERITY,
-            format!(
-                "severity `{}`: expected low, medium, high or critical",
-                body.severity
-            ),
-        ));
-    };
-    if [&body.summary, &body.details, &body.remediation]
-        .iter()
-        .any(|t| t.trim().is_empty() || t.len() > 20_000)
-    {
-        return Err(ApiError::unprocessable(
-            code::INVALID_ADVISORY,
-            "summary, details and remediation need 1 to 20000 characters each",
-        ));
-    }
-    if report.status != ReportStatus::Confirmed {
-        return Err(ApiError::conflict(
-            code::REPORT_NOT_CONFIRMED,
-            format!("report {id} is {}: confirm it first", report.status),
-        ));
-    }
-    let user = caller.require_user()?;
-    let advisory = reviews::create_advisory(
-        &mut tx,
-        id,
-        severity,
-        body.summary.trim(),
-        body.details.trim(),
-        body.remediation.trim(),
-        user.id,
-    )
-    .await?;
-    let commit = match &report.commit_id {
-        Some(c) => c.clone(),
-        None => super::commits::resolve_revision(&mut tx, &repo, "main").await?,
-    };
-    match (&report.sha256, &report.path) {
-        (Some(sha), path) => {
-            reviews::add_affected(
-                &mut tx,
-                &advisory,
-                repo.id,
-                &repo.full_name(),
-                Some(&commit),
-                path.as_deref(),
-                sha,
-            )
-            .await?
-        }
-        (None, _) => {
-            for f in db::commits::files(&mut tx, repo.id, &commit).await? {
-                reviews::add_affected(
-                    &mut tx,
-                    &advisory,
-                    repo.id,
-                    &repo.full_name(),
-                    Some(&commit),
-                    Some(&f.path),
-                    &f.sha256,
-                )
-                .await?;
-            }
+impl NewAdvisory {
+    pub fn text(&self) -> domain::reviews::AdvisoryText<'_> {
+        domain::reviews::AdvisoryText {
+            severity: &self.severity,
+            summary: &self.summary,
+            details: &self.details,
+            remediation: &self.remediation,
         }
     }
-    domain::event::record(
-        &mut tx,
-        caller,
-        Event::new(
-            "advisory.create",
-            Target::Repo(&repo),
-            json!({"advisory": advisory, "report": id}),
-        ),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(HttpResponse::Created().json(json!({"id": advisory, "report": id, "published": false})))
 }
 
 /// Publishes an advisory (reviewers; audited; appended to the transparency log). From then on
@@ -550,62 +272,8 @@ pub async fn publish_advisory(
     caller: Caller,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    publish_advisory_op(&state, &caller, path.into_inner()).await
-}
-
-/// The operation behind `publish_advisory`, for the API and the report page's form alike.
-pub(crate) async fn publish_advisory_op(
-    state: &AppState,
-    caller: &Caller,
-    id: String,
-) -> ApiResult<HttpResponse> {
-    let missing = || {
-        ApiError::not_found(
-            code::ADVISORY_NOT_FOUND,
-            format!("advisory {id} does not exist or you may not see it"),
-        )
-    };
-    let mut tx = state.db.begin().await?;
-    let advisory = reviews::advisory(&mut tx, &id).await?.ok_or_else(missing)?;
-    let (_, repo, reviewer) = visible(&mut tx, caller, advisory.report_id)
-        .await
-        .map_err(|e| if e.is_refusal() { missing() } else { e })?;
-    if !reviewer {
-        return Err(ApiError::forbidden(
-            code::REVIEWER_REQUIRED,
-            "only reviewers publish advisories",
-        ));
-    }
-    if !reviews::publish(&mut tx, &id).await? {
-        return Err(ApiError::conflict(
-            code::ADVISORY_PUBLISHED,
-            format!("{id} is already published"),
-        ));
-    }
-    reviews::set_status(&mut tx, advisory.report_id, ReportStatus::Published, None).await?;
-    let blobs: Vec<String> = reviews::affected(&mut tx, &id)
-        .await?
-        .iter()
-        .map(|a| hex::encode(&a.sha256))
-        .collect();
-    let entry = LogEntry::Advisory {
-        advisory: id.clone(),
-        severity: advisory.severity.to_string(),
-        sha256: blobs,
-    };
-    let notice = json!({"advisory": id, "severity": advisory.severity});
-    let change = Event::new(
-        "advisory.publish",
-        Target::Repo(&repo),
-        json!({"advisory": id}),
-    )
-    .logged(entry)
-    .notifying("advisory.published", notice, true);
-    domain::event::record(&mut tx, caller, change).await?;
-    for a in reviews::affected(&mut tx, &id).await? {
-        crate::notify::emit_for_blob(&mut tx, &a.sha256, "advisory.published", json!({"advisory": id, "severity": advisory.severity, "sha256": hex::encode(&a.sha256)}), Some(repo.id)).await?;
-    }
-    tx.commit().await?;
+    let id = path.into_inner();
+    domain::reviews::publish_advisory(&state.db, &caller, &id).await?;
     Ok(HttpResponse::Ok().json(json!({"id": id, "published": true})))
 }
 
@@ -673,19 +341,7 @@ async fn readable_advisory(
     caller: &Caller,
     id: &str,
 ) -> Result<reviews::Advisory, ApiError> {
-    let missing = || {
-        ApiError::not_found(
-            code::ADVISORY_NOT_FOUND,
-            format!("advisory {id} does not exist or you may not see it"),
-        )
-    };
-    let a = reviews::advisory(conn, id).await?.ok_or_else(missing)?;
-    if a.published_at.is_none() {
-        visible(conn, caller, a.report_id)
-            .await
-            .map_err(|e| if e.is_refusal() { missing() } else { e })?;
-    }
-    Ok(a)
+    Ok(domain::reviews::readable_advisory(conn, caller, id).await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/advisories/{id}", summary = "An advisory (public once published)",
@@ -879,7 +535,7 @@ pub async fn hold(
 ) -> ApiResult<HttpResponse> {
     let id = path.into_inner();
     let mut tx = state.db.begin().await?;
-    let (report, repo) = reviewed(&mut tx, &caller, id, "hold files").await?;
+    let (report, repo) = domain::reviews::reviewed(&mut tx, &caller, id, "hold files").await?;
     let Some(sha) = &report.sha256 else {
         return Err(ApiError::conflict(
             code::NO_FILE,
@@ -977,7 +633,7 @@ pub async fn attest(
         body.revision.as_deref(),
     )
     .await?;
-    if !reviews(&mut tx, &user, &repo).await? {
+    if !domain::reviews::is_reviewer(&mut tx, &user, &repo).await? {
         return Err(ApiError::forbidden(
             code::REVIEWER_REQUIRED,
             "only reviewers attest reviews",

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::render::WebResult;
 use super::session::{check_csrf, redirect};
 use crate::auth::Caller;
+use crate::domain;
 use crate::routes::licenses::AcceptanceRequest;
 use crate::routes::reviews::NewReport;
 use crate::state::AppState;
@@ -41,7 +42,7 @@ pub async fn report(
         path: form.path.filter(|p| !p.is_empty()),
     };
     let report =
-        crate::routes::reviews::new_report(&state, &caller, &namespace, &name, body).await?;
+        crate::routes::reviews::new_report(&state, &caller, &namespace, &name, &body).await?;
     Ok(redirect(&format!("/reports/{}", report.id)))
 }
 
@@ -136,10 +137,7 @@ pub async fn comment(
 ) -> WebResult {
     check_csrf(&caller, &form.csrf)?;
     let id = path.into_inner();
-    let body = crate::routes::reviews::CommentBody {
-        body: form.into_inner().body,
-    };
-    crate::routes::reviews::add_comment_op(&state, &caller, id, body).await?;
+    domain::reviews::comment(&state.db, &caller, id, &form.body).await?;
     Ok(redirect(&format!("/reports/{id}")))
 }
 
@@ -160,12 +158,8 @@ pub async fn triage(
 ) -> WebResult {
     check_csrf(&caller, &form.csrf)?;
     let id = path.into_inner();
-    let form = form.into_inner();
-    let body = crate::routes::reviews::Triage {
-        action: form.action,
-        reason: form.reason,
-    };
-    crate::routes::reviews::triage_op(&state, &caller, id, body).await?;
+    let reason = form.reason.as_deref();
+    domain::reviews::triage(&state.db, &caller, id, &form.action, reason).await?;
     Ok(redirect(&format!("/reports/{id}")))
 }
 
@@ -187,14 +181,13 @@ pub async fn draft_advisory(
 ) -> WebResult {
     check_csrf(&caller, &form.csrf)?;
     let id = path.into_inner();
-    let form = form.into_inner();
-    let body = crate::routes::reviews::NewAdvisory {
-        severity: form.severity,
-        summary: form.summary,
-        details: form.details,
-        remediation: form.remediation,
+    let text = domain::reviews::AdvisoryText {
+        severity: &form.severity,
+        summary: &form.summary,
+        details: &form.details,
+        remediation: &form.remediation,
     };
-    crate::routes::reviews::draft_advisory_op(&state, &caller, id, body).await?;
+    domain::reviews::draft_advisory(&state.db, &caller, id, text).await?;
     Ok(redirect(&format!("/reports/{id}")))
 }
 
@@ -213,6 +206,6 @@ pub async fn publish_advisory(
     form: web::Form<PublishForm>,
 ) -> WebResult {
     check_csrf(&caller, &form.csrf)?;
-    crate::routes::reviews::publish_advisory_op(&state, &caller, path.into_inner()).await?;
+    domain::reviews::publish_advisory(&state.db, &caller, &path.into_inner()).await?;
     Ok(redirect(&format!("/reports/{}", form.report)))
 }

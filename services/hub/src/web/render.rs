@@ -126,21 +126,10 @@ pub fn render(
 #[derive(Debug)]
 pub struct WebError(pub ApiError);
 
-impl From<ApiError> for WebError {
-    fn from(e: ApiError) -> Self {
-        WebError(e)
-    }
-}
-
-impl From<crate::domain::Error> for WebError {
-    fn from(e: crate::domain::Error) -> Self {
-        WebError(ApiError::from(e))
-    }
-}
-
-impl From<sqlx::Error> for WebError {
-    fn from(e: sqlx::Error) -> Self {
-        WebError(ApiError::from(e))
+/// Every error a route can answer, as a page.
+impl<E: Into<ApiError>> From<E> for WebError {
+    fn from(e: E) -> Self {
+        WebError(e.into())
     }
 }
 
