@@ -102,60 +102,18 @@ mod tests {
     fn order_of_files_does_not_matter_but_content_does() {
         let a = "a".repeat(64);
         let b = "b".repeat(64);
-        let one = compute(
-            None,
-            "u",
-            time(),
-            "m",
-            &mut [
-                FileEntry {
-                    path: "x",
-                    sha256_hex: &a,
-                    size: 1,
-                },
-                FileEntry {
-                    path: "y",
-                    sha256_hex: &b,
-                    size: 1,
-                },
-            ],
-        );
-        let two = compute(
-            None,
-            "u",
-            time(),
-            "m",
-            &mut [
-                FileEntry {
-                    path: "y",
-                    sha256_hex: &b,
-                    size: 1,
-                },
-                FileEntry {
-                    path: "x",
-                    sha256_hex: &a,
-                    size: 1,
-                },
-            ],
-        );
-        let three = compute(
-            None,
-            "u",
-            time(),
-            "m",
-            &mut [
-                FileEntry {
-                    path: "y",
-                    sha256_hex: &a,
-                    size: 1,
-                },
-                FileEntry {
-                    path: "x",
-                    sha256_hex: &b,
-                    size: 1,
-                },
-            ],
-        );
+        // The id of a commit of `files` (path, digest), each of one byte.
+        let id_of = |files: [(&'static str, &str); 2]| {
+            let mut entries = files.map(|(path, sha256_hex)| FileEntry {
+                path,
+                sha256_hex,
+                size: 1,
+            });
+            compute(None, "u", time(), "m", &mut entries)
+        };
+        let one = id_of([("x", &a), ("y", &b)]);
+        let two = id_of([("y", &b), ("x", &a)]);
+        let three = id_of([("y", &a), ("x", &b)]);
         assert_eq!(one, two);
         assert_ne!(one, three);
     }

@@ -103,11 +103,7 @@ async fn commit_created(ctx: JobContext, payload: CommitRef) -> Result<(), JobEr
 /// namespace's policy for commercial use and stores the report (with the catalog and policy
 /// versions, so that a change of either re-queues it).
 async fn license_evaluate(ctx: JobContext, payload: CommitRef) -> Result<(), JobError> {
-    let mut conn = ctx.db.acquire().await.context("database")?;
-    let Some(repo) = db::repos::find_by_id(&mut conn, payload.repository_id)
-        .await
-        .context("repository")?
-    else {
+    let Some((repo, mut conn)) = repository_of(&ctx, payload.repository_id).await? else {
         return Ok(()); // deleted since: nothing to evaluate
     };
     let api = |e: crate::domain::Error| JobError::Retry(anyhow::Error::new(e));
@@ -161,14 +157,23 @@ async fn license_evaluate(ctx: JobContext, payload: CommitRef) -> Result<(), Job
     Ok(())
 }
 
+/// The repository a job is about and a connection, or `None` when the repository is gone (its
+/// jobs have nothing left to do).
+pub(crate) async fn repository_of(
+    ctx: &JobContext,
+    id: i64,
+) -> Result<Option<(db::repos::Repo, sqlx::pool::PoolConnection<sqlx::Postgres>)>, JobError> {
+    let mut conn = ctx.db.acquire().await.context("database")?;
+    let repo = db::repos::find_by_id(&mut conn, id)
+        .await
+        .context("repository")?;
+    Ok(repo.map(|repo| (repo, conn)))
+}
+
 /// `signature-verify` `{repository_id, commit_id}`: verifies the commit's model-signing
 /// bundle against the namespace's keys and anchors and stores the result.
 async fn signature_verify(ctx: JobContext, payload: CommitRef) -> Result<(), JobError> {
-    let mut conn = ctx.db.acquire().await.context("database")?;
-    let Some(repo) = db::repos::find_by_id(&mut conn, payload.repository_id)
-        .await
-        .context("repository")?
-    else {
+    let Some((repo, mut conn)) = repository_of(&ctx, payload.repository_id).await? else {
         return Ok(());
     };
     let settings = ctx.settings.clone();

@@ -45,6 +45,19 @@ pub struct NameError {
     pub reason: &'static str,
 }
 
+/// Why `name` breaks the alphabet every name shares, if it does: 1–96 characters of ASCII
+/// letters, digits, `-`, `_` and `.` (so that it fits in one URL segment).
+fn alphabet_error(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 96 {
+        return Some("use 1 to 96 characters");
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    if !name.bytes().all(allowed) {
+        return Some("use only letters, digits, `-`, `_` and `.`");
+    }
+    None
+}
+
 /// The shared rule for namespace and repository names: 1–96 characters of ASCII letters, digits,
 /// `-`, `_` and `.`, not starting with `.` or `-`, without `..`, and not a reserved word.
 fn check_name(name: &str, what: &'static str) -> Result<(), NameError> {
@@ -55,14 +68,8 @@ fn check_name(name: &str, what: &'static str) -> Result<(), NameError> {
             reason,
         })
     };
-    if name.is_empty() || name.len() > 96 {
-        return fail("use 1 to 96 characters");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        return fail("use only letters, digits, `-`, `_` and `.`");
+    if let Some(reason) = alphabet_error(name) {
+        return fail(reason);
     }
     if name.starts_with('.') || name.starts_with('-') {
         return fail("do not start with `.` or `-`");
@@ -120,14 +127,8 @@ impl RefName {
                 reason,
             })
         };
-        if name.is_empty() || name.len() > 96 {
-            return fail("use 1 to 96 characters");
-        }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return fail("use only letters, digits, `-`, `_` and `.`");
+        if let Some(reason) = alphabet_error(name) {
+            return fail(reason);
         }
         if name.starts_with('.') || name.starts_with('-') || name.contains("..") {
             return fail("do not start with `.` or `-` and do not use `..`");

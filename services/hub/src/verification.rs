@@ -130,10 +130,7 @@ pub async fn verify_commit(
     payload: crate::domain::task::VerifyCommit,
     worker: &str,
 ) -> Result<(), JobError> {
-    let mut conn = ctx.db.acquire().await.context("database")?;
-    let Some(repo) = db::repos::find_by_id(&mut conn, payload.repository_id)
-        .await
-        .context("repository")?
+    let Some((repo, mut conn)) = crate::jobs::repository_of(&ctx, payload.repository_id).await?
     else {
         return Ok(());
     };

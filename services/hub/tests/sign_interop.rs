@@ -54,21 +54,64 @@ fn keys(root: &Path) -> (PathBuf, PathBuf) {
     (private, public)
 }
 
+/// `kaiyuan sign verify --json` of the folder `d` with the public key `p` and a signature file.
+fn verify_json(d: &str, p: &str, signature: &str) -> Output {
+    kaiyuan(&[
+        "sign",
+        "verify",
+        d,
+        "--key",
+        p,
+        "--signature",
+        signature,
+        "--json",
+    ])
+}
+
 fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).into()
 }
 
+/// A model folder and a key pair in a temporary directory.
+struct Fixture {
+    root: tempfile::TempDir,
+    dir: PathBuf,
+    private: PathBuf,
+    public: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let dir = model(root.path());
+        let (private, public) = keys(root.path());
+        Fixture {
+            root,
+            dir,
+            private,
+            public,
+        }
+    }
+
+    fn dir_str(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    fn private_str(&self) -> &str {
+        self.private.to_str().unwrap()
+    }
+
+    fn public_str(&self) -> &str {
+        self.public.to_str().unwrap()
+    }
+}
+
 #[test]
 fn the_tool_verifies_our_signatures_and_we_verify_its() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = model(root.path());
-    let (private, public) = keys(root.path());
-    let (d, k, p) = (
-        dir.to_str().unwrap(),
-        private.to_str().unwrap(),
-        public.to_str().unwrap(),
-    );
+    let f = Fixture::new();
+    let (root, dir) = (&f.root, &f.dir);
+    let (d, k, p) = (f.dir_str(), f.private_str(), f.public_str());
     let ours = root.path().join("ours.sig");
     let theirs = root.path().join("theirs.sig");
 
@@ -101,32 +144,14 @@ fn the_tool_verifies_our_signatures_and_we_verify_its() {
         theirs.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = kaiyuan(&[
-        "sign",
-        "verify",
-        d,
-        "--key",
-        p,
-        "--signature",
-        theirs.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = verify_json(d, p, theirs.to_str().unwrap());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["status"], "verified");
 
     // Both roots are the same digest: the same manifest, in the same order.
     let root_of = |sig: &Path| {
-        let out = kaiyuan(&[
-            "sign",
-            "verify",
-            d,
-            "--key",
-            p,
-            "--signature",
-            sig.to_str().unwrap(),
-            "--json",
-        ]);
+        let out = verify_json(d, p, sig.to_str().unwrap());
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["root_digest"].clone()
     };
     assert_eq!(root_of(&ours), root_of(&theirs));
@@ -143,16 +168,7 @@ fn the_tool_verifies_our_signatures_and_we_verify_its() {
         p,
     ]);
     assert!(!out.status.success(), "the tool accepted a tampered model");
-    let out = kaiyuan(&[
-        "sign",
-        "verify",
-        d,
-        "--key",
-        p,
-        "--signature",
-        theirs.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = verify_json(d, p, theirs.to_str().unwrap());
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["modified"], serde_json::json!(["weights.bin"]));
@@ -160,14 +176,9 @@ fn the_tool_verifies_our_signatures_and_we_verify_its() {
 
 #[test]
 fn a_signature_inside_the_folder_is_left_out_of_the_manifest() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = model(root.path());
-    let (private, public) = keys(root.path());
-    let (d, k, p) = (
-        dir.to_str().unwrap(),
-        private.to_str().unwrap(),
-        public.to_str().unwrap(),
-    );
+    let f = Fixture::new();
+    let dir = &f.dir;
+    let (d, k, p) = (f.dir_str(), f.private_str(), f.public_str());
     let out = kaiyuan(&["sign", d, "--key", k]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(dir.join("model.sig").exists());

@@ -81,7 +81,7 @@ pub async fn authorize_download(
 #[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/access-request",
     params(super::openapi_responses::RepoPath), security(("bearer" = [])),
     responses((status = 200, description = "the request's status: `pending`, or `granted` at once"),
-              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
+              super::openapi_responses::AuthConflictErrors))]
 #[post("/api/v1/repos/{namespace}/{name}/access-request")]
 pub async fn request_access(
     state: web::Data<AppState>,
@@ -140,12 +140,9 @@ pub(crate) async fn ask_access(
 #[get("/api/v1/repos/{namespace}/{name}/access-requests")]
 pub async fn list_requests(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
+    super::AdminRepo(repo): super::AdminRepo,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Admin).await?;
     Ok(HttpResponse::Ok().json(db::repos::access_requests(&mut conn, repo.id).await?))
 }
 
@@ -161,7 +158,7 @@ pub struct Decision {
     params(super::openapi_responses::RepoPath, ("user" = String, Path, description = "The user whose access is decided")),
     request_body = Decision, security(("bearer" = [])),
     responses((status = 200, description = "the user and the decided status"),
-              super::openapi_responses::AuthErrors, super::openapi_responses::JsonErrors))]
+              super::openapi_responses::JsonAuthErrors))]
 #[put("/api/v1/repos/{namespace}/{name}/access-requests/{user}")]
 pub async fn decide(
     state: web::Data<AppState>,

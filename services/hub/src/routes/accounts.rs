@@ -249,8 +249,7 @@ pub struct NewOrg {
 
 /// Creates an organisation; its creator becomes its owner.
 #[utoipa::path(post, path = "/api/v1/orgs", request_body = NewOrg, security(("bearer" = [])),
-    responses((status = 201, description = "the organisation"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
+    responses((status = 201, description = "the organisation"), super::openapi_responses::JsonWriteErrors))]
 #[post("/api/v1/orgs")]
 pub async fn create_org(
     state: web::Data<AppState>,
@@ -328,8 +327,7 @@ pub struct SetRole {
     params(("org" = String, Path, description = "The organisation's name"),
            ("user" = String, Path, description = "The member's user name")),
     request_body = SetRole, security(("bearer" = [])),
-    responses((status = 200, description = "the member's name and role"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
+    responses((status = 200, description = "the member's name and role"), super::openapi_responses::JsonWriteErrors))]
 #[put("/api/v1/orgs/{org}/members/{user}")]
 pub async fn set_member(
     state: web::Data<AppState>,
@@ -354,11 +352,7 @@ pub(crate) async fn set_role(
     caller.require_writer()?;
     let mut tx = state.db.begin().await?;
     let (namespace, my_role) = org_for_member(&mut tx, caller, org).await?;
-    let target = db::accounts::find_user(&mut tx, member)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(code::USER_NOT_FOUND, format!("no user is named `{member}`"))
-        })?;
+    let target = user_named(&mut tx, member).await?;
     let current = db::accounts::membership_role(&mut tx, namespace.id, target.id).await?;
     check_can_manage(my_role, current, Some(role))?;
     if current == Some(Role::Owner) && role != Role::Owner {
@@ -384,8 +378,7 @@ pub(crate) async fn set_role(
     params(("org" = String, Path, description = "The organisation's name"),
            ("user" = String, Path, description = "The member's user name")),
     security(("bearer" = [])),
-    responses((status = 204, description = "removed"), super::openapi_responses::AuthErrors,
-              super::openapi_responses::Conflict))]
+    responses((status = 204, description = "removed"), super::openapi_responses::AuthConflictErrors))]
 #[delete("/api/v1/orgs/{org}/members/{user}")]
 pub async fn remove_member(
     state: web::Data<AppState>,
@@ -408,11 +401,7 @@ pub(crate) async fn remove(
     let actor = caller.require_writer()?;
     let mut tx = state.db.begin().await?;
     let (namespace, my_role) = org_for_member(&mut tx, caller, org).await?;
-    let target = db::accounts::find_user(&mut tx, member)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(code::USER_NOT_FOUND, format!("no user is named `{member}`"))
-        })?;
+    let target = user_named(&mut tx, member).await?;
     let current = db::accounts::membership_role(&mut tx, namespace.id, target.id)
         .await?
         .ok_or_else(|| {
@@ -441,6 +430,16 @@ pub(crate) async fn remove(
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The user a membership change is about (404 `user-not-found` if there is none).
+async fn user_named(
+    conn: &mut sqlx::PgConnection,
+    name: &str,
+) -> Result<db::accounts::User, ApiError> {
+    db::accounts::find_user(conn, name).await?.ok_or_else(|| {
+        ApiError::not_found(code::USER_NOT_FOUND, format!("no user is named `{name}`"))
+    })
 }
 
 fn check_can_manage(mine: Role, current: Option<Role>, new: Option<Role>) -> Result<(), ApiError> {
@@ -538,8 +537,7 @@ pub struct Release {
 #[utoipa::path(post, path = "/api/v1/admin/blobs/{sha256}/release",
     params(("sha256" = String, Path, description = "The blob's sha256, 64 lowercase hex digits")),
     request_body = Release, security(("bearer" = [])),
-    responses((status = 200, description = "the released blob"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors))]
+    responses((status = 200, description = "the released blob"), super::openapi_responses::JsonAuthErrors))]
 #[post("/api/v1/admin/blobs/{sha256}/release")]
 pub async fn release_blob(
     state: web::Data<AppState>,

@@ -250,8 +250,7 @@ pub(super) async fn commit_changes(
     params(super::openapi_responses::RepoPath, ("branch" = String, Path, description = "The branch to commit on")),
     request_body(content = CommitRequest, description = "The commit as JSON; or `multipart/form-data` with a leading `commit` part (this JSON) and `file` parts"),
     security(("bearer" = [])),
-    responses((status = 201, body = CommitInfo), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
+    responses((status = 201, body = CommitInfo), super::openapi_responses::JsonWriteErrors))]
 #[post("/api/v1/repos/{namespace}/{name}/commits/{branch}")]
 pub async fn create_commit(
     state: web::Data<AppState>,
@@ -459,13 +458,10 @@ pub struct HistoryParams {
 #[get("/api/v1/repos/{namespace}/{name}/commits")]
 pub async fn history(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
+    super::ReadRepo(repo): super::ReadRepo,
     params: web::Query<HistoryParams>,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let revision = params.revision.as_deref().unwrap_or("main");
     let start = resolve_revision(&mut conn, &repo, revision).await?;
     let limit = params.limit.unwrap_or(50).clamp(1, 1000);
@@ -589,13 +585,10 @@ pub struct ScanListing {
 #[get("/api/v1/repos/{namespace}/{name}/scan")]
 pub async fn scan_results(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
+    super::ReadRepo(repo): super::ReadRepo,
     params: web::Query<HistoryParams>,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let commit = resolve_revision(
         &mut conn,
         &repo,
@@ -714,12 +707,9 @@ pub struct Refs {
 #[get("/api/v1/repos/{namespace}/{name}/refs")]
 pub async fn list_refs(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
+    super::ReadRepo(repo): super::ReadRepo,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let mut refs = Refs {
         branches: Vec::new(),
         tags: Vec::new(),
@@ -764,8 +754,7 @@ fn ref_kind(kind: &str) -> Result<RefKind, ApiError> {
     params(super::openapi_responses::RepoPath, ("kind" = String, Path, description = "`branches` or `tags`"),
            ("ref_name" = String, Path, description = "The branch or tag name")),
     security(("bearer" = [])),
-    responses((status = 200, body = RefInfo), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
+    responses((status = 200, body = RefInfo), super::openapi_responses::JsonWriteErrors))]
 #[put("/api/v1/repos/{namespace}/{name}/{kind}/{ref_name}")]
 pub async fn put_ref(
     state: web::Data<AppState>,
@@ -802,8 +791,7 @@ pub async fn put_ref(
     params(super::openapi_responses::RepoPath, ("kind" = String, Path, description = "`branches` or `tags`"),
            ("ref_name" = String, Path, description = "The branch or tag name")),
     security(("bearer" = [])),
-    responses((status = 204, description = "deleted"), super::openapi_responses::AuthErrors,
-              super::openapi_responses::Conflict))]
+    responses((status = 204, description = "deleted"), super::openapi_responses::AuthConflictErrors))]
 #[delete("/api/v1/repos/{namespace}/{name}/{kind}/{ref_name}")]
 pub async fn delete_ref(
     state: web::Data<AppState>,

@@ -222,16 +222,11 @@ pub async fn resolve(
     req: HttpRequest,
     path: web::Path<(String, String, String, String)>,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name, revision, file_path) = path.into_inner();
-    crate::mirror::ensure(&state, &namespace, &name, &revision).await?;
+    let segments = path.into_inner();
+    let (namespace, name, revision, file_path) = &segments;
+    crate::mirror::ensure(&state, namespace, name, revision).await?;
     let mut conn = state.db.acquire().await?;
-    let asked = Asked {
-        namespace: &namespace,
-        name: &name,
-        revision: &revision,
-        path: &file_path,
-        bytes: req.method() != Method::HEAD,
-    };
+    let asked = Asked::at(&segments, req.method() != Method::HEAD);
     let Download {
         repo,
         commit,
@@ -241,7 +236,7 @@ pub async fn resolve(
     } = match decide(&mut conn, &state.store, &caller, &asked).await? {
         Lookup::Found(download) => *download,
         Lookup::Missing { repo, commit } => {
-            return Ok(entry_not_found(&file_path, &revision, &repo, &commit));
+            return Ok(entry_not_found(file_path, revision, &repo, &commit));
         }
     };
     let digest = Sha256Digest::from_bytes(
@@ -265,7 +260,7 @@ pub async fn resolve(
         // whoever asks next. Others are immutable at a commit id.
         cache_control: if !repo.is_public() || repo.gated != Gated::None || acceptance_gated {
             "private, no-cache"
-        } else if revision == commit {
+        } else if *revision == commit {
             "public, max-age=31536000, immutable"
         } else {
             "no-cache"
@@ -302,6 +297,20 @@ pub(crate) struct Asked<'a> {
     pub revision: &'a str,
     pub path: &'a str,
     pub bytes: bool,
+}
+
+impl<'a> Asked<'a> {
+    /// The file a `/{namespace}/{name}/resolve|blob/{revision}/{path}` URL names.
+    pub fn at(segments: &'a (String, String, String, String), bytes: bool) -> Self {
+        let (namespace, name, revision, path) = segments;
+        Asked {
+            namespace,
+            name,
+            revision,
+            path,
+            bytes,
+        }
+    }
 }
 
 /// A file the caller may have.

@@ -285,15 +285,8 @@ async fn model_info(
     query: web::Query<InfoParams>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
-    crate::mirror::ensure(&state, &namespace, &name, "main").await?;
-    let mut conn = state.db.acquire().await?;
-    let repo = load(&mut conn, &caller, &namespace, &name).await?;
-    let commit = resolve(&mut conn, &repo, "main").await?;
-    let mut response = HttpResponse::Ok();
-    if let Some(notice) = super::files::license_notice(&mut conn, &repo, &commit).await? {
-        response.insert_header(("X-HF-Warning", notice));
-    }
-    Ok(response.json(info_json(&mut conn, &repo, &commit, flag(query.blobs.as_deref())).await?))
+    let blobs = flag(query.blobs.as_deref());
+    info_at(&state, &caller, (&namespace, &name), "main", blobs).await
 }
 
 #[get("/api/models/{namespace}/{name}/revision/{revision}")]
@@ -304,15 +297,28 @@ async fn model_info_at(
     query: web::Query<InfoParams>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name, revision) = path.into_inner();
-    crate::mirror::ensure(&state, &namespace, &name, &decode(&revision)).await?;
+    let blobs = flag(query.blobs.as_deref());
+    info_at(&state, &caller, (&namespace, &name), &revision, blobs).await
+}
+
+/// Model info at a revision (fetched first when the hub mirrors an upstream), with the licence
+/// notice the owner's policy asks for.
+async fn info_at(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    (namespace, name): (&str, &str),
+    revision: &str,
+    blobs: bool,
+) -> ApiResult<HttpResponse> {
+    crate::mirror::ensure(state, namespace, name, &decode(revision)).await?;
     let mut conn = state.db.acquire().await?;
-    let repo = load(&mut conn, &caller, &namespace, &name).await?;
-    let commit = resolve(&mut conn, &repo, &revision).await?;
+    let repo = load(&mut conn, caller, namespace, name).await?;
+    let commit = resolve(&mut conn, &repo, revision).await?;
     let mut response = HttpResponse::Ok();
     if let Some(notice) = super::files::license_notice(&mut conn, &repo, &commit).await? {
         response.insert_header(("X-HF-Warning", notice));
     }
-    Ok(response.json(info_json(&mut conn, &repo, &commit, flag(query.blobs.as_deref())).await?))
+    Ok(response.json(info_json(&mut conn, &repo, &commit, blobs).await?))
 }
 
 #[derive(Deserialize)]

@@ -35,54 +35,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn owner_report(
     conn: &mut sqlx::PgConnection,
     state: &AppState,
-    caller: &Caller,
-    namespace: &str,
-    name: &str,
-    revision: Option<&str>,
-) -> Result<(crate::db::repos::Repo, String, kaiyuan_license::Report), ApiError> {
-    let (repo, commit) = super::load_revision(conn, caller, namespace, name, revision).await?;
-    let (policy, _) = licensing::namespace_policy(conn, repo.namespace_id).await?;
-    let report = licensing::evaluate_commit(
-        conn,
-        &state.store,
-        &repo,
-        &commit,
-        policy.as_ref(),
-        &UseContext::default(),
-    )
-    .await?;
-    Ok((repo, commit, report))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct RevisionQuery {
-    revision: Option<String>,
+    at: &super::RepoAt,
+) -> Result<kaiyuan_license::Report, ApiError> {
+    let (policy, _) = licensing::namespace_policy(conn, at.repo.namespace_id).await?;
+    let context = UseContext::default();
+    let store = &state.store;
+    let report =
+        licensing::evaluate_commit(conn, store, &at.repo, &at.commit, policy.as_ref(), &context)
+            .await?;
+    Ok(report)
 }
 
 /// Declared, normalised, detected and effective licence of a revision, with its terms,
 /// lineage and findings, evaluated for commercial use against the owner's policy.
 #[utoipa::path(get, path = "/api/v1/repos/{namespace}/{name}/license",
-    params(super::openapi_responses::RepoPath, RevisionQuery), security((), ("bearer" = [])),
+    params(super::openapi_responses::RepoPath, super::provenance::RevisionQuery), security((), ("bearer" = [])),
     responses((status = 200, description = "the licence report"), super::openapi_responses::ReadErrors))]
 #[get("/api/v1/repos/{namespace}/{name}/license")]
 pub async fn repo_license(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
-    query: web::Query<RevisionQuery>,
+    at: super::RepoAt,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let (repo, commit, report) = owner_report(
-        &mut conn,
-        &state,
-        &caller,
-        &namespace,
-        &name,
-        query.revision.as_deref(),
-    )
-    .await?;
+    let report = owner_report(&mut conn, &state, &at).await?;
+    let super::RepoAt { repo, commit } = at;
     let stored = db::licenses::evaluation(&mut conn, repo.id, &commit).await?;
     let mut body =
         serde_json::to_value(&report).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
@@ -180,12 +156,9 @@ pub async fn compliance(
 #[get("/api/v1/orgs/{namespace}/license-policy")]
 pub async fn get_policy(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
+    super::NamespaceMember(ns): super::NamespaceMember,
 ) -> ApiResult<HttpResponse> {
-    let name = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let ns = super::load_namespace(&mut conn, &caller, &name, Role::Read).await?;
     match db::licenses::policy(&mut conn, ns.id).await? {
         Some(row) => Ok(HttpResponse::Ok().json(json!({"namespace": ns.name, "version": row.version, "updated_at": row.updated_at, "policy": row.document}))),
         None => Err(ApiError::not_found(code::POLICY_NOT_FOUND, format!("`{}` has no licence policy", ns.name))),
@@ -199,7 +172,7 @@ pub async fn get_policy(
     request_body(content = Object, description = "A licence policy document (see docs/LICENSES.md)"),
     security(("bearer" = [])),
     responses((status = 200, description = "the stored policy with its new version"),
-              super::openapi_responses::JsonErrors, super::openapi_responses::AuthErrors))]
+              super::openapi_responses::JsonAuthErrors))]
 #[put("/api/v1/orgs/{namespace}/license-policy")]
 pub async fn put_policy(
     state: web::Data<AppState>,
@@ -254,12 +227,9 @@ pub async fn set_policy(
 pub async fn delete_policy(
     state: web::Data<AppState>,
     caller: Caller,
-    path: web::Path<String>,
+    super::NamespaceAdmin(ns): super::NamespaceAdmin,
 ) -> ApiResult<HttpResponse> {
-    let name = path.into_inner();
-    caller.require_writer()?;
     let mut tx = state.db.begin().await?;
-    let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
     if !db::licenses::delete_policy(&mut tx, ns.id).await? {
         return Err(ApiError::not_found(
             code::POLICY_NOT_FOUND,
@@ -358,6 +328,9 @@ pub async fn namespace_report(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SbomQuery {
+    /// The branch, tag or commit (default `main`); `RepoAt` reads it, it is here for the
+    /// OpenAPI document.
+    #[allow(dead_code)]
     revision: Option<String>,
     format: Option<String>,
 }
@@ -372,12 +345,10 @@ pub struct SbomQuery {
 #[get("/api/v1/repos/{namespace}/{name}/sbom")]
 pub async fn sbom(
     state: web::Data<AppState>,
-    caller: Caller,
     req: HttpRequest,
-    path: web::Path<(String, String)>,
+    at: super::RepoAt,
     query: web::Query<SbomQuery>,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
     let format = query.format.clone().unwrap_or_else(|| "spdx3".into());
     if format != "spdx3" && format != "cyclonedx" {
         return Err(ApiError::bad_request(
@@ -386,15 +357,8 @@ pub async fn sbom(
         ));
     }
     let mut conn = state.db.acquire().await?;
-    let (repo, commit, report) = owner_report(
-        &mut conn,
-        &state,
-        &caller,
-        &namespace,
-        &name,
-        query.revision.as_deref(),
-    )
-    .await?;
+    let report = owner_report(&mut conn, &state, &at).await?;
+    let super::RepoAt { repo, commit } = at;
     let files: Vec<kaiyuan_license::export::ExportFile> =
         db::commits::files(&mut conn, repo.id, &commit)
             .await?
@@ -446,8 +410,7 @@ pub struct AcceptanceRequest {
 /// Accepts a licence that the repository's files require before download (audited).
 #[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/license-acceptance",
     params(super::openapi_responses::RepoPath), request_body = AcceptanceRequest, security(("bearer" = [])),
-    responses((status = 200, description = "the accepted licence and version"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
+    responses((status = 200, description = "the accepted licence and version"), super::openapi_responses::JsonWriteErrors))]
 #[post("/api/v1/repos/{namespace}/{name}/license-acceptance")]
 pub async fn accept_license(
     state: web::Data<AppState>,
@@ -529,12 +492,9 @@ pub(crate) async fn accept(
 #[get("/api/v1/repos/{namespace}/{name}/license-acceptances")]
 pub async fn list_acceptances(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
+    super::AdminRepo(repo): super::AdminRepo,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Admin).await?;
     let rows = db::licenses::acceptances(&mut conn, repo.id).await?;
     Ok(HttpResponse::Ok().json(json!({"repository": repo.full_name(), "acceptances": rows})))
 }

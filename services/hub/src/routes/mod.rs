@@ -244,18 +244,50 @@ pub struct RepoAt {
     pub commit: String,
 }
 
+/// What a repository extractor takes from the request: the state, the caller and the path's
+/// `{namespace}` and `{name}`.
+struct PathRepo {
+    state: Option<web::Data<crate::state::AppState>>,
+    caller: Caller,
+    namespace: String,
+    name: String,
+}
+
+impl PathRepo {
+    fn of(req: &HttpRequest) -> Self {
+        let segment = |key: &str| req.match_info().get(key).unwrap_or_default().to_string();
+        PathRepo {
+            state: req.app_data::<web::Data<crate::state::AppState>>().cloned(),
+            caller: actix_web::HttpMessage::extensions(req)
+                .get::<Caller>()
+                .cloned()
+                .unwrap_or_default(),
+            namespace: segment("namespace"),
+            name: segment("name"),
+        }
+    }
+
+    async fn load(
+        self,
+        need: Need,
+    ) -> Result<(Repo, sqlx::pool::PoolConnection<sqlx::Postgres>), ApiError> {
+        let state = self
+            .state
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
+        let mut conn = state.db.acquire().await?;
+        let repo = load_repo(&mut conn, &self.caller, &self.namespace, &self.name, need).await?;
+        Ok((repo, conn))
+    }
+}
+
+type Extracted<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ApiError>>>>;
+
 impl actix_web::FromRequest for RepoAt {
     type Error = ApiError;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+    type Future = Extracted<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<crate::state::AppState>>().cloned();
-        let caller = actix_web::HttpMessage::extensions(req)
-            .get::<Caller>()
-            .cloned()
-            .unwrap_or_default();
-        let segment = |key: &str| req.match_info().get(key).unwrap_or_default().to_string();
-        let (namespace, name) = (segment("namespace"), segment("name"));
+        let path = PathRepo::of(req);
         let revision = web::Query::<provenance::RevisionQuery>::from_query(req.query_string())
             .map(|q| q.revision().map(str::to_owned))
             .map_err(|e| {
@@ -263,13 +295,88 @@ impl actix_web::FromRequest for RepoAt {
             });
         Box::pin(async move {
             let revision = revision?;
-            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
-            let mut conn = state.db.acquire().await?;
-            let (repo, commit) =
-                load_revision(&mut conn, &caller, &namespace, &name, revision.as_deref()).await?;
+            let (repo, mut conn) = path.load(Need::Read).await?;
+            let revision = revision.as_deref().unwrap_or("main");
+            let commit = commits::resolve_revision(&mut conn, &repo, revision).await?;
             Ok(RepoAt { repo, commit })
         })
     }
+}
+
+macro_rules! repo_extractors {
+    ($($(#[$doc:meta])* $name:ident => $need:expr;)+) => {$(
+        $(#[$doc])*
+        pub struct $name(pub Repo);
+
+        impl actix_web::FromRequest for $name {
+            type Error = ApiError;
+            type Future = Extracted<Self>;
+
+            fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+                let path = PathRepo::of(req);
+                Box::pin(async move { Ok($name(path.load($need).await?.0)) })
+            }
+        }
+    )+};
+}
+
+repo_extractors! {
+    /// The repository of the path's `{namespace}/{name}`, which the caller may read (404
+    /// otherwise, exactly as a missing one).
+    ReadRepo => Need::Read;
+    /// The same, where the caller has the `write` role (403 otherwise).
+    WriteRepo => Need::Write;
+    /// The same, where the caller has the `admin` role (403 otherwise).
+    AdminRepo => Need::Admin;
+}
+
+/// The namespace of the path's `{namespace}`, where the caller has a role (404 otherwise, so
+/// that private membership does not leak); a route that changes state also needs a write token.
+struct PathNamespace(PathRepo, bool);
+
+impl PathNamespace {
+    fn of(req: &HttpRequest) -> Self {
+        PathNamespace(PathRepo::of(req), !req.method().is_safe())
+    }
+
+    async fn load(
+        self,
+        need: crate::db::accounts::Role,
+    ) -> Result<crate::db::accounts::Namespace, ApiError> {
+        let PathNamespace(path, writes) = self;
+        if writes {
+            path.caller.require_writer()?;
+        }
+        let state = path
+            .state
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
+        let mut conn = state.db.acquire().await?;
+        load_namespace(&mut conn, &path.caller, &path.namespace, need).await
+    }
+}
+
+macro_rules! namespace_extractors {
+    ($($(#[$doc:meta])* $name:ident => $need:expr;)+) => {$(
+        $(#[$doc])*
+        pub struct $name(pub crate::db::accounts::Namespace);
+
+        impl actix_web::FromRequest for $name {
+            type Error = ApiError;
+            type Future = Extracted<Self>;
+
+            fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+                let path = PathNamespace::of(req);
+                Box::pin(async move { Ok($name(path.load($need).await?)) })
+            }
+        }
+    )+};
+}
+
+namespace_extractors! {
+    /// The path's namespace, where the caller has any role.
+    NamespaceMember => crate::db::accounts::Role::Read;
+    /// The path's namespace, where the caller has the `admin` role (403 otherwise).
+    NamespaceAdmin => crate::db::accounts::Role::Admin;
 }
 
 /// `201 Created` with a JSON body.

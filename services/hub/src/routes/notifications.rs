@@ -11,7 +11,7 @@ use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{Caller, Need};
+use crate::auth::Caller;
 use crate::db;
 use crate::db::accounts::Role;
 use crate::error::{ApiError, ApiResult};
@@ -36,14 +36,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub async fn watch(
     state: web::Data<AppState>,
     caller: Caller,
-    path: web::Path<(String, String)>,
+    super::ReadRepo(repo): super::ReadRepo,
 ) -> ApiResult<HttpResponse> {
-    let user = caller.require_user()?.clone();
-    let (namespace, name) = path.into_inner();
-    let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
-    db::notifications::watch(&mut conn, repo.id, user.id, true).await?;
-    Ok(HttpResponse::NoContent().finish())
+    set_watching(&state, &caller, &repo, true).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/repos/{namespace}/{name}/watch", summary = "Stops watching a repository",
@@ -53,13 +48,21 @@ pub async fn watch(
 pub async fn unwatch(
     state: web::Data<AppState>,
     caller: Caller,
-    path: web::Path<(String, String)>,
+    super::ReadRepo(repo): super::ReadRepo,
 ) -> ApiResult<HttpResponse> {
-    let user = caller.require_user()?.clone();
-    let (namespace, name) = path.into_inner();
+    set_watching(&state, &caller, &repo, false).await
+}
+
+/// Starts or stops the caller's watching of a repository they can read.
+async fn set_watching(
+    state: &AppState,
+    caller: &Caller,
+    repo: &crate::db::repos::Repo,
+    on: bool,
+) -> ApiResult<HttpResponse> {
+    let user = caller.require_user()?;
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
-    db::notifications::watch(&mut conn, repo.id, user.id, false).await?;
+    db::notifications::watch(&mut conn, repo.id, user.id, on).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -122,7 +125,7 @@ pub struct NewWebhook {
 #[utoipa::path(post, path = "/api/v1/orgs/{namespace}/webhooks",
     params(super::openapi_responses::NamespacePath), request_body = NewWebhook, security(("bearer" = [])),
     responses((status = 201, description = "the webhook with its secret, shown once"),
-              super::openapi_responses::JsonErrors, super::openapi_responses::AuthErrors))]
+              super::openapi_responses::JsonAuthErrors))]
 #[post("/api/v1/orgs/{namespace}/webhooks")]
 pub async fn add_webhook(
     state: web::Data<AppState>,
@@ -179,11 +182,9 @@ pub async fn add_webhook(
 #[get("/api/v1/orgs/{namespace}/webhooks")]
 pub async fn list_webhooks(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
+    super::NamespaceAdmin(ns): super::NamespaceAdmin,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.db.acquire().await?;
-    let ns = super::load_namespace(&mut conn, &caller, &path.into_inner(), Role::Admin).await?;
     Ok(HttpResponse::Ok()
         .json(json!({"webhooks": db::notifications::webhooks(&mut conn, ns.id).await?})))
 }
@@ -196,17 +197,14 @@ pub async fn list_webhooks(
 pub async fn delete_webhook(
     state: web::Data<AppState>,
     caller: Caller,
+    super::NamespaceAdmin(ns): super::NamespaceAdmin,
     path: web::Path<(String, i64)>,
 ) -> ApiResult<HttpResponse> {
-    caller.require_writer()?;
-    let (name, id) = path.into_inner();
+    let (_, webhook) = path.into_inner();
     let mut tx = state.db.begin().await?;
-    let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
-    if !db::notifications::delete_webhook(&mut tx, ns.id, id).await? {
-        return Err(ApiError::not_found(
-            code::WEBHOOK_NOT_FOUND,
-            format!("`{}` has no webhook {id}", ns.name),
-        ));
+    if !db::notifications::delete_webhook(&mut tx, ns.id, webhook).await? {
+        let message = format!("`{}` has no webhook {webhook}", ns.name);
+        return Err(ApiError::not_found(code::WEBHOOK_NOT_FOUND, message));
     }
     domain::event::record(
         &mut tx,
@@ -214,7 +212,7 @@ pub async fn delete_webhook(
         Event::new(
             "webhook.delete",
             Target::Namespace(&ns.name),
-            json!({"id": id}),
+            json!({"id": webhook}),
         ),
     )
     .await?;
@@ -230,12 +228,11 @@ pub async fn delete_webhook(
 #[get("/api/v1/orgs/{namespace}/webhooks/{id}/deliveries")]
 pub async fn deliveries(
     state: web::Data<AppState>,
-    caller: Caller,
+    super::NamespaceAdmin(ns): super::NamespaceAdmin,
     path: web::Path<(String, i64)>,
 ) -> ApiResult<HttpResponse> {
-    let (name, id) = path.into_inner();
+    let id = path.into_inner().1;
     let mut conn = state.db.acquire().await?;
-    let ns = super::load_namespace(&mut conn, &caller, &name, Role::Admin).await?;
     if !db::notifications::webhooks(&mut conn, ns.id)
         .await?
         .iter()

@@ -106,6 +106,13 @@ error_responses! {
     AuthErrors => [400, 401, 403, 404, 503];
     /// The errors of a JSON request body: 400, 413, 415 and 422.
     JsonErrors => [400, 413, 415, 422];
+    /// A JSON body to an operation that needs a token, a write scope or a role:
+    /// `JsonErrors` and `AuthErrors`.
+    JsonAuthErrors => [400, 401, 403, 404, 413, 415, 422, 503];
+    /// The same, where the change can conflict with the current state (409).
+    JsonWriteErrors => [400, 401, 403, 404, 409, 413, 415, 422, 503];
+    /// `AuthErrors` where the change can conflict with the current state (409).
+    AuthConflictErrors => [400, 401, 403, 404, 409, 503];
 }
 
 /// The path parameters of a repository.

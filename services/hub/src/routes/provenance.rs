@@ -49,8 +49,7 @@ pub struct NewKey {
 /// namespace's repositories are re-verified in the background.
 #[utoipa::path(post, path = "/api/v1/orgs/{namespace}/signing-keys",
     params(super::openapi_responses::NamespacePath), request_body = NewKey, security(("bearer" = [])),
-    responses((status = 201, description = "the registered key or anchor"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
+    responses((status = 201, description = "the registered key or anchor"), super::openapi_responses::JsonWriteErrors))]
 #[post("/api/v1/orgs/{namespace}/signing-keys")]
 pub async fn add_key(
     state: web::Data<AppState>,
@@ -129,11 +128,9 @@ pub async fn add_key(
 #[get("/api/v1/orgs/{namespace}/signing-keys")]
 pub async fn list_keys(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
+    super::NamespaceMember(ns): super::NamespaceMember,
 ) -> ApiResult<HttpResponse> {
     let mut conn = state.db.acquire().await?;
-    let ns = super::load_namespace(&mut conn, &caller, &path.into_inner(), Role::Read).await?;
     Ok(HttpResponse::Ok().json(
         json!({"namespace": ns.name, "keys": db::provenance::keys(&mut conn, ns.id, true).await?}),
     ))
@@ -148,12 +145,11 @@ pub async fn list_keys(
 pub async fn revoke_key(
     state: web::Data<AppState>,
     caller: Caller,
+    super::NamespaceAdmin(ns): super::NamespaceAdmin,
     path: web::Path<(String, i64)>,
 ) -> ApiResult<HttpResponse> {
-    caller.require_writer()?;
-    let (name, id) = path.into_inner();
+    let id = path.into_inner().1;
     let mut tx = state.db.begin().await?;
-    let ns = super::load_namespace(&mut tx, &caller, &name, Role::Admin).await?;
     if !db::provenance::revoke_key(&mut tx, ns.id, id).await? {
         return Err(ApiError::not_found(
             code::KEY_NOT_FOUND,

@@ -93,8 +93,7 @@ fn parse_visibility(v: Option<&str>) -> Result<Option<Visibility>, ApiError> {
 
 /// Creates a repository with an empty first commit on `main`.
 #[utoipa::path(post, path = "/api/v1/repos", request_body = NewRepo, security(("bearer" = [])),
-    responses((status = 201, body = RepoDetail), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
+    responses((status = 201, body = RepoDetail), super::openapi_responses::JsonWriteErrors))]
 #[post("/api/v1/repos")]
 pub async fn create_repo(
     state: web::Data<AppState>,
@@ -263,12 +262,9 @@ pub async fn search_repos(
 #[get("/api/v1/repos/{namespace}/{name}")]
 pub async fn get_repo(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
+    super::ReadRepo(repo): super::ReadRepo,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let head = db::commits::resolve(&mut conn, repo.id, "main").await?;
     let scan_summary = match &head {
         Some(head) => {
@@ -302,8 +298,7 @@ pub struct RepoSettings {
 /// Changes visibility or description (repository admins).
 #[utoipa::path(patch, path = "/api/v1/repos/{namespace}/{name}",
     params(super::openapi_responses::RepoPath), request_body = RepoSettings, security(("bearer" = [])),
-    responses((status = 200, body = RepoInfo), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors))]
+    responses((status = 200, body = RepoInfo), super::openapi_responses::JsonAuthErrors))]
 #[patch("/api/v1/repos/{namespace}/{name}")]
 pub async fn update_repo(
     state: web::Data<AppState>,
@@ -371,12 +366,9 @@ pub async fn delete_repo(
 #[get("/api/v1/repos/{namespace}/{name}/audit")]
 pub async fn repo_audit(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
+    super::AdminRepo(repo): super::AdminRepo,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Admin).await?;
     let events =
         db::audit::list_for_target(&mut conn, &format!("repo:{}", repo.full_name())).await?;
     Ok(HttpResponse::Ok().json(events))

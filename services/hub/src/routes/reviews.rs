@@ -74,8 +74,7 @@ pub struct NewReport {
 /// Files a report (any signed-in user who can see the repository; audited).
 #[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/reports",
     params(super::openapi_responses::RepoPath), request_body = NewReport, security(("bearer" = [])),
-    responses((status = 201, description = "the report"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors))]
+    responses((status = 201, description = "the report"), super::openapi_responses::JsonAuthErrors))]
 #[post("/api/v1/repos/{namespace}/{name}/reports")]
 pub async fn file_report(
     state: web::Data<AppState>,
@@ -120,11 +119,9 @@ pub(crate) async fn new_report(
 pub async fn repo_reports(
     state: web::Data<AppState>,
     caller: Caller,
-    path: web::Path<(String, String)>,
+    super::ReadRepo(repo): super::ReadRepo,
 ) -> ApiResult<HttpResponse> {
-    let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = super::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
     let mut list = Vec::new();
     if caller.user.is_some() {
         for r in reviews::for_repository(&mut conn, repo.id).await? {
@@ -167,8 +164,7 @@ pub struct CommentBody {
 /// Adds to a report's discussion (reporter, repository admins, reviewers; audited).
 #[utoipa::path(post, path = "/api/v1/reports/{id}/comments",
     params(super::openapi_responses::ReportPath), request_body = CommentBody, security(("bearer" = [])),
-    responses((status = 201, description = "the comment was added"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors))]
+    responses((status = 201, description = "the comment was added"), super::openapi_responses::JsonAuthErrors))]
 #[post("/api/v1/reports/{id}/comments")]
 pub async fn comment(
     state: web::Data<AppState>,
@@ -194,8 +190,7 @@ pub struct Triage {
 /// information.
 #[utoipa::path(post, path = "/api/v1/reports/{id}/triage",
     params(super::openapi_responses::ReportPath), request_body = Triage, security(("bearer" = [])),
-    responses((status = 200, description = "the report's new status"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
+    responses((status = 200, description = "the report's new status"), super::openapi_responses::JsonWriteErrors))]
 #[post("/api/v1/reports/{id}/triage")]
 pub async fn triage(
     state: web::Data<AppState>,
@@ -235,8 +230,7 @@ pub struct NewAdvisory {
 /// The affected blobs are the reported file, or every file of the reported revision.
 #[utoipa::path(post, path = "/api/v1/reports/{id}/advisory",
     params(super::openapi_responses::ReportPath), request_body = NewAdvisory, security(("bearer" = [])),
-    responses((status = 201, description = "the advisory draft's id"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
+    responses((status = 201, description = "the advisory draft's id"), super::openapi_responses::JsonWriteErrors))]
 #[post("/api/v1/reports/{id}/advisory")]
 pub async fn create_advisory(
     state: web::Data<AppState>,
@@ -264,8 +258,7 @@ impl NewAdvisory {
 /// everyone sees it, and every repository holding an affected blob is flagged.
 #[utoipa::path(post, path = "/api/v1/advisories/{id}/publish",
     params(super::openapi_responses::AdvisoryPath), security(("bearer" = [])),
-    responses((status = 200, description = "published"), super::openapi_responses::AuthErrors,
-              super::openapi_responses::Conflict))]
+    responses((status = 200, description = "published"), super::openapi_responses::AuthConflictErrors))]
 #[post("/api/v1/advisories/{id}/publish")]
 pub async fn publish_advisory(
     state: web::Data<AppState>,
@@ -446,8 +439,7 @@ pub struct ReviewerFlag {
 #[utoipa::path(put, path = "/api/v1/admin/reviewers/{user}",
     params(("user" = String, Path, description = "The user's name")), request_body = ReviewerFlag,
     security(("bearer" = [])),
-    responses((status = 200, description = "the user's reviewer flag"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors))]
+    responses((status = 200, description = "the user's reviewer flag"), super::openapi_responses::JsonAuthErrors))]
 #[put("/api/v1/admin/reviewers/{user}")]
 pub async fn set_hub_reviewer(
     state: web::Data<AppState>,
@@ -482,7 +474,7 @@ pub async fn set_hub_reviewer(
     params(super::openapi_responses::NamespacePath, ("user" = String, Path, description = "The user's name")),
     request_body = ReviewerFlag, security(("bearer" = [])),
     responses((status = 200, description = "the user's reviewer flag for the organisation"),
-              super::openapi_responses::JsonErrors, super::openapi_responses::AuthErrors))]
+              super::openapi_responses::JsonAuthErrors))]
 #[put("/api/v1/orgs/{namespace}/reviewers/{user}")]
 pub async fn set_org_reviewer(
     state: web::Data<AppState>,
@@ -524,8 +516,7 @@ pub struct Hold {
 /// While held, its bytes are not served, in any repository.
 #[utoipa::path(put, path = "/api/v1/reports/{id}/hold",
     params(super::openapi_responses::ReportPath), request_body = Hold, security(("bearer" = [])),
-    responses((status = 200, description = "whether the file is held"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors, super::openapi_responses::Conflict))]
+    responses((status = 200, description = "whether the file is held"), super::openapi_responses::JsonWriteErrors))]
 #[put("/api/v1/reports/{id}/hold")]
 pub async fn hold(
     state: web::Data<AppState>,
@@ -606,8 +597,7 @@ pub const REVIEW_PREDICATE: &str = "https://kaiyuan.dev/review/v1";
 /// with its attestation key) and keeps it with the reviewer's identity.
 #[utoipa::path(post, path = "/api/v1/repos/{namespace}/{name}/review-attestations",
     params(super::openapi_responses::RepoPath), request_body = NewAttestation, security(("bearer" = [])),
-    responses((status = 201, description = "the signed attestation"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors))]
+    responses((status = 201, description = "the signed attestation"), super::openapi_responses::JsonAuthErrors))]
 #[post("/api/v1/repos/{namespace}/{name}/review-attestations")]
 pub async fn attest(
     state: web::Data<AppState>,
@@ -824,8 +814,7 @@ pub async fn put_rules(
 /// has passed without a resolution (audited; logged; watchers are told).
 #[utoipa::path(post, path = "/api/v1/reports/{id}/disclose",
     params(super::openapi_responses::ReportPath), security(("bearer" = [])),
-    responses((status = 200, description = "the report is public"), super::openapi_responses::AuthErrors,
-              super::openapi_responses::Conflict))]
+    responses((status = 200, description = "the report is public"), super::openapi_responses::AuthConflictErrors))]
 #[post("/api/v1/reports/{id}/disclose")]
 pub async fn disclose(
     state: web::Data<AppState>,

@@ -70,8 +70,7 @@ pub struct RerunRequest {
     params(super::openapi_responses::RepoPath, RevisionQuery),
     request_body(content = Option<RerunRequest>, description = "Optional: the execution provider to run on"),
     security(("bearer" = [])),
-    responses((status = 202, description = "queued; the verification status"), super::openapi_responses::JsonErrors,
-              super::openapi_responses::AuthErrors))]
+    responses((status = 202, description = "queued; the verification status"), super::openapi_responses::JsonAuthErrors))]
 #[post("/api/v1/repos/{namespace}/{name}/verification")]
 pub async fn rerun(
     state: web::Data<AppState>,

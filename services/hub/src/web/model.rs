@@ -227,6 +227,16 @@ fn overview(
 /// Largest README.md rendered on the page: what the licence engine reads of a text file too.
 const MAX_CARD_BYTES: i64 = kaiyuan_license::detect::MAX_TEXT as i64;
 
+/// The model a page's path names, which the caller may read, and the commit of its revision.
+async fn page_revision(
+    conn: &mut sqlx::PgConnection,
+    caller: &Caller,
+    (namespace, name): (String, String),
+    rev: &str,
+) -> Result<(crate::db::repos::Repo, String), ApiError> {
+    crate::routes::load_revision(conn, caller, &namespace, &name, Some(rev)).await
+}
+
 pub async fn model_page(
     state: web::Data<AppState>,
     caller: Caller,
@@ -234,11 +244,9 @@ pub async fn model_page(
     path: web::Path<(String, String)>,
     query: web::Query<ModelQuery>,
 ) -> WebResult {
-    let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
-    let rev = query.rev.clone().unwrap_or_else(|| "main".into());
-    let commit = crate::routes::commits::resolve_revision(&mut conn, &repo, &rev).await?;
+    let rev = query.rev.as_deref().unwrap_or("main");
+    let (repo, commit) = page_revision(&mut conn, &caller, path.into_inner(), rev).await?;
     // A page of files, and the few that are not plainly clean: the page reads the same rows
     // whether the model has ten files or a hundred thousand.
     let after = query.files_after.as_deref().unwrap_or("");
@@ -268,7 +276,7 @@ pub async fn model_page(
     let mirrored = db::mirror::find(&mut conn, repo.id).await?;
     let mirror_refusal = db::mirror::refusal(&mut conn, repo.id, &commit).await?;
     let can_write = ApiError::permitted(
-        crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Write).await,
+        crate::routes::load_repo(&mut conn, &caller, &repo.namespace, &repo.name, Need::Write).await,
     )?;
 
     // "Can I use this?": the viewer's context against the owner's policy and each of the
@@ -423,11 +431,9 @@ pub async fn commits_page(
     path: web::Path<(String, String)>,
     query: web::Query<HistoryQuery>,
 ) -> WebResult {
-    let (namespace, name) = path.into_inner();
     let mut conn = state.db.acquire().await?;
-    let repo = crate::routes::load_repo(&mut conn, &caller, &namespace, &name, Need::Read).await?;
-    let rev = query.rev.clone().unwrap_or_else(|| "main".into());
-    let commit = crate::routes::commits::resolve_revision(&mut conn, &repo, &rev).await?;
+    let rev = query.rev.as_deref().unwrap_or("main");
+    let (repo, commit) = page_revision(&mut conn, &caller, path.into_inner(), rev).await?;
     let history = db::commits::history(&mut conn, repo.id, &commit, 200).await?;
     let rows: Vec<Value> = history.iter().map(|c| json!({"id": c.id, "parent": c.parent_id, "message": c.message, "author": c.author_name, "created_at": c.created_at, "files": c.file_count, "size": c.total_size})).collect();
     render(

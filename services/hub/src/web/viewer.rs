@@ -36,15 +36,10 @@ pub async fn blob_page(
     caller: Caller,
     path: web::Path<(String, String, String, String)>,
 ) -> WebResult {
-    let (namespace, name, revision, file_path) = path.into_inner();
+    let segments = path.into_inner();
+    let (_, _, revision, file_path) = &segments;
     let mut conn = state.db.acquire().await?;
-    let asked = Asked {
-        namespace: &namespace,
-        name: &name,
-        revision: &revision,
-        path: &file_path,
-        bytes: true,
-    };
+    let asked = Asked::at(&segments, true);
     let Download {
         repo, commit, file, ..
     } = match decide(&mut conn, &state.store, &caller, &asked).await? {
