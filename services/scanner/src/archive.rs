@@ -1,6 +1,7 @@
 //! Archives: zip (own reader with PyTorch/miniz semantics: the central directory wins, and every
-//! disagreement with the local headers is reported), tar and gzip. Members are checked for path
-//! traversal, links, devices and bomb ratios, then scanned recursively within the limits.
+//! disagreement with the local headers is reported), tar, 7z (`sevenz` reads it) and gzip.
+//! Members are checked for path traversal, links, devices and bomb ratios, then scanned
+//! recursively within the limits.
 
 use std::collections::HashSet;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -8,6 +9,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use flate2::read::{DeflateDecoder, GzDecoder, ZlibDecoder};
 
 use crate::formats::Format;
+use crate::sevenz::{self, Member as SevenZipMember};
 use crate::{Blob, Ctx, Section, Verdict, pickle, read_at};
 
 /// Why a member path is unsafe to extract, if it is.
@@ -977,6 +979,274 @@ pub(crate) fn scan_tar(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Resu
         ctx.scan_member(&mut section, size, &name);
     }
     Ok(if legacy { "pytorch-legacy-tar" } else { "tar" })
+}
+
+/// 7z: members' names and types are checked like zip and tar members; then each folder (a
+/// block of members compressed together) is checked for its coders and bomb ratio, decoded
+/// once within the limits (or read in place when stored), and its members scanned by content.
+pub(crate) fn scan_sevenz(
+    ctx: &mut Ctx,
+    blob: &mut dyn Blob,
+    len: u64,
+) -> io::Result<&'static str> {
+    let archive = match sevenz::open(blob, len, ctx.limits) {
+        Ok(archive) => archive,
+        Err(e) => {
+            sevenz_problem(ctx, "", e)?;
+            return Ok("7z");
+        }
+    };
+    let mut seen = HashSet::new();
+    let mut by_folder: Vec<Vec<&SevenZipMember>> = vec![Vec::new(); archive.folders()];
+    for member in &archive.members {
+        let name = member.name.as_str();
+        if let Some(why) = unsafe_path(name) {
+            ctx.add(
+                "archive-path-traversal",
+                Verdict::Malicious,
+                name,
+                format!("member path is {why}: extracting it writes outside the target directory"),
+                Some(name.to_string()),
+            );
+        }
+        if !seen.insert(name) {
+            ctx.add(
+                "archive-duplicate-member",
+                Verdict::Suspicious,
+                name,
+                "two members have the same name; extractors disagree on which one wins",
+                Some(name.to_string()),
+            );
+        }
+        if matches!(
+            member.unix_type(),
+            Some(0o020000 | 0o060000 | 0o010000 | 0o140000)
+        ) {
+            ctx.add(
+                "archive-special-file",
+                Verdict::Malicious,
+                name,
+                "member is a device, FIFO or socket",
+                Some(name.to_string()),
+            );
+            continue;
+        }
+        match &member.data {
+            Some(span) => by_folder[span.folder].push(member),
+            None if member.is_link() => report_link(ctx, name, None),
+            None => {}
+        }
+    }
+    for (folder, members) in by_folder.iter().enumerate() {
+        if !members.is_empty() {
+            scan_sevenz_folder(ctx, blob, len, &archive, folder, members)?;
+        }
+    }
+    Ok("7z")
+}
+
+/// Reports what kept a 7z archive (or one of its folders) from being read.
+fn sevenz_problem(ctx: &mut Ctx, location: &str, e: sevenz::Error) -> io::Result<()> {
+    match e {
+        sevenz::Error::Corrupt(why) => ctx.add(
+            "sevenz-malformed",
+            Verdict::Malformed,
+            location,
+            format!("invalid 7z archive: {why}"),
+            None,
+        ),
+        sevenz::Error::Unsupported(why) => {
+            ctx.add(
+                "sevenz-unsupported",
+                Verdict::Suspicious,
+                location,
+                why,
+                None,
+            );
+        }
+        sevenz::Error::Encrypted(why) => {
+            ctx.add("sevenz-encrypted", Verdict::Suspicious, location, why, None);
+        }
+        sevenz::Error::TooLarge(why) => ctx.add(
+            "archive-member-too-large",
+            Verdict::Suspicious,
+            location,
+            why,
+            None,
+        ),
+        sevenz::Error::TooMany(what) => ctx.add(
+            "archive-too-many-members",
+            Verdict::Suspicious,
+            location,
+            format!(
+                "the archive declares {what}, beyond the limit of {} members: none were inspected",
+                ctx.limits.archive_max_members
+            ),
+            None,
+        ),
+        sevenz::Error::Io(e) => return Err(e),
+    }
+    Ok(())
+}
+
+fn report_link(ctx: &mut Ctx, name: &str, target: Option<&[u8]>) {
+    let evidence = match target {
+        Some(t) => format!(
+            "{name} -> {}",
+            String::from_utf8_lossy(&t[..t.len().min(256)])
+        ),
+        None => name.to_string(),
+    };
+    ctx.add("archive-link", Verdict::Malicious, name, "member is a symbolic link: extracting it can expose or overwrite files outside the archive", Some(evidence));
+}
+
+/// One 7z folder: its members are scanned only if its coders can be decoded here.
+fn scan_sevenz_folder(
+    ctx: &mut Ctx,
+    blob: &mut dyn Blob,
+    len: u64,
+    archive: &sevenz::Archive,
+    folder: usize,
+    members: &[&SevenZipMember],
+) -> io::Result<()> {
+    let first = members[0].name.as_str();
+    let which = match members.len() {
+        1 => "the member is".to_string(),
+        n => format!("{n} members (compressed together) are"),
+    };
+    let refused = match archive.check(folder) {
+        Ok(()) => None,
+        Err(sevenz::Error::Encrypted(coder)) => Some((
+            "sevenz-encrypted",
+            format!(
+                "{which} encrypted with {coder}: the content cannot be inspected without the password"
+            ),
+            coder,
+        )),
+        Err(sevenz::Error::Unsupported(coder)) => Some((
+            "sevenz-unsupported-coder",
+            format!(
+                "{which} compressed with {coder}, which this scanner does not decode: the content was not inspected"
+            ),
+            coder,
+        )),
+        Err(e) => return sevenz_problem(ctx, first, e),
+    };
+    if let Some((rule, message, coder)) = refused {
+        ctx.add(rule, Verdict::Suspicious, first, message, Some(coder));
+        for member in members.iter().filter(|m| m.is_link()) {
+            report_link(ctx, &member.name, None);
+        }
+        return Ok(());
+    }
+    let (packed, unpacked) = archive.sizes(folder);
+    if unpacked > 1024 * 1024 && unpacked / packed.max(1) > ctx.limits.max_compression_ratio {
+        ctx.add(
+            "archive-bomb",
+            Verdict::Malicious,
+            first,
+            format!(
+                "compression ratio {}:1 ({unpacked} bytes from {packed}): a decompression bomb",
+                unpacked / packed.max(1)
+            ),
+            None,
+        );
+        return Ok(());
+    }
+    if let Some(start) = archive.stored_at(folder) {
+        for member in members {
+            scan_stored_sevenz_member(ctx, blob, len, start, member)?;
+        }
+        return Ok(());
+    }
+    ctx.inflated = ctx.inflated.saturating_add(unpacked);
+    if unpacked > ctx.limits.max_member_in_memory || ctx.inflated > ctx.limits.max_inflated_total {
+        ctx.add(
+            "archive-member-too-large",
+            Verdict::Suspicious,
+            first,
+            format!("{which} in a compressed block of {unpacked} bytes, too large to inspect"),
+            None,
+        );
+        return Ok(());
+    }
+    let data = match archive.decode(blob, len, folder, ctx.limits.max_member_in_memory) {
+        Ok(data) => data,
+        Err(e) => return sevenz_problem(ctx, first, e),
+    };
+    for member in members {
+        let Some(span) = &member.data else { continue };
+        // The spans were checked to add up to the folder's size, which `decode` checked.
+        let Some(bytes) = usize::try_from(span.offset)
+            .ok()
+            .zip(usize::try_from(span.size).ok())
+            .and_then(|(at, n)| data.get(at..at.checked_add(n)?))
+        else {
+            continue;
+        };
+        if span.crc.is_some_and(|crc| crc != crc32fast::hash(bytes)) {
+            report_sevenz_crc(ctx, &member.name);
+        }
+        if member.is_link() {
+            report_link(ctx, &member.name, Some(bytes));
+        } else {
+            ctx.scan_member(
+                &mut io::Cursor::new(bytes),
+                bytes.len() as u64,
+                &member.name,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A member of a folder stored with the Copy coder, read in place whatever its size.
+fn scan_stored_sevenz_member(
+    ctx: &mut Ctx,
+    blob: &mut dyn Blob,
+    len: u64,
+    folder_start: u64,
+    member: &SevenZipMember,
+) -> io::Result<()> {
+    let Some(span) = &member.data else {
+        return Ok(());
+    };
+    let start = folder_start + span.offset;
+    if member.is_link() {
+        let target = read_at(blob, start, span.size.min(256), len, 256).ok();
+        report_link(ctx, &member.name, target.as_deref());
+        return Ok(());
+    }
+    if let Some(crc) = span.crc
+        && span.size <= ctx.limits.max_member_in_memory
+    {
+        let mut hasher = crc32fast::Hasher::new();
+        let mut section = Section::new(blob, start, span.size);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = section.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        if hasher.finalize() != crc {
+            report_sevenz_crc(ctx, &member.name);
+        }
+    }
+    let mut section = Section::new(blob, start, span.size);
+    ctx.scan_member(&mut section, span.size, &member.name);
+    Ok(())
+}
+
+fn report_sevenz_crc(ctx: &mut Ctx, name: &str) {
+    ctx.add(
+        "sevenz-bad-crc",
+        Verdict::Malformed,
+        name,
+        "the member's CRC-32 does not match its content: 7-Zip reports a data error (scanned anyway)",
+        None,
+    );
 }
 
 /// A single-stream compression wrapper that is inflated and scanned as its content.

@@ -14,8 +14,10 @@ pub enum Format {
     Gzip,
     Zlib,
     Zstd,
-    /// lz4, xz and bzip2 (inflated and scanned) and 7z (recognised, not inflated).
+    /// lz4, xz and bzip2 streams (inflated and scanned).
     OtherCompression(&'static str),
+    /// 7z archives (own bounded reader: members decoded and scanned).
+    SevenZip,
     Pickle,
     /// Might be a protocol 0/1 pickle (no `\x80` marker): confirmed only if it parses.
     MaybePickle,
@@ -46,6 +48,7 @@ impl Format {
             Format::Zlib => "zlib",
             Format::Zstd => "zstd",
             Format::OtherCompression(name) => name,
+            Format::SevenZip => "7z",
             Format::Pickle | Format::MaybePickle => "pickle",
             Format::Npy => "numpy-npy",
             Format::Safetensors => "safetensors",
@@ -130,9 +133,11 @@ fn detect_archive_or_compression(head: &[u8]) -> Option<Format> {
     {
         return Some(Format::OtherCompression("bzip2"));
     }
+    if head.starts_with(b"7z\xbc\xaf\x27\x1c") {
+        return Some(Format::SevenZip);
+    }
     for (magic, name) in [
         (&b"\xfd7zXZ\x00"[..], "xz"),
-        (&b"7z\xbc\xaf\x27\x1c"[..], "7z"),
         (&b"\x04\x22\x4d\x18"[..], "lz4"),
     ] {
         if head.starts_with(magic) {
@@ -247,6 +252,7 @@ pub fn check_extension(ctx: &mut Ctx, format: Format, path: &str) {
         "gz" | "tgz" => &[Format::Gzip],
         "xz" => &[Format::OtherCompression("xz")],
         "bz2" => &[Format::OtherCompression("bzip2")],
+        "7z" => &[Format::SevenZip],
         "onnx" => &[Format::Onnx],
         "mlmodel" => &[Format::CoreMl],
         "tflite" => &[Format::TfLite],
@@ -290,6 +296,7 @@ pub fn run(
         Format::OtherCompression("bzip2") => {
             archive::scan_compressed(ctx, blob, len, path, archive::Wrapper::Bzip2)?
         }
+        Format::SevenZip => archive::scan_sevenz(ctx, blob, len)?,
         Format::OtherCompression(name) => {
             ctx.add(
                 "unsupported-compression",

@@ -20,6 +20,7 @@ mod policy;
 pub use policy::{POLICY_VERSION, valid_deny_entry};
 mod protobuf;
 mod safetensors;
+mod sevenz;
 mod text;
 mod xz;
 
@@ -28,7 +29,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use serde::Serialize;
 
 /// Bumped whenever rules or parsers change, so the hub knows to rescan every blob.
-pub const SCANNER_VERSION: &str = "4";
+pub const SCANNER_VERSION: &str = "5";
 
 /// The outcome of a scan, ordered from harmless to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -85,9 +85,27 @@ fn python_source_marker() -> &'static str {
 
 fn cases() -> Vec<Case> {
     let system = call_body("posix", "system", MARKER_CMD);
-    let mut out = vec![
+    let mut out = call_cases(&system);
+    out.extend(benign_and_nesting_cases(&system));
+    out.extend(stricter_cases(&system));
+    // Expansion through memo: benign for CPython within its memory limit, but bounded here.
+    out.push(case("benign-memo-fanout", shared_structure(5)));
+    out
+}
+
+/// Gadgets that make the loader call something, however the call is spelled and framed.
+fn call_cases(system: &[u8]) -> Vec<Case> {
+    let mut out = gadget_cases(system);
+    out.extend(global_lookup_cases());
+    out.extend(framing_cases(system));
+    out
+}
+
+/// REDUCE, INST, OBJ, BUILD and NEWOBJ calls.
+fn gadget_cases(system: &[u8]) -> Vec<Case> {
+    vec![
         // --- REDUCE / INST / OBJ / BUILD / NEWOBJ gadgets ---
-        case("reduce-posix-system", cat(&[&proto(2), &system, &[STOP]])),
+        case("reduce-posix-system", cat(&[&proto(2), system, &[STOP]])),
         case(
             "reduce-os-system-protocol0",
             format!("cos\nsystem\n(V{MARKER_CMD}\ntR.").into_bytes(),
@@ -178,10 +196,16 @@ fn cases() -> Vec<Case> {
                 &proto(2),
                 &global("argparse", "Namespace"),
                 &[EMPTY_TUPLE, NEWOBJ, b'0'],
-                &system,
+                system,
                 &[STOP],
             ]),
         ),
+    ]
+}
+
+/// Callables found through STACK_GLOBAL, the memo, DUP and the extension registry.
+fn global_lookup_cases() -> Vec<Case> {
+    vec![
         // --- STACK_GLOBAL, memo and DUP ---
         case(
             "stack-global-framed",
@@ -258,6 +282,12 @@ fn cases() -> Vec<Case> {
                 &[TUPLE1, REDUCE, STOP],
             ]),
         ),
+    ]
+}
+
+/// Protocol switches, where the call sits relative to STOP, and FRAME boundaries.
+fn framing_cases(system: &[u8]) -> Vec<Case> {
+    vec![
         // --- protocol switches ---
         case(
             "protocol-switch-mid-stream",
@@ -275,10 +305,10 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "protocol-zero-then-binary",
-            cat(&[b"(lp0\nI1\na0", &proto(3), &system, &[STOP]]),
+            cat(&[b"(lp0\nI1\na0", &proto(3), system, &[STOP]]),
         ),
         // --- where the call sits relative to STOP and the end of the file ---
-        case("truncated-after-the-call", cat(&[&proto(2), &system])),
+        case("truncated-after-the-call", cat(&[&proto(2), system])),
         case(
             "call-in-a-stacked-second-pickle",
             cat(&[
@@ -286,27 +316,27 @@ fn cases() -> Vec<Case> {
                 &unicode("ok"),
                 &[STOP],
                 &proto(2),
-                &system,
+                system,
                 &[STOP],
             ]),
         ),
         case(
             "call-after-a-parse-error",
-            cat(&[&proto(2), &unicode("ok"), &[0xff], &system, &[STOP]]),
+            cat(&[&proto(2), &unicode("ok"), &[0xff], system, &[STOP]]),
         ),
         case(
             "nested-pickle-loads",
             cat(&[
                 &proto(2),
                 &global("pickle", "loads"),
-                &binbytes(&cat(&[&proto(2), &system, &[STOP]])),
+                &binbytes(&cat(&[&proto(2), system, &[STOP]])),
                 &[TUPLE1, REDUCE, STOP],
             ]),
         ),
         // --- FRAME semantics ---
         case(
             "frame-longer-than-the-file",
-            cat(&[&proto(4), &frame_header(1000), &system, &[STOP]]),
+            cat(&[&proto(4), &frame_header(1000), system, &[STOP]]),
         ),
         case(
             "string-crossing-a-small-frame",
@@ -329,6 +359,12 @@ fn cases() -> Vec<Case> {
             "frame-split-global-joined-large",
             frame_split(&cat(&[&[b'#'; 100_000], b"pos"]), b"ix"),
         ),
+    ]
+}
+
+/// What the loaders run nothing for, and deep nesting around a call.
+fn benign_and_nesting_cases(system: &[u8]) -> Vec<Case> {
+    vec![
         // --- benign: the loaders run nothing ---
         case(
             "benign-dict",
@@ -399,7 +435,7 @@ fn cases() -> Vec<Case> {
         // --- deep nesting: CPython's unpicklers are iterative, so depth alone loads ---
         case(
             "deep-nesting-then-call",
-            cat(&[&proto(2), &nested_tuples(1100), b"0", &system, &[STOP]]),
+            cat(&[&proto(2), &nested_tuples(1100), b"0", system, &[STOP]]),
         ),
         case(
             "benign-deep-nesting",
@@ -424,6 +460,12 @@ fn cases() -> Vec<Case> {
             "benign-global-text-in-a-string",
             cat(&[&proto(2), &unicode("cposix\nsystem\n"), &[STOP]]),
         ),
+    ]
+}
+
+/// Where the scanner is stricter than `pickle.load`, each with the reason.
+fn stricter_cases(system: &[u8]) -> Vec<Case> {
+    vec![
         // --- where the scanner is stricter than pickle.load, and why ---
         Case {
             name: "dangerous-callable-returned-uncalled",
@@ -455,7 +497,7 @@ fn cases() -> Vec<Case> {
                 &[EMPTY_DICT],
                 &nested_tuples(1_000_000),
                 &[NONE, b's', b'0'],
-                &system,
+                system,
                 &[STOP],
             ]),
             stricter: Some(
@@ -463,10 +505,7 @@ fn cases() -> Vec<Case> {
                  depends on the loading thread's stack, so the scanner reads on and rates the call",
             ),
         },
-    ];
-    // Expansion through memo: benign for CPython within its memory limit, but bounded here.
-    out.push(case("benign-memo-fanout", shared_structure(5)));
-    out
+    ]
 }
 
 /// A text line that starts inside a large FRAME and ends after it (see loader_semantics.rs):

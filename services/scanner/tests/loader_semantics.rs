@@ -238,11 +238,11 @@ fn xz_and_bzip2_joblib_files_are_opened_with_bounded_output() {
         &assert_verdict(&BZ2_EVIL[..40], "model.joblib", Malformed),
         "compression-malformed",
     );
-    // 7z stays recognised and reported as not inspected.
+    // 7z is opened: a file cut inside its signature header is malformed.
     let seven = b"7z\xbc\xaf\x27\x1c\x00\x04rest";
     assert_rule(
-        &assert_verdict(seven, "m.7z", Suspicious),
-        "unsupported-compression",
+        &assert_verdict(seven, "m.7z", Malformed),
+        "sevenz-malformed",
     );
 }
 
