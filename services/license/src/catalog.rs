@@ -111,6 +111,10 @@ const TEXTS: &[(&str, &str)] = &[
         "nvidia-open-model-2025-04-28.txt",
         include_str!("../catalog/texts/nvidia-open-model-2025-04-28.txt"),
     ),
+    (
+        "stability-ai-community-2024-07-05.txt",
+        include_str!("../catalog/texts/stability-ai-community-2024-07-05.txt"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -373,6 +377,8 @@ pub struct Catalog {
     by_key: HashMap<String, usize>,
     models: Vec<UpstreamEntry>,
     datasets: Vec<UpstreamEntry>,
+    /// ScanCode LicenseDB categories by lower-cased SPDX id (catalog/scancode-categories.toml).
+    scancode: HashMap<String, ScancodeCategory>,
 }
 
 /// The catalog compiled into this binary.
@@ -420,6 +426,7 @@ impl Catalog {
             by_key,
             models: up.model,
             datasets: up.dataset,
+            scancode: scancode_categories(SCANCODE_TOML)?,
         };
         for e in catalog.models.iter().chain(&catalog.datasets) {
             if e.license != "other" && catalog.resolve_key(&e.license).is_none() {
@@ -467,7 +474,13 @@ impl Catalog {
         if let Some(t) = self.get(base) {
             return t.clone();
         }
-        spdx_defaults(base)
+        // An SPDX id a curated entry lists among its aliases (C-UDA-1.0): the curated terms.
+        if spdx::license_id(base).is_some()
+            && let Some(&i) = self.by_key.get(&base.to_lowercase())
+        {
+            return self.licenses[i].clone();
+        }
+        spdx_defaults(base, |id| self.scancode.get(&id.to_lowercase()).copied())
     }
 
     /// Bundled canonical texts of a catalog licence.
@@ -646,9 +659,11 @@ const PERMISSIVE_FAMILIES: &[&str] = &[
     "OPUBL-",
 ];
 
-/// Category defaults for an SPDX id the catalog does not curate, from the SPDX list's flags
-/// and the naming conventions of licence families.
-fn spdx_defaults(id: &str) -> Terms {
+/// Category defaults for an SPDX id the catalog does not curate: from the SPDX list's data
+/// (OSI/FSF flags, copyleft, Creative Commons, public-domain and non-commercial names), else
+/// from the id's ScanCode LicenseDB category (`scancode`), else from the naming conventions
+/// of licence families and a permissive-notice reading of the text.
+fn spdx_defaults(id: &str, scancode: impl Fn(&str) -> Option<ScancodeCategory>) -> Terms {
     let mut t = Terms {
         id: id.to_string(),
         name: id.to_string(),
@@ -701,16 +716,16 @@ fn spdx_defaults(id: &str) -> Terms {
     t.name = l.full_name.to_string();
     t.osi_approved = l.is_osi_approved();
     let upper = id.to_uppercase();
-    let category = if upper.contains("-NC") || upper.contains("NONCOMMERCIAL") {
-        t.commercial = Commercial::No;
-        t.derivatives = Derivatives::NoncommercialOnly;
-        "noncommercial"
-    } else if upper.starts_with("SSPL") {
-        t.commercial = Commercial::Yes;
-        t.derivatives = Derivatives::SameLicense;
-        t.share_alike = true;
-        t.network_source_offer = true;
-        "network-copyleft"
+    let full_name = l.full_name.to_lowercase().replace(' ', "-");
+    let mut check_commercial = false;
+    let default = if upper.contains("-NC")
+        || upper.contains("NONCOMMERCIAL")
+        || full_name.contains("non-commercial")
+        || full_name.contains("noncommercial")
+    {
+        CategoryDefault::Noncommercial
+    } else if upper.starts_with("SSPL") || upper.starts_with("AGPL") {
+        CategoryDefault::NetworkCopyleft
     } else if l.is_copyleft()
         || upper.starts_with("COPYLEFT-NEXT")
         || WEAK_COPYLEFT
@@ -719,16 +734,10 @@ fn spdx_defaults(id: &str) -> Terms {
             .any(|p| upper.starts_with(p))
     {
         // The SPDX flags mark only some copyleft licences; family prefixes fill the gaps.
-        t.commercial = Commercial::Yes;
-        t.derivatives = Derivatives::SameLicense;
-        t.share_alike = true;
-        if upper.starts_with("AGPL") {
-            t.network_source_offer = true;
-            "network-copyleft"
-        } else if WEAK_COPYLEFT.iter().any(|p| upper.starts_with(p)) {
-            "weak-copyleft"
+        if WEAK_COPYLEFT.iter().any(|p| upper.starts_with(p)) {
+            CategoryDefault::WeakCopyleft
         } else {
-            "copyleft"
+            CategoryDefault::Copyleft
         }
     } else if [
         "CC0",
@@ -743,42 +752,223 @@ fn spdx_defaults(id: &str) -> Terms {
     .any(|p| upper.starts_with(p))
         || l.full_name.to_lowercase().contains("public domain")
     {
-        t.commercial = Commercial::Yes;
-        t.derivatives = Derivatives::Any;
-        t.license_copy = LicenseCopy::None;
-        "public-domain"
+        CategoryDefault::PublicDomain
     } else if upper.contains("-ND") {
-        t.commercial = Commercial::Yes;
-        t.derivatives = Derivatives::None;
-        "no-derivatives"
+        CategoryDefault::NoDerivatives
     } else if l.is_osi_approved() || l.is_fsf_free_libre() {
-        t.commercial = Commercial::Yes;
-        t.derivatives = Derivatives::Any;
-        "permissive"
+        CategoryDefault::Permissive
     } else if upper.starts_with("CC-BY-") {
         // CC BY 1.0-4.0 and their ports (CC-BY-3.0-US ...): credit and a licence link.
-        t.commercial = Commercial::Yes;
-        t.derivatives = Derivatives::Any;
         t.attribution = true;
-        "permissive"
+        CategoryDefault::Permissive
+    } else if let Some(category) = scancode(id) {
+        // No signal in the SPDX data: the ScanCode LicenseDB's reviewed category comes before
+        // the naming and wording guesses below.
+        let default = category.default_terms();
+        // ScanCode files the Aladdin Free Public License, the Peer Production License and
+        // OpenPBS 2.3 under copyleft although they limit commercial use or distribution.
+        check_commercial = matches!(
+            default,
+            CategoryDefault::Copyleft | CategoryDefault::WeakCopyleft
+        ) && mentions_noncommercial(l.text());
+        t.notes = Some(format!(
+            "category from the ScanCode LicenseDB ({}; catalog/scancode-categories.toml), not \
+             OSI-approved or FSF-libre on the SPDX list{}",
+            category.name(),
+            if default == CategoryDefault::Restricted {
+                ": a person must check the terms before commercial use"
+            } else if check_commercial {
+                "; the text speaks of non-commercial use: a person must check commercial use"
+            } else {
+                ""
+            }
+        ));
+        default
     } else if PERMISSIVE_FAMILIES.iter().any(|p| upper.starts_with(p)) || permissive_text(l.text())
     {
-        t.commercial = Commercial::Yes;
-        t.derivatives = Derivatives::Any;
         t.notes = Some(
             "category from the licence family (not OSI-approved or FSF-libre on the SPDX list)"
                 .into(),
         );
-        "permissive"
+        CategoryDefault::Permissive
     } else {
         t.notes = Some(
-            "on the SPDX list but neither OSI-approved nor FSF-libre: review the terms".into(),
+            "on the SPDX list but neither OSI-approved nor FSF-libre, and not in the ScanCode \
+             LicenseDB data: review the terms"
+                .into(),
         );
-        "unknown"
+        CategoryDefault::Unknown
     };
-    t.categories = vec![category.to_string()];
+    default.apply(&mut t);
+    if check_commercial {
+        t.commercial = Commercial::Conditional;
+    }
     t.openness = openness(&t);
     t
+}
+
+/// The default terms of a category, shared by the SPDX list's signals and the ScanCode
+/// LicenseDB categories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CategoryDefault {
+    Noncommercial,
+    NetworkCopyleft,
+    Copyleft,
+    WeakCopyleft,
+    PublicDomain,
+    NoDerivatives,
+    Permissive,
+    /// Free to use under conditions nobody has reviewed here (field-of-use limits,
+    /// source-available, proprietary terms): commercial use needs a person's review.
+    Restricted,
+    Unknown,
+}
+
+impl CategoryDefault {
+    fn apply(self, t: &mut Terms) {
+        let category = match self {
+            CategoryDefault::Noncommercial => {
+                t.commercial = Commercial::No;
+                t.derivatives = Derivatives::NoncommercialOnly;
+                "noncommercial"
+            }
+            CategoryDefault::NetworkCopyleft
+            | CategoryDefault::Copyleft
+            | CategoryDefault::WeakCopyleft => {
+                t.commercial = Commercial::Yes;
+                t.derivatives = Derivatives::SameLicense;
+                t.share_alike = true;
+                match self {
+                    CategoryDefault::NetworkCopyleft => {
+                        t.network_source_offer = true;
+                        "network-copyleft"
+                    }
+                    CategoryDefault::WeakCopyleft => "weak-copyleft",
+                    _ => "copyleft",
+                }
+            }
+            CategoryDefault::PublicDomain => {
+                t.commercial = Commercial::Yes;
+                t.derivatives = Derivatives::Any;
+                t.license_copy = LicenseCopy::None;
+                "public-domain"
+            }
+            CategoryDefault::NoDerivatives => {
+                t.commercial = Commercial::Yes;
+                t.derivatives = Derivatives::None;
+                "no-derivatives"
+            }
+            CategoryDefault::Permissive => {
+                t.commercial = Commercial::Yes;
+                t.derivatives = Derivatives::Any;
+                "permissive"
+            }
+            CategoryDefault::Restricted => {
+                t.commercial = Commercial::Conditional;
+                t.derivatives = Derivatives::Unknown;
+                "use-restricted"
+            }
+            CategoryDefault::Unknown => "unknown",
+        };
+        t.categories = vec![category.to_string()];
+    }
+}
+
+/// A ScanCode LicenseDB category (`category` in its licence data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScancodeCategory {
+    Permissive,
+    PublicDomain,
+    Copyleft,
+    CopyleftLimited,
+    FreeRestricted,
+    ProprietaryFree,
+    SourceAvailable,
+    Commercial,
+    PatentLicense,
+    Cla,
+    UnstatedLicense,
+}
+
+impl ScancodeCategory {
+    const ALL: [(ScancodeCategory, &'static str); 11] = [
+        (ScancodeCategory::Permissive, "Permissive"),
+        (ScancodeCategory::PublicDomain, "Public Domain"),
+        (ScancodeCategory::Copyleft, "Copyleft"),
+        (ScancodeCategory::CopyleftLimited, "Copyleft Limited"),
+        (ScancodeCategory::FreeRestricted, "Free Restricted"),
+        (ScancodeCategory::ProprietaryFree, "Proprietary Free"),
+        (ScancodeCategory::SourceAvailable, "Source-available"),
+        (ScancodeCategory::Commercial, "Commercial"),
+        (ScancodeCategory::PatentLicense, "Patent License"),
+        (ScancodeCategory::Cla, "CLA"),
+        (ScancodeCategory::UnstatedLicense, "Unstated License"),
+    ];
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(c, _)| *c)
+    }
+
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
+    }
+
+    /// Only the free categories give usable defaults; the others never allow commercial use
+    /// without a person's review.
+    fn default_terms(self) -> CategoryDefault {
+        match self {
+            ScancodeCategory::Permissive => CategoryDefault::Permissive,
+            ScancodeCategory::PublicDomain => CategoryDefault::PublicDomain,
+            ScancodeCategory::Copyleft => CategoryDefault::Copyleft,
+            ScancodeCategory::CopyleftLimited => CategoryDefault::WeakCopyleft,
+            ScancodeCategory::FreeRestricted
+            | ScancodeCategory::ProprietaryFree
+            | ScancodeCategory::SourceAvailable
+            | ScancodeCategory::Commercial
+            | ScancodeCategory::PatentLicense
+            | ScancodeCategory::Cla
+            | ScancodeCategory::UnstatedLicense => CategoryDefault::Restricted,
+        }
+    }
+}
+
+const SCANCODE_TOML: &str = include_str!("../catalog/scancode-categories.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScancodeFile {
+    // Provenance, checked for presence; the header comment says the rest.
+    #[serde(rename = "source")]
+    _source: String,
+    #[serde(rename = "spdx_list_version")]
+    _spdx_list_version: String,
+    #[serde(rename = "retrieved")]
+    _retrieved: String,
+    category: HashMap<String, String>,
+}
+
+fn scancode_categories(toml: &str) -> Result<HashMap<String, ScancodeCategory>, String> {
+    let file: ScancodeFile =
+        toml::from_str(toml).map_err(|e| format!("scancode-categories: {e}"))?;
+    file.category
+        .into_iter()
+        .map(|(id, name)| {
+            ScancodeCategory::parse(&name)
+                .map(|c| (id.to_lowercase(), c))
+                .ok_or_else(|| format!("scancode-categories: {id}: unknown category {name}"))
+        })
+        .collect()
+}
+
+/// Whether a licence text speaks of non-commercial use (a copyleft licence that limits
+/// commercial use or distribution).
+fn mentions_noncommercial(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.contains("noncommercial") || lower.contains("non-commercial")
 }
 
 /// A short notice-style grant ("Permission is hereby granted ... to use, copy, modify") with
@@ -873,6 +1063,112 @@ mod tests {
             c.terms("Apache-2.0 WITH LLVM-exception")
                 .has_category("permissive")
         );
+    }
+
+    #[test]
+    fn scancode_categories_fill_spdx_ids_without_an_spdx_signal() {
+        let c = catalog();
+        assert!(c.scancode.len() >= 690, "{}", c.scancode.len());
+        // Formerly unknown; their SPDX texts grant use for any purpose, commercial included.
+        for (id, grant) in [
+            (
+                "Cube",
+                "to use this software for any purpose, including commercial applications",
+            ),
+            (
+                "UnixCrypt",
+                "for non-commercial or commercial purposes and without fee",
+            ),
+            (
+                "Graphics-Gems",
+                "permitted in any program, product, or library, non-commercial",
+            ),
+        ] {
+            assert_eq!(c.scancode[&id.to_lowercase()], ScancodeCategory::Permissive);
+            assert!(spdx::license_id(id).unwrap().text().contains(grant), "{id}");
+            let t = c.terms(id);
+            assert!(t.has_category("permissive") && !t.curated, "{id}: {t:?}");
+            assert_eq!(t.commercial, Commercial::Yes, "{id}");
+            assert!(t.notes.as_deref().unwrap().contains("ScanCode"), "{id}");
+        }
+        // Licence Art Libre 1.3: derivatives "avec la même licence", "les principes du copyleft".
+        let lal = spdx::license_id("LAL-1.3").unwrap().text();
+        assert!(lal.contains("principes du copyleft") && lal.contains("avec la même licence"));
+        assert_eq!(c.scancode["lal-1.3"], ScancodeCategory::Copyleft);
+        let t = c.terms("LAL-1.3");
+        assert!(t.has_category("copyleft") && t.share_alike);
+        assert_eq!(
+            (t.commercial, t.derivatives),
+            (Commercial::Yes, Derivatives::SameLicense)
+        );
+        // The Non-Commercial Government Licence (ScanCode: Free Restricted) grants use "for
+        // Non-Commercial purposes only"; its SPDX name says so.
+        let ncgl = spdx::license_id("NCGL-UK-2.0").unwrap().text();
+        assert!(ncgl.contains("to use the Information for Non-Commercial purposes only"));
+        assert_eq!(c.scancode["ncgl-uk-2.0"], ScancodeCategory::FreeRestricted);
+        let t = c.terms("NCGL-UK-2.0");
+        assert_eq!(t.commercial, Commercial::No);
+        assert!(t.has_category("noncommercial"));
+        // Source-available (BUSL: "non-production use") and the ScanCode copylefts whose text
+        // limits commercial use (Aladdin) need a person before commercial use.
+        let t = c.terms("BUSL-1.1");
+        assert!(t.has_category("use-restricted"), "{t:?}");
+        assert_eq!(t.commercial, Commercial::Conditional);
+        let t = c.terms("Aladdin");
+        assert!(t.has_category("copyleft"));
+        assert_eq!(t.commercial, Commercial::Conditional);
+        // Added to the SPDX list after the ScanCode data (3.27): still unknown.
+        assert!(c.terms("ESA-PL-permissive-2.4").is_unknown());
+    }
+
+    #[test]
+    fn curated_terms_and_spdx_signals_override_scancode_categories() {
+        let c = catalog();
+        // Curated: unchanged whatever ScanCode says.
+        let apache = c.terms("Apache-2.0");
+        assert!(apache.curated && apache.patent_grant);
+        assert_eq!(apache.categories, ["permissive"]);
+        assert_eq!(c.scancode["json"], ScancodeCategory::Permissive);
+        let json = c.terms("JSON");
+        assert!(json.curated && json.has_category("use-restricted"));
+        assert_eq!(json.commercial, Commercial::Conditional);
+        // An SPDX id that a curated entry lists as an alias takes that entry's terms
+        // (ScanCode files C-UDA-1.0 under Free Restricted).
+        assert_eq!(c.scancode["c-uda-1.0"], ScancodeCategory::FreeRestricted);
+        let cuda = c.terms("C-UDA-1.0");
+        assert!(cuda.curated && cuda.results_unrestricted);
+        assert_eq!(cuda.commercial, Commercial::Yes);
+        // Every curated SPDX id keeps its curated terms.
+        for t in c.licenses() {
+            assert!(c.terms(&t.id).curated, "{}", t.id);
+        }
+        // SPDX signals: ScanCode calls CC-BY-NC-3.0 "Source-available" and CERN-OHL-S-2.0
+        // "Copyleft"; the -NC name and the OSI flag decide.
+        assert_eq!(
+            c.scancode["cc-by-nc-3.0"],
+            ScancodeCategory::SourceAvailable
+        );
+        assert_eq!(c.terms("CC-BY-NC-3.0").commercial, Commercial::No);
+        assert!(c.terms("EPL-2.0").has_category("weak-copyleft"));
+        // Before the family guesses: ScanCode files the Arphic licence under Copyleft and the
+        // BSD no-nuclear variant under Free Restricted.
+        assert!(c.terms("Arphic-1999").has_category("copyleft"));
+        assert_eq!(
+            c.terms("BSD-3-Clause-No-Nuclear-License").commercial,
+            Commercial::Conditional
+        );
+    }
+
+    #[test]
+    fn scancode_data_rejects_unknown_categories() {
+        let bad = "source = \"x\"\nspdx_list_version = \"3.27\"\nretrieved = \"2026-12-06\"\n\
+                   [category]\n\"MIT\" = \"Mostly Harmless\"\n";
+        assert!(
+            scancode_categories(bad)
+                .unwrap_err()
+                .contains("Mostly Harmless")
+        );
+        assert!(scancode_categories(SCANCODE_TOML).is_ok());
     }
 
     #[test]

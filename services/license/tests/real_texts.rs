@@ -140,6 +140,11 @@ const OFFICIAL: &[(&str, &str, Commercial)] = &[
         "LicenseRef-StabilityAI-NC-Research-Community",
         Commercial::No,
     ),
+    (
+        "stability-ai-community-marble-LICENSE.txt",
+        "LicenseRef-StabilityAI-Community",
+        Commercial::Conditional,
+    ),
 ];
 
 #[test]
@@ -204,6 +209,11 @@ fn each_official_text_shipped_under_its_own_tag_is_no_mismatch() {
             "stability-ai-nc-community-sv3d-LICENSE.txt",
             "other",
             Some("sai-nc-community"),
+        ),
+        (
+            "stability-ai-community-marble-LICENSE.txt",
+            "other",
+            Some("stability-ai-community"),
         ),
     ];
     for (file, tag, name) in tags {
@@ -954,6 +964,67 @@ fn stability_non_commercial_community_2024_is_the_research_community_licence() {
     let r = audit(
         "other",
         Some("stability-ai-community"),
+        &files,
+        purpose(Purpose::Research),
+    );
+    assert!(r.has("declared-detected-mismatch"), "{:?}", r.findings);
+}
+
+#[test]
+fn stability_community_licence_is_free_below_a_million_in_revenue() {
+    const ID: &str = "LicenseRef-StabilityAI-Community";
+    let text = real("stability-ai-community-marble-LICENSE.txt");
+    let files = [("LICENSE", text.clone())];
+    let with_revenue = |revenue: Option<u64>| UseContext {
+        annual_revenue: revenue,
+        ..Default::default()
+    };
+    // §III: commercial use is licensed until annual revenue exceeds USD 1,000,000.
+    let r = audit(
+        "other",
+        Some("stability-ai-community"),
+        &files,
+        with_revenue(Some(500_000)),
+    );
+    assert_eq!(r.effective.as_deref(), Some(ID));
+    assert_eq!(
+        r.decision,
+        Decision::AllowWithObligations,
+        "{:?}",
+        r.findings
+    );
+    let r = audit(
+        "other",
+        Some("stability-ai-community"),
+        &files,
+        with_revenue(Some(2_000_000)),
+    );
+    assert_eq!(r.decision, Decision::Deny, "{:?}", r.findings);
+    let r = audit(
+        "other",
+        Some("stability-ai-community"),
+        &files,
+        with_revenue(None),
+    );
+    assert_eq!(r.decision, Decision::FlagReview, "{:?}", r.findings);
+    // §II: research and non-commercial use whatever the revenue.
+    let r = audit(
+        "other",
+        Some("stability-ai-community"),
+        &files,
+        purpose(Purpose::Research),
+    );
+    assert!(matches!(
+        r.decision,
+        Decision::Allow | Decision::AllowWithObligations
+    ));
+    // §IV.a: "Powered by Stability AI" is displayed.
+    let t = catalog().terms(ID);
+    assert!(t.display.iter().any(|d| text.contains(d.as_str())));
+    // Not the non-commercial research community licence.
+    let r = audit(
+        "other",
+        Some("sai-nc-community"),
         &files,
         purpose(Purpose::Research),
     );

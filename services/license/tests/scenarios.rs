@@ -266,6 +266,33 @@ fn unknown_and_missing_licences_are_never_permissive() {
 }
 
 #[test]
+fn spdx_ids_without_an_spdx_signal_are_decided_by_their_scancode_category() {
+    let research = UseContext {
+        purpose: Purpose::Research,
+        ..Default::default()
+    };
+    let with_text = |id: &str| model("acme/x", id).file("LICENSE", text(id));
+    // ScanCode Permissive (the zlib-style Cube licence): allowed, no review.
+    let r = with_text("Cube").commercial();
+    assert_eq!(r.decision, Decision::Allow, "{:?}", r.findings);
+    // ScanCode Source-available (BUSL 1.1 allows non-production use): research is allowed,
+    // commercial use goes to a person.
+    let r = with_text("BUSL-1.1").commercial();
+    assert_eq!(r.decision, Decision::FlagReview, "{:?}", r.findings);
+    assert_eq!(
+        with_text("BUSL-1.1").run(research.clone(), None).decision,
+        Decision::Allow
+    );
+    // Non-Commercial Government Licence: denied for commercial use.
+    let r = with_text("NCGL-UK-2.0").commercial();
+    assert_eq!(r.decision, Decision::Deny, "{:?}", r.findings);
+    // Newer on the SPDX list than the ScanCode data: still a person's call.
+    let r = with_text("ESA-PL-permissive-2.4").commercial();
+    assert_eq!(r.decision, Decision::FlagReview);
+    assert!(codes(&r).contains(&"unknown-license"));
+}
+
+#[test]
 fn license_links_and_gated_prompts_are_evidence() {
     let mut m = model("acme/x", "apache-2.0");
     m.facts.card.license_link = Some("https://ai.google.dev/gemma/terms".into());
