@@ -276,7 +276,8 @@ pub async fn model_page(
     let mirrored = db::mirror::find(&mut conn, repo.id).await?;
     let mirror_refusal = db::mirror::refusal(&mut conn, repo.id, &commit).await?;
     let can_write = ApiError::permitted(
-        crate::routes::load_repo(&mut conn, &caller, &repo.namespace, &repo.name, Need::Write).await,
+        crate::routes::load_repo(&mut conn, &caller, &repo.namespace, &repo.name, Need::Write)
+            .await,
     )?;
 
     // "Can I use this?": the viewer's context against the owner's policy and each of the
