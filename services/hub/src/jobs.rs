@@ -127,7 +127,7 @@ async fn license_evaluate(ctx: JobContext, payload: CommitRef) -> Result<(), Job
         .context("previous evaluation")?;
     let changed = previous
         .as_ref()
-        .is_none_or(|p| p.decision != report.decision.as_str() || p.effective != report.effective);
+        .is_none_or(|p| p.decision.as_str() != report.decision.as_str() || p.effective != report.effective);
     let mut tx = ctx.db.begin().await.context("database")?;
     if changed {
         let entry = LogEntry::LicenseDecision {
@@ -193,7 +193,7 @@ async fn signature_verify(ctx: JobContext, payload: CommitRef) -> Result<(), Job
     let mut tx = ctx.db.begin().await.context("database")?;
     if previous
         .as_ref()
-        .is_none_or(|p| p.status != result.status.as_str() || p.result["signer"] != json["signer"])
+        .is_none_or(|p| p.status.as_str() != result.status.as_str() || p.result["signer"] != json["signer"])
     {
         let entry = LogEntry::Signature {
             commit: payload.commit_id.clone(),

@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::db;
 use crate::db::commits::FileRow;
-use crate::db::types::VerificationStatus;
+use crate::db::types::{ScanVerdict, VerificationStatus};
 use crate::jobs::{JobContext, JobError};
 
 /// The ONNX models of a commit, by path.
@@ -83,10 +83,10 @@ async fn scan_gate(
         Some(s) if s.quarantined() => Ok(Some(format!(
             "not run: `{}` is quarantined (scan verdict {})",
             file.path,
-            s.verdict.as_deref().unwrap_or("held")
+            s.verdict.map_or("held", |v| v.as_str())
         ))),
-        Some(s) => match s.verdict.as_deref() {
-            Some("clean") => Ok(None),
+        Some(s) => match s.verdict {
+            Some(ScanVerdict::Clean) => Ok(None),
             Some(_) if s.released_at.is_some() => Ok(None),
             Some(other) => Ok(Some(format!(
                 "not run: the scan of `{}` found it {other}; only files whose scan passed are run",

@@ -121,7 +121,7 @@ async fn failures_retry_with_backoff_then_stay_failed(pool: PgPool) {
     assert_eq!(jobs::run_until_idle(&ctx, 30).await.unwrap(), 2);
     for id in [bad_payload, unknown] {
         let job = job(&pool, id).await;
-        assert_eq!(job.state, "failed", "{job:?}");
+        assert_eq!(job.state.as_str(), "failed", "{job:?}");
         assert_eq!(job.attempts, 1, "permanent failures are not retried");
         assert!(job.last_error.is_some() && job.finished_at.is_some());
     }
@@ -151,7 +151,7 @@ async fn failures_retry_with_backoff_then_stay_failed(pool: PgPool) {
     .await;
     assert_eq!(jobs::run_until_idle(&ctx, 30).await.unwrap(), 1);
     let job = job(&pool, retried).await;
-    assert_eq!(job.state, "queued");
+    assert_eq!(job.state.as_str(), "queued");
     assert!(
         job.last_error
             .as_deref()
@@ -178,7 +178,7 @@ async fn failures_retry_with_backoff_then_stay_failed(pool: PgPool) {
 }
 
 async fn job_state(pool: &PgPool, id: i64) -> String {
-    job(pool, id).await.state
+    job(pool, id).await.state.to_string()
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]

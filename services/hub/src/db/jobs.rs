@@ -1,6 +1,7 @@
 //! The PostgreSQL job queue: enqueue inside the caller's transaction, claim with
 //! `FOR UPDATE SKIP LOCKED`, hold a lease renewed by heartbeats, retry with backoff.
 
+use crate::db::types::JobState;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -12,7 +13,7 @@ pub struct Job {
     pub id: i64,
     pub kind: String,
     pub payload: serde_json::Value,
-    pub state: String,
+    pub state: JobState,
     pub attempts: i32,
     pub max_attempts: i32,
     pub run_after: DateTime<Utc>,

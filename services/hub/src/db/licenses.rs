@@ -1,5 +1,6 @@
 //! Licence policies per namespace and stored licence evaluations per commit.
 
+use crate::db::types::LicenseDecision;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
@@ -54,7 +55,7 @@ pub struct EvaluationRow {
     pub commit_id: String,
     pub catalog_version: String,
     pub policy_version: i32,
-    pub decision: String,
+    pub decision: LicenseDecision,
     pub effective: Option<String>,
     pub report: serde_json::Value,
     pub evaluated_at: DateTime<Utc>,
@@ -149,7 +150,7 @@ pub async fn enqueue_stale(conn: &mut PgConnection, catalog_version: &str) -> sq
 pub struct HeadDecision {
     pub repository: String,
     pub commit_id: Option<String>,
-    pub decision: Option<String>,
+    pub decision: Option<LicenseDecision>,
     pub effective: Option<String>,
     pub evaluated_at: Option<DateTime<Utc>>,
 }

@@ -1,5 +1,6 @@
 //! Watchers, in-app notifications, webhooks and their deliveries.
 
+use crate::db::types::DeliveryState;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -165,7 +166,7 @@ pub struct Delivery {
     #[serde(skip)]
     pub webhook_id: i64,
     pub event: serde_json::Value,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: i32,
     pub response_status: Option<i32>,
     pub last_error: Option<String>,

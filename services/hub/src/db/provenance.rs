@@ -1,5 +1,6 @@
 //! Signing keys and anchors per namespace, signature verification results, attestation keys.
 
+use crate::db::types::SignatureStatus;
 use super::types::KeyKind;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -87,7 +88,7 @@ pub async fn store_verification(
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct VerificationRow {
-    pub status: String,
+    pub status: SignatureStatus,
     pub result: serde_json::Value,
     pub verified_at: DateTime<Utc>,
 }

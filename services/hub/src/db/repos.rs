@@ -1,5 +1,6 @@
 //! Repositories: creation, lookup, search, settings and soft deletion.
 
+use crate::db::types::LicenseDecision;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
@@ -509,7 +510,7 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: Plan) -> QueryBuilder<Po
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct HeadFacts {
     pub id: i64,
-    pub decision: Option<String>,
+    pub decision: Option<LicenseDecision>,
     pub effective: Option<String>,
     pub verification: Option<String>,
     pub scan: String,

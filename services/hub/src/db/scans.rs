@@ -1,6 +1,7 @@
 //! Scan results per (blob, scanner version), the current verdict on the blob, releases, and the
 //! scan jobs that produce them.
 
+use crate::db::types::ScanVerdict;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -43,7 +44,7 @@ pub async fn record(
 /// What downloads and listings need to know about a blob's scan.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ScanState {
-    pub verdict: Option<String>,
+    pub verdict: Option<ScanVerdict>,
     pub format: Option<String>,
     pub findings: Option<serde_json::Value>,
     pub scanned_at: Option<DateTime<Utc>>,
@@ -57,7 +58,7 @@ impl ScanState {
     /// Malicious and not released by an admin, or held by a reviewer: its bytes are not served.
     pub fn quarantined(&self) -> bool {
         crate::domain::scan::quarantined(
-            self.verdict.as_deref(),
+            self.verdict,
             self.released_at.is_some(),
             self.held_reason.is_some(),
         )
@@ -161,7 +162,7 @@ pub struct FileScan {
     pub path: String,
     pub sha256: Vec<u8>,
     pub size: i64,
-    pub verdict: Option<String>,
+    pub verdict: Option<ScanVerdict>,
     pub released: bool,
     pub held: bool,
     pub findings: Option<serde_json::Value>,
@@ -204,7 +205,7 @@ pub struct FileView {
     pub path: String,
     pub size: i64,
     pub sha256: String,
-    pub verdict: Option<String>,
+    pub verdict: Option<ScanVerdict>,
     pub format: Option<String>,
     pub findings: Option<serde_json::Value>,
     pub released: bool,

@@ -180,3 +180,49 @@ vocabulary! {
     /// A namespace's trusted signer: a public key, or a CA certificate (an anchor).
     KeyKind { Key = "key", Anchor = "anchor" }
 }
+
+vocabulary! {
+    /// Where a background job stands.
+    JobState {
+        Queued = "queued",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+    }
+}
+
+vocabulary! {
+    /// The scanner's verdict on a blob (the `verdict` of `scan_results`).
+    ScanVerdict {
+        Clean = "clean",
+        Suspicious = "suspicious",
+        Error = "error",
+        Malformed = "malformed",
+        Malicious = "malicious",
+    }
+}
+
+vocabulary! {
+    /// A stored licence evaluation's decision for commercial use.
+    LicenseDecision {
+        Allow = "allow",
+        AllowWithObligations = "allow_with_obligations",
+        FlagReview = "flag_review",
+        Deny = "deny",
+    }
+}
+
+vocabulary! {
+    /// A revision's publisher-signature status.
+    SignatureStatus {
+        Verified = "verified",
+        Invalid = "invalid",
+        Unsigned = "unsigned",
+        UnverifiableOffline = "unverifiable-offline",
+    }
+}
+
+vocabulary! {
+    /// Where a webhook delivery stands.
+    DeliveryState { Pending = "pending", Delivered = "delivered", Failed = "failed" }
+}

@@ -3,9 +3,11 @@
 //! `scan_summary`, the file listings and the web search page all read them from here, so that a
 //! model can never be `malformed` in one place and "clean" in another.
 
+use crate::db::types::ScanVerdict;
+
 /// A file's status: the scanner's verdict, or `pending` before it has one.
-pub fn file_status(verdict: Option<&str>) -> &str {
-    verdict.unwrap_or(PENDING)
+pub fn file_status(verdict: Option<ScanVerdict>) -> &'static str {
+    verdict.map_or(PENDING, ScanVerdict::as_str)
 }
 
 pub const PENDING: &str = "pending";
@@ -49,8 +51,8 @@ pub const FILE_STATUS_SQL: &str = "COALESCE(b.scan_verdict, 'pending')";
 
 /// Whether a file is quarantined: malicious and not released by an admin, or held by a
 /// reviewer. Downloads of a quarantined file are refused.
-pub fn quarantined(verdict: Option<&str>, released: bool, held: bool) -> bool {
-    (verdict == Some("malicious") && !released) || held
+pub fn quarantined(verdict: Option<ScanVerdict>, released: bool, held: bool) -> bool {
+    (verdict == Some(ScanVerdict::Malicious) && !released) || held
 }
 
 /// The same rule in SQL, for a query that joins `blobs b`.
@@ -76,10 +78,15 @@ mod tests {
 
     #[test]
     fn quarantine_is_an_unreleased_malicious_file_or_a_hold() {
-        assert!(quarantined(Some("malicious"), false, false));
-        assert!(!quarantined(Some("malicious"), true, false));
-        assert!(quarantined(Some("clean"), false, true));
+        use ScanVerdict::*;
+        assert!(quarantined(Some(Malicious), false, false));
+        assert!(!quarantined(Some(Malicious), true, false));
+        assert!(quarantined(Some(Clean), false, true));
         assert!(!quarantined(None, false, false));
-        assert!(!quarantined(Some("suspicious"), false, false));
+        assert!(!quarantined(Some(Suspicious), false, false));
+        assert_eq!(file_status(None), PENDING);
+        for v in ScanVerdict::ALL {
+            assert!(STATUSES.contains(&file_status(Some(*v))), "{v} is a status");
+        }
     }
 }

@@ -498,7 +498,7 @@ pub struct FileInfo {
 
 impl From<db::scans::FileScan> for FileInfo {
     fn from(f: db::scans::FileScan) -> Self {
-        let status = scan::file_status(f.verdict.as_deref()).to_string();
+        let status = scan::file_status(f.verdict).to_string();
         let warning = matches!(
             status.as_str(),
             "suspicious" | "malformed" | "malicious" | "error"
@@ -510,7 +510,7 @@ impl From<db::scans::FileScan> for FileInfo {
             )
         });
         Self {
-            quarantined: scan::quarantined(f.verdict.as_deref(), f.released, f.held),
+            quarantined: scan::quarantined(f.verdict, f.released, f.held),
             path: f.path,
             size: f.size,
             sha256: hex::encode(f.sha256),

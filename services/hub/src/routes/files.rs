@@ -11,7 +11,7 @@ use kaiyuan_storage::Sha256Digest;
 
 use crate::auth::{Caller, Need};
 use crate::db;
-use crate::db::types::Gated;
+use crate::db::types::{Gated, LicenseDecision, ScanVerdict};
 use crate::error::{ApiError, ApiResult};
 use crate::error_code as code;
 use crate::state::AppState;
@@ -129,8 +129,8 @@ fn quarantined(path: &str, scan: &db::scans::ScanState) -> ApiError {
 
 /// A header value warning about a suspicious (or released malicious) file.
 fn scan_warning(scan: &db::scans::ScanState) -> Option<String> {
-    let verdict = scan.verdict.as_deref()?;
-    if verdict == "clean" {
+    let verdict = scan.verdict?;
+    if verdict == ScanVerdict::Clean {
         return None;
     }
     let text = format!("{verdict}: {}", findings_summary(scan.findings.as_ref()));
@@ -169,7 +169,10 @@ pub async fn license_notice(
     let Some(stored) = db::licenses::evaluation(conn, repo.id, commit).await? else {
         return Ok(None);
     };
-    if stored.decision != "deny" && stored.decision != "flag_review" {
+    if !matches!(
+        stored.decision,
+        LicenseDecision::Deny | LicenseDecision::FlagReview
+    ) {
         return Ok(None);
     }
     let reason = stored.report["findings"]
@@ -249,7 +252,7 @@ pub async fn resolve(
         etag: format!("\"{}\"", digest.to_hex()),
         size: file.size as u64,
         scan_status: crate::domain::scan::file_status(
-            scan.as_ref().and_then(|s| s.verdict.as_deref()),
+            scan.as_ref().and_then(|s| s.verdict),
         )
         .to_string(),
         warning: scan.as_ref().and_then(scan_warning),

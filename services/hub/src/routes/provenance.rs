@@ -218,7 +218,7 @@ pub async fn attestation(state: web::Data<AppState>, at: super::RepoAt) -> ApiRe
     let license = db::licenses::evaluation(&mut conn, repo.id, &commit).await?;
     let mut scans = std::collections::BTreeMap::<String, usize>::new();
     for f in db::scans::files_of_commit(&mut conn, repo.id, &commit).await? {
-        let status = crate::domain::scan::file_status(f.verdict.as_deref());
+        let status = crate::domain::scan::file_status(f.verdict);
         *scans.entry(status.to_string()).or_default() += 1;
     }
     let kaiyuan = json!({

@@ -343,7 +343,7 @@ pub async fn model_page(
         .iter()
         .filter(|f| {
             crate::domain::scan::quarantined(
-                f.verdict.as_deref(),
+                f.verdict,
                 f.released,
                 f.held_reason.is_some(),
             )

@@ -103,7 +103,7 @@ pub async fn search_models(
                 "namespace": r.namespace, "name": r.name, "description": r.description,
                 "license": r.license, "visibility": r.visibility,
                 "updated_at": r.updated_at, "created_at": r.created_at,
-                "decision": head.and_then(|h| h.decision.as_deref()),
+                "decision": head.and_then(|h| h.decision),
                 "effective": head.and_then(|h| h.effective.as_deref()),
                 "verification": head.and_then(|h| h.verification.as_deref()),
                 "scan": head.map_or(scan::CLEAN, |h| h.scan.as_str()),
