@@ -52,6 +52,87 @@ pub fn compute(
     hex::encode(&hasher.finalize()[..20])
 }
 
+/// A commit id as stored: 40 lowercase hexadecimal characters. It decodes straight from a
+/// `TEXT` column (anything else is a decoding error) and reads as its text everywhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct CommitId(String);
+
+impl CommitId {
+    /// The id, if `s` has the shape of one.
+    pub fn parse(s: &str) -> Option<Self> {
+        is_commit_id(s).then(|| CommitId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for CommitId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CommitId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<CommitId> for String {
+    fn from(id: CommitId) -> String {
+        id.0
+    }
+}
+
+impl PartialEq<str> for CommitId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for CommitId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for CommitId {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for CommitId {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for CommitId {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        CommitId::parse(text).ok_or_else(|| format!("`{text}` is not a commit id").into())
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for CommitId {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
+    }
+}
+
 /// Whether `s` has the shape of a commit id.
 pub fn is_commit_id(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -67,6 +148,16 @@ pub fn now() -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_ids_are_40_lowercase_hex_characters_only() {
+        let id = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(CommitId::parse(id).unwrap(), id);
+        assert_eq!(CommitId::parse(id).unwrap().to_string(), id);
+        for bad in ["", "main", &id[..39], &format!("{id}8"), &id.to_uppercase()] {
+            assert!(CommitId::parse(bad).is_none(), "{bad:?} is not a commit id");
+        }
+    }
 
     fn time() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-30T12:00:00.000001Z")

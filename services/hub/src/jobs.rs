@@ -74,11 +74,7 @@ async fn commit_created(ctx: JobContext, payload: CommitRef) -> Result<(), JobEr
         .context("loading commit files")?;
     drop(conn);
     for file in files {
-        let bytes: [u8; 32] =
-            file.sha256.as_slice().try_into().map_err(|_| {
-                JobError::Permanent(anyhow::anyhow!("bad digest for {}", file.path))
-            })?;
-        let digest = Sha256Digest::from_bytes(bytes);
+        let digest = file.sha256;
         match ctx.store.blob_size(&digest).await.context("object store")? {
             Some(size) if size == file.size as u64 => {}
             Some(size) => {
@@ -125,9 +121,9 @@ async fn license_evaluate(ctx: JobContext, payload: CommitRef) -> Result<(), Job
     let previous = db::licenses::evaluation(&mut conn, repo.id, &payload.commit_id)
         .await
         .context("previous evaluation")?;
-    let changed = previous
-        .as_ref()
-        .is_none_or(|p| p.decision.as_str() != report.decision.as_str() || p.effective != report.effective);
+    let changed = previous.as_ref().is_none_or(|p| {
+        p.decision.as_str() != report.decision.as_str() || p.effective != report.effective
+    });
     let mut tx = ctx.db.begin().await.context("database")?;
     if changed {
         let entry = LogEntry::LicenseDecision {
@@ -191,10 +187,9 @@ async fn signature_verify(ctx: JobContext, payload: CommitRef) -> Result<(), Job
         .await
         .context("previous verification")?;
     let mut tx = ctx.db.begin().await.context("database")?;
-    if previous
-        .as_ref()
-        .is_none_or(|p| p.status.as_str() != result.status.as_str() || p.result["signer"] != json["signer"])
-    {
+    if previous.as_ref().is_none_or(|p| {
+        p.status.as_str() != result.status.as_str() || p.result["signer"] != json["signer"]
+    }) {
         let entry = LogEntry::Signature {
             commit: payload.commit_id.clone(),
             status: result.status.as_str().to_string(),

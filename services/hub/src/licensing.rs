@@ -22,17 +22,14 @@ const MAX_GGUF_HEADERS: usize = 3;
 /// Most hub repositories one evaluation follows through base-model links.
 const MAX_LINKED: usize = 64;
 
-fn digest(sha: &[u8]) -> Result<Sha256Digest, Error> {
-    let bytes: [u8; 32] = sha
-        .try_into()
-        .map_err(|_| Error::Internal("bad digest".into()))?;
-    Ok(Sha256Digest::from_bytes(bytes))
-}
-
 /// A small stored file as text (cards, licences): at most `MAX_TEXT` bytes, lossy UTF-8.
-pub(crate) async fn read_text(store: &BlobStore, sha: &[u8], size: i64) -> Result<String, Error> {
+pub(crate) async fn read_text(
+    store: &BlobStore,
+    sha: &Sha256Digest,
+    size: i64,
+) -> Result<String, Error> {
     let len = (size as u64).min(MAX_TEXT as u64);
-    let mut stream = store.read(&digest(sha)?, 0..len).await?;
+    let mut stream = store.read(sha, 0..len).await?;
     let mut buf = Vec::with_capacity(len as usize);
     while let Some(chunk) = stream.next().await {
         buf.extend_from_slice(&chunk?);
@@ -77,7 +74,7 @@ pub async fn facts_at(
             // header (with its vocabulary) is megabytes, so a few are enough.
             gguf_read += 1;
             let store = store.clone();
-            let d = digest(&f.sha256)?;
+            let d = f.sha256;
             let size = f.size as u64;
             let keys = tokio::task::spawn_blocking(move || {
                 let reader = store.open_blocking(&d, size).ok()?;

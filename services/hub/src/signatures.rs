@@ -6,7 +6,7 @@ use kaiyuan_provenance::bundle;
 use kaiyuan_provenance::keys::{PrivateKey, PublicKey};
 use kaiyuan_provenance::manifest::{GIT_PATHS, Resource, is_ignored};
 use kaiyuan_provenance::verify::{Trust, Verification, verify};
-use kaiyuan_storage::{BlobStore, Sha256Digest};
+use kaiyuan_storage::BlobStore;
 use rand::Rng;
 use sqlx::PgConnection;
 
@@ -50,11 +50,6 @@ pub async fn trust_for(
     Ok(trust)
 }
 
-fn digest(sha: &[u8]) -> Result<[u8; 32], Error> {
-    sha.try_into()
-        .map_err(|_| Error::Internal("bad digest".into()))
-}
-
 /// Verifies the commit's signature bundle (if any) against its other files. The files'
 /// digests are the stored blobs' sha256, so nothing is re-hashed.
 pub async fn verify_commit(
@@ -78,12 +73,7 @@ pub async fn verify_commit(
         ));
         return Ok(v);
     }
-    let mut stream = store
-        .read(
-            &Sha256Digest::from_bytes(digest(&sig.sha256)?),
-            0..sig.size as u64,
-        )
-        .await?;
+    let mut stream = store.read(&sig.sha256, 0..sig.size as u64).await?;
     let mut bytes = Vec::with_capacity(sig.size as usize);
     while let Some(chunk) = stream.next().await {
         bytes.extend_from_slice(&chunk?);
@@ -92,7 +82,7 @@ pub async fn verify_commit(
     for f in files.iter().filter(|f| &f.path != name) {
         resources.push(Resource {
             name: f.path.clone(),
-            digest: digest(&f.sha256)?,
+            digest: *f.sha256.as_bytes(),
         });
     }
     let trust = trust_for(conn, settings, repo.namespace_id).await?;
@@ -146,7 +136,7 @@ pub async fn attestation(
         if !is_ignored(&f.path, &git) {
             resources.push(Resource {
                 name: f.path.clone(),
-                digest: digest(&f.sha256)?,
+                digest: *f.sha256.as_bytes(),
             });
         }
     }

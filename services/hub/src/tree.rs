@@ -6,7 +6,7 @@ use crate::paths::RepoPath;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub sha256: Vec<u8>,
+    pub sha256: kaiyuan_storage::Sha256Digest,
     pub size: i64,
 }
 
@@ -124,7 +124,7 @@ mod tests {
 
     fn entry(n: u8) -> Entry {
         Entry {
-            sha256: vec![n; 32],
+            sha256: kaiyuan_storage::Sha256Digest::from_bytes([n; 32]),
             size: n as i64,
         }
     }

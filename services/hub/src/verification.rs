@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use kaiyuan_storage::Sha256Digest;
 use kaiyuan_verifier::sandbox::{ChildCommand, ChildConfig, Limits, ModelRequest, Verifier};
 use kaiyuan_verifier::{Ep, ModelReport, Status, VerifySettings, runtime, settings};
 use tokio::io::AsyncWriteExt;
@@ -110,8 +109,7 @@ async fn scan_gate(
 }
 
 async fn write_blob(ctx: &JobContext, file: &FileRow, target: &Path) -> anyhow::Result<()> {
-    let bytes: [u8; 32] = file.sha256.as_slice().try_into().context("bad digest")?;
-    let digest = Sha256Digest::from_bytes(bytes);
+    let digest = file.sha256;
     if let Some(dir) = target.parent() {
         tokio::fs::create_dir_all(dir).await?;
     }

@@ -51,9 +51,70 @@ impl fmt::Debug for Sha256Digest {
     }
 }
 
+/// A digest reads as its 32 bytes wherever bytes are wanted (SQL parameters, hex, manifests).
+impl std::ops::Deref for Sha256Digest {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Sha256Digest {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A digest kept in a `BYTEA` column decodes straight from its row: any length but 32 bytes is
+/// a decoding error, never a digest.
+#[cfg(feature = "sqlx")]
+mod sql {
+    use super::Sha256Digest;
+    use sqlx::error::BoxDynError;
+    use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+    use sqlx::{Decode, Encode, Postgres, Type};
+
+    impl Type<Postgres> for Sha256Digest {
+        fn type_info() -> PgTypeInfo {
+            <&[u8] as Type<Postgres>>::type_info()
+        }
+
+        fn compatible(ty: &PgTypeInfo) -> bool {
+            <&[u8] as Type<Postgres>>::compatible(ty)
+        }
+    }
+
+    impl<'r> Decode<'r, Postgres> for Sha256Digest {
+        fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+            let bytes = <&[u8] as Decode<Postgres>>::decode(value)?;
+            let bytes: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| format!("a sha256 digest has 32 bytes, not {}", bytes.len()))?;
+            Ok(Sha256Digest(bytes))
+        }
+    }
+
+    impl Encode<'_, Postgres> for Sha256Digest {
+        fn encode_by_ref(
+            &self,
+            buf: &mut PgArgumentBuffer,
+        ) -> Result<sqlx::encode::IsNull, BoxDynError> {
+            <&[u8] as Encode<Postgres>>::encode(self.0.as_slice(), buf)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digest_reads_as_its_32_bytes() {
+        let digest = Sha256Digest::from_bytes([7; 32]);
+        assert_eq!(&digest[..], &[7u8; 32][..]);
+        assert_eq!(hex::encode(digest), "07".repeat(32));
+    }
 
     #[test]
     fn parses_only_64_hex_characters() {

@@ -1,13 +1,14 @@
 //! Commits, their file snapshots and the refs (branches and tags) that point at them.
 
 use super::types::RefKind;
+use crate::commit_id::CommitId;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CommitRow {
-    pub id: String,
-    pub parent_id: Option<String>,
+    pub id: CommitId,
+    pub parent_id: Option<CommitId>,
     pub author_name: String,
     pub message: String,
     pub created_at: DateTime<Utc>,
@@ -18,7 +19,7 @@ pub struct CommitRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FileRow {
     pub path: String,
-    pub sha256: Vec<u8>,
+    pub sha256: kaiyuan_storage::Sha256Digest,
     pub size: i64,
 }
 
@@ -26,7 +27,7 @@ pub struct FileRow {
 pub struct RefRow {
     pub name: String,
     pub kind: RefKind,
-    pub commit_id: String,
+    pub commit_id: CommitId,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -188,7 +189,7 @@ pub async fn insert(conn: &mut PgConnection, commit: &NewCommit<'_>) -> sqlx::Re
     .execute(&mut *conn)
     .await?;
     let paths: Vec<&str> = commit.files.iter().map(|f| f.path.as_str()).collect();
-    let digests: Vec<&[u8]> = commit.files.iter().map(|f| f.sha256.as_slice()).collect();
+    let digests: Vec<&[u8]> = commit.files.iter().map(|f| f.sha256.as_ref()).collect();
     let sizes: Vec<i64> = commit.files.iter().map(|f| f.size).collect();
     sqlx::query(
         "INSERT INTO commit_files (repository_id, commit_id, path, sha256, size)

@@ -52,7 +52,7 @@ pub async fn delete_policy(conn: &mut PgConnection, namespace_id: i64) -> sqlx::
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EvaluationRow {
-    pub commit_id: String,
+    pub commit_id: crate::commit_id::CommitId,
     pub catalog_version: String,
     pub policy_version: i32,
     pub decision: LicenseDecision,

@@ -1,7 +1,7 @@
 //! Signing keys and anchors per namespace, signature verification results, attestation keys.
 
-use crate::db::types::SignatureStatus;
 use super::types::KeyKind;
+use crate::db::types::SignatureStatus;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 

@@ -14,7 +14,7 @@ pub struct Report {
     pub commit_id: Option<String>,
     pub path: Option<String>,
     #[serde(serialize_with = "hex_opt")]
-    pub sha256: Option<Vec<u8>>,
+    pub sha256: Option<kaiyuan_storage::Sha256Digest>,
     #[serde(skip)]
     pub reporter_id: i64,
     pub reporter: String,
@@ -28,7 +28,10 @@ pub struct Report {
     pub updated_at: DateTime<Utc>,
 }
 
-fn hex_opt<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+fn hex_opt<S: serde::Serializer>(
+    v: &Option<kaiyuan_storage::Sha256Digest>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match v {
         Some(b) => s.serialize_str(&hex::encode(b)),
         None => s.serialize_none(),
@@ -244,7 +247,7 @@ pub struct Affected {
     pub commit_id: Option<String>,
     pub path: Option<String>,
     #[serde(serialize_with = "hex_vec")]
-    pub sha256: Vec<u8>,
+    pub sha256: kaiyuan_storage::Sha256Digest,
 }
 
 fn hex_vec<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -387,7 +390,7 @@ pub async fn advisories_for_commit(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttestationRow {
     pub id: i64,
-    pub commit_id: String,
+    pub commit_id: crate::commit_id::CommitId,
     pub reviewer: String,
     pub scope: String,
     pub notes: String,
@@ -439,7 +442,7 @@ pub struct Attachment {
     pub id: i64,
     pub name: String,
     #[serde(serialize_with = "hex_vec")]
-    pub sha256: Vec<u8>,
+    pub sha256: kaiyuan_storage::Sha256Digest,
     pub size: i64,
     pub scan_status: Option<String>,
     pub created_at: DateTime<Utc>,

@@ -160,7 +160,7 @@ pub async fn release(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FileScan {
     pub path: String,
-    pub sha256: Vec<u8>,
+    pub sha256: kaiyuan_storage::Sha256Digest,
     pub size: i64,
     pub verdict: Option<ScanVerdict>,
     pub released: bool,

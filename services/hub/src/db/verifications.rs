@@ -8,7 +8,7 @@ pub const VERIFY_COMMIT: &str = crate::domain::task::Task::VERIFY_COMMIT;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct VerificationRow {
-    pub commit_id: String,
+    pub commit_id: crate::commit_id::CommitId,
     pub status: VerificationStatus,
     pub requested_ep: String,
     pub files: serde_json::Value,

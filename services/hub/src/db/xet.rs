@@ -70,7 +70,7 @@ pub async fn xorbs(conn: &mut PgConnection, hashes: &[Vec<u8>]) -> sqlx::Result<
 #[derive(sqlx::FromRow)]
 pub struct FileRow {
     pub file_hash: Vec<u8>,
-    pub sha256: Vec<u8>,
+    pub sha256: kaiyuan_storage::Sha256Digest,
     pub size: i64,
     pub terms: Vec<u8>,
 }
@@ -86,7 +86,7 @@ pub async fn insert_file(
          ON CONFLICT (file_hash) DO NOTHING RETURNING true",
     )
     .bind(&file.file_hash)
-    .bind(&file.sha256)
+    .bind(file.sha256)
     .bind(file.size)
     .bind(&file.terms)
     .fetch_optional(&mut *conn)

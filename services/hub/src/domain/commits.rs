@@ -219,7 +219,7 @@ async fn resolve(
                 });
             }
             let entry = Entry {
-                sha256: sha256.as_bytes().to_vec(),
+                sha256,
                 size: stored,
             };
             Change::Put { path, entry }
@@ -237,7 +237,7 @@ pub async fn write_commit(
     snapshot: &Snapshot,
 ) -> Result<String, super::Error> {
     let created_at = commit_id::now();
-    let hexes: Vec<String> = snapshot.values().map(|e| hex::encode(&e.sha256)).collect();
+    let hexes: Vec<String> = snapshot.values().map(|e| hex::encode(e.sha256)).collect();
     let mut entries: Vec<FileEntry<'_>> = snapshot
         .iter()
         .zip(&hexes)
@@ -258,7 +258,7 @@ pub async fn write_commit(
         .iter()
         .map(|(path, e)| db::commits::FileRow {
             path: path.clone(),
-            sha256: e.sha256.clone(),
+            sha256: e.sha256,
             size: e.size,
         })
         .collect();
@@ -328,11 +328,9 @@ async fn log_publish(
     let mut resources: Vec<Resource> = files
         .iter()
         .filter(|f| !manifest::is_ignored(&f.path, &git))
-        .filter_map(|f| {
-            Some(Resource {
-                name: f.path.clone(),
-                digest: f.sha256.as_slice().try_into().ok()?,
-            })
+        .map(|f| Resource {
+            name: f.path.clone(),
+            digest: *f.sha256.as_bytes(),
         })
         .collect();
     manifest::sort(&mut resources);
@@ -353,9 +351,8 @@ async fn read_card(
     store: &BlobStore,
     entry: &Entry,
 ) -> Result<(String, Option<String>), super::Error> {
-    let digest = super::digest(&entry.sha256)?;
     let len = (entry.size as u64).min(CARD_MAX_BYTES);
-    let mut stream = store.read(&digest, 0..len).await?;
+    let mut stream = store.read(&entry.sha256, 0..len).await?;
     let mut buf = Vec::with_capacity(len as usize);
     while let Some(chunk) = stream.next().await {
         buf.extend_from_slice(&chunk?);

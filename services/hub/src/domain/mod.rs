@@ -28,14 +28,6 @@ pub enum Error {
     Gated { signed_in: bool, message: String },
 }
 
-/// A stored sha256 (a `BYTEA` column) as a digest; any other length breaks an invariant.
-pub fn digest(bytes: &[u8]) -> Result<kaiyuan_storage::Sha256Digest, Error> {
-    let bytes: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| Error::Internal(format!("a stored digest has {} bytes", bytes.len())))?;
-    Ok(kaiyuan_storage::Sha256Digest::from_bytes(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;

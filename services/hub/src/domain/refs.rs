@@ -89,11 +89,11 @@ pub async fn set(
         name: name.to_string(),
         ref_kind: kind.to_string(),
         commit: target.to_string(),
-        previous: previous.clone(),
+        previous: previous.clone().map(String::from),
     };
     let change = Event::new(format!("{kind}.set"), Target::Repo(repo), details).logged(entry);
     event::record(conn, actor, change).await?;
-    Ok(previous)
+    Ok(previous.map(String::from))
 }
 
 /// Deletes the `kind` ref `name`; `main` stays.
@@ -120,7 +120,7 @@ pub async fn delete(
     let entry = LogEntry::RefDelete {
         name: name.to_string(),
         ref_kind: kind.to_string(),
-        commit: current.commit_id,
+        commit: current.commit_id.into(),
     };
     let change = Event::new(format!("{kind}.delete"), Target::Repo(repo), details).logged(entry);
     event::record(conn, actor, change).await?;

@@ -314,14 +314,15 @@ pub async fn draft_advisory(
         Some(c) => c.clone(),
         None => super::refs::resolve(&mut tx, &repo, "main").await?,
     };
-    let affected: Vec<(Option<String>, Vec<u8>)> = match (&report.sha256, &report.path) {
-        (Some(sha), path) => vec![(path.clone(), sha.clone())],
-        (None, _) => db::commits::files(&mut tx, repo.id, &commit)
-            .await?
-            .into_iter()
-            .map(|f| (Some(f.path), f.sha256))
-            .collect(),
-    };
+    let affected: Vec<(Option<String>, kaiyuan_storage::Sha256Digest)> =
+        match (&report.sha256, &report.path) {
+            (Some(sha), path) => vec![(path.clone(), *sha)],
+            (None, _) => db::commits::files(&mut tx, repo.id, &commit)
+                .await?
+                .into_iter()
+                .map(|f| (Some(f.path), f.sha256))
+                .collect(),
+        };
     for (path, sha) in &affected {
         let full_name = repo.full_name();
         let at = Some(commit.as_str());
@@ -368,7 +369,7 @@ pub async fn publish_advisory(db: &PgPool, actor: &Actor, id: &str) -> Result<()
     let entry = LogEntry::Advisory {
         advisory: id.to_string(),
         severity: advisory.severity.to_string(),
-        sha256: affected.iter().map(|a| hex::encode(&a.sha256)).collect(),
+        sha256: affected.iter().map(|a| hex::encode(a.sha256)).collect(),
     };
     let notice = json!({"advisory": id, "severity": advisory.severity});
     let change = Event::new(
@@ -380,7 +381,8 @@ pub async fn publish_advisory(db: &PgPool, actor: &Actor, id: &str) -> Result<()
     .notifying("advisory.published", notice, true);
     event::record(&mut tx, actor, change).await?;
     for a in &affected {
-        let notice = json!({"advisory": id, "severity": advisory.severity, "sha256": hex::encode(&a.sha256)});
+        let notice =
+            json!({"advisory": id, "severity": advisory.severity, "sha256": hex::encode(a.sha256)});
         let kind = "advisory.published";
         crate::notify::emit_for_blob(&mut tx, &a.sha256, kind, notice, Some(repo.id)).await?;
     }

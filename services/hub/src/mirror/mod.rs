@@ -335,7 +335,7 @@ async fn mirror_revision(
         snapshot.insert(
             file.rfilename.clone(),
             Entry {
-                sha256: sha256.as_bytes().to_vec(),
+                sha256,
                 size: size as i64,
             },
         );

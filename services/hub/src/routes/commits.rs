@@ -83,8 +83,8 @@ pub struct CommitInfo {
 impl From<db::commits::CommitRow> for CommitInfo {
     fn from(c: db::commits::CommitRow) -> Self {
         Self {
-            id: c.id,
-            parent: c.parent_id,
+            id: c.id.into(),
+            parent: c.parent_id.map(String::from),
             author: c.author_name,
             message: c.message,
             created_at: c.created_at,
@@ -171,7 +171,7 @@ async fn prepare(
                         Put::Stored {
                             path,
                             entry: Entry {
-                                sha256: stored.sha256.as_bytes().to_vec(),
+                                sha256: stored.sha256,
                                 size: stored.size as i64,
                             },
                         }
@@ -392,7 +392,7 @@ async fn read_multipart(
                 changes.push(PendingChange::Put(Put::Stored {
                     path,
                     entry: Entry {
-                        sha256: stored.sha256.as_bytes().to_vec(),
+                        sha256: stored.sha256,
                         size: stored.size as i64,
                     },
                 }));
@@ -717,7 +717,7 @@ pub async fn list_refs(
     for r in db::commits::list_refs(&mut conn, repo.id).await? {
         let info = RefInfo {
             name: r.name,
-            commit: r.commit_id,
+            commit: r.commit_id.into(),
             updated_at: r.updated_at,
         };
         if r.kind == RefKind::Branch {

@@ -242,19 +242,12 @@ pub async fn resolve(
             return Ok(entry_not_found(file_path, revision, &repo, &commit));
         }
     };
-    let digest = Sha256Digest::from_bytes(
-        file.sha256
-            .as_slice()
-            .try_into()
-            .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?,
-    );
+    let digest = file.sha256;
     let mut served = Served {
         etag: format!("\"{}\"", digest.to_hex()),
         size: file.size as u64,
-        scan_status: crate::domain::scan::file_status(
-            scan.as_ref().and_then(|s| s.verdict),
-        )
-        .to_string(),
+        scan_status: crate::domain::scan::file_status(scan.as_ref().and_then(|s| s.verdict))
+            .to_string(),
         warning: scan.as_ref().and_then(scan_warning),
         notice: license_notice(&mut conn, &repo, &commit).await?,
         // Published advisories name blobs: the same bytes are flagged in every repository.
@@ -272,9 +265,9 @@ pub async fn resolve(
         commit,
     };
     if state.settings.xet.enabled
-        && let Some(file_hash) = db::xet::file_hashes(&mut conn, std::slice::from_ref(&file.sha256))
+        && let Some(file_hash) = db::xet::file_hashes(&mut conn, &[file.sha256.to_vec()])
             .await?
-            .remove(&file.sha256)
+            .remove(&file.sha256[..])
             .and_then(|h| kaiyuan_xet::MerkleHash::from_slice(&h))
     {
         let refresh = format!(

@@ -239,7 +239,7 @@ async fn info_json(
         .iter()
         .map(|f| {
             if blobs {
-                let hex = hex::encode(&f.sha256);
+                let hex = hex::encode(f.sha256);
                 json!({"rfilename": f.path, "size": f.size, "blobId": pointer_oid(&hex, f.size),
                        "lfs": {"size": f.size, "sha256": hex, "pointerSize": pointer_text(&hex, f.size).len()}})
             } else {

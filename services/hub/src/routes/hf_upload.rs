@@ -90,7 +90,7 @@ async fn preupload(
             // REGULAR_MAX, binary or not, inline.
             let lfs = f.size > REGULAR_MAX;
             // For LFS files the client compares this with the file's sha256 and skips equal ones.
-            let oid = files.iter().find(|e| e.path == f.path).filter(|_| lfs).map(|e| hex::encode(&e.sha256));
+            let oid = files.iter().find(|e| e.path == f.path).filter(|_| lfs).map(|e| hex::encode(e.sha256));
             json!({"path": f.path, "uploadMode": if lfs { "lfs" } else { "regular" }, "shouldIgnore": false, "oid": oid})
         })
         .collect();
@@ -592,7 +592,7 @@ async fn handle_line(
             changes.push(PendingChange::Put(Put::Stored {
                 path,
                 entry: Entry {
-                    sha256: stored.sha256.as_bytes().to_vec(),
+                    sha256: stored.sha256,
                     size: stored.size as i64,
                 },
             }));

@@ -365,7 +365,7 @@ pub async fn sbom(
             .into_iter()
             .map(|f| kaiyuan_license::export::ExportFile {
                 path: f.path,
-                sha256: hex::encode(&f.sha256),
+                sha256: hex::encode(f.sha256),
                 size: f.size as u64,
             })
             .collect();

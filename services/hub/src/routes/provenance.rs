@@ -300,7 +300,7 @@ pub async fn provenance_record(
     let mut resources: Vec<Resource> = Vec::new();
     for f in db::commits::files(&mut conn, repo.id, &commit).await? {
         if !manifest::is_ignored(&f.path, &git)
-            && let Ok(digest) = <[u8; 32]>::try_from(f.sha256.as_slice())
+            && let Ok(digest) = <[u8; 32]>::try_from(&f.sha256[..])
         {
             resources.push(Resource {
                 name: f.path,

@@ -378,7 +378,7 @@ pub async fn advisory_osv(
         }
         entry
             .1
-            .push(json!({"path": f.path, "sha256": hex::encode(&f.sha256)}));
+            .push(json!({"path": f.path, "sha256": hex::encode(f.sha256)}));
     }
     let rfc =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -633,7 +633,7 @@ pub async fn attest(
     let mut files: Vec<Resource> = Vec::new();
     for f in db::commits::files(&mut tx, repo.id, &commit).await? {
         if !manifest::is_ignored(&f.path, &git)
-            && let Ok(digest) = <[u8; 32]>::try_from(f.sha256.as_slice())
+            && let Ok(digest) = <[u8; 32]>::try_from(&f.sha256[..])
         {
             files.push(Resource {
                 name: f.path,
@@ -986,11 +986,7 @@ pub async fn download_attachment(
             ),
         ));
     }
-    let bytes: [u8; 32] = a
-        .sha256
-        .as_slice()
-        .try_into()
-        .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?;
+    let bytes: [u8; 32] = *a.sha256.as_bytes();
     let stream = state
         .store
         .read(

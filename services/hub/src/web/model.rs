@@ -342,11 +342,7 @@ pub async fn model_page(
     let quarantined: Vec<&db::scans::FileView> = unclean
         .iter()
         .filter(|f| {
-            crate::domain::scan::quarantined(
-                f.verdict,
-                f.released,
-                f.held_reason.is_some(),
-            )
+            crate::domain::scan::quarantined(f.verdict, f.released, f.held_reason.is_some())
         })
         .collect();
     let license_json = license.as_ref().map(|l| {
@@ -462,12 +458,13 @@ pub async fn commit_page(
                 format!("no commit `{id}` in {}", repo.full_name()),
             ))
         })?;
-    let now: BTreeMap<String, (Vec<u8>, i64)> = db::commits::files(&mut conn, repo.id, &commit.id)
-        .await?
-        .into_iter()
-        .map(|f| (f.path, (f.sha256, f.size)))
-        .collect();
-    let before: BTreeMap<String, (Vec<u8>, i64)> = match &commit.parent_id {
+    let now: BTreeMap<String, (kaiyuan_storage::Sha256Digest, i64)> =
+        db::commits::files(&mut conn, repo.id, &commit.id)
+            .await?
+            .into_iter()
+            .map(|f| (f.path, (f.sha256, f.size)))
+            .collect();
+    let before: BTreeMap<String, (kaiyuan_storage::Sha256Digest, i64)> = match &commit.parent_id {
         Some(p) => db::commits::files(&mut conn, repo.id, p)
             .await?
             .into_iter()

@@ -55,12 +55,7 @@ pub async fn blob_page(
         }
     };
     drop(conn);
-    let digest = Sha256Digest::from_bytes(
-        file.sha256
-            .as_slice()
-            .try_into()
-            .map_err(|_| ApiError::internal(anyhow::anyhow!("bad digest")))?,
-    );
+    let digest = file.sha256;
     let size = file.size as u64;
     let view = view_of(&state.store, &digest, &file.path, size).await?;
     render(

@@ -69,7 +69,7 @@ pub async fn register(
         }
         let row = db::xet::FileRow {
             file_hash: file.file_hash.as_bytes().to_vec(),
-            sha256: sha256.to_vec(),
+            sha256: kaiyuan_storage::Sha256Digest::from_bytes(sha256),
             size: size as i64,
             terms: pack_terms(&file.terms),
         };
