@@ -54,6 +54,19 @@ fn keys(root: &Path) -> (PathBuf, PathBuf) {
     (private, public)
 }
 
+/// `model_signing verify key` of the folder `d` with the public key `p` and a signature file.
+fn tool_verify(d: &str, p: &str, signature: &str) -> Output {
+    model_signing(&[
+        "verify",
+        "key",
+        d,
+        "--signature",
+        signature,
+        "--public_key",
+        p,
+    ])
+}
+
 /// `kaiyuan sign verify --json` of the folder `d` with the public key `p` and a signature file.
 fn verify_json(d: &str, p: &str, signature: &str) -> Output {
     kaiyuan(&[
@@ -118,15 +131,7 @@ fn the_tool_verifies_our_signatures_and_we_verify_its() {
     // Ours, checked by the tool.
     let out = kaiyuan(&["sign", d, "--key", k, "--signature", ours.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = model_signing(&[
-        "verify",
-        "key",
-        d,
-        "--signature",
-        ours.to_str().unwrap(),
-        "--public_key",
-        p,
-    ]);
+    let out = tool_verify(d, p, ours.to_str().unwrap());
     assert!(
         out.status.success(),
         "model_signing rejected our bundle: {}",
@@ -158,15 +163,7 @@ fn the_tool_verifies_our_signatures_and_we_verify_its() {
 
     // A changed byte fails on both sides.
     fs::write(dir.join("weights.bin"), vec![6u8; 100_000]).unwrap();
-    let out = model_signing(&[
-        "verify",
-        "key",
-        d,
-        "--signature",
-        ours.to_str().unwrap(),
-        "--public_key",
-        p,
-    ]);
+    let out = tool_verify(d, p, ours.to_str().unwrap());
     assert!(!out.status.success(), "the tool accepted a tampered model");
     let out = verify_json(d, p, theirs.to_str().unwrap());
     assert_eq!(out.status.code(), Some(1));
@@ -184,15 +181,7 @@ fn a_signature_inside_the_folder_is_left_out_of_the_manifest() {
     assert!(dir.join("model.sig").exists());
     let out = kaiyuan(&["sign", "verify", d, "--key", p]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = model_signing(&[
-        "verify",
-        "key",
-        d,
-        "--signature",
-        dir.join("model.sig").to_str().unwrap(),
-        "--public_key",
-        p,
-    ]);
+    let out = tool_verify(d, p, dir.join("model.sig").to_str().unwrap());
     assert!(out.status.success(), "{}", text(&out));
     // Usage errors exit 2.
     assert_eq!(kaiyuan(&["sign", "verify", d]).status.code(), Some(2));

@@ -183,12 +183,7 @@ vocabulary! {
 
 vocabulary! {
     /// Where a background job stands.
-    JobState {
-        Queued = "queued",
-        Running = "running",
-        Succeeded = "succeeded",
-        Failed = "failed",
-    }
+    JobState { Queued = "queued", Running = "running", Succeeded = "succeeded", Failed = "failed" }
 }
 
 vocabulary! {
@@ -215,9 +210,7 @@ vocabulary! {
 vocabulary! {
     /// A revision's publisher-signature status.
     SignatureStatus {
-        Verified = "verified",
-        Invalid = "invalid",
-        Unsigned = "unsigned",
+        Verified = "verified", Invalid = "invalid", Unsigned = "unsigned",
         UnverifiableOffline = "unverifiable-offline",
     }
 }

@@ -12,9 +12,9 @@ use crate::db::types::NamespaceKind;
 
 /// What a token may do (the `scope` column of `api_tokens`, and its word in JSON).
 #[derive(
-    Debug,
     Clone,
     Copy,
+    Debug,
     PartialEq,
     Eq,
     sqlx::Type,
