@@ -495,6 +495,7 @@ impl<'c, 'l> Vm<'c, 'l> {
         );
     }
 
+    #[inline(always)]
     fn push(&mut self, v: V) -> Result<(), Stop> {
         if self.stack.len() >= self.ctx.limits.pickle_max_stack {
             return Err(Stop::Limit(format!(
@@ -857,9 +858,8 @@ impl Vm<'_, '_> {
     #[inline(always)]
     fn dict(&mut self) -> Result<(), Stop> {
         let items = self.pop_mark()?;
-        let pairs = pairs(items)?;
         self.push(new_dict(Vec::new()))?;
-        self.set_items(pairs)
+        self.set_items(items)
     }
 
     /// FROZENSET: the items above the mark (not modelled beyond hashability).
@@ -906,14 +906,13 @@ impl Vm<'_, '_> {
     fn setitem(&mut self) -> Result<(), Stop> {
         let value = self.pop()?;
         let key = self.pop()?;
-        self.set_items(vec![(key, value)])
+        self.set_items(vec![key, value])
     }
 
     /// SETITEMS: the key-value pairs above the mark.
     #[inline(always)]
     fn setitems(&mut self) -> Result<(), Stop> {
         let items = self.pop_mark()?;
-        let items = pairs(items)?;
         self.set_items(items)
     }
 
@@ -996,24 +995,26 @@ impl Vm<'_, '_> {
         }
     }
 
-    fn set_items(&mut self, items: Vec<(V, V)>) -> Result<(), Stop> {
-        if let Some((key, _)) = items.iter().find(|(k, _)| !k.hashable()) {
+    /// SETITEM(S) and DICT: `items` alternate keys and values (kept flat: pairing them would
+    /// copy every item of a large pickle once more).
+    fn set_items(&mut self, items: Vec<V>) -> Result<(), Stop> {
+        if !items.len().is_multiple_of(2) {
+            return Err(Stop::Invalid("odd number of dictionary items".into()));
+        }
+        if let Some(key) = items.iter().step_by(2).find(|k| !k.hashable()) {
             // CPython raises TypeError here (e.g. a dict used as a key of itself).
             return Err(Stop::Invalid(format!(
                 "unhashable dictionary key ({}): CPython refuses the pickle here",
                 key.describe()
             )));
         }
-        for (key, _) in &items {
+        for key in items.iter().step_by(2) {
             self.note_depth(key.depth(), true);
         }
-        let added = items.iter().fold(0u64, |acc, (k, v)| {
-            acc.saturating_add(k.weight()).saturating_add(v.weight())
-        });
-        let items: Vec<(V, V)> = items
-            .into_iter()
-            .map(|(k, v)| (detach(k), detach(v)))
-            .collect();
+        let added = items
+            .iter()
+            .fold(0u64, |acc, i| acc.saturating_add(i.weight()));
+        let items: Vec<V> = items.into_iter().map(detach).collect();
         let (dict, shape) = match self.top()? {
             V::Dict(dict, shape) => (Some(dict.clone()), shape.clone()),
             V::Shared(shape, _) => (None, shape.clone()),
@@ -1021,11 +1022,15 @@ impl Vm<'_, '_> {
             V::Call(..) | V::Opaque => return Ok(()),
             other => return Err(Stop::Invalid(format!("SETITEM on {}", other.describe()))),
         };
-        self.nest(&shape, items.iter().flat_map(|(k, v)| [k, v]));
+        self.nest(&shape, items.iter());
         if let Some(dict) = dict {
             let mut dict = dict.borrow_mut();
-            let room = CONTAINER_ITEMS.saturating_sub(dict.len());
-            dict.extend(items.into_iter().take(room));
+            let mut items = items.into_iter();
+            while dict.len() < CONTAINER_ITEMS
+                && let (Some(k), Some(v)) = (items.next(), items.next())
+            {
+                dict.push((k, v));
+            }
         }
         shape.weight.set(shape.weight.get().saturating_add(added));
         self.check_expansion(shape.weight.get());
@@ -1433,26 +1438,37 @@ impl Memo {
         let shape = match &value {
             V::List(_, s) | V::Dict(_, s) => Some((s.clone(), false)),
             V::Shared(s, hashable) => Some((s.clone(), *hashable)),
-            V::Tuple(..) | V::Call(..) if value.weight() > 1 || value.depth() > 1 => {
-                Some((Shape::new(value.weight(), value.depth()), true))
+            V::Tuple(..) | V::Call(..) => {
+                let (weight, depth) = (value.weight(), value.depth());
+                (weight > 1 || depth > 1).then(|| (Shape::new(weight, depth), true))
             }
             _ => None,
         };
+        // A fresh key is in neither map: only a key stored again needs its old entry replaced
+        // or dropped (a lookup per PUT is most of a large pickle's time).
         match shape {
-            Some(shape) if self.shapes.len() < KEPT_VALUES || self.shapes.contains_key(&key) => {
+            Some(shape) if self.shapes.len() < KEPT_VALUES => {
                 self.shapes.insert(key, shape);
             }
-            _ => {
+            Some(shape) if !fresh && self.shapes.contains_key(&key) => {
+                self.shapes.insert(key, shape);
+            }
+            _ if !fresh => {
                 self.shapes.remove(&key);
             }
+            _ => {}
         }
         match keepable(value) {
-            Some(v) if self.kept.len() < KEPT_VALUES || self.kept.contains_key(&key) => {
+            Some(v) if self.kept.len() < KEPT_VALUES => {
                 self.kept.insert(key, v);
             }
-            _ => {
+            Some(v) if !fresh && self.kept.contains_key(&key) => {
+                self.kept.insert(key, v);
+            }
+            _ if !fresh => {
                 self.kept.remove(&key);
             }
+            _ => {}
         }
         Ok(())
     }
@@ -1568,20 +1584,6 @@ fn args_tuple(items: Vec<V>) -> V {
 fn cap(mut items: Vec<V>) -> Vec<V> {
     items.truncate(CONTAINER_ITEMS);
     items
-}
-
-fn pairs(items: Vec<V>) -> Result<Vec<(V, V)>, Stop> {
-    if !items.len().is_multiple_of(2) {
-        return Err(Stop::Invalid("odd number of dictionary items".into()));
-    }
-    let mut out = Vec::with_capacity(items.len().min(CONTAINER_ITEMS * 2) / 2);
-    let mut it = items.into_iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        if out.len() < CONTAINER_ITEMS {
-            out.push((k, v));
-        }
-    }
-    Ok(out)
 }
 
 fn long_value(data: &[u8]) -> V {
