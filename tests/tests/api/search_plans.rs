@@ -210,3 +210,24 @@ async fn common_words_and_licences_walk_the_sort_index(pool: PgPool) {
     .unwrap();
     assert_eq!(all.len(), 9000);
 }
+
+/// A ranked text search collects its candidates from the name and full-text indexes, rare word
+/// or common, and ranks only those.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_ranked_search_collects_its_candidates_from_the_indexes(pool: PgPool) {
+    seed(&pool, 5000).await;
+    for text in ["word4242", "model"] {
+        let plan = plan(
+            &pool,
+            &SearchQuery {
+                text: Some(text),
+                sort: SortKey::Relevance,
+                ..query()
+            },
+        )
+        .await;
+        assert_no_full_scan(&plan);
+        assert!(plan.contains("repositories_full_name_trgm"), "{plan}");
+        assert!(plan.contains("repositories_search_idx"), "{plan}");
+    }
+}

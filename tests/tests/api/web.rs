@@ -1612,3 +1612,95 @@ async fn the_licence_policy_is_edited_as_a_form(pool: PgPool) {
     .await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// A text search is ranked the same on the API, the Hugging Face route and the page: the
+/// repository named by the text, then names, descriptions and cards that hold it, whatever
+/// their recency; `sort=updated` still orders by recency, and a ranking pages by position.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_text_search_ranks_names_then_descriptions_then_cards_everywhere(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let alice = app.create_user("alice").await;
+    // Oldest first: the ranking must undo the recency order.
+    app.create_repo(&alice, "alice", "bert", "public").await;
+    app.create_repo(&alice, "alice", "tiny-bert-x", "public")
+        .await;
+    app.create_repo(&alice, "alice", "plain", "public").await;
+    let described = json!({"description": "a bert model, distilled"});
+    let res = app
+        .send_json(
+            Method::PATCH,
+            "/api/v1/repos/alice/plain",
+            Some(&alice),
+            &described,
+        )
+        .await;
+    expect_status(res, StatusCode::OK).await;
+    app.create_repo(&alice, "alice", "notes", "public").await;
+    let card: &[u8] = b"# Notes\n\nFine-tuned from bert on our data.\n";
+    app.commit_files(&alice, "alice/notes", &[("README.md", card)])
+        .await;
+    app.create_repo(&alice, "alice", "unrelated", "public")
+        .await;
+
+    let ranked = [
+        "alice/bert",
+        "alice/tiny-bert-x",
+        "alice/plain",
+        "alice/notes",
+    ];
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let api = expect_status(app.get("/api/v1/repos?q=bert", None).await, StatusCode::OK).await;
+    assert_eq!(ids(&api["items"]), ranked);
+    let by_recency = expect_status(
+        app.get("/api/v1/repos?q=bert&sort=updated", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut newest_first = ranked.to_vec();
+    newest_first.reverse();
+    assert_eq!(ids(&by_recency["items"]), newest_first);
+
+    // Pages of two, by position.
+    let first = expect_status(
+        app.get("/api/v1/repos?q=bert&limit=2", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(ids(&first["items"]), ranked[..2]);
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let second = expect_status(
+        app.get(
+            &format!("/api/v1/repos?q=bert&limit=2&cursor={cursor}"),
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(ids(&second["items"]), ranked[2..]);
+    assert!(second["next_cursor"].is_null(), "{second}");
+
+    let hf = expect_status(
+        app.get("/api/models?search=bert", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(ids(&hf), ranked);
+
+    let html = page_html(&app, "/?q=bert", None).await;
+    let positions: Vec<usize> = ranked
+        .iter()
+        .map(|id| {
+            html.find(&format!("/{id}\""))
+                .unwrap_or_else(|| panic!("{id} on the page"))
+        })
+        .collect();
+    assert!(positions.is_sorted(), "page order {positions:?}");
+    assert!(!html.contains("/alice/unrelated\""));
+}

@@ -196,6 +196,11 @@ pub enum SortKey {
     Created,
     /// `namespace/name` alphabetically.
     Name,
+    /// With a text: repositories whose name is the text first, then those whose name holds
+    /// it, then those whose description does, then those whose card does; most recently
+    /// updated first within each. Ranks the first `FEW_MATCHES` name matches and text
+    /// matches, paged by position. Without a text, as `Updated`.
+    Relevance,
 }
 
 /// Where the previous page ended: the sort key's value and the repository id.
@@ -203,6 +208,8 @@ pub enum SortKey {
 pub enum Cursor {
     Time(DateTime<Utc>, i64),
     Name(String, i64),
+    /// A position in a relevance ranking.
+    Offset(i64),
 }
 
 /// One search for every surface (the API, Hugging Face's `list_models`, the web page), so that
@@ -308,7 +315,10 @@ struct Plan {
 impl Plan {
     async fn for_query(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<Plan> {
         let mut plan = Plan::default();
-        if let Some(text) = search_text(q) {
+        if let (Some(_), SortKey::Relevance) = (search_text(q), q.sort) {
+            // A ranking always collects its (capped) candidates first.
+            plan.text_first = true;
+        } else if let Some(text) = search_text(q) {
             let mut count = QueryBuilder::new("SELECT count(*) FROM (");
             push_text_matches(&mut count, text, "UNION ALL");
             count.push(" LIMIT ").push_bind(FEW_MATCHES).push(") m");
@@ -348,6 +358,45 @@ fn push_text_matches(sql: &mut QueryBuilder<Postgres>, text: &str, union: &str) 
         .push(")");
 }
 
+/// The candidates a relevance ranking orders: the first `FEW_MATCHES` repositories whose name
+/// holds `text` (trigram index) and the first `FEW_MATCHES` whose words hold it (full-text
+/// index).
+fn push_ranked_candidates(sql: &mut QueryBuilder<Postgres>, text: &str) {
+    sql.push("(SELECT id FROM repositories WHERE full_name ILIKE ")
+        .push_bind(like_pattern(text))
+        .push(" LIMIT ")
+        .push_bind(FEW_MATCHES)
+        .push(format!(
+            ") UNION (SELECT id FROM repositories WHERE {} @@ plainto_tsquery('simple', ",
+            text_document("")
+        ))
+        .push_bind(text.to_string())
+        .push(") LIMIT ")
+        .push_bind(FEW_MATCHES)
+        .push(")");
+}
+
+/// The relevance order (see `SortKey::Relevance`) and its page: name equal to the text, name
+/// holding it, description holding it, card only; then most recently updated.
+fn push_relevance_order(sql: &mut QueryBuilder<Postgres>, text: &str, q: &SearchQuery<'_>) {
+    let position = match q.after {
+        Some(Cursor::Offset(n)) => n.max(0),
+        _ => 0,
+    };
+    sql.push(" ORDER BY CASE WHEN lower(r.name) = lower(")
+        .push_bind(text.to_string())
+        .push(") OR lower(r.full_name) = lower(")
+        .push_bind(text.to_string())
+        .push(") THEN 0 WHEN r.full_name ILIKE ")
+        .push_bind(like_pattern(text))
+        .push(" THEN 1 WHEN r.description ILIKE ")
+        .push_bind(like_pattern(text))
+        .push(" THEN 2 ELSE 3 END, r.updated_at DESC, r.id DESC LIMIT ")
+        .push_bind(q.limit)
+        .push(" OFFSET ")
+        .push_bind(q.offset + position);
+}
+
 /// The ids of repositories whose declared licence, or whose head's effective licence, is
 /// `license` (case-insensitive indexes on both).
 fn push_license_matches(sql: &mut QueryBuilder<Postgres>, license: &str, union: &str) {
@@ -376,7 +425,12 @@ fn like_pattern(text: &str) -> String {
 fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: Plan) -> QueryBuilder<Postgres> {
     let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
     let text = search_text(q);
-    if let (Some(text), true) = (text, plan.text_first) {
+    let ranked = text.filter(|_| q.sort == SortKey::Relevance);
+    if let Some(text) = ranked {
+        sql.push("WITH matches AS MATERIALIZED (");
+        push_ranked_candidates(&mut sql, text);
+        sql.push(") ");
+    } else if let (Some(text), true) = (text, plan.text_first) {
         sql.push("WITH matches AS MATERIALIZED (");
         push_text_matches(&mut sql, text, "UNION");
         sql.push(") ");
@@ -476,8 +530,12 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: Plan) -> QueryBuilder<Po
         }
         None => {}
     }
+    if let Some(text) = ranked {
+        push_relevance_order(&mut sql, text, q);
+        return sql;
+    }
     let (key, order) = match q.sort {
-        SortKey::Updated => ("r.updated_at", "DESC"),
+        SortKey::Updated | SortKey::Relevance => ("r.updated_at", "DESC"),
         SortKey::Created => ("r.created_at", "DESC"),
         SortKey::Name => ("lower(r.full_name)", "ASC"),
     };

@@ -641,8 +641,16 @@ async fn list_models(
         .filter(|f| !f.starts_with("license:"))
         .map(String::as_str)
         .collect();
+    let text = params
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty());
     let sort = match params.sort.as_deref() {
         Some("createdAt") => SortKey::Created,
+        Some("lastModified") => SortKey::Updated,
+        // A search is ranked unless another order is asked for.
+        _ if text.is_some() => SortKey::Relevance,
         _ => SortKey::Updated,
     };
     let page = params.limit.unwrap_or(MODELS_PAGE).clamp(1, MODELS_PAGE);
@@ -689,10 +697,12 @@ async fn list_models(
         && params.limit.is_none()
         && let Some(last) = repos.last()
     {
-        let cursor = super::repos::encode_cursor(&match sort {
-            SortKey::Created => db::repos::Cursor::Time(last.created_at, last.id),
-            _ => db::repos::Cursor::Time(last.updated_at, last.id),
-        });
+        let position = match query.after {
+            Some(db::repos::Cursor::Offset(n)) => n,
+            _ => 0,
+        };
+        let next = super::repos::next_cursor(sort, text.is_some(), position + page, last);
+        let cursor = super::repos::encode_cursor(&next);
         let mut next: Vec<(String, String)> =
             pairs.into_iter().filter(|(k, _)| k != "cursor").collect();
         next.push(("cursor".into(), cursor));

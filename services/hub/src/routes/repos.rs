@@ -147,7 +147,9 @@ pub struct SearchParams {
     pub q: Option<String>,
     pub namespace: Option<String>,
     pub license: Option<String>,
-    /// `updated` (default), `created` or `name`.
+    /// `relevance` (the default with `q`: name equal to the text, then name, description and
+    /// card matches, paged by position), `updated` (the default without `q`), `created` or
+    /// `name`.
     pub sort: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -164,6 +166,7 @@ pub fn encode_cursor(cursor: &Cursor) -> String {
     let raw = match cursor {
         Cursor::Time(t, id) => format!("t:{}:{id}", t.timestamp_micros()),
         Cursor::Name(n, id) => format!("n:{n}:{id}"),
+        Cursor::Offset(n) => format!("o:{n}:0"),
     };
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
@@ -182,7 +185,19 @@ pub fn decode_cursor(s: &str) -> Option<Cursor> {
             id,
         )),
         "n" => Some(Cursor::Name(value.to_string(), id)),
+        "o" => value.parse().ok().filter(|n| *n >= 0).map(Cursor::Offset),
         _ => None,
+    }
+}
+
+/// Where the page after the one ending with `last` starts: the sort key of `last`, or, for a
+/// ranking, the position after this page (`end`).
+pub fn next_cursor(sort: SortKey, ranked_text: bool, end: i64, last: &Repo) -> Cursor {
+    match sort {
+        SortKey::Relevance if ranked_text => Cursor::Offset(end),
+        SortKey::Updated | SortKey::Relevance => Cursor::Time(last.updated_at, last.id),
+        SortKey::Created => Cursor::Time(last.created_at, last.id),
+        SortKey::Name => Cursor::Name(last.full_name().to_lowercase(), last.id),
     }
 }
 
@@ -197,14 +212,18 @@ pub async fn search_repos(
     caller: Caller,
     params: web::Query<SearchParams>,
 ) -> ApiResult<HttpResponse> {
+    let text = params.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let sort = match params.sort.as_deref() {
+        // A text search is ranked unless another order is asked for.
+        None if text.is_some() => SortKey::Relevance,
         None | Some("updated") => SortKey::Updated,
         Some("created") => SortKey::Created,
         Some("name") => SortKey::Name,
+        Some("relevance") => SortKey::Relevance,
         Some(other) => {
             return Err(ApiError::bad_request(
                 code::INVALID_SORT,
-                format!("sort `{other}` is unknown: use updated, created or name"),
+                format!("sort `{other}` is unknown: use relevance, updated, created or name"),
             ));
         }
     };
@@ -236,16 +255,16 @@ pub async fn search_repos(
         ..Default::default()
     };
     let mut conn = state.db.acquire().await?;
+    let position = match query.after {
+        Some(Cursor::Offset(n)) => n,
+        _ => 0,
+    };
     let mut repos = db::repos::search(&mut conn, &query).await?;
     let next_cursor = if repos.len() as i64 > limit {
         repos.truncate(limit as usize);
-        repos.last().map(|r| {
-            encode_cursor(&match sort {
-                SortKey::Updated => Cursor::Time(r.updated_at, r.id),
-                SortKey::Created => Cursor::Time(r.created_at, r.id),
-                SortKey::Name => Cursor::Name(r.full_name().to_lowercase(), r.id),
-            })
-        })
+        repos
+            .last()
+            .map(|r| encode_cursor(&next_cursor(sort, text.is_some(), position + limit, r)))
     } else {
         None
     };
@@ -384,6 +403,7 @@ mod tests {
         for c in [
             Cursor::Time(t, 42),
             Cursor::Name("org/my.model-1".into(), 7),
+            Cursor::Offset(60),
         ] {
             assert_eq!(decode_cursor(&encode_cursor(&c)), Some(c));
         }

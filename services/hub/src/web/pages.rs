@@ -77,7 +77,9 @@ pub async fn search_models(
         sort: match f.sort.as_str() {
             "name" => db::repos::SortKey::Name,
             "created" => db::repos::SortKey::Created,
-            _ => db::repos::SortKey::Updated,
+            "updated" => db::repos::SortKey::Updated,
+            // A text search is ranked unless another order is asked for.
+            _ => db::repos::SortKey::Relevance,
         },
         offset,
         limit,
