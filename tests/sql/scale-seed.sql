@@ -1,7 +1,8 @@
 -- Fills a hub's database with $1 repositories in the shapes the API writes (for the search-plan
 -- tests and scripts/bench-scale.sh): a namespace per 100 repositories, a tenth of them private,
--- a card and a description that mention a kind and a number, a head commit on `main`, and a
--- licence evaluation for every fifth one. Cheap enough for a million rows.
+-- a card (with a task and one of a thousand tags) and a description that mention a kind and a
+-- number, a head commit on `main`, and a licence evaluation for every fifth one. Cheap enough for
+-- a million rows.
 INSERT INTO namespaces (name, kind)
 SELECT 'scale-org-' || g, 'org' FROM generate_series(1, greatest($1 / 100, 1)) g;
 
@@ -11,6 +12,8 @@ SELECT (SELECT min(id) FROM namespaces WHERE name LIKE 'scale-org-%') + g % grea
        CASE WHEN g % 10 = 0 THEN 'private' ELSE 'public' END,
        'a ' || (ARRAY['text', 'vision', 'speech', 'tabular'])[1 + g % 4] || ' model, number ' || g,
        E'---\nlicense: ' || (ARRAY['mit', 'apache-2.0', 'llama3', 'other'])[1 + g % 4]
+           || E'\npipeline_tag: ' || (ARRAY['translation', 'object-detection', 'automatic-speech-recognition', 'time-series-forecasting'])[1 + g % 4]
+           || E'\ntags:\n- tag' || (g % 1000)
            || E'\n---\n# Model ' || g || ' for ' || (ARRAY['translation', 'detection', 'transcription', 'forecasting'])[1 + g % 4]
            || ' with vocabulary word' || (g % 5000),
        (ARRAY['mit', 'apache-2.0', 'llama3', 'other'])[1 + g % 4],

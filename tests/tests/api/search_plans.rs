@@ -211,12 +211,12 @@ async fn common_words_and_licences_walk_the_sort_index(pool: PgPool) {
     assert_eq!(all.len(), 9000);
 }
 
-/// A ranked text search collects its candidates from the name and full-text indexes, rare word
-/// or common, and ranks only those.
+/// A ranked text search reads its candidates by primary key (collected first from the name and
+/// full-text indexes: `db::repos::ranked_candidates`), and finds what the rule says.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
-async fn a_ranked_search_collects_its_candidates_from_the_indexes(pool: PgPool) {
+async fn a_ranked_search_reads_only_its_candidates(pool: PgPool) {
     seed(&pool, 5000).await;
-    for text in ["word4242", "model"] {
+    for text in ["word4242", "model", "vision"] {
         let plan = plan(
             &pool,
             &SearchQuery {
@@ -227,7 +227,91 @@ async fn a_ranked_search_collects_its_candidates_from_the_indexes(pool: PgPool) 
         )
         .await;
         assert_no_full_scan(&plan);
-        assert!(plan.contains("repositories_full_name_trgm"), "{plan}");
-        assert!(plan.contains("repositories_search_idx"), "{plan}");
+        assert!(plan.contains("repositories_pkey"), "{plan}");
     }
+    async fn ranked(pool: &PgPool, text: &str) -> Vec<kaiyuan_hub::db::repos::Repo> {
+        let mut conn = pool.acquire().await.unwrap();
+        let q = SearchQuery {
+            text: Some(text),
+            sort: SortKey::Relevance,
+            limit: 30,
+            ..query()
+        };
+        kaiyuan_hub::db::repos::search(&mut conn, &q).await.unwrap()
+    }
+    // Only model-4242's card holds word4242; "vision" is in a quarter of the descriptions.
+    let rare: Vec<String> = ranked(&pool, "word4242")
+        .await
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    assert_eq!(rare, ["model-4242"]);
+    let vision = ranked(&pool, "vision").await;
+    assert_eq!(vision.len(), 30);
+    assert!(
+        vision.iter().all(|r| r.description.contains("vision")),
+        "{vision:?}"
+    );
+}
+
+/// The tag filter reads the cards' tags from their index (migration 0026), not every card; and
+/// finds what the card says, task and list items alike, in any case.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_tag_filter_reads_its_index(pool: PgPool) {
+    seed(&pool, 5000).await;
+    let rare = plan(
+        &pool,
+        &SearchQuery {
+            tags: vec!["tag42"],
+            ..query()
+        },
+    )
+    .await;
+    assert_no_full_scan(&rare);
+    assert!(rare.contains("repositories_card_tags"), "{rare}");
+    let common = plan(
+        &pool,
+        &SearchQuery {
+            tags: vec!["translation"],
+            ..query()
+        },
+    )
+    .await;
+    assert_no_full_scan(&common);
+    let mut conn = pool.acquire().await.unwrap();
+    let found = kaiyuan_hub::db::repos::search(
+        &mut conn,
+        &SearchQuery {
+            tags: vec!["TAG42", "object-detection"],
+            limit: 100,
+            ..query()
+        },
+    )
+    .await
+    .unwrap();
+    // tag42: g % 1000 == 42 (5 of 5000); object-detection: g % 4 == 1, which 42, 1042, ... are
+    // not (even): nothing has both. tag41 and object-detection: g = 41, 1041, ..., 4041, public.
+    assert!(found.is_empty(), "{found:?}");
+    let both = kaiyuan_hub::db::repos::search(
+        &mut conn,
+        &SearchQuery {
+            tags: vec!["tag41", "Object-Detection"],
+            limit: 100,
+            ..query()
+        },
+    )
+    .await
+    .unwrap();
+    let mut names: Vec<String> = both.iter().map(|r| r.name.clone()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "model-1041",
+            "model-2041",
+            "model-3041",
+            "model-4041",
+            "model-41"
+        ]
+    );
 }
