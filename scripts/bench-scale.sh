@@ -27,10 +27,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 server_url="${DATABASE_URL%/*}"
 
 # The routes, as "label path": text searches (rare and common words, a name fragment), the sorts
-# and filters, Hugging Face's list_models with the same, the web search page, the log head.
+# and filters (text searches ranked unless a sort is given), Hugging Face's list_models with the
+# same and its tag filter, the web search page, the log head.
 routes=(
   "api-text-rare /api/v1/repos?q=word4242"
   "api-text-common /api/v1/repos?q=vision"
+  "api-text-by-date /api/v1/repos?q=vision&sort=updated"
   "api-name-fragment /api/v1/repos?q=org-7/model-12"
   "api-sort-name /api/v1/repos?sort=name"
   "api-license /api/v1/repos?license=apache-2.0"
@@ -38,6 +40,8 @@ routes=(
   "hf-search /api/models?search=word4242"
   "hf-license /api/models?filter=license:mit"
   "hf-sort-name /api/models?sort=id&direction=1"
+  "hf-tag-rare /api/models?filter=tag42"
+  "hf-tag-common /api/models?filter=translation"
   "web-search /?q=word4242"
   "log-checkpoint /api/v1/log/checkpoint"
 )

@@ -324,14 +324,16 @@ impl Plan {
             let mut count = QueryBuilder::new("SELECT count(*) FROM (");
             push_text_matches(&mut count, text, "UNION ALL");
             count.push(" LIMIT ").push_bind(FEW_MATCHES).push(") m");
-            let (n,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
+            let count = count.build_query_as().persistent(false);
+            let (n,): (i64,) = count.fetch_one(&mut *conn).await?;
             plan.text_first = n < FEW_MATCHES;
         }
         if let Some(license) = search_license(q) {
             let mut count = QueryBuilder::new("SELECT count(*) FROM (");
             push_license_matches(&mut count, license, "UNION ALL");
             count.push(" LIMIT ").push_bind(FEW_MATCHES).push(") m");
-            let (n,): (i64,) = count.build_query_as().fetch_one(&mut *conn).await?;
+            let count = count.build_query_as().persistent(false);
+            let (n,): (i64,) = count.fetch_one(&mut *conn).await?;
             plan.license_first = n < FEW_MATCHES;
         }
         Ok(plan)
@@ -363,7 +365,9 @@ fn push_text_matches(sql: &mut QueryBuilder<Postgres>, text: &str, union: &str) 
 /// The candidates a relevance ranking orders: the first `FEW_MATCHES` repositories whose name
 /// holds `text` (trigram index) and, when there are fewer, the first `FEW_MATCHES` whose words
 /// hold it (full-text index). A text in that many names fills every page from the names alone.
-/// Two statements, because the two want different plans: a name most repositories hold is
+/// Each is planned for its own pattern (not prepared once with a generic plan, which for a
+/// pattern no name holds reads the whole table). Two statements, because the two want
+/// different plans: a name most repositories hold is
 /// found fastest by reading the table until enough turn up, but for a word that many cards hold
 /// the planner makes the same choice, and each row then costs a `to_tsvector` of its card,
 /// where the full-text index's bitmap is three times faster (24 against 75 ms at 1M rows).
@@ -373,7 +377,8 @@ async fn ranked_candidates(conn: &mut PgConnection, text: &str) -> sqlx::Result<
         .push_bind(like_pattern(text))
         .push(" LIMIT ")
         .push_bind(FEW_MATCHES);
-    let mut ids: Vec<i64> = names.build_query_scalar().fetch_all(&mut *conn).await?;
+    let names = names.build_query_scalar().persistent(false);
+    let mut ids: Vec<i64> = names.fetch_all(&mut *conn).await?;
     if (ids.len() as i64) < FEW_MATCHES {
         let mut tx = conn.begin().await?;
         sqlx::query("SET LOCAL enable_seqscan = off")
