@@ -487,7 +487,7 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: &Plan) -> QueryBuilder<P
             .push_bind(namespace.to_string())
             .push(")");
     }
-    if let (Some(text), false) = (text, plan.text_first) {
+    if let (Some(text), false, None) = (text, plan.text_first, &plan.ranked) {
         // Many matches: a test per repository while the sort's index is walked.
         sql.push(" AND (r.full_name ILIKE ")
             .push_bind(like_pattern(text))
