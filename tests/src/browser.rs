@@ -76,6 +76,15 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("no WebDriver session: {created}"))
             .to_string();
+        // An element a step looks for may still be on its way (a redirect after a form, a page
+        // the previous navigation left loading under load): wait for it up to five seconds
+        // rather than fail at once. No step relies on an element's absence through `find`.
+        let timeouts = format!("{base}/session/{session}/timeouts");
+        http.post(timeouts)
+            .json(&json!({"implicit": 5000}))
+            .send()
+            .await
+            .unwrap();
         Browser {
             driver,
             base,

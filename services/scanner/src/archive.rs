@@ -12,6 +12,19 @@ use crate::formats::Format;
 use crate::sevenz::{self, Member as SevenZipMember};
 use crate::{Blob, Ctx, Section, Verdict, pickle, read_at};
 
+/// Reports a member whose path would land outside the extraction directory (zip, tar, 7z).
+fn report_unsafe_path(ctx: &mut Ctx, name: &str) {
+    if let Some(why) = unsafe_path(name) {
+        ctx.add(
+            "archive-path-traversal",
+            Verdict::Malicious,
+            name,
+            format!("member path is {why}: extracting it writes outside the target directory"),
+            Some(name.to_string()),
+        );
+    }
+}
+
 /// Why a member path is unsafe to extract, if it is.
 fn unsafe_path(name: &str) -> Option<&'static str> {
     if name.starts_with('/') || name.starts_with('\\') {
@@ -511,15 +524,7 @@ fn check_entry_type(
     entry: &ZipEntry,
 ) -> io::Result<bool> {
     let name = entry.name.as_str();
-    if let Some(why) = unsafe_path(name) {
-        ctx.add(
-            "archive-path-traversal",
-            Verdict::Malicious,
-            name,
-            format!("member path is {why}: extracting it writes outside the target directory"),
-            Some(name.to_string()),
-        );
-    }
+    report_unsafe_path(ctx, name);
     let file_type = entry.mode & 0o170000;
     if entry.made_by_unix && file_type == 0o120000 {
         let target = member_bytes(ctx, blob, len, entry)?
@@ -953,9 +958,7 @@ pub(crate) fn scan_tar(ctx: &mut Ctx, blob: &mut dyn Blob, len: u64) -> io::Resu
             }
             b'5' => {}
             _ => {
-                if let Some(why) = unsafe_path(&name) {
-                    ctx.add("archive-path-traversal", Verdict::Malicious, &name, format!("member path is {why}: extracting it writes outside the target directory"), Some(name.clone()));
-                }
+                report_unsafe_path(ctx, &name);
                 names.push(name.clone());
                 pending.push((name, data, size));
             }
@@ -1000,15 +1003,7 @@ pub(crate) fn scan_sevenz(
     let mut by_folder: Vec<Vec<&SevenZipMember>> = vec![Vec::new(); archive.folders()];
     for member in &archive.members {
         let name = member.name.as_str();
-        if let Some(why) = unsafe_path(name) {
-            ctx.add(
-                "archive-path-traversal",
-                Verdict::Malicious,
-                name,
-                format!("member path is {why}: extracting it writes outside the target directory"),
-                Some(name.to_string()),
-            );
-        }
+        report_unsafe_path(ctx, name);
         if !seen.insert(name) {
             ctx.add(
                 "archive-duplicate-member",
