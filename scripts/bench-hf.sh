@@ -8,14 +8,7 @@ cd "$(dirname "$0")/.."
 size_gib="${1:-4}"
 source scripts/bench-lib.sh
 bench_setup
-work=$(mktemp -d /var/tmp/kaiyuan-hfbench.XXXXXX)
-chmod 755 "$work"
-hub_pid=""
-cleanup() {
-  [[ -n "$hub_pid" ]] && kill -INT "$hub_pid" 2>/dev/null && wait "$hub_pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir hfbench
 
 # Four shards of SIZE/4 GiB each, as model repositories ship them.
 mkdir -p "$work/model"
@@ -25,13 +18,7 @@ done
 bytes=$(du -cb "$work/model" | tail -1 | cut -f1)
 sync
 
-hub_port=$(free_port) pg_port=$(free_port)
-printf '[embedded_postgres]\nport = %s\n[gc]\ninterval_secs = 0\n' "$pg_port" >"$work/hub.toml"
-KAIYUAN_WORKERS=0 RUST_LOG=warn "$bin" --config "$work/hub.toml" serve --data-dir "$work/hub" --listen "127.0.0.1:$hub_port" &
-hub_pid=$!
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$hub_port/readyz" >/dev/null && break; sleep 0.1; done
-token=$(RUST_LOG=warn "$bin" --config "$work/hub.toml" admin create-user bench --admin --data-dir "$work/hub")
-hub="http://127.0.0.1:$hub_port"
+start_bench_hub
 export HF_ENDPOINT="$hub" HF_TOKEN="$token" HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 "$py" -c "from huggingface_hub import HfApi; a = HfApi(); a.create_repo('bench/model'); a.upload_folder(folder_path='$work/model', repo_id='bench/model')"
 sync

@@ -9,14 +9,7 @@ cd "$(dirname "$0")/.."
 size_mib="${1:-2048}"
 source scripts/bench-lib.sh
 bench_setup
-work=$(mktemp -d /var/tmp/kaiyuan-mirrorbench.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir mirrorbench
 unset DATABASE_URL KAIYUAN_DATABASE_URL KAIYUAN_STORE_URL KAIYUAN_UPSTREAM KAIYUAN_UPSTREAM_TOKEN
 bytes=$((size_mib << 20))
 
@@ -26,13 +19,6 @@ mkdir -p "$work/model"
  openssl enc -aes-128-ctr -nosalt -pass pass:mirror -in /dev/zero 2>/dev/null | head -c $((bytes - 40)) >>"$work/model/model.safetensors")
 printf -- '---\nlicense: mit\n---\n# bench\n' >"$work/model/README.md"
 
-start_hub() { # name port extra-config
-  local pg_port; pg_port=$(free_port)
-  printf '[embedded_postgres]\nport = %s\n[gc]\ninterval_secs = 0\n%s\n' "$pg_port" "$3" >"$work/$1.toml"
-  KAIYUAN_WORKERS=0 RUST_LOG=warn "$bin" --config "$work/$1.toml" serve --data-dir "$work/$1" --listen "127.0.0.1:$2" &
-  pids+=($!)
-  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && break; sleep 0.1; done
-}
 up_port=$(free_port) mirror_port=$(free_port)
 start_hub upstream "$up_port" ""
 token=$(RUST_LOG=warn "$bin" --config "$work/upstream.toml" admin create-user bench --admin --data-dir "$work/upstream" | tail -1)

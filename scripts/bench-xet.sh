@@ -10,14 +10,7 @@ cd "$(dirname "$0")/.."
 size_mib="${1:-2048}"
 source scripts/bench-lib.sh
 bench_setup
-work=$(mktemp -d /var/tmp/kaiyuan-xetbench.XXXXXX)
-chmod 755 "$work"
-hub_pid=""
-cleanup() {
-  [[ -n "$hub_pid" ]] && kill -INT "$hub_pid" 2>/dev/null && wait "$hub_pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_workdir xetbench
 bytes=$((size_mib << 20))
 # The embedded defaults: a database or store configured in the environment is not used.
 unset DATABASE_URL KAIYUAN_DATABASE_URL KAIYUAN_STORE_URL
@@ -34,13 +27,7 @@ weights lfs/model.safetensors lfs
 weights native/model.safetensors native
 sync
 
-hub_port=$(free_port) pg_port=$(free_port)
-printf '[embedded_postgres]\nport = %s\n[gc]\ninterval_secs = 0\n' "$pg_port" >"$work/hub.toml"
-KAIYUAN_WORKERS=0 RUST_LOG=warn "$bin" --config "$work/hub.toml" serve --data-dir "$work/hub" --listen "127.0.0.1:$hub_port" &
-hub_pid=$!
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$hub_port/readyz" >/dev/null && break; sleep 0.1; done
-token=$(RUST_LOG=warn "$bin" --config "$work/hub.toml" admin create-user bench --admin --data-dir "$work/hub")
-hub="http://127.0.0.1:$hub_port"
+start_bench_hub
 export HF_ENDPOINT="$hub" HF_TOKEN="$token" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_HOME="$work/hf-home"
 received() { curl -sf "$hub/metrics" | awk '$1 == "kaiyuan_xet_xorb_bytes_received_total" { print $2 }'; }
 stored() { du -sb "$work/hub/objects/xorbs" 2>/dev/null | cut -f1 || echo 0; }

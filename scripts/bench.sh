@@ -24,8 +24,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s%N; }
+source scripts/bench-lib.sh
 declare -A secs
 timed() { local name=$1; shift; local start; start=$(now); "$@"; secs[$name]=$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'); }
 # Reads are short and noisy on a shared 2-core machine: best of three, for the hub and the peer alike.
@@ -51,13 +50,8 @@ timed cp_sync bash -c "cp '$file' '$work/copy.bin' && sync"
 rm -f "$work/copy.bin" && sync
 
 # The hub, embedded defaults in a fresh data directory.
-hub_port=$(free_port) pg_port=$(free_port)
-printf '[embedded_postgres]\nport = %s\n[gc]\ninterval_secs = 0\n' "$pg_port" >"$work/hub.toml"
-KAIYUAN_WORKERS=0 RUST_LOG=warn "$bin" --config "$work/hub.toml" serve --data-dir "$work/hub" --listen "127.0.0.1:$hub_port" &
-hub_pid=$!
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$hub_port/readyz" >/dev/null && break; sleep 0.1; done
-token=$(RUST_LOG=warn "$bin" --config "$work/hub.toml" admin create-user bench --admin --data-dir "$work/hub")
-hub="http://127.0.0.1:$hub_port"
+pids=()
+start_bench_hub
 auth="Authorization: Bearer $token"
 curl -sSf -H "$auth" -H 'content-type: application/json' -d '{"name":"bench"}' "$hub/api/v1/repos" >/dev/null
 timed hub_upload curl -sSf -o /dev/null -H "$auth" -H "x-expected-sha256: $sha" -T "$file" -X POST "$hub/api/v1/repos/bench/bench/uploads"
