@@ -12,6 +12,22 @@ use crate::formats::Format;
 use crate::sevenz::{self, Member as SevenZipMember};
 use crate::{Blob, Ctx, Section, Verdict, pickle, read_at};
 
+/// Reports a member whose Unix file type (`mode & 0o170000`, zip and 7z) is a device, FIFO or
+/// socket; whether it was one.
+fn report_special_mode(ctx: &mut Ctx, name: &str, file_type: u32) -> bool {
+    let special = matches!(file_type, 0o020000 | 0o060000 | 0o010000 | 0o140000);
+    if special {
+        ctx.add(
+            "archive-special-file",
+            Verdict::Malicious,
+            name,
+            "member is a device, FIFO or socket",
+            Some(name.to_string()),
+        );
+    }
+    special
+}
+
 /// Reports a member whose path would land outside the extraction directory (zip, tar, 7z).
 fn report_unsafe_path(ctx: &mut Ctx, name: &str) {
     if let Some(why) = unsafe_path(name) {
@@ -532,14 +548,7 @@ fn check_entry_type(
         ctx.add("archive-link", Verdict::Malicious, name, "member is a symbolic link: extracting it can expose or overwrite files outside the archive", target.or(Some(name.to_string())));
         return Ok(false);
     }
-    if entry.made_by_unix && matches!(file_type, 0o020000 | 0o060000 | 0o010000 | 0o140000) {
-        ctx.add(
-            "archive-special-file",
-            Verdict::Malicious,
-            name,
-            "member is a device, FIFO or socket",
-            Some(name.to_string()),
-        );
+    if entry.made_by_unix && report_special_mode(ctx, name, file_type) {
         return Ok(false);
     }
     if name.ends_with('/') {
@@ -1013,17 +1022,10 @@ pub(crate) fn scan_sevenz(
                 Some(name.to_string()),
             );
         }
-        if matches!(
-            member.unix_type(),
-            Some(0o020000 | 0o060000 | 0o010000 | 0o140000)
-        ) {
-            ctx.add(
-                "archive-special-file",
-                Verdict::Malicious,
-                name,
-                "member is a device, FIFO or socket",
-                Some(name.to_string()),
-            );
+        if member
+            .unix_type()
+            .is_some_and(|t| report_special_mode(ctx, name, t))
+        {
             continue;
         }
         match &member.data {
