@@ -480,7 +480,7 @@ async fn mirror_command(
                 "`{repo}` is excluded by the mirror's allow and deny lists"
             );
             let state = mirror_state(settings, pool)?;
-            kaiyuan_hub::mirror::ensure(&state, namespace, name, revision)
+            kaiyuan_hub::mirror::ensure(&state, &Default::default(), namespace, name, revision)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
             let mut conn = pool.acquire().await?;

@@ -3,7 +3,9 @@
 //! malicious file, bytes that do not match the upstream's digest, an upstream that goes away,
 //! concurrent clients and a private upstream model are each checked.
 
-use kaiyuan_tests::{Backend, TestApp, expect_error, noise, spawn_app, spawn_app_with};
+use kaiyuan_tests::{
+    Backend, TestApp, expect_error, expect_status, noise, spawn_app, spawn_app_with,
+};
 use reqwest::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -482,4 +484,106 @@ async fn the_storage_budget_evicts_the_least_recently_used(pool: PgPool) {
     assert_eq!(read("a").await.as_ref(), weights[1].as_slice());
     assert_eq!(held("b").await, 0, "alice/b was evicted in turn");
     assert!(held("pinned").await > 0, "pinned repositories stay");
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_gated_upstream_model_is_fetched_only_for_users_let_through_here(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream
+        .create_repo(&alice, "alice", "llama", "public")
+        .await;
+    upstream
+        .commit_files(
+            &alice,
+            "alice/llama",
+            &[
+                ("README.md", b"---\nlicense: mit\n---\n# gated\n"),
+                ("w.bin", b"gated weights"),
+            ],
+        )
+        .await;
+    let res = upstream
+        .send_json(
+            reqwest::Method::PATCH,
+            "/api/v1/repos/alice/llama",
+            Some(&alice),
+            &json!({"gated": "auto"}),
+        )
+        .await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    // The organisation's upstream identity was let through the upstream's gate.
+    let bot = upstream.create_user("acme-bot").await;
+    let res = upstream
+        .post_json(
+            "/api/v1/repos/alice/llama/access-request",
+            Some(&bot),
+            &json!({}),
+        )
+        .await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let mirror = mirror_of(pool.clone(), &upstream, Some(&bot)).await;
+    let carol = mirror.create_user("carol").await;
+    let dave = mirror.create_user("dave").await;
+
+    // Nobody was let through here yet: refused with the way in, and nothing is fetched.
+    let res = mirror.get("/alice/llama/resolve/main/w.bin", None).await;
+    assert_eq!(res.headers()["x-error-code"], "GatedRepo");
+    expect_error(res, StatusCode::UNAUTHORIZED, "gated").await;
+    let res = mirror
+        .get("/alice/llama/resolve/main/w.bin", Some(&carol))
+        .await;
+    let message = expect_error(res, StatusCode::FORBIDDEN, "gated").await;
+    assert!(
+        message.contains("/api/v1/repos/alice/llama/access-request"),
+        "{message}"
+    );
+    let fetched: i64 = sqlx::query_scalar("SELECT count(*) FROM mirrored_commits")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched, 0,
+        "no upstream file is fetched for a caller refused here"
+    );
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM blobs WHERE sha256 = $1")
+        .bind(Sha256::digest(b"gated weights").to_vec())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(held, 0);
+
+    // The local repository is gated like the upstream; carol asks for access and is let in.
+    let info = mirror.get("/api/v1/repos/alice/llama", Some(&carol)).await;
+    assert_eq!(expect_status(info, StatusCode::OK).await["gated"], "auto");
+    let res = mirror
+        .post_json(
+            "/api/v1/repos/alice/llama/access-request",
+            Some(&carol),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        expect_status(res, StatusCode::OK).await["status"],
+        "accepted"
+    );
+    let res = mirror
+        .get("/alice/llama/resolve/main/w.bin", Some(&carol))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"gated weights");
+
+    // The fetch is attributed to carol; dave, not let through, still gets nothing.
+    let actor: Option<String> = sqlx::query_scalar(
+        "SELECT n.name FROM audit_events a JOIN namespaces n ON n.id = a.actor_id
+         WHERE a.action = 'mirror.fetch'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(actor.as_deref(), Some("carol"));
+    let res = mirror
+        .get("/alice/llama/resolve/main/w.bin", Some(&dave))
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN, "gated").await;
 }

@@ -71,6 +71,21 @@ pub async fn local_commit(
     .await
 }
 
+/// Whether `commit_id` is a mirrored commit of the repository (not, say, its first, empty one).
+pub async fn holds(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM mirrored_commits WHERE repository_id = $1 AND commit_id = $2)",
+    )
+    .bind(repository_id)
+    .bind(commit_id)
+    .fetch_one(conn)
+    .await
+}
+
 /// Every mirrored repository with its name and latest fetch, for `kaiyuan mirror status`.
 pub async fn status(
     conn: &mut PgConnection,

@@ -18,7 +18,7 @@ use crate::auth::AuthUser;
 use crate::auth::Caller;
 use crate::config::Mirror as Settings;
 use crate::db;
-use crate::db::types::Visibility;
+use crate::db::types::{Gated, Visibility};
 use crate::error::ApiError;
 use crate::error_code as code;
 use crate::state::AppState;
@@ -99,6 +99,7 @@ type Outcome = Option<Result<(), (actix_web::http::StatusCode, &'static str, Str
 /// retry" while the fetch goes on.
 pub async fn ensure(
     state: &web::Data<AppState>,
+    caller: &Caller,
     namespace: &str,
     name: &str,
     revision: &str,
@@ -113,6 +114,16 @@ pub async fn ensure(
     if !needs_fetch(state, namespace, name, revision).await? {
         return Ok(());
     }
+    // A gated mirror fetches only for callers who were let through its gate here; anyone else
+    // is refused before the upstream sees a request.
+    {
+        let mut conn = state.db.acquire().await?;
+        if let Some(repo) = db::repos::find_live(&mut conn, namespace, name).await?
+            && repo.gated != Gated::None
+        {
+            crate::routes::access::authorize_download(&mut conn, caller, &repo).await?;
+        }
+    }
     let key = format!("{full}@{revision}");
     let mut outcome = {
         let mut fetches = state.mirror.fetches.lock().await;
@@ -121,14 +132,15 @@ pub async fn ensure(
             None => {
                 let (tx, rx) = tokio::sync::watch::channel::<Outcome>(None);
                 fetches.insert(key.clone(), rx.clone());
-                let (state, namespace, name, revision) = (
+                let (state, requester, namespace, name, revision) = (
                     state.clone(),
+                    caller.clone(),
                     namespace.to_string(),
                     name.to_string(),
                     revision.to_string(),
                 );
                 tokio::spawn(async move {
-                    let result = fetch(&state, &namespace, &name, &revision)
+                    let result = fetch(&state, &requester, &namespace, &name, &revision)
                         .await
                         .map_err(|e| (e.status, e.code, e.message));
                     state.mirror.fetches.lock().await.remove(&key);
@@ -157,9 +169,10 @@ pub async fn ensure(
     }
 }
 
-/// One fetch of a repository revision from the upstream.
+/// One fetch of a repository revision from the upstream, on behalf of `requester`.
 async fn fetch(
     state: &AppState,
+    requester: &Caller,
     namespace: &str,
     name: &str,
     revision: &str,
@@ -187,7 +200,56 @@ async fn fetch(
             return Err(upstream_error(e));
         }
     };
-    mirror_revision(state, upstream, namespace, name, revision, &info).await
+    if let Some(mode) = info.gated {
+        open_gate(state, requester, namespace, name, &info, mode).await?;
+    }
+    mirror_revision(
+        state,
+        upstream,
+        requester,
+        (namespace, name),
+        revision,
+        &info,
+    )
+    .await
+}
+
+/// A model gated upstream is fetched (with the organisation's token) only for a local user
+/// who passed the same gate here: its local repository is created first, gated like the
+/// upstream, so users can ask for access; the fetch goes on only if `requester` has it. Every
+/// download of it stays behind the local gate, so every use is attributable.
+async fn open_gate(
+    state: &AppState,
+    requester: &Caller,
+    namespace: &str,
+    name: &str,
+    info: &UpstreamRevision,
+    mode: Gated,
+) -> Result<(), ApiError> {
+    let Some(upstream) = &state.mirror.upstream else {
+        return Ok(());
+    };
+    let caller = mirror_caller(state).await?;
+    let mut repo = local_repo(state, &caller, namespace, name, info.private).await?;
+    let mut tx = state.db.begin().await?;
+    if repo.gated == Gated::None {
+        db::repos::update_settings(&mut tx, repo.id, None, None, Some(mode)).await?;
+        repo.gated = mode;
+    }
+    db::mirror::record_repo(&mut tx, repo.id, upstream.base(), &repo.full_name()).await?;
+    tx.commit().await?;
+    let mut conn = state.db.acquire().await?;
+    crate::routes::access::authorize_download(&mut conn, requester, &repo)
+        .await
+        .map_err(|refused| {
+            let fetched =
+                "it is fetched from the upstream only for a user who was let through its gate here";
+            ApiError::new(
+                refused.status,
+                refused.code,
+                format!("{} ({fetched})", refused.message),
+            )
+        })
 }
 
 /// What one re-sync did.
@@ -208,6 +270,7 @@ pub async fn sync(state: &AppState) -> Result<SyncReport, ApiError> {
     let Some(upstream) = &state.mirror.upstream else {
         return Ok(report);
     };
+    let caller = mirror_caller(state).await?;
     let mut conn = state.db.acquire().await?;
     let mirrored = db::mirror::status(&mut conn).await?;
     for (full, _, _, _) in mirrored {
@@ -239,7 +302,8 @@ pub async fn sync(state: &AppState) -> Result<SyncReport, ApiError> {
                 report.unchanged += 1;
                 continue;
             }
-            match mirror_revision(state, upstream, namespace, name, &branch, &info).await {
+            let revision = (namespace, name);
+            match mirror_revision(state, upstream, &caller, revision, &branch, &info).await {
                 Ok(()) => report.updated += 1,
                 Err(e) => {
                     tracing::warn!(repo = %full, branch, error = %e.message, "mirror re-sync failed");
@@ -267,12 +331,20 @@ async fn needs_fetch(
         return Ok(false);
     }
     db::mirror::touch(&mut conn, repo.id).await?;
-    Ok(db::commits::resolve(&mut conn, repo.id, revision)
+    if db::mirror::local_commit(&mut conn, repo.id, revision)
         .await?
-        .is_none()
-        && db::mirror::local_commit(&mut conn, repo.id, revision)
-            .await?
-            .is_none())
+        .is_some()
+    {
+        return Ok(false);
+    }
+    // A branch that still points at the repository's first, empty commit (a gated mirror
+    // nobody was let through yet) holds nothing mirrored.
+    Ok(
+        match db::commits::resolve(&mut conn, repo.id, revision).await? {
+            Some(commit) => !db::mirror::holds(&mut conn, repo.id, &commit).await?,
+            None => true,
+        },
+    )
 }
 
 /// The local caller that owns mirrored namespaces (created on first use).
@@ -321,8 +393,8 @@ async fn mirror_caller(state: &AppState) -> Result<Caller, ApiError> {
 async fn mirror_revision(
     state: &AppState,
     upstream: &Upstream,
-    namespace: &str,
-    name: &str,
+    requester: &Caller,
+    (namespace, name): (&str, &str),
     revision: &str,
     info: &UpstreamRevision,
 ) -> Result<(), ApiError> {
@@ -355,7 +427,7 @@ async fn mirror_revision(
     let caller = mirror_caller(state).await?;
     let user = caller.user.clone().unwrap_or_else(|| unreachable!());
     let repo = local_repo(state, &caller, namespace, name, info.private).await?;
-    let branch = if is_commit_id(revision) {
+    let branch = if crate::commit_id::is_commit_id(revision) {
         "mirror"
     } else {
         revision
@@ -382,6 +454,24 @@ async fn mirror_revision(
     .await?;
     db::mirror::record_repo(&mut tx, repo.id, upstream.base(), &full).await?;
     db::mirror::record_commit(&mut tx, repo.id, &info.sha, &commit).await?;
+    // Who caused the upstream download, and of what: the audit answers for every mirrored file.
+    crate::domain::event::record(
+        &mut tx,
+        requester,
+        crate::domain::event::Event::new(
+            "mirror.fetch",
+            crate::domain::event::Target::Repo(&repo),
+            serde_json::json!({
+                "upstream": upstream.base(),
+                "revision": revision,
+                "upstream_commit": info.sha,
+                "commit": commit,
+                "files": snapshot.len(),
+                "gated": info.gated,
+            }),
+        ),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(repo = %full, revision, upstream_commit = %info.sha, commit = %commit, files = snapshot.len(), "mirrored");
     if let Some(policy) = &state.settings.mirror.policy {
@@ -476,10 +566,6 @@ pub async fn refusal(
     Ok(db::mirror::refusal(conn, repository_id, commit)
         .await?
         .map(|reason| ApiError::forbidden(code::MIRROR_POLICY_DENIED, reason)))
-}
-
-fn is_commit_id(revision: &str) -> bool {
-    revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The local repository of a mirror, created (with its namespace, owned by the mirror user)
@@ -627,6 +713,5 @@ mod tests {
         assert!(allowed(&s, "a/b") && !allowed(&s, "a/c"));
         assert!(!allowed(&s, "meta-llama/secret"), "deny wins");
         assert!(matches_any(&["/^a/b$/".to_string()], "a/b") && !matches_any(&[], "a/b"));
-        assert!(is_commit_id(&"a".repeat(40)) && !is_commit_id("main"));
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::Mirror as Settings;
+use crate::db::types::Gated;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -45,8 +46,23 @@ pub struct UpstreamRevision {
     pub sha: String,
     #[serde(default)]
     pub private: bool,
+    /// Whether downloads upstream need an accepted access request (`auto` or `manual`); the
+    /// hub answers `false` for a model that is not gated.
+    #[serde(default, deserialize_with = "gating")]
+    pub gated: Option<Gated>,
     #[serde(default)]
     pub siblings: Vec<UpstreamFile>,
+}
+
+/// `gated` as the Hugging Face API writes it: `false`, `"auto"` or `"manual"`. Any other
+/// truthy value is read as `manual`, the stricter gate.
+fn gating<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Gated>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Null | serde_json::Value::Bool(false) => None,
+        serde_json::Value::String(mode) if mode == "auto" => Some(Gated::Auto),
+        serde_json::Value::String(mode) if mode == "false" || mode == "none" => None,
+        _ => Some(Gated::Manual),
+    })
 }
 
 /// An HTTP client for one upstream.
@@ -135,5 +151,30 @@ impl Upstream {
             200 => Ok(response),
             status => Err(UpstreamError::Refused(status, url)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gating_as_the_hugging_face_api_writes_it() {
+        let gated = |v: serde_json::Value| {
+            serde_json::from_value::<UpstreamRevision>(serde_json::json!({"sha": "a", "gated": v}))
+                .unwrap()
+                .gated
+        };
+        assert_eq!(gated(serde_json::json!(false)), None);
+        assert_eq!(gated(serde_json::json!(null)), None);
+        assert_eq!(gated(serde_json::json!("auto")), Some(Gated::Auto));
+        assert_eq!(gated(serde_json::json!("manual")), Some(Gated::Manual));
+        assert_eq!(
+            gated(serde_json::json!(true)),
+            Some(Gated::Manual),
+            "unknown: the stricter gate"
+        );
+        let absent: UpstreamRevision = serde_json::from_str(r#"{"sha": "a"}"#).unwrap();
+        assert_eq!(absent.gated, None);
     }
 }

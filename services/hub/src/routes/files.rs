@@ -227,7 +227,7 @@ pub async fn resolve(
 ) -> ApiResult<HttpResponse> {
     let segments = path.into_inner();
     let (namespace, name, revision, file_path) = &segments;
-    crate::mirror::ensure(&state, namespace, name, revision).await?;
+    crate::mirror::ensure(&state, &caller, namespace, name, revision).await?;
     let mut conn = state.db.acquire().await?;
     let asked = Asked::at(&segments, req.method() != Method::HEAD);
     let Download {

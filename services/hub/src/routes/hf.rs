@@ -310,7 +310,7 @@ async fn info_at(
     revision: &str,
     blobs: bool,
 ) -> ApiResult<HttpResponse> {
-    crate::mirror::ensure(state, namespace, name, &decode(revision)).await?;
+    crate::mirror::ensure(state, caller, namespace, name, &decode(revision)).await?;
     let mut conn = state.db.acquire().await?;
     let repo = load(&mut conn, caller, namespace, name).await?;
     let commit = resolve(&mut conn, &repo, revision).await?;
@@ -407,7 +407,7 @@ async fn tree_listing(
     dir: Option<String>,
     params: &TreeParams,
 ) -> ApiResult<HttpResponse> {
-    crate::mirror::ensure(state, &namespace, &name, &decode(&revision)).await?;
+    crate::mirror::ensure(state, caller, &namespace, &name, &decode(&revision)).await?;
     let mut conn = state.db.acquire().await?;
     let repo = load(&mut conn, caller, &namespace, &name).await?;
     let commit = resolve(&mut conn, &repo, &revision).await?;
@@ -490,7 +490,7 @@ async fn paths_info(
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name, revision) = path.into_inner();
-    crate::mirror::ensure(&state, &namespace, &name, &decode(&revision)).await?;
+    crate::mirror::ensure(&state, &caller, &namespace, &name, &decode(&revision)).await?;
     let wanted: Vec<String> = url::form_urlencoded::parse(&body)
         .filter(|(k, _)| k == "paths")
         .map(|(_, v)| v.trim_matches('/').to_string())
