@@ -39,7 +39,10 @@ download() { # endpoint
   cmp -s "$(find "$work/cache" -name model.safetensors)" "$work/model/model.safetensors" || { echo "content differs via $1" >&2; exit 1; }
   rm -rf "$work/cache"
 }
+# The direct download twice, the faster counted: the first read after the upload can be slower
+# (the ratio is then against the upstream at its best).
 direct=$(download "$upstream")
+direct=$(awk -v a="$direct" -v b="$(download "$upstream")" 'BEGIN { print (a < b ? a : b) }')
 cold=$(download "$mirror")
 warm=$(download "$mirror")
 # The scan alone, as the cold path ran it (the same scanner, on the same bytes).
@@ -48,15 +51,25 @@ scan_start=$(now)
 "$bin" --config "$work/mirror.toml" scan "$work/model/model.safetensors" >/dev/null || true
 scan_s=$(secs "$scan_start" "$(now)")
 
+# The physical floor of a cold read on this machine: the file is written twice (into the
+# mirror's store, then into the client's cache), so cold cannot beat direct plus one durable
+# write of the file.
+disk_start=$(now)
+dd if="$work/model/model.safetensors" of="$work/disk-floor" bs=8M conv=fdatasync status=none
+disk_s=$(secs "$disk_start" "$(now)")
+rm -f "$work/disk-floor"
+
 mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "model: $bytes bytes of weights + README; MB/s = 10^6 bytes per second"
 printf '%-44s %9s %8s\n' measure seconds MB/s
-printf '%-44s %9s %8s\n' "snapshot_download, upstream directly" "$direct" "$(mbps "$direct")"
+printf '%-44s %9s %8s\n' "snapshot_download, upstream directly (best of 2)" "$direct" "$(mbps "$direct")"
 printf '%-44s %9s %8s\n' "snapshot_download, mirror cold" "$cold" "$(mbps "$cold")"
 printf '%-44s %9s %8s\n' "snapshot_download, mirror warm" "$warm" "$(mbps "$warm")"
 printf '%-44s %9s\n' "kaiyuan scan of the same file (part of cold)" "$scan_s"
 echo "warm / direct throughput: $(ratio "$direct" "$warm")   (target >= 0.9)"
 echo "cold / direct time: $(ratio "$cold" "$direct")   (target <= 1.5, plus the scan)"
+printf '%-44s %9s %8s\n' "one durable write of the file (dd, fdatasync)" "$disk_s" "$(mbps "$disk_s")"
+echo "cold / (direct + one durable write): $(awk -v c="$cold" -v d="$direct" -v w="$disk_s" 'BEGIN { printf "%.2f", c / (d + w) }')   (1.00 = the disk's floor)"
 echo "cold minus scan / direct time: $(awk -v c="$cold" -v s="$scan_s" -v d="$direct" 'BEGIN { printf "%.2f", (c - s) / d }')"
 echo "mirror peak RSS: $((rss_kib / 1024)) MiB   (target < 200 MiB)"

@@ -59,7 +59,7 @@ impl From<object_store::Error> for UploadError {
 pub struct Upload {
     store: BlobStore,
     expected: Expected,
-    hasher: Sha256,
+    hasher: BackgroundHasher,
     size: u64,
     /// Where the bytes go; `None` when the declared blob is already stored and the upload only
     /// has to prove, by hashing, that the client really holds those bytes.
@@ -82,7 +82,7 @@ impl Upload {
         Ok(Self {
             store,
             expected,
-            hasher: Sha256::new(),
+            hasher: BackgroundHasher::start(),
             size: 0,
             sink,
         })
@@ -108,7 +108,7 @@ impl Upload {
             });
         }
         self.size = size;
-        self.hasher.update(&chunk);
+        self.hasher.update(chunk.clone()).await?;
         if let Some((_, writer)) = &mut self.sink {
             writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
             writer.put(chunk);
@@ -119,7 +119,7 @@ impl Upload {
     /// Completes the upload: checks the declared size and digest, then makes the blob durable at
     /// its content address (or discards the copy when the store already holds the same bytes).
     pub async fn finish(mut self) -> Result<StoredBlob, UploadError> {
-        let actual = Sha256Digest::from_bytes(self.hasher.clone().finalize().into());
+        let actual = self.hasher.finish().await?;
         if let Some(expected) = self.expected.size.filter(|&e| e != self.size) {
             return Err(UploadError::SizeMismatch {
                 expected,
@@ -157,6 +157,55 @@ impl Upload {
             newly_stored,
         })
     }
+}
+
+/// SHA-256 in a task of its own: the task that receives the bytes hands each chunk over and
+/// goes on receiving, so hashing and receiving can use two cores. A bounded channel keeps
+/// at most [`CHUNKS_QUEUED`] chunks waiting (they are shared with the writer, not copied).
+struct BackgroundHasher {
+    chunks: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    digest: Option<tokio::task::JoinHandle<Sha256Digest>>,
+}
+
+const CHUNKS_QUEUED: usize = 64;
+
+impl BackgroundHasher {
+    fn start() -> Self {
+        let (chunks, mut received) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_QUEUED);
+        // A task, not a blocking thread: an idle upload (a slow client) then holds no thread,
+        // and each chunk is hashed in well under a millisecond.
+        let digest = tokio::spawn(async move {
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = received.recv().await {
+                hasher.update(&chunk);
+            }
+            Sha256Digest::from_bytes(hasher.finalize().into())
+        });
+        Self {
+            chunks: Some(chunks),
+            digest: Some(digest),
+        }
+    }
+
+    async fn update(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        let sent = match &self.chunks {
+            Some(chunks) => chunks.send(chunk).await.is_ok(),
+            None => false,
+        };
+        sent.then_some(()).ok_or_else(hasher_gone)
+    }
+
+    async fn finish(&mut self) -> Result<Sha256Digest, StorageError> {
+        self.chunks = None;
+        match self.digest.take() {
+            Some(digest) => digest.await.map_err(|_| hasher_gone()),
+            None => Err(hasher_gone()),
+        }
+    }
+}
+
+fn hasher_gone() -> StorageError {
+    StorageError::Io(std::io::Error::other("the hashing task stopped"))
 }
 
 impl Drop for Upload {

@@ -223,19 +223,69 @@ async fn concurrent_clients_share_one_upstream_fetch(pool: PgPool) {
     for client in clients {
         assert_eq!(client.await.unwrap(), Sha256::digest(&weights).to_vec());
     }
+    assert_eq!(
+        upstream_resolve_gets(&upstream).await,
+        1,
+        "one upstream fetch for twenty clients"
+    );
+}
+
+/// GETs of the upstream's resolve route so far, from its metrics.
+async fn upstream_resolve_gets(upstream: &TestApp) -> u64 {
     let metrics = upstream.get("/metrics", None).await.text().await.unwrap();
-    let fetches: u64 = metrics
+    metrics
         .lines()
         .filter(|l| {
             l.contains("route=\"/{namespace}/{name}/resolve/{revision}/{path:.*}\"")
                 && l.contains("method=\"GET\"")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    assert_eq!(
-        fetches, 1,
-        "one upstream fetch for twenty clients:\n{metrics}"
-    );
+        .sum()
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_large_file_is_checked_whole_before_it_appears(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "big", "public").await;
+    upstream.create_repo(&alice, "alice", "bad", "public").await;
+    let weights = noise((40 << 20) + 12_345, 5);
+    let tampered = noise(33 << 20, 6);
+    for (repo, bytes) in [("alice/big", &weights), ("alice/bad", &tampered)] {
+        let res = upstream.upload(&alice, repo, bytes.clone(), None).await;
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+        let res = upstream
+            .post_json(
+                &format!("/api/v1/repos/{repo}/commits/main"),
+                Some(&alice),
+                &json!({"message": "weights", "operations": [
+                    {"op": "put", "path": "model.bin", "sha256": sha(bytes)}
+                ]}),
+            )
+            .await;
+        expect_status(res, StatusCode::CREATED).await;
+    }
+    // One byte in the middle of the second file changes behind the upstream's back.
+    let hex = sha(&tampered);
+    let dir = upstream.local_store_dir().expect("a local store");
+    let object = dir.join(format!("blobs/sha256/{}/{}/{hex}", &hex[..2], &hex[2..4]));
+    let mut changed = tampered.clone();
+    changed[20 << 20] ^= 1;
+    std::fs::write(&object, changed).unwrap();
+
+    let mirror = mirror_of(pool.clone(), &upstream, None).await;
+    let res = mirror.get("/alice/big/resolve/main/model.bin", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let served = res.bytes().await.unwrap();
+    assert!(served.as_ref() == weights.as_slice());
+    let res = mirror.get("/alice/bad/resolve/main/model.bin", None).await;
+    let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
+    assert!(message.contains("nothing was kept"), "{message}");
+    let bad: i64 = sqlx::query_scalar("SELECT count(*) FROM repositories WHERE name = 'bad'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(bad, 0, "a file one bit off its digest never appears");
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]

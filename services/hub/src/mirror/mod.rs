@@ -648,8 +648,10 @@ async fn fetch_file(
         max_size: state.settings.limits.max_file_size,
     };
     let mut upload = state.store.begin_upload(expected).await?;
-    let mut git = Sha1::new();
-    if let Some(size) = size {
+    // The git blob id is the only digest of a file outside LFS; an LFS file is checked by its
+    // sha256 alone (the upload computes it), so it is not hashed twice.
+    let mut git = (declared_sha256.is_none() && file.blob_id.is_some()).then(Sha1::new);
+    if let (Some(git), Some(size)) = (&mut git, size) {
         git.update(format!("blob {size}\0").as_bytes());
     }
     let mut body = response.bytes_stream();
@@ -661,14 +663,15 @@ async fn fetch_file(
                 &format!("the download broke off: {e}"),
             )
         })?;
-        git.update(&chunk);
+        if let Some(git) = &mut git {
+            git.update(&chunk);
+        }
         upload
             .write(chunk)
             .await
             .map_err(|e| upstream_mismatch(repo, &file.rfilename, &e.to_string()))?;
     }
-    if declared_sha256.is_none()
-        && let Some(blob_id) = &file.blob_id
+    if let (Some(git), Some(blob_id)) = (git, &file.blob_id)
         && hex::encode(git.finalize()) != blob_id.to_ascii_lowercase()
     {
         return Err(upstream_mismatch(
