@@ -28,7 +28,8 @@ server_url="${DATABASE_URL%/*}"
 
 # The routes, as "label path": text searches (rare and common words, a name fragment), the sorts
 # and filters (text searches ranked unless a sort is given), Hugging Face's list_models with the
-# same and its tag filter, the web search page, the log head.
+# same and its tag filter, the web search page with text and with the head-fact filters (rare
+# values: one repository in a thousand; a common one), the log head.
 routes=(
   "api-text-rare /api/v1/repos?q=word4242"
   "api-text-common /api/v1/repos?q=vision"
@@ -43,6 +44,11 @@ routes=(
   "hf-tag-rare /api/models?filter=tag42"
   "hf-tag-common /api/models?filter=translation"
   "web-search /?q=word4242"
+  "web-verif-rare /?verification=failed"
+  "web-deny-rare /?commercial=no"
+  "web-category-rare /?category=non-commercial"
+  "web-quarantined /?scan=quarantined"
+  "web-commercial /?commercial=yes"
   "log-checkpoint /api/v1/log/checkpoint"
 )
 

@@ -1,8 +1,9 @@
 -- Fills a hub's database with $1 repositories in the shapes the API writes (for the search-plan
 -- tests and scripts/bench-scale.sh): a namespace per 100 repositories, a tenth of them private,
 -- a card (with a task and one of a thousand tags) and a description that mention a kind and a
--- number, a head commit on `main`, and a licence evaluation for every fifth one. Cheap enough for
--- a million rows.
+-- number, a head commit on `main`, a licence evaluation for every fifth one, a verification for
+-- every tenth, a file for one in a hundred, and rare values of each. Cheap enough for a million
+-- rows.
 INSERT INTO namespaces (name, kind)
 SELECT 'scale-org-' || g, 'org' FROM generate_series(1, greatest($1 / 100, 1)) g;
 
@@ -30,10 +31,30 @@ SELECT c.repository_id, 'main', 'branch', c.id
 FROM commits c JOIN repositories r ON r.id = c.repository_id JOIN namespaces n ON n.id = r.namespace_id
 WHERE n.name LIKE 'scale-org-%';
 
+-- One evaluation in a thousand denies (a rare decision, with a rare category); the others allow.
 INSERT INTO license_evaluations (repository_id, commit_id, catalog_version, policy_version, decision, effective, report)
-SELECT c.repository_id, c.id, 'seed', 0, 'allow',
-       (ARRAY['MIT', 'Apache-2.0', 'LicenseRef-scancode-llama-3-license'])[1 + c.repository_id % 3], '{}'::jsonb
+SELECT c.repository_id, c.id, 'seed', 0,
+       CASE WHEN c.repository_id % 1000 = 5 THEN 'deny' ELSE 'allow' END,
+       (ARRAY['MIT', 'Apache-2.0', 'LicenseRef-scancode-llama-3-license'])[1 + c.repository_id % 3],
+       jsonb_build_object('terms', jsonb_build_array(jsonb_build_object('categories',
+           CASE WHEN c.repository_id % 1000 = 5 THEN '["non-commercial"]'::jsonb
+                ELSE '["permissive"]'::jsonb END)))
 FROM commits c JOIN repositories r ON r.id = c.repository_id JOIN namespaces n ON n.id = r.namespace_id
 WHERE n.name LIKE 'scale-org-%' AND c.repository_id % 5 = 0;
+
+-- Every tenth head was verified; one in a thousand failed.
+INSERT INTO model_verifications (repository_id, commit_id, status)
+SELECT c.repository_id, c.id, CASE WHEN c.repository_id % 1000 = 17 THEN 'failed' ELSE 'passed' END
+FROM commits c JOIN repositories r ON r.id = c.repository_id JOIN namespaces n ON n.id = r.namespace_id
+WHERE n.name LIKE 'scale-org-%' AND c.repository_id % 10 = 7;
+
+-- One head in a thousand holds a malicious file (quarantined); one in a hundred a clean one.
+INSERT INTO blobs (sha256, size, scan_verdict)
+VALUES (sha256('scale-seed malicious'), 1, 'malicious'), (sha256('scale-seed clean'), 1, 'clean');
+INSERT INTO commit_files (repository_id, commit_id, path, sha256, size)
+SELECT c.repository_id, c.id, 'model.pkl',
+       CASE WHEN c.repository_id % 1000 = 3 THEN sha256('scale-seed malicious') ELSE sha256('scale-seed clean') END, 1
+FROM commits c JOIN repositories r ON r.id = c.repository_id JOIN namespaces n ON n.id = r.namespace_id
+WHERE n.name LIKE 'scale-org-%' AND (c.repository_id % 1000 = 3 OR c.repository_id % 100 = 1);
 
 ANALYZE;

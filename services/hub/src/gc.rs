@@ -22,7 +22,7 @@ pub struct GcReport {
     pub xorbs_removed: usize,
 }
 
-/// Blobs looked at per round trip of the collector's walk.
+/// Candidates looked at per round trip of the collector's walk.
 const BLOB_BATCH: i64 = 5000;
 
 pub async fn collect(db: &PgPool, store: &BlobStore, settings: &Gc) -> anyhow::Result<GcReport> {
@@ -40,8 +40,9 @@ pub async fn collect(db: &PgPool, store: &BlobStore, settings: &Gc) -> anyhow::R
     report.repositories_purged =
         db::repos::purge_deleted(&mut conn, settings.deleted_repo_grace_days).await?;
     db::blobs::expire_grants(&mut conn, settings.blob_grace_secs).await?;
-    // One walk over the blobs in digest order, a batch at a time: memory for one batch, and
-    // each blob looked at once however many are collected.
+    // One walk over the collection candidates (new blobs, and blobs that lost a reference) in
+    // digest order, a batch at a time: memory for one batch, and a cost in proportion to what
+    // changed since the last run, not to what is stored.
     let mut after = Vec::new();
     loop {
         let batch =

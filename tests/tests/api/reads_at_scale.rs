@@ -150,6 +150,7 @@ async fn licence_reports_page_through_the_name_index(pool: PgPool) {
 async fn the_collector_walks_blobs_in_batches_through_indexes(pool: PgPool) {
     seed(&pool).await;
     for index in [
+        "blob_gc_candidates_pkey",
         "blobs_pkey",
         "commit_files_sha256_idx",
         "repository_uploads_sha256_idx",
@@ -204,6 +205,61 @@ async fn the_collector_walk_removes_exactly_the_stale_unreferenced_blobs(pool: P
         .await
         .unwrap();
     assert_eq!(left, 20_000 + 750);
+
+    // The next run looks only at what may still go: the young unreferenced blobs (the 750, and
+    // the seed's blobs that no file holds), not the referenced ones.
+    let young_unreferenced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = b.sha256)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(young_unreferenced < 20_000, "{young_unreferenced}");
+    let walk = async |conn: &mut sqlx::PgConnection| {
+        let (mut after, mut removed, mut looked_at) = (Vec::new(), 0, 0);
+        loop {
+            let before: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM blob_gc_candidates WHERE sha256 > $1")
+                    .bind(&after)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+            let batch = blobs::collect_batch(conn, &after, 1000, 3600)
+                .await
+                .unwrap();
+            looked_at += before.min(1000);
+            removed += batch.removed.len();
+            match batch.last {
+                Some(last) => after = last,
+                None => return (removed, looked_at),
+            }
+        }
+    };
+    assert_eq!(walk(&mut conn).await, (0, young_unreferenced));
+    // A blob that loses its last reference is looked at again, and goes once it is stale.
+    sqlx::query(
+        "DELETE FROM commit_files WHERE sha256 IN
+           (SELECT DISTINCT sha256 FROM commit_files ORDER BY sha256 LIMIT 10)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (removed, looked_at) = walk(&mut conn).await;
+    assert_eq!(
+        looked_at,
+        young_unreferenced + 10,
+        "the young ones and the ten unreferenced now"
+    );
+    let unreferenced_stale: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM blobs b WHERE last_seen_at < now() - interval '1 hour'
+           AND NOT EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = b.sha256)
+           AND NOT EXISTS (SELECT 1 FROM repository_uploads u WHERE u.sha256 = b.sha256)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(unreferenced_stale, 0, "every stale unreferenced blob went");
+    assert_eq!(removed, 10, "the ten blobs no file holds any more");
 }
 
 /// Every page of a native listing followed through `next_cursor`.

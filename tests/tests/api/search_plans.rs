@@ -122,6 +122,83 @@ async fn the_licence_filter_reads_its_indexes(pool: PgPool) {
     );
 }
 
+/// A filter on a rare value of the head's facts starts from the few repositories that hold it
+/// (an index each), and still finds exactly the heads that have it: one repository in a
+/// thousand of the seed holds each rare value.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn rare_head_facts_start_from_their_indexes(pool: PgPool) {
+    seed(&pool, 5000).await;
+    let cases: [(SearchQuery, &str, i64); 5] = [
+        (
+            SearchQuery {
+                verification: Some("failed"),
+                ..query()
+            },
+            "model_verifications_status",
+            17,
+        ),
+        (
+            SearchQuery {
+                commercial: Some(false),
+                ..query()
+            },
+            "license_evaluations_decision",
+            5,
+        ),
+        (
+            SearchQuery {
+                category: Some("non-commercial"),
+                ..query()
+            },
+            "license_evaluations_terms",
+            5,
+        ),
+        (
+            SearchQuery {
+                scan: Some("quarantined"),
+                ..query()
+            },
+            "blobs_not_clean",
+            3,
+        ),
+        (
+            SearchQuery {
+                scan: Some("malicious"),
+                ..query()
+            },
+            "blobs_not_clean",
+            3,
+        ),
+    ];
+    for (q, index, residue) in cases {
+        let plan = plan(&pool, &q).await;
+        assert_no_full_scan(&plan);
+        assert!(plan.contains(index), "{index}:\n{plan}");
+        let mut conn = pool.acquire().await.unwrap();
+        let mut found: Vec<i64> = kaiyuan_hub::db::repos::search(&mut conn, &q)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        found.sort_unstable();
+        let expected: Vec<i64> = (0..5).map(|k| k * 1000 + residue).collect();
+        assert_eq!(found, expected, "{index}");
+    }
+    // A common value walks the sort's index, probing each repository's head, and fills the
+    // page (not a hash of every evaluation, then a sort of every match).
+    let q = SearchQuery {
+        commercial: Some(true),
+        ..query()
+    };
+    let common = plan(&pool, &q).await;
+    assert!(common.contains("repositories_updated_order"), "{common}");
+    assert!(!common.contains("Sort Key"), "{common}");
+    let mut conn = pool.acquire().await.unwrap();
+    let found = kaiyuan_hub::db::repos::search(&mut conn, &q).await.unwrap();
+    assert_eq!(found.len(), 21);
+}
+
 /// The indexes change how a search runs, not what it finds: the seeded search answers as the
 /// rule says (declared or effective licence, public or the viewer's own).
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]

@@ -86,7 +86,7 @@ pub async fn expire_grants(conn: &mut PgConnection, grace_secs: u64) -> sqlx::Re
     Ok(())
 }
 
-/// One batch of the collector's walk over every blob.
+/// One batch of the collector's walk over the candidates (migration 0028).
 #[derive(Debug, Default)]
 pub struct CollectedBatch {
     /// The batch's last digest, where the next batch starts; none when the walk is done.
@@ -95,27 +95,38 @@ pub struct CollectedBatch {
     pub removed: Vec<Vec<u8>>,
 }
 
+/// One batch: each candidate's blob is judged (gone, referenced, stale); stale unreferenced
+/// blobs are deleted (their row locked, and its age checked again under the lock, so an upload
+/// refreshing it or a commit referencing it wins); a candidate is settled when its blob is gone
+/// or referenced, unless someone touched it meanwhile. A young unreferenced blob stays a
+/// candidate for the next run.
 const COLLECT_BATCH: &str = "WITH batch AS (
-         SELECT sha256, last_seen_at FROM blobs WHERE sha256 > $1 ORDER BY sha256 LIMIT $2
+         SELECT sha256, touches FROM blob_gc_candidates WHERE sha256 > $1 ORDER BY sha256 LIMIT $2
+     ), judged AS (
+         SELECT c.sha256, c.touches, b.sha256 IS NULL AS gone,
+                EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = c.sha256)
+                 OR EXISTS (SELECT 1 FROM repository_uploads u WHERE u.sha256 = c.sha256)
+                 OR EXISTS (SELECT 1 FROM report_attachments a WHERE a.sha256 = c.sha256) AS referenced
+         FROM batch c LEFT JOIN blobs b ON b.sha256 = c.sha256
      ), doomed AS (
-         SELECT b.sha256 FROM blobs b
-         WHERE b.sha256 IN (SELECT sha256 FROM batch
-                            WHERE last_seen_at < now() - make_interval(secs => $3))
-           AND b.last_seen_at < now() - make_interval(secs => $3)
-           AND NOT EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = b.sha256)
-           AND NOT EXISTS (SELECT 1 FROM repository_uploads u WHERE u.sha256 = b.sha256)
-           AND NOT EXISTS (SELECT 1 FROM report_attachments a WHERE a.sha256 = b.sha256)
+         SELECT b.sha256 FROM blobs b JOIN judged j ON j.sha256 = b.sha256
+         WHERE NOT j.referenced AND b.last_seen_at < now() - make_interval(secs => $3)
          FOR UPDATE OF b SKIP LOCKED
      ), gone AS (
          DELETE FROM blobs d USING doomed WHERE d.sha256 = doomed.sha256 RETURNING d.sha256
+     ), settled AS (
+         DELETE FROM blob_gc_candidates c USING judged j
+         WHERE c.sha256 = j.sha256 AND c.touches = j.touches
+           AND (j.gone OR j.referenced OR j.sha256 IN (SELECT sha256 FROM gone))
      )
      SELECT (SELECT sha256 FROM batch ORDER BY sha256 DESC LIMIT 1),
             COALESCE((SELECT array_agg(sha256) FROM gone), '{}')";
 
-/// Walks the blobs in digest order from after `after`, `batch` at a time: deletes the rows of
-/// those that nothing references and nothing touched within `grace_secs`. Each batch is a range
-/// of the primary key and one index probe per reference table and blob, so a walk over every
-/// blob costs in proportion to their number and holds one batch in memory.
+/// Walks the collection candidates in digest order from after `after`, `batch` at a time:
+/// deletes the rows of blobs that nothing references and nothing touched within `grace_secs`.
+/// Only blobs that were added or lost a reference since they were last settled are candidates,
+/// so a run costs in proportion to what changed, not to what is stored, and holds one batch in
+/// memory.
 pub async fn collect_batch(
     conn: &mut PgConnection,
     after: &[u8],
