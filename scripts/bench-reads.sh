@@ -8,9 +8,10 @@
 #                  evaluation (the caller `bench` is a member);
 # starts the hub on it and times routes over HTTP (curl, loopback): p50 and p95 of R requests,
 # then each route's p50 as a ratio of the first size's. A route whose answer links a next page
-# (`Link` or `next_cursor`) is also timed on that next page. Then times `kaiyuan gc` twice
-# over 9*S more blob rows, a ninth of them unreferenced and past the grace period (once removing
-# those, once with nothing to remove) and reports its peak RSS.
+# (`Link` or `next_cursor`) is also timed on that next page. Then times `kaiyuan gc` three times
+# over 9*S more blob rows, all past the grace period, a ninth of them unreferenced: once removing
+# those, once with nothing to remove, and once more after 8*S uploads that no commit holds yet
+# (young: kept, and looked at by every run), with its peak RSS.
 #   scripts/bench-reads.sh [S ...]                 (default: 1000 100000)
 # Environment: DATABASE_URL (required), KAIYUAN_BIN (default: a release build), R (default 20).
 set -euo pipefail
@@ -91,10 +92,23 @@ SQL
 # The garbage collector's load, added once the hub has stopped (its own collector would take it).
 gc_seed() {
   cat <<'SQL'
--- 9 * :S more blobs: most just uploaded (kept), a ninth stale and unreferenced (collected).
+-- 9 * :S more blobs, all a month old: a ninth unreferenced (collected), the others held by the
+-- files of a second commit of bench/files (kept).
 INSERT INTO blobs (sha256, size, last_seen_at)
-SELECT sha256(convert_to('g' || g, 'UTF8')), 1, CASE WHEN g % 9 = 0 THEN now() - interval '30 days' ELSE now() END
-FROM generate_series(1, 9 * :S) g;
+SELECT sha256(convert_to('g' || g, 'UTF8')), 1, now() - interval '30 days' FROM generate_series(1, 9 * :S) g;
+INSERT INTO commits (repository_id, id, parent_id, author_id, author_name, message, created_at, file_count, total_size)
+SELECT r.id, substr(encode(sha256('gc'), 'hex'), 1, 40), NULL, r.namespace_id, 'bench', 'Kept', now(), 8 * :S, 8 * :S
+FROM repositories r WHERE r.full_name = 'bench/files';
+INSERT INTO commit_files (repository_id, commit_id, path, sha256, size)
+SELECT r.id, substr(encode(sha256('gc'), 'hex'), 1, 40), 'k' || g, sha256(convert_to('g' || g, 'UTF8')), 1
+FROM repositories r, generate_series(1, 9 * :S) g WHERE r.full_name = 'bench/files' AND g % 9 <> 0;
+SQL
+}
+
+# Then 8 * :S uploads not committed yet (within the grace period): every run must look at them.
+gc_young() {
+  cat <<'SQL'
+INSERT INTO blobs (sha256, size) SELECT sha256(convert_to('y' || g, 'UTF8')), 1 FROM generate_series(1, 8 * :S) g;
 SQL
 }
 
@@ -182,7 +196,11 @@ for n in "${sizes[@]}"; do
   stop_hub
   gc_seed | psql -q -o /dev/null "$url" -v ON_ERROR_STOP=1 -v S="$n"
   psql -q "$url" -c "VACUUM ANALYZE blobs" 2>/dev/null
-  for pass in gc-remove gc-scan; do
+  for pass in gc-remove gc-scan gc-young; do
+    if [[ $pass == gc-young ]]; then
+      gc_young | psql -q -o /dev/null "$url" -v ON_ERROR_STOP=1 -v S="$n"
+      psql -q "$url" -c "VACUUM ANALYZE blobs" 2>/dev/null
+    fi
     t0=$(date +%s%N)
     rss=$( { DATABASE_URL="$url" KAIYUAN_STORE_URL="file://$work/store" RUST_LOG=warn \
       /usr/bin/time -f '%M' "$KAIYUAN_BIN" gc >"$work/gc.json"; } 2>&1 | tail -1)

@@ -95,29 +95,40 @@ pub struct CollectedBatch {
     pub removed: Vec<Vec<u8>>,
 }
 
-/// One batch: each candidate's blob is judged (gone, referenced, stale); stale unreferenced
-/// blobs are deleted (their row locked, and its age checked again under the lock, so an upload
-/// refreshing it or a commit referencing it wins); a candidate is settled when its blob is gone
-/// or referenced, unless someone touched it meanwhile. A young unreferenced blob stays a
-/// candidate for the next run.
-const COLLECT_BATCH: &str = "WITH batch AS (
-         SELECT sha256, touches FROM blob_gc_candidates WHERE sha256 > $1 ORDER BY sha256 LIMIT $2
-     ), judged AS (
-         SELECT c.sha256, c.touches, b.sha256 IS NULL AS gone,
-                EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = c.sha256)
-                 OR EXISTS (SELECT 1 FROM repository_uploads u WHERE u.sha256 = c.sha256)
-                 OR EXISTS (SELECT 1 FROM report_attachments a WHERE a.sha256 = c.sha256) AS referenced
-         FROM batch c LEFT JOIN blobs b ON b.sha256 = c.sha256
+/// One batch, each step an index probe per candidate (arrays and scalar subqueries, so that
+/// PostgreSQL cannot hash a whole table per batch): each candidate's blob is looked up and, if
+/// it exists, probed for references. Stale unreferenced blobs are deleted (their row locked and
+/// its age checked again under the lock, so an upload refreshing it or a commit referencing it
+/// wins). A candidate is settled when its blob is gone, deleted or referenced, unless someone
+/// touched it meanwhile; a young unreferenced blob (an upload not committed yet) stays one.
+const COLLECT_BATCH: &str = "WITH batch AS MATERIALIZED (
+         SELECT c.sha256, c.touches,
+                (SELECT b.last_seen_at FROM blobs b WHERE b.sha256 = c.sha256) AS seen
+         FROM blob_gc_candidates c WHERE c.sha256 > $1 ORDER BY c.sha256 LIMIT $2
+     ), checked AS MATERIALIZED (
+         SELECT sha256, touches, seen,
+                EXISTS (SELECT 1 FROM commit_files f WHERE f.sha256 = batch.sha256)
+                 OR EXISTS (SELECT 1 FROM repository_uploads u WHERE u.sha256 = batch.sha256)
+                 OR EXISTS (SELECT 1 FROM report_attachments a WHERE a.sha256 = batch.sha256) AS referenced
+         FROM batch WHERE seen IS NOT NULL
      ), doomed AS (
-         SELECT b.sha256 FROM blobs b JOIN judged j ON j.sha256 = b.sha256
-         WHERE NOT j.referenced AND b.last_seen_at < now() - make_interval(secs => $3)
+         SELECT b.sha256 FROM blobs b
+         WHERE b.sha256 = ANY (ARRAY(SELECT sha256 FROM checked
+                                     WHERE NOT referenced AND seen < now() - make_interval(secs => $3)))
+           AND b.last_seen_at < now() - make_interval(secs => $3)
          FOR UPDATE OF b SKIP LOCKED
      ), gone AS (
-         DELETE FROM blobs d USING doomed WHERE d.sha256 = doomed.sha256 RETURNING d.sha256
+         DELETE FROM blobs d WHERE d.sha256 = ANY (ARRAY(SELECT sha256 FROM doomed))
+         RETURNING d.sha256
+     ), settle AS MATERIALIZED (
+         SELECT sha256, touches FROM batch WHERE seen IS NULL
+         UNION ALL
+         SELECT sha256, touches FROM checked
+         WHERE referenced OR sha256 = ANY (ARRAY(SELECT sha256 FROM gone))
      ), settled AS (
-         DELETE FROM blob_gc_candidates c USING judged j
-         WHERE c.sha256 = j.sha256 AND c.touches = j.touches
-           AND (j.gone OR j.referenced OR j.sha256 IN (SELECT sha256 FROM gone))
+         DELETE FROM blob_gc_candidates c
+         WHERE c.sha256 = ANY (ARRAY(SELECT sha256 FROM settle))
+           AND (c.sha256, c.touches) IN (SELECT sha256, touches FROM settle)
      )
      SELECT (SELECT sha256 FROM batch ORDER BY sha256 DESC LIMIT 1),
             COALESCE((SELECT array_agg(sha256) FROM gone), '{}')";

@@ -545,14 +545,26 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: &Plan) -> QueryBuilder<P
     let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
     let text = search_text(q);
     let ranked = text.filter(|_| plan.ranked.is_some());
+    // Few matches are collected first (materialized, so that PostgreSQL cannot turn them into
+    // a probe while it walks the sort's index instead), then sorted and paged.
+    let mut ctes = "WITH";
     if let (Some(text), true) = (text, plan.text_first) {
         sql.push("WITH matches AS MATERIALIZED (");
         push_text_matches(&mut sql, text, "UNION");
+        sql.push(") ");
+        ctes = ",";
+    }
+    if let Some(fact) = plan.fact_first {
+        sql.push(format!("{ctes} facts AS MATERIALIZED ("));
+        fact.push_candidates(&mut sql, q);
         sql.push(") ");
     }
     sql.push(SELECT_REPO);
     if text.is_some() && plan.text_first {
         sql.push(" JOIN matches ON matches.id = r.id");
+    }
+    if plan.fact_first.is_some() {
+        sql.push(" JOIN (SELECT DISTINCT repository_id AS id FROM facts) facts ON facts.id = r.id");
     }
     if let Some(ids) = &plan.ranked {
         sql.push(" JOIN unnest(")
@@ -620,11 +632,6 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: &Plan) -> QueryBuilder<P
             .collect();
         // `card_tags` (migration 0026) is the card's tags, lowercased, under a GIN index.
         sql.push(" AND r.card_tags @> ").push_bind(tags);
-    }
-    if let Some(fact) = plan.fact_first {
-        sql.push(" AND r.id IN (");
-        fact.push_candidates(&mut sql, q);
-        sql.push(")");
     }
     if let Some(category) = q.category.map(str::trim).filter(|c| !c.is_empty()) {
         sql.push(" AND EXISTS (SELECT 1 FROM jsonb_array_elements(hf.report->'terms') t WHERE t->'categories' ? ")
