@@ -20,6 +20,7 @@ codes! {
     MIRROR_IN_PROGRESS = "mirror-in-progress",
     MIRROR_POLICY_DENIED = "mirror-policy-denied",
     UPSTREAM_UNREACHABLE = "upstream-unreachable",
+    TILE_NOT_FOUND = "tile-not-found",
     XET_CHUNK_NOT_FOUND = "xet-chunk-not-found",
     XET_FILE_NOT_FOUND = "xet-file-not-found",
     XET_TOKEN_EXPIRED = "xet-token-expired",

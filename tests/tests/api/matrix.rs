@@ -294,6 +294,8 @@ fn fill(template: &str, role: Role, target: Target) -> String {
             "{id}" | "{attachment}" => "999999".into(),
             "{user}" => "victor".into(),
             "{sha256}" => "0".repeat(64),
+            "{level}" => "0".into(),
+            "{index}" => "000".into(),
             s if s.starts_with('{') => panic!("{template}: no value for the parameter {s}"),
             s => s.to_string(),
         };

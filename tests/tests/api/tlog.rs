@@ -445,3 +445,77 @@ async fn stored_hashes_give_the_roots_and_proofs_of_all_leaves(pool: PgPool) {
     let backfilled: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(tree).fetch_all(&pool).await.unwrap();
     assert_eq!(appended, backfilled, "seed {seed}");
 }
+
+/// The log as C2SP tlog-tiles: hash tiles and entry bundles hold what the entries and the stored
+/// tree hold, a client rebuilds the signed root from the level-0 tiles alone, a level-1 tile
+/// holds the roots of full 256-leaf subtrees, and tiles the log does not hold yet, or paths not
+/// in C2SP's canonical form, are 404.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_log_is_served_as_c2sp_tiles(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let log = Log::open(&app).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let mut bodies = Vec::new();
+    for i in 0..300 {
+        let body = format!("{{\"kind\":\"test\",\"n\":{i}}}");
+        kaiyuan_hub::tlog::append_leaf(&mut conn, body.as_bytes())
+            .await
+            .unwrap();
+        bodies.push(body.into_bytes());
+    }
+    let leaves: Vec<Hash> = bodies.iter().map(|b| merkle::leaf_hash(b)).collect();
+    let tile = async |path: &str| {
+        let res = app.get(&format!("/api/v1/log/tile/{path}"), None).await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        res.bytes().await.unwrap().to_vec()
+    };
+    let as_hashes = |bytes: Vec<u8>| -> Vec<Hash> {
+        assert_eq!(bytes.len() % 32, 0);
+        bytes.chunks(32).map(|c| c.try_into().unwrap()).collect()
+    };
+
+    let mut level0 = as_hashes(tile("0/000").await);
+    assert_eq!(level0.len(), 256);
+    level0.extend(as_hashes(tile("0/001.p/44").await));
+    assert_eq!(level0, leaves);
+    let cp = log.checkpoint(&app).await;
+    assert_eq!(cp.size, 300);
+    assert_eq!(
+        merkle::root(&level0),
+        cp.root,
+        "the signed root, from the tiles alone"
+    );
+    assert_eq!(
+        as_hashes(tile("1/000.p/1").await),
+        vec![merkle::root(&leaves[..256])]
+    );
+    assert_eq!(as_hashes(tile("0/000.p/10").await), leaves[..10].to_vec());
+
+    let bundle = tile("entries/001.p/44").await;
+    let mut parsed = Vec::new();
+    let mut rest = bundle.as_slice();
+    while !rest.is_empty() {
+        let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+        parsed.push(rest[2..2 + len].to_vec());
+        rest = &rest[2 + len..];
+    }
+    assert_eq!(parsed, bodies[256..].to_vec());
+
+    for missing in [
+        "0/001",
+        "0/001.p/45",
+        "1/000",
+        "0/002.p/1",
+        "entries/001",
+        "0/1",
+        "00/000",
+        "8/000",
+        "0/x000/001",
+        "0/000.p/0",
+        "0/000.p/256",
+        "0/000.p/010",
+    ] {
+        let res = app.get(&format!("/api/v1/log/tile/{missing}"), None).await;
+        expect_error(res, StatusCode::NOT_FOUND, "tile-not-found").await;
+    }
+}

@@ -225,3 +225,39 @@ pub async fn publish_entry(
     .fetch_one(conn)
     .await
 }
+
+/// The stored hashes at `height` of the subtrees `start..end` in order (height 0: the entries'
+/// leaf hashes), for a C2SP tile.
+pub async fn hashes_at(
+    conn: &mut PgConnection,
+    height: i16,
+    start: i64,
+    end: i64,
+) -> sqlx::Result<Vec<Vec<u8>>> {
+    if height == 0 {
+        return sqlx::query_scalar(
+            "SELECT leaf_hash FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(conn)
+        .await;
+    }
+    sqlx::query_scalar(
+        "SELECT hash FROM log_tree WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+    )
+    .bind(height)
+    .bind(start)
+    .bind(end)
+    .fetch_all(conn)
+    .await
+}
+
+/// The bodies of entries `start..end` in order, for a C2SP entry bundle.
+pub async fn bodies(conn: &mut PgConnection, start: i64, end: i64) -> sqlx::Result<Vec<Vec<u8>>> {
+    sqlx::query_scalar("SELECT body FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx")
+        .bind(start)
+        .bind(end)
+        .fetch_all(conn)
+        .await
+}

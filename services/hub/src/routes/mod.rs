@@ -15,6 +15,7 @@ pub mod ops;
 pub mod provenance;
 pub mod repos;
 pub mod reviews;
+pub mod tiles;
 pub mod tlog;
 pub mod uploads;
 pub mod verification;
@@ -51,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     provenance::configure(cfg);
     verification::configure(cfg);
     tlog::configure(cfg);
+    tiles::configure(cfg);
     reviews::configure(cfg);
     notifications::configure(cfg);
     files::configure(cfg);

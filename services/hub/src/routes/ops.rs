@@ -136,6 +136,8 @@ async fn openapi_json() -> HttpResponse {
         super::tlog::inclusion,
         super::tlog::consistency,
         super::tlog::sealed_entries,
+        super::tiles::hash_tile,
+        super::tiles::entry_bundle,
         openapi_json,
         super::reviews::file_report,
         super::reviews::repo_reports,
