@@ -250,6 +250,7 @@ mod tests {
         ("provenance.rs", include_str!("provenance.rs")),
         ("repos.rs", include_str!("repos.rs")),
         ("reviews.rs", include_str!("reviews.rs")),
+        ("tiles.rs", include_str!("tiles.rs")),
         ("tlog.rs", include_str!("tlog.rs")),
         ("uploads.rs", include_str!("uploads.rs")),
         ("verification.rs", include_str!("verification.rs")),
