@@ -302,8 +302,9 @@ pub async fn sync(state: &AppState) -> Result<SyncReport, ApiError> {
                 report.unchanged += 1;
                 continue;
             }
-            let revision = (namespace, name);
-            match mirror_revision(state, upstream, &caller, revision, &branch, &info).await {
+            let fetched =
+                mirror_revision(state, upstream, &caller, (namespace, name), &branch, &info).await;
+            match fetched {
                 Ok(()) => report.updated += 1,
                 Err(e) => {
                     tracing::warn!(repo = %full, branch, error = %e.message, "mirror re-sync failed");
