@@ -7,7 +7,6 @@
 //! interprets (joblib's raw arrays, large BINBYTES) are skipped, not buffered.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read};
 use std::rc::Rc;
 
@@ -56,7 +55,9 @@ enum V {
     Tuple(Rc<Vec<V>>, u32),
     /// A list, with its shape (shared with the memo and every reference to it).
     List(Rc<RefCell<Vec<V>>>, Rc<Shape>),
-    Dict(Rc<RefCell<Vec<(V, V)>>>, Rc<Shape>),
+    /// A dict: keys and values alternate (kept flat, so DICT and SETITEMS move the stack's
+    /// items in without pairing or copying them).
+    Dict(Rc<RefCell<Vec<V>>>, Rc<Shape>),
     /// A value known by its shape only (a memoized container read back by GET, a value nested
     /// too deep to keep), and whether it is hashable.
     Shared(Rc<Shape>, bool),
@@ -162,7 +163,7 @@ fn new_list(items: Vec<V>) -> V {
     V::List(Rc::new(RefCell::new(items)), Shape::new(1, 1))
 }
 
-fn new_dict(items: Vec<(V, V)>) -> V {
+fn new_dict(items: Vec<V>) -> V {
     V::Dict(Rc::new(RefCell::new(items)), Shape::new(1, 1))
 }
 
@@ -930,9 +931,7 @@ impl Vm<'_, '_> {
         };
         self.nest(&shape, items.iter());
         if let Some(list) = list {
-            let mut list = list.borrow_mut();
-            let room = CONTAINER_ITEMS.saturating_sub(list.len());
-            list.extend(items.into_iter().take(room));
+            fill(&mut list.borrow_mut(), items, CONTAINER_ITEMS);
         }
         shape.weight.set(shape.weight.get().saturating_add(added));
         self.check_expansion(shape.weight.get());
@@ -1024,17 +1023,22 @@ impl Vm<'_, '_> {
         };
         self.nest(&shape, items.iter());
         if let Some(dict) = dict {
-            let mut dict = dict.borrow_mut();
-            let mut items = items.into_iter();
-            while dict.len() < CONTAINER_ITEMS
-                && let (Some(k), Some(v)) = (items.next(), items.next())
-            {
-                dict.push((k, v));
-            }
+            fill(&mut dict.borrow_mut(), items, 2 * CONTAINER_ITEMS);
         }
         shape.weight.set(shape.weight.get().saturating_add(added));
         self.check_expansion(shape.weight.get());
         Ok(())
+    }
+}
+
+/// Adds `items` to a container's kept items, up to `cap` in all. The first batch into an empty
+/// container (most containers get only one) is moved in, not copied.
+fn fill(kept: &mut Vec<V>, mut items: Vec<V>, cap: usize) {
+    if kept.is_empty() && items.len() <= cap {
+        *kept = items;
+    } else {
+        items.truncate(cap.saturating_sub(kept.len()));
+        kept.append(&mut items);
     }
 }
 
@@ -1295,9 +1299,9 @@ impl Vm<'_, '_> {
         };
         let dict = dict.borrow();
         let field = |name: &str| {
-            dict.iter()
-                .find(|(k, _)| k.as_str() == Some(name))
-                .map(|(_, v)| v.clone())
+            dict.chunks_exact(2)
+                .find(|kv| kv[0].as_str() == Some(name))
+                .map(|kv| kv[1].clone())
         };
         let dtype = field("dtype");
         let code = match &dtype {
@@ -1397,11 +1401,11 @@ const KEPT_VALUES: usize = 100_000;
 /// opaque, which can only make the verdict stricter (a computed import), never hide a call.
 #[derive(Default)]
 struct Memo {
-    kept: HashMap<u32, V>,
+    kept: foldhash::HashMap<u32, V>,
     /// Expanded size and hashability of memoized containers (capped like `kept`).
-    shapes: HashMap<u32, (Rc<Shape>, bool)>,
+    shapes: foldhash::HashMap<u32, (Rc<Shape>, bool)>,
     dense: Vec<u64>,
-    sparse: std::collections::HashSet<u32>,
+    sparse: foldhash::HashSet<u32>,
     len: u64,
 }
 
@@ -1565,9 +1569,9 @@ fn setstate_in(state: &V) -> Option<V> {
     dicts.into_iter().find_map(|d| match d {
         V::Dict(items, _) => items
             .borrow()
-            .iter()
-            .find(|(k, _)| k.as_str() == Some("__setstate__"))
-            .map(|(_, v)| v.clone()),
+            .chunks_exact(2)
+            .find(|kv| kv[0].as_str() == Some("__setstate__"))
+            .map(|kv| kv[1].clone()),
         _ => None,
     })
 }
