@@ -379,6 +379,9 @@ pub struct Catalog {
     datasets: Vec<UpstreamEntry>,
     /// ScanCode LicenseDB categories by lower-cased SPDX id (catalog/scancode-categories.toml).
     scancode: HashMap<String, ScancodeCategory>,
+    /// Categories reviewed here for SPDX ids newer than that data, with the deciding clause
+    /// (catalog/reviewed-categories.toml).
+    reviewed: HashMap<String, (ScancodeCategory, String)>,
 }
 
 /// The catalog compiled into this binary.
@@ -427,6 +430,7 @@ impl Catalog {
             models: up.model,
             datasets: up.dataset,
             scancode: scancode_categories(SCANCODE_TOML)?,
+            reviewed: reviewed_categories(REVIEWED_TOML)?,
         };
         for e in catalog.models.iter().chain(&catalog.datasets) {
             if e.license != "other" && catalog.resolve_key(&e.license).is_none() {
@@ -480,7 +484,27 @@ impl Catalog {
         {
             return self.licenses[i].clone();
         }
-        spdx_defaults(base, |id| self.scancode.get(&id.to_lowercase()).copied())
+        spdx_defaults(base, |id| self.category(id))
+    }
+
+    /// An SPDX id's category and where it comes from: the ScanCode LicenseDB, else this
+    /// project's review of the SPDX text.
+    fn category(&self, id: &str) -> Option<(ScancodeCategory, String)> {
+        let key = id.to_lowercase();
+        if let Some(&c) = self.scancode.get(&key) {
+            return Some((
+                c,
+                "the ScanCode LicenseDB; catalog/scancode-categories.toml".into(),
+            ));
+        }
+        self.reviewed.get(&key).map(|(c, why)| {
+            (
+                *c,
+                format!(
+                    "kaiyuan's review of the SPDX text: {why}; catalog/reviewed-categories.toml"
+                ),
+            )
+        })
     }
 
     /// Bundled canonical texts of a catalog licence.
@@ -661,9 +685,9 @@ const PERMISSIVE_FAMILIES: &[&str] = &[
 
 /// Category defaults for an SPDX id the catalog does not curate: from the SPDX list's data
 /// (OSI/FSF flags, copyleft, Creative Commons, public-domain and non-commercial names), else
-/// from the id's ScanCode LicenseDB category (`scancode`), else from the naming conventions
+/// from the id's ScanCode LicenseDB or reviewed category (`category`), else from the naming conventions
 /// of licence families and a permissive-notice reading of the text.
-fn spdx_defaults(id: &str, scancode: impl Fn(&str) -> Option<ScancodeCategory>) -> Terms {
+fn spdx_defaults(id: &str, category: impl Fn(&str) -> Option<(ScancodeCategory, String)>) -> Terms {
     let mut t = Terms {
         id: id.to_string(),
         name: id.to_string(),
@@ -761,8 +785,8 @@ fn spdx_defaults(id: &str, scancode: impl Fn(&str) -> Option<ScancodeCategory>) 
         // CC BY 1.0-4.0 and their ports (CC-BY-3.0-US ...): credit and a licence link.
         t.attribution = true;
         CategoryDefault::Permissive
-    } else if let Some(category) = scancode(id) {
-        // No signal in the SPDX data: the ScanCode LicenseDB's reviewed category comes before
+    } else if let Some((category, source)) = category(id) {
+        // No signal in the SPDX data: a reviewed category (ScanCode's, else ours) comes before
         // the naming and wording guesses below.
         let default = category.default_terms();
         // ScanCode files the Aladdin Free Public License, the Peer Production License and
@@ -772,8 +796,7 @@ fn spdx_defaults(id: &str, scancode: impl Fn(&str) -> Option<ScancodeCategory>) 
             CategoryDefault::Copyleft | CategoryDefault::WeakCopyleft
         ) && mentions_noncommercial(l.text());
         t.notes = Some(format!(
-            "category from the ScanCode LicenseDB ({}; catalog/scancode-categories.toml), not \
-             OSI-approved or FSF-libre on the SPDX list{}",
+            "category {} from {source}; not OSI-approved or FSF-libre on the SPDX list{}",
             category.name(),
             if default == CategoryDefault::Restricted {
                 ": a person must check the terms before commercial use"
@@ -951,6 +974,43 @@ struct ScancodeFile {
     category: HashMap<String, String>,
 }
 
+const REVIEWED_TOML: &str = include_str!("../catalog/reviewed-categories.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewedFile {
+    category: HashMap<String, ReviewedEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewedEntry {
+    category: String,
+    why: String,
+}
+
+/// The reviewed table: every id must be on the SPDX list and unknown to the ScanCode data
+/// (so the two never disagree), and every entry must say why.
+fn reviewed_categories(toml: &str) -> Result<HashMap<String, (ScancodeCategory, String)>, String> {
+    let file: ReviewedFile =
+        toml::from_str(toml).map_err(|e| format!("reviewed-categories: {e}"))?;
+    file.category
+        .into_iter()
+        .map(|(id, e)| {
+            let category = ScancodeCategory::parse(&e.category).ok_or_else(|| {
+                format!("reviewed-categories: {id}: unknown category {}", e.category)
+            })?;
+            if spdx::license_id(&id).is_none() {
+                return Err(format!("reviewed-categories: {id} is not an SPDX id"));
+            }
+            if e.why.trim().is_empty() {
+                return Err(format!("reviewed-categories: {id}: no reason given"));
+            }
+            Ok((id.to_lowercase(), (category, e.why)))
+        })
+        .collect()
+}
+
 fn scancode_categories(toml: &str) -> Result<HashMap<String, ScancodeCategory>, String> {
     let file: ScancodeFile =
         toml::from_str(toml).map_err(|e| format!("scancode-categories: {e}"))?;
@@ -1117,8 +1177,74 @@ mod tests {
         let t = c.terms("Aladdin");
         assert!(t.has_category("copyleft"));
         assert_eq!(t.commercial, Commercial::Conditional);
-        // Added to the SPDX list after the ScanCode data (3.27): still unknown.
-        assert!(c.terms("ESA-PL-permissive-2.4").is_unknown());
+    }
+
+    #[test]
+    fn spdx_ids_newer_than_the_scancode_data_take_their_reviewed_category() {
+        let c = catalog();
+        assert!(c.reviewed.len() >= 30, "{}", c.reviewed.len());
+        for (key, (category, why)) in &c.reviewed {
+            // The two tables never both speak for an id.
+            assert!(
+                !c.scancode.contains_key(key),
+                "{key} is in the ScanCode data too"
+            );
+            let id = spdx::identifiers::LICENSES
+                .iter()
+                .find(|l| l.name.eq_ignore_ascii_case(key))
+                .unwrap()
+                .name;
+            let t = c.terms(id);
+            assert!(!t.is_unknown(), "{id}: {t:?}");
+            assert!(t.notes.as_deref().unwrap().contains(why.as_str()), "{id}");
+            assert_eq!(
+                t.commercial == Commercial::Yes,
+                category.default_terms() != CategoryDefault::Restricted,
+                "{id}: {t:?}"
+            );
+        }
+        // The permissive type of the ESA licence, from its text.
+        let esa = spdx::license_id("ESA-PL-permissive-2.4").unwrap().text();
+        assert!(esa.contains("Permissive (Type 3)"));
+        let t = c.terms("ESA-PL-permissive-2.4");
+        assert!(t.has_category("permissive") && t.commercial == Commercial::Yes);
+        assert!(
+            c.terms("ESA-PL-strong-copyleft-2.4")
+                .has_category("copyleft")
+        );
+        // A BSD name does not make a licence permissive: Open WebUI's clause 4 keeps the
+        // branding above fifty users, so commercial use needs a person.
+        let owui = spdx::license_id("BSD-3-Clause-OpenWebUI").unwrap().text();
+        assert!(owui.contains("fifty (50)") && owui.contains("branding"));
+        let t = c.terms("BSD-3-Clause-OpenWebUI");
+        assert!(!t.has_category("permissive"), "{t:?}");
+        assert_eq!(t.commercial, Commercial::Conditional);
+        // UnRAR may not be used to re-create the RAR algorithm.
+        assert!(
+            spdx::license_id("UnRAR")
+                .unwrap()
+                .text()
+                .contains("re-create RAR")
+        );
+        assert_eq!(c.terms("UnRAR").commercial, Commercial::Conditional);
+        // NOASSERTION says nothing is known: it stays unknown.
+        assert!(c.terms("NOASSERTION").is_unknown());
+    }
+
+    #[test]
+    fn reviewed_categories_reject_unknown_ids_categories_and_missing_reasons() {
+        let entry = |id: &str, cat: &str, why: &str| {
+            format!("[category.\"{id}\"]\ncategory = \"{cat}\"\nwhy = \"{why}\"\n")
+        };
+        assert!(reviewed_categories(&entry("UnRAR", "Free Restricted", "x")).is_ok());
+        for bad in [
+            entry("Not-An-Id", "Permissive", "x"),
+            entry("UnRAR", "Liberal", "x"),
+            entry("UnRAR", "Permissive", " "),
+        ] {
+            assert!(reviewed_categories(&bad).is_err(), "{bad}");
+        }
+        assert!(reviewed_categories(REVIEWED_TOML).is_ok());
     }
 
     #[test]

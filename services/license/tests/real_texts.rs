@@ -86,6 +86,11 @@ const OFFICIAL: &[(&str, &str, Commercial)] = &[
         Commercial::Yes,
     ),
     (
+        "sd2-openrail++-m-LICENSE-MODEL.txt",
+        "LicenseRef-scancode-bigscience-open-rail-m2",
+        Commercial::Yes,
+    ),
+    (
         "llama2-LICENSE.txt",
         "LicenseRef-scancode-llama-2-license-2023",
         Commercial::Conditional,
@@ -189,6 +194,7 @@ fn each_official_text_shipped_under_its_own_tag_is_no_mismatch() {
         ),
         ("minimax-LICENSE-MODEL.txt", "other", Some("minimax")),
         ("sdxl-openrail++-m-LICENSE.txt", "openrail++", None),
+        ("sd2-openrail++-m-LICENSE-MODEL.txt", "openrail++", None),
         (
             "tongyi-qianwen-LICENSE.txt",
             "other",
@@ -367,18 +373,32 @@ fn rail_licences_pass_their_use_restrictions_on() {
             r.obligations
         );
     }
-    let sdxl = audit(
-        "openrail++",
-        None,
-        &[("LICENSE.md", real("sdxl-openrail++-m-LICENSE.txt"))],
-        purpose(Purpose::Commercial),
-    );
-    assert_eq!(
-        sdxl.decision,
-        Decision::AllowWithObligations,
-        "{:?}",
-        sdxl.findings
-    );
+    // The licensor's own files, SDXL's LICENSE.md and Stable Diffusion 2's LICENSE-MODEL:
+    // paragraph 5's restrictions are passed down.
+    for (file, text) in [
+        ("LICENSE.md", "sdxl-openrail++-m-LICENSE.txt"),
+        ("LICENSE-MODEL", "sd2-openrail++-m-LICENSE-MODEL.txt"),
+    ] {
+        let r = audit(
+            "openrail++",
+            None,
+            &[(file, real(text))],
+            purpose(Purpose::Commercial),
+        );
+        assert_eq!(
+            r.decision,
+            Decision::AllowWithObligations,
+            "{text}: {:?}",
+            r.findings
+        );
+        assert!(
+            r.obligations
+                .iter()
+                .any(|o| o.starts_with("pass the use restrictions")),
+            "{text}: {:?}",
+            r.obligations
+        );
+    }
 }
 
 #[test]

@@ -286,10 +286,17 @@ fn spdx_ids_without_an_spdx_signal_are_decided_by_their_scancode_category() {
     // Non-Commercial Government Licence: denied for commercial use.
     let r = with_text("NCGL-UK-2.0").commercial();
     assert_eq!(r.decision, Decision::Deny, "{:?}", r.findings);
-    // Newer on the SPDX list than the ScanCode data: still a person's call.
+    // Newer on the SPDX list than the ScanCode data: the category reviewed from the text
+    // (catalog/reviewed-categories.toml). The ESA licence's permissive type is allowed; UnRAR,
+    // which may not be used to re-create the RAR algorithm, goes to a person.
     let r = with_text("ESA-PL-permissive-2.4").commercial();
-    assert_eq!(r.decision, Decision::FlagReview);
-    assert!(codes(&r).contains(&"unknown-license"));
+    assert_eq!(r.decision, Decision::Allow, "{:?}", r.findings);
+    assert!(!codes(&r).contains(&"unknown-license"));
+    let r = with_text("UnRAR").commercial();
+    assert_eq!(r.decision, Decision::FlagReview, "{:?}", r.findings);
+    // NOASSERTION is not a licence: still unknown.
+    let r = model("acme/x", "NOASSERTION").commercial();
+    assert_ne!(r.decision, Decision::Allow, "{:?}", r.findings);
 }
 
 #[test]
