@@ -44,7 +44,19 @@ pub async fn facts_at(
     repo: &Repo,
     commit_id: &str,
 ) -> Result<ModelFacts, Error> {
-    let files = db::commits::files(conn, repo.id, commit_id).await?;
+    // Only the candidate rows, through their partial indexes (a commit of 100k files costs
+    // what one of ten does); the rules below decide. A GGUF file that is also a licence or
+    // notice candidate is read as that, so a few more GGUF rows are fetched than are read.
+    use db::commits::FactFiles;
+    let mut files =
+        db::commits::fact_files(conn, repo.id, commit_id, FactFiles::Licences).await?;
+    let gguf_rows = MAX_GGUF_HEADERS + files.len();
+    files.extend(
+        db::commits::fact_files(conn, repo.id, commit_id, FactFiles::Gguf(gguf_rows as i64))
+            .await?,
+    );
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
     let mut gguf_read = 0;
     let mut facts = ModelFacts {
         name: Some(repo.full_name()),

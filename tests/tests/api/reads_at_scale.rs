@@ -166,6 +166,83 @@ async fn the_collector_walks_blobs_in_batches_through_indexes(pool: PgPool) {
     }
 }
 
+/// A commit's licence facts are read from two partial indexes, not from all of its files.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn licence_facts_read_only_their_candidate_files(pool: PgPool) {
+    let (files, head, _, _) = seed(&pool).await;
+    for (index, which) in [
+        ("commit_files_licence_facts", commits::FactFiles::Licences),
+        ("commit_files_gguf", commits::FactFiles::Gguf(3)),
+    ] {
+        assert_plan(&pool, index, &["commit_files"], async |c| {
+            commits::explain_fact_files(c, files, &head, which)
+                .await
+                .unwrap()
+        })
+        .await;
+    }
+}
+
+/// The candidate rows are a superset of what the licence engine's rules read (so the partial
+/// index never hides a licence), on names that differ only in case, depth, alphabet or suffix.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn licence_fact_candidates_hold_every_file_the_rules_read(pool: PgPool) {
+    use kaiyuan_license::folder::{is_license_path, is_notice_file};
+    let (files, head, _, _) = seed(&pool).await;
+    let paths = [
+        "LICENSE", "license.txt", "LICENCE.md", "Licence", "COPYING", "copying.lesser",
+        "USE_POLICY.md", "use-policy.txt", "NOTICE", "notice.txt", "README.md", "readme.MD",
+        "LICENSE-MODEL", "LICENSE_CODE", "text_encoder/LICENSE", "vae/license.md",
+        "LICENSES/Apache-2.0.txt", "licences/MIT", "LICENSES/.hidden", "a/b/LICENSE",
+        "docs/README.md", "sub/NOTICE", "lıcense", "ſicense", "LİCENSE", "modèle/LICENSE",
+        "model.gguf", "q/model-Q4.GGUF", "a/b/c/deep.gguf", "LICENSE.gguf", "weights.bin",
+        "licensed-weights.bin", "config.json", "MyLICENSE", "layers/9/licence",
+    ];
+    for (i, path) in paths.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO commit_files (repository_id, commit_id, path, sha256, size)
+             VALUES ($1, $2, $3, sha256(convert_to('b' || $4::int, 'UTF8')), 1)",
+        )
+        .bind(files)
+        .bind(&head)
+        .bind(path)
+        .bind(i as i32 + 1)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    let candidates: Vec<String> =
+        commits::fact_files(&mut conn, files, &head, commits::FactFiles::Licences)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+    let gguf: Vec<String> =
+        commits::fact_files(&mut conn, files, &head, commits::FactFiles::Gguf(100))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+    for path in paths {
+        let top = !path.contains('/');
+        let read = is_license_path(path)
+            || (top && (path.eq_ignore_ascii_case("README.md") || is_notice_file(path)));
+        if read {
+            assert!(candidates.iter().any(|c| c == path), "{path} not a candidate");
+        }
+        if path.to_lowercase().ends_with(".gguf") {
+            assert!(gguf.iter().any(|c| c == path), "{path} not a GGUF candidate");
+        }
+    }
+    // And the seed's 4000 plain files are not candidates: the index holds what it should.
+    assert!(candidates.len() < paths.len(), "{candidates:?}");
+    assert!(!candidates.iter().any(|c| c == "weights.bin" || c == "a/b/LICENSE"));
+    assert_eq!(gguf.len(), 4, "{gguf:?}");
+}
+
 /// The collector's walk, batch after batch, removes exactly the stale unreferenced blobs, with
 /// more of them than one batch holds.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]

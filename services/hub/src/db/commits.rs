@@ -153,6 +153,74 @@ pub async fn files(
     .await
 }
 
+/// The candidate rows for a commit's licence facts (card, licence texts, notices), exactly the
+/// predicate of the partial index `commit_files_licence_facts` (migration 0029): a superset of
+/// `kaiyuan_license::folder`'s rules, which the caller applies.
+const LICENCE_FACT_PATHS: &str = r#"path !~ '/.*/' AND (path ~ '(^|/)([Ll][Ii][Cc][Ee][Nn][CcSs][Ee]|[Cc][Oo][Pp][Yy][Ii][Nn][Gg]|[Uu][Ss][Ee][_-][Pp][Oo][Ll][Ii][Cc][Yy]|[Nn][Oo][Tt][Ii][Cc][Ee]|[Rr][Ee][Aa][Dd][Mm][Ee]\.[Mm][Dd])[^/]*$' OR path ~ '^[Ll][Ii][Cc][Ee][Nn][CcSs][Ee][Ss]/' OR path ~ '[^\x01-\x7f]')"#;
+
+/// GGUF files, exactly the predicate of the partial index `commit_files_gguf` (migration 0029).
+const GGUF_PATHS: &str = r#"path ~ '\.[Gg][Gg][Uu][Ff]$'"#;
+
+/// Which candidate files of a commit to read for its licence facts.
+#[derive(Debug, Clone, Copy)]
+pub enum FactFiles {
+    /// Card, licence and notice candidates, all of them (a handful in any real model).
+    Licences,
+    /// The first GGUF files in path order, up to the limit.
+    Gguf(i64),
+}
+
+fn fact_files_sql(
+    explain: bool,
+    which: FactFiles,
+    repository_id: i64,
+    commit_id: &str,
+) -> QueryBuilder<Postgres> {
+    let mut sql = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
+    sql.push("SELECT path, sha256, size FROM commit_files WHERE repository_id = ")
+        .push_bind(repository_id)
+        .push(" AND commit_id = ")
+        .push_bind(commit_id.to_string())
+        .push(" AND ")
+        .push(match which {
+            FactFiles::Licences => LICENCE_FACT_PATHS,
+            FactFiles::Gguf(_) => GGUF_PATHS,
+        })
+        .push(" ORDER BY path COLLATE \"C\"");
+    if let FactFiles::Gguf(limit) = which {
+        sql.push(" LIMIT ").push_bind(limit);
+    }
+    sql
+}
+
+/// The files of a commit that may carry licence facts, in path order, read through their
+/// partial index whatever the commit's size.
+pub async fn fact_files(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+    which: FactFiles,
+) -> sqlx::Result<Vec<FileRow>> {
+    fact_files_sql(false, which, repository_id, commit_id)
+        .build_query_as()
+        .fetch_all(conn)
+        .await
+}
+
+/// PostgreSQL's plan (`EXPLAIN`) for [`fact_files`].
+pub async fn explain_fact_files(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+    which: FactFiles,
+) -> sqlx::Result<String> {
+    let rows: Vec<(String,)> = fact_files_sql(true, which, repository_id, commit_id)
+        .build_query_as()
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(line,)| line + "\n").collect())
+}
+
 pub async fn file(
     conn: &mut PgConnection,
     repository_id: i64,
