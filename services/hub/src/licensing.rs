@@ -48,8 +48,7 @@ pub async fn facts_at(
     // what one of ten does); the rules below decide. A GGUF file that is also a licence or
     // notice candidate is read as that, so a few more GGUF rows are fetched than are read.
     use db::commits::FactFiles;
-    let mut files =
-        db::commits::fact_files(conn, repo.id, commit_id, FactFiles::Licences).await?;
+    let mut files = db::commits::fact_files(conn, repo.id, commit_id, FactFiles::Licences).await?;
     let gguf_rows = MAX_GGUF_HEADERS + files.len();
     files.extend(
         db::commits::fact_files(conn, repo.id, commit_id, FactFiles::Gguf(gguf_rows as i64))

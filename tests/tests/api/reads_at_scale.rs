@@ -129,6 +129,7 @@ async fn licence_reports_page_through_the_name_index(pool: PgPool) {
         (None, None),
         (Some("model-01500"), None),
         (Some("model-01500"), Some("deny")),
+        (None, Some("pending")),
     ] {
         let page = licenses::ReportPage {
             namespace_id: owner,
@@ -136,14 +137,124 @@ async fn licence_reports_page_through_the_name_index(pool: PgPool) {
             decision,
             limit: 101,
         };
+        // A decision walks the index of that decision's repositories (a rare one reads only
+        // its own), the whole report the name index.
+        let index = if decision.is_some() {
+            "repositories_namespace_head_decision"
+        } else {
+            "repositories_namespace_name_order"
+        };
         assert_plan(
             &pool,
-            "repositories_namespace_name_order",
+            index,
             &["repositories", "refs", "license_evaluations"],
             async |c| licenses::explain_namespace_report(c, &page).await.unwrap(),
         )
         .await;
     }
+}
+
+/// Repositories whose kept head decision differs from the join it stands for (none, always).
+async fn stale_head_decisions(pool: &PgPool) -> Vec<(String, Option<String>, Option<String>)> {
+    sqlx::query_as(
+        "SELECT r.name, r.head_decision, e.decision FROM repositories r
+         LEFT JOIN refs f ON f.repository_id = r.id AND f.name = 'main'
+         LEFT JOIN license_evaluations e ON e.repository_id = r.id AND e.commit_id = f.commit_id
+         WHERE r.head_decision IS DISTINCT FROM e.decision",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// The head decision kept on each repository equals the evaluation of its `main` head after
+/// every kind of change: evaluations stored, replaced and deleted, `main` moved to a commit
+/// with and without one, other refs moved, `main` deleted, many rows in one statement.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn head_decisions_follow_refs_and_evaluations(pool: PgPool) {
+    seed(&pool).await;
+    assert_eq!(stale_head_decisions(&pool).await, []);
+    let one = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            assert_eq!(stale_head_decisions(&pool).await, [], "after: {sql}");
+        }
+    };
+    // `history` has 2000 commits; its head is evaluated, then `main` moves back and forth.
+    one("INSERT INTO license_evaluations (repository_id, commit_id, catalog_version, policy_version, decision, report)
+         SELECT repository_id, commit_id, 'x', 0, 'flag_review', '{}' FROM refs f JOIN repositories r ON r.id = f.repository_id WHERE r.name = 'history'
+         ON CONFLICT (repository_id, commit_id) DO UPDATE SET decision = EXCLUDED.decision").await;
+    one("UPDATE refs SET commit_id = (SELECT parent_id FROM commits c WHERE c.repository_id = refs.repository_id AND c.id = refs.commit_id)
+         WHERE repository_id = (SELECT id FROM repositories WHERE name = 'history')").await;
+    one("INSERT INTO license_evaluations (repository_id, commit_id, catalog_version, policy_version, decision, report)
+         SELECT repository_id, commit_id, 'x', 0, 'allow', '{}' FROM refs f JOIN repositories r ON r.id = f.repository_id WHERE r.name = 'history'
+         ON CONFLICT (repository_id, commit_id) DO UPDATE SET decision = EXCLUDED.decision").await;
+    one("UPDATE license_evaluations SET decision = 'deny' WHERE decision = 'allow'").await;
+    // Every evaluated model at once: replaced, then half deleted.
+    one("UPDATE license_evaluations SET decision = 'allow_with_obligations' WHERE decision = 'deny'").await;
+    one("DELETE FROM license_evaluations WHERE repository_id % 4 = 0").await;
+    // A tag beside `main`, and `main` itself deleted and recreated.
+    one("INSERT INTO refs (repository_id, name, kind, commit_id) SELECT repository_id, 'v1', 'tag', commit_id FROM refs WHERE name = 'main'").await;
+    one("DELETE FROM refs WHERE name = 'main' AND repository_id % 3 = 0").await;
+    one("INSERT INTO refs (repository_id, name, kind, commit_id) SELECT repository_id, 'main', 'branch', commit_id FROM refs r WHERE name = 'v1'
+         ON CONFLICT (repository_id, name) DO UPDATE SET commit_id = EXCLUDED.commit_id").await;
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM repositories WHERE head_decision IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(kept > 500, "{kept}");
+}
+
+/// An evaluation stored while another transaction moves `main` to its commit: whichever commits
+/// last computes from both, so the kept decision is never left behind.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_concurrent_ref_move_and_evaluation_leave_the_right_head_decision(pool: PgPool) {
+    let (_, _, history, head) = seed(&pool).await;
+    let parent: String =
+        sqlx::query_scalar("SELECT parent_id FROM commits WHERE repository_id = $1 AND id = $2")
+            .bind(history)
+            .bind(&head)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let mut moving = pool.acquire().await.unwrap();
+    let mut tx = moving.begin().await.unwrap();
+    sqlx::query("UPDATE refs SET commit_id = $2 WHERE repository_id = $1 AND name = 'main'")
+        .bind(history)
+        .bind(&parent)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    // The evaluation of the new head, stored while the move is not committed yet.
+    let evaluating = tokio::spawn({
+        let pool = pool.clone();
+        let parent = parent.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO license_evaluations (repository_id, commit_id, catalog_version, policy_version, decision, report)
+                 VALUES ($1, $2, 'x', 0, 'flag_review', '{}')",
+            )
+            .bind(history)
+            .bind(&parent)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    evaluating.await.unwrap();
+    let kept: Option<String> =
+        sqlx::query_scalar("SELECT head_decision FROM repositories WHERE id = $1")
+            .bind(history)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    // (The old head's seeded decision is `deny`: a stale snapshot would have kept that.)
+    assert_eq!(kept.as_deref(), Some("flag_review"));
+    assert_eq!(stale_head_decisions(&pool).await, []);
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
@@ -190,13 +301,41 @@ async fn licence_fact_candidates_hold_every_file_the_rules_read(pool: PgPool) {
     use kaiyuan_license::folder::{is_license_path, is_notice_file};
     let (files, head, _, _) = seed(&pool).await;
     let paths = [
-        "LICENSE", "license.txt", "LICENCE.md", "Licence", "COPYING", "copying.lesser",
-        "USE_POLICY.md", "use-policy.txt", "NOTICE", "notice.txt", "README.md", "readme.MD",
-        "LICENSE-MODEL", "LICENSE_CODE", "text_encoder/LICENSE", "vae/license.md",
-        "LICENSES/Apache-2.0.txt", "licences/MIT", "LICENSES/.hidden", "a/b/LICENSE",
-        "docs/README.md", "sub/NOTICE", "lıcense", "ſicense", "LİCENSE", "modèle/LICENSE",
-        "model.gguf", "q/model-Q4.GGUF", "a/b/c/deep.gguf", "LICENSE.gguf", "weights.bin",
-        "licensed-weights.bin", "config.json", "MyLICENSE", "layers/9/licence",
+        "LICENSE",
+        "license.txt",
+        "LICENCE.md",
+        "Licence",
+        "COPYING",
+        "copying.lesser",
+        "USE_POLICY.md",
+        "use-policy.txt",
+        "NOTICE",
+        "notice.txt",
+        "README.md",
+        "readme.MD",
+        "LICENSE-MODEL",
+        "LICENSE_CODE",
+        "text_encoder/LICENSE",
+        "vae/license.md",
+        "LICENSES/Apache-2.0.txt",
+        "licences/MIT",
+        "LICENSES/.hidden",
+        "a/b/LICENSE",
+        "docs/README.md",
+        "sub/NOTICE",
+        "lıcense",
+        "ſicense",
+        "LİCENSE",
+        "modèle/LICENSE",
+        "model.gguf",
+        "q/model-Q4.GGUF",
+        "a/b/c/deep.gguf",
+        "LICENSE.gguf",
+        "weights.bin",
+        "licensed-weights.bin",
+        "config.json",
+        "MyLICENSE",
+        "layers/9/licence",
     ];
     for (i, path) in paths.iter().enumerate() {
         sqlx::query(
@@ -231,15 +370,25 @@ async fn licence_fact_candidates_hold_every_file_the_rules_read(pool: PgPool) {
         let read = is_license_path(path)
             || (top && (path.eq_ignore_ascii_case("README.md") || is_notice_file(path)));
         if read {
-            assert!(candidates.iter().any(|c| c == path), "{path} not a candidate");
+            assert!(
+                candidates.iter().any(|c| c == path),
+                "{path} not a candidate"
+            );
         }
         if path.to_lowercase().ends_with(".gguf") {
-            assert!(gguf.iter().any(|c| c == path), "{path} not a GGUF candidate");
+            assert!(
+                gguf.iter().any(|c| c == path),
+                "{path} not a GGUF candidate"
+            );
         }
     }
     // And the seed's 4000 plain files are not candidates: the index holds what it should.
     assert!(candidates.len() < paths.len(), "{candidates:?}");
-    assert!(!candidates.iter().any(|c| c == "weights.bin" || c == "a/b/LICENSE"));
+    assert!(
+        !candidates
+            .iter()
+            .any(|c| c == "weights.bin" || c == "a/b/LICENSE")
+    );
     assert_eq!(gguf.len(), 4, "{gguf:?}");
 }
 

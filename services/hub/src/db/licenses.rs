@@ -181,16 +181,27 @@ fn namespace_report_sql(explain: bool, page: &ReportPage<'_>) -> QueryBuilder<Po
     if let Some(after) = page.after {
         sql.push(" AND r.name > ").push_bind(after.to_string());
     }
-    if let Some(decision) = page.decision {
-        sql.push(" AND COALESCE(e.decision, 'pending') = ")
-            .push_bind(decision.to_string());
+    // The head's decision as kept on the repository row (migration 0030): the filter walks
+    // `repositories_namespace_head_decision`, which holds only the matching repositories. (Not
+    // rechecked against the joined evaluation: the planner would then expect a few rows and
+    // hash every repository of the organisation; the triggers keep the two equal, tested.)
+    match page.decision {
+        Some("pending") => {
+            sql.push(" AND r.head_decision IS NULL");
+        }
+        Some(decision) => {
+            sql.push(" AND r.head_decision = ")
+                .push_bind(decision.to_string());
+        }
+        None => {}
     }
     sql.push(" ORDER BY r.name LIMIT ").push_bind(page.limit);
     sql
 }
 
 /// The stored decision for the head of `main` of a namespace's live repositories, by name: a
-/// keyset page walked along the namespace's name index, two primary-key probes per repository.
+/// keyset page walked along the namespace's name index (with a decision: along the index of
+/// that decision's repositories), two primary-key probes per repository.
 pub async fn namespace_report(
     conn: &mut PgConnection,
     page: &ReportPage<'_>,
