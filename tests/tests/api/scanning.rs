@@ -76,6 +76,12 @@ async fn scanning_contract(pool: PgPool, backend: Backend) {
         pending, 3,
         "one scan job per new blob, queued with the commit"
     );
+    // The Hugging Face model info counts the same states (in SQL, not from the siblings).
+    let info = expect_status(app.get("/api/models/alice/m", None).await, StatusCode::OK).await;
+    assert_eq!(
+        info["securityRepoStatus"],
+        json!({"scansDone": false, "overall": "pending", "summary": {"clean": 0, "suspicious": 0, "malformed": 0, "malicious": 0, "error": 0, "pending": 3, "overall": "pending"}})
+    );
     app.run_jobs().await;
 
     let scan = expect_status(
@@ -106,6 +112,23 @@ async fn scanning_contract(pool: PgPool, backend: Backend) {
     );
     let repo = expect_status(app.get("/api/v1/repos/alice/m", None).await, StatusCode::OK).await;
     assert_eq!(repo["scan_summary"]["overall"], "malicious");
+    let info = expect_status(
+        app.get("/api/models/alice/m?blobs=true", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        info["securityRepoStatus"],
+        json!({"scansDone": true, "overall": "malicious", "summary": scan["summary"]})
+    );
+    let siblings = info["siblings"].as_array().unwrap();
+    assert_eq!(siblings.len(), 3);
+    let evil = siblings
+        .iter()
+        .find(|s| s["rfilename"] == "evil.pkl")
+        .unwrap();
+    assert_eq!(evil["size"], MALICIOUS_PICKLE.len());
+    assert_eq!(evil["lfs"]["sha256"], sha256_hex(MALICIOUS_PICKLE));
 
     // Quarantine on every route that serves bytes, with the findings named.
     let res = app.get("/alice/m/resolve/main/evil.pkl", None).await;

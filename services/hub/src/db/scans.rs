@@ -185,6 +185,22 @@ pub async fn files_of_commit(
     .await
 }
 
+/// How many files of a commit have each scan verdict (`None`: not scanned yet).
+pub async fn verdict_counts(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+) -> sqlx::Result<Vec<(Option<ScanVerdict>, i64)>> {
+    sqlx::query_as(
+        "SELECT b.scan_verdict, count(*) FROM commit_files f JOIN blobs b ON b.sha256 = f.sha256
+         WHERE f.repository_id = $1 AND f.commit_id = $2 GROUP BY b.scan_verdict",
+    )
+    .bind(repository_id)
+    .bind(commit_id)
+    .fetch_all(conn)
+    .await
+}
+
 /// Holds a blob pending review (`Some(reason)`) or lifts the hold (`None`).
 pub async fn set_hold(
     conn: &mut PgConnection,

@@ -536,16 +536,21 @@ pub struct ScanSummary {
 
 impl ScanSummary {
     pub fn of<'a>(files: impl IntoIterator<Item = &'a FileInfo>) -> Self {
+        Self::counted(files.into_iter().map(|f| (f.scan_status.as_str(), 1)))
+    }
+
+    /// From numbers of files by scan status.
+    pub fn counted<'a>(statuses: impl IntoIterator<Item = (&'a str, usize)>) -> Self {
         let mut s = ScanSummary::default();
-        for f in files {
-            match f.scan_status.as_str() {
-                "clean" => s.clean += 1,
-                "suspicious" => s.suspicious += 1,
-                "malformed" => s.malformed += 1,
-                "malicious" => s.malicious += 1,
-                "error" => s.error += 1,
-                _ => s.pending += 1,
-            }
+        for (status, n) in statuses {
+            *match status {
+                "clean" => &mut s.clean,
+                "suspicious" => &mut s.suspicious,
+                "malformed" => &mut s.malformed,
+                "malicious" => &mut s.malicious,
+                "error" => &mut s.error,
+                _ => &mut s.pending,
+            } += n;
         }
         let counts = [
             ("malicious", s.malicious),

@@ -9,7 +9,7 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::SecondsFormat;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 use sqlx::PgConnection;
@@ -228,28 +228,76 @@ async fn resolve(conn: &mut PgConnection, repo: &Repo, revision: &str) -> Result
     super::commits::resolve_revision(conn, repo, &decode(revision)).await
 }
 
+/// Model info: the repository's fields, and one sibling per file. The siblings are typed so
+/// that a large repository's list is written straight out, not built as a JSON tree first.
+#[derive(Serialize)]
+struct ModelInfo {
+    #[serde(flatten)]
+    fields: Value,
+    siblings: Vec<Sibling>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Sibling {
+    rfilename: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blob_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lfs: Option<SiblingLfs>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SiblingLfs {
+    size: i64,
+    sha256: String,
+    pointer_size: usize,
+}
+
 async fn info_json(
     conn: &mut PgConnection,
     repo: &Repo,
     commit: &str,
     blobs: bool,
-) -> Result<Value, ApiError> {
-    let files = db::scans::files_of_commit(conn, repo.id, commit).await?;
-    let siblings: Vec<Value> = files
-        .iter()
+) -> Result<ModelInfo, ApiError> {
+    // Every file, as the client's protocol asks (snapshot_download lists the siblings), read
+    // from the path index alone; the scan summary counted in SQL.
+    let files = db::commits::files(conn, repo.id, commit).await?;
+    let siblings = files
+        .into_iter()
         .map(|f| {
             if blobs {
                 let hex = hex::encode(f.sha256);
-                json!({"rfilename": f.path, "size": f.size, "blobId": pointer_oid(&hex, f.size),
-                       "lfs": {"size": f.size, "sha256": hex, "pointerSize": pointer_text(&hex, f.size).len()}})
+                Sibling {
+                    size: Some(f.size),
+                    blob_id: Some(pointer_oid(&hex, f.size)),
+                    lfs: Some(SiblingLfs {
+                        size: f.size,
+                        pointer_size: pointer_text(&hex, f.size).len(),
+                        sha256: hex,
+                    }),
+                    rfilename: f.path,
+                }
             } else {
-                json!({"rfilename": f.path})
+                Sibling {
+                    rfilename: f.path,
+                    size: None,
+                    blob_id: None,
+                    lfs: None,
+                }
             }
         })
         .collect();
-    let infos: Vec<super::commits::FileInfo> = files.into_iter().map(Into::into).collect();
-    let summary = super::commits::ScanSummary::of(&infos);
-    let mut info = json!({
+    let counts = db::scans::verdict_counts(conn, repo.id, commit).await?;
+    let summary = super::commits::ScanSummary::counted(
+        counts
+            .iter()
+            .map(|(verdict, n)| (crate::domain::scan::file_status(*verdict), *n as usize)),
+    );
+    let mut fields = json!({
         "_id": format!("repo-{}", repo.id),
         "id": repo.full_name(),
         "modelId": repo.full_name(),
@@ -263,13 +311,12 @@ async fn info_json(
         "tags": repo.license.iter().map(|l| format!("license:{l}")).collect::<Vec<_>>(),
         "createdAt": iso(repo.created_at),
         "lastModified": iso(repo.updated_at),
-        "siblings": siblings,
         "securityRepoStatus": {"scansDone": summary.pending == 0, "overall": summary.overall, "summary": summary},
     });
     if let Some(license) = &repo.license {
-        info["cardData"] = json!({"license": license});
+        fields["cardData"] = json!({"license": license});
     }
-    Ok(info)
+    Ok(ModelInfo { fields, siblings })
 }
 
 #[derive(Deserialize)]
@@ -680,7 +727,8 @@ async fn list_models(
     for repo in &repos {
         let item = if full {
             let commit = resolve(&mut conn, repo, "main").await?;
-            info_json(&mut conn, repo, &commit, false).await?
+            serde_json::to_value(info_json(&mut conn, repo, &commit, false).await?)
+                .map_err(|e| ApiError::internal(anyhow::Error::from(e)))?
         } else {
             json!({"id": repo.full_name(), "modelId": repo.full_name(), "author": repo.namespace, "private": !repo.is_public(),
                    "createdAt": iso(repo.created_at), "lastModified": iso(repo.updated_at), "downloads": 0, "likes": 0,
