@@ -20,11 +20,15 @@ CREATE FUNCTION refresh_head_decisions() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM 1 FROM repositories
     WHERE id IN (SELECT repository_id FROM changed) ORDER BY id FOR UPDATE;
-    UPDATE repositories r SET head_decision = (
-        SELECT e.decision FROM refs f
-        JOIN license_evaluations e ON e.repository_id = f.repository_id AND e.commit_id = f.commit_id
-        WHERE f.repository_id = r.id AND f.name = 'main')
-    WHERE r.id IN (SELECT repository_id FROM changed);
+    -- Only rows whose decision changes are written (a ref move without an evaluation, the usual
+    -- case, leaves no dead row version behind).
+    UPDATE repositories r SET head_decision = h.decision
+    FROM (SELECT c.repository_id AS id,
+                 (SELECT e.decision FROM refs f
+                  JOIN license_evaluations e ON e.repository_id = f.repository_id AND e.commit_id = f.commit_id
+                  WHERE f.repository_id = c.repository_id AND f.name = 'main') AS decision
+          FROM (SELECT DISTINCT repository_id FROM changed) c) h
+    WHERE r.id = h.id AND r.head_decision IS DISTINCT FROM h.decision;
     RETURN NULL;
 END $$;
 

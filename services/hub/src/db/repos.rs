@@ -289,20 +289,43 @@ const HEAD_JOINS: &str = " LEFT JOIN LATERAL (
 
 pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<Vec<Repo>> {
     let plan = Plan::for_query(conn, q).await?;
-    search_sql(false, q, &plan)
+    let mut tx = conn.begin().await?;
+    probe_ranked_candidates(&mut tx, &plan).await?;
+    let rows = search_sql(false, q, &plan)
         .build_query_as()
-        .fetch_all(conn)
-        .await
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// PostgreSQL's plan for `q` (`EXPLAIN`), for the tests that hold every search to its indexes.
 pub async fn explain_search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<String> {
     let plan = Plan::for_query(conn, q).await?;
+    let mut tx = conn.begin().await?;
+    probe_ranked_candidates(&mut tx, &plan).await?;
     let rows: Vec<(String,)> = search_sql(true, q, &plan)
         .build_query_as()
-        .fetch_all(conn)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(rows.into_iter().map(|(line,)| line + "\n").collect())
+}
+
+/// A ranked search reads its candidates (at most [`FEW_MATCHES`]) by primary key. Where the
+/// hub holds only a few thousand repositories PostgreSQL may instead hash every one of them,
+/// and its choice flips with the table's physical order (rows rewritten by updates); at scale
+/// that hash reads the whole table. Probes are cheap at every size, so they are forced.
+async fn probe_ranked_candidates(conn: &mut PgConnection, plan: &Plan) -> sqlx::Result<()> {
+    if plan.ranked.is_some() {
+        sqlx::query("SET LOCAL enable_hashjoin = off")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("SET LOCAL enable_mergejoin = off")
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Fewer matching repositories than this: collect them first, then page. More: walk the sort's
