@@ -11,6 +11,10 @@ WHERE f.repository_id = r.id AND f.name = 'main';
 
 CREATE INDEX repositories_namespace_head_decision ON repositories (namespace_id, head_decision, name)
     WHERE deleted_at IS NULL;
+-- The search's commercial-use filter: the few repositories whose head denies or needs review
+-- are found here, and a common answer is read from the row itself while the sort's index is
+-- walked (no lookup of the head's evaluation).
+CREATE INDEX repositories_head_decision ON repositories (head_decision) WHERE deleted_at IS NULL;
 
 -- Recomputes the column for the repositories in `changed`. Their rows are locked first, in id
 -- order, by one statement; the UPDATE after it takes a fresh snapshot (READ COMMITTED), so it

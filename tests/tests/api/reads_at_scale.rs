@@ -133,8 +133,8 @@ async fn licence_reports_page_through_the_name_index(pool: PgPool) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    // The whole report walks the name index; a rare decision the index of that decision's
-    // repositories (it reads only its own). A common one (`deny` and `pending`, half each) may
+    // The whole report walks the name index; a rare decision an index of that decision's
+    // repositories (the namespace's or the hub's: either reads only those). A common one (`deny` and `pending`, half each) may
     // take either: both stop after a page.
     for (after, decision, indexes) in [
         (None, None, &["repositories_namespace_name_order"][..]),
@@ -146,12 +146,18 @@ async fn licence_reports_page_through_the_name_index(pool: PgPool) {
         (
             None,
             Some("flag_review"),
-            &["repositories_namespace_head_decision"],
+            &[
+                "repositories_namespace_head_decision",
+                "repositories_head_decision",
+            ],
         ),
         (
             Some("model-01500"),
             Some("flag_review"),
-            &["repositories_namespace_head_decision"],
+            &[
+                "repositories_namespace_head_decision",
+                "repositories_head_decision",
+            ],
         ),
         (
             Some("model-01500"),

@@ -142,7 +142,7 @@ async fn rare_head_facts_start_from_their_indexes(pool: PgPool) {
                 commercial: Some(false),
                 ..query()
             },
-            "license_evaluations_decision",
+            "repositories_head_decision",
             5,
         ),
         (
@@ -185,8 +185,17 @@ async fn rare_head_facts_start_from_their_indexes(pool: PgPool) {
         let expected: Vec<i64> = (0..5).map(|k| k * 1000 + residue).collect();
         assert_eq!(found, expected, "{index}");
     }
-    // A common value walks the sort's index, probing each repository's head, and fills the
-    // page (not a hash of every evaluation, then a sort of every match).
+    // A common value walks the sort's index, reading each repository's head decision from its
+    // row, and fills the page (not a hash of every evaluation, then a sort of every match).
+    // Every head allowed: more than the 2,000 that make a value rare.
+    for statement in [
+        "INSERT INTO license_evaluations (repository_id, commit_id, catalog_version, policy_version, decision, report)
+         SELECT f.repository_id, f.commit_id, 'seed', 0, 'allow', '{}' FROM refs f
+         WHERE f.name = 'main' ON CONFLICT DO NOTHING",
+        "VACUUM ANALYZE repositories",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
     let q = SearchQuery {
         commercial: Some(true),
         ..query()
@@ -194,6 +203,7 @@ async fn rare_head_facts_start_from_their_indexes(pool: PgPool) {
     let common = plan(&pool, &q).await;
     assert!(common.contains("repositories_updated_order"), "{common}");
     assert!(!common.contains("Sort Key"), "{common}");
+    assert!(!common.contains("license_evaluations"), "{common}");
     let mut conn = pool.acquire().await.unwrap();
     let found = kaiyuan_hub::db::repos::search(&mut conn, &q).await.unwrap();
     assert_eq!(found.len(), 21);

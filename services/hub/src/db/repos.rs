@@ -385,13 +385,13 @@ impl Fact {
                     .push_bind(q.verification.unwrap_or_default().to_string());
             }
             Fact::Commercial => {
-                let decisions = match q.commercial {
-                    Some(true) => vec!["allow", "allow_with_obligations"],
-                    _ => vec!["flag_review", "deny"],
-                };
-                sql.push("SELECT repository_id FROM license_evaluations WHERE decision = ANY(")
-                    .push_bind(decisions)
-                    .push(")");
+                // The head's decision as kept on the row (migration 0030): exactly the heads.
+                sql.push(
+                    "SELECT id AS repository_id FROM repositories
+                     WHERE deleted_at IS NULL AND head_decision = ANY(",
+                )
+                .push_bind(commercial_decisions(q.commercial.unwrap_or_default()))
+                .push(")");
             }
             Fact::Category => {
                 let category = q.category.unwrap_or_default().trim();
@@ -450,6 +450,16 @@ impl Plan {
             }
         }
         Ok(plan)
+    }
+}
+
+/// The head decisions that answer "may I use this commercially?" with yes, or with no (a
+/// denial, or a person must decide).
+fn commercial_decisions(commercial: bool) -> Vec<&'static str> {
+    if commercial {
+        vec!["allow", "allow_with_obligations"]
+    } else {
+        vec!["flag_review", "deny"]
     }
 }
 
@@ -594,11 +604,9 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: &Plan) -> QueryBuilder<P
             .push_bind(ids.clone())
             .push("::BIGINT[]) AS matches(id) ON matches.id = r.id");
     }
-    // The head's facts only when a filter reads them: the plain search stays on one table.
-    let needs_head = q.category.is_some()
-        || q.commercial.is_some()
-        || q.scan.is_some()
-        || q.verification.is_some();
+    // The head's facts only when a filter reads them: the plain search stays on one table
+    // (commercial use reads the head's decision from the row itself).
+    let needs_head = q.category.is_some() || q.scan.is_some() || q.verification.is_some();
     if needs_head {
         sql.push(HEAD_JOINS);
     }
@@ -661,14 +669,10 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: &Plan) -> QueryBuilder<P
             .push_bind(category.to_string())
             .push(")");
     }
-    match q.commercial {
-        Some(true) => {
-            sql.push(" AND hf.decision IN ('allow', 'allow_with_obligations')");
-        }
-        Some(false) => {
-            sql.push(" AND hf.decision IN ('flag_review', 'deny')");
-        }
-        None => {}
+    if let Some(commercial) = q.commercial {
+        sql.push(" AND r.head_decision = ANY(")
+            .push_bind(commercial_decisions(commercial))
+            .push(")");
     }
     match q.scan {
         Some("quarantined") => {
