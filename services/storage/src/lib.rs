@@ -10,6 +10,7 @@
 //! (`s3://bucket/prefix`, configured by the usual `AWS_*` environment variables, with
 //! `AWS_ENDPOINT` / `AWS_ALLOW_HTTP` for self-hosted servers).
 
+mod chunked;
 mod digest;
 mod parts;
 mod read;
@@ -28,11 +29,12 @@ use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+pub use chunked::{ChunkedBlob, ChunkedUpload};
 pub use digest::{Sha256Digest, Sha256ParseError};
 pub use read::ByteStream;
 pub use seekable::{RangeReader, ReadSeek};
 pub use upload::{Expected, StoredBlob, Upload, UploadError};
-pub use xet::{Recipe, RecipeChunk, RecipeReader, Recipes, XorbUpload};
+pub use xet::{Recipe, RecipeChunk, RecipeReader, Recipes, StagedXorb, XorbUpload};
 
 /// Errors of the storage layer that are not about a client's upload.
 #[derive(Debug, thiserror::Error)]

@@ -162,7 +162,7 @@ impl Upload {
 /// SHA-256 in a task of its own: the task that receives the bytes hands each chunk over and
 /// goes on receiving, so hashing and receiving can use two cores. A bounded channel keeps
 /// at most [`CHUNKS_QUEUED`] chunks waiting (they are shared with the writer, not copied).
-struct BackgroundHasher {
+pub(crate) struct BackgroundHasher {
     chunks: Option<tokio::sync::mpsc::Sender<Bytes>>,
     digest: Option<tokio::task::JoinHandle<Sha256Digest>>,
 }
@@ -170,7 +170,7 @@ struct BackgroundHasher {
 const CHUNKS_QUEUED: usize = 64;
 
 impl BackgroundHasher {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let (chunks, mut received) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_QUEUED);
         // A task, not a blocking thread: an idle upload (a slow client) then holds no thread,
         // and each chunk is hashed in well under a millisecond.
@@ -187,7 +187,7 @@ impl BackgroundHasher {
         }
     }
 
-    async fn update(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+    pub(crate) async fn update(&mut self, chunk: Bytes) -> Result<(), StorageError> {
         let sent = match &self.chunks {
             Some(chunks) => chunks.send(chunk).await.is_ok(),
             None => false,
@@ -195,7 +195,7 @@ impl BackgroundHasher {
         sent.then_some(()).ok_or_else(hasher_gone)
     }
 
-    async fn finish(&mut self) -> Result<Sha256Digest, StorageError> {
+    pub(crate) async fn finish(&mut self) -> Result<Sha256Digest, StorageError> {
         self.chunks = None;
         match self.digest.take() {
             Some(digest) => digest.await.map_err(|_| hasher_gone()),

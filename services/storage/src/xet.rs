@@ -280,11 +280,38 @@ impl XorbUpload {
     }
 
     /// Makes the staged bytes the xorb `hash`; false when the store already held it.
-    pub async fn commit(mut self, hash: &MerkleHash) -> Result<bool, StorageError> {
+    pub async fn commit(self, hash: &MerkleHash) -> Result<bool, StorageError> {
+        self.stage().await?.promote(hash).await
+    }
+
+    /// Completes the staging object without naming it yet: the caller promotes it once more
+    /// than this xorb has been checked, or discards it.
+    pub async fn stage(mut self) -> Result<StagedXorb, StorageError> {
         let Some((staging, writer)) = self.sink.take() else {
-            return Ok(false);
+            return Err(StorageError::Corrupt(
+                "the xorb upload was already used".into(),
+            ));
         };
         writer.finish().await?;
+        Ok(StagedXorb {
+            store: self.store.clone(),
+            key: Some(staging),
+        })
+    }
+}
+
+/// A complete xorb in staging, not yet under its name. Dropping it removes it.
+pub struct StagedXorb {
+    store: BlobStore,
+    key: Option<Path>,
+}
+
+impl StagedXorb {
+    /// Moves it to `xorbs/default/{hash}`; false when the store already held that xorb.
+    pub async fn promote(mut self, hash: &MerkleHash) -> Result<bool, StorageError> {
+        let Some(staging) = self.key.take() else {
+            return Ok(false);
+        };
         if self.store.xorb_size(hash).await?.is_some() {
             self.store.store.delete(&staging).await?;
             return Ok(false);
@@ -295,6 +322,21 @@ impl XorbUpload {
             .rename(&staging, &self.store.xorb_key(hash))
             .await?;
         Ok(true)
+    }
+}
+
+impl Drop for StagedXorb {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let store = self.store.store.clone();
+            runtime.spawn(async move {
+                if let Err(e) = store.delete(&key).await {
+                    tracing::warn!(error = %e, staging.key = %key, "could not remove a staged xorb; the garbage collector will");
+                }
+            });
+        }
     }
 }
 

@@ -737,3 +737,77 @@ pub fn encode_xorb(chunks: &[&[u8]], scheme: u8) -> (MerkleHash, Vec<u8>) {
     out.extend_from_slice(&info_len.to_le_bytes());
     (hash, out)
 }
+
+/// Most chunks in one xorb (the reference client's limit).
+pub const MAX_XORB_CHUNKS: usize = 8 * 1024;
+/// Serialized bytes of a xorb the hub packs itself (the reference client's 64 MiB).
+pub const XORB_PACK_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Packs chunks into a xorb of the hub's own, frame by frame, so that the caller can stream the
+/// frames to storage and learn the xorb's name at the end. Chunks are stored uncompressed
+/// (scheme 0): what the hub chunks itself is mostly model weights, which LZ4 barely shrinks,
+/// and compressing them would slow the fetch that a client is waiting for.
+#[derive(Debug, Default)]
+pub struct XorbPacker {
+    chunks: Vec<ChunkEntry>,
+    len: u64,
+}
+
+impl XorbPacker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Whether one more chunk of `len` bytes keeps the xorb within the limits.
+    pub fn has_room(&self, len: usize) -> bool {
+        self.chunks.len() < MAX_XORB_CHUNKS
+            && self.len + (FRAME_HEADER_LEN + len) as u64 <= XORB_PACK_BYTES
+    }
+
+    /// Records `chunk` (1 to [`MAX_CHUNK_BYTES`] bytes) and returns the header of its frame:
+    /// the frame is that header followed by the chunk's bytes unchanged.
+    pub fn push(&mut self, chunk: &[u8]) -> ([u8; FRAME_HEADER_LEN], ChunkEntry) {
+        assert!(
+            !chunk.is_empty() && chunk.len() <= MAX_CHUNK_BYTES as usize,
+            "bad chunk size {}",
+            chunk.len()
+        );
+        let len = chunk.len() as u32;
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        header[1..4].copy_from_slice(&len.to_le_bytes()[..3]);
+        header[4] = SCHEME_NONE;
+        header[5..8].copy_from_slice(&len.to_le_bytes()[..3]);
+        let entry = ChunkEntry {
+            hash: chunk_hash(chunk),
+            offset: self.len as u32,
+            frame_len: FRAME_HEADER_LEN as u32 + len,
+            unpacked_len: len,
+        };
+        self.len += u64::from(entry.frame_len);
+        self.chunks.push(entry);
+        (header, entry)
+    }
+
+    /// The xorb the pushed frames make (no footer: the chunk table is the hub's record).
+    ///
+    /// # Panics
+    /// When no chunk was pushed.
+    pub fn finish(self) -> ValidXorb {
+        assert!(!self.chunks.is_empty(), "a xorb holds at least one chunk");
+        let leaves: Vec<(MerkleHash, u64)> = self
+            .chunks
+            .iter()
+            .map(|c| (c.hash, u64::from(c.unpacked_len)))
+            .collect();
+        ValidXorb {
+            hash: xorb_hash(&leaves),
+            unpacked_len: self.len - (FRAME_HEADER_LEN * self.chunks.len()) as u64,
+            stored_len: self.len,
+            chunks: self.chunks,
+        }
+    }
+}

@@ -90,6 +90,27 @@ proptest! {
         prop_assert_eq!(unpack_chunk_table(&pack_chunk_table(&valid.chunks)).unwrap(), valid.chunks);
     }
 
+    /// The hub's own xorbs (uncompressed frames, no footer) validate, and hash as the reference's.
+    #[test]
+    fn packed_xorbs_validate_and_hash_as_the_reference(chunks in chunk_data()) {
+        let mut packer = XorbPacker::new();
+        let mut bytes = Vec::new();
+        for c in &chunks {
+            prop_assert!(packer.has_room(c.len()));
+            let (header, entry) = packer.push(c);
+            prop_assert_eq!(entry.offset as usize, bytes.len());
+            bytes.extend_from_slice(&header);
+            bytes.extend_from_slice(c);
+        }
+        let packed = packer.finish();
+        let mut v = XorbValidator::new();
+        v.feed(&bytes).unwrap();
+        prop_assert_eq!(&v.finish().unwrap(), &packed);
+        let rchunks: Vec<Chunk> = chunks.iter().map(|c| Chunk::new(bytes::Bytes::from(c.clone()))).collect();
+        let raw = RawXorbData::from_chunks(&rchunks, vec![0]);
+        prop_assert_eq!(packed.hash, from_ref(&raw.hash()));
+    }
+
     #[test]
     fn reference_xorbs_validate(chunks in chunk_data(), scheme in 0usize..3) {
         let scheme = [CompressionScheme::None, CompressionScheme::LZ4, CompressionScheme::ByteGrouping4LZ4][scheme];

@@ -100,6 +100,46 @@ async fn the_stock_client_reads_through_the_mirror(pool: PgPool) {
         ],
     )
     .await;
+    // The weights were kept as Xet chunks under the file hash the real client computes for
+    // them, stored once (no whole copy beside the chunks), and the stock client downloaded
+    // them through the mirror's CAS; the card stayed a whole object.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    std::fs::write(&path, &weights).unwrap();
+    let oracle: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        kaiyuan_tests::run_python("xet_hash_files.py", &[path.as_os_str()]).trim(),
+    )
+    .unwrap();
+    let head = mirror
+        .request(
+            reqwest::Method::HEAD,
+            "/alice/m/resolve/main/model.safetensors",
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.headers()["x-xet-hash"].to_str().unwrap(),
+        oracle[&path.display().to_string()].as_str().unwrap()
+    );
+    let head = mirror
+        .request(
+            reqwest::Method::HEAD,
+            "/alice/m/resolve/main/README.md",
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(head.headers().get("x-xet-hash").is_none());
+    assert!(
+        !files_under(mirror.local_store_dir().unwrap())
+            .iter()
+            .any(|f| f.ends_with(&sha(&weights))),
+        "the weights are stored once, as chunks"
+    );
+    assert!(route_requests(&mirror, "GET", "/cas/v1/fetch/{xorb}").await > 0);
     // Recorded as a mirror, with the upstream's commit ids; the weights were scanned.
     let mirrored: Vec<String> =
         sqlx::query_scalar("SELECT upstream_commit FROM mirrored_commits ORDER BY fetched_at")
@@ -232,12 +272,34 @@ async fn concurrent_clients_share_one_upstream_fetch(pool: PgPool) {
 
 /// GETs of the upstream's resolve route so far, from its metrics.
 async fn upstream_resolve_gets(upstream: &TestApp) -> u64 {
-    let metrics = upstream.get("/metrics", None).await.text().await.unwrap();
+    route_requests(
+        upstream,
+        "GET",
+        "/{namespace}/{name}/resolve/{revision}/{path:.*}",
+    )
+    .await
+}
+
+/// Every file under `dir`, as paths.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        if entry.file_type().unwrap().is_dir() {
+            found.extend(files_under(&entry.path()));
+        } else {
+            found.push(entry.path().display().to_string());
+        }
+    }
+    found
+}
+
+/// Requests a hub answered on one route so far, from its metrics.
+async fn route_requests(app: &TestApp, method: &str, route: &str) -> u64 {
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
     metrics
         .lines()
         .filter(|l| {
-            l.contains("route=\"/{namespace}/{name}/resolve/{revision}/{path:.*}\"")
-                && l.contains("method=\"GET\"")
+            l.contains(&format!("route=\"{route}\"")) && l.contains(&format!("method=\"{method}\""))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
@@ -286,6 +348,41 @@ async fn a_large_file_is_checked_whole_before_it_appears(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(bad, 0, "a file one bit off its digest never appears");
+    // Both files were cut into Xet chunks as they arrived. Of the tampered one nothing was
+    // kept: no blob, no file record, and its staged xorbs were removed; every xorb left in the
+    // store is recorded and belongs to the good file.
+    let (blobs, files): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM blobs WHERE encode(sha256, 'hex') = $1),
+                (SELECT count(*) FROM xet_files WHERE encode(sha256, 'hex') = $1)",
+    )
+    .bind(&hex)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((blobs, files), (0, 0));
+    let recorded: Vec<String> = sqlx::query_scalar(
+        "SELECT x.xorb_hash::text FROM xet_file_xorbs x JOIN xet_files f USING (file_hash)
+         WHERE encode(f.sha256, 'hex') = $1",
+    )
+    .bind(sha(&weights))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded.len(), 1, "40 MiB fit one 64 MiB xorb");
+    let store = mirror.local_store_dir().unwrap().to_path_buf();
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = files_under(&store)
+            .into_iter()
+            .filter(|f| f.contains("/xorbs/") || f.contains("/staging/"))
+            .collect();
+        if left.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains("/xorbs/default/"), "{left:?}");
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]

@@ -181,6 +181,91 @@ async fn mismatches_leave_nothing(backend: Backend) {
     );
 }
 
+/// A file kept as Xet chunks (a mirror's fetch): cut as the Xet client cuts it, packed into
+/// xorbs of at most 64 MiB, readable back through its recipe; bytes off their digest leave no
+/// xorb and no staging object behind.
+async fn chunked_uploads_keep_only_checked_xorbs(backend: Backend) {
+    let (store, _guard) = test_store(backend);
+    let bytes = pseudo_random_bytes((70 << 20) + 3, 9);
+    let digest: Sha256Digest = sha256_hex(&bytes).parse().unwrap();
+    let chunked = |sha256| {
+        let store = store.clone();
+        let bytes = bytes.clone();
+        async move {
+            let mut upload = store.begin_chunked_upload(Expected {
+                sha256,
+                size: Some(bytes.len() as u64),
+                max_size: NO_LIMIT,
+            });
+            for piece in bytes.chunks(777_777) {
+                upload.write(Bytes::copy_from_slice(piece)).await?;
+            }
+            upload.finish().await
+        }
+    };
+    let wrong: Sha256Digest = "00".repeat(32).parse().unwrap();
+    let err = chunked(Some(wrong)).await.unwrap_err();
+    assert!(matches!(err, UploadError::DigestMismatch { .. }), "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        store
+            .collect_staging(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        0,
+        "the refused file's staged xorbs were removed"
+    );
+
+    let file = chunked(Some(digest)).await.unwrap();
+    assert_eq!((file.sha256, file.size), (digest, bytes.len() as u64));
+    assert_eq!(
+        file.xorbs.len(),
+        2,
+        "70 MiB make two xorbs of at most 64 MiB"
+    );
+    assert_eq!(
+        file.newly_stored,
+        [true, true],
+        "the refused upload had put no xorb under its name"
+    );
+    let leaves: Vec<(kaiyuan_xet::MerkleHash, u64)> = kaiyuan_xet::chunker::chunk_all(&bytes)
+        .iter()
+        .map(|c| (kaiyuan_xet::chunk_hash(c), c.len() as u64))
+        .collect();
+    assert_eq!(file.file_hash, kaiyuan_xet::file_hash(&leaves));
+    let mut recipe = Vec::new();
+    for xorb in &file.xorbs {
+        assert!(xorb.stored_len <= kaiyuan_xet::xorb::XORB_PACK_BYTES);
+        assert_eq!(
+            store.xorb_size(&xorb.hash).await.unwrap(),
+            Some(xorb.stored_len)
+        );
+        recipe.extend(xorb.chunks.iter().map(|c| kaiyuan_storage::RecipeChunk {
+            xorb: xorb.hash,
+            offset: u64::from(c.offset),
+            frame_len: c.frame_len,
+            unpacked_len: c.unpacked_len,
+        }));
+    }
+    let recipe = std::sync::Arc::new(kaiyuan_storage::Recipe::new(recipe));
+    let back: Vec<Bytes> = store
+        .read_recipe(recipe, 0..bytes.len() as u64)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(back.concat() == bytes, "the xorbs rebuild the file");
+}
+
+#[tokio::test]
+async fn local_chunked_uploads_keep_only_checked_xorbs() {
+    chunked_uploads_keep_only_checked_xorbs(Backend::Local).await;
+}
+
+#[tokio::test]
+async fn s3_chunked_uploads_keep_only_checked_xorbs() {
+    chunked_uploads_keep_only_checked_xorbs(Backend::S3).await;
+}
+
 async fn missing_blobs_are_reported(backend: Backend) {
     let (store, _guard) = test_store(backend);
     let absent: Sha256Digest = "ab".repeat(32).parse().unwrap();

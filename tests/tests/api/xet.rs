@@ -740,3 +740,52 @@ async fn lfs_batch_offers_xet_to_clients_that_ask(pool: PgPool) {
         "basic"
     );
 }
+
+/// Files the hub chunks itself (mirrored from an upstream) must get the Xet hash the real client
+/// computes for the same bytes: then `X-Xet-Hash` is what clients expect, and chunks deduplicate
+/// with theirs. Sizes around the chunk limits, bytes that never match the boundary mask, text
+/// with repeating structure, random bytes, and a real safetensors file.
+#[test]
+fn the_hubs_own_chunking_gives_the_clients_file_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: Vec<u8> = (0..60_000)
+        .flat_map(|i| format!("row {i}, weight {:.3}\n", f64::from(i % 977) / 7.0).into_bytes())
+        .collect();
+    let mut cases: Vec<(String, Vec<u8>)> = vec![
+        ("one-byte".into(), vec![7]),
+        ("below-min".into(), noise(8 * 1024 - 1, 1)),
+        ("at-min".into(), noise(8 * 1024, 2)),
+        ("above-min".into(), noise(8 * 1024 + 1, 3)),
+        ("at-max".into(), noise(128 * 1024, 4)),
+        ("zeros".into(), vec![0; (1 << 20) + 5]),
+        ("text".into(), text),
+        ("random".into(), noise(5 << 20, 5)),
+    ];
+    let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus/provenance/model/model.safetensors");
+    cases.push(("safetensors".into(), std::fs::read(real).unwrap()));
+    let mut paths = Vec::new();
+    let mut ours = std::collections::BTreeMap::new();
+    for (name, bytes) in &cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let mut chunker = kaiyuan_xet::Chunker::new();
+        let mut chunks = Vec::new();
+        // Fed in uneven pieces, as a download arrives.
+        for piece in bytes.chunks(50_003) {
+            chunks.extend(chunker.feed(piece));
+        }
+        chunks.extend(chunker.finish());
+        let leaves: Vec<(MerkleHash, u64)> = chunks
+            .iter()
+            .map(|c| (chunk_hash(c), c.len() as u64))
+            .collect();
+        ours.insert(path.display().to_string(), file_hash(&leaves).to_string());
+        paths.push(path.into_os_string());
+    }
+    let args: Vec<&std::ffi::OsStr> = paths.iter().map(|p| p.as_os_str()).collect();
+    let out = kaiyuan_tests::run_python("xet_hash_files.py", &args);
+    let theirs: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(ours, theirs);
+}

@@ -648,7 +648,13 @@ async fn fetch_file(
         size,
         max_size: state.settings.limits.max_file_size,
     };
-    let mut upload = state.store.begin_upload(expected).await?;
+    let chunked = state.settings.xet.enabled
+        && declared_sha256.is_some()
+        && size.is_some_and(|n| n >= XET_MIN_BYTES);
+    let mut upload = match chunked {
+        true => Sink::Chunked(Box::new(state.store.begin_chunked_upload(expected))),
+        false => Sink::Whole(Box::new(state.store.begin_upload(expected).await?)),
+    };
     // The git blob id is the only digest of a file outside LFS; an LFS file is checked by its
     // sha256 alone (the upload computes it), so it is not hashed twice.
     let mut git = (declared_sha256.is_none() && file.blob_id.is_some()).then(Sha1::new);
@@ -681,13 +687,42 @@ async fn fetch_file(
             "its bytes do not match the upstream's git blob id",
         ));
     }
-    let stored = upload
-        .finish()
-        .await
-        .map_err(|e| upstream_mismatch(repo, &file.rfilename, &e.to_string()))?;
-    let mut conn = state.db.acquire().await?;
-    db::blobs::upsert(&mut conn, stored.sha256.as_bytes(), stored.size as i64).await?;
-    Ok((stored.sha256, stored.size))
+    let failed =
+        |e: kaiyuan_storage::UploadError| upstream_mismatch(repo, &file.rfilename, &e.to_string());
+    match upload {
+        Sink::Whole(upload) => {
+            let stored = upload.finish().await.map_err(failed)?;
+            let mut conn = state.db.acquire().await?;
+            db::blobs::upsert(&mut conn, stored.sha256.as_bytes(), stored.size as i64).await?;
+            Ok((stored.sha256, stored.size))
+        }
+        Sink::Chunked(upload) => {
+            let stored = upload.finish().await.map_err(failed)?;
+            crate::xet::register::register_chunked(state, &stored).await?;
+            tracing::debug!(repo, path = %file.rfilename, file_hash = %stored.file_hash, xorbs = stored.xorbs.len(), "mirrored as xet chunks");
+            Ok((stored.sha256, stored.size))
+        }
+    }
+}
+
+/// Files from this size on are kept as Xet chunks, so that the mirror serves them to Xet clients
+/// and deduplicates them by chunk; smaller ones (cards, configurations) stay whole objects, as
+/// the Hugging Face hub keeps them in git.
+const XET_MIN_BYTES: u64 = 1 << 20;
+
+/// Where a fetched file's bytes go.
+enum Sink {
+    Whole(Box<kaiyuan_storage::Upload>),
+    Chunked(Box<kaiyuan_storage::ChunkedUpload>),
+}
+
+impl Sink {
+    async fn write(&mut self, bytes: bytes::Bytes) -> Result<(), kaiyuan_storage::UploadError> {
+        match self {
+            Sink::Whole(upload) => upload.write(bytes).await,
+            Sink::Chunked(upload) => upload.write(bytes).await,
+        }
+    }
 }
 
 fn upstream_mismatch(repo: &str, path: &str, why: &str) -> ApiError {

@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use futures_util::StreamExt;
 use kaiyuan_xet::MerkleHash;
 use kaiyuan_xet::shard::{MAX_SHARD_BYTES, parse_upload};
-use kaiyuan_xet::xorb::{MAX_XORB_BYTES, XorbValidator, pack_chunk_table};
+use kaiyuan_xet::xorb::{MAX_XORB_BYTES, XorbValidator};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -164,25 +164,7 @@ async fn upload_xorb(
         upload.commit(&xorb.hash).await?;
     }
     let mut tx = state.db.begin().await?;
-    let inserted = db::xet::upsert_xorb(
-        &mut tx,
-        xorb.hash.as_bytes(),
-        xorb.stored_len as i64,
-        xorb.unpacked_len as i64,
-        xorb.chunks.len() as i32,
-        &pack_chunk_table(&xorb.chunks),
-    )
-    .await?;
-    if inserted {
-        let indexed: Vec<Vec<u8>> = xorb
-            .chunks
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| *i == 0 || c.hash.is_global_dedupe_eligible())
-            .map(|(_, c)| c.hash.as_bytes().to_vec())
-            .collect();
-        db::xet::index_chunks(&mut tx, xorb.hash.as_bytes(), &indexed).await?;
-    }
+    let inserted = crate::xet::register::record_xorb(&mut tx, &xorb).await?;
     tx.commit().await?;
     tracing::info!(xorb = %xorb.hash, bytes = received, chunks = xorb.chunks.len(), inserted, repository_id = token.repository_id, "xorb received");
     Ok(HttpResponse::Ok().json(json!({"was_inserted": inserted})))

@@ -6,10 +6,12 @@
 //! transaction.
 
 use futures_util::StreamExt;
-use kaiyuan_storage::StorageError;
-use kaiyuan_xet::shard::{FileInfo, UploadShard};
+use kaiyuan_storage::{ChunkedBlob, StorageError};
+use kaiyuan_xet::shard::{FileInfo, Term, UploadShard};
+use kaiyuan_xet::xorb::{ValidXorb, pack_chunk_table};
 use kaiyuan_xet::{MerkleHash, file_hash, verification_hash};
 use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
 
 use super::recipes::{chunk_tables, pack_terms, recipe_of, term_chunks};
 use super::token::CasToken;
@@ -168,4 +170,65 @@ fn first_chunk(
     let term = file.terms.first()?;
     let (_, table) = tables.get(&term.xorb)?;
     Some((table.get(term.chunk_start as usize)?.hash, term.xorb))
+}
+
+/// Records a stored xorb with the chunk table the hub computed, and indexes its first chunk and
+/// its globally deduplicable ones; true when the row is new.
+pub async fn record_xorb(conn: &mut PgConnection, xorb: &ValidXorb) -> sqlx::Result<bool> {
+    let inserted = db::xet::upsert_xorb(
+        conn,
+        xorb.hash.as_bytes(),
+        xorb.stored_len as i64,
+        xorb.unpacked_len as i64,
+        xorb.chunks.len() as i32,
+        &pack_chunk_table(&xorb.chunks),
+    )
+    .await?;
+    if inserted {
+        let indexed: Vec<Vec<u8>> = xorb
+            .chunks
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| *i == 0 || c.hash.is_global_dedupe_eligible())
+            .map(|(_, c)| c.hash.as_bytes().to_vec())
+            .collect();
+        db::xet::index_chunks(conn, xorb.hash.as_bytes(), &indexed).await?;
+    }
+    Ok(inserted)
+}
+
+/// Registers a file the hub chunked itself (its bytes were checked against their sha256 as they
+/// were cut): its xorbs, the blob row and its reconstruction, in one transaction. From then on
+/// it is read, and offered to Xet clients, like a file a client uploaded through Xet.
+pub async fn register_chunked(state: &AppState, file: &ChunkedBlob) -> sqlx::Result<()> {
+    let mut tx = state.db.begin().await?;
+    for xorb in &file.xorbs {
+        record_xorb(&mut tx, xorb).await?;
+    }
+    db::blobs::upsert(&mut tx, file.sha256.as_bytes(), file.size as i64).await?;
+    let terms: Vec<Term> = file
+        .xorbs
+        .iter()
+        .map(|x| Term {
+            xorb: x.hash,
+            unpacked_len: x.unpacked_len as u32,
+            chunk_start: 0,
+            chunk_end: x.chunks.len() as u32,
+        })
+        .collect();
+    let mut xorbs: Vec<Vec<u8>> = file
+        .xorbs
+        .iter()
+        .map(|x| x.hash.as_bytes().to_vec())
+        .collect();
+    xorbs.sort();
+    xorbs.dedup();
+    let row = db::xet::FileRow {
+        file_hash: file.file_hash.as_bytes().to_vec(),
+        sha256: file.sha256,
+        size: file.size as i64,
+        terms: pack_terms(&terms),
+    };
+    db::xet::insert_file(&mut tx, &row, &xorbs).await?;
+    tx.commit().await
 }

@@ -1,0 +1,143 @@
+//! Uploads the store keeps as Xet chunks rather than as one object: the bytes are cut by
+//! content (the chunking every Xet client uses), packed into xorbs that stream to staging
+//! objects, and hashed with sha256 alongside. Only when the whole file has the declared size and
+//! digest are the xorbs moved to their content addresses; the caller then records them and the
+//! file's reconstruction. Memory: one chunk being cut plus the parts in flight of one xorb.
+
+use bytes::Bytes;
+use kaiyuan_xet::xorb::{ValidXorb, XorbPacker};
+use kaiyuan_xet::{Chunker, MerkleHash, file_hash};
+
+use crate::upload::BackgroundHasher;
+use crate::xet::StagedXorb;
+use crate::{BlobStore, Expected, Sha256Digest, UploadError, XorbUpload};
+
+/// A file stored as xorbs: each of `xorbs`, in order, holds a consecutive run of its chunks,
+/// all of them, so the file's reconstruction is one whole-xorb term per xorb.
+#[derive(Debug)]
+pub struct ChunkedBlob {
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    /// The Xet file hash, as a client computes it for the same bytes.
+    pub file_hash: MerkleHash,
+    pub xorbs: Vec<ValidXorb>,
+    /// For each of `xorbs`, whether this upload put it in the store (false: it was there).
+    pub newly_stored: Vec<bool>,
+}
+
+/// One chunked upload in progress: [`ChunkedUpload::write`] then [`ChunkedUpload::finish`].
+/// Dropping it unfinished removes what it staged.
+pub struct ChunkedUpload {
+    store: BlobStore,
+    expected: Expected,
+    hasher: BackgroundHasher,
+    size: u64,
+    chunker: Chunker,
+    open: Option<(XorbUpload, XorbPacker)>,
+    staged: Vec<(StagedXorb, ValidXorb)>,
+    leaves: Vec<(MerkleHash, u64)>,
+}
+
+impl ChunkedUpload {
+    pub(crate) fn begin(store: BlobStore, expected: Expected) -> Self {
+        Self {
+            store,
+            expected,
+            hasher: BackgroundHasher::start(),
+            size: 0,
+            chunker: Chunker::new(),
+            open: None,
+            staged: Vec::new(),
+            leaves: Vec::new(),
+        }
+    }
+
+    /// Appends bytes, waiting while the store is behind.
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), UploadError> {
+        let size = self.size + bytes.len() as u64;
+        if size > self.expected.max_size {
+            return Err(UploadError::TooLarge {
+                limit: self.expected.max_size,
+            });
+        }
+        if let Some(expected) = self.expected.size.filter(|&expected| size > expected) {
+            return Err(UploadError::SizeMismatch {
+                expected,
+                actual: size,
+            });
+        }
+        self.size = size;
+        self.hasher.update(bytes.clone()).await?;
+        for chunk in self.chunker.feed(&bytes) {
+            self.pack(chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn pack(&mut self, chunk: Vec<u8>) -> Result<(), UploadError> {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|(_, packer)| !packer.has_room(chunk.len()))
+        {
+            self.close_xorb().await?;
+        }
+        if self.open.is_none() {
+            self.open = Some((self.store.begin_xorb_upload().await?, XorbPacker::new()));
+        }
+        let (upload, packer) = self.open.as_mut().unwrap_or_else(|| unreachable!());
+        let (header, entry) = packer.push(&chunk);
+        self.leaves
+            .push((entry.hash, u64::from(entry.unpacked_len)));
+        upload.write(Bytes::copy_from_slice(&header)).await?;
+        upload.write(Bytes::from(chunk)).await?;
+        Ok(())
+    }
+
+    async fn close_xorb(&mut self) -> Result<(), UploadError> {
+        if let Some((upload, packer)) = self.open.take() {
+            let staged = upload.stage().await?;
+            self.staged.push((staged, packer.finish()));
+        }
+        Ok(())
+    }
+
+    /// Checks the size and digest, then moves the xorbs to their names.
+    pub async fn finish(mut self) -> Result<ChunkedBlob, UploadError> {
+        let chunker = std::mem::take(&mut self.chunker);
+        if let Some(last) = chunker.finish() {
+            self.pack(last).await?;
+        }
+        self.close_xorb().await?;
+        let actual = self.hasher.finish().await?;
+        if let Some(expected) = self.expected.size.filter(|&e| e != self.size) {
+            return Err(UploadError::SizeMismatch {
+                expected,
+                actual: self.size,
+            });
+        }
+        if let Some(expected) = self.expected.sha256.filter(|&e| e != actual) {
+            return Err(UploadError::DigestMismatch { expected, actual });
+        }
+        let mut xorbs = Vec::with_capacity(self.staged.len());
+        let mut newly_stored = Vec::with_capacity(self.staged.len());
+        for (staged, xorb) in std::mem::take(&mut self.staged) {
+            newly_stored.push(staged.promote(&xorb.hash).await?);
+            xorbs.push(xorb);
+        }
+        Ok(ChunkedBlob {
+            sha256: actual,
+            size: self.size,
+            file_hash: file_hash(&self.leaves),
+            xorbs,
+            newly_stored,
+        })
+    }
+}
+
+impl BlobStore {
+    /// Starts an upload kept as Xet chunks. See [`ChunkedUpload`].
+    pub fn begin_chunked_upload(&self, expected: Expected) -> ChunkedUpload {
+        ChunkedUpload::begin(self.clone(), expected)
+    }
+}
