@@ -402,3 +402,72 @@ async fn the_tag_filter_reads_its_index(pool: PgPool) {
         ]
     );
 }
+
+/// Counting a text's or a licence's matches reads the index's bitmap of every match (25–40 ms
+/// for a quarter of a million at 1M), so a single word or a licence that the statistics call
+/// common by a wide margin (20,000 rows) skips the count and walks the sort's index; rarer
+/// values, values near the margin and several words are still counted. The answers are the same.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn only_values_the_statistics_call_common_skip_the_count(pool: PgPool) {
+    use kaiyuan_hub::db::repos::{license_is_common, word_is_common};
+    seed(&pool, 25000).await;
+    let mut conn = pool.acquire().await.unwrap();
+    // Every description says "model"; a quarter say "vision" (6,250: near the margin).
+    assert!(word_is_common(&mut conn, "model").await.unwrap());
+    assert!(word_is_common(&mut conn, "MODEL").await.unwrap());
+    for text in [
+        "vision",
+        "word4242",
+        "nosuchword",
+        "model vision",
+        "a model",
+        "",
+    ] {
+        assert!(
+            !word_is_common(&mut conn, text).await.unwrap(),
+            "{text:?} must be counted"
+        );
+    }
+    assert!(!license_is_common(&mut conn, "apache-2.0").await.unwrap());
+    sqlx::query("UPDATE repositories SET license = 'MIT'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE repositories")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    assert!(license_is_common(&mut conn, "mit").await.unwrap());
+    assert!(!license_is_common(&mut conn, "apache-2.0").await.unwrap());
+    drop(conn);
+    for q in [
+        SearchQuery {
+            text: Some("model"),
+            sort: SortKey::Updated,
+            ..query()
+        },
+        SearchQuery {
+            license: Some("mit"),
+            ..query()
+        },
+    ] {
+        let plan = plan(&pool, &q).await;
+        assert_no_full_scan(&plan);
+        assert!(plan.contains("repositories_updated_order"), "{plan}");
+        assert!(!plan.contains("Sort Key"), "every match sorted:\n{plan}");
+        // The page is the newest public repositories, as the rule says.
+        let mut conn = pool.acquire().await.unwrap();
+        let page = kaiyuan_hub::db::repos::search(&mut conn, &q).await.unwrap();
+        let newest: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM repositories WHERE visibility = 'public' AND deleted_at IS NULL
+             ORDER BY updated_at DESC, id DESC LIMIT 21",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            page.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+            newest
+        );
+    }
+}
