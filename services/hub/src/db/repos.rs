@@ -158,32 +158,44 @@ pub async fn soft_delete(conn: &mut PgConnection, id: i64, by: i64) -> sqlx::Res
     Ok(())
 }
 
+/// Repositories deleted more than `$1` days ago, read from the partial index of deleted ones
+/// (migration 0031), not by reading every repository.
+const PURGEABLE: &str =
+    "SELECT id FROM repositories WHERE deleted_at < now() - make_interval(days => $1)";
+
 /// Permanently removes repositories deleted more than `grace_days` ago (their commits go with
-/// them; blobs become unreferenced and are collected later). Returns how many were purged.
+/// them; blobs become unreferenced and are collected later). Returns how many commits went.
 pub async fn purge_deleted(conn: &mut PgConnection, grace_days: u32) -> sqlx::Result<u64> {
-    sqlx::query(
-        "DELETE FROM refs WHERE repository_id IN (SELECT id FROM repositories
-                 WHERE deleted_at < now() - make_interval(days => $1))",
-    )
-    .bind(grace_days as i32)
-    .execute(&mut *conn)
-    .await?;
+    let ids: Vec<i64> = sqlx::query_scalar(PURGEABLE)
+        .bind(grace_days as i32)
+        .fetch_all(&mut *conn)
+        .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query("DELETE FROM refs WHERE repository_id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
     // Keep the row (name reservation history and audit); drop the content.
-    let done = sqlx::query(
-        "DELETE FROM commits WHERE repository_id IN (SELECT id FROM repositories
-         WHERE deleted_at < now() - make_interval(days => $1))",
-    )
-    .bind(grace_days as i32)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "DELETE FROM repository_uploads WHERE repository_id IN (SELECT id FROM repositories
-                 WHERE deleted_at < now() - make_interval(days => $1))",
-    )
-    .bind(grace_days as i32)
-    .execute(conn)
-    .await?;
+    let done = sqlx::query("DELETE FROM commits WHERE repository_id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM repository_uploads WHERE repository_id = ANY($1)")
+        .bind(&ids)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected())
+}
+
+/// PostgreSQL's plan for finding what [`purge_deleted`] removes, for the plan tests.
+pub async fn explain_purgeable(conn: &mut PgConnection, grace_days: u32) -> sqlx::Result<String> {
+    let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {PURGEABLE}")))
+        .bind(grace_days as i32)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|(line,)| line + "\n").collect())
 }
 
 /// How search results are ordered.
@@ -290,7 +302,7 @@ const HEAD_JOINS: &str = " LEFT JOIN LATERAL (
 pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<Vec<Repo>> {
     let plan = Plan::for_query(conn, q).await?;
     let mut tx = conn.begin().await?;
-    probe_ranked_candidates(&mut tx, &plan).await?;
+    probe_candidates(&mut tx, &plan).await?;
     let rows = search_sql(false, q, &plan)
         .build_query_as()
         .fetch_all(&mut *tx)
@@ -299,25 +311,37 @@ pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Resul
     Ok(rows)
 }
 
-/// PostgreSQL's plan for `q` (`EXPLAIN`), for the tests that hold every search to its indexes.
+/// PostgreSQL's plan for `q` (`EXPLAIN`), for the tests that hold every search to its indexes:
+/// the collection of a text's few matches, when the search starts there, then the page.
 pub async fn explain_search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<String> {
     let plan = Plan::for_query(conn, q).await?;
     let mut tx = conn.begin().await?;
-    probe_ranked_candidates(&mut tx, &plan).await?;
-    let rows: Vec<(String,)> = search_sql(true, q, &plan)
+    let mut rows: Vec<(String,)> = Vec::new();
+    if let (Some(text), Some(_)) = (search_text(q), &plan.text_matches) {
+        let mut few = text_candidates_sql(true, text);
+        rows = few
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(&mut *tx)
+            .await?;
+    }
+    probe_candidates(&mut tx, &plan).await?;
+    let page: Vec<(String,)> = search_sql(true, q, &plan)
         .build_query_as()
         .fetch_all(&mut *tx)
         .await?;
+    rows.extend(page);
     tx.commit().await?;
     Ok(rows.into_iter().map(|(line,)| line + "\n").collect())
 }
 
-/// A ranked search reads its candidates (at most [`FEW_MATCHES`]) by primary key. Where the
-/// hub holds only a few thousand repositories PostgreSQL may instead hash every one of them,
-/// and its choice flips with the table's physical order (rows rewritten by updates); at scale
-/// that hash reads the whole table. Probes are cheap at every size, so they are forced.
-async fn probe_ranked_candidates(conn: &mut PgConnection, plan: &Plan) -> sqlx::Result<()> {
-    if plan.ranked.is_some() {
+/// A search from collected candidates (a ranking's, or a text's few matches: at most
+/// [`FEW_MATCHES`]) reads them by primary key. Where the hub holds only a few thousand
+/// repositories PostgreSQL may instead hash every one of them, and its choice flips with the
+/// table's physical order (rows rewritten by updates); at scale that hash reads the whole
+/// table. Probes are cheap at every size, so they are forced.
+async fn probe_candidates(conn: &mut PgConnection, plan: &Plan) -> sqlx::Result<()> {
+    if plan.ranked.is_some() || plan.text_matches.is_some() {
         sqlx::query("SET LOCAL enable_hashjoin = off")
             .execute(&mut *conn)
             .await?;
@@ -342,7 +366,8 @@ const FEW_MATCHES: i64 = 2000;
 struct Plan {
     /// A ranked text search's candidates (see [`ranked_candidates`]).
     ranked: Option<Vec<i64>>,
-    text_first: bool,
+    /// A text's matches when they are fewer than [`FEW_MATCHES`], collected first.
+    text_matches: Option<Vec<i64>>,
     license_first: bool,
     /// A filter on the head's facts that few repositories match: its candidates come first.
     fact_first: Option<Fact>,
@@ -426,12 +451,16 @@ impl Plan {
         } else if let Some(text) = search_text(q)
             && !word_is_common(conn, text).await?
         {
-            let mut count = QueryBuilder::new("SELECT count(*) FROM (");
-            push_text_matches(&mut count, text, "UNION ALL");
-            count.push(" LIMIT ").push_bind(FEW_MATCHES).push(") m");
-            let count = count.build_query_as().persistent(false);
-            let (n,): (i64,) = count.fetch_one(&mut *conn).await?;
-            plan.text_first = n < FEW_MATCHES;
+            // Collected once: when they are few, the page is made from these ids, and the
+            // indexes (and each card's words) are not read a second time.
+            let mut few = text_candidates_sql(false, text);
+            let few = few.build_query_scalar().persistent(false);
+            let mut ids: Vec<i64> = few.fetch_all(&mut *conn).await?;
+            if (ids.len() as i64) < FEW_MATCHES {
+                ids.sort_unstable();
+                ids.dedup();
+                plan.text_matches = Some(ids);
+            }
         }
         if let Some(license) = search_license(q)
             && !license_is_common(conn, license).await?
@@ -527,6 +556,15 @@ fn search_license<'a>(q: &SearchQuery<'a>) -> Option<&'a str> {
 /// The ids of repositories whose name contains `text` (trigram index) or whose name,
 /// description or card hold its words (full-text index), joined by `union` (`UNION` for a set,
 /// `UNION ALL` to count cheaply).
+/// Up to [`FEW_MATCHES`] ids of repositories whose name or words hold `text` (with repeats).
+fn text_candidates_sql(explain: bool, text: &str) -> QueryBuilder<Postgres> {
+    let mut sql = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
+    sql.push("SELECT id FROM (");
+    push_text_matches(&mut sql, text, "UNION ALL");
+    sql.push(" LIMIT ").push_bind(FEW_MATCHES).push(") m");
+    sql
+}
+
 fn push_text_matches(sql: &mut QueryBuilder<Postgres>, text: &str, union: &str) {
     sql.push("SELECT id FROM repositories WHERE full_name ILIKE ")
         .push_bind(like_pattern(text))
@@ -637,28 +675,19 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: &Plan) -> QueryBuilder<P
     let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
     let text = search_text(q);
     let ranked = text.filter(|_| plan.ranked.is_some());
-    // Few matches are collected first (materialized, so that PostgreSQL cannot turn them into
-    // a probe while it walks the sort's index instead), then sorted and paged.
-    let mut ctes = "WITH";
-    if let (Some(text), true) = (text, plan.text_first) {
-        sql.push("WITH matches AS MATERIALIZED (");
-        push_text_matches(&mut sql, text, "UNION");
-        sql.push(") ");
-        ctes = ",";
-    }
+    // A rare fact's candidates are collected first (materialized, so that PostgreSQL cannot
+    // turn them into a probe while it walks the sort's index instead), then sorted and paged.
     if let Some(fact) = plan.fact_first {
-        sql.push(format!("{ctes} facts AS MATERIALIZED ("));
+        sql.push("WITH facts AS MATERIALIZED (");
         fact.push_candidates(&mut sql, q);
         sql.push(") ");
     }
     sql.push(SELECT_REPO);
-    if text.is_some() && plan.text_first {
-        sql.push(" JOIN matches ON matches.id = r.id");
-    }
     if plan.fact_first.is_some() {
         sql.push(" JOIN (SELECT DISTINCT repository_id AS id FROM facts) facts ON facts.id = r.id");
     }
-    if let Some(ids) = &plan.ranked {
+    // A text's few matches, or a ranking's candidates, collected beforehand.
+    if let Some(ids) = plan.ranked.as_ref().or(plan.text_matches.as_ref()) {
         sql.push(" JOIN unnest(")
             .push_bind(ids.clone())
             .push("::BIGINT[]) AS matches(id) ON matches.id = r.id");
@@ -679,7 +708,7 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: &Plan) -> QueryBuilder<P
             .push_bind(namespace.to_string())
             .push(")");
     }
-    if let (Some(text), false, None) = (text, plan.text_first, &plan.ranked) {
+    if let (Some(text), None, None) = (text, &plan.text_matches, &plan.ranked) {
         // Many matches: a test per repository while the sort's index is walked.
         sql.push(" AND (r.full_name ILIKE ")
             .push_bind(like_pattern(text))
