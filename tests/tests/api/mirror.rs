@@ -244,24 +244,50 @@ async fn concurrent_clients_share_one_upstream_fetch(pool: PgPool) {
     let upstream = upstream_app(&pool).await;
     let alice = upstream.create_user("alice").await;
     upstream.create_repo(&alice, "alice", "big", "public").await;
-    let weights = noise(20 << 20, 4);
-    upstream
-        .commit_files(&alice, "alice/big", &[("model.bin", &weights)])
+    // 200 MiB, as the issue asks: the fetch lasts long enough for every client to arrive
+    // while it runs.
+    let weights = noise(200 << 20, 4);
+    let expected = Sha256::digest(&weights).to_vec();
+    let res = upstream.upload(&alice, "alice/big", weights, None).await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let res = upstream
+        .post_json(
+            "/api/v1/repos/alice/big/commits/main",
+            Some(&alice),
+            &json!({"message": "weights", "operations": [
+                {"op": "put", "path": "model.bin", "sha256": hex::encode(&expected)}
+            ]}),
+        )
         .await;
-    let mirror = mirror_of(pool, &upstream, None).await;
+    expect_status(res, StatusCode::CREATED).await;
+    let base = upstream.base.clone();
+    let mirror = spawn_app_with(pool, Backend::Local, move |s| {
+        s.mirror.upstream = Some(base);
+        s.mirror.timeout_secs = 30;
+        // Every client waits for the shared fetch (a debug build on two cores).
+        s.mirror.wait_secs = 300;
+    })
+    .await;
     let url = mirror.url("/alice/big/resolve/main/model.bin");
     let mut clients = Vec::new();
     for _ in 0..20 {
         let http = mirror.http.clone();
         let url = url.clone();
         clients.push(tokio::spawn(async move {
+            use futures_util::StreamExt;
             let res = http.get(&url).send().await.unwrap();
             assert_eq!(res.status(), StatusCode::OK);
-            Sha256::digest(res.bytes().await.unwrap()).to_vec()
+            // Hashed as it streams: twenty copies of the file are never held at once.
+            let mut hasher = Sha256::new();
+            let mut body = res.bytes_stream();
+            while let Some(piece) = body.next().await {
+                hasher.update(piece.unwrap());
+            }
+            hasher.finalize().to_vec()
         }));
     }
     for client in clients {
-        assert_eq!(client.await.unwrap(), Sha256::digest(&weights).to_vec());
+        assert_eq!(client.await.unwrap(), expected);
     }
     assert_eq!(
         upstream_resolve_gets(&upstream).await,
