@@ -760,3 +760,93 @@ async fn a_gated_upstream_model_is_fetched_only_for_users_let_through_here(pool:
         .await;
     expect_error(res, StatusCode::FORBIDDEN, "gated").await;
 }
+
+/// A TCP proxy to `upstream` that closes each connection once it has passed `cut_after` bytes
+/// towards the client: an upstream that breaks off in the middle of a file.
+async fn cutting_proxy(upstream: &str, cut_after: u64) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = upstream.trim_start_matches("http://").to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let requests = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                let mut passed = 0u64;
+                let mut buffer = vec![0u8; 64 * 1024];
+                while let Ok(n) = server_read.read(&mut buffer).await {
+                    if n == 0 || passed >= cut_after {
+                        break;
+                    }
+                    if client_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                    passed += n as u64;
+                }
+                // Both directions dropped: the client sees the connection close mid-body.
+                requests.abort();
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "cut", "public").await;
+    let weights = noise(8 << 20, 8);
+    upstream
+        .commit_files(&alice, "alice/cut", &[("model.safetensors", &weights)])
+        .await;
+    let proxy = cutting_proxy(&upstream.base, 3 << 20).await;
+    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstream = Some(proxy);
+        s.mirror.timeout_secs = 5;
+    })
+    .await;
+    let res = mirror
+        .get("/alice/cut/resolve/main/model.safetensors", None)
+        .await;
+    let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
+    assert!(
+        message.contains("broke off") && message.contains("nothing was kept"),
+        "{message}"
+    );
+    // Nothing of it is visible or kept: no repository, no blob, no Xet file; the xorb being
+    // written was aborted and no staging object is left.
+    let (repos, blobs, files): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM repositories WHERE name = 'cut'),
+                (SELECT count(*) FROM blobs WHERE encode(sha256, 'hex') = $1),
+                (SELECT count(*) FROM xet_files)",
+    )
+    .bind(sha(&weights))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((repos, blobs, files), (0, 0, 0));
+    let store = mirror.local_store_dir().unwrap().to_path_buf();
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = files_under(&store)
+            .into_iter()
+            .filter(|f| f.contains("/xorbs/") || f.contains("/staging/") || f.contains("/blobs/"))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(left.is_empty(), "{left:?}");
+    let res = mirror.get("/api/models/alice/cut", None).await;
+    assert_ne!(res.status(), StatusCode::OK);
+}
