@@ -706,8 +706,8 @@ async fn fetch_file(
 }
 
 /// Files from this size on are kept as Xet chunks, so that the mirror serves them to Xet clients
-/// and deduplicates them by chunk; smaller ones (cards, configurations) stay whole objects, as
-/// the Hugging Face hub keeps them in git.
+/// and later Xet uploads of the same or nearby bytes deduplicate against their chunks; smaller
+/// ones (cards, configurations) stay whole objects, as the Hugging Face hub keeps them in git.
 const XET_MIN_BYTES: u64 = 1 << 20;
 
 /// Where a fetched file's bytes go.
