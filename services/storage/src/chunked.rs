@@ -54,19 +54,7 @@ impl ChunkedUpload {
 
     /// Appends bytes, waiting while the store is behind.
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), UploadError> {
-        let size = self.size + bytes.len() as u64;
-        if size > self.expected.max_size {
-            return Err(UploadError::TooLarge {
-                limit: self.expected.max_size,
-            });
-        }
-        if let Some(expected) = self.expected.size.filter(|&expected| size > expected) {
-            return Err(UploadError::SizeMismatch {
-                expected,
-                actual: size,
-            });
-        }
-        self.size = size;
+        self.size = self.expected.admit(self.size, bytes.len())?;
         self.hasher.update(bytes.clone()).await?;
         for chunk in self.chunker.feed(&bytes) {
             self.pack(chunk).await?;
@@ -110,15 +98,7 @@ impl ChunkedUpload {
         }
         self.close_xorb().await?;
         let actual = self.hasher.finish().await?;
-        if let Some(expected) = self.expected.size.filter(|&e| e != self.size) {
-            return Err(UploadError::SizeMismatch {
-                expected,
-                actual: self.size,
-            });
-        }
-        if let Some(expected) = self.expected.sha256.filter(|&e| e != actual) {
-            return Err(UploadError::DigestMismatch { expected, actual });
-        }
+        self.expected.check(self.size, actual)?;
         let mut xorbs = Vec::with_capacity(self.staged.len());
         let mut newly_stored = Vec::with_capacity(self.staged.len());
         for (staged, xorb) in std::mem::take(&mut self.staged) {

@@ -24,6 +24,43 @@ pub struct Expected {
     pub max_size: u64,
 }
 
+impl Expected {
+    /// The size after `more` bytes on top of `size`, if that stays within the limit and the
+    /// declared size.
+    pub(crate) fn admit(&self, size: u64, more: usize) -> Result<u64, UploadError> {
+        let size = size + more as u64;
+        if size > self.max_size {
+            return Err(UploadError::TooLarge {
+                limit: self.max_size,
+            });
+        }
+        if let Some(expected) = self.size.filter(|&expected| size > expected) {
+            return Err(UploadError::SizeMismatch {
+                expected,
+                actual: size,
+            });
+        }
+        Ok(size)
+    }
+
+    /// Whether the whole of what arrived is what was declared.
+    pub(crate) fn check(&self, size: u64, sha256: Sha256Digest) -> Result<(), UploadError> {
+        if let Some(expected) = self.size.filter(|&e| e != size) {
+            return Err(UploadError::SizeMismatch {
+                expected,
+                actual: size,
+            });
+        }
+        if let Some(expected) = self.sha256.filter(|&e| e != sha256) {
+            return Err(UploadError::DigestMismatch {
+                expected,
+                actual: sha256,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A blob that is durably stored at its content address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredBlob {
@@ -95,19 +132,7 @@ impl Upload {
 
     /// Appends a chunk, waiting while too many parts are in flight (back-pressure to the client).
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), UploadError> {
-        let size = self.size + chunk.len() as u64;
-        if size > self.expected.max_size {
-            return Err(UploadError::TooLarge {
-                limit: self.expected.max_size,
-            });
-        }
-        if let Some(expected) = self.expected.size.filter(|&expected| size > expected) {
-            return Err(UploadError::SizeMismatch {
-                expected,
-                actual: size,
-            });
-        }
-        self.size = size;
+        self.size = self.expected.admit(self.size, chunk.len())?;
         self.hasher.update(chunk.clone()).await?;
         if let Some((_, writer)) = &mut self.sink {
             writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
@@ -120,15 +145,7 @@ impl Upload {
     /// its content address (or discards the copy when the store already holds the same bytes).
     pub async fn finish(mut self) -> Result<StoredBlob, UploadError> {
         let actual = self.hasher.finish().await?;
-        if let Some(expected) = self.expected.size.filter(|&e| e != self.size) {
-            return Err(UploadError::SizeMismatch {
-                expected,
-                actual: self.size,
-            });
-        }
-        if let Some(expected) = self.expected.sha256.filter(|&e| e != actual) {
-            return Err(UploadError::DigestMismatch { expected, actual });
-        }
+        self.expected.check(self.size, actual)?;
         let final_key = self.store.blob_key(&actual);
         let Some((staging_key, writer)) = self.sink.take() else {
             // Hash-only upload: the blob must still be there (the garbage collector's grace
