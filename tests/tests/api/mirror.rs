@@ -319,6 +319,24 @@ fn files_under(dir: &std::path::Path) -> Vec<String> {
     found
 }
 
+/// The objects of `app`'s local store under any of `folders`, once their number is `expected`
+/// or five seconds have passed (staged objects of a failed fetch are removed in the background).
+async fn objects_once_settled(app: &TestApp, folders: &[&str], expected: usize) -> Vec<String> {
+    let store = app.local_store_dir().unwrap().to_path_buf();
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = files_under(&store)
+            .into_iter()
+            .filter(|f| folders.iter().any(|folder| f.contains(folder)))
+            .collect();
+        if left.len() == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    left
+}
+
 /// Requests a hub answered on one route so far, from its metrics.
 async fn route_requests(app: &TestApp, method: &str, route: &str) -> u64 {
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
@@ -395,18 +413,7 @@ async fn a_large_file_is_checked_whole_before_it_appears(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(recorded.len(), 1, "40 MiB fit one 64 MiB xorb");
-    let store = mirror.local_store_dir().unwrap().to_path_buf();
-    let mut left = Vec::new();
-    for _ in 0..50 {
-        left = files_under(&store)
-            .into_iter()
-            .filter(|f| f.contains("/xorbs/") || f.contains("/staging/"))
-            .collect();
-        if left.len() == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let left = objects_once_settled(&mirror, &["/xorbs/", "/staging/"], 1).await;
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].contains("/xorbs/default/"), "{left:?}");
 }
@@ -834,18 +841,7 @@ async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!((repos, blobs, files), (0, 0, 0));
-    let store = mirror.local_store_dir().unwrap().to_path_buf();
-    let mut left = Vec::new();
-    for _ in 0..50 {
-        left = files_under(&store)
-            .into_iter()
-            .filter(|f| f.contains("/xorbs/") || f.contains("/staging/") || f.contains("/blobs/"))
-            .collect();
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let left = objects_once_settled(&mirror, &["/xorbs/", "/staging/", "/blobs/"], 0).await;
     assert!(left.is_empty(), "{left:?}");
     let res = mirror.get("/api/models/alice/cut", None).await;
     assert_ne!(res.status(), StatusCode::OK);
