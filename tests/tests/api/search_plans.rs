@@ -47,6 +47,13 @@ fn query<'a>() -> SearchQuery<'a> {
     }
 }
 
+/// The plan walks the newest-first index to a full page, without sorting every match.
+fn assert_walks_the_updated_order(plan: &str) {
+    assert_no_full_scan(plan);
+    assert!(plan.contains("repositories_updated_order"), "{plan}");
+    assert!(!plan.contains("Sort Key"), "every match sorted:\n{plan}");
+}
+
 fn assert_no_full_scan(plan: &str) {
     assert!(
         !plan.contains("Seq Scan on repositories"),
@@ -282,10 +289,7 @@ async fn common_words_and_licences_walk_the_sort_index(pool: PgPool) {
             ..query()
         },
     ] {
-        let plan = plan(&pool, &q).await;
-        assert_no_full_scan(&plan);
-        assert!(plan.contains("repositories_updated_order"), "{plan}");
-        assert!(!plan.contains("Sort Key"), "every match sorted:\n{plan}");
+        assert_walks_the_updated_order(&plan(&pool, &q).await);
     }
     // And they still find exactly what the rule says: every public repository has the word.
     let mut conn = pool.acquire().await.unwrap();
@@ -455,10 +459,7 @@ async fn only_values_the_statistics_call_common_skip_the_count(pool: PgPool) {
             ..query()
         },
     ] {
-        let plan = plan(&pool, &q).await;
-        assert_no_full_scan(&plan);
-        assert!(plan.contains("repositories_updated_order"), "{plan}");
-        assert!(!plan.contains("Sort Key"), "every match sorted:\n{plan}");
+        assert_walks_the_updated_order(&plan(&pool, &q).await);
         // The page is the newest public repositories, as the rule says.
         let mut conn = pool.acquire().await.unwrap();
         let page = kaiyuan_hub::db::repos::search(&mut conn, &q).await.unwrap();

@@ -20,6 +20,16 @@ async fn put(
     upload.finish().await
 }
 
+/// Nothing is left in staging (aborted uploads are removed asynchronously: give them a moment).
+async fn assert_no_staging_left(store: &BlobStore, why: &str) {
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let swept = store
+        .collect_staging(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(swept, 0, "{why}");
+}
+
 async fn read_all(
     store: &BlobStore,
     digest: &Sha256Digest,
@@ -169,16 +179,7 @@ async fn mismatches_leave_nothing(backend: Backend) {
         "{err}"
     );
     assert_eq!(store.blob_size(&actual).await.unwrap(), None);
-    // Aborted uploads are removed asynchronously; give the abort a moment.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(
-        store
-            .collect_staging(std::time::Duration::ZERO)
-            .await
-            .unwrap(),
-        0,
-        "aborted uploads left no staging object"
-    );
+    assert_no_staging_left(&store, "aborted uploads left no staging object").await;
 }
 
 /// A file kept as Xet chunks (a mirror's fetch): cut as the Xet client cuts it, packed into
@@ -206,15 +207,7 @@ async fn chunked_uploads_keep_only_checked_xorbs(backend: Backend) {
     let wrong: Sha256Digest = "00".repeat(32).parse().unwrap();
     let err = chunked(Some(wrong)).await.unwrap_err();
     assert!(matches!(err, UploadError::DigestMismatch { .. }), "{err}");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(
-        store
-            .collect_staging(std::time::Duration::ZERO)
-            .await
-            .unwrap(),
-        0,
-        "the refused file's staged xorbs were removed"
-    );
+    assert_no_staging_left(&store, "the refused file's staged xorbs were removed").await;
 
     let file = chunked(Some(digest)).await.unwrap();
     assert_eq!((file.sha256, file.size), (digest, bytes.len() as u64));
