@@ -74,11 +74,11 @@ async fn text_search_uses_the_name_and_full_text_indexes(pool: PgPool) {
     .await;
     assert_no_full_scan(&plan);
     assert!(plan.contains("repositories_full_name_trgm"), "{plan}");
-    assert!(plan.contains("repositories_search_idx"), "{plan}");
+    assert!(plan.contains("repositories_search_words"), "{plan}");
     // The page is made from the collected ids, by primary key: neither index is read twice.
     let page = &plan[plan.rfind("Limit").unwrap()..];
     assert!(page.contains("repositories_pkey"), "{plan}");
-    assert!(!page.contains("repositories_search_idx"), "{plan}");
+    assert!(!page.contains("repositories_search_words"), "{plan}");
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
@@ -306,47 +306,136 @@ async fn common_words_and_licences_walk_the_sort_index(pool: PgPool) {
     assert_eq!(all.len(), 9000);
 }
 
-/// A ranked text search reads its candidates by primary key (collected first from the name and
-/// full-text indexes: `db::repos::ranked_candidates`), and finds what the rule says.
+/// A ranked text search reads each tier from the newest repositories when they fill the page,
+/// and from the tier's index when they do not; it never reads every repository.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
-async fn a_ranked_search_reads_only_its_candidates(pool: PgPool) {
-    seed(&pool, 5000).await;
-    for text in ["word4242", "model", "vision"] {
-        let plan = plan(
-            &pool,
-            &SearchQuery {
+async fn a_ranked_search_reads_each_tier_from_an_index(pool: PgPool) {
+    seed(&pool, 10000).await;
+    let ranked_plan = |text| {
+        let pool = pool.clone();
+        async move {
+            let q = SearchQuery {
                 text: Some(text),
                 sort: SortKey::Relevance,
                 ..query()
-            },
-        )
-        .await;
-        assert_no_full_scan(&plan);
-        assert!(plan.contains("repositories_pkey"), "{plan}");
+            };
+            plan(&pool, &q).await
+        }
+    };
+    // A rare word: every tier asks its index; the card's tier finds it, by primary key.
+    let rare = ranked_plan("word4242").await;
+    assert_no_full_scan(&rare);
+    for index in [
+        "repositories_name_lower",
+        "repositories_full_name_trgm",
+        "repositories_description_trgm",
+        "repositories_search_words",
+        "repositories_pkey",
+    ] {
+        assert!(rare.contains(index), "{index}:\n{rare}");
     }
-    async fn ranked(pool: &PgPool, text: &str) -> Vec<kaiyuan_hub::db::repos::Repo> {
-        let mut conn = pool.acquire().await.unwrap();
-        let q = SearchQuery {
-            text: Some(text),
-            sort: SortKey::Relevance,
-            limit: 30,
-            ..query()
-        };
-        kaiyuan_hub::db::repos::search(&mut conn, &q).await.unwrap()
-    }
-    // Only model-4242's card holds word4242; "vision" is in a quarter of the descriptions.
-    let rare: Vec<String> = ranked(&pool, "word4242")
-        .await
-        .iter()
-        .map(|r| r.name.clone())
-        .collect();
-    assert_eq!(rare, ["model-4242"]);
-    let vision = ranked(&pool, "vision").await;
-    assert_eq!(vision.len(), 30);
+    // In a quarter of the descriptions (2,500): the newest repositories fill the page.
+    let common = ranked_plan("vision").await;
+    assert_no_full_scan(&common);
+    assert!(common.contains("repositories_updated_order"), "{common}");
+    assert!(!common.contains("repositories_search_words"), "{common}");
     assert!(
-        vision.iter().all(|r| r.description.contains("vision")),
-        "{vision:?}"
+        !common.contains("repositories_description_trgm"),
+        "{common}"
     );
+    // In every name: the name's tier fills the page from the newest.
+    let names = ranked_plan("model").await;
+    assert_no_full_scan(&names);
+    assert!(!names.contains("repositories_full_name_trgm"), "{names}");
+}
+
+async fn ranked(pool: &PgPool, text: &str, limit: i64, after: Option<i64>) -> Vec<String> {
+    let mut conn = pool.acquire().await.unwrap();
+    let q = SearchQuery {
+        text: Some(text),
+        sort: SortKey::Relevance,
+        limit,
+        after: after.map(Cursor::Offset),
+        ..query()
+    };
+    let rows = kaiyuan_hub::db::repos::search(&mut conn, &q).await.unwrap();
+    rows.iter().map(|r| r.full_name()).collect()
+}
+
+/// The ranking's rule, exactly, at a size where its tiers hold thousands: the name that is the
+/// text, then names holding it, then descriptions (newest first, wherever the row sits in the
+/// table), then cards; and page two continues where page one ended.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_ranking_orders_every_tier_newest_first(pool: PgPool) {
+    seed(&pool, 12000).await;
+    let script = "
+        INSERT INTO repositories (namespace_id, name, visibility, description, card, updated_at)
+        SELECT min(id), v.name, 'public', v.description, v.card, now() + v.age
+        FROM namespaces, (VALUES
+            ('vision', 'old, named the text', '', interval '-30 days'),
+            ('vision-encoder', 'old, its name holds the text', '', interval '-29 days'),
+            ('newest-card', 'describes nothing', 'a card about vision', interval '1 day'),
+            ('private-vision', 'private, never listed', '', interval '2 days')
+        ) AS v(name, description, card, age)
+        WHERE namespaces.name LIKE 'scale-org-%' GROUP BY v.name, v.description, v.card, v.age;
+        UPDATE repositories SET visibility = 'private' WHERE name = 'private-vision';
+        -- An old repository updated last: its new row version sits at the end of the table.
+        UPDATE repositories SET updated_at = now() + interval '1 hour' WHERE name = 'model-9001';
+    ";
+    for statement in script.split(";\n") {
+        let code: String = statement
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !code.trim().is_empty() {
+            sqlx::query(sqlx::AssertSqlSafe(code))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    }
+    sqlx::query("ANALYZE repositories")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The rule, by brute force: every public repository whose description holds "vision".
+    let descriptions: Vec<String> = sqlx::query_scalar(
+        "SELECT r.full_name FROM repositories r
+         WHERE r.visibility = 'public' AND r.description ILIKE '%vision%'
+           AND r.full_name NOT ILIKE '%vision%'
+         ORDER BY r.updated_at DESC, r.id DESC LIMIT 60",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(descriptions[0].ends_with("/model-9001"), "{descriptions:?}");
+    let first = ranked(&pool, "vision", 30, None).await;
+    assert!(first[0].ends_with("/vision"), "{first:?}");
+    assert!(first[1].ends_with("/vision-encoder"), "{first:?}");
+    assert_eq!(first[2..], descriptions[..28], "{first:?}");
+    let second = ranked(&pool, "vision", 30, Some(30)).await;
+    assert_eq!(second, descriptions[28..58], "{second:?}");
+    // Past the descriptions' thousands, the card's tier; never the private one.
+    let total: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM repositories WHERE visibility = 'public'
+         AND (full_name ILIKE '%vision%' OR search_words @@ plainto_tsquery('simple', 'vision'))",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let last = ranked(&pool, "vision", 10, Some(total - 1)).await;
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert!(last[0].ends_with("/newest-card"), "{last:?}");
+    // A position past the ranking's depth is an empty page, not a walk of every repository.
+    let deep = ranked(
+        &pool,
+        "vision",
+        10,
+        Some(kaiyuan_hub::db::repos::RANKED_DEPTH),
+    )
+    .await;
+    assert!(deep.is_empty(), "{deep:?}");
 }
 
 /// The tag filter reads the cards' tags from their index (migration 0026), not every card; and

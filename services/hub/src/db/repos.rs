@@ -4,6 +4,10 @@ use crate::db::types::LicenseDecision;
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
+mod ranking;
+pub use ranking::RANKED_DEPTH;
+use ranking::{Runner, Tier};
+
 pub use super::types::{AccessStatus, Gated, NamespaceKind, Visibility};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -33,10 +37,17 @@ impl Repo {
     }
 }
 
-const SELECT_REPO: &str =
-    "SELECT r.id, r.namespace_id, n.name AS namespace, n.kind AS namespace_kind,
-        r.name, r.visibility, r.gated, r.description, r.card, r.license, r.created_at, r.updated_at
-     FROM repositories r JOIN namespaces n ON n.id = r.namespace_id";
+macro_rules! repo_columns {
+    () => {
+        "SELECT r.id, r.namespace_id, n.name AS namespace, n.kind AS namespace_kind,
+            r.name, r.visibility, r.gated, r.description, r.card, r.license, r.created_at, r.updated_at"
+    };
+}
+
+const SELECT_REPO: &str = concat!(
+    repo_columns!(),
+    " FROM repositories r JOIN namespaces n ON n.id = r.namespace_id"
+);
 
 pub async fn insert(
     conn: &mut PgConnection,
@@ -210,8 +221,8 @@ pub enum SortKey {
     Name,
     /// With a text: repositories whose name is the text first, then those whose name holds
     /// it, then those whose description does, then those whose card does; most recently
-    /// updated first within each. Ranks the first `FEW_MATCHES` name matches and text
-    /// matches, paged by position. Without a text, as `Updated`.
+    /// updated first within each; paged by position, up to `RANKED_DEPTH`. Without a text,
+    /// as `Updated`.
     Relevance,
 }
 
@@ -226,7 +237,7 @@ pub enum Cursor {
 
 /// One search for every surface (the API, Hugging Face's `list_models`, the web page), so that
 /// a filter means the same everywhere and visibility is decided once.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct SearchQuery<'a> {
     pub text: Option<&'a str>,
     pub namespace: Option<&'a str>,
@@ -301,6 +312,10 @@ const HEAD_JOINS: &str = " LEFT JOIN LATERAL (
 
 pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<Vec<Repo>> {
     let plan = Plan::for_query(conn, q).await?;
+    if let Some(text) = ranked_text(q) {
+        let mut runner = Runner { conn, plans: None };
+        return ranking::ranked(&mut runner, q, &plan, text).await;
+    }
     let mut tx = conn.begin().await?;
     probe_candidates(&mut tx, &plan).await?;
     let rows = search_sql(false, q, &plan)
@@ -312,9 +327,18 @@ pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Resul
 }
 
 /// PostgreSQL's plan for `q` (`EXPLAIN`), for the tests that hold every search to its indexes:
-/// the collection of a text's few matches, when the search starts there, then the page.
+/// the collection of a text's few matches, when the search starts there, then the page; for a
+/// ranking, each statement it ran, in order.
 pub async fn explain_search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<String> {
     let plan = Plan::for_query(conn, q).await?;
+    if let Some(text) = ranked_text(q) {
+        let mut runner = Runner {
+            conn,
+            plans: Some(Vec::new()),
+        };
+        ranking::ranked(&mut runner, q, &plan, text).await?;
+        return Ok(runner.plans.unwrap_or_default().concat());
+    }
     let mut tx = conn.begin().await?;
     let mut rows: Vec<(String,)> = Vec::new();
     if let (Some(text), Some(_)) = (search_text(q), &plan.text_matches) {
@@ -335,13 +359,18 @@ pub async fn explain_search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sql
     Ok(rows.into_iter().map(|(line,)| line + "\n").collect())
 }
 
-/// A search from collected candidates (a ranking's, or a text's few matches: at most
+/// The text of a ranked search (`SortKey::Relevance` with a text).
+fn ranked_text<'a>(q: &SearchQuery<'a>) -> Option<&'a str> {
+    search_text(q).filter(|_| q.sort == SortKey::Relevance)
+}
+
+/// A search from collected candidates (a text's or a ranking tier's few matches: at most
 /// [`FEW_MATCHES`]) reads them by primary key. Where the hub holds only a few thousand
 /// repositories PostgreSQL may instead hash every one of them, and its choice flips with the
 /// table's physical order (rows rewritten by updates); at scale that hash reads the whole
 /// table. Probes are cheap at every size, so they are forced.
 async fn probe_candidates(conn: &mut PgConnection, plan: &Plan) -> sqlx::Result<()> {
-    if plan.ranked.is_some() || plan.text_matches.is_some() {
+    if plan.text_matches.is_some() {
         sqlx::query("SET LOCAL enable_hashjoin = off")
             .execute(&mut *conn)
             .await?;
@@ -364,10 +393,13 @@ const FEW_MATCHES: i64 = 2000;
 /// statistics call common by a wide margin skips the count (`COMMON_ESTIMATE`).
 #[derive(Debug, Clone, Default)]
 struct Plan {
-    /// A ranked text search's candidates (see [`ranked_candidates`]).
-    ranked: Option<Vec<i64>>,
-    /// A text's matches when they are fewer than [`FEW_MATCHES`], collected first.
+    /// A text's (or a ranking tier's) matches when they are fewer than [`FEW_MATCHES`],
+    /// collected first.
     text_matches: Option<Vec<i64>>,
+    /// A ranking's tier: its rule replaces the text's (see `ranking`).
+    tier: Option<Tier>,
+    /// Read only this many of the newest repositories (a ranking tier's first look).
+    newest: Option<i64>,
     license_first: bool,
     /// A filter on the head's facts that few repositories match: its candidates come first.
     fact_first: Option<Fact>,
@@ -445,10 +477,8 @@ impl Fact {
 impl Plan {
     async fn for_query(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<Plan> {
         let mut plan = Plan::default();
-        if let (Some(text), SortKey::Relevance) = (search_text(q), q.sort) {
-            // A ranking always collects its (capped) candidates first.
-            plan.ranked = Some(ranked_candidates(conn, text).await?);
-        } else if let Some(text) = search_text(q)
+        // A ranking reads its text tier by tier (`ranking`), each with its own plan.
+        if let Some(text) = search_text(q).filter(|_| ranked_text(q).is_none())
             && !word_is_common(conn, text).await?
         {
             // Collected once: when they are few, the page is made from these ids, and the
@@ -576,76 +606,6 @@ fn push_text_matches(sql: &mut QueryBuilder<Postgres>, text: &str, union: &str) 
         .push(")");
 }
 
-/// The candidates a relevance ranking orders: the first `FEW_MATCHES` repositories whose name
-/// holds `text` (trigram index) and, when there are fewer, the first `FEW_MATCHES` whose words
-/// hold it (full-text index). A text in that many names fills every page from the names alone.
-/// Each is planned for its own pattern (not prepared once with a generic plan, which for a
-/// pattern no name holds reads the whole table). Two statements, because the two want
-/// different plans: a name most repositories hold is
-/// found fastest by reading the table until enough turn up, but for a word that many cards hold
-/// the planner makes the same choice, and each row then costs a `to_tsvector` of its card,
-/// where the full-text index's bitmap is three times faster (24 against 75 ms at 1M rows).
-async fn ranked_candidates(conn: &mut PgConnection, text: &str) -> sqlx::Result<Vec<i64>> {
-    let mut names = QueryBuilder::new("SELECT id FROM repositories WHERE full_name ILIKE ");
-    names
-        .push_bind(like_pattern(text))
-        .push(" LIMIT ")
-        .push_bind(FEW_MATCHES);
-    let names = names.build_query_scalar().persistent(false);
-    let mut ids: Vec<i64> = names.fetch_all(&mut *conn).await?;
-    if (ids.len() as i64) < FEW_MATCHES {
-        let mut tx = conn.begin().await?;
-        sqlx::query("SET LOCAL enable_seqscan = off")
-            .execute(&mut *tx)
-            .await?;
-        // Workers would share the heap pages of at most `FEW_MATCHES` rows, after one process
-        // has built the whole bitmap: starting them costs more than they save (30 against 23 ms
-        // for a quarter of a million matches at 1M).
-        sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0")
-            .execute(&mut *tx)
-            .await?;
-        let mut words = QueryBuilder::new(format!(
-            "SELECT id FROM repositories WHERE {} @@ plainto_tsquery('simple', ",
-            text_document("")
-        ));
-        words
-            .push_bind(text.to_string())
-            .push(") LIMIT ")
-            .push_bind(FEW_MATCHES);
-        ids.extend(
-            words
-                .build_query_scalar::<i64>()
-                .fetch_all(&mut *tx)
-                .await?,
-        );
-        tx.commit().await?;
-        ids.sort_unstable();
-        ids.dedup();
-    }
-    Ok(ids)
-}
-
-/// The relevance order (see `SortKey::Relevance`) and its page: name equal to the text, name
-/// holding it, description holding it, card only; then most recently updated.
-fn push_relevance_order(sql: &mut QueryBuilder<Postgres>, text: &str, q: &SearchQuery<'_>) {
-    let position = match q.after {
-        Some(Cursor::Offset(n)) => n.max(0),
-        _ => 0,
-    };
-    sql.push(" ORDER BY CASE WHEN lower(r.name) = lower(")
-        .push_bind(text.to_string())
-        .push(") OR lower(r.full_name) = lower(")
-        .push_bind(text.to_string())
-        .push(") THEN 0 WHEN r.full_name ILIKE ")
-        .push_bind(like_pattern(text))
-        .push(" THEN 1 WHEN r.description ILIKE ")
-        .push_bind(like_pattern(text))
-        .push(" THEN 2 ELSE 3 END, r.updated_at DESC, r.id DESC LIMIT ")
-        .push_bind(q.limit)
-        .push(" OFFSET ")
-        .push_bind(q.offset + position);
-}
-
 /// The ids of repositories whose declared licence, or whose head's effective licence, is
 /// `license` (case-insensitive indexes on both).
 fn push_license_matches(sql: &mut QueryBuilder<Postgres>, license: &str, union: &str) {
@@ -656,10 +616,10 @@ fn push_license_matches(sql: &mut QueryBuilder<Postgres>, license: &str, union: 
         .push(")");
 }
 
-/// The document the full-text index covers (migration 0001's `repositories_search_idx`), its
-/// columns qualified by `table` (`r.` or nothing).
+/// The words of a repository's name, description and card, stored on the row and indexed
+/// (migration 0032's `search_words`), qualified by `table` (`r.` or nothing).
 fn text_document(table: &str) -> String {
-    format!("to_tsvector('simple', {table}name || ' ' || {table}description || ' ' || {table}card)")
+    format!("{table}search_words")
 }
 
 fn like_pattern(text: &str) -> String {
@@ -674,7 +634,6 @@ fn like_pattern(text: &str) -> String {
 fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: &Plan) -> QueryBuilder<Postgres> {
     let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
     let text = search_text(q);
-    let ranked = text.filter(|_| plan.ranked.is_some());
     // A rare fact's candidates are collected first (materialized, so that PostgreSQL cannot
     // turn them into a probe while it walks the sort's index instead), then sorted and paged.
     if let Some(fact) = plan.fact_first {
@@ -682,12 +641,26 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: &Plan) -> QueryBuilder<P
         fact.push_candidates(&mut sql, q);
         sql.push(") ");
     }
-    sql.push(SELECT_REPO);
+    match plan.newest {
+        // A ranking tier's first look: only the newest repositories, from the date index.
+        Some(newest) => {
+            sql.push(concat!(
+                repo_columns!(),
+                " FROM (SELECT * FROM repositories WHERE deleted_at IS NULL
+                   ORDER BY updated_at DESC, id DESC LIMIT "
+            ))
+            .push_bind(newest)
+            .push(") r JOIN namespaces n ON n.id = r.namespace_id");
+        }
+        None => {
+            sql.push(SELECT_REPO);
+        }
+    }
     if plan.fact_first.is_some() {
         sql.push(" JOIN (SELECT DISTINCT repository_id AS id FROM facts) facts ON facts.id = r.id");
     }
-    // A text's few matches, or a ranking's candidates, collected beforehand.
-    if let Some(ids) = plan.ranked.as_ref().or(plan.text_matches.as_ref()) {
+    // A text's few matches, or a ranking tier's, collected beforehand.
+    if let Some(ids) = &plan.text_matches {
         sql.push(" JOIN unnest(")
             .push_bind(ids.clone())
             .push("::BIGINT[]) AS matches(id) ON matches.id = r.id");
@@ -708,7 +681,9 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: &Plan) -> QueryBuilder<P
             .push_bind(namespace.to_string())
             .push(")");
     }
-    if let (Some(text), None, None) = (text, &plan.text_matches, &plan.ranked) {
+    if let (Some(text), Some(tier)) = (text, plan.tier) {
+        tier.push_condition(&mut sql, text);
+    } else if let (Some(text), None) = (text, &plan.text_matches) {
         // Many matches: a test per repository while the sort's index is walked.
         sql.push(" AND (r.full_name ILIKE ")
             .push_bind(like_pattern(text))
@@ -781,10 +756,6 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: &Plan) -> QueryBuilder<P
                 .push_bind(status.to_string());
         }
         None => {}
-    }
-    if let Some(text) = ranked {
-        push_relevance_order(&mut sql, text, q);
-        return sql;
     }
     let (key, order) = match q.sort {
         SortKey::Updated | SortKey::Relevance => ("r.updated_at", "DESC"),
