@@ -427,6 +427,31 @@ async fn a_ranking_orders_every_tier_newest_first(pool: PgPool) {
     let last = ranked(&pool, "vision", 10, Some(total - 1)).await;
     assert_eq!(last.len(), 1, "{last:?}");
     assert!(last[0].ends_with("/newest-card"), "{last:?}");
+    // With a rare filter (its candidates first), the same rule over what the filter admits.
+    let mut conn = pool.acquire().await.unwrap();
+    let q = SearchQuery {
+        text: Some("vision"),
+        sort: SortKey::Relevance,
+        commercial: Some(false),
+        limit: 50,
+        ..query()
+    };
+    let filtered: Vec<String> = kaiyuan_hub::db::repos::search(&mut conn, &q)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.full_name())
+        .collect();
+    let denied: Vec<String> = sqlx::query_scalar(
+        "SELECT full_name FROM repositories WHERE visibility = 'public'
+           AND description ILIKE '%vision%' AND head_decision IN ('flag_review', 'deny')
+         ORDER BY updated_at DESC, id DESC",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!denied.is_empty());
+    assert_eq!(filtered, denied);
     // A position past the ranking's depth is an empty page, not a walk of every repository.
     let deep = ranked(
         &pool,
