@@ -463,6 +463,67 @@ async fn a_ranking_orders_every_tier_newest_first(pool: PgPool) {
     assert!(deep.is_empty(), "{deep:?}");
 }
 
+/// A text without three letters or digits in a row ("7b") gives the trigram indexes nothing to
+/// look up: it matches words, through the full-text index, in every search and every tier,
+/// instead of testing every name and description for the substring.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_short_text_matches_words_through_their_index(pool: PgPool) {
+    seed(&pool, 5000).await;
+    sqlx::query(
+        "INSERT INTO repositories (namespace_id, name, visibility, description, card, updated_at)
+         SELECT (SELECT min(id) FROM namespaces), v.name, 'public', v.description, v.card, now() + v.age
+         FROM (VALUES ('llama-7b', '', '', interval '-1 day'),
+                      ('described', 'a 7b model', '', interval '1 day'),
+                      ('carded', '', 'weights for 7b', interval '2 days'),
+                      ('x7b-chat', 'its name holds the text inside a word', '', interval '3 days'))
+              AS v(name, description, card, age)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE repositories")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for sort in [SortKey::Relevance, SortKey::Updated] {
+        let q = SearchQuery {
+            text: Some("7b"),
+            sort,
+            ..query()
+        };
+        let plan = plan(&pool, &q).await;
+        assert_no_full_scan(&plan);
+        assert!(!plan.contains("_trgm"), "{sort:?}:\n{plan}");
+        assert!(
+            plan.contains("repositories_search_words"),
+            "{sort:?}:\n{plan}"
+        );
+    }
+    let names = |sort| {
+        let pool = pool.clone();
+        async move {
+            let mut conn = pool.acquire().await.unwrap();
+            let q = SearchQuery {
+                text: Some("7b"),
+                sort,
+                ..query()
+            };
+            let rows = kaiyuan_hub::db::repos::search(&mut conn, &q).await.unwrap();
+            rows.into_iter().map(|r| r.name).collect::<Vec<_>>()
+        }
+    };
+    // Ranked: the name's words, then the description's, then the card's; by date otherwise.
+    // "x7b-chat" holds "7b" only inside a word: not a match.
+    assert_eq!(
+        names(SortKey::Relevance).await,
+        ["llama-7b", "described", "carded"]
+    );
+    assert_eq!(
+        names(SortKey::Updated).await,
+        ["carded", "described", "llama-7b"]
+    );
+}
+
 /// The tag filter reads the cards' tags from their index (migration 0026), not every card; and
 /// finds what the card says, task and list items alike, in any case.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]

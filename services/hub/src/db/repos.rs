@@ -596,14 +596,29 @@ fn text_candidates_sql(explain: bool, text: &str) -> QueryBuilder<Postgres> {
 }
 
 fn push_text_matches(sql: &mut QueryBuilder<Postgres>, text: &str, union: &str) {
-    sql.push("SELECT id FROM repositories WHERE full_name ILIKE ")
-        .push_bind(like_pattern(text))
-        .push(format!(
-            " {union} SELECT id FROM repositories WHERE {} @@ plainto_tsquery('simple', ",
-            text_document("")
-        ))
-        .push_bind(text.to_string())
-        .push(")");
+    if substring_searchable(text) {
+        sql.push("SELECT id FROM repositories WHERE full_name ILIKE ")
+            .push_bind(like_pattern(text))
+            .push(format!(" {union} "));
+    }
+    sql.push(format!(
+        "SELECT id FROM repositories WHERE {} @@ plainto_tsquery('simple', ",
+        text_document("")
+    ))
+    .push_bind(text.to_string())
+    .push(")");
+}
+
+/// Whether a name can match `text` as a substring: only when the text holds three letters or
+/// digits in a row, the trigram index's unit. A shorter text ("7b", "ai") gives the index no
+/// trigram, so finding it inside names would read every repository (a second per search at a
+/// million); such a text matches the words of names, descriptions and cards only.
+fn substring_searchable(text: &str) -> bool {
+    let mut run = 0;
+    text.chars().any(|c| {
+        run = if c.is_alphanumeric() { run + 1 } else { 0 };
+        run >= 3
+    })
 }
 
 /// The ids of repositories whose declared licence, or whose head's effective licence, is
@@ -685,14 +700,18 @@ fn search_sql(explain: bool, q: &SearchQuery<'_>, plan: &Plan) -> QueryBuilder<P
         tier.push_condition(&mut sql, text);
     } else if let (Some(text), None) = (text, &plan.text_matches) {
         // Many matches: a test per repository while the sort's index is walked.
-        sql.push(" AND (r.full_name ILIKE ")
-            .push_bind(like_pattern(text))
-            .push(format!(
-                " OR {} @@ plainto_tsquery('simple', ",
-                text_document("r.")
-            ))
-            .push_bind(text.to_string())
-            .push("))");
+        sql.push(" AND (");
+        if substring_searchable(text) {
+            sql.push("r.full_name ILIKE ")
+                .push_bind(like_pattern(text))
+                .push(" OR ");
+        }
+        sql.push(format!(
+            "{} @@ plainto_tsquery('simple', ",
+            text_document("r.")
+        ))
+        .push_bind(text.to_string())
+        .push("))");
     }
     match (search_license(q), plan.license_first) {
         (Some(license), true) => {

@@ -6,7 +6,7 @@
 
 use super::{
     FEW_MATCHES, Plan, Repo, SearchQuery, SortKey, estimated_rows, like_pattern, probe_candidates,
-    search_sql, text_document,
+    search_sql, substring_searchable, text_document,
 };
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
@@ -37,6 +37,14 @@ impl Tier {
     /// The tier's rule, as a condition on the repository `r`.
     pub(super) fn push_condition(self, sql: &mut QueryBuilder<Postgres>, text: &str) {
         let pattern = like_pattern(text);
+        let push_words = |sql: &mut QueryBuilder<Postgres>, table: &str| {
+            sql.push(format!(
+                " AND {} @@ plainto_tsquery('simple', ",
+                text_document(table)
+            ))
+            .push_bind(text.to_string())
+            .push(")");
+        };
         let push_exact = |sql: &mut QueryBuilder<Postgres>| {
             sql.push("(lower(r.name) = lower(")
                 .push_bind(text.to_string())
@@ -52,6 +60,10 @@ impl Tier {
                     .push_bind(pattern)
                     .push(" AND NOT ");
                 push_exact(sql);
+                if !substring_searchable(text) {
+                    // A short text matches words only (see `substring_searchable`).
+                    push_words(sql, "r.");
+                }
             }
             Tier::Description | Tier::Card => {
                 sql.push("NOT r.full_name ILIKE ")
@@ -61,13 +73,8 @@ impl Tier {
                     } else {
                         " AND NOT r.description ILIKE "
                     })
-                    .push_bind(pattern)
-                    .push(format!(
-                        " AND {} @@ plainto_tsquery('simple', ",
-                        text_document("r.")
-                    ))
-                    .push_bind(text.to_string())
-                    .push(")");
+                    .push_bind(pattern);
+                push_words(sql, "r.");
             }
         }
     }
@@ -83,13 +90,14 @@ impl Tier {
                     .push_bind(text.to_string())
                     .push("))");
             }
-            Tier::Name => {
+            Tier::Name if substring_searchable(text) => {
                 sql.push("full_name ILIKE ").push_bind(like_pattern(text));
             }
-            Tier::Description => {
+            Tier::Description if substring_searchable(text) => {
                 sql.push("description ILIKE ").push_bind(like_pattern(text));
             }
-            Tier::Card => {
+            // A short text's tiers are all within its word matches.
+            Tier::Name | Tier::Description | Tier::Card => {
                 sql.push(format!(
                     "{} @@ plainto_tsquery('simple', ",
                     text_document("")
