@@ -2,15 +2,22 @@
 //! content (the chunking every Xet client uses), packed into xorbs that stream to staging
 //! objects, and hashed with sha256 alongside. Only when the whole file has the declared size and
 //! digest are the xorbs moved to their content addresses; the caller then records them and the
-//! file's reconstruction. Memory: one chunk being cut plus the parts in flight of one xorb.
+//! file's reconstruction. Memory: one chunk being cut plus the parts in flight of the xorb
+//! being filled and of the (at most two) being completed.
+
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use kaiyuan_xet::xorb::{ValidXorb, XorbPacker};
 use kaiyuan_xet::{Chunker, MerkleHash, file_hash};
+use tokio::task::JoinHandle;
 
 use crate::upload::BackgroundHasher;
 use crate::xet::StagedXorb;
-use crate::{BlobStore, Expected, Sha256Digest, UploadError, XorbUpload};
+use crate::{BlobStore, Expected, Sha256Digest, StorageError, UploadError, XorbUpload};
+
+/// Xorbs completing in the background at once (each holds at most its parts in flight).
+const XORBS_CLOSING: usize = 2;
 
 /// A file stored as xorbs: each of `xorbs`, in order, holds a consecutive run of its chunks,
 /// all of them, so the file's reconstruction is one whole-xorb term per xorb.
@@ -34,6 +41,9 @@ pub struct ChunkedUpload {
     size: u64,
     chunker: Chunker,
     open: Option<(XorbUpload, XorbPacker)>,
+    /// Full xorbs whose last parts are being written (and, on a local disk, synced), oldest
+    /// first: the next xorb fills meanwhile.
+    closing: VecDeque<(JoinHandle<Result<StagedXorb, StorageError>>, ValidXorb)>,
     staged: Vec<(StagedXorb, ValidXorb)>,
     leaves: Vec<(MerkleHash, u64)>,
 }
@@ -47,6 +57,7 @@ impl ChunkedUpload {
             size: 0,
             chunker: Chunker::new(),
             open: None,
+            closing: VecDeque::new(),
             staged: Vec::new(),
             leaves: Vec::new(),
         }
@@ -82,10 +93,26 @@ impl ChunkedUpload {
         Ok(())
     }
 
+    /// Completes the open xorb in the background. Waiting for it here would stall the stream
+    /// for each xorb's write to disk (a second per GiB on this project's machine, as long as the
+    /// hashing); at most [`XORBS_CLOSING`] complete at once, which bounds their memory.
     async fn close_xorb(&mut self) -> Result<(), UploadError> {
         if let Some((upload, packer)) = self.open.take() {
-            let staged = upload.stage().await?;
-            self.staged.push((staged, packer.finish()));
+            if self.closing.len() >= XORBS_CLOSING {
+                self.wait_for_oldest().await?;
+            }
+            self.closing
+                .push_back((tokio::spawn(upload.stage()), packer.finish()));
+        }
+        Ok(())
+    }
+
+    async fn wait_for_oldest(&mut self) -> Result<(), UploadError> {
+        if let Some((closing, xorb)) = self.closing.pop_front() {
+            let staged = closing
+                .await
+                .map_err(|e| StorageError::Corrupt(format!("a xorb's upload stopped: {e}")))??;
+            self.staged.push((staged, xorb));
         }
         Ok(())
     }
@@ -97,6 +124,9 @@ impl ChunkedUpload {
             self.pack(last).await?;
         }
         self.close_xorb().await?;
+        while !self.closing.is_empty() {
+            self.wait_for_oldest().await?;
+        }
         let actual = self.hasher.finish().await?;
         self.expected.check(self.size, actual)?;
         let mut xorbs = Vec::with_capacity(self.staged.len());
