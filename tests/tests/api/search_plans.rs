@@ -452,6 +452,32 @@ async fn a_ranking_orders_every_tier_newest_first(pool: PgPool) {
     .unwrap();
     assert!(!denied.is_empty());
     assert_eq!(filtered, denied);
+    // And within a namespace (tested on its repositories only).
+    let q = SearchQuery {
+        text: Some("vision"),
+        sort: SortKey::Relevance,
+        namespace: Some("scale-org-2"),
+        limit: 500,
+        ..query()
+    };
+    let in_namespace: Vec<String> = kaiyuan_hub::db::repos::search(&mut conn, &q)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.full_name())
+        .collect();
+    let expected: Vec<String> = sqlx::query_scalar(
+        "SELECT full_name FROM repositories WHERE visibility = 'public'
+           AND full_name LIKE 'scale-org-2/%'
+           AND (full_name ILIKE '%vision%' OR search_words @@ plainto_tsquery('simple', 'vision'))
+         ORDER BY full_name ILIKE '%vision%' DESC, description ILIKE '%vision%' DESC,
+                  updated_at DESC, id DESC",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(expected.len() > 20, "{expected:?}");
+    assert_eq!(in_namespace, expected);
     // A position past the ranking's depth is an empty page, not a walk of every repository.
     let deep = ranked(
         &pool,
@@ -522,6 +548,19 @@ async fn a_short_text_matches_words_through_their_index(pool: PgPool) {
         names(SortKey::Updated).await,
         ["carded", "described", "llama-7b"]
     );
+}
+
+/// The hub's sessions never JIT-compile: a misjudged estimate would otherwise cost ~100 ms of
+/// compilation before a 7 ms query (the effective-licence filter at a million repositories).
+#[tokio::test]
+async fn the_hubs_sessions_do_not_compile_queries() {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let pool = kaiyuan_hub::db::connect(&url, 1).await.unwrap();
+    let jit: String = sqlx::query_scalar("SHOW jit")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(jit, "off");
 }
 
 /// The tag filter reads the cards' tags from their index (migration 0026), not every card; and

@@ -6,7 +6,7 @@
 
 use super::{
     FEW_MATCHES, Plan, Repo, SearchQuery, SortKey, estimated_rows, like_pattern, probe_candidates,
-    search_sql, substring_searchable, text_document,
+    push_license_matches, search_license, search_sql, substring_searchable, text_document,
 };
 use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
@@ -163,8 +163,11 @@ impl Runner<'_> {
                 .await?;
             plans.extend(lines.into_iter().map(|(line,)| line + "\n"));
         }
+        // Planned for its values every time: a tier's rows differ by orders of magnitude from
+        // one text to the next, which a generic plan of a prepared statement cannot know.
         let rows = search_sql(false, q, plan)
             .build_query_as()
+            .persistent(false)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -201,13 +204,39 @@ pub(super) async fn ranked(
     };
     let skip = q.offset.max(0).saturating_add(position);
     let end = skip.saturating_add(q.limit).min(RANKED_DEPTH);
+    // A narrow filter's candidates are collected once, rather than again by every tier.
+    let mut plan = plan.clone();
+    if let Some(fact) = plan.fact_first.take() {
+        let ids = runner
+            .ids(|explain| {
+                let mut sql = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
+                fact.push_candidates(&mut sql, q);
+                sql
+            })
+            .await?;
+        plan.text_matches = Some(ids);
+    } else if let (Some(license), true) = (search_license(q), plan.license_first) {
+        let ids = runner
+            .ids(|explain| {
+                let mut sql = QueryBuilder::new(if explain { "EXPLAIN " } else { "" });
+                push_license_matches(&mut sql, license, "UNION");
+                sql
+            })
+            .await?;
+        // The page still tests each candidate's licence (`search_sql`).
+        plan.license_first = false;
+        plan.text_matches = Some(ids);
+    }
+    if plan.text_matches.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
     let mut rows: Vec<Repo> = Vec::new();
     for tier in Tier::BEST_FIRST {
         let want = end - rows.len() as i64;
         if want <= 0 {
             break;
         }
-        rows.extend(tier_page(runner, q, plan, tier, text, want).await?);
+        rows.extend(tier_page(runner, q, &plan, tier, text, want).await?);
     }
     Ok(rows
         .into_iter()
@@ -240,6 +269,11 @@ async fn tier_page(
         tier: Some(tier),
         ..plan.clone()
     };
+    // A narrow filter (a namespace, or a fact or licence that few repositories hold, collected
+    // by `ranked`) already names few candidates: the tier is tested on those.
+    if q.namespace.is_some_and(|n| !n.trim().is_empty()) || plan.text_matches.is_some() {
+        return runner.page(&by_date, &tier_plan).await;
+    }
     let newest = Plan {
         newest: Some(NEWEST_WINDOW),
         ..tier_plan.clone()
