@@ -8,7 +8,12 @@ use sqlx::{Connection, PgPool};
 
 /// Runs `tests/sql/scale-seed.sql` (the benchmark's seed) for `n` repositories.
 pub async fn seed(pool: &PgPool, n: i64) {
-    let script = include_str!("../../sql/scale-seed.sql");
+    run_script(pool, include_str!("../../sql/scale-seed.sql"), n).await;
+}
+
+/// Runs each statement of `script` (separated by `;` at a line's end, `--` comments skipped),
+/// binding `n` to those that take `$1`.
+async fn run_script(pool: &PgPool, script: &str, n: i64) {
     let mut conn = pool.acquire().await.unwrap();
     for statement in script.split(";\n").map(str::trim) {
         let code: String = statement
@@ -350,7 +355,6 @@ async fn a_ranked_search_reads_each_tier_from_an_index(pool: PgPool) {
 }
 
 async fn ranked(pool: &PgPool, text: &str, limit: i64, after: Option<i64>) -> Vec<String> {
-    let mut conn = pool.acquire().await.unwrap();
     let q = SearchQuery {
         text: Some(text),
         sort: SortKey::Relevance,
@@ -358,7 +362,13 @@ async fn ranked(pool: &PgPool, text: &str, limit: i64, after: Option<i64>) -> Ve
         after: after.map(Cursor::Offset),
         ..query()
     };
-    let rows = kaiyuan_hub::db::repos::search(&mut conn, &q).await.unwrap();
+    full_names(pool, &q).await
+}
+
+/// The `namespace/name` of each repository `q` finds, in order.
+async fn full_names(pool: &PgPool, q: &SearchQuery<'_>) -> Vec<String> {
+    let mut conn = pool.acquire().await.unwrap();
+    let rows = kaiyuan_hub::db::repos::search(&mut conn, q).await.unwrap();
     rows.iter().map(|r| r.full_name()).collect()
 }
 
@@ -382,19 +392,7 @@ async fn a_ranking_orders_every_tier_newest_first(pool: PgPool) {
         -- An old repository updated last: its new row version sits at the end of the table.
         UPDATE repositories SET updated_at = now() + interval '1 hour' WHERE name = 'model-9001';
     ";
-    for statement in script.split(";\n") {
-        let code: String = statement
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        if !code.trim().is_empty() {
-            sqlx::query(sqlx::AssertSqlSafe(code))
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    }
+    run_script(&pool, script, 0).await;
     sqlx::query("ANALYZE repositories")
         .execute(&pool)
         .await
@@ -428,7 +426,6 @@ async fn a_ranking_orders_every_tier_newest_first(pool: PgPool) {
     assert_eq!(last.len(), 1, "{last:?}");
     assert!(last[0].ends_with("/newest-card"), "{last:?}");
     // With a rare filter (its candidates first), the same rule over what the filter admits.
-    let mut conn = pool.acquire().await.unwrap();
     let q = SearchQuery {
         text: Some("vision"),
         sort: SortKey::Relevance,
@@ -436,12 +433,7 @@ async fn a_ranking_orders_every_tier_newest_first(pool: PgPool) {
         limit: 50,
         ..query()
     };
-    let filtered: Vec<String> = kaiyuan_hub::db::repos::search(&mut conn, &q)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.full_name())
-        .collect();
+    let filtered = full_names(&pool, &q).await;
     let denied: Vec<String> = sqlx::query_scalar(
         "SELECT full_name FROM repositories WHERE visibility = 'public'
            AND description ILIKE '%vision%' AND head_decision IN ('flag_review', 'deny')
@@ -460,12 +452,7 @@ async fn a_ranking_orders_every_tier_newest_first(pool: PgPool) {
         limit: 500,
         ..query()
     };
-    let in_namespace: Vec<String> = kaiyuan_hub::db::repos::search(&mut conn, &q)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.full_name())
-        .collect();
+    let in_namespace = full_names(&pool, &q).await;
     let expected: Vec<String> = sqlx::query_scalar(
         "SELECT full_name FROM repositories WHERE visibility = 'public'
            AND full_name LIKE 'scale-org-2/%'

@@ -6,7 +6,7 @@ use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
 
 mod ranking;
 pub use ranking::RANKED_DEPTH;
-use ranking::{Runner, Tier};
+use ranking::Tier;
 
 pub use super::types::{AccessStatus, Gated, NamespaceKind, Visibility};
 
@@ -312,20 +312,8 @@ const HEAD_JOINS: &str = " LEFT JOIN LATERAL (
 
 pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<Vec<Repo>> {
     let plan = Plan::for_query(conn, q).await?;
-    if let Some(text) = ranked_text(q) {
-        let mut runner = Runner { conn, plans: None };
-        return ranking::ranked(&mut runner, q, &plan, text).await;
-    }
-    let mut tx = conn.begin().await?;
-    probe_candidates(&mut tx, &plan).await?;
-    // Planned for its values each time (see `ranking::Runner::page`).
-    let rows = search_sql(false, q, &plan)
-        .build_query_as()
-        .persistent(false)
-        .fetch_all(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(rows)
+    let mut runner = Runner { conn, plans: None };
+    run(&mut runner, q, &plan).await
 }
 
 /// PostgreSQL's plan for `q` (`EXPLAIN`), for the tests that hold every search to its indexes:
@@ -333,32 +321,89 @@ pub async fn search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Resul
 /// ranking, each statement it ran, in order.
 pub async fn explain_search(conn: &mut PgConnection, q: &SearchQuery<'_>) -> sqlx::Result<String> {
     let plan = Plan::for_query(conn, q).await?;
-    if let Some(text) = ranked_text(q) {
-        let mut runner = Runner {
-            conn,
-            plans: Some(Vec::new()),
-        };
-        ranking::ranked(&mut runner, q, &plan, text).await?;
-        return Ok(runner.plans.unwrap_or_default().concat());
-    }
-    let mut tx = conn.begin().await?;
-    let mut rows: Vec<(String,)> = Vec::new();
+    let mut runner = Runner {
+        conn,
+        plans: Some(Vec::new()),
+    };
     if let (Some(text), Some(_)) = (search_text(q), &plan.text_matches) {
-        let mut few = text_candidates_sql(true, text);
-        rows = few
+        runner
+            .record(&|explain| text_candidates_sql(explain, text))
+            .await?;
+    }
+    run(&mut runner, q, &plan).await?;
+    Ok(runner.plans.unwrap_or_default().concat())
+}
+
+async fn run(runner: &mut Runner<'_>, q: &SearchQuery<'_>, plan: &Plan) -> sqlx::Result<Vec<Repo>> {
+    match ranked_text(q) {
+        Some(text) => ranking::ranked(runner, q, plan, text).await,
+        None => runner.page(q, plan).await,
+    }
+}
+
+/// Runs a search's statements; for `explain_search`, records each one's plan as it goes (the
+/// statements a ranking runs depend on what the earlier ones found).
+struct Runner<'c> {
+    conn: &'c mut PgConnection,
+    plans: Option<Vec<String>>,
+}
+
+impl Runner<'_> {
+    async fn ids(
+        &mut self,
+        statement: impl Fn(bool) -> QueryBuilder<Postgres>,
+    ) -> sqlx::Result<Vec<i64>> {
+        self.record(&statement).await?;
+        let mut sql = statement(false);
+        let mut ids: Vec<i64> = sql
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_all(&mut *self.conn)
+            .await?;
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// A page of the search `q` under `plan` (see [`search_sql`]).
+    async fn page(&mut self, q: &SearchQuery<'_>, plan: &Plan) -> sqlx::Result<Vec<Repo>> {
+        let mut tx = self.conn.begin().await?;
+        probe_candidates(&mut tx, plan).await?;
+        if let Some(plans) = &mut self.plans {
+            let lines: Vec<(String,)> = search_sql(true, q, plan)
+                .build_query_as()
+                .fetch_all(&mut *tx)
+                .await?;
+            plans.extend(lines.into_iter().map(|(line,)| line + "\n"));
+        }
+        // Planned for its values every time: matches differ by orders of magnitude from one
+        // text, namespace or tier to the next, which a generic plan of a prepared statement
+        // cannot know (after five runs PostgreSQL may switch to one, and it walked the date
+        // index: 60-90 ms at a million repositories).
+        let rows = search_sql(false, q, plan)
             .build_query_as()
             .persistent(false)
             .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
+        Ok(rows)
     }
-    probe_candidates(&mut tx, &plan).await?;
-    let page: Vec<(String,)> = search_sql(true, q, &plan)
-        .build_query_as()
-        .fetch_all(&mut *tx)
-        .await?;
-    rows.extend(page);
-    tx.commit().await?;
-    Ok(rows.into_iter().map(|(line,)| line + "\n").collect())
+
+    async fn record(
+        &mut self,
+        statement: &impl Fn(bool) -> QueryBuilder<Postgres>,
+    ) -> sqlx::Result<()> {
+        if let Some(plans) = &mut self.plans {
+            let mut sql = statement(true);
+            let lines: Vec<(String,)> = sql
+                .build_query_as()
+                .persistent(false)
+                .fetch_all(&mut *self.conn)
+                .await?;
+            plans.extend(lines.into_iter().map(|(line,)| line + "\n"));
+        }
+        Ok(())
+    }
 }
 
 /// The text of a ranked search (`SortKey::Relevance` with a text).

@@ -5,10 +5,10 @@
 //! own index (a rare one), so that the ranking is exact at any size.
 
 use super::{
-    FEW_MATCHES, Plan, Repo, SearchQuery, SortKey, estimated_rows, like_pattern, probe_candidates,
-    push_license_matches, search_license, search_sql, substring_searchable, text_document,
+    FEW_MATCHES, Plan, Repo, Runner, SearchQuery, SortKey, estimated_rows, like_pattern,
+    push_license_matches, search_license, substring_searchable, text_document,
 };
-use sqlx::{Connection, PgConnection, Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 /// How deep a ranking reads. Positions past this are not ranked (an empty page); sorting by
 /// date pages through every match. Without a bound, one request could walk every repository.
@@ -125,69 +125,6 @@ impl Tier {
             QueryBuilder::new("EXPLAIN (FORMAT JSON) SELECT 1 FROM repositories WHERE ");
         self.push_index_condition(&mut explain, text);
         Ok(estimated_rows(conn, explain).await? >= FEW_MATCHES as f64)
-    }
-}
-
-/// Runs a ranking's statements; for `explain_search`, records each one's plan as it goes (the
-/// statements a ranking runs depend on what the earlier ones found).
-pub(super) struct Runner<'c> {
-    pub(super) conn: &'c mut PgConnection,
-    pub(super) plans: Option<Vec<String>>,
-}
-
-impl Runner<'_> {
-    async fn ids(
-        &mut self,
-        statement: impl Fn(bool) -> QueryBuilder<Postgres>,
-    ) -> sqlx::Result<Vec<i64>> {
-        self.record(&statement).await?;
-        let mut sql = statement(false);
-        let mut ids: Vec<i64> = sql
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_all(&mut *self.conn)
-            .await?;
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(ids)
-    }
-
-    /// A page of the search `q` under `plan` (see [`search_sql`]).
-    async fn page(&mut self, q: &SearchQuery<'_>, plan: &Plan) -> sqlx::Result<Vec<Repo>> {
-        let mut tx = self.conn.begin().await?;
-        probe_candidates(&mut tx, plan).await?;
-        if let Some(plans) = &mut self.plans {
-            let lines: Vec<(String,)> = search_sql(true, q, plan)
-                .build_query_as()
-                .fetch_all(&mut *tx)
-                .await?;
-            plans.extend(lines.into_iter().map(|(line,)| line + "\n"));
-        }
-        // Planned for its values every time: a tier's rows differ by orders of magnitude from
-        // one text to the next, which a generic plan of a prepared statement cannot know.
-        let rows = search_sql(false, q, plan)
-            .build_query_as()
-            .persistent(false)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(rows)
-    }
-
-    async fn record(
-        &mut self,
-        statement: &impl Fn(bool) -> QueryBuilder<Postgres>,
-    ) -> sqlx::Result<()> {
-        if let Some(plans) = &mut self.plans {
-            let mut sql = statement(true);
-            let lines: Vec<(String,)> = sql
-                .build_query_as()
-                .persistent(false)
-                .fetch_all(&mut *self.conn)
-                .await?;
-            plans.extend(lines.into_iter().map(|(line,)| line + "\n"));
-        }
-        Ok(())
     }
 }
 
