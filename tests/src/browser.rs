@@ -147,17 +147,39 @@ impl Browser {
     }
 
     pub async fn find(&self, css: &str) -> String {
-        let v = self
-            .command(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        match v[ELEMENT_KEY].as_str() {
+        let url = format!("{}/session/{}/element", self.base, self.session);
+        let res: Value = self
+            .http
+            .post(url)
+            .json(&json!({"using": "css selector", "value": css}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match res["value"][ELEMENT_KEY].as_str() {
             Some(id) => id.to_string(),
-            None => panic!("no element `{css}` ({v}); page:\n{}", self.source().await),
+            // Say where the browser is and what it shows, not only what it lacks.
+            None => panic!(
+                "no element `{css}` ({}) at {}; page:\n{}",
+                res["value"]["error"],
+                self.url().await,
+                self.source().await
+            ),
         }
+    }
+
+    /// How many elements match `css` (after the implicit wait, when none does yet).
+    pub async fn count(&self, css: &str) -> usize {
+        self.command(
+            reqwest::Method::POST,
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        )
+        .await
+        .as_array()
+        .map_or(0, Vec::len)
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {

@@ -450,7 +450,15 @@ async fn the_search_page_shows_scan_states_as_the_api_does(pool: PgPool) {
 }
 
 async fn sign_in(browser: &Browser, app: &kaiyuan_tests::TestApp, name: &str, token: &str) {
-    browser.goto(&app.url("/sign-in")).await;
+    // A fresh browser's first navigation has, now and then in CI, left it on a page without
+    // the form for more than the implicit wait: go again before giving up (`find` then says
+    // where the browser is and what it shows).
+    for _ in 0..3 {
+        browser.goto(&app.url("/sign-in")).await;
+        if browser.count("#token").await > 0 {
+            break;
+        }
+    }
     browser.type_into("#token", token).await;
     browser.click("form[action='/sign-in'] button").await;
     browser
