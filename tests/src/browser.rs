@@ -95,15 +95,21 @@ impl Browser {
     }
 
     async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let value = self.send(method, path, body).await;
+        if let Some(error) = value["error"].as_str() {
+            panic!("WebDriver {path}: {error}: {}", value["message"]);
+        }
+        value
+    }
+
+    /// The `value` of a WebDriver command's answer, an error included.
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{}", self.base, self.session, path);
         let mut req = self.http.request(method, url);
         if let Some(body) = body {
             req = req.json(&body);
         }
         let res: Value = req.send().await.unwrap().json().await.unwrap();
-        if let Some(error) = res["value"]["error"].as_str() {
-            panic!("WebDriver {path}: {error}: {}", res["value"]["message"]);
-        }
         res["value"].clone()
     }
 
@@ -147,23 +153,19 @@ impl Browser {
     }
 
     pub async fn find(&self, css: &str) -> String {
-        let url = format!("{}/session/{}/element", self.base, self.session);
-        let res: Value = self
-            .http
-            .post(url)
-            .json(&json!({"using": "css selector", "value": css}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        match res["value"][ELEMENT_KEY].as_str() {
+        let value = self
+            .send(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        match value[ELEMENT_KEY].as_str() {
             Some(id) => id.to_string(),
             // Say where the browser is and what it shows, not only what it lacks.
             None => panic!(
                 "no element `{css}` ({}) at {}; page:\n{}",
-                res["value"]["error"],
+                value["error"],
                 self.url().await,
                 self.source().await
             ),
