@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
-use kaiyuan_xet::xorb::{ValidXorb, XorbPacker};
+use kaiyuan_xet::xorb::{MAX_CHUNK_BYTES, ValidXorb, XorbPacker};
 use kaiyuan_xet::{Chunker, MerkleHash, file_hash};
 use tokio::task::JoinHandle;
 
@@ -51,9 +51,9 @@ pub struct ChunkedUpload {
 impl ChunkedUpload {
     pub(crate) fn begin(store: BlobStore, expected: Expected) -> Self {
         Self {
+            hasher: BackgroundHasher::start(&store),
             store,
             expected,
-            hasher: BackgroundHasher::start(),
             size: 0,
             chunker: Chunker::new(),
             open: None,
@@ -68,12 +68,28 @@ impl ChunkedUpload {
         self.size = self.expected.admit(self.size, bytes.len())?;
         self.hasher.update(bytes.clone()).await?;
         for chunk in self.chunker.feed(&bytes) {
-            self.pack(chunk).await?;
+            self.pack(Bytes::from(chunk)).await?;
         }
         Ok(())
     }
 
-    async fn pack(&mut self, chunk: Vec<u8>) -> Result<(), UploadError> {
+    /// Appends one chunk already cut by a Xet client (an upstream hub's CAS serves a file's
+    /// chunks as they were cut), so the bytes are not chunked again. Not to be mixed with
+    /// [`ChunkedUpload::write`] in one upload.
+    pub async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), UploadError> {
+        if chunk.is_empty() || chunk.len() > MAX_CHUNK_BYTES as usize {
+            return Err(StorageError::Corrupt(format!(
+                "a chunk of {} bytes: chunks hold 1 to {MAX_CHUNK_BYTES} bytes",
+                chunk.len()
+            ))
+            .into());
+        }
+        self.size = self.expected.admit(self.size, chunk.len())?;
+        self.hasher.update(chunk.clone()).await?;
+        self.pack(chunk).await
+    }
+
+    async fn pack(&mut self, chunk: Bytes) -> Result<(), UploadError> {
         if self
             .open
             .as_ref()
@@ -89,7 +105,7 @@ impl ChunkedUpload {
         self.leaves
             .push((entry.hash, u64::from(entry.unpacked_len)));
         upload.write(Bytes::copy_from_slice(&header)).await?;
-        upload.write(Bytes::from(chunk)).await?;
+        upload.write(chunk).await?;
         Ok(())
     }
 
@@ -121,7 +137,7 @@ impl ChunkedUpload {
     pub async fn finish(mut self) -> Result<ChunkedBlob, UploadError> {
         let chunker = std::mem::take(&mut self.chunker);
         if let Some(last) = chunker.finish() {
-            self.pack(last).await?;
+            self.pack(Bytes::from(last)).await?;
         }
         self.close_xorb().await?;
         while !self.closing.is_empty() {

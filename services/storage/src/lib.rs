@@ -74,6 +74,10 @@ pub struct BlobStore {
     staging_owner: Option<Arc<str>>,
     /// Recipes of the files stored as Xet reconstructions (see [`xet`]).
     recipes: Option<Arc<dyn Recipes>>,
+    /// The runtime the store was opened on (the hub's multi-threaded one), where uploads hash
+    /// their bytes. An actix worker runs a single-threaded runtime: a task spawned there from a
+    /// request shares the thread that receives the bytes, and hashing could not use a second core.
+    background: Option<tokio::runtime::Handle>,
 }
 
 /// Make rustls use the `ring` provider; idempotent. Called before any TLS client is built.
@@ -125,6 +129,7 @@ impl BlobStore {
             prefix: String::new(),
             staging_owner: None,
             recipes: None,
+            background: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -137,6 +142,7 @@ impl BlobStore {
             prefix: prefix.into(),
             staging_owner: None,
             recipes: None,
+            background: tokio::runtime::Handle::try_current().ok(),
         }
     }
 

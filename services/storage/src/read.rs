@@ -6,6 +6,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
+use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore};
 
 use crate::{Backend, BlobStore, Sha256Digest, StorageError};
@@ -14,7 +15,7 @@ use crate::{Backend, BlobStore, Sha256Digest, StorageError};
 pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
 
 /// Read size of the local fast path: large reads keep the syscall and wake-up cost per byte low.
-const LOCAL_CHUNK: usize = 4 * 1024 * 1024;
+const LOCAL_CHUNK: usize = 1024 * 1024;
 /// Chunks buffered ahead of a slow client; bounds memory per download to a few MiB.
 const LOCAL_CHUNKS_AHEAD: usize = 2;
 
@@ -23,7 +24,19 @@ pub(crate) async fn read_range(
     digest: &Sha256Digest,
     range: Range<u64>,
 ) -> Result<ByteStream, StorageError> {
-    let key = store.blob_key(digest);
+    read_object(store, &store.blob_key(digest), range, || {
+        StorageError::NotFound(*digest)
+    })
+    .await
+}
+
+/// Streams `range` of the object at `key`; `missing` is the error when there is none.
+pub(crate) async fn read_object(
+    store: &BlobStore,
+    key: &Path,
+    range: Range<u64>,
+    missing: impl FnOnce() -> StorageError,
+) -> Result<ByteStream, StorageError> {
     match &store.backend {
         Backend::Local { root } => {
             // object_store's local reader hands out 8 KiB chunks, one blocking task each, which
@@ -31,9 +44,7 @@ pub(crate) async fn read_range(
             let path = root.join(key.as_ref());
             let file = match std::fs::File::open(&path) {
                 Ok(file) => file,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(StorageError::NotFound(*digest));
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
                 Err(e) => return Err(e.into()),
             };
             Ok(local_stream(file, range))
@@ -43,9 +54,9 @@ pub(crate) async fn read_range(
                 range: Some(GetRange::Bounded(range)),
                 ..Default::default()
             };
-            match store.store.get_opts(&key, options).await {
+            match store.store.get_opts(key, options).await {
                 Ok(result) => Ok(result.into_stream().map_err(StorageError::from).boxed()),
-                Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(*digest)),
+                Err(object_store::Error::NotFound { .. }) => Err(missing()),
                 Err(e) => Err(e.into()),
             }
         }

@@ -117,9 +117,9 @@ impl Upload {
             Some((key, WriteMultipart::new_with_chunk_size(upload, PART_SIZE)))
         };
         Ok(Self {
+            hasher: BackgroundHasher::start(&store),
             store,
             expected,
-            hasher: BackgroundHasher::start(),
             size: 0,
             sink,
         })
@@ -187,17 +187,21 @@ pub(crate) struct BackgroundHasher {
 const CHUNKS_QUEUED: usize = 64;
 
 impl BackgroundHasher {
-    pub(crate) fn start() -> Self {
+    pub(crate) fn start(store: &BlobStore) -> Self {
         let (chunks, mut received) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_QUEUED);
         // A task, not a blocking thread: an idle upload (a slow client) then holds no thread,
         // and each chunk is hashed in well under a millisecond.
-        let digest = tokio::spawn(async move {
+        let hashing = async move {
             let mut hasher = Sha256::new();
             while let Some(chunk) = received.recv().await {
                 hasher.update(&chunk);
             }
             Sha256Digest::from_bytes(hasher.finalize().into())
-        });
+        };
+        let digest = match &store.background {
+            Some(runtime) => runtime.spawn(hashing),
+            None => tokio::spawn(hashing),
+        };
         Self {
             chunks: Some(chunks),
             digest: Some(digest),

@@ -111,18 +111,10 @@ impl BlobStore {
         hash: &MerkleHash,
         range: Range<u64>,
     ) -> Result<ByteStream, StorageError> {
-        use futures_util::{StreamExt, TryStreamExt};
-        let options = object_store::GetOptions {
-            range: Some(object_store::GetRange::Bounded(range)),
-            ..Default::default()
-        };
-        match self.store.get_opts(&self.xorb_key(hash), options).await {
-            Ok(result) => Ok(result.into_stream().map_err(StorageError::from).boxed()),
-            Err(object_store::Error::NotFound { .. }) => Err(StorageError::Corrupt(format!(
-                "xorb {hash} is not in the store"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        crate::read::read_object(self, &self.xorb_key(hash), range, || {
+            StorageError::Corrupt(format!("xorb {hash} is not in the store"))
+        })
+        .await
     }
 
     /// Deletes a xorb; deleting a missing one is not an error.

@@ -252,6 +252,73 @@ fn decode_frame_inner(frame: &[u8]) -> Result<Vec<u8>, FrameError> {
     decode_payload(header, &frame[FRAME_HEADER_LEN..])
 }
 
+/// Cuts the frames of a fetched xorb range (frames only, as a CAS serves a chunk range) into
+/// their chunks as the bytes arrive. It holds at most one incomplete frame and what was fed
+/// after it; a stored (uncompressed) chunk is handed out as a slice of those bytes, not copied.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    pending: bytes::BytesMut,
+    /// Offset of `pending` in the range, for errors.
+    offset: u64,
+    chunks: usize,
+}
+
+impl FrameReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// The next chunk, decoded and checked like a validated xorb's, once its whole frame has
+    /// been fed; `None` until then.
+    pub fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, XorbError> {
+        if self.pending.len() < FRAME_HEADER_LEN {
+            return Ok(None);
+        }
+        let header = parse_header(&self.pending[..FRAME_HEADER_LEN]).map_err(|e| self.at(e))?;
+        let frame_len = FRAME_HEADER_LEN + header.compressed as usize;
+        if self.pending.len() < frame_len {
+            return Ok(None);
+        }
+        let frame = self.pending.split_to(frame_len).freeze();
+        let chunk = match header.scheme {
+            SCHEME_NONE => frame.slice(FRAME_HEADER_LEN..),
+            _ => decode_payload(header, &frame[FRAME_HEADER_LEN..])
+                .map_err(|e| self.at(e))?
+                .into(),
+        };
+        self.offset += frame_len as u64;
+        self.chunks += 1;
+        Ok(Some(chunk))
+    }
+
+    /// Checks that the range ended on a frame boundary.
+    pub fn finish(self) -> Result<(), XorbError> {
+        let available = self.pending.len();
+        if available == 0 {
+            return Ok(());
+        }
+        let needed = match available >= FRAME_HEADER_LEN {
+            true => parse_header(&self.pending[..FRAME_HEADER_LEN]).map_or(FRAME_HEADER_LEN, |h| {
+                FRAME_HEADER_LEN + h.compressed as usize
+            }),
+            false => FRAME_HEADER_LEN,
+        };
+        Err(self.at(FrameError::Truncated { needed, available }))
+    }
+
+    fn at(&self, error: FrameError) -> XorbError {
+        XorbError::InChunk {
+            index: self.chunks,
+            offset: self.offset,
+            error,
+        }
+    }
+}
+
 /// What the validator can do with the bytes in front of it.
 enum Step {
     /// At least this many bytes are needed before anything can be decided.

@@ -14,6 +14,56 @@ fn err(bytes: &[u8]) -> String {
     validate(bytes).unwrap_err().to_string()
 }
 
+/// The frames of `sample()` without its footer, as a CAS serves a chunk range.
+fn sample_frames() -> Vec<u8> {
+    let (_, bytes) = sample();
+    let valid = validate(&bytes).unwrap();
+    let end = valid.chunks.last().map(|c| c.offset + c.frame_len).unwrap();
+    bytes[..end as usize].to_vec()
+}
+
+fn read_frames(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut reader = FrameReader::new();
+    reader.feed(bytes);
+    let mut chunks = Vec::new();
+    while let Some(chunk) = reader.next_chunk().map_err(|e| e.to_string())? {
+        chunks.push(chunk.to_vec());
+    }
+    reader.finish().map_err(|e| e.to_string())?;
+    Ok(chunks)
+}
+
+#[test]
+fn fetched_ranges_that_lie_are_refused() {
+    let frames = sample_frames();
+    assert_eq!(read_frames(&frames).unwrap().len(), 3);
+    assert_eq!(read_frames(&[]).unwrap(), Vec::<Vec<u8>>::new());
+    // Cut inside the last frame, or inside a header.
+    let err = read_frames(&frames[..frames.len() - 1]).unwrap_err();
+    assert!(
+        err.contains("chunk 2") && err.contains("truncated"),
+        "{err}"
+    );
+    let err = read_frames(&frames[..3]).unwrap_err();
+    assert!(
+        err.contains("truncated frame: 8 bytes needed, 3 present"),
+        "{err}"
+    );
+    // A header claiming a chunk larger than any chunk may be is refused before its bytes
+    // arrive; so is an unknown version.
+    let mut big = frames.clone();
+    big[5..8].copy_from_slice(&[0, 0, 0x10]);
+    let err = read_frames(&big[..8]).unwrap_err();
+    assert!(err.contains("chunk 0"), "{err}");
+    let mut version = frames.clone();
+    version[0] = 1;
+    assert!(read_frames(&version).unwrap_err().contains("version"));
+    // A compressed payload that does not decompress to its header's size.
+    let mut lying = frames;
+    lying[5] ^= 1;
+    assert!(read_frames(&lying).is_err());
+}
+
 fn sample() -> (MerkleHash, Vec<u8>) {
     let a = vec![1u8; 5000];
     let b: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();

@@ -133,6 +133,36 @@ proptest! {
         let rhashes: Vec<MerkleHash> = obj.info.chunk_hashes.iter().map(from_ref).collect();
         prop_assert_eq!(hashes, rhashes);
     }
+
+    /// A chunk range of a reference xorb, as a CAS serves it (frames only), read back in
+    /// pieces of any size: the same chunks, whatever the compression.
+    #[test]
+    fn chunk_ranges_of_reference_xorbs_read_back(
+        chunks in chunk_data(),
+        scheme in 0usize..3,
+        from in any::<prop::sample::Index>(),
+        piece in 1usize..70_000,
+    ) {
+        let scheme = [CompressionScheme::None, CompressionScheme::LZ4, CompressionScheme::ByteGrouping4LZ4][scheme];
+        let rchunks: Vec<Chunk> = chunks.iter().map(|c| Chunk::new(bytes::Bytes::from(c.clone()))).collect();
+        let raw = RawXorbData::from_chunks(&rchunks, vec![0]);
+        let ser = SerializedXorbObject::from_xorb_with_compression(raw, scheme, true, 0).unwrap();
+        let obj = XorbObject::deserialize(&mut Cursor::new(&ser.serialized_data)).unwrap();
+        let first = from.index(chunks.len());
+        let bounds = &obj.info.chunk_boundary_offsets;
+        let start = if first == 0 { 0 } else { bounds[first - 1] as usize };
+        let range = &ser.serialized_data[start..bounds[chunks.len() - 1] as usize];
+        let mut reader = FrameReader::new();
+        let mut read = Vec::new();
+        for part in range.chunks(piece) {
+            reader.feed(part);
+            while let Some(chunk) = reader.next_chunk().unwrap() {
+                read.push(chunk.to_vec());
+            }
+        }
+        reader.finish().unwrap();
+        prop_assert_eq!(&read[..], &chunks[first..]);
+    }
 }
 
 /// A random-ish upload: files with terms over the given xorbs.

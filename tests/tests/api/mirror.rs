@@ -418,6 +418,114 @@ async fn a_large_file_is_checked_whole_before_it_appears(pool: PgPool) {
     assert!(left[0].contains("/xorbs/default/"), "{left:?}");
 }
 
+/// Uploads `files` to `repo` of `hub` with the stock client, so its large files go through the
+/// hub's Xet CAS, as they do on the public hub.
+async fn upload_with_xet(hub: &TestApp, token: &str, repo: &str, files: &[(&str, &[u8])]) {
+    let folder = tempfile::tempdir().unwrap();
+    for (name, bytes) in files {
+        std::fs::write(folder.path().join(name), bytes).unwrap();
+    }
+    let folder = folder.path().display().to_string();
+    run_client(
+        hub,
+        "KAIYUAN_TEST_PYTHON",
+        "hf_upload_folder.py",
+        &[
+            ("KY_TOKEN", token),
+            ("KY_REPO", repo),
+            ("KY_FOLDER", &folder),
+        ],
+    )
+    .await;
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn files_the_upstream_serves_through_xet_are_read_from_its_cas(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "x", "public").await;
+    upstream.create_repo(&alice, "alice", "bad", "public").await;
+    // Over 10 MB, so that the client sends them as LFS files (through the CAS), not inline.
+    let weights = noise(12 << 20, 11);
+    let card = b"---\nlicense: mit\n---\n# x\n";
+    upload_with_xet(
+        &upstream,
+        &alice,
+        "alice/x",
+        &[("README.md", card), ("model.safetensors", &weights)],
+    )
+    .await;
+    let store = upstream.local_store_dir().unwrap().to_path_buf();
+    let xorbs = |store: &std::path::Path| -> Vec<String> {
+        files_under(store)
+            .into_iter()
+            .filter(|f| f.contains("/xorbs/"))
+            .collect()
+    };
+    let before = xorbs(&store);
+    assert!(
+        !before.is_empty(),
+        "the client uploaded through the CAS: {:?}",
+        files_under(&store)
+    );
+    // The second model's chunks change behind the upstream's back: one byte of its xorb.
+    upload_with_xet(
+        &upstream,
+        &alice,
+        "alice/bad",
+        &[("w.bin", &noise(11 << 20, 12))],
+    )
+    .await;
+    let added: Vec<String> = xorbs(&store)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+    let mut xorb = std::fs::read(&added[0]).unwrap();
+    let middle = xorb.len() / 2;
+    xorb[middle] ^= 1;
+    std::fs::write(&added[0], xorb).unwrap();
+
+    let mirror = mirror_of(pool.clone(), &upstream, None).await;
+    let res = mirror
+        .get("/alice/x/resolve/main/model.safetensors", None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().as_ref() == weights.as_slice());
+    // The weights came from the upstream's CAS, chunk ranges by signed URL; only the card
+    // (too small to chunk) came through resolve. The mirror's Xet hash is the upstream's.
+    assert_eq!(upstream_resolve_gets(&upstream).await, 1);
+    assert_eq!(
+        route_requests(&upstream, "GET", "/cas/v1/reconstructions/{file_id}").await,
+        1
+    );
+    assert!(route_requests(&upstream, "GET", "/cas/v1/fetch/{xorb}").await >= 1);
+    let xet_hash = |app: &TestApp| {
+        let request = app.request(
+            reqwest::Method::HEAD,
+            "/alice/x/resolve/main/model.safetensors",
+            None,
+        );
+        async move {
+            let head = request.send().await.unwrap();
+            head.headers()["x-xet-hash"].to_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(xet_hash(&mirror).await, xet_hash(&upstream).await);
+
+    // Altered chunks are refused, and leave nothing: no repository, no blob, no staged xorb.
+    let res = mirror.get("/alice/bad/resolve/main/w.bin", None).await;
+    let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
+    assert!(message.contains("nothing was kept"), "{message}");
+    let bad: i64 = sqlx::query_scalar("SELECT count(*) FROM repositories WHERE name = 'bad'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(bad, 0);
+    let left = objects_once_settled(&mirror, &["/xorbs/", "/staging/"], 1).await;
+    assert_eq!(left.len(), 1, "only the good file's xorb: {left:?}");
+}
+
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn mirror_add_and_status_from_the_command_line(pool: PgPool) {
     let upstream = upstream_app(&pool).await;

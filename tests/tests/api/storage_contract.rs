@@ -247,6 +247,63 @@ async fn chunked_uploads_keep_only_checked_xorbs(backend: Backend) {
         .await
         .unwrap();
     assert!(back.concat() == bytes, "the xorbs rebuild the file");
+
+    // A range of a xorb, as a Xet client fetches it: the frames' bytes, in large pieces (the
+    // local store once handed out 8 KiB ones, a blocking task each, which capped every Xet
+    // download at a third of the disk's speed).
+    let first = &file.xorbs[0];
+    let frames = first.chunks[1].offset as u64..first.chunks[40].offset as u64;
+    let pieces: Vec<Bytes> = store
+        .read_xorb(&first.hash, frames.clone())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let fetched = pieces.concat();
+    assert_eq!(fetched.len() as u64, frames.end - frames.start);
+    let mut reader = kaiyuan_xet::FrameReader::new();
+    reader.feed(&fetched);
+    let mut chunk_bytes = Vec::new();
+    while let Some(chunk) = reader.next_chunk().unwrap() {
+        chunk_bytes.extend_from_slice(&chunk);
+    }
+    reader.finish().unwrap();
+    let from = first.chunks[1].offset as usize - 8; // one frame header before chunk 1
+    assert!(chunk_bytes == bytes[from..from + chunk_bytes.len()]);
+    if matches!(backend, Backend::Local) {
+        assert!(
+            pieces.len() <= 4,
+            "{} pieces for {} bytes",
+            pieces.len(),
+            fetched.len()
+        );
+    }
+
+    // The same chunks handed over already cut (as a mirror reads them from an upstream's CAS)
+    // make the same xorbs, which the store already holds.
+    let mut again = store.begin_chunked_upload(Expected {
+        sha256: Some(digest),
+        size: Some(bytes.len() as u64),
+        max_size: NO_LIMIT,
+    });
+    for chunk in kaiyuan_xet::chunker::chunk_all(&bytes) {
+        again.write_chunk(Bytes::from(chunk)).await.unwrap();
+    }
+    let again = again.finish().await.unwrap();
+    assert_eq!(again.file_hash, file.file_hash);
+    assert_eq!(again.xorbs, file.xorbs);
+    assert_eq!(again.newly_stored, [false, false]);
+    let mut oversized = store.begin_chunked_upload(Expected {
+        sha256: None,
+        size: None,
+        max_size: NO_LIMIT,
+    });
+    let err = oversized
+        .write_chunk(Bytes::from(vec![0u8; (128 << 10) + 1]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("chunks hold 1 to"), "{err}");
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 //! mirrored is served from here, also when the upstream is unreachable.
 
 pub mod upstream;
+mod upstream_xet;
 
 use std::collections::HashMap;
 
@@ -35,6 +36,10 @@ pub const MIRROR_USER: &str = "kaiyuan-mirror";
 pub struct Mirror {
     upstream: Option<Upstream>,
     fetches: tokio::sync::Mutex<HashMap<String, tokio::sync::watch::Receiver<Outcome>>>,
+    /// The runtime the mirror was set up on (the hub's multi-threaded one), where fetches run.
+    /// A fetch spawned from a request would stay on that actix worker's single thread, with
+    /// its hashing and chunking, and slow every other request the worker serves.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Mirror {
@@ -42,6 +47,17 @@ impl Mirror {
         Self {
             upstream: Upstream::new(settings),
             fetches: Default::default(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    fn spawn<F>(&self, fetch: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match &self.runtime {
+            Some(runtime) => drop(runtime.spawn(fetch)),
+            None => drop(tokio::spawn(fetch)),
         }
     }
 }
@@ -139,7 +155,8 @@ pub async fn ensure(
                     name.to_string(),
                     revision.to_string(),
                 );
-                tokio::spawn(async move {
+                let runner = state.clone();
+                runner.mirror.spawn(async move {
                     let result = fetch(&state, &requester, &namespace, &name, &revision)
                         .await
                         .map_err(|e| (e.status, e.code, e.message));
@@ -639,10 +656,6 @@ async fn fetch_file(
         db::blobs::upsert(&mut conn, digest.as_bytes(), size as i64).await?;
         return Ok((digest, size));
     }
-    let response = upstream
-        .file(repo, commit, &file.rfilename)
-        .await
-        .map_err(upstream_error)?;
     let expected = Expected {
         sha256: declared_sha256,
         size,
@@ -651,6 +664,20 @@ async fn fetch_file(
     let chunked = state.settings.xet.enabled
         && declared_sha256.is_some()
         && size.is_some_and(|n| n >= XET_MIN_BYTES);
+    if chunked && let Some(source) = upstream.xet_source(repo, commit, &file.rfilename).await {
+        match upstream.reconstruction(&source).await {
+            Ok(plan) => {
+                return fetch_chunks(state, upstream, repo, file, expected, &source, &plan).await;
+            }
+            Err(e) => {
+                tracing::info!(repo, path = %file.rfilename, error = %e, "the upstream's CAS gave no reconstruction; reading through resolve")
+            }
+        }
+    }
+    let response = upstream
+        .file(repo, commit, &file.rfilename)
+        .await
+        .map_err(upstream_error)?;
     let mut upload = match chunked {
         true => Sink::Chunked(Box::new(state.store.begin_chunked_upload(expected))),
         false => Sink::Whole(Box::new(state.store.begin_upload(expected).await?)),
@@ -703,6 +730,78 @@ async fn fetch_file(
             Ok((stored.sha256, stored.size))
         }
     }
+}
+
+/// Reads a file's chunks from the upstream's CAS into a chunked upload, term by term: checked
+/// like any fetch (size and sha256), and its chunks must hash to the upstream's Xet hash.
+async fn fetch_chunks(
+    state: &AppState,
+    upstream: &Upstream,
+    repo: &str,
+    file: &UpstreamFile,
+    expected: Expected,
+    source: &upstream_xet::XetSource,
+    plan: &upstream_xet::Reconstruction,
+) -> Result<(Sha256Digest, u64), ApiError> {
+    let path = &file.rfilename;
+    let reads = plan
+        .reads()
+        .map_err(|why| upstream_mismatch(repo, path, &why))?;
+    let failed = |e: kaiyuan_storage::UploadError| upstream_mismatch(repo, path, &e.to_string());
+    let mut upload = state.store.begin_chunked_upload(expected);
+    for read in reads {
+        let response = upstream
+            .xorb_range(read.fetch)
+            .await
+            .map_err(upstream_error)?;
+        let mut frames = kaiyuan_xet::FrameReader::new();
+        let (mut index, mut unpacked) = (read.first, 0u64);
+        let mut body = response.bytes_stream();
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| {
+                upstream_mismatch(repo, path, &format!("the download broke off: {e}"))
+            })?;
+            frames.feed(&piece);
+            while let Some(chunk) = frames.next_chunk().map_err(|e| {
+                upstream_mismatch(
+                    repo,
+                    path,
+                    &format!("the upstream's xorb is malformed: {e}"),
+                )
+            })? {
+                if read.wanted.contains(&index) {
+                    unpacked += chunk.len() as u64;
+                    upload.write_chunk(chunk).await.map_err(failed)?;
+                }
+                index += 1;
+            }
+        }
+        frames.finish().map_err(|e| {
+            upstream_mismatch(
+                repo,
+                path,
+                &format!("the upstream's xorb is malformed: {e}"),
+            )
+        })?;
+        if index < read.wanted.end || unpacked != read.unpacked_length {
+            return Err(upstream_mismatch(
+                repo,
+                path,
+                "the upstream's CAS sent other chunks than its reconstruction names",
+            ));
+        }
+    }
+    let stored = upload.finish().await.map_err(failed)?;
+    if stored.file_hash != source.hash {
+        return Err(upstream_mismatch(
+            repo,
+            path,
+            "its chunks do not hash to the upstream's Xet hash",
+        ));
+    }
+    crate::xet::register::register_chunked(state, &stored).await?;
+    tracing::debug!(repo, path = %path, xorbs = stored.xorbs.len(), "mirrored from the upstream's CAS");
+    Ok((stored.sha256, stored.size))
 }
 
 /// Files from this size on are kept as Xet chunks, so that the mirror serves them to Xet clients

@@ -70,7 +70,10 @@ fn gating<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Ga
 pub struct Upstream {
     base: String,
     token: Option<String>,
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
+    /// The same, without following redirects: the Hugging Face hub puts a file's Xet headers
+    /// on the redirect its resolve route answers with.
+    pub(super) probe: reqwest::Client,
 }
 
 impl Upstream {
@@ -81,16 +84,20 @@ impl Upstream {
             .trim_end_matches('/')
             .to_string();
         kaiyuan_storage::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .read_timeout(Duration::from_secs(settings.timeout_secs))
-            .user_agent("kaiyuan-mirror")
-            .build()
-            .ok()?;
+        let client = || {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .read_timeout(Duration::from_secs(settings.timeout_secs))
+                .user_agent("kaiyuan-mirror")
+        };
         Some(Self {
             base,
             token: settings.upstream_token.clone(),
-            http,
+            http: client().build().ok()?,
+            probe: client()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .ok()?,
         })
     }
 
@@ -98,17 +105,34 @@ impl Upstream {
         &self.base
     }
 
-    /// GETs `url` (with the organisation's token): the response, or unreachable.
-    async fn get(&self, url: &str) -> Result<reqwest::Response, UpstreamError> {
-        let request = self.http.get(url);
-        let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        request.send().await.map_err(|e| self.unreachable(e))
+    pub(super) fn resolve_url(&self, repo: &str, commit: &str, path: &str) -> String {
+        let encoded: String = path
+            .split('/')
+            .map(|segment| {
+                url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        format!("{}/{repo}/resolve/{commit}/{encoded}", self.base)
     }
 
-    fn unreachable(&self, e: reqwest::Error) -> UpstreamError {
+    /// GETs `url` (with the organisation's token): the response, or unreachable.
+    async fn get(&self, url: &str) -> Result<reqwest::Response, UpstreamError> {
+        self.authorized(self.http.get(url))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))
+    }
+
+    /// `request` with the organisation's token, if one is configured.
+    pub(super) fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub(super) fn unreachable(&self, e: reqwest::Error) -> UpstreamError {
         UpstreamError::Unreachable(self.base.clone(), e.to_string())
     }
 
@@ -138,14 +162,7 @@ impl Upstream {
         commit: &str,
         path: &str,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let encoded: String = path
-            .split('/')
-            .map(|segment| {
-                url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>()
-            })
-            .collect::<Vec<_>>()
-            .join("/");
-        let url = format!("{}/{repo}/resolve/{commit}/{encoded}", self.base);
+        let url = self.resolve_url(repo, commit, path);
         let response = self.get(&url).await?;
         match response.status().as_u16() {
             200 => Ok(response),

@@ -1,0 +1,236 @@
+//! A file read from the upstream's Xet CAS, as the Hugging Face client reads it: the file's Xet
+//! hash and token route from the resolve headers, a read token, the file's reconstruction, then
+//! the xorb ranges it names. The mirror keeps the chunks as they were cut upstream, so it does
+//! not cut the bytes again (a tenth of a fetch's CPU), and its Xet hash is the upstream's.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use futures_util::StreamExt;
+use kaiyuan_xet::MerkleHash;
+use serde::Deserialize;
+
+use super::upstream::{Upstream, UpstreamError};
+
+/// Largest reconstruction the mirror reads: a few hundred bytes per term, and a term per xorb
+/// of up to 64 MiB, so this covers files far beyond any model's.
+const MAX_RECONSTRUCTION_BYTES: usize = 16 << 20;
+
+/// Where the upstream's CAS serves one file from.
+#[derive(Debug)]
+pub struct XetSource {
+    pub hash: MerkleHash,
+    cas_url: String,
+    token: String,
+}
+
+/// A file's reconstruction: its terms in order, and where each xorb's chunk ranges are fetched.
+#[derive(Debug, Deserialize)]
+pub struct Reconstruction {
+    #[serde(default)]
+    offset_into_first_range: u64,
+    terms: Vec<Term>,
+    fetch_info: HashMap<String, Vec<Fetch>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Term {
+    hash: String,
+    unpacked_length: u64,
+    range: ChunkRange,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct ChunkRange {
+    start: u64,
+    end: u64,
+}
+
+/// A signed URL for the frames of chunks `range` of a xorb: bytes `url_range` (end included).
+#[derive(Debug, Deserialize)]
+pub struct Fetch {
+    range: ChunkRange,
+    url: String,
+    url_range: ChunkRange,
+}
+
+/// One term to read: the chunks `wanted` of the frames `fetch` returns, which start with
+/// chunk `fetch.range.start` and should make `unpacked_length` bytes.
+#[derive(Debug)]
+pub struct TermRead<'a> {
+    pub fetch: &'a Fetch,
+    pub wanted: Range<u64>,
+    pub first: u64,
+    pub unpacked_length: u64,
+}
+
+impl Reconstruction {
+    /// The terms in file order, each with the fetch that covers it; an error names the first
+    /// term the upstream gave no way to read.
+    pub fn reads(&self) -> Result<Vec<TermRead<'_>>, String> {
+        if self.offset_into_first_range != 0 {
+            return Err("its reconstruction does not start at the file's first byte".into());
+        }
+        self.terms
+            .iter()
+            .enumerate()
+            .map(|(i, term)| {
+                let fetch = self
+                    .fetch_info
+                    .get(&term.hash)
+                    .and_then(|fetches| {
+                        fetches.iter().find(|f| {
+                            f.range.start <= term.range.start
+                                && term.range.end <= f.range.end
+                                && f.url_range.start <= f.url_range.end
+                        })
+                    })
+                    .filter(|_| term.range.start < term.range.end)
+                    .ok_or_else(|| format!("term {i} of its reconstruction has no fetch URL"))?;
+                Ok(TermRead {
+                    fetch,
+                    wanted: term.range.start..term.range.end,
+                    first: fetch.range.start,
+                    unpacked_length: term.unpacked_length,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Upstream {
+    /// The Xet source of a file, when the upstream serves it through a CAS (its resolve
+    /// headers name a Xet hash and a token route); `None` otherwise, or when asking fails,
+    /// and the file is then read through resolve.
+    pub async fn xet_source(&self, repo: &str, commit: &str, path: &str) -> Option<XetSource> {
+        let url = self.resolve_url(repo, commit, path);
+        let head = self.authorized(self.probe.head(&url)).send().await.ok()?;
+        let header = |name: &str| head.headers().get(name).and_then(|v| v.to_str().ok());
+        let hash: MerkleHash = header("x-xet-hash")?.parse().ok()?;
+        let token_url = header("link").and_then(xet_auth_link)?;
+        let response = self
+            .authorized(self.http.get(&token_url))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            tracing::debug!(repo, path, status = %response.status(), "no xet read token; reading through resolve");
+            return None;
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Token {
+            access_token: String,
+            cas_url: String,
+        }
+        let token: Token = response.json().await.ok()?;
+        Some(XetSource {
+            hash,
+            cas_url: token.cas_url.trim_end_matches('/').to_string(),
+            token: token.access_token,
+        })
+    }
+
+    /// The reconstruction of the whole file, read up to [`MAX_RECONSTRUCTION_BYTES`].
+    pub async fn reconstruction(
+        &self,
+        source: &XetSource,
+    ) -> Result<Reconstruction, UpstreamError> {
+        let url = format!("{}/v1/reconstructions/{}", source.cas_url, source.hash);
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(&source.token)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            return Err(UpstreamError::Refused(response.status().as_u16(), url));
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(piece) = stream.next().await {
+            body.extend_from_slice(&piece.map_err(|e| self.unreachable(e))?);
+            if body.len() > MAX_RECONSTRUCTION_BYTES {
+                return Err(UpstreamError::Refused(200, format!("{url} (over 16 MiB)")));
+            }
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Refused(200, format!("{url} (not a reconstruction: {e})")))
+    }
+
+    /// The frames of one fetch, as a response to stream from. The URL is signed: it gets the
+    /// range, and no credentials.
+    pub async fn xorb_range(&self, fetch: &Fetch) -> Result<reqwest::Response, UpstreamError> {
+        let range = format!("bytes={}-{}", fetch.url_range.start, fetch.url_range.end);
+        let response = self
+            .http
+            .get(&fetch.url)
+            .header(reqwest::header::RANGE, range)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        match response.status().as_u16() {
+            200 | 206 => Ok(response),
+            status => Err(UpstreamError::Refused(status, fetch.url.clone())),
+        }
+    }
+}
+
+/// The URL of the `rel="xet-auth"` link of a `Link` header.
+fn xet_auth_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"xet-auth\"")
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_xet_auth_link_among_others() {
+        let link = "<https://hub/api/models/a/b/xet-read-token/c>; rel=\"xet-auth\"";
+        assert_eq!(
+            xet_auth_link(link).as_deref(),
+            Some("https://hub/api/models/a/b/xet-read-token/c")
+        );
+        let many = "<https://x/next>; rel=\"next\", <https://hub/t>; rel=\"xet-auth\"";
+        assert_eq!(xet_auth_link(many).as_deref(), Some("https://hub/t"));
+        assert_eq!(xet_auth_link("<https://x/next>; rel=\"next\""), None);
+    }
+
+    fn plan(json: serde_json::Value) -> Reconstruction {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn every_term_needs_a_fetch_that_covers_it() {
+        let fetch = |start, end| serde_json::json!({"range": {"start": start, "end": end}, "url": "u", "url_range": {"start": 0, "end": 99}});
+        let good = plan(serde_json::json!({
+            "terms": [{"hash": "x", "unpacked_length": 5, "range": {"start": 2, "end": 4}}],
+            "fetch_info": {"x": [fetch(0, 1), fetch(1, 4)]},
+        }));
+        let reads = good.reads().unwrap();
+        assert_eq!((reads[0].first, reads[0].wanted.clone()), (1, 2..4));
+        let uncovered = plan(serde_json::json!({
+            "terms": [{"hash": "x", "unpacked_length": 5, "range": {"start": 2, "end": 6}}],
+            "fetch_info": {"x": [fetch(0, 4)]},
+        }));
+        assert!(uncovered.reads().unwrap_err().contains("term 0"));
+        let offset = plan(serde_json::json!({
+            "offset_into_first_range": 3, "terms": [], "fetch_info": {},
+        }));
+        assert!(offset.reads().is_err());
+    }
+}
