@@ -108,6 +108,16 @@ impl Upstream {
         let header = |name: &str| head.headers().get(name).and_then(|v| v.to_str().ok());
         let hash: MerkleHash = header("x-xet-hash")?.parse().ok()?;
         let token_url = header("link").and_then(xet_auth_link)?;
+        // The organisation's token goes to the upstream itself, never to a host a header names.
+        if !same_origin(&token_url, self.base()) {
+            tracing::info!(
+                repo,
+                path,
+                token_url,
+                "the upstream's xet-auth link leaves its origin; reading through resolve"
+            );
+            return None;
+        }
         let response = self
             .authorized(self.http.get(&token_url))
             .send()
@@ -177,6 +187,14 @@ impl Upstream {
     }
 }
 
+/// Whether two URLs share scheme, host and port.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
 /// The URL of the `rel="xet-auth"` link of a `Link` header.
 fn xet_auth_link(link: &str) -> Option<String> {
     link.split(',').find_map(|part| {
@@ -208,6 +226,25 @@ mod tests {
         let many = "<https://x/next>; rel=\"next\", <https://hub/t>; rel=\"xet-auth\"";
         assert_eq!(xet_auth_link(many).as_deref(), Some("https://hub/t"));
         assert_eq!(xet_auth_link("<https://x/next>; rel=\"next\""), None);
+    }
+
+    #[test]
+    fn the_token_goes_only_to_the_upstreams_origin() {
+        let base = "https://huggingface.co";
+        assert!(same_origin(
+            "https://huggingface.co/api/models/a/b/xet-read-token/c",
+            base
+        ));
+        assert!(!same_origin(
+            "https://evil.example/api/models/a/b/xet-read-token/c",
+            base
+        ));
+        assert!(
+            !same_origin("http://huggingface.co/t", base),
+            "not over plain HTTP"
+        );
+        assert!(!same_origin("https://huggingface.co:8443/t", base));
+        assert!(!same_origin("not a url", base));
     }
 
     fn plan(json: serde_json::Value) -> Reconstruction {
