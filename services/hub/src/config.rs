@@ -64,6 +64,29 @@ pub struct Mirror {
     /// "being mirrored and checked, retry" (the fetch goes on). Below huggingface_hub's 10 s
     /// metadata timeout.
     pub wait_secs: u64,
+    /// More upstreams (`[[mirror.upstreams]]`), asked in order before `upstream`: a repository
+    /// comes from the first whose patterns admit it.
+    pub upstreams: Vec<MoreUpstream>,
+}
+
+/// One more upstream of a mirror, with its own token and patterns (forms as in `allow`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoreUpstream {
+    pub url: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+impl Mirror {
+    /// Whether any upstream is configured.
+    pub fn configured(&self) -> bool {
+        self.upstream.is_some() || !self.upstreams.is_empty()
+    }
 }
 
 impl Default for Mirror {
@@ -79,6 +102,7 @@ impl Default for Mirror {
             pinned: Vec::new(),
             sync_secs: 3600,
             wait_secs: 8,
+            upstreams: Vec::new(),
         }
     }
 }

@@ -267,7 +267,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 }
             }));
         }
-        if settings.mirror.upstream.is_some() && settings.mirror.sync_secs > 0 {
+        if settings.mirror.configured() && settings.mirror.sync_secs > 0 {
             let (state, mut stop) = (app.state(), stop_rx.clone());
             let every = Duration::from_secs(settings.mirror.sync_secs);
             tasks.push(tokio::spawn(async move {
@@ -472,14 +472,14 @@ async fn mirror_command(
                 .split_once('/')
                 .ok_or_else(|| anyhow::anyhow!("name the repository as ORG/NAME[@REVISION]"))?;
             anyhow::ensure!(
-                settings.mirror.upstream.is_some(),
+                settings.mirror.configured(),
                 "no upstream: set mirror.upstream in the configuration, or KAIYUAN_UPSTREAM"
             );
-            anyhow::ensure!(
-                kaiyuan_hub::mirror::allowed(&settings.mirror, repo),
-                "`{repo}` is excluded by the mirror's allow and deny lists"
-            );
             let state = mirror_state(settings, pool)?;
+            anyhow::ensure!(
+                state.mirror.upstream_for(repo).is_some(),
+                "`{repo}` is excluded by the allow and deny lists of every upstream"
+            );
             kaiyuan_hub::mirror::ensure(&state, &Default::default(), namespace, name, revision)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;

@@ -418,6 +418,73 @@ async fn a_large_file_is_checked_whole_before_it_appears(pool: PgPool) {
     assert!(left[0].contains("/xorbs/default/"), "{left:?}");
 }
 
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn each_repository_comes_from_the_first_upstream_that_admits_it(pool: PgPool) {
+    // An organisation's own hub for its models, the public hub for everything else.
+    let internal = upstream_app(&pool).await;
+    let public = upstream_app(&pool).await;
+    for (hub, repos) in [
+        (&internal, &["acme/m", "acme/secret"][..]),
+        (&public, &["acme/m", "acme/secret", "bob/n"][..]),
+    ] {
+        let mut tokens = std::collections::HashMap::new();
+        for repo in repos {
+            let (owner, name) = repo.split_once('/').unwrap();
+            if !tokens.contains_key(owner) {
+                tokens.insert(owner, hub.create_user(owner).await);
+            }
+            let token = &tokens[owner];
+            hub.create_repo(token, owner, name, "public").await;
+            let bytes = format!("{repo} at {}", hub.base);
+            hub.commit_files(token, repo, &[("w.bin", bytes.as_bytes())])
+                .await;
+        }
+    }
+    let (internal_base, public_base) = (internal.base.clone(), public.base.clone());
+    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstreams = vec![kaiyuan_hub::config::MoreUpstream {
+            url: internal_base,
+            token: None,
+            allow: vec!["acme/*".into()],
+            deny: vec!["acme/secret".into()],
+        }];
+        s.mirror.upstream = Some(public_base);
+        s.mirror.timeout_secs = 5;
+    })
+    .await;
+    for (repo, from) in [
+        ("acme/m", &internal),
+        ("acme/secret", &public),
+        ("bob/n", &public),
+    ] {
+        let res = mirror
+            .get(&format!("/{repo}/resolve/main/w.bin"), None)
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "{repo}");
+        assert_eq!(
+            res.text().await.unwrap(),
+            format!("{repo} at {}", from.base),
+            "{repo} comes from {}",
+            from.base
+        );
+    }
+    let recorded: Vec<(String, String)> = sqlx::query_as(
+        "SELECT r.full_name, m.upstream FROM mirrored_repos m
+         JOIN repositories r ON r.id = m.repository_id ORDER BY r.full_name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        recorded,
+        [
+            ("acme/m".to_string(), internal.base.clone()),
+            ("acme/secret".to_string(), public.base.clone()),
+            ("bob/n".to_string(), public.base.clone()),
+        ]
+    );
+}
+
 /// Uploads `files` to `repo` of `hub` with the stock client, so its large files go through the
 /// hub's Xet CAS, as they do on the public hub.
 async fn upload_with_xet(hub: &TestApp, token: &str, repo: &str, files: &[(&str, &[u8])]) {

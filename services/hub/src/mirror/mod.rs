@@ -34,7 +34,8 @@ pub const MIRROR_USER: &str = "kaiyuan-mirror";
 /// that concurrent requests share one fetch.
 #[derive(Debug, Default)]
 pub struct Mirror {
-    upstream: Option<Upstream>,
+    /// The upstreams in the order they are asked, each with the patterns it serves.
+    routes: Vec<Route>,
     fetches: tokio::sync::Mutex<HashMap<String, tokio::sync::watch::Receiver<Outcome>>>,
     /// The runtime the mirror was set up on (the hub's multi-threaded one), where fetches run.
     /// A fetch spawned from a request would stay on that actix worker's single thread, with
@@ -42,13 +43,62 @@ pub struct Mirror {
     runtime: Option<tokio::runtime::Handle>,
 }
 
+/// An upstream and the repositories it is asked for.
+#[derive(Debug)]
+struct Route {
+    upstream: Upstream,
+    allow: Vec<String>,
+    deny: Vec<String>,
+}
+
 impl Mirror {
     pub fn new(settings: &Settings) -> Self {
+        let more = settings
+            .upstreams
+            .iter()
+            .map(|u| (&u.url, &u.token, &u.allow, &u.deny));
+        let main = settings.upstream.iter().map(|url| {
+            (
+                url,
+                &settings.upstream_token,
+                &settings.allow,
+                &settings.deny,
+            )
+        });
+        let routes = more
+            .chain(main)
+            .filter_map(|(url, token, allow, deny)| {
+                Some(Route {
+                    upstream: Upstream::new(url, token.clone(), settings.timeout_secs)?,
+                    allow: allow.clone(),
+                    deny: deny.clone(),
+                })
+            })
+            .collect();
         Self {
-            upstream: Upstream::new(settings),
+            routes,
             fetches: Default::default(),
             runtime: tokio::runtime::Handle::try_current().ok(),
         }
+    }
+
+    /// The upstream `repo` (`ns/name`) is mirrored from: the first whose patterns admit it.
+    pub fn upstream_for(&self, repo: &str) -> Option<&Upstream> {
+        self.routes
+            .iter()
+            .find(|route| admits(&route.allow, &route.deny, repo))
+            .map(|route| &route.upstream)
+    }
+
+    /// The upstream a repository was mirrored from (recorded as its base URL), if still
+    /// configured; otherwise the one its name is routed to now.
+    fn upstream_of(&self, repo: &str, recorded: &str) -> Option<&Upstream> {
+        let recorded = recorded.trim_end_matches('/');
+        self.routes
+            .iter()
+            .map(|route| &route.upstream)
+            .find(|upstream| upstream.base() == recorded)
+            .or_else(|| self.upstream_for(repo))
     }
 
     fn spawn<F>(&self, fetch: F)
@@ -62,11 +112,10 @@ impl Mirror {
     }
 }
 
-/// Whether `repo` (`ns/name`) may be mirrored: allowed by a pattern (or no allow list) and
-/// denied by none.
-pub fn allowed(settings: &Settings, repo: &str) -> bool {
-    (settings.allow.is_empty() || matches_any(&settings.allow, repo))
-        && !matches_any(&settings.deny, repo)
+/// Whether `repo` (`ns/name`) passes a pair of pattern lists: allowed by one (or no allow list)
+/// and denied by none.
+fn admits(allow: &[String], deny: &[String], repo: &str) -> bool {
+    (allow.is_empty() || matches_any(allow, repo)) && !matches_any(deny, repo)
 }
 
 /// Whether one of the patterns (`org/*`, `org/name`, `/regex/`) matches `repo`.
@@ -120,11 +169,8 @@ pub async fn ensure(
     name: &str,
     revision: &str,
 ) -> Result<(), ApiError> {
-    if state.mirror.upstream.is_none() {
-        return Ok(());
-    }
     let full = format!("{namespace}/{name}");
-    if !allowed(&state.settings.mirror, &full) {
+    if state.mirror.upstream_for(&full).is_none() {
         return Ok(());
     }
     if !needs_fetch(state, namespace, name, revision).await? {
@@ -194,10 +240,10 @@ async fn fetch(
     name: &str,
     revision: &str,
 ) -> Result<(), ApiError> {
-    let Some(upstream) = &state.mirror.upstream else {
+    let full = format!("{namespace}/{name}");
+    let Some(upstream) = state.mirror.upstream_for(&full) else {
         return Ok(());
     };
-    let full = format!("{namespace}/{name}");
     if !needs_fetch(state, namespace, name, revision).await? {
         return Ok(());
     }
@@ -243,7 +289,7 @@ async fn open_gate(
     info: &UpstreamRevision,
     mode: Gated,
 ) -> Result<(), ApiError> {
-    let Some(upstream) = &state.mirror.upstream else {
+    let Some(upstream) = state.mirror.upstream_for(&format!("{namespace}/{name}")) else {
         return Ok(());
     };
     let caller = mirror_caller(state).await?;
@@ -284,14 +330,19 @@ pub struct SyncReport {
 /// commit on the branch; earlier commits stay, reachable by their upstream ids.
 pub async fn sync(state: &AppState) -> Result<SyncReport, ApiError> {
     let mut report = SyncReport::default();
-    let Some(upstream) = &state.mirror.upstream else {
+    if state.mirror.routes.is_empty() {
         return Ok(report);
-    };
+    }
     let caller = mirror_caller(state).await?;
     let mut conn = state.db.acquire().await?;
     let mirrored = db::mirror::status(&mut conn).await?;
-    for (full, _, _, _) in mirrored {
+    for (full, recorded, _, _) in mirrored {
         let Some((namespace, name)) = full.split_once('/') else {
+            continue;
+        };
+        let Some(upstream) = state.mirror.upstream_of(&full, &recorded) else {
+            tracing::warn!(repo = %full, upstream = %recorded, "mirror re-sync skipped: no upstream configured for it");
+            report.failed += 1;
             continue;
         };
         let Some(repo) = db::repos::find_live(&mut conn, namespace, name).await? else {
@@ -839,6 +890,7 @@ mod tests {
     #[test]
     fn allow_and_deny_patterns() {
         let mut s = Settings::default();
+        let allowed = |s: &Settings, repo: &str| admits(&s.allow, &s.deny, repo);
         assert!(allowed(&s, "any/thing"));
         s.allow = vec![
             "meta-llama/*".into(),

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Mirror as Settings;
 use crate::db::types::Gated;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,22 +76,19 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(settings: &Settings) -> Option<Self> {
-        let base = settings
-            .upstream
-            .as_ref()?
-            .trim_end_matches('/')
-            .to_string();
+    /// A client of the hub at `base`, sending `token`; each read waits at most `timeout_secs`.
+    pub fn new(base: &str, token: Option<String>, timeout_secs: u64) -> Option<Self> {
+        let base = base.trim_end_matches('/').to_string();
         kaiyuan_storage::install_crypto_provider();
         let client = || {
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
-                .read_timeout(Duration::from_secs(settings.timeout_secs))
+                .read_timeout(Duration::from_secs(timeout_secs))
                 .user_agent("kaiyuan-mirror")
         };
         Some(Self {
             base,
-            token: settings.upstream_token.clone(),
+            token,
             http: client().build().ok()?,
             probe: client()
                 .redirect(reqwest::redirect::Policy::none())
