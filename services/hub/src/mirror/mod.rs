@@ -800,26 +800,36 @@ async fn fetch_chunks(
         .map_err(|why| upstream_mismatch(repo, path, &why))?;
     let failed = |e: kaiyuan_storage::UploadError| upstream_mismatch(repo, path, &e.to_string());
     let mut upload = state.store.begin_chunked_upload(expected);
+    let malformed = |e: kaiyuan_xet::XorbError| {
+        upstream_mismatch(
+            repo,
+            path,
+            &format!("the upstream's xorb is malformed: {e}"),
+        )
+    };
     for read in reads {
         let response = upstream
             .xorb_range(read.fetch)
             .await
             .map_err(upstream_error)?;
         let mut frames = kaiyuan_xet::FrameReader::new();
-        let (mut index, mut unpacked) = (read.first, 0u64);
+        let (mut index, mut unpacked, mut received) = (read.first, 0u64, 0u64);
         let mut body = response.bytes_stream();
         while let Some(piece) = body.next().await {
             let piece = piece.map_err(|e| {
                 upstream_mismatch(repo, path, &format!("the download broke off: {e}"))
             })?;
-            frames.feed(&piece);
-            while let Some(chunk) = frames.next_chunk().map_err(|e| {
-                upstream_mismatch(
+            // An upstream that goes on past the range it signed is not read to its end.
+            received += piece.len() as u64;
+            if received > read.fetch.len() {
+                return Err(upstream_mismatch(
                     repo,
                     path,
-                    &format!("the upstream's xorb is malformed: {e}"),
-                )
-            })? {
+                    "the upstream's CAS sent more than the range it named",
+                ));
+            }
+            frames.feed(&piece);
+            while let Some(chunk) = frames.next_chunk().map_err(malformed)? {
                 if read.wanted.contains(&index) {
                     unpacked += chunk.len() as u64;
                     upload.write_chunk(chunk).await.map_err(failed)?;
@@ -827,13 +837,7 @@ async fn fetch_chunks(
                 index += 1;
             }
         }
-        frames.finish().map_err(|e| {
-            upstream_mismatch(
-                repo,
-                path,
-                &format!("the upstream's xorb is malformed: {e}"),
-            )
-        })?;
+        frames.finish().map_err(malformed)?;
         if index < read.wanted.end || unpacked != read.unpacked_length {
             return Err(upstream_mismatch(
                 repo,

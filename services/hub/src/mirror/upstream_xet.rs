@@ -54,6 +54,13 @@ pub struct Fetch {
     url_range: ChunkRange,
 }
 
+impl Fetch {
+    /// Bytes of the signed range (its end is included).
+    pub fn len(&self) -> u64 {
+        self.url_range.end - self.url_range.start + 1
+    }
+}
+
 /// One term to read: the chunks `wanted` of the frames `fetch` returns, which start with
 /// chunk `fetch.range.start` and should make `unpacked_length` bytes.
 #[derive(Debug)]
