@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # snapshot_download (huggingface_hub, the real client) of a ~4 GiB repository from kaiyuan on
 # loopback, against the native REST download of the same files (curl, one after another) and a
-# local cp of the same bytes, in the same run.
+# local cp of the same bytes, in the same run; each the best of two.
 #   scripts/bench-hf.sh [SIZE_GIB]     (default 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,17 +23,34 @@ export HF_ENDPOINT="$hub" HF_TOKEN="$token" HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_
 "$py" -c "from huggingface_hub import HfApi; a = HfApi(); a.create_repo('bench/model'); a.upload_folder(folder_path='$work/model', repo_id='bench/model')"
 sync
 
-start=$(now); cp -r "$work/model" "$work/copy"; end=$(now); cp_s=$(secs "$start" "$end"); rm -rf "$work/copy"
+# Each measure is the best of two: on this project's virtual machine, writing into memory freed
+# more than a second earlier costs up to 1.5 ms per MiB of kernel time (the host backs the pages
+# again), which moved single runs by seconds (docs/BENCHMARKS.md, mirror section).
+best_of_two() { awk -v a="$("$@")" -v b="$("$@")" 'BEGIN { print (a < b ? a : b) }'; }
+copy_once() {
+  local start; start=$(now)
+  cp -r "$work/model" "$work/copy"
+  secs "$start" "$(now)"
+  rm -rf "$work/copy"
+}
 # Both downloads write the files to disk, as a user's download does.
-mkdir -p "$work/native"
-start=$(now)
-for f in "$work"/model/*; do curl -sSf -o "$work/native/$(basename "$f")" "$hub/bench/model/resolve/main/$(basename "$f")"; done
-end=$(now); native_s=$(secs "$start" "$end")
-rm -rf "$work/native"
-start=$(now)
-"$py" -c "from huggingface_hub import snapshot_download; snapshot_download('bench/model', cache_dir='$work/hf-cache')"
-end=$(now); hf_s=$(secs "$start" "$end")
-for f in "$work"/model/*; do cmp -s "$f" "$(find "$work/hf-cache" -name "$(basename "$f")")" || { echo "content differs: $f"; exit 1; }; done
+native_once() {
+  mkdir -p "$work/native"
+  local start; start=$(now)
+  for f in "$work"/model/*; do curl -sSf -o "$work/native/$(basename "$f")" "$hub/bench/model/resolve/main/$(basename "$f")"; done
+  secs "$start" "$(now)"
+  rm -rf "$work/native"
+}
+hf_once() {
+  local start; start=$(now)
+  "$py" -c "from huggingface_hub import snapshot_download; snapshot_download('bench/model', cache_dir='$work/hf-cache')" >/dev/null
+  secs "$start" "$(now)"
+  for f in "$work"/model/*; do cmp -s "$f" "$(find "$work/hf-cache" -name "$(basename "$f")")" || { echo "content differs: $f" >&2; exit 1; }; done
+  rm -rf "$work/hf-cache"
+}
+cp_s=$(best_of_two copy_once)
+native_s=$(best_of_two native_once)
+hf_s=$(best_of_two hf_once)
 
 mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
 echo "repository: $bytes bytes in 4 files; MB/s = 10^6 bytes per second"
