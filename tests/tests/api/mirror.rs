@@ -306,6 +306,21 @@ async fn upstream_resolve_gets(upstream: &TestApp) -> u64 {
     .await
 }
 
+/// Asserts that reading `path` (`/{ns}/{name}/resolve/...`) through the mirror fails as an
+/// upstream failure that kept nothing, and that no repository of that name appeared.
+async fn refused_leaving_no_repository(mirror: &TestApp, pool: &PgPool, path: &str) {
+    let res = mirror.get(path, None).await;
+    let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
+    assert!(message.contains("nothing was kept"), "{message}");
+    let name = path.split('/').nth(2).unwrap();
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM repositories WHERE name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(found, 0, "`{name}` appeared after a refused fetch");
+}
+
 /// Every file under `dir`, as paths.
 fn files_under(dir: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
@@ -384,14 +399,8 @@ async fn a_large_file_is_checked_whole_before_it_appears(pool: PgPool) {
     assert_eq!(res.status(), StatusCode::OK);
     let served = res.bytes().await.unwrap();
     assert!(served.as_ref() == weights.as_slice());
-    let res = mirror.get("/alice/bad/resolve/main/model.bin", None).await;
-    let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
-    assert!(message.contains("nothing was kept"), "{message}");
-    let bad: i64 = sqlx::query_scalar("SELECT count(*) FROM repositories WHERE name = 'bad'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(bad, 0, "a file one bit off its digest never appears");
+    // A file one bit off its digest never appears.
+    refused_leaving_no_repository(&mirror, &pool, "/alice/bad/resolve/main/model.bin").await;
     // Both files were cut into Xet chunks as they arrived. Of the tampered one nothing was
     // kept: no blob, no file record, and its staged xorbs were removed; every xorb left in the
     // store is recorded and belongs to the good file.
@@ -581,14 +590,7 @@ async fn files_the_upstream_serves_through_xet_are_read_from_its_cas(pool: PgPoo
     assert_eq!(xet_hash(&mirror).await, xet_hash(&upstream).await);
 
     // Altered chunks are refused, and leave nothing: no repository, no blob, no staged xorb.
-    let res = mirror.get("/alice/bad/resolve/main/w.bin", None).await;
-    let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
-    assert!(message.contains("nothing was kept"), "{message}");
-    let bad: i64 = sqlx::query_scalar("SELECT count(*) FROM repositories WHERE name = 'bad'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(bad, 0);
+    refused_leaving_no_repository(&mirror, &pool, "/alice/bad/resolve/main/w.bin").await;
     let left = objects_once_settled(&mirror, &["/xorbs/", "/staging/"], 1).await;
     assert_eq!(left.len(), 1, "only the good file's xorb: {left:?}");
 }
