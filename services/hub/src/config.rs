@@ -67,6 +67,11 @@ pub struct Mirror {
     /// More upstreams (`[[mirror.upstreams]]`), asked in order before `upstream`: a repository
     /// comes from the first whose patterns admit it.
     pub upstreams: Vec<MoreUpstream>,
+    /// Hosts on private or loopback addresses that the upstreams may send the mirror to, as
+    /// `host` (any port) or `host:port`: an internal upstream's S3 server, say. The upstreams'
+    /// own origins are always allowed, and so is any public address; every other address an
+    /// upstream names (a redirect, a CAS URL) is refused.
+    pub internal_hosts: Vec<String>,
 }
 
 /// One more upstream of a mirror, with its own token and patterns (forms as in `allow`).
@@ -103,6 +108,7 @@ impl Default for Mirror {
             sync_secs: 3600,
             wait_secs: 8,
             upstreams: Vec::new(),
+            internal_hosts: Vec::new(),
         }
     }
 }

@@ -13,6 +13,7 @@ mod jobs;
 mod licenses;
 mod matrix;
 mod mirror;
+mod mirror_hostile;
 mod notifications;
 mod ops;
 mod provenance;

@@ -15,7 +15,7 @@ use sqlx::postgres::PgPoolOptions;
 use super::hf::run_client;
 
 /// An upstream hub with its own database on the same PostgreSQL server.
-async fn upstream_app(pool: &PgPool) -> TestApp {
+pub(super) async fn upstream_app(pool: &PgPool) -> TestApp {
     let name = format!("upstream_{:016x}", rand::random::<u64>());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(pool)
@@ -297,7 +297,7 @@ async fn concurrent_clients_share_one_upstream_fetch(pool: PgPool) {
 }
 
 /// GETs of the upstream's resolve route so far, from its metrics.
-async fn upstream_resolve_gets(upstream: &TestApp) -> u64 {
+pub(super) async fn upstream_resolve_gets(upstream: &TestApp) -> u64 {
     route_requests(
         upstream,
         "GET",
@@ -307,8 +307,13 @@ async fn upstream_resolve_gets(upstream: &TestApp) -> u64 {
 }
 
 /// Asserts that reading `path` (`/{ns}/{name}/resolve/...`) through the mirror fails as an
-/// upstream failure that kept nothing, and that no repository of that name appeared.
-async fn refused_leaving_no_repository(mirror: &TestApp, pool: &PgPool, path: &str) {
+/// upstream failure that kept nothing, and that no repository of that name appeared; returns
+/// the error's message.
+pub(super) async fn refused_leaving_no_repository(
+    mirror: &TestApp,
+    pool: &PgPool,
+    path: &str,
+) -> String {
     let res = mirror.get(path, None).await;
     let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
     assert!(message.contains("nothing was kept"), "{message}");
@@ -319,6 +324,7 @@ async fn refused_leaving_no_repository(mirror: &TestApp, pool: &PgPool, path: &s
         .await
         .unwrap();
     assert_eq!(found, 0, "`{name}` appeared after a refused fetch");
+    message
 }
 
 /// Every file under `dir`, as paths.
@@ -336,7 +342,11 @@ fn files_under(dir: &std::path::Path) -> Vec<String> {
 
 /// The objects of `app`'s local store under any of `folders`, once their number is `expected`
 /// or five seconds have passed (staged objects of a failed fetch are removed in the background).
-async fn objects_once_settled(app: &TestApp, folders: &[&str], expected: usize) -> Vec<String> {
+pub(super) async fn objects_once_settled(
+    app: &TestApp,
+    folders: &[&str],
+    expected: usize,
+) -> Vec<String> {
     let store = app.local_store_dir().unwrap().to_path_buf();
     let mut left = Vec::new();
     for _ in 0..50 {
@@ -353,7 +363,7 @@ async fn objects_once_settled(app: &TestApp, folders: &[&str], expected: usize) 
 }
 
 /// Requests a hub answered on one route so far, from its metrics.
-async fn route_requests(app: &TestApp, method: &str, route: &str) -> u64 {
+pub(super) async fn route_requests(app: &TestApp, method: &str, route: &str) -> u64 {
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     metrics
         .lines()
@@ -496,7 +506,12 @@ async fn each_repository_comes_from_the_first_upstream_that_admits_it(pool: PgPo
 
 /// Uploads `files` to `repo` of `hub` with the stock client, so its large files go through the
 /// hub's Xet CAS, as they do on the public hub.
-async fn upload_with_xet(hub: &TestApp, token: &str, repo: &str, files: &[(&str, &[u8])]) {
+pub(super) async fn upload_with_xet(
+    hub: &TestApp,
+    token: &str,
+    repo: &str,
+    files: &[(&str, &[u8])],
+) {
     let folder = tempfile::tempdir().unwrap();
     for (name, bytes) in files {
         std::fs::write(folder.path().join(name), bytes).unwrap();

@@ -4,10 +4,12 @@
 //! becomes visible, so clients get only what passed the same gates as an upload. What is
 //! mirrored is served from here, also when the upstream is unreachable.
 
+mod destinations;
 pub mod upstream;
 mod upstream_xet;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix_web::web;
 
@@ -24,6 +26,7 @@ use crate::error::ApiError;
 use crate::error_code as code;
 use crate::state::AppState;
 use crate::tree::{Entry, Snapshot};
+use destinations::Destinations;
 use upstream::{Upstream, UpstreamError, UpstreamFile, UpstreamRevision};
 
 /// The local user that owns mirrored namespaces (a name no person can take: it is reserved
@@ -65,11 +68,21 @@ impl Mirror {
                 &settings.deny,
             )
         });
-        let routes = more
-            .chain(main)
+        let routes: Vec<_> = more.chain(main).collect();
+        let destinations = Arc::new(Destinations::new(
+            routes.iter().map(|(url, ..)| url.as_str()),
+            &settings.internal_hosts,
+        ));
+        let routes = routes
+            .into_iter()
             .filter_map(|(url, token, allow, deny)| {
                 Some(Route {
-                    upstream: Upstream::new(url, token.clone(), settings.timeout_secs)?,
+                    upstream: Upstream::new(
+                        url,
+                        token.clone(),
+                        settings.timeout_secs,
+                        destinations.clone(),
+                    )?,
                     allow: allow.clone(),
                     deny: deny.clone(),
                 })
@@ -144,7 +157,9 @@ fn upstream_error(e: UpstreamError) -> ApiError {
             code::UPSTREAM_UNREACHABLE,
             format!("{e}; only repositories already mirrored here can be served now"),
         ),
-        UpstreamError::NotFound(..) | UpstreamError::Refused(..) => ApiError::new(
+        UpstreamError::NotFound(..)
+        | UpstreamError::Refused(..)
+        | UpstreamError::Misdirected(..) => ApiError::new(
             actix_web::http::StatusCode::BAD_GATEWAY,
             code::UPSTREAM_FAILED,
             e.to_string(),

@@ -3,10 +3,12 @@
 //! connect timeout, and a timeout on each read, so an unreachable or stalled upstream fails
 //! fast instead of hanging a client.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::destinations::{self, Destinations, GuardedResolver, Misdirected};
 use crate::db::types::Gated;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +19,8 @@ pub enum UpstreamError {
     NotFound(String, String),
     #[error("the upstream hub answered {0} for {1}")]
     Refused(u16, String),
+    #[error("the upstream hub named an address this hub does not reach: {0}")]
+    Misdirected(String),
 }
 
 /// One file of an upstream revision, as its model-info listing describes it.
@@ -73,11 +77,19 @@ pub struct Upstream {
     /// The same, without following redirects: the Hugging Face hub puts a file's Xet headers
     /// on the redirect its resolve route answers with.
     pub(super) probe: reqwest::Client,
+    /// Where the URLs the upstream names may lead.
+    destinations: Arc<Destinations>,
 }
 
 impl Upstream {
-    /// A client of the hub at `base`, sending `token`; each read waits at most `timeout_secs`.
-    pub fn new(base: &str, token: Option<String>, timeout_secs: u64) -> Option<Self> {
+    /// A client of the hub at `base`, sending `token`; each read waits at most `timeout_secs`,
+    /// and every request, redirect included, goes only where `destinations` admits.
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        timeout_secs: u64,
+        destinations: Arc<Destinations>,
+    ) -> Option<Self> {
         let base = base.trim_end_matches('/').to_string();
         kaiyuan_storage::install_crypto_provider();
         let client = || {
@@ -85,16 +97,30 @@ impl Upstream {
                 .connect_timeout(Duration::from_secs(5))
                 .read_timeout(Duration::from_secs(timeout_secs))
                 .user_agent("kaiyuan-mirror")
+                .dns_resolver(GuardedResolver(destinations.clone()))
         };
         Some(Self {
             base,
             token,
-            http: client().build().ok()?,
+            http: client()
+                .redirect(destinations::redirects(destinations.clone()))
+                .build()
+                .ok()?,
             probe: client()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .ok()?,
+            destinations,
         })
+    }
+
+    /// Whether the mirror may send a request to `url`, a URL the upstream named.
+    pub(super) fn check(&self, url: &str) -> Result<(), UpstreamError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| UpstreamError::Misdirected(format!("{url} is not a URL: {e}")))?;
+        self.destinations
+            .check(&parsed)
+            .map_err(UpstreamError::Misdirected)
     }
 
     pub fn base(&self) -> &str {
@@ -128,8 +154,22 @@ impl Upstream {
         }
     }
 
+    /// The error of a request that failed: a refused destination, or an unreachable upstream
+    /// with the innermost cause (reqwest's own message names only the URL).
     pub(super) fn unreachable(&self, e: reqwest::Error) -> UpstreamError {
-        UpstreamError::Unreachable(self.base.clone(), e.to_string())
+        let (mut source, mut innermost) = (std::error::Error::source(&e), None);
+        while let Some(cause) = source {
+            if let Some(refused) = cause.downcast_ref::<Misdirected>() {
+                return UpstreamError::Misdirected(refused.0.clone());
+            }
+            innermost = Some(cause);
+            source = cause.source();
+        }
+        let message = match innermost {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        };
+        UpstreamError::Unreachable(self.base.clone(), message)
     }
 
     /// The files of `repo` at `revision` (a branch, tag or commit id), with their digests.

@@ -141,6 +141,10 @@ impl Upstream {
             cas_url: String,
         }
         let token: Token = response.json().await.ok()?;
+        if let Err(e) = self.check(&token.cas_url) {
+            tracing::warn!(repo, path, error = %e, "the upstream's CAS is refused; reading through resolve");
+            return None;
+        }
         Some(XetSource {
             hash,
             cas_url: token.cas_url.trim_end_matches('/').to_string(),
@@ -179,6 +183,7 @@ impl Upstream {
     /// The frames of one fetch, as a response to stream from. The URL is signed: it gets the
     /// range, and no credentials.
     pub async fn xorb_range(&self, fetch: &Fetch) -> Result<reqwest::Response, UpstreamError> {
+        self.check(&fetch.url)?;
         let range = format!("bytes={}-{}", fetch.url_range.start, fetch.url_range.end);
         let response = self
             .http

@@ -1,0 +1,320 @@
+//! Mirror mode against an upstream that lies: a proxy in front of a real kaiyuan upstream that
+//! rewrites its answers. It redirects downloads to internal addresses, names an internal CAS,
+//! signs fetch URLs for internal hosts, sends more than the range it names, and has no
+//! reconstruction for a file it advertises through Xet.
+
+use std::sync::{Arc, Mutex};
+
+use kaiyuan_tests::{Backend, TestApp, expect_error, noise, spawn_app_with};
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::mirror::{
+    objects_once_settled, refused_leaving_no_repository, route_requests, upload_with_xet,
+    upstream_app, upstream_resolve_gets,
+};
+
+/// One answer of the upstream, which a [`Tamper`] may change before the mirror sees it.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// Changes the answer to a request (its method, and its path with the query).
+type Tamper = Arc<dyn Fn(&str, &str, &mut Answer) + Send + Sync>;
+
+/// An HTTP proxy to `upstream` whose answers `tamper` rewrites: a hostile upstream, built from
+/// a real one. The client's `Host` goes on to the upstream, so the URLs the upstream writes (its
+/// token route, its CAS, the signed fetch URLs) name the proxy and come back through it.
+async fn rewriting_proxy(upstream: &str, tamper: Tamper) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let upstream = upstream.to_string();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (upstream, client, tamper) = (upstream.clone(), client.clone(), tamper.clone());
+            tokio::spawn(async move {
+                let _ = relay(stream, &upstream, &client, &*tamper).await;
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+/// Relays one request (the mirror sends no bodies) and writes back the tampered answer, then
+/// closes the connection.
+async fn relay(
+    mut stream: tokio::net::TcpStream,
+    upstream: &str,
+    client: &reqwest::Client,
+    tamper: &(dyn Fn(&str, &str, &mut Answer) + Send + Sync),
+) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let end = loop {
+        let n = stream.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buffer[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+    };
+    let head = String::from_utf8_lossy(&head[..end]).to_string();
+    let mut lines = head.split("\r\n");
+    let mut request_line = lines.next().unwrap_or_default().split(' ');
+    let (method, target) = (
+        request_line.next().unwrap_or_default().to_string(),
+        request_line.next().unwrap_or_default().to_string(),
+    );
+    let mut request = client.request(
+        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+        format!("{upstream}{target}"),
+    );
+    for (name, value) in lines.filter_map(|l| l.split_once(':')) {
+        if !name.eq_ignore_ascii_case("connection") {
+            request = request.header(name.trim(), value.trim());
+        }
+    }
+    let Ok(response) = request.send().await else {
+        return Ok(());
+    };
+    let hop_by_hop = ["connection", "transfer-encoding", "keep-alive"];
+    let mut answer = Answer {
+        status: response.status().as_u16(),
+        headers: response
+            .headers()
+            .iter()
+            .filter(|(name, _)| !hop_by_hop.contains(&name.as_str()))
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect(),
+        body: response.bytes().await.unwrap_or_default().to_vec(),
+    };
+    tamper(&method, &target, &mut answer);
+    let mut out = format!("HTTP/1.1 {} X\r\nconnection: close\r\n", answer.status);
+    for (name, value) in &answer.headers {
+        // A HEAD keeps the upstream's length; a GET gets the length of the body it is sent.
+        if name != "content-length" || method == "HEAD" {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    if method != "HEAD" {
+        out.push_str(&format!("content-length: {}\r\n", answer.body.len()));
+    }
+    out.push_str("\r\n");
+    stream.write_all(out.as_bytes()).await?;
+    if method != "HEAD" {
+        stream.write_all(&answer.body).await?;
+    }
+    stream.shutdown().await
+}
+
+/// A listener that only counts the connections made to it: an internal service the upstream
+/// would like the mirror to reach.
+async fn trap() -> (u16, Arc<Mutex<u32>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(Mutex::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((_stream, _)) = listener.accept().await {
+            *counted.lock().unwrap() += 1;
+        }
+    });
+    (port, connections)
+}
+
+async fn mirror_through(pool: &PgPool, proxy: String, internal_hosts: Vec<String>) -> TestApp {
+    spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstream = Some(proxy);
+        s.mirror.timeout_secs = 5;
+        s.mirror.internal_hosts = internal_hosts;
+    })
+    .await
+}
+
+/// What the hostile upstream does, switched between requests.
+#[derive(Clone, Default)]
+enum Lie {
+    #[default]
+    None,
+    /// Redirects downloads of files to this URL.
+    Redirect(String),
+    /// Names this CAS in its read tokens.
+    CasUrl(String),
+    /// Signs fetch URLs of this origin in its reconstructions.
+    FetchOrigin(String),
+}
+
+fn lying(lie: Arc<Mutex<Lie>>) -> Tamper {
+    Arc::new(
+        move |method, target, answer| match lie.lock().unwrap().clone() {
+            Lie::None => {}
+            Lie::Redirect(to) if method == "GET" && target.contains("/resolve/") => {
+                answer.status = 302;
+                answer.headers.retain(|(n, _)| n != "location");
+                answer.headers.push(("location".into(), to));
+                answer.body.clear();
+            }
+            Lie::CasUrl(cas) if target.contains("/xet-read-token/") => {
+                let mut token: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+                token["casUrl"] = cas.into();
+                answer.body = serde_json::to_vec(&token).unwrap();
+            }
+            Lie::FetchOrigin(origin) if target.starts_with("/cas/v1/reconstructions/") => {
+                let mut plan: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+                for fetches in plan["fetch_info"].as_object_mut().unwrap().values_mut() {
+                    for fetch in fetches.as_array_mut().unwrap() {
+                        let url = url::Url::parse(fetch["url"].as_str().unwrap()).unwrap();
+                        fetch["url"] =
+                            format!("{origin}{}?{}", url.path(), url.query().unwrap()).into();
+                    }
+                }
+                answer.body = serde_json::to_vec(&plan).unwrap();
+            }
+            _ => {}
+        },
+    )
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_hostile_upstream_cannot_send_the_mirror_to_internal_addresses(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream
+        .create_repo(&alice, "alice", "small", "public")
+        .await;
+    upstream.create_repo(&alice, "alice", "x", "public").await;
+    // Under 1 MiB: read through resolve, never through the CAS.
+    let small = noise(300 << 10, 31);
+    let commit = upstream
+        .commit_files(&alice, "alice/small", &[("w.bin", &small)])
+        .await;
+    let commit = commit["id"].as_str().unwrap().to_string();
+    let weights = noise(12 << 20, 32);
+    upload_with_xet(
+        &upstream,
+        &alice,
+        "alice/x",
+        &[("model.safetensors", &weights)],
+    )
+    .await;
+
+    let lie = Arc::new(Mutex::new(Lie::None));
+    let proxy = rewriting_proxy(&upstream.base, lying(lie.clone())).await;
+    // The mirror is told of one internal host: the real upstream's own address (the proxy
+    // stands in front of it), as an internal upstream's S3 server would be.
+    let upstream_host = upstream.base.trim_start_matches("http://").to_string();
+    let mirror = mirror_through(&pool, proxy.clone(), vec![upstream_host]).await;
+    let (trap_port, trapped) = trap().await;
+
+    // Redirects to internal services, by address and by name, are refused before connecting.
+    for to in [
+        format!("http://127.0.0.1:{trap_port}/latest/meta-data/"),
+        format!("http://localhost:{trap_port}/"),
+        format!("http://[::ffff:127.0.0.1]:{trap_port}/"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+    ] {
+        *lie.lock().unwrap() = Lie::Redirect(to.clone());
+        let res = mirror.get("/alice/small/resolve/main/w.bin", None).await;
+        let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
+        assert!(
+            message.contains("redirected to") && message.contains("not a public address"),
+            "{to}: {message}"
+        );
+    }
+    assert_eq!(*trapped.lock().unwrap(), 0, "the mirror reached the trap");
+    // A redirect to a host the configuration names is followed.
+    *lie.lock().unwrap() = Lie::Redirect(format!(
+        "{}/alice/small/resolve/{commit}/w.bin",
+        upstream.base
+    ));
+    let res = mirror.get("/alice/small/resolve/main/w.bin", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().as_ref() == small.as_slice());
+
+    // Signed fetch URLs on an internal host: refused, and nothing is kept.
+    *lie.lock().unwrap() = Lie::FetchOrigin(format!("http://127.0.0.1:{trap_port}"));
+    let res = mirror
+        .get("/alice/x/resolve/main/model.safetensors", None)
+        .await;
+    let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
+    assert!(message.contains("not a public address"), "{message}");
+    // An internal CAS: not asked; the file comes through resolve, checked by its sha256.
+    *lie.lock().unwrap() = Lie::CasUrl(format!("http://127.0.0.1:{trap_port}/cas"));
+    let reconstructions_before =
+        route_requests(&upstream, "GET", "/cas/v1/reconstructions/{file_id}").await;
+    let res = mirror
+        .get("/alice/x/resolve/main/model.safetensors", None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().as_ref() == weights.as_slice());
+    assert_eq!(
+        route_requests(&upstream, "GET", "/cas/v1/reconstructions/{file_id}").await,
+        reconstructions_before
+    );
+    assert_eq!(*trapped.lock().unwrap(), 0, "the mirror reached the trap");
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_upstreams_cas_is_held_to_what_it_names(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    for name in ["long", "plain"] {
+        upstream.create_repo(&alice, "alice", name, "public").await;
+    }
+    let (long, plain) = (noise(11 << 20, 41), noise(11 << 20, 42));
+    upload_with_xet(&upstream, &alice, "alice/long", &[("w.bin", &long)]).await;
+    upload_with_xet(&upstream, &alice, "alice/plain", &[("w.bin", &plain)]).await;
+    // Ranges of `long` come with more bytes than they name; `plain` has no reconstruction.
+    let plain_hash = xet_hash(&upstream, "/alice/plain/resolve/main/w.bin").await;
+    let no_plan = format!("/cas/v1/reconstructions/{plain_hash}");
+    let tamper: Tamper = Arc::new(move |_, target, answer| {
+        if target.starts_with("/cas/v1/fetch/") && answer.status < 300 {
+            answer.body.extend_from_slice(&noise(4096, 43));
+        }
+        if target.starts_with(&no_plan) {
+            *answer = Answer {
+                status: 503,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: br#"{"error": "unavailable"}"#.to_vec(),
+            };
+        }
+    });
+    let proxy = rewriting_proxy(&upstream.base, tamper).await;
+    let mirror = mirror_through(&pool, proxy, Vec::new()).await;
+
+    let message =
+        refused_leaving_no_repository(&mirror, &pool, "/alice/long/resolve/main/w.bin").await;
+    assert!(message.contains("more than the range"), "{message}");
+    let left = objects_once_settled(&mirror, &["/xorbs/", "/staging/", "/blobs/"], 0).await;
+    assert!(left.is_empty(), "{left:?}");
+
+    // No reconstruction: the file comes through resolve, is chunked here, and gets the Xet
+    // hash the upstream advertises.
+    let res = mirror.get("/alice/plain/resolve/main/w.bin", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().as_ref() == plain.as_slice());
+    assert_eq!(upstream_resolve_gets(&upstream).await, 1, "only `plain`");
+    assert_eq!(
+        xet_hash(&mirror, "/alice/plain/resolve/main/w.bin").await,
+        plain_hash
+    );
+}
+
+/// The `X-Xet-Hash` a hub gives for the file at `path`.
+async fn xet_hash(app: &TestApp, path: &str) -> String {
+    let head = app
+        .request(reqwest::Method::HEAD, path, None)
+        .send()
+        .await
+        .unwrap();
+    head.headers()["x-xet-hash"].to_str().unwrap().to_string()
+}
