@@ -29,6 +29,17 @@ pub struct Settings {
     pub verification: Verification,
     pub xet: Xet,
     pub mirror: Mirror,
+    pub webhooks: Webhooks,
+}
+
+/// Where organisations' webhooks may deliver.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Webhooks {
+    /// Hosts on private or loopback addresses that webhooks may deliver to, as `host` (any
+    /// port) or `host:port`: an internal chat relay, say. Every public address is allowed;
+    /// any other address is refused, when the webhook is added and at each delivery.
+    pub internal_hosts: Vec<String>,
 }
 
 /// Mirror mode: repositories this hub does not hold are fetched from an upstream hub on first
@@ -286,6 +297,7 @@ impl Default for Settings {
             verification: Verification::default(),
             xet: Xet::default(),
             mirror: Mirror::default(),
+            webhooks: Webhooks::default(),
         }
     }
 }

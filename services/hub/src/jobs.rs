@@ -235,9 +235,27 @@ async fn webhook_deliver(
         crate::hmac::hmac_sha256_hex(hook.secret.as_bytes(), &body)
     );
     kaiyuan_storage::install_crypto_provider();
+    // Only to public addresses or configured hosts: the URL was checked when it was added, but
+    // the configuration may have changed since, and a name may resolve elsewhere now.
+    let destinations = std::sync::Arc::new(crate::outbound::Destinations::new(
+        std::iter::empty(),
+        &ctx.settings.webhooks.internal_hosts,
+    ));
+    let refused = url::Url::parse(&hook.url)
+        .map_err(|e| e.to_string())
+        .and_then(|url| destinations.check(&url))
+        .err();
+    if let Some(why) = refused {
+        let why = format!("refused: {why}");
+        db::notifications::record_attempt(&mut conn, delivery.id, None, Some(&why), false, true)
+            .await
+            .context("delivery log")?;
+        return Err(JobError::Permanent(anyhow::anyhow!("webhook {why}")));
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(crate::outbound::GuardedResolver(destinations))
         .build()
         .context("http client")?;
     let result = client
@@ -285,17 +303,27 @@ async fn webhook_deliver(
             )))
         }
         Err(e) => {
+            let refused = crate::outbound::misdirected(&e);
+            let message = match refused {
+                Some(why) => format!("refused: {why}"),
+                None => crate::outbound::describe(&e),
+            };
             db::notifications::record_attempt(
                 &mut conn,
                 delivery.id,
                 None,
-                Some(&e.to_string()),
+                Some(&message),
                 false,
-                last,
+                last || refused.is_some(),
             )
             .await
             .context("delivery log")?;
-            Err(JobError::Retry(anyhow::anyhow!("webhook unreachable: {e}")))
+            match refused {
+                Some(_) => Err(JobError::Permanent(anyhow::anyhow!("webhook {message}"))),
+                None => Err(JobError::Retry(anyhow::anyhow!(
+                    "webhook unreachable: {message}"
+                ))),
+            }
         }
     }
 }

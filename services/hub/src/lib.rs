@@ -27,6 +27,7 @@ pub mod middleware;
 pub mod mirror;
 pub mod names;
 pub mod notify;
+pub mod outbound;
 pub mod paths;
 pub mod routes;
 pub mod scan_cli;

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use kaiyuan_tests::{expect_error, expect_status, spawn_app};
+use kaiyuan_tests::{Backend, expect_error, expect_status, spawn_app, spawn_app_with};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -85,7 +85,11 @@ async fn notifications(app: &kaiyuan_tests::TestApp, token: &str) -> Vec<Value> 
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn owners_watchers_and_webhooks_get_the_events_they_may_see(pool: PgPool) {
-    let app = spawn_app(pool.clone()).await;
+    // The receiver is on loopback, which webhooks reach only where the configuration says.
+    let app = spawn_app_with(pool.clone(), Backend::Local, |s| {
+        s.webhooks.internal_hosts = vec!["127.0.0.1".into()];
+    })
+    .await;
     let owner = app.create_user("owner").await;
     let watcher = app.create_user("watcher").await;
     let researcher = app.create_user("researcher").await;
@@ -268,4 +272,96 @@ async fn owners_watchers_and_webhooks_get_the_events_they_may_see(pool: PgPool) 
         "notification-not-found",
     )
     .await;
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn webhooks_deliver_only_to_public_addresses_or_configured_hosts(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let owner = app.create_user("owner").await;
+    let researcher = app.create_user("researcher").await;
+    app.make_reviewer("researcher").await;
+    app.create_repo(&owner, "owner", "model", "public").await;
+    app.commit_files(&owner, "owner/model", &[("w.bin", b"bytes")])
+        .await;
+    let (url, received) = receiver().await;
+    let port = url::Url::parse(&url).unwrap().port().unwrap();
+    // The hub's own services, the machine's loopback and the cloud metadata service: an
+    // organisation admin must not be able to probe them through the delivery log.
+    for internal in [
+        url.clone(),
+        format!("http://localhost:{port}/hook"),
+        format!("http://[::1]:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.0.0.1/".to_string(),
+    ] {
+        let res = app
+            .post_json(
+                "/api/v1/orgs/owner/webhooks",
+                Some(&owner),
+                &json!({"url": internal}),
+            )
+            .await;
+        let message = expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid-url").await;
+        assert!(
+            message.contains("not a public address"),
+            "{internal}: {message}"
+        );
+    }
+    // A name is checked where it resolves: the machine's own name, where it resolves to a
+    // non-public address (it does on this project's machines), is accepted as a URL but
+    // never delivered to.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let hostname = hostname.trim();
+    let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host((hostname, 0))
+        .await
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    if resolved.is_empty()
+        || resolved
+            .iter()
+            .any(|a| kaiyuan_hub::outbound::is_public(a.ip()))
+    {
+        eprintln!("{hostname} resolves to {resolved:?}: the resolver's check is not exercised");
+        return;
+    }
+    let hook = expect_status(
+        app.post_json(
+            "/api/v1/orgs/owner/webhooks",
+            Some(&owner),
+            &json!({"url": format!("http://{hostname}:{port}/hook")}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    expect_status(
+        app.post_json(
+            "/api/v1/repos/owner/model/reports",
+            Some(&researcher),
+            &json!({"category": "backdoor", "description": "a trigger phrase", "path": "w.bin"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    app.run_jobs().await;
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "delivered to {hostname}"
+    );
+    let log = expect_status(
+        app.get(
+            &format!("/api/v1/orgs/owner/webhooks/{}/deliveries", hook["id"]),
+            Some(&owner),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let delivery = &log["deliveries"][0];
+    assert_eq!(delivery["state"], "failed", "{delivery}");
+    assert_eq!(delivery["attempts"], 1, "a refusal is not retried");
+    let error = delivery["last_error"].as_str().unwrap();
+    assert!(error.contains("not a public address"), "{error}");
 }

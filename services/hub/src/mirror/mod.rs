@@ -4,7 +4,6 @@
 //! becomes visible, so clients get only what passed the same gates as an upload. What is
 //! mirrored is served from here, also when the upstream is unreachable.
 
-mod destinations;
 pub mod upstream;
 mod upstream_xet;
 
@@ -24,9 +23,9 @@ use crate::db;
 use crate::db::types::{Gated, Visibility};
 use crate::error::ApiError;
 use crate::error_code as code;
+use crate::outbound::Destinations;
 use crate::state::AppState;
 use crate::tree::{Entry, Snapshot};
-use destinations::Destinations;
 use upstream::{Upstream, UpstreamError, UpstreamFile, UpstreamRevision};
 
 /// The local user that owns mirrored namespaces (a name no person can take: it is reserved

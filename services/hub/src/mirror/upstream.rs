@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::destinations::{self, Destinations, GuardedResolver, Misdirected};
 use crate::db::types::Gated;
+use crate::outbound::{self, Destinations, GuardedResolver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -103,7 +103,7 @@ impl Upstream {
             base,
             token,
             http: client()
-                .redirect(destinations::redirects(destinations.clone()))
+                .redirect(outbound::redirects(destinations.clone()))
                 .build()
                 .ok()?,
             probe: client()
@@ -157,18 +157,10 @@ impl Upstream {
     /// The error of a request that failed: a refused destination, or an unreachable upstream
     /// with the innermost cause (reqwest's own message names only the URL).
     pub(super) fn unreachable(&self, e: reqwest::Error) -> UpstreamError {
-        let (mut source, mut innermost) = (std::error::Error::source(&e), None);
-        while let Some(cause) = source {
-            if let Some(refused) = cause.downcast_ref::<Misdirected>() {
-                return UpstreamError::Misdirected(refused.0.clone());
-            }
-            innermost = Some(cause);
-            source = cause.source();
+        if let Some(refused) = outbound::misdirected(&e) {
+            return UpstreamError::Misdirected(refused.0.clone());
         }
-        let message = match innermost {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        };
+        let message = outbound::describe(&e);
         UpstreamError::Unreachable(self.base.clone(), message)
     }
 

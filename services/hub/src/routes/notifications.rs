@@ -148,6 +148,16 @@ pub async fn add_webhook(
             "a webhook URL is http:// or https:// with a host",
         ));
     }
+    // A webhook on the operator's network would let any organisation admin probe it (the
+    // delivery log shows what answered); names are checked again at each delivery.
+    crate::outbound::Destinations::new(std::iter::empty(), &state.settings.webhooks.internal_hosts)
+        .check(&url)
+        .map_err(|why| {
+            ApiError::unprocessable(
+                code::INVALID_URL,
+                format!("a webhook cannot deliver to `{url}`: {why} (`webhooks.internal_hosts`)"),
+            )
+        })?;
     let secret = match &body.secret {
         Some(s) if s.len() >= 16 && s.len() <= 256 => s.clone(),
         Some(_) => {

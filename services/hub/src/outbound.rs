@@ -1,10 +1,11 @@
-//! Where the mirror may send requests. An upstream names URLs that the mirror then follows: the
-//! redirect of its resolve route, its CAS, the signed URLs of xorb ranges. A hostile or
-//! compromised upstream could name an address inside the organisation's network (a database,
-//! an admin console, a cloud metadata service) and use the mirror to reach it. So the mirror
-//! reaches a non-public address only at an origin it was configured with: an upstream's own, or
-//! one that `mirror.internal_hosts` names (the S3 server an internal upstream redirects to).
-//! Public addresses are open, since the public hub sends files to its CDN and CAS hosts.
+//! Where the hub may send requests to URLs that others name: the URLs a mirror's upstream
+//! names (the redirect of its resolve route, its CAS, the signed URLs of xorb ranges) and the
+//! webhooks an organisation's admin registers. Either could name an address inside the
+//! operator's network (the hub's own database, an admin console, a cloud metadata service) and
+//! use the hub to reach it; a webhook's delivery log would even show what answered. So such a
+//! request reaches a non-public address only at an origin the operator configured: a mirror's
+//! upstream, or a host an `internal_hosts` setting names. Public addresses are open, since the
+//! public hub sends files to its CDN and CAS hosts and webhooks go to public services.
 //!
 //! Names are checked where they resolve ([`GuardedResolver`]), so a name that resolves to a
 //! private address is caught, including one that resolves differently a second time.
@@ -12,7 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-/// The origins the mirror trusts with non-public addresses.
+/// The origins trusted with non-public addresses.
 #[derive(Debug, Default)]
 pub struct Destinations {
     /// Host (lower case; IPv6 in brackets, as URLs write it) and port; no port: any port.
@@ -20,9 +21,9 @@ pub struct Destinations {
 }
 
 impl Destinations {
-    /// The origins of `upstreams` (URLs), and `internal_hosts` (`host` or `host:port`).
-    pub fn new<'a>(upstreams: impl Iterator<Item = &'a str>, internal_hosts: &[String]) -> Self {
-        let origins = upstreams
+    /// The origins of `trusted` (URLs), and `internal_hosts` (`host` or `host:port`).
+    pub fn new<'a>(trusted: impl Iterator<Item = &'a str>, internal_hosts: &[String]) -> Self {
+        let origins = trusted
             .filter_map(|u| url::Url::parse(u).ok())
             .filter_map(|u| Some((host_of(&u)?, Some(u.port_or_known_default()?))));
         let internal = internal_hosts.iter().filter_map(|entry| {
@@ -62,7 +63,7 @@ impl Destinations {
         }
     }
 
-    /// Of the addresses `name` resolved to, those the mirror may connect to: all of them for a
+    /// Of the addresses `name` resolved to, those a request may go to: all of them for a
     /// configured host, the public ones otherwise.
     pub fn admit(&self, name: &str, addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
         let name = name.to_ascii_lowercase();
@@ -80,17 +81,44 @@ fn host_of(url: &url::Url) -> Option<String> {
     url.host_str().map(str::to_ascii_lowercase)
 }
 
-/// A request the mirror refused to send: the reason, carried through reqwest's errors so that
-/// the client is told what the upstream asked for, not that the upstream is unreachable.
+/// A request the hub refused to send: the reason, carried through reqwest's errors so that a
+/// refusal is told apart from a host that cannot be reached.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Misdirected(pub String);
 
 fn not_public(host: &str) -> String {
     format!(
-        "{host} is not a public address, and the mirror reaches such addresses only at the \
-         upstreams and `mirror.internal_hosts`"
+        "{host} is not a public address, and the hub reaches such addresses only at hosts its \
+         configuration names"
     )
+}
+
+/// The refusal behind a failed request, if a [`Destinations`] check refused it.
+pub fn misdirected(e: &reqwest::Error) -> Option<&Misdirected> {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Misdirected>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// The message of a failed request with its innermost cause: reqwest's own message names only
+/// the URL ("error sending request for url …"), not what went wrong.
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut source = std::error::Error::source(e);
+    let mut innermost = None;
+    while let Some(cause) = source {
+        innermost = Some(cause);
+        source = cause.source();
+    }
+    match innermost {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 /// Whether `ip` is an address of the public internet: not loopback, private, link-local,
