@@ -3,9 +3,7 @@
 //! malicious file, bytes that do not match the upstream's digest, an upstream that goes away,
 //! concurrent clients and a private upstream model are each checked.
 
-use kaiyuan_tests::{
-    Backend, TestApp, expect_error, expect_status, noise, spawn_app, spawn_app_with,
-};
+use kaiyuan_tests::{Backend, TestApp, expect_error, expect_status, noise, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -16,19 +14,33 @@ use super::hf::run_client;
 
 /// An upstream hub with its own database on the same PostgreSQL server.
 pub(super) async fn upstream_app(pool: &PgPool) -> TestApp {
+    upstream_app_with(pool, Backend::Local, |_| {}).await
+}
+
+/// An upstream hub on `backend`, with its own database, configured by `configure`.
+async fn upstream_app_with(
+    pool: &PgPool,
+    backend: Backend,
+    configure: impl FnOnce(&mut kaiyuan_hub::config::Settings),
+) -> TestApp {
+    spawn_app_with(own_database(pool).await, backend, configure).await
+}
+
+/// A new database on the server of `pool`, migrated: for a second hub in one test.
+async fn own_database(pool: &PgPool) -> PgPool {
     let name = format!("upstream_{:016x}", rand::random::<u64>());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(pool)
         .await
         .unwrap();
     let options = pool.connect_options().as_ref().clone().database(&name);
-    let upstream = PgPoolOptions::new()
+    let database = PgPoolOptions::new()
         .max_connections(20)
         .connect_with(options)
         .await
         .unwrap();
-    kaiyuan_hub::db::MIGRATOR.run(&upstream).await.unwrap();
-    spawn_app(upstream).await
+    kaiyuan_hub::db::MIGRATOR.run(&database).await.unwrap();
+    database
 }
 
 async fn mirror_of(pool: PgPool, upstream: &TestApp, token: Option<&str>) -> TestApp {
@@ -1037,4 +1049,70 @@ async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
     assert!(left.is_empty(), "{left:?}");
     let res = mirror.get("/api/models/alice/cut", None).await;
     assert_ne!(res.status(), StatusCode::OK);
+}
+
+/// An internal upstream on S3 that redirects downloads to presigned URLs: the mirror follows
+/// them only when the configuration names the S3 server (a non-public host), and then without
+/// the organisation's token, which S3 would refuse beside the URL's signature.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn an_upstream_on_s3_is_followed_to_the_s3_server_the_configuration_names(pool: PgPool) {
+    let upstream = upstream_app_with(&pool, Backend::S3, |s| {
+        s.downloads.presigned_redirects = true;
+    })
+    .await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "private").await;
+    let weights = noise(200_000, 51);
+    upstream
+        .commit_files(&alice, "alice/m", &[("w.bin", &weights)])
+        .await;
+    let s3 = std::env::var("KAIYUAN_TEST_S3_ENDPOINT").expect("the test S3 server");
+    let s3_host = s3.trim_start_matches("http://").to_string();
+    let mirror_with = |pool: PgPool, internal_hosts: Vec<String>| {
+        let (base, token) = (upstream.base.clone(), alice.clone());
+        spawn_app_with(pool, Backend::Local, move |s| {
+            s.mirror.upstream = Some(base);
+            s.mirror.upstream_token = Some(token);
+            s.mirror.timeout_secs = 5;
+            s.mirror.internal_hosts = internal_hosts;
+        })
+    };
+
+    let closed = mirror_with(pool.clone(), Vec::new()).await;
+    let message =
+        refused_leaving_no_repository(&closed, &pool, "/alice/m/resolve/main/w.bin").await;
+    assert!(
+        message.contains(&format!("redirected to {s3}"))
+            && message.contains("not a public address"),
+        "{message}"
+    );
+
+    let open = mirror_with(own_database(&pool).await, vec![s3_host]).await;
+    let res = open
+        .get("/alice/m/resolve/main/w.bin", Some(&open.admin_token))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().as_ref() == weights.as_slice());
+    let redirected = route_requests_with_status(
+        &upstream,
+        "/{namespace}/{name}/resolve/{revision}/{path:.*}",
+        "302",
+    )
+    .await;
+    assert!(
+        redirected >= 2,
+        "both mirrors were sent to S3: {redirected}"
+    );
+}
+
+/// Requests a hub answered on one route with one status so far, from its metrics.
+async fn route_requests_with_status(app: &TestApp, route: &str, status: &str) -> u64 {
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    metrics
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("route=\"{route}\"")) && l.contains(&format!("status=\"{status}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }

@@ -742,7 +742,7 @@ async fn fetch_file(
     let response = upstream
         .file(repo, commit, &file.rfilename)
         .await
-        .map_err(upstream_error)?;
+        .map_err(|e| file_error(repo, &file.rfilename, e))?;
     let mut upload = match chunked {
         true => Sink::Chunked(Box::new(state.store.begin_chunked_upload(expected))),
         false => Sink::Whole(Box::new(state.store.begin_upload(expected).await?)),
@@ -825,7 +825,7 @@ async fn fetch_chunks(
         let response = upstream
             .xorb_range(read.fetch)
             .await
-            .map_err(upstream_error)?;
+            .map_err(|e| file_error(repo, path, e))?;
         let mut frames = kaiyuan_xet::FrameReader::new();
         let (mut index, mut unpacked, mut received) = (read.first, 0u64, 0u64);
         let mut body = response.bytes_stream();
@@ -890,6 +890,15 @@ impl Sink {
             Sink::Whole(upload) => upload.write(bytes).await,
             Sink::Chunked(upload) => upload.write(bytes).await,
         }
+    }
+}
+
+/// The error of a request for a file's bytes: a refused destination names the file, like any
+/// other reason its fetch failed.
+fn file_error(repo: &str, path: &str, e: UpstreamError) -> ApiError {
+    match e {
+        UpstreamError::Misdirected(_) => upstream_mismatch(repo, path, &e.to_string()),
+        e => upstream_error(e),
     }
 }
 
