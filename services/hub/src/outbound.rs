@@ -30,8 +30,9 @@ impl Destinations {
             let u = url::Url::parse(&format!("http://{entry}")).ok()?;
             Some((host_of(&u)?, u.port()))
         });
+        let proxies = proxy_origins(PROXY_VARIABLES.iter().filter_map(|v| std::env::var(v).ok()));
         Self {
-            trusted: origins.chain(internal).collect(),
+            trusted: origins.chain(internal).chain(proxies).collect(),
         }
     }
 
@@ -75,6 +76,33 @@ impl Destinations {
             .filter(|a| is_public(a.ip()))
             .collect()
     }
+}
+
+/// The proxy settings reqwest follows. A proxy is usually on the operator's network, and the
+/// connection to it is resolved here; the name of the host behind it is resolved by the proxy,
+/// so behind a proxy only the URLs themselves are checked.
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// The origins of proxy settings (`host:port` or a URL).
+fn proxy_origins(values: impl Iterator<Item = String>) -> Vec<(String, Option<u16>)> {
+    values
+        .filter_map(|value| {
+            let value = value.trim();
+            let u = match value.contains("://") {
+                true => url::Url::parse(value),
+                false => url::Url::parse(&format!("http://{value}")),
+            }
+            .ok()?;
+            Some((host_of(&u)?, Some(u.port_or_known_default()?)))
+        })
+        .collect()
 }
 
 fn host_of(url: &url::Url) -> Option<String> {
@@ -243,6 +271,29 @@ mod tests {
         }
         assert!(is_public("172.32.0.1".parse().unwrap()));
         assert!(is_public("100.128.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn proxies_are_trusted_as_the_proxy_variables_name_them() {
+        let origins = proxy_origins(
+            [
+                "http://proxy.corp:3128",
+                "10.1.1.1:8080",
+                " https://Squid.corp ",
+                "",
+                "::",
+            ]
+            .into_iter()
+            .map(String::from),
+        );
+        assert_eq!(
+            origins,
+            [
+                ("proxy.corp".to_string(), Some(3128)),
+                ("10.1.1.1".to_string(), Some(8080)),
+                ("squid.corp".to_string(), Some(443)),
+            ]
+        );
     }
 
     #[test]
