@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use kaiyuan_xet::shard::Term;
 use kaiyuan_xet::xorb::{MAX_CHUNK_BYTES, ValidXorb, XorbPacker};
 use kaiyuan_xet::{Chunker, MerkleHash, file_hash};
 use tokio::task::JoinHandle;
@@ -19,8 +20,9 @@ use crate::{BlobStore, Expected, Sha256Digest, StorageError, UploadError, XorbUp
 /// Xorbs completing in the background at once (each holds at most its parts in flight).
 const XORBS_CLOSING: usize = 2;
 
-/// A file stored as xorbs: each of `xorbs`, in order, holds a consecutive run of its chunks,
-/// all of them, so the file's reconstruction is one whole-xorb term per xorb.
+/// A file stored as xorbs: those this upload packed (`xorbs`, each whole in the file's
+/// reconstruction) and, where [`ChunkedUpload::write_stored_chunk`] was used, ranges of xorbs the
+/// store held already.
 #[derive(Debug)]
 pub struct ChunkedBlob {
     pub sha256: Sha256Digest,
@@ -30,6 +32,8 @@ pub struct ChunkedBlob {
     pub xorbs: Vec<ValidXorb>,
     /// For each of `xorbs`, whether this upload put it in the store (false: it was there).
     pub newly_stored: Vec<bool>,
+    /// The file's reconstruction, in order.
+    pub terms: Vec<Term>,
 }
 
 /// One chunked upload in progress: [`ChunkedUpload::write`] then [`ChunkedUpload::finish`].
@@ -46,6 +50,9 @@ pub struct ChunkedUpload {
     closing: VecDeque<(JoinHandle<Result<StagedXorb, StorageError>>, ValidXorb)>,
     staged: Vec<(StagedXorb, ValidXorb)>,
     leaves: Vec<(MerkleHash, u64)>,
+    terms: Vec<Term>,
+    /// Chunks and bytes written with [`ChunkedUpload::write_stored_chunk`] since the last term.
+    stored_run: (u32, u64),
 }
 
 impl ChunkedUpload {
@@ -60,6 +67,8 @@ impl ChunkedUpload {
             closing: VecDeque::new(),
             staged: Vec::new(),
             leaves: Vec::new(),
+            terms: Vec::new(),
+            stored_run: (0, 0),
         }
     }
 
@@ -89,7 +98,55 @@ impl ChunkedUpload {
         self.pack(chunk).await
     }
 
+    /// Ends the xorb being filled, so that the next chunk starts a new one. A mirror keeps each
+    /// of an upstream's terms in xorbs of its own: a term that covered a whole upstream xorb is
+    /// then stored under that xorb's hash, and later files that name it need not fetch it.
+    pub async fn end_xorb(&mut self) -> Result<(), UploadError> {
+        self.close_xorb().await
+    }
+
+    /// Appends one chunk of a xorb the store holds already, read back by the caller: hashed like
+    /// written bytes, not stored again. [`ChunkedUpload::stored_term`] then names the range.
+    pub async fn write_stored_chunk(
+        &mut self,
+        hash: MerkleHash,
+        chunk: Bytes,
+    ) -> Result<(), UploadError> {
+        self.close_xorb().await?;
+        self.size = self.expected.admit(self.size, chunk.len())?;
+        self.leaves.push((hash, chunk.len() as u64));
+        self.stored_run.0 += 1;
+        self.stored_run.1 += chunk.len() as u64;
+        self.hasher.update(chunk).await?;
+        Ok(())
+    }
+
+    /// Records the range of a stored xorb whose chunks were just written with
+    /// [`ChunkedUpload::write_stored_chunk`]; it must account for exactly those chunks.
+    pub fn stored_term(&mut self, term: Term) -> Result<(), UploadError> {
+        let (chunks, bytes) = std::mem::take(&mut self.stored_run);
+        if term.chunk_end.checked_sub(term.chunk_start) != Some(chunks)
+            || u64::from(term.unpacked_len) != bytes
+        {
+            return Err(StorageError::Corrupt(format!(
+                "a term of {} chunks and {} bytes of xorb {} for {chunks} chunks and {bytes} bytes written",
+                term.chunk_end.saturating_sub(term.chunk_start),
+                term.unpacked_len,
+                term.xorb
+            ))
+            .into());
+        }
+        self.terms.push(term);
+        Ok(())
+    }
+
     async fn pack(&mut self, chunk: Bytes) -> Result<(), UploadError> {
+        if self.stored_run.0 > 0 {
+            return Err(StorageError::Corrupt(
+                "stored chunks were written without their term".into(),
+            )
+            .into());
+        }
         if self
             .open
             .as_ref()
@@ -117,8 +174,14 @@ impl ChunkedUpload {
             if self.closing.len() >= XORBS_CLOSING {
                 self.wait_for_oldest().await?;
             }
-            self.closing
-                .push_back((tokio::spawn(upload.stage()), packer.finish()));
+            let xorb = packer.finish();
+            self.terms.push(Term {
+                xorb: xorb.hash,
+                unpacked_len: xorb.unpacked_len as u32,
+                chunk_start: 0,
+                chunk_end: xorb.chunks.len() as u32,
+            });
+            self.closing.push_back((tokio::spawn(upload.stage()), xorb));
         }
         Ok(())
     }
@@ -140,6 +203,12 @@ impl ChunkedUpload {
             self.pack(Bytes::from(last)).await?;
         }
         self.close_xorb().await?;
+        if self.stored_run.0 > 0 {
+            return Err(StorageError::Corrupt(
+                "stored chunks were written without their term".into(),
+            )
+            .into());
+        }
         while !self.closing.is_empty() {
             self.wait_for_oldest().await?;
         }
@@ -157,6 +226,7 @@ impl ChunkedUpload {
             file_hash: file_hash(&self.leaves),
             xorbs,
             newly_stored,
+            terms: std::mem::take(&mut self.terms),
         })
     }
 }

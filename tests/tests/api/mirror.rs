@@ -1116,3 +1116,67 @@ async fn route_requests_with_status(app: &TestApp, route: &str, status: &str) ->
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
+
+/// A new version of a file upstream, uploaded through Xet, shares most chunks with the old one;
+/// the mirror holds the old one's xorb under its upstream hash, so it fetches only the rest.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_new_version_fetches_only_the_chunks_it_does_not_share(pool: PgPool) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    let old = noise(12 << 20, 61);
+    upload_with_xet(&upstream, &alice, "alice/m", &[("w.bin", &old)]).await;
+    // Bytes of xorb ranges the upstream's CAS sent, counted on their way to the mirror.
+    let fetched = Arc::new(AtomicU64::new(0));
+    let counted = fetched.clone();
+    let counting: super::mirror_hostile::Tamper = Arc::new(move |_, target, answer| {
+        if target.starts_with("/cas/v1/fetch/") {
+            counted.fetch_add(answer.body.len() as u64, Ordering::SeqCst);
+        }
+    });
+    let proxy = super::mirror_hostile::rewriting_proxy(&upstream.base, counting).await;
+    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstream = Some(proxy);
+        s.mirror.timeout_secs = 5;
+    })
+    .await;
+    let res = mirror.get("/alice/m/resolve/main/w.bin", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().as_ref() == old.as_slice());
+    let first = fetched.load(Ordering::SeqCst);
+    assert!(
+        first >= old.len() as u64,
+        "the first version came from the CAS: {first}"
+    );
+
+    let mut new = old.clone();
+    new[6 << 20..(6 << 20) + 1024].copy_from_slice(&noise(1024, 62));
+    upload_with_xet(&upstream, &alice, "alice/m", &[("w.bin", &new)]).await;
+    let head = expect_status(
+        upstream
+            .get("/api/models/alice/m/revision/main", None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let commit = head["sha"].as_str().unwrap();
+    let path = format!("/alice/m/resolve/{commit}/w.bin");
+    let res = mirror.get(&path, None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().as_ref() == new.as_slice());
+    let second = fetched.load(Ordering::SeqCst) - first;
+    assert!(
+        second * 8 < first,
+        "the new version fetched {second} bytes, the first {first}"
+    );
+    let xet_hash = |app: &TestApp| {
+        let request = app.request(reqwest::Method::HEAD, &path, None);
+        async move {
+            let head = request.send().await.unwrap();
+            head.headers()["x-xet-hash"].to_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(xet_hash(&mirror).await, xet_hash(&upstream).await);
+}

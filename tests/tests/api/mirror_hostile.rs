@@ -16,19 +16,19 @@ use super::mirror::{
 };
 
 /// One answer of the upstream, which a [`Tamper`] may change before the mirror sees it.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(super) struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 /// Changes the answer to a request (its method, and its path with the query).
-type Tamper = Arc<dyn Fn(&str, &str, &mut Answer) + Send + Sync>;
+pub(super) type Tamper = Arc<dyn Fn(&str, &str, &mut Answer) + Send + Sync>;
 
 /// An HTTP proxy to `upstream` whose answers `tamper` rewrites: a hostile upstream, built from
 /// a real one. The client's `Host` goes on to the upstream, so the URLs the upstream writes (its
 /// token route, its CAS, the signed fetch URLs) name the proxy and come back through it.
-async fn rewriting_proxy(upstream: &str, tamper: Tamper) -> String {
+pub(super) async fn rewriting_proxy(upstream: &str, tamper: Tamper) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let upstream = upstream.to_string();

@@ -294,6 +294,72 @@ async fn chunked_uploads_keep_only_checked_xorbs(backend: Backend) {
     assert_eq!(again.file_hash, file.file_hash);
     assert_eq!(again.xorbs, file.xorbs);
     assert_eq!(again.newly_stored, [false, false]);
+
+    // The first xorb's chunks read back from the store, the rest written: one term names the
+    // stored xorb, and only the second is packed (again, so the store holds it already).
+    let mut reusing = store.begin_chunked_upload(Expected {
+        sha256: Some(digest),
+        size: Some(bytes.len() as u64),
+        max_size: NO_LIMIT,
+    });
+    let held: Vec<Bytes> = store
+        .read_xorb(&first.hash, 0..first.stored_len)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let mut reader = kaiyuan_xet::FrameReader::new();
+    reader.feed(&held.concat());
+    for entry in &first.chunks {
+        let chunk = reader
+            .next_chunk()
+            .unwrap()
+            .expect("a chunk per table entry");
+        reusing.write_stored_chunk(entry.hash, chunk).await.unwrap();
+    }
+    let whole_first = kaiyuan_xet::shard::Term {
+        xorb: first.hash,
+        unpacked_len: first.unpacked_len as u32,
+        chunk_start: 0,
+        chunk_end: first.chunks.len() as u32,
+    };
+    reusing.stored_term(whole_first.clone()).unwrap();
+    let packed_from = first.unpacked_len as usize;
+    for chunk in kaiyuan_xet::chunker::chunk_all(&bytes[packed_from..]) {
+        reusing.write_chunk(Bytes::from(chunk)).await.unwrap();
+    }
+    let reused = reusing.finish().await.unwrap();
+    assert_eq!(reused.file_hash, file.file_hash);
+    assert_eq!(reused.xorbs, file.xorbs[1..]);
+    assert_eq!(reused.newly_stored, [false]);
+    assert_eq!(reused.terms.len(), 2);
+    assert_eq!(reused.terms[0], whole_first);
+    assert_eq!(reused.terms[1].xorb, file.xorbs[1].hash);
+    // A term must account for exactly the stored chunks written before it.
+    let mut mismatched = store.begin_chunked_upload(open());
+    let entry = &first.chunks[0];
+    let chunk = reader_chunk(&store, &first.hash, entry).await;
+    mismatched
+        .write_stored_chunk(entry.hash, chunk.clone())
+        .await
+        .unwrap();
+    let two = kaiyuan_xet::shard::Term {
+        xorb: first.hash,
+        unpacked_len: chunk.len() as u32,
+        chunk_start: 0,
+        chunk_end: 2,
+    };
+    let err = mismatched.stored_term(two).unwrap_err();
+    assert!(err.to_string().contains("for 1 chunks and"), "{err}");
+    let mut unnamed = store.begin_chunked_upload(open());
+    unnamed
+        .write_stored_chunk(entry.hash, chunk.clone())
+        .await
+        .unwrap();
+    let err = unnamed.write_chunk(chunk).await.unwrap_err();
+    assert!(err.to_string().contains("without their term"), "{err}");
+
     let mut oversized = store.begin_chunked_upload(Expected {
         sha256: None,
         size: None,
@@ -304,6 +370,25 @@ async fn chunked_uploads_keep_only_checked_xorbs(backend: Backend) {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("chunks hold 1 to"), "{err}");
+}
+
+/// One chunk of a stored xorb, read back through its frame.
+async fn reader_chunk(
+    store: &BlobStore,
+    xorb: &kaiyuan_xet::MerkleHash,
+    entry: &kaiyuan_xet::xorb::ChunkEntry,
+) -> Bytes {
+    let range = u64::from(entry.offset)..u64::from(entry.offset) + u64::from(entry.frame_len);
+    let pieces: Vec<Bytes> = store
+        .read_xorb(xorb, range)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let mut reader = kaiyuan_xet::FrameReader::new();
+    reader.feed(&pieces.concat());
+    reader.next_chunk().unwrap().expect("one chunk")
 }
 
 #[tokio::test]

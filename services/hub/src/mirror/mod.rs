@@ -14,6 +14,7 @@ use actix_web::web;
 
 use futures_util::StreamExt;
 use kaiyuan_storage::{Expected, Sha256Digest};
+use kaiyuan_xet::MerkleHash;
 use sha1::{Digest as _, Sha1};
 
 use crate::auth::AuthUser;
@@ -790,7 +791,7 @@ async fn fetch_file(
         }
         Sink::Chunked(upload) => {
             let stored = upload.finish().await.map_err(failed)?;
-            crate::xet::register::register_chunked(state, &stored).await?;
+            register(state, repo, &file.rfilename, &stored).await?;
             tracing::debug!(repo, path = %file.rfilename, file_hash = %stored.file_hash, xorbs = stored.xorbs.len(), "mirrored as xet chunks");
             Ok((stored.sha256, stored.size))
         }
@@ -821,7 +822,22 @@ async fn fetch_chunks(
             &format!("the upstream's xorb is malformed: {e}"),
         )
     };
+    // Upstream xorbs this hub holds already (kept whole from an earlier fetch) are read here:
+    // a new version of a file fetches only the chunks it does not share with the old one.
+    let held = {
+        let named: Vec<MerkleHash> = reads.iter().map(|r| r.xorb).collect();
+        let mut conn = state.db.acquire().await?;
+        crate::xet::recipes::chunk_tables(&mut conn, &named).await?
+    };
     for read in reads {
+        if let Some((_, table)) = held.get(&read.xorb)
+            && read.wanted.end <= table.len() as u64
+        {
+            copy_stored(state, &mut upload, &read, table)
+                .await
+                .map_err(|e| upstream_mismatch(repo, path, &e))?;
+            continue;
+        }
         let response = upstream
             .xorb_range(read.fetch)
             .await
@@ -859,6 +875,9 @@ async fn fetch_chunks(
                 "the upstream's CAS sent other chunks than its reconstruction names",
             ));
         }
+        // The term's chunks get xorbs of their own: one that covered a whole upstream xorb
+        // is stored under its hash, for the next version of the file to reuse.
+        upload.end_xorb().await.map_err(failed)?;
     }
     let stored = upload.finish().await.map_err(failed)?;
     if stored.file_hash != source.hash {
@@ -868,9 +887,74 @@ async fn fetch_chunks(
             "its chunks do not hash to the upstream's Xet hash",
         ));
     }
-    crate::xet::register::register_chunked(state, &stored).await?;
-    tracing::debug!(repo, path = %path, xorbs = stored.xorbs.len(), "mirrored from the upstream's CAS");
+    register(state, repo, path, &stored).await?;
+    tracing::debug!(repo, path = %path, fetched = stored.xorbs.len(), terms = stored.terms.len(), "mirrored from the upstream's CAS");
     Ok((stored.sha256, stored.size))
+}
+
+/// Appends the chunks `read` wants of a xorb this hub holds, read back from the store.
+async fn copy_stored(
+    state: &AppState,
+    upload: &mut kaiyuan_storage::ChunkedUpload,
+    read: &upstream_xet::TermRead<'_>,
+    table: &[kaiyuan_xet::xorb::ChunkEntry],
+) -> Result<(), String> {
+    let chunks = &table[read.wanted.start as usize..read.wanted.end as usize];
+    let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
+        return Err("a term with no chunks".into());
+    };
+    let bytes = u64::from(first.offset)..u64::from(last.offset) + u64::from(last.frame_len);
+    let mut stream = state
+        .store
+        .read_xorb(&read.xorb, bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut frames = kaiyuan_xet::FrameReader::new();
+    let mut entries = chunks.iter();
+    while let Some(piece) = stream.next().await {
+        frames.feed(&piece.map_err(|e| e.to_string())?);
+        while let Some(chunk) = frames.next_chunk().map_err(|e| e.to_string())? {
+            let entry = entries
+                .next()
+                .ok_or_else(|| format!("xorb {} holds more chunks than its table", read.xorb))?;
+            upload
+                .write_stored_chunk(entry.hash, chunk)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    frames.finish().map_err(|e| e.to_string())?;
+    if entries.next().is_some() {
+        return Err(format!(
+            "xorb {} holds fewer chunks than its table",
+            read.xorb
+        ));
+    }
+    upload
+        .stored_term(kaiyuan_xet::shard::Term {
+            xorb: read.xorb,
+            unpacked_len: u32::try_from(read.unpacked_length).map_err(|e| e.to_string())?,
+            chunk_start: read.wanted.start as u32,
+            chunk_end: read.wanted.end as u32,
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// Registers a file the mirror stored as chunks; a xorb it reused that was collected meanwhile
+/// fails the fetch like any other reason, with nothing kept.
+async fn register(
+    state: &AppState,
+    repo: &str,
+    path: &str,
+    stored: &kaiyuan_storage::ChunkedBlob,
+) -> Result<(), ApiError> {
+    use crate::xet::register::RegisterError;
+    match crate::xet::register::register_chunked(state, stored).await {
+        Ok(()) => Ok(()),
+        Err(RegisterError::Invalid(why)) => Err(upstream_mismatch(repo, path, &why)),
+        Err(RegisterError::Storage(e)) => Err(e.into()),
+        Err(RegisterError::Database(e)) => Err(e.into()),
+    }
 }
 
 /// Files from this size on are kept as Xet chunks, so that the mirror serves them to Xet clients

@@ -61,10 +61,11 @@ impl Fetch {
     }
 }
 
-/// One term to read: the chunks `wanted` of the frames `fetch` returns, which start with
-/// chunk `fetch.range.start` and should make `unpacked_length` bytes.
+/// One term to read: the chunks `wanted` of the upstream's xorb `xorb`, from the frames `fetch`
+/// returns, which start with chunk `fetch.range.start`; they should make `unpacked_length` bytes.
 #[derive(Debug)]
 pub struct TermRead<'a> {
+    pub xorb: MerkleHash,
     pub fetch: &'a Fetch,
     pub wanted: Range<u64>,
     pub first: u64,
@@ -94,7 +95,12 @@ impl Reconstruction {
                     })
                     .filter(|_| term.range.start < term.range.end)
                     .ok_or_else(|| format!("term {i} of its reconstruction has no fetch URL"))?;
+                let xorb = term
+                    .hash
+                    .parse()
+                    .map_err(|_| format!("term {i} of its reconstruction names no xorb hash"))?;
                 Ok(TermRead {
+                    xorb,
                     fetch,
                     wanted: term.range.start..term.range.end,
                     first: fetch.range.start,
@@ -265,18 +271,25 @@ mod tests {
 
     #[test]
     fn every_term_needs_a_fetch_that_covers_it() {
+        let x = "ab".repeat(32);
         let fetch = |start, end| serde_json::json!({"range": {"start": start, "end": end}, "url": "u", "url_range": {"start": 0, "end": 99}});
         let good = plan(serde_json::json!({
-            "terms": [{"hash": "x", "unpacked_length": 5, "range": {"start": 2, "end": 4}}],
-            "fetch_info": {"x": [fetch(0, 1), fetch(1, 4)]},
+            "terms": [{"hash": x, "unpacked_length": 5, "range": {"start": 2, "end": 4}}],
+            "fetch_info": {x.clone(): [fetch(0, 1), fetch(1, 4)]},
         }));
         let reads = good.reads().unwrap();
         assert_eq!((reads[0].first, reads[0].wanted.clone()), (1, 2..4));
+        assert_eq!(reads[0].xorb.to_string(), x);
         let uncovered = plan(serde_json::json!({
-            "terms": [{"hash": "x", "unpacked_length": 5, "range": {"start": 2, "end": 6}}],
-            "fetch_info": {"x": [fetch(0, 4)]},
+            "terms": [{"hash": x, "unpacked_length": 5, "range": {"start": 2, "end": 6}}],
+            "fetch_info": {x.clone(): [fetch(0, 4)]},
         }));
         assert!(uncovered.reads().unwrap_err().contains("term 0"));
+        let unnamed = plan(serde_json::json!({
+            "terms": [{"hash": "x", "unpacked_length": 5, "range": {"start": 0, "end": 1}}],
+            "fetch_info": {"x": [fetch(0, 4)]},
+        }));
+        assert!(unnamed.reads().unwrap_err().contains("no xorb hash"));
         let offset = plan(serde_json::json!({
             "offset_into_first_range": 3, "terms": [], "fetch_info": {},
         }));

@@ -7,7 +7,7 @@
 
 use futures_util::StreamExt;
 use kaiyuan_storage::{ChunkedBlob, StorageError};
-use kaiyuan_xet::shard::{FileInfo, Term, UploadShard};
+use kaiyuan_xet::shard::{FileInfo, UploadShard};
 use kaiyuan_xet::xorb::{ValidXorb, pack_chunk_table};
 use kaiyuan_xet::{MerkleHash, file_hash, verification_hash};
 use sha2::{Digest, Sha256};
@@ -198,37 +198,37 @@ pub async fn record_xorb(conn: &mut PgConnection, xorb: &ValidXorb) -> sqlx::Res
 }
 
 /// Registers a file the hub chunked itself (its bytes were checked against their sha256 as they
-/// were cut): its xorbs, the blob row and its reconstruction, in one transaction. From then on
-/// it is read, and offered to Xet clients, like a file a client uploaded through Xet.
-pub async fn register_chunked(state: &AppState, file: &ChunkedBlob) -> sqlx::Result<()> {
+/// were cut): its new xorbs, the blob row and its reconstruction, in one transaction. From then
+/// on it is read, and offered to Xet clients, like a file a client uploaded through Xet. Its
+/// terms may also name xorbs stored before (a mirror reuses an upstream's xorbs it holds); if
+/// one of those was removed meanwhile, nothing is registered.
+pub async fn register_chunked(state: &AppState, file: &ChunkedBlob) -> Result<(), RegisterError> {
     let mut tx = state.db.begin().await?;
     for xorb in &file.xorbs {
         record_xorb(&mut tx, xorb).await?;
     }
     db::blobs::upsert(&mut tx, file.sha256.as_bytes(), file.size as i64).await?;
-    let terms: Vec<Term> = file
-        .xorbs
-        .iter()
-        .map(|x| Term {
-            xorb: x.hash,
-            unpacked_len: x.unpacked_len as u32,
-            chunk_start: 0,
-            chunk_end: x.chunks.len() as u32,
-        })
-        .collect();
     let mut xorbs: Vec<Vec<u8>> = file
-        .xorbs
+        .terms
         .iter()
-        .map(|x| x.hash.as_bytes().to_vec())
+        .map(|t| t.xorb.as_bytes().to_vec())
         .collect();
     xorbs.sort();
     xorbs.dedup();
+    // Locks the xorbs against the collector until the file that needs them is recorded.
+    if db::xet::xorbs(&mut tx, &xorbs).await?.len() != xorbs.len() {
+        return Err(RegisterError::Invalid(format!(
+            "a xorb of file {} was removed meanwhile",
+            file.file_hash
+        )));
+    }
     let row = db::xet::FileRow {
         file_hash: file.file_hash.as_bytes().to_vec(),
         sha256: file.sha256,
         size: file.size as i64,
-        terms: pack_terms(&terms),
+        terms: pack_terms(&file.terms),
     };
     db::xet::insert_file(&mut tx, &row, &xorbs).await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(())
 }
