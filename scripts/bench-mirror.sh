@@ -7,6 +7,7 @@
 # MiB of kernel time (the host backs the pages again), which moves single runs by seconds.
 # Both hubs on loopback, release build, embedded defaults.
 #   scripts/bench-mirror.sh [SIZE_MIB]     (default 2048)
+#   UPSTREAM_MBPS=200 scripts/bench-mirror.sh   (the upstream behind a 200 MB/s link)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib="${1:-2048}"
@@ -28,6 +29,18 @@ token=$(RUST_LOG=warn "$bin" --config "$work/upstream.toml" admin create-user be
 upstream="http://127.0.0.1:$up_port"
 HF_ENDPOINT="$upstream" HF_TOKEN="$token" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 \
   "$py" -c "from huggingface_hub import HfApi; a = HfApi(); a.create_repo('bench/model'); a.upload_folder(folder_path='$work/model', repo_id='bench/model')" >/dev/null
+# UPSTREAM_MBPS=N puts a link of N MB/s between the upstream and everyone who reads from it
+# (the direct client and the mirrors), as a public hub is far away; the mirror's own clients
+# stay on loopback. Unset: every hop is loopback.
+link="loopback"
+if [ -n "${UPSTREAM_MBPS:-}" ]; then
+  link_port=$(free_port)
+  python3 scripts/throttle_proxy.py "$link_port" "127.0.0.1:$up_port" "$UPSTREAM_MBPS" &
+  pids+=($!)
+  for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$link_port") 2>/dev/null && break; sleep 0.1; done
+  upstream="http://127.0.0.1:$link_port"
+  link="$UPSTREAM_MBPS MB/s to the upstream"
+fi
 # Two mirrors, for two cold reads; the client waits for a cold fetch instead of being told to
 # retry.
 mirror_config=$(printf '[mirror]\nupstream = "%s"\nwait_secs = 600\nsync_secs = 0\n' "$upstream")
@@ -68,7 +81,7 @@ rm -f "$work/disk-floor"
 
 mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo "model: $bytes bytes of weights + README; best of two runs each; MB/s = 10^6 bytes per second"
+echo "model: $bytes bytes of weights + README; best of two runs each; MB/s = 10^6 bytes per second; link: $link"
 printf '%-44s %9s %8s\n' measure seconds MB/s
 printf '%-44s %9s %8s\n' "snapshot_download, upstream directly" "$direct" "$(mbps "$direct")"
 printf '%-44s %9s %8s\n' "snapshot_download, mirror cold ($cold_runs)" "$cold" "$(mbps "$cold")"
