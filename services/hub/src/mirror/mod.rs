@@ -838,6 +838,14 @@ async fn fetch_chunks(
                 .map_err(|e| upstream_mismatch(repo, path, &e))?;
             continue;
         }
+        // A term from an upstream xorb's first chunk may cover all of it: its chunks get xorbs
+        // of their own, so that such a xorb is stored under its upstream hash and the next
+        // version of the file can reuse it. Other terms share xorbs, so that a file of many
+        // small terms does not make as many small xorbs.
+        let whole_candidate = read.wanted.start == 0;
+        if whole_candidate {
+            upload.end_xorb().await.map_err(failed)?;
+        }
         let response = upstream
             .xorb_range(read.fetch)
             .await
@@ -875,9 +883,9 @@ async fn fetch_chunks(
                 "the upstream's CAS sent other chunks than its reconstruction names",
             ));
         }
-        // The term's chunks get xorbs of their own: one that covered a whole upstream xorb
-        // is stored under its hash, for the next version of the file to reuse.
-        upload.end_xorb().await.map_err(failed)?;
+        if whole_candidate {
+            upload.end_xorb().await.map_err(failed)?;
+        }
     }
     let stored = upload.finish().await.map_err(failed)?;
     if stored.file_hash != source.hash {
