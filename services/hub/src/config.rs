@@ -466,6 +466,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let example = include_str!("../../../kaiyuan.example.toml");
+        let settings: Settings = toml::from_str(example).unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:8080");
+        assert!(settings.webhooks.internal_hosts.is_empty());
+        assert!(!settings.mirror.configured());
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_refused() {
         assert!(toml::from_str::<Settings>("lisen = \"x\"").is_err());
     }
