@@ -51,11 +51,7 @@ impl Destinations {
         match url.host() {
             Some(url::Host::Ipv4(ip)) if !is_public(IpAddr::V4(ip)) => Err(not_public(&host)),
             Some(url::Host::Ipv6(ip)) if !is_public(IpAddr::V6(ip)) => Err(not_public(&host)),
-            Some(url::Host::Domain(name))
-                if name == "localhost" || name.ends_with(".localhost") =>
-            {
-                Err(not_public(&host))
-            }
+            Some(url::Host::Domain(name)) if is_localhost(name) => Err(not_public(&host)),
             // The resolver lets a configured name reach private addresses whatever the port.
             Some(url::Host::Domain(_)) if self.trusted.iter().any(|(h, _)| *h == host) => Err(
                 format!("port {port} of {host} is not one the configuration names"),
@@ -103,6 +99,12 @@ fn proxy_origins(values: impl Iterator<Item = String>) -> Vec<(String, Option<u1
             Some((host_of(&u)?, Some(u.port_or_known_default()?)))
         })
         .collect()
+}
+
+/// `localhost` and its subdomains, with or without the root's trailing dot.
+fn is_localhost(name: &str) -> bool {
+    let name = name.trim_end_matches('.');
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 fn host_of(url: &url::Url) -> Option<String> {
@@ -316,7 +318,13 @@ mod tests {
             "http://[::1]:9000/",
             "http://[::ffff:7f00:1]:9000/",
             "http://localhost:9000/",
+            "http://localhost.:9000/",
             "http://db.localhost/",
+            // Other spellings of 127.0.0.1, which URLs normalise to it.
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://127.1/",
+            "http://017700000001/",
             "http://minio.acme.internal:22/",
             "file:///etc/passwd",
             "ftp://8.8.8.8/",
