@@ -318,3 +318,63 @@ async fn xet_hash(app: &TestApp, path: &str) -> String {
         .unwrap();
     head.headers()["x-xet-hash"].to_str().unwrap().to_string()
 }
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn an_upstream_listing_is_read_up_to_a_limit(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    for name in ["huge", "junk", "badsha", "traversal"] {
+        upstream.create_repo(&alice, "alice", name, "public").await;
+        upstream
+            .commit_files(&alice, &format!("alice/{name}"), &[("w.bin", b"weights")])
+            .await;
+    }
+    // A listing longer than any repository's (the hub would hold it all in memory), one that
+    // is not JSON, and two that lie about what the mirror records.
+    let tamper: Tamper = Arc::new(|_, target, answer| {
+        if target.starts_with("/api/models/alice/huge/revision/") {
+            let mut body = br#"{"sha": ""#.to_vec();
+            body.resize(65 << 20, b'a');
+            body.extend_from_slice(br#""}"#);
+            answer.body = body;
+        }
+        if target.starts_with("/api/models/alice/junk/revision/") {
+            answer.body = b"<html>a captive portal</html>".to_vec();
+        }
+        // A commit id too long to record, and a file the client would write outside its
+        // download folder.
+        let mut listing = |change: &dyn Fn(&mut serde_json::Value)| {
+            let mut json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+            change(&mut json);
+            answer.body = serde_json::to_vec(&json).unwrap();
+        };
+        if target.starts_with("/api/models/alice/badsha/revision/") {
+            listing(&|json| json["sha"] = "a".repeat(4000).into());
+        }
+        if target.starts_with("/api/models/alice/traversal/revision/") {
+            listing(&|json| json["siblings"][0]["rfilename"] = "../../.bashrc".into());
+        }
+    });
+    let proxy = rewriting_proxy(&upstream.base, tamper).await;
+    let mirror = mirror_through(&pool, proxy, Vec::new()).await;
+    for (name, why) in [
+        ("huge", "is over 67108864 bytes"),
+        ("junk", "expected value"),
+        ("badsha", "is not 40 or 64 hexadecimal characters"),
+        ("traversal", "is not a valid file path"),
+    ] {
+        let res = mirror
+            .get(&format!("/api/models/alice/{name}/revision/main"), None)
+            .await;
+        let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
+        assert!(
+            message.contains("is unusable") && message.contains(why),
+            "{name}: {message}"
+        );
+    }
+    let repos: i64 = sqlx::query_scalar("SELECT count(*) FROM repositories")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(repos, 0, "nothing was mirrored");
+}

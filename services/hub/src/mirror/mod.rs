@@ -159,7 +159,8 @@ fn upstream_error(e: UpstreamError) -> ApiError {
         ),
         UpstreamError::NotFound(..)
         | UpstreamError::Refused(..)
-        | UpstreamError::Misdirected(..) => ApiError::new(
+        | UpstreamError::Misdirected(..)
+        | UpstreamError::Malformed(..) => ApiError::new(
             actix_web::http::StatusCode::BAD_GATEWAY,
             code::UPSTREAM_FAILED,
             e.to_string(),

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::db::types::Gated;
@@ -21,7 +22,13 @@ pub enum UpstreamError {
     Refused(u16, String),
     #[error("the upstream hub named an address this hub does not reach: {0}")]
     Misdirected(String),
+    #[error("the upstream hub's answer to {0} is unusable: {1}")]
+    Malformed(String, String),
 }
+
+/// Largest revision listing the mirror reads: an entry is a few hundred bytes, so this admits
+/// repositories of over a hundred thousand files. A longer answer is refused, not held.
+const MAX_LISTING_BYTES: usize = 64 << 20;
 
 /// One file of an upstream revision, as its model-info listing describes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +62,30 @@ pub struct UpstreamRevision {
     pub gated: Option<Gated>,
     #[serde(default)]
     pub siblings: Vec<UpstreamFile>,
+}
+
+impl UpstreamRevision {
+    /// What the mirror relies on in a listing: a commit id it can record and name in URLs, and
+    /// file paths a commit here may hold (no `..`, no control characters: a client writes the
+    /// files under these names).
+    fn check(&self) -> Result<(), String> {
+        let hex = self.sha.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex || !matches!(self.sha.len(), 40 | 64) {
+            let shown: String = self
+                .sha
+                .chars()
+                .take(80)
+                .flat_map(char::escape_debug)
+                .collect();
+            return Err(format!(
+                "its commit id `{shown}` is not 40 or 64 hexadecimal characters"
+            ));
+        }
+        for file in &self.siblings {
+            crate::paths::RepoPath::parse(&file.rfilename).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
 }
 
 /// `gated` as the Hugging Face API writes it: `false`, `"auto"` or `"manual"`. Any other
@@ -164,6 +195,30 @@ impl Upstream {
         UpstreamError::Unreachable(self.base.clone(), message)
     }
 
+    /// The body of `response` (an answer to `url`) as JSON, read up to `limit` bytes: an
+    /// upstream that sends more is refused before the hub holds it all.
+    pub(super) async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+        url: &str,
+        limit: usize,
+    ) -> Result<T, UpstreamError> {
+        let too_long = || UpstreamError::Malformed(url.into(), format!("it is over {limit} bytes"));
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_long());
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(piece) = stream.next().await {
+            body.extend_from_slice(&piece.map_err(|e| self.unreachable(e))?);
+            if body.len() > limit {
+                return Err(too_long());
+            }
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Malformed(url.into(), e.to_string()))
+    }
+
     /// The files of `repo` at `revision` (a branch, tag or commit id), with their digests.
     pub async fn revision(
         &self,
@@ -177,7 +232,13 @@ impl Upstream {
         );
         let response = self.get(&url).await?;
         match response.status().as_u16() {
-            200 => response.json().await.map_err(|e| self.unreachable(e)),
+            200 => {
+                let listed: UpstreamRevision = self.json(response, &url, MAX_LISTING_BYTES).await?;
+                listed
+                    .check()
+                    .map_err(|why| UpstreamError::Malformed(url, why))?;
+                Ok(listed)
+            }
             401 | 403 | 404 => Err(UpstreamError::NotFound(repo.into(), revision.into())),
             status => Err(UpstreamError::Refused(status, url)),
         }

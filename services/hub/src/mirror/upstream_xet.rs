@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use futures_util::StreamExt;
 use kaiyuan_xet::MerkleHash;
 use serde::Deserialize;
 
@@ -15,6 +14,9 @@ use super::upstream::{Upstream, UpstreamError};
 /// Largest reconstruction the mirror reads: a few hundred bytes per term, and a term per xorb
 /// of up to 64 MiB, so this covers files far beyond any model's.
 const MAX_RECONSTRUCTION_BYTES: usize = 16 << 20;
+
+/// Largest read-token answer the mirror reads (a token, its expiry and a URL).
+const MAX_TOKEN_BYTES: usize = 64 << 10;
 
 /// Where the upstream's CAS serves one file from.
 #[derive(Debug)]
@@ -146,7 +148,10 @@ impl Upstream {
             access_token: String,
             cas_url: String,
         }
-        let token: Token = response.json().await.ok()?;
+        let token: Token = self
+            .json(response, &token_url, MAX_TOKEN_BYTES)
+            .await
+            .ok()?;
         if let Err(e) = self.check(&token.cas_url) {
             tracing::warn!(repo, path, error = %e, "the upstream's CAS is refused; reading through resolve");
             return None;
@@ -174,16 +179,7 @@ impl Upstream {
         if !response.status().is_success() {
             return Err(UpstreamError::Refused(response.status().as_u16(), url));
         }
-        let mut body = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(piece) = stream.next().await {
-            body.extend_from_slice(&piece.map_err(|e| self.unreachable(e))?);
-            if body.len() > MAX_RECONSTRUCTION_BYTES {
-                return Err(UpstreamError::Refused(200, format!("{url} (over 16 MiB)")));
-            }
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| UpstreamError::Refused(200, format!("{url} (not a reconstruction: {e})")))
+        self.json(response, &url, MAX_RECONSTRUCTION_BYTES).await
     }
 
     /// The frames of one fetch, as a response to stream from. The URL is signed: it gets the
