@@ -376,11 +376,18 @@ pub(super) async fn objects_once_settled(
 
 /// Requests a hub answered on one route so far, from its metrics.
 pub(super) async fn route_requests(app: &TestApp, method: &str, route: &str) -> u64 {
+    requests_labelled(app, &[("route", route), ("method", method)]).await
+}
+
+/// Requests a hub answered so far whose metrics carry every one of `labels`.
+async fn requests_labelled(app: &TestApp, labels: &[(&str, &str)]) -> u64 {
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     metrics
         .lines()
         .filter(|l| {
-            l.contains(&format!("route=\"{route}\"")) && l.contains(&format!("method=\"{method}\""))
+            labels
+                .iter()
+                .all(|(name, value)| l.contains(&format!("{name}=\"{value}\"")))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
@@ -1093,28 +1100,12 @@ async fn an_upstream_on_s3_is_followed_to_the_s3_server_the_configuration_names(
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.bytes().await.unwrap().as_ref() == weights.as_slice());
-    let redirected = route_requests_with_status(
-        &upstream,
-        "/{namespace}/{name}/resolve/{revision}/{path:.*}",
-        "302",
-    )
-    .await;
+    let resolve = "/{namespace}/{name}/resolve/{revision}/{path:.*}";
+    let redirected = requests_labelled(&upstream, &[("route", resolve), ("status", "302")]).await;
     assert!(
         redirected >= 2,
         "both mirrors were sent to S3: {redirected}"
     );
-}
-
-/// Requests a hub answered on one route with one status so far, from its metrics.
-async fn route_requests_with_status(app: &TestApp, route: &str, status: &str) -> u64 {
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
-    metrics
-        .lines()
-        .filter(|l| {
-            l.contains(&format!("route=\"{route}\"")) && l.contains(&format!("status=\"{status}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// A new version of a file upstream, uploaded through Xet, shares most chunks with the old one;

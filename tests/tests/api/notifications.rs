@@ -72,6 +72,35 @@ async fn receiver() -> (String, Received) {
     (url, seen)
 }
 
+/// A report on `owner/model`'s `w.bin` by the reviewer holding `token`: an event that reaches
+/// the owner and the namespace's webhooks.
+async fn file_report(app: &kaiyuan_tests::TestApp, token: &str) -> Value {
+    expect_status(
+        app.post_json(
+            "/api/v1/repos/owner/model/reports",
+            Some(token),
+            &json!({"category": "backdoor", "description": "a trigger phrase", "path": "w.bin"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+/// The newest entry of the delivery log of `hook`, a webhook of the namespace `owner`.
+async fn newest_delivery(app: &kaiyuan_tests::TestApp, token: &str, hook: &Value) -> Value {
+    let log = expect_status(
+        app.get(
+            &format!("/api/v1/orgs/owner/webhooks/{}/deliveries", hook["id"]),
+            Some(token),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    log["deliveries"][0].clone()
+}
+
 async fn notifications(app: &kaiyuan_tests::TestApp, token: &str) -> Vec<Value> {
     expect_status(
         app.get("/api/v1/notifications", Some(token)).await,
@@ -152,16 +181,7 @@ async fn owners_watchers_and_webhooks_get_the_events_they_may_see(pool: PgPool) 
     );
 
     // A report reaches the owner and the webhook, never a watcher.
-    let report = expect_status(
-        app.post_json(
-            "/api/v1/repos/owner/model/reports",
-            Some(&researcher),
-            &json!({"category": "backdoor", "description": "a trigger phrase", "path": "w.bin"}),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
+    let report = file_report(&app, &researcher).await;
     let id = report["id"].as_i64().unwrap();
     let mine = notifications(&app, &owner).await;
     assert_eq!(mine[0]["kind"], "report.filed");
@@ -199,16 +219,7 @@ async fn owners_watchers_and_webhooks_get_the_events_they_may_see(pool: PgPool) 
     assert!(head.contains("x-kaiyuan-event: report.filed"));
     let event: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(event["repository"], "owner/model");
-    let log = expect_status(
-        app.get(
-            &format!("/api/v1/orgs/owner/webhooks/{}/deliveries", hook["id"]),
-            Some(&owner),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
-    let delivery = &log["deliveries"][0];
+    let delivery = newest_delivery(&app, &owner, &hook).await;
     assert_eq!(delivery["state"], "delivered");
     assert_eq!(delivery["attempts"], 2);
     assert_eq!(delivery["response_status"], 200);
@@ -335,31 +346,13 @@ async fn webhooks_deliver_only_to_public_addresses_or_configured_hosts(pool: PgP
         StatusCode::CREATED,
     )
     .await;
-    expect_status(
-        app.post_json(
-            "/api/v1/repos/owner/model/reports",
-            Some(&researcher),
-            &json!({"category": "backdoor", "description": "a trigger phrase", "path": "w.bin"}),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
+    file_report(&app, &researcher).await;
     app.run_jobs().await;
     assert!(
         received.lock().unwrap().is_empty(),
         "delivered to {hostname}"
     );
-    let log = expect_status(
-        app.get(
-            &format!("/api/v1/orgs/owner/webhooks/{}/deliveries", hook["id"]),
-            Some(&owner),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
-    let delivery = &log["deliveries"][0];
+    let delivery = newest_delivery(&app, &owner, &hook).await;
     assert_eq!(delivery["state"], "failed", "{delivery}");
     assert_eq!(delivery["attempts"], 1, "a refusal is not retried");
     let error = delivery["last_error"].as_str().unwrap();

@@ -302,15 +302,8 @@ async fn chunked_uploads_keep_only_checked_xorbs(backend: Backend) {
         size: Some(bytes.len() as u64),
         max_size: NO_LIMIT,
     });
-    let held: Vec<Bytes> = store
-        .read_xorb(&first.hash, 0..first.stored_len)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
     let mut reader = kaiyuan_xet::FrameReader::new();
-    reader.feed(&held.concat());
+    reader.feed(&xorb_bytes(&store, &first.hash, 0..first.stored_len).await);
     for entry in &first.chunks {
         let chunk = reader
             .next_chunk()
@@ -379,6 +372,17 @@ async fn reader_chunk(
     entry: &kaiyuan_xet::xorb::ChunkEntry,
 ) -> Bytes {
     let range = u64::from(entry.offset)..u64::from(entry.offset) + u64::from(entry.frame_len);
+    let mut reader = kaiyuan_xet::FrameReader::new();
+    reader.feed(&xorb_bytes(store, xorb, range).await);
+    reader.next_chunk().unwrap().expect("one chunk")
+}
+
+/// Bytes `range` of a stored xorb, as the store reads them back.
+async fn xorb_bytes(
+    store: &BlobStore,
+    xorb: &kaiyuan_xet::MerkleHash,
+    range: std::ops::Range<u64>,
+) -> Vec<u8> {
     let pieces: Vec<Bytes> = store
         .read_xorb(xorb, range)
         .await
@@ -386,9 +390,7 @@ async fn reader_chunk(
         .try_collect()
         .await
         .unwrap();
-    let mut reader = kaiyuan_xet::FrameReader::new();
-    reader.feed(&pieces.concat());
-    reader.next_chunk().unwrap().expect("one chunk")
+    pieces.concat()
 }
 
 #[tokio::test]
