@@ -145,6 +145,19 @@ async fn the_stock_client_reads_through_the_mirror(pool: PgPool) {
         .await
         .unwrap();
     assert!(head.headers().get("x-xet-hash").is_none());
+    // The card's licence is the repository's, as for a commit made here: listed by licence,
+    // and no "declares no licence" notice on its downloads.
+    assert!(
+        head.headers().get("x-hf-warning").is_none(),
+        "{:?}",
+        head.headers().get("x-hf-warning")
+    );
+    let listed = expect_status(
+        mirror.get("/api/models?filter=license:mit", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed[0]["id"], "alice/m", "{listed}");
     assert!(
         !files_under(mirror.local_store_dir().unwrap())
             .iter()
@@ -740,6 +753,11 @@ async fn the_organisations_licence_policy_gates_what_is_mirrored(pool: PgPool) {
         message.contains("acme's licence policy denies `alice/nc`"),
         "{message}"
     );
+    // The reason is the finding that denies, not the first note of the evaluation.
+    assert!(
+        message.ends_with("does not permit commercial use"),
+        "{message}"
+    );
     let audited: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'mirror.refuse'")
             .fetch_one(&pool)
@@ -751,6 +769,179 @@ async fn the_organisations_licence_policy_gates_what_is_mirrored(pool: PgPool) {
     let res = mirror.get("/alice/mit/resolve/main/w.bin", None).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"weights");
+}
+
+/// A commit the licence policy denies is refused on every path the stock client can take: the
+/// resolve route (GET and HEAD), the Xet token route, and the CAS, which names bytes and not
+/// commits. Its refusal is written with it, so it is never visible unrefused. An allowed
+/// commit of the same repository is still served.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_denied_licence_holds_on_every_download_path(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    // Over 1 MiB, so that the mirror keeps them as Xet chunks and offers them through its CAS.
+    let (open_weights, nc_weights) = (noise(2 << 20, 7), noise(2 << 20, 8));
+    let first = upstream
+        .commit_files(
+            &alice,
+            "alice/m",
+            &[
+                ("README.md", b"---\nlicense: mit\n---\n# m\n"),
+                ("w.safetensors", &open_weights),
+            ],
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = upstream
+        .send_json(
+            reqwest::Method::PUT,
+            "/api/v1/repos/alice/m/tags/v1",
+            Some(&alice),
+            &json!({"target": first}),
+        )
+        .await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    upstream
+        .commit_files(
+            &alice,
+            "alice/m",
+            &[
+                (
+                    "README.md",
+                    b"---\nlicense: cc-by-nc-4.0\n---\n# research only\n",
+                ),
+                ("w.safetensors", &nc_weights),
+            ],
+        )
+        .await;
+    let base = upstream.base.clone();
+    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstream = Some(base);
+        s.mirror.policy = Some("acme".into());
+    })
+    .await;
+    let owner = mirror.create_user("owner").await;
+    let res = mirror
+        .post_json("/api/v1/orgs", Some(&owner), &json!({"name": "acme"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    // While the denied revision is fetched, no mirrored commit is ever recorded unrefused.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = tokio::spawn({
+        let (pool, stop) = (pool.clone(), stop.clone());
+        async move {
+            let mut unrefused = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                unrefused += sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM mirrored_commits WHERE refusal IS NULL",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            }
+            unrefused
+        }
+    });
+    let res = mirror
+        .get("/alice/m/resolve/main/w.safetensors", None)
+        .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reason = "acme's licence policy denies `alice/m`";
+    let message = expect_error(res, StatusCode::FORBIDDEN, "mirror-policy-denied").await;
+    assert!(message.contains(reason), "{message}");
+    assert_eq!(
+        watcher.await.unwrap(),
+        0,
+        "the denied commit was visible without its refusal"
+    );
+
+    // A HEAD names no Xet hash for refused bytes: the client would fetch them from the CAS
+    // without asking resolve again (and it gets the reason from resolve's GET).
+    let head = mirror
+        .request(
+            reqwest::Method::HEAD,
+            "/alice/m/resolve/main/w.safetensors",
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert!(head.headers().get("x-xet-hash").is_none());
+    let res = mirror
+        .get("/api/models/alice/m/xet-read-token/main", None)
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN, "mirror-policy-denied").await;
+
+    // The allowed tag is served, through Xet as well; a CAS token of it reads its own bytes and
+    // not the denied commit's, which only the denied commit holds.
+    run_client(
+        &mirror,
+        "KAIYUAN_TEST_PYTHON",
+        "hf_download_one.py",
+        &[
+            ("KY_REPO", "alice/m"),
+            ("KY_PATH", "w.safetensors"),
+            ("KY_REVISION", "v1"),
+            ("KY_SHA256", &sha(&open_weights)),
+            ("KY_SIZE", &open_weights.len().to_string()),
+        ],
+    )
+    .await;
+    let body = expect_status(
+        mirror
+            .get("/api/models/alice/m/xet-read-token/v1", None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let cas_token = body["accessToken"].as_str().unwrap();
+    let xet_hash = |weights: Vec<u8>| {
+        let pool = pool.clone();
+        async move {
+            let hash: Vec<u8> =
+                sqlx::query_scalar("SELECT file_hash FROM xet_files WHERE sha256 = $1")
+                    .bind(Sha256::digest(&weights).to_vec())
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            kaiyuan_xet::MerkleHash::from_slice(&hash).unwrap()
+        }
+    };
+    let reconstruction = |file: kaiyuan_xet::MerkleHash| {
+        mirror
+            .http
+            .get(format!("{}/cas/v1/reconstructions/{file}", mirror.base))
+            .bearer_auth(cas_token)
+            .send()
+    };
+    let res = reconstruction(xet_hash(nc_weights.clone()).await)
+        .await
+        .unwrap();
+    let message = expect_error(res, StatusCode::FORBIDDEN, "mirror-policy-denied").await;
+    assert!(message.contains(reason), "{message}");
+    let res = reconstruction(xet_hash(open_weights.clone()).await)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // The stock client, at its default settings, is refused with the policy's reason.
+    run_client(
+        &mirror,
+        "KAIYUAN_TEST_PYTHON",
+        "hf_download_refused.py",
+        &[
+            ("KY_REPO", "alice/m"),
+            ("KY_PATH", "w.safetensors"),
+            ("KY_REVISION", "main"),
+            ("KY_REASON", reason),
+        ],
+    )
+    .await;
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]

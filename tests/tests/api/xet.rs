@@ -601,15 +601,25 @@ async fn xet_files_are_scanned_gated_and_collected_like_any_other(pool: PgPool) 
         .await
         .unwrap();
     assert_eq!(res.headers()["x-kaiyuan-scan"], "malicious");
-    assert_eq!(
-        res.headers()["x-xet-hash"],
-        upload.file.to_string().as_str()
-    );
+    // No Xet hash for bytes the CAS refuses: the client asks resolve, which says why.
+    assert!(res.headers().get("x-xet-hash").is_none());
     let res = app.get("/alice/m/resolve/main/model.pkl", None).await;
     expect_error(res, StatusCode::FORBIDDEN, "quarantined").await;
     let read = cas_token(&app, None, "alice/m", "read").await;
     let res = reconstruction(&app, &read, &upload.file, None).await;
     expect_error(res, StatusCode::FORBIDDEN, "quarantined").await;
+    run_client(
+        &app,
+        "KAIYUAN_TEST_PYTHON",
+        "hf_download_refused.py",
+        &[
+            ("KY_REPO", "alice/m"),
+            ("KY_PATH", "model.pkl"),
+            ("KY_REVISION", "main"),
+            ("KY_REASON", "posix.system"),
+        ],
+    )
+    .await;
     // A clean file: resolve serves the rebuilt bytes, whole and in ranges.
     let data = noise(150_000, 6);
     let clean = prepare(&data);

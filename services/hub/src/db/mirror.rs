@@ -38,19 +38,23 @@ pub async fn record_repo(
     Ok(())
 }
 
+/// Records a mirrored commit with the reason the mirror refuses to serve it, if it does.
 pub async fn record_commit(
     conn: &mut PgConnection,
     repository_id: i64,
     upstream_commit: &str,
     commit_id: &str,
+    refusal: Option<&str>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO mirrored_commits (repository_id, upstream_commit, commit_id) VALUES ($1, $2, $3)
+        "INSERT INTO mirrored_commits (repository_id, upstream_commit, commit_id, refusal)
+         VALUES ($1, $2, $3, $4)
          ON CONFLICT (repository_id, upstream_commit) DO NOTHING",
     )
     .bind(repository_id)
     .bind(upstream_commit)
     .bind(commit_id)
+    .bind(refusal)
     .execute(conn)
     .await?;
     Ok(())
@@ -100,24 +104,6 @@ pub async fn status(
     .await
 }
 
-/// Records why the mirror refuses to serve a mirrored commit.
-pub async fn refuse(
-    conn: &mut PgConnection,
-    repository_id: i64,
-    commit_id: &str,
-    reason: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE mirrored_commits SET refusal = $3 WHERE repository_id = $1 AND commit_id = $2",
-    )
-    .bind(repository_id)
-    .bind(commit_id)
-    .bind(reason)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Why the mirror refuses to serve this commit, if it does.
 pub async fn refusal(
     conn: &mut PgConnection,
@@ -129,6 +115,30 @@ pub async fn refusal(
     )
     .bind(repository_id)
     .bind(commit_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Why the mirror refuses to serve these bytes of the repository, if it does: every commit
+/// of it that holds them is refused. Bytes that a served commit also holds are served.
+pub async fn bytes_refusal(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    sha256: &[u8],
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT m.refusal FROM commit_files f
+         JOIN mirrored_commits m ON m.repository_id = f.repository_id AND m.commit_id = f.commit_id
+         WHERE f.repository_id = $1 AND f.sha256 = $2 AND m.refusal IS NOT NULL
+           AND NOT EXISTS (
+               SELECT 1 FROM commit_files g
+               LEFT JOIN mirrored_commits n
+                 ON n.repository_id = g.repository_id AND n.commit_id = g.commit_id
+               WHERE g.repository_id = $1 AND g.sha256 = $2 AND n.refusal IS NULL)
+         LIMIT 1",
+    )
+    .bind(repository_id)
+    .bind(sha256)
     .fetch_optional(conn)
     .await
 }

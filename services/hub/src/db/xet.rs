@@ -125,15 +125,19 @@ pub async fn file_by_sha256(
     .await
 }
 
-/// The Xet hash of each of `sha256s` that is stored as a reconstruction.
-pub async fn file_hashes(
+/// The Xet hash of each of `sha256s` that is stored as a reconstruction the CAS serves.
+pub async fn servable_file_hashes(
     conn: &mut PgConnection,
     sha256s: &[Vec<u8>],
 ) -> sqlx::Result<HashMap<Vec<u8>, Vec<u8>>> {
-    let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
-        "SELECT DISTINCT ON (sha256) sha256, file_hash FROM xet_files WHERE sha256 = ANY($1)
-         ORDER BY sha256, created_at, file_hash",
-    )
+    // Quarantined or held bytes have none to offer: the CAS refuses them.
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT DISTINCT ON (x.sha256) x.sha256, x.file_hash FROM xet_files x
+         WHERE x.sha256 = ANY($1)
+           AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.sha256 = x.sha256 AND {})
+         ORDER BY x.sha256, x.created_at, x.file_hash",
+        crate::domain::scan::QUARANTINED_SQL
+    )))
     .bind(sha256s)
     .fetch_all(conn)
     .await?;

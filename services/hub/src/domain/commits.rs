@@ -23,6 +23,8 @@ use crate::tree::{self, Change, Entry, Snapshot};
 
 /// The README that becomes the repository's card, and how much of it is kept for search.
 const CARD_PATH: &str = "README.md";
+/// The branch whose card describes the repository.
+pub const DEFAULT_BRANCH: &str = "main";
 const CARD_MAX_BYTES: u64 = 256 * 1024;
 
 /// Why a commit was refused.
@@ -177,13 +179,8 @@ pub async fn commit(
     };
     let id = write_commit(&mut tx, &ctx, &snapshot).await?;
     db::repos::touch(&mut tx, repo.id).await?;
-    let new_card = snapshot.get(CARD_PATH);
-    if branch == "main" && new_card != old_card.as_ref() {
-        let (card, license) = match new_card {
-            Some(entry) => read_card(store, entry).await?,
-            None => (String::new(), None),
-        };
-        db::repos::update_card(&mut tx, repo.id, &card, license.as_deref()).await?;
+    if branch == DEFAULT_BRANCH && snapshot.get(CARD_PATH) != old_card.as_ref() {
+        record_card(&mut tx, store, repo.id, &snapshot).await?;
     }
     let details = serde_json::json!({"commit": id, "branch": branch, "operations": operations});
     let change = Event::new("commit.create", Target::Repo(repo), details);
@@ -343,6 +340,23 @@ async fn log_publish(
         author: ctx.author_name.to_string(),
     };
     crate::tlog::append_about(conn, &repo, &entry).await?;
+    Ok(())
+}
+
+/// Records on the repository the model card and declared licence of a new commit on the
+/// default branch (search, listings and download notices read them there): every writer of
+/// commits, the mirror included, goes through here.
+pub async fn record_card(
+    conn: &mut PgConnection,
+    store: &BlobStore,
+    repository_id: i64,
+    snapshot: &Snapshot,
+) -> Result<(), super::Error> {
+    let (card, license) = match snapshot.get(CARD_PATH) {
+        Some(entry) => read_card(store, entry).await?,
+        None => (String::new(), None),
+    };
+    db::repos::update_card(conn, repository_id, &card, license.as_deref()).await?;
     Ok(())
 }
 

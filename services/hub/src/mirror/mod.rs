@@ -537,8 +537,18 @@ async fn mirror_revision(
         &snapshot,
     )
     .await?;
+    db::repos::touch(&mut tx, repo.id).await?;
+    if branch == crate::domain::commits::DEFAULT_BRANCH {
+        crate::domain::commits::record_card(&mut tx, &state.store, repo.id, &snapshot).await?;
+    }
     db::mirror::record_repo(&mut tx, repo.id, upstream.base(), &full).await?;
-    db::mirror::record_commit(&mut tx, repo.id, &info.sha, &commit).await?;
+    // The licence verdict is recorded with the commit, in the same transaction: a denied
+    // commit is never visible, not for a moment nor after a crash, without its refusal.
+    let refusal = match &state.settings.mirror.policy {
+        Some(policy) => licence_refusal(state, &mut tx, &repo, &commit, policy).await?,
+        None => None,
+    };
+    db::mirror::record_commit(&mut tx, repo.id, &info.sha, &commit, refusal.as_deref()).await?;
     // Who caused the upstream download, and of what: the audit answers for every mirrored file.
     crate::domain::event::record(
         &mut tx,
@@ -557,11 +567,20 @@ async fn mirror_revision(
         ),
     )
     .await?;
-    tx.commit().await?;
-    tracing::info!(repo = %full, revision, upstream_commit = %info.sha, commit = %commit, files = snapshot.len(), "mirrored");
-    if let Some(policy) = &state.settings.mirror.policy {
-        gate_licence(state, &repo, &commit, policy).await?;
+    if let Some(reason) = &refusal {
+        crate::domain::event::record(
+            &mut tx,
+            &Caller::default(),
+            crate::domain::event::Event::new(
+                "mirror.refuse",
+                crate::domain::event::Target::Repo(&repo),
+                serde_json::json!({"commit": commit, "reason": reason}),
+            ),
+        )
+        .await?;
     }
+    tx.commit().await?;
+    tracing::info!(repo = %full, revision, upstream_commit = %info.sha, commit = %commit, files = snapshot.len(), refused = refusal.is_some(), "mirrored");
     enforce_budget(state, repo.id).await
 }
 
@@ -588,25 +607,25 @@ async fn enforce_budget(state: &AppState, keep: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Evaluates a mirrored commit under the organisation's licence policy; a denial is recorded
-/// (downloads are then refused with its reason) and audited.
-async fn gate_licence(
+/// Why the organisation's licence policy denies a mirrored commit, evaluated inside the
+/// transaction that writes it; `None` when the policy lets it through.
+async fn licence_refusal(
     state: &AppState,
+    conn: &mut sqlx::PgConnection,
     repo: &db::repos::Repo,
     commit: &str,
     policy_namespace: &str,
-) -> Result<(), ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let namespace = db::accounts::find_namespace(&mut conn, policy_namespace)
+) -> Result<Option<String>, ApiError> {
+    let namespace = db::accounts::find_namespace(conn, policy_namespace)
         .await?
         .ok_or_else(|| {
             ApiError::internal(anyhow::anyhow!(
                 "mirror.policy names `{policy_namespace}`, which does not exist"
             ))
         })?;
-    let (policy, _) = crate::licensing::namespace_policy(&mut conn, namespace.id).await?;
+    let (policy, _) = crate::licensing::namespace_policy(conn, namespace.id).await?;
     let report = crate::licensing::evaluate_commit(
-        &mut conn,
+        conn,
         &state.store,
         repo,
         commit,
@@ -615,31 +634,20 @@ async fn gate_licence(
     )
     .await?;
     if report.decision != kaiyuan_license::Decision::Deny {
-        return Ok(());
+        return Ok(None);
     }
+    // The finding that denies, not the first one (often a note on how the licence was read).
     let why = report
         .findings
-        .first()
+        .iter()
+        .find(|f| f.severity == kaiyuan_license::Severity::Error)
+        .or(report.findings.first())
         .map(|f| f.message.clone())
         .unwrap_or_else(|| "the licence is not allowed".into());
-    let reason = format!(
+    Ok(Some(format!(
         "{policy_namespace}'s licence policy denies `{}`: {why}",
         repo.full_name()
-    );
-    let mut tx = state.db.begin().await?;
-    db::mirror::refuse(&mut tx, repo.id, commit, &reason).await?;
-    crate::domain::event::record(
-        &mut tx,
-        &Caller::default(),
-        crate::domain::event::Event::new(
-            "mirror.refuse",
-            crate::domain::event::Target::Repo(repo),
-            serde_json::json!({"commit": commit, "reason": reason}),
-        ),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    )))
 }
 
 /// The refusal of a mirrored commit, as the error its downloads get.
@@ -649,6 +657,18 @@ pub async fn refusal(
     commit: &str,
 ) -> Result<Option<ApiError>, ApiError> {
     Ok(db::mirror::refusal(conn, repository_id, commit)
+        .await?
+        .map(|reason| ApiError::forbidden(code::MIRROR_POLICY_DENIED, reason)))
+}
+
+/// The refusal of bytes read by their hash (the CAS names no commit): refused when every
+/// mirrored commit of the repository that holds them is refused.
+pub async fn bytes_refusal(
+    conn: &mut sqlx::PgConnection,
+    repository_id: i64,
+    sha256: &[u8],
+) -> Result<Option<ApiError>, ApiError> {
+    Ok(db::mirror::bytes_refusal(conn, repository_id, sha256)
         .await?
         .map(|reason| ApiError::forbidden(code::MIRROR_POLICY_DENIED, reason)))
 }

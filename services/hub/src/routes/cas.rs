@@ -213,7 +213,8 @@ async fn upload_shard(
 
 /// The file behind a Xet hash, if the token's repository may read it: its history holds the
 /// bytes or they were uploaded to it. Anything else (unknown, or only in other repositories)
-/// is the same 404. Quarantined and held bytes are refused as on the resolve route.
+/// is the same 404. Quarantined and held bytes, and bytes only a commit the mirror refuses
+/// holds, are refused as on the resolve route.
 async fn readable_file(
     conn: &mut sqlx::PgConnection,
     token: &CasToken,
@@ -240,6 +241,11 @@ async fn readable_file(
                 "file {file_hash} is quarantined or held by a reviewer: it cannot be downloaded"
             ),
         ));
+    }
+    if let Some(refused) =
+        crate::mirror::bytes_refusal(conn, token.repository_id, &file.sha256).await?
+    {
+        return Err(refused);
     }
     Ok(file)
 }

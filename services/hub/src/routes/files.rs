@@ -265,10 +265,10 @@ pub async fn resolve(
         commit,
     };
     if state.settings.xet.enabled
-        && let Some(file_hash) = db::xet::file_hashes(&mut conn, &[file.sha256.to_vec()])
-            .await?
-            .remove(&file.sha256[..])
-            .and_then(|h| kaiyuan_xet::MerkleHash::from_slice(&h))
+        && let Some(file_hash) =
+            crate::xet::offered_hashes(&mut conn, repo.id, &served.commit, &[file.sha256.to_vec()])
+                .await?
+                .remove(&file.sha256[..])
     {
         let refresh = format!(
             "{}/api/models/{}/xet-read-token/{}",

@@ -472,7 +472,7 @@ async fn tree_listing(
     let page = params.limit.unwrap_or(TREE_PAGE).clamp(1, TREE_PAGE);
     let (mut body, next) = tree_page(&mut conn, &range, recursive, cursor, page).await?;
     if state.settings.xet.enabled {
-        add_xet_hashes(&mut conn, &mut body).await?;
+        add_xet_hashes(&mut conn, &repo, &commit, &mut body).await?;
     }
     if dir.is_some() && cursor.is_none() && body.is_empty() {
         return Err(ApiError::not_found(
@@ -796,6 +796,9 @@ async fn xet_token(
         super::access::authorize_download(&mut conn, &caller, &repo).await?;
         crate::licensing::authorize_license(&mut conn, &state.store, &caller, &repo, &commit)
             .await?;
+        if let Some(refused) = crate::mirror::refusal(&mut conn, repo.id, &commit).await? {
+            return Err(refused);
+        }
     }
     let expires = chrono::Utc::now().timestamp() + state.settings.xet.token_secs as i64;
     let token = crate::xet::token::CasToken {
@@ -816,23 +819,23 @@ async fn xet_token(
 
 /// Adds `xetHash` to the file entries of a listing whose bytes the CAS can serve (and only
 /// to those: a client given a hash the CAS cannot serve fails its download).
-async fn add_xet_hashes(conn: &mut PgConnection, entries: &mut [Value]) -> Result<(), ApiError> {
+async fn add_xet_hashes(
+    conn: &mut PgConnection,
+    repo: &db::repos::Repo,
+    commit: &str,
+    entries: &mut [Value],
+) -> Result<(), ApiError> {
     let wanted: Vec<Vec<u8>> = entries
         .iter()
         .filter_map(|e| e["lfs"]["oid"].as_str())
         .filter_map(|oid| hex::decode(oid).ok())
         .collect();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let hashes = db::xet::file_hashes(conn, &wanted).await?;
+    let hashes = crate::xet::offered_hashes(conn, repo.id, commit, &wanted).await?;
     for entry in entries.iter_mut() {
         let sha = entry["lfs"]["oid"]
             .as_str()
             .and_then(|oid| hex::decode(oid).ok());
-        if let Some(file_hash) = sha.and_then(|sha| hashes.get(&sha))
-            && let Some(file_hash) = kaiyuan_xet::MerkleHash::from_slice(file_hash)
-        {
+        if let Some(file_hash) = sha.and_then(|sha| hashes.get(&sha)) {
             entry["xetHash"] = json!(file_hash.to_string());
         }
     }
