@@ -209,8 +209,19 @@ async fn the_mirror_serves_nothing_unchecked(pool: PgPool) {
         .create_repo(&alice, "alice", "evil", "public")
         .await;
     let pickle = b"\x80\x02cposix\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03.";
+    // The same call behind 1 MiB of string data (BINSTRING, then POP): large enough for the
+    // mirror to keep it as Xet chunks.
+    let mut big = b"\x80\x02T".to_vec();
+    big.extend_from_slice(&(1u32 << 20).to_le_bytes());
+    big.extend(std::iter::repeat_n(b'A', 1 << 20));
+    big.push(b'0');
+    big.extend_from_slice(&pickle[2..]);
     upstream
-        .commit_files(&alice, "alice/evil", &[("model.pkl", pickle)])
+        .commit_files(
+            &alice,
+            "alice/evil",
+            &[("model.pkl", pickle), ("big.pkl", &big)],
+        )
         .await;
     upstream
         .create_repo(&alice, "alice", "lying", "public")
@@ -237,6 +248,26 @@ async fn the_mirror_serves_nothing_unchecked(pool: PgPool) {
     let bob = mirror.create_user("bob").await;
     let res = mirror.get("/alice/evil/resolve/main/model.pkl", None).await;
     expect_error(res, StatusCode::FORBIDDEN, "quarantined").await;
+    // Kept as chunks, but never offered through the CAS: the stock client, at its default
+    // settings, asks resolve and shows the scan's reason.
+    let chunked: i64 = sqlx::query_scalar("SELECT count(*) FROM xet_files WHERE sha256 = $1")
+        .bind(Sha256::digest(&big).to_vec())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(chunked, 1);
+    run_client(
+        &mirror,
+        "KAIYUAN_TEST_PYTHON",
+        "hf_download_refused.py",
+        &[
+            ("KY_REPO", "alice/evil"),
+            ("KY_PATH", "big.pkl"),
+            ("KY_REVISION", "main"),
+            ("KY_REASON", "posix.system"),
+        ],
+    )
+    .await;
     let res = mirror.get("/alice/lying/resolve/main/w.bin", None).await;
     let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
     assert!(message.contains("nothing was kept"), "{message}");
