@@ -1,7 +1,8 @@
 """The stock huggingface_hub client with HF_ENDPOINT at a kaiyuan mirror: snapshot_download,
 hf_hub_download by branch, tag and the upstream's commit id, and model_info. KY_REPO names the
 repository, KY_FILES the expected sha256 of each file (JSON), KY_REVISIONS the revisions to ask
-for (JSON: revision -> {path: sha256}). Exits non-zero on a failed check."""
+for (JSON: revision -> {path: sha256}), KY_LICENSE (optional) the licence model_info must give.
+Exits non-zero on a failed check."""
 import hashlib
 import json
 import os
@@ -30,4 +31,8 @@ for revision, expected in revisions.items():
             assert digest(got) == sha, f"{path}@{revision}"
 info = HfApi().model_info(repo, files_metadata=True)
 assert sorted(s.rfilename for s in info.siblings) == sorted(files), info.siblings
+# The card's licence, as the upstream states it, is the mirrored model's.
+if os.environ.get("KY_LICENSE"):
+    assert info.card_data is not None and info.card_data.license == os.environ["KY_LICENSE"], info.card_data
+    assert f"license:{os.environ['KY_LICENSE']}" in info.tags, info.tags
 print("mirror client: all checks passed")

@@ -109,6 +109,7 @@ async fn the_stock_client_reads_through_the_mirror(pool: PgPool) {
             ("KY_REPO", "alice/m"),
             ("KY_FILES", &files.to_string()),
             ("KY_REVISIONS", &revisions.to_string()),
+            ("KY_LICENSE", "mit"),
         ],
     )
     .await;
