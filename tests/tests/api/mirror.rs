@@ -976,6 +976,131 @@ async fn a_denied_licence_holds_on_every_download_path(pool: PgPool) {
     .await;
 }
 
+/// A change of the organisation's licence policy reaches what was mirrored before it: the next
+/// read decides each mirrored commit again (a CAS token taken before the change included), and
+/// each change of verdict is audited.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_policy_change_reaches_what_was_mirrored_before_it(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    let weights = noise(2 << 20, 9);
+    upstream
+        .commit_files(
+            &alice,
+            "alice/m",
+            &[
+                ("README.md", b"---\nlicense: mit\n---\n# m\n"),
+                ("w.safetensors", &weights),
+            ],
+        )
+        .await;
+    let base = upstream.base.clone();
+    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstream = Some(base);
+        s.mirror.policy = Some("acme".into());
+    })
+    .await;
+    let owner = mirror.create_user("owner").await;
+    let res = mirror
+        .post_json("/api/v1/orgs", Some(&owner), &json!({"name": "acme"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = mirror
+        .get("/alice/m/resolve/main/w.safetensors", None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), weights.as_slice());
+    let body = expect_status(
+        mirror
+            .get("/api/models/alice/m/xet-read-token/main", None)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let cas_token = body["accessToken"].as_str().unwrap().to_string();
+    let file_hash: Vec<u8> =
+        sqlx::query_scalar("SELECT file_hash FROM xet_files WHERE sha256 = $1")
+            .bind(Sha256::digest(&weights).to_vec())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let file_hash = kaiyuan_xet::MerkleHash::from_slice(&file_hash).unwrap();
+    let audited = |action: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_events WHERE action = $1")
+                .bind(action)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+
+    // acme now denies MIT: the token taken before cannot read the bytes, nor can anyone else.
+    let res = mirror
+        .send_json(
+            reqwest::Method::PUT,
+            "/api/v1/orgs/acme/license-policy",
+            Some(&owner),
+            &json!({"deny": ["MIT"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let reason = "acme's licence policy denies `alice/m`";
+    let res = mirror
+        .http
+        .get(format!(
+            "{}/cas/v1/reconstructions/{file_hash}",
+            mirror.base
+        ))
+        .bearer_auth(&cas_token)
+        .send()
+        .await
+        .unwrap();
+    let message = expect_error(res, StatusCode::FORBIDDEN, "mirror-policy-denied").await;
+    assert!(message.contains(reason), "{message}");
+    let res = mirror
+        .get("/alice/m/resolve/main/w.safetensors", None)
+        .await;
+    expect_error(res, StatusCode::FORBIDDEN, "mirror-policy-denied").await;
+    run_client(
+        &mirror,
+        "KAIYUAN_TEST_PYTHON",
+        "hf_download_refused.py",
+        &[
+            ("KY_REPO", "alice/m"),
+            ("KY_PATH", "w.safetensors"),
+            ("KY_REVISION", "main"),
+            ("KY_REASON", reason),
+        ],
+    )
+    .await;
+    assert_eq!(
+        audited("mirror.refuse").await,
+        1,
+        "decided once, audited once"
+    );
+
+    // Without a policy of its own, acme's defaults allow MIT again.
+    let res = mirror
+        .request(
+            reqwest::Method::DELETE,
+            "/api/v1/orgs/acme/license-policy",
+            Some(&owner),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = mirror
+        .get("/alice/m/resolve/main/w.safetensors", None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), weights.as_slice());
+    assert_eq!(audited("mirror.admit").await, 1);
+}
+
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn a_client_that_cannot_wait_is_told_to_retry(pool: PgPool) {
     let upstream = upstream_app(&pool).await;

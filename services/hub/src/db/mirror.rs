@@ -38,23 +38,31 @@ pub async fn record_repo(
     Ok(())
 }
 
-/// Records a mirrored commit with the reason the mirror refuses to serve it, if it does.
+/// A licence decision on a mirrored commit: why it is refused (if it is), and the key of the
+/// licence gate that decided it (`None`: no gate).
+pub struct Verdict<'a> {
+    pub refusal: Option<&'a str>,
+    pub policy_key: Option<&'a str>,
+}
+
+/// Records a mirrored commit with its licence verdict.
 pub async fn record_commit(
     conn: &mut PgConnection,
     repository_id: i64,
     upstream_commit: &str,
     commit_id: &str,
-    refusal: Option<&str>,
+    verdict: &Verdict<'_>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO mirrored_commits (repository_id, upstream_commit, commit_id, refusal)
-         VALUES ($1, $2, $3, $4)
+        "INSERT INTO mirrored_commits (repository_id, upstream_commit, commit_id, refusal, policy_key)
+         VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (repository_id, upstream_commit) DO NOTHING",
     )
     .bind(repository_id)
     .bind(upstream_commit)
     .bind(commit_id)
-    .bind(refusal)
+    .bind(verdict.refusal)
+    .bind(verdict.policy_key)
     .execute(conn)
     .await?;
     Ok(())
@@ -117,6 +125,59 @@ pub async fn refusal(
     .bind(commit_id)
     .fetch_optional(conn)
     .await
+}
+
+/// The mirrored commits of a repository decided under another licence gate than `policy_key`.
+pub async fn stale_verdicts(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    policy_key: Option<&str>,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT commit_id FROM mirrored_commits
+         WHERE repository_id = $1 AND policy_key IS DISTINCT FROM $2",
+    )
+    .bind(repository_id)
+    .bind(policy_key)
+    .fetch_all(conn)
+    .await
+}
+
+/// Locks a mirrored commit's verdict for an update: its refusal and the key it was decided
+/// under, or `None` if it is not a mirrored commit.
+pub async fn lock_verdict(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+) -> sqlx::Result<Option<(Option<String>, Option<String>)>> {
+    sqlx::query_as(
+        "SELECT refusal, policy_key FROM mirrored_commits
+         WHERE repository_id = $1 AND commit_id = $2 LIMIT 1 FOR UPDATE",
+    )
+    .bind(repository_id)
+    .bind(commit_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Replaces a mirrored commit's licence verdict.
+pub async fn set_verdict(
+    conn: &mut PgConnection,
+    repository_id: i64,
+    commit_id: &str,
+    verdict: &Verdict<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE mirrored_commits SET refusal = $3, policy_key = $4
+         WHERE repository_id = $1 AND commit_id = $2",
+    )
+    .bind(repository_id)
+    .bind(commit_id)
+    .bind(verdict.refusal)
+    .bind(verdict.policy_key)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Why the mirror refuses to serve these bytes of the repository, if it does: every commit

@@ -4,6 +4,7 @@
 //! becomes visible, so clients get only what passed the same gates as an upload. What is
 //! mirrored is served from here, also when the upstream is unreachable.
 
+pub mod licence_gate;
 pub mod upstream;
 mod upstream_xet;
 
@@ -416,6 +417,10 @@ async fn needs_fetch(
         return Ok(false);
     }
     db::mirror::touch(&mut conn, repo.id).await?;
+    // What is served from here is served under the licence policy in force now.
+    drop(conn);
+    licence_gate::recheck(state, repo.id).await?;
+    let mut conn = state.db.acquire().await?;
     if db::mirror::local_commit(&mut conn, repo.id, revision)
         .await?
         .is_some()
@@ -544,11 +549,16 @@ async fn mirror_revision(
     db::mirror::record_repo(&mut tx, repo.id, upstream.base(), &full).await?;
     // The licence verdict is recorded with the commit, in the same transaction: a denied
     // commit is never visible, not for a moment nor after a crash, without its refusal.
-    let refusal = match &state.settings.mirror.policy {
-        Some(policy) => licence_refusal(state, &mut tx, &repo, &commit, policy).await?,
+    let gate = licence_gate::in_force(state, &mut tx).await?;
+    let refusal = match &gate {
+        Some(gate) => licence_gate::refusal(state, &mut tx, gate, &repo, &commit).await?,
         None => None,
     };
-    db::mirror::record_commit(&mut tx, repo.id, &info.sha, &commit, refusal.as_deref()).await?;
+    let verdict = db::mirror::Verdict {
+        refusal: refusal.as_deref(),
+        policy_key: gate.as_ref().map(|g| g.key.as_str()),
+    };
+    db::mirror::record_commit(&mut tx, repo.id, &info.sha, &commit, &verdict).await?;
     // Who caused the upstream download, and of what: the audit answers for every mirrored file.
     crate::domain::event::record(
         &mut tx,
@@ -605,49 +615,6 @@ async fn enforce_budget(state: &AppState, keep: i64) -> Result<(), ApiError> {
         tracing::info!(repo = %full, budget, "evicted from the mirror's storage budget");
     }
     Ok(())
-}
-
-/// Why the organisation's licence policy denies a mirrored commit, evaluated inside the
-/// transaction that writes it; `None` when the policy lets it through.
-async fn licence_refusal(
-    state: &AppState,
-    conn: &mut sqlx::PgConnection,
-    repo: &db::repos::Repo,
-    commit: &str,
-    policy_namespace: &str,
-) -> Result<Option<String>, ApiError> {
-    let namespace = db::accounts::find_namespace(conn, policy_namespace)
-        .await?
-        .ok_or_else(|| {
-            ApiError::internal(anyhow::anyhow!(
-                "mirror.policy names `{policy_namespace}`, which does not exist"
-            ))
-        })?;
-    let (policy, _) = crate::licensing::namespace_policy(conn, namespace.id).await?;
-    let report = crate::licensing::evaluate_commit(
-        conn,
-        &state.store,
-        repo,
-        commit,
-        policy.as_ref(),
-        &kaiyuan_license::UseContext::default(),
-    )
-    .await?;
-    if report.decision != kaiyuan_license::Decision::Deny {
-        return Ok(None);
-    }
-    // The finding that denies, not the first one (often a note on how the licence was read).
-    let why = report
-        .findings
-        .iter()
-        .find(|f| f.severity == kaiyuan_license::Severity::Error)
-        .or(report.findings.first())
-        .map(|f| f.message.clone())
-        .unwrap_or_else(|| "the licence is not allowed".into());
-    Ok(Some(format!(
-        "{policy_namespace}'s licence policy denies `{}`: {why}",
-        repo.full_name()
-    )))
 }
 
 /// The refusal of a mirrored commit, as the error its downloads get.

@@ -79,6 +79,11 @@ async fn authorize(state: &AppState, req: &HttpRequest, write: bool) -> Result<C
             "the repository this CAS token was issued for no longer exists",
         ));
     }
+    drop(conn);
+    if !write {
+        // A token outlives a change of the mirror's licence policy: reads follow the new one.
+        crate::mirror::licence_gate::recheck(state, token.repository_id).await?;
+    }
     Ok(token)
 }
 

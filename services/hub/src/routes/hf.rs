@@ -793,6 +793,7 @@ async fn xet_token(
     let repo = super::load_repo(&mut conn, &caller, &namespace, &name, need).await?;
     let commit = resolve(&mut conn, &repo, &revision).await?;
     if !write {
+        crate::mirror::licence_gate::recheck(&state, repo.id).await?;
         super::access::authorize_download(&mut conn, &caller, &repo).await?;
         crate::licensing::authorize_license(&mut conn, &state.store, &caller, &repo, &commit)
             .await?;

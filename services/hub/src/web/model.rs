@@ -274,6 +274,9 @@ pub async fn model_page(
     let advisories = db::reviews::advisories_at(&mut conn, repo.id, &commit).await?;
     let logged = db::tlog::publish_entry(&mut conn, repo.id, &commit).await?;
     let mirrored = db::mirror::find(&mut conn, repo.id).await?;
+    if mirrored.is_some() {
+        crate::mirror::licence_gate::recheck(&state, repo.id).await?;
+    }
     let mirror_refusal = db::mirror::refusal(&mut conn, repo.id, &commit).await?;
     let can_write = ApiError::permitted(
         crate::routes::load_repo(&mut conn, &caller, &repo.namespace, &repo.name, Need::Write)
