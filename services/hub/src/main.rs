@@ -471,6 +471,8 @@ async fn mirror_command(
             let (namespace, name) = repo
                 .split_once('/')
                 .ok_or_else(|| anyhow::anyhow!("name the repository as ORG/NAME[@REVISION]"))?;
+            kaiyuan_hub::names::NamespaceName::parse(namespace)?;
+            kaiyuan_hub::names::RepoName::parse(name)?;
             anyhow::ensure!(
                 settings.mirror.configured(),
                 "no upstream: set mirror.upstream in the configuration, or KAIYUAN_UPSTREAM"

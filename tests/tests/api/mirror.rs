@@ -711,6 +711,15 @@ async fn mirror_add_and_status_from_the_command_line(pool: PgPool) {
     assert!(String::from_utf8_lossy(&added.stdout).contains("mirrored alice/m@main"));
     let missing = kaiyuan(&["mirror", "add", "alice/nothing"]).await.unwrap();
     assert!(!missing.status.success());
+    let unnamed = kaiyuan(&["mirror", "add", "alice/m?expand=1"])
+        .await
+        .unwrap();
+    assert!(!unnamed.status.success());
+    let said = String::from_utf8_lossy(&unnamed.stderr);
+    assert!(
+        said.contains("`m?expand=1` is not a valid repository name"),
+        "{said}"
+    );
     let status = kaiyuan(&["mirror", "status"]).await.unwrap();
     let listed = String::from_utf8_lossy(&status.stdout);
     assert!(

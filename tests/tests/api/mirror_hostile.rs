@@ -378,3 +378,45 @@ async fn an_upstream_listing_is_read_up_to_a_limit(pool: PgPool) {
         .unwrap();
     assert_eq!(repos, 0, "nothing was mirrored");
 }
+
+/// A name this hub could not hold is never asked of the upstream: decoded from the request's
+/// path, a `?`, `#` or `/` in it would rewrite the URL the mirror builds, and the mirror would
+/// ask its upstream, with the organisation's token, for something nobody named.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn names_that_are_not_names_never_reach_the_upstream(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    upstream
+        .commit_files(&alice, "alice/m", &[("f.txt", b"mirrored")])
+        .await;
+    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = asked.clone();
+    let tamper: Tamper = Arc::new(move |method, path, _| {
+        seen.lock().unwrap().push(format!("{method} {path}"));
+    });
+    let proxy = rewriting_proxy(&upstream.base, tamper).await;
+    let mirror = mirror_through(&pool, proxy, Vec::new()).await;
+    for path in [
+        "/alice/m%3Fexpand=1/resolve/main/f.txt",
+        "/alice/m%23x/resolve/main/f.txt",
+        "/alice/m%2F..%2Fm/resolve/main/f.txt",
+        "/alice/m%2Fresolve%2Fmain/resolve/main/f.txt",
+        "/%2E%2E/m/resolve/main/f.txt",
+        "/api/models/alice/m%3Fblobs=1/revision/main",
+        "/api/models/alice/m%2Fx/tree/main",
+    ] {
+        let res = mirror.get(path, None).await;
+        assert!(res.status().is_client_error(), "{path}: {}", res.status());
+        assert!(
+            asked.lock().unwrap().is_empty(),
+            "{path} reached the upstream as {:?}",
+            asked.lock().unwrap()
+        );
+    }
+    // A real name is fetched as usual.
+    let res = mirror.get("/alice/m/resolve/main/f.txt", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"mirrored");
+    assert!(!asked.lock().unwrap().is_empty());
+}

@@ -186,6 +186,13 @@ pub async fn ensure(
     name: &str,
     revision: &str,
 ) -> Result<(), ApiError> {
+    // Only names this hub could hold are asked of the upstream: decoded from the request's
+    // path, a `?`, `#` or `/` in them would rewrite the upstream URLs built from them.
+    if crate::names::NamespaceName::parse(namespace).is_err()
+        || crate::names::RepoName::parse(name).is_err()
+    {
+        return Ok(());
+    }
     let full = format!("{namespace}/{name}");
     if state.mirror.upstream_for(&full).is_none() {
         return Ok(());
