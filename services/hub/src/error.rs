@@ -145,6 +145,9 @@ fn hf_error_code(code: &str) -> Option<&'static str> {
         code::REVISION_NOT_FOUND => "RevisionNotFound",
         code::ENTRY_NOT_FOUND => "EntryNotFound",
         code::GATED => "GatedRepo",
+        // huggingface_hub reports any other refusal of its metadata request (HEAD) as a
+        // connection problem, without the reason; as GatedRepo it raises it with the reason.
+        code::MIRROR_POLICY_DENIED => "GatedRepo",
         _ => return None,
     })
 }

@@ -54,11 +54,34 @@ pub async fn facts_at(
         db::commits::fact_files(conn, repo.id, commit_id, FactFiles::Gguf(gguf_rows as i64))
             .await?,
     );
+    facts_of(store, repo.full_name(), files).await
+}
+
+/// Whether a file can carry licence facts read as text: the card, a licence or a notice.
+pub fn is_fact_text(path: &str) -> bool {
+    let top = !path.contains('/');
+    (top && path.eq_ignore_ascii_case("README.md"))
+        || is_license_path(path)
+        || (top && is_notice_file(path))
+}
+
+/// Whether a file is a GGUF model, whose header may declare a licence.
+pub fn is_gguf(path: &str) -> bool {
+    path.to_lowercase().ends_with(".gguf")
+}
+
+/// The licence-relevant facts of model `name` from its candidate files (any others are
+/// skipped): those of a commit here, or those a mirror fetched first.
+pub async fn facts_of(
+    store: &BlobStore,
+    name: String,
+    mut files: Vec<db::commits::FileRow>,
+) -> Result<ModelFacts, Error> {
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files.dedup_by(|a, b| a.path == b.path);
     let mut gguf_read = 0;
     let mut facts = ModelFacts {
-        name: Some(repo.full_name()),
+        name: Some(name),
         ..Default::default()
     };
     for f in files {
@@ -80,7 +103,7 @@ pub async fn facts_at(
                 path: f.path.clone(),
                 text: read_text(store, &f.sha256, f.size).await?,
             });
-        } else if f.path.to_lowercase().ends_with(".gguf") && gguf_read < MAX_GGUF_HEADERS {
+        } else if is_gguf(&f.path) && gguf_read < MAX_GGUF_HEADERS {
             // Quantization repositories hold dozens of GGUF files with the same metadata; a
             // header (with its vocabulary) is megabytes, so a few are enough.
             gguf_read += 1;
@@ -134,10 +157,12 @@ impl Resolver for HubResolver {
 }
 
 impl HubResolver {
+    /// `namespace_id`: the evaluated model's namespace, whose private repositories it may
+    /// follow (`None`: public ones only).
     pub async fn load(
         conn: &mut PgConnection,
         store: &BlobStore,
-        repo: &Repo,
+        namespace_id: Option<i64>,
         facts: &ModelFacts,
     ) -> Result<HubResolver, Error> {
         let mut resolver = HubResolver::default();
@@ -161,7 +186,7 @@ impl HubResolver {
             let Some(upstream) = db::repos::find_live(conn, ns, name).await? else {
                 continue;
             };
-            if !upstream.is_public() && upstream.namespace_id != repo.namespace_id {
+            if !upstream.is_public() && Some(upstream.namespace_id) != namespace_id {
                 continue;
             }
             let Some(head) = db::commits::resolve(conn, upstream.id, "main").await? else {
@@ -251,12 +276,32 @@ pub async fn evaluate_declared(
             }
         }
     }
-    let hub = HubResolver::load(conn, store, repo, &facts).await?;
+    evaluate_facts(
+        conn,
+        store,
+        Some(repo.namespace_id),
+        &facts,
+        policy,
+        context,
+    )
+    .await
+}
+
+/// Evaluates facts, with base models found on this hub (see [`HubResolver::load`]).
+pub async fn evaluate_facts(
+    conn: &mut PgConnection,
+    store: &BlobStore,
+    namespace_id: Option<i64>,
+    facts: &ModelFacts,
+    policy: Option<&Policy>,
+    context: &UseContext,
+) -> Result<Report, Error> {
+    let hub = HubResolver::load(conn, store, namespace_id, facts).await?;
     let chain = Chain {
         file: None,
         inner: Some(&hub),
     };
-    Ok(evaluate(&facts, &chain, policy, context))
+    Ok(evaluate(facts, &chain, policy, context))
 }
 
 /// A licence a user must accept before downloading: (id, name, version).

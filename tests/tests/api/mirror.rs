@@ -794,19 +794,48 @@ async fn the_organisations_licence_policy_gates_what_is_mirrored(pool: PgPool) {
         message.contains("acme's licence policy denies `alice/nc`"),
         "{message}"
     );
+    // Refused on its card before its weights were asked for: the upstream served the README
+    // alone, and nothing of it was recorded here.
+    assert_eq!(upstream_resolve_gets(&upstream).await, 1);
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM repositories WHERE name = 'nc'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(recorded, 0);
     // The reason is the finding that denies, not the first note of the evaluation.
     assert!(
         message.ends_with("does not permit commercial use"),
         "{message}"
     );
-    let audited: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'mirror.refuse'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(audited, 1, "the refusal is in the audit log");
-    let page = mirror.get("/alice/nc", None).await.text().await.unwrap();
-    assert!(page.contains("Not served by this mirror"), "{page}");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE action = 'mirror.refuse' AND target = 'namespace:acme'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        audited, 1,
+        "the refusal is in the policy organisation's audit log"
+    );
+    // The stock client says why, from its first request on.
+    run_client(
+        &mirror,
+        "KAIYUAN_TEST_PYTHON",
+        "hf_download_refused.py",
+        &[
+            ("KY_REPO", "alice/nc"),
+            ("KY_PATH", "w.bin"),
+            ("KY_REVISION", "main"),
+            ("KY_REASON", "does not permit commercial use"),
+        ],
+    )
+    .await;
+    assert!(
+        !files_under(mirror.local_store_dir().unwrap())
+            .iter()
+            .any(|f| f.ends_with(&sha(b"weights"))),
+        "the denied model's weights were downloaded"
+    );
     let res = mirror.get("/alice/mit/resolve/main/w.bin", None).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"weights");
@@ -815,7 +844,9 @@ async fn the_organisations_licence_policy_gates_what_is_mirrored(pool: PgPool) {
 /// A commit the licence policy denies is refused on every path the stock client can take: the
 /// resolve route (GET and HEAD), the Xet token route, and the CAS, which names bytes and not
 /// commits. Its refusal is written with it, so it is never visible unrefused. An allowed
-/// commit of the same repository is still served.
+/// commit of the same repository is still served. (The denied commit ships a GGUF file, whose
+/// header could state a licence too, so it is fetched whole and decided, not refused on its
+/// card alone.)
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn a_denied_licence_holds_on_every_download_path(pool: PgPool) {
     let upstream = upstream_app(&pool).await;
@@ -855,6 +886,7 @@ async fn a_denied_licence_holds_on_every_download_path(pool: PgPool) {
                     b"---\nlicense: cc-by-nc-4.0\n---\n# research only\n",
                 ),
                 ("w.safetensors", &nc_weights),
+                ("w-q4.gguf", b"GGUF, or not quite"),
             ],
         )
         .await;
@@ -900,6 +932,8 @@ async fn a_denied_licence_holds_on_every_download_path(pool: PgPool) {
         "the denied commit was visible without its refusal"
     );
 
+    let page = mirror.get("/alice/m", None).await.text().await.unwrap();
+    assert!(page.contains("Not served by this mirror"), "{page}");
     // A HEAD names no Xet hash for refused bytes: the client would fetch them from the CAS
     // without asking resolve again (and it gets the reason from resolve's GET).
     let head = mirror

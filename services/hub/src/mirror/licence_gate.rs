@@ -64,22 +64,63 @@ pub async fn refusal(
         &kaiyuan_license::UseContext::default(),
     )
     .await?;
-    if report.decision != kaiyuan_license::Decision::Deny {
-        return Ok(None);
+    Ok(gate.denial(&repo.full_name(), &report))
+}
+
+/// Why `gate` denies upstream model `full_name` from its card, licence and notice files alone
+/// (`files`, fetched ahead of its weights), or `None`. Called only for revisions without GGUF
+/// files, whose headers are facts too: with the same facts, the verdict on the whole commit
+/// is the same, so a denied model's weights are never downloaded.
+pub async fn early_refusal(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    gate: &Gate,
+    full_name: &str,
+    files: Vec<db::commits::FileRow>,
+) -> Result<Option<String>, ApiError> {
+    let facts = crate::licensing::facts_of(&state.store, full_name.to_string(), files).await?;
+    let namespace = match full_name.split_once('/') {
+        Some((namespace, _)) => db::accounts::find_namespace(conn, namespace)
+            .await?
+            .map(|n| n.id),
+        None => None,
+    };
+    let report = crate::licensing::evaluate_facts(
+        conn,
+        &state.store,
+        namespace,
+        &facts,
+        gate.policy.as_ref(),
+        &kaiyuan_license::UseContext::default(),
+    )
+    .await?;
+    Ok(gate.denial(full_name, &report))
+}
+
+impl Gate {
+    /// The refusal a report amounts to under this gate, if it denies.
+    fn denial(&self, full_name: &str, report: &kaiyuan_license::Report) -> Option<String> {
+        if report.decision != kaiyuan_license::Decision::Deny {
+            return None;
+        }
+        // The finding that denies, not the first (often a note on how the licence was read).
+        let why = report
+            .findings
+            .iter()
+            .find(|f| f.severity == kaiyuan_license::Severity::Error)
+            .or(report.findings.first())
+            .map(|f| f.message.clone())
+            .unwrap_or_else(|| "the licence is not allowed".into());
+        Some(format!(
+            "{}'s licence policy denies `{full_name}`: {why}",
+            self.namespace
+        ))
     }
-    // The finding that denies, not the first one (often a note on how the licence was read).
-    let why = report
-        .findings
-        .iter()
-        .find(|f| f.severity == kaiyuan_license::Severity::Error)
-        .or(report.findings.first())
-        .map(|f| f.message.clone())
-        .unwrap_or_else(|| "the licence is not allowed".into());
-    Ok(Some(format!(
-        "{}'s licence policy denies `{}`: {why}",
-        gate.namespace,
-        repo.full_name()
-    )))
+
+    /// The organisation whose policy this is.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
 }
 
 /// Decides again, under the gate in force, every mirrored commit of the repository that

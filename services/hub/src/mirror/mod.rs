@@ -498,7 +498,16 @@ async fn mirror_revision(
     let full = format!("{namespace}/{name}");
     let mut snapshot = Snapshot::new();
     let mut new_blobs = Vec::new();
-    for file in &info.siblings {
+    // The card, licence and notice files come first: under a licence gate, a model they
+    // already deny is refused before its weights are downloaded.
+    let (facts, weights): (Vec<_>, Vec<_>) = info
+        .siblings
+        .iter()
+        .partition(|f| crate::licensing::is_fact_text(&f.rfilename));
+    for (i, file) in facts.iter().chain(&weights).enumerate() {
+        if i == facts.len() {
+            refuse_early(state, requester, upstream, &full, info, &snapshot).await?;
+        }
         let (sha256, size) = fetch_file(state, upstream, &full, &info.sha, file).await?;
         new_blobs.push((sha256, file.rfilename.clone()));
         snapshot.insert(
@@ -599,6 +608,62 @@ async fn mirror_revision(
     tx.commit().await?;
     tracing::info!(repo = %full, revision, upstream_commit = %info.sha, commit = %commit, files = snapshot.len(), refused = refusal.is_some(), "mirrored");
     enforce_budget(state, repo.id).await
+}
+
+/// Refuses an upstream revision that the licence gate denies on its card, licence and notice
+/// files alone (in `fetched`), before any other file is downloaded: a 403 with the policy's
+/// reason, audited in the policy organisation's log, and nothing recorded (a later policy may
+/// let it through). Revisions with GGUF files wait for the whole commit, whose headers count.
+async fn refuse_early(
+    state: &AppState,
+    requester: &Caller,
+    upstream: &Upstream,
+    full: &str,
+    info: &UpstreamRevision,
+    fetched: &Snapshot,
+) -> Result<(), ApiError> {
+    if info
+        .siblings
+        .iter()
+        .any(|f| crate::licensing::is_gguf(&f.rfilename))
+    {
+        return Ok(());
+    }
+    let mut tx = state.db.begin().await?;
+    let Some(gate) = licence_gate::in_force(state, &mut tx).await? else {
+        return Ok(());
+    };
+    let files = fetched
+        .iter()
+        .map(|(path, entry)| db::commits::FileRow {
+            path: path.clone(),
+            sha256: entry.sha256,
+            size: entry.size,
+        })
+        .collect();
+    let Some(reason) = licence_gate::early_refusal(state, &mut tx, &gate, full, files).await?
+    else {
+        return Ok(());
+    };
+    crate::domain::event::record(
+        &mut tx,
+        requester,
+        crate::domain::event::Event::new(
+            "mirror.refuse",
+            crate::domain::event::Target::Namespace(gate.namespace()),
+            serde_json::json!({
+                "repo": full,
+                "upstream": upstream.base(),
+                "upstream_commit": info.sha,
+                "reason": reason,
+                "downloaded": "card, licence and notice files only",
+            }),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(repo = %full, upstream_commit = %info.sha, "refused before its weights were fetched");
+    Err(ApiError::forbidden(code::MIRROR_POLICY_DENIED, reason))
 }
 
 /// Past the storage budget, evicts the least recently read mirrored repositories (never the
