@@ -19,6 +19,8 @@ codes! {
     UPSTREAM_FAILED = "upstream-failed",
     MIRROR_IN_PROGRESS = "mirror-in-progress",
     MIRROR_POLICY_DENIED = "mirror-policy-denied",
+    MIRROR_NOT_CONFIGURED = "mirror-not-configured",
+    MIRROR_EXCLUDED = "mirror-excluded",
     UPSTREAM_UNREACHABLE = "upstream-unreachable",
     TILE_NOT_FOUND = "tile-not-found",
     XET_CHUNK_NOT_FOUND = "xet-chunk-not-found",

@@ -468,30 +468,15 @@ async fn mirror_command(
     match command {
         MirrorCommand::Add { repo } => {
             let (repo, revision) = repo.split_once('@').unwrap_or((&repo, "main"));
-            let (namespace, name) = repo
-                .split_once('/')
-                .ok_or_else(|| anyhow::anyhow!("name the repository as ORG/NAME[@REVISION]"))?;
-            kaiyuan_hub::names::NamespaceName::parse(namespace)?;
-            kaiyuan_hub::names::RepoName::parse(name)?;
-            anyhow::ensure!(
-                settings.mirror.configured(),
-                "no upstream: set mirror.upstream in the configuration, or KAIYUAN_UPSTREAM"
-            );
+            // The command's state waits for the whole fetch (see `mirror_state`).
             let state = mirror_state(settings, pool)?;
-            anyhow::ensure!(
-                state.mirror.upstream_for(repo).is_some(),
-                "`{repo}` is excluded by the allow and deny lists of every upstream"
-            );
-            kaiyuan_hub::mirror::ensure(&state, &Default::default(), namespace, name, revision)
+            let commit = kaiyuan_hub::mirror::prefetch(&state, &Default::default(), repo, revision)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            let mut conn = pool.acquire().await?;
-            let found = db::repos::find_live(&mut conn, namespace, name).await?;
-            anyhow::ensure!(
-                found.is_some(),
-                "the upstream has no `{repo}` at `{revision}`"
+            println!(
+                "mirrored {repo}@{revision} as commit {}",
+                commit.unwrap_or_default()
             );
-            println!("mirrored {repo}@{revision}");
             Ok(())
         }
         MirrorCommand::Sync => {

@@ -735,14 +735,14 @@ async fn mirror_add_and_status_from_the_command_line(pool: PgPool) {
     let synced = kaiyuan(&["mirror", "sync"]).await.unwrap();
     assert_eq!(
         String::from_utf8_lossy(&synced.stdout).trim(),
-        r#"{"unchanged":0,"updated":1,"failed":0}"#,
+        r#"{"unchanged":0,"updated":1,"refused":0,"failed":0}"#,
         "{}",
         String::from_utf8_lossy(&synced.stderr)
     );
     let again = kaiyuan(&["mirror", "sync"]).await.unwrap();
     assert_eq!(
         String::from_utf8_lossy(&again.stdout).trim(),
-        r#"{"unchanged":1,"updated":0,"failed":0}"#
+        r#"{"unchanged":1,"updated":0,"refused":0,"failed":0}"#
     );
     let status = kaiyuan(&["mirror", "status"]).await.unwrap();
     assert!(String::from_utf8_lossy(&status.stdout).contains("2 commits"));
@@ -838,6 +838,29 @@ async fn the_organisations_licence_policy_gates_what_is_mirrored(pool: PgPool) {
     );
     let res = mirror.get("/alice/mit/resolve/main/w.bin", None).await;
     assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"weights");
+    // Upstream, the model moves to a non-commercial licence: the re-sync refuses the new head
+    // (its weights are never fetched) and main keeps the commit it had.
+    upstream
+        .commit_files(
+            &alice,
+            "alice/mit",
+            &[
+                (
+                    "README.md",
+                    b"---\nlicense: cc-by-nc-4.0\n---\n# now research only\n",
+                ),
+                ("w.bin", b"new weights"),
+            ],
+        )
+        .await;
+    let report = kaiyuan_hub::mirror::sync(&mirror.state).await.unwrap();
+    assert_eq!(
+        (report.updated, report.refused, report.failed),
+        (0, 1, 0),
+        "{report:?}"
+    );
+    let res = mirror.get("/alice/mit/resolve/main/w.bin", None).await;
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"weights");
 }
 
@@ -1144,6 +1167,97 @@ async fn a_policy_change_reaches_what_was_mirrored_before_it(pool: PgPool) {
     assert_eq!(audited("mirror.admit").await, 1);
 }
 
+/// Hub admins mirror ahead of time over HTTP, and list what is mirrored; nobody else may.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn admins_mirror_ahead_of_time_over_http(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    upstream
+        .commit_files(
+            &alice,
+            "alice/m",
+            &[
+                ("README.md", b"---\nlicense: mit\n---\n# m\n"),
+                ("w.bin", b"weights"),
+            ],
+        )
+        .await;
+    let mirror = mirror_of(pool.clone(), &upstream, None).await;
+    let bob = mirror.create_user("bob").await;
+    let ask = |token: Option<String>, body: serde_json::Value| {
+        let mirror = &mirror;
+        async move {
+            mirror
+                .post_json("/api/v1/admin/mirror", token.as_deref(), &body)
+                .await
+        }
+    };
+    let admin = Some(mirror.admin_token.clone());
+    let res = ask(Some(bob.clone()), json!({"repo": "alice/m"})).await;
+    expect_error(res, StatusCode::FORBIDDEN, "admin-required").await;
+    assert_eq!(
+        upstream_resolve_gets(&upstream).await,
+        0,
+        "nothing was fetched for bob"
+    );
+
+    let body = expect_status(
+        ask(
+            admin.clone(),
+            json!({"repo": "alice/m", "revision": "main"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let commit = body["commit"].as_str().unwrap().to_string();
+    assert_eq!(body["mirrored"], true);
+    let res = mirror.get("/alice/m/resolve/main/w.bin", Some(&bob)).await;
+    assert_eq!(res.headers()["x-repo-commit"], commit.as_str());
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"weights");
+    // Asked again, it is already here.
+    let fetched = upstream_resolve_gets(&upstream).await;
+    let again = expect_status(
+        ask(admin.clone(), json!({"repo": "alice/m"})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(again["commit"], commit.as_str());
+    assert_eq!(upstream_resolve_gets(&upstream).await, fetched);
+
+    let listed = expect_status(
+        mirror.get("/api/v1/admin/mirror", admin.as_deref()).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed["repos"][0]["repo"], "alice/m", "{listed}");
+    assert_eq!(listed["repos"][0]["upstream"], upstream.base.as_str());
+    assert_eq!(listed["repos"][0]["commits"], 1);
+    let res = mirror.get("/api/v1/admin/mirror", Some(&bob)).await;
+    expect_error(res, StatusCode::FORBIDDEN, "admin-required").await;
+
+    let res = ask(admin.clone(), json!({"repo": "alice/nothing"})).await;
+    let message = expect_error(res, StatusCode::NOT_FOUND, "revision-not-found").await;
+    assert!(
+        message.contains("the upstream has no `alice/nothing`"),
+        "{message}"
+    );
+    for bad in ["alice", "alice/m?expand=1", "../m"] {
+        let res = ask(admin.clone(), json!({"repo": bad})).await;
+        expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid-name").await;
+    }
+    let plain = kaiyuan_tests::spawn_app(own_database(&pool).await).await;
+    let res = plain
+        .post_json(
+            "/api/v1/admin/mirror",
+            Some(&plain.admin_token),
+            &json!({"repo": "alice/m"}),
+        )
+        .await;
+    expect_error(res, StatusCode::CONFLICT, "mirror-not-configured").await;
+}
+
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn a_client_that_cannot_wait_is_told_to_retry(pool: PgPool) {
     let upstream = upstream_app(&pool).await;
@@ -1206,6 +1320,31 @@ async fn a_client_that_cannot_wait_is_told_to_retry(pool: PgPool) {
     assert_eq!(
         served.expect("served in the end").as_ref(),
         other.as_slice()
+    );
+    // The admin API says 202 while its fetch goes on, then 200 with the commit.
+    upstream
+        .create_repo(&alice, "alice", "big3", "public")
+        .await;
+    upstream
+        .commit_files(&alice, "alice/big3", &[("model.bin", &noise(20 << 20, 7))])
+        .await;
+    let wanted = json!({"repo": "alice/big3"});
+    let prefetch = || mirror.post_json("/api/v1/admin/mirror", Some(&mirror.admin_token), &wanted);
+    let started = expect_status(prefetch().await, StatusCode::ACCEPTED).await;
+    assert_eq!(started["mirrored"], false, "{started}");
+    let mut commit = None;
+    for _ in 0..100 {
+        let res = prefetch().await;
+        if res.status() == StatusCode::OK {
+            commit = Some(expect_status(res, StatusCode::OK).await["commit"].clone());
+            break;
+        }
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        commit.expect("mirrored in the end").as_str().unwrap().len(),
+        40
     );
 }
 

@@ -256,6 +256,57 @@ pub async fn ensure(
     }
 }
 
+/// Mirrors `repo` (`ORG/NAME`) at `revision` ahead of time, on behalf of `caller` (the CLI's
+/// `mirror add` and the admin API): the local commit that holds it, or `None` while the fetch
+/// goes on past `mirror.wait_secs`.
+pub async fn prefetch(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    repo: &str,
+    revision: &str,
+) -> Result<Option<String>, ApiError> {
+    let invalid = |message: String| ApiError::unprocessable(code::INVALID_NAME, message);
+    let (namespace, name) = repo
+        .split_once('/')
+        .ok_or_else(|| invalid(format!("`{repo}`: name the repository as ORG/NAME")))?;
+    crate::names::NamespaceName::parse(namespace).map_err(|e| invalid(e.to_string()))?;
+    crate::names::RepoName::parse(name).map_err(|e| invalid(e.to_string()))?;
+    if state.mirror.routes.is_empty() {
+        return Err(ApiError::conflict(
+            code::MIRROR_NOT_CONFIGURED,
+            "this hub mirrors no upstream: set mirror.upstream in its configuration, or KAIYUAN_UPSTREAM",
+        ));
+    }
+    if state.mirror.upstream_for(repo).is_none() {
+        return Err(ApiError::unprocessable(
+            code::MIRROR_EXCLUDED,
+            format!("`{repo}` is excluded by the allow and deny lists of every upstream"),
+        ));
+    }
+    match ensure(state, caller, namespace, name, revision).await {
+        Err(e) if e.code == code::MIRROR_IN_PROGRESS => return Ok(None),
+        outcome => outcome?,
+    }
+    let mut conn = state.db.acquire().await?;
+    let not_found = || {
+        ApiError::not_found(
+            code::REVISION_NOT_FOUND,
+            format!("the upstream has no `{repo}` at `{revision}`"),
+        )
+    };
+    let local = db::repos::find_live(&mut conn, namespace, name)
+        .await?
+        .ok_or_else(not_found)?;
+    let commit = match db::mirror::local_commit(&mut conn, local.id, revision).await? {
+        Some(commit) => Some(commit),
+        None => db::commits::resolve(&mut conn, local.id, revision).await?,
+    };
+    match commit {
+        Some(commit) if db::mirror::holds(&mut conn, local.id, &commit).await? => Ok(Some(commit)),
+        _ => Err(not_found()),
+    }
+}
+
 /// One fetch of a repository revision from the upstream, on behalf of `requester`.
 async fn fetch(
     state: &AppState,
@@ -346,7 +397,10 @@ pub struct SyncReport {
     pub unchanged: usize,
     /// Branches that got a new mirrored commit (the old ones stay).
     pub updated: usize,
-    /// Branches that could not be checked (upstream unreachable, refused, ...).
+    /// Branches whose new upstream head the licence policy refused before fetching its
+    /// weights (the branch keeps what it had).
+    pub refused: usize,
+    /// Branches that could not be checked (upstream unreachable, failed fetches, ...).
     pub failed: usize,
 }
 
@@ -398,6 +452,10 @@ pub async fn sync(state: &AppState) -> Result<SyncReport, ApiError> {
                 mirror_revision(state, upstream, &caller, (namespace, name), &branch, &info).await;
             match fetched {
                 Ok(()) => report.updated += 1,
+                Err(e) if e.code == code::MIRROR_POLICY_DENIED => {
+                    tracing::info!(repo = %full, branch, reason = %e.message, "mirror re-sync refused the new head");
+                    report.refused += 1;
+                }
                 Err(e) => {
                     tracing::warn!(repo = %full, branch, error = %e.message, "mirror re-sync failed");
                     report.failed += 1;

@@ -9,6 +9,7 @@ pub mod files;
 pub mod hf;
 pub mod hf_upload;
 pub mod licenses;
+pub mod mirror;
 pub mod notifications;
 pub mod openapi_responses;
 pub mod ops;
@@ -49,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: &Settings) {
     commits::configure(cfg);
     uploads::configure(cfg);
     licenses::configure(cfg);
+    mirror::configure(cfg);
     provenance::configure(cfg);
     verification::configure(cfg);
     tlog::configure(cfg);
