@@ -58,6 +58,46 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Tags `target` as `name` in `repo` on `app`.
+async fn tag(app: &TestApp, token: &str, repo: &str, name: &str, target: &str) {
+    let res = app
+        .send_json(
+            reqwest::Method::PUT,
+            &format!("/api/v1/repos/{repo}/tags/{name}"),
+            Some(token),
+            &json!({"target": target}),
+        )
+        .await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+}
+
+/// A mirror of `upstream` gated by the licence policy of its organisation `acme` (created, with
+/// no policy document: the engine's defaults), and the token of acme's owner.
+async fn mirror_gated_by_acme(pool: &PgPool, upstream: &TestApp) -> (TestApp, String) {
+    let base = upstream.base.clone();
+    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstream = Some(base);
+        s.mirror.policy = Some("acme".into());
+    })
+    .await;
+    let owner = mirror.create_user("owner").await;
+    let res = mirror
+        .post_json("/api/v1/orgs", Some(&owner), &json!({"name": "acme"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    (mirror, owner)
+}
+
+/// The Xet hash under which a hub whose database is `pool` keeps `bytes`.
+async fn xet_hash(pool: &PgPool, bytes: &[u8]) -> kaiyuan_xet::MerkleHash {
+    let hash: Vec<u8> = sqlx::query_scalar("SELECT file_hash FROM xet_files WHERE sha256 = $1")
+        .bind(Sha256::digest(bytes).to_vec())
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    kaiyuan_xet::MerkleHash::from_slice(&hash).unwrap()
+}
+
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn the_stock_client_reads_through_the_mirror(pool: PgPool) {
     let upstream = upstream_app(&pool).await;
@@ -78,15 +118,7 @@ async fn the_stock_client_reads_through_the_mirror(pool: PgPool) {
         .as_str()
         .unwrap()
         .to_string();
-    let res = upstream
-        .send_json(
-            reqwest::Method::PUT,
-            "/api/v1/repos/alice/m/tags/v1",
-            Some(&alice),
-            &json!({"target": first}),
-        )
-        .await;
-    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    tag(&upstream, &alice, "alice/m", "v1", &first).await;
     upstream
         .commit_files(&alice, "alice/m", &[("config.json", b"{\"v\": 2}")])
         .await;
@@ -777,17 +809,7 @@ async fn the_organisations_licence_policy_gates_what_is_mirrored(pool: PgPool) {
             ],
         )
         .await;
-    let base = upstream.base.clone();
-    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
-        s.mirror.upstream = Some(base);
-        s.mirror.policy = Some("acme".into());
-    })
-    .await;
-    let owner = mirror.create_user("owner").await;
-    let res = mirror
-        .post_json("/api/v1/orgs", Some(&owner), &json!({"name": "acme"}))
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
+    let (mirror, _) = mirror_gated_by_acme(&pool, &upstream).await;
     let res = mirror.get("/alice/nc/resolve/main/w.bin", None).await;
     let message = expect_error(res, StatusCode::FORBIDDEN, "mirror-policy-denied").await;
     assert!(
@@ -890,15 +912,7 @@ async fn a_denied_licence_holds_on_every_download_path(pool: PgPool) {
         .as_str()
         .unwrap()
         .to_string();
-    let res = upstream
-        .send_json(
-            reqwest::Method::PUT,
-            "/api/v1/repos/alice/m/tags/v1",
-            Some(&alice),
-            &json!({"target": first}),
-        )
-        .await;
-    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    tag(&upstream, &alice, "alice/m", "v1", &first).await;
     upstream
         .commit_files(
             &alice,
@@ -913,17 +927,7 @@ async fn a_denied_licence_holds_on_every_download_path(pool: PgPool) {
             ],
         )
         .await;
-    let base = upstream.base.clone();
-    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
-        s.mirror.upstream = Some(base);
-        s.mirror.policy = Some("acme".into());
-    })
-    .await;
-    let owner = mirror.create_user("owner").await;
-    let res = mirror
-        .post_json("/api/v1/orgs", Some(&owner), &json!({"name": "acme"}))
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
+    let (mirror, _) = mirror_gated_by_acme(&pool, &upstream).await;
 
     // While the denied revision is fetched, no mirrored commit is ever recorded unrefused.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -998,18 +1002,6 @@ async fn a_denied_licence_holds_on_every_download_path(pool: PgPool) {
     )
     .await;
     let cas_token = body["accessToken"].as_str().unwrap();
-    let xet_hash = |weights: Vec<u8>| {
-        let pool = pool.clone();
-        async move {
-            let hash: Vec<u8> =
-                sqlx::query_scalar("SELECT file_hash FROM xet_files WHERE sha256 = $1")
-                    .bind(Sha256::digest(&weights).to_vec())
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-            kaiyuan_xet::MerkleHash::from_slice(&hash).unwrap()
-        }
-    };
     let reconstruction = |file: kaiyuan_xet::MerkleHash| {
         mirror
             .http
@@ -1017,12 +1009,12 @@ async fn a_denied_licence_holds_on_every_download_path(pool: PgPool) {
             .bearer_auth(cas_token)
             .send()
     };
-    let res = reconstruction(xet_hash(nc_weights.clone()).await)
+    let res = reconstruction(xet_hash(&pool, &nc_weights).await)
         .await
         .unwrap();
     let message = expect_error(res, StatusCode::FORBIDDEN, "mirror-policy-denied").await;
     assert!(message.contains(reason), "{message}");
-    let res = reconstruction(xet_hash(open_weights.clone()).await)
+    let res = reconstruction(xet_hash(&pool, &open_weights).await)
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -1061,17 +1053,7 @@ async fn a_policy_change_reaches_what_was_mirrored_before_it(pool: PgPool) {
             ],
         )
         .await;
-    let base = upstream.base.clone();
-    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
-        s.mirror.upstream = Some(base);
-        s.mirror.policy = Some("acme".into());
-    })
-    .await;
-    let owner = mirror.create_user("owner").await;
-    let res = mirror
-        .post_json("/api/v1/orgs", Some(&owner), &json!({"name": "acme"}))
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
+    let (mirror, owner) = mirror_gated_by_acme(&pool, &upstream).await;
     let res = mirror
         .get("/alice/m/resolve/main/w.safetensors", None)
         .await;
@@ -1085,13 +1067,7 @@ async fn a_policy_change_reaches_what_was_mirrored_before_it(pool: PgPool) {
     )
     .await;
     let cas_token = body["accessToken"].as_str().unwrap().to_string();
-    let file_hash: Vec<u8> =
-        sqlx::query_scalar("SELECT file_hash FROM xet_files WHERE sha256 = $1")
-            .bind(Sha256::digest(&weights).to_vec())
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    let file_hash = kaiyuan_xet::MerkleHash::from_slice(&file_hash).unwrap();
+    let file_hash = xet_hash(&pool, &weights).await;
     let audited = |action: &'static str| {
         let pool = pool.clone();
         async move {
