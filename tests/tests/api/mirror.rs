@@ -58,6 +58,23 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Asserts that the stock client, at its default settings, can neither `hf_hub_download` `path`
+/// of `repo` at main nor `snapshot_download` it, and that its error gives `reason`.
+async fn stock_client_is_refused(app: &TestApp, repo: &str, path: &str, reason: &str) {
+    run_client(
+        app,
+        "KAIYUAN_TEST_PYTHON",
+        "hf_download_refused.py",
+        &[
+            ("KY_REPO", repo),
+            ("KY_PATH", path),
+            ("KY_REVISION", "main"),
+            ("KY_REASON", reason),
+        ],
+    )
+    .await;
+}
+
 /// Tags `target` as `name` in `repo` on `app`.
 async fn tag(app: &TestApp, token: &str, repo: &str, name: &str, target: &str) {
     let res = app
@@ -289,18 +306,7 @@ async fn the_mirror_serves_nothing_unchecked(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(chunked, 1);
-    run_client(
-        &mirror,
-        "KAIYUAN_TEST_PYTHON",
-        "hf_download_refused.py",
-        &[
-            ("KY_REPO", "alice/evil"),
-            ("KY_PATH", "big.pkl"),
-            ("KY_REVISION", "main"),
-            ("KY_REASON", "posix.system"),
-        ],
-    )
-    .await;
+    stock_client_is_refused(&mirror, "alice/evil", "big.pkl", "posix.system").await;
     let res = mirror.get("/alice/lying/resolve/main/w.bin", None).await;
     let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
     assert!(message.contains("nothing was kept"), "{message}");
@@ -840,16 +846,11 @@ async fn the_organisations_licence_policy_gates_what_is_mirrored(pool: PgPool) {
         "the refusal is in the policy organisation's audit log"
     );
     // The stock client says why, from its first request on.
-    run_client(
+    stock_client_is_refused(
         &mirror,
-        "KAIYUAN_TEST_PYTHON",
-        "hf_download_refused.py",
-        &[
-            ("KY_REPO", "alice/nc"),
-            ("KY_PATH", "w.bin"),
-            ("KY_REVISION", "main"),
-            ("KY_REASON", "does not permit commercial use"),
-        ],
+        "alice/nc",
+        "w.bin",
+        "does not permit commercial use",
     )
     .await;
     assert!(
@@ -1020,18 +1021,7 @@ async fn a_denied_licence_holds_on_every_download_path(pool: PgPool) {
     assert_eq!(res.status(), StatusCode::OK);
 
     // The stock client, at its default settings, is refused with the policy's reason.
-    run_client(
-        &mirror,
-        "KAIYUAN_TEST_PYTHON",
-        "hf_download_refused.py",
-        &[
-            ("KY_REPO", "alice/m"),
-            ("KY_PATH", "w.safetensors"),
-            ("KY_REVISION", "main"),
-            ("KY_REASON", reason),
-        ],
-    )
-    .await;
+    stock_client_is_refused(&mirror, "alice/m", "w.safetensors", reason).await;
 }
 
 /// A change of the organisation's licence policy reaches what was mirrored before it: the next
@@ -1106,18 +1096,7 @@ async fn a_policy_change_reaches_what_was_mirrored_before_it(pool: PgPool) {
         .get("/alice/m/resolve/main/w.safetensors", None)
         .await;
     expect_error(res, StatusCode::FORBIDDEN, "mirror-policy-denied").await;
-    run_client(
-        &mirror,
-        "KAIYUAN_TEST_PYTHON",
-        "hf_download_refused.py",
-        &[
-            ("KY_REPO", "alice/m"),
-            ("KY_PATH", "w.safetensors"),
-            ("KY_REVISION", "main"),
-            ("KY_REASON", reason),
-        ],
-    )
-    .await;
+    stock_client_is_refused(&mirror, "alice/m", "w.safetensors", reason).await;
     assert_eq!(
         audited("mirror.refuse").await,
         1,
