@@ -1543,6 +1543,70 @@ async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
     assert_ne!(res.status(), StatusCode::OK);
 }
 
+/// A fetch that fails while it records what it fetched (here: the database refuses the mirror's
+/// record, as a crash or a lost connection would end the transaction) leaves no repository
+/// behind, gated or not: a repository left without its mirror record would be served as an
+/// empty local one for good, and never fetched again.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_fetch_that_fails_at_its_record_leaves_nothing_and_is_fetched_again(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    let card = b"---\nlicense: mit\n---\n# m\n".as_slice();
+    let weights = noise(300_000, 61);
+    for name in ["open", "gated"] {
+        upstream.create_repo(&alice, "alice", name, "public").await;
+        upstream
+            .commit_files(
+                &alice,
+                &format!("alice/{name}"),
+                &[("README.md", card), ("w.bin", &weights)],
+            )
+            .await;
+    }
+    let res = upstream
+        .send_json(
+            reqwest::Method::PATCH,
+            "/api/v1/repos/alice/gated",
+            Some(&alice),
+            &json!({"gated": "auto"}),
+        )
+        .await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let mirror = mirror_of(pool.clone(), &upstream, Some(&alice)).await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_mirror_record() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE EXCEPTION 'injected: the mirror record is refused'; END $$;
+         CREATE TRIGGER refuse_mirror_record BEFORE INSERT ON mirrored_repos
+           FOR EACH ROW EXECUTE FUNCTION refuse_mirror_record();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for name in ["open", "gated"] {
+        let res = mirror
+            .get(&format!("/alice/{name}/resolve/main/w.bin"), None)
+            .await;
+        expect_status(res, StatusCode::INTERNAL_SERVER_ERROR).await;
+    }
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM repositories WHERE name IN ('open', 'gated')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "a failed fetch left a repository behind");
+
+    sqlx::raw_sql("DROP TRIGGER refuse_mirror_record ON mirrored_repos")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let res = mirror.get("/alice/open/resolve/main/w.bin", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().as_ref() == weights.as_slice());
+    // The gated one is now mirrored behind its gate, as if the first try had never happened.
+    let res = mirror.get("/alice/gated/resolve/main/w.bin", None).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "gated").await;
+}
+
 /// An internal upstream on S3 that redirects downloads to presigned URLs: the mirror follows
 /// them only when the configuration names the S3 server (a non-public host), and then without
 /// the organisation's token, which S3 would refuse beside the URL's signature.

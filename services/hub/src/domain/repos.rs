@@ -1,7 +1,7 @@
 //! Repositories coming to exist and going away: one way for the native API, the Hugging Face
 //! API, the web form and the mirror.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::actor::{Actor, namespace_role};
 use super::commits::{CommitContext, write_commit};
@@ -60,26 +60,40 @@ pub async fn create(
     new: NewRepository<'_>,
     grace_days: u32,
 ) -> Result<(Repo, String), RepoError> {
+    let mut tx = db.begin().await?;
+    let created = create_in(&mut tx, actor, new, grace_days).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// [`create`] within the caller's transaction: the repository exists only if that commits,
+/// so whatever else the caller records with it (the mirror's record of its upstream) cannot be
+/// missing from it.
+pub async fn create_in(
+    tx: &mut PgConnection,
+    actor: &Actor,
+    new: NewRepository<'_>,
+    grace_days: u32,
+) -> Result<(Repo, String), RepoError> {
     let user = actor.user.as_ref().ok_or(RepoError::SignedOut)?;
     let namespace_name = new.namespace.unwrap_or(&user.name);
     NamespaceName::parse(namespace_name).map_err(|e| RepoError::InvalidName(e.to_string()))?;
     let name = RepoName::parse(new.name).map_err(|e| RepoError::InvalidName(e.to_string()))?;
-    let mut tx = db.begin().await?;
-    let namespace = db::accounts::find_namespace(&mut tx, namespace_name)
+    let namespace = db::accounts::find_namespace(&mut *tx, namespace_name)
         .await?
         .ok_or_else(|| RepoError::NoNamespace(namespace_name.to_string()))?;
-    let role = namespace_role(&mut tx, actor, namespace.id, namespace.kind).await?;
+    let role = namespace_role(&mut *tx, actor, namespace.id, namespace.kind).await?;
     if role.is_none_or(|r| r < Role::Write) {
         return Err(RepoError::InsufficientRole(namespace.name));
     }
     let full_name = format!("{}/{name}", namespace.name);
     if let Some(until) =
-        db::repos::name_reserved_until(&mut tx, namespace.id, name.as_str(), grace_days).await?
+        db::repos::name_reserved_until(&mut *tx, namespace.id, name.as_str(), grace_days).await?
     {
         return Err(RepoError::NameReserved { full_name, until });
     }
     let inserted = db::repos::insert(
-        &mut tx,
+        &mut *tx,
         namespace.id,
         name.as_str(),
         new.visibility,
@@ -101,16 +115,15 @@ pub async fn create(
         message: "Initial commit",
         request_id: actor.request_id.clone(),
     };
-    let head = write_commit(&mut tx, &first, &Snapshot::new()).await?;
-    let repo = db::repos::find_by_id(&mut tx, repo_id)
+    let head = write_commit(&mut *tx, &first, &Snapshot::new()).await?;
+    let repo = db::repos::find_by_id(&mut *tx, repo_id)
         .await?
         .ok_or_else(|| {
             super::Error::Internal(format!("created repository {full_name} vanished"))
         })?;
     let details = serde_json::json!({"visibility": new.visibility});
     let change = Event::new("repo.create", Target::Repo(&repo), details);
-    event::record(&mut tx, actor, change).await?;
-    tx.commit().await?;
+    event::record(&mut *tx, actor, change).await?;
     Ok((repo, head))
 }
 

@@ -368,8 +368,8 @@ async fn open_gate(
         return Ok(());
     };
     let caller = mirror_caller(state).await?;
-    let mut repo = local_repo(state, &caller, namespace, name, info.private).await?;
     let mut tx = state.db.begin().await?;
+    let mut repo = local_repo(state, &mut tx, &caller, namespace, name, info.private).await?;
     if repo.gated == Gated::None {
         db::repos::update_settings(&mut tx, repo.id, None, None, Some(mode)).await?;
         repo.gated = mode;
@@ -587,16 +587,17 @@ async fn mirror_revision(
             .await
             .map_err(|e| ApiError::internal(anyhow::anyhow!("scanning {path}: {e:?}")))?;
     }
-    // Only now, with every file checked, does the repository appear (if it is new).
+    // Only now, with every file checked, does the repository appear (if it is new), in the
+    // transaction that records its commit and its upstream.
     let caller = mirror_caller(state).await?;
     let user = caller.user.clone().unwrap_or_else(|| unreachable!());
-    let repo = local_repo(state, &caller, namespace, name, info.private).await?;
     let branch = if crate::commit_id::is_commit_id(revision) {
         "mirror"
     } else {
         revision
     };
     let mut tx = state.db.begin().await?;
+    let repo = local_repo(state, &mut tx, &caller, namespace, name, info.private).await?;
     for (sha256, _) in &new_blobs {
         db::blobs::grant_upload(&mut tx, repo.id, sha256.as_bytes(), user.id).await?;
     }
@@ -770,20 +771,21 @@ pub async fn bytes_refusal(
         .map(|reason| ApiError::forbidden(code::MIRROR_POLICY_DENIED, reason)))
 }
 
-/// The local repository of a mirror, created (with its namespace, owned by the mirror user)
-/// on first use. A namespace that exists here and is not the mirror's is never written to.
+/// The local repository of a mirror, created on first use (owned by the mirror user, in a
+/// namespace created for it) within `tx`, so that it exists only with what the caller records
+/// beside it. A namespace that exists here and is not the mirror's is never written to.
 async fn local_repo(
     state: &AppState,
+    tx: &mut sqlx::PgConnection,
     caller: &Caller,
     namespace: &str,
     name: &str,
     private: bool,
 ) -> Result<db::repos::Repo, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    if let Some(repo) = db::repos::find_live(&mut conn, namespace, name).await? {
+    if let Some(repo) = db::repos::find_live(&mut *tx, namespace, name).await? {
         return Ok(repo);
     }
-    if db::accounts::find_namespace(&mut conn, namespace)
+    if db::accounts::find_namespace(&mut *tx, namespace)
         .await?
         .is_none()
     {
@@ -803,16 +805,28 @@ async fn local_repo(
         Visibility::Public
     };
     let description = format!("Mirror of {namespace}/{name}");
-    let (repo, _) = crate::routes::repos::create_repository(
-        state,
-        caller,
-        Some(namespace),
+    let new = crate::domain::repos::NewRepository {
+        namespace: Some(namespace),
         name,
         visibility,
-        &description,
-    )
-    .await?;
-    Ok(repo)
+        description: &description,
+    };
+    let grace = state.settings.gc.deleted_repo_grace_days;
+    // A savepoint: a concurrent fetch of another revision may create it first.
+    let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
+    match crate::domain::repos::create_in(&mut attempt, caller, new, grace).await {
+        Ok((repo, _)) => {
+            attempt.commit().await?;
+            Ok(repo)
+        }
+        Err(crate::domain::repos::RepoError::Exists(full)) => {
+            attempt.rollback().await?;
+            db::repos::find_live(&mut *tx, namespace, name)
+                .await?
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("{full} exists and is not live")))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Streams one upstream file into the store, checked against the upstream's sha256 (LFS files)
