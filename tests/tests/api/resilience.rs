@@ -1,6 +1,6 @@
 //! The hub under a hostile or failing world: request bodies that never end or trickle, a chunked
-//! body that lies, `kill -9` of the hub during concurrent uploads and commits, and `kill -9` of
-//! its embedded PostgreSQL.
+//! body that lies, `kill -9` of the hub during concurrent uploads and commits, `kill -9` of a
+//! mirror in the middle of a fetch, and `kill -9` of its embedded PostgreSQL.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -475,6 +475,130 @@ async fn kill_9_during_uploads_loses_nothing_acknowledged(pool: PgPool) {
         acknowledged.len(),
         files.len()
     );
+}
+
+/// A relay to `upstream` that passes at most `bytes_per_sec` from it to each connection: a
+/// fetch through it lasts long enough to be interrupted in the middle.
+async fn slow_relay(upstream: &str, bytes_per_sec: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = upstream.trim_start_matches("http://").to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+            });
+            tokio::spawn(async move {
+                let mut piece = vec![0u8; 64 << 10];
+                while let Ok(n @ 1..) = from_server.read(&mut piece).await {
+                    if to_client.write_all(&piece[..n]).await.is_err() {
+                        break;
+                    }
+                    let pause = Duration::from_secs_f64(n as f64 / bytes_per_sec as f64);
+                    tokio::time::sleep(pause).await;
+                }
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+/// `kill -9` of a mirror in the middle of a fetch from its upstream: after the restart nothing
+/// of that fetch is visible or kept, and the next read fetches the model again, whole.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn kill_9_of_a_mirror_mid_fetch_leaves_nothing_and_the_next_read_fetches_again(pool: PgPool) {
+    let upstream = super::mirror::upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    let weights = pseudo_random_bytes(16 << 20, 71);
+    let card = b"---\nlicense: mit\n---\n# m\n".as_slice();
+    upstream
+        .commit_files(
+            &alice,
+            "alice/m",
+            &[("README.md", card), ("model.safetensors", &weights)],
+        )
+        .await;
+    // 8 MiB/s: the fetch of the weights lasts about 2 s.
+    let relay = slow_relay(&upstream.base, 8 << 20).await;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
+    url.set_path(&database);
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("mirror.log");
+    let envs = [
+        ("DATABASE_URL", url.to_string()),
+        ("KAIYUAN_DATA_DIR", data.path().display().to_string()),
+        ("KAIYUAN_LISTEN", format!("127.0.0.1:{}", free_port())),
+        ("KAIYUAN_UPSTREAM", relay),
+    ];
+    kaiyuan_storage::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let staging = data.path().join("objects/staging");
+    let staged = || -> u64 {
+        files_under(&staging)
+            .iter()
+            .filter_map(|f| f.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+
+    let mirror = start_hub(&envs, &log);
+    wait_ready(&http, &mirror, Duration::from_secs(60), &log).await;
+    let url = format!("{}/alice/m/resolve/main/model.safetensors", mirror.base);
+    let asking = tokio::spawn(http.get(&url).send());
+    let started = Instant::now();
+    while staged() < 4 << 20 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the fetch never staged 4 MiB; the mirror's log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mid_fetch = staged();
+    drop(mirror); // SIGKILL, mid-fetch
+    assert!(asking.await.unwrap().is_err(), "the client got an answer");
+    let (repos, commits, blobs): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM repositories WHERE name = 'm'),
+                (SELECT count(*) FROM mirrored_commits),
+                (SELECT count(*) FROM blobs WHERE encode(sha256, 'hex') = $1)",
+    )
+    .bind(sha256_hex(&weights))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((repos, commits, blobs), (0, 0, 0), "visible after the kill");
+
+    let mirror = start_hub(&envs, &log);
+    wait_ready(&http, &mirror, Duration::from_secs(60), &log).await;
+    let left = files_under(&staging);
+    assert!(
+        left.is_empty(),
+        "staging leftovers of the killed fetch: {left:?}"
+    );
+    let res = http.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = res.bytes().await.unwrap();
+    assert_eq!(sha256_hex(&bytes), sha256_hex(&weights));
+    let commits: i64 = sqlx::query_scalar("SELECT count(*) FROM mirrored_commits")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(commits, 1);
+    println!("killed with {mid_fetch} bytes staged; fetched whole after the restart");
 }
 
 /// Kills the embedded cluster's postmaster (whatever happens to the test).
