@@ -8,6 +8,7 @@
 # Both hubs on loopback, release build, embedded defaults.
 #   scripts/bench-mirror.sh [SIZE_MIB]     (default 2048)
 #   UPSTREAM_MBPS=200 scripts/bench-mirror.sh   (the upstream behind a 200 MB/s link)
+#   UPSTREAM_CONN_MBPS=40 scripts/bench-mirror.sh   (40 MB/s for each connection to the upstream)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib="${1:-2048}"
@@ -32,14 +33,21 @@ HF_ENDPOINT="$upstream" HF_TOKEN="$token" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISA
 # UPSTREAM_MBPS=N puts a link of N MB/s between the upstream and everyone who reads from it
 # (the direct client and the mirrors), as a public hub is far away; the mirror's own clients
 # stay on loopback. Unset: every hop is loopback.
+# UPSTREAM_CONN_MBPS=N instead gives each connection to the upstream N MB/s of its own, as a
+# distant server does (one stream's rate is its window over the round trip).
 link="loopback"
-if [ -n "${UPSTREAM_MBPS:-}" ]; then
+if [ -n "${UPSTREAM_MBPS:-}${UPSTREAM_CONN_MBPS:-}" ]; then
   link_port=$(free_port)
-  python3 scripts/throttle_proxy.py "$link_port" "127.0.0.1:$up_port" "$UPSTREAM_MBPS" &
+  if [ -n "${UPSTREAM_CONN_MBPS:-}" ]; then
+    python3 scripts/throttle_proxy.py "$link_port" "127.0.0.1:$up_port" "$UPSTREAM_CONN_MBPS" per-connection &
+    link="$UPSTREAM_CONN_MBPS MB/s per connection to the upstream"
+  else
+    python3 scripts/throttle_proxy.py "$link_port" "127.0.0.1:$up_port" "$UPSTREAM_MBPS" &
+    link="$UPSTREAM_MBPS MB/s to the upstream"
+  fi
   pids+=($!)
   for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$link_port") 2>/dev/null && break; sleep 0.1; done
   upstream="http://127.0.0.1:$link_port"
-  link="$UPSTREAM_MBPS MB/s to the upstream"
 fi
 # Two mirrors, for two cold reads; the client waits for a cold fetch instead of being told to
 # retry.

@@ -1,8 +1,11 @@
-"""A TCP proxy that limits the bytes it passes towards the client to a rate shared by all its
-connections: a wide-area link to an upstream hub, for scripts/bench-mirror.sh. Requests pass
-unthrottled (they are small).
+"""A TCP proxy that limits the bytes it passes towards the client: a wide-area link to an upstream
+hub, for scripts/bench-mirror.sh. Requests pass unthrottled (they are small).
 
-    python3 scripts/throttle_proxy.py LISTEN_PORT TARGET_HOST:TARGET_PORT MEGABYTES_PER_SECOND
+The rate is shared by all connections (a link of that capacity), or with `per-connection` each
+connection gets it on its own: a distant server, where one TCP stream's rate is bounded by its
+window over the round trip and clients open several streams to go faster.
+
+    python3 scripts/throttle_proxy.py LISTEN_PORT TARGET_HOST:TARGET_PORT MEGABYTES_PER_SECOND [per-connection]
 """
 
 import asyncio
@@ -41,9 +44,9 @@ async def pipe(reader, writer, link=None):
         writer.close()
 
 
-async def main(port: int, target: str, megabytes_per_second: float) -> None:
+async def main(port: int, target: str, megabytes_per_second: float, per_connection: bool) -> None:
     host, target_port = target.rsplit(":", 1)
-    link = Link(megabytes_per_second * 1e6)
+    shared = Link(megabytes_per_second * 1e6)
 
     async def serve(client_reader, client_writer):
         try:
@@ -51,6 +54,7 @@ async def main(port: int, target: str, megabytes_per_second: float) -> None:
         except OSError:
             client_writer.close()
             return
+        link = Link(megabytes_per_second * 1e6) if per_connection else shared
         await asyncio.gather(
             pipe(client_reader, upstream_writer),
             pipe(upstream_reader, client_writer, link),
@@ -64,4 +68,5 @@ async def main(port: int, target: str, megabytes_per_second: float) -> None:
 if __name__ == "__main__":
     # A shell starts background jobs with SIGINT ignored; the benchmark stops its servers with it.
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], float(sys.argv[3])))
+    per_connection = sys.argv[4:] == ["per-connection"]
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), per_connection))

@@ -445,3 +445,76 @@ pub fn run_validator(script: &str, doc: &Value) -> (bool, String) {
         ),
     )
 }
+
+/// A TCP relay to a hub, in front of it as a distant server is: each connection gets at most
+/// its own rate towards the client.
+pub struct SlowRelay {
+    /// The relay's URL; the `Host` a client sends passes on, so the URLs the hub writes into
+    /// its answers (its CAS, signed fetch URLs) lead back through the relay.
+    pub base: String,
+    busiest: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SlowRelay {
+    /// The most connections that were sending at once (each counts for 50 ms after it last
+    /// sent a piece).
+    pub fn most_sending_at_once(&self) -> usize {
+        self.busiest.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A [`SlowRelay`] to `upstream` (`http://host:port`) passing at most `bytes_per_sec` towards
+/// each client connection.
+pub async fn slow_relay(upstream: &str, bytes_per_sec: usize) -> SlowRelay {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = upstream.trim_start_matches("http://").to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let busiest = Arc::new(AtomicUsize::new(0));
+    let last_sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let record = busiest.clone();
+    tokio::spawn(async move {
+        for connection in 0u64.. {
+            let Ok((client, _)) = listener.accept().await else {
+                break;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                continue;
+            };
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+            });
+            let (last_sent, record) = (last_sent.clone(), record.clone());
+            tokio::spawn(async move {
+                let mut piece = vec![0u8; 64 << 10];
+                while let Ok(n @ 1..) = from_server.read(&mut piece).await {
+                    if to_client.write_all(&piece[..n]).await.is_err() {
+                        break;
+                    }
+                    {
+                        let mut last_sent = last_sent.lock().unwrap();
+                        let now = Instant::now();
+                        last_sent.insert(connection, now);
+                        let sending = last_sent
+                            .values()
+                            .filter(|t| now.duration_since(**t) < Duration::from_millis(50))
+                            .count();
+                        record.fetch_max(sending, Ordering::Relaxed);
+                    }
+                    let pause = Duration::from_secs_f64(n as f64 / bytes_per_sec as f64);
+                    tokio::time::sleep(pause).await;
+                }
+            });
+        }
+    });
+    SlowRelay {
+        base: format!("http://{address}"),
+        busiest,
+    }
+}

@@ -1543,6 +1543,34 @@ async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
     assert_ne!(res.status(), StatusCode::OK);
 }
 
+/// A distant upstream gives each connection a rate of its own, so the mirror reads a file's
+/// xorb ranges in pieces on several connections at once, as the stock client does; the pieces
+/// still make the file, byte for byte.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_distant_upstream_is_read_on_several_connections_at_once(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    let weights = noise(40 << 20, 81);
+    upload_with_xet(&upstream, &alice, "alice/m", &[("w.bin", &weights)]).await;
+    let relay = kaiyuan_tests::slow_relay(&upstream.base, 32 << 20).await;
+    let base = relay.base.clone();
+    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstream = Some(base);
+        s.mirror.timeout_secs = 30;
+        s.mirror.wait_secs = 60;
+    })
+    .await;
+    let res = mirror.get("/alice/m/resolve/main/w.bin", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().as_ref() == weights.as_slice());
+    let at_once = relay.most_sending_at_once();
+    assert!(
+        at_once >= 3,
+        "the upstream sent on {at_once} connections at once at most"
+    );
+}
+
 /// A fetch that fails while it records what it fetched (here: the database refuses the mirror's
 /// record, as a crash or a lost connection would end the transaction) leaves no repository
 /// behind, gated or not: a repository left without its mirror record would be served as an

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use kaiyuan_tests::{
     TestApp, expect_error, expect_status, kaiyuan_binary, pseudo_random_bytes, sha256_hex,
-    spawn_app_with,
+    slow_relay, spawn_app_with,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -477,38 +477,6 @@ async fn kill_9_during_uploads_loses_nothing_acknowledged(pool: PgPool) {
     );
 }
 
-/// A relay to `upstream` that passes at most `bytes_per_sec` from it to each connection: a
-/// fetch through it lasts long enough to be interrupted in the middle.
-async fn slow_relay(upstream: &str, bytes_per_sec: usize) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let target = upstream.trim_start_matches("http://").to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
-                continue;
-            };
-            let (mut from_client, mut to_client) = client.into_split();
-            let (mut from_server, mut to_server) = server.into_split();
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
-            });
-            tokio::spawn(async move {
-                let mut piece = vec![0u8; 64 << 10];
-                while let Ok(n @ 1..) = from_server.read(&mut piece).await {
-                    if to_client.write_all(&piece[..n]).await.is_err() {
-                        break;
-                    }
-                    let pause = Duration::from_secs_f64(n as f64 / bytes_per_sec as f64);
-                    tokio::time::sleep(pause).await;
-                }
-            });
-        }
-    });
-    format!("http://{address}")
-}
-
 /// `kill -9` of a mirror in the middle of a fetch from its upstream: after the restart nothing
 /// of that fetch is visible or kept, and the next read fetches the model again, whole.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
@@ -526,7 +494,7 @@ async fn kill_9_of_a_mirror_mid_fetch_leaves_nothing_and_the_next_read_fetches_a
         )
         .await;
     // 8 MiB/s: the fetch of the weights lasts about 2 s.
-    let relay = slow_relay(&upstream.base, 8 << 20).await;
+    let relay = slow_relay(&upstream.base, 8 << 20).await.base;
     let database: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(&pool)
         .await

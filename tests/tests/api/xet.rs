@@ -363,7 +363,25 @@ async fn private_content_stays_private_on_the_cas(pool: PgPool) {
         &upload.xorb_bytes[start as usize..=end as usize],
         "the signed URL serves exactly the xorb bytes of the range"
     );
-    // Another range than the signed one is refused.
+    // A part of the signed range is served alone, as by a presigned URL; a range past it is
+    // refused.
+    let part = (start + 7, end - 5);
+    let res = app
+        .http
+        .get(fetch["url"].as_str().unwrap())
+        .header("range", format!("bytes={}-{}", part.0, part.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        res.headers()["content-range"],
+        format!("bytes {}-{}/*", part.0, part.1).as_str()
+    );
+    assert_eq!(
+        res.bytes().await.unwrap().as_ref(),
+        &upload.xorb_bytes[part.0 as usize..=part.1 as usize]
+    );
     let res = app
         .http
         .get(fetch["url"].as_str().unwrap())

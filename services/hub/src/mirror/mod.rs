@@ -5,6 +5,7 @@
 //! mirrored is served from here, also when the upstream is unreachable.
 
 pub mod licence_gate;
+mod pieces;
 pub mod upstream;
 mod upstream_xet;
 
@@ -961,11 +962,21 @@ async fn fetch_chunks(
         let mut conn = state.db.acquire().await?;
         crate::xet::recipes::chunk_tables(&mut conn, &named).await?
     };
-    for read in reads {
-        if let Some((_, table)) = held.get(&read.xorb)
-            && read.wanted.end <= table.len() as u64
-        {
-            copy_stored(state, &mut upload, &read, table)
+    let held_table = |read: &upstream_xet::TermRead<'_>| {
+        held.get(&read.xorb)
+            .map(|(_, table)| table)
+            .filter(|table| read.wanted.end <= table.len() as u64)
+    };
+    // The rest is read in pieces, several at a time, while earlier ones are unpacked.
+    let to_fetch: Vec<_> = reads
+        .iter()
+        .filter(|read| held_table(read).is_none())
+        .map(|read| read.fetch.signed_range())
+        .collect();
+    let mut pieces = std::pin::pin!(pieces::read_in_pieces(upstream, &to_fetch));
+    for read in &reads {
+        if let Some(table) = held_table(read) {
+            copy_stored(state, &mut upload, read, table)
                 .await
                 .map_err(|e| upstream_mismatch(repo, path, &e))?;
             continue;
@@ -978,33 +989,26 @@ async fn fetch_chunks(
         if whole_candidate {
             upload.end_xorb().await.map_err(failed)?;
         }
-        let response = upstream
-            .xorb_range(read.fetch)
-            .await
-            .map_err(|e| file_error(repo, path, e))?;
         let mut frames = kaiyuan_xet::FrameReader::new();
-        let (mut index, mut unpacked, mut received) = (read.first, 0u64, 0u64);
-        let mut body = response.bytes_stream();
-        while let Some(piece) = body.next().await {
-            let piece = piece.map_err(|e| {
-                upstream_mismatch(repo, path, &format!("the download broke off: {e}"))
-            })?;
-            // An upstream that goes on past the range it signed is not read to its end.
-            received += piece.len() as u64;
-            if received > read.fetch.len() {
-                return Err(upstream_mismatch(
-                    repo,
-                    path,
-                    "the upstream's CAS sent more than the range it named",
-                ));
-            }
-            frames.feed(&piece);
-            while let Some(chunk) = frames.next_chunk().map_err(malformed)? {
-                if read.wanted.contains(&index) {
-                    unpacked += chunk.len() as u64;
-                    upload.write_chunk(chunk).await.map_err(failed)?;
+        let (mut index, mut unpacked) = (read.first, 0u64);
+        for _ in 0..pieces::piece_count(read.fetch.len()) {
+            let parts = match pieces.next().await {
+                Some(Ok(parts)) => parts,
+                Some(Err(pieces::PieceError::Request(e))) => return Err(file_error(repo, path, e)),
+                Some(Err(pieces::PieceError::Body(why))) => {
+                    return Err(upstream_mismatch(repo, path, &why));
                 }
-                index += 1;
+                None => return Err(upstream_mismatch(repo, path, "a range was never read")),
+            };
+            for part in parts {
+                frames.feed(&part);
+                while let Some(chunk) = frames.next_chunk().map_err(malformed)? {
+                    if read.wanted.contains(&index) {
+                        unpacked += chunk.len() as u64;
+                        upload.write_chunk(chunk).await.map_err(failed)?;
+                    }
+                    index += 1;
+                }
             }
         }
         frames.finish().map_err(malformed)?;

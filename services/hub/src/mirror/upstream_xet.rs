@@ -6,9 +6,12 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
+use bytes::Bytes;
+use futures_util::StreamExt;
 use kaiyuan_xet::MerkleHash;
 use serde::Deserialize;
 
+use super::pieces::PieceError;
 use super::upstream::{Upstream, UpstreamError};
 
 /// Largest reconstruction the mirror reads: a few hundred bytes per term, and a term per xorb
@@ -60,6 +63,14 @@ impl Fetch {
     /// Bytes of the signed range (its end is included).
     pub fn len(&self) -> u64 {
         self.url_range.end - self.url_range.start + 1
+    }
+
+    /// The signed URL, and the bytes it reads (end excluded).
+    pub fn signed_range(&self) -> (String, Range<u64>) {
+        (
+            self.url.clone(),
+            self.url_range.start..self.url_range.end + 1,
+        )
     }
 }
 
@@ -182,22 +193,43 @@ impl Upstream {
         self.json(response, &url, MAX_RECONSTRUCTION_BYTES).await
     }
 
-    /// The frames of one fetch, as a response to stream from. The URL is signed: it gets the
-    /// range, and no credentials.
-    pub async fn xorb_range(&self, fetch: &Fetch) -> Result<reqwest::Response, UpstreamError> {
-        self.check(&fetch.url)?;
-        let range = format!("bytes={}-{}", fetch.url_range.start, fetch.url_range.end);
+    /// Bytes `bytes` (end excluded) of a signed fetch URL, read whole: one piece of a range,
+    /// on a connection of its own. The URL is signed: it gets the range, and no credentials.
+    pub async fn xorb_piece(&self, url: &str, bytes: Range<u64>) -> Result<Vec<Bytes>, PieceError> {
+        self.check(url).map_err(PieceError::Request)?;
+        let range = format!("bytes={}-{}", bytes.start, bytes.end - 1);
         let response = self
             .http
-            .get(&fetch.url)
+            .get(url)
             .header(reqwest::header::RANGE, range)
             .send()
             .await
-            .map_err(|e| self.unreachable(e))?;
-        match response.status().as_u16() {
-            200 | 206 => Ok(response),
-            status => Err(UpstreamError::Refused(status, fetch.url.clone())),
+            .map_err(|e| PieceError::Request(self.unreachable(e)))?;
+        if !matches!(response.status().as_u16(), 200 | 206) {
+            let refused = UpstreamError::Refused(response.status().as_u16(), url.to_string());
+            return Err(PieceError::Request(refused));
         }
+        let wanted = bytes.end - bytes.start;
+        let (mut parts, mut received) = (Vec::new(), 0u64);
+        let mut body = response.bytes_stream();
+        while let Some(part) = body.next().await {
+            let part =
+                part.map_err(|e| PieceError::Body(format!("the download broke off: {e}")))?;
+            // An upstream that goes on past the range it signed is not read to its end.
+            received += part.len() as u64;
+            if received > wanted {
+                return Err(PieceError::Body(
+                    "the upstream's CAS sent more than the range it named".into(),
+                ));
+            }
+            parts.push(part);
+        }
+        if received < wanted {
+            return Err(PieceError::Body(format!(
+                "the download broke off after {received} of {wanted} bytes of a range"
+            )));
+        }
+        Ok(parts)
     }
 }
 

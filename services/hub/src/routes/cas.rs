@@ -489,8 +489,9 @@ struct FetchQuery {
     sig: String,
 }
 
-/// The signed URL of one xorb byte range (from a reconstruction answer). The client must ask
-/// for exactly the signed range.
+/// The signed URL of one xorb byte range (from a reconstruction answer). A `Range` header may
+/// ask for the signed range or any part of it, as of a presigned object URL: a reader on a
+/// distant link (a mirror) fetches one range in pieces over several connections.
 #[get("/cas/v1/fetch/{xorb}")]
 async fn fetch_xorb(
     state: web::Data<AppState>,
@@ -502,7 +503,7 @@ async fn fetch_xorb(
     let refuse = || {
         ApiError::forbidden(
             code::INVALID_FETCH_URL,
-            "this fetch URL is invalid or expired, or the Range header is not the signed range: ask for a new reconstruction",
+            "this fetch URL is invalid or expired, or the Range header asks for more than the signed range: ask for a new reconstruction",
         )
     };
     let (start, end) = query
@@ -517,11 +518,16 @@ async fn fetch_xorb(
     if !signed || chrono::Utc::now().timestamp() > query.expires {
         return Err(refuse());
     }
-    if let Some(range) = req.headers().get(header::RANGE)
-        && range.to_str().ok().map(str::trim) != Some(&format!("bytes={start}-{end}"))
-    {
-        return Err(refuse());
-    }
+    let (start, end) = match req.headers().get(header::RANGE) {
+        None => (start, end),
+        Some(asked) => asked
+            .to_str()
+            .ok()
+            .and_then(parse_byte_range)
+            .map(|(from, to)| (from, to.unwrap_or(end)))
+            .filter(|&(from, to)| start <= from && to <= end)
+            .ok_or_else(refuse)?,
+    };
     let metrics = state.metrics.clone();
     let body = state
         .store
