@@ -1,7 +1,7 @@
 //! Mirror mode against an upstream that lies: a proxy in front of a real kaiyuan upstream that
 //! rewrites its answers. It redirects downloads to internal addresses, names an internal CAS,
-//! signs fetch URLs for internal hosts, sends more than the range it names, and has no
-//! reconstruction for a file it advertises through Xet.
+//! signs fetch URLs for internal hosts, sends more than the range it names, has no
+//! reconstruction for a file it advertises through Xet, and refuses parts of its signed ranges.
 
 use std::sync::{Arc, Mutex};
 
@@ -307,6 +307,56 @@ async fn the_upstreams_cas_is_held_to_what_it_names(pool: PgPool) {
         xet_hash(&mirror, "/alice/plain/resolve/main/w.bin").await,
         plain_hash
     );
+}
+
+/// An upstream whose fetch URLs are signed for their exact range, as a CDN's signed-URL policy
+/// can be: it refuses the mirror's first piece of a range, and the mirror then reads each range
+/// whole, one at a time, and still gets the file.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn an_upstream_that_signs_exact_ranges_is_read_a_whole_range_at_a_time(pool: PgPool) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    // Over one piece (8 MiB): its range is asked in parts.
+    let weights = noise(20 << 20, 44);
+    upload_with_xet(&upstream, &alice, "alice/m", &[("w.bin", &weights)]).await;
+    let (refused, counted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (refusals, fetches) = (refused.clone(), counted.clone());
+    let tamper: Tamper = Arc::new(move |_, target, answer| {
+        let Some((_, query)) = target
+            .strip_prefix("/cas/v1/fetch/")
+            .and_then(|t| t.split_once('?'))
+        else {
+            return;
+        };
+        fetches.fetch_add(1, Ordering::Relaxed);
+        let signed = query.split('&').find_map(|p| p.strip_prefix("bytes="));
+        let served = answer
+            .headers
+            .iter()
+            .find(|(name, _)| name == "content-range")
+            .map(|(_, v)| v.trim_start_matches("bytes ").trim_end_matches("/*"));
+        if served.is_none() || served != signed {
+            refusals.fetch_add(1, Ordering::Relaxed);
+            *answer = Answer {
+                status: 403,
+                headers: vec![("content-type".into(), "application/xml".into())],
+                body: b"<Error><Code>AccessDenied</Code></Error>".to_vec(),
+            };
+        }
+    });
+    let proxy = rewriting_proxy(&upstream.base, tamper).await;
+    let mirror = mirror_through(&pool, proxy, Vec::new()).await;
+    let res = mirror.get("/alice/m/resolve/main/w.bin", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().as_ref() == weights.as_slice());
+    let (refused, fetches) = (
+        refused.load(Ordering::Relaxed),
+        counted.load(Ordering::Relaxed),
+    );
+    assert!(refused >= 1, "no part of a range was asked for");
+    assert!(fetches > refused, "no whole range was read");
 }
 
 /// The `X-Xet-Hash` a hub gives for the file at `path`.

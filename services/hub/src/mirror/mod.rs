@@ -973,7 +973,11 @@ async fn fetch_chunks(
         .filter(|read| held_table(read).is_none())
         .map(|read| read.fetch.signed_range())
         .collect();
-    let mut pieces = std::pin::pin!(pieces::read_in_pieces(upstream, &to_fetch));
+    let mut ranges = pieces::RangeReader::new(upstream, to_fetch);
+    let range_error = |e| match e {
+        pieces::PieceError::Request(e) => file_error(repo, path, e),
+        pieces::PieceError::Body(why) => upstream_mismatch(repo, path, &why),
+    };
     for read in &reads {
         if let Some(table) = held_table(read) {
             copy_stored(state, &mut upload, read, table)
@@ -991,24 +995,15 @@ async fn fetch_chunks(
         }
         let mut frames = kaiyuan_xet::FrameReader::new();
         let (mut index, mut unpacked) = (read.first, 0u64);
-        for _ in 0..pieces::piece_count(read.fetch.len()) {
-            let parts = match pieces.next().await {
-                Some(Ok(parts)) => parts,
-                Some(Err(pieces::PieceError::Request(e))) => return Err(file_error(repo, path, e)),
-                Some(Err(pieces::PieceError::Body(why))) => {
-                    return Err(upstream_mismatch(repo, path, &why));
+        ranges.begin().await.map_err(range_error)?;
+        while let Some(part) = ranges.next_part().await {
+            frames.feed(&part.map_err(range_error)?);
+            while let Some(chunk) = frames.next_chunk().map_err(malformed)? {
+                if read.wanted.contains(&index) {
+                    unpacked += chunk.len() as u64;
+                    upload.write_chunk(chunk).await.map_err(failed)?;
                 }
-                None => return Err(upstream_mismatch(repo, path, "a range was never read")),
-            };
-            for part in parts {
-                frames.feed(&part);
-                while let Some(chunk) = frames.next_chunk().map_err(malformed)? {
-                    if read.wanted.contains(&index) {
-                        unpacked += chunk.len() as u64;
-                        upload.write_chunk(chunk).await.map_err(failed)?;
-                    }
-                    index += 1;
-                }
+                index += 1;
             }
         }
         frames.finish().map_err(malformed)?;

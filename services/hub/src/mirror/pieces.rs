@@ -6,10 +6,16 @@
 //! at a third of the rate the client got from the same upstream (`UPSTREAM_CONN_MBPS` in
 //! `scripts/bench-mirror.sh`). Each piece is read whole before it is handed on, at most
 //! [`IN_FLIGHT`] of [`PIECE_BYTES`] at a time, so memory stays bounded whatever the file.
+//!
+//! An upstream whose fetch URLs are signed for their exact range (a CDN policy) refuses a part of
+//! one; the reader then reads each range whole, one at a time, streamed as it arrives.
 
+use std::collections::VecDeque;
 use std::ops::Range;
+use std::pin::Pin;
 
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, stream};
 
 use super::upstream::{Upstream, UpstreamError};
@@ -20,36 +26,181 @@ const PIECE_BYTES: u64 = 8 << 20;
 /// Requests in flight at once (each on its own connection).
 const IN_FLIGHT: usize = 4;
 
-/// Why a piece could not be read.
+/// Why a range could not be read.
 #[derive(Debug)]
 pub enum PieceError {
     /// The request failed: unreachable, refused or misdirected.
     Request(UpstreamError),
-    /// The answer is not the piece asked for: cut short, or longer.
+    /// The answer is not the bytes asked for: cut short, or longer.
     Body(String),
 }
 
+/// A signed fetch URL and the bytes of it to read (end excluded).
+pub type SignedRange = (String, Range<u64>);
+
+/// Reads the signed ranges of one file, in order, part by part: [`RangeReader::begin`] each
+/// range, then take its parts with [`RangeReader::next_part`] until it gives `None`.
+pub struct RangeReader {
+    upstream: Upstream,
+    ranges: VecDeque<SignedRange>,
+    mode: Mode,
+    current: Current,
+    /// Whether any piece was read: an upstream that refuses parts refuses the first one.
+    read_any: bool,
+}
+
+enum Mode {
+    /// Pieces of every range, read ahead several at a time.
+    Pieces(Pin<Box<dyn Stream<Item = Result<Vec<Bytes>, PieceError>> + Send>>),
+    /// Each range whole, one at a time.
+    Whole,
+}
+
+enum Current {
+    /// `left` pieces of the range still to come; `parts` of the last one not handed on.
+    Pieces {
+        range: SignedRange,
+        left: u64,
+        parts: VecDeque<Bytes>,
+    },
+    /// The answer to a request for the whole range, `left` bytes of it still to come.
+    Whole {
+        body: BoxStream<'static, reqwest::Result<Bytes>>,
+        left: u64,
+    },
+    None,
+}
+
+impl RangeReader {
+    /// A reader of `ranges` from `upstream`; pieces ahead of the one the caller waits for are
+    /// read meanwhile, each in its own task.
+    pub fn new(upstream: &Upstream, ranges: Vec<SignedRange>) -> Self {
+        let pieces = read_in_pieces(upstream, &ranges);
+        RangeReader {
+            upstream: upstream.clone(),
+            ranges: ranges.into(),
+            mode: Mode::Pieces(Box::pin(pieces)),
+            current: Current::None,
+            read_any: false,
+        }
+    }
+
+    /// Starts the next range.
+    pub async fn begin(&mut self) -> Result<(), PieceError> {
+        let Some(range) = self.ranges.pop_front() else {
+            return Err(PieceError::Body("a range was never read".into()));
+        };
+        self.start(range).await
+    }
+
+    async fn start(&mut self, range: SignedRange) -> Result<(), PieceError> {
+        self.current = match self.mode {
+            Mode::Pieces(_) => Current::Pieces {
+                left: piece_count(range.1.end - range.1.start),
+                range,
+                parts: VecDeque::new(),
+            },
+            Mode::Whole => {
+                let (url, bytes) = &range;
+                let response = self
+                    .upstream
+                    .xorb_range(url, bytes.clone())
+                    .await
+                    .map_err(PieceError::Request)?;
+                Current::Whole {
+                    body: response.bytes_stream().boxed(),
+                    left: bytes.end - bytes.start,
+                }
+            }
+        };
+        Ok(())
+    }
+
+    /// The next bytes of the current range, in order; `None` once it was read whole.
+    pub async fn next_part(&mut self) -> Option<Result<Bytes, PieceError>> {
+        loop {
+            match &mut self.current {
+                Current::None => return None,
+                Current::Whole { body, left } => {
+                    return match body.next().await {
+                        Some(Ok(part)) if part.len() as u64 > *left => {
+                            Some(Err(PieceError::Body(MORE_THAN_THE_RANGE.into())))
+                        }
+                        Some(Ok(part)) => {
+                            *left -= part.len() as u64;
+                            Some(Ok(part))
+                        }
+                        Some(Err(e)) => Some(Err(broke_off(&e))),
+                        None if *left > 0 => Some(Err(PieceError::Body(format!(
+                            "the download broke off {left} bytes before the end of a range"
+                        )))),
+                        None => None,
+                    };
+                }
+                Current::Pieces { range, left, parts } => {
+                    if let Some(part) = parts.pop_front() {
+                        return Some(Ok(part));
+                    }
+                    if *left == 0 {
+                        return None;
+                    }
+                    let Mode::Pieces(pieces) = &mut self.mode else {
+                        unreachable!("pieces are read in the pieces mode");
+                    };
+                    match pieces.next().await {
+                        Some(Ok(read)) => {
+                            *left -= 1;
+                            *parts = read.into();
+                            self.read_any = true;
+                        }
+                        Some(Err(PieceError::Request(UpstreamError::Refused(
+                            400 | 403 | 416,
+                            _,
+                        )))) if !self.read_any => {
+                            let range = range.clone();
+                            tracing::info!(url = %range.0, "the upstream's CAS refuses parts of its signed ranges; reading each whole, one at a time");
+                            self.mode = Mode::Whole;
+                            if let Err(e) = self.start(range).await {
+                                return Some(Err(e));
+                            }
+                        }
+                        Some(Err(e)) => return Some(Err(e)),
+                        None => {
+                            return Some(Err(PieceError::Body("a range was never read".into())));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+const MORE_THAN_THE_RANGE: &str = "the upstream's CAS sent more than the range it named";
+
+fn broke_off(e: &reqwest::Error) -> PieceError {
+    PieceError::Body(format!("the download broke off: {e}"))
+}
+
 /// How many pieces a range of `len` bytes is read in.
-pub fn piece_count(len: u64) -> u64 {
+fn piece_count(len: u64) -> u64 {
     len.div_ceil(PIECE_BYTES)
 }
 
 /// Bytes `range` (end excluded) of the signed URL `url`, split into pieces.
-fn split(url: &str, range: Range<u64>) -> impl Iterator<Item = (String, Range<u64>)> + '_ {
+fn split(url: &str, range: Range<u64>) -> impl Iterator<Item = SignedRange> + '_ {
     range
         .clone()
         .step_by(PIECE_BYTES as usize)
         .map(move |start| (url.to_string(), start..(start + PIECE_BYTES).min(range.end)))
 }
 
-/// Reads `ranges` (signed URLs, each with the bytes to read, end excluded) from `upstream`:
-/// for each range in order, its [`piece_count`] pieces in order. Pieces ahead of the one the
-/// caller waits for are read meanwhile, each in its own task; dropping the stream stops them.
-pub fn read_in_pieces(
+/// The pieces of `ranges`, in order, read up to [`IN_FLIGHT`] at a time; dropping the stream
+/// stops the reads.
+fn read_in_pieces(
     upstream: &Upstream,
-    ranges: &[(String, Range<u64>)],
+    ranges: &[SignedRange],
 ) -> impl Stream<Item = Result<Vec<Bytes>, PieceError>> + Send + 'static {
-    let pieces: Vec<(String, Range<u64>)> = ranges
+    let pieces: Vec<SignedRange> = ranges
         .iter()
         .flat_map(|(url, range)| split(url, range.clone()))
         .collect();
@@ -58,10 +209,40 @@ pub fn read_in_pieces(
         .map(move |(url, bytes)| {
             let upstream = upstream.clone();
             Piece(tokio::spawn(async move {
-                upstream.xorb_piece(&url, bytes).await
+                read_piece(&upstream, &url, bytes).await
             }))
         })
         .buffered(IN_FLIGHT)
+}
+
+/// One piece, read whole.
+async fn read_piece(
+    upstream: &Upstream,
+    url: &str,
+    bytes: Range<u64>,
+) -> Result<Vec<Bytes>, PieceError> {
+    let response = upstream
+        .xorb_range(url, bytes.clone())
+        .await
+        .map_err(PieceError::Request)?;
+    let wanted = bytes.end - bytes.start;
+    let (mut parts, mut received) = (Vec::new(), 0u64);
+    let mut body = response.bytes_stream();
+    while let Some(part) = body.next().await {
+        let part = part.map_err(|e| broke_off(&e))?;
+        // An upstream that goes on past the range it signed is not read to its end.
+        received += part.len() as u64;
+        if received > wanted {
+            return Err(PieceError::Body(MORE_THAN_THE_RANGE.into()));
+        }
+        parts.push(part);
+    }
+    if received < wanted {
+        return Err(PieceError::Body(format!(
+            "the download broke off after {received} of {wanted} bytes of a range"
+        )));
+    }
+    Ok(parts)
 }
 
 /// A piece being read; its task is stopped when the fetch no longer wants it.
@@ -71,10 +252,10 @@ impl Future for Piece {
     type Output = Result<Vec<Bytes>, PieceError>;
 
     fn poll(
-        mut self: std::pin::Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
+        Pin::new(&mut self.0).poll(cx).map(|joined| {
             joined.unwrap_or_else(|e| Err(PieceError::Body(format!("the read stopped: {e}"))))
         })
     }

@@ -6,12 +6,9 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use bytes::Bytes;
-use futures_util::StreamExt;
 use kaiyuan_xet::MerkleHash;
 use serde::Deserialize;
 
-use super::pieces::PieceError;
 use super::upstream::{Upstream, UpstreamError};
 
 /// Largest reconstruction the mirror reads: a few hundred bytes per term, and a term per xorb
@@ -193,10 +190,15 @@ impl Upstream {
         self.json(response, &url, MAX_RECONSTRUCTION_BYTES).await
     }
 
-    /// Bytes `bytes` (end excluded) of a signed fetch URL, read whole: one piece of a range,
-    /// on a connection of its own. The URL is signed: it gets the range, and no credentials.
-    pub async fn xorb_piece(&self, url: &str, bytes: Range<u64>) -> Result<Vec<Bytes>, PieceError> {
-        self.check(url).map_err(PieceError::Request)?;
+    /// The answer to a request for bytes `bytes` (end excluded) of a signed fetch URL: a whole
+    /// signed range, or a piece of one. The URL is signed: it gets the range, and no
+    /// credentials.
+    pub async fn xorb_range(
+        &self,
+        url: &str,
+        bytes: Range<u64>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        self.check(url)?;
         let range = format!("bytes={}-{}", bytes.start, bytes.end - 1);
         let response = self
             .http
@@ -204,32 +206,11 @@ impl Upstream {
             .header(reqwest::header::RANGE, range)
             .send()
             .await
-            .map_err(|e| PieceError::Request(self.unreachable(e)))?;
-        if !matches!(response.status().as_u16(), 200 | 206) {
-            let refused = UpstreamError::Refused(response.status().as_u16(), url.to_string());
-            return Err(PieceError::Request(refused));
+            .map_err(|e| self.unreachable(e))?;
+        match response.status().as_u16() {
+            200 | 206 => Ok(response),
+            status => Err(UpstreamError::Refused(status, url.to_string())),
         }
-        let wanted = bytes.end - bytes.start;
-        let (mut parts, mut received) = (Vec::new(), 0u64);
-        let mut body = response.bytes_stream();
-        while let Some(part) = body.next().await {
-            let part =
-                part.map_err(|e| PieceError::Body(format!("the download broke off: {e}")))?;
-            // An upstream that goes on past the range it signed is not read to its end.
-            received += part.len() as u64;
-            if received > wanted {
-                return Err(PieceError::Body(
-                    "the upstream's CAS sent more than the range it named".into(),
-                ));
-            }
-            parts.push(part);
-        }
-        if received < wanted {
-            return Err(PieceError::Body(format!(
-                "the download broke off after {received} of {wanted} bytes of a range"
-            )));
-        }
-        Ok(parts)
     }
 }
 
