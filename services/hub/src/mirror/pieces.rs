@@ -21,10 +21,10 @@ use futures_util::{Stream, StreamExt, stream};
 use super::upstream::{Upstream, UpstreamError};
 
 /// Bytes asked in one request.
-const PIECE_BYTES: u64 = 8 << 20;
+const PIECE_BYTES: u64 = 4 << 20;
 
 /// Requests in flight at once (each on its own connection).
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 6;
 
 /// Why a range could not be read.
 #[derive(Debug)]
