@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::pin::Pin;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, stream};
 
@@ -51,17 +51,16 @@ pub struct RangeReader {
 
 enum Mode {
     /// Pieces of every range, read ahead several at a time.
-    Pieces(Pin<Box<dyn Stream<Item = Result<Vec<Bytes>, PieceError>> + Send>>),
+    Pieces(Pin<Box<dyn Stream<Item = Result<Bytes, PieceError>> + Send>>),
     /// Each range whole, one at a time.
     Whole,
 }
 
 enum Current {
-    /// `left` pieces of the range still to come; `parts` of the last one not handed on.
+    /// `left` pieces of the range still to come.
     Pieces {
         range: SignedRange,
         left: u64,
-        parts: VecDeque<Bytes>,
     },
     /// The answer to a request for the whole range, `left` bytes of it still to come.
     Whole {
@@ -98,7 +97,6 @@ impl RangeReader {
             Mode::Pieces(_) => Current::Pieces {
                 left: piece_count(range.1.end - range.1.start),
                 range,
-                parts: VecDeque::new(),
             },
             Mode::Whole => {
                 let (url, bytes) = &range;
@@ -137,10 +135,7 @@ impl RangeReader {
                         None => None,
                     };
                 }
-                Current::Pieces { range, left, parts } => {
-                    if let Some(part) = parts.pop_front() {
-                        return Some(Ok(part));
-                    }
+                Current::Pieces { range, left } => {
                     if *left == 0 {
                         return None;
                     }
@@ -148,10 +143,10 @@ impl RangeReader {
                         unreachable!("pieces are read in the pieces mode");
                     };
                     match pieces.next().await {
-                        Some(Ok(read)) => {
+                        Some(Ok(piece)) => {
                             *left -= 1;
-                            *parts = read.into();
                             self.read_any = true;
+                            return Some(Ok(piece));
                         }
                         Some(Err(PieceError::Request(UpstreamError::Refused(
                             400 | 403 | 416,
@@ -199,7 +194,7 @@ fn split(url: &str, range: Range<u64>) -> impl Iterator<Item = SignedRange> + '_
 fn read_in_pieces(
     upstream: &Upstream,
     ranges: &[SignedRange],
-) -> impl Stream<Item = Result<Vec<Bytes>, PieceError>> + Send + 'static {
+) -> impl Stream<Item = Result<Bytes, PieceError>> + Send + 'static {
     let pieces: Vec<SignedRange> = ranges
         .iter()
         .flat_map(|(url, range)| split(url, range.clone()))
@@ -215,41 +210,42 @@ fn read_in_pieces(
         .buffered(IN_FLIGHT)
 }
 
-/// One piece, read whole.
+/// One piece, read whole into one buffer of its size: the connection's own buffers are let go
+/// as it arrives, so what a piece holds is its bytes and no more.
 async fn read_piece(
     upstream: &Upstream,
     url: &str,
     bytes: Range<u64>,
-) -> Result<Vec<Bytes>, PieceError> {
+) -> Result<Bytes, PieceError> {
     let response = upstream
         .xorb_range(url, bytes.clone())
         .await
         .map_err(PieceError::Request)?;
-    let wanted = bytes.end - bytes.start;
-    let (mut parts, mut received) = (Vec::new(), 0u64);
+    let wanted = (bytes.end - bytes.start) as usize;
+    let mut piece = BytesMut::with_capacity(wanted);
     let mut body = response.bytes_stream();
     while let Some(part) = body.next().await {
         let part = part.map_err(|e| broke_off(&e))?;
         // An upstream that goes on past the range it signed is not read to its end.
-        received += part.len() as u64;
-        if received > wanted {
+        if piece.len() + part.len() > wanted {
             return Err(PieceError::Body(MORE_THAN_THE_RANGE.into()));
         }
-        parts.push(part);
+        piece.extend_from_slice(&part);
     }
-    if received < wanted {
+    if piece.len() < wanted {
         return Err(PieceError::Body(format!(
-            "the download broke off after {received} of {wanted} bytes of a range"
+            "the download broke off after {} of {wanted} bytes of a range",
+            piece.len()
         )));
     }
-    Ok(parts)
+    Ok(piece.freeze())
 }
 
 /// A piece being read; its task is stopped when the fetch no longer wants it.
-struct Piece(tokio::task::JoinHandle<Result<Vec<Bytes>, PieceError>>);
+struct Piece(tokio::task::JoinHandle<Result<Bytes, PieceError>>);
 
 impl Future for Piece {
-    type Output = Result<Vec<Bytes>, PieceError>;
+    type Output = Result<Bytes, PieceError>;
 
     fn poll(
         mut self: Pin<&mut Self>,
