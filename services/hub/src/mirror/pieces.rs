@@ -153,7 +153,11 @@ impl RangeReader {
                             _,
                         )))) if !self.read_any => {
                             let range = range.clone();
-                            tracing::info!(url = %range.0, "the upstream's CAS refuses parts of its signed ranges; reading each whole, one at a time");
+                            // The host only: the URL's query is a credential while it lasts.
+                            let host = url::Url::parse(&range.0)
+                                .map(|u| u.origin().ascii_serialization())
+                                .unwrap_or_default();
+                            tracing::info!(host, "the upstream's CAS refuses parts of its signed ranges; reading each whole, one at a time");
                             self.mode = Mode::Whole;
                             if let Err(e) = self.start(range).await {
                                 return Some(Err(e));
