@@ -1541,6 +1541,32 @@ async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
     assert!(left.is_empty(), "{left:?}");
     let res = mirror.get("/api/models/alice/cut", None).await;
     assert_ne!(res.status(), StatusCode::OK);
+
+    // The same through the upstream's CAS: its ranges are read in pieces, on several
+    // connections, and each connection breaks off. (Over 10 MB: the client sends it through
+    // Xet, not inline.)
+    upstream
+        .create_repo(&alice, "alice", "cutx", "public")
+        .await;
+    let chunked = noise(12 << 20, 9);
+    upload_with_xet(&upstream, &alice, "alice/cutx", &[("w.bin", &chunked)]).await;
+    let res = mirror.get("/alice/cutx/resolve/main/w.bin", None).await;
+    let message = expect_error(res, StatusCode::BAD_GATEWAY, "upstream-failed").await;
+    assert!(
+        message.contains("broke off") && message.contains("nothing was kept"),
+        "{message}"
+    );
+    assert!(route_requests(&upstream, "GET", "/cas/v1/fetch/{xorb}").await >= 1);
+    let (repos, files): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM repositories WHERE name = 'cutx'),
+                (SELECT count(*) FROM xet_files)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((repos, files), (0, 0));
+    let left = objects_once_settled(&mirror, &["/xorbs/", "/staging/", "/blobs/"], 0).await;
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// A distant upstream gives each connection a rate of its own, so the mirror reads a file's

@@ -157,7 +157,10 @@ impl RangeReader {
                             let host = url::Url::parse(&range.0)
                                 .map(|u| u.origin().ascii_serialization())
                                 .unwrap_or_default();
-                            tracing::info!(host, "the upstream's CAS refuses parts of its signed ranges; reading each whole, one at a time");
+                            tracing::info!(
+                                host,
+                                "the upstream's CAS refuses parts of its signed ranges; reading each whole, one at a time"
+                            );
                             self.mode = Mode::Whole;
                             if let Err(e) = self.start(range).await {
                                 return Some(Err(e));
