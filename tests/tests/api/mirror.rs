@@ -632,6 +632,20 @@ pub(super) async fn upload_with_xet(
     .await;
 }
 
+/// An upstream holding `alice/m` with one file, `w.bin`, uploaded by the stock client through
+/// Xet, so that its CAS serves it (the client sends files under 10 MB inline).
+pub(super) async fn upstream_with_xet_file(pool: &PgPool, weights: &[u8]) -> TestApp {
+    assert!(
+        weights.len() > 10_000_000,
+        "the client would send it inline"
+    );
+    let upstream = upstream_app(pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    upload_with_xet(&upstream, &alice, "alice/m", &[("w.bin", weights)]).await;
+    upstream
+}
+
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn files_the_upstream_serves_through_xet_are_read_from_its_cas(pool: PgPool) {
     let upstream = upstream_app(&pool).await;
@@ -1574,11 +1588,8 @@ async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
 /// still make the file, byte for byte.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn a_distant_upstream_is_read_on_several_connections_at_once(pool: PgPool) {
-    let upstream = upstream_app(&pool).await;
-    let alice = upstream.create_user("alice").await;
-    upstream.create_repo(&alice, "alice", "m", "public").await;
     let weights = noise(40 << 20, 81);
-    upload_with_xet(&upstream, &alice, "alice/m", &[("w.bin", &weights)]).await;
+    let upstream = upstream_with_xet_file(&pool, &weights).await;
     let relay = kaiyuan_tests::slow_relay(&upstream.base, 32 << 20).await;
     let base = relay.base.clone();
     let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::mirror::{
     objects_once_settled, refused_leaving_no_repository, route_requests, upload_with_xet,
-    upstream_app, upstream_resolve_gets,
+    upstream_app, upstream_resolve_gets, upstream_with_xet_file,
 };
 
 /// One answer of the upstream, which a [`Tamper`] may change before the mirror sees it.
@@ -315,12 +315,9 @@ async fn the_upstreams_cas_is_held_to_what_it_names(pool: PgPool) {
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn an_upstream_that_signs_exact_ranges_is_read_a_whole_range_at_a_time(pool: PgPool) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let upstream = upstream_app(&pool).await;
-    let alice = upstream.create_user("alice").await;
-    upstream.create_repo(&alice, "alice", "m", "public").await;
-    // Over one piece (8 MiB): its range is asked in parts.
+    // Over one piece (4 MiB): its range is asked in parts.
     let weights = noise(20 << 20, 44);
-    upload_with_xet(&upstream, &alice, "alice/m", &[("w.bin", &weights)]).await;
+    let upstream = upstream_with_xet_file(&pool, &weights).await;
     let (refused, counted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (refusals, fetches) = (refused.clone(), counted.clone());
     let tamper: Tamper = Arc::new(move |_, target, answer| {

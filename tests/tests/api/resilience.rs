@@ -279,6 +279,17 @@ async fn wait_ready(http: &reqwest::Client, hub: &Hub, within: Duration, log: &P
     );
 }
 
+/// The URL of the test's own database, for a `kaiyuan serve` child to use.
+async fn database_url(pool: &PgPool) -> url::Url {
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
+    url.set_path(&database);
+    url
+}
+
 /// Files in `dir` and below.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -350,12 +361,7 @@ async fn client_loop(
 async fn kill_9_during_uploads_loses_nothing_acknowledged(pool: PgPool) {
     const ROUNDS: usize = 3;
     const CLIENTS: usize = 8;
-    let database: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
-    url.set_path(&database);
+    let url = database_url(&pool).await;
     let nobody = kaiyuan_hub::domain::actor::Actor::default();
     let alice = kaiyuan_hub::domain::accounts::create_user(&pool, &nobody, "alice", false)
         .await
@@ -495,12 +501,7 @@ async fn kill_9_of_a_mirror_mid_fetch_leaves_nothing_and_the_next_read_fetches_a
         .await;
     // 8 MiB/s: the fetch of the weights lasts about 2 s.
     let relay = slow_relay(&upstream.base, 8 << 20).await.base;
-    let database: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
-    url.set_path(&database);
+    let url = database_url(&pool).await;
     let data = tempfile::tempdir().unwrap();
     let log = data.path().join("mirror.log");
     let envs = [
