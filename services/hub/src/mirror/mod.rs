@@ -997,14 +997,20 @@ async fn fetch_chunks(
         let (mut index, mut unpacked) = (read.first, 0u64);
         ranges.begin().await.map_err(range_error)?;
         while let Some(part) = ranges.next_part().await {
-            frames.feed(&part.map_err(range_error)?);
-            while let Some(chunk) = frames.next_chunk().map_err(malformed)? {
-                if read.wanted.contains(&index) {
-                    unpacked += chunk.len() as u64;
-                    upload.write_chunk(chunk).await.map_err(failed)?;
+            let part = part.map_err(range_error)?;
+            // Fed a frame's worth at a time: the reader then holds about one frame, in memory
+            // it uses again, instead of a copy of the whole piece.
+            for bytes in part.chunks(FEED_BYTES) {
+                frames.feed(bytes);
+                while let Some(chunk) = frames.next_chunk().map_err(malformed)? {
+                    if read.wanted.contains(&index) {
+                        unpacked += chunk.len() as u64;
+                        upload.write_chunk(chunk).await.map_err(failed)?;
+                    }
+                    index += 1;
                 }
-                index += 1;
             }
+            ranges.recycle(part);
         }
         frames.finish().map_err(malformed)?;
         if index < read.wanted.end || unpacked != read.unpacked_length {
@@ -1095,6 +1101,10 @@ async fn register(
         Err(RegisterError::Database(e)) => Err(e.into()),
     }
 }
+
+/// How much of a piece the frame reader is given at once: about a frame (a chunk is at most
+/// 128 KiB).
+const FEED_BYTES: usize = 128 << 10;
 
 /// Files from this size on are kept as Xet chunks, so that the mirror serves them to Xet clients
 /// and later Xet uploads of the same or nearby bytes deduplicate against their chunks; smaller

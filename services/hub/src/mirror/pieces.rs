@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::BoxStream;
@@ -45,6 +46,7 @@ pub struct RangeReader {
     ranges: VecDeque<SignedRange>,
     mode: Mode,
     current: Current,
+    buffers: Buffers,
     /// Whether any piece was read: an upstream that refuses parts refuses the first one.
     read_any: bool,
 }
@@ -74,14 +76,22 @@ impl RangeReader {
     /// A reader of `ranges` from `upstream`; pieces ahead of the one the caller waits for are
     /// read meanwhile, each in its own task.
     pub fn new(upstream: &Upstream, ranges: Vec<SignedRange>) -> Self {
-        let pieces = read_in_pieces(upstream, &ranges);
+        let buffers = Buffers::default();
+        let pieces = read_in_pieces(upstream, &ranges, &buffers);
         RangeReader {
             upstream: upstream.clone(),
             ranges: ranges.into(),
             mode: Mode::Pieces(Box::pin(pieces)),
             current: Current::None,
+            buffers,
             read_any: false,
         }
+    }
+
+    /// Hands back a part [`RangeReader::next_part`] gave, once it was used, so that its buffer
+    /// takes a later piece.
+    pub fn recycle(&self, part: Bytes) {
+        self.buffers.give_back(part);
     }
 
     /// Starts the next range.
@@ -201,35 +211,37 @@ fn split(url: &str, range: Range<u64>) -> impl Iterator<Item = SignedRange> + '_
 fn read_in_pieces(
     upstream: &Upstream,
     ranges: &[SignedRange],
+    buffers: &Buffers,
 ) -> impl Stream<Item = Result<Bytes, PieceError>> + Send + 'static {
     let pieces: Vec<SignedRange> = ranges
         .iter()
         .flat_map(|(url, range)| split(url, range.clone()))
         .collect();
-    let upstream = upstream.clone();
+    let (upstream, buffers) = (upstream.clone(), buffers.clone());
     stream::iter(pieces)
         .map(move |(url, bytes)| {
-            let upstream = upstream.clone();
+            let (upstream, buffer) = (upstream.clone(), buffers.take());
             Piece(tokio::spawn(async move {
-                read_piece(&upstream, &url, bytes).await
+                read_piece(&upstream, &url, bytes, buffer).await
             }))
         })
         .buffered(IN_FLIGHT)
 }
 
-/// One piece, read whole into one buffer of its size: the connection's own buffers are let go
-/// as it arrives, so what a piece holds is its bytes and no more.
+/// One piece, read whole into `piece` (an empty buffer): the connection's own buffers are let
+/// go as it arrives, so what a piece holds is its bytes.
 async fn read_piece(
     upstream: &Upstream,
     url: &str,
     bytes: Range<u64>,
+    mut piece: BytesMut,
 ) -> Result<Bytes, PieceError> {
     let response = upstream
         .xorb_range(url, bytes.clone())
         .await
         .map_err(PieceError::Request)?;
     let wanted = (bytes.end - bytes.start) as usize;
-    let mut piece = BytesMut::with_capacity(wanted);
+    piece.reserve(wanted);
     let mut body = response.bytes_stream();
     while let Some(part) = body.next().await {
         let part = part.map_err(|e| broke_off(&e))?;
@@ -246,6 +258,42 @@ async fn read_piece(
         )));
     }
     Ok(piece.freeze())
+}
+
+/// The buffers pieces are read into, used again once the fetch is done with them: the bytes of
+/// a fetch pass through the same few buffers, so its memory is those buffers whatever the file
+/// and whatever the number of threads (a buffer allocated on one thread and freed on another
+/// is kept by each thread's allocator arena, and fresh memory costs page faults).
+#[derive(Clone, Default)]
+struct Buffers(Arc<Mutex<Vec<BytesMut>>>);
+
+impl Buffers {
+    /// An empty buffer: one used before, or a new one.
+    fn take(&self) -> BytesMut {
+        self.kept()
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(PIECE_BYTES as usize))
+    }
+
+    /// Keeps `piece`'s buffer for a later piece, if nothing else holds it and fewer than the
+    /// buffers one fetch has in use are kept.
+    fn give_back(&self, piece: Bytes) {
+        if let Ok(mut buffer) = piece.try_into_mut()
+            && buffer.capacity() >= PIECE_BYTES as usize
+        {
+            buffer.clear();
+            let mut kept = self.kept();
+            if kept.len() <= IN_FLIGHT {
+                kept.push(buffer);
+            }
+        }
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Vec<BytesMut>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// A piece being read; its task is stopped when the fetch no longer wants it.
@@ -291,5 +339,24 @@ mod tests {
         assert_eq!(piece_count(PIECE_BYTES), 1);
         assert_eq!(split("u", 9..10).count(), 1);
         assert_eq!(piece_count(1), 1);
+    }
+
+    #[test]
+    fn a_buffer_is_used_again_once_nothing_else_holds_it() {
+        let buffers = Buffers::default();
+        let mut buffer = buffers.take();
+        buffer.extend_from_slice(b"piece");
+        let at = buffer.as_ptr();
+        let piece = buffer.freeze();
+        let elsewhere = piece.clone();
+        buffers.give_back(piece);
+        assert!(buffers.kept().is_empty(), "it was still held elsewhere");
+        buffers.give_back(elsewhere);
+        let again = buffers.take();
+        assert_eq!((again.as_ptr(), again.len()), (at, 0));
+        assert!(again.capacity() >= PIECE_BYTES as usize);
+        // A part that is not a piece buffer (a connection's own) is not kept.
+        buffers.give_back(Bytes::from_static(b"part"));
+        assert!(buffers.kept().is_empty());
     }
 }
