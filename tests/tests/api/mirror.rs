@@ -633,8 +633,9 @@ pub(super) async fn upload_with_xet(
 }
 
 /// An upstream holding `alice/m` with one file, `w.bin`, uploaded by the stock client through
-/// Xet, so that its CAS serves it (the client sends files under 10 MB inline).
-pub(super) async fn upstream_with_xet_file(pool: &PgPool, weights: &[u8]) -> TestApp {
+/// Xet, so that its CAS serves it (the client sends files under 10 MB inline); and alice's
+/// token.
+pub(super) async fn upstream_with_xet_file(pool: &PgPool, weights: &[u8]) -> (TestApp, String) {
     assert!(
         weights.len() > 10_000_000,
         "the client would send it inline"
@@ -643,7 +644,20 @@ pub(super) async fn upstream_with_xet_file(pool: &PgPool, weights: &[u8]) -> Tes
     let alice = upstream.create_user("alice").await;
     upstream.create_repo(&alice, "alice", "m", "public").await;
     upload_with_xet(&upstream, &alice, "alice/m", &[("w.bin", weights)]).await;
-    upstream
+    (upstream, alice)
+}
+
+/// Gates `repo` on `hub` (`auto`: access is granted on request), as its admin `token`.
+async fn gate(hub: &TestApp, token: &str, repo: &str) {
+    let res = hub
+        .send_json(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/repos/{repo}"),
+            Some(token),
+            &json!({"gated": "auto"}),
+        )
+        .await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
@@ -1393,15 +1407,7 @@ async fn a_gated_upstream_model_is_fetched_only_for_users_let_through_here(pool:
             ],
         )
         .await;
-    let res = upstream
-        .send_json(
-            reqwest::Method::PATCH,
-            "/api/v1/repos/alice/llama",
-            Some(&alice),
-            &json!({"gated": "auto"}),
-        )
-        .await;
-    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    gate(&upstream, &alice, "alice/llama").await;
     // The organisation's upstream identity was let through the upstream's gate.
     let bot = upstream.create_user("acme-bot").await;
     let res = upstream
@@ -1589,7 +1595,7 @@ async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn a_distant_upstream_is_read_on_several_connections_at_once(pool: PgPool) {
     let weights = noise(40 << 20, 81);
-    let upstream = upstream_with_xet_file(&pool, &weights).await;
+    let (upstream, _) = upstream_with_xet_file(&pool, &weights).await;
     let relay = kaiyuan_tests::slow_relay(&upstream.base, 32 << 20).await;
     let base = relay.base.clone();
     let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
@@ -1628,15 +1634,7 @@ async fn a_fetch_that_fails_at_its_record_leaves_nothing_and_is_fetched_again(po
             )
             .await;
     }
-    let res = upstream
-        .send_json(
-            reqwest::Method::PATCH,
-            "/api/v1/repos/alice/gated",
-            Some(&alice),
-            &json!({"gated": "auto"}),
-        )
-        .await;
-    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    gate(&upstream, &alice, "alice/gated").await;
     let mirror = mirror_of(pool.clone(), &upstream, Some(&alice)).await;
     sqlx::raw_sql(
         "CREATE FUNCTION refuse_mirror_record() RETURNS trigger LANGUAGE plpgsql AS
@@ -1728,11 +1726,8 @@ async fn an_upstream_on_s3_is_followed_to_the_s3_server_the_configuration_names(
 async fn a_new_version_fetches_only_the_chunks_it_does_not_share(pool: PgPool) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
-    let upstream = upstream_app(&pool).await;
-    let alice = upstream.create_user("alice").await;
-    upstream.create_repo(&alice, "alice", "m", "public").await;
     let old = noise(12 << 20, 61);
-    upload_with_xet(&upstream, &alice, "alice/m", &[("w.bin", &old)]).await;
+    let (upstream, alice) = upstream_with_xet_file(&pool, &old).await;
     // Bytes of xorb ranges the upstream's CAS sent, counted on their way to the mirror.
     let fetched = Arc::new(AtomicU64::new(0));
     let counted = fetched.clone();

@@ -317,7 +317,7 @@ async fn an_upstream_that_signs_exact_ranges_is_read_a_whole_range_at_a_time(poo
     use std::sync::atomic::{AtomicUsize, Ordering};
     // Over one piece (4 MiB): its range is asked in parts.
     let weights = noise(20 << 20, 44);
-    let upstream = upstream_with_xet_file(&pool, &weights).await;
+    let (upstream, _) = upstream_with_xet_file(&pool, &weights).await;
     let (refused, counted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (refusals, fetches) = (refused.clone(), counted.clone());
     let tamper: Tamper = Arc::new(move |_, target, answer| {
