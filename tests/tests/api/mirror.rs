@@ -75,6 +75,30 @@ async fn stock_client_is_refused(app: &TestApp, repo: &str, path: &str, reason: 
     .await;
 }
 
+/// Asserts that the stock client, at its default settings and signed out, downloads `path` of
+/// `repo` at `revision` from `app` as `bytes`.
+async fn stock_client_downloads(
+    app: &TestApp,
+    repo: &str,
+    path: &str,
+    revision: &str,
+    bytes: &[u8],
+) {
+    run_client(
+        app,
+        "KAIYUAN_TEST_PYTHON",
+        "hf_download_one.py",
+        &[
+            ("KY_REPO", repo),
+            ("KY_PATH", path),
+            ("KY_REVISION", revision),
+            ("KY_SHA256", &sha(bytes)),
+            ("KY_SIZE", &bytes.len().to_string()),
+        ],
+    )
+    .await;
+}
+
 /// Tags `target` as `name` in `repo` on `app`.
 async fn tag(app: &TestApp, token: &str, repo: &str, name: &str, target: &str) {
     let res = app
@@ -1010,19 +1034,7 @@ async fn a_denied_licence_holds_on_every_download_path(pool: PgPool) {
 
     // The allowed tag is served, through Xet as well; a CAS token of it reads its own bytes and
     // not the denied commit's, which only the denied commit holds.
-    run_client(
-        &mirror,
-        "KAIYUAN_TEST_PYTHON",
-        "hf_download_one.py",
-        &[
-            ("KY_REPO", "alice/m"),
-            ("KY_PATH", "w.safetensors"),
-            ("KY_REVISION", "v1"),
-            ("KY_SHA256", &sha(&open_weights)),
-            ("KY_SIZE", &open_weights.len().to_string()),
-        ],
-    )
-    .await;
+    stock_client_downloads(&mirror, "alice/m", "w.safetensors", "v1", &open_weights).await;
     let body = expect_status(
         mirror
             .get("/api/models/alice/m/xet-read-token/v1", None)
@@ -1258,19 +1270,7 @@ async fn a_client_that_cannot_wait_is_told_to_retry(pool: PgPool) {
     .await;
     // The stock client retries a 503 after `Retry-After` (its metadata request does): the same
     // run gets the bytes once the fetch is done.
-    run_client(
-        &mirror,
-        "KAIYUAN_TEST_PYTHON",
-        "hf_download_one.py",
-        &[
-            ("KY_TOKEN", ""),
-            ("KY_REPO", "alice/big"),
-            ("KY_PATH", "model.bin"),
-            ("KY_SHA256", &sha(&weights)),
-            ("KY_SIZE", &weights.len().to_string()),
-        ],
-    )
-    .await;
+    stock_client_downloads(&mirror, "alice/big", "model.bin", "main", &weights).await;
     let metrics = mirror.get("/metrics", None).await.text().await.unwrap();
     assert!(
         metrics
