@@ -17,6 +17,8 @@ pub struct ApiError {
     /// Structured facts a client can act on (e.g. a quarantined file's findings). Boxed: a
     /// JSON value is large, and every handler result carries room for an error.
     pub details: Option<Box<serde_json::Value>>,
+    /// Seconds a 503's `Retry-After` names (5 unless set).
+    pub retry_after: Option<u64>,
     /// The cause of a server-side failure, logged and never sent.
     source: Option<anyhow::Error>,
 }
@@ -43,12 +45,19 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
             source: None,
         }
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
         self.details = Some(Box::new(details));
+        self
+    }
+
+    /// Names when to ask again, for a 503 whose cause says (an upstream's rate limit).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
         self
     }
 
@@ -87,6 +96,7 @@ impl ApiError {
             code: code::INTERNAL_ERROR,
             message: "the hub failed to handle this request; it has been logged".into(),
             details: None,
+            retry_after: None,
             source: Some(source.into()),
         }
     }
@@ -98,6 +108,7 @@ impl ApiError {
             message: "a backing service (database or object store) is unavailable; retry shortly"
                 .into(),
             details: None,
+            retry_after: None,
             source: Some(source.into()),
         }
     }
@@ -183,7 +194,8 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // Clients that retry (huggingface_hub's backoff among them) wait this long.
-            response.insert_header(("Retry-After", "5"));
+            let seconds = self.retry_after.unwrap_or(5);
+            response.insert_header(("Retry-After", seconds.to_string()));
         }
         response
             .insert_header((

@@ -22,6 +22,7 @@ codes! {
     MIRROR_NOT_CONFIGURED = "mirror-not-configured",
     MIRROR_EXCLUDED = "mirror-excluded",
     UPSTREAM_UNREACHABLE = "upstream-unreachable",
+    UPSTREAM_BUSY = "upstream-busy",
     TILE_NOT_FOUND = "tile-not-found",
     XET_CHUNK_NOT_FOUND = "xet-chunk-not-found",
     XET_FILE_NOT_FOUND = "xet-file-not-found",

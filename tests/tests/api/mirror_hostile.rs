@@ -467,3 +467,119 @@ async fn names_that_are_not_names_never_reach_the_upstream(pool: PgPool) {
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"mirrored");
     assert!(!asked.lock().unwrap().is_empty());
 }
+
+/// An upstream that fails for a moment: its revision listing answers 503 once, and four of the
+/// pieces of a file's range fail once each (a rate limit with its reset, a 502, a connection
+/// that ends early, a 503). A fetch of gigabytes should not be lost to one such answer: each
+/// request is asked again, after the wait the upstream named, and the file arrives whole.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn an_upstream_that_fails_for_a_moment_is_asked_again(pool: PgPool) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Five pieces of 4 MiB, read several at a time.
+    let weights = noise(20 << 20, 45);
+    let (upstream, _) = upstream_with_xet_file(&pool, &weights).await;
+    let (listings, fetches) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (listed, fetched) = (listings.clone(), fetches.clone());
+    let tamper: Tamper = Arc::new(move |_, target, answer| {
+        let not_now = |status, headers: &[(&str, &str)]| Answer {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+        };
+        if target.starts_with("/api/models/alice/m/revision/")
+            && listed.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            *answer = not_now(503, &[("retry-after", "1")]);
+        }
+        if target.starts_with("/cas/v1/fetch/") {
+            match fetched.fetch_add(1, Ordering::Relaxed) {
+                0 => *answer = not_now(429, &[("ratelimit", "\"cas\";r=0;t=1")]),
+                1 => *answer = not_now(502, &[]),
+                2 => answer.body.truncate(answer.body.len() / 2),
+                3 => *answer = not_now(503, &[]),
+                _ => {}
+            }
+        }
+    });
+    let proxy = rewriting_proxy(&upstream.base, tamper).await;
+    let mirror = mirror_through(&pool, proxy, Vec::new()).await;
+    let res = mirror.get("/alice/m/resolve/main/w.bin", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().as_ref() == weights.as_slice());
+    assert_eq!(
+        listings.load(Ordering::Relaxed),
+        2,
+        "the 503 was asked again once"
+    );
+    // Five pieces, four of them asked twice.
+    assert!(
+        fetches.load(Ordering::Relaxed) >= 9,
+        "a failed piece was not asked again"
+    );
+}
+
+/// An upstream that rate-limits the organisation's identity for longer than a client waits:
+/// the mirror's clients are told so, with the upstream's reset as their `Retry-After`, and the
+/// mirror sends the upstream nothing more until then (its clients' retries would spend the
+/// identity's next window). Nothing is kept.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn an_upstream_rate_limit_is_passed_on_and_respected(pool: PgPool) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = asked.clone();
+    let tamper: Tamper = Arc::new(move |_, _, answer| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        *answer = Answer {
+            status: 429,
+            headers: vec![
+                ("ratelimit".into(), "\"api\";r=0;t=120".into()),
+                (
+                    "ratelimit-policy".into(),
+                    "\"fixed window\";\"api\";q=500;w=300".into(),
+                ),
+            ],
+            body: b"{\"error\":\"rate limited\"}".to_vec(),
+        };
+    });
+    let proxy = rewriting_proxy(&upstream.base, tamper).await;
+    let mirror = mirror_through(&pool, proxy, Vec::new()).await;
+    for (attempt, path) in ["/api/models/alice/m", "/alice/m/resolve/main/README.md"]
+        .iter()
+        .enumerate()
+    {
+        let started = std::time::Instant::now();
+        let res = mirror.get(path, None).await;
+        let retry_after: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let message = expect_error(res, StatusCode::SERVICE_UNAVAILABLE, "upstream-busy").await;
+        assert!(message.contains("rate-limiting this mirror"), "{message}");
+        assert!(message.contains("answered 429"), "{message}");
+        assert!(
+            (115..=120).contains(&retry_after),
+            "Retry-After {retry_after} on try {attempt}"
+        );
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "the mirror sat out the wait"
+        );
+    }
+    assert_eq!(
+        asked.load(Ordering::Relaxed),
+        1,
+        "asked again within the wait"
+    );
+    let repos: i64 = sqlx::query_scalar("SELECT count(*) FROM repositories WHERE name = 'm'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(repos, 0, "a repository appeared on the mirror");
+}

@@ -6,6 +6,7 @@
 
 pub mod licence_gate;
 mod pieces;
+mod retry;
 pub mod upstream;
 mod upstream_xet;
 
@@ -159,6 +160,12 @@ fn upstream_error(e: UpstreamError) -> ApiError {
             code::UPSTREAM_UNREACHABLE,
             format!("{e}; only repositories already mirrored here can be served now"),
         ),
+        UpstreamError::Busy { wait, .. } => ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            code::UPSTREAM_BUSY,
+            format!("{e}; only repositories already mirrored here can be served until then"),
+        )
+        .with_retry_after(wait.map_or(5, |w| w.as_secs().clamp(1, 3600))),
         UpstreamError::NotFound(..)
         | UpstreamError::Refused(..)
         | UpstreamError::Misdirected(..)
@@ -171,7 +178,37 @@ fn upstream_error(e: UpstreamError) -> ApiError {
 }
 
 /// How a fetch ended, shared with every request that waited for it.
-type Outcome = Option<Result<(), (actix_web::http::StatusCode, &'static str, String)>>;
+type Outcome = Option<Result<(), Failure>>;
+
+/// A failed fetch, as every request that waited for it answers.
+#[derive(Clone, Debug)]
+struct Failure {
+    status: actix_web::http::StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure {
+            status: e.status,
+            code: e.code,
+            message: e.message.clone(),
+            retry_after: e.retry_after,
+        }
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        let error = ApiError::new(f.status, f.code, f.message);
+        match f.retry_after {
+            Some(seconds) => error.with_retry_after(seconds),
+            None => error,
+        }
+    }
+}
 
 /// Makes sure `namespace/name` at `revision` is here if it can be mirrored: does nothing for
 /// local repositories, for revisions already mirrored, without an upstream, or for names the
@@ -230,7 +267,7 @@ pub async fn ensure(
                 runner.mirror.spawn(async move {
                     let result = fetch(&state, &requester, &namespace, &name, &revision)
                         .await
-                        .map_err(|e| (e.status, e.code, e.message));
+                        .map_err(Failure::from);
                     state.mirror.fetches.lock().await.remove(&key);
                     let _ = tx.send(Some(result));
                 });
@@ -241,7 +278,7 @@ pub async fn ensure(
     let wait = std::time::Duration::from_secs(state.settings.mirror.wait_secs);
     match tokio::time::timeout(wait, outcome.wait_for(Option::is_some)).await {
         Ok(Ok(done)) => match done.clone() {
-            Some(Err((status, code, message))) => Err(ApiError::new(status, code, message)),
+            Some(Err(failure)) => Err(failure.into()),
             _ => Ok(()),
         },
         Ok(Err(_)) => Err(ApiError::internal(anyhow::anyhow!(
@@ -976,7 +1013,9 @@ async fn fetch_chunks(
     let mut ranges = pieces::RangeReader::new(upstream, to_fetch);
     let range_error = |e| match e {
         pieces::PieceError::Request(e) => file_error(repo, path, e),
-        pieces::PieceError::Body(why) => upstream_mismatch(repo, path, &why),
+        pieces::PieceError::Body(why) | pieces::PieceError::BrokeOff(why) => {
+            upstream_mismatch(repo, path, &why)
+        }
     };
     for read in &reads {
         if let Some(table) = held_table(read) {

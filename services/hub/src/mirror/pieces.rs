@@ -14,11 +14,13 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, stream};
 
+use super::retry;
 use super::upstream::{Upstream, UpstreamError};
 
 /// Bytes asked in one request.
@@ -32,8 +34,10 @@ const IN_FLIGHT: usize = 6;
 pub enum PieceError {
     /// The request failed: unreachable, refused or misdirected.
     Request(UpstreamError),
-    /// The answer is not the bytes asked for: cut short, or longer.
+    /// The answer is not the bytes asked for.
     Body(String),
+    /// The connection broke off before the whole answer came.
+    BrokeOff(String),
 }
 
 /// A signed fetch URL and the bytes of it to read (end excluded).
@@ -139,7 +143,7 @@ impl RangeReader {
                             Some(Ok(part))
                         }
                         Some(Err(e)) => Some(Err(broke_off(&e))),
-                        None if *left > 0 => Some(Err(PieceError::Body(format!(
+                        None if *left > 0 => Some(Err(PieceError::BrokeOff(format!(
                             "the download broke off {left} bytes before the end of a range"
                         )))),
                         None => None,
@@ -190,7 +194,12 @@ impl RangeReader {
 const MORE_THAN_THE_RANGE: &str = "the upstream's CAS sent more than the range it named";
 
 fn broke_off(e: &reqwest::Error) -> PieceError {
-    PieceError::Body(format!("the download broke off: {e}"))
+    let why = format!("the download broke off: {e}");
+    match e.is_timeout() {
+        // Silent past the read timeout: asking again would only multiply it.
+        true => PieceError::Body(why),
+        false => PieceError::BrokeOff(why),
+    }
 }
 
 /// How many pieces a range of `len` bytes is read in.
@@ -229,13 +238,55 @@ fn read_in_pieces(
 }
 
 /// One piece, read whole into `piece` (an empty buffer): the connection's own buffers are let
-/// go as it arrives, so what a piece holds is its bytes.
+/// go as it arrives, so what a piece holds is its bytes. A piece whose connection broke off, or
+/// that the upstream answered "not now", is asked again (a fetch of many gigabytes should not
+/// be lost to one reset connection); anything else fails the fetch.
 async fn read_piece(
     upstream: &Upstream,
     url: &str,
     bytes: Range<u64>,
     mut piece: BytesMut,
 ) -> Result<Bytes, PieceError> {
+    let mut attempt = 1;
+    loop {
+        piece.clear();
+        let error = match read_piece_once(upstream, url, bytes.clone(), &mut piece).await {
+            Ok(()) => return Ok(piece.freeze()),
+            Err(error) => error,
+        };
+        let Some(wait) = retry_wait(&error, attempt) else {
+            return Err(error);
+        };
+        tracing::debug!(attempt, ?wait, "a piece is asked for again");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+}
+
+/// The wait before asking again for a piece that failed with `error` on try `attempt`, if it
+/// may pass and tries are left. An unreachable CAS (refused, or silent past the read timeout) is
+/// not asked again: that would only multiply the timeout.
+fn retry_wait(error: &PieceError, attempt: u32) -> Option<Duration> {
+    if attempt >= retry::ATTEMPTS {
+        return None;
+    }
+    match error {
+        PieceError::BrokeOff(_) => Some(retry::backoff(attempt)),
+        PieceError::Request(UpstreamError::Busy { wait, .. }) => match *wait {
+            Some(wait) if wait > retry::PATIENCE => None,
+            Some(wait) => Some(wait),
+            None => Some(retry::backoff(attempt)),
+        },
+        _ => None,
+    }
+}
+
+async fn read_piece_once(
+    upstream: &Upstream,
+    url: &str,
+    bytes: Range<u64>,
+    piece: &mut BytesMut,
+) -> Result<(), PieceError> {
     let response = upstream
         .xorb_range(url, bytes.clone())
         .await
@@ -252,12 +303,12 @@ async fn read_piece(
         piece.extend_from_slice(&part);
     }
     if piece.len() < wanted {
-        return Err(PieceError::Body(format!(
+        return Err(PieceError::BrokeOff(format!(
             "the download broke off after {} of {wanted} bytes of a range",
             piece.len()
         )));
     }
-    Ok(piece.freeze())
+    Ok(())
 }
 
 /// The buffers pieces are read into, used again once the fetch is done with them: the bytes of
@@ -339,6 +390,32 @@ mod tests {
         assert_eq!(piece_count(PIECE_BYTES), 1);
         assert_eq!(split("u", 9..10).count(), 1);
         assert_eq!(piece_count(1), 1);
+    }
+
+    #[test]
+    fn a_piece_is_asked_again_only_for_what_may_pass() {
+        let secs = Duration::from_secs;
+        let busy = |wait| {
+            PieceError::Request(UpstreamError::Busy {
+                origin: "https://cas".into(),
+                status: 429,
+                wait,
+            })
+        };
+        let broke = || PieceError::BrokeOff("reset".into());
+        assert_eq!(retry_wait(&broke(), 1), Some(retry::backoff(1)));
+        assert_eq!(retry_wait(&busy(None), 2), Some(retry::backoff(2)));
+        assert_eq!(retry_wait(&busy(Some(secs(2))), 1), Some(secs(2)));
+        assert_eq!(retry_wait(&busy(Some(secs(60))), 1), None, "past patience");
+        assert_eq!(retry_wait(&broke(), retry::ATTEMPTS), None, "the last try");
+        let never = [
+            PieceError::Body(MORE_THAN_THE_RANGE.into()),
+            PieceError::Request(UpstreamError::Refused(403, "https://cas/f".into())),
+            PieceError::Request(UpstreamError::Unreachable("u".into(), "timed out".into())),
+        ];
+        for error in never {
+            assert_eq!(retry_wait(&error, 1), None, "{error:?}");
+        }
     }
 
     #[test]

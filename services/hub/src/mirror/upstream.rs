@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::retry::{self, QuietUntil};
 use crate::db::types::Gated;
 use crate::outbound::{self, Destinations, GuardedResolver};
 
@@ -24,6 +25,19 @@ pub enum UpstreamError {
     Misdirected(String),
     #[error("the upstream hub's answer to {0} is unusable: {1}")]
     Malformed(String, String),
+    /// A "not now" (429, 5xx) that outlasted the mirror's retries or its patience.
+    #[error("the upstream hub {origin} is busy or rate-limiting this mirror (it answered {status}{})", asked(*.wait))]
+    Busy {
+        origin: String,
+        status: u16,
+        /// How long it asked the mirror to wait, if it said.
+        wait: Option<Duration>,
+    },
+}
+
+fn asked(wait: Option<Duration>) -> String {
+    wait.map(|w| format!(" and asked for {} s before the next request", w.as_secs()))
+        .unwrap_or_default()
 }
 
 /// Largest revision listing the mirror reads: an entry is a few hundred bytes, so this admits
@@ -110,6 +124,8 @@ pub struct Upstream {
     pub(super) probe: reqwest::Client,
     /// Where the URLs the upstream names may lead.
     destinations: Arc<Destinations>,
+    /// Until when the upstream asked not to be asked (a rate limit's reset).
+    quiet: Arc<QuietUntil>,
 }
 
 impl Upstream {
@@ -142,6 +158,7 @@ impl Upstream {
                 .build()
                 .ok()?,
             destinations,
+            quiet: Arc::default(),
         })
     }
 
@@ -169,12 +186,70 @@ impl Upstream {
         format!("{}/{repo}/resolve/{commit}/{encoded}", self.base)
     }
 
-    /// GETs `url` (with the organisation's token): the response, or unreachable.
+    /// GETs `url` (with the organisation's token): the response, or unreachable. A "not now"
+    /// answer is asked again (see [`Upstream::wait_before_retry`]); an unreachable upstream is
+    /// not, so that offline mode answers within the connect timeout.
     async fn get(&self, url: &str) -> Result<reqwest::Response, UpstreamError> {
-        self.authorized(self.http.get(url))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))
+        let mut attempt = 1;
+        loop {
+            self.not_asked_to_wait()?;
+            let response = self
+                .authorized(self.http.get(url))
+                .send()
+                .await
+                .map_err(|e| self.unreachable(e))?;
+            match self.wait_before_retry(&response, attempt)? {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Ok(response),
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Refuses to send anything while the upstream's asked-for wait lasts.
+    pub(super) fn not_asked_to_wait(&self) -> Result<(), UpstreamError> {
+        match self.quiet.left() {
+            Some(left) => Err(UpstreamError::Busy {
+                origin: self.base.clone(),
+                status: 429,
+                wait: Some(left),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// For an answer to the API that says "not now": the wait before try `attempt + 1`. An
+    /// answer that asks for longer than [`retry::PATIENCE`], or the last try's, is [`Busy`];
+    /// any other answer is the caller's. A rate limit's wait holds every request to this
+    /// upstream until it is over.
+    ///
+    /// [`Busy`]: UpstreamError::Busy
+    pub(super) fn wait_before_retry(
+        &self,
+        response: &reqwest::Response,
+        attempt: u32,
+    ) -> Result<Option<Duration>, UpstreamError> {
+        let status = response.status().as_u16();
+        if !retry::transient(status) {
+            return Ok(None);
+        }
+        let asked = retry::asked_wait(response.headers());
+        if let Some(wait) = asked.filter(|_| matches!(status, 429 | 503)) {
+            self.quiet.hold_for(wait);
+        }
+        if attempt >= retry::ATTEMPTS || asked.is_some_and(|wait| wait > retry::PATIENCE) {
+            return Err(UpstreamError::Busy {
+                origin: self.base.clone(),
+                status,
+                wait: asked,
+            });
+        }
+        tracing::info!(
+            status,
+            attempt,
+            "the upstream answered \"not now\"; asking again"
+        );
+        Ok(Some(asked.unwrap_or_else(|| retry::backoff(attempt))))
     }
 
     /// `request` with the organisation's token, if one is configured.

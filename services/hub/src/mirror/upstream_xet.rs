@@ -9,6 +9,7 @@ use std::ops::Range;
 use kaiyuan_xet::MerkleHash;
 use serde::Deserialize;
 
+use super::retry;
 use super::upstream::{Upstream, UpstreamError};
 
 /// Largest reconstruction the mirror reads: a few hundred bytes per term, and a term per xorb
@@ -126,6 +127,8 @@ impl Upstream {
     /// headers name a Xet hash and a token route); `None` otherwise, or when asking fails,
     /// and the file is then read through resolve.
     pub async fn xet_source(&self, repo: &str, commit: &str, path: &str) -> Option<XetSource> {
+        // An upstream that asked for a wait gets no request; resolve then says why.
+        self.not_asked_to_wait().ok()?;
         let url = self.resolve_url(repo, commit, path);
         let head = self.authorized(self.probe.head(&url)).send().await.ok()?;
         let header = |name: &str| head.headers().get(name).and_then(|v| v.to_str().ok());
@@ -177,13 +180,21 @@ impl Upstream {
         source: &XetSource,
     ) -> Result<Reconstruction, UpstreamError> {
         let url = format!("{}/v1/reconstructions/{}", source.cas_url, source.hash);
-        let response = self
-            .http
-            .get(&url)
-            .bearer_auth(&source.token)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let mut attempt = 1;
+        let response = loop {
+            let response = self
+                .http
+                .get(&url)
+                .bearer_auth(&source.token)
+                .send()
+                .await
+                .map_err(|e| self.unreachable(e))?;
+            match self.wait_before_retry(&response, attempt)? {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => break response,
+            }
+            attempt += 1;
+        };
         if !response.status().is_success() {
             return Err(UpstreamError::Refused(response.status().as_u16(), url));
         }
@@ -207,9 +218,21 @@ impl Upstream {
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
+        // Named without its query: the signature is a credential while it lasts.
+        let parsed = url::Url::parse(url).ok();
+        let origin = parsed.as_ref().map(|u| u.origin().ascii_serialization());
+        let origin = origin.unwrap_or_default();
         match response.status().as_u16() {
             200 | 206 => Ok(response),
-            status => Err(UpstreamError::Refused(status, url.to_string())),
+            status if retry::transient(status) => Err(UpstreamError::Busy {
+                origin,
+                status,
+                wait: retry::asked_wait(response.headers()),
+            }),
+            status => {
+                let path = parsed.as_ref().map(url::Url::path).unwrap_or_default();
+                Err(UpstreamError::Refused(status, format!("{origin}{path}")))
+            }
         }
     }
 }
