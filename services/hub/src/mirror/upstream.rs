@@ -186,18 +186,23 @@ impl Upstream {
         format!("{}/{repo}/resolve/{commit}/{encoded}", self.base)
     }
 
-    /// GETs `url` (with the organisation's token): the response, or unreachable. A "not now"
-    /// answer is asked again (see [`Upstream::wait_before_retry`]); an unreachable upstream is
-    /// not, so that offline mode answers within the connect timeout.
+    /// GETs `url` (with the organisation's token): the response, or unreachable.
     async fn get(&self, url: &str) -> Result<reqwest::Response, UpstreamError> {
+        self.send_patiently(|| self.authorized(self.http.get(url)))
+            .await
+    }
+
+    /// Sends the request `build` makes; a "not now" answer is asked again (see
+    /// [`Upstream::wait_before_retry`]). An unreachable upstream is not, so that offline mode
+    /// answers within the connect timeout.
+    pub(super) async fn send_patiently(
+        &self,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let mut attempt = 1;
         loop {
             self.not_asked_to_wait()?;
-            let response = self
-                .authorized(self.http.get(url))
-                .send()
-                .await
-                .map_err(|e| self.unreachable(e))?;
+            let response = build().send().await.map_err(|e| self.unreachable(e))?;
             match self.wait_before_retry(&response, attempt)? {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => return Ok(response),
@@ -224,7 +229,7 @@ impl Upstream {
     /// upstream until it is over.
     ///
     /// [`Busy`]: UpstreamError::Busy
-    pub(super) fn wait_before_retry(
+    fn wait_before_retry(
         &self,
         response: &reqwest::Response,
         attempt: u32,

@@ -180,21 +180,9 @@ impl Upstream {
         source: &XetSource,
     ) -> Result<Reconstruction, UpstreamError> {
         let url = format!("{}/v1/reconstructions/{}", source.cas_url, source.hash);
-        let mut attempt = 1;
-        let response = loop {
-            let response = self
-                .http
-                .get(&url)
-                .bearer_auth(&source.token)
-                .send()
-                .await
-                .map_err(|e| self.unreachable(e))?;
-            match self.wait_before_retry(&response, attempt)? {
-                Some(wait) => tokio::time::sleep(wait).await,
-                None => break response,
-            }
-            attempt += 1;
-        };
+        let response = self
+            .send_patiently(|| self.http.get(&url).bearer_auth(&source.token))
+            .await?;
         if !response.status().is_success() {
             return Err(UpstreamError::Refused(response.status().as_u16(), url));
         }
