@@ -1531,7 +1531,8 @@ async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
     upstream
         .commit_files(&alice, "alice/cut", &[("model.safetensors", &weights)])
         .await;
-    let proxy = cutting_proxy(&upstream.base, 3 << 20).await;
+    // Every connection breaks off after 1 MiB: the file needs more tries than a fetch makes.
+    let proxy = cutting_proxy(&upstream.base, 1 << 20).await;
     let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
         s.mirror.upstream = Some(proxy);
         s.mirror.timeout_secs = 5;
@@ -1587,6 +1588,33 @@ async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
     assert_eq!((repos, files), (0, 0));
     let left = objects_once_settled(&mirror, &["/xorbs/", "/staging/", "/blobs/"], 0).await;
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A download through resolve that breaks off is read on from where it stopped, with a range
+/// request, as the stock client does: a file of 8 MiB arrives whole over connections that each
+/// carry 3 MiB, and is checked whole against the upstream's digest.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_download_that_breaks_off_is_read_on_from_where_it_stopped(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "cut", "public").await;
+    let weights = noise(8 << 20, 18);
+    upstream
+        .commit_files(&alice, "alice/cut", &[("model.safetensors", &weights)])
+        .await;
+    let proxy = cutting_proxy(&upstream.base, 3 << 20).await;
+    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstream = Some(proxy);
+        s.mirror.timeout_secs = 5;
+    })
+    .await;
+    let res = mirror
+        .get("/alice/cut/resolve/main/model.safetensors", None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), weights.as_slice());
+    // Three reads of the file upstream (3 + 3 + 2 MiB), not one per try of the whole.
+    assert_eq!(upstream_resolve_gets(&upstream).await, 3);
 }
 
 /// A distant upstream gives each connection a rate of its own, so the mirror reads a file's

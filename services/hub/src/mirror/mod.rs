@@ -27,7 +27,7 @@ use crate::db;
 use crate::db::types::{Gated, Visibility};
 use crate::error::ApiError;
 use crate::error_code as code;
-use crate::outbound::Destinations;
+use crate::outbound::{self, Destinations};
 use crate::state::AppState;
 use crate::tree::{Entry, Snapshot};
 use upstream::{Upstream, UpstreamError, UpstreamFile, UpstreamRevision};
@@ -910,8 +910,8 @@ async fn fetch_file(
             }
         }
     }
-    let response = upstream
-        .file(repo, commit, &file.rfilename)
+    let mut body = upstream
+        .file(repo, commit, &file.rfilename, 0)
         .await
         .map_err(|e| file_error(repo, &file.rfilename, e))?;
     let mut upload = match chunked {
@@ -924,15 +924,28 @@ async fn fetch_file(
     if let (Some(git), Some(size)) = (&mut git, size) {
         git.update(format!("blob {size}\0").as_bytes());
     }
-    let mut body = response.bytes_stream();
+    // A download that broke off is read on from where it stopped, as the stock client does,
+    // with the tries a piece of a Xet file gets; the digest checks the whole at the end.
+    let (mut received, mut tries) = (0u64, 1);
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            upstream_mismatch(
-                repo,
-                &file.rfilename,
-                &format!("the download broke off: {e}"),
-            )
-        })?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) if e.is_timeout() || tries >= retry::ATTEMPTS => {
+                let why = format!("the download broke off: {}", outbound::describe(&e));
+                return Err(upstream_mismatch(repo, &file.rfilename, &why));
+            }
+            Err(e) => {
+                tracing::info!(repo, path = %file.rfilename, received, error = %outbound::describe(&e), "the download broke off; reading on from where it stopped");
+                tokio::time::sleep(retry::backoff(tries)).await;
+                tries += 1;
+                body = upstream
+                    .file(repo, commit, &file.rfilename, received)
+                    .await
+                    .map_err(|e| file_error(repo, &file.rfilename, e))?;
+                continue;
+            }
+        };
+        received += chunk.len() as u64;
         if let Some(git) = &mut git {
             git.update(&chunk);
         }

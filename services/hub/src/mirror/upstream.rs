@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 
 use super::retry::{self, QuietUntil};
@@ -324,20 +326,72 @@ impl Upstream {
         }
     }
 
-    /// The bytes of one file at a commit, as a response to stream from.
+    /// The bytes of one file at a commit from byte `from` on, as a stream: read on from where
+    /// a broken-off download stopped. A `206` must start at `from`; an upstream that ignores
+    /// the range (a `200` is allowed to) has the bytes before it skipped.
     pub async fn file(
         &self,
         repo: &str,
         commit: &str,
         path: &str,
-    ) -> Result<reqwest::Response, UpstreamError> {
+        from: u64,
+    ) -> Result<BoxStream<'static, reqwest::Result<Bytes>>, UpstreamError> {
         let url = self.resolve_url(repo, commit, path);
-        let response = self.get(&url).await?;
+        let response = self
+            .send_patiently(|| {
+                let request = self.authorized(self.http.get(&url));
+                match from {
+                    0 => request,
+                    from => request.header(reqwest::header::RANGE, format!("bytes={from}-")),
+                }
+            })
+            .await?;
         match response.status().as_u16() {
-            200 => Ok(response),
+            200 => Ok(skip(response.bytes_stream(), from)),
+            206 if from > 0 => {
+                let start = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(content_range_start);
+                match start {
+                    Some(start) if start == from => Ok(response.bytes_stream().boxed()),
+                    _ => Err(UpstreamError::Malformed(
+                        url,
+                        format!("asked to read on from byte {from}, it answered another range"),
+                    )),
+                }
+            }
             status => Err(UpstreamError::Refused(status, url)),
         }
     }
+}
+
+/// The first byte of a `Content-Range: bytes FIRST-LAST/SIZE` header.
+fn content_range_start(value: &str) -> Option<u64> {
+    let (first, _) = value.strip_prefix("bytes ")?.split_once('-')?;
+    first.trim().parse().ok()
+}
+
+/// `body` without its first `n` bytes.
+fn skip(
+    body: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    n: u64,
+) -> BoxStream<'static, reqwest::Result<Bytes>> {
+    let mut left = n;
+    body.filter_map(move |part| {
+        let kept = match part {
+            Ok(mut bytes) if left > 0 => {
+                let dropped = left.min(bytes.len() as u64);
+                left -= dropped;
+                let rest = bytes.split_off(dropped as usize);
+                (!rest.is_empty()).then_some(Ok(rest))
+            }
+            other => Some(other),
+        };
+        std::future::ready(kept)
+    })
+    .boxed()
 }
 
 #[cfg(test)]
@@ -362,5 +416,33 @@ mod tests {
         );
         let absent: UpstreamRevision = serde_json::from_str(r#"{"sha": "a"}"#).unwrap();
         assert_eq!(absent.gated, None);
+    }
+
+    #[test]
+    fn a_range_answer_names_where_it_starts() {
+        assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(content_range_start("bytes 0-0/*"), Some(0));
+        assert_eq!(content_range_start("bytes */200"), None);
+        assert_eq!(content_range_start("items 1-2/3"), None);
+        assert_eq!(content_range_start("bytes x-2/3"), None);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_starts_over_is_read_on_from_where_it_stopped() {
+        let parts = || ["abc", "defg", "", "hij"].map(|p| Ok::<_, reqwest::Error>(Bytes::from(p)));
+        for (n, rest) in [
+            (0, "abcdefghij"),
+            (2, "cdefghij"),
+            (3, "defghij"),
+            (7, "hij"),
+        ] {
+            let body = skip(futures_util::stream::iter(parts()), n);
+            let read: Vec<Bytes> = body.map(Result::unwrap).collect().await;
+            assert_eq!(read.concat(), rest.as_bytes(), "skipping {n}");
+        }
+        let past: Vec<_> = skip(futures_util::stream::iter(parts()), 20)
+            .collect()
+            .await;
+        assert!(past.is_empty());
     }
 }
