@@ -132,6 +132,8 @@ pub struct Xet {
     pub enabled: bool,
     /// Lifetime of a CAS token, in seconds (clients refresh it 30 s before it expires).
     pub token_secs: u64,
+    /// Lifetime of a signed xorb fetch URL in a reconstruction, in seconds.
+    pub fetch_url_secs: u64,
 }
 
 impl Default for Xet {
@@ -139,6 +141,7 @@ impl Default for Xet {
         Self {
             enabled: true,
             token_secs: 3600,
+            fetch_url_secs: 15 * 60,
         }
     }
 }

@@ -1642,6 +1642,38 @@ async fn a_distant_upstream_is_read_on_several_connections_at_once(pool: PgPool)
     );
 }
 
+/// Signed fetch URLs expire (the public hub's within the hour), and a fetch of a large file on a
+/// slow link outlasts them: the mirror asks for the file's reconstruction again, with a fresh
+/// read token, and reads on with the new URLs. Here they last one or two seconds, and the last
+/// four of ten pieces start after two.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn a_fetch_that_outlasts_its_signed_urls_has_them_signed_again(pool: PgPool) {
+    let weights = noise(40 << 20, 84);
+    let upstream = upstream_app_with(&pool, Backend::Local, |s| s.xet.fetch_url_secs = 1).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    upload_with_xet(&upstream, &alice, "alice/m", &[("w.bin", &weights)]).await;
+    let relay = kaiyuan_tests::slow_relay(&upstream.base, 2 << 20).await;
+    let base = relay.base.clone();
+    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstream = Some(base);
+        s.mirror.timeout_secs = 30;
+        s.mirror.wait_secs = 60;
+    })
+    .await;
+    let res = mirror.get("/alice/m/resolve/main/w.bin", None).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
+    assert!(res.bytes().await.unwrap().as_ref() == weights.as_slice());
+    let reconstructions =
+        route_requests(&upstream, "GET", "/cas/v1/reconstructions/{file_id}").await;
+    assert!(reconstructions >= 2, "{reconstructions} reconstructions");
+}
+
 /// A fetch that fails while it records what it fetched (here: the database refuses the mirror's
 /// record, as a crash or a lost connection would end the transaction) leaves no repository
 /// behind, gated or not: a repository left without its mirror record would be served as an

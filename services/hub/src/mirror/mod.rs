@@ -903,7 +903,8 @@ async fn fetch_file(
     if chunked && let Some(source) = upstream.xet_source(repo, commit, &file.rfilename).await {
         match upstream.reconstruction(&source).await {
             Ok(plan) => {
-                return fetch_chunks(state, upstream, repo, file, expected, &source, &plan).await;
+                let at = (repo, commit);
+                return fetch_chunks(state, upstream, at, file, expected, &source, &plan).await;
             }
             Err(e) => {
                 tracing::info!(repo, path = %file.rfilename, error = %e, "the upstream's CAS gave no reconstruction; reading through resolve")
@@ -986,7 +987,7 @@ async fn fetch_file(
 async fn fetch_chunks(
     state: &AppState,
     upstream: &Upstream,
-    repo: &str,
+    (repo, commit): (&str, &str),
     file: &UpstreamFile,
     expected: Expected,
     source: &upstream_xet::XetSource,
@@ -1021,9 +1022,30 @@ async fn fetch_chunks(
     let to_fetch: Vec<_> = reads
         .iter()
         .filter(|read| held_table(read).is_none())
-        .map(|read| read.fetch.signed_range())
+        .map(|read| (read.xorb, read.fetch.signed_range()))
         .collect();
-    let mut ranges = pieces::RangeReader::new(upstream, to_fetch);
+    let keys: Vec<_> = to_fetch
+        .iter()
+        .map(|(xorb, (_, bytes))| (*xorb, bytes.clone()))
+        .collect();
+    let sign_again: pieces::SignAgain = {
+        let (upstream, hash) = (upstream.clone(), source.hash);
+        let at = (repo.to_string(), commit.to_string(), path.clone());
+        let keys = Arc::new(keys);
+        Box::new(move || {
+            let (upstream, at, keys) = (upstream.clone(), at.clone(), keys.clone());
+            Box::pin(async move {
+                upstream
+                    .sign_again((&at.0, &at.1, &at.2), hash, &keys)
+                    .await
+            })
+        })
+    };
+    let signed = pieces::Signed::new(
+        to_fetch.into_iter().map(|(_, range)| range).collect(),
+        sign_again,
+    );
+    let mut ranges = pieces::RangeReader::new(upstream, signed);
     let range_error = |e| match e {
         pieces::PieceError::Request(e) => file_error(repo, path, e),
         pieces::PieceError::Body(why) | pieces::PieceError::BrokeOff(why) => {

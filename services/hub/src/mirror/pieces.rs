@@ -9,14 +9,20 @@
 //!
 //! An upstream whose fetch URLs are signed for their exact range (a CDN policy) refuses a part of
 //! one; the reader then reads each range whole, one at a time, streamed as it arrives.
+//!
+//! Signed URLs expire (the public hub's within the hour, kaiyuan's after 15 minutes), and a fetch
+//! of a large model on a slow link outlasts them: a URL refused once pieces were read is signed
+//! again from a fresh reconstruction ([`Signed`]), and the fetch goes on where it was.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, stream};
 
@@ -40,19 +46,91 @@ pub enum PieceError {
     BrokeOff(String),
 }
 
-/// A signed fetch URL and the bytes of it to read (end excluded).
-pub type SignedRange = (String, Range<u64>);
+/// Asks the upstream for fresh signed URLs of the same ranges, in the same order.
+pub type SignAgain =
+    Box<dyn Fn() -> BoxFuture<'static, Result<Vec<String>, UpstreamError>> + Send + Sync>;
+
+/// How often one request may have its URL signed again before its refusal stands.
+const SIGNINGS: u32 = 2;
+
+/// The signed ranges of one file: the bytes of each (end excluded), and its URL, which is
+/// replaced when the upstream refuses the old one as expired.
+pub struct Signed {
+    bytes: Vec<Range<u64>>,
+    /// The URLs, and how many times they were signed again.
+    urls: Mutex<(u32, Vec<String>)>,
+    /// Held while URLs are signed again: the pieces refused at once get one new signing.
+    signing: tokio::sync::Mutex<()>,
+    sign_again: SignAgain,
+    /// Whether any piece was read: an upstream that refuses parts refuses the first one, and a
+    /// URL refused after a read has expired.
+    read_any: AtomicBool,
+}
+
+impl Signed {
+    /// `ranges` as the reconstruction named them, with the way to sign them again.
+    pub fn new(ranges: Vec<(String, Range<u64>)>, sign_again: SignAgain) -> Self {
+        let (urls, bytes) = ranges.into_iter().unzip();
+        Signed {
+            bytes,
+            urls: Mutex::new((0, urls)),
+            signing: tokio::sync::Mutex::new(()),
+            sign_again,
+            read_any: AtomicBool::new(false),
+        }
+    }
+
+    /// The URL of range `index`, and which signing it is.
+    fn url(&self, index: usize) -> (u32, String) {
+        let urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
+        (urls.0, urls.1[index].clone())
+    }
+
+    fn read_any(&self) -> bool {
+        self.read_any.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request refused with `error`, made with the URLs of signing `seen` and after
+    /// `signings` of its own, is to be made again: when its URL expired, the URLs are signed
+    /// again, unless another refused request had that done meanwhile.
+    async fn signed_again(
+        &self,
+        error: &UpstreamError,
+        seen: u32,
+        signings: u32,
+    ) -> Result<bool, UpstreamError> {
+        let expired = matches!(error, UpstreamError::Refused(401 | 403, _));
+        if !expired || !self.read_any() || signings >= SIGNINGS {
+            return Ok(false);
+        }
+        let _one = self.signing.lock().await;
+        if self.url(0).0 != seen {
+            return Ok(true);
+        }
+        tracing::info!("the upstream's signed URLs expired; asking for them again");
+        let fresh = (self.sign_again)().await?;
+        let mut urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
+        if fresh.len() != urls.1.len() {
+            return Err(UpstreamError::Malformed(
+                "its reconstruction, asked again".into(),
+                "it names other ranges than the first time".into(),
+            ));
+        }
+        *urls = (seen + 1, fresh);
+        Ok(true)
+    }
+}
 
 /// Reads the signed ranges of one file, in order, part by part: [`RangeReader::begin`] each
 /// range, then take its parts with [`RangeReader::next_part`] until it gives `None`.
 pub struct RangeReader {
     upstream: Upstream,
-    ranges: VecDeque<SignedRange>,
+    signed: Arc<Signed>,
+    /// The ranges not begun yet, by index.
+    ranges: VecDeque<usize>,
     mode: Mode,
     current: Current,
     buffers: Buffers,
-    /// Whether any piece was read: an upstream that refuses parts refuses the first one.
-    read_any: bool,
 }
 
 enum Mode {
@@ -63,9 +141,9 @@ enum Mode {
 }
 
 enum Current {
-    /// `left` pieces of the range still to come.
+    /// `left` pieces of range `index` still to come.
     Pieces {
-        range: SignedRange,
+        index: usize,
         left: u64,
     },
     /// The answer to a request for the whole range, `left` bytes of it still to come.
@@ -77,18 +155,19 @@ enum Current {
 }
 
 impl RangeReader {
-    /// A reader of `ranges` from `upstream`; pieces ahead of the one the caller waits for are
-    /// read meanwhile, each in its own task.
-    pub fn new(upstream: &Upstream, ranges: Vec<SignedRange>) -> Self {
+    /// A reader of the `signed` ranges from `upstream`; pieces ahead of the one the caller waits
+    /// for are read meanwhile, each in its own task.
+    pub fn new(upstream: &Upstream, signed: Signed) -> Self {
         let buffers = Buffers::default();
-        let pieces = read_in_pieces(upstream, &ranges, &buffers);
+        let signed = Arc::new(signed);
+        let pieces = read_in_pieces(upstream, &signed, &buffers);
         RangeReader {
             upstream: upstream.clone(),
-            ranges: ranges.into(),
+            ranges: (0..signed.bytes.len()).collect(),
+            signed,
             mode: Mode::Pieces(Box::pin(pieces)),
             current: Current::None,
             buffers,
-            read_any: false,
         }
     }
 
@@ -100,25 +179,33 @@ impl RangeReader {
 
     /// Starts the next range.
     pub async fn begin(&mut self) -> Result<(), PieceError> {
-        let Some(range) = self.ranges.pop_front() else {
+        let Some(index) = self.ranges.pop_front() else {
             return Err(PieceError::Body("a range was never read".into()));
         };
-        self.start(range).await
+        self.start(index).await
     }
 
-    async fn start(&mut self, range: SignedRange) -> Result<(), PieceError> {
+    async fn start(&mut self, index: usize) -> Result<(), PieceError> {
+        let bytes = self.signed.bytes[index].clone();
         self.current = match self.mode {
             Mode::Pieces(_) => Current::Pieces {
-                left: piece_count(range.1.end - range.1.start),
-                range,
+                left: piece_count(bytes.end - bytes.start),
+                index,
             },
             Mode::Whole => {
-                let (url, bytes) = &range;
-                let response = self
-                    .upstream
-                    .xorb_range(url, bytes.clone())
-                    .await
-                    .map_err(PieceError::Request)?;
+                let mut signings = 0;
+                let response = loop {
+                    let (seen, url) = self.signed.url(index);
+                    match self.upstream.xorb_range(&url, bytes.clone()).await {
+                        Ok(response) => break response,
+                        Err(e) => match self.signed.signed_again(&e, seen, signings).await {
+                            Ok(true) => signings += 1,
+                            Ok(false) => return Err(PieceError::Request(e)),
+                            Err(e) => return Err(PieceError::Request(e)),
+                        },
+                    }
+                };
+                self.signed.read_any.store(true, Ordering::Relaxed);
                 Current::Whole {
                     body: response.bytes_stream().boxed(),
                     left: bytes.end - bytes.start,
@@ -149,7 +236,7 @@ impl RangeReader {
                         None => None,
                     };
                 }
-                Current::Pieces { range, left } => {
+                Current::Pieces { index, left } => {
                     if *left == 0 {
                         return None;
                     }
@@ -159,16 +246,15 @@ impl RangeReader {
                     match pieces.next().await {
                         Some(Ok(piece)) => {
                             *left -= 1;
-                            self.read_any = true;
                             return Some(Ok(piece));
                         }
                         Some(Err(PieceError::Request(UpstreamError::Refused(
                             400 | 403 | 416,
                             _,
-                        )))) if !self.read_any => {
-                            let range = range.clone();
+                        )))) if !self.signed.read_any() => {
+                            let index = *index;
                             // The host only: the URL's query is a credential while it lasts.
-                            let host = url::Url::parse(&range.0)
+                            let host = url::Url::parse(&self.signed.url(index).1)
                                 .map(|u| u.origin().ascii_serialization())
                                 .unwrap_or_default();
                             tracing::info!(
@@ -176,7 +262,7 @@ impl RangeReader {
                                 "the upstream's CAS refuses parts of its signed ranges; reading each whole, one at a time"
                             );
                             self.mode = Mode::Whole;
-                            if let Err(e) = self.start(range).await {
+                            if let Err(e) = self.start(index).await {
                                 return Some(Err(e));
                             }
                         }
@@ -207,53 +293,71 @@ fn piece_count(len: u64) -> u64 {
     len.div_ceil(PIECE_BYTES)
 }
 
-/// Bytes `range` (end excluded) of the signed URL `url`, split into pieces.
-fn split(url: &str, range: Range<u64>) -> impl Iterator<Item = SignedRange> + '_ {
+/// Bytes `range` (end excluded) of a signed range, split into pieces.
+fn split(range: Range<u64>) -> impl Iterator<Item = Range<u64>> {
     range
         .clone()
         .step_by(PIECE_BYTES as usize)
-        .map(move |start| (url.to_string(), start..(start + PIECE_BYTES).min(range.end)))
+        .map(move |start| start..(start + PIECE_BYTES).min(range.end))
 }
 
-/// The pieces of `ranges`, in order, read up to [`IN_FLIGHT`] at a time; dropping the stream
-/// stops the reads.
+/// The pieces of the `signed` ranges, in order, read up to [`IN_FLIGHT`] at a time; dropping
+/// the stream stops the reads.
 fn read_in_pieces(
     upstream: &Upstream,
-    ranges: &[SignedRange],
+    signed: &Arc<Signed>,
     buffers: &Buffers,
 ) -> impl Stream<Item = Result<Bytes, PieceError>> + Send + 'static {
-    let pieces: Vec<SignedRange> = ranges
+    let pieces: Vec<(usize, Range<u64>)> = signed
+        .bytes
         .iter()
-        .flat_map(|(url, range)| split(url, range.clone()))
+        .enumerate()
+        .flat_map(|(index, range)| split(range.clone()).map(move |piece| (index, piece)))
         .collect();
-    let (upstream, buffers) = (upstream.clone(), buffers.clone());
+    let (upstream, signed, buffers) = (upstream.clone(), signed.clone(), buffers.clone());
     stream::iter(pieces)
-        .map(move |(url, bytes)| {
-            let (upstream, buffer) = (upstream.clone(), buffers.take());
+        .map(move |(index, bytes)| {
+            let (upstream, signed, buffer) = (upstream.clone(), signed.clone(), buffers.take());
             Piece(tokio::spawn(async move {
-                read_piece(&upstream, &url, bytes, buffer).await
+                read_piece(&upstream, &signed, index, bytes, buffer).await
             }))
         })
         .buffered(IN_FLIGHT)
 }
 
-/// One piece, read whole into `piece` (an empty buffer): the connection's own buffers are let
-/// go as it arrives, so what a piece holds is its bytes. A piece whose connection broke off, or
-/// that the upstream answered "not now", is asked again (a fetch of many gigabytes should not
-/// be lost to one reset connection); anything else fails the fetch.
+/// One piece of range `index`, read whole into `piece` (an empty buffer): the connection's own
+/// buffers are let go as it arrives, so what a piece holds is its bytes. A piece whose
+/// connection broke off, or that the upstream answered "not now", is asked again (a fetch of
+/// many gigabytes should not be lost to one reset connection), and one whose URL expired is
+/// asked again with a new one; anything else fails the fetch.
 async fn read_piece(
     upstream: &Upstream,
-    url: &str,
+    signed: &Signed,
+    index: usize,
     bytes: Range<u64>,
     mut piece: BytesMut,
 ) -> Result<Bytes, PieceError> {
-    let mut attempt = 1;
+    let (mut attempt, mut signings) = (1, 0);
     loop {
         piece.clear();
-        let error = match read_piece_once(upstream, url, bytes.clone(), &mut piece).await {
-            Ok(()) => return Ok(piece.freeze()),
+        let (seen, url) = signed.url(index);
+        let error = match read_piece_once(upstream, &url, bytes.clone(), &mut piece).await {
+            Ok(()) => {
+                signed.read_any.store(true, Ordering::Relaxed);
+                return Ok(piece.freeze());
+            }
             Err(error) => error,
         };
+        if let PieceError::Request(refused) = &error {
+            match signed.signed_again(refused, seen, signings).await {
+                Ok(true) => {
+                    signings += 1;
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => return Err(PieceError::Request(e)),
+            }
+        }
         let Some(wait) = retry_wait(&error, attempt) else {
             return Err(error);
         };
@@ -375,9 +479,7 @@ mod tests {
 
     #[test]
     fn ranges_split_into_pieces_that_cover_them_exactly() {
-        let pieces: Vec<_> = split("u", 5..5 + 2 * PIECE_BYTES + 3)
-            .map(|(_, r)| r)
-            .collect();
+        let pieces: Vec<_> = split(5..5 + 2 * PIECE_BYTES + 3).collect();
         assert_eq!(
             pieces,
             [
@@ -388,7 +490,7 @@ mod tests {
         );
         assert_eq!(piece_count(2 * PIECE_BYTES + 3), 3);
         assert_eq!(piece_count(PIECE_BYTES), 1);
-        assert_eq!(split("u", 9..10).count(), 1);
+        assert_eq!(split(9..10).count(), 1);
         assert_eq!(piece_count(1), 1);
     }
 

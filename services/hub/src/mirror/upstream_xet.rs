@@ -122,7 +122,47 @@ impl Reconstruction {
     }
 }
 
+impl Reconstruction {
+    /// The signed URL of each of `ranges` (a xorb and the bytes of it, end excluded), as this
+    /// reconstruction names them: the same ranges, signed again, when an earlier one expired.
+    pub fn urls_of(&self, ranges: &[(MerkleHash, Range<u64>)]) -> Result<Vec<String>, String> {
+        ranges
+            .iter()
+            .map(|(xorb, bytes)| {
+                self.fetch_info
+                    .get(&xorb.to_string())
+                    .into_iter()
+                    .flatten()
+                    .find(|fetch| fetch.signed_range().1 == *bytes)
+                    .map(|fetch| fetch.url.clone())
+                    .ok_or_else(|| format!("it no longer names bytes {bytes:?} of xorb {xorb}"))
+            })
+            .collect()
+    }
+}
+
 impl Upstream {
+    /// Fresh signed URLs for `ranges` of the file `hash` at `path`: a new read token (the old
+    /// one may have expired with them) and a new reconstruction.
+    pub async fn sign_again(
+        &self,
+        (repo, commit, path): (&str, &str, &str),
+        hash: MerkleHash,
+        ranges: &[(MerkleHash, Range<u64>)],
+    ) -> Result<Vec<String>, UpstreamError> {
+        let what = || format!("the reconstruction of {repo}/{path}, asked again");
+        let source = self
+            .xet_source(repo, commit, path)
+            .await
+            .filter(|source| source.hash == hash)
+            .ok_or_else(|| {
+                UpstreamError::Malformed(what(), "it no longer serves the file through Xet".into())
+            })?;
+        let plan = self.reconstruction(&source).await?;
+        plan.urls_of(ranges)
+            .map_err(|why| UpstreamError::Malformed(what(), why))
+    }
+
     /// The Xet source of a file, when the upstream serves it through a CAS (its resolve
     /// headers name a Xet hash and a token route); `None` otherwise, or when asking fails,
     /// and the file is then read through resolve.
@@ -314,5 +354,20 @@ mod tests {
             "offset_into_first_range": 3, "terms": [], "fetch_info": {},
         }));
         assert!(offset.reads().is_err());
+    }
+
+    #[test]
+    fn ranges_signed_again_are_found_by_xorb_and_bytes() {
+        let (x, y) = ("ab".repeat(32), "cd".repeat(32));
+        let fetch = |url: &str, start: u64, end: u64| serde_json::json!({"range": {"start": 0, "end": 1}, "url": url, "url_range": {"start": start, "end": end}});
+        let again = plan(serde_json::json!({
+            "terms": [],
+            "fetch_info": {x.clone(): [fetch("x1", 0, 99), fetch("x2", 100, 199)], y.clone(): [fetch("y1", 0, 9)]},
+        }));
+        let key = |h: &str, r: Range<u64>| (h.parse::<MerkleHash>().unwrap(), r);
+        let asked = [key(&y, 0..10), key(&x, 100..200), key(&x, 0..100)];
+        assert_eq!(again.urls_of(&asked).unwrap(), ["y1", "x2", "x1"]);
+        let gone = again.urls_of(&[key(&x, 0..50)]).unwrap_err();
+        assert!(gone.contains("no longer names"), "{gone}");
     }
 }

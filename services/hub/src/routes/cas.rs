@@ -24,8 +24,6 @@ use crate::xet::recipes::{chunk_tables, term_chunks, unpack_terms};
 use crate::xet::register::{RegisterError, register};
 use crate::xet::token::{CasToken, TokenError, fetch_signature};
 
-/// Lifetime of a signed xorb fetch URL.
-const FETCH_URL_SECS: i64 = 15 * 60;
 /// Lifetime of the keyed chunk hashes of a global-dedupe answer.
 const DEDUPE_KEY_SECS: u64 = 7 * 24 * 3600;
 /// Xorbs named by one global-dedupe answer (32 full xorbs describe about 2 GiB).
@@ -273,7 +271,7 @@ async fn plan(
     let xorbs: Vec<MerkleHash> = terms.iter().map(|t| t.xorb).collect();
     let tables = chunk_tables(conn, &xorbs).await?;
     let key = super::hf_upload::signing_key(state).await?;
-    let expires = chrono::Utc::now().timestamp() + FETCH_URL_SECS;
+    let expires = chrono::Utc::now().timestamp() + state.settings.xet.fetch_url_secs as i64;
     let mut out = Plan {
         offset_into_first_range: 0,
         terms: Vec::new(),
