@@ -1522,22 +1522,29 @@ async fn cutting_proxy(upstream: &str, cut_after: u64) -> String {
     format!("http://{address}")
 }
 
-#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
-async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
-    let upstream = upstream_app(&pool).await;
+/// An upstream holding `alice/cut` with a file of 8 MiB outside Xet, `model.safetensors`, and a
+/// mirror reading it through a [`cutting_proxy`]; and alice's token and the file's bytes.
+async fn mirror_through_cuts(pool: &PgPool, cut_after: u64) -> (TestApp, TestApp, String, Vec<u8>) {
+    let upstream = upstream_app(pool).await;
     let alice = upstream.create_user("alice").await;
     upstream.create_repo(&alice, "alice", "cut", "public").await;
     let weights = noise(8 << 20, 8);
     upstream
         .commit_files(&alice, "alice/cut", &[("model.safetensors", &weights)])
         .await;
-    // Every connection breaks off after 1 MiB: the file needs more tries than a fetch makes.
-    let proxy = cutting_proxy(&upstream.base, 1 << 20).await;
+    let proxy = cutting_proxy(&upstream.base, cut_after).await;
     let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
         s.mirror.upstream = Some(proxy);
         s.mirror.timeout_secs = 5;
     })
     .await;
+    (upstream, mirror, alice, weights)
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
+    // Every connection breaks off after 1 MiB: the file needs more tries than a fetch makes.
+    let (upstream, mirror, alice, weights) = mirror_through_cuts(&pool, 1 << 20).await;
     let res = mirror
         .get("/alice/cut/resolve/main/model.safetensors", None)
         .await;
@@ -1595,19 +1602,7 @@ async fn an_upstream_that_breaks_off_mid_file_leaves_nothing(pool: PgPool) {
 /// carry 3 MiB, and is checked whole against the upstream's digest.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn a_download_that_breaks_off_is_read_on_from_where_it_stopped(pool: PgPool) {
-    let upstream = upstream_app(&pool).await;
-    let alice = upstream.create_user("alice").await;
-    upstream.create_repo(&alice, "alice", "cut", "public").await;
-    let weights = noise(8 << 20, 18);
-    upstream
-        .commit_files(&alice, "alice/cut", &[("model.safetensors", &weights)])
-        .await;
-    let proxy = cutting_proxy(&upstream.base, 3 << 20).await;
-    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
-        s.mirror.upstream = Some(proxy);
-        s.mirror.timeout_secs = 5;
-    })
-    .await;
+    let (upstream, mirror, _, weights) = mirror_through_cuts(&pool, 3 << 20).await;
     let res = mirror
         .get("/alice/cut/resolve/main/model.safetensors", None)
         .await;

@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,9 +62,11 @@ pub struct Signed {
     /// Held while URLs are signed again: the pieces refused at once get one new signing.
     signing: tokio::sync::Mutex<()>,
     sign_again: SignAgain,
-    /// Whether any piece was read: an upstream that refuses parts refuses the first one, and a
-    /// URL refused after a read has expired.
-    read_any: AtomicBool,
+    /// One more than the latest signing a piece was read with (0: none yet). An upstream that
+    /// refuses parts refuses the first one; a URL refused after a read with it has expired.
+    /// So an upstream that only refuses gets no new signing, and one that lies gets one per
+    /// piece it delivered at most.
+    read_with: AtomicU32,
 }
 
 impl Signed {
@@ -76,23 +78,32 @@ impl Signed {
             urls: Mutex::new((0, urls)),
             signing: tokio::sync::Mutex::new(()),
             sign_again,
-            read_any: AtomicBool::new(false),
+            read_with: AtomicU32::new(0),
         }
+    }
+
+    fn urls(&self) -> std::sync::MutexGuard<'_, (u32, Vec<String>)> {
+        self.urls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The URL of range `index`, and which signing it is.
     fn url(&self, index: usize) -> (u32, String) {
-        let urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
+        let urls = self.urls();
         (urls.0, urls.1[index].clone())
     }
 
+    /// Notes that a request made with signing `seen` was answered.
+    fn read(&self, seen: u32) {
+        self.read_with.fetch_max(seen + 1, Ordering::Relaxed);
+    }
+
     fn read_any(&self) -> bool {
-        self.read_any.load(Ordering::Relaxed)
+        self.read_with.load(Ordering::Relaxed) > 0
     }
 
     /// Whether a request refused with `error`, made with the URLs of signing `seen` and after
-    /// `signings` of its own, is to be made again: when its URL expired, the URLs are signed
-    /// again, unless another refused request had that done meanwhile.
+    /// `signings` of its own, is to be made again: with URLs another refused request had signed
+    /// meanwhile, or, when its URL expired, with URLs signed again now.
     async fn signed_again(
         &self,
         error: &UpstreamError,
@@ -100,23 +111,28 @@ impl Signed {
         signings: u32,
     ) -> Result<bool, UpstreamError> {
         let expired = matches!(error, UpstreamError::Refused(401 | 403, _));
-        if !expired || !self.read_any() || signings >= SIGNINGS {
+        if !expired || signings >= SIGNINGS {
             return Ok(false);
         }
         let _one = self.signing.lock().await;
-        if self.url(0).0 != seen {
+        let current = self.urls().0;
+        if current != seen {
             return Ok(true);
+        }
+        if self.read_with.load(Ordering::Relaxed) <= current {
+            // Never answered with these URLs: a refusal, not an expiry.
+            return Ok(false);
         }
         tracing::info!("the upstream's signed URLs expired; asking for them again");
         let fresh = (self.sign_again)().await?;
-        let mut urls = self.urls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut urls = self.urls();
         if fresh.len() != urls.1.len() {
             return Err(UpstreamError::Malformed(
                 "its reconstruction, asked again".into(),
                 "it names other ranges than the first time".into(),
             ));
         }
-        *urls = (seen + 1, fresh);
+        *urls = (current + 1, fresh);
         Ok(true)
     }
 }
@@ -197,7 +213,10 @@ impl RangeReader {
                 let response = loop {
                     let (seen, url) = self.signed.url(index);
                     match self.upstream.xorb_range(&url, bytes.clone()).await {
-                        Ok(response) => break response,
+                        Ok(response) => {
+                            self.signed.read(seen);
+                            break response;
+                        }
                         Err(e) => match self.signed.signed_again(&e, seen, signings).await {
                             Ok(true) => signings += 1,
                             Ok(false) => return Err(PieceError::Request(e)),
@@ -205,7 +224,6 @@ impl RangeReader {
                         },
                     }
                 };
-                self.signed.read_any.store(true, Ordering::Relaxed);
                 Current::Whole {
                     body: response.bytes_stream().boxed(),
                     left: bytes.end - bytes.start,
@@ -343,7 +361,7 @@ async fn read_piece(
         let (seen, url) = signed.url(index);
         let error = match read_piece_once(upstream, &url, bytes.clone(), &mut piece).await {
             Ok(()) => {
-                signed.read_any.store(true, Ordering::Relaxed);
+                signed.read(seen);
                 return Ok(piece.freeze());
             }
             Err(error) => error,
@@ -537,5 +555,42 @@ mod tests {
         // A part that is not a piece buffer (a connection's own) is not kept.
         buffers.give_back(Bytes::from_static(b"part"));
         assert!(buffers.kept().is_empty());
+    }
+
+    #[tokio::test]
+    async fn urls_are_signed_again_only_once_they_were_answered() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let count = calls.clone();
+        let signed = Signed::new(
+            vec![("u0".into(), 0..10), ("v0".into(), 10..20)],
+            Box::new(move || {
+                let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+                Box::pin(async move { Ok(vec![format!("u{n}"), format!("v{n}")]) })
+            }),
+        );
+        let refused = UpstreamError::Refused(403, "https://cas/f".into());
+        let again = |seen, signings| signed.signed_again(&refused, seen, signings);
+        assert!(!again(0, 0).await.unwrap(), "never answered: a refusal");
+        signed.read(0);
+        assert!(again(0, 0).await.unwrap());
+        assert_eq!(signed.url(1), (1, "v1".into()));
+        assert!(
+            again(0, 0).await.unwrap(),
+            "signed meanwhile: use the new URLs"
+        );
+        assert!(
+            !again(1, 0).await.unwrap(),
+            "the new URLs were never answered"
+        );
+        signed.read(1);
+        assert!(
+            !again(1, SIGNINGS).await.unwrap(),
+            "this request's signings are spent"
+        );
+        let missing = UpstreamError::Refused(404, "https://cas/f".into());
+        assert!(!signed.signed_again(&missing, 1, 0).await.unwrap());
+        assert!(again(1, 1).await.unwrap());
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        assert_eq!(signed.url(0), (2, "u2".into()));
     }
 }
