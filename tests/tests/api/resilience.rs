@@ -1,6 +1,7 @@
 //! The hub under a hostile or failing world: request bodies that never end or trickle, a chunked
 //! body that lies, `kill -9` of the hub during concurrent uploads and commits, `kill -9` of a
-//! mirror in the middle of a fetch, and `kill -9` of its embedded PostgreSQL.
+//! mirror in the middle of a fetch, `kill -9` of its embedded PostgreSQL, and its database pool
+//! hammered from several runtimes at once.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -678,4 +679,68 @@ async fn the_embedded_postgres_is_restarted_after_kill_9() {
     .await;
     drop(hub);
     let _ = std::fs::remove_file(&log);
+}
+
+/// The hub's pool is shared by every actix worker, each on a runtime of its own. sqlx 0.9.0 made a
+/// returned connection acquirable before it counted it idle, so a worker that took it at once
+/// counted one idle connection fewer than none: the count wrapped to `usize::MAX`, and the
+/// pool's idle sweep (every ten minutes) then looped that many times, a core at 100% for good
+/// (sqlx#3645; seen here as a test that spun for 24 minutes). Workers hammer one pool, and each
+/// checks the count right after it takes a connection.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_shared_pool_never_counts_more_idle_connections_than_it_holds(pool: PgPool) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const MAX: u32 = 3;
+    let url = database_url(&pool).await;
+    let shared = kaiyuan_hub::db::connect(url.as_str(), MAX).await.unwrap();
+    let worst = Arc::new(AtomicUsize::new(0));
+    let until = Instant::now() + Duration::from_secs(4);
+    const WORKERS: usize = 4;
+    // A connection answers through the runtime that opened it: every runtime keeps running
+    // until all are done, and this one is not blocked while they run.
+    let all_done = Arc::new(tokio::sync::Barrier::new(WORKERS));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (shared, worst, all_done) = (shared.clone(), worst.clone(), all_done.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                // A failure is returned, not raised: the others wait for this worker.
+                let work = async {
+                    while Instant::now() < until {
+                        let connection = match shared.acquire().await {
+                            Ok(connection) => connection,
+                            Err(e) => return Some(e.to_string()),
+                        };
+                        worst.fetch_max(shared.num_idle(), Ordering::Relaxed);
+                        drop(connection);
+                        tokio::task::yield_now().await;
+                    }
+                    None
+                };
+                runtime.block_on(async {
+                    let failed = work.await;
+                    all_done.wait().await;
+                    failed
+                })
+            })
+        })
+        .collect();
+    let failed: Vec<String> = tokio::task::spawn_blocking(move || {
+        workers
+            .into_iter()
+            .filter_map(|worker| worker.join().unwrap())
+            .collect()
+    })
+    .await
+    .unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    let worst = worst.load(Ordering::Relaxed);
+    assert!(
+        worst <= MAX as usize,
+        "the pool counted {worst} idle connections of {MAX}"
+    );
 }
