@@ -660,11 +660,20 @@ pub(super) async fn upload_with_xet(
 /// Xet, so that its CAS serves it (the client sends files under 10 MB inline); and alice's
 /// token.
 pub(super) async fn upstream_with_xet_file(pool: &PgPool, weights: &[u8]) -> (TestApp, String) {
+    upstream_with_xet_file_configured(pool, weights, |_| {}).await
+}
+
+/// The same, with the upstream configured by `configure`.
+async fn upstream_with_xet_file_configured(
+    pool: &PgPool,
+    weights: &[u8],
+    configure: impl FnOnce(&mut kaiyuan_hub::config::Settings),
+) -> (TestApp, String) {
     assert!(
         weights.len() > 10_000_000,
         "the client would send it inline"
     );
-    let upstream = upstream_app(pool).await;
+    let upstream = upstream_app_with(pool, Backend::Local, configure).await;
     let alice = upstream.create_user("alice").await;
     upstream.create_repo(&alice, "alice", "m", "public").await;
     upload_with_xet(&upstream, &alice, "alice/m", &[("w.bin", weights)]).await;
@@ -1612,6 +1621,17 @@ async fn a_download_that_breaks_off_is_read_on_from_where_it_stopped(pool: PgPoo
     assert_eq!(upstream_resolve_gets(&upstream).await, 3);
 }
 
+/// A mirror of the upstream at `base` on a slow link: reads wait up to 30 s, clients a minute.
+async fn patient_mirror_of(pool: &PgPool, base: &str) -> TestApp {
+    let base = base.to_string();
+    spawn_app_with(pool.clone(), Backend::Local, move |s| {
+        s.mirror.upstream = Some(base);
+        s.mirror.timeout_secs = 30;
+        s.mirror.wait_secs = 60;
+    })
+    .await
+}
+
 /// A distant upstream gives each connection a rate of its own, so the mirror reads a file's
 /// xorb ranges in pieces on several connections at once, as the stock client does; the pieces
 /// still make the file, byte for byte.
@@ -1620,13 +1640,7 @@ async fn a_distant_upstream_is_read_on_several_connections_at_once(pool: PgPool)
     let weights = noise(40 << 20, 81);
     let (upstream, _) = upstream_with_xet_file(&pool, &weights).await;
     let relay = kaiyuan_tests::slow_relay(&upstream.base, 32 << 20).await;
-    let base = relay.base.clone();
-    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
-        s.mirror.upstream = Some(base);
-        s.mirror.timeout_secs = 30;
-        s.mirror.wait_secs = 60;
-    })
-    .await;
+    let mirror = patient_mirror_of(&pool, &relay.base).await;
     let res = mirror.get("/alice/m/resolve/main/w.bin", None).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.bytes().await.unwrap().as_ref() == weights.as_slice());
@@ -1644,18 +1658,10 @@ async fn a_distant_upstream_is_read_on_several_connections_at_once(pool: PgPool)
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn a_fetch_that_outlasts_its_signed_urls_has_them_signed_again(pool: PgPool) {
     let weights = noise(40 << 20, 84);
-    let upstream = upstream_app_with(&pool, Backend::Local, |s| s.xet.fetch_url_secs = 1).await;
-    let alice = upstream.create_user("alice").await;
-    upstream.create_repo(&alice, "alice", "m", "public").await;
-    upload_with_xet(&upstream, &alice, "alice/m", &[("w.bin", &weights)]).await;
+    let short_lived = |s: &mut kaiyuan_hub::config::Settings| s.xet.fetch_url_secs = 1;
+    let (upstream, _) = upstream_with_xet_file_configured(&pool, &weights, short_lived).await;
     let relay = kaiyuan_tests::slow_relay(&upstream.base, 2 << 20).await;
-    let base = relay.base.clone();
-    let mirror = spawn_app_with(pool.clone(), Backend::Local, move |s| {
-        s.mirror.upstream = Some(base);
-        s.mirror.timeout_secs = 30;
-        s.mirror.wait_secs = 60;
-    })
-    .await;
+    let mirror = patient_mirror_of(&pool, &relay.base).await;
     let res = mirror.get("/alice/m/resolve/main/w.bin", None).await;
     assert_eq!(
         res.status(),
