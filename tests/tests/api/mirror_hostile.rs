@@ -1,8 +1,10 @@
 //! Mirror mode against an upstream that lies: a proxy in front of a real kaiyuan upstream that
 //! rewrites its answers. It redirects downloads to internal addresses, names an internal CAS,
 //! signs fetch URLs for internal hosts, sends more than the range it names, has no
-//! reconstruction for a file it advertises through Xet, and refuses parts of its signed ranges.
+//! reconstruction for a file it advertises through Xet, refuses parts of its signed ranges, and
+//! lets one of their URLs expire.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kaiyuan_tests::{Backend, TestApp, expect_error, noise, spawn_app_with};
@@ -309,51 +311,98 @@ async fn the_upstreams_cas_is_held_to_what_it_names(pool: PgPool) {
     );
 }
 
-/// An upstream whose fetch URLs are signed for their exact range, as a CDN's signed-URL policy
-/// can be: it refuses the mirror's first piece of a range, and the mirror then reads each range
-/// whole, one at a time, and still gets the file.
-#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
-async fn an_upstream_that_signs_exact_ranges_is_read_a_whole_range_at_a_time(pool: PgPool) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    // Over one piece (4 MiB): its range is asked in parts.
-    let weights = noise(20 << 20, 44);
-    let (upstream, _) = upstream_with_xet_file(&pool, &weights).await;
-    let (refused, counted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (refusals, fetches) = (refused.clone(), counted.clone());
-    let tamper: Tamper = Arc::new(move |_, target, answer| {
+/// The fetch requests a CAS was sent: for parts of a signed range, and for whole ones.
+#[derive(Clone, Default)]
+struct Fetches {
+    parts: Arc<AtomicUsize>,
+    whole: Arc<AtomicUsize>,
+}
+
+/// A CAS whose fetch URLs are signed for their exact range, as a CDN's signed-URL policy can
+/// be: a request for part of a range is refused. With `expire`, the `n`-th request for a whole
+/// range is refused too, as a URL that expired meanwhile.
+fn exact_range_cas(fetches: Fetches, expire: Option<usize>) -> Tamper {
+    Arc::new(move |_, target, answer| {
         let Some((_, query)) = target
             .strip_prefix("/cas/v1/fetch/")
             .and_then(|t| t.split_once('?'))
         else {
             return;
         };
-        fetches.fetch_add(1, Ordering::Relaxed);
         let signed = query.split('&').find_map(|p| p.strip_prefix("bytes="));
         let served = answer
             .headers
             .iter()
             .find(|(name, _)| name == "content-range")
             .map(|(_, v)| v.trim_start_matches("bytes ").trim_end_matches("/*"));
-        if served.is_none() || served != signed {
-            refusals.fetch_add(1, Ordering::Relaxed);
+        let part = served.is_none() || served != signed;
+        let counter = if part { &fetches.parts } else { &fetches.whole };
+        let nth = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        if part || Some(nth) == expire {
             *answer = Answer {
                 status: 403,
                 headers: vec![("content-type".into(), "application/xml".into())],
                 body: b"<Error><Code>AccessDenied</Code></Error>".to_vec(),
             };
         }
-    });
-    let proxy = rewriting_proxy(&upstream.base, tamper).await;
-    let mirror = mirror_through(&pool, proxy, Vec::new()).await;
+    })
+}
+
+/// An upstream whose fetch URLs are signed for their exact range: it refuses the mirror's
+/// first piece of a range, and the mirror then reads each range whole, one at a time, and
+/// still gets the file.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn an_upstream_that_signs_exact_ranges_is_read_a_whole_range_at_a_time(pool: PgPool) {
+    // Over one piece (4 MiB): its range is asked in parts.
+    let (_, whole) = read_from_exact_range_cas(&pool, 20 << 20, None).await;
+    assert!(whole >= 1, "no whole range was read");
+}
+
+/// The same upstream, whose URL for the second range has expired by the time the mirror asks
+/// for it (read a range at a time, a large model on a slow link outlasts them): the mirror gets
+/// the ranges signed again and reads on.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn an_exact_range_upstream_whose_urls_expire_has_them_signed_again(pool: PgPool) {
+    // Over one xorb (64 MiB at most): two ranges.
+    let (upstream, whole) = read_from_exact_range_cas(&pool, 72 << 20, Some(2)).await;
+    assert_eq!(
+        whole, 3,
+        "the first range, then the second, refused and asked again"
+    );
+    let reconstructions =
+        route_requests(&upstream, "GET", "/cas/v1/reconstructions/{file_id}").await;
+    assert_eq!(reconstructions, 2, "the first, and the one signed again");
+}
+
+/// Reads a file of `size` bytes through a mirror of an [`exact_range_cas`] (which refuses the
+/// `expire`-th whole range): the bytes must arrive whole, after parts were refused. Returns the
+/// upstream and how many whole ranges it was asked for.
+async fn read_from_exact_range_cas(
+    pool: &PgPool,
+    size: usize,
+    expire: Option<usize>,
+) -> (TestApp, usize) {
+    let weights = noise(size, 44);
+    let (upstream, _) = upstream_with_xet_file(pool, &weights).await;
+    let fetches = Fetches::default();
+    let proxy = rewriting_proxy(&upstream.base, exact_range_cas(fetches.clone(), expire)).await;
+    let mirror = mirror_through(pool, proxy, Vec::new()).await;
     let res = mirror.get("/alice/m/resolve/main/w.bin", None).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.bytes().await.unwrap().as_ref() == weights.as_slice());
-    let (refused, fetches) = (
-        refused.load(Ordering::Relaxed),
-        counted.load(Ordering::Relaxed),
-    );
-    assert!(refused >= 1, "no part of a range was asked for");
-    assert!(fetches > refused, "no whole range was read");
+    let (parts, whole) = fetches.counts();
+    assert!(parts >= 1, "no part of a range was asked for");
+    (upstream, whole)
+}
+
+impl Fetches {
+    /// Requests for parts of a range, and for whole ranges.
+    fn counts(&self) -> (usize, usize) {
+        (
+            self.parts.load(Ordering::Relaxed),
+            self.whole.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// The `X-Xet-Hash` a hub gives for the file at `path`.
@@ -474,7 +523,6 @@ async fn names_that_are_not_names_never_reach_the_upstream(pool: PgPool) {
 /// request is asked again, after the wait the upstream named, and the file arrives whole.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn an_upstream_that_fails_for_a_moment_is_asked_again(pool: PgPool) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     // Five pieces of 4 MiB, read several at a time.
     let weights = noise(20 << 20, 45);
     let (upstream, _) = upstream_with_xet_file(&pool, &weights).await;
@@ -527,7 +575,6 @@ async fn an_upstream_that_fails_for_a_moment_is_asked_again(pool: PgPool) {
 /// identity's next window). Nothing is kept.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn an_upstream_rate_limit_is_passed_on_and_respected(pool: PgPool) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let upstream = upstream_app(&pool).await;
     let alice = upstream.create_user("alice").await;
     upstream.create_repo(&alice, "alice", "m", "public").await;
