@@ -1024,23 +1024,10 @@ async fn fetch_chunks(
         .filter(|read| held_table(read).is_none())
         .map(|read| (read.xorb, read.fetch.signed_range()))
         .collect();
-    let keys: Vec<_> = to_fetch
+    let keys = to_fetch
         .iter()
-        .map(|(xorb, (_, bytes))| (*xorb, bytes.clone()))
-        .collect();
-    let sign_again: pieces::SignAgain = {
-        let (upstream, hash) = (upstream.clone(), source.hash);
-        let at = (repo.to_string(), commit.to_string(), path.clone());
-        let keys = Arc::new(keys);
-        Box::new(move || {
-            let (upstream, at, keys) = (upstream.clone(), at.clone(), keys.clone());
-            Box::pin(async move {
-                upstream
-                    .sign_again((&at.0, &at.1, &at.2), hash, &keys)
-                    .await
-            })
-        })
-    };
+        .map(|(xorb, (_, bytes))| (*xorb, bytes.clone()));
+    let sign_again = upstream.signer((repo, commit, path), source.hash, keys.collect());
     let signed = pieces::Signed::new(
         to_fetch.into_iter().map(|(_, range)| range).collect(),
         sign_again,

@@ -5,10 +5,12 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use kaiyuan_xet::MerkleHash;
 use serde::Deserialize;
 
+use super::pieces::SignAgain;
 use super::retry;
 use super::upstream::{Upstream, UpstreamError};
 
@@ -161,6 +163,28 @@ impl Upstream {
         let plan = self.reconstruction(&source).await?;
         plan.urls_of(ranges)
             .map_err(|why| UpstreamError::Malformed(what(), why))
+    }
+
+    /// How a fetch of the file `hash` at `at` (repository, commit, path) gets fresh URLs for its
+    /// `ranges` when the old ones expired: [`Upstream::sign_again`].
+    pub fn signer(
+        &self,
+        at: (&str, &str, &str),
+        hash: MerkleHash,
+        ranges: Vec<(MerkleHash, Range<u64>)>,
+    ) -> SignAgain {
+        let upstream = self.clone();
+        let at = Arc::new((at.0.to_string(), at.1.to_string(), at.2.to_string()));
+        let ranges = Arc::new(ranges);
+        Box::new(move || {
+            let (upstream, at, ranges) = (upstream.clone(), at.clone(), ranges.clone());
+            Box::pin(async move {
+                let (repo, commit, path) = &*at;
+                upstream
+                    .sign_again((repo, commit, path), hash, &ranges)
+                    .await
+            })
+        })
     }
 
     /// The Xet source of a file, when the upstream serves it through a CAS (its resolve
