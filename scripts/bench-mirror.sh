@@ -9,6 +9,7 @@
 #   scripts/bench-mirror.sh [SIZE_MIB]     (default 2048)
 #   UPSTREAM_MBPS=200 scripts/bench-mirror.sh   (the upstream behind a 200 MB/s link)
 #   UPSTREAM_CONN_MBPS=40 scripts/bench-mirror.sh   (40 MB/s for each connection to the upstream)
+#   SHARDS=4 scripts/bench-mirror.sh   (the weights in four files)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib="${1:-2048}"
@@ -18,10 +19,16 @@ bench_workdir mirrorbench
 unset DATABASE_URL KAIYUAN_DATABASE_URL KAIYUAN_STORE_URL KAIYUAN_UPSTREAM KAIYUAN_UPSTREAM_TOKEN
 bytes=$((size_mib << 20))
 
+# SHARDS=N splits the weights into N files, as large models are published.
+shards="${SHARDS:-1}"
 mkdir -p "$work/model"
-(set +o pipefail
- printf '\x20\x00\x00\x00\x00\x00\x00\x00{"__metadata__":{"format":"pt"}}' >"$work/model/model.safetensors"
- openssl enc -aes-128-ctr -nosalt -pass pass:mirror -in /dev/zero 2>/dev/null | head -c $((bytes - 40)) >>"$work/model/model.safetensors")
+for i in $(seq "$shards"); do
+  file="$work/model/model.safetensors"
+  [ "$shards" = 1 ] || file=$(printf '%s/model/model-%05d-of-%05d.safetensors' "$work" "$i" "$shards")
+  (set +o pipefail
+   printf '\x20\x00\x00\x00\x00\x00\x00\x00{"__metadata__":{"format":"pt"}}' >"$file"
+   openssl enc -aes-128-ctr -nosalt -pass pass:"mirror$i" -in /dev/zero 2>/dev/null | head -c $((bytes / shards - 40)) >>"$file")
+done
 printf -- '---\nlicense: mit\n---\n# bench\n' >"$work/model/README.md"
 
 up_port=$(free_port) mirror_port=$(free_port)
@@ -65,31 +72,35 @@ download() { # endpoint
   HF_ENDPOINT="$1" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_HUB_ETAG_TIMEOUT=600 HF_HUB_DOWNLOAD_TIMEOUT=600 \
     "$py" -c "from huggingface_hub import snapshot_download; snapshot_download('bench/model', cache_dir='$work/cache')" >/dev/null
   secs "$start" "$(now)"
-  cmp -s "$(find "$work/cache" -name model.safetensors)" "$work/model/model.safetensors" || { echo "content differs via $1" >&2; exit 1; }
+  local snapshot; snapshot=$(dirname "$(find "$work/cache" -name README.md)")
+  for file in "$work"/model/*; do
+    cmp -s "$snapshot/$(basename "$file")" "$file" || { echo "$(basename "$file") differs via $1" >&2; exit 1; }
+  done
   rm -rf "$work/cache"
 }
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b ? a : b) }'; }
 direct=$(best "$(download "$upstream")" "$(download "$upstream")")
 cold_runs="$(download "$second") $(download "$mirror")"
 cold=$(best $cold_runs)
+rss_cold_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$mirror_pid/status")
 warm=$(best "$(download "$mirror")" "$(download "$mirror")")
 # The scan alone, as the cold path ran it (the same scanner, on the same bytes).
 rss_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$mirror_pid/status")
 scan_start=$(now)
-"$bin" --config "$work/mirror.toml" scan "$work/model/model.safetensors" >/dev/null || true
+"$bin" --config "$work/mirror.toml" scan "$work"/model/*.safetensors >/dev/null || true
 scan_s=$(secs "$scan_start" "$(now)")
 
 # The physical floor of a cold read on this machine: the file is written twice (into the
 # mirror's store, then into the client's cache), so cold cannot beat direct plus one durable
 # write of the file.
 disk_start=$(now)
-dd if="$work/model/model.safetensors" of="$work/disk-floor" bs=8M conv=fdatasync status=none
+cat "$work"/model/*.safetensors | dd of="$work/disk-floor" bs=8M iflag=fullblock conv=fdatasync status=none
 disk_s=$(secs "$disk_start" "$(now)")
 rm -f "$work/disk-floor"
 
 mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo "model: $bytes bytes of weights + README; best of two runs each; MB/s = 10^6 bytes per second; link: $link"
+echo "model: $bytes bytes of weights in $shards file(s) + README; best of two runs each; MB/s = 10^6 bytes per second; link: $link"
 printf '%-44s %9s %8s\n' measure seconds MB/s
 printf '%-44s %9s %8s\n' "snapshot_download, upstream directly" "$direct" "$(mbps "$direct")"
 printf '%-44s %9s %8s\n' "snapshot_download, mirror cold ($cold_runs)" "$cold" "$(mbps "$cold")"
@@ -100,4 +111,4 @@ echo "cold / direct time: $(ratio "$cold" "$direct")   (target <= 1.5, plus the 
 printf '%-44s %9s %8s\n' "one durable write of the file (dd, fdatasync)" "$disk_s" "$(mbps "$disk_s")"
 echo "cold / (direct + one durable write): $(awk -v c="$cold" -v d="$direct" -v w="$disk_s" 'BEGIN { printf "%.2f", c / (d + w) }')   (1.00 = the disk's floor)"
 echo "cold minus scan / direct time: $(awk -v c="$cold" -v s="$scan_s" -v d="$direct" 'BEGIN { printf "%.2f", (c - s) / d }')"
-echo "mirror peak RSS: $((rss_kib / 1024)) MiB   (target < 200 MiB)"
+echo "mirror peak RSS: $((rss_kib / 1024)) MiB   (target < 200 MiB; $((rss_cold_kib / 1024)) MiB after its cold read)"

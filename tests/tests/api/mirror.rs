@@ -773,6 +773,43 @@ async fn files_the_upstream_serves_through_xet_are_read_from_its_cas(pool: PgPoo
     assert_eq!(left.len(), 1, "only the good file's xorb: {left:?}");
 }
 
+/// The client's listings are reads like any other: as the first requests to a mirror, they
+/// fetch what they list (a 404 before, for a model the upstream has).
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn listings_of_commits_and_refs_read_through(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    let first = upstream
+        .commit_files(&alice, "alice/m", &[("config.json", b"{\"v\": 1}")])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tag(&upstream, &alice, "alice/m", "v1", &first).await;
+    upstream
+        .commit_files(&alice, "alice/m", &[("config.json", b"{\"v\": 2}")])
+        .await;
+    let mirror = mirror_of(pool.clone(), &upstream, None).await;
+    run_client(
+        &mirror,
+        "KAIYUAN_TEST_PYTHON",
+        "hf_mirror_listings.py",
+        &[
+            ("KY_REPO", "alice/m"),
+            ("KY_TAG", "v1"),
+            ("KY_PATH", "config.json"),
+            ("KY_SHA256", &sha(b"{\"v\": 1}")),
+        ],
+    )
+    .await;
+    let mirrored: i64 = sqlx::query_scalar("SELECT count(*) FROM mirrored_commits")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(mirrored, 2, "the tag and the default branch");
+}
+
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn mirror_add_and_status_from_the_command_line(pool: PgPool) {
     let upstream = upstream_app(&pool).await;

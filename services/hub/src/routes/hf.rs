@@ -578,6 +578,8 @@ async fn refs(
     query: web::Query<RefsParams>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name) = path.into_inner();
+    // A mirror lists what it holds: the default branch is fetched first, as model info does.
+    crate::mirror::ensure(&state, &caller, &namespace, &name, "main").await?;
     let mut conn = state.db.acquire().await?;
     let repo = load(&mut conn, &caller, &namespace, &name).await?;
     let (mut branches, mut tags) = (Vec::new(), Vec::new());
@@ -612,6 +614,7 @@ async fn commits(
     query: web::Query<CommitsParams>,
 ) -> ApiResult<HttpResponse> {
     let (namespace, name, revision) = path.into_inner();
+    crate::mirror::ensure(&state, &caller, &namespace, &name, &decode(&revision)).await?;
     let mut conn = state.db.acquire().await?;
     let repo = load(&mut conn, &caller, &namespace, &name).await?;
     let start = match &query.after {
