@@ -773,6 +773,72 @@ async fn files_the_upstream_serves_through_xet_are_read_from_its_cas(pool: PgPoo
     assert_eq!(left.len(), 1, "only the good file's xorb: {left:?}");
 }
 
+/// Clients in use besides the newest read through a cold mirror too: huggingface_hub 0.36 (what
+/// transformers 4.x installs), with Xet and through resolve, and the newest through resolve.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn older_clients_and_plain_downloads_read_through_a_cold_mirror(pool: PgPool) {
+    let upstream = upstream_app(&pool).await;
+    let alice = upstream.create_user("alice").await;
+    upstream.create_repo(&alice, "alice", "m", "public").await;
+    let card: &[u8] = b"---\nlicense: mit\n---\n# m\n";
+    let weights = noise(3 << 20, 7);
+    let first = upstream
+        .commit_files(
+            &alice,
+            "alice/m",
+            &[("README.md", card), ("model.safetensors", &weights)],
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tag(&upstream, &alice, "alice/m", "v1", &first).await;
+    upstream
+        .commit_files(&alice, "alice/m", &[("config.json", b"{}")])
+        .await;
+    let files = json!({
+        "README.md": sha(card),
+        "config.json": sha(b"{}"),
+        "model.safetensors": sha(&weights),
+    });
+    let revisions = json!({
+        "v1": {"model.safetensors": sha(&weights)},
+        first: {"README.md": sha(card)},
+    });
+    for (python, xet) in [
+        ("KAIYUAN_TEST_PYTHON_HF0", ""),
+        ("KAIYUAN_TEST_PYTHON_HF0", "1"),
+        ("KAIYUAN_TEST_PYTHON", "1"),
+    ] {
+        // A fresh mirror each time, so that every client meets the cold path.
+        let mirror = spawn_app_with(own_database(&pool).await, Backend::Local, {
+            let base = upstream.base.clone();
+            move |s| s.mirror.upstream = Some(base)
+        })
+        .await;
+        run_client(
+            &mirror,
+            python,
+            "hf_mirror_client.py",
+            &[
+                ("KY_REPO", "alice/m"),
+                ("KY_FILES", &files.to_string()),
+                ("KY_REVISIONS", &revisions.to_string()),
+                ("KY_LICENSE", "mit"),
+                ("HF_HUB_DISABLE_XET", xet),
+            ],
+        )
+        .await;
+        let through_cas = route_requests(&mirror, "GET", "/cas/v1/fetch/{xorb}").await;
+        assert_eq!(
+            through_cas > 0,
+            xet.is_empty(),
+            "{python} HF_HUB_DISABLE_XET={xet:?}"
+        );
+        mirror.stop().await;
+    }
+}
+
 /// The client's listings are reads like any other: as the first requests to a mirror, they
 /// fetch what they list (a 404 before, for a model the upstream has).
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
