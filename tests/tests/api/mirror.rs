@@ -839,10 +839,10 @@ async fn older_clients_and_plain_downloads_read_through_a_cold_mirror(pool: PgPo
     }
 }
 
-/// The client's listings are reads like any other: as the first requests to a mirror, they
-/// fetch what they list (a 404 before, for a model the upstream has).
+/// The client's listings and its file system interface are reads like any other: as the first
+/// requests to a mirror, they fetch what they list (a 404 before, for a model the upstream has).
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
-async fn listings_of_commits_and_refs_read_through(pool: PgPool) {
+async fn listings_and_the_file_system_interface_read_through(pool: PgPool) {
     let upstream = upstream_app(&pool).await;
     let alice = upstream.create_user("alice").await;
     upstream.create_repo(&alice, "alice", "m", "public").await;
@@ -856,6 +856,10 @@ async fn listings_of_commits_and_refs_read_through(pool: PgPool) {
     upstream
         .commit_files(&alice, "alice/m", &[("config.json", b"{\"v\": 2}")])
         .await;
+    upstream.create_repo(&alice, "alice", "n", "public").await;
+    upstream
+        .commit_files(&alice, "alice/n", &[("config.json", b"{\"v\": 1}")])
+        .await;
     let mirror = mirror_of(pool.clone(), &upstream, None).await;
     run_client(
         &mirror,
@@ -863,6 +867,7 @@ async fn listings_of_commits_and_refs_read_through(pool: PgPool) {
         "hf_mirror_listings.py",
         &[
             ("KY_REPO", "alice/m"),
+            ("KY_FS_REPO", "alice/n"),
             ("KY_TAG", "v1"),
             ("KY_PATH", "config.json"),
             ("KY_SHA256", &sha(b"{\"v\": 1}")),
@@ -873,7 +878,10 @@ async fn listings_of_commits_and_refs_read_through(pool: PgPool) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(mirrored, 2, "the tag and the default branch");
+    assert_eq!(
+        mirrored, 3,
+        "the tag and the default branch, and the second repository"
+    );
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
