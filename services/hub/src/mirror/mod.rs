@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use actix_web::web;
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use kaiyuan_storage::{Expected, Sha256Digest};
 use kaiyuan_xet::MerkleHash;
 use sha1::{Digest as _, Sha1};
@@ -600,19 +600,15 @@ async fn mirror_revision(
         .siblings
         .iter()
         .partition(|f| crate::licensing::is_fact_text(&f.rfilename));
-    for (i, file) in facts.iter().chain(&weights).enumerate() {
-        if i == facts.len() {
+    for (i, files) in [facts, weights].iter().enumerate() {
+        if i == 1 && !files.is_empty() {
             refuse_early(state, requester, upstream, &full, info, &snapshot).await?;
         }
-        let (sha256, size) = fetch_file(state, upstream, &full, &info.sha, file).await?;
-        new_blobs.push((sha256, file.rfilename.clone()));
-        snapshot.insert(
-            file.rfilename.clone(),
-            Entry {
-                sha256,
-                size: size as i64,
-            },
-        );
+        for (path, sha256, size) in fetch_files(state, upstream, &full, &info.sha, files).await? {
+            new_blobs.push((sha256, path.clone()));
+            let size = size as i64;
+            snapshot.insert(path, Entry { sha256, size });
+        }
     }
     // Scanned before the commit exists: a malicious file is quarantined the moment it appears.
     let ctx = crate::jobs::JobContext {
@@ -866,6 +862,53 @@ async fn local_repo(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Fetches `files` of `repo` at `commit`, each as [`fetch_file`] does, and names each one's
+/// digest and size. Small files are asked [`SMALL_FILES_AT_ONCE`] at a time: each costs a
+/// request, so from a distant upstream their round trips, not their bytes, are what a revision
+/// of many of them waits for. Large ones (and those of unknown size) come one after another,
+/// each read on several connections already (`pieces.rs`), so memory stays bounded.
+async fn fetch_files(
+    state: &AppState,
+    upstream: &Upstream,
+    repo: &str,
+    commit: &str,
+    files: &[&UpstreamFile],
+) -> Result<Vec<(String, Sha256Digest, u64)>, ApiError> {
+    let (small, large): (Vec<&UpstreamFile>, Vec<_>) = files.iter().partition(|f| {
+        let size = f.lfs.as_ref().map(|l| l.size).or(f.size);
+        size.is_some_and(|n| n < XET_MIN_BYTES)
+    });
+    // The futures are made first, then run: a stream that made them with a closure would not
+    // be `Send` for every lifetime the spawned fetch needs.
+    let small: Vec<_> = small
+        .into_iter()
+        .map(|file| fetch_named(state, upstream, repo, commit, file))
+        .collect();
+    let mut fetched: Vec<_> = futures_util::stream::iter(small)
+        .buffer_unordered(SMALL_FILES_AT_ONCE)
+        .try_collect()
+        .await?;
+    for file in large {
+        fetched.push(fetch_named(state, upstream, repo, commit, file).await?);
+    }
+    Ok(fetched)
+}
+
+/// [`fetch_file`], with the file's path beside its digest and size.
+async fn fetch_named(
+    state: &AppState,
+    upstream: &Upstream,
+    repo: &str,
+    commit: &str,
+    file: &UpstreamFile,
+) -> Result<(String, Sha256Digest, u64), ApiError> {
+    let (sha256, size) = fetch_file(state, upstream, repo, commit, file).await?;
+    Ok((file.rfilename.clone(), sha256, size))
+}
+
+/// How many small files of a revision are fetched at once.
+const SMALL_FILES_AT_ONCE: usize = 8;
 
 /// Streams one upstream file into the store, checked against the upstream's sha256 (LFS files)
 /// or git blob id (others): bytes that do not match are never referenced.
