@@ -10,6 +10,7 @@
 #   UPSTREAM_MBPS=200 scripts/bench-mirror.sh   (the upstream behind a 200 MB/s link)
 #   UPSTREAM_CONN_MBPS=40 scripts/bench-mirror.sh   (40 MB/s for each connection to the upstream)
 #   SHARDS=4 scripts/bench-mirror.sh   (the weights in four files)
+#   SMALL_FILES=24 UPSTREAM_RTT_MS=100 scripts/bench-mirror.sh   (24 small files more; a 100 ms round trip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib="${1:-2048}"
@@ -30,6 +31,10 @@ for i in $(seq "$shards"); do
    openssl enc -aes-128-ctr -nosalt -pass pass:"mirror$i" -in /dev/zero 2>/dev/null | head -c $((bytes / shards - 40)) >>"$file")
 done
 printf -- '---\nlicense: mit\n---\n# bench\n' >"$work/model/README.md"
+# SMALL_FILES=N adds N small files (configurations, tokenizers: a request each).
+for i in $(seq "${SMALL_FILES:-0}"); do
+  head -c 2048 /dev/urandom | base64 -w0 | sed 's/.*/{"part": "&"}/' >"$(printf '%s/model/small-%03d.json' "$work" "$i")"
+done
 
 up_port=$(free_port) mirror_port=$(free_port)
 start_hub upstream "$up_port" ""
@@ -42,16 +47,25 @@ HF_ENDPOINT="$upstream" HF_TOKEN="$token" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISA
 # stay on loopback. Unset: every hop is loopback.
 # UPSTREAM_CONN_MBPS=N instead gives each connection to the upstream N MB/s of its own, as a
 # distant server does (one stream's rate is its window over the round trip).
+# UPSTREAM_RTT_MS=N adds a round trip of N ms to every exchange with the upstream.
 link="loopback"
-if [ -n "${UPSTREAM_MBPS:-}${UPSTREAM_CONN_MBPS:-}" ]; then
+if [ -n "${UPSTREAM_MBPS:-}${UPSTREAM_CONN_MBPS:-}${UPSTREAM_RTT_MS:-}" ]; then
   link_port=$(free_port)
   if [ -n "${UPSTREAM_CONN_MBPS:-}" ]; then
-    python3 scripts/throttle_proxy.py "$link_port" "127.0.0.1:$up_port" "$UPSTREAM_CONN_MBPS" per-connection &
+    proxy_args=("$UPSTREAM_CONN_MBPS" per-connection)
     link="$UPSTREAM_CONN_MBPS MB/s per connection to the upstream"
-  else
-    python3 scripts/throttle_proxy.py "$link_port" "127.0.0.1:$up_port" "$UPSTREAM_MBPS" &
+  elif [ -n "${UPSTREAM_MBPS:-}" ]; then
+    proxy_args=("$UPSTREAM_MBPS")
     link="$UPSTREAM_MBPS MB/s to the upstream"
+  else
+    proxy_args=(0)
+    link="no rate limit to the upstream"
   fi
+  if [ -n "${UPSTREAM_RTT_MS:-}" ]; then
+    proxy_args+=("rtt=$UPSTREAM_RTT_MS")
+    link="$link, $UPSTREAM_RTT_MS ms round trip"
+  fi
+  python3 scripts/throttle_proxy.py "$link_port" "127.0.0.1:$up_port" "${proxy_args[@]}" &
   pids+=($!)
   for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$link_port") 2>/dev/null && break; sleep 0.1; done
   upstream="http://127.0.0.1:$link_port"
@@ -100,7 +114,7 @@ rm -f "$work/disk-floor"
 
 mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo "model: $bytes bytes of weights in $shards file(s) + README; best of two runs each; MB/s = 10^6 bytes per second; link: $link"
+echo "model: $bytes bytes of weights in $shards file(s) + README + ${SMALL_FILES:-0} small files; best of two runs each; MB/s = 10^6 bytes per second; link: $link"
 printf '%-44s %9s %8s\n' measure seconds MB/s
 printf '%-44s %9s %8s\n' "snapshot_download, upstream directly" "$direct" "$(mbps "$direct")"
 printf '%-44s %9s %8s\n' "snapshot_download, mirror cold ($cold_runs)" "$cold" "$(mbps "$cold")"

@@ -1837,13 +1837,49 @@ async fn a_download_that_breaks_off_is_read_on_from_where_it_stopped(pool: PgPoo
 
 /// A mirror of the upstream at `base` on a slow link: reads wait up to 30 s, clients a minute.
 async fn patient_mirror_of(pool: &PgPool, base: &str) -> TestApp {
+    patient_mirror_with(pool, base, |_| {}).await
+}
+
+/// The same, configured further by `configure`.
+async fn patient_mirror_with(
+    pool: &PgPool,
+    base: &str,
+    configure: impl FnOnce(&mut kaiyuan_hub::config::Settings) + Send + 'static,
+) -> TestApp {
     let base = base.to_string();
     spawn_app_with(pool.clone(), Backend::Local, move |s| {
         s.mirror.upstream = Some(base);
         s.mirror.timeout_secs = 30;
         s.mirror.wait_secs = 60;
+        configure(s);
     })
     .await
+}
+
+/// Fetches of two models at once share one budget of pieces: the upstream never has more piece
+/// requests of the mirror's open than `mirror.connections`, and both fetches finish.
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn fetches_at_once_share_one_budget_of_pieces(pool: PgPool) {
+    let first = noise(24 << 20, 85);
+    let second = noise(24 << 20, 86);
+    let (upstream, alice) = upstream_with_xet_file(&pool, &first).await;
+    upstream.create_repo(&alice, "alice", "n", "public").await;
+    upload_with_xet(&upstream, &alice, "alice/n", &[("w.bin", &second)]).await;
+    let (paced, pieces) = super::mirror_hostile::paced_proxy(&upstream.base, 8 << 20).await;
+    let mirror = patient_mirror_with(&pool, &paced, |s| s.mirror.connections = 3).await;
+    let (a, b) = tokio::join!(
+        mirror.get("/alice/m/resolve/main/w.bin", None),
+        mirror.get("/alice/n/resolve/main/w.bin", None),
+    );
+    assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
+    assert!(a.bytes().await.unwrap().as_ref() == first.as_slice());
+    assert!(b.bytes().await.unwrap().as_ref() == second.as_slice());
+    // Without the shared budget each fetch would read three at once.
+    let at_once = pieces.most();
+    assert_eq!(
+        at_once, 3,
+        "the upstream sent {at_once} pieces at once at most"
+    );
 }
 
 /// A distant upstream gives each connection a rate of its own, so the mirror reads a file's
@@ -1875,7 +1911,8 @@ async fn a_fetch_that_outlasts_its_signed_urls_has_them_signed_again(pool: PgPoo
     let short_lived = |s: &mut kaiyuan_hub::config::Settings| s.xet.fetch_url_secs = 1;
     let (upstream, _) = upstream_with_xet_file_configured(&pool, &weights, short_lived).await;
     let relay = kaiyuan_tests::slow_relay(&upstream.base, 2 << 20).await;
-    let mirror = patient_mirror_of(&pool, &relay.base).await;
+    // Six of the ten pieces at once: the last four start after the URLs expired.
+    let mirror = patient_mirror_with(&pool, &relay.base, |s| s.mirror.connections = 6).await;
     let res = mirror.get("/alice/m/resolve/main/w.bin", None).await;
     assert_eq!(
         res.status(),

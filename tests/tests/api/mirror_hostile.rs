@@ -31,6 +31,67 @@ pub(super) type Tamper = Arc<dyn Fn(&str, &str, &mut Answer) + Send + Sync>;
 /// a real one. The client's `Host` goes on to the upstream, so the URLs the upstream writes (its
 /// token route, its CAS, the signed fetch URLs) name the proxy and come back through it.
 pub(super) async fn rewriting_proxy(upstream: &str, tamper: Tamper) -> String {
+    proxy(upstream, tamper, None).await
+}
+
+/// Xorb pieces a [`paced_proxy`] is sending at once, and the most it ever sent at once.
+#[derive(Default)]
+pub(super) struct PiecesAtOnce {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl PiecesAtOnce {
+    pub(super) fn most(&self) -> usize {
+        self.most.load(Ordering::Relaxed)
+    }
+}
+
+/// A proxy to `upstream` that sends each answer of its CAS's fetch route at `bytes_per_sec`,
+/// and counts how many of them it is sending at once.
+pub(super) async fn paced_proxy(
+    upstream: &str,
+    bytes_per_sec: usize,
+) -> (String, Arc<PiecesAtOnce>) {
+    let pieces = Arc::new(PiecesAtOnce::default());
+    let pace = Pace {
+        bytes_per_sec,
+        pieces: pieces.clone(),
+    };
+    (
+        proxy(upstream, Arc::new(|_, _, _| {}), Some(pace)).await,
+        pieces,
+    )
+}
+
+/// How a [`paced_proxy`] sends the pieces of xorbs.
+#[derive(Clone)]
+struct Pace {
+    bytes_per_sec: usize,
+    pieces: Arc<PiecesAtOnce>,
+}
+
+impl Pace {
+    async fn send(&self, stream: &mut tokio::net::TcpStream, body: &[u8]) -> std::io::Result<()> {
+        let now = self.pieces.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.pieces.most.fetch_max(now, Ordering::Relaxed);
+        let sent = async {
+            // The pause comes first: once the last part is written, the piece is no longer
+            // being sent.
+            for part in body.chunks(64 << 10) {
+                let pause = part.len() as f64 / self.bytes_per_sec as f64;
+                tokio::time::sleep(std::time::Duration::from_secs_f64(pause)).await;
+                stream.write_all(part).await?;
+            }
+            Ok(())
+        }
+        .await;
+        self.pieces.now.fetch_sub(1, Ordering::Relaxed);
+        sent
+    }
+}
+
+async fn proxy(upstream: &str, tamper: Tamper, pace: Option<Pace>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let upstream = upstream.to_string();
@@ -41,8 +102,9 @@ pub(super) async fn rewriting_proxy(upstream: &str, tamper: Tamper) -> String {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let (upstream, client, tamper) = (upstream.clone(), client.clone(), tamper.clone());
+            let pace = pace.clone();
             tokio::spawn(async move {
-                let _ = relay(stream, &upstream, &client, &*tamper).await;
+                let _ = relay(stream, &upstream, &client, &*tamper, pace.as_ref()).await;
             });
         }
     });
@@ -56,6 +118,7 @@ async fn relay(
     upstream: &str,
     client: &reqwest::Client,
     tamper: &(dyn Fn(&str, &str, &mut Answer) + Send + Sync),
+    pace: Option<&Pace>,
 ) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut buffer = [0u8; 4096];
@@ -113,7 +176,10 @@ async fn relay(
     out.push_str("\r\n");
     stream.write_all(out.as_bytes()).await?;
     if method != "HEAD" {
-        stream.write_all(&answer.body).await?;
+        match pace.filter(|_| target.starts_with("/cas/v1/fetch/")) {
+            Some(pace) => pace.send(&mut stream, &answer.body).await?,
+            None => stream.write_all(&answer.body).await?,
+        }
     }
     stream.shutdown().await
 }

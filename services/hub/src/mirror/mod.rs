@@ -76,6 +76,8 @@ impl Mirror {
             routes.iter().map(|(url, ..)| url.as_str()),
             &settings.internal_hosts,
         ));
+        // One budget for every upstream: it bounds the mirror's memory, not each upstream's.
+        let budget = pieces::PieceBudget::new(settings.connections);
         let routes = routes
             .into_iter()
             .filter_map(|(url, token, allow, deny)| {
@@ -85,6 +87,7 @@ impl Mirror {
                         token.clone(),
                         settings.timeout_secs,
                         destinations.clone(),
+                        budget.clone(),
                     )?,
                     allow: allow.clone(),
                     deny: deny.clone(),

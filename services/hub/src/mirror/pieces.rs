@@ -4,8 +4,9 @@
 //! A distant server gives each connection a rate bounded by its window over the round trip, so
 //! the stock client opens several; read one range at a time on one connection, a cold fetch ran
 //! at a third of the rate the client got from the same upstream (`UPSTREAM_CONN_MBPS` in
-//! `scripts/bench-mirror.sh`). Each piece is read whole before it is handed on, at most
-//! [`IN_FLIGHT`] of [`PIECE_BYTES`] at a time, so memory stays bounded whatever the file.
+//! `scripts/bench-mirror.sh`). Each piece is read whole before it is handed on, up to
+//! `mirror.connections` of [`PIECE_BYTES`] at a time; a [`PieceBudget`] shared by every fetch
+//! bounds the pieces held in memory, however many files are fetched at once.
 //!
 //! An upstream whose fetch URLs are signed for their exact range (a CDN policy) refuses a part of
 //! one; the reader then reads each range whole, one at a time, streamed as it arrives.
@@ -25,6 +26,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, stream};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::retry;
 use super::upstream::{Upstream, UpstreamError};
@@ -32,8 +34,25 @@ use super::upstream::{Upstream, UpstreamError};
 /// Bytes asked in one request.
 const PIECE_BYTES: u64 = 4 << 20;
 
-/// Requests in flight at once (each on its own connection).
-const IN_FLIGHT: usize = 6;
+/// How many pieces one fetch reads at once, and the permits, shared by every fetch, without one
+/// of which no piece is read: a piece keeps its permit until the fetch has used it, so the
+/// mirror holds at most that many pieces whatever number of files it fetches.
+#[derive(Clone, Debug)]
+pub struct PieceBudget {
+    per_fetch: usize,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl PieceBudget {
+    /// Room for `pieces` pieces (at least one), all of which one fetch may read at once.
+    pub fn new(pieces: usize) -> Self {
+        let pieces = pieces.max(1);
+        PieceBudget {
+            per_fetch: pieces,
+            permits: Arc::new(tokio::sync::Semaphore::new(pieces)),
+        }
+    }
+}
 
 /// Why a range could not be read.
 #[derive(Debug)]
@@ -147,11 +166,13 @@ pub struct RangeReader {
     mode: Mode,
     current: Current,
     buffers: Buffers,
+    /// The permit of the piece last handed on, let go when the next part is asked for.
+    held: Option<OwnedSemaphorePermit>,
 }
 
 enum Mode {
     /// Pieces of every range, read ahead several at a time.
-    Pieces(Pin<Box<dyn Stream<Item = Result<Bytes, PieceError>> + Send>>),
+    Pieces(Pin<Box<dyn Stream<Item = Result<HeldPiece, PieceError>> + Send>>),
     /// Each range whole, one at a time.
     Whole,
 }
@@ -174,9 +195,10 @@ impl RangeReader {
     /// A reader of the `signed` ranges from `upstream`; pieces ahead of the one the caller waits
     /// for are read meanwhile, each in its own task.
     pub fn new(upstream: &Upstream, signed: Signed) -> Self {
-        let buffers = Buffers::default();
+        let budget = upstream.piece_budget();
+        let buffers = Buffers::new(budget.per_fetch);
         let signed = Arc::new(signed);
-        let pieces = read_in_pieces(upstream, &signed, &buffers);
+        let pieces = read_in_pieces(upstream, budget, &signed, &buffers);
         RangeReader {
             upstream: upstream.clone(),
             ranges: (0..signed.bytes.len()).collect(),
@@ -184,6 +206,7 @@ impl RangeReader {
             mode: Mode::Pieces(Box::pin(pieces)),
             current: Current::None,
             buffers,
+            held: None,
         }
     }
 
@@ -235,6 +258,8 @@ impl RangeReader {
 
     /// The next bytes of the current range, in order; `None` once it was read whole.
     pub async fn next_part(&mut self) -> Option<Result<Bytes, PieceError>> {
+        // The caller is done with the part it was given last.
+        self.held = None;
         loop {
             match &mut self.current {
                 Current::None => return None,
@@ -262,8 +287,9 @@ impl RangeReader {
                         unreachable!("pieces are read in the pieces mode");
                     };
                     match pieces.next().await {
-                        Some(Ok(piece)) => {
+                        Some(Ok((piece, permit))) => {
                             *left -= 1;
+                            self.held = permit;
                             return Some(Ok(piece));
                         }
                         Some(Err(PieceError::Request(UpstreamError::Refused(
@@ -319,13 +345,20 @@ fn split(range: Range<u64>) -> impl Iterator<Item = Range<u64>> {
         .map(move |start| start..(start + PIECE_BYTES).min(range.end))
 }
 
-/// The pieces of the `signed` ranges, in order, read up to [`IN_FLIGHT`] at a time; dropping
-/// the stream stops the reads.
+/// A piece's bytes and its permit of the [`PieceBudget`] (`None` only if the budget was closed,
+/// which it never is).
+type HeldPiece = (Bytes, Option<OwnedSemaphorePermit>);
+
+/// The pieces of the `signed` ranges, in order, read up to the budget's `per_fetch` at a time;
+/// dropping the stream stops the reads. Permits are taken in the pieces' order, so a fetch's
+/// first piece not handed on always holds one: fetches that share the budget never wait on
+/// each other for good.
 fn read_in_pieces(
     upstream: &Upstream,
+    budget: &PieceBudget,
     signed: &Arc<Signed>,
     buffers: &Buffers,
-) -> impl Stream<Item = Result<Bytes, PieceError>> + Send + 'static {
+) -> impl Stream<Item = Result<HeldPiece, PieceError>> + Send + 'static {
     let pieces: Vec<(usize, Range<u64>)> = signed
         .bytes
         .iter()
@@ -333,14 +366,20 @@ fn read_in_pieces(
         .flat_map(|(index, range)| split(range.clone()).map(move |piece| (index, piece)))
         .collect();
     let (upstream, signed, buffers) = (upstream.clone(), signed.clone(), buffers.clone());
+    let permits = budget.permits.clone();
     stream::iter(pieces)
-        .map(move |(index, bytes)| {
-            let (upstream, signed, buffer) = (upstream.clone(), signed.clone(), buffers.take());
-            Piece(tokio::spawn(async move {
-                read_piece(&upstream, &signed, index, bytes, buffer).await
-            }))
+        .then(move |piece| {
+            let permits = permits.clone();
+            async move { (piece, permits.acquire_owned().await.ok()) }
         })
-        .buffered(IN_FLIGHT)
+        .map(move |((index, bytes), permit)| {
+            let (upstream, signed, buffer) = (upstream.clone(), signed.clone(), buffers.take());
+            let read = Piece(tokio::spawn(async move {
+                read_piece(&upstream, &signed, index, bytes, buffer).await
+            }));
+            async move { read.await.map(|piece| (piece, permit)) }
+        })
+        .buffered(budget.per_fetch)
 }
 
 /// One piece of range `index`, read whole into `piece` (an empty buffer): the connection's own
@@ -437,10 +476,21 @@ async fn read_piece_once(
 /// a fetch pass through the same few buffers, so its memory is those buffers whatever the file
 /// and whatever the number of threads (a buffer allocated on one thread and freed on another
 /// is kept by each thread's allocator arena, and fresh memory costs page faults).
-#[derive(Clone, Default)]
-struct Buffers(Arc<Mutex<Vec<BytesMut>>>);
+#[derive(Clone)]
+struct Buffers {
+    kept: Arc<Mutex<Vec<BytesMut>>>,
+    /// How many a fetch has in use at most.
+    most: usize,
+}
 
 impl Buffers {
+    fn new(most: usize) -> Self {
+        Buffers {
+            kept: Arc::default(),
+            most,
+        }
+    }
+
     /// An empty buffer: one used before, or a new one.
     fn take(&self) -> BytesMut {
         self.kept()
@@ -456,14 +506,14 @@ impl Buffers {
         {
             buffer.clear();
             let mut kept = self.kept();
-            if kept.len() <= IN_FLIGHT {
+            if kept.len() <= self.most {
                 kept.push(buffer);
             }
         }
     }
 
     fn kept(&self) -> std::sync::MutexGuard<'_, Vec<BytesMut>> {
-        self.0
+        self.kept
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -540,7 +590,7 @@ mod tests {
 
     #[test]
     fn a_buffer_is_used_again_once_nothing_else_holds_it() {
-        let buffers = Buffers::default();
+        let buffers = Buffers::new(2);
         let mut buffer = buffers.take();
         buffer.extend_from_slice(b"piece");
         let at = buffer.as_ptr();

@@ -128,16 +128,20 @@ pub struct Upstream {
     destinations: Arc<Destinations>,
     /// Until when the upstream asked not to be asked (a rate limit's reset).
     quiet: Arc<QuietUntil>,
+    /// The pieces of Xet ranges a fetch reads at once, and all fetches hold.
+    budget: super::pieces::PieceBudget,
 }
 
 impl Upstream {
     /// A client of the hub at `base`, sending `token`; each read waits at most `timeout_secs`,
-    /// and every request, redirect included, goes only where `destinations` admits.
+    /// every request, redirect included, goes only where `destinations` admits, and the pieces
+    /// of its Xet files are read within `budget`.
     pub fn new(
         base: &str,
         token: Option<String>,
         timeout_secs: u64,
         destinations: Arc<Destinations>,
+        budget: super::pieces::PieceBudget,
     ) -> Option<Self> {
         let base = base.trim_end_matches('/').to_string();
         kaiyuan_storage::install_crypto_provider();
@@ -161,7 +165,12 @@ impl Upstream {
                 .ok()?,
             destinations,
             quiet: Arc::default(),
+            budget,
         })
+    }
+
+    pub(super) fn piece_budget(&self) -> &super::pieces::PieceBudget {
+        &self.budget
     }
 
     /// Whether the mirror may send a request to `url`, a URL the upstream named.
