@@ -41,6 +41,8 @@ const PIECE_BYTES: u64 = 4 << 20;
 pub struct PieceBudget {
     per_fetch: usize,
     permits: Arc<tokio::sync::Semaphore>,
+    /// The buffers pieces are read into, as many as permits at most, shared like them.
+    buffers: Buffers,
 }
 
 impl PieceBudget {
@@ -50,6 +52,7 @@ impl PieceBudget {
         PieceBudget {
             per_fetch: pieces,
             permits: Arc::new(tokio::sync::Semaphore::new(pieces)),
+            buffers: Buffers::new(pieces),
         }
     }
 }
@@ -196,7 +199,7 @@ impl RangeReader {
     /// for are read meanwhile, each in its own task.
     pub fn new(upstream: &Upstream, signed: Signed) -> Self {
         let budget = upstream.piece_budget();
-        let buffers = Buffers::new(budget.per_fetch);
+        let buffers = budget.buffers.clone();
         let signed = Arc::new(signed);
         let pieces = read_in_pieces(upstream, budget, &signed, &buffers);
         RangeReader {
@@ -472,14 +475,14 @@ async fn read_piece_once(
     Ok(())
 }
 
-/// The buffers pieces are read into, used again once the fetch is done with them: the bytes of
-/// a fetch pass through the same few buffers, so its memory is those buffers whatever the file
-/// and whatever the number of threads (a buffer allocated on one thread and freed on another
-/// is kept by each thread's allocator arena, and fresh memory costs page faults).
-#[derive(Clone)]
+/// The buffers pieces are read into, used again once a fetch is done with them: the bytes of
+/// every fetch pass through the same few buffers, so their memory is those buffers whatever the
+/// files and whatever the number of threads (a buffer allocated on one thread and freed on
+/// another is kept by each thread's allocator arena, and fresh memory costs page faults).
+#[derive(Clone, Debug)]
 struct Buffers {
     kept: Arc<Mutex<Vec<BytesMut>>>,
-    /// How many a fetch has in use at most.
+    /// How many are in use at most (the budget's pieces).
     most: usize,
 }
 
@@ -499,14 +502,14 @@ impl Buffers {
     }
 
     /// Keeps `piece`'s buffer for a later piece, if nothing else holds it and fewer than the
-    /// buffers one fetch has in use are kept.
+    /// buffers in use at most are kept.
     fn give_back(&self, piece: Bytes) {
         if let Ok(mut buffer) = piece.try_into_mut()
             && buffer.capacity() >= PIECE_BYTES as usize
         {
             buffer.clear();
             let mut kept = self.kept();
-            if kept.len() <= self.most {
+            if kept.len() < self.most {
                 kept.push(buffer);
             }
         }
