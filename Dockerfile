@@ -53,7 +53,9 @@ RUN groupadd --gid 10001 kaiyuan \
     && useradd --uid 10001 --gid kaiyuan --no-create-home --home-dir /var/lib/kaiyuan --shell /usr/sbin/nologin kaiyuan \
     && mkdir -p /var/lib/kaiyuan \
     && chown kaiyuan:kaiyuan /var/lib/kaiyuan
+# Two malloc arenas, as scripts/run.sh sets (glibc's default keeps far more memory: README).
 ENV ORT_DYLIB_PATH=/opt/onnxruntime/libonnxruntime.so \
+    MALLOC_ARENA_MAX=2 \
     KAIYUAN_LISTEN=0.0.0.0:8080 \
     KAIYUAN_DATA_DIR=/var/lib/kaiyuan
 USER kaiyuan

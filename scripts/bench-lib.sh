@@ -32,7 +32,8 @@ start_hub() { # name port extra-config
   unset DATABASE_URL KAIYUAN_DATABASE_URL KAIYUAN_STORE_URL
   local pg_port; pg_port=$(free_port)
   printf '[embedded_postgres]\nport = %s\n[gc]\ninterval_secs = 0\n%s\n' "$pg_port" "$3" >"$work/$1.toml"
-  KAIYUAN_WORKERS=0 RUST_LOG=warn "$bin" --config "$work/$1.toml" serve --data-dir "$work/$1" --listen "127.0.0.1:$2" &
+  # The allocator setting scripts/run.sh and the container use.
+  MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}" KAIYUAN_WORKERS=0 RUST_LOG=warn "$bin" --config "$work/$1.toml" serve --data-dir "$work/$1" --listen "127.0.0.1:$2" &
   pids+=($!)
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && break; sleep 0.1; done
 }
