@@ -139,9 +139,12 @@ async fn xet_hash(pool: &PgPool, bytes: &[u8]) -> kaiyuan_xet::MerkleHash {
     kaiyuan_xet::MerkleHash::from_slice(&hash).unwrap()
 }
 
-#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
-async fn the_stock_client_reads_through_the_mirror(pool: PgPool) {
-    let upstream = upstream_app(&pool).await;
+/// `alice/m` on a new upstream: a card, `config.json` and 3 MiB of weights tagged `v1`, then a
+/// second `config.json` on main. Returns the upstream, the weights, the first commit's id, and
+/// what `hf_mirror_client.py` is to find: each file's sha256 at main (`KY_FILES`) and files at
+/// each revision (`KY_REVISIONS`).
+async fn upstream_with_tagged_model(pool: &PgPool) -> (TestApp, Vec<u8>, String, String, String) {
+    let upstream = upstream_app(pool).await;
     let alice = upstream.create_user("alice").await;
     upstream.create_repo(&alice, "alice", "m", "public").await;
     let weights = noise(3 << 20, 1);
@@ -163,7 +166,6 @@ async fn the_stock_client_reads_through_the_mirror(pool: PgPool) {
     upstream
         .commit_files(&alice, "alice/m", &[("config.json", b"{\"v\": 2}")])
         .await;
-    let mirror = mirror_of(pool.clone(), &upstream, None).await;
     let files = json!({
         "README.md": sha(b"---\nlicense: mit\n---\n# m\n"),
         "config.json": sha(b"{\"v\": 2}"),
@@ -174,14 +176,27 @@ async fn the_stock_client_reads_through_the_mirror(pool: PgPool) {
         "v1": {"config.json": sha(b"{\"v\": 1}"), "model.safetensors": sha(&weights)},
         first.clone(): {"config.json": sha(b"{\"v\": 1}")},
     });
+    (
+        upstream,
+        weights,
+        first,
+        files.to_string(),
+        revisions.to_string(),
+    )
+}
+
+#[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
+async fn the_stock_client_reads_through_the_mirror(pool: PgPool) {
+    let (upstream, weights, first, files, revisions) = upstream_with_tagged_model(&pool).await;
+    let mirror = mirror_of(pool.clone(), &upstream, None).await;
     run_client(
         &mirror,
         "KAIYUAN_TEST_PYTHON",
         "hf_mirror_client.py",
         &[
             ("KY_REPO", "alice/m"),
-            ("KY_FILES", &files.to_string()),
-            ("KY_REVISIONS", &revisions.to_string()),
+            ("KY_FILES", &files),
+            ("KY_REVISIONS", &revisions),
             ("KY_LICENSE", "mit"),
         ],
     )
@@ -777,34 +792,7 @@ async fn files_the_upstream_serves_through_xet_are_read_from_its_cas(pool: PgPoo
 /// transformers 4.x installs), with Xet and through resolve, and the newest through resolve.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn older_clients_and_plain_downloads_read_through_a_cold_mirror(pool: PgPool) {
-    let upstream = upstream_app(&pool).await;
-    let alice = upstream.create_user("alice").await;
-    upstream.create_repo(&alice, "alice", "m", "public").await;
-    let card: &[u8] = b"---\nlicense: mit\n---\n# m\n";
-    let weights = noise(3 << 20, 7);
-    let first = upstream
-        .commit_files(
-            &alice,
-            "alice/m",
-            &[("README.md", card), ("model.safetensors", &weights)],
-        )
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    tag(&upstream, &alice, "alice/m", "v1", &first).await;
-    upstream
-        .commit_files(&alice, "alice/m", &[("config.json", b"{}")])
-        .await;
-    let files = json!({
-        "README.md": sha(card),
-        "config.json": sha(b"{}"),
-        "model.safetensors": sha(&weights),
-    });
-    let revisions = json!({
-        "v1": {"model.safetensors": sha(&weights)},
-        first: {"README.md": sha(card)},
-    });
+    let (upstream, _, _, files, revisions) = upstream_with_tagged_model(&pool).await;
     for (python, xet) in [
         ("KAIYUAN_TEST_PYTHON_HF0", ""),
         ("KAIYUAN_TEST_PYTHON_HF0", "1"),
@@ -822,8 +810,8 @@ async fn older_clients_and_plain_downloads_read_through_a_cold_mirror(pool: PgPo
             "hf_mirror_client.py",
             &[
                 ("KY_REPO", "alice/m"),
-                ("KY_FILES", &files.to_string()),
-                ("KY_REVISIONS", &revisions.to_string()),
+                ("KY_FILES", &files),
+                ("KY_REVISIONS", &revisions),
                 ("KY_LICENSE", "mit"),
                 ("HF_HUB_DISABLE_XET", xet),
             ],

@@ -592,6 +592,28 @@ mod tests {
     }
 
     #[test]
+    fn every_fetch_reads_into_the_budgets_few_buffers() {
+        let budget = PieceBudget::new(2);
+        let (one, other) = (budget.buffers.clone(), budget.clone().buffers);
+        let mut taken: Vec<BytesMut> = (0..3).map(|_| one.take()).collect();
+        let at: Vec<*const u8> = taken.iter().map(|b| b.as_ptr()).collect();
+        for mut buffer in taken.drain(..) {
+            buffer.extend_from_slice(b"piece");
+            one.give_back(buffer.freeze());
+        }
+        assert_eq!(
+            one.kept().len(),
+            2,
+            "no more are kept than the budget's pieces"
+        );
+        let again = other.take();
+        assert!(
+            at.contains(&again.as_ptr()),
+            "another fetch reads into a buffer the first gave back"
+        );
+    }
+
+    #[test]
     fn a_buffer_is_used_again_once_nothing_else_holds_it() {
         let buffers = Buffers::new(2);
         let mut buffer = buffers.take();
