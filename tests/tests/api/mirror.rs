@@ -140,10 +140,21 @@ async fn xet_hash(pool: &PgPool, bytes: &[u8]) -> kaiyuan_xet::MerkleHash {
 }
 
 /// `alice/m` on a new upstream: a card, `config.json` and 3 MiB of weights tagged `v1`, then a
-/// second `config.json` on main. Returns the upstream, the weights, the first commit's id, and
-/// what `hf_mirror_client.py` is to find: each file's sha256 at main (`KY_FILES`) and files at
-/// each revision (`KY_REVISIONS`).
-async fn upstream_with_tagged_model(pool: &PgPool) -> (TestApp, Vec<u8>, String, String, String) {
+/// second `config.json` on main.
+struct TaggedModel {
+    upstream: TestApp,
+    /// Alice's token there.
+    alice: String,
+    weights: Vec<u8>,
+    /// The tagged commit's id.
+    first: String,
+    /// What `hf_mirror_client.py` is to find: each file's sha256 at main (`KY_FILES`), and
+    /// files at each revision (`KY_REVISIONS`).
+    files: String,
+    revisions: String,
+}
+
+async fn upstream_with_tagged_model(pool: &PgPool) -> TaggedModel {
     let upstream = upstream_app(pool).await;
     let alice = upstream.create_user("alice").await;
     upstream.create_repo(&alice, "alice", "m", "public").await;
@@ -176,18 +187,26 @@ async fn upstream_with_tagged_model(pool: &PgPool) -> (TestApp, Vec<u8>, String,
         "v1": {"config.json": sha(b"{\"v\": 1}"), "model.safetensors": sha(&weights)},
         first.clone(): {"config.json": sha(b"{\"v\": 1}")},
     });
-    (
+    TaggedModel {
         upstream,
+        alice,
         weights,
         first,
-        files.to_string(),
-        revisions.to_string(),
-    )
+        files: files.to_string(),
+        revisions: revisions.to_string(),
+    }
 }
 
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn the_stock_client_reads_through_the_mirror(pool: PgPool) {
-    let (upstream, weights, first, files, revisions) = upstream_with_tagged_model(&pool).await;
+    let TaggedModel {
+        upstream,
+        weights,
+        first,
+        files,
+        revisions,
+        ..
+    } = upstream_with_tagged_model(&pool).await;
     let mirror = mirror_of(pool.clone(), &upstream, None).await;
     run_client(
         &mirror,
@@ -792,7 +811,12 @@ async fn files_the_upstream_serves_through_xet_are_read_from_its_cas(pool: PgPoo
 /// transformers 4.x installs), with Xet and through resolve, and the newest through resolve.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn older_clients_and_plain_downloads_read_through_a_cold_mirror(pool: PgPool) {
-    let (upstream, _, _, files, revisions) = upstream_with_tagged_model(&pool).await;
+    let TaggedModel {
+        upstream,
+        files,
+        revisions,
+        ..
+    } = upstream_with_tagged_model(&pool).await;
     for (python, xet) in [
         ("KAIYUAN_TEST_PYTHON_HF0", ""),
         ("KAIYUAN_TEST_PYTHON_HF0", "1"),
@@ -831,19 +855,9 @@ async fn older_clients_and_plain_downloads_read_through_a_cold_mirror(pool: PgPo
 /// requests to a mirror, they fetch what they list (a 404 before, for a model the upstream has).
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
 async fn listings_and_the_file_system_interface_read_through(pool: PgPool) {
-    let upstream = upstream_app(&pool).await;
-    let alice = upstream.create_user("alice").await;
-    upstream.create_repo(&alice, "alice", "m", "public").await;
-    let first = upstream
-        .commit_files(&alice, "alice/m", &[("config.json", b"{\"v\": 1}")])
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    tag(&upstream, &alice, "alice/m", "v1", &first).await;
-    upstream
-        .commit_files(&alice, "alice/m", &[("config.json", b"{\"v\": 2}")])
-        .await;
+    let TaggedModel {
+        upstream, alice, ..
+    } = upstream_with_tagged_model(&pool).await;
     upstream.create_repo(&alice, "alice", "n", "public").await;
     upstream
         .commit_files(&alice, "alice/n", &[("config.json", b"{\"v\": 1}")])
