@@ -199,16 +199,15 @@ impl RangeReader {
     /// for are read meanwhile, each in its own task.
     pub fn new(upstream: &Upstream, signed: Signed) -> Self {
         let budget = upstream.piece_budget();
-        let buffers = budget.buffers.clone();
         let signed = Arc::new(signed);
-        let pieces = read_in_pieces(upstream, budget, &signed, &buffers);
+        let pieces = read_in_pieces(upstream, budget, &signed);
         RangeReader {
             upstream: upstream.clone(),
             ranges: (0..signed.bytes.len()).collect(),
             signed,
             mode: Mode::Pieces(Box::pin(pieces)),
             current: Current::None,
-            buffers,
+            buffers: budget.buffers.clone(),
             held: None,
         }
     }
@@ -360,7 +359,6 @@ fn read_in_pieces(
     upstream: &Upstream,
     budget: &PieceBudget,
     signed: &Arc<Signed>,
-    buffers: &Buffers,
 ) -> impl Stream<Item = Result<HeldPiece, PieceError>> + Send + 'static {
     let pieces: Vec<(usize, Range<u64>)> = signed
         .bytes
@@ -368,8 +366,8 @@ fn read_in_pieces(
         .enumerate()
         .flat_map(|(index, range)| split(range.clone()).map(move |piece| (index, piece)))
         .collect();
-    let (upstream, signed, buffers) = (upstream.clone(), signed.clone(), buffers.clone());
-    let permits = budget.permits.clone();
+    let (upstream, signed) = (upstream.clone(), signed.clone());
+    let (permits, buffers) = (budget.permits.clone(), budget.buffers.clone());
     stream::iter(pieces)
         .then(move |piece| {
             let permits = permits.clone();
