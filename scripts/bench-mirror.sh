@@ -65,7 +65,7 @@ if [ -n "${UPSTREAM_MBPS:-}${UPSTREAM_CONN_MBPS:-}${UPSTREAM_RTT_MS:-}" ]; then
     proxy_args+=("rtt=$UPSTREAM_RTT_MS")
     link="$link, $UPSTREAM_RTT_MS ms round trip"
   fi
-  cargo build --quiet --release -p kaiyuan-hub --example link
+  cargo build --quiet --release -p kaiyuan-tests --example link
   "$target/release/examples/link" "$link_port" "127.0.0.1:$up_port" "${proxy_args[@]}" &
   pids+=($!)
   for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$link_port") 2>/dev/null && break; sleep 0.1; done

@@ -21,6 +21,7 @@ pub enum Backend {
 }
 
 pub mod browser;
+pub mod link;
 
 pub mod object_store_env {
     //! The S3-compatible server started by scripts/test.sh. Tests fail (never skip) without it.

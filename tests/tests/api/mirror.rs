@@ -1644,55 +1644,6 @@ async fn cutting_proxy(upstream: &str, cut_after: u64) -> String {
     format!("http://{address}")
 }
 
-/// A TCP relay to `upstream` that holds every byte `one_way` before passing it on, in both
-/// directions: a distant upstream's round trips, on loopback.
-async fn latency_proxy(upstream: &str, one_way: std::time::Duration) -> String {
-    let target = upstream.trim_start_matches("http://").to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
-                continue;
-            };
-            let (client_read, client_write) = client.into_split();
-            let (server_read, server_write) = server.into_split();
-            tokio::spawn(delayed(client_read, server_write, one_way));
-            tokio::spawn(delayed(server_read, client_write, one_way));
-        }
-    });
-    format!("http://{address}")
-}
-
-/// Passes what `from` reads on to `to`, each read `by` after it arrived, in order.
-async fn delayed(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    by: std::time::Duration,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (queue, mut due) =
-        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
-    let writer = tokio::spawn(async move {
-        while let Some((at, bytes)) = due.recv().await {
-            tokio::time::sleep_until(at).await;
-            if to.write_all(&bytes).await.is_err() {
-                return;
-            }
-        }
-        let _ = to.shutdown().await;
-    });
-    let mut buffer = vec![0u8; 64 << 10];
-    while let Ok(n @ 1..) = from.read(&mut buffer).await {
-        let at = tokio::time::Instant::now() + by;
-        if queue.send((at, buffer[..n].to_vec())).is_err() {
-            break;
-        }
-    }
-    drop(queue);
-    let _ = writer.await;
-}
-
 /// A revision of many small files (tokenizers, configurations, variants) from a distant
 /// upstream waits for their round trips, not their bytes: they are asked several at a time.
 #[sqlx::test(migrator = "kaiyuan_hub::db::MIGRATOR")]
@@ -1716,7 +1667,12 @@ async fn the_small_files_of_a_distant_upstream_are_fetched_several_at_once(pool:
         .collect();
     upstream.commit_files(&alice, "alice/many", &listed).await;
     // A round trip of 250 ms: 24 requests one after another would take 6 s at the least.
-    let far = latency_proxy(&upstream.base, std::time::Duration::from_millis(125)).await;
+    let one_way = std::time::Duration::from_millis(125);
+    let limits = kaiyuan_tests::link::Limits {
+        one_way,
+        ..Default::default()
+    };
+    let far = kaiyuan_tests::link::start(&upstream.base, limits).await;
     let mirror = patient_mirror_of(&pool, &far).await;
     let started = std::time::Instant::now();
     let info = expect_status(
